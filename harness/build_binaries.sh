@@ -100,7 +100,10 @@ build_kubernetes() {
   log "kubernetes: wrapper go.mod has $(grep -c '=>' "${dir}/go.mod") staging replaces"
   local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
   log "kubernetes: downloading modules (go get)"
-  quiet_go_get "${dir}" "${pkgs[@]}"
+  # Each package @version: a bare package path would mean @upgrade (a newer Kubernetes).
+  quiet_go_get "${dir}" "${pkgs[@]/%/@${KUBERNETES_VERSION}}"
+  grep -q "k8s.io/kubernetes ${KUBERNETES_VERSION}\$" "${dir}/go.mod" \
+    || { log "go get moved k8s.io/kubernetes off ${KUBERNETES_VERSION}"; exit 1; }
   local ld="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X ${p}.gitVersion=${KUBERNETES_VERSION} -X ${p}.gitMajor=${major} -X ${p}.gitMinor=${minor}"
