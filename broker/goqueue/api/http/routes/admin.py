@@ -1,0 +1,16 @@
+"""Operator-facing read-outs: storage statistics (`goqueue-admin storage stats`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from goqueue.api.http.deps import BrokerDep
+from goqueue.models import StorageStats
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+@router.get("/storage", response_model=StorageStats, summary="Disk usage of the volume, topics and partitions")
+async def storage_stats(broker: BrokerDep) -> StorageStats:
+    broker.check_ready()
+    return broker.storage_stats()

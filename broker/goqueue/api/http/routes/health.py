@@ -1,0 +1,44 @@
+"""Liveness, readiness and Prometheus metrics on the HTTP port (the probes and the scrape target)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from goqueue import __version__
+from goqueue.api.http.deps import BrokerDep
+from goqueue.models import HealthStatus
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process serves HTTP")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: storage recovered and accepting writes")
+async def readyz(broker: BrokerDep) -> JSONResponse:
+    ready = broker.ready
+    body = {"status": "ready" if ready else "not ready", "offlinePartitions": len(broker.offline)}
+    return JSONResponse(status_code=200 if ready else 503, content=body)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(broker: BrokerDep) -> Response:
+    return Response(generate_latest(broker.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/admin/health", response_model=HealthStatus, summary="Health with per-check detail")
+async def health(broker: BrokerDep) -> HealthStatus:
+    checks = {
+        "storage": "ok" if broker.ready else "recovering",
+        "partitions": f"{len(broker.partitions)} online, {len(broker.offline)} offline",
+    }
+    healthy = broker.ready and not broker.offline
+    return HealthStatus(status="healthy" if healthy else ("degraded" if broker.ready else "starting"),
+                        broker_id=broker.broker_id, version=__version__,
+                        uptime_s=round(time.monotonic() - broker.started_monotonic, 3), checks=checks)

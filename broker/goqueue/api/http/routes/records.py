@@ -1,0 +1,154 @@
+"""Produce and fetch over HTTP, as JSON (for people and scripts) and as binary record batches (for clients).
+
+JSON produce: `POST /v1/topics/{topic}/records` with records whose key/value/header values are text in the
+request's `encoding`. Binary produce: `POST /v1/topics/{topic}/partitions/{p}/batches` with one record batch
+(`application/vnd.goqueue.batch`) built by the client, which the broker validates by CRC and stamps with offsets:
+no per-record work on the broker at all.
+
+Fetch mirrors both: `GET …/records` decodes to JSON; `GET …/batches` returns whole batches untouched, with the
+high watermark and log start offset in headers. Both long-poll with `waitMs`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from goqueue.api.http.deps import BrokerDep
+from goqueue.broker import ProducerIdentity, RecordIn
+from goqueue.errors import InvalidRequest, RecordTooLarge
+from goqueue.models import (
+    Acks,
+    Encoding,
+    FetchedRecord,
+    FetchResponse,
+    ProduceRequest,
+    ProduceResponse,
+    RecordOffset,
+    choose_encoding,
+    decode_text,
+    encode_bytes,
+)
+from goqueue.storage import batch as batches
+
+router = APIRouter(prefix="/v1/topics/{topic}", tags=["records"])
+
+BATCH_MEDIA_TYPE = "application/vnd.goqueue.batch"
+
+
+def _decode_records(request: ProduceRequest) -> list[RecordIn]:
+    records = []
+    enc = request.encoding
+    try:
+        for i, r in enumerate(request.records):
+            records.append(RecordIn(
+                key=decode_text(r.key, enc, f"records.{i}.key"),
+                value=decode_text(r.value, enc, f"records.{i}.value"),
+                headers=[(k, decode_text(v, enc, f"records.{i}.headers.{k}") or b"") for k, v in r.headers.items()],
+                partition=r.partition, timestamp_ms=r.timestamp_ms))
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    return records
+
+
+@router.post("/records", response_model=ProduceResponse, summary="Produce a batch of records (JSON)")
+async def produce(topic: str, body: ProduceRequest, broker: BrokerDep) -> Response:
+    started = time.perf_counter()
+    producer = None
+    if body.producer_id is not None:
+        if body.base_sequence is None or body.partition is None:
+            raise InvalidRequest("an idempotent produce (producerId) needs baseSequence and partition")
+        producer = ProducerIdentity(body.producer_id, body.producer_epoch, body.base_sequence)
+    offsets, duplicate = await broker.produce(
+        topic, _decode_records(body), acks=body.acks, partition=body.partition, producer=producer)
+    broker.metrics.observe_produce("http", time.perf_counter() - started)
+    response = ProduceResponse(
+        topic=topic, offsets=[RecordOffset(partition=p, offset=o) for p, o in offsets], duplicate=duplicate)
+    return Response(response.model_dump_json(), media_type="application/json")
+
+
+@router.post("/partitions/{partition}/batches", summary="Produce one client-built record batch (binary)",
+             response_model=ProduceResponse)
+async def produce_batch(
+    topic: str, partition: int, request: Request, broker: BrokerDep, acks: Acks = Acks.ALL,
+) -> Response:
+    started = time.perf_counter()
+    limit = broker.settings.limits.max_request_bytes
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > limit:
+        raise RecordTooLarge(f"request body is {declared} bytes; limits.maxRequestBytes is {limit}")
+    body = bytearray(await request.body())
+    if len(body) > limit:
+        raise RecordTooLarge(f"request body is {len(body)} bytes; limits.maxRequestBytes is {limit}")
+    result = await broker.append_batch(topic, partition, body, acks)
+    broker.metrics.observe_produce("http", time.perf_counter() - started)
+    count = result.last_offset - result.base_offset + 1 if result.base_offset >= 0 else 0
+    response = ProduceResponse(
+        topic=topic, duplicate=result.duplicate,
+        offsets=[RecordOffset(partition=partition, offset=result.base_offset + n) for n in range(count)])
+    return Response(response.model_dump_json(), media_type="application/json")
+
+
+@router.get("/partitions/{partition}/records", response_model=FetchResponse, summary="Fetch records (JSON)")
+async def fetch(
+    topic: str,
+    partition: int,
+    broker: BrokerDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    max_records: Annotated[int, Query(alias="maxRecords", ge=1, le=100_000)] = 500,
+    max_bytes: Annotated[int, Query(alias="maxBytes", ge=1)] = 1_048_576,
+    wait_ms: Annotated[int, Query(alias="waitMs", ge=0)] = 0,
+    encoding: Encoding | None = None,
+) -> Response:
+    result = await broker.fetch(topic, partition, offset, max_bytes, wait_ms / 1000)
+    records: list[FetchedRecord] = []
+    next_offset = offset
+    for pos, header in batches.iter_headers(result.data):
+        if len(records) >= max_records:
+            break
+        for record in batches.decode_records(result.data, pos):
+            if record.offset < offset:
+                continue
+            if len(records) >= max_records:
+                break
+            enc = encoding or choose_encoding(record.key, record.value, *(v for _, v in record.headers))
+            records.append(FetchedRecord(
+                topic=topic, partition=partition, offset=record.offset, timestamp_ms=record.timestamp_ms,
+                key=encode_bytes(record.key, enc), value=encode_bytes(record.value, enc),
+                headers={k: encode_bytes(v, enc) or "" for k, v in record.headers}, encoding=enc))
+            next_offset = record.offset + 1
+        else:  # the whole batch was taken: skip past any compaction gap at its end
+            next_offset = max(next_offset, header.next_offset)
+    broker.metrics.messages_fetched.labels(topic).inc(len(records))
+    response = FetchResponse(topic=topic, partition=partition, records=records, next_offset=next_offset,
+                             high_watermark=result.high_watermark, log_start_offset=result.log_start_offset)
+    return Response(response.model_dump_json(), media_type="application/json")
+
+
+@router.get("/partitions/{partition}/batches", summary="Fetch whole record batches (binary)",
+            response_class=Response)
+async def fetch_batches(
+    topic: str,
+    partition: int,
+    broker: BrokerDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    max_bytes: Annotated[int, Query(alias="maxBytes", ge=1)] = 1_048_576,
+    wait_ms: Annotated[int, Query(alias="waitMs", ge=0)] = 0,
+) -> Response:
+    result = await broker.fetch(topic, partition, offset, max_bytes, wait_ms / 1000)
+    return Response(result.data, media_type=BATCH_MEDIA_TYPE, headers={
+        "X-GoQueue-High-Watermark": str(result.high_watermark),
+        "X-GoQueue-Log-Start-Offset": str(result.log_start_offset),
+    })
+
+
+@router.get("/partitions/{partition}/offsets", summary="Offset lookup: earliest, latest or by timestamp")
+async def offsets(
+    topic: str,
+    partition: int,
+    broker: BrokerDep,
+    timestamp_ms: Annotated[int | None, Query(alias="timestampMs", ge=0)] = None,
+) -> dict[str, int | None]:
+    return broker.partition_offsets(topic, partition, timestamp_ms)

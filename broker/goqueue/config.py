@@ -1,0 +1,244 @@
+"""The broker's one typed settings object, loaded from a YAML file and then the environment.
+
+Keys are the runbook's dotted names (`broker.port`, `storage.dataDir`, `retention.maxAge` …). Every key can also be
+set from the environment by one rule: ``GOQUEUE_`` + the dotted key upper-cased, dots replaced by underscores
+(`storage.dataDir` → ``GOQUEUE_STORAGE_DATADIR``). The environment wins over the file, so a Kubernetes pod can
+override one key of a mounted ConfigMap. List values (`cluster.peers`) are comma-separated in the environment.
+
+Durations accept seconds as a number or a string with a unit (``250ms``, ``30s``, ``5m``, ``168h``, ``7d``);
+sizes accept bytes or a unit (``10GB`` = 10**10, ``512MiB``, Kubernetes-style ``100Gi``).
+
+Only `main` builds `Settings` (via `load_settings`); every other module receives it. Loading never touches the
+disk beyond reading the file, so an invalid config leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "GOQUEUE_"
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
+    "ki": 2**10, "kib": 2**10, "mi": 2**20, "mib": 2**20, "gi": 2**30, "gib": 2**30, "ti": 2**40, "tib": 2**40,
+}
+
+
+class ConfigError(Exception):
+    """An invalid setting; the message names the key and, when it came from the environment, the variable."""
+
+
+def parse_duration_s(value: Any) -> float:
+    """`"168h"` → 604800.0; numbers are seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 168h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as 250ms, 30s, 5m, 168h or 7d")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_size_bytes(value: Any) -> int:
+    """`"10GB"` → 10_000_000_000, `"100Gi"` → 107374182400; numbers are bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 10GB or 512MiB")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match.group(2).lower() if match else ""
+        if not match or unit not in _SIZE_UNITS:
+            raise ValueError(f"{value!r} is not a size such as 10GB, 512MiB or 100Gi")
+        size = int(float(match.group(1)) * _SIZE_UNITS[unit])
+    if size < 0:
+        raise ValueError("a size cannot be negative")
+    return size
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration_s)]
+Size = Annotated[int, BeforeValidator(parse_size_bytes)]
+CommaList = Annotated[list[str], BeforeValidator(_split_list)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class FsyncPolicy(StrEnum):
+    ALWAYS = "always"      # every acknowledged batch is on disk (fdatasync per group commit)
+    INTERVAL = "interval"  # acknowledged when written; fdatasync every storage.fsyncIntervalMs
+    NEVER = "never"        # the OS decides; a power loss can lose acknowledged records
+
+
+class BrokerSection(_Section):
+    id: int | None = Field(
+        None, ge=0, description="Broker id. Default: the ordinal at the end of the hostname (goqueue-2 → 2), else 0.")
+    host: str = Field("0.0.0.0", description="Address the HTTP and gRPC servers bind to.")  # noqa: S104
+    advertised_host: str | None = Field(
+        None, alias="advertisedHost", description="Address other brokers and clients use; default: host, or the "
+        "hostname when host is 0.0.0.0.")
+    port: int = Field(8080, ge=1, le=65535, description="HTTP API, health and /metrics port.")
+    grpc_port: int = Field(9000, alias="grpcPort", ge=0, le=65535, description="gRPC port (0 disables gRPC).")
+    raft_port: int = Field(7000, alias="raftPort", ge=1, le=65535, description="Metadata Raft port.")
+    zone: str | None = Field(None, description="Failure zone, used to spread replicas.")
+    shutdown_grace_s: Duration = Field(
+        20.0, alias="shutdownGrace", description="Seconds to drain requests on SIGTERM; below the pod's grace period.")
+
+
+class StorageSection(_Section):
+    data_dir: Path = Field(Path("/data"), alias="dataDir", description="Partition logs live here.")
+    wal_dir: Path = Field(
+        Path("/data/wal"), alias="walDir", description="Metadata: topic registry, Raft journal and snapshots.")
+    fsync: FsyncPolicy = Field(FsyncPolicy.ALWAYS, description="When writes reach the disk before acknowledgement.")
+    fsync_interval_s: Duration = Field(
+        0.05, alias="fsyncInterval", description="Flush period for fsync=interval.")
+    segment_bytes: Size = Field(
+        128 * 2**20, alias="segmentBytes", ge=4096, description="Roll the active segment past this size.")
+    segment_age_s: Duration = Field(
+        7 * 86400.0, alias="segmentAge", description="Roll the active segment when its first record is this old, "
+        "so age-based retention can delete it.")
+    index_interval_bytes: Size = Field(
+        4096, alias="indexIntervalBytes", ge=1, description="Bytes of log between sparse index entries.")
+    write_queue_max: int = Field(
+        4096, alias="writeQueueMax", ge=1, description="Pending appends before produce answers OVERLOADED.")
+
+
+class RetentionSection(_Section):
+    max_age_s: Duration = Field(168 * 3600.0, alias="maxAge", description="Default topic retention by age.")
+    max_size_bytes: Size = Field(
+        10 * 10**9, alias="maxSize", description="Default topic retention by size (whole topic; each partition "
+        "keeps maxSize / partitions).")
+    check_interval_s: Duration = Field(30.0, alias="checkInterval", description="How often retention runs.")
+    tombstone_retention_s: Duration = Field(
+        86400.0, alias="tombstoneRetention", description="Compacted topics keep delete markers this long, so "
+        "consumers that are behind still see the delete.")
+
+
+class LimitsSection(_Section):
+    max_message_bytes: Size = Field(
+        1 * 2**20, alias="maxMessageBytes", ge=1, description="Default largest record (key + value + headers).")
+    max_request_bytes: Size = Field(
+        64 * 2**20, alias="maxRequestBytes", ge=1024, description="Largest produce request body.")
+    max_fetch_bytes: Size = Field(
+        8 * 2**20, alias="maxFetchBytes", ge=1024, description="Upper bound of one fetch response.")
+    max_wait_s: Duration = Field(30.0, alias="maxWait", description="Longest long-poll a fetch may ask for.")
+    max_partitions: int = Field(
+        10000, alias="maxPartitions", ge=1, description="Partitions per broker (open files are bounded by it).")
+
+
+class ClusterSection(_Section):
+    peers: CommaList = Field(default_factory=list, description="host:raftPort of every broker, this one included.")
+    password: str | None = Field(
+        None, description="Raft password (PySyncObj's wire format is pickle: never run a cluster without it).",
+        repr=False)
+
+
+class LogSection(_Section):
+    level: str = Field("info", pattern="^(?i)(debug|info|warning|error)$", description="Log level.")
+    format: str = Field("auto", pattern="^(auto|json|console)$", description="json when not on a terminal.")
+
+
+class Settings(_Section):
+    broker: BrokerSection = BrokerSection()
+    storage: StorageSection = StorageSection()
+    retention: RetentionSection = RetentionSection()
+    limits: LimitsSection = LimitsSection()
+    cluster: ClusterSection = ClusterSection()
+    log: LogSection = LogSection()
+
+    @model_validator(mode="after")
+    def _check_ports_distinct(self) -> Settings:
+        ports = [p for p in (self.broker.port, self.broker.grpc_port, self.broker.raft_port) if p]
+        if len(ports) != len(set(ports)):
+            raise ValueError("broker.port, broker.grpcPort and broker.raftPort must differ")
+        return self
+
+    def broker_id(self) -> int:
+        """Explicit broker.id, else the StatefulSet ordinal in the hostname (goqueue-2 → 2), else 0."""
+        if self.broker.id is not None:
+            return self.broker.id
+        match = re.search(r"-(\d+)$", socket.gethostname().split(".")[0])
+        return int(match.group(1)) if match else 0
+
+
+def env_var_for(dotted_key: str) -> str:
+    """`storage.dataDir` → `GOQUEUE_STORAGE_DATADIR`: the one rule, documented in the README."""
+    return ENV_PREFIX + dotted_key.upper().replace(".", "_")
+
+
+def _leaf_keys(model: type[BaseModel], prefix: str = "") -> list[tuple[str, tuple[str, ...]]]:
+    """(dotted key, path of aliases) for every leaf setting."""
+    keys: list[tuple[str, tuple[str, ...]]] = []
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        dotted = f"{prefix}{alias}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.extend((k, (alias, *path)) for k, path in _leaf_keys(annotation, dotted + "."))
+        else:
+            keys.append((dotted, (alias,)))
+    return keys
+
+
+def all_keys() -> list[str]:
+    """Every dotted key, for docs and `--help`."""
+    return [key for key, _ in _leaf_keys(Settings)]
+
+
+def load_settings(config_file: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """File first, then `GOQUEUE_*` variables; raises ConfigError with one line naming the key."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {config_file} is not valid YAML: {exc}".replace("\n", " ")) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {config_file} must hold a mapping of sections (broker:, storage: …)")
+        raw = loaded or {}
+    sources: dict[tuple[str, ...], str] = {}
+    for dotted, path in _leaf_keys(Settings):
+        var = env_var_for(dotted)
+        if var in environ:
+            section = raw.setdefault(path[0], {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{path[0]}: must be a mapping, got {type(section).__name__}")
+            section[path[1]] = environ[var]
+            sources[path] = var
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join(loc) or "config"
+        origin = f" (from {sources[loc]})" if loc in sources else ""
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown setting; known keys: {', '.join(k for k in all_keys() if k.startswith(loc[0]))}"
+        raise ConfigError(f"{key}: {message}{origin}") from exc

@@ -1,0 +1,108 @@
+"""Every Prometheus metric the broker exports, declared in one place.
+
+Names follow the runbook exactly (`goqueue_messages_total`, `goqueue_consumer_lag`, `goqueue_message_latency_p99`,
+`goqueue_disk_usage_percent`, `goqueue_inflight_messages`). Labels are bounded: topic, partition, group, api, code
+— never offsets, client ids or producer ids.
+
+Two kinds: counters and histograms updated on the hot path (`BrokerMetrics`), and gauges read from live state at
+scrape time by a collector the broker registers (`register_state_collector`), so no gauge can drift from the truth.
+
+`goqueue_message_latency_p99` is in seconds (Prometheus base unit; the runbook's "10ms" is 0.01), the 99th
+percentile of produce latency over the last `LATENCY_WINDOW_S`, computed from a bounded ring of samples; the full
+histogram `goqueue_message_latency_seconds` is exported beside it for `histogram_quantile`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+LATENCY_WINDOW_S = 60.0
+LATENCY_SAMPLES_MAX = 100_000
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+
+
+class LatencyWindow:
+    """Recent produce latencies for the p99 gauge; bounded in count and age."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._samples: deque[tuple[float, float]] = deque(maxlen=LATENCY_SAMPLES_MAX)
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        with self._lock:
+            self._samples.append((self._clock(), seconds))
+
+    def p99(self) -> float:
+        cutoff = self._clock() - LATENCY_WINDOW_S
+        with self._lock:
+            while self._samples and self._samples[0][0] < cutoff:
+                self._samples.popleft()
+            values = sorted(s for _, s in self._samples)
+        if not values:
+            return 0.0
+        return values[min(len(values) - 1, int(len(values) * 0.99))]
+
+
+class BrokerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.messages = Counter("goqueue_messages", "Records appended (produced) per topic.", ["topic"], registry=r)
+        self.messages_fetched = Counter(
+            "goqueue_messages_fetched", "Records returned to consumers and followers.", ["topic"], registry=r)
+        self.bytes_in = Counter("goqueue_bytes_in", "Record batch bytes appended.", ["topic"], registry=r)
+        self.bytes_out = Counter("goqueue_bytes_out", "Record batch bytes fetched.", ["topic"], registry=r)
+        self.latency = Histogram(
+            "goqueue_message_latency_seconds", "Produce latency: request received to acknowledged.",
+            ["api"], buckets=LATENCY_BUCKETS, registry=r)
+        self.fsync = Histogram(
+            "goqueue_fsync_duration_seconds", "fdatasync duration per log per group commit.",
+            buckets=FSYNC_BUCKETS, registry=r)
+        self.group_commit_batches = Histogram(
+            "goqueue_group_commit_batches", "Batches written per group commit round.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096), registry=r)
+        self.requests = Counter(
+            "goqueue_requests", "API requests by operation and outcome code.", ["api", "op", "code"], registry=r)
+        self.recovery_truncated_bytes = Counter(
+            "goqueue_recovery_truncated_bytes", "Bytes cut from torn or corrupt segment tails at start-up.",
+            registry=r)
+        self.retention_deleted_segments = Counter(
+            "goqueue_retention_deleted_segments", "Segments deleted by retention.", ["topic"], registry=r)
+        self.compaction_removed_records = Counter(
+            "goqueue_compaction_removed_records", "Records removed by compaction.", ["topic"], registry=r)
+        self.latency_window = LatencyWindow()
+        Gauge("goqueue_message_latency_p99", "p99 produce latency in seconds over the last 60 s.",
+              registry=r).set_function(self.latency_window.p99)
+
+    def observe_produce(self, api: str, seconds: float) -> None:
+        self.latency.labels(api).observe(seconds)
+        self.latency_window.observe(seconds)
+
+
+GaugeSource = Callable[[], Iterable[Metric]]
+
+
+class _StateCollector(Collector):
+    def __init__(self, source: GaugeSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._source()
+
+
+def register_state_collector(registry: CollectorRegistry, source: GaugeSource) -> None:
+    """Gauges computed from live broker state at every scrape."""
+    registry.register(_StateCollector(source))
+
+
+def gauge(name: str, documentation: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=labels)

@@ -1,0 +1,91 @@
+"""`BrokerServer` owns the broker's lifecycle, like uvicorn's `Server`.
+
+start(): bind HTTP (so /healthz answers while storage recovers), recover storage, start gRPC → serve() until
+SIGTERM/SIGINT → stop(): stop accepting, let in-flight requests finish within `broker.shutdownGrace`, flush and
+checkpoint every log. Every background task lives in this object and is awaited on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Generator
+
+import uvicorn
+
+from goqueue.api.grpc.server import GrpcServer
+from goqueue.api.http.app import create_app
+from goqueue.broker import Broker
+from goqueue.config import Settings
+from goqueue.metrics import BrokerMetrics
+
+log = logging.getLogger(__name__)
+
+
+class _UvicornServer(uvicorn.Server):
+    """uvicorn without its own signal handling: BrokerServer decides when and how to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class BrokerServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = BrokerMetrics()
+        self.broker = Broker(settings, self.metrics)
+        self.app = create_app(self.broker)
+        config = uvicorn.Config(
+            self.app, host=settings.broker.host, port=settings.broker.port, log_config=None,
+            access_log=False, timeout_graceful_shutdown=int(settings.broker.shutdown_grace_s) or None,
+            limit_concurrency=10_000, backlog=2048)
+        self.http = _UvicornServer(config)
+        self.grpc = GrpcServer(self.broker, settings) if settings.broker.grpc_port else None
+        self._stop = asyncio.Event()
+        self._http_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._http_task = asyncio.create_task(self.http.serve(), name="http")
+        while not self.http.started:
+            if self._http_task.done():
+                await self._http_task  # surfaces the bind error
+                raise RuntimeError("the HTTP server exited during start-up")
+            await asyncio.sleep(0.01)
+        await self.broker.start()
+        if self.grpc is not None:
+            await self.grpc.start()
+        log.info("server.started", extra={
+            "broker_id": self.broker.broker_id, "http": f"{self.settings.broker.host}:{self.settings.broker.port}",
+            "grpc": self.settings.broker.grpc_port})
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        try:
+            await self.start()
+            http_task = self._http_task
+            assert http_task is not None
+            stop_wait = asyncio.create_task(self._stop.wait())
+            done, _ = await asyncio.wait({stop_wait, http_task}, return_when=asyncio.FIRST_COMPLETED)
+            if http_task in done:
+                stop_wait.cancel()
+                await http_task  # surfaces why HTTP died
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def stop(self) -> None:
+        log.info("server.stopping")
+        if self.grpc is not None:
+            await self.grpc.stop(self.settings.broker.shutdown_grace_s)
+        self.http.should_exit = True
+        if self._http_task is not None and not self._http_task.done():
+            await self._http_task
+        await self.broker.stop()
+        log.info("server.stopped")

@@ -1,0 +1,367 @@
+"""The log of one partition: an ordered list of segments in `<dataDir>/<topic>-<partition>/`.
+
+On-disk format: segment files (`segment.py`) plus `recovery-point`, an 8-byte checkpoint: every segment below it
+was sealed (fdatasync of data and indexes) and is trusted on start-up. Files ending in `.deleted` or `.cleaned`
+are leftovers of an interrupted delete or compaction swap and are removed on open.
+
+After a crash: `open` trusts sealed segments (checking their indexes), and recovers every segment at or past the
+recovery point: a torn or corrupt tail of the *last* segment is cut and logged (under fsync=always it was never
+acknowledged). Corruption in a segment that has newer segments after it is not a torn write: nothing is cut, the
+log raises `CorruptSegment`, and the broker keeps the partition offline until it is repaired (from a replica once
+the cluster exists) so no acknowledged record is thrown away.
+
+Offsets: `log_start_offset` ≤ `high_watermark` ≤ `log_end_offset`. Only records below the high watermark are
+visible to readers; the owner of the partition (single-node: the writer after fdatasync; cluster: the leader
+after in-sync replicas confirm) moves it.
+
+Threads: the writer thread calls `append`, `flush`, `roll`, `truncate_to`; the maintenance thread calls
+`delete_oldest_segment` and `replace_segment`; any thread may `read`. Structural changes hold `lock`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from goqueue.errors import OffsetOutOfRange
+from goqueue.storage import batch as batches
+from goqueue.storage.batch import BatchHeader, InvalidBatch
+from goqueue.storage.producers import ProducerTable
+from goqueue.storage.segment import LOG_SUFFIX, RecoveryCut, Segment
+from goqueue.storage.sync import fsync_directory, write_file_atomically
+
+log = logging.getLogger(__name__)
+
+RECOVERY_POINT_FILE = "recovery-point"
+RETIRED_GRACE_S = 60.0
+PRODUCER_SCAN_SEGMENTS = 2
+
+
+class CorruptSegment(Exception):
+    """A segment that is not the log's tail fails validation."""
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    segment_bytes: int = 128 * 2**20
+    segment_age_s: float = 7 * 86400.0
+    index_interval_bytes: int = 4096
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    base_offset: int
+    last_offset: int
+    duplicate: bool = False
+
+
+class PartitionLog:
+    def __init__(self, directory: Path, config: LogConfig, clock: Callable[[], float] = time.time) -> None:
+        self.directory = directory
+        self.config = config
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.segments: list[Segment] = []
+        self._bases: list[int] = []
+        self.producers = ProducerTable()
+        self.high_watermark = 0
+        self.flushed_offset = 0
+        self.recovery_cuts: list[RecoveryCut] = []
+        self._retired: list[tuple[float, Segment]] = []
+
+    # -- opening ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, directory: Path, config: LogConfig, clock: Callable[[], float] = time.time) -> PartitionLog:
+        """Open or create; recovers the tail and raises CorruptSegment for corruption before it."""
+        partition_log = cls(directory, config, clock)
+        partition_log._open()
+        return partition_log
+
+    def _open(self) -> None:
+        new_dir = not self.directory.exists()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if new_dir:
+            fsync_directory(self.directory.parent)
+        for leftover in [*self.directory.glob("*.deleted"), *self.directory.glob("*.cleaned")]:
+            leftover.unlink()
+        bases = sorted(int(p.name.removesuffix(LOG_SUFFIX)) for p in self.directory.glob(f"*{LOG_SUFFIX}"))
+        recovery_point = self._read_recovery_point()
+        for i, base in enumerate(bases):
+            segment = Segment(self.directory, base, self.config.index_interval_bytes)
+            is_last = i == len(bases) - 1
+            if base < recovery_point and not is_last:
+                segment.load_closed(next_offset=bases[i + 1])
+            elif is_last:
+                cut = segment.recover()
+                if cut is not None:
+                    self.recovery_cuts.append(cut)
+                    log.warning("log.tail_truncated", extra={
+                        "log": str(self.directory), "segment": base, "position": cut.position,
+                        "bytes_cut": cut.bytes_cut, "reason": cut.reason})
+            else:
+                try:
+                    segment.recover(strict=True)
+                except InvalidBatch as exc:
+                    segment.close()
+                    for opened in self.segments:
+                        opened.close()
+                    raise CorruptSegment(f"{self.directory.name}: {exc}") from exc
+            self.segments.append(segment)
+        if not self.segments:
+            self.segments.append(Segment(self.directory, 0, self.config.index_interval_bytes))
+            fsync_directory(self.directory)
+        self._bases = [s.base_offset for s in self.segments]
+        self.high_watermark = self.flushed_offset = self.log_end_offset
+        self._rebuild_producers()
+
+    def _read_recovery_point(self) -> int:
+        try:
+            return int.from_bytes((self.directory / RECOVERY_POINT_FILE).read_bytes()[:8], "big")
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _write_recovery_point(self, offset: int) -> None:
+        write_file_atomically(self.directory / RECOVERY_POINT_FILE, offset.to_bytes(8, "big"))
+
+    def _rebuild_producers(self) -> None:
+        for segment in self.segments[-PRODUCER_SCAN_SEGMENTS:]:
+            data = segment.read(0, segment.size)
+            for _, header in batches.iter_headers(data):
+                self.producers.record(header)
+
+    # -- offsets ---------------------------------------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.segments[0].base_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.segments[-1].next_offset
+
+    @property
+    def active(self) -> Segment:
+        return self.segments[-1]
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    # -- writing (writer thread) -----------------------------------------------------------------------------
+
+    def append(self, batch: bytearray, leader_epoch: int) -> AppendResult:
+        """Stamp offsets into a validated batch and write it; a duplicate idempotent retry writes nothing."""
+        header = batches.read_header(batch)
+        with self.lock:
+            duplicate = self.producers.check(header)
+            if duplicate is not None:
+                return AppendResult(duplicate[0], duplicate[1], duplicate=True)
+            if self._should_roll(len(batch)):
+                self.roll()
+            base = self.log_end_offset
+            batches.stamp(batch, base, leader_epoch)
+            stamped = header._replace(base_offset=base, leader_epoch=leader_epoch)
+            self.active.append(batch, stamped)
+            self.producers.record(stamped)
+            return AppendResult(base, stamped.last_offset)
+
+    def append_replicated(self, data: bytes) -> int:
+        """Append batches as stamped by a leader (a follower's fetch); returns the new log end offset."""
+        with self.lock:
+            for pos, header in batches.scan_batches(data):
+                if header.base_offset < self.log_end_offset:
+                    raise InvalidBatch(f"replicated batch {header.base_offset} is below the log end "
+                                       f"{self.log_end_offset}")
+                if self._should_roll(header.size):
+                    self.roll(base_offset=header.base_offset)
+                self.active.append(data[pos:pos + header.size], header)
+                self.producers.record(header)
+            return self.log_end_offset
+
+    def _should_roll(self, incoming_bytes: int) -> bool:
+        active = self.active
+        if active.size == 0:
+            return False
+        if active.size + incoming_bytes > self.config.segment_bytes:
+            return True
+        return active.first_timestamp_ms >= 0 and (
+            self.clock() * 1000 - active.first_timestamp_ms > self.config.segment_age_s * 1000)
+
+    def roll(self, base_offset: int | None = None) -> None:
+        """Seal the active segment and start a new one at the log end offset."""
+        with self.lock:
+            base = self.log_end_offset if base_offset is None else base_offset
+            self.active.seal()
+            self.flushed_offset = max(self.flushed_offset, self.active.next_offset)
+            segment = Segment(self.directory, base, self.config.index_interval_bytes)
+            fsync_directory(self.directory)
+            self._write_recovery_point(base)
+            self.segments.append(segment)
+            self._bases.append(base)
+            log.info("segment.rolled", extra={"log": self.directory.name, "base_offset": base})
+
+    def flush(self) -> int:
+        """fdatasync the active segment; returns the offset below which everything is durable."""
+        segment = self.active
+        end = segment.next_offset
+        segment.flush()
+        self.flushed_offset = max(self.flushed_offset, end)
+        return self.flushed_offset
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove every record at or after `offset` (follower truncation, or rolling back unflushed writes)."""
+        with self.lock:
+            offset = max(offset, self.log_start_offset)
+            while len(self.segments) > 1 and self.active.base_offset >= offset:
+                self._retire(self.segments.pop())
+                self._bases.pop()
+            self.active.truncate_to(offset)
+            self.producers.forget_from(offset)
+            self.high_watermark = min(self.high_watermark, self.log_end_offset)
+            self.flushed_offset = min(self.flushed_offset, self.log_end_offset)
+
+    # -- maintenance (maintenance thread) --------------------------------------------------------------------
+
+    def delete_oldest_segment(self) -> Segment | None:
+        """Delete the oldest segment unless it is the only one or holds unflushed/unreplicated records."""
+        with self.lock:
+            if len(self.segments) < 2 or self.segments[1].base_offset > self.high_watermark:
+                return None
+            segment = self.segments.pop(0)
+            self._bases.pop(0)
+            self._retire(segment)
+            return segment
+
+    def closed_segments(self) -> list[Segment]:
+        with self.lock:
+            return self.segments[:-1]
+
+    def replace_segment(self, old: Segment, new_path: Path) -> None:
+        """Swap a compacted copy (`<base>.log.cleaned`, already fsynced) in for `old`."""
+        with self.lock:
+            i = self.segments.index(old)
+            next_offset = old.next_offset
+            new_path.replace(old.path)
+            fsync_directory(self.directory)
+            for suffix in (".index", ".timeindex"):
+                old.path.with_suffix(suffix).unlink(missing_ok=True)
+            replacement = Segment(self.directory, old.base_offset, self.config.index_interval_bytes)
+            replacement.recover(strict=True)
+            replacement.next_offset = next_offset
+            replacement.seal()
+            self.segments[i] = replacement
+            self._retired.append((self.clock(), old))
+
+    def _retire(self, segment: Segment) -> None:
+        segment.delete()
+        self._retired.append((self.clock(), segment))
+
+    def close_retired(self, force: bool = False) -> None:
+        """Close descriptors of deleted segments once no reader can still hold them."""
+        with self.lock:
+            now = self.clock()
+            keep = []
+            for retired_at, segment in self._retired:
+                if force or now - retired_at > RETIRED_GRACE_S:
+                    segment.close()
+                else:
+                    keep.append((retired_at, segment))
+            self._retired = keep
+
+    def close(self) -> None:
+        """Clean shutdown: seal the active segment and checkpoint, so the next start trusts everything."""
+        with self.lock:
+            self.active.seal()
+            self._write_recovery_point(self.active.base_offset)
+            for segment in self.segments:
+                segment.close()
+            self.close_retired(force=True)
+
+    def delete_files(self) -> None:
+        """Remove the whole partition directory (topic deletion)."""
+        with self.lock:
+            for segment in self.segments:
+                segment.delete()
+                segment.close()
+            self.segments = []
+            self.close_retired(force=True)
+            doomed = self.directory.with_name(self.directory.name + ".deleted")
+            self.directory.rename(doomed)
+            for path in doomed.iterdir():
+                path.unlink()
+            doomed.rmdir()
+            fsync_directory(doomed.parent)
+
+    # -- reading (any thread) --------------------------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int, upto: int | None = None) -> bytes:
+        """Whole batches starting with the one holding `offset`, below `upto` (default: the high watermark).
+
+        At least one batch is returned when one is available, even if it is larger than `max_bytes`, so a large
+        record can never wedge a consumer.
+        """
+        limit = self.high_watermark if upto is None else upto
+        with self.lock:
+            start, end = self.log_start_offset, self.log_end_offset
+            if offset < start or offset > end:
+                raise OffsetOutOfRange(
+                    f"offset {offset} is outside the log [{start}, {end}]", log_start_offset=start,
+                    log_end_offset=end)
+            if offset >= limit:
+                return b""
+            i = bisect.bisect_right(self._bases, offset) - 1
+            segments = self.segments[i:]
+        chunks: list[bytes] = []
+        budget = max_bytes
+        for n, segment in enumerate(segments):
+            position = segment.position_of(offset) if n == 0 else 0
+            data = segment.read(position, max(budget, batches.HEADER_SIZE))
+            taken, last_next = self._whole_batches(data, segment, position, limit, first=not chunks)
+            if taken:
+                chunks.append(taken)
+                budget -= len(taken)
+            if budget <= 0 or last_next >= limit or (taken and len(taken) < len(data)):
+                break
+        return b"".join(chunks)
+
+    @staticmethod
+    def _whole_batches(data: bytes, segment: Segment, position: int, limit: int, first: bool) -> tuple[bytes, int]:
+        """Cut `data` to whole batches below `limit`; the first batch is re-read whole if it was cut."""
+        end = 0
+        last_next = -1
+        for pos, header in batches.iter_headers(data):
+            if header.base_offset >= limit:
+                break
+            end = pos + header.size
+            last_next = header.next_offset
+        if end == 0 and first and len(data) >= batches.HEADER_SIZE:
+            header = batches.read_header(data)
+            if header.base_offset < limit:
+                return segment.read(position, header.size), header.next_offset
+        return data[:end], last_next
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> int:
+        """First offset whose batch has a timestamp ≥ `timestamp_ms`; the log end offset when none has."""
+        with self.lock:
+            segments = list(self.segments)
+        for segment in segments:
+            if segment.max_timestamp_ms >= timestamp_ms:
+                found = segment.offset_for_timestamp(timestamp_ms)
+                if found is not None:
+                    return max(found, self.log_start_offset)
+        return self.log_end_offset
+
+    def batch_headers(self) -> list[BatchHeader]:
+        """Every batch header (tests and compaction planning; reads the whole log)."""
+        headers: list[BatchHeader] = []
+        with self.lock:
+            segments = list(self.segments)
+        for segment in segments:
+            headers.extend(h for _, h in batches.iter_headers(segment.read(0, segment.size)))
+        return headers

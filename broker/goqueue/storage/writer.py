@@ -1,0 +1,176 @@
+"""The writer thread: every append of every partition goes through it, with group commit.
+
+Why one thread: offsets must be assigned in write order and fdatasync must never run on the event loop. The thread
+takes everything queued (up to `MAX_JOBS_PER_ROUND`), writes each batch to its partition's active segment, then
+fdatasyncs each touched log once — many producers' batches, one fdatasync per partition per round — and only then
+reports the round. While one round syncs, the next round's batches queue up, so batching grows with load by itself.
+
+Policies (`storage.fsync`): `always` syncs before acknowledging; `interval` acknowledges after the write and syncs
+every `fsync_interval_s`; `never` leaves syncing to the OS.
+
+Failures: a write that hits ENOSPC is cut back by the segment and the job fails with `DiskFull`; a failed
+fdatasync truncates the log back to its last durable offset (the page cache can no longer be trusted, as
+PostgreSQL learned) and fails every job of that log in the round. Nothing unsynced is ever reported as written
+under `always`.
+
+Completion: `on_round` is called from this thread once per round with every (job, result or error); the broker
+hands that to its event loop in one `call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from goqueue.config import FsyncPolicy
+from goqueue.errors import DiskFull, GoQueueError, Overloaded, StorageError
+from goqueue.storage.log import AppendResult, PartitionLog
+
+log = logging.getLogger(__name__)
+
+MAX_JOBS_PER_ROUND = 4096
+
+
+@dataclass
+class AppendJob:
+    log: PartitionLog
+    batch: bytearray
+    leader_epoch: int
+    context: Any = None  # opaque to the writer: the caller's future, partition id …
+    outcome: AppendResult | GoQueueError | None = field(default=None, init=False)
+
+
+RoundCallback = Callable[[list[AppendJob], set[PartitionLog]], None]
+
+
+class LogWriter:
+    def __init__(
+        self,
+        policy: FsyncPolicy,
+        on_round: RoundCallback,
+        *,
+        queue_max: int = 4096,
+        fsync_interval_s: float = 0.05,
+        observe_fsync: Callable[[float], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.on_round = on_round
+        self.fsync_interval_s = fsync_interval_s
+        self.observe_fsync = observe_fsync or (lambda _s: None)
+        self._queue: queue.Queue[AppendJob | None] = queue.Queue(maxsize=queue_max)
+        self._thread = threading.Thread(target=self._run, name="goqueue-writer", daemon=True)
+        self._dirty: set[PartitionLog] = set()
+        self._last_sync = time.monotonic()
+        self.failure: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: AppendJob) -> None:
+        """Queue a job; raises Overloaded when the bounded queue is full (the caller answers 503, retriable)."""
+        if self.failure is not None:
+            raise StorageError(f"the writer thread died: {self.failure!r}")
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise Overloaded("the write queue is full; retry with back-off") from None
+
+    def stop(self) -> None:
+        """Finish queued jobs, sync, and stop the thread."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    # -- thread ----------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                timeout = self.fsync_interval_s if (self._dirty and self.policy is FsyncPolicy.INTERVAL) else None
+                try:
+                    first = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    self._sync_dirty()
+                    continue
+                jobs: list[AppendJob] = []
+                stopping = first is None
+                if first is not None:
+                    jobs.append(first)
+                while len(jobs) < MAX_JOBS_PER_ROUND and not stopping:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stopping = True
+                    else:
+                        jobs.append(job)
+                if jobs:
+                    self._round(jobs)
+                if stopping:
+                    self._sync_dirty()
+                    return
+        except BaseException as exc:
+            self.failure = exc
+            log.exception("writer.died")
+            raise
+
+    def _round(self, jobs: list[AppendJob]) -> None:
+        touched: set[PartitionLog] = set()
+        for job in jobs:
+            try:
+                job.outcome = job.log.append(job.batch, job.leader_epoch)
+                touched.add(job.log)
+            except GoQueueError as exc:
+                job.outcome = exc
+            except OSError as exc:
+                job.outcome = _translate(exc)
+        if self.policy is FsyncPolicy.ALWAYS:
+            for failed_log in self._sync(touched):
+                for job in jobs:
+                    if job.log is failed_log and isinstance(job.outcome, AppendResult):
+                        job.outcome = StorageError("fdatasync failed; the write was rolled back")
+                touched.discard(failed_log)
+        else:
+            self._dirty |= touched
+            if self.policy is FsyncPolicy.INTERVAL and time.monotonic() - self._last_sync >= self.fsync_interval_s:
+                self._sync_dirty()
+            for partition_log in touched:
+                partition_log.flushed_offset = partition_log.log_end_offset
+        self.on_round(jobs, touched)
+
+    def _sync(self, logs: set[PartitionLog]) -> list[PartitionLog]:
+        """fdatasync each log; returns the logs whose sync failed (already truncated back)."""
+        failed = []
+        for partition_log in logs:
+            started = time.perf_counter()
+            try:
+                partition_log.flush()
+            except OSError as exc:
+                log.error("writer.fsync_failed", extra={"log": partition_log.directory.name, "error": str(exc)})
+                partition_log.truncate_to(partition_log.flushed_offset)
+                failed.append(partition_log)
+            self.observe_fsync(time.perf_counter() - started)
+        return failed
+
+    def _sync_dirty(self) -> None:
+        if self.policy is not FsyncPolicy.NEVER:
+            self._sync(self._dirty)
+        self._dirty = set()
+        self._last_sync = time.monotonic()
+
+
+def _translate(exc: OSError) -> GoQueueError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull("the volume is full; the write was refused and nothing was acknowledged")
+    return StorageError(f"write failed: {exc.strerror or exc}")
