@@ -1,0 +1,184 @@
+"""`goqueue-cli`: topics, records and consumer groups, for people (tables) and scripts (`-o json`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from goqueue.cli.render import human_bytes, print_fields, print_json, print_table
+from goqueue.cli.runtime import CliContext, Output, OutputOption, ServerOption, context, run
+from goqueue.models import CleanupPolicy, ProduceRecord, TopicConfig, TopicCreate, TopicUpdate
+
+app = typer.Typer(help="GoQueue command line: topics, records, consumer groups.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+topic_app = typer.Typer(help="Create, list, describe, alter and delete topics.", no_args_is_help=True)
+app.add_typer(topic_app, name="topic")
+
+
+@app.callback()
+def _root(ctx: typer.Context, server: str = ServerOption, output: Output = OutputOption) -> None:
+    ctx.obj = CliContext(server=server, output=output)
+
+
+# -- topics ----------------------------------------------------------------------------------------------------
+
+@topic_app.command("list")
+def topic_list(ctx: typer.Context) -> None:
+    """List all topics."""
+    cli = context(ctx)
+    with cli.client() as client:
+        topics = client.list_topics()
+    if cli.json:
+        print_json(topics)
+        return
+    print_table(["NAME", "PARTITIONS", "REPLICATION", "CLEANUP", "MESSAGES", "SIZE"],
+                [[t.name, t.partitions, t.replication_factor, t.config.cleanup_policy.value, t.messages,
+                  human_bytes(t.size_bytes)] for t in topics])
+
+
+@topic_app.command("create")
+def topic_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="Topic name: letters, digits, '.', '_', '-'.")],
+    partitions: Annotated[int, typer.Option(min=1, help="Number of partitions.")] = 1,
+    replication_factor: Annotated[int, typer.Option("--replication-factor", min=1, help="Copies of each "
+                                                    "partition.")] = 1,
+    retention: Annotated[str | None, typer.Option(help="Retention by age, e.g. 168h or 7d.")] = None,
+    retention_size: Annotated[str | None, typer.Option("--retention-size", help="Retention by size of the "
+                                                       "whole topic, e.g. 10GB.")] = None,
+    cleanup_policy: Annotated[CleanupPolicy, typer.Option("--cleanup-policy")] = CleanupPolicy.DELETE,
+    max_message_bytes: Annotated[str | None, typer.Option("--max-message-bytes", help="Largest record.")] = None,
+    min_insync_replicas: Annotated[int | None, typer.Option("--min-insync-replicas", min=1)] = None,
+) -> None:
+    """Create a topic."""
+    cli = context(ctx)
+    config = TopicConfig.model_validate({
+        "cleanupPolicy": cleanup_policy, "retentionMaxAge": retention, "retentionMaxSize": retention_size,
+        "maxMessageBytes": max_message_bytes, "minInsyncReplicas": min_insync_replicas})
+    spec = TopicCreate(name=name, partitions=partitions, replication_factor=replication_factor, config=config)
+    with cli.client() as client:
+        info = client.create_topic(spec)
+    if cli.json:
+        print_json(info)
+    else:
+        print(f"topic {info.name} created with {info.partitions} partitions, "
+              f"replication factor {info.replication_factor}")
+
+
+@topic_app.command("describe")
+def topic_describe(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Topic name.")]) -> None:
+    """Show a topic's settings and each partition: offsets, size, segments, leader and replicas."""
+    cli = context(ctx)
+    with cli.client() as client:
+        info = client.describe_topic(name)
+    if cli.json:
+        print_json(info)
+        return
+    config = info.config
+    print_fields({
+        "Topic": info.name, "Partitions": info.partitions, "Replication factor": info.replication_factor,
+        "Cleanup policy": config.cleanup_policy.value,
+        "Retention (age)": f"{config.retention_max_age_s:g}s" if config.retention_max_age_s else "broker default",
+        "Retention (size)": human_bytes(config.retention_max_bytes) if config.retention_max_bytes
+        else "broker default",
+        "Max message bytes": config.max_message_bytes or "broker default",
+        "Messages": info.messages, "Size": human_bytes(info.size_bytes),
+    })
+    print()
+    print_table(["PARTITION", "LEADER", "REPLICAS", "ISR", "START", "END", "HWM", "SIZE", "SEGMENTS", "STATUS"],
+                [[p.partition, p.leader, ",".join(map(str, p.replicas)), ",".join(map(str, p.isr)),
+                  p.start_offset, p.end_offset, p.high_watermark, human_bytes(p.size_bytes), p.segments,
+                  "online" if p.online else f"OFFLINE: {p.problem}"] for p in info.partition_details])
+
+
+@topic_app.command("alter")
+def topic_alter(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Topic name.")],
+    partitions: Annotated[int | None, typer.Option(min=1, help="New partition count (grow only).")] = None,
+    config: Annotated[list[str] | None, typer.Option(
+        "--config", help="Setting as key=value, e.g. retentionMaxAge=24h (repeatable).")] = None,
+) -> None:
+    """Grow a topic's partitions or change its settings."""
+    cli = context(ctx)
+    changes: dict[str, object] = {}
+    for item in config or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{item!r} is not key=value", param_hint="--config")
+        changes[key] = value
+    with cli.client() as client:
+        info = client.update_topic(name, TopicUpdate(partitions=partitions, config=changes or None))
+    if cli.json:
+        print_json(info)
+    else:
+        print(f"topic {info.name}: {info.partitions} partitions")
+
+
+@topic_app.command("delete")
+def topic_delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Topic name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a topic and all its records. Asks first when run on a terminal, unless --yes."""
+    cli = context(ctx)
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Delete topic {name} and all its records?", abort=True)
+    with cli.client() as client:
+        client.delete_topic(name)
+    if cli.json:
+        print_json({"deleted": name})
+    else:
+        print(f"topic {name} deleted")
+
+
+# -- records ---------------------------------------------------------------------------------------------------
+
+@app.command("produce")
+def produce(
+    ctx: typer.Context,
+    topic: Annotated[str, typer.Option("--topic", "-t", help="Topic to write to.")],
+    key: Annotated[str | None, typer.Option("--key", "-k", help="Record key (same key → same partition).")] = None,
+    value: Annotated[str | None, typer.Option("--value", "-v", help="Record value; without it, each line of "
+                                              "stdin is one record.")] = None,
+    partition: Annotated[int | None, typer.Option("--partition", "-p", min=0)] = None,
+    header: Annotated[list[str] | None, typer.Option("--header", "-H", help="Header key=value (repeatable).")]
+    = None,
+    batch: Annotated[int, typer.Option(min=1, max=100_000, help="Records per request when reading stdin.")] = 500,
+) -> None:
+    """Produce one record (--value) or one record per line of stdin."""
+    cli = context(ctx)
+    headers = {}
+    for item in header or []:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{item!r} is not key=value", param_hint="--header")
+        headers[name] = text
+    lines = [value] if value is not None else (line.rstrip("\n") for line in sys.stdin)
+    produced = []
+    with cli.client() as client:
+        pending: list[ProduceRecord] = []
+        for line in lines:
+            pending.append(ProduceRecord(key=key, value=line, headers=headers))
+            if len(pending) >= batch:
+                produced.extend(client.produce(topic, pending, partition=partition).offsets)
+                pending = []
+        if pending:
+            produced.extend(client.produce(topic, pending, partition=partition).offsets)
+    if cli.json:
+        print_json([o.model_dump(by_alias=True) for o in produced])
+    elif len(produced) == 1:
+        print(f"produced to {topic} partition {produced[0].partition} at offset {produced[0].offset}")
+    else:
+        print(f"produced {len(produced)} records to {topic}")
+
+
+def main() -> None:
+    sys.exit(run(app, "goqueue-cli"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""What every GoQueue CLI shares: global options, the client, output mode, and the one error mapping.
+
+Errors: a `GoQueueError` prints one line `error: <message>` on stderr and exits with the class's `exit_code`
+(2 bad input, 3 not found, 4 conflict, 5 server-side/retriable, 6 unreachable); usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from enum import StrEnum
+
+import click
+import typer
+from pydantic import ValidationError
+
+from goqueue.client.http import DEFAULT_SERVER, GoQueueClient
+from goqueue.errors import GoQueueError
+
+
+class Output(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+@dataclass
+class CliContext:
+    server: str
+    output: Output
+
+    def client(self) -> GoQueueClient:
+        return GoQueueClient(self.server)
+
+    @property
+    def json(self) -> bool:
+        return self.output is Output.JSON
+
+
+ServerOption = typer.Option(
+    DEFAULT_SERVER, "--server", "-s", envvar="GOQUEUE_SERVER", help="Broker URL.", show_default=True)
+OutputOption = typer.Option(Output.TABLE, "--output", "-o", help="table for people, json for scripts.")
+
+
+def context(ctx: typer.Context) -> CliContext:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliContext), "the root callback sets the CLI context"
+    return obj
+
+
+def run(app: typer.Typer, prog: str) -> int:
+    """Run a Typer app with GoQueue's error contract; returns the process exit code."""
+    try:
+        result = typer.main.get_command(app).main(prog_name=prog, standalone_mode=False)
+    except GoQueueError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        print(f"error: invalid {where or 'value'}: {first['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    except BrokenPipeError:
+        return 0
+    return result if isinstance(result, int) else 0
