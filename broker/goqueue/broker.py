@@ -355,7 +355,7 @@ class Broker:
     def _choose_partition(self, meta: TopicMeta, key: bytes | None) -> int:
         """Key hash (CRC32C, stable across brokers and versions) or round-robin for keyless records."""
         if key is not None:
-            return crc32c.crc32c(key) % meta.partitions
+            return int(crc32c.crc32c(key)) % meta.partitions
         cycle = self._round_robin.get(meta.name)
         if cycle is None:
             cycle = self._round_robin[meta.name] = itertools.cycle(range(meta.partitions))
@@ -483,7 +483,8 @@ class Broker:
         free = gauge("goqueue_disk_free_bytes", "Free space on the data volume.")
         try:
             usage = shutil.disk_usage(self.settings.storage.data_dir)
-            disk.add_metric([], 100.0 * usage.used / (usage.used + usage.free) if usage.total else 0.0)  # as df computes it
+            # used / (used + free), as df computes it (root-reserved blocks are not usable by the broker)
+            disk.add_metric([], 100.0 * usage.used / (usage.used + usage.free) if usage.total else 0.0)
             total.add_metric([], usage.total)
             free.add_metric([], usage.free)
         except OSError:

@@ -96,7 +96,7 @@ class FsyncPolicy(StrEnum):
 class BrokerSection(_Section):
     id: int | None = Field(
         None, ge=0, description="Broker id. Default: the ordinal at the end of the hostname (goqueue-2 → 2), else 0.")
-    host: str = Field("0.0.0.0", description="Address the HTTP and gRPC servers bind to.")  # noqa: S104
+    host: str = Field("0.0.0.0", description="Address the HTTP and gRPC servers bind to.")
     advertised_host: str | None = Field(
         None, alias="advertisedHost", description="Address other brokers and clients use; default: host, or the "
         "hostname when host is 0.0.0.0.")

@@ -17,7 +17,7 @@ def print_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any] | list[An
     if isinstance(value, BaseModel):
         data: Any = value.model_dump(mode="json", by_alias=True)
     elif isinstance(value, list | tuple) and value and isinstance(value[0], BaseModel):
-        data = [v.model_dump(mode="json", by_alias=True) for v in value]  # type: ignore[union-attr]
+        data = [v.model_dump(mode="json", by_alias=True) for v in value if isinstance(v, BaseModel)]
     else:
         data = value
     print(json.dumps(data, indent=2))

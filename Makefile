@@ -1,0 +1,52 @@
+# GoQueue developer entry points. `make up` / `make test` / `make down` are the README's commands.
+SHELL := /bin/bash
+PYTHON ?= python3
+STATE_DIR ?= $(HOME)/.local/state/goqueue
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+.PHONY: help install system-deps binaries lint test test-unit test-integration up down bench proto
+
+help:
+	@echo "make up      start GoQueue locally (control plane + operator + 3 brokers)"
+	@echo "make test    install what is missing, lint, run every test tier"
+	@echo "make down    stop everything 'make up' started"
+	@echo "make bench   run the benchmarks (prints figures; see docs/PERFORMANCE.md)"
+
+install: system-deps
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+
+# Debian packages the tests use: nss_wrapper gives broker processes the pods' DNS names (docs/CONTROL_PLANE.md).
+system-deps:
+	@missing=""; for p in libnss-wrapper; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+# Upstream etcd / kube-apiserver / kube-controller-manager / helm, built from their Go modules and cached in $HOME.
+binaries:
+	bash harness/build_binaries.sh
+
+proto:
+	bash scripts/gen_proto.sh
+
+lint:
+	ruff check .
+	mypy broker/goqueue
+	lint-imports
+
+test: install binaries lint
+	$(PYTHON) -m pytest
+
+test-unit:
+	$(PYTHON) -m pytest -m unit
+
+test-integration:
+	$(PYTHON) -m pytest -m integration
+
+up: install binaries
+	$(PYTHON) -m goqueue_harness up
+
+down:
+	$(PYTHON) -m goqueue_harness down
+
+bench:
+	$(PYTHON) bench/produce_consume.py
