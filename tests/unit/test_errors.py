@@ -1,0 +1,34 @@
+"""The error taxonomy: unique stable codes and complete wire mappings for every class."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from goqueue.errors import GoQueueError, TopicNotFound, all_error_classes, error_for_code
+
+pytestmark = pytest.mark.unit
+
+
+def test_codes_are_unique() -> None:
+    codes = [cls.code for cls in all_error_classes()]
+    assert len(codes) == len(set(codes)), codes
+
+
+@pytest.mark.parametrize("cls", all_error_classes(), ids=lambda c: c.__name__)
+def test_every_error_maps_to_http_grpc_and_exit_code(cls: type[GoQueueError]) -> None:
+    assert 400 <= cls.http_status <= 599
+    assert hasattr(grpc.StatusCode, cls.grpc_code)
+    assert cls.exit_code > 0
+    assert cls.__doc__, f"{cls.__name__} needs a docstring: it is the user-facing explanation"
+    assert error_for_code(cls.code) is cls
+
+
+def test_body_shape() -> None:
+    body = TopicNotFound("topic 'x' does not exist", topic="x").to_body()
+    assert body == {"error": {"code": "TOPIC_NOT_FOUND", "message": "topic 'x' does not exist",
+                              "retriable": False, "details": {"topic": "x"}}}
+
+
+def test_unknown_code_falls_back_to_base() -> None:
+    assert error_for_code("SOMETHING_NEWER") is GoQueueError
