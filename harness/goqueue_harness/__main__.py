@@ -1,0 +1,83 @@
+"""``python -m goqueue_harness up|down|status|build|kubelet``: the harness's command line.
+
+Why: the Makefile (``make up`` / ``make down``), CI and a developer all start
+and stop the same control plane the same way; pytest's fixtures call the same
+functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from goqueue_harness.binaries import BinariesUnavailable, locate_binaries
+from goqueue_harness.controlplane import ControlPlane, ControlPlaneError, default_state_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m goqueue_harness", description=__doc__)
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help=f"control-plane state directory (default {default_state_dir()})")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="build or reuse the pinned binaries; print their directory")
+    up = sub.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager and the kubelet")
+    up.add_argument("--no-kubelet", action="store_true", help="control plane only")
+    up.add_argument("--resize-mode", choices=("online", "offline"), default="online")
+    down = sub.add_parser("down", help="stop everything; delete cluster data (keeps the PKI)")
+    down.add_argument("--keep-data", action="store_true")
+    sub.add_parser("status", help="print state as JSON; exit 1 unless the control plane is ready")
+    kubelet = sub.add_parser("kubelet", help="run the process-kubelet in the foreground (used by `up`)")
+    kubelet.add_argument("--resize-mode", choices=("online", "offline"), default="online")
+    args = parser.parse_args(argv)
+    cp = ControlPlane(args.state_dir)
+    try:
+        return _dispatch(args, cp)
+    except (BinariesUnavailable, ControlPlaneError, RuntimeError) as exc:
+        print(f"goqueue_harness: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace, cp: ControlPlane) -> int:
+    # Imported here so `build` works before the kubelet's dependencies are installed.
+    from goqueue_harness.kubelet.daemon import kubelet_dir, kubelet_running, start_kubelet, stop_kubelet
+
+    if args.command == "build":
+        print(locate_binaries().path)
+    elif args.command == "up":
+        started = time.monotonic()
+        bins = locate_binaries()
+        cp.start(bins=bins)
+        if not args.no_kubelet:
+            start_kubelet(cp, resize_mode=args.resize_mode)
+        print(f"control plane ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
+        print(f"export KUBECONFIG={cp.kubeconfig}")
+        print(f"# kubectl: {bins.kubectl}   helm: {bins.helm}", file=sys.stderr)
+    elif args.command == "down":
+        stop_kubelet(cp)
+        cp.stop(wipe=not args.keep_data)
+        if not args.keep_data:
+            shutil.rmtree(kubelet_dir(cp), ignore_errors=True)
+    elif args.command == "status":
+        status = cp.status()
+        status["daemons"]["kubelet"] = kubelet_running(cp)
+        print(json.dumps(status, indent=2))
+        return 0 if status["ready"] else 1
+    elif args.command == "kubelet":
+        from goqueue_harness.kubelet.agent import run_kubelet
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the log
+        kdir = kubelet_dir(cp)
+        kdir.mkdir(parents=True, exist_ok=True)
+        asyncio.run(run_kubelet(cp.kubeconfig, kdir, cp.volumes_dir, resize_mode=args.resize_mode))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
