@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Single-broker benchmark: durable produce and consume over HTTP and gRPC, with Redis Streams as the reference.
+
+What it measures (issue 2, item 9), all with 100-byte records and fsync=always (fdatasync before every ack):
+  * produce throughput for batches of 1, 100 and 1000 records — HTTP JSON, HTTP binary batch, gRPC records,
+    gRPC binary batch — closed loop, several client processes;
+  * produce latency p50/p99 at half of the maximum rate (open loop, batch 100, HTTP binary and gRPC);
+  * consume throughput (records decoded by the client) over HTTP binary, HTTP JSON and gRPC;
+  * Redis 7 Streams with appendonly + appendfsync always, XADD pipelined with the same batch sizes
+    (redis-benchmark, the native client), in the same run;
+  * the machine's fdatasync ceiling (one 100 KB write + fdatasync in a loop) so figures have their limit beside them.
+
+Usage: python bench/produce_consume.py [--seconds 5] [--clients 3] [--skip-redis]
+Prints a table; copy it into docs/PERFORMANCE.md with the date and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from goqueue.storage import batch as batches
+
+RECORD = b"v" * 100
+TOPIC = "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fdatasync_ceiling(directory: Path, seconds: float = 2.0) -> float:
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        os.write(fd, b"x" * 100_000)
+        os.fdatasync(fd)
+        count += 1
+    os.close(fd)
+    path.unlink()
+    return count / (time.perf_counter() - started)
+
+
+class Broker:
+    def __init__(self, root: Path) -> None:
+        self.port, self.grpc_port, self.raft_port = free_port(), free_port(), free_port()
+        env = {**os.environ, "GOQUEUE_BROKER_HOST": "127.0.0.1", "GOQUEUE_BROKER_PORT": str(self.port),
+               "GOQUEUE_BROKER_GRPCPORT": str(self.grpc_port), "GOQUEUE_BROKER_RAFTPORT": str(self.raft_port),
+               "GOQUEUE_STORAGE_DATADIR": str(root / "data"), "GOQUEUE_STORAGE_WALDIR": str(root / "wal"),
+               "GOQUEUE_STORAGE_FSYNC": "always", "GOQUEUE_LOG_LEVEL": "warning"}
+        self.log = open(root / "broker.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(["goqueue-broker"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("broker did not become ready; see broker.log")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+        self.log.close()
+
+
+# -- closed-loop produce workers (run in child processes) --------------------------------------------------------
+
+def _http_json_worker(url: str, partition: int, batch: int, seconds: float) -> tuple[int, list[float]]:
+    body = json.dumps({"records": [{"value": RECORD.decode()}] * batch, "partition": partition}).encode()
+    latencies = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        end = time.perf_counter() + seconds
+        while (start := time.perf_counter()) < end:
+            client.post(f"/v1/topics/{TOPIC}/records", content=body,
+                        headers={"content-type": "application/json"}).raise_for_status()
+            latencies.append(time.perf_counter() - start)
+    return len(latencies) * batch, latencies
+
+
+def _http_binary_worker(url: str, partition: int, batch: int, seconds: float) -> tuple[int, list[float]]:
+    records = [(None, RECORD, [])] * batch
+    latencies = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        end = time.perf_counter() + seconds
+        while (start := time.perf_counter()) < end:
+            body = bytes(batches.build_batch(records, int(time.time() * 1000)))
+            client.post(f"/v1/topics/{TOPIC}/partitions/{partition}/batches", content=body,
+                        headers={"content-type": "application/vnd.goqueue.batch"}).raise_for_status()
+            latencies.append(time.perf_counter() - start)
+    return len(latencies) * batch, latencies
+
+
+def _grpc_worker(target: str, partition: int, batch: int, seconds: float, binary: bool) -> tuple[int, list[float]]:
+    from goqueue.broker import RecordIn
+    from goqueue.client.grpc_client import GrpcClient
+
+    async def run() -> tuple[int, list[float]]:
+        latencies = []
+        records = [RecordIn(key=None, value=RECORD, headers=[])] * batch
+        async with GrpcClient(target) as client:
+            end = time.perf_counter() + seconds
+            while (start := time.perf_counter()) < end:
+                if binary:
+                    await client.produce_batch(TOPIC, partition, bytes(batches.build_batch(
+                        [(None, RECORD, [])] * batch, int(time.time() * 1000))))
+                else:
+                    await client.produce(TOPIC, records, partition=partition)
+                latencies.append(time.perf_counter() - start)
+        return len(latencies) * batch, latencies
+
+    return asyncio.run(run())
+
+
+def closed_loop(worker: Callable[..., tuple[int, list[float]]], clients: int, target: str, batch: int,
+                seconds: float, *extra: object) -> tuple[float, float]:
+    """Records/s over all clients (each on partition i % 4), and the closed loop's p99 latency in seconds."""
+    with mp.get_context("spawn").Pool(clients) as pool:
+        results = pool.starmap(worker, [(target, i % 4, batch, seconds, *extra) for i in range(clients)])
+    total = sum(r[0] for r in results)
+    latencies = sorted(x for r in results for x in r[1])
+    return total / seconds, latencies[int(len(latencies) * 0.99)] if latencies else 0.0
+
+
+# -- open-loop latency ---------------------------------------------------------------------------------------------
+
+async def open_loop_http(url: str, rate_records: float, batch: int, seconds: float) -> list[float]:
+    """Send binary batches at a fixed rate regardless of responses; latency per request."""
+    interval = batch / rate_records
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        body = bytes(batches.build_batch([(None, RECORD, [])] * batch, int(time.time() * 1000)))
+
+        async def one() -> None:
+            start = time.perf_counter()
+            response = await client.post(f"/v1/topics/{TOPIC}/partitions/0/batches", content=body)
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - start)
+
+        tasks = []
+        start = time.perf_counter()
+        n = 0
+        while time.perf_counter() - start < seconds:
+            tasks.append(asyncio.create_task(one()))
+            n += 1
+            await asyncio.sleep(max(0.0, start + n * interval - time.perf_counter()))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+async def open_loop_grpc(target: str, rate_records: float, batch: int, seconds: float) -> list[float]:
+    from goqueue.broker import RecordIn
+    from goqueue.client.grpc_client import GrpcClient
+
+    interval = batch / rate_records
+    latencies: list[float] = []
+    records = [RecordIn(key=None, value=RECORD, headers=[])] * batch
+    async with GrpcClient(target) as client:
+        async def one() -> None:
+            start = time.perf_counter()
+            await client.produce(TOPIC, records, partition=0)
+            latencies.append(time.perf_counter() - start)
+
+        tasks = []
+        start = time.perf_counter()
+        n = 0
+        while time.perf_counter() - start < seconds:
+            tasks.append(asyncio.create_task(one()))
+            n += 1
+            await asyncio.sleep(max(0.0, start + n * interval - time.perf_counter()))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+# -- consume -------------------------------------------------------------------------------------------------------
+
+def consume_http_binary(url: str, partition: int, limit: int) -> float:
+    count, offset = 0, 0
+    with httpx.Client(base_url=url, timeout=30) as client:
+        started = time.perf_counter()
+        while count < limit:
+            data = client.get(f"/v1/topics/{TOPIC}/partitions/{partition}/batches",
+                              params={"offset": offset, "maxBytes": 4_000_000}).content
+            if not data:
+                break
+            for pos, header in batches.iter_headers(data):
+                records = batches.decode_records(data, pos)
+                count += sum(1 for r in records if r.offset >= offset)
+                offset = header.next_offset
+        return count / (time.perf_counter() - started)
+
+
+def consume_http_json(url: str, partition: int, limit: int) -> float:
+    count, offset = 0, 0
+    with httpx.Client(base_url=url, timeout=30) as client:
+        started = time.perf_counter()
+        while count < limit:
+            body = client.get(f"/v1/topics/{TOPIC}/partitions/{partition}/records",
+                              params={"offset": offset, "maxRecords": 5000, "maxBytes": 4_000_000}).json()
+            if not body["records"]:
+                break
+            count += len(body["records"])
+            offset = body["nextOffset"]
+        return count / (time.perf_counter() - started)
+
+
+def consume_grpc(target: str, partition: int, limit: int) -> float:
+    from goqueue.client.grpc_client import GrpcClient
+
+    async def run() -> float:
+        count, offset = 0, 0
+        async with GrpcClient(target) as client:
+            started = time.perf_counter()
+            while count < limit:
+                data = await client.fetch_batches(TOPIC, partition, offset, max_bytes=4_000_000)
+                if not data:
+                    break
+                for pos, header in batches.iter_headers(data):
+                    records = batches.decode_records(data, pos)
+                    count += sum(1 for r in records if r.offset >= offset)
+                    offset = header.next_offset
+            return count / (time.perf_counter() - started)
+
+    return asyncio.run(run())
+
+
+# -- redis ---------------------------------------------------------------------------------------------------------
+
+def redis_reference(root: Path, batch: int, clients: int, total: int) -> float | None:
+    if not shutil.which("redis-server") or not shutil.which("redis-benchmark"):
+        print("redis-server/redis-benchmark missing (apt-get install redis-server): no reference", file=sys.stderr)
+        return None
+    port = free_port()
+    data = root / f"redis-{batch}"
+    data.mkdir()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--appendonly", "yes",
+         "--appendfsync", "always", "--save", "", "--daemonize", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False).returncode:
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis did not start")
+            time.sleep(0.1)
+        out = subprocess.run(
+            ["redis-benchmark", "-p", str(port), "-n", str(total), "-c", str(clients), "-P", str(batch), "-q",
+             "XADD", "bench", "*", "v", RECORD.decode()], capture_output=True, text=True, check=True).stdout
+        match = re.search(r"([\d.]+) requests per second", out.replace(",", ""))
+        return float(match.group(1)) if match else None
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--clients", type=int, default=3)
+    parser.add_argument("--skip-redis", action="store_true")
+    parser.add_argument("--skip-grpc", action="store_true")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="goqueue-bench-", dir=os.environ.get("BENCH_DIR", "/var/tmp")))
+    print(f"# GoQueue single-broker benchmark — {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} cores, "
+          f"data in {root}")
+    print(f"fdatasync ceiling (100 KB write + fdatasync): {fdatasync_ceiling(root):,.0f}/s\n")
+    broker = Broker(root)
+    rows: list[tuple[str, str]] = []
+    try:
+        httpx.post(broker.url + "/v1/topics", json={"name": TOPIC, "partitions": 4}).raise_for_status()
+        grpc_target = f"127.0.0.1:{broker.grpc_port}"
+        for batch in (1, 100, 1000):
+            for name, worker, extra in (
+                ("HTTP JSON", _http_json_worker, ()),
+                ("HTTP binary batch", _http_binary_worker, ()),
+                *([] if args.skip_grpc else [("gRPC records", _grpc_worker, (False,)),
+                                             ("gRPC binary batch", _grpc_worker, (True,))]),
+            ):
+                target = grpc_target if worker is _grpc_worker else broker.url
+                rate, p99 = closed_loop(worker, args.clients, target, batch, args.seconds, *extra)
+                rows.append((f"produce {name}, batch {batch}", f"{rate:>12,.0f} rec/s  (closed-loop p99 "
+                                                               f"{p99 * 1000:.1f} ms)"))
+                print(f"{rows[-1][0]:<40} {rows[-1][1]}", flush=True)
+            if not args.skip_redis:
+                redis = redis_reference(root, batch, args.clients * 4, max(20_000, 200_000 if batch > 1 else 20_000))
+                if redis is not None:
+                    rows.append((f"Redis XADD appendfsync always, batch {batch}", f"{redis * 1:>12,.0f} rec/s"))
+                    print(f"{rows[-1][0]:<40} {rows[-1][1]}", flush=True)
+        # Latency at half the maximum rate, batch 100.
+        best = max(closed_loop(_http_binary_worker, args.clients, broker.url, 100, args.seconds)[0], 1.0)
+        lat = sorted(asyncio.run(open_loop_http(broker.url, best / 2, 100, args.seconds)))
+        print(f"{'latency HTTP binary @ ' + format(best / 2, ',.0f') + ' rec/s, batch 100':<40} "
+              f"p50 {statistics.median(lat) * 1000:.2f} ms  p99 {lat[int(len(lat) * 0.99)] * 1000:.2f} ms")
+        if not args.skip_grpc:
+            best = max(closed_loop(_grpc_worker, args.clients, grpc_target, 100, args.seconds, False)[0], 1.0)
+            lat = sorted(asyncio.run(open_loop_grpc(grpc_target, best / 2, 100, args.seconds)))
+            print(f"{'latency gRPC @ ' + format(best / 2, ',.0f') + ' rec/s, batch 100':<40} "
+                  f"p50 {statistics.median(lat) * 1000:.2f} ms  p99 {lat[int(len(lat) * 0.99)] * 1000:.2f} ms")
+        stored = httpx.get(broker.url + f"/v1/topics/{TOPIC}").json()["partitionDetails"][0]["highWatermark"]
+        limit = min(stored, 2_000_000)
+        print(f"{'consume HTTP binary (client decodes)':<40} {consume_http_binary(broker.url, 0, limit):>12,.0f} rec/s")
+        print(f"{'consume HTTP JSON':<40} {consume_http_json(broker.url, 0, min(limit, 300_000)):>12,.0f} rec/s")
+        if not args.skip_grpc:
+            print(f"{'consume gRPC binary (client decodes)':<40} {consume_grpc(grpc_target, 0, limit):>12,.0f} rec/s")
+    finally:
+        broker.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
