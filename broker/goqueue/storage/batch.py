@@ -127,12 +127,20 @@ def build_batch_from_rows(
     producer_epoch: int = 0,
     base_sequence: int = -1,
     attributes: int = 0,
+    last_offset_delta: int | None = None,
 ) -> bytearray:
-    """Encode already-shaped rows (compaction keeps the original offset deltas and timestamps)."""
+    """Encode already-shaped rows (compaction keeps the original offset deltas and timestamps).
+
+    `last_offset_delta` defaults to the last row's; compaction passes the original batch's so the batch still
+    spans the same offsets (and producer sequences) after its last record was removed, as Kafka keeps it.
+    """
+    assert rows, "a batch holds at least one record"
+    last_delta = rows[-1][0] if last_offset_delta is None else last_offset_delta
+    assert last_delta >= rows[-1][0], "the last offset delta cannot be below the last record's"
     payload = _encoder.encode(rows)
     buf = bytearray(HEADER_SIZE + len(payload))
     HEADER.pack_into(
-        buf, 0, 0, HEADER_SIZE + len(payload) - LENGTH_PREFIX, 0, MAGIC, 0, attributes, rows[-1][0],
+        buf, 0, 0, HEADER_SIZE + len(payload) - LENGTH_PREFIX, 0, MAGIC, 0, attributes, last_delta,
         first_timestamp_ms, max_timestamp_ms, producer_id, producer_epoch, base_sequence, len(rows))
     buf[HEADER_SIZE:] = payload
     struct.pack_into(">I", buf, 17, crc32c.crc32c(memoryview(buf)[CRC_START:]))

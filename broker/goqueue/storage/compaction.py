@@ -2,12 +2,15 @@
 
 Each closed segment is rewritten without the records a newer record of the same key supersedes, and without
 tombstones (records with a null value) older than the tombstone retention, so consumers that lag behind still see
-a delete for that long. Offsets never change: rewritten batches keep their base offset and each record its offset
-delta, so the log gets gaps, never renumbering. The active segment is never rewritten.
+a delete for that long. Offsets never change: rewritten batches keep their base offset, last offset delta and
+producer fields, and each record its offset delta, so the log gets gaps, never renumbering, and the idempotent
+producer state rebuilt from headers is the same as before. A batch left with no record is dropped. The active
+segment is never rewritten.
 
 Crash safety: the copy is written to `<base>.log.cleaned`, fsynced, then renamed over the original
-(`PartitionLog.replace_segment`); a crash before the rename leaves a `.cleaned` file that the next open removes,
-a crash after it leaves the complete compacted segment.
+(`PartitionLog.replace_segment`, which removes the old indexes first); a crash before the rename leaves a
+`.cleaned` file that the next open removes and the original intact, a crash after it leaves the complete compacted
+segment, whose indexes the next open rebuilds.
 
 Called from the maintenance thread. Memory: one dict entry per distinct key in the partition.
 """
@@ -101,7 +104,8 @@ def _compact_segment(
             kept.append(data[pos:pos + header.size])
         elif keep:
             rebuilt = batches.build_batch_from_rows(
-                keep, header.first_timestamp_ms, header.max_timestamp_ms, attributes=header.attributes)
+                keep, header.first_timestamp_ms, header.max_timestamp_ms, header.producer_id, header.producer_epoch,
+                header.base_sequence, attributes=header.attributes, last_offset_delta=header.last_offset_delta)
             batches.stamp(rebuilt, header.base_offset, header.leader_epoch)
             kept.append(bytes(rebuilt))
     return kept, dropped

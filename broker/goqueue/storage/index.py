@@ -6,8 +6,10 @@ relative offset u32), appended when the segment's max timestamp grows. Both are 
 memory as arrays for `bisect`.
 
 After a crash: indexes are never trusted blindly. The active segment's indexes are rebuilt from its recovered log;
-a closed segment's index is checked on load (whole entries, sorted, within the log) and rebuilt when it is not.
-Indexes are an acceleration only, so losing one loses no record.
+a closed segment's index is checked on load (whole entries, sorted, within the log, a first entry at position 0 for
+a non-empty log) and rebuilt when it is not. A rebuild replaces the file wholesale (`rebuild`), after the log has
+been validated, so a validation that fails leaves the index files as they were. Indexes are an acceleration only,
+so losing one loses no record.
 
 Called by the writer thread (append) and the maintenance thread (rebuild); lookups happen on the event loop and are
 safe because entries are only ever appended (a list append is atomic under the GIL) or replaced wholesale.
@@ -35,18 +37,34 @@ class OffsetIndex:
         self._file = open(path, "ab")  # noqa: SIM115 - lives as long as the segment
 
     def load(self, log_size: int) -> bool:
-        """Read entries from disk; False when the file is inconsistent and must be rebuilt."""
+        """Read entries from disk; False when the file is inconsistent and must be rebuilt.
+
+        A non-empty log always has an entry at position 0 (the first batch is always indexed), so an empty or
+        missing index next to a non-empty log is inconsistent too: it is what a crash between removing a
+        compacted segment's old indexes and writing new ones leaves.
+        """
         data = self.path.read_bytes()
         if len(data) % OFFSET_ENTRY.size:
             return False
+        offsets, positions = array("q"), array("q")
         last_off = last_pos = -1
         for rel, pos in OFFSET_ENTRY.iter_unpack(data):
             if rel <= last_off or pos <= last_pos or pos >= log_size:
                 return False
-            self.offsets.append(rel)
-            self.positions.append(pos)
+            offsets.append(rel)
+            positions.append(pos)
             last_off, last_pos = rel, pos
+        if log_size and (not positions or positions[0] != 0):
+            return False
+        self.offsets, self.positions = offsets, positions
         return True
+
+    def rebuild(self, offsets: array[int], positions: array[int]) -> None:
+        """Replace every entry (recovery re-indexed a validated log)."""
+        self._file.flush()
+        os.truncate(self.path, 0)
+        self.offsets, self.positions = offsets, positions
+        self._file.write(b"".join(OFFSET_ENTRY.pack(rel, pos) for rel, pos in zip(offsets, positions, strict=True)))
 
     def append(self, relative_offset: int, position: int) -> None:
         self.offsets.append(relative_offset)
@@ -90,16 +108,26 @@ class TimeIndex:
         self.offsets = array("q")
         self._file = open(path, "ab")  # noqa: SIM115 - lives as long as the segment
 
-    def load(self) -> bool:
+    def load(self, relative_end: int) -> bool:
+        """Read entries from disk; False when inconsistent (unsorted, or past `relative_end`, the segment's end)."""
         data = self.path.read_bytes()
         if len(data) % TIME_ENTRY.size:
             return False
+        timestamps, offsets = array("q"), array("q")
         for ts, rel in TIME_ENTRY.iter_unpack(data):
-            if self.timestamps and (ts <= self.timestamps[-1] or rel < self.offsets[-1]):
+            if rel >= relative_end or (timestamps and (ts <= timestamps[-1] or rel < offsets[-1])):
                 return False
-            self.timestamps.append(ts)
-            self.offsets.append(rel)
+            timestamps.append(ts)
+            offsets.append(rel)
+        self.timestamps, self.offsets = timestamps, offsets
         return True
+
+    def rebuild(self, timestamps: array[int], offsets: array[int]) -> None:
+        """Replace every entry (recovery re-indexed a validated log)."""
+        self._file.flush()
+        os.truncate(self.path, 0)
+        self.timestamps, self.offsets = timestamps, offsets
+        self._file.write(b"".join(TIME_ENTRY.pack(ts, rel) for ts, rel in zip(timestamps, offsets, strict=True)))
 
     @property
     def max_timestamp_ms(self) -> int:

@@ -1,14 +1,17 @@
 """The log of one partition: an ordered list of segments in `<dataDir>/<topic>-<partition>/`.
 
-On-disk format: segment files (`segment.py`) plus `recovery-point`, an 8-byte checkpoint: every segment below it
-was sealed (fdatasync of data and indexes) and is trusted on start-up. Files ending in `.deleted` or `.cleaned`
-are leftovers of an interrupted delete or compaction swap and are removed on open.
+On-disk format: segment files (`segment.py`) plus `recovery-point`, an 8-byte big-endian checkpoint: every segment
+below it was sealed (fdatasync of data and indexes) and is trusted on start-up. It is written at each roll (before
+the new segment exists), lowered by a truncation below it, and set to the active segment's base by a clean close.
+Files ending in `.deleted`, `.cleaned` or `.tmp`, and index files without their `.log`, are leftovers of an
+interrupted delete, compaction swap or checkpoint write and are removed on open.
 
-After a crash: `open` trusts sealed segments (checking their indexes), and recovers every segment at or past the
-recovery point: a torn or corrupt tail of the *last* segment is cut and logged (under fsync=always it was never
-acknowledged). Corruption in a segment that has newer segments after it is not a torn write: nothing is cut, the
-log raises `CorruptSegment`, and the broker keeps the partition offline until it is repaired (from a replica once
-the cluster exists) so no acknowledged record is thrown away.
+After a crash: `open` trusts sealed segments (checking their indexes, rebuilding them when inconsistent), and
+CRC-checks every segment at or past the recovery point: a torn or corrupt tail of the *last* segment is cut and
+logged, and kept in `recovery_cuts` (under fsync=always it was never acknowledged). Corruption in a segment that
+has newer segments after it is not a torn write: nothing is cut or rewritten (data and index files keep their
+sizes), the log raises `CorruptSegment`, and the broker keeps the partition offline until it is repaired (from a
+replica once the cluster exists) so no acknowledged record is thrown away.
 
 Offsets: `log_start_offset` ≤ `high_watermark` ≤ `log_end_offset`. Only records below the high watermark are
 visible to readers; the owner of the partition (single-node: the writer after fdatasync; cluster: the leader
@@ -32,7 +35,7 @@ from goqueue.errors import OffsetOutOfRange
 from goqueue.storage import batch as batches
 from goqueue.storage.batch import BatchHeader, InvalidBatch
 from goqueue.storage.producers import ProducerTable
-from goqueue.storage.segment import LOG_SUFFIX, RecoveryCut, Segment
+from goqueue.storage.segment import INDEX_SUFFIXES, LOG_SUFFIX, RecoveryCut, Segment, segment_path
 from goqueue.storage.sync import fsync_directory, write_file_atomically
 
 log = logging.getLogger(__name__)
@@ -88,37 +91,54 @@ class PartitionLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         if new_dir:
             fsync_directory(self.directory.parent)
-        for leftover in [*self.directory.glob("*.deleted"), *self.directory.glob("*.cleaned")]:
-            leftover.unlink()
+        self._remove_leftovers()
         bases = sorted(int(p.name.removesuffix(LOG_SUFFIX)) for p in self.directory.glob(f"*{LOG_SUFFIX}"))
         recovery_point = self._read_recovery_point()
-        for i, base in enumerate(bases):
-            segment = Segment(self.directory, base, self.config.index_interval_bytes)
-            is_last = i == len(bases) - 1
-            if base < recovery_point and not is_last:
-                segment.load_closed(next_offset=bases[i + 1])
-            elif is_last:
-                cut = segment.recover()
-                if cut is not None:
-                    self.recovery_cuts.append(cut)
-                    log.warning("log.tail_truncated", extra={
-                        "log": str(self.directory), "segment": base, "position": cut.position,
-                        "bytes_cut": cut.bytes_cut, "reason": cut.reason})
-            else:
+        try:
+            for i, base in enumerate(bases):
+                segment = Segment(self.directory, base, self.config.index_interval_bytes)
+                self.segments.append(segment)  # appended first so a failure below closes it too
+                if i == len(bases) - 1:
+                    self._recover_tail(segment)
+                    continue
                 try:
-                    segment.recover(strict=True)
+                    if base < recovery_point:
+                        segment.load_closed(next_offset=bases[i + 1])
+                    else:
+                        segment.recover(strict=True)
                 except InvalidBatch as exc:
-                    segment.close()
-                    for opened in self.segments:
-                        opened.close()
                     raise CorruptSegment(f"{self.directory.name}: {exc}") from exc
-            self.segments.append(segment)
-        if not self.segments:
-            self.segments.append(Segment(self.directory, 0, self.config.index_interval_bytes))
-            fsync_directory(self.directory)
+            if not self.segments:
+                self.segments.append(Segment(self.directory, 0, self.config.index_interval_bytes))
+                fsync_directory(self.directory)
+        except BaseException:
+            for opened in self.segments:
+                opened.close()
+            self.segments = []
+            raise
         self._bases = [s.base_offset for s in self.segments]
         self.high_watermark = self.flushed_offset = self.log_end_offset
         self._rebuild_producers()
+
+    def _remove_leftovers(self) -> None:
+        """Remove what an interrupted delete, compaction swap or checkpoint left, and indexes without a log."""
+        doomed = [*self.directory.glob("*.deleted"), *self.directory.glob("*.cleaned"), *self.directory.glob("*.tmp")]
+        for suffix in INDEX_SUFFIXES:
+            doomed += [p for p in self.directory.glob(f"*{suffix}") if not p.with_suffix(LOG_SUFFIX).exists()]
+        for leftover in doomed:
+            leftover.unlink()
+        if doomed:
+            fsync_directory(self.directory)
+            log.info("log.leftovers_removed", extra={"log": str(self.directory), "files": len(doomed)})
+
+    def _recover_tail(self, segment: Segment) -> None:
+        """The newest segment may end in a torn write (never acknowledged under fsync=always): cut and log it."""
+        cut = segment.recover()
+        if cut is not None:
+            self.recovery_cuts.append(cut)
+            log.warning("log.tail_truncated", extra={
+                "log": str(self.directory), "segment": segment.base_offset, "position": cut.position,
+                "bytes_cut": cut.bytes_cut, "reason": cut.reason})
 
     def _read_recovery_point(self) -> int:
         try:
@@ -194,14 +214,31 @@ class PartitionLog:
             self.clock() * 1000 - active.first_timestamp_ms > self.config.segment_age_s * 1000)
 
     def roll(self, base_offset: int | None = None) -> None:
-        """Seal the active segment and start a new one at the log end offset."""
+        """Seal the active segment and start a new one at the log end offset (or the leader's `base_offset`).
+
+        Rolling an empty active segment at its own base is a no-op (the new file would be the same file). The
+        recovery point is written before the new segment exists: it only promises that the segments below it are
+        sealed, which the seal just made true, and a crash before the new file exists leaves nothing to clean.
+        """
         with self.lock:
             base = self.log_end_offset if base_offset is None else base_offset
-            self.active.seal()
-            self.flushed_offset = max(self.flushed_offset, self.active.next_offset)
-            segment = Segment(self.directory, base, self.config.index_interval_bytes)
-            fsync_directory(self.directory)
+            previous = self.active
+            if previous.size == 0 and base == previous.base_offset:
+                return
+            assert base >= self.log_end_offset, f"roll to {base} below the log end {self.log_end_offset}"
+            previous.seal()
+            self.flushed_offset = max(self.flushed_offset, previous.next_offset)
             self._write_recovery_point(base)
+            segment = Segment(self.directory, base, self.config.index_interval_bytes)
+            try:
+                fsync_directory(self.directory)
+            except BaseException:
+                segment.close()
+                raise
+            if previous.size == 0:  # an empty segment at another base (a follower jumping ahead) holds nothing
+                self.segments.pop()
+                self._bases.pop()
+                self._retire(previous)
             self.segments.append(segment)
             self._bases.append(base)
             log.info("segment.rolled", extra={"log": self.directory.name, "base_offset": base})
@@ -222,9 +259,12 @@ class PartitionLog:
                 self._retire(self.segments.pop())
                 self._bases.pop()
             self.active.truncate_to(offset)
-            self.producers.forget_from(offset)
+            self.producers.forget_from(self.log_end_offset)
             self.high_watermark = min(self.high_watermark, self.log_end_offset)
             self.flushed_offset = min(self.flushed_offset, self.log_end_offset)
+            if self._read_recovery_point() > self.active.base_offset:
+                # the checkpoint named a segment that no longer exists; the active one is open for writes again
+                self._write_recovery_point(self.active.base_offset)
 
     # -- maintenance (maintenance thread) --------------------------------------------------------------------
 
@@ -243,18 +283,32 @@ class PartitionLog:
             return self.segments[:-1]
 
     def replace_segment(self, old: Segment, new_path: Path) -> None:
-        """Swap a compacted copy (`<base>.log.cleaned`, already fsynced) in for `old`."""
+        """Swap a compacted copy (`<base>.log.cleaned`, already fsynced) in for `old`.
+
+        The old indexes are removed (and the directory fsynced) before the rename: a crash after the rename must
+        not find indexes whose positions point into the middle of the compacted file's batches. An index missing
+        next to a non-empty log is rebuilt on open. If `old` left the log meanwhile (retention, truncation), the
+        copy is discarded.
+        """
         with self.lock:
+            if old not in self.segments:
+                new_path.unlink(missing_ok=True)
+                return
             i = self.segments.index(old)
             next_offset = old.next_offset
+            for suffix in INDEX_SUFFIXES:
+                segment_path(self.directory, old.base_offset, suffix).unlink(missing_ok=True)
+            fsync_directory(self.directory)
             new_path.replace(old.path)
             fsync_directory(self.directory)
-            for suffix in (".index", ".timeindex"):
-                old.path.with_suffix(suffix).unlink(missing_ok=True)
             replacement = Segment(self.directory, old.base_offset, self.config.index_interval_bytes)
-            replacement.recover(strict=True)
-            replacement.next_offset = next_offset
-            replacement.seal()
+            try:
+                replacement.recover(strict=True)
+                replacement.next_offset = next_offset
+                replacement.seal()
+            except BaseException:
+                replacement.close()
+                raise
             self.segments[i] = replacement
             self._retired.append((self.clock(), old))
 
@@ -326,7 +380,9 @@ class PartitionLog:
             if taken:
                 chunks.append(taken)
                 budget -= len(taken)
-            if budget <= 0 or last_next >= limit or (taken and len(taken) < len(data)):
+            # Move on to the next segment only when this one is exhausted: stopping short of its end (budget or
+            # limit) and continuing in the next would hand the reader a gap.
+            if budget <= 0 or last_next >= limit or len(taken) < len(data):
                 break
         return b"".join(chunks)
 

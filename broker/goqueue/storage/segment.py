@@ -13,18 +13,22 @@ only reads with `os.pread`, which needs no lock because bytes below the high wat
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-from dataclasses import dataclass
+from array import array
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from goqueue.storage import batch as batches
 from goqueue.storage.batch import BatchHeader, InvalidBatch
 from goqueue.storage.index import OffsetIndex, TimeIndex
+from goqueue.storage.sync import fsync_directory
 
 log = logging.getLogger(__name__)
 
 LOG_SUFFIX = ".log"
+INDEX_SUFFIXES = (".index", ".timeindex")
 SCAN_CHUNK_BYTES = 4 * 2**20
 
 
@@ -42,6 +46,38 @@ class RecoveryCut:
     reason: str
 
 
+@dataclass
+class _Scan:
+    """What a recovery scan found: the valid prefix, its index entries, and the cut (if any)."""
+
+    base_offset: int
+    next_offset: int
+    first_timestamp_ms: int = -1
+    max_timestamp_ms: int = -1
+    bytes_since_index: int = 0
+    index_offsets: array[int] = field(default_factory=lambda: array("q"))
+    index_positions: array[int] = field(default_factory=lambda: array("q"))
+    timestamps: array[int] = field(default_factory=lambda: array("q"))
+    time_offsets: array[int] = field(default_factory=lambda: array("q"))
+    cut: RecoveryCut | None = None
+
+    def add(self, header: BatchHeader, position: int, index_interval_bytes: int) -> None:
+        """Index one valid batch exactly as `Segment._index_batch` does on append."""
+        relative = header.base_offset - self.base_offset
+        if self.first_timestamp_ms < 0:
+            self.first_timestamp_ms = header.first_timestamp_ms
+        if position == 0 or self.bytes_since_index >= index_interval_bytes:
+            self.index_offsets.append(relative)
+            self.index_positions.append(position)
+            self.bytes_since_index = 0
+        self.bytes_since_index += header.size
+        if header.max_timestamp_ms > self.max_timestamp_ms:
+            self.max_timestamp_ms = header.max_timestamp_ms
+            self.timestamps.append(header.max_timestamp_ms)
+            self.time_offsets.append(relative)
+        self.next_offset = header.next_offset
+
+
 class Segment:
     def __init__(self, directory: Path, base_offset: int, index_interval_bytes: int) -> None:
         self.directory = directory
@@ -54,54 +90,80 @@ class Segment:
         self.time_index = TimeIndex(segment_path(directory, base_offset, ".timeindex"))
         self.next_offset = base_offset
         self.first_timestamp_ms = -1
+        self.broken: str | None = None
         self._bytes_since_index = 0
 
     # -- opening ---------------------------------------------------------------------------------------------
 
     def load_closed(self, next_offset: int) -> None:
-        """Open a closed segment trusting its data; indexes are checked and rebuilt when inconsistent."""
+        """Open a closed segment trusting its data; indexes are checked and rebuilt when inconsistent.
+
+        Raises InvalidBatch (touching no file) when a rebuild finds the data itself invalid.
+        """
         self.next_offset = next_offset
-        if not (self.offset_index.load(self.size) and self.time_index.load()):
+        if not (self.offset_index.load(self.size) and self.time_index.load(next_offset - self.base_offset)
+                and self._last_index_entry_is_a_batch()):
             log.warning("segment.index_rebuilt", extra={"segment": str(self.path)})
             self.recover(strict=True)
             return
         first = self._read_first_header()
         self.first_timestamp_ms = first.first_timestamp_ms if first else -1
 
+    def _last_index_entry_is_a_batch(self) -> bool:
+        """The newest offset-index entry points at a batch header of the offset it names (one pread)."""
+        if not self.offset_index.positions:
+            return True
+        position, relative = self.offset_index.positions[-1], self.offset_index.offsets[-1]
+        try:
+            header = batches.read_header(os.pread(self._fd, batches.HEADER_SIZE, position))
+        except InvalidBatch:
+            return False
+        return header.base_offset == self.base_offset + relative and position + header.size <= self.size
+
     def recover(self, strict: bool = False) -> RecoveryCut | None:
-        """Validate every batch, cut a torn or corrupt tail (strict: raise instead), rebuild indexes."""
-        self.offset_index.reset()
-        self.time_index.reset()
-        self._bytes_since_index = 0
-        self.first_timestamp_ms = -1
-        pos = 0
-        expected = self.base_offset
-        cut: RecoveryCut | None = None
-        while pos < self.size:
-            chunk = os.pread(self._fd, max(SCAN_CHUNK_BYTES, batches.HEADER_SIZE), pos)
-            try:
-                header = batches.read_header(chunk)
-                if header.size > len(chunk):
-                    chunk = os.pread(self._fd, header.size, pos)
-                header = batches.validate_batch(chunk)
-                if header.base_offset < expected:
-                    raise InvalidBatch(f"offset {header.base_offset} goes backwards (expected ≥ {expected})")
-            except InvalidBatch as exc:
-                cut = RecoveryCut(self.base_offset, pos, self.size - pos, str(exc))
-                break
-            self._index_batch(header, pos)
-            expected = header.next_offset
-            pos += header.size
-            self.next_offset = header.next_offset
-        if cut is not None:
-            if strict:
-                raise InvalidBatch(f"{self.path.name}: {cut.reason}")
-            os.ftruncate(self._fd, cut.position)
+        """Validate every batch, cut a torn or corrupt tail (strict: raise instead), rebuild indexes.
+
+        The scan only reads; files change after it, so a strict recovery that raises leaves data and index files
+        exactly as they were (an operator can still copy them off for repair).
+        """
+        scan = self._scan()
+        if scan.cut is not None and strict:
+            raise InvalidBatch(f"{self.path.name}: {scan.cut.reason}")
+        if scan.cut is not None:
+            os.ftruncate(self._fd, scan.cut.position)
             os.fsync(self._fd)
-            self.size = cut.position
+            self.size = scan.cut.position
+        self.offset_index.rebuild(scan.index_offsets, scan.index_positions)
+        self.time_index.rebuild(scan.timestamps, scan.time_offsets)
         self.offset_index.flush()
         self.time_index.flush()
-        return cut
+        self.next_offset = scan.next_offset
+        self.first_timestamp_ms = scan.first_timestamp_ms
+        self._bytes_since_index = scan.bytes_since_index
+        return scan.cut
+
+    def _scan(self) -> _Scan:
+        """Walk the file in chunks, checking length, CRC and that offsets never go backwards; index as it goes."""
+        scan = _Scan(self.base_offset, self.base_offset)
+        pos = 0
+        chunk, chunk_start = b"", 0
+        while pos < self.size:
+            at = pos - chunk_start
+            try:
+                if len(chunk) - at < batches.HEADER_SIZE or batches.read_header(chunk, at).size > len(chunk) - at:
+                    chunk, chunk_start, at = os.pread(self._fd, SCAN_CHUNK_BYTES, pos), pos, 0
+                    needed = batches.read_header(chunk).size
+                    if needed > len(chunk):  # a batch larger than the chunk: read exactly it
+                        chunk = os.pread(self._fd, needed, pos)
+                header = batches.validate_batch(chunk, at)
+                if header.base_offset < scan.next_offset:
+                    raise InvalidBatch(f"offset {header.base_offset} goes backwards (expected ≥ {scan.next_offset})")
+            except InvalidBatch as exc:
+                scan.cut = RecoveryCut(self.base_offset, pos, self.size - pos, str(exc))
+                break
+            scan.add(header, pos, self.index_interval_bytes)
+            pos += header.size
+        return scan
 
     def _read_first_header(self) -> BatchHeader | None:
         if self.size < batches.HEADER_SIZE:
@@ -111,14 +173,25 @@ class Segment:
     # -- writing (writer thread) -----------------------------------------------------------------------------
 
     def append(self, data: bytes | bytearray, header: BatchHeader) -> None:
-        """Write one stamped batch whole; on error the file is cut back so no partial batch remains."""
+        """Write one stamped batch whole; on error the file is cut back so no partial batch remains.
+
+        If even the cut-back fails, the file may end in a partial batch that `size` does not know about; appending
+        after it would put acknowledged batches behind garbage that recovery cuts. The segment is then broken and
+        refuses every further append (EIO) until the broker restarts and recovery cuts the tail.
+        """
+        if self.broken is not None:
+            raise OSError(errno.EIO, f"segment {self.path.name} is broken: {self.broken}")
         position = self.size
         try:
             written = os.write(self._fd, data)
             if written != len(data):
-                raise OSError(28, "short write")  # treat like ENOSPC: the rest did not fit
-        except OSError:
-            os.ftruncate(self._fd, position)
+                raise OSError(errno.ENOSPC, "short write")  # the rest did not fit
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, position)
+            except OSError as cut_exc:
+                self.broken = f"cutting back a failed write failed: {cut_exc}"
+                raise cut_exc from exc
             raise
         self.size += len(data)
         self._index_batch(header, position)
@@ -147,14 +220,23 @@ class Segment:
         self.time_index.flush(fsync=True)
 
     def truncate_to(self, offset: int) -> None:
-        """Remove every batch at or after `offset` (the cut point must be a batch boundary)."""
-        position = self.position_of(offset) if offset < self.next_offset else self.size
+        """Remove every batch holding an offset at or after `offset` (a whole batch: one inside it goes too)."""
+        if offset >= self.next_offset:
+            return
+        position = self.position_of(offset)
+        if position < self.size:
+            offset = min(offset, batches.read_header(os.pread(self._fd, batches.HEADER_SIZE, position)).base_offset)
         os.ftruncate(self._fd, position)
         os.fsync(self._fd)
         self.size = position
         self.offset_index.truncate_after_position(position)
         self.time_index.truncate_after_offset(offset - self.base_offset)
-        self.next_offset = min(self.next_offset, offset)
+        self.next_offset = max(offset, self.base_offset)
+        self.broken = None  # the tail the failed cut-back left behind is gone now
+        if position == 0:
+            self.first_timestamp_ms = -1
+        indexed = self.offset_index.positions[-1] if self.offset_index.positions else 0
+        self._bytes_since_index = position - indexed if position else 0
 
     # -- reading (any thread) --------------------------------------------------------------------------------
 
@@ -194,12 +276,16 @@ class Segment:
     def delete(self) -> None:
         """Rename then remove, so a crash in between leaves a `.deleted` file recovery cleans up.
 
+        The directory is fsynced afterwards: a deleted segment that came back after a power loss would bring back
+        records a truncation removed, and overlap the offsets written since.
+
         The file descriptors stay open: a reader on the event loop may still hold this segment, and a closed fd
         number could be reused by another file. The log closes retired segments after a grace period.
         """
-        for suffix in (LOG_SUFFIX, ".index", ".timeindex"):
+        for suffix in (LOG_SUFFIX, *INDEX_SUFFIXES):
             path = segment_path(self.directory, self.base_offset, suffix)
             if path.exists():
                 doomed = path.with_name(path.name + ".deleted")
                 path.rename(doomed)
                 doomed.unlink()
+        fsync_directory(self.directory)

@@ -8,10 +8,17 @@ reports the round. While one round syncs, the next round's batches queue up, so 
 Policies (`storage.fsync`): `always` syncs before acknowledging; `interval` acknowledges after the write and syncs
 every `fsync_interval_s`; `never` leaves syncing to the OS.
 
-Failures: a write that hits ENOSPC is cut back by the segment and the job fails with `DiskFull`; a failed
+`PartitionLog.flushed_offset` is what the round may acknowledge: under `always` the durable end of the log; under
+`interval` and `never` the written end (the policy accepts losing it to a power failure).
+
+Failures: a write that hits ENOSPC is cut back by the segment and the job fails with `DiskFull`; other write
+errors fail the job with `StorageError`, a malformed batch with `InvalidRequest`. Under `always`, a failed
 fdatasync truncates the log back to its last durable offset (the page cache can no longer be trusted, as
-PostgreSQL learned) and fails every job of that log in the round. Nothing unsynced is ever reported as written
-under `always`.
+PostgreSQL learned) and fails every job of that log in the round whose records were not already durable. Nothing
+unsynced is ever reported as written under `always`. Under `interval` a failed periodic sync is logged and cuts
+nothing: those records were acknowledged and may have been read, so removing them would renumber the log.
+If the thread itself dies (say, the cut-back after a failed sync fails too), it fails every job it held or that
+was queued, and `submit` refuses new ones: a restart and recovery are needed.
 
 Completion: `on_round` is called from this thread once per round with every (job, result or error); the broker
 hands that to its event loop in one `call_soon_threadsafe`.
@@ -29,7 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goqueue.config import FsyncPolicy
-from goqueue.errors import DiskFull, GoQueueError, Overloaded, StorageError
+from goqueue.errors import DiskFull, GoQueueError, InvalidRequest, Overloaded, StorageError
+from goqueue.storage.batch import InvalidBatch
 from goqueue.storage.log import AppendResult, PartitionLog
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,7 @@ class LogWriter:
         self._thread = threading.Thread(target=self._run, name="goqueue-writer", daemon=True)
         self._dirty: set[PartitionLog] = set()
         self._last_sync = time.monotonic()
+        self._round_jobs: list[AppendJob] = []
         self.failure: BaseException | None = None
 
     def start(self) -> None:
@@ -123,9 +132,27 @@ class LogWriter:
         except BaseException as exc:
             self.failure = exc
             log.exception("writer.died")
+            self._fail_owned_jobs(exc)
             raise
 
+    def _fail_owned_jobs(self, exc: BaseException) -> None:
+        """A dying writer fails the round it was in and everything queued, so no caller waits forever."""
+        error = StorageError(f"the writer thread died: {exc!r}")
+        jobs = self._round_jobs
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                jobs.append(job)
+        for job in jobs:
+            job.outcome = error
+        if jobs:
+            self.on_round(jobs, set())
+
     def _round(self, jobs: list[AppendJob]) -> None:
+        self._round_jobs = jobs
         touched: set[PartitionLog] = set()
         for job in jobs:
             try:
@@ -133,24 +160,28 @@ class LogWriter:
                 touched.add(job.log)
             except GoQueueError as exc:
                 job.outcome = exc
+            except InvalidBatch as exc:
+                job.outcome = InvalidRequest(f"invalid record batch: {exc}")
             except OSError as exc:
                 job.outcome = _translate(exc)
         if self.policy is FsyncPolicy.ALWAYS:
             for failed_log in self._sync(touched):
                 for job in jobs:
-                    if job.log is failed_log and isinstance(job.outcome, AppendResult):
+                    outcome = job.outcome
+                    if (job.log is failed_log and isinstance(outcome, AppendResult)
+                            and outcome.last_offset >= failed_log.flushed_offset):
                         job.outcome = StorageError("fdatasync failed; the write was rolled back")
-                touched.discard(failed_log)
         else:
             self._dirty |= touched
             if self.policy is FsyncPolicy.INTERVAL and time.monotonic() - self._last_sync >= self.fsync_interval_s:
                 self._sync_dirty()
             for partition_log in touched:
                 partition_log.flushed_offset = partition_log.log_end_offset
+        self._round_jobs = []
         self.on_round(jobs, touched)
 
     def _sync(self, logs: set[PartitionLog]) -> list[PartitionLog]:
-        """fdatasync each log; returns the logs whose sync failed (already truncated back)."""
+        """fdatasync each log; returns the logs whose sync failed (under `always`, already truncated back)."""
         failed = []
         for partition_log in logs:
             started = time.perf_counter()
@@ -158,7 +189,8 @@ class LogWriter:
                 partition_log.flush()
             except OSError as exc:
                 log.error("writer.fsync_failed", extra={"log": partition_log.directory.name, "error": str(exc)})
-                partition_log.truncate_to(partition_log.flushed_offset)
+                if self.policy is FsyncPolicy.ALWAYS:
+                    partition_log.truncate_to(partition_log.flushed_offset)
                 failed.append(partition_log)
             self.observe_fsync(time.perf_counter() - started)
         return failed
