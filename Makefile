@@ -43,10 +43,10 @@ test-integration:
 	$(PYTHON) -m pytest -m integration
 
 up: install binaries
-	$(PYTHON) -m goqueue_harness up
+	PYTHONPATH=harness $(PYTHON) -m goqueue_harness up
 
 down:
-	$(PYTHON) -m goqueue_harness down
+	PYTHONPATH=harness $(PYTHON) -m goqueue_harness down
 
 bench:
 	$(PYTHON) bench/produce_consume.py
