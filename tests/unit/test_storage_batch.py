@@ -1,0 +1,128 @@
+"""Record batch format: round trip, leader stamping outside the CRC, and every kind of damage detected."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from goqueue.storage import batch as batches
+from goqueue.storage.batch import InvalidBatch
+
+pytestmark = pytest.mark.unit
+
+
+def _stamped(records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]], base: int = 100,
+             epoch: int = 7, **kwargs: int) -> bytearray:
+    batch = batches.build_batch(records, 1_000, **kwargs)
+    batches.stamp(batch, base, epoch)
+    return batch
+
+
+def test_round_trip_keeps_offsets_keys_values_headers_and_timestamps() -> None:
+    batch = _stamped([(b"k1", b"v1", [("trace", b"abc")]), (None, None, []), (b"k3", b"", [])])
+
+    header = batches.validate_batch(batch)
+    records = batches.decode_records(batch)
+
+    assert (header.base_offset, header.leader_epoch, header.record_count) == (100, 7, 3)
+    assert (header.last_offset, header.next_offset, header.size) == (102, 103, len(batch))
+    assert records == [
+        batches.Record(100, 1_000, b"k1", b"v1", [("trace", b"abc")]),
+        batches.Record(101, 1_000, None, None, []),
+        batches.Record(102, 1_000, b"k3", b"", []),
+    ]
+
+
+def test_per_record_timestamps_set_first_and_max() -> None:
+    batch = batches.build_batch([(None, b"a", []), (None, b"b", [])], 0, timestamps_ms=[5_000, 4_000])
+
+    header = batches.validate_batch(batch)
+
+    assert (header.first_timestamp_ms, header.max_timestamp_ms) == (5_000, 5_000)
+    assert [r.timestamp_ms for r in batches.decode_records(batch)] == [5_000, 4_000]
+
+
+def test_stamping_offset_and_epoch_keeps_the_crc_valid() -> None:
+    batch = batches.build_batch([(None, b"v", [])], 1)
+    crc_before = batches.read_header(batch).crc
+
+    batches.stamp(batch, 2**40, 99)
+
+    assert batches.validate_batch(batch).crc == crc_before
+
+
+def test_producer_fields_give_the_sequence_range() -> None:
+    batch = _stamped([(None, b"a", []), (None, b"b", [])], producer_id=42, producer_epoch=1, base_sequence=10)
+
+    header = batches.validate_batch(batch)
+
+    assert (header.producer_id, header.producer_epoch, header.base_sequence, header.last_sequence) == (42, 1, 10, 11)
+
+
+@pytest.mark.parametrize("position", [17, 21, 23, 35, 57, 61, -1], ids=lambda p: f"byte{p}")
+def test_a_tampered_byte_is_an_invalid_batch(position: int) -> None:
+    batch = _stamped([(b"key", b"value" * 10, [("h", b"x")])])
+    batch[position] ^= 0x01
+
+    with pytest.raises(InvalidBatch, match=r"CRC mismatch|implausible"):
+        batches.validate_batch(batch)
+    with pytest.raises(InvalidBatch):
+        batches.decode_records(batch)
+
+
+def test_unknown_magic_is_an_invalid_batch() -> None:
+    batch = _stamped([(None, b"v", [])])
+    batch[16] = 9
+
+    with pytest.raises(InvalidBatch, match="magic"):
+        batches.read_header(batch)
+
+
+@pytest.mark.parametrize("keep", [0, 10, batches.HEADER_SIZE - 1, batches.HEADER_SIZE, -1])
+def test_a_torn_batch_is_an_invalid_batch(keep: int) -> None:
+    batch = _stamped([(None, b"value" * 20, [])])
+
+    with pytest.raises(InvalidBatch):
+        batches.validate_batch(bytes(batch[:keep]))
+
+
+def test_an_implausible_length_is_an_invalid_batch() -> None:
+    batch = _stamped([(None, b"v", [])])
+    struct.pack_into(">i", batch, 8, 3)
+
+    with pytest.raises(InvalidBatch, match="implausible"):
+        batches.read_header(batch)
+
+
+def test_scan_yields_whole_batches_then_raises_at_the_damage() -> None:
+    first, second = _stamped([(None, b"a", [])], base=0), _stamped([(None, b"b", [])], base=1)
+    buf = bytes(first + second) + b"\x00garbage"
+
+    scan = batches.scan_batches(buf)
+    found = [(pos, header.base_offset) for pos, header in (next(scan), next(scan))]
+
+    assert found == [(0, 0), (len(first), 1)]
+    with pytest.raises(InvalidBatch):
+        next(scan)
+
+
+def test_iter_headers_stops_silently_at_a_partial_batch() -> None:
+    first, second = _stamped([(None, b"a", [])], base=0), _stamped([(None, b"b", [])], base=1)
+
+    headers = list(batches.iter_headers(bytes(first + second[:-1])))
+
+    assert [h.base_offset for _, h in headers] == [0]
+
+
+def test_rows_rebuilt_with_the_original_last_offset_delta_span_the_same_offsets() -> None:
+    batch = _stamped([(b"a", b"1", []), (b"b", b"2", []), (b"a", b"3", [])], base=50)
+    header = batches.validate_batch(batch)
+    rows = batches.decode_rows(batch, 0, header)
+
+    rebuilt = batches.build_batch_from_rows(rows[:1], header.first_timestamp_ms, header.max_timestamp_ms,
+                                            last_offset_delta=header.last_offset_delta)
+    batches.stamp(rebuilt, header.base_offset, header.leader_epoch)
+
+    assert batches.validate_batch(rebuilt).next_offset == header.next_offset
+    assert [(r.offset, r.value) for r in batches.decode_records(rebuilt)] == [(50, b"1")]

@@ -1,0 +1,210 @@
+"""PartitionLog: append and read across segment rolls, the high watermark, fetch sizes, offsets, truncation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from goqueue.errors import OffsetOutOfRange
+from goqueue.storage import batch as batches
+
+if TYPE_CHECKING:
+    from conftest import FakeClock, LogKit
+
+pytestmark = pytest.mark.unit
+
+
+def _values(n: int, size: int = 40) -> list[bytes]:
+    return [f"{i:04d}".encode() + b"x" * (size - 4) for i in range(n)]
+
+
+def test_append_assigns_contiguous_offsets_and_rolls_by_size(logs: LogKit) -> None:
+    plog = logs.open(segment_bytes=600)
+    values = _values(60)
+
+    results = [logs.append(plog, values[i:i + 3]) for i in range(0, 60, 3)]
+    logs.publish(plog)
+
+    assert [(r.base_offset, r.last_offset) for r in results] == [(i, i + 2) for i in range(0, 60, 3)]
+    assert len(plog.segments) > 3
+    for older, newer in zip(plog.segments, plog.segments[1:], strict=False):
+        assert older.next_offset == newer.base_offset
+        assert older.size <= 600
+    assert sorted(p.name for p in plog.directory.glob("*.log")) == [
+        f"{s.base_offset:020d}.log" for s in plog.segments]
+    assert logs.values(plog) == values
+
+
+def test_every_offset_reads_from_the_batch_holding_it(logs: LogKit) -> None:
+    plog = logs.open(segment_bytes=500, index_interval_bytes=64)
+    values = _values(40)
+    for i in range(0, 40, 4):
+        logs.append(plog, values[i:i + 4])
+    logs.publish(plog)
+
+    for offset in range(40):
+        data = plog.read(offset, 10**6)
+        first = batches.read_header(data)
+        assert first.base_offset <= offset < first.next_offset
+        assert logs.values(plog, start=offset) == values[offset:]
+
+
+def test_rolls_by_age_with_an_injected_clock(logs: LogKit, clock: FakeClock) -> None:
+    plog = logs.open(segment_bytes=10**6, segment_age_s=60)
+    logs.append(plog, [b"a"])
+    clock.advance(30)
+    logs.append(plog, [b"b"])
+    assert len(plog.segments) == 1
+
+    clock.advance(31)
+    logs.append(plog, [b"c"])
+
+    assert [s.base_offset for s in plog.segments] == [0, 2]
+    logs.publish(plog)
+    assert logs.values(plog) == [b"a", b"b", b"c"]
+
+
+def test_reads_stop_at_the_high_watermark(logs: LogKit) -> None:
+    plog = logs.open()
+    for value in _values(5):
+        logs.append(plog, [value])
+    plog.flush()
+    plog.high_watermark = 3
+
+    data = plog.read(0, 10**6)
+
+    assert [h.base_offset for _, h in batches.iter_headers(data)] == [0, 1, 2]
+    assert plog.read(3, 10**6) == b""
+    assert plog.read(5, 10**6) == b""  # the log end offset itself is in range, just empty
+    assert [h.base_offset for _, h in batches.iter_headers(plog.read(3, 10**6, upto=5))] == [3, 4]
+
+
+def test_max_bytes_returns_whole_batches_and_always_at_least_one(logs: LogKit) -> None:
+    plog = logs.open(segment_bytes=10**6)
+    for value in _values(6, size=100):
+        logs.append(plog, [value])
+    big = logs.append(plog, [b"B" * 5_000])
+    logs.publish(plog)
+    batch_size = batches.read_header(plog.read(0, 1)).size
+
+    two = plog.read(0, 2 * batch_size + batch_size // 2)
+    one = plog.read(0, 1)
+    huge = plog.read(big.base_offset, 10)
+
+    assert [h.base_offset for _, h in batches.iter_headers(two)] == [0, 1]
+    assert len(two) == 2 * batch_size
+    assert [h.base_offset for _, h in batches.iter_headers(one)] == [0]
+    assert len(one) == batch_size
+    assert [r.value for r in batches.decode_records(huge)] == [b"B" * 5_000]
+
+
+def test_a_short_budget_never_skips_a_large_batch_in_the_next_segment(logs: LogKit) -> None:
+    """Regression: a leftover budget too small for segment 2's first batch used to continue into segment 3."""
+    plog = logs.open(segment_bytes=10**6)
+    logs.append(plog, [b"a" * 10])
+    plog.roll()
+    logs.append(plog, [b"b" * 2_000])
+    plog.roll()
+    logs.append(plog, [b"c" * 10])
+    logs.publish(plog)
+    small = batches.read_header(plog.read(0, 1)).size
+
+    data = plog.read(0, small + 150)
+
+    assert [h.base_offset for _, h in batches.iter_headers(data)] == [0]
+    assert logs.values(plog, start=0) == [b"a" * 10, b"b" * 2_000, b"c" * 10]
+
+
+def test_offsets_outside_the_log_are_out_of_range(logs: LogKit) -> None:
+    plog = logs.open(segment_bytes=10**6)
+    for value in _values(4):
+        logs.append(plog, [value])
+    plog.roll()
+    logs.append(plog, [b"tail"])
+    logs.publish(plog)
+    assert plog.delete_oldest_segment() is not None
+
+    with pytest.raises(OffsetOutOfRange) as below:
+        plog.read(3, 100)
+    with pytest.raises(OffsetOutOfRange):
+        plog.read(6, 100)
+
+    assert below.value.details == {"log_start_offset": 4, "log_end_offset": 5}
+    assert logs.values(plog) == [b"tail"]
+
+
+def test_offset_for_timestamp_finds_the_first_batch_reaching_it(logs: LogKit) -> None:
+    plog = logs.open(segment_bytes=200)
+    for i in range(8):
+        logs.append(plog, [b"v%d" % i], timestamp_ms=1_000 * (i + 1))
+    logs.publish(plog)
+    assert len(plog.segments) > 2
+
+    assert plog.offset_for_timestamp(0) == 0
+    assert plog.offset_for_timestamp(1_000) == 0
+    assert plog.offset_for_timestamp(1_001) == 1
+    assert plog.offset_for_timestamp(5_500) == 5
+    assert plog.offset_for_timestamp(8_000) == 7
+    assert plog.offset_for_timestamp(8_001) == plog.log_end_offset == 8
+
+
+def test_truncate_then_append_reuses_the_offsets(logs: LogKit) -> None:
+    plog = logs.open(segment_bytes=300)
+    values = _values(12)
+    for value in values:
+        logs.append(plog, [value])
+    logs.publish(plog)
+    segments_before = len(plog.segments)
+
+    plog.truncate_to(4)
+
+    assert (plog.log_end_offset, plog.high_watermark, plog.flushed_offset) == (4, 4, 4)
+    assert len(plog.segments) < segments_before
+    assert sorted(p.name for p in plog.directory.glob("*.log")) == [
+        f"{s.base_offset:020d}.log" for s in plog.segments]
+    assert logs.append(plog, [b"new"]).base_offset == 4
+    logs.publish(plog)
+    assert logs.values(plog) == [*values[:4], b"new"]
+
+    logs.close(plog)
+    reopened = logs.open(segment_bytes=300)
+    assert logs.values(reopened) == [*values[:4], b"new"]
+
+
+def test_truncating_inside_a_batch_removes_the_whole_batch(logs: LogKit) -> None:
+    plog = logs.open()
+    logs.append(plog, [b"a", b"b", b"c"])
+    logs.append(plog, [b"d", b"e", b"f"])
+    logs.publish(plog)
+
+    plog.truncate_to(4)
+
+    assert plog.log_end_offset == 3
+    assert logs.append(plog, [b"g"]).base_offset == 3
+    logs.publish(plog)
+    assert logs.values(plog) == [b"a", b"b", b"c", b"g"]
+
+
+def test_rolling_an_empty_active_segment_is_a_no_op(logs: LogKit) -> None:
+    plog = logs.open()
+    logs.append(plog, [b"a"])
+    plog.roll()
+    plog.roll()
+
+    assert [s.base_offset for s in plog.segments] == [0, 1]
+
+
+def test_clean_close_checkpoints_and_reopens_everything(logs: LogKit) -> None:
+    plog = logs.open(segment_bytes=300)
+    values = _values(20)
+    for value in values:
+        logs.append(plog, [value])
+    logs.close(plog)
+
+    reopened = logs.open(segment_bytes=300)
+
+    assert reopened.recovery_cuts == []
+    assert (reopened.high_watermark, reopened.flushed_offset, reopened.log_end_offset) == (20, 20, 20)
+    assert logs.values(reopened) == values
+    assert logs.append(reopened, [b"more"]).base_offset == 20

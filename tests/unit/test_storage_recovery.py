@@ -1,0 +1,197 @@
+"""Crash recovery: torn tails are cut and logged, earlier records survive, non-tail corruption cuts nothing."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import pytest
+
+from goqueue.storage import batch as batches
+from goqueue.storage.compaction import compact_log
+from goqueue.storage.log import RECOVERY_POINT_FILE, CorruptSegment, PartitionLog
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conftest import LogKit
+
+pytestmark = pytest.mark.unit
+
+
+def _filled(logs: LogKit, n: int = 30, segment_bytes: int = 400) -> tuple[PartitionLog, list[bytes]]:
+    """A log of `n` single-record batches (over several segments unless `segment_bytes` is large), flushed."""
+    plog = logs.open(segment_bytes=segment_bytes)
+    values = [b"value-%03d" % i for i in range(n)]
+    for value in values:
+        logs.append(plog, [value])
+    logs.publish(plog)
+    assert len(plog.segments) > 2 or segment_bytes > n * 100
+    return plog, values
+
+
+def _batch_positions(path: Path) -> list[int]:
+    return [pos for pos, _ in batches.scan_batches(path.read_bytes())]
+
+
+def _flip(path: Path, position: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[position] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _damage_partial_batch(path: Path) -> int:
+    good = path.stat().st_size
+    with path.open("ab") as handle:
+        handle.write(bytes(batches.build_batch([(None, b"torn" * 50, [])], 1))[:120])
+    return good
+
+
+def _damage_garbage(path: Path) -> int:
+    good = path.stat().st_size
+    with path.open("ab") as handle:
+        handle.write(b"\x00\x17garbage" * 13)
+    return good
+
+
+def _damage_crc_of_last_batch(path: Path) -> int:
+    last = _batch_positions(path)[-1]
+    _flip(path, path.stat().st_size - 1)  # the last record byte: covered by the CRC
+    return last
+
+
+@pytest.mark.parametrize("damage", [_damage_partial_batch, _damage_garbage, _damage_crc_of_last_batch],
+                         ids=["partial-batch", "garbage", "flipped-crc-byte"])
+def test_a_torn_tail_is_cut_logged_and_everything_before_it_survives(
+    logs: LogKit, caplog: pytest.LogCaptureFixture, damage: object
+) -> None:
+    plog, values = _filled(logs)
+    logs.crash(plog)
+    tail = logs.last_log_file()
+    size_before = tail.stat().st_size
+    assert callable(damage)
+    good_size = damage(tail)
+    lost = 1 if good_size < size_before else 0
+
+    with caplog.at_level(logging.WARNING, logger="goqueue.storage.log"):
+        reopened = logs.open(segment_bytes=400)
+
+    [cut] = reopened.recovery_cuts
+    assert cut.position == good_size == tail.stat().st_size
+    assert cut.bytes_cut > 0
+    assert cut.reason
+    assert [r.message for r in caplog.records] == ["log.tail_truncated"]
+    assert reopened.log_end_offset == len(values) - lost
+    assert logs.values(reopened) == values[:len(values) - lost]
+    assert logs.append(reopened, [b"after"]).base_offset == len(values) - lost
+    logs.publish(reopened)
+    logs.crash(reopened)
+    again = logs.open(segment_bytes=400)
+    assert again.recovery_cuts == []
+    assert logs.values(again) == [*values[:len(values) - lost], b"after"]
+
+
+def test_a_tail_segment_cut_to_nothing_still_opens(logs: LogKit) -> None:
+    plog, values = _filled(logs)
+    logs.crash(plog)
+    tail = logs.last_log_file()
+    records_in_tail = len(_batch_positions(tail))
+    tail.write_bytes(b"\xff" * 40)
+
+    reopened = logs.open(segment_bytes=400)
+
+    assert tail.stat().st_size == 0
+    assert logs.values(reopened) == values[:len(values) - records_in_tail]
+
+
+@pytest.mark.parametrize("damage", [b"\x01\x02\x03", b"\xff" * 16, b""], ids=["torn", "garbage", "empty"])
+def test_corrupt_index_files_are_rebuilt(logs: LogKit, damage: bytes) -> None:
+    plog, values = _filled(logs, segment_bytes=600)
+    logs.close(plog)  # checkpointed: closed segments are trusted and only their indexes are checked
+    first = plog.segments[0]
+    index, timeindex = first.offset_index.path, first.time_index.path
+    good = (index.read_bytes(), timeindex.read_bytes())
+    index.write_bytes(damage)
+    timeindex.write_bytes(damage)
+
+    reopened = logs.open(segment_bytes=600)
+
+    assert (index.read_bytes(), timeindex.read_bytes()) == good
+    assert logs.values(reopened) == values
+    assert [reopened.offset_for_timestamp(0)] == [0]
+
+
+def test_an_index_pointing_into_the_middle_of_a_batch_is_rebuilt(logs: LogKit) -> None:
+    plog, values = _filled(logs, segment_bytes=600)
+    logs.close(plog)
+    index = plog.segments[0].offset_index.path
+    index.write_bytes(index.read_bytes()[:8] + bytes.fromhex("00000002") + (13).to_bytes(4, "big"))
+
+    reopened = logs.open(segment_bytes=600)
+
+    assert logs.values(reopened) == values
+    assert all(logs.values(reopened, start=o) == values[o:] for o in range(len(values)))
+
+
+def test_corruption_before_the_tail_raises_and_changes_no_file(logs: LogKit) -> None:
+    plog, _ = _filled(logs)
+    logs.close(plog)
+    (logs.directory / RECOVERY_POINT_FILE).unlink()  # no checkpoint: every segment is CRC-checked on open
+    middle = sorted(logs.directory.glob("*.log"))[1]
+    _flip(middle, _batch_positions(middle)[-1] + batches.HEADER_SIZE)
+    before = logs.files()
+
+    with pytest.raises(CorruptSegment, match=middle.name):
+        logs.open(segment_bytes=400)
+
+    assert logs.files() == before
+
+
+def test_corruption_in_the_middle_of_the_tail_cuts_from_there(logs: LogKit) -> None:
+    plog, values = _filled(logs, segment_bytes=10**6)
+    logs.crash(plog)
+    tail = logs.last_log_file()
+    positions = _batch_positions(tail)
+    _flip(tail, positions[10] + batches.HEADER_SIZE)
+
+    reopened = logs.open(segment_bytes=10**6)
+
+    assert reopened.recovery_cuts[0].position == positions[10]
+    assert logs.values(reopened) == values[:10]
+
+
+def test_leftovers_of_interrupted_operations_are_removed_on_open(logs: LogKit) -> None:
+    plog, values = _filled(logs)
+    logs.close(plog)
+    leftovers = [f"{0:020d}.log.deleted", f"{0:020d}.log.cleaned", f"{0:020d}.index.deleted",
+                 "recovery-point.tmp", f"{999_999:020d}.index", f"{999_999:020d}.timeindex"]
+    for name in leftovers:
+        (logs.directory / name).write_bytes(b"left over")
+
+    reopened = logs.open(segment_bytes=400)
+
+    assert not [name for name in leftovers if (logs.directory / name).exists()]
+    assert logs.values(reopened) == values
+
+
+def test_a_compaction_swap_interrupted_before_new_indexes_recovers(logs: LogKit, clock: object) -> None:
+    """Crash after the compacted file replaced the original but before its indexes existed."""
+    plog = logs.open(segment_bytes=10**6, index_interval_bytes=32)
+    for i in range(20):
+        logs.append(plog, [b"v%02d" % i], key=b"k%d" % (i % 3))
+    plog.roll()
+    logs.append(plog, [b"tail"], key=b"other")
+    logs.publish(plog)
+    first = plog.segments[0]
+    stale_index = first.offset_index.path.read_bytes()
+    compact_log(plog, 0.0, tombstone_retention_s=0)
+    expected = [(r.offset, r.value) for r in logs.records(plog)]
+    logs.close(plog)
+    first.offset_index.path.write_bytes(stale_index)  # what the old swap order could leave behind
+    first.time_index.path.unlink()
+
+    reopened = logs.open(segment_bytes=10**6, index_interval_bytes=32)
+
+    assert [(r.offset, r.value) for r in logs.records(reopened)] == expected
+    for offset, _ in expected:
+        assert logs.records(reopened, start=offset)[0].offset == offset
