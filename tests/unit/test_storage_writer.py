@@ -1,0 +1,243 @@
+"""LogWriter: group commit under each fsync policy, and every failure fails only what was not durable."""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from goqueue.config import FsyncPolicy
+from goqueue.errors import DiskFull, Overloaded, StorageError
+from goqueue.storage import batch as batches
+from goqueue.storage import segment as segment_module
+from goqueue.storage.log import AppendResult, PartitionLog
+from goqueue.storage.writer import AppendJob, LogWriter
+
+if TYPE_CHECKING:
+    from conftest import LogKit
+
+pytestmark = pytest.mark.unit
+
+WAIT_S = 10.0
+
+
+class Rounds:
+    """The `on_round` callback: remembers every round and lets the test wait for finished jobs."""
+
+    def __init__(self) -> None:
+        self.rounds: list[tuple[list[AppendJob], set[PartitionLog]]] = []
+        self._done: queue.Queue[AppendJob] = queue.Queue()
+
+    def __call__(self, jobs: list[AppendJob], touched: set[PartitionLog]) -> None:
+        self.rounds.append((list(jobs), set(touched)))
+        for job in jobs:
+            self._done.put(job)
+
+    def wait(self, count: int) -> list[AppendJob]:
+        deadline = time.monotonic() + WAIT_S
+        finished = []
+        while len(finished) < count:
+            finished.append(self._done.get(timeout=max(0.0, deadline - time.monotonic())))
+        return finished
+
+
+class Syncs:
+    """`observe_fsync`: counts fdatasyncs (thread-safe enough: only the writer thread calls it)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, _seconds: float) -> None:
+        self.count += 1
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def writers() -> Iterator[Callable[..., tuple[LogWriter, Rounds, Syncs]]]:
+    made: list[LogWriter] = []
+
+    def make(policy: FsyncPolicy = FsyncPolicy.ALWAYS, **kwargs: Any) -> tuple[LogWriter, Rounds, Syncs]:
+        rounds, syncs = Rounds(), Syncs()
+        writer = LogWriter(policy, rounds, observe_fsync=syncs, **kwargs)
+        made.append(writer)
+        return writer, rounds, syncs
+
+    yield make
+    for writer in made:
+        writer.stop()
+
+
+def _job(plog: PartitionLog, value: bytes, n: int = 1) -> AppendJob:
+    return AppendJob(plog, batches.build_batch([(None, value, [])] * n, 1_700_000_000_000), leader_epoch=0)
+
+
+def _fail_for(fd_of: Callable[[], int], real: Callable[..., Any], error: OSError) -> Callable[..., Any]:
+    """A stand-in for an os function that fails for one file descriptor and passes every other call through."""
+    def fake(fd: int, *args: Any) -> Any:
+        if fd == fd_of():
+            raise error
+        return real(fd, *args)
+    return fake
+
+
+@pytest.mark.parametrize("policy", list(FsyncPolicy))
+def test_jobs_complete_with_their_offsets_under_each_policy(
+    logs: LogKit, writers: Callable[..., tuple[LogWriter, Rounds, Syncs]], policy: FsyncPolicy
+) -> None:
+    first, second = logs.open(logs.tmp_path / "a-0"), logs.open(logs.tmp_path / "b-0")
+    writer, rounds, syncs = writers(policy, fsync_interval_s=0.01)
+    jobs = [_job(first if i % 2 else second, b"v%d" % i, n=2) for i in range(20)]
+    for job in jobs:
+        writer.submit(job)  # queued before the thread starts: one round, one group commit
+    writer.start()
+
+    rounds.wait(len(jobs))
+
+    for plog in (first, second):
+        results = [j.outcome for j in jobs if j.log is plog]
+        assert all(isinstance(r, AppendResult) for r in results)
+        assert [(r.base_offset, r.last_offset) for r in results if isinstance(r, AppendResult)] == [
+            (i, i + 1) for i in range(0, 20, 2)]
+        assert plog.flushed_offset == plog.log_end_offset == 20
+    assert len(rounds.rounds) == 1
+    assert rounds.rounds[0][1] == {first, second}
+    if policy is FsyncPolicy.ALWAYS:
+        assert syncs.count == 2  # one fdatasync per log for the whole round
+    elif policy is FsyncPolicy.INTERVAL:
+        wait_until(lambda: syncs.count >= 2)
+    else:
+        writer.stop()
+        assert syncs.count == 0
+
+
+def test_a_full_queue_is_overloaded(logs: LogKit, writers: Callable[..., tuple[LogWriter, Rounds, Syncs]]) -> None:
+    plog = logs.open()
+    writer, rounds, _ = writers(queue_max=2)
+    writer.submit(_job(plog, b"a"))
+    writer.submit(_job(plog, b"b"))
+
+    with pytest.raises(Overloaded):
+        writer.submit(_job(plog, b"c"))
+
+    assert writer.queue_depth == 2
+    writer.start()
+    assert len(rounds.wait(2)) == 2
+    assert plog.log_end_offset == 2
+
+
+@pytest.mark.parametrize("short_write", [False, True], ids=["enospc", "short-write"])
+def test_a_full_disk_fails_the_job_leaves_no_partial_batch_and_later_appends_work(
+    logs: LogKit, writers: Callable[..., tuple[LogWriter, Rounds, Syncs]], monkeypatch: pytest.MonkeyPatch,
+    short_write: bool,
+) -> None:
+    plog = logs.open()
+    writer, rounds, _ = writers()
+    writer.start()
+    writer.submit(_job(plog, b"before"))
+    rounds.wait(1)
+    size = plog.active.path.stat().st_size
+    real_write = os.write
+
+    def full_disk(fd: int, data: bytes) -> int:
+        if fd != plog.active._fd:
+            return real_write(fd, data)
+        if short_write:
+            return real_write(fd, bytes(data)[:len(data) // 2])  # half fits; the next write would fail
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(segment_module.os, "write", full_disk)
+    writer.submit(_job(plog, b"x" * 500))
+    [failed] = rounds.wait(1)
+    monkeypatch.undo()
+
+    assert isinstance(failed.outcome, DiskFull)
+    assert plog.active.path.stat().st_size == plog.active.size == size
+    assert plog.log_end_offset == 1
+    writer.submit(_job(plog, b"after"))
+    [later] = rounds.wait(1)
+    assert isinstance(later.outcome, AppendResult)
+    assert later.outcome.base_offset == 1
+    plog.high_watermark = plog.flushed_offset
+    assert logs.values(plog) == [b"before", b"after"]
+    logs.crash(plog)
+    assert logs.open().recovery_cuts == []
+
+
+def test_a_failed_fdatasync_fails_the_job_and_truncates_the_log_back(
+    logs: LogKit, writers: Callable[..., tuple[LogWriter, Rounds, Syncs]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plog = logs.open()
+    writer, rounds, _ = writers()
+    writer.start()
+    writer.submit(_job(plog, b"durable"))
+    rounds.wait(1)
+    size = plog.active.size
+    monkeypatch.setattr(segment_module.os, "fdatasync",
+                        _fail_for(lambda: plog.active._fd, os.fdatasync, OSError(errno.EIO, "I/O error")))
+
+    writer.submit(_job(plog, b"lost"))
+    [failed] = rounds.wait(1)
+    monkeypatch.undo()
+
+    assert isinstance(failed.outcome, StorageError)
+    assert (plog.log_end_offset, plog.flushed_offset, plog.active.path.stat().st_size) == (1, 1, size)
+    writer.submit(_job(plog, b"retried"))
+    [retried] = rounds.wait(1)
+    assert isinstance(retried.outcome, AppendResult)
+    assert retried.outcome.base_offset == 1
+    plog.high_watermark = plog.flushed_offset
+    assert logs.values(plog) == [b"durable", b"retried"]
+
+
+def test_a_failed_fdatasync_keeps_the_acks_a_roll_already_made_durable(
+    logs: LogKit, writers: Callable[..., tuple[LogWriter, Rounds, Syncs]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plog = logs.open(segment_bytes=300)
+    writer, rounds, _ = writers()
+    first_fd = plog.active._fd
+    monkeypatch.setattr(segment_module.os, "fdatasync", _fail_for(
+        lambda: -1 if plog.active._fd == first_fd else plog.active._fd, os.fdatasync, OSError(errno.EIO, "EIO")))
+    sealed, unsynced = _job(plog, b"s" * 150), _job(plog, b"u" * 150)
+    writer.submit(sealed)
+    writer.submit(unsynced)  # does not fit: rolls, which seals `sealed`; the new segment's sync fails
+    writer.start()
+
+    rounds.wait(2)
+
+    assert isinstance(sealed.outcome, AppendResult)
+    assert isinstance(unsynced.outcome, StorageError)
+    assert plog.log_end_offset == plog.flushed_offset == 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dying_writer_fails_every_job_it_owned_and_refuses_new_ones(
+    logs: LogKit, writers: Callable[..., tuple[LogWriter, Rounds, Syncs]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plog = logs.open()
+    writer, rounds, _ = writers()
+    eio = OSError(errno.EIO, "I/O error")
+    monkeypatch.setattr(segment_module.os, "fdatasync", _fail_for(lambda: plog.active._fd, os.fdatasync, eio))
+    monkeypatch.setattr(segment_module.os, "ftruncate", _fail_for(lambda: plog.active._fd, os.ftruncate, eio))
+    jobs = [_job(plog, b"v%d" % i) for i in range(3)]
+    for job in jobs:
+        writer.submit(job)
+    writer.start()
+
+    finished = rounds.wait(3)
+
+    assert {id(j) for j in finished} == {id(j) for j in jobs}
+    assert all(isinstance(j.outcome, StorageError) for j in jobs)
+    wait_until(lambda: writer.failure is not None)
+    with pytest.raises(StorageError, match="died"):
+        writer.submit(_job(plog, b"late"))
