@@ -136,7 +136,9 @@ def _wait_group_gone(pgid: int, timeout_s: float) -> bool:
     while True:
         _reap(pgid)
         if not _group_members(pgid):
-            _children.pop(pgid, None)
+            proc = _children.pop(pgid, None)
+            if proc is not None:
+                proc.wait()  # a zombie at most by now: reap it so Popen never warns
             return True
         if time.monotonic() >= deadline:
             return False

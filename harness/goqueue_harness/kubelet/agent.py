@@ -19,7 +19,7 @@ from pathlib import Path
 
 from goqueue_harness.informer import Informer
 from goqueue_harness.kubeapi import JSON, ApiError, ClientConfig, KubeClient, resource_path
-from goqueue_harness.kubelet.addresses import AddressPool
+from goqueue_harness.kubelet.addresses import AddressPool, network_octet_for
 from goqueue_harness.kubelet.context import NodeContext
 from goqueue_harness.kubelet.dns import cluster_records, find_nss_wrapper, hosts_file_text, write_if_changed
 from goqueue_harness.kubelet.node import register_node, report_node
@@ -184,7 +184,7 @@ async def run_kubelet(
         ctx = NodeContext(
             client=client, node_name=node_name, kubelet_dir=kubelet_dir, apiserver_port=port,
             nss_wrapper=find_nss_wrapper(), base_env=inherited_env(),
-            addresses=AddressPool(kubelet_dir / "next-pod-ip"),
+            addresses=AddressPool(kubelet_dir / "next-pod-ip", network_octet_for(kubelet_dir)),
             storage=StorageController(client, volumes_dir, resize_mode=resize_mode),
             request_dns_refresh=lambda: None, refresh_dns_now=lambda: None,  # set by Kubelet
             backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,

@@ -1,0 +1,136 @@
+"""pytest fixtures for a real control plane: ``-p goqueue_harness.pytest_plugin``.
+
+Why session scope: starting etcd, kube-apiserver and kube-controller-manager
+takes seconds, a namespace per test milliseconds; so one control plane (and one
+process-kubelet) serves the session and every test gets a fresh namespace that
+is deleted, and must finish deleting, afterwards. A control plane already
+running in the state dir (``make up``) is reused and left running; one this
+session started is stopped at its end. Missing binaries are built; a failed
+build fails the tests (never skips them).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from goqueue_harness.binaries import BinDir, locate_binaries
+from goqueue_harness.controlplane import ControlPlane
+from goqueue_harness.kubelet.daemon import kubelet_dir, kubelet_running, start_kubelet, stop_kubelet
+from goqueue_harness.kubelet.logs import container_log
+from goqueue_harness.waiting import wait_until
+
+NAMESPACE_DELETE_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True)
+class Kubectl:
+    """``kubectl`` (the pinned build) bound to the session's kubeconfig."""
+
+    binary: Path
+    kubeconfig: Path
+
+    def __call__(self, *args: str, input_text: str | None = None, check: bool = True) -> str:
+        proc = subprocess.run(
+            [str(self.binary), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input_text, capture_output=True, text=True, timeout=120, check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc.stdout
+
+
+@dataclass(frozen=True)
+class KubeletHandle:
+    """The running process-kubelet: where its pods' folders and logs are."""
+
+    directory: Path
+
+    def logs(self, namespace: str, pod: str, container: str, *, previous: bool = False) -> str:
+        return container_log(self.directory, namespace, pod, container, previous=previous)
+
+
+@pytest.fixture(scope="session")
+def k8s_binaries() -> BinDir:
+    return locate_binaries()
+
+
+@pytest.fixture(scope="session")
+def control_plane(k8s_binaries: BinDir) -> Iterator[ControlPlane]:
+    cp = ControlPlane()
+    owned = not cp.is_running()
+    if owned:
+        cp.start(bins=k8s_binaries)
+    yield cp
+    if owned:
+        stop_kubelet(cp)
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: ControlPlane) -> Path:
+    return control_plane.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def kubectl(k8s_binaries: BinDir, kubeconfig: Path) -> Kubectl:
+    return Kubectl(k8s_binaries.kubectl, kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def kubelet(control_plane: ControlPlane) -> Iterator[KubeletHandle]:
+    owned = not kubelet_running(control_plane)
+    if owned:
+        start_kubelet(control_plane)
+    yield KubeletHandle(kubelet_dir(control_plane))
+    if owned:
+        stop_kubelet(control_plane)
+
+
+@pytest.fixture(scope="session")
+def kube_api(kubeconfig: Path) -> Iterator[k8s.ApiClient]:
+    """An official ``kubernetes`` client for the session's cluster (cluster-admin)."""
+    api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
+    yield api
+    api.close()
+
+
+def _namespace_name(test_name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"t-{slug}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def kube_namespace(request: pytest.FixtureRequest, kube_api: k8s.ApiClient) -> Iterator[str]:
+    """A fresh namespace; deleted after the test, and the test fails if deletion does not finish."""
+    core = k8s.CoreV1Api(kube_api)
+    name = _namespace_name(request.node.name)
+    core.create_namespace({"metadata": {"name": name, "labels": {"goqueue.dev/test": "true"}}})
+    wait_until(lambda: _default_service_account(core, name), 30, message=f"default ServiceAccount in {name}")
+    yield name
+    core.delete_namespace(name)
+    wait_until(lambda: _namespace_gone(core, name), NAMESPACE_DELETE_TIMEOUT_S,
+               message=f"namespace {name} to finish deleting")
+
+
+def _default_service_account(core: k8s.CoreV1Api, namespace: str) -> bool:
+    names: Sequence[str] = [sa.metadata.name for sa in core.list_namespaced_service_account(namespace).items]
+    return "default" in names
+
+
+def _namespace_gone(core: k8s.CoreV1Api, name: str) -> bool:
+    try:
+        core.read_namespace(name)
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
