@@ -10,7 +10,8 @@ What it measures (issue 2, item 9), all with 100-byte records and fsync=always (
     (redis-benchmark, the native client), in the same run;
   * the machine's fdatasync ceiling (one 100 KB write + fdatasync in a loop) so figures have their limit beside them.
 
-Usage: python bench/produce_consume.py [--seconds 5] [--clients 3] [--skip-redis]
+Usage: python bench/produce_consume.py [--seconds 5] [--clients 3] [--skip-redis] [--skip-grpc]
+Each client is a process with 4 requests in flight; Redis gets the same number of connections.
 Prints a table; copy it into docs/PERFORMANCE.md with the date and the command.
 """
 
@@ -31,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -85,50 +87,60 @@ class Broker:
         self.log.close()
 
 
-# -- closed-loop produce workers (run in child processes) --------------------------------------------------------
+# -- closed-loop produce workers (run in child processes, each with CONCURRENCY requests in flight) -------------
 
-def _http_json_worker(url: str, partition: int, batch: int, seconds: float) -> tuple[int, list[float]]:
-    body = json.dumps({"records": [{"value": RECORD.decode()}] * batch, "partition": partition}).encode()
-    latencies = []
-    with httpx.Client(base_url=url, timeout=30) as client:
-        end = time.perf_counter() + seconds
+CONCURRENCY = 4
+
+
+async def _closed_loop_tasks(send: Callable[[], Any], batch: int, seconds: float) -> tuple[int, list[float]]:
+    latencies: list[float] = []
+    end = time.perf_counter() + seconds
+
+    async def loop() -> None:
         while (start := time.perf_counter()) < end:
-            client.post(f"/v1/topics/{TOPIC}/records", content=body,
-                        headers={"content-type": "application/json"}).raise_for_status()
+            await send()
             latencies.append(time.perf_counter() - start)
+
+    await asyncio.gather(*(loop() for _ in range(CONCURRENCY)))
     return len(latencies) * batch, latencies
 
 
-def _http_binary_worker(url: str, partition: int, batch: int, seconds: float) -> tuple[int, list[float]]:
+def _http_worker(url: str, partition: int, batch: int, seconds: float, binary: bool) -> tuple[int, list[float]]:
+    json_body = json.dumps({"records": [{"value": RECORD.decode()}] * batch, "partition": partition}).encode()
     records = [(None, RECORD, [])] * batch
-    latencies = []
-    with httpx.Client(base_url=url, timeout=30) as client:
-        end = time.perf_counter() + seconds
-        while (start := time.perf_counter()) < end:
-            body = bytes(batches.build_batch(records, int(time.time() * 1000)))
-            client.post(f"/v1/topics/{TOPIC}/partitions/{partition}/batches", content=body,
-                        headers={"content-type": "application/vnd.goqueue.batch"}).raise_for_status()
-            latencies.append(time.perf_counter() - start)
-    return len(latencies) * batch, latencies
+
+    async def run() -> tuple[int, list[float]]:
+        limits = httpx.Limits(max_connections=CONCURRENCY)
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+            async def send() -> None:
+                if binary:
+                    body = bytes(batches.build_batch(records, int(time.time() * 1000)))
+                    response = await client.post(f"/v1/topics/{TOPIC}/partitions/{partition}/batches", content=body)
+                else:
+                    response = await client.post(f"/v1/topics/{TOPIC}/records", content=json_body,
+                                                 headers={"content-type": "application/json"})
+                response.raise_for_status()
+            return await _closed_loop_tasks(send, batch, seconds)
+
+    return asyncio.run(run())
 
 
 def _grpc_worker(target: str, partition: int, batch: int, seconds: float, binary: bool) -> tuple[int, list[float]]:
     from goqueue.broker import RecordIn
     from goqueue.client.grpc_client import GrpcClient
 
+    records = [RecordIn(key=None, value=RECORD, headers=[])] * batch
+    raw = [(None, RECORD, [])] * batch
+
     async def run() -> tuple[int, list[float]]:
-        latencies = []
-        records = [RecordIn(key=None, value=RECORD, headers=[])] * batch
         async with GrpcClient(target) as client:
-            end = time.perf_counter() + seconds
-            while (start := time.perf_counter()) < end:
+            async def send() -> None:
                 if binary:
                     await client.produce_batch(TOPIC, partition, bytes(batches.build_batch(
-                        [(None, RECORD, [])] * batch, int(time.time() * 1000))))
+                        raw, int(time.time() * 1000))))
                 else:
                     await client.produce(TOPIC, records, partition=partition)
-                latencies.append(time.perf_counter() - start)
-        return len(latencies) * batch, latencies
+            return await _closed_loop_tasks(send, batch, seconds)
 
     return asyncio.run(run())
 
@@ -293,8 +305,8 @@ def main() -> None:
         grpc_target = f"127.0.0.1:{broker.grpc_port}"
         for batch in (1, 100, 1000):
             for name, worker, extra in (
-                ("HTTP JSON", _http_json_worker, ()),
-                ("HTTP binary batch", _http_binary_worker, ()),
+                ("HTTP JSON", _http_worker, (False,)),
+                ("HTTP binary batch", _http_worker, (True,)),
                 *([] if args.skip_grpc else [("gRPC records", _grpc_worker, (False,)),
                                              ("gRPC binary batch", _grpc_worker, (True,))]),
             ):
@@ -304,12 +316,12 @@ def main() -> None:
                                                                f"{p99 * 1000:.1f} ms)"))
                 print(f"{rows[-1][0]:<40} {rows[-1][1]}", flush=True)
             if not args.skip_redis:
-                redis = redis_reference(root, batch, args.clients * 4, max(20_000, 200_000 if batch > 1 else 20_000))
+                redis = redis_reference(root, batch, args.clients * CONCURRENCY, 200_000 if batch > 1 else 20_000)
                 if redis is not None:
                     rows.append((f"Redis XADD appendfsync always, batch {batch}", f"{redis * 1:>12,.0f} rec/s"))
                     print(f"{rows[-1][0]:<40} {rows[-1][1]}", flush=True)
         # Latency at half the maximum rate, batch 100.
-        best = max(closed_loop(_http_binary_worker, args.clients, broker.url, 100, args.seconds)[0], 1.0)
+        best = max(closed_loop(_http_worker, args.clients, broker.url, 100, args.seconds, True)[0], 1.0)
         lat = sorted(asyncio.run(open_loop_http(broker.url, best / 2, 100, args.seconds)))
         print(f"{'latency HTTP binary @ ' + format(best / 2, ',.0f') + ' rec/s, batch 100':<40} "
               f"p50 {statistics.median(lat) * 1000:.2f} ms  p99 {lat[int(len(lat) * 0.99)] * 1000:.2f} ms")
