@@ -1,0 +1,93 @@
+"""GoQueue brokers as a 3-replica StatefulSet on the process-kubelet, served to goqueue-cli.
+
+Until the operator exists this applies the StatefulSet directly, with the
+interface the operator will use: ``goqueue-broker`` configured by
+``GOQUEUE_*`` variables, bound to its pod IP (pods share the machine's port
+space, so each broker must bind ``status.podIP``, not 0.0.0.0), with data on the
+claim mounted at ``/var/lib/goqueue/data``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from harness_pods import JSON, is_ready, read_pod
+from kubernetes import client as k8s
+
+from goqueue_harness.pytest_plugin import KubeletHandle
+from goqueue_harness.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+DATA = "/var/lib/goqueue/data"
+
+
+def broker_statefulset(replicas: int) -> tuple[JSON, JSON]:
+    service = {"metadata": {"name": "goqueue-headless"}, "spec": {
+        "clusterIP": "None", "publishNotReadyAddresses": True, "selector": {"app": "goqueue"},
+        "ports": [{"name": "http", "port": 8080}, {"name": "grpc", "port": 9000}]}}
+    env = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "GOQUEUE_BROKER_HOST", "value": "$(POD_IP)"},
+        {"name": "GOQUEUE_BROKER_PORT", "value": "8080"},
+        {"name": "GOQUEUE_STORAGE_DATADIR", "value": DATA},
+        {"name": "GOQUEUE_STORAGE_WALDIR", "value": f"{DATA}/wal"},
+    ]
+    sts = {"metadata": {"name": "goqueue"}, "spec": {
+        "serviceName": "goqueue-headless", "replicas": replicas, "selector": {"matchLabels": {"app": "goqueue"}},
+        "template": {"metadata": {"labels": {"app": "goqueue"}}, "spec": {
+            "terminationGracePeriodSeconds": 10,
+            "containers": [{
+                "name": "broker", "image": "goqueue:dev", "command": ["goqueue-broker"], "env": env,
+                "ports": [{"name": "http", "containerPort": 8080}, {"name": "grpc", "containerPort": 9000}],
+                "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1},
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5,
+                                  "failureThreshold": 6},
+                "volumeMounts": [{"name": "data", "mountPath": DATA}],
+            }]}},
+        "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
+    }}
+    return service, sts
+
+
+def goqueue_cli(*args: str) -> str:
+    cli = shutil.which("goqueue-cli", path=str(Path(sys.executable).parent)) or shutil.which("goqueue-cli")
+    assert cli is not None, "goqueue-cli is not installed in this environment (pip install -e .)"
+    proc = subprocess.run([cli, *args], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, f"goqueue-cli {' '.join(args)} failed ({proc.returncode}): {proc.stderr}"
+    return proc.stdout
+
+
+def _all_ready(core: k8s.CoreV1Api, ns: str, count: int) -> list[JSON] | None:
+    pods = [read_pod(core, ns, f"goqueue-{i}") for i in range(count)]
+    return [p for p in pods if p is not None] if all(is_ready(p) for p in pods) else None
+
+
+def test_three_brokers_come_up_ready_and_serve_goqueue_cli(
+    core: k8s.CoreV1Api, apps: k8s.AppsV1Api, kube_namespace: str, kubelet: KubeletHandle
+) -> None:
+    ns = kube_namespace
+    service, sts = broker_statefulset(3)
+    core.create_namespaced_service(ns, service)
+    apps.create_namespaced_stateful_set(ns, sts)
+    pods = wait_until(lambda: _all_ready(core, ns, 3), 120, message="3 Ready brokers")
+    for pod in pods:
+        server = f"http://{pod['status']['podIP']}:8080"
+        assert "NAME" in goqueue_cli("--server", server, "topic", "list")
+
+    # Deleting a pod restarts its broker on the same data: a topic created before survives.
+    first = f"http://{pods[0]['status']['podIP']}:8080"
+    goqueue_cli("--server", first, "topic", "create", "--name", "orders")
+    old_uid = pods[0]["metadata"]["uid"]
+    core.delete_namespaced_pod("goqueue-0", ns)
+    reborn = wait_until(lambda: (p := read_pod(core, ns, "goqueue-0")) is not None
+                        and p["metadata"]["uid"] != old_uid and is_ready(p) and p, 90, message="goqueue-0 back")
+    assert "orders" in goqueue_cli("--server", f"http://{reborn['status']['podIP']}:8080", "topic", "list")
+    claim = core.read_namespaced_persistent_volume_claim("data-goqueue-0", ns)
+    folder = Path(core.read_persistent_volume(claim.spec.volume_name).spec.host_path.path)
+    assert any(folder.iterdir()), f"the broker wrote nothing to its claim's folder {folder}"
+    assert "broker.ready" in kubelet.logs(ns, "goqueue-0", "broker")
