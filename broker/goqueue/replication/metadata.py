@@ -1,0 +1,227 @@
+"""Cluster metadata as a pure state machine: brokers, topics, partition assignments, leaders, leader epochs,
+in-sync replica sets, consumer-group coordinators and paused flags.
+
+Every change is a command (a plain dict, so it pickles into PySyncObj's journal and reads in a debugger) applied
+by `apply_command`, a pure function of (state, command): no clock, no randomness, no I/O — the proposer puts
+timestamps and computed assignments into the command. The same commands therefore rebuild the same state on
+every broker, and the whole state machine is tested without a network (`tests/unit/test_metadata.py`).
+
+Partition state changes are compare-and-set on the leader epoch (and, for ISR changes, the partition's
+`version`): a controller or leader acting on a stale view is refused instead of overwriting a newer decision —
+the fencing that prevents split brain at the metadata level.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+Command = dict[str, Any]
+State = dict[str, Any]
+
+
+class MetadataConflict(Exception):
+    """A command lost a race (stale epoch/version) or names something that does not exist."""
+
+
+def empty_state() -> State:
+    return {"brokers": {}, "topics": {}, "groups": {}, "paused_all": False, "applied": 0}
+
+
+# -- placement (pure, used by proposers) -------------------------------------------------------------------------
+
+def assign_replicas(
+    brokers: Mapping[int, Mapping[str, Any]], partitions: range, replication_factor: int,
+) -> dict[int, list[int]]:
+    """Replica lists per partition, spread round-robin and zone-aware (Kafka's rack-aware placement).
+
+    The first replica of each partition is its preferred leader; partitions start on consecutive brokers so
+    leadership spreads evenly. With zones, brokers are interleaved zone by zone so consecutive replicas land in
+    different zones whenever there are enough zones.
+    """
+    ids = sorted(brokers)
+    if replication_factor > len(ids):
+        raise MetadataConflict(f"replication factor {replication_factor} needs {replication_factor} brokers; "
+                               f"{len(ids)} are registered")
+    by_zone: dict[str, list[int]] = {}
+    for broker_id in ids:
+        by_zone.setdefault(str(brokers[broker_id].get("zone") or ""), []).append(broker_id)
+    ordered: list[int] = []
+    queues = [list(members) for _, members in sorted(by_zone.items())]
+    while any(queues):
+        for queue in queues:
+            if queue:
+                ordered.append(queue.pop(0))
+    assignment: dict[int, list[int]] = {}
+    for index in partitions:
+        start = index % len(ordered)
+        assignment[index] = [ordered[(start + n) % len(ordered)] for n in range(replication_factor)]
+    return assignment
+
+
+# -- commands ----------------------------------------------------------------------------------------------------
+
+def apply_command(state: State, command: Command) -> Any:
+    """Apply one command in place; returns its result or raises MetadataConflict (state unchanged then)."""
+    handler = _HANDLERS.get(command.get("op", ""))
+    if handler is None:
+        raise MetadataConflict(f"unknown metadata command {command.get('op')!r}")
+    result = handler(state, command)
+    state["applied"] = state.get("applied", 0) + 1
+    return result
+
+
+def _register_broker(state: State, cmd: Command) -> None:
+    state["brokers"][cmd["id"]] = {k: cmd[k] for k in ("host", "http_port", "grpc_port", "raft_address", "zone")}
+
+
+def _create_topic(state: State, cmd: Command) -> dict[str, Any]:
+    name = cmd["name"]
+    if name in state["topics"]:
+        raise MetadataConflict(f"topic {name!r} already exists")
+    topic = {
+        "name": name, "partitions": len(cmd["assignment"]), "replication_factor": cmd["replication_factor"],
+        "config": cmd["config"], "created_at_s": cmd["created_at_s"], "internal": cmd.get("internal", False),
+        "partition_state": {int(p): _new_partition(replicas) for p, replicas in cmd["assignment"].items()},
+    }
+    state["topics"][name] = topic
+    return topic
+
+
+def _new_partition(replicas: list[int]) -> dict[str, Any]:
+    return {"replicas": list(replicas), "leader": replicas[0], "leader_epoch": 0, "isr": list(replicas),
+            "version": 0}
+
+
+def _delete_topic(state: State, cmd: Command) -> None:
+    if state["topics"].pop(cmd["name"], None) is None:
+        raise MetadataConflict(f"topic {cmd['name']!r} does not exist")
+
+
+def _grow_partitions(state: State, cmd: Command) -> None:
+    topic = _topic(state, cmd["name"])
+    new = {int(p): replicas for p, replicas in cmd["assignment"].items()}
+    if min(new) != topic["partitions"]:
+        raise MetadataConflict(f"topic {cmd['name']!r} has {topic['partitions']} partitions; the new ones must "
+                               "follow them")
+    for index, replicas in new.items():
+        topic["partition_state"][index] = _new_partition(replicas)
+    topic["partitions"] += len(new)
+
+
+def _set_topic_config(state: State, cmd: Command) -> None:
+    _topic(state, cmd["name"])["config"] = cmd["config"]
+
+
+def _elect_leader(state: State, cmd: Command) -> dict[str, Any]:
+    """New leader and epoch; CAS on the epoch the controller saw."""
+    partition = _partition(state, cmd["topic"], cmd["partition"])
+    if partition["leader_epoch"] != cmd["expected_epoch"]:
+        raise MetadataConflict(f"{cmd['topic']}/{cmd['partition']} is at epoch {partition['leader_epoch']}, "
+                               f"not {cmd['expected_epoch']}")
+    leader = cmd["leader"]
+    if leader is not None and leader not in partition["replicas"]:
+        raise MetadataConflict(f"broker {leader} is not a replica of {cmd['topic']}/{cmd['partition']}")
+    partition["leader"] = leader
+    partition["leader_epoch"] += 1
+    partition["isr"] = list(cmd["isr"])
+    partition["version"] += 1
+    return partition
+
+
+def _change_isr(state: State, cmd: Command) -> dict[str, Any]:
+    """The partition leader shrinks or expands its ISR; CAS on leader epoch and version."""
+    partition = _partition(state, cmd["topic"], cmd["partition"])
+    if (partition["leader_epoch"], partition["version"]) != (cmd["leader_epoch"], cmd["expected_version"]):
+        raise MetadataConflict(f"{cmd['topic']}/{cmd['partition']} changed (epoch {partition['leader_epoch']}, "
+                               f"version {partition['version']})")
+    if partition["leader"] not in cmd["isr"]:
+        raise MetadataConflict("the leader must stay in its own ISR")
+    partition["isr"] = list(cmd["isr"])
+    partition["version"] += 1
+    return partition
+
+
+def _reassign(state: State, cmd: Command) -> dict[str, Any]:
+    partition = _partition(state, cmd["topic"], cmd["partition"])
+    partition["replicas"] = list(cmd["replicas"])
+    partition["isr"] = [b for b in partition["isr"] if b in cmd["replicas"]] or [cmd["replicas"][0]]
+    partition["version"] += 1
+    return partition
+
+
+def _set_group(state: State, cmd: Command) -> None:
+    group = state["groups"].setdefault(cmd["group"], {"coordinator": None, "paused": False})
+    group.update({k: cmd[k] for k in ("coordinator", "paused") if k in cmd})
+
+
+def _set_paused_all(state: State, cmd: Command) -> None:
+    state["paused_all"] = bool(cmd["paused"])
+
+
+def _restore(state: State, cmd: Command) -> None:
+    """Replace topics and groups from a metadata backup (brokers stay as registered)."""
+    state["topics"] = copy.deepcopy(cmd["topics"])
+    state["groups"] = copy.deepcopy(cmd["groups"])
+
+
+_HANDLERS = {
+    "register_broker": _register_broker,
+    "create_topic": _create_topic,
+    "delete_topic": _delete_topic,
+    "grow_partitions": _grow_partitions,
+    "set_topic_config": _set_topic_config,
+    "elect_leader": _elect_leader,
+    "change_isr": _change_isr,
+    "reassign": _reassign,
+    "set_group": _set_group,
+    "set_paused_all": _set_paused_all,
+    "restore": _restore,
+}
+
+
+def _topic(state: State, name: str) -> dict[str, Any]:
+    try:
+        topic: dict[str, Any] = state["topics"][name]
+    except KeyError:
+        raise MetadataConflict(f"topic {name!r} does not exist") from None
+    return topic
+
+
+def _partition(state: State, topic: str, index: int) -> dict[str, Any]:
+    try:
+        partition: dict[str, Any] = _topic(state, topic)["partition_state"][index]
+    except KeyError:
+        raise MetadataConflict(f"{topic}/{index} does not exist") from None
+    return partition
+
+
+# -- queries (pure) ----------------------------------------------------------------------------------------------
+
+def choose_new_leader(partition: Mapping[str, Any], alive: set[int], unclean: bool = False) -> int | None:
+    """The preferred live in-sync replica; an out-of-sync one only when unclean election is enabled."""
+    for broker_id in partition["replicas"]:
+        if broker_id in alive and broker_id in partition["isr"]:
+            return int(broker_id)
+    if unclean:
+        for broker_id in partition["replicas"]:
+            if broker_id in alive:
+                return int(broker_id)
+    return None
+
+
+def restart_would_break(state: State, broker_id: int, min_insync: Mapping[str, int], quorum_alive: int,
+                        quorum_size: int) -> list[str]:
+    """Why restarting `broker_id` now is unsafe (empty list: safe): partitions that would fall below
+    min.insync.replicas or go offline, and a metadata quorum that would be lost."""
+    reasons = []
+    if quorum_alive - 1 < quorum_size // 2 + 1:
+        reasons.append(f"metadata quorum: {quorum_alive}/{quorum_size} brokers up, restarting one loses quorum")
+    for name, topic in state["topics"].items():
+        needed = min_insync.get(name, 1)
+        for index, partition in topic["partition_state"].items():
+            isr = partition["isr"]
+            if broker_id in isr and len(isr) - 1 < needed:
+                reasons.append(f"{name}/{index}: ISR {isr} would fall below min.insync.replicas {needed}")
+    return reasons

@@ -1,0 +1,130 @@
+"""The metadata Raft group: PySyncObj replicating `metadata.apply_command` across brokers on `broker.raftPort`.
+
+Why PySyncObj and how it is fenced in:
+* Its wire format is pickle, so `cluster.password` is always set for a multi-broker cluster (the broker refuses to
+  start without it) and port 7000 must never leave the cluster network.
+* Its journal (`<walDir>/raft.journal`) and full dump (`<walDir>/raft.dump`) are written through mmap and not
+  fsynced. Decision: every broker msyncs the journal right after applying each command (`_apply` below), so a
+  command a broker has applied survives its own power loss; a command that was committed but applied by no
+  surviving broker can only be lost when a majority loses power at the same moment — the window is the time
+  between commit and apply (milliseconds). Partition data does not depend on it: it is fsynced by the storage
+  engine and leader epochs are fenced again by the data path. Metadata backups (`goqueue-admin backup metadata`)
+  are the recovery for the rest. Written down in docs/ARCHITECTURE.md.
+* A leader cut off from its peers keeps acting until `leaderFallbackTimeout`; we tune it down to a few seconds,
+  and every partition-state change is a compare-and-set on epochs, so a stale leader's proposals are refused.
+* Versions before 0.3.17 could lose committed entries on a full-cluster restart: pyproject pins ≥ 0.3.17.
+
+A single broker runs the same code as a one-member group (it is leader at once), so there is one metadata path.
+Calls from the event loop go through `propose`, which waits on a future resolved from PySyncObj's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+
+from goqueue.errors import NotReady, Timeout
+from goqueue.replication.metadata import Command, MetadataConflict, State, apply_command, empty_state
+
+log = logging.getLogger(__name__)
+
+PROPOSE_TIMEOUT_S = 10.0
+
+
+class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type information
+    def __init__(self, self_address: str, partners: list[str], wal_dir: Path, password: str | None,
+                 on_applied: Callable[[Command, Any], None] | None = None, bind_address: str | None = None) -> None:
+        wal_dir.mkdir(parents=True, exist_ok=True)
+        conf = SyncObjConf(
+            password=password,
+            journalFile=str(wal_dir / "raft.journal"),
+            fullDumpFile=str(wal_dir / "raft.dump"),
+            bindAddress=bind_address,
+            raftMinTimeout=0.5, raftMaxTimeout=1.5,          # elections within ~1.5 s of a leader's death
+            leaderFallbackTimeout=3.0,                       # a cut-off leader steps down after 3 s, not 30
+            connectionTimeout=3.5,
+            logCompactionMinEntries=2000,
+            dynamicMembershipChange=False,
+        )
+        self.state: State = empty_state()
+        self._on_applied = on_applied
+        self._applied_lock = threading.Lock()
+        super().__init__(self_address, partners, conf)
+
+    @replicated  # type: ignore[misc]
+    def _apply(self, command: Command) -> Any:
+        """Runs on every broker, in log order, in PySyncObj's thread."""
+        try:
+            result: Any = apply_command(self.state, command)
+        except MetadataConflict as exc:
+            result = exc
+        self._flush_journal()
+        if self._on_applied is not None and not isinstance(result, MetadataConflict):
+            self._on_applied(command, result)
+        return result
+
+    def _flush_journal(self) -> None:
+        journal = getattr(self, "_SyncObj__raftLog", None)
+        flush = getattr(journal, "flush", None)
+        if flush is not None:
+            flush()
+
+    # -- event-loop API ------------------------------------------------------------------------------------------
+
+    async def propose(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> Any:
+        """Replicate a command and return its result once applied here; raises MetadataConflict, NotReady, Timeout."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def done(result: Any, error: int) -> None:
+            loop.call_soon_threadsafe(_resolve, future, result, error)
+
+        self._apply(command, callback=done)
+        try:
+            result = await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            raise Timeout(f"metadata change {command.get('op')} not committed within {timeout_s:.0f}s "
+                          "(no metadata quorum?)") from None
+        if isinstance(result, MetadataConflict):
+            raise result
+        return result
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self.getStatus()
+        return status
+
+    def leader_address(self) -> str | None:
+        leader = self._getLeader()
+        return None if leader is None else str(getattr(leader, "address", leader))
+
+    def is_leader(self) -> bool:
+        return bool(self._isLeader())
+
+    def connected_partners(self) -> set[str]:
+        status = self.status()
+        prefix = "partner_node_status_server_"
+        return {key[len(prefix):] for key, value in status.items() if key.startswith(prefix) and value == 2}
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: int) -> None:
+    if future.done():
+        return
+    if error == FAIL_REASON.SUCCESS:
+        future.set_result(result)
+    elif error in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER, FAIL_REASON.LEADER_CHANGED):
+        future.set_exception(NotReady(f"no metadata leader right now ({_reason(error)}); retry"))
+    else:
+        future.set_exception(Timeout(f"metadata change failed: {_reason(error)}"))
+
+
+def _reason(error: int) -> str:
+    for name in dir(FAIL_REASON):
+        if not name.startswith("_") and getattr(FAIL_REASON, name) == error:
+            return name.lower()
+    return str(error)
