@@ -156,6 +156,52 @@ class ClusterSection(_Section):
         repr=False)
 
 
+class OffsetReset(StrEnum):
+    EARLIEST = "earliest"  # a new group reads everything still retained
+    LATEST = "latest"      # a new group reads only what is produced after it first reads
+
+
+class Assignor(StrEnum):
+    RANGE = "range"    # contiguous partitions per member, per topic (Kafka's default): predictable, may be uneven
+    STICKY = "sticky"  # balanced, and a rebalance moves as few partitions as possible (fewer duplicates)
+
+
+class ConsumersSection(_Section):
+    """Consumer groups: leases, dead letters, sessions. Every group may override the per-group defaults."""
+
+    visibility_timeout_s: Duration = Field(
+        30.0, alias="visibilityTimeout", description="Shared mode: seconds a delivered message stays leased to "
+        "its consumer before it is redelivered (SQS's default: long enough for ordinary processing).")
+    max_deliveries: int = Field(
+        5, alias="maxDeliveries", ge=1, le=1000, description="Shared mode: deliveries before a message that is "
+        "never acked goes to the dead-letter topic; 5 tolerates transient failures without looping on poison.")
+    inflight_capacity: int = Field(
+        10_000, alias="inflightCapacity", ge=1, le=1_000_000, description="Shared mode: most unacked messages "
+        "(leased or waiting for redelivery) per group; bounds the broker's memory and the redelivery storm.")
+    session_timeout_s: Duration = Field(
+        30.0, alias="sessionTimeout", description="A member that neither heartbeats nor consumes for this long "
+        "is removed (ordered mode: its partitions are reassigned).")
+    auto_offset_reset: OffsetReset = Field(
+        OffsetReset.LATEST, alias="autoOffsetReset", description="Where a group starts on a partition it has "
+        "no committed offset for (Kafka's default: latest).")
+    assignor: Assignor = Field(Assignor.STICKY, description="Ordered mode partition assignor.")
+    dead_letter_suffix: str = Field(
+        ".dlq", alias="deadLetterSuffix", pattern=r"^[a-zA-Z0-9._-]{1,32}$",
+        description="Dead letters of topic T go to T + this suffix unless the group names a topic.")
+    max_groups: int = Field(10_000, alias="maxGroups", ge=1, description="Groups per broker (memory bound).")
+    max_members: int = Field(1000, alias="maxMembers", ge=1, description="Members per group (memory bound).")
+    max_records_per_consume: int = Field(
+        10_000, alias="maxRecordsPerConsume", ge=1, description="Upper bound of one consume request.")
+    max_nack_delay_s: Duration = Field(
+        12 * 3600.0, alias="maxNackDelay", description="Longest redelivery delay a nack may ask for (SQS: 12h).")
+    expiry_interval_s: Duration = Field(
+        0.25, alias="expiryInterval", description="How often expired leases and sessions are collected: the "
+        "precision of the visibility timeout.")
+    state_partitions: int = Field(
+        1, alias="statePartitions", ge=1, le=64, description="Partitions of the internal __consumer_state topic "
+        "when it is first created; a group's state lives in partition hash(group) % partitions.")
+
+
 class LogSection(_Section):
     level: str = Field("info", pattern="^(?i)(debug|info|warning|error)$", description="Log level.")
     format: str = Field("auto", pattern="^(auto|json|console)$", description="json when not on a terminal.")
@@ -167,6 +213,7 @@ class Settings(_Section):
     retention: RetentionSection = RetentionSection()
     limits: LimitsSection = LimitsSection()
     cluster: ClusterSection = ClusterSection()
+    consumers: ConsumersSection = ConsumersSection()
     log: LogSection = LogSection()
 
     @model_validator(mode="after")

@@ -11,10 +11,15 @@ The tree::
     ├── NotFound
     │   ├── TopicNotFound         404  NOT_FOUND
     │   ├── PartitionNotFound     404  NOT_FOUND
-    │   └── GroupNotFound         404  NOT_FOUND
+    │   ├── GroupNotFound         404  NOT_FOUND
+    │   ├── UnknownMember         404  NOT_FOUND            the member left or its session expired: join again
+    │   └── LeaseNotFound         404  NOT_FOUND            a lease id the group never handed out
     ├── OffsetOutOfRange          416  OUT_OF_RANGE
     ├── TopicAlreadyExists        409  ALREADY_EXISTS
     ├── OutOfOrderSequence        409  FAILED_PRECONDITION  an idempotent producer skipped a sequence
+    ├── GroupHasMembers           409  FAILED_PRECONDITION  offset reset / delete refused while members live
+    ├── FencedGeneration          409  FAILED_PRECONDITION  a commit or fetch from a previous generation
+    ├── InflightLimitReached      429  RESOURCE_EXHAUSTED   a shared group holds inflightCapacity unacked messages
     ├── StorageError
     │   ├── DiskFull              507  RESOURCE_EXHAUSTED   ENOSPC: nothing was acknowledged
     │   ├── CorruptRecord         500  DATA_LOSS            a batch failed its CRC on read
@@ -126,6 +131,18 @@ class GroupNotFound(NotFound):
     code = "GROUP_NOT_FOUND"
 
 
+class UnknownMember(NotFound):
+    """The member is not in the group (it left, or its session expired and it was removed): join again."""
+
+    code = "UNKNOWN_MEMBER"
+
+
+class LeaseNotFound(NotFound):
+    """The lease id names a message this group never delivered (a forged or mistyped lease id)."""
+
+    code = "LEASE_NOT_FOUND"
+
+
 class OffsetOutOfRange(GoQueueError):
     """The requested offset is before the log start offset or after the log end offset."""
 
@@ -151,6 +168,34 @@ class OutOfOrderSequence(GoQueueError):
     http_status = 409
     grpc_code = "FAILED_PRECONDITION"
     exit_code = 4
+
+
+class GroupHasMembers(GoQueueError):
+    """The group has live members; stop them first, or force the operation (they will see a rebalance)."""
+
+    code = "GROUP_HAS_MEMBERS"
+    http_status = 409
+    grpc_code = "FAILED_PRECONDITION"
+    exit_code = 4
+
+
+class FencedGeneration(GoQueueError):
+    """The request carries an old group generation: the group rebalanced since; join again and retry."""
+
+    code = "FENCED_GENERATION"
+    http_status = 409
+    grpc_code = "FAILED_PRECONDITION"
+    exit_code = 4
+
+
+class InflightLimitReached(GoQueueError):
+    """The shared group holds its inflightCapacity of unacked messages; ack some, or wait for leases to expire."""
+
+    code = "INFLIGHT_LIMIT_REACHED"
+    http_status = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
+    exit_code = 5
+    retriable = True
 
 
 class StorageError(GoQueueError):

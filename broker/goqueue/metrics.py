@@ -88,6 +88,42 @@ class BrokerMetrics:
         self.latency_window.observe(seconds)
 
 
+class ConsumerMetrics:
+    """Consumer-group counters. The gauges (`goqueue_consumer_lag{group,topic,partition}`,
+    `goqueue_inflight_messages{group}`, `goqueue_inflight_capacity{group}`, `goqueue_group_members{group}`,
+    `goqueue_group_paused{group}`) are read from the coordinator's state at scrape time."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.delivered = Counter(
+            "goqueue_consumer_delivered", "Records delivered to group consumers (first deliveries and redeliveries).",
+            ["group", "topic"], registry=r)
+        self.redeliveries = Counter(
+            "goqueue_consumer_redeliveries", "Deliveries of a message that was delivered before (lease expired "
+            "or nacked).", ["group", "topic"], registry=r)
+        self.acks = Counter("goqueue_consumer_acks", "Messages acked (shared mode).", ["group", "topic"], registry=r)
+        self.nacks = Counter("goqueue_consumer_nacks", "Messages nacked (shared mode).", ["group", "topic"], registry=r)
+        self.lease_expirations = Counter(
+            "goqueue_consumer_lease_expirations", "Leases that reached the visibility timeout unacked.",
+            ["group", "topic"], registry=r)
+        self.dead_lettered = Counter(
+            "goqueue_dead_lettered_messages", "Messages moved to a dead-letter topic after maxDeliveries.",
+            ["group", "topic"], registry=r)
+        self.commits = Counter(
+            "goqueue_consumer_offset_commits", "Offset commits (ordered mode and admin).", ["group"], registry=r)
+        self.rebalances = Counter(
+            "goqueue_group_rebalances", "Generations started (member joined, left or timed out).", ["group"],
+            registry=r)
+        self.session_expirations = Counter(
+            "goqueue_group_session_expirations", "Members removed because their session timed out.", ["group"],
+            registry=r)
+        self.inflight_limit_reached = Counter(
+            "goqueue_inflight_limit_reached", "Consume requests refused because the group was at its "
+            "inflightCapacity.", ["group"], registry=r)
+        self.state_records = Counter(
+            "goqueue_consumer_state_records", "Records written to the internal __consumer_state topic.", registry=r)
+
+
 GaugeSource = Callable[[], Iterable[Metric]]
 
 

@@ -15,9 +15,9 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from goqueue.config import Duration, Size
+from goqueue.config import Assignor, Duration, OffsetReset, Size
 
 TOPIC_NAME_PATTERN = r"^[a-zA-Z0-9._-]{1,249}$"
 _TOPIC_NAME = re.compile(TOPIC_NAME_PATTERN)
@@ -188,6 +188,328 @@ class StorageStats(_Model):
     log_bytes: int = Field(alias="logBytes")
     topics: dict[str, int] = Field(default_factory=dict, description="bytes per topic")
     partitions: list[PartitionStorage] = []
+
+
+# -- consumer groups -------------------------------------------------------------------------------------------
+
+GROUP_NAME_PATTERN = r"^[a-zA-Z0-9._-]{1,249}$"
+MAX_IDS_PER_REQUEST = 10_000
+
+
+class GroupMode(StrEnum):
+    ORDERED = "ordered"  # Kafka-like: each partition read by one member at a time, in order; offsets committed
+    SHARED = "shared"    # SQS-like: any consumer leases any message; acked one by one; redelivered on timeout
+
+
+class GroupState(StrEnum):
+    EMPTY = "Empty"              # no live members
+    REBALANCING = "Rebalancing"  # ordered: a member has not yet joined the current generation
+    STABLE = "Stable"            # members live, every one on the current generation
+    PAUSED = "Paused"            # no deliveries (per group or all groups); members keep their sessions
+    DEAD = "Dead"                # being deleted
+
+
+class GroupConfig(_Model):
+    """Per-group settings; None means the broker default (`consumers.*`)."""
+
+    visibility_timeout_s: Duration | None = Field(None, alias="visibilityTimeout")
+    max_deliveries: int | None = Field(None, alias="maxDeliveries", ge=1, le=1000)
+    inflight_capacity: int | None = Field(None, alias="inflightCapacity", ge=1, le=1_000_000)
+    session_timeout_s: Duration | None = Field(None, alias="sessionTimeout")
+    dead_letter_topic: str | None = Field(None, alias="deadLetterTopic", pattern=TOPIC_NAME_PATTERN)
+    auto_offset_reset: OffsetReset | None = Field(None, alias="autoOffsetReset")
+    assignor: Assignor | None = None
+
+
+class GroupSpec(_Model):
+    """Declare a group (create, or update its settings): what `PUT /v1/groups/{name}` and the operator send."""
+
+    mode: GroupMode = GroupMode.SHARED
+    topics: list[str] = Field(default_factory=list, max_length=1000,
+                              description="Topics to start tracking now (offsets initialised per autoOffsetReset).")
+    config: GroupConfig = GroupConfig()
+    paused: bool | None = Field(None, description="Set the paused flag; omitted leaves it as it is.")
+
+
+class TopicPartition(_Model):
+    topic: str
+    partition: int = Field(ge=0)
+
+
+class MemberInfo(_Model):
+    member_id: str = Field(alias="memberId")
+    client_id: str = Field(alias="clientId")
+    host: str
+    assignments: list[TopicPartition] = []
+    last_heartbeat_ms: int = Field(alias="lastHeartbeatMs")
+    generation: int = 0
+
+
+class GroupOffset(_Model):
+    topic: str
+    partition: int
+    committed: int | None
+    end_offset: int = Field(alias="endOffset", description="High watermark: first offset not yet readable.")
+    lag: int | None = Field(description="endOffset - committed.")
+    inflight: int = 0
+
+
+class GroupInfo(_Model):
+    name: str
+    mode: GroupMode
+    state: GroupState
+    paused: bool
+    generation: int
+    config: GroupConfig = Field(description="Effective settings (group overrides on broker defaults).")
+    topics: list[str]
+    members: list[MemberInfo]
+    offsets: list[GroupOffset]
+    inflight: int = 0
+    inflight_capacity: int = Field(0, alias="inflightCapacity")
+
+
+class GroupSummary(_Model):
+    name: str
+    mode: GroupMode
+    state: GroupState
+    members: int
+    topics: list[str]
+    lag: int
+    inflight: int
+
+
+class JoinRequest(_Model):
+    member_id: str | None = Field(None, alias="memberId", description="Omit on first join; send it to rejoin.")
+    client_id: str = Field("goqueue-client", alias="clientId", min_length=1, max_length=255)
+    host: str | None = Field(None, max_length=255, description="Default: the request's peer address.")
+    topics: list[str] = Field(min_length=1, max_length=1000)
+
+
+class JoinResponse(_Model):
+    member_id: str = Field(alias="memberId")
+    generation: int
+    state: GroupState
+    assignments: list[TopicPartition]
+    session_timeout_ms: int = Field(alias="sessionTimeoutMs")
+    paused: bool = False
+
+
+class HeartbeatRequest(_Model):
+    generation: int = Field(ge=0)
+
+
+class HeartbeatResponse(_Model):
+    generation: int
+    state: GroupState
+    rejoin: bool = Field(description="The group rebalanced: join again (with memberId) for the new assignment.")
+    paused: bool
+    assignments: list[TopicPartition]
+
+
+class ConsumeRequest(_Model):
+    """Shared mode: `consumerId`. Ordered mode: `memberId` and `generation` from the join."""
+
+    consumer_id: str | None = Field(None, alias="consumerId", min_length=1, max_length=255)
+    member_id: str | None = Field(None, alias="memberId")
+    generation: int | None = Field(None, ge=0)
+    topic: str | None = Field(None, description="Shared mode: required. Ordered mode: restrict to one topic.")
+    max_records: int = Field(100, alias="maxRecords", ge=1)
+    max_bytes: int = Field(1_048_576, alias="maxBytes", ge=1)
+    wait_ms: int = Field(0, alias="waitMs", ge=0)
+    start_from: OffsetReset | None = Field(None, alias="startFrom", description="Where to start on a partition "
+                                           "the group has no offset for (default: the group's autoOffsetReset).")
+    encoding: Encoding | None = None
+
+
+class DeliveredRecord(FetchedRecord):
+    lease_id: str | None = Field(None, alias="leaseId", description="Shared mode: ack or nack with this id.")
+    delivery_count: int = Field(1, alias="deliveryCount")
+    lease_expires_at_ms: int | None = Field(None, alias="leaseExpiresAtMs")
+
+
+class ConsumeResponse(_Model):
+    group: str
+    records: list[DeliveredRecord]
+    paused: bool = Field(False, description="The group is paused: no deliveries until resumed (not an error).")
+    state: GroupState
+    generation: int | None = None
+
+
+class AckRequest(_Model):
+    lease_ids: list[str] = Field(alias="leaseIds", min_length=1, max_length=MAX_IDS_PER_REQUEST)
+
+
+class NackRequest(AckRequest):
+    delay_s: Duration = Field(0.0, alias="delay", description="Redeliver no sooner than this (seconds or 5s, 1m).")
+    reason: str | None = Field(None, max_length=1024, description="Recorded in the dead-letter headers.")
+
+
+class AckResponse(_Model):
+    acked: int = Field(0, description="Leases settled by this request.")
+    already_done: int = Field(0, alias="alreadyDone", description="Messages already acked or dead-lettered.")
+    stale: list[str] = Field(default_factory=list, description="Leases no longer held (expired and re-leased): "
+                             "a nack or release of these had no effect.")
+    dead_lettered: int = Field(0, alias="deadLettered")
+
+
+class OffsetCommit(_Model):
+    topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0, description="The next offset to read (last processed + 1), as in Kafka.")
+
+
+class CommitRequest(_Model):
+    member_id: str | None = Field(None, alias="memberId", description="Required while the group has members.")
+    generation: int | None = Field(None, ge=0)
+    offsets: list[OffsetCommit] = Field(min_length=1, max_length=MAX_IDS_PER_REQUEST)
+
+
+class CommitResponse(_Model):
+    committed: list[OffsetCommit]
+
+
+class ResetTarget(StrEnum):
+    EARLIEST = "earliest"
+    LATEST = "latest"
+    OFFSET = "offset"
+    DATETIME = "datetime"
+    SHIFT = "shift"
+
+
+class OffsetResetRequest(_Model):
+    topic: str
+    partition: int | None = Field(None, ge=0, description="Default: every partition of the topic.")
+    to: ResetTarget
+    offset: int | None = Field(None, ge=0, description="to=offset")
+    timestamp_ms: int | None = Field(None, alias="timestampMs", ge=0, description="to=datetime")
+    shift_by: int | None = Field(None, alias="shiftBy", description="to=shift (negative moves back)")
+    dry_run: bool = Field(False, alias="dryRun")
+    force: bool = Field(False, description="Reset even while members live (they are rebalanced / lose leases).")
+
+    @model_validator(mode="after")
+    def _value_for_target(self) -> OffsetResetRequest:
+        needs = {ResetTarget.OFFSET: ("offset", self.offset), ResetTarget.DATETIME: ("timestampMs", self.timestamp_ms),
+                 ResetTarget.SHIFT: ("shiftBy", self.shift_by)}
+        if self.to in needs and needs[self.to][1] is None:
+            raise ValueError(f"to={self.to.value} needs {needs[self.to][0]}")
+        return self
+
+
+class OffsetResetEntry(_Model):
+    topic: str
+    partition: int
+    current: int | None
+    target: int
+    clamped: bool = Field(False, description="The asked-for offset was outside the log; clamped to its bounds.")
+
+
+class OffsetResetPlan(_Model):
+    group: str
+    dry_run: bool = Field(alias="dryRun")
+    applied: bool
+    partitions: list[OffsetResetEntry]
+
+
+class InflightMessage(_Model):
+    group: str
+    topic: str
+    partition: int
+    offset: int
+    state: str = Field(description="leased (with a consumer) or waiting (expired or nacked, to be redelivered)")
+    consumer_id: str | None = Field(alias="consumerId")
+    lease_id: str | None = Field(alias="leaseId")
+    delivery_count: int = Field(alias="deliveryCount")
+    deadline_ms: int = Field(alias="deadlineMs", description="Lease expiry, or earliest redelivery when waiting.")
+
+
+class InflightList(_Model):
+    messages: list[InflightMessage]
+    total: int
+    truncated: bool = False
+
+
+class PauseResponse(_Model):
+    paused: bool
+    all: bool = False
+    groups: list[str]
+
+
+class GroupBackup(_Model):
+    name: str
+    spec: GroupSpec
+    offsets: list[OffsetCommit] = []
+
+
+class MetadataBackup(_Model):
+    """`goqueue-admin backup metadata`: topics, their settings, groups and committed offsets."""
+
+    version: int = 1
+    created_at_ms: int = Field(alias="createdAtMs")
+    broker_id: int = Field(alias="brokerId")
+    topics: list[TopicCreate]
+    groups: list[GroupBackup]
+    all_paused: bool = Field(False, alias="allPaused")
+
+
+class RestoreReport(_Model):
+    topics_created: list[str] = Field(default_factory=list, alias="topicsCreated")
+    topics_updated: list[str] = Field(default_factory=list, alias="topicsUpdated")
+    topics_unchanged: list[str] = Field(default_factory=list, alias="topicsUnchanged")
+    groups_restored: list[str] = Field(default_factory=list, alias="groupsRestored")
+    offsets_restored: int = Field(0, alias="offsetsRestored")
+    skipped: list[str] = Field(default_factory=list, description="What was not restored, and why.")
+
+
+# -- cluster read-outs (single node until the clustering issue makes them real) --------------------------------
+
+class ClusterMember(_Model):
+    broker_id: int = Field(alias="brokerId")
+    host: str
+    http_port: int = Field(alias="httpPort")
+    grpc_port: int = Field(alias="grpcPort")
+    raft_port: int = Field(alias="raftPort")
+    role: str = Field(description="leader or follower (of the metadata Raft group)")
+    status: str = Field(description="up, down or unknown")
+    zone: str | None = None
+
+
+class ClusterLeader(_Model):
+    leader: int | None = Field(description="Broker id of the metadata leader; null while an election runs.")
+    host: str | None
+    term: int
+
+
+class ClusterStatus(_Model):
+    mode: str = Field(description="single-node, or cluster")
+    healthy: bool
+    broker_id: int = Field(alias="brokerId")
+    leader: ClusterLeader
+    brokers: int
+    live_brokers: int = Field(alias="liveBrokers")
+    topics: int
+    partitions: int
+    offline_partitions: int = Field(alias="offlinePartitions")
+    under_replicated_partitions: int = Field(alias="underReplicatedPartitions")
+    members: list[ClusterMember]
+
+
+class ReplicaState(_Model):
+    topic: str
+    partition: int
+    leader: int | None
+    leader_epoch: int = Field(alias="leaderEpoch")
+    replicas: list[int]
+    isr: list[int]
+    high_watermark: int = Field(alias="highWatermark")
+    log_end_offset: int = Field(alias="logEndOffset")
+    under_replicated: bool = Field(alias="underReplicated")
+
+
+class ReplicationStatus(_Model):
+    broker_id: int = Field(alias="brokerId")
+    partitions: list[ReplicaState]
+    under_replicated: int = Field(alias="underReplicated")
+    offline: int
 
 
 def encode_bytes(data: bytes | None, encoding: Encoding) -> str | None:

@@ -23,6 +23,7 @@ inside the process-kubelet daemon):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import secrets
@@ -104,12 +105,11 @@ class StorageController:
 
     async def bootstrap(self) -> None:
         """Create the StorageClass and fill the pool once (used by ``up`` before any daemon runs)."""
-        try:
+        with contextlib.suppress(Conflict):
             await self._client.create(resource_path("storage.k8s.io/v1", "storageclasses"), storage_class())
-        except Conflict:
-            pass
         listed = await self._client.list(PV_PATH, {"labelSelector": f"{POOL_LABEL}=true"})
-        available = [pv for pv in listed["items"] if pv.get("status", {}).get("phase") in (None, "Pending", "Available")]
+        free_phases = (None, "Pending", "Available")
+        available = [pv for pv in listed["items"] if pv.get("status", {}).get("phase") in free_phases]
         for _ in range(self._pool_size - len(available)):
             await self._create_pv(self._pool_capacity)
 
@@ -131,10 +131,8 @@ class StorageController:
                 await self.reconcile()
             except ApiError as exc:  # a conflict or a vanished object: the next event retries
                 log.info("storage reconcile: %s", exc)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=5.0)
-            except TimeoutError:
-                pass
 
     async def reconcile(self) -> None:
         pvs = dict(self.pvs.objects)
@@ -142,7 +140,7 @@ class StorageController:
         available = 0
         for pv in pvs.values():
             phase = pv.get("status", {}).get("phase")
-            if phase == "Released" or phase == "Failed":
+            if phase in {"Released", "Failed"}:
                 await self._delete_pv(pv)
             elif phase == "Available" and not pv["spec"].get("claimRef"):
                 available += 1
@@ -154,9 +152,9 @@ class StorageController:
             if phase == "Pending" and _request(claim) > pool_bytes and _wants_pool(claim):
                 await self._create_pv(claim["spec"]["resources"]["requests"]["storage"], claim)
             elif phase == "Bound":
-                pv = pvs.get("/" + str(claim["spec"].get("volumeName", "")))
-                if pv is not None:
-                    await self._sync_bound(claim, pv)
+                bound = pvs.get("/" + str(claim["spec"].get("volumeName", "")))
+                if bound is not None:
+                    await self._sync_bound(claim, bound)
 
     async def _sync_bound(self, claim: JSON, pv: JSON) -> None:
         request = claim["spec"]["resources"]["requests"]["storage"]

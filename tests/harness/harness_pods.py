@@ -44,3 +44,9 @@ def container_status(pod: JSON | None, name: str) -> JSON:
             result: JSON = status
             return result
     return {}
+
+
+def ready_pod(core: k8s.CoreV1Api, namespace: str, name: str) -> JSON | None:
+    """The pod if it exists and is Ready (a ``wait_until`` predicate)."""
+    pod = read_pod(core, namespace, name)
+    return pod if is_ready(pod) else None

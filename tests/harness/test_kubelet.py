@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from harness_pods import container_status, is_ready, pod_manifest, python_container, read_pod
+from harness_pods import container_status, pod_manifest, python_container, read_pod, ready_pod
 from kubernetes import client as k8s
 
 from goqueue_harness.pytest_plugin import KubeletHandle
@@ -31,10 +31,10 @@ def test_pod_becomes_ready_on_its_own_loopback_address(
         "web", HTTP_SERVER, env=[POD_IP_ENV], ports=[{"name": "http", "containerPort": 8000}],
         readinessProbe={"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1})
     core.create_namespaced_pod(kube_namespace, pod_manifest("web", [container]))
-    pod = wait_until(lambda: (p := read_pod(core, kube_namespace, "web")) and is_ready(p) and p, 30,
-                     message="pod Ready")
+    pod = wait_until(lambda: ready_pod(core, kube_namespace, "web"), 30, message="pod Ready")
     ip = ipaddress.IPv4Address(pod["status"]["podIP"])
-    assert ip.is_loopback and str(ip) != "127.0.0.1"
+    assert ip.is_loopback
+    assert str(ip) != "127.0.0.1"
     assert pod["spec"]["nodeName"] == "goqueue-local-node"
     assert httpx.get(f"http://{ip}:8000/", timeout=5).status_code == 200
 
@@ -74,7 +74,8 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(
 def test_a_crashing_container_restarts_and_reports_its_exit_code(
     core: k8s.CoreV1Api, kube_namespace: str, kubelet: KubeletHandle
 ) -> None:
-    core.create_namespaced_pod(kube_namespace, pod_manifest("crasher", [python_container("main", "raise SystemExit(3)")]))
+    crasher = pod_manifest("crasher", [python_container("main", "raise SystemExit(3)")])
+    core.create_namespaced_pod(kube_namespace, crasher)
 
     def restarted() -> dict[str, object] | None:
         status = container_status(read_pod(core, kube_namespace, "crasher"), "main")
@@ -83,7 +84,8 @@ def test_a_crashing_container_restarts_and_reports_its_exit_code(
     status = wait_until(restarted, 60, message="two restarts")
     assert status["lastState"]["terminated"]["exitCode"] == 3  # type: ignore[index]
     pod = read_pod(core, kube_namespace, "crasher")
-    assert pod is not None and pod["status"]["phase"] == "Running"
+    assert pod is not None
+    assert pod["status"]["phase"] == "Running"
 
 
 def test_a_failing_liveness_probe_restarts_the_container(
@@ -126,10 +128,14 @@ def test_environment_is_resolved_like_a_kubelet_does(
                30, message="pod Succeeded")
     seen = json.loads(kubelet.logs(kube_namespace, "envy", "main"))
     pod_ip = read_pod(core, kube_namespace, "envy")["status"]["podIP"]  # type: ignore[index]
-    assert seen["POD_NAME"] == "envy" and seen["POD_NAMESPACE"] == kube_namespace
-    assert seen["NODE"] == "goqueue-local-node" and seen["POD_IP"] == pod_ip
-    assert seen["LEVEL"] == "debug" and seen["PASSWORD"] == "s3cret"
-    assert seen["CFG_level"] == "debug" and seen["CFG_mode"] == "fast"
+    assert seen["POD_NAME"] == "envy"
+    assert seen["POD_NAMESPACE"] == kube_namespace
+    assert seen["NODE"] == "goqueue-local-node"
+    assert seen["POD_IP"] == pod_ip
+    assert seen["LEVEL"] == "debug"
+    assert seen["PASSWORD"] == "s3cret"
+    assert seen["CFG_level"] == "debug"
+    assert seen["CFG_mode"] == "fast"
     assert seen["URL"] == f"http://{pod_ip}:8080/envy $(KEPT)"
     assert seen["DATA"].endswith("/volumes/scratch/wal")  # the mount path, rewritten to the host folder
     assert seen["gethostname"] == "envy"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,9 +17,11 @@ from goqueue_harness.quantity import parse_quantity
 
 pytestmark = pytest.mark.unit
 
-POD = {"metadata": {"name": "goqueue-1", "namespace": "prod", "uid": "u1", "labels": {"app": "goqueue"}},
-       "spec": {"hostname": "goqueue-1", "subdomain": "goqueue-headless", "containers": [{"name": "broker"}]},
-       "status": {"podIP": "127.5.0.2", "conditions": [{"type": "Ready", "status": "True"}]}}
+POD: dict[str, Any] = {
+    "metadata": {"name": "goqueue-1", "namespace": "prod", "uid": "u1", "labels": {"app": "goqueue"}},
+    "spec": {"hostname": "goqueue-1", "subdomain": "goqueue-headless", "containers": [{"name": "broker"}]},
+    "status": {"podIP": "127.5.0.2", "conditions": [{"type": "Ready", "status": "True"}]},
+}
 
 
 def test_expand_substitutes_known_keeps_unknown_and_unescapes() -> None:
@@ -72,7 +75,7 @@ def test_quantities_compare_across_spellings() -> None:
     assert parse_quantity("1Gi") == parse_quantity("1024Mi") == Decimal(2**30)
     assert parse_quantity("1.5G") == Decimal(1_500_000_000)
     assert parse_quantity("500m") == Decimal("0.5")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
         parse_quantity("ten")
 
 
@@ -89,7 +92,8 @@ def test_a_crash_looping_pod_stays_running_and_not_ready() -> None:
     assert phase_of(obs) == "Running"
     status = pod_status(POD, obs, "t1")
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-    assert ready["status"] == "False" and ready["reason"] == "ContainersNotReady"
+    assert ready["status"] == "False"
+    assert ready["reason"] == "ContainersNotReady"
 
 
 def test_readiness_gates_hold_ready_back() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from typing import Any
@@ -66,7 +67,7 @@ def _ready_pods(core: k8s.CoreV1Api, ns: str, count: int) -> list[JSON] | None:
 
 
 def _ready_since(pod: JSON) -> str:
-    return next(c["lastTransitionTime"] for c in pod["status"]["conditions"] if c["type"] == "Ready")
+    return str(next(c["lastTransitionTime"] for c in pod["status"]["conditions"] if c["type"] == "Ready"))
 
 
 def test_statefulset_rolls_out_in_order_with_lasting_data_and_peer_dns(
@@ -79,10 +80,11 @@ def test_statefulset_rolls_out_in_order_with_lasting_data_and_peer_dns(
     pods = wait_until(lambda: _ready_pods(core, ns, 3), 90, message="3 Ready pods")
 
     # OrderedReady: each ordinal was created only once its predecessor was Ready.
-    for before, after in zip(pods, pods[1:], strict=False):
+    for before, after in itertools.pairwise(pods):
         assert after["metadata"]["creationTimestamp"] >= _ready_since(before)
     ips = [p["status"]["podIP"] for p in pods]
-    assert len(set(ips)) == 3 and all(ip.startswith("127.") and ip != "127.0.0.1" for ip in ips)
+    assert len(set(ips)) == 3
+    assert all(ip.startswith("127.") and ip != "127.0.0.1" for ip in ips)
 
     # Peer DNS through nss_wrapper: short and full names, from the last pod's point of view.
     seen = json.loads(kubelet.logs(ns, "web-2", "web").splitlines()[0])
@@ -93,7 +95,7 @@ def test_statefulset_rolls_out_in_order_with_lasting_data_and_peer_dns(
     core.delete_namespaced_pod("web-1", ns)
     wait_until(lambda: (p := read_pod(core, ns, "web-1")) is not None and p["metadata"]["uid"] != old_uid
                and is_ready(p), 60, message="web-1 recreated and Ready")
-    new_ip = read_pod(core, ns, "web-1")["status"]["podIP"]  # type: ignore[index]
+    new_ip = read_pod(core, ns, "web-1")["status"]["podIP"]  # type: ignore[index]  # Ready: it exists
     names = httpx.get(f"http://{new_ip}:8000/names", timeout=5).text.split()
     assert names == ["web-1", "web-1"]
 

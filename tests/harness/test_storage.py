@@ -90,7 +90,7 @@ def test_namespace_with_pods_and_claims_deletes_and_its_volume_is_reclaimed(
         try:
             core.read_namespace(ns)
         except k8s.ApiException as exc:
-            return exc.status == 404
+            return bool(exc.status == 404)
         return False
 
     wait_until(namespace_gone, 60, message="namespace deleted")
@@ -99,7 +99,7 @@ def test_namespace_with_pods_and_claims_deletes_and_its_volume_is_reclaimed(
         try:
             core.read_persistent_volume(volume_name)
         except k8s.ApiException as exc:
-            return exc.status == 404
+            return bool(exc.status == 404)
         return False
 
     wait_until(volume_reclaimed, 30, message=f"released volume {volume_name} deleted by the pool")

@@ -57,7 +57,7 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
         self._applied_lock = threading.Lock()
         super().__init__(self_address, partners, conf)
 
-    @replicated  # type: ignore[misc]
+    @replicated  # type: ignore[untyped-decorator]
     def _apply(self, command: Command) -> Any:
         """Runs on every broker, in log order, in PySyncObj's thread."""
         try:

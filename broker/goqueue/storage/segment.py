@@ -3,9 +3,13 @@
 On-disk format: the log file is record batches back to back (see `batch.py`), each written whole with one
 `write`. The file name is the offset of its first record, so listing a directory orders the log.
 
-After a crash: `recover()` walks the file batch by batch, checking length, CRC32C and offset continuity, and cuts the
-file at the first invalid byte (a torn tail: never acknowledged under fsync=always), then rebuilds both indexes
-from what remains. What was cut is returned so the caller can log it.
+After a crash: `recover()` walks the file batch by batch, checking length, CRC32C and that offsets never go backwards
+nor leave the segment's 32-bit relative range, and cuts the file at the first invalid byte (a torn tail: never
+acknowledged under fsync=always), then rebuilds both indexes from what remains. What was cut is returned so the
+caller can log it. The base offset and leader epoch are outside the CRC (the leader stamps them, as in Kafka), so
+damage to their low bytes that keeps offsets increasing is not detected here.
+
+A segment whose cut-back after a failed write also failed is `broken` and refuses appends (see `append`).
 
 Callers: the writer thread appends and flushes; the maintenance thread deletes and swaps segments; the event loop
 only reads with `os.pread`, which needs no lock because bytes below the high watermark never change.
@@ -29,6 +33,7 @@ log = logging.getLogger(__name__)
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIXES = (".index", ".timeindex")
+MAX_RELATIVE_OFFSET = 2**32 - 1  # index entries store offsets relative to the segment base as u32
 SCAN_CHUNK_BYTES = 4 * 2**20
 
 
@@ -158,6 +163,9 @@ class Segment:
                 header = batches.validate_batch(chunk, at)
                 if header.base_offset < scan.next_offset:
                     raise InvalidBatch(f"offset {header.base_offset} goes backwards (expected ≥ {scan.next_offset})")
+                if header.last_offset - self.base_offset > MAX_RELATIVE_OFFSET:
+                    # the base offset is outside the CRC (the leader stamps it); the index's u32 bounds it
+                    raise InvalidBatch(f"offset {header.last_offset} is beyond this segment's range")
             except InvalidBatch as exc:
                 scan.cut = RecoveryCut(self.base_offset, pos, self.size - pos, str(exc))
                 break

@@ -133,6 +133,7 @@ class ContainerRunner:
         self._target: ProbeTarget | None = None
         self._stopping = False
         self._wake = asyncio.Event()
+        self.started = asyncio.Event()  # set when the startup probe (if any) first passes
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -315,6 +316,8 @@ class ContainerRunner:
             self.record.ready = ready
         if started is not None:
             self.record.started = started
+            if started:
+                self.started.set()
         if container_id is not None:
             self.record.container_id = container_id
         self._on_change()

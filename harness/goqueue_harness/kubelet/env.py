@@ -91,43 +91,47 @@ def _resource_field(container: JSON, ref: JSON) -> str:
     return str(value) if value is not None else "0"
 
 
-def container_env(facts: PodFacts, container: JSON) -> dict[str, str]:
-    """Resolve ``envFrom`` then ``env`` (later wins), expanding ``$(VAR)`` as Kubernetes does."""
+def _env_from(facts: PodFacts, container: JSON) -> dict[str, str]:
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
         prefix = source.get("prefix", "")
         if "configMapRef" in source:
-            ref = source["configMapRef"]
+            ref, kind = source["configMapRef"], "configmap"
             data = _config_map_data(facts, ref["name"])
-            kind = "configmap"
         else:
-            ref = source["secretRef"]
+            ref, kind = source["secretRef"], "secret"
             data = _secret_data(facts, ref["name"])
-            kind = "secret"
         if data is None:
             if ref.get("optional", False):
                 continue
             raise EnvError(f'{kind} "{ref["name"]}" not found')
         env.update({prefix + k: v for k, v in data.items()})
+    return env
+
+
+def _value_from(facts: PodFacts, container: JSON, name: str, source: JSON) -> str | None:
+    if "fieldRef" in source:
+        return field_ref_value(facts, source["fieldRef"]["fieldPath"])
+    if "configMapKeyRef" in source:
+        ref = source["configMapKeyRef"]
+        return _key_ref("configmap", ref, _config_map_data(facts, ref["name"]))
+    if "secretKeyRef" in source:
+        ref = source["secretKeyRef"]
+        return _key_ref("secret", ref, _secret_data(facts, ref["name"]))
+    if "resourceFieldRef" in source:
+        return _resource_field(container, source["resourceFieldRef"])
+    raise EnvError(f"unsupported valueFrom for {name}: {sorted(source)}")
+
+
+def container_env(facts: PodFacts, container: JSON) -> dict[str, str]:
+    """Resolve ``envFrom`` then ``env`` (later wins), expanding ``$(VAR)`` as Kubernetes does."""
+    env = _env_from(facts, container)
     for var in container.get("env") or []:
         name = var["name"]
         if "valueFrom" not in var:
             env[name] = expand(str(var.get("value", "")), env)
             continue
-        source = var["valueFrom"]
-        value: str | None
-        if "fieldRef" in source:
-            value = field_ref_value(facts, source["fieldRef"]["fieldPath"])
-        elif "configMapKeyRef" in source:
-            ref = source["configMapKeyRef"]
-            value = _key_ref("configmap", ref, _config_map_data(facts, ref["name"]))
-        elif "secretKeyRef" in source:
-            ref = source["secretKeyRef"]
-            value = _key_ref("secret", ref, _secret_data(facts, ref["name"]))
-        elif "resourceFieldRef" in source:
-            value = _resource_field(container, source["resourceFieldRef"])
-        else:
-            raise EnvError(f"unsupported valueFrom for {name}: {sorted(source)}")
+        value = _value_from(facts, container, name, var["valueFrom"])
         if value is not None:
             env[name] = value
     return env

@@ -8,6 +8,7 @@ heartbeat exists so ``kubectl get nodes`` tells the truth.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 
@@ -66,10 +67,8 @@ def arch_name() -> str:
 
 
 async def register_node(client: KubeClient, name: str, host_ip: str) -> None:
-    try:
+    with contextlib.suppress(Conflict):
         await client.create(resource_path("v1", "nodes"), node_object(name))
-    except Conflict:
-        pass
     await report_node(client, name, host_ip, ready=True)
 
 

@@ -21,15 +21,20 @@ from pathlib import Path
 
 from goqueue_harness.kubeapi import JSON, ApiError, KubeClient, NotFound, resource_path
 from goqueue_harness.kubelet.addresses import is_pod_ip
-from goqueue_harness.kubelet.container import (
-    Backoff, ContainerRunner, LaunchError, LaunchSpec, now_rfc3339)
+from goqueue_harness.kubelet.container import Backoff, ContainerRunner, LaunchError, LaunchSpec, now_rfc3339
 from goqueue_harness.kubelet.context import NodeContext
 from goqueue_harness.kubelet.dns import container_dns_env, pod_hostname
 from goqueue_harness.kubelet.env import EnvError, PodFacts, container_env, expand
 from goqueue_harness.kubelet.probes import ProbeTarget
 from goqueue_harness.kubelet.status import KUBELET_CONDITIONS, PodObservation, pod_status
 from goqueue_harness.kubelet.volumes import (
-    PathRewriter, VolumeNotReady, VolumeSources, container_mounts, materialise, rewrite_text_files)
+    PathRewriter,
+    VolumeNotReady,
+    VolumeSources,
+    container_mounts,
+    materialise,
+    rewrite_text_files,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_GRACE_S = 30.0
@@ -108,8 +113,9 @@ class PodWorker:
             task = asyncio.create_task(runner.run())
             self._runner_tasks.append(task)
             if runner.container.get("restartPolicy") == "Always":  # a native sidecar: wait until started
-                while not runner.record.started and not task.done():
-                    await asyncio.sleep(0.1)
+                started = asyncio.create_task(runner.started.wait())
+                await asyncio.wait([started, task], return_when=asyncio.FIRST_COMPLETED)
+                started.cancel()
                 continue
             await task
             if (runner.record.terminated or {}).get("exitCode") != 0:
@@ -122,7 +128,7 @@ class PodWorker:
     async def _terminate(self, grace_s: float) -> None:
         self._terminating = True
         self._mark()
-        runners = [r for r in (*self._main, *self._init)]
+        runners = [*self._main, *self._init]
         await asyncio.gather(*(r.stop(grace_s) for r in runners))
         for task in self._runner_tasks:
             task.cancel()
@@ -234,7 +240,7 @@ class PodWorker:
 
     def _image_command(self, container: JSON) -> list[str]:
         image = str(container.get("image", ""))
-        repo = image.rsplit("/", 1)[-1].split("@")[0].split(":")[0]
+        repo = image.rsplit("/", 1)[-1].split("@", maxsplit=1)[0].split(":", maxsplit=1)[0]
         if repo in self.ctx.image_commands:
             return list(self.ctx.image_commands[repo])
         raise LaunchError("CreateContainerError",
@@ -296,27 +302,13 @@ def _referenced_objects(pod: JSON) -> tuple[set[str], set[str]]:
     config_maps: set[str] = set()
     secrets: set[str] = set()
     for volume in pod["spec"].get("volumes") or []:
-        if "configMap" in volume:
-            config_maps.add(volume["configMap"]["name"])
-        if "secret" in volume:
-            secrets.add(volume["secret"]["secretName"])
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            if "configMap" in source:
-                config_maps.add(source["configMap"]["name"])
-            if "secret" in source:
-                secrets.add(source["secret"]["name"])
+        sources = [volume, *((volume.get("projected") or {}).get("sources") or [])]
+        config_maps.update(s["configMap"]["name"] for s in sources if "configMap" in s)
+        secrets.update(s["secret"].get("secretName") or s["secret"].get("name") for s in sources if "secret" in s)
     for container in [*pod["spec"]["containers"], *(pod["spec"].get("initContainers") or [])]:
-        for source in container.get("envFrom") or []:
-            if "configMapRef" in source:
-                config_maps.add(source["configMapRef"]["name"])
-            if "secretRef" in source:
-                secrets.add(source["secretRef"]["name"])
-        for var in container.get("env") or []:
-            ref = var.get("valueFrom") or {}
-            if "configMapKeyRef" in ref:
-                config_maps.add(ref["configMapKeyRef"]["name"])
-            if "secretKeyRef" in ref:
-                secrets.add(ref["secretKeyRef"]["name"])
+        refs = [*(container.get("envFrom") or []), *((v.get("valueFrom") or {}) for v in container.get("env") or [])]
+        config_maps.update(r[k]["name"] for r in refs for k in ("configMapRef", "configMapKeyRef") if k in r)
+        secrets.update(r[k]["name"] for r in refs for k in ("secretRef", "secretKeyRef") if k in r)
     return config_maps, secrets
 
 

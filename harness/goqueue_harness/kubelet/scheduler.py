@@ -44,7 +44,8 @@ async def schedule(client: KubeClient, pod: JSON, node_name: str,
     missing = unbound_claims(pod, claim_phase)
     try:
         if missing:
-            message = f"0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims ({', '.join(missing)})"
+            message = ("0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims "
+                       f"({', '.join(missing)})")
             conditions = pod.get("status", {}).get("conditions") or []
             if not any(c.get("type") == "PodScheduled" and c.get("message") == message for c in conditions):
                 await client.patch(resource_path("v1", "pods", meta["namespace"], meta["name"], "status"), {

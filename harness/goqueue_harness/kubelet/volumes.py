@@ -68,7 +68,8 @@ def pod_volume_dir(pod_dir: Path, volume_name: str) -> Path:
 
 def _write_items(folder: Path, data: Mapping[str, bytes], items: Sequence[JSON] | None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    selected = {i["key"]: i.get("path", i["key"]) for i in items} if items else {k: k for k in data}
+    selected: dict[str, str] = {i["key"]: str(i.get("path", i["key"])) for i in items} if items else {
+        k: k for k in data}
     for key, rel in selected.items():
         if key not in data:
             continue
