@@ -19,7 +19,8 @@ from goqueue.api.grpc.server import GrpcServer
 from goqueue.api.http.app import create_app
 from goqueue.broker import Broker
 from goqueue.config import Settings
-from goqueue.metrics import BrokerMetrics
+from goqueue.consumers.coordinator import GroupCoordinator
+from goqueue.metrics import BrokerMetrics, ConsumerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ class BrokerServer:
         self.settings = settings
         self.metrics = BrokerMetrics()
         self.broker = Broker(settings, self.metrics)
-        self.app = create_app(self.broker)
+        self.coordinator = GroupCoordinator(self.broker, settings.consumers, ConsumerMetrics(self.metrics.registry))
+        self.app = create_app(self.broker, self.coordinator)
         config = uvicorn.Config(
             self.app, host=settings.broker.host, port=settings.broker.port, log_config=None,
             access_log=False, timeout_graceful_shutdown=int(settings.broker.shutdown_grace_s) or None,
@@ -55,6 +57,7 @@ class BrokerServer:
                 raise RuntimeError("the HTTP server exited during start-up")
             await asyncio.sleep(0.01)
         await self.broker.start()
+        await self.coordinator.start()  # replays __consumer_state: groups, offsets, leases
         if self.grpc is not None:
             await self.grpc.start()
         log.info("server.started", extra={
@@ -87,5 +90,6 @@ class BrokerServer:
         self.http.should_exit = True
         if self._http_task is not None and not self._http_task.done():
             await self._http_task
+        await self.coordinator.stop()
         await self.broker.stop()
         log.info("server.stopped")

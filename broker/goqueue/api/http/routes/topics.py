@@ -1,22 +1,35 @@
-"""Topic administration: create, list, describe, grow partitions / change settings, delete."""
+"""Topic administration: create, list, describe, grow partitions / change settings, delete.
+
+Internal topics (`__consumer_state`) are listed only with `?internal=true`, and cannot be created, altered or
+deleted here: the broker owns them, and deleting one would drop every group's offsets and leases.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
 from goqueue.api.http.deps import BrokerDep
+from goqueue.consumers.state_store import is_internal
+from goqueue.errors import InvalidTopicName
 from goqueue.models import TopicCreate, TopicInfo, TopicUpdate
 
 router = APIRouter(prefix="/v1/topics", tags=["topics"])
 
 
 @router.get("", response_model=list[TopicInfo], summary="List topics")
-async def list_topics(broker: BrokerDep) -> list[TopicInfo]:
-    return broker.list_topics()
+async def list_topics(broker: BrokerDep, internal: bool = False) -> list[TopicInfo]:
+    return [t for t in broker.list_topics() if internal or not is_internal(t.name)]
+
+
+def _refuse_internal(name: str) -> None:
+    if is_internal(name):
+        raise InvalidTopicName(f"topic names starting with '__' are reserved for the broker's internal topics "
+                               f"({name!r})")
 
 
 @router.post("", response_model=TopicInfo, status_code=201, summary="Create a topic (409 if it exists)")
 async def create_topic(spec: TopicCreate, broker: BrokerDep) -> TopicInfo:
+    _refuse_internal(spec.name)
     return broker.create_topic(spec)
 
 
@@ -28,10 +41,12 @@ async def describe_topic(name: str, broker: BrokerDep) -> TopicInfo:
 
 @router.patch("/{name}", response_model=TopicInfo, summary="Grow partitions (never shrink) or change settings")
 async def update_topic(name: str, update: TopicUpdate, broker: BrokerDep) -> TopicInfo:
+    _refuse_internal(name)
     return broker.update_topic(name, update.partitions, update.config)
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a topic and its data")
 async def delete_topic(name: str, broker: BrokerDep) -> Response:
+    _refuse_internal(name)
     broker.delete_topic(name)
     return Response(status_code=204)

@@ -1,0 +1,413 @@
+"""Deliveries: consume (both modes, long-poll), ack, nack, release, and moving exhausted messages to dead letters.
+
+Shared mode, one consume: for each partition of the topic (a rotating start, so no partition starves), first
+redeliver WAITING messages that are due, then lease new records from the cursor's `next`, while the group holds
+fewer than `inflightCapacity` unacked messages. The leases are durable in `__consumer_state` before the records
+are returned, so a crash after the response can only redeliver, never lose, and never forget a delivery count.
+
+Ordered mode, one consume: the member must be on the current generation; records come from its assigned
+partitions from its read position (the committed offset after each rebalance). Nothing is written: the member
+commits offsets when it has processed them.
+
+A paused group answers with no records and `paused: true` after the long-poll (or at once when resumed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from goqueue.consumers import reader
+from goqueue.consumers.assignment import TP
+from goqueue.consumers.dead_letters import dead_letter_record, ensure_dead_letter_topic
+from goqueue.consumers.groups import Group
+from goqueue.consumers.leases import Cursor, LeaseId, Settle, Slot
+from goqueue.consumers.state_store import Changes
+from goqueue.errors import FencedGeneration, InflightLimitReached, InvalidRequest, LeaseNotFound
+from goqueue.models import (
+    AckRequest,
+    AckResponse,
+    ConsumeRequest,
+    ConsumeResponse,
+    DeliveredRecord,
+    Encoding,
+    GroupMode,
+    NackRequest,
+    choose_encoding,
+    encode_bytes,
+)
+from goqueue.storage.batch import Record
+
+if TYPE_CHECKING:
+    from goqueue.consumers.coordinator import GroupCoordinator
+
+log = logging.getLogger(__name__)
+
+Delivered = tuple[TP, Record, Slot | None, Cursor]
+
+
+@dataclass(frozen=True)
+class _LeaseTerms:
+    consumer: str
+    now_ms: int
+    until_ms: int
+    max_bytes: int
+
+
+class Delivery:
+    def __init__(self, coordinator: GroupCoordinator) -> None:
+        self.c = coordinator
+        self._rotation: dict[str, int] = defaultdict(int)
+
+    # -- consume ---------------------------------------------------------------------------------------------
+
+    async def consume(self, name: str, request: ConsumeRequest, peer_host: str) -> ConsumeResponse:
+        c = self.c
+        changes = Changes()
+        group, mode = self._consuming_group(name, request, changes)
+        wait_s = min(request.wait_ms / 1000, c.broker.settings.limits.max_wait_s)
+        deadline = time.monotonic() + wait_s
+        max_records = min(request.max_records, c.settings.max_records_per_consume)
+        while True:
+            paused = group.paused or c.all_paused
+            at_capacity = False
+            delivered: list[Delivered] = []
+            if paused:
+                self._keep_alive(group, request, peer_host)
+            elif mode is GroupMode.SHARED:
+                delivered, at_capacity = await self._deliver_shared(group, request, peer_host, max_records, changes)
+            else:
+                delivered = await self._deliver_ordered(group, request, max_records, changes)
+            await c.persist(group, changes)
+            changes = Changes()
+            remaining = deadline - time.monotonic()
+            if delivered or remaining <= 0 or not c.ready or c.groups.get(name) is not group:
+                if not delivered and at_capacity and not paused:
+                    c.metrics.inflight_limit_reached.labels(name).inc()
+                    raise InflightLimitReached(
+                        f"group {name!r} holds its inflightCapacity of {c.effective(group).inflight_capacity} "
+                        "unacked messages: ack or nack some, or wait for leases to expire", group=name)
+                return self._response(group, delivered, request.encoding, paused)
+            await self._wait(group, request, remaining)
+
+    def _consuming_group(self, name: str, request: ConsumeRequest, changes: Changes) -> tuple[Group, GroupMode]:
+        """The group a consume is for, created (shared) on first use; the request must match its mode."""
+        c = self.c
+        c.check_ready()
+        if (request.consumer_id is None) == (request.member_id is None):
+            raise InvalidRequest("send consumerId (shared groups) or memberId and generation (ordered groups)")
+        mode = GroupMode.SHARED if request.consumer_id is not None else GroupMode.ORDERED
+        if mode is GroupMode.SHARED and request.topic is None:
+            raise InvalidRequest("a shared consume names its topic")
+        if request.topic is not None:
+            c.check_topic(request.topic)
+        # Ordered members join first (GroupNotFound otherwise); a shared group appears on first consume.
+        group = c.group(name) if mode is GroupMode.ORDERED else c.get_or_create(name, mode, changes)
+        if group.mode is not mode:
+            raise InvalidRequest(f"group {name!r} is {group.mode.value}: " + (
+                "join it and consume with memberId and generation" if group.mode is GroupMode.ORDERED
+                else "consume with a consumerId, without joining"))
+        return group, mode
+
+    def _keep_alive(self, group: Group, request: ConsumeRequest, peer_host: str) -> None:
+        """A consume of a paused group still counts as a heartbeat (paused is a state, not an error)."""
+        c = self.c
+        if group.mode is GroupMode.ORDERED:
+            group.check_generation(request.member_id, request.generation).last_seen_s = c.clock()
+        elif request.consumer_id is not None and request.topic is not None:
+            group.seen(request.consumer_id, peer_host, request.topic, c.clock(), c.settings.max_members)
+
+    async def _deliver_shared(self, group: Group, request: ConsumeRequest, host: str, max_records: int,
+                              changes: Changes) -> tuple[list[Delivered], bool]:
+        c = self.c
+        assert request.consumer_id is not None
+        assert request.topic is not None
+        consumer, topic = request.consumer_id, request.topic
+        now_s = c.clock()
+        group.seen(consumer, host, topic, now_s, c.settings.max_members)
+        lease = _LeaseTerms(consumer, int(now_s * 1000),
+                            int(now_s * 1000) + int(c.effective(group).visibility_timeout_s * 1000),
+                            min(request.max_bytes, c.broker.settings.limits.max_fetch_bytes))
+        count = c.broker.registry.get(topic).partitions
+        start = self._rotation[group.name]
+        self._rotation[group.name] = start + 1
+        out: list[Delivered] = []
+        blocked = False
+        for i in range(count):
+            tp = (topic, (start + i) % count)
+            if len(out) >= max_records:
+                break
+            if tp not in c.broker.partitions:
+                continue  # offline partition: the others still serve
+            cursor = c.cursor(group, tp, request.start_from, changes)
+            out.extend(await self._redeliver(group, tp, cursor, lease, max_records - len(out), changes))
+            taken, full = await self._lease_new(group, tp, cursor, lease, max_records - len(out), changes)
+            out.extend(taken)
+            blocked = blocked or full
+        if out:
+            c.metrics.delivered.labels(group.name, topic).inc(len(out))
+        return out, blocked and not out
+
+    async def _redeliver(self, group: Group, tp: TP, cursor: Cursor, lease: _LeaseTerms, budget: int,
+                         changes: Changes) -> list[Delivered]:
+        """WAITING messages whose redelivery time has come, oldest first."""
+        c = self.c
+        due = cursor.due(lease.now_ms, c.effective(group).max_deliveries, budget)
+        if not due:
+            return []
+        found = await reader.read_at(c.broker, tp[0], tp[1], due, lease.max_bytes)
+        out: list[Delivered] = []
+        for offset in due:
+            record = found.get(offset)
+            if record is None:  # retention deleted it while it waited: nothing is left to deliver
+                slot = cursor.slots.get(offset)
+                if slot is not None and not slot.dead_lettering:
+                    log.warning("lease.record_gone", extra={"group": group.name, "topic": tp[0],
+                                                            "partition": tp[1], "offset": offset})
+                    cursor.settle(offset)
+                    changes.slots.add((tp, offset))
+                    changes.cursors.add(tp)
+                continue
+            redelivered = cursor.redeliver(offset, lease.consumer, lease.until_ms)
+            if redelivered is None:
+                continue  # another consume took it during the read
+            out.append((tp, record, redelivered, cursor))
+            changes.slots.add((tp, offset))
+            c.metrics.redeliveries.labels(group.name, tp[0]).inc()
+        return out
+
+    async def _lease_new(self, group: Group, tp: TP, cursor: Cursor, lease: _LeaseTerms, budget: int,
+                         changes: Changes) -> tuple[list[Delivered], bool]:
+        """Records never delivered, from the cursor's `next`; (delivered, blocked by inflight capacity)."""
+        c = self.c
+        capacity = c.effective(group).inflight_capacity
+        want = min(budget, capacity - group.pending())
+        if capacity - group.pending() <= 0:
+            return [], True
+        held = c.broker.partitions[tp].log
+        if cursor.next < held.log_start_offset:  # retention passed the group: those records are gone
+            cursor.skip_to(held.log_start_offset)
+            changes.cursors.add(tp)
+        if want <= 0 or cursor.next >= held.high_watermark:
+            return [], False
+        result = await reader.read_from(c.broker, tp[0], tp[1], cursor.next, want, lease.max_bytes)
+        out: list[Delivered] = []
+        for record in result.records:
+            if record.offset < cursor.next or capacity - group.pending() <= 0:
+                continue  # another consume took it meanwhile, or filled the capacity meanwhile
+            slot = cursor.deliver_new(record.offset, lease.consumer, lease.until_ms)
+            out.append((tp, record, slot, cursor))
+            changes.slots.add((tp, record.offset))
+        if len(result.records) < want and result.next_offset > cursor.next:
+            cursor.skip_to(result.next_offset)  # a compaction gap at the end of the log
+        changes.cursors.add(tp)
+        return out, False
+
+    async def _deliver_ordered(self, group: Group, request: ConsumeRequest, max_records: int,
+                               changes: Changes) -> list[Delivered]:
+        c = self.c
+        member = group.check_generation(request.member_id, request.generation)
+        member.last_seen_s = c.clock()
+        generation = group.generation
+        tps = [tp for tp in member.assignment if request.topic is None or tp[0] == request.topic]
+        if not tps:
+            return []
+        positions = group.positions.setdefault(member.member_id, {})
+        start = self._rotation[group.name]
+        self._rotation[group.name] = start + 1
+        max_bytes = min(request.max_bytes, c.broker.settings.limits.max_fetch_bytes)
+        out: list[Delivered] = []
+        for i in range(len(tps)):
+            tp = tps[(start + i) % len(tps)]
+            budget = max_records - len(out)
+            if budget <= 0:
+                break
+            if tp not in c.broker.partitions:
+                continue
+            cursor = c.cursor(group, tp, request.start_from, changes)
+            position = positions.get(tp, cursor.committed)
+            result = await reader.read_from(c.broker, tp[0], tp[1], position, budget, max_bytes)
+            if group.generation != generation or c.groups.get(group.name) is not group:
+                raise FencedGeneration(f"group {group.name!r} rebalanced during the read: join again",
+                                       group=group.name, generation=group.generation)
+            positions[tp] = max(position, result.next_offset)
+            out.extend((tp, record, None, cursor) for record in result.records)
+        if out:
+            for topic in {tp[0] for tp, *_ in out}:
+                c.metrics.delivered.labels(group.name, topic).inc(sum(1 for tp, *_ in out if tp[0] == topic))
+        return out
+
+    def _response(self, group: Group, delivered: list[Delivered], encoding: Encoding | None,
+                  paused: bool) -> ConsumeResponse:
+        records = []
+        for (topic, partition), record, slot, cursor in delivered:
+            enc = encoding or choose_encoding(record.key, record.value, *(v for _, v in record.headers))
+            records.append(DeliveredRecord(
+                topic=topic, partition=partition, offset=record.offset, timestamp_ms=record.timestamp_ms,
+                key=encode_bytes(record.key, enc), value=encode_bytes(record.value, enc),
+                headers={k: encode_bytes(v, enc) or "" for k, v in record.headers}, encoding=enc,
+                lease_id=str(cursor.lease_id(topic, partition, slot)) if slot is not None else None,
+                delivery_count=slot.deliveries if slot is not None else 1,
+                lease_expires_at_ms=slot.deadline_ms if slot is not None else None))
+        return ConsumeResponse(group=group.name, records=records, paused=paused,
+                               state=group.state(self.c.all_paused),
+                               generation=group.generation if group.mode is GroupMode.ORDERED else None)
+
+    async def _wait(self, group: Group, request: ConsumeRequest, timeout_s: float) -> None:
+        """Sleep until new records, a settled or expired lease, a resume or a rebalance — or the deadline."""
+        c = self.c
+        waiters: list[asyncio.Event] = [c.changed]
+        if not (group.paused or c.all_paused):
+            if request.topic is not None:
+                topics = [request.topic]
+            else:
+                member = group.members.get(request.member_id or "")
+                topics = sorted({t for t, _ in member.assignment}) if member else []
+            for topic in topics:
+                meta = c.broker.registry.topics.get(topic)
+                for partition in range(meta.partitions if meta else 0):
+                    held = c.broker.partitions.get((topic, partition))
+                    if held is not None:
+                        waiters.append(held.grown)
+            eff = c.effective(group)
+            due = [t for tp, cursor in group.cursors.items() if tp[0] in topics
+                   if (t := cursor.next_due_ms(eff.max_deliveries)) is not None]
+            if due:
+                timeout_s = min(timeout_s, max(0.0, min(due) / 1000 - c.clock()) + 0.001)
+        tasks = [asyncio.ensure_future(event.wait()) for event in waiters]
+        try:
+            await asyncio.wait(tasks, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    # -- settle ----------------------------------------------------------------------------------------------
+
+    def _shared_group(self, name: str) -> Group:
+        group = self.c.group(name)
+        if group.mode is not GroupMode.SHARED:
+            raise InvalidRequest(f"group {name!r} is ordered: commit offsets instead of acking messages")
+        return group
+
+    def _leases(self, group: Group, lease_ids: list[str]) -> list[tuple[LeaseId, Cursor]]:
+        found = []
+        for text in lease_ids:
+            lease = LeaseId.parse(text)
+            cursor = group.cursors.get((lease.topic, lease.partition))
+            if cursor is None or lease.offset >= cursor.next or lease.delivery < 1:
+                raise LeaseNotFound(f"lease {text!r} was never handed out by group {group.name!r}",
+                                    group=group.name, lease=text)
+            found.append((lease, cursor))
+        return found
+
+    async def ack(self, name: str, request: AckRequest) -> AckResponse:
+        group = self._shared_group(name)
+        changes = Changes()
+        response = AckResponse()
+        acked: dict[str, int] = defaultdict(int)
+        for lease, cursor in self._leases(group, request.lease_ids):
+            settle = cursor.ack(lease)
+            tp = (lease.topic, lease.partition)
+            if settle is Settle.DONE:
+                response.acked += 1
+                acked[lease.topic] += 1
+                changes.slots.add((tp, lease.offset))
+                changes.cursors.add(tp)
+            elif settle is Settle.ALREADY_DONE:
+                response.already_done += 1
+            else:
+                response.stale.append(str(lease))
+        await self.c.persist(group, changes)
+        for topic, n in acked.items():
+            self.c.metrics.acks.labels(name, topic).inc(n)
+        if response.acked:
+            self.c.notify()  # capacity freed
+        return response
+
+    async def nack(self, name: str, request: NackRequest) -> AckResponse:
+        return await self._give_back(name, request.lease_ids, request.delay_s, request.reason, release=False)
+
+    async def release(self, name: str, request: AckRequest) -> AckResponse:
+        return await self._give_back(name, request.lease_ids, 0.0, None, release=True)
+
+    async def _give_back(self, name: str, lease_ids: list[str], delay_s: float, reason: str | None,
+                         release: bool) -> AckResponse:
+        c = self.c
+        group = self._shared_group(name)
+        if delay_s > c.settings.max_nack_delay_s:
+            raise InvalidRequest(
+                f"delay {delay_s:g}s is over consumers.maxNackDelay ({c.settings.max_nack_delay_s:g}s)")
+        eff = c.effective(group)
+        now_ms = int(c.clock() * 1000)
+        changes = Changes()
+        response = AckResponse()
+        exhausted: dict[TP, list[int]] = defaultdict(list)
+        for lease, cursor in self._leases(group, lease_ids):
+            tp = (lease.topic, lease.partition)
+            settle = cursor.release(lease, now_ms) if release else cursor.nack(
+                lease, now_ms + int(delay_s * 1000), reason)
+            if settle is Settle.DONE:
+                response.acked += 1
+                changes.slots.add((tp, lease.offset))
+                if not release:
+                    c.metrics.nacks.labels(name, lease.topic).inc()
+                    if cursor.slots[lease.offset].deliveries >= eff.max_deliveries:
+                        exhausted[tp].append(lease.offset)
+            elif settle is Settle.ALREADY_DONE:
+                response.already_done += 1
+            else:
+                response.stale.append(str(lease))
+        await c.persist(group, changes)
+        for tp, offsets in exhausted.items():
+            response.dead_lettered += await self.dead_letter(group, tp, offsets)
+        c.notify()
+        return response
+
+    # -- dead letters ----------------------------------------------------------------------------------------
+
+    async def dead_letter(self, group: Group, tp: TP, offsets: list[int]) -> int:
+        """Append the messages to the dead-letter topic, then settle them; returns how many moved."""
+        c = self.c
+        cursor = group.cursors.get(tp)
+        if cursor is None:
+            return 0
+        slots = [cursor.slots[o] for o in offsets if o in cursor.slots and not cursor.slots[o].dead_lettering]
+        if not slots:
+            return 0
+        epoch = cursor.epoch
+        eff = c.effective(group)
+        target = eff.dead_letter_for(tp[0], c.settings.dead_letter_suffix)
+        for slot in slots:
+            slot.dead_lettering = True
+        try:
+            found = await reader.read_at(c.broker, tp[0], tp[1], [s.offset for s in slots],
+                                         c.broker.settings.limits.max_fetch_bytes)
+            now_ms = int(c.clock() * 1000)
+            copies = [dead_letter_record(found[s.offset], group=group.name, topic=tp[0], partition=tp[1],
+                                         deliveries=s.deliveries, reason=s.reason, now_ms=now_ms)
+                      for s in slots if s.offset in found]
+            if copies:
+                ensure_dead_letter_topic(c.broker, target, tp[0])
+                await c.broker.produce(target, copies)
+        finally:
+            for slot in slots:
+                slot.dead_lettering = False
+        if c.groups.get(group.name) is not group or group.cursors.get(tp) is not cursor or cursor.epoch != epoch:
+            return 0  # deleted or reset meanwhile: the copies stand, the old window is gone anyway
+        changes = Changes()
+        moved = 0
+        for slot in slots:
+            if cursor.slots.get(slot.offset) is slot:  # not acked meanwhile
+                cursor.settle(slot.offset)
+                changes.slots.add((tp, slot.offset))
+                moved += 1
+        changes.cursors.add(tp)
+        await c.persist(group, changes)
+        c.metrics.dead_lettered.labels(group.name, tp[0]).inc(moved)
+        log.warning("messages.dead_lettered", extra={"group": group.name, "topic": tp[0], "partition": tp[1],
+                                                     "count": moved, "dead_letter_topic": target})
+        return moved

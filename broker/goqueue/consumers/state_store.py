@@ -1,0 +1,239 @@
+"""Consumer state on disk: the internal compacted topic `__consumer_state`, written and replayed like any topic.
+
+Why a topic and not a side file: it goes through the normal produce path (acks=all, fsync per group commit), so
+it is exactly as durable as the records it describes, and the clustering layer replicates it with the partitions
+(a new partition leader inherits the groups of the old one) — Kafka's `__consumer_offsets` design.
+
+Record format: key and value are UTF-8; values are compact JSON; a tombstone (value None) deletes the key, and
+compaction keeps only the newest record per key. A group's records all live in partition
+`crc32c(group) % partitions`, so they stay in order; the global pause flag lives in partition 0.
+
+    key                                  value
+    group:<group>                        {"mode", "config", "topics", "paused", "generation", "members": [...]}
+    offset:<group>:<topic>:<partition>   {"c": committed, "n": next, "e": reset epoch}
+    lease:<group>:<topic>:<partition>:<offset>
+                                         {"d": deliveries, "s": "l"|"w", "x": deadline ms, "c": consumer, "r": reason}
+    global:paused                        {"paused": true|false}
+
+Group, topic and partition names contain no ':' (topic and group names are [a-zA-Z0-9._-]), so keys split cleanly.
+An acked lease is a tombstone; lease records below their cursor's committed offset are ignored on replay.
+Lease expiry is not written: a lease read back with a past deadline simply expires again at the first tick.
+
+Who calls it: the coordinator, on the event loop; `write` returns once the records are durable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import crc32c
+
+from goqueue.broker import Broker, RecordIn
+from goqueue.consumers.assignment import TP
+from goqueue.consumers.groups import Group, Member
+from goqueue.consumers.leases import Cursor, Slot, SlotState
+from goqueue.errors import TopicNotFound
+from goqueue.models import Acks, CleanupPolicy, GroupConfig, GroupMode, TopicConfig, TopicCreate
+from goqueue.storage import batch as batches
+
+log = logging.getLogger(__name__)
+
+STATE_TOPIC = "__consumer_state"
+INTERNAL_PREFIX = "__"
+GLOBAL_PAUSED = "global:paused"
+READ_CHUNK_BYTES = 4 * 2**20
+
+StateRecord = tuple[str, dict[str, Any] | None]
+
+
+@dataclass
+class Changes:
+    """Keys an operation touched; the coordinator writes their current values (missing ones as tombstones)."""
+
+    group: bool = False
+    cursors: set[TP] = field(default_factory=set)
+    slots: set[tuple[TP, int]] = field(default_factory=set)
+
+
+def is_internal(topic: str) -> bool:
+    return topic.startswith(INTERNAL_PREFIX)
+
+
+# -- encoding ------------------------------------------------------------------------------------------------
+
+def group_key(group: str) -> str:
+    return f"group:{group}"
+
+
+def offset_key(group: str, tp: TP) -> str:
+    return f"offset:{group}:{tp[0]}:{tp[1]}"
+
+
+def lease_key(group: str, tp: TP, offset: int) -> str:
+    return f"lease:{group}:{tp[0]}:{tp[1]}:{offset}"
+
+
+def group_record(group: Group) -> StateRecord:
+    members = [{"id": m.member_id, "client": m.client_id, "host": m.host, "topics": list(m.topics),
+                "gen": m.generation, "tps": [list(tp) for tp in m.assignment]}
+               for m in group.members.values()] if group.mode is GroupMode.ORDERED else []
+    return group_key(group.name), {
+        "mode": group.mode.value, "config": group.config.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "topics": sorted(group.topics), "paused": group.paused, "generation": group.generation, "members": members}
+
+
+def cursor_record(group: str, tp: TP, cursor: Cursor) -> StateRecord:
+    return offset_key(group, tp), {"c": cursor.committed, "n": cursor.next, "e": cursor.epoch}
+
+
+def slot_record(group: str, tp: TP, slot: Slot) -> StateRecord:
+    value: dict[str, Any] = {"d": slot.deliveries, "s": slot.state.value, "x": slot.deadline_ms}
+    if slot.consumer is not None:
+        value["c"] = slot.consumer
+    if slot.reason is not None:
+        value["r"] = slot.reason
+    return lease_key(group, tp, slot.offset), value
+
+
+def slot_tombstone(group: str, tp: TP, offset: int) -> StateRecord:
+    return lease_key(group, tp, offset), None
+
+
+def group_tombstones(group: Group) -> list[StateRecord]:
+    """Everything a deleted group leaves behind."""
+    records: list[StateRecord] = []
+    for tp, cursor in group.cursors.items():
+        records.extend(slot_tombstone(group.name, tp, offset) for offset in cursor.slots)
+        records.append((offset_key(group.name, tp), None))
+    records.append((group_key(group.name), None))
+    return records
+
+
+# -- replay --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Replayed:
+    groups: dict[str, Group] = field(default_factory=dict)
+    all_paused: bool = False
+    records: int = 0
+
+
+@dataclass
+class _Raw:
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cursors: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
+    slots: dict[tuple[str, str, int, int], dict[str, Any]] = field(default_factory=dict)
+    all_paused: bool = False
+
+
+def apply_record(raw: _Raw, key: str, value: dict[str, Any] | None) -> None:
+    kind, _, rest = key.partition(":")
+    if kind == "group":
+        _put(raw.groups, rest, value)
+    elif kind == "offset":
+        group, topic, partition = rest.split(":")
+        _put(raw.cursors, (group, topic, int(partition)), value)
+    elif kind == "lease":
+        group, topic, partition, offset = rest.split(":")
+        _put(raw.slots, (group, topic, int(partition), int(offset)), value)
+    elif key == GLOBAL_PAUSED:
+        raw.all_paused = bool(value and value.get("paused"))
+    else:
+        log.warning("consumer_state.unknown_key", extra={"key": key})
+
+
+def _put(table: dict[Any, dict[str, Any]], key: Any, value: dict[str, Any] | None) -> None:
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value
+
+
+def build_state(raw: _Raw, now_s: float) -> dict[str, Group]:
+    """Groups from the newest record of every key; members get a fresh session from `now_s`."""
+    groups: dict[str, Group] = {}
+    for name, value in raw.groups.items():
+        group = Group(name=name, mode=GroupMode(value["mode"]), config=GroupConfig.model_validate(value["config"]),
+                      topics=set(value.get("topics", [])), paused=bool(value.get("paused")),
+                      generation=int(value.get("generation", 0)))
+        for m in value.get("members", []):
+            group.members[m["id"]] = Member(m["id"], m["client"], m["host"], tuple(m["topics"]), now_s,
+                                            int(m["gen"]), [(t, int(p)) for t, p in m["tps"]])
+        groups[name] = group
+    for (name, topic, partition), value in raw.cursors.items():
+        if name in groups:
+            groups[name].cursors[(topic, partition)] = Cursor(
+                committed=int(value["c"]), next=int(value["n"]), epoch=int(value.get("e", 0)))
+    for (name, topic, partition, offset), value in raw.slots.items():
+        cursor = groups[name].cursors.get((topic, partition)) if name in groups else None
+        if cursor is not None:
+            cursor.restore_slot(Slot(offset, int(value["d"]), SlotState(value["s"]), int(value["x"]),
+                                     value.get("c"), value.get("r")))
+    for group in groups.values():
+        for cursor in group.cursors.values():
+            cursor.finish_restore()
+    return groups
+
+
+# -- the topic -----------------------------------------------------------------------------------------------
+
+class StateStore:
+    def __init__(self, broker: Broker, partitions: int) -> None:
+        self.broker = broker
+        self.wanted_partitions = partitions
+
+    @property
+    def partitions(self) -> int:
+        return self.broker.registry.get(STATE_TOPIC).partitions
+
+    def ensure_topic(self) -> None:
+        try:
+            self.broker.registry.get(STATE_TOPIC)
+        except TopicNotFound:
+            self.broker.create_topic(TopicCreate(
+                name=STATE_TOPIC, partitions=self.wanted_partitions, replication_factor=1,
+                config=TopicConfig(cleanup_policy=CleanupPolicy.COMPACT)))
+            log.info("consumer_state.created", extra={"topic": STATE_TOPIC, "partitions": self.wanted_partitions})
+
+    def partition_for(self, group: str | None) -> int:
+        if group is None:
+            return 0
+        return int(crc32c.crc32c(group.encode())) % self.partitions
+
+    async def write(self, group: str | None, records: Sequence[StateRecord]) -> None:
+        """Append and wait until durable (acks=all): callers answer their client only after this returns."""
+        if not records:
+            return
+        encoded = [RecordIn(key.encode(), None if value is None else
+                            json.dumps(value, separators=(",", ":")).encode(), []) for key, value in records]
+        await self.broker.produce(STATE_TOPIC, encoded, acks=Acks.ALL, partition=self.partition_for(group))
+
+    async def load(self, now_s: float) -> Replayed:
+        raw = _Raw()
+        count = 0
+        for partition in range(self.partitions):
+            for key, value in await self._read_partition(partition):
+                apply_record(raw, key, value)
+                count += 1
+        return Replayed(groups=build_state(raw, now_s), all_paused=raw.all_paused, records=count)
+
+    async def _read_partition(self, partition: int) -> Iterable[tuple[str, dict[str, Any] | None]]:
+        found: list[tuple[str, dict[str, Any] | None]] = []
+        offsets = self.broker.partition_offsets(STATE_TOPIC, partition)
+        offset = int(offsets["earliest"] or 0)
+        end = int(offsets["latest"] or 0)
+        while offset < end:
+            result = await self.broker.fetch(STATE_TOPIC, partition, offset, READ_CHUNK_BYTES)
+            if not result.data:
+                break
+            for pos, header in batches.iter_headers(result.data):
+                for record in batches.decode_records(result.data, pos):
+                    if record.offset >= offset and record.key is not None:
+                        found.append((record.key.decode(), None if record.value is None
+                                      else json.loads(record.value)))
+                offset = max(offset, header.next_offset)
+        return found
