@@ -1,0 +1,194 @@
+"""The `goqueue.v1.GoQueue` service: each method converts its request, calls `Broker`, converts the answer.
+
+Decisions live in `Broker`; shapes live in `convert`; failures are mapped once by `translate_errors`. The two
+streams are the only logic here:
+
+* ProduceStream pipelines: a reader task reads up to `PRODUCE_STREAM_WINDOW` requests ahead and starts each produce
+  as its own task, so many requests share one group commit; responses are sent in request order. Requests beyond
+  the window stay unread, and gRPC's flow control holds the client back.
+* FetchStream long-polls in slices of `FETCH_STREAM_POLL_S` and sends one response per non-empty fetch, so it sees
+  new records at once yet notices a shutdown within a slice.
+
+On shutdown `close()` ends both kinds of stream with NOT_READY (UNAVAILABLE, retriable), so a client reconnects to
+another broker instead of holding the server open for its whole grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
+
+import grpc
+
+from goqueue.api.grpc import convert
+from goqueue.api.grpc.errors import translate_errors
+from goqueue.api.grpc.generated import goqueue_pb2 as pb
+from goqueue.broker import Broker
+from goqueue.errors import InvalidRequest, NotReady, RecordTooLarge
+
+PRODUCE_STREAM_WINDOW = 64  # requests read ahead per ProduceStream: enough to fill group commits, bounded memory
+FETCH_STREAM_POLL_S = 0.5  # one long-poll slice of FetchStream: bounds how late a stream notices shutdown
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+class GoQueueServicer:
+    """Implements every rpc of `service GoQueue` in goqueue.proto (the server binds them by name)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.metrics = broker.metrics
+        self._closing = asyncio.Event()
+        self._readers: set[asyncio.Task[None]] = set()
+
+    def close(self) -> None:
+        """Shutdown: end open streams with NOT_READY (new calls are refused by the server itself)."""
+        self._closing.set()
+        for reader in self._readers:
+            reader.cancel()
+
+    # -- topics -------------------------------------------------------------------------------------------------
+
+    @translate_errors
+    async def CreateTopic(self, request: Any, context: Context) -> Any:  # noqa: N802 - rpc names are the proto's
+        return convert.topic_to_proto(self.broker.create_topic(convert.topic_create_from_proto(request)))
+
+    @translate_errors
+    async def ListTopics(self, request: Any, context: Context) -> Any:  # noqa: N802
+        return pb.ListTopicsResponse(topics=[convert.topic_to_proto(t) for t in self.broker.list_topics()])
+
+    @translate_errors
+    async def DescribeTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
+        self.broker.check_ready()
+        return convert.topic_to_proto(self.broker.describe_topic(request.name))
+
+    @translate_errors
+    async def UpdateTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
+        update = convert.topic_update_from_proto(request)
+        return convert.topic_to_proto(self.broker.update_topic(request.name, update.partitions, update.config))
+
+    @translate_errors
+    async def DeleteTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
+        self.broker.delete_topic(request.name)
+        return pb.DeleteTopicResponse()
+
+    # -- produce ------------------------------------------------------------------------------------------------
+
+    @translate_errors
+    async def Produce(self, request: Any, context: Context) -> Any:  # noqa: N802
+        return await self._produce(request)
+
+    async def _produce(self, request: Any) -> Any:
+        started = time.perf_counter()
+        call = convert.produce_from_proto(request)
+        offsets, duplicate = await self.broker.produce(
+            call.topic, call.records, acks=call.acks, partition=call.partition, producer=call.producer)
+        self.metrics.observe_produce("grpc", time.perf_counter() - started)
+        return convert.produce_response_to_proto(call.topic, offsets, duplicate)
+
+    @translate_errors
+    async def ProduceStream(self, requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:  # noqa: N802
+        # `slots` bounds the queue: the reader takes a slot before reading a request, the sender frees it after
+        # answering, so at most PRODUCE_STREAM_WINDOW produce tasks (plus the end marker) are ever queued.
+        slots = asyncio.Semaphore(PRODUCE_STREAM_WINDOW)
+        pending: asyncio.Queue[asyncio.Task[Any] | None] = asyncio.Queue()
+        reader = asyncio.create_task(self._read_produce_stream(requests, slots, pending), name="grpc-produce-reader")
+        self._readers.add(reader)
+        try:
+            while (produce := await pending.get()) is not None:
+                response = await produce
+                slots.release()
+                yield response
+            await asyncio.wait([reader])  # it put the end marker in its last step; let that step finish
+            if reader.cancelled():
+                raise NotReady("the broker is shutting down; reconnect and resend unacknowledged requests")
+            reader.result()  # a malformed request or a broken stream ends the call with its error
+        finally:
+            self._readers.discard(reader)
+            reader.cancel()
+            leftovers = [task for task in _drain(pending) if task is not None]
+            for task in leftovers:
+                task.cancel()  # the append may still happen; its acknowledgement is lost with the stream
+            await asyncio.gather(reader, *leftovers, return_exceptions=True)
+
+    async def _read_produce_stream(
+        self, requests: AsyncIterator[Any], slots: asyncio.Semaphore,
+        pending: asyncio.Queue[asyncio.Task[Any] | None],
+    ) -> None:
+        """Start one produce task per request, in order, at most PRODUCE_STREAM_WINDOW unanswered.
+
+        Order on disk follows request order because `Broker.produce` submits its batches to the writer before its
+        first `await`, and tasks take their first step in creation order.
+        """
+        try:
+            while True:
+                await slots.acquire()
+                request = await anext(requests, None)
+                if request is None:
+                    return
+                pending.put_nowait(asyncio.create_task(self._produce(request)))
+        finally:
+            pending.put_nowait(None)
+
+    @translate_errors
+    async def ProduceBatch(self, request: Any, context: Context) -> Any:  # noqa: N802
+        started = time.perf_counter()
+        partition = convert.partition_index(request.partition)
+        limit = self.broker.settings.limits.max_request_bytes
+        if len(request.batch) > limit:
+            raise RecordTooLarge(f"batch is {len(request.batch)} bytes; limits.maxRequestBytes is {limit}")
+        if not request.batch:
+            raise InvalidRequest("ProduceBatch needs a record batch")
+        result = await self.broker.append_batch(
+            request.topic, partition, bytearray(request.batch), convert.acks_from_proto(request.acks))
+        self.metrics.observe_produce("grpc", time.perf_counter() - started)
+        return pb.ProduceBatchResponse(topic=request.topic, partition=partition, base_offset=result.base_offset,
+                                       last_offset=result.last_offset, duplicate=result.duplicate)
+
+    # -- fetch --------------------------------------------------------------------------------------------------
+
+    @translate_errors
+    async def Fetch(self, request: Any, context: Context) -> Any:  # noqa: N802
+        call = convert.fetch_from_proto(request)
+        result = await self.broker.fetch(call.topic, call.partition, call.offset, call.max_bytes, call.wait_s)
+        response, count = convert.fetch_response_to_proto(call, result)
+        self.metrics.messages_fetched.labels(call.topic).inc(count)
+        return response
+
+    @translate_errors
+    async def FetchStream(self, request: Any, context: Context) -> AsyncIterator[Any]:  # noqa: N802
+        call = convert.fetch_from_proto(request)
+        offset = call.offset
+        while not self._closing.is_set():
+            result = await self.broker.fetch(call.topic, call.partition, offset, call.max_bytes, FETCH_STREAM_POLL_S)
+            if not result.data:
+                continue
+            response, count = convert.fetch_response_to_proto(
+                convert.FetchCall(call.topic, call.partition, offset, call.max_records, call.max_bytes,
+                                  call.raw_batches), result)
+            offset = response.next_offset
+            if count == 0 and not call.raw_batches:
+                continue  # only a compaction gap was crossed: nothing to send
+            self.metrics.messages_fetched.labels(call.topic).inc(count)
+            yield response
+        raise NotReady("the broker is shutting down; resume from the last next_offset on another connection")
+
+    @translate_errors
+    async def GetOffsets(self, request: Any, context: Context) -> Any:  # noqa: N802
+        timestamp_ms = request.timestamp_ms if request.HasField("timestamp_ms") else None
+        if timestamp_ms is not None and timestamp_ms < 0:
+            raise InvalidRequest(f"timestamp_ms must be >= 0, got {timestamp_ms}")
+        offsets = self.broker.partition_offsets(request.topic, convert.partition_index(request.partition),
+                                                timestamp_ms)
+        return convert.offsets_to_proto(offsets)
+
+
+def _drain(queue: asyncio.Queue[asyncio.Task[Any] | None]) -> list[asyncio.Task[Any] | None]:
+    items = []
+    with contextlib.suppress(asyncio.QueueEmpty):
+        while True:
+            items.append(queue.get_nowait())
+    return items

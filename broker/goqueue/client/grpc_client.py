@@ -1,0 +1,270 @@
+"""A thin, typed, asyncio gRPC client of GoQueue (the benchmark's and the tests' fast path).
+
+It speaks `goqueue.v1.GoQueue` and returns the same domain values as the HTTP client (`TopicInfo`,
+`ProduceResponse` …). A failed call raises the `GoQueueError` subclass named by the `goqueue-error-code` trailing
+metadata (`error_for_code`), so callers catch `TopicNotFound` whichever door they used; a call that never reached a
+broker raises `Unavailable`. Use it as `async with GrpcClient("host:9000") as client:`; the channel is opened on
+first use, inside the caller's event loop, and closed on exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from goqueue.api.grpc import convert
+from goqueue.api.grpc.errors import ERROR_CODE_KEY
+from goqueue.api.grpc.generated import goqueue_pb2 as pb
+from goqueue.api.grpc.generated import goqueue_pb2_grpc as pb_grpc
+from goqueue.broker import ProducerIdentity, RecordIn
+from goqueue.errors import (
+    GoQueueError,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    RecordTooLarge,
+    Timeout,
+    Unavailable,
+    error_for_code,
+)
+from goqueue.models import Acks, ProduceResponse, TopicCreate, TopicInfo, TopicUpdate
+from goqueue.storage.batch import Record
+
+DEFAULT_TIMEOUT_S = 30.0
+MAX_MESSAGE_BYTES = 256 * 2**20  # above any broker's limits: the broker's own limits decide
+
+
+@dataclass(frozen=True)
+class FetchedRecords:
+    """One fetch: decoded `records`, or with raw_batches the whole `batches` as stored (records then empty)."""
+
+    topic: str
+    partition: int
+    records: list[Record]
+    batches: bytes
+    next_offset: int
+    high_watermark: int
+    log_start_offset: int
+
+
+@dataclass(frozen=True)
+class BatchOffsets:
+    """Where a ProduceBatch landed: offsets base_offset..last_offset of one partition (-1 with acks=0)."""
+
+    topic: str
+    partition: int
+    base_offset: int
+    last_offset: int
+    duplicate: bool
+
+
+def error_from_rpc(exc: grpc.aio.AioRpcError, target: str) -> GoQueueError:
+    """The typed error a failed call stands for: by its GoQueue code when the broker sent one, else by status."""
+    details = exc.details() or ""
+    for key, value in exc.trailing_metadata() or ():
+        if key == ERROR_CODE_KEY:
+            return error_for_code(str(value))(details)
+    status = exc.code()
+    if status == grpc.StatusCode.UNAVAILABLE:
+        return Unavailable(f"cannot reach {target}: {details}")
+    if status == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return Timeout(f"{target} did not answer in time: {details}")
+    if status == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        if "larger than max" in details:  # grpc's own message size limit, before the broker saw the request
+            return RecordTooLarge(details)
+        return Overloaded(details)
+    if status == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidRequest(details)
+    if status == grpc.StatusCode.NOT_FOUND:  # e.g. the health service asked about an unknown service
+        return NotFound(details or f"not found on {target}")
+    return InternalError(f"{status.name} from {target}: {details}")
+
+
+class GrpcClient:
+    def __init__(self, target: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.target = target
+        self.timeout_s = timeout_s
+        self._channel: Any = None
+        self._stub: Any = None
+        self._health: Any = None
+
+    async def __aenter__(self) -> GrpcClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = self._stub = self._health = None
+
+    def _open(self) -> None:
+        """Open the channel on first use: grpc.aio binds it to the running event loop."""
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.target, options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+            self._stub = pb_grpc.GoQueueStub(self._channel)
+            self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    @property
+    def channel(self) -> Any:
+        """The open `grpc.aio.Channel`, for calls the typed methods do not cover (raw bytes, other services)."""
+        self._open()
+        return self._channel
+
+    @property
+    def stub(self) -> Any:
+        """The generated `GoQueueStub`."""
+        self._open()
+        return self._stub
+
+    async def _call(self, method: str, request: Any, timeout_s: float | None = None) -> Any:
+        try:
+            return await getattr(self.stub, method)(request, timeout=timeout_s or self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, self.target) from exc
+
+    # -- health ------------------------------------------------------------------------------------------------
+
+    async def health(self, service: str = "") -> str:
+        """The standard health service's status name for `service` ("SERVING", "NOT_SERVING" …)."""
+        self._open()
+        try:
+            response = await self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, self.target) from exc
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+    # -- topics ------------------------------------------------------------------------------------------------
+
+    async def create_topic(self, spec: TopicCreate) -> TopicInfo:
+        return convert.topic_from_proto(await self._call("CreateTopic", convert.topic_create_to_proto(spec)))
+
+    async def list_topics(self) -> list[TopicInfo]:
+        response = await self._call("ListTopics", pb.ListTopicsRequest())
+        return [convert.topic_from_proto(topic) for topic in response.topics]
+
+    async def describe_topic(self, name: str) -> TopicInfo:
+        return convert.topic_from_proto(await self._call("DescribeTopic", pb.DescribeTopicRequest(name=name)))
+
+    async def update_topic(self, name: str, update: TopicUpdate) -> TopicInfo:
+        return convert.topic_from_proto(await self._call("UpdateTopic", convert.topic_update_to_proto(name, update)))
+
+    async def delete_topic(self, name: str) -> None:
+        await self._call("DeleteTopic", pb.DeleteTopicRequest(name=name))
+
+    # -- produce -----------------------------------------------------------------------------------------------
+
+    async def produce(
+        self,
+        topic: str,
+        records: Sequence[RecordIn],
+        *,
+        partition: int | None = None,
+        acks: Acks = Acks.ALL,
+        producer: ProducerIdentity | None = None,
+    ) -> ProduceResponse:
+        request = convert.produce_to_proto(topic, records, partition=partition, acks=acks, producer=producer)
+        return convert.produce_response_from_proto(await self._call("Produce", request))
+
+    async def produce_batch(self, topic: str, partition: int, batch: bytes, acks: Acks = Acks.ALL) -> BatchOffsets:
+        """Produce one record batch built with `goqueue.storage.batch.build_batch`."""
+        response = await self._call("ProduceBatch", pb.ProduceBatchRequest(
+            topic=topic, partition=partition, batch=batch, acks=convert.ACKS_TO_PROTO[acks]))
+        return BatchOffsets(topic=response.topic, partition=response.partition, base_offset=response.base_offset,
+                            last_offset=response.last_offset, duplicate=response.duplicate)
+
+    async def produce_stream(
+        self,
+        topic: str,
+        requests: AsyncIterable[Sequence[RecordIn]],
+        *,
+        partition: int | None = None,
+        acks: Acks = Acks.ALL,
+    ) -> AsyncGenerator[ProduceResponse, None]:
+        """One produce per item of `requests`, pipelined on one stream; yields each one's offsets in order.
+
+        Iterate it to the end, or close it (`contextlib.aclosing`) to cancel the stream.
+        """
+
+        async def encoded() -> AsyncIterator[Any]:
+            async for records in requests:
+                yield convert.produce_to_proto(topic, records, partition=partition, acks=acks)
+
+        call = self.stub.ProduceStream(encoded())
+        try:
+            async for response in call:
+                yield convert.produce_response_from_proto(response)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, self.target) from exc
+        finally:
+            call.cancel()
+
+    # -- fetch -------------------------------------------------------------------------------------------------
+
+    async def fetch(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_records: int | None = None,
+        max_bytes: int | None = None,
+        wait_ms: int = 0,
+        raw_batches: bool = False,
+    ) -> FetchedRecords:
+        request = pb.FetchRequest(topic=topic, partition=partition, offset=offset, wait_ms=wait_ms,
+                                  raw_batches=raw_batches, max_records=max_records, max_bytes=max_bytes)
+        return _fetched(await self._call("Fetch", request, timeout_s=self.timeout_s + wait_ms / 1000))
+
+    async def fetch_batches(self, topic: str, partition: int, offset: int, *, max_bytes: int | None = None,
+                            wait_ms: int = 0) -> bytes:
+        """Whole batches from `offset` (the first may start before it), for clients that decode themselves."""
+        fetched = await self.fetch(topic, partition, offset, max_bytes=max_bytes, wait_ms=wait_ms, raw_batches=True)
+        return fetched.batches
+
+    async def fetch_stream(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_records: int | None = None,
+        max_bytes: int | None = None,
+        raw_batches: bool = False,
+    ) -> AsyncGenerator[FetchedRecords, None]:
+        """Follow a partition from `offset`: one item per non-empty fetch, forever.
+
+        Stop by closing the iterator (`async with contextlib.aclosing(client.fetch_stream(...)) as stream:`),
+        which cancels the call.
+        """
+        call = self.stub.FetchStream(pb.FetchStreamRequest(
+            topic=topic, partition=partition, offset=offset, raw_batches=raw_batches, max_records=max_records,
+            max_bytes=max_bytes))
+        try:
+            async for response in call:
+                yield _fetched(response)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, self.target) from exc
+        finally:
+            call.cancel()
+
+    async def offsets(self, topic: str, partition: int, timestamp_ms: int | None = None) -> dict[str, int | None]:
+        """earliest / latest (high watermark) / logEnd / forTimestamp, as the HTTP client returns them."""
+        request = pb.GetOffsetsRequest(topic=topic, partition=partition, timestamp_ms=timestamp_ms)
+        return convert.offsets_from_proto(await self._call("GetOffsets", request))
+
+
+def _fetched(response: Any) -> FetchedRecords:
+    return FetchedRecords(
+        topic=response.topic, partition=response.partition,
+        records=[convert.fetched_record_from_proto(r) for r in response.records], batches=response.batches,
+        next_offset=response.next_offset, high_watermark=response.high_watermark,
+        log_start_offset=response.log_start_offset)

@@ -1,0 +1,363 @@
+"""The gRPC API against a real `goqueue-broker` process on loopback.
+
+Each test asserts both sides of an error: the typed exception the client raises and the raw gRPC status plus the
+`goqueue-error-code` trailing metadata a client in another language would see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
+
+import anyio
+import grpc
+import httpx
+import pytest
+from broker_process import BrokerProcess
+from prometheus_client.parser import text_string_to_metric_families
+
+from goqueue.api.grpc.errors import ERROR_CODE_KEY
+from goqueue.api.grpc.generated import goqueue_pb2 as pb
+from goqueue.broker import ProducerIdentity, RecordIn
+from goqueue.client.grpc_client import GrpcClient
+from goqueue.errors import (
+    InvalidRequest,
+    InvalidTopicName,
+    NotFound,
+    NotReady,
+    OffsetOutOfRange,
+    OutOfOrderSequence,
+    PartitionNotFound,
+    PartitionsCannotShrink,
+    RecordTooLarge,
+    TopicAlreadyExists,
+    TopicNotFound,
+    Unavailable,
+)
+from goqueue.models import CleanupPolicy, ProduceResponse, TopicConfig, TopicCreate, TopicUpdate
+from goqueue.storage import batch as batches
+from goqueue_harness.waiting import async_wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+STREAM_TIMEOUT_S = 15.0
+
+
+@pytest.fixture
+async def client(module_broker: BrokerProcess) -> AsyncIterator[GrpcClient]:
+    async with GrpcClient(module_broker.grpc_target, timeout_s=20.0) as grpc_client:
+        yield grpc_client
+
+
+async def rpc_status(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str | None]:
+    """The status of a raw stub call that must fail, and its goqueue-error-code metadata."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    metadata = dict(caught.value.trailing_metadata() or ())
+    return caught.value.code(), metadata.get(ERROR_CODE_KEY)
+
+
+def record(value: bytes | None, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None,
+           timestamp_ms: int | None = None) -> RecordIn:
+    return RecordIn(key=key, value=value, headers=headers or [], timestamp_ms=timestamp_ms)
+
+
+async def drain(stream: AsyncIterator[Any]) -> None:
+    async for _ in stream:
+        pass
+
+
+async def new_topic(client: GrpcClient, name: str, partitions: int = 1, **config: Any) -> str:
+    await client.create_topic(TopicCreate(name=name, partitions=partitions, config=TopicConfig(**config)))
+    return name
+
+
+# -- topics --------------------------------------------------------------------------------------------------------
+
+
+async def test_topic_lifecycle_and_its_error_codes(client: GrpcClient) -> None:
+    created = await client.create_topic(TopicCreate(
+        name="crud", partitions=2, config=TopicConfig(retention_max_age_s=3600.0, max_message_bytes=4096)))
+    assert (created.name, created.partitions, len(created.partition_details)) == ("crud", 2, 2)
+    assert created.config.retention_max_age_s == 3600.0
+    assert created.config.segment_bytes is None  # absent in proto: still "the broker default"
+    assert "crud" in [t.name for t in await client.list_topics()]
+
+    with pytest.raises(TopicAlreadyExists):
+        await client.create_topic(TopicCreate(name="crud"))
+    assert await rpc_status(client.stub.CreateTopic(pb.CreateTopicRequest(name="crud"))) == (
+        grpc.StatusCode.ALREADY_EXISTS, "TOPIC_ALREADY_EXISTS")
+
+    grown = await client.update_topic("crud", TopicUpdate(partitions=3, config={"retentionMaxAge": "2h"}))
+    assert grown.partitions == 3
+    assert [p.partition for p in grown.partition_details] == [0, 1, 2]
+    assert grown.config.retention_max_age_s == 7200.0
+    assert grown.config.max_message_bytes == 4096  # not named in the update: unchanged
+    with pytest.raises(PartitionsCannotShrink):
+        await client.update_topic("crud", TopicUpdate(partitions=1))
+
+    await client.delete_topic("crud")
+    with pytest.raises(TopicNotFound):
+        await client.describe_topic("crud")
+    assert await rpc_status(client.stub.DescribeTopic(pb.DescribeTopicRequest(name="crud"))) == (
+        grpc.StatusCode.NOT_FOUND, "TOPIC_NOT_FOUND")
+    assert await rpc_status(client.stub.DeleteTopic(pb.DeleteTopicRequest(name="crud"))) == (
+        grpc.StatusCode.NOT_FOUND, "TOPIC_NOT_FOUND")
+
+
+async def test_invalid_topic_specs_are_invalid_argument(client: GrpcClient) -> None:
+    with pytest.raises(InvalidTopicName):
+        await client.create_topic(TopicCreate(name="no spaces allowed"))
+    assert await rpc_status(client.stub.CreateTopic(pb.CreateTopicRequest(name="zero", partitions=0))) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+    assert await rpc_status(client.stub.CreateTopic(pb.CreateTopicRequest(
+        name="bad-policy", config=pb.TopicConfig(cleanup_policy=7)))) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_CONFIG")
+
+
+# -- produce and fetch ---------------------------------------------------------------------------------------------
+
+
+async def test_produce_fetch_roundtrip_keeps_bytes_nulls_headers(client: GrpcClient) -> None:
+    topic = await new_topic(client, "roundtrip")
+    sent = [
+        record(b"\x00\xff\xfe binary \x80", key=None, headers=[("trace", b"\x01\x02"), ("trace", b"again")]),
+        record(b"", key=b"empty-value-is-not-null", timestamp_ms=1_700_000_000_000),
+        record(None, key=b"tombstone"),
+        record(bytes(range(256)) * 16, key=b"\xff\xfe"),
+    ]
+    produced = await client.produce(topic, sent)
+    assert [(o.partition, o.offset) for o in produced.offsets] == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    assert not produced.duplicate
+
+    fetched = await client.fetch(topic, 0, 0)
+    assert (fetched.next_offset, fetched.high_watermark, fetched.log_start_offset) == (4, 4, 0)
+    got = [(r.offset, r.key, r.value, r.headers) for r in fetched.records]
+    assert got == [(i, s.key, s.value, s.headers) for i, s in enumerate(sent)]
+    assert fetched.records[1].timestamp_ms == 1_700_000_000_000
+
+    from_middle = await client.fetch(topic, 0, 2, max_records=1)
+    assert [r.offset for r in from_middle.records] == [2]
+    assert from_middle.next_offset == 3
+
+    raw = await client.fetch(topic, 0, 0, raw_batches=True)
+    assert raw.records == []
+    decoded = [r for pos, _ in batches.iter_headers(raw.batches) for r in batches.decode_records(raw.batches, pos)]
+    assert [(r.key, r.value, r.headers) for r in decoded] == [(s.key, s.value, s.headers) for s in sent]
+    assert raw.next_offset == 4
+
+
+async def test_tombstones_on_a_compacted_topic(client: GrpcClient) -> None:
+    topic = await new_topic(client, "compacted", cleanup_policy=CleanupPolicy.COMPACT)
+    await client.produce(topic, [record(b"v1", key=b"k"), record(None, key=b"k")])
+    fetched = await client.fetch(topic, 0, 0)
+    assert [(r.key, r.value) for r in fetched.records] == [(b"k", b"v1"), (b"k", None)]
+    with pytest.raises(InvalidRequest, match="no key"):
+        await client.produce(topic, [record(b"keyless")])
+
+
+async def test_keys_choose_partitions_and_offsets_come_back_per_record(client: GrpcClient) -> None:
+    topic = await new_topic(client, "spread", partitions=4)
+    produced = await client.produce(topic, [record(b"x", key=b"same")] * 3 + [record(b"y", key=None)] * 4)
+    keyed = {o.partition for o in produced.offsets[:3]}
+    assert len(keyed) == 1  # one key, one partition
+    assert {o.partition for o in produced.offsets[3:]} == {0, 1, 2, 3}  # keyless: round-robin
+    offsets = await client.offsets(topic, keyed.pop())
+    assert offsets["latest"] in (3, 4)  # the keyed three, plus one round-robin record if it landed there
+    assert offsets["earliest"] == 0
+
+
+async def test_produce_batch_appends_a_client_built_batch(client: GrpcClient) -> None:
+    topic = await new_topic(client, "binary")
+    built = batches.build_batch([(b"k", b"v", []), (None, b"w", [("h", b"1")])], 1_700_000_000_000)
+    landed = await client.produce_batch(topic, 0, bytes(built))
+    assert (landed.base_offset, landed.last_offset, landed.duplicate) == (0, 1, False)
+    fetched = await client.fetch(topic, 0, 0)
+    assert [(r.key, r.value, r.headers) for r in fetched.records] == [(b"k", b"v", []), (None, b"w", [("h", b"1")])]
+    assert await rpc_status(client.stub.ProduceBatch(pb.ProduceBatchRequest(
+        topic=topic, partition=0, batch=b"not a batch at all, just bytes long enough" * 2))) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+
+
+async def test_produce_stream_answers_in_order_and_keeps_log_order(client: GrpcClient) -> None:
+    topic = await new_topic(client, "stream-in")
+    requests = 200
+    per_request = 5
+
+    async def generate() -> AsyncIterator[list[RecordIn]]:
+        for n in range(requests):
+            yield [record(f"{n}-{i}".encode()) for i in range(per_request)]
+
+    responses = []
+    with anyio.fail_after(STREAM_TIMEOUT_S):
+        async with contextlib.aclosing(client.produce_stream(topic, generate(), partition=0)) as stream:
+            async for response in stream:
+                responses.append(response)
+    assert len(responses) == requests
+    offsets = [o.offset for response in responses for o in response.offsets]
+    assert offsets == list(range(requests * per_request))  # responses in request order, contiguous
+
+    values: list[bytes | None] = []
+    while len(values) < requests * per_request:
+        fetched = await client.fetch(topic, 0, len(values), max_records=100_000, max_bytes=8_000_000)
+        values.extend(r.value for r in fetched.records)
+    assert values == [f"{n}-{i}".encode() for n in range(requests) for i in range(per_request)]
+
+
+async def test_produce_stream_ends_with_the_error_of_a_bad_request(client: GrpcClient) -> None:
+    topic = await new_topic(client, "stream-error")
+
+    async def generate() -> AsyncIterator[list[RecordIn]]:
+        yield [record(b"fine")]
+        yield [record(b"x" * (2 * 2**20))]  # over the default limits.maxMessageBytes (1 MiB)
+        yield [record(b"never answered")]
+
+    answered: list[ProduceResponse] = []
+
+    async def produce_all() -> None:
+        async with contextlib.aclosing(client.produce_stream(topic, generate(), partition=0)) as stream:
+            async for response in stream:
+                answered.append(response)
+
+    with anyio.fail_after(STREAM_TIMEOUT_S), pytest.raises(RecordTooLarge):
+        await produce_all()
+    assert [o.offset for r in answered for o in r.offsets] == [0]
+
+
+async def test_fetch_stream_delivers_records_produced_after_it_started(
+    client: GrpcClient, module_broker: BrokerProcess,
+) -> None:
+    topic = await new_topic(client, "follow")
+    received: list[bytes | None] = []
+    with anyio.fail_after(STREAM_TIMEOUT_S):
+        async with contextlib.aclosing(client.fetch_stream(topic, 0, 0)) as stream:
+            for n in range(3):  # each produce happens while the stream is already waiting
+                await client.produce(topic, [record(f"late-{n}".encode())])
+                while len(received) <= n:
+                    received.extend(r.value for r in (await anext(stream)).records)
+    assert received == [b"late-0", b"late-1", b"late-2"]
+
+    # Closing the iterator cancelled the call: the broker's handler ended and counted it.
+    async def cancelled_on_server() -> bool:
+        async with httpx.AsyncClient(base_url=module_broker.url) as http:
+            metrics = (await http.get("/metrics")).text
+        wanted = {"api": "grpc", "op": "FetchStream", "code": "CANCELLED"}
+        return any(sample.name == "goqueue_requests_total" and sample.labels == wanted and sample.value >= 1
+                   for family in text_string_to_metric_families(metrics) for sample in family.samples)
+
+    await async_wait_until(cancelled_on_server, 10.0, message="FetchStream cancelled on the broker")
+
+
+async def test_idempotent_retry_returns_the_same_offsets_without_duplicates(client: GrpcClient) -> None:
+    topic = await new_topic(client, "idempotent")
+    await client.produce(topic, [record(b"before")], partition=0)
+    records = [record(b"a"), record(b"b"), record(b"c")]
+    producer = ProducerIdentity(producer_id=42, producer_epoch=0, base_sequence=0)
+    first = await client.produce(topic, records, partition=0, producer=producer)
+    retry = await client.produce(topic, records, partition=0, producer=producer)
+    assert [o.offset for o in first.offsets] == [1, 2, 3]
+    assert (retry.offsets, first.duplicate, retry.duplicate) == (first.offsets, False, True)
+    fetched = await client.fetch(topic, 0, 0)
+    assert [r.value for r in fetched.records] == [b"before", b"a", b"b", b"c"]
+
+    following = await client.produce(topic, [record(b"d")], partition=0,
+                                     producer=ProducerIdentity(42, 0, base_sequence=3))
+    assert [o.offset for o in following.offsets] == [4]
+    with pytest.raises(OutOfOrderSequence):
+        await client.produce(topic, [record(b"gap")], partition=0, producer=ProducerIdentity(42, 0, 10))
+    with pytest.raises(InvalidRequest, match="needs partition"):
+        await client.produce(topic, records, producer=producer)
+
+
+async def test_bad_input_gets_typed_errors(client: GrpcClient) -> None:
+    topic = await new_topic(client, "bad-input")
+    stub = client.stub
+    with pytest.raises(PartitionNotFound):
+        await client.produce(topic, [record(b"v")], partition=1)
+    assert await rpc_status(stub.Produce(pb.ProduceRequest(topic=topic, partition=1, records=[pb.Record()]))) == (
+        grpc.StatusCode.NOT_FOUND, "PARTITION_NOT_FOUND")
+    assert await rpc_status(stub.Produce(pb.ProduceRequest(topic=topic, partition=-1, records=[pb.Record()]))) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+    assert await rpc_status(stub.Produce(pb.ProduceRequest(topic=topic, records=[pb.Record()], acks=99))) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+    assert await rpc_status(stub.Produce(pb.ProduceRequest(topic=topic))) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+    assert await rpc_status(stub.Produce(pb.ProduceRequest(topic="no-such-topic", records=[pb.Record()]))) == (
+        grpc.StatusCode.NOT_FOUND, "TOPIC_NOT_FOUND")
+
+    with pytest.raises(RecordTooLarge):
+        await client.produce(topic, [record(b"x" * (2**20 + 1))])
+    assert await rpc_status(stub.Produce(pb.ProduceRequest(topic=topic, records=[pb.Record(value=b"x" * 2**21)]))) \
+        == (grpc.StatusCode.INVALID_ARGUMENT, "RECORD_TOO_LARGE")
+
+    await client.produce(topic, [record(b"one")])
+    with pytest.raises(OffsetOutOfRange):
+        await client.fetch(topic, 0, 5)
+    assert await rpc_status(stub.Fetch(pb.FetchRequest(topic=topic, partition=0, offset=5))) == (
+        grpc.StatusCode.OUT_OF_RANGE, "OFFSET_OUT_OF_RANGE")
+    assert await rpc_status(stub.Fetch(pb.FetchRequest(topic=topic, partition=0, offset=-1))) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+    assert await rpc_status(stub.Fetch(pb.FetchRequest(topic=topic, partition=3))) == (
+        grpc.StatusCode.NOT_FOUND, "PARTITION_NOT_FOUND")
+    assert await rpc_status(stub.Fetch(pb.FetchRequest(topic=topic, partition=0, max_records=0))) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+
+
+async def test_malformed_protobuf_is_invalid_argument(client: GrpcClient) -> None:
+    produce_raw = client.channel.unary_unary("/goqueue.v1.GoQueue/Produce", request_serializer=None,
+                                      response_deserializer=None)
+    # field 1 (topic, a string) holding invalid UTF-8; then a length prefix running past the end
+    for garbage in (b"\x0a\x01\xff", b"\x1a\x7f\x01"):
+        assert await rpc_status(produce_raw(garbage, timeout=10)) == (
+            grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+
+
+async def test_get_offsets_and_timestamp_lookup(client: GrpcClient) -> None:
+    topic = await new_topic(client, "offsets")
+    # two requests, two batches: the timestamp lookup resolves to a batch
+    await client.produce(topic, [record(b"old", timestamp_ms=1_000)])
+    await client.produce(topic, [record(b"new", timestamp_ms=5_000)])
+    offsets = await client.offsets(topic, 0, timestamp_ms=2_000)
+    assert offsets == {"earliest": 0, "latest": 2, "logEnd": 2, "forTimestamp": 1}
+    assert (await client.offsets(topic, 0, timestamp_ms=9_000))["forTimestamp"] == 2  # none that new: log end
+    assert (await client.offsets(topic, 0))["forTimestamp"] is None
+
+
+# -- health and shutdown -------------------------------------------------------------------------------------------
+
+
+async def test_health_service_reports_serving(client: GrpcClient) -> None:
+    assert await client.health() == "SERVING"
+    assert await client.health("goqueue.v1.GoQueue") == "SERVING"
+    with pytest.raises(NotFound):
+        await client.health("no.such.Service")
+
+
+async def test_shutdown_ends_open_streams_promptly_and_cleanly(broker: BrokerProcess) -> None:
+    never = anyio.Event()
+
+    async def one_request_then_idle() -> AsyncIterator[list[RecordIn]]:
+        yield [record(b"streamed")]
+        await never.wait()  # an idle producer keeps its stream open
+        yield []
+
+    async with GrpcClient(broker.grpc_target) as client:
+        topic = await new_topic(client, "shutdown")
+        await client.produce(topic, [record(b"first")])
+        with anyio.fail_after(STREAM_TIMEOUT_S):
+            async with contextlib.aclosing(client.fetch_stream(topic, 0, 0)) as fetching, \
+                    contextlib.aclosing(client.produce_stream(topic, one_request_then_idle())) as producing:
+                assert [r.value for r in (await anext(fetching)).records] == [b"first"]
+                assert [o.offset for o in (await anext(producing)).offsets] == [1]
+                started = time.monotonic()
+                broker.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+                with pytest.raises((NotReady, Unavailable)):
+                    await drain(fetching)  # it may still deliver "streamed" first
+                with pytest.raises((NotReady, Unavailable)):
+                    await anext(producing)
+        # Well inside broker.shutdownGrace (20 s): open streams did not hold the server open.
+        assert time.monotonic() - started < 10.0
+    assert await anyio.to_thread.run_sync(broker.stop) == 0
