@@ -17,8 +17,9 @@ Offsets: `log_start_offset` ≤ `high_watermark` ≤ `log_end_offset`. Only reco
 visible to readers; the owner of the partition (single-node: the writer after fdatasync; cluster: the leader
 after in-sync replicas confirm) moves it.
 
-Threads: the writer thread calls `append`, `flush`, `roll`, `truncate_to`; the maintenance thread calls
-`delete_oldest_segment` and `replace_segment`; any thread may `read`. Structural changes hold `lock`.
+Threads: the writer thread calls `append`, `flush`, `roll`, `truncate_to`; the maintenance thread calls `roll`
+(retention of a quiet topic), `delete_oldest_segment` and `replace_segment`; any thread may `read`. Structural
+changes hold `lock`; `flush` does not need it (a concurrent roll seals what it would have synced).
 """
 
 from __future__ import annotations
