@@ -37,7 +37,7 @@ from goqueue.errors import (
     TopicNotFound,
     Unavailable,
 )
-from goqueue.models import CleanupPolicy, ProduceResponse, TopicConfig, TopicCreate, TopicUpdate
+from goqueue.models import Acks, CleanupPolicy, ProduceResponse, TopicConfig, TopicCreate, TopicUpdate
 from goqueue.storage import batch as batches
 from goqueue_harness.waiting import async_wait_until
 
@@ -168,6 +168,14 @@ async def test_keys_choose_partitions_and_offsets_come_back_per_record(client: G
     offsets = await client.offsets(topic, keyed.pop())
     assert offsets["latest"] in (3, 4)  # the keyed three, plus one round-robin record if it landed there
     assert offsets["earliest"] == 0
+
+
+async def test_acks_none_returns_at_once_and_the_record_still_lands(client: GrpcClient) -> None:
+    topic = await new_topic(client, "fire-and-forget")
+    produced = await client.produce(topic, [record(b"no ack")], acks=Acks.NONE)
+    assert [(o.partition, o.offset) for o in produced.offsets] == [(0, -1)]
+    fetched = await client.fetch(topic, 0, 0, wait_ms=5000)  # long-polls until the write lands
+    assert [r.value for r in fetched.records] == [b"no ack"]
 
 
 async def test_produce_batch_appends_a_client_built_batch(client: GrpcClient) -> None:

@@ -76,7 +76,6 @@ class _Servicer(Protocol):
     metrics: BrokerMetrics
 
 
-ServicerT = TypeVar("ServicerT", bound=_Servicer)
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
