@@ -1,18 +1,34 @@
-"""`goqueue-admin`: broker health, metrics, storage and cluster read-outs for on-call engineers."""
+"""`goqueue-admin`: broker health, metrics, storage, consumers, metadata backup and cluster read-outs for on-call
+engineers."""
 
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from goqueue.cli.render import human_bytes, print_fields, print_json, print_table
 from goqueue.cli.runtime import CliContext, Output, OutputOption, ServerOption, context, run
+from goqueue.errors import InvalidRequest
+from goqueue.models import ClusterMember, MetadataBackup
 
-app = typer.Typer(help="GoQueue administration: health, metrics, storage, cluster.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(help="GoQueue administration: health, metrics, storage, consumers, metadata, cluster.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 storage_app = typer.Typer(help="Storage read-outs.", no_args_is_help=True)
-app.add_typer(storage_app, name="storage")
+inflight_app = typer.Typer(help="Unacked messages of shared groups.", no_args_is_help=True)
+consumer_app = typer.Typer(help="Pause and resume deliveries (per group or all).", no_args_is_help=True)
+backup_app = typer.Typer(help="Back up metadata: topics, settings, groups and offsets.", no_args_is_help=True)
+restore_app = typer.Typer(help="Restore metadata from a backup.", no_args_is_help=True)
+cluster_app = typer.Typer(help="Cluster membership and leadership.", no_args_is_help=True)
+replication_app = typer.Typer(help="Replica and in-sync replica state per partition.", no_args_is_help=True)
+for sub, sub_name in ((storage_app, "storage"), (inflight_app, "inflight"), (consumer_app, "consumer"),
+                      (backup_app, "backup"), (restore_app, "restore"), (cluster_app, "cluster"),
+                      (replication_app, "replication")):
+    app.add_typer(sub, name=sub_name)
 
 
 @app.callback()
@@ -59,6 +75,186 @@ def storage_stats(ctx: typer.Context) -> None:
     print_table(["TOPIC", "PARTITION", "SIZE", "SEGMENTS", "START", "END"],
                 [[p.topic, p.partition, human_bytes(p.size_bytes), p.segments, p.start_offset, p.end_offset]
                  for p in stats.partitions])
+
+
+# -- consumers -------------------------------------------------------------------------------------------------
+
+@inflight_app.command("list")
+def inflight_list(
+    ctx: typer.Context,
+    group: Annotated[str | None, typer.Option("--group", "-g", help="Only this group.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Most messages to show.")] = 1000,
+) -> None:
+    """Messages delivered and not yet acked: leased to a consumer, or waiting for redelivery."""
+    cli = context(ctx)
+    with cli.client() as client:
+        listing = client.inflight(group, limit)
+    if cli.json:
+        print_json(listing)
+        return
+    now_ms = time.time() * 1000
+    print_table(["GROUP", "TOPIC", "PARTITION", "OFFSET", "STATE", "CONSUMER", "DELIVERIES", "DEADLINE"],
+                [[m.group, m.topic, m.partition, m.offset, m.state, m.consumer_id or "-", m.delivery_count,
+                  f"in {(m.deadline_ms - now_ms) / 1000:.1f}s" if m.deadline_ms > now_ms else "due"]
+                 for m in listing.messages])
+    shown = f" (showing {len(listing.messages)})" if listing.truncated else ""
+    print(f"{listing.total} unacked messages{shown}")
+
+
+def _pause_target(all_groups: bool, group: str | None) -> str | None:
+    if all_groups == (group is not None):
+        raise typer.BadParameter("give exactly one of --all or --group")
+    return group
+
+
+@consumer_app.command("pause")
+def consumer_pause(
+    ctx: typer.Context,
+    all_groups: Annotated[bool, typer.Option("--all", help="Every group, including groups created later.")] = False,
+    group: Annotated[str | None, typer.Option("--group", "-g", help="One group.")] = None,
+) -> None:
+    """Stop deliveries; consumers see a paused state (not errors) and keep their sessions and leases."""
+    cli = context(ctx)
+    target = _pause_target(all_groups, group)
+    with cli.client() as client:
+        result = client.pause(target)
+    if cli.json:
+        print_json(result)
+    else:
+        print("all consumer groups paused" if result.all else f"group {target} paused")
+
+
+@consumer_app.command("resume")
+def consumer_resume(
+    ctx: typer.Context,
+    all_groups: Annotated[bool, typer.Option("--all", help="Every group (also lifts per-group pauses).")] = False,
+    group: Annotated[str | None, typer.Option("--group", "-g", help="One group.")] = None,
+) -> None:
+    """Resume deliveries."""
+    cli = context(ctx)
+    target = _pause_target(all_groups, group)
+    with cli.client() as client:
+        result = client.resume(target)
+    if cli.json:
+        print_json(result)
+    elif result.all:
+        print("all consumer groups resumed")
+    else:
+        print(f"group {target} resumed" + (" (but all groups are still paused)" if result.paused else ""))
+
+
+# -- metadata --------------------------------------------------------------------------------------------------
+
+@backup_app.command("metadata")
+def backup_metadata(ctx: typer.Context) -> None:
+    """Print a JSON backup of topics, their settings, groups and committed offsets (redirect it to a file)."""
+    with context(ctx).client() as client:
+        backup = client.backup_metadata()
+    print(backup.model_dump_json(by_alias=True, indent=2))
+
+
+@restore_app.command("metadata")
+def restore_metadata(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="A file from `goqueue-admin backup metadata` ('-' for stdin).")],
+) -> None:
+    """Create missing topics, grow partitions, set settings, groups and offsets from a backup (idempotent)."""
+    cli = context(ctx)
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text()
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read {file}: {exc.strerror}") from exc
+    try:
+        backup = MetadataBackup.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(f"{file} is not a metadata backup: {where + ': ' if where else ''}{first['msg']}") \
+            from exc
+    with cli.client() as client:
+        report = client.restore_metadata(backup)
+    if cli.json:
+        print_json(report)
+        return
+    print_fields({"Topics created": ", ".join(report.topics_created) or "-",
+                  "Topics updated": ", ".join(report.topics_updated) or "-",
+                  "Topics unchanged": len(report.topics_unchanged),
+                  "Groups restored": ", ".join(report.groups_restored) or "-",
+                  "Offsets restored": report.offsets_restored})
+    for line in report.skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+
+
+# -- cluster ---------------------------------------------------------------------------------------------------
+
+@cluster_app.command("status")
+def cluster_status(ctx: typer.Context) -> None:
+    """Leader, brokers and partition health. Exits 1 when the cluster is not healthy."""
+    cli = context(ctx)
+    with cli.client() as client:
+        status = client.cluster_status()
+    if cli.json:
+        print_json(status)
+    else:
+        print_fields({"Mode": status.mode, "Healthy": "yes" if status.healthy else "NO",
+                      "Leader": f"broker {status.leader.leader} ({status.leader.host})",
+                      "Brokers": f"{status.live_brokers}/{status.brokers} up", "Topics": status.topics,
+                      "Partitions": status.partitions, "Offline partitions": status.offline_partitions,
+                      "Under-replicated partitions": status.under_replicated_partitions})
+        print()
+        _print_members(status.members)
+    if not status.healthy:
+        raise typer.Exit(1)
+
+
+def _print_members(members: list[ClusterMember]) -> None:
+    print_table(["BROKER", "HOST", "HTTP", "GRPC", "RAFT", "ROLE", "STATUS", "ZONE"],
+                [[m.broker_id, m.host, m.http_port, m.grpc_port, m.raft_port, m.role, m.status, m.zone or "-"]
+                 for m in members])
+
+
+@cluster_app.command("members")
+def cluster_members(ctx: typer.Context) -> None:
+    """Every broker with its addresses, role and status."""
+    cli = context(ctx)
+    with cli.client() as client:
+        members = client.cluster_members()
+    if cli.json:
+        print_json(members)
+    else:
+        _print_members(members)
+
+
+@cluster_app.command("leader")
+def cluster_leader(ctx: typer.Context) -> None:
+    """The metadata leader."""
+    cli = context(ctx)
+    with cli.client() as client:
+        leader = client.cluster_leader()
+    if cli.json:
+        print_json(leader)
+    else:
+        print_fields({"Leader": leader.leader, "Host": leader.host, "Term": leader.term})
+
+
+@replication_app.command("status")
+def replication_status(ctx: typer.Context) -> None:
+    """Leader, replicas, in-sync replicas and offsets per partition. Exits 1 when any is under-replicated."""
+    cli = context(ctx)
+    with cli.client() as client:
+        status = client.replication_status()
+    if cli.json:
+        print_json(status)
+    else:
+        print_table(["TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "HWM", "LEO", "STATUS"],
+                    [[p.topic, p.partition, p.leader if p.leader is not None else "none", p.leader_epoch,
+                      ",".join(map(str, p.replicas)), ",".join(map(str, p.isr)), p.high_watermark,
+                      p.log_end_offset, "UNDER-REPLICATED" if p.under_replicated else "ok"]
+                     for p in status.partitions])
+        print(f"{len(status.partitions)} partitions, {status.under_replicated} under-replicated, "
+              f"{status.offline} offline")
+    if status.under_replicated:
+        raise typer.Exit(1)
 
 
 def main() -> None:

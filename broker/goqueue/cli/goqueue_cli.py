@@ -7,14 +7,17 @@ from typing import Annotated
 
 import typer
 
+from goqueue.cli.consume import ConsumeOptions, run_consume
+from goqueue.cli.groups import group_app
 from goqueue.cli.render import human_bytes, print_fields, print_json, print_table
 from goqueue.cli.runtime import CliContext, Output, OutputOption, ServerOption, context, run
-from goqueue.models import CleanupPolicy, ProduceRecord, TopicConfig, TopicCreate, TopicUpdate
+from goqueue.models import CleanupPolicy, GroupMode, ProduceRecord, TopicConfig, TopicCreate, TopicUpdate
 
 app = typer.Typer(help="GoQueue command line: topics, records, consumer groups.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 topic_app = typer.Typer(help="Create, list, describe, alter and delete topics.", no_args_is_help=True)
 app.add_typer(topic_app, name="topic")
+app.add_typer(group_app, name="group")
 
 
 @app.callback()
@@ -25,11 +28,14 @@ def _root(ctx: typer.Context, server: str = ServerOption, output: Output = Outpu
 # -- topics ----------------------------------------------------------------------------------------------------
 
 @topic_app.command("list")
-def topic_list(ctx: typer.Context) -> None:
+def topic_list(
+    ctx: typer.Context,
+    internal: Annotated[bool, typer.Option("--internal", help="Include the broker's internal topics.")] = False,
+) -> None:
     """List all topics."""
     cli = context(ctx)
     with cli.client() as client:
-        topics = client.list_topics()
+        topics = client.list_topics(internal=internal)
     if cli.json:
         print_json(topics)
         return
@@ -174,6 +180,31 @@ def produce(
         print(f"produced to {topic} partition {produced[0].partition} at offset {produced[0].offset}")
     else:
         print(f"produced {len(produced)} records to {topic}")
+
+
+@app.command("consume")
+def consume(
+    ctx: typer.Context,
+    topic: Annotated[str, typer.Option("--topic", "-t", help="Topic to read.")],
+    group: Annotated[str, typer.Option("--group", "-g", help="Consumer group to read as.")],
+    from_beginning: Annotated[bool, typer.Option(
+        "--from-beginning", help="Where the group has no offset yet, start at the oldest record.")] = False,
+    max_records: Annotated[int | None, typer.Option("--max", min=1, help="Stop after N records.")] = None,
+    ack: Annotated[bool, typer.Option("--ack", help="Acknowledge (shared) or commit (ordered) what was printed; "
+                                      "without it the group's position does not move.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.0, help="Stop after this many seconds without a "
+                                           "record.")] = 5.0,
+    mode: Annotated[GroupMode, typer.Option("--mode", help="Mode of the group if it does not exist yet.")]
+    = GroupMode.SHARED,
+) -> None:
+    """Read records as a member of a group; -o json prints one JSON object per record per line."""
+    cli = context(ctx)
+    options = ConsumeOptions(topic=topic, group=group, from_beginning=from_beginning, max_records=max_records,
+                             ack=ack, idle_timeout_s=timeout, mode=mode, json_lines=cli.json)
+    with cli.client() as client:
+        printed = run_consume(client, options, lambda line: print(line, flush=True))
+    if not cli.json:
+        print(f"{printed} records{' acknowledged' if ack and printed else ''}", file=sys.stderr)
 
 
 def main() -> None:

@@ -47,6 +47,21 @@ def context(ctx: typer.Context) -> CliContext:
     return obj
 
 
+# typer >= 0.2x vendors its own click (`typer._click`), whose exceptions derive from typer.TyperException rather
+# than click.ClickException: catch both families so every usage error is one line, never a traceback.
+_USAGE_ERRORS: tuple[type[Exception], ...] = (
+    click.ClickException, getattr(typer, "TyperException", click.ClickException))
+
+
+def _usage_message(exc: Exception) -> str:
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return str(message)
+
+
 def run(app: typer.Typer, prog: str) -> int:
     """Run a Typer app with GoQueue's error contract; returns the process exit code."""
     try:
@@ -59,12 +74,12 @@ def run(app: typer.Typer, prog: str) -> int:
         where = ".".join(str(p) for p in first["loc"])
         print(f"error: invalid {where or 'value'}: {first['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         print("aborted", file=sys.stderr)
         return 1
-    except click.ClickException as exc:
-        exc.show()
-        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    except _USAGE_ERRORS as exc:
+        print(f"error: {_usage_message(exc)}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2) or 2)
     except BrokenPipeError:
         return 0
     return result if isinstance(result, int) else 0

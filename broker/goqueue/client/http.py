@@ -15,11 +15,36 @@ from pydantic import BaseModel
 
 from goqueue.errors import GoQueueError, Unavailable, error_for_code
 from goqueue.models import (
+    AckRequest,
+    AckResponse,
+    ClusterLeader,
+    ClusterMember,
+    ClusterStatus,
+    CommitRequest,
+    CommitResponse,
+    ConsumeRequest,
+    ConsumeResponse,
     FetchResponse,
+    GroupInfo,
+    GroupSpec,
+    GroupSummary,
     HealthStatus,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    InflightList,
+    JoinRequest,
+    JoinResponse,
+    MetadataBackup,
+    NackRequest,
+    OffsetCommit,
+    OffsetResetPlan,
+    OffsetResetRequest,
+    PauseResponse,
     ProduceRecord,
     ProduceRequest,
     ProduceResponse,
+    ReplicationStatus,
+    RestoreReport,
     StorageStats,
     TopicCreate,
     TopicInfo,
@@ -75,6 +100,10 @@ class GoQueueClient:
     def _get(self, path: str, model: type[M], **params: Any) -> M:
         return model.model_validate_json(self.request("GET", path, params=params).content)
 
+    def _post(self, path: str, body: BaseModel | None, model: type[M], timeout_s: float | None = None) -> M:
+        payload = body.model_dump(by_alias=True, exclude_none=True, mode="json") if body is not None else None
+        return model.model_validate_json(self.request("POST", path, json=payload, timeout_s=timeout_s).content)
+
     # -- health ----------------------------------------------------------------------------------------------
 
     def health(self) -> HealthStatus:
@@ -95,8 +124,9 @@ class GoQueueClient:
 
     # -- topics ----------------------------------------------------------------------------------------------
 
-    def list_topics(self) -> list[TopicInfo]:
-        return [TopicInfo.model_validate(t) for t in self.request("GET", "/v1/topics").json()]
+    def list_topics(self, internal: bool = False) -> list[TopicInfo]:
+        params = {"internal": "true"} if internal else None
+        return [TopicInfo.model_validate(t) for t in self.request("GET", "/v1/topics", params=params).json()]
 
     def create_topic(self, spec: TopicCreate) -> TopicInfo:
         body = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -133,3 +163,85 @@ class GoQueueClient:
             "GET", f"/v1/topics/{topic}/partitions/{partition}/offsets",
             params={"timestampMs": timestamp_ms}).json()
         return result
+
+    # -- consumer groups -------------------------------------------------------------------------------------
+
+    def list_groups(self) -> list[GroupSummary]:
+        return [GroupSummary.model_validate(g) for g in self.request("GET", "/v1/groups").json()]
+
+    def describe_group(self, group: str) -> GroupInfo:
+        return self._get(f"/v1/groups/{group}", GroupInfo)
+
+    def declare_group(self, group: str, spec: GroupSpec) -> GroupInfo:
+        body = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+        return GroupInfo.model_validate_json(self.request("PUT", f"/v1/groups/{group}", json=body).content)
+
+    def delete_group(self, group: str, force: bool = False) -> None:
+        self.request("DELETE", f"/v1/groups/{group}", params={"force": "true" if force else None})
+
+    def join_group(self, group: str, topics: list[str], *, member_id: str | None = None,
+                   client_id: str = "goqueue-client", host: str | None = None) -> JoinResponse:
+        return self._post(f"/v1/groups/{group}/members", JoinRequest(
+            member_id=member_id, client_id=client_id, host=host, topics=topics), JoinResponse)
+
+    def heartbeat(self, group: str, member_id: str, generation: int) -> HeartbeatResponse:
+        return self._post(f"/v1/groups/{group}/members/{member_id}/heartbeat",
+                          HeartbeatRequest(generation=generation), HeartbeatResponse)
+
+    def leave_group(self, group: str, member_id: str) -> None:
+        self.request("DELETE", f"/v1/groups/{group}/members/{member_id}")
+
+    def consume(self, group: str, request: ConsumeRequest) -> ConsumeResponse:
+        """Long-polls up to `request.wait_ms`; the HTTP timeout allows for it."""
+        return self._post(f"/v1/groups/{group}/consume", request, ConsumeResponse,
+                          timeout_s=request.wait_ms / 1000 + 30)
+
+    def ack(self, group: str, lease_ids: list[str]) -> AckResponse:
+        return self._post(f"/v1/groups/{group}/ack", AckRequest(lease_ids=lease_ids), AckResponse)
+
+    def nack(self, group: str, lease_ids: list[str], delay_s: float = 0.0, reason: str | None = None) -> AckResponse:
+        return self._post(f"/v1/groups/{group}/nack", NackRequest(lease_ids=lease_ids, delay_s=delay_s,
+                                                                    reason=reason), AckResponse)
+
+    def release(self, group: str, lease_ids: list[str]) -> AckResponse:
+        return self._post(f"/v1/groups/{group}/release", AckRequest(lease_ids=lease_ids), AckResponse)
+
+    def commit(self, group: str, offsets: list[OffsetCommit], *, member_id: str | None = None,
+               generation: int | None = None) -> CommitResponse:
+        return self._post(f"/v1/groups/{group}/offsets", CommitRequest(
+            member_id=member_id, generation=generation, offsets=offsets), CommitResponse)
+
+    def reset_offsets(self, group: str, request: OffsetResetRequest) -> OffsetResetPlan:
+        return self._post(f"/v1/groups/{group}/offsets/reset", request, OffsetResetPlan)
+
+    def pause(self, group: str | None = None) -> PauseResponse:
+        """Pause one group, or every group when `group` is None."""
+        path = f"/v1/groups/{group}/pause" if group is not None else "/v1/admin/consumers/pause"
+        return self._post(path, None, PauseResponse)
+
+    def resume(self, group: str | None = None) -> PauseResponse:
+        path = f"/v1/groups/{group}/resume" if group is not None else "/v1/admin/consumers/resume"
+        return self._post(path, None, PauseResponse)
+
+    def inflight(self, group: str | None = None, limit: int = 1000) -> InflightList:
+        return self._get("/v1/admin/inflight", InflightList, group=group, limit=limit)
+
+    # -- metadata and cluster --------------------------------------------------------------------------------
+
+    def backup_metadata(self) -> MetadataBackup:
+        return self._get("/v1/admin/metadata", MetadataBackup)
+
+    def restore_metadata(self, backup: MetadataBackup) -> RestoreReport:
+        return self._post("/v1/admin/metadata", backup, RestoreReport)
+
+    def cluster_status(self) -> ClusterStatus:
+        return self._get("/v1/cluster/status", ClusterStatus)
+
+    def cluster_members(self) -> list[ClusterMember]:
+        return [ClusterMember.model_validate(m) for m in self.request("GET", "/v1/cluster/members").json()]
+
+    def cluster_leader(self) -> ClusterLeader:
+        return self._get("/v1/cluster/leader", ClusterLeader)
+
+    def replication_status(self) -> ReplicationStatus:
+        return self._get("/v1/replication/status", ReplicationStatus)

@@ -396,9 +396,7 @@ class GroupCoordinator:
             self.metrics.rebalances.labels(name).inc()
             log.info("group.rebalance", extra={"group": name, "generation": group.generation,
                                                "members": len(group.members), "reason": "join"})
-        for tp in member.assignment:
-            self.cursor(group, tp, None, changes)
-        changes.group = True
+        changes.group = True  # offsets start at the first consume, where startFrom (from-beginning) applies
         await self.persist(group, changes)
         self.notify()
         return JoinResponse(member_id=member.member_id, generation=group.generation,
