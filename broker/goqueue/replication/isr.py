@@ -1,0 +1,52 @@
+"""The partition leader's view of its followers: their progress, the high watermark, and ISR changes.
+
+Pure functions over `FollowerProgress` records, so the rules are tested without a network:
+* the high watermark is the smallest log end offset among in-sync replicas (the leader's own included): a record
+  below it is on every in-sync replica, which is what `acks=all` promises;
+* a follower leaves the ISR when it has not caught up to the leader's log end within `lag_max_s`;
+* it rejoins once its log end offset reaches the high watermark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class FollowerProgress:
+    log_end_offset: int = 0
+    last_fetch_s: float = 0.0
+    last_caught_up_s: float = 0.0
+
+
+def record_fetch(progress: FollowerProgress, fetch_offset: int, leader_log_end: int, now_s: float) -> None:
+    """A follower fetching from `fetch_offset` has everything below it."""
+    progress.log_end_offset = fetch_offset
+    progress.last_fetch_s = now_s
+    if fetch_offset >= leader_log_end:
+        progress.last_caught_up_s = now_s
+
+
+def high_watermark(leader_id: int, leader_log_end: int, isr: Sequence[int],
+                   progress: Mapping[int, FollowerProgress]) -> int:
+    ends = [leader_log_end if broker == leader_id else
+            (progress[broker].log_end_offset if broker in progress else 0) for broker in isr]
+    return min(ends) if ends else leader_log_end
+
+
+def next_isr(leader_id: int, isr: Sequence[int], replicas: Sequence[int], progress: Mapping[int, FollowerProgress],
+             hwm: int, now_s: float, lag_max_s: float) -> list[int] | None:
+    """The ISR the leader should propose, or None when it should stay as it is."""
+    proposed = [leader_id]
+    for broker in replicas:
+        if broker == leader_id:
+            continue
+        state = progress.get(broker)
+        if broker in isr:
+            if state is not None and now_s - state.last_caught_up_s <= lag_max_s:
+                proposed.append(broker)
+        elif state is not None and state.log_end_offset >= hwm and now_s - state.last_fetch_s <= lag_max_s:
+            proposed.append(broker)
+    ordered = [b for b in replicas if b in proposed]
+    return None if sorted(ordered) == sorted(isr) else ordered
