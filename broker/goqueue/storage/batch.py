@@ -213,3 +213,28 @@ def decode_rows(buf: bytes | bytearray | memoryview, pos: int, header: BatchHead
 
 def is_control(header: BatchHeader) -> bool:
     return bool(header.attributes & CONTROL_FLAG)
+
+
+def records_from(data: bytes | bytearray | memoryview, offset: int, max_records: int) -> tuple[list[Record], int]:
+    """Records at or past `offset` from fetched whole batches, at most `max_records`, and the offset to continue
+    from (every API's fetch decodes through here).
+
+    A fetch returns whole batches, so the first may start before `offset`; its earlier records are skipped. When
+    every record of a batch is taken, the next offset moves past the whole batch, so a gap that compaction left at
+    its end is skipped instead of re-fetched forever.
+    """
+    records: list[Record] = []
+    next_offset = offset
+    for pos, header in iter_headers(data):
+        if len(records) >= max_records:
+            break
+        for record in decode_records(data, pos):
+            if record.offset < offset:
+                continue
+            if len(records) >= max_records:
+                break
+            records.append(record)
+            next_offset = record.offset + 1
+        else:
+            next_offset = max(next_offset, header.next_offset)
+    return records, next_offset

@@ -329,33 +329,10 @@ def fetch_response_to_proto(call: FetchCall, result: FetchResult) -> tuple[Any, 
         response.batches = result.data
         response.next_offset = next_offset
         return response, count
-    records, next_offset = decode_fetched(result.data, call.offset, call.max_records)
+    records, next_offset = batches.records_from(result.data, call.offset, call.max_records)
     response.records.extend(fetched_record_to_proto(r) for r in records)
     response.next_offset = next_offset
     return response, len(records)
-
-
-def decode_fetched(data: bytes, offset: int, max_records: int) -> tuple[list[Record], int]:
-    """Records at or past `offset` from whole batches, at most `max_records`, and the offset to continue from.
-
-    When every record of a batch is taken, the next offset moves past the whole batch, so a gap that compaction
-    left at its end is skipped instead of re-fetched forever.
-    """
-    records: list[Record] = []
-    next_offset = offset
-    for pos, header in batches.iter_headers(data):
-        if len(records) >= max_records:
-            break
-        for record in batches.decode_records(data, pos):
-            if record.offset < offset:
-                continue
-            if len(records) >= max_records:
-                break
-            records.append(record)
-            next_offset = record.offset + 1
-        else:
-            next_offset = max(next_offset, header.next_offset)
-    return records, next_offset
 
 
 def fetched_record_to_proto(record: Record) -> Any:

@@ -116,24 +116,14 @@ async def fetch(
     encoding: Encoding | None = None,
 ) -> Response:
     result = await broker.fetch(topic, partition, offset, max_bytes, wait_ms / 1000)
-    records: list[FetchedRecord] = []
-    next_offset = offset
-    for pos, header in batches.iter_headers(result.data):
-        if len(records) >= max_records:
-            break
-        for record in batches.decode_records(result.data, pos):
-            if record.offset < offset:
-                continue
-            if len(records) >= max_records:
-                break
-            enc = encoding or choose_encoding(record.key, record.value, *(v for _, v in record.headers))
-            records.append(FetchedRecord(
-                topic=topic, partition=partition, offset=record.offset, timestamp_ms=record.timestamp_ms,
-                key=encode_bytes(record.key, enc), value=encode_bytes(record.value, enc),
-                headers={k: encode_bytes(v, enc) or "" for k, v in record.headers}, encoding=enc))
-            next_offset = record.offset + 1
-        else:  # the whole batch was taken: skip past any compaction gap at its end
-            next_offset = max(next_offset, header.next_offset)
+    decoded, next_offset = batches.records_from(result.data, offset, max_records)
+    records = []
+    for record in decoded:
+        enc = encoding or choose_encoding(record.key, record.value, *(v for _, v in record.headers))
+        records.append(FetchedRecord(
+            topic=topic, partition=partition, offset=record.offset, timestamp_ms=record.timestamp_ms,
+            key=encode_bytes(record.key, enc), value=encode_bytes(record.value, enc),
+            headers={k: encode_bytes(v, enc) or "" for k, v in record.headers}, encoding=enc))
     broker.metrics.messages_fetched.labels(topic).inc(len(records))
     response = FetchResponse(topic=topic, partition=partition, records=records, next_offset=next_offset,
                              high_watermark=result.high_watermark, log_start_offset=result.log_start_offset)
