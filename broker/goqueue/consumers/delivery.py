@@ -73,6 +73,9 @@ class Delivery:
         deadline = time.monotonic() + wait_s
         max_records = min(request.max_records, c.settings.max_records_per_consume)
         while True:
+            # Take the wake-up events before looking, so a record or ack arriving while this request reads and
+            # persists still wakes it (a lost wake-up would hold the long-poll until its deadline).
+            events = self._wake_events(group, request)
             paused = group.paused or c.all_paused
             at_capacity = False
             delivered: list[Delivered] = []
@@ -92,7 +95,7 @@ class Delivery:
                         f"group {name!r} holds its inflightCapacity of {c.effective(group).inflight_capacity} "
                         "unacked messages: ack or nack some, or wait for leases to expire", group=name)
                 return self._response(group, delivered, request.encoding, paused)
-            await self._wait(group, request, remaining)
+            await self._wait(group, request, events, remaining)
 
     def _consuming_group(self, name: str, request: ConsumeRequest, changes: Changes) -> tuple[Group, GroupMode]:
         """The group a consume is for, created (shared) on first use; the request must match its mode."""
@@ -257,28 +260,36 @@ class Delivery:
                                state=group.state(self.c.all_paused),
                                generation=group.generation if group.mode is GroupMode.ORDERED else None)
 
-    async def _wait(self, group: Group, request: ConsumeRequest, timeout_s: float) -> None:
-        """Sleep until new records, a settled or expired lease, a resume or a rebalance — or the deadline."""
+    def _wake_events(self, group: Group, request: ConsumeRequest) -> list[asyncio.Event]:
+        """New records in the partitions read, or any coordinator change (ack, expiry, resume, rebalance)."""
         c = self.c
-        waiters: list[asyncio.Event] = [c.changed]
-        if not (group.paused or c.all_paused):
-            if request.topic is not None:
-                topics = [request.topic]
-            else:
-                member = group.members.get(request.member_id or "")
-                topics = sorted({t for t, _ in member.assignment}) if member else []
-            for topic in topics:
-                meta = c.broker.registry.topics.get(topic)
-                for partition in range(meta.partitions if meta else 0):
-                    held = c.broker.partitions.get((topic, partition))
-                    if held is not None:
-                        waiters.append(held.grown)
-            eff = c.effective(group)
-            due = [t for tp, cursor in group.cursors.items() if tp[0] in topics
-                   if (t := cursor.next_due_ms(eff.max_deliveries)) is not None]
-            if due:
-                timeout_s = min(timeout_s, max(0.0, min(due) / 1000 - c.clock()) + 0.001)
-        tasks = [asyncio.ensure_future(event.wait()) for event in waiters]
+        events: list[asyncio.Event] = [c.changed]
+        for topic in self._topics_of(group, request):
+            meta = c.broker.registry.topics.get(topic)
+            for partition in range(meta.partitions if meta else 0):
+                held = c.broker.partitions.get((topic, partition))
+                if held is not None:
+                    events.append(held.grown)
+        return events
+
+    @staticmethod
+    def _topics_of(group: Group, request: ConsumeRequest) -> list[str]:
+        if request.topic is not None:
+            return [request.topic]
+        member = group.members.get(request.member_id or "")
+        return sorted({t for t, _ in member.assignment}) if member else []
+
+    async def _wait(self, group: Group, request: ConsumeRequest, events: list[asyncio.Event],
+                    timeout_s: float) -> None:
+        """Sleep until one of `events` fires, a nacked or expired message becomes due, or the deadline."""
+        c = self.c
+        eff = c.effective(group)
+        topics = self._topics_of(group, request)
+        due = [t for tp, cursor in group.cursors.items() if tp[0] in topics
+               if (t := cursor.next_due_ms(eff.max_deliveries)) is not None]
+        if due and not (group.paused or c.all_paused):
+            timeout_s = min(timeout_s, max(0.0, min(due) / 1000 - c.clock()) + 0.001)
+        tasks = [asyncio.ensure_future(event.wait()) for event in events]
         try:
             await asyncio.wait(tasks, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -1,0 +1,403 @@
+"""The group coordinator over a real broker on temp files, with an injected clock: no network, no sleeping.
+
+Time moves only through `Clock.advance`, and expiry runs when a test calls `coordinator.tick()` (the background
+ticker is set to an hour), so visibility timeouts and session timeouts are tested exactly at their deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+
+from goqueue.broker import Broker, RecordIn
+from goqueue.config import Settings
+from goqueue.consumers.backup import backup_metadata, restore_metadata
+from goqueue.consumers.coordinator import GroupCoordinator
+from goqueue.errors import (
+    FencedGeneration,
+    GroupHasMembers,
+    GroupNotFound,
+    InflightLimitReached,
+    InvalidRequest,
+    LeaseNotFound,
+    UnknownMember,
+)
+from goqueue.metrics import BrokerMetrics, ConsumerMetrics
+from goqueue.models import (
+    AckRequest,
+    CommitRequest,
+    ConsumeRequest,
+    ConsumeResponse,
+    GroupMode,
+    GroupSpec,
+    GroupState,
+    JoinRequest,
+    NackRequest,
+    OffsetCommit,
+    OffsetResetRequest,
+    ResetTarget,
+    TopicCreate,
+)
+from goqueue.storage import batch as batches
+
+pytestmark = pytest.mark.unit
+
+START_S = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = START_S
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += seconds
+
+
+class Kit:
+    def __init__(self, broker: Broker, coordinator: GroupCoordinator, clock: Clock) -> None:
+        self.broker, self.c, self.clock = broker, coordinator, clock
+
+    async def produce(self, topic: str, values: list[str], partition: int = 0,
+                      headers: list[tuple[str, bytes]] | None = None) -> None:
+        await self.broker.produce(topic, [RecordIn(None, v.encode(), headers or []) for v in values],
+                                  partition=partition)
+
+    async def consume(self, group: str, consumer: str = "c1", topic: str = "t", **kw: Any) -> ConsumeResponse:
+        return await self.c.delivery.consume(group, ConsumeRequest.model_validate(
+            {"consumer_id": consumer, "topic": topic, "start_from": "earliest", **kw}), "127.0.0.1")
+
+    async def ordered(self, group: str, member: str, generation: int, **kw: Any) -> ConsumeResponse:
+        return await self.c.delivery.consume(group, ConsumeRequest.model_validate(
+            {"member_id": member, "generation": generation, "start_from": "earliest", **kw}), "127.0.0.1")
+
+    def dlq(self, topic: str) -> list[batches.Record]:
+        out = []
+        for partition in range(self.broker.registry.get(topic).partitions):
+            data = self.broker.partitions[(topic, partition)].log.read(0, 1 << 20)
+            for pos, _ in batches.iter_headers(data):
+                out.extend(batches.decode_records(data, pos))
+        return out
+
+
+@asynccontextmanager
+async def running(root: Path, clock: Clock, **consumers: Any) -> AsyncIterator[Kit]:
+    settings = Settings.model_validate({
+        "storage": {"dataDir": str(root / "data"), "walDir": str(root / "wal")},
+        "consumers": {"expiryInterval": "1h", "visibilityTimeout": "30s", "sessionTimeout": "10s", **consumers}})
+    metrics = BrokerMetrics()
+    broker = Broker(settings, metrics, clock)
+    await broker.start()
+    coordinator = GroupCoordinator(broker, settings.consumers, ConsumerMetrics(metrics.registry), clock)
+    try:
+        await coordinator.start()
+        yield Kit(broker, coordinator, clock)
+    finally:
+        await coordinator.stop()
+        await broker.stop()
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(test())
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+async def with_topic(kit: Kit, partitions: int = 1, name: str = "t") -> None:
+    kit.broker.create_topic(TopicCreate(name=name, partitions=partitions))
+
+
+def test_visibility_timeout_redelivers_exactly_at_the_deadline(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit)
+            await kit.produce("t", ["a", "b", "c"])
+            first = await kit.consume("g", "c1")
+            assert [r.value for r in first.records] == ["a", "b", "c"]
+            assert all(r.delivery_count == 1 for r in first.records)
+            clock.advance(29.9)
+            await kit.c.tick()
+            assert (await kit.consume("g", "c2")).records == []  # still leased to c1
+            clock.advance(0.1)
+            await kit.c.tick()
+            again = await kit.consume("g", "c2")
+            assert [(r.value, r.delivery_count) for r in again.records] == [("a", 2), ("b", 2), ("c", 2)]
+            # c1's late ack of its expired lease still counts: the work was done
+            late = await kit.c.delivery.ack("g", AckRequest(lease_ids=[first.records[0].lease_id or ""]))
+            assert late.acked == 1
+            done = await kit.c.delivery.ack("g", AckRequest(lease_ids=[r.lease_id or "" for r in again.records]))
+            assert (done.acked, done.already_done) == (2, 1)
+            offsets = kit.c.describe("g").offsets
+            assert [(o.committed, o.lag) for o in offsets] == [(3, 0)]
+    run(scenario)
+
+
+def test_poison_message_reaches_the_dead_letter_topic_with_its_history(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, clock, maxDeliveries=3) as kit:
+            await with_topic(kit)
+            await kit.produce("t", ["poison", "fine"], headers=[("trace", b"42")])
+            for delivery in (1, 2):
+                got = await kit.consume("g", max_records=1)
+                assert (got.records[0].value, got.records[0].delivery_count) == ("poison", delivery)
+                await kit.c.delivery.nack("g", NackRequest(lease_ids=[got.records[0].lease_id or ""],
+                                                           reason="parse error"))
+            third = await kit.consume("g", max_records=1)
+            assert third.records[0].delivery_count == 3
+            clock.advance(30)  # the third lease expires too: maxDeliveries reached
+            await kit.c.tick()
+            [dead] = kit.dlq("t.dlq")
+            headers = dict(dead.headers)
+            assert dead.value == b"poison"
+            assert headers["trace"] == b"42"
+            assert headers["goqueue.dlq.reason"] == b"max-deliveries-exceeded"
+            assert headers["goqueue.dlq.source-topic"] == b"t"
+            assert headers["goqueue.dlq.source-partition"] == b"0"
+            assert headers["goqueue.dlq.source-offset"] == b"0"
+            assert headers["goqueue.dlq.delivery-count"] == b"3"
+            assert headers["goqueue.dlq.last-error"] == b"parse error"
+            rest = await kit.consume("g")
+            assert [r.value for r in rest.records] == ["fine"]  # the poison is never delivered again
+            await kit.c.delivery.ack("g", AckRequest(lease_ids=[rest.records[0].lease_id or ""]))
+            assert kit.c.describe("g").offsets[0].committed == 2
+            scrape = generate_latest(kit.broker.metrics.registry).decode()
+            assert 'goqueue_dead_lettered_messages_total{group="g",topic="t"} 1.0' in scrape
+    run(scenario)
+
+
+def test_nack_at_the_last_delivery_dead_letters_at_once(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, clock, maxDeliveries=1) as kit:
+            await with_topic(kit)
+            await kit.produce("t", ["bad"])
+            got = await kit.consume("g")
+            result = await kit.c.delivery.nack("g", NackRequest(lease_ids=[got.records[0].lease_id or ""]))
+            assert result.dead_lettered == 1
+            assert [r.value for r in kit.dlq("t.dlq")] == [b"bad"]
+            assert kit.c.inflight("g", 10).total == 0
+    run(scenario)
+
+
+def test_nack_delay_and_release(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit)
+            await kit.produce("t", ["x", "y"])
+            got = await kit.consume("g")
+            x, y = (r.lease_id or "" for r in got.records)
+            await kit.c.delivery.nack("g", NackRequest(lease_ids=[x], delay_s=5))
+            await kit.c.delivery.release("g", AckRequest(lease_ids=[y]))
+            now = await kit.consume("g")
+            assert [(r.value, r.delivery_count) for r in now.records] == [("y", 1)]  # release is not a delivery
+            clock.advance(5)
+            later = await kit.consume("g")
+            assert [(r.value, r.delivery_count) for r in later.records] == [("x", 2)]
+            stale = await kit.c.delivery.nack("g", NackRequest(lease_ids=[x]))
+            assert stale.stale == [x]
+    run(scenario)
+
+
+def test_inflight_capacity_bounds_unacked_messages(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, clock, inflightCapacity=2) as kit:
+            await with_topic(kit)
+            await kit.produce("t", [str(n) for n in range(5)])
+            got = await kit.consume("g", max_records=5)
+            assert len(got.records) == 2
+            with pytest.raises(InflightLimitReached):
+                await kit.consume("g")
+            await kit.c.delivery.ack("g", AckRequest(lease_ids=[got.records[0].lease_id or ""]))
+            assert [r.value for r in (await kit.consume("g", max_records=5)).records] == ["2"]
+            scrape = generate_latest(kit.broker.metrics.registry).decode()
+            assert 'goqueue_inflight_messages{group="g"} 2.0' in scrape
+            assert 'goqueue_inflight_capacity{group="g"} 2.0' in scrape
+            assert 'goqueue_consumer_lag{group="g",partition="0",topic="t"} 4.0' in scrape
+    run(scenario)
+
+
+def test_pause_is_a_state_not_an_error(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit)
+            await kit.c.declare("g", GroupSpec(mode=GroupMode.SHARED, topics=["t"]))  # starts at latest
+            await kit.produce("t", ["m"])
+            await kit.c.pause("g")
+            paused = await kit.consume("g")
+            assert (paused.paused, paused.records, paused.state) == (True, [], GroupState.PAUSED)
+            await kit.c.resume("g")
+            await kit.c.pause(None)
+            assert (await kit.consume("g")).paused
+            assert kit.c.describe("g").state is GroupState.PAUSED
+            await kit.c.resume(None)
+            assert [r.value for r in (await kit.consume("g")).records] == ["m"]
+    run(scenario)
+
+
+def test_long_poll_wakes_when_a_record_arrives(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit)
+            waiting = asyncio.create_task(kit.consume("g", wait_ms=20_000))
+            await asyncio.sleep(0)  # the consume starts; wherever it is, the record must wake it
+            await kit.produce("t", ["late"])
+            got = await asyncio.wait_for(waiting, 10)  # well before its 20 s long-poll would end
+            assert [r.value for r in got.records] == ["late"]
+    run(scenario)
+
+
+def test_rebalance_when_a_member_dies(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit, partitions=4)
+            a = await kit.c.join("o", JoinRequest(client_id="a", topics=["t"]), "h")
+            b = await kit.c.join("o", JoinRequest(client_id="b", topics=["t"]), "h")
+            a = await kit.c.join("o", JoinRequest(member_id=a.member_id, client_id="a", topics=["t"]), "h")
+            assert (len(a.assignments), len(b.assignments), a.generation) == (2, 2, 2)
+            assert kit.c.describe("o").state is GroupState.STABLE
+            clock.advance(9)
+            kit.c.heartbeat("o", a.member_id, a.generation)  # b stays silent
+            clock.advance(2)
+            await kit.c.tick()
+            beat = kit.c.heartbeat("o", a.member_id, a.generation)
+            assert beat.rejoin
+            assert beat.generation == 3
+            again = await kit.c.join("o", JoinRequest(member_id=a.member_id, client_id="a", topics=["t"]), "h")
+            assert sorted(tp.partition for tp in again.assignments) == [0, 1, 2, 3]
+            assert kit.c.describe("o").state is GroupState.STABLE
+            with pytest.raises(UnknownMember):
+                kit.c.heartbeat("o", b.member_id, b.generation)
+    run(scenario)
+
+
+def test_commits_and_reads_from_a_fenced_generation_are_rejected(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit, partitions=2)
+            await kit.produce("t", ["p0"], partition=0)
+            a = await kit.c.join("o", JoinRequest(client_id="a", topics=["t"]), "h")
+            got = await kit.ordered("o", a.member_id, a.generation)
+            assert [r.value for r in got.records] == ["p0"]
+            await kit.c.join("o", JoinRequest(client_id="b", topics=["t"]), "h")  # generation 2
+            with pytest.raises(FencedGeneration):
+                await kit.c.commit("o", CommitRequest(member_id=a.member_id, generation=a.generation,
+                                                      offsets=[OffsetCommit(topic="t", partition=0, offset=1)]))
+            with pytest.raises(FencedGeneration):
+                await kit.ordered("o", a.member_id, a.generation)
+            a2 = await kit.c.join("o", JoinRequest(member_id=a.member_id, client_id="a", topics=["t"]), "h")
+            tp = a2.assignments[0]
+            await kit.c.commit("o", CommitRequest(member_id=a.member_id, generation=a2.generation,
+                                                  offsets=[OffsetCommit(topic="t", partition=tp.partition,
+                                                                        offset=0)]))
+            other = 1 - tp.partition
+            with pytest.raises(InvalidRequest):  # not its partition in this generation
+                await kit.c.commit("o", CommitRequest(member_id=a.member_id, generation=a2.generation,
+                                                      offsets=[OffsetCommit(topic="t", partition=other, offset=0)]))
+    run(scenario)
+
+
+def test_restart_keeps_leases_delivery_counts_and_offsets(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit)
+            await kit.produce("t", [str(n) for n in range(6)])
+            got = await kit.consume("g", max_records=5)
+            leases = [r.lease_id or "" for r in got.records]
+            await kit.c.delivery.ack("g", AckRequest(lease_ids=leases[:2]))
+            await kit.c.delivery.nack("g", NackRequest(lease_ids=[leases[2]], delay_s=60))
+        async with running(tmp_path, clock) as kit:
+            listing = kit.c.inflight("g", 100)
+            assert [(m.offset, m.state, m.delivery_count) for m in listing.messages] == [
+                (2, "waiting", 1), (3, "leased", 1), (4, "leased", 1)]
+            assert kit.c.describe("g").offsets[0].committed == 2
+            # the held leases are still valid after the restart
+            assert (await kit.c.delivery.ack("g", AckRequest(lease_ids=[leases[3]]))).acked == 1
+            new = await kit.consume("g", "c2")
+            assert [r.value for r in new.records] == ["5"]  # 2 waits for its delay, 4 is leased
+            await kit.c.delivery.ack("g", AckRequest(lease_ids=[new.records[0].lease_id or ""]))
+            clock.advance(60)
+            await kit.c.tick()
+            again = await kit.consume("g", "c2")
+            assert sorted((r.value, r.delivery_count) for r in again.records) == [("2", 2), ("4", 2)]
+    run(scenario)
+
+
+def test_offset_reset_needs_force_while_members_live_and_dry_run_changes_nothing(tmp_path: Path,
+                                                                                 clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit)
+            await kit.produce("t", ["a", "b"])
+            got = await kit.consume("g")
+            await kit.c.delivery.ack("g", AckRequest(lease_ids=[r.lease_id or "" for r in got.records]))
+            request = OffsetResetRequest(topic="t", to=ResetTarget.EARLIEST)
+            with pytest.raises(GroupHasMembers):
+                await kit.c.reset_offsets("g", request)
+            plan = await kit.c.reset_offsets("g", request.model_copy(update={"dry_run": True}))
+            assert [(e.current, e.target, plan.applied) for e in plan.partitions] == [(2, 0, False)]
+            assert kit.c.describe("g").offsets[0].committed == 2
+            forced = await kit.c.reset_offsets("g", request.model_copy(update={"force": True}))
+            assert forced.applied
+            assert [r.value for r in (await kit.consume("g")).records] == ["a", "b"]
+            clock.advance(11)  # sessions end: no force needed now
+            shifted = await kit.c.reset_offsets("g", OffsetResetRequest(topic="t", to=ResetTarget.SHIFT, shift_by=1))
+            assert shifted.partitions[0].target == 1
+    run(scenario)
+
+
+def test_bad_requests(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit)
+            with pytest.raises(GroupNotFound):
+                kit.c.describe("nope")
+            with pytest.raises(InvalidRequest):
+                await kit.c.declare("bad name!", GroupSpec())
+            await kit.consume("g")
+            with pytest.raises(InvalidRequest):  # shared group: no joins
+                await kit.c.join("g", JoinRequest(topics=["t"]), "h")
+            with pytest.raises(LeaseNotFound):
+                await kit.c.delivery.ack("g", AckRequest(lease_ids=["t/0/99/1/0"]))
+            with pytest.raises(InvalidRequest):
+                await kit.c.delivery.ack("g", AckRequest(lease_ids=["garbage"]))
+            with pytest.raises(InvalidRequest):
+                await kit.consume("g", topic="__consumer_state")
+            with pytest.raises(InvalidRequest):
+                await kit.c.delivery.consume("g", ConsumeRequest(topic="t"), "h")
+            with pytest.raises(InvalidRequest):
+                await kit.c.delivery.nack("g", NackRequest(lease_ids=["t/0/0/1/0"], delay_s=10**6))
+    run(scenario)
+
+
+def test_backup_and_restore_round_trip(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path / "a", clock) as kit:
+            await with_topic(kit, partitions=2)
+            await kit.produce("t", ["a", "b", "c"])
+            got = await kit.consume("g", max_records=2)
+            await kit.c.delivery.ack("g", AckRequest(lease_ids=[r.lease_id or "" for r in got.records]))
+            await kit.c.pause("g")
+            backup = backup_metadata(kit.c)
+        assert [t.name for t in backup.topics] == ["t"]  # internal topics are not in it
+        async with running(tmp_path / "b", clock) as kit:
+            await with_topic(kit, partitions=1)
+            await kit.produce("t", ["x", "y", "z"])
+            report = await restore_metadata(kit.c, backup)
+            assert (report.topics_updated, report.groups_restored) == (["t"], ["g"])
+            assert kit.broker.registry.get("t").partitions == 2
+            info = kit.c.describe("g")
+            assert info.paused
+            assert {(o.partition, o.committed) for o in info.offsets} == {(0, 2), (1, 0)}
+            again = await restore_metadata(kit.c, backup)
+            assert again.topics_unchanged == ["t"]
+    run(scenario)
