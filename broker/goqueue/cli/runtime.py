@@ -62,10 +62,10 @@ def _usage_message(exc: Exception) -> str:
     return str(message)
 
 
-def run(app: typer.Typer, prog: str) -> int:
-    """Run a Typer app with GoQueue's error contract; returns the process exit code."""
+def run(app: typer.Typer, prog: str, args: list[str] | None = None) -> int:
+    """Run a Typer app with GoQueue's error contract; returns the process exit code (`args`: default argv)."""
     try:
-        result = typer.main.get_command(app).main(prog_name=prog, standalone_mode=False)
+        result = typer.main.get_command(app).main(args=args, prog_name=prog, standalone_mode=False)
     except GoQueueError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -1,0 +1,106 @@
+"""Every runbook command that names goqueue-cli or goqueue-admin, run as written against a real broker.
+
+The commands are read from the runbook itself (so a new or edited command is tested without touching this file):
+bash blocks, backslash continuations joined, the `kubectl exec -n goqueue goqueue-N --` prefix stripped (here the
+CLI runs beside the broker, which is what `kubectl exec` into the pod does), and placeholders such as
+`<group-name>` filled with real names. Pipes and redirections run through bash, as on the pod.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from broker_process import BrokerProcess
+
+from goqueue.client.http import GoQueueClient
+from goqueue.errors import TopicNotFound
+from goqueue.models import ConsumeRequest, GroupSpec, MetadataBackup, ProduceRecord, TopicCreate
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+RUNBOOK_CANDIDATES = (REPO / "docs" / "RUNBOOK.md", REPO.parent / "shared" / "seed" / "RUNBOOK.md")
+KUBECTL_EXEC = re.compile(r"^.*?kubectl exec -n goqueue goqueue-\S+ --\s+")
+PLACEHOLDERS = {"<group-name>": "my-group", "<group>": "my-group", "<topic>": "my-topic"}
+TOPIC, GROUP = "my-topic", "my-group"
+
+
+def runbook_path() -> Path:
+    for path in RUNBOOK_CANDIDATES:
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"the runbook is not at any of {[str(p) for p in RUNBOOK_CANDIDATES]}")
+
+
+def runbook_commands(text: str) -> list[str]:
+    """Each goqueue-cli / goqueue-admin command of the runbook's bash blocks, ready to run."""
+    commands: list[str] = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
+        for raw in block.replace("\\\n", " ").splitlines():
+            line = " ".join(raw.split())
+            if line.startswith("#") or not re.search(r"\bgoqueue-(cli|admin)\b", line):
+                continue
+            command = KUBECTL_EXEC.sub("", line)
+            for placeholder, value in PLACEHOLDERS.items():
+                command = command.replace(placeholder, value)
+            assert "<" not in command, f"unfilled placeholder in {command!r}"
+            commands.append(command)
+    return commands
+
+
+COMMANDS = runbook_commands(runbook_path().read_text())
+
+
+def test_the_runbook_names_the_commands_this_suite_must_cover() -> None:
+    names = {" ".join(c.split()[:3]) for c in COMMANDS}
+    for expected in ("goqueue-admin cluster status", "goqueue-admin consumer pause", "goqueue-admin health",
+                     "goqueue-cli topic list", "goqueue-cli group describe", "goqueue-cli group reset-offset",
+                     "goqueue-admin inflight list", "goqueue-admin backup metadata", "goqueue-admin storage stats",
+                     "goqueue-admin replication status", "goqueue-admin cluster members"):
+        assert expected in names, f"{expected!r} is not in the runbook any more: {sorted(names)}"
+
+
+def _prepare(client: GoQueueClient, command: str) -> None:
+    """The state an operator would have when running the command: the topic exists (or not, for create) and
+    the group has consumed from it."""
+    exists = True
+    try:
+        client.describe_topic(TOPIC)
+    except TopicNotFound:
+        exists = False
+    if "topic create" in command:
+        if exists:
+            client.delete_topic(TOPIC)
+        return
+    if not exists:
+        client.create_topic(TopicCreate(name=TOPIC, partitions=8))
+        client.produce(TOPIC, [ProduceRecord(key=str(n), value=f"m{n}") for n in range(20)])
+    response = client.consume(GROUP, ConsumeRequest(consumer_id="runbook", topic=TOPIC, max_records=5,
+                                                    start_from="earliest"))
+    if response.records:
+        client.ack(GROUP, [r.lease_id or "" for r in response.records[:3]])  # two stay inflight
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_runbook_command_as_written(module_broker: BrokerProcess, tmp_path: Path, command: str) -> None:
+    with GoQueueClient(module_broker.url) as client:
+        _prepare(client, command)
+        if "reset-offset" in command:  # "use with caution": the operator stopped the group's consumers first
+            client.delete_group(GROUP, force=True)
+            client.declare_group(GROUP, GroupSpec(topics=[TOPIC]))
+    env = {**os.environ, "GOQUEUE_SERVER": module_broker.url}
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, f"{command}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert "Traceback" not in result.stderr
+    if "backup metadata" in command:
+        backup = MetadataBackup.model_validate_json((tmp_path / "metadata-backup.json").read_text())
+        assert GROUP in {g.name for g in backup.groups}
+    if "consumer pause --all" in command:
+        with GoQueueClient(module_broker.url) as client:
+            assert client.describe_group(GROUP).state.value == "Paused"
+            client.resume()
