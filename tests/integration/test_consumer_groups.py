@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from broker_process import BrokerProcess
-from conftest import BrokerFactory
+from broker_process import BrokerFactory
 
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import FencedGeneration, GroupNotFound
@@ -161,10 +161,14 @@ BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
     ("POST", "/v1/groups/g-shared/offsets", {"offsets": [{"topic": "bad", "partition": 0, "offset": 0}]}, 400,
      "INVALID_REQUEST"),
     ("POST", "/v1/groups/g-o/offsets", {"offsets": []}, 400, "INVALID_REQUEST"),
-    ("POST", "/v1/groups/g-o/offsets", {"offsets": [{"topic": "bad", "partition": 0, "offset": 99}]}, 400,
+    ("POST", "/v1/groups/g-o/offsets", {"offsets": [{"topic": "bad", "partition": 0, "offset": 0}]}, 400,
+     "INVALID_REQUEST"),  # the group has a member: a commit must carry memberId and generation
+    ("POST", "/v1/groups/g-free/offsets", {"offsets": [{"topic": "bad", "partition": 0, "offset": 99}]}, 400,
      "INVALID_REQUEST"),
-    ("POST", "/v1/groups/g-o/offsets", {"offsets": [{"topic": "bad", "partition": 7, "offset": 0}]}, 404,
+    ("POST", "/v1/groups/g-free/offsets", {"offsets": [{"topic": "bad", "partition": 7, "offset": 0}]}, 404,
      "PARTITION_NOT_FOUND"),
+    ("POST", "/v1/groups/g-free/offsets", {"offsets": [{"topic": "nope", "partition": 0, "offset": 0}]}, 404,
+     "TOPIC_NOT_FOUND"),
     ("POST", "/v1/groups/g-o/offsets", {"memberId": "ghost", "generation": 1,
                                         "offsets": [{"topic": "bad", "partition": 0, "offset": 0}]}, 404,
      "UNKNOWN_MEMBER"),
