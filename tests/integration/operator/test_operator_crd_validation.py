@@ -1,0 +1,170 @@
+"""The real kube-apiserver enforces the CRDs' OpenAPI and CEL rules: invalid objects are refused with our message.
+
+No operator runs here: validation is the API server's job, so a rule that is wrong fails these tests even when
+every operator test passes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+import pytest
+
+from goqueue_harness.pytest_plugin import Kubectl
+
+pytestmark = pytest.mark.integration
+
+JSON = dict[str, Any]
+
+
+def topic(name: str = "orders", **spec: Any) -> JSON:
+    return {"apiVersion": "goqueue.io/v1alpha1", "kind": "GoQueueTopic", "metadata": {"name": name},
+            "spec": {"clusterRef": {"name": "goqueue"}, **spec}}
+
+
+def cluster(name: str = "goqueue", **spec: Any) -> JSON:
+    return {"apiVersion": "goqueue.io/v1alpha1", "kind": "GoQueueCluster", "metadata": {"name": name},
+            "spec": {"replicas": 3, **spec}}
+
+
+def group(name: str = "workers", **spec: Any) -> JSON:
+    return {"apiVersion": "goqueue.io/v1alpha1", "kind": "GoQueueConsumerGroup", "metadata": {"name": name},
+            "spec": {"clusterRef": {"name": "goqueue"}, "topics": ["orders"], **spec}}
+
+
+def apply(kubectl: Kubectl, ns: str, obj: JSON) -> tuple[bool, str]:
+    """`kubectl apply`; (accepted, stderr)."""
+    proc = subprocess.run(
+        [str(kubectl.binary), f"--kubeconfig={kubectl.kubeconfig}", "apply", "-n", ns, "-f", "-"],
+        input=json.dumps(obj), capture_output=True, text=True, timeout=60, check=False)
+    return proc.returncode == 0, proc.stderr
+
+
+def refused(kubectl: Kubectl, ns: str, obj: JSON) -> str:
+    accepted, stderr = apply(kubectl, ns, obj)
+    assert not accepted, f"the API server accepted an invalid object: {json.dumps(obj)}"
+    return " ".join(stderr.split())
+
+
+def accept(kubectl: Kubectl, ns: str, obj: JSON) -> None:
+    accepted, stderr = apply(kubectl, ns, obj)
+    assert accepted, stderr
+
+
+@pytest.fixture
+def k(kubectl: Kubectl, goqueue_crds: list[str]) -> Kubectl:
+    return kubectl
+
+
+def renamed(obj: JSON, suffix: str) -> JSON:
+    """The same object under a name of its own, so cases can share the module's namespace."""
+    return {**obj, "metadata": {"name": f"{obj['metadata']['name']}-{suffix}"}}
+
+
+CREATE_CASES = [
+    (topic(replicationFactor=0), "spec.replicationFactor must be at least 1"),
+    (topic(topicName="__consumer_state"), "spec.topicName cannot start with '__'"),
+    (topic(replicationFactor=1, config={"minInsyncReplicas": 2}),
+     "spec.config.minInsyncReplicas cannot exceed spec.replicationFactor"),
+    (topic(partitions=0), "spec.partitions: Invalid value: 0"),
+    (cluster(storage={"size": "ten gigabytes"}), "spec.storage.size must be a positive Kubernetes quantity"),
+    (cluster(storage={"size": "0"}), "spec.storage.size must be a positive Kubernetes quantity"),
+    (cluster(config={"cluster.password": "x"}), "the operator manages them"),
+    (cluster(config={"retention": "7d"}), "spec.config keys are dotted broker settings"),
+    (cluster(replicas=-1), "spec.replicas: Invalid value: -1"),
+    (group(offsetResets=[{"id": "r1", "topic": "orders", "to": "offset"}]),
+     "an offset reset with to: offset needs offset"),
+    (group(offsetResets=[{"id": "r1", "topic": "orders", "to": "timestamp"}]),
+     "an offset reset with to: timestamp needs timestamp"),
+    (group(offsetResets=[{"id": "r1", "topic": "orders", "to": "earliest"},
+                         {"id": "r1", "topic": "orders", "to": "latest"}]), "Duplicate value"),
+]
+
+
+@pytest.mark.parametrize(("obj", "message"), CREATE_CASES, ids=[m for _, m in CREATE_CASES])
+def test_invalid_objects_are_refused_with_the_rules_message(
+    k: Kubectl, module_namespace: str, obj: JSON, message: str,
+) -> None:
+    assert message in refused(k, module_namespace, obj)
+
+
+UPDATE_CASES = [
+    (topic(partitions=4), topic(partitions=2),
+     "spec.partitions can never decrease (GoQueue cannot remove partitions)"),
+    (topic(), topic(topicName="payments"), "spec.topicName is immutable"),
+    (topic(topicName="Orders"), topic(topicName="Orders2"), "spec.topicName is immutable"),
+    (topic(), {**topic(), "spec": {"clusterRef": {"name": "other"}}}, "spec.clusterRef is immutable"),
+    (topic(replicationFactor=3), topic(replicationFactor=1), "spec.replicationFactor is immutable"),
+    (cluster(storage={"size": "10Gi"}), cluster(storage={"size": "9Gi"}), "spec.storage.size can never shrink"),
+    (cluster(storage={"size": "1Gi"}), cluster(storage={"size": "1000Mi"}), "spec.storage.size can never shrink"),
+    (cluster(storage={"size": "1Gi", "storageClassName": "standard"}),
+     cluster(storage={"size": "1Gi", "storageClassName": "fast"}), "spec.storage.storageClassName is immutable"),
+    (group(), {**group(), "spec": {**group()["spec"], "clusterRef": {"name": "other"}}},
+     "spec.clusterRef is immutable"),
+    (group(mode="shared"), group(mode="ordered"), "spec.mode is immutable"),
+    (group(offsetResets=[{"id": "r1", "topic": "orders", "to": "earliest"}]),
+     group(offsetResets=[{"id": "r1", "topic": "orders", "to": "latest"}]),
+     "an offset reset cannot be changed once added"),
+]
+
+
+@pytest.mark.parametrize(("index", "before", "after", "message"),
+                         [(i, *case) for i, case in enumerate(UPDATE_CASES)], ids=[m for *_, m in UPDATE_CASES])
+def test_forbidden_changes_are_refused_with_the_rules_message(
+    k: Kubectl, module_namespace: str, index: int, before: JSON, after: JSON, message: str,
+) -> None:
+    accept(k, module_namespace, renamed(before, f"u{index}"))
+    assert message in refused(k, module_namespace, renamed(after, f"u{index}"))
+
+
+def test_allowed_changes_are_accepted(k: Kubectl, module_namespace: str) -> None:
+    """The rules refuse only what they name: growth, a same-size quantity in other units, new reset ids pass."""
+    ns = module_namespace
+    accept(k, ns, topic(partitions=2))
+    accept(k, ns, topic(partitions=8))
+    accept(k, ns, cluster(storage={"size": "1Gi"}))
+    accept(k, ns, cluster(storage={"size": "1024Mi"}))
+    accept(k, ns, cluster(storage={"size": "2Gi"}))
+    accept(k, ns, group(offsetResets=[{"id": "r1", "topic": "orders", "to": "earliest"}]))
+    accept(k, ns, group(offsetResets=[{"id": "r1", "topic": "orders", "to": "earliest"},
+                                      {"id": "r2", "topic": "orders", "to": "offset", "offset": 5}]))
+
+
+def test_defaults_are_filled_in_by_the_api_server(k: Kubectl, module_namespace: str) -> None:
+    accept(k, module_namespace, {**cluster("defaults"), "spec": {}})
+    spec = json.loads(k("get", "gqc", "defaults", "-n", module_namespace, "-o", "json"))["spec"]
+    assert spec["replicas"] == 3
+    assert spec["storage"] == {"size": "10Gi"}
+    assert spec["pod"]["terminationGracePeriodSeconds"] == 60
+    assert spec["disruptionBudget"] == {"maxUnavailable": 1}
+    accept(k, module_namespace, topic("defaults"))
+    topic_spec = json.loads(k("get", "gqt", "defaults", "-n", module_namespace, "-o", "json"))["spec"]
+    assert topic_spec["partitions"] == 1
+    assert topic_spec["replicationFactor"] == 3
+    assert topic_spec["deletionPolicy"] == "Retain"
+
+
+def test_kubectl_get_goqueue_lists_all_three_kinds_with_their_columns(k: Kubectl, kube_namespace: str) -> None:
+    ns = kube_namespace
+    for obj in (cluster(), topic(), group()):
+        accept(k, ns, obj)
+    out = k("get", "goqueue", "-n", ns)
+    assert "goqueuecluster.goqueue.io/goqueue" in out
+    assert "goqueuetopic.goqueue.io/orders" in out
+    assert "goqueueconsumergroup.goqueue.io/workers" in out
+    headers = [line.split() for line in out.splitlines() if line.startswith("NAME")]
+    assert ["NAME", "REPLICAS", "READY", "VERSION", "PHASE", "AGE"] in headers
+    assert ["NAME", "CLUSTER", "PARTITIONS", "REPLICAS", "READY", "AGE"] in headers
+    assert ["NAME", "CLUSTER", "TOPICS", "LAG", "PAUSED", "READY", "AGE"] in headers
+    assert k("get", "gqt", "-n", ns, "-o", "name").strip() == "goqueuetopic.goqueue.io/orders"
+    assert k("get", "gqcg", "-n", ns, "-o", "name").strip() == "goqueueconsumergroup.goqueue.io/workers"
+
+
+def test_scale_subresource_sets_spec_replicas(k: Kubectl, module_namespace: str) -> None:
+    """The runbook's emergency stop, made declarative: `kubectl scale goqueuecluster/NAME --replicas=0`."""
+    accept(k, module_namespace, cluster("scaled"))
+    k("scale", "goqueuecluster/scaled", "-n", module_namespace, "--replicas=0")
+    spec = json.loads(k("get", "gqc", "scaled", "-n", module_namespace, "-o", "json"))["spec"]
+    assert spec["replicas"] == 0

@@ -1,0 +1,159 @@
+"""The CRDs in crds/: names, subresources, printer columns, descriptions, defaults and CEL rules.
+
+The API server is the judge of the rules themselves (tests/integration/operator/test_operator_crd_validation.py
+applies invalid objects); these tests pin what a reader of `kubectl get` and `kubectl explain` relies on.
+"""
+
+from __future__ import annotations
+
+import pytest
+from crd_schema import JSON, load_crds, root_schema, version_of, walk_properties, walk_rules
+
+pytestmark = pytest.mark.unit
+
+CRDS = load_crds()
+KINDS = ("GoQueueCluster", "GoQueueTopic", "GoQueueConsumerGroup")
+
+
+def spec_schema(kind: str) -> JSON:
+    schema: JSON = root_schema(CRDS[kind])["properties"]["spec"]
+    return schema
+
+
+def test_exactly_the_three_kinds_are_defined() -> None:
+    assert sorted(CRDS) == sorted(KINDS)
+
+
+@pytest.mark.parametrize(("kind", "plural", "short"), [
+    ("GoQueueCluster", "goqueueclusters", "gqc"),
+    ("GoQueueTopic", "goqueuetopics", "gqt"),
+    ("GoQueueConsumerGroup", "goqueueconsumergroups", "gqcg"),
+])
+def test_names_group_version_and_category(kind: str, plural: str, short: str) -> None:
+    crd = CRDS[kind]
+    assert crd["metadata"]["name"] == f"{plural}.goqueue.io"
+    assert crd["spec"]["group"] == "goqueue.io"
+    assert crd["spec"]["scope"] == "Namespaced"
+    names = crd["spec"]["names"]
+    assert names["plural"] == plural
+    assert names["shortNames"] == [short]
+    assert names["categories"] == ["goqueue"]  # `kubectl get goqueue` lists all three kinds
+    assert [v["name"] for v in crd["spec"]["versions"]] == ["v1alpha1"]
+    assert version_of(crd)["served"]
+    assert version_of(crd)["storage"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_status_subresource(kind: str) -> None:
+    assert version_of(CRDS[kind])["subresources"]["status"] == {}
+
+
+def test_cluster_has_a_scale_subresource_backed_by_status() -> None:
+    version = version_of(CRDS["GoQueueCluster"])
+    assert version["subresources"]["scale"] == {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    status = root_schema(CRDS["GoQueueCluster"])["properties"]["status"]["properties"]
+    assert status["replicas"]["type"] == "integer"
+    assert status["selector"]["type"] == "string"
+
+
+@pytest.mark.parametrize(("kind", "columns"), [
+    ("GoQueueCluster", ["Replicas", "Ready", "Version", "Phase", "Age"]),
+    ("GoQueueTopic", ["Cluster", "Partitions", "Replicas", "Ready", "Age"]),
+    ("GoQueueConsumerGroup", ["Cluster", "Topics", "Lag", "Paused", "Ready", "Age"]),
+])
+def test_printer_columns(kind: str, columns: list[str]) -> None:
+    printed = version_of(CRDS[kind])["additionalPrinterColumns"]
+    assert [c["name"] for c in printed] == columns
+    by_name = {c["name"]: c for c in printed}
+    assert by_name["Age"] == {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+    if "Ready" in by_name and kind != "GoQueueCluster":
+        assert by_name["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_property_has_a_description(kind: str) -> None:
+    missing = [path for path, prop in walk_properties(root_schema(CRDS[kind]))
+               if path != "metadata" and not prop.get("description")]
+    assert not missing, f"{kind}: properties without a description: {missing}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_rule_has_a_human_message(kind: str) -> None:
+    rules = list(walk_rules(root_schema(CRDS[kind])))
+    assert rules, f"{kind} has no CEL rules"
+    for path, rule in rules:
+        assert rule.get("message"), f"{kind} {path}: rule {rule['rule']!r} has no message"
+        assert "messageExpression" not in rule
+
+
+def rules_at(kind: str, path: str) -> list[str]:
+    return [r["rule"] for p, r in walk_rules(root_schema(CRDS[kind])) if p == path]
+
+
+def test_partitions_never_decrease() -> None:
+    assert "self >= oldSelf" in rules_at("GoQueueTopic", "spec.partitions")
+
+
+def test_replication_factor_at_least_one() -> None:
+    assert "self >= 1" in rules_at("GoQueueTopic", "spec.replicationFactor")
+
+
+@pytest.mark.parametrize("kind", ["GoQueueTopic", "GoQueueConsumerGroup"])
+def test_cluster_reference_immutable(kind: str) -> None:
+    assert "self == oldSelf" in rules_at(kind, "spec.clusterRef")
+
+
+def test_topic_name_immutable() -> None:
+    (rule, *_) = [r for r in rules_at("GoQueueTopic", "spec") if "topicName" in r]
+    assert "oldSelf.topicName" in rule
+
+
+def test_storage_size_never_shrinks_by_quantity_comparison() -> None:
+    (rule, *_) = [r for r in rules_at("GoQueueCluster", "spec.storage") if "compareTo" in r]
+    assert "quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0" in " ".join(rule.split())
+
+
+def test_offset_reset_ids_are_list_map_keys() -> None:
+    resets = spec_schema("GoQueueConsumerGroup")["properties"]["offsetResets"]
+    assert resets["x-kubernetes-list-type"] == "map"
+    assert resets["x-kubernetes-list-map-keys"] == ["id"]
+    assert set(resets["items"]["required"]) == {"id", "topic", "to"}
+    assert resets["items"]["properties"]["to"]["enum"] == ["earliest", "latest", "offset", "timestamp"]
+
+
+@pytest.mark.parametrize(("kind", "path", "default"), [
+    ("GoQueueCluster", "spec.replicas", 3),
+    ("GoQueueCluster", "spec.storage.size", "10Gi"),
+    ("GoQueueCluster", "spec.pod.terminationGracePeriodSeconds", 60),
+    ("GoQueueCluster", "spec.disruptionBudget.maxUnavailable", 1),
+    ("GoQueueCluster", "spec.scaling.autoDrain", False),
+    ("GoQueueTopic", "spec.partitions", 1),
+    ("GoQueueTopic", "spec.replicationFactor", 3),
+    ("GoQueueTopic", "spec.deletionPolicy", "Retain"),
+    ("GoQueueTopic", "spec.deleteIfEmpty", False),
+    ("GoQueueConsumerGroup", "spec.paused", False),
+    ("GoQueueConsumerGroup", "spec.mode", "shared"),
+    ("GoQueueConsumerGroup", "spec.deletionPolicy", "Retain"),
+])
+def test_defaults(kind: str, path: str, default: object) -> None:
+    props = dict(walk_properties(root_schema(CRDS[kind])))
+    assert props[path]["default"] == default
+
+
+def test_parent_objects_default_so_nested_defaults_apply() -> None:
+    """Kubernetes defaults a nested field only when its parent object exists: every optional section has a default."""
+    spec = spec_schema("GoQueueCluster")["properties"]
+    for section in ("storage", "network", "pod", "disruptionBudget", "rollout", "scaling", "monitoring"):
+        assert "default" in spec[section], section
+    assert spec_schema("GoQueueTopic")["properties"]["config"]["default"] == {}
+
+
+def test_strings_used_in_cel_have_a_max_length() -> None:
+    """CEL cost estimation needs bounded strings; an unbounded one makes the API server reject the CRD."""
+    props = dict(walk_properties(root_schema(CRDS["GoQueueCluster"])))
+    assert props["spec.storage.size"]["maxLength"] <= 64
+    assert props["spec.storage.storageClassName"]["maxLength"] <= 253
