@@ -1,18 +1,27 @@
-"""The broker's domain operations — topics, produce, fetch, storage statistics — shared by HTTP and gRPC.
+"""The broker's domain operations — topics, produce, fetch, replication serving, storage statistics — shared by
+HTTP and gRPC.
 
-`Broker` owns the partition logs, the writer thread (appends, group commit) and the maintenance thread
-(retention, compaction). API adapters call it with decoded values and get domain results or `GoQueueError`s;
-it knows nothing of HTTP or protobuf.
+`Broker` owns the partition replicas this broker holds (`partition.Partition`: a log plus its role), the writer
+thread (appends, group commit), the maintenance thread (retention, compaction) and its `Cluster` membership
+(metadata Raft, controller, ISR upkeep, follower fetchers). API adapters call it with decoded values and get domain
+results or `GoQueueError`s; it knows nothing of HTTP or protobuf.
 
-Data flow of a produce: the adapter decodes records → `produce` validates sizes, picks partitions and builds one
-batch per partition on the event loop → `LogWriter` stamps offsets, writes, fdatasyncs → the round's completion
-hops back to the loop (`_complete_round`), which advances each touched partition's high watermark, resolves the
-waiting futures and wakes long-polling fetches. The event loop never waits on the disk.
+Any broker serves any request: produce and fetch for a partition led elsewhere are forwarded to its leader
+(`replication/peers.py`); topic changes are metadata commands proposed to Raft, and every broker then reconciles
+its local replicas with the new metadata (`reconcile`).
+
+Data flow of a produce on the leader: records → one batch per partition built on the event loop → `LogWriter`
+stamps offsets and the partition's leader epoch, writes, fdatasyncs → the round's completion hops back to the loop
+(`_complete_round`) → the high watermark advances once every in-sync replica has the records (at once when the ISR
+is only this broker) → acks=all producers waiting for it are released, long-polling fetches woken. The event loop
+never waits on the disk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import itertools
 import logging
 import shutil
@@ -21,21 +30,30 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import crc32c
 from prometheus_client.core import Metric
 
+from goqueue.cluster import Cluster
 from goqueue.config import Settings
 from goqueue.errors import (
+    FencedLeaderEpoch,
     GoQueueError,
     InvalidConfig,
     InvalidRequest,
+    InvalidTopicName,
+    NotEnoughReplicas,
+    NotLeader,
     NotReady,
+    OffsetOutOfRange,
     PartitionNotFound,
     PartitionOffline,
+    PartitionsCannotShrink,
     RecordTooLarge,
     Timeout,
+    TopicAlreadyExists,
+    TopicNotFound,
 )
 from goqueue.metrics import BrokerMetrics, gauge, register_state_collector
 from goqueue.models import (
@@ -47,7 +65,12 @@ from goqueue.models import (
     TopicConfig,
     TopicCreate,
     TopicInfo,
+    topic_name_problem,
 )
+from goqueue.partition import Partition, Role
+from goqueue.replication.isr import FollowerProgress, record_fetch
+from goqueue.replication.metadata import MetadataConflict, assign_replicas
+from goqueue.replication.peers import ReplicaFetchRequest, ReplicaFetchResponse
 from goqueue.storage import batch as batches
 from goqueue.storage.compaction import compact_log
 from goqueue.storage.log import AppendResult, CorruptSegment, LogConfig, PartitionLog
@@ -85,35 +108,24 @@ class FetchResult:
     log_end_offset: int
 
 
-class _Partition:
-    """A partition this broker holds: its log and the event that wakes long-polls when it grows."""
-
-    def __init__(self, topic: str, index: int, partition_log: PartitionLog) -> None:
-        self.topic = topic
-        self.index = index
-        self.log = partition_log
-        self.grown = asyncio.Event()
-
-    def notify(self) -> None:
-        self.grown.set()
-        self.grown = asyncio.Event()
-
-
 class Broker:
     def __init__(self, settings: Settings, metrics: BrokerMetrics, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
         self.broker_id = settings.broker_id()
-        self.registry = TopicRegistry(settings.storage.wal_dir)
-        self.partitions: dict[tuple[str, int], _Partition] = {}
+        self.cluster = Cluster(settings, self)
+        self.registry = TopicRegistry(lambda: self.cluster.state)
+        self.partitions: dict[tuple[str, int], Partition] = {}
         self.offline: dict[tuple[str, int], str] = {}
-        self._by_log: dict[PartitionLog, _Partition] = {}
+        self._by_log: dict[PartitionLog, Partition] = {}
         self.ready = False
         self.started_monotonic = time.monotonic()
-        self.leader_epoch = 0
         self._round_robin: dict[str, Iterator[int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reconcile_task: asyncio.Task[None] | None = None
+        self._reconcile_again = False
+        self._reconcile_lock = asyncio.Lock()  # one reconcile at a time: two would open one log twice
         self._writer = LogWriter(
             settings.storage.fsync, self._on_round, queue_max=settings.storage.write_queue_max,
             fsync_interval_s=settings.storage.fsync_interval_s, observe_fsync=metrics.fsync.observe)
@@ -124,54 +136,38 @@ class Broker:
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover every partition (in a thread: recovery reads whole tails), then start the writer."""
+        """Join the metadata Raft group, wait for it to catch up, recover local replicas, start writing."""
         self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self._recover)
-        self._writer.start()
-        self._maintenance.start()
-        self.ready = True
-        log.info("broker.ready", extra={"partitions": len(self.partitions), "offline": len(self.offline)})
-
-    def _recover(self) -> None:
         self.settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
         self.settings.storage.wal_dir.mkdir(parents=True, exist_ok=True)
-        self.registry.load()
         for leftover in self.settings.storage.data_dir.glob("*.deleted"):
-            shutil.rmtree(leftover)
-        for meta in self.registry.topics.values():
-            for index in range(meta.partitions):
-                self._open_partition(meta, index)
-        known = {self._partition_dir(t, p).name for t, p in self.partitions} | {
-            self._partition_dir(t, p).name for t, p in self.offline}
+            await asyncio.to_thread(shutil.rmtree, leftover)
+        await self.cluster.start_raft()
+        await self.cluster.wait_metadata_ready()
+        self._writer.start()
+        await self.reconcile()
+        await self.cluster.register()
+        self._maintenance.start()
+        self.cluster.start_loops()
+        self._warn_orphans()
+        self.ready = True
+        log.info("broker.ready", extra={"partitions": len(self.partitions), "offline": len(self.offline),
+                                        "broker_id": self.broker_id})
+
+    def _warn_orphans(self) -> None:
+        known = {self._partition_dir(t, p).name for t, p in [*self.partitions, *self.offline]}
+        wal = self.settings.storage.wal_dir.resolve()
         for path in self.settings.storage.data_dir.iterdir():
-            if path.is_dir() and path.name not in known and path.resolve() != self.settings.storage.wal_dir.resolve():
+            if path.is_dir() and path.name not in known and path.resolve() != wal:
                 log.warning("storage.orphan_directory", extra={"path": str(path)})
 
-    def _partition_dir(self, topic: str, index: int) -> Path:
-        return self.settings.storage.data_dir / f"{topic}-{index}"
-
-    def _log_config(self, meta: TopicMeta) -> LogConfig:
-        storage = self.settings.storage
-        return LogConfig(
-            segment_bytes=meta.config.segment_bytes or storage.segment_bytes,
-            segment_age_s=storage.segment_age_s, index_interval_bytes=storage.index_interval_bytes)
-
-    def _open_partition(self, meta: TopicMeta, index: int) -> None:
-        try:
-            partition_log = PartitionLog.open(self._partition_dir(meta.name, index), self._log_config(meta), self.clock)
-        except CorruptSegment as exc:
-            log.error("partition.offline", extra={"topic": meta.name, "partition": index, "reason": str(exc)})
-            self.offline[(meta.name, index)] = str(exc)
-            return
-        for cut in partition_log.recovery_cuts:
-            self.metrics.recovery_truncated_bytes.inc(cut.bytes_cut)
-        partition = _Partition(meta.name, index, partition_log)
-        self.partitions[(meta.name, index)] = partition
-        self._by_log[partition_log] = partition
-
     async def stop(self) -> None:
-        """Finish queued writes, sync, checkpoint every log."""
+        """Hand leadership away, finish queued writes, sync, checkpoint every log, leave the cluster."""
         self.ready = False
+        await self.cluster.stop()
+        if self._reconcile_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconcile_task
         self._maintenance_stop.set()
         await asyncio.to_thread(self._writer.stop)
         if self._maintenance.is_alive():
@@ -185,25 +181,123 @@ class Broker:
 
     def check_ready(self) -> None:
         if not self.ready:
-            raise NotReady("the broker is recovering its storage or shutting down")
+            raise NotReady("the broker is recovering its storage, waiting for the metadata quorum, or stopping")
+
+    # -- local replicas follow the metadata ------------------------------------------------------------------
+
+    def schedule_reconcile(self) -> None:
+        """Coalesce metadata changes into one reconcile at a time (called on the event loop)."""
+        if self._reconcile_task is not None and not self._reconcile_task.done():
+            self._reconcile_again = True
+            return
+        self._reconcile_task = asyncio.create_task(self._reconcile_until_settled(), name="reconcile")
+
+    async def _reconcile_until_settled(self) -> None:
+        while True:
+            self._reconcile_again = False
+            try:
+                await self.reconcile()
+            except Exception:  # a failed reconcile must not stop later ones; it is logged with its traceback
+                log.exception("broker.reconcile_failed")
+            if not self._reconcile_again:
+                return
+
+    async def reconcile(self) -> None:
+        """Open replicas assigned to this broker, adopt leader/ISR changes, delete replicas no longer assigned."""
+        async with self._reconcile_lock:
+            await self._reconcile_once()
+
+    async def _reconcile_once(self) -> None:
+        state = self.cluster.state
+        wanted: dict[tuple[str, int], tuple[TopicMeta, dict[str, Any]]] = {}
+        topics = self.registry.topics
+        for name, topic in state["topics"].items():
+            for index, partition_state in topic["partition_state"].items():
+                if self.broker_id in partition_state["replicas"]:
+                    wanted[(name, int(index))] = (topics[name], partition_state)
+        to_open = [key for key in wanted if key not in self.partitions and key not in self.offline]
+        if to_open:
+            await asyncio.to_thread(self._open_partitions, [(wanted[k][0], k[1]) for k in to_open])
+        now = time.monotonic()
+        for key, (_, partition_state) in wanted.items():
+            partition = self.partitions.get(key)
+            if partition is not None and partition.apply_metadata(partition_state, now):
+                log.info("partition.role", extra={"topic": key[0], "partition": key[1], "role": partition.role.value,
+                                                  "leader": partition.leader_id, "epoch": partition.leader_epoch})
+                partition.advance_high_watermark()
+        for key in [k for k in [*self.partitions, *self.offline] if k not in wanted]:
+            await self._drop_partition(key)
+        self.cluster.ensure_fetchers()
+
+    def _open_partitions(self, items: list[tuple[TopicMeta, int]]) -> None:
+        """Worker thread: open (and recover) logs; a corrupt one is kept offline, untouched."""
+        for meta, index in items:
+            try:
+                partition_log = PartitionLog.open(self._partition_dir(meta.name, index), self._log_config(meta),
+                                                  self.clock)
+            except CorruptSegment as exc:
+                log.error("partition.offline", extra={"topic": meta.name, "partition": index, "reason": str(exc)})
+                self.offline[(meta.name, index)] = str(exc)
+                continue
+            for cut in partition_log.recovery_cuts:
+                self.metrics.recovery_truncated_bytes.inc(cut.bytes_cut)
+            partition = Partition(meta.name, index, partition_log, self.broker_id)
+            self.partitions[(meta.name, index)] = partition
+            self._by_log[partition_log] = partition
+
+    async def _drop_partition(self, key: tuple[str, int]) -> None:
+        """The topic was deleted or the replica moved away: delete the local copy."""
+        self.offline.pop(key, None)
+        partition = self.partitions.pop(key, None)
+        if partition is None:
+            return
+        self._by_log.pop(partition.log, None)
+        partition.role = Role.OFFLINE
+        partition.notify()
+        await asyncio.to_thread(partition.log.delete_files)
+        log.info("partition.deleted", extra={"topic": key[0], "partition": key[1]})
+
+    def _partition_dir(self, topic: str, index: int) -> Path:
+        return self.settings.storage.data_dir / f"{topic}-{index}"
+
+    def _log_config(self, meta: TopicMeta) -> LogConfig:
+        storage = self.settings.storage
+        return LogConfig(
+            segment_bytes=meta.config.segment_bytes or storage.segment_bytes,
+            segment_age_s=storage.segment_age_s, index_interval_bytes=storage.index_interval_bytes)
 
     # -- topics ----------------------------------------------------------------------------------------------
 
-    def create_topic(self, spec: TopicCreate) -> TopicInfo:
+    async def create_topic(self, spec: TopicCreate, internal: bool = False) -> TopicInfo:
         self.check_ready()
+        problem = topic_name_problem(spec.name)
+        if problem:
+            raise InvalidTopicName(f"invalid topic name {spec.name!r}: {problem}")
+        if spec.name in self.registry.topics:
+            raise TopicAlreadyExists(f"topic {spec.name!r} already exists", topic=spec.name)
         self._check_config(spec.config)
-        meta = self.registry.create(spec)
-        for index in range(meta.partitions):
-            self._open_partition(meta, index)
-        log.info("topic.created", extra={"topic": meta.name, "partitions": meta.partitions})
-        return self.describe_topic(meta.name)
+        try:
+            assignment = assign_replicas(self.cluster.state["brokers"], range(spec.partitions),
+                                         spec.replication_factor)
+            await self.cluster.propose({
+                "op": "create_topic", "name": spec.name, "replication_factor": spec.replication_factor,
+                "config": spec.config.model_dump(by_alias=True, mode="json"), "created_at_s": self.clock(),
+                "assignment": assignment, "internal": internal})
+        except MetadataConflict as exc:
+            if spec.name in self.registry.topics:
+                raise TopicAlreadyExists(f"topic {spec.name!r} already exists", topic=spec.name) from exc
+            raise InvalidConfig(str(exc)) from exc
+        await self.reconcile()
+        log.info("topic.created", extra={"topic": spec.name, "partitions": spec.partitions,
+                                         "replication_factor": spec.replication_factor})
+        return await self.describe_topic(spec.name)
 
     def _check_config(self, config: TopicConfig) -> None:
         if config.max_message_bytes and config.max_message_bytes > self.settings.limits.max_request_bytes:
             raise InvalidConfig(f"maxMessageBytes {config.max_message_bytes} exceeds the broker's "
                                 f"limits.maxRequestBytes {self.settings.limits.max_request_bytes}")
 
-    def update_topic(self, name: str, partitions: int | None, config: dict[str, object] | None) -> TopicInfo:
+    async def update_topic(self, name: str, partitions: int | None, config: dict[str, object] | None) -> TopicInfo:
         self.check_ready()
         meta = self.registry.get(name)
         if config:
@@ -213,33 +307,58 @@ class Broker:
             except ValueError as exc:
                 raise InvalidConfig(f"invalid topic config: {exc}".splitlines()[0] + f" ({exc})") from exc
             self._check_config(new_config)
-            meta = self.registry.set_config(name, new_config)
+            await self._propose_topic_change({"op": "set_topic_config", "name": name,
+                                              "config": new_config.model_dump(by_alias=True, mode="json")})
         if partitions is not None and partitions != meta.partitions:
-            old = meta.partitions
-            meta = self.registry.grow(name, partitions)
-            for index in range(old, partitions):
-                self._open_partition(meta, index)
-            log.info("topic.partitions_added", extra={"topic": name, "from": old, "to": partitions})
-        return self.describe_topic(name)
+            if partitions < meta.partitions:
+                raise PartitionsCannotShrink(
+                    f"topic {name!r} has {meta.partitions} partitions; partitions can only grow")
+            assignment = assign_replicas(self.cluster.state["brokers"], range(meta.partitions, partitions),
+                                         meta.replication_factor)
+            await self._propose_topic_change({"op": "grow_partitions", "name": name, "assignment": assignment})
+            log.info("topic.partitions_added", extra={"topic": name, "from": meta.partitions, "to": partitions})
+        await self.reconcile()
+        return await self.describe_topic(name)
 
-    def delete_topic(self, name: str) -> None:
+    async def _propose_topic_change(self, command: dict[str, Any]) -> None:
+        try:
+            await self.cluster.propose(command)
+        except MetadataConflict as exc:
+            if command["name"] not in self.registry.topics:
+                raise TopicNotFound(f"topic {command['name']!r} does not exist", topic=command["name"]) from exc
+            raise InvalidConfig(str(exc)) from exc
+
+    async def delete_topic(self, name: str) -> None:
         self.check_ready()
-        meta = self.registry.delete(name)
-        for index in range(meta.partitions):
-            self.offline.pop((name, index), None)
-            partition = self.partitions.pop((name, index), None)
-            if partition is not None:
-                self._by_log.pop(partition.log, None)
-                partition.log.delete_files()
-                partition.notify()
+        self.registry.get(name)
+        await self._propose_topic_change({"op": "delete_topic", "name": name})
         self._round_robin.pop(name, None)
+        await self.reconcile()
         log.info("topic.deleted", extra={"topic": name})
 
     def list_topics(self) -> list[TopicInfo]:
         self.check_ready()
-        return [self.describe_topic(name, details=False) for name in sorted(self.registry.topics)]
+        return [self._topic_info(name, details=False) for name in sorted(self.registry.topics)]
 
-    def describe_topic(self, name: str, details: bool = True) -> TopicInfo:
+    async def describe_topic(self, name: str) -> TopicInfo:
+        """Metadata plus live offsets; partitions led elsewhere are asked of their leader."""
+        self.check_ready()
+        info = self._topic_info(name, details=True)
+        for n, partition_info in enumerate(info.partition_details):
+            local = self.partitions.get((name, partition_info.partition))
+            if (local is None or not local.is_leader) and partition_info.leader is not None:
+                with contextlib.suppress(GoQueueError):
+                    remote = await self.cluster.peers.partition_offsets(
+                        self.cluster.broker_url(partition_info.leader), name, partition_info.partition, None)
+                    info.partition_details[n] = partition_info.model_copy(update={
+                        "start_offset": remote["earliest"], "high_watermark": remote["latest"],
+                        "end_offset": remote["logEnd"], "size_bytes": remote.get("sizeBytes", 0),
+                        "segments": remote.get("segments", 0)})
+        details = info.partition_details
+        return info.model_copy(update={"size_bytes": sum(p.size_bytes for p in details),
+                                       "messages": sum(p.high_watermark - p.start_offset for p in details)})
+
+    def _topic_info(self, name: str, details: bool) -> TopicInfo:
         meta = self.registry.get(name)
         infos = [self._partition_info(name, index) for index in range(meta.partitions)]
         return TopicInfo(
@@ -249,27 +368,54 @@ class Broker:
             partition_details=infos if details else [])
 
     def _partition_info(self, topic: str, index: int) -> PartitionInfo:
+        state = self.registry.partition_state(topic, index) or {"leader": None, "replicas": [], "isr": []}
+        common = {"leader": state["leader"], "replicas": state["replicas"], "isr": state["isr"]}
         partition = self.partitions.get((topic, index))
         if partition is None:
-            problem = self.offline.get((topic, index), "not open")
+            problem = self.offline.get((topic, index))
             return PartitionInfo(partition=index, start_offset=0, end_offset=0, high_watermark=0, size_bytes=0,
-                                 segments=0, online=False, problem=problem)
+                                 segments=0, online=state["leader"] is not None and problem is None,
+                                 problem=problem or (None if state["leader"] is not None else "no leader"), **common)
         plog = partition.log
         return PartitionInfo(
             partition=index, start_offset=plog.log_start_offset, end_offset=plog.log_end_offset,
             high_watermark=plog.high_watermark, size_bytes=plog.size_bytes, segments=len(plog.segments),
-            leader=self.broker_id, replicas=[self.broker_id], isr=[self.broker_id])
+            online=state["leader"] is not None, problem=None if state["leader"] is not None else "no leader",
+            **common)
 
-    def _partition(self, topic: str, index: int) -> _Partition:
+    def _min_insync(self, meta: TopicMeta) -> int:
+        wanted = meta.config.min_insync_replicas or self.settings.replication.min_insync_replicas
+        return min(wanted, meta.replication_factor)
+
+    # -- routing ---------------------------------------------------------------------------------------------
+
+    def _local_leader(self, topic: str, index: int) -> Partition | None:
+        """The partition if this broker leads it; None when another broker does; errors when nobody can."""
         self.check_ready()
-        partition = self.partitions.get((topic, index))
-        if partition is not None:
-            return partition
         meta = self.registry.get(topic)
+        if not 0 <= index < meta.partitions:
+            raise PartitionNotFound(f"topic {topic!r} has partitions 0..{meta.partitions - 1}, not {index}",
+                                    topic=topic, partition=index)
         if (topic, index) in self.offline:
-            raise PartitionOffline(f"{topic}/{index} is offline: {self.offline[(topic, index)]}")
-        raise PartitionNotFound(f"topic {topic!r} has partitions 0..{meta.partitions - 1}, not {index}",
-                                topic=topic, partition=index)
+            raise PartitionOffline(f"{topic}/{index} is offline here: {self.offline[(topic, index)]}")
+        state = self.registry.partition_state(topic, index)
+        if state is None or state["leader"] is None:
+            raise PartitionOffline(f"{topic}/{index} has no leader (no in-sync replica is alive)")
+        partition = self.partitions.get((topic, index))
+        if state["leader"] == self.broker_id:
+            if partition is None or not partition.is_leader:
+                raise NotLeader(f"{topic}/{index}: this broker is becoming its leader; retry",
+                                leader=self.broker_id)
+            return partition
+        if forwarded_request.get():
+            raise NotLeader(f"{topic}/{index} is led by broker {state['leader']}", leader=state["leader"])
+        return None
+
+    def _leader_url(self, topic: str, index: int) -> str:
+        state = self.registry.partition_state(topic, index)
+        if state is None or state["leader"] is None:
+            raise PartitionOffline(f"{topic}/{index} has no leader right now; retry")
+        return self.cluster.broker_url(state["leader"])
 
     # -- produce ---------------------------------------------------------------------------------------------
 
@@ -287,26 +433,19 @@ class Broker:
         meta = self.registry.get(topic)
         if not records:
             raise InvalidRequest("a produce request needs at least one record")
-        limit = meta.config.max_message_bytes or self.settings.limits.max_message_bytes
-        now_ms = int(self.clock() * 1000)
-        grouped: dict[int, list[int]] = {}
-        for i, record in enumerate(records):
-            size = len(record.key or b"") + len(record.value or b"") + sum(len(k) + len(v) for k, v in record.headers)
-            if size > limit:
-                raise RecordTooLarge(f"record {i} is {size} bytes; topic {topic!r} allows {limit}",
-                                     max_message_bytes=limit)
-            if meta.config.cleanup_policy is CleanupPolicy.COMPACT and record.key is None:
-                raise InvalidRequest(f"record {i} has no key; compacted topic {topic!r} needs one per record")
-            target = partition if partition is not None else record.partition
-            if target is None:
-                target = self._choose_partition(meta, record.key)
-            grouped.setdefault(target, []).append(i)
+        grouped = self._group_by_partition(meta, records, partition)
         if producer is not None and len(grouped) > 1:
             raise InvalidRequest("an idempotent produce request must target a single partition")
-        futures: list[tuple[int, list[int], asyncio.Future[AppendResult]]] = []
-        loop = asyncio.get_running_loop()
+        now_ms = int(self.clock() * 1000)
+        # Local batches go to the writer before the first await, so one connection's requests keep their order.
+        local: list[tuple[int, list[int], Partition, asyncio.Future[AppendResult]]] = []
+        remote: list[tuple[int, list[int]]] = []
         for index, positions in grouped.items():
-            target_partition = self._partition(topic, index)
+            leader = self._local_leader(topic, index)
+            if leader is None:
+                remote.append((index, positions))
+                continue
+            self._check_insync(meta, leader, acks)
             chosen = [records[i] for i in positions]
             batch = batches.build_batch(
                 [(r.key, r.value, r.headers) for r in chosen], now_ms,
@@ -314,29 +453,89 @@ class Broker:
                 [r.timestamp_ms if r.timestamp_ms is not None else now_ms for r in chosen],
                 **({"producer_id": producer.producer_id, "producer_epoch": producer.producer_epoch,
                     "base_sequence": producer.base_sequence} if producer else {}))
-            future: asyncio.Future[AppendResult] = loop.create_future()
-            self._writer.submit(AppendJob(target_partition.log, batch, self.leader_epoch, context=future))
-            futures.append((index, positions, future))
+            local.append((index, positions, leader, self._submit(leader, batch)))
             self.metrics.bytes_in.labels(topic).inc(len(batch))
-        if acks is Acks.NONE:
-            for _, _, future in futures:
-                future.add_done_callback(_consume_exception)
-            return [(index, -1) for index, positions, _ in futures for _ in positions], False
-        offsets: list[tuple[int, int]] = [(0, 0)] * len(records)
+        offsets: list[tuple[int, int]] = [(0, -1)] * len(records)
         duplicate = False
-        for index, positions, future in futures:
+        for index, positions in remote:
+            found, dup = await self._forward_produce(topic, index, [records[i] for i in positions], acks, producer)
+            duplicate = duplicate or dup
+            for i, offset in zip(positions, found, strict=True):
+                offsets[i] = (index, offset)
+        if acks is Acks.NONE:
+            for *_, future in local:
+                future.add_done_callback(_consume_exception)
+            return [(index, -1) for index, positions, *_ in local for _ in positions] + [
+                offsets[i] for _, positions in remote for i in positions], False
+        for index, positions, leader, future in local:
             result = await future
             duplicate = duplicate or result.duplicate
+            if acks is Acks.ALL:
+                await self._await_replicated(leader, result.last_offset + 1)
             for n, i in enumerate(positions):
                 offsets[i] = (index, result.base_offset + n)
-        self.metrics.messages.labels(topic).inc(len(records))
+        self.metrics.messages.labels(topic).inc(sum(len(p) for _, p, *_ in local))
         return offsets, duplicate
 
+    def _group_by_partition(self, meta: TopicMeta, records: Sequence[RecordIn],
+                            partition: int | None) -> dict[int, list[int]]:
+        limit = meta.config.max_message_bytes or self.settings.limits.max_message_bytes
+        grouped: dict[int, list[int]] = {}
+        compacted = meta.config.cleanup_policy is CleanupPolicy.COMPACT
+        for i, record in enumerate(records):
+            size = len(record.key or b"") + len(record.value or b"") + sum(len(k) + len(v) for k, v in record.headers)
+            if size > limit:
+                raise RecordTooLarge(f"record {i} is {size} bytes; topic {meta.name!r} allows {limit}",
+                                     max_message_bytes=limit)
+            if compacted and record.key is None:
+                raise InvalidRequest(f"record {i} has no key; compacted topic {meta.name!r} needs one per record")
+            target = partition if partition is not None else record.partition
+            if target is None:
+                target = self._choose_partition(meta, record.key)
+            elif not 0 <= target < meta.partitions:
+                raise PartitionNotFound(f"topic {meta.name!r} has partitions 0..{meta.partitions - 1}, not {target}",
+                                        topic=meta.name, partition=target)
+            grouped.setdefault(target, []).append(i)
+        return grouped
+
+    def _check_insync(self, meta: TopicMeta, leader: Partition, acks: Acks) -> None:
+        needed = self._min_insync(meta)
+        if acks is Acks.ALL and len(leader.isr) < needed:
+            raise NotEnoughReplicas(f"{meta.name}/{leader.index} has {len(leader.isr)} in-sync replicas "
+                                    f"{leader.isr}; min.insync.replicas is {needed}")
+
+    def _submit(self, partition: Partition, batch: bytearray) -> asyncio.Future[AppendResult]:
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._writer.submit(AppendJob(partition.log, batch, partition.leader_epoch, context=future))
+        return future
+
+    async def _await_replicated(self, partition: Partition, end_offset: int) -> None:
+        """acks=all: wait until every in-sync replica has everything below `end_offset`."""
+        deadline = time.monotonic() + self.settings.replication.ack_timeout_s
+        epoch = partition.leader_epoch
+        while partition.log.high_watermark < end_offset:
+            if partition.leader_epoch != epoch or not partition.is_leader:
+                raise NotLeader(f"{partition.topic}/{partition.index} lost leadership before the write was "
+                                "replicated; it may or may not be committed — retry with an idempotent producer")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Timeout(f"{partition.topic}/{partition.index}: in-sync replicas {partition.isr} did not "
+                              f"confirm within {self.settings.replication.ack_timeout_s:g}s")
+            await partition.wait_changed(min(remaining, 1.0))
+
+    async def _forward_produce(self, topic: str, index: int, records: list[RecordIn], acks: Acks,
+                               producer: ProducerIdentity | None) -> tuple[list[int], bool]:
+        ident = None if producer is None else {"producerId": producer.producer_id,
+                                               "producerEpoch": producer.producer_epoch,
+                                               "baseSequence": producer.base_sequence}
+        return await self.cluster.peers.produce(
+            self._leader_url(topic, index), topic, index,
+            [(r.key, r.value, r.headers, r.timestamp_ms) for r in records], acks.value, ident)
+
     async def append_batch(self, topic: str, index: int, batch: bytearray, acks: Acks = Acks.ALL) -> AppendResult:
-        """Append a client-built batch (binary produce): validated whole, offsets stamped here."""
+        """Append a client-built batch (binary produce): validated whole, offsets stamped by the leader."""
         self.check_ready()
         meta = self.registry.get(topic)
-        partition = self._partition(topic, index)
         try:
             header = batches.validate_batch(batch)
         except batches.InvalidBatch as exc:
@@ -346,13 +545,22 @@ class Broker:
         limit = meta.config.max_message_bytes or self.settings.limits.max_message_bytes
         if len(batch) > max(limit, self.settings.limits.max_request_bytes):
             raise RecordTooLarge(f"batch is {len(batch)} bytes", max_message_bytes=limit)
-        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._writer.submit(AppendJob(partition.log, batch, self.leader_epoch, context=future))
+        leader = self._local_leader(topic, index)
+        if leader is None:
+            answer = await self.cluster.peers.append_batch(self._leader_url(topic, index), topic, index, bytes(batch),
+                                                           acks.value)
+            offsets = answer["offsets"]
+            return AppendResult(offsets[0]["offset"] if offsets else -1, offsets[-1]["offset"] if offsets else -1,
+                                bool(answer.get("duplicate")))
+        self._check_insync(meta, leader, acks)
+        future = self._submit(leader, batch)
         self.metrics.bytes_in.labels(topic).inc(len(batch))
         if acks is Acks.NONE:
             future.add_done_callback(_consume_exception)
             return AppendResult(-1, -1)
         result = await future
+        if acks is Acks.ALL:
+            await self._await_replicated(leader, result.last_offset + 1)
         self.metrics.messages.labels(topic).inc(header.record_count)
         return result
 
@@ -376,8 +584,6 @@ class Broker:
         self._loop.call_soon_threadsafe(self._complete_round, jobs, touched)
 
     def _complete_round(self, jobs: list[AppendJob], touched: set[PartitionLog]) -> None:
-        for partition_log in touched:
-            partition_log.high_watermark = max(partition_log.high_watermark, partition_log.flushed_offset)
         for job in jobs:
             future = job.context
             if future is None or future.done():
@@ -389,15 +595,20 @@ class Broker:
         for partition_log in touched:
             partition = self._by_log.get(partition_log)
             if partition is not None:
+                partition.advance_high_watermark()
                 partition.notify()
 
     # -- fetch -----------------------------------------------------------------------------------------------
 
     async def fetch(self, topic: str, index: int, offset: int, max_bytes: int, wait_s: float = 0.0) -> FetchResult:
         """Whole batches from `offset` below the high watermark; waits up to `wait_s` for new records."""
-        partition = self._partition(topic, index)
         max_bytes = max(1, min(max_bytes, self.settings.limits.max_fetch_bytes))
         wait_s = max(0.0, min(wait_s, self.settings.limits.max_wait_s))
+        partition = self._local_leader(topic, index)
+        if partition is None:
+            data, hwm, start, end = await self.cluster.peers.fetch(self._leader_url(topic, index), topic, index,
+                                                                   offset, max_bytes, wait_s)
+            return FetchResult(data, hwm, start, end)
         deadline = time.monotonic() + wait_s
         while True:
             plog = partition.log
@@ -406,19 +617,83 @@ class Broker:
             if data or remaining <= 0 or not self.ready:
                 self.metrics.bytes_out.labels(topic).inc(len(data))
                 return FetchResult(data, plog.high_watermark, plog.log_start_offset, plog.log_end_offset)
-            try:
-                await asyncio.wait_for(partition.grown.wait(), remaining)
-            except TimeoutError:
-                continue
+            await partition.wait_changed(remaining)
             if self.partitions.get((topic, index)) is not partition:
-                raise Timeout(f"{topic}/{index} was deleted while waiting")
+                raise TopicNotFound(f"{topic}/{index} was deleted while waiting", topic=topic)
+            if not partition.is_leader:
+                raise NotLeader(f"{topic}/{index} lost leadership while waiting; retry")
 
-    def partition_offsets(self, topic: str, index: int, timestamp_ms: int | None = None) -> dict[str, int | None]:
-        """earliest / latest (high watermark) / log end, and the first offset at or after a timestamp."""
-        plog = self._partition(topic, index).log
+    def partition_offsets(self, topic: str, index: int, timestamp_ms: int | None = None) -> dict[str, Any]:
+        """earliest / latest (high watermark) / log end, and the first offset at or after a timestamp, from the
+        local replica (leader or follower)."""
+        self.check_ready()
+        partition = self.partitions.get((topic, index))
+        if partition is None:
+            meta = self.registry.get(topic)
+            if not 0 <= index < meta.partitions:
+                raise PartitionNotFound(f"topic {topic!r} has partitions 0..{meta.partitions - 1}, not {index}",
+                                        topic=topic, partition=index)
+            raise NotLeader(f"{topic}/{index} has no replica on this broker")
+        plog = partition.log
         found = plog.offset_for_timestamp(timestamp_ms) if timestamp_ms is not None else None
         return {"earliest": plog.log_start_offset, "latest": plog.high_watermark, "logEnd": plog.log_end_offset,
-                "forTimestamp": found}
+                "forTimestamp": found, "sizeBytes": plog.size_bytes, "segments": len(plog.segments)}
+
+    async def partition_offsets_routed(self, topic: str, index: int, timestamp_ms: int | None = None) -> dict[str, Any]:
+        """`partition_offsets` from the partition's leader, wherever it is."""
+        partition = self._local_leader(topic, index)
+        if partition is None:
+            return await self.cluster.peers.partition_offsets(self._leader_url(topic, index), topic, index,
+                                                              timestamp_ms)
+        return self.partition_offsets(topic, index, timestamp_ms)
+
+    # -- serving followers (leader side) ---------------------------------------------------------------------
+
+    async def serve_replica_fetch(self, request: ReplicaFetchRequest) -> ReplicaFetchResponse:
+        """A follower's fetch: record its progress (moving the high watermark), return batches past its log end.
+
+        Followers read past the high watermark (that is how it advances) but never past what this leader has
+        made durable, so nothing a failed fdatasync rolls back is ever replicated.
+        """
+        self.check_ready()
+        deadline = time.monotonic() + min(request.max_wait_ms / 1000, self.settings.limits.max_wait_s)
+        while True:
+            answers: list[tuple[str, int, str | None, int, int, bytes]] = []
+            waiting: list[Partition] = []
+            budget = request.max_bytes
+            now = time.monotonic()
+            for topic, index, offset, epoch in request.partitions:
+                partition = self.partitions.get((topic, index))
+                if partition is None or not partition.is_leader:
+                    answers.append((topic, index, NotLeader.code, 0, 0, b""))
+                    continue
+                if epoch != partition.leader_epoch:
+                    answers.append((topic, index, FencedLeaderEpoch.code, 0, 0, b""))
+                    continue
+                plog = partition.log
+                progress = partition.followers.setdefault(request.replica_id, FollowerProgress(0, now, now))
+                record_fetch(progress, offset, plog.flushed_offset, now)
+                if partition.advance_high_watermark():
+                    partition.notify()
+                try:
+                    data = plog.read(offset, max(budget, 1), upto=plog.flushed_offset) if budget > 0 else b""
+                except OffsetOutOfRange:
+                    answers.append((topic, index, OffsetOutOfRange.code, plog.high_watermark,
+                                    plog.log_start_offset, b""))
+                    continue
+                budget -= len(data)
+                if not data:
+                    waiting.append(partition)
+                answers.append((topic, index, None, plog.high_watermark, plog.log_start_offset, data))
+            if any(a[5] or a[2] for a in answers) or not waiting or time.monotonic() >= deadline:
+                return ReplicaFetchResponse(partitions=answers)
+            await _wait_any(waiting, deadline - time.monotonic())
+
+    def epoch_end_offset(self, topic: str, index: int, epoch: int) -> tuple[int, int]:
+        partition = self.partitions.get((topic, index))
+        if partition is None or not partition.is_leader:
+            raise NotLeader(f"{topic}/{index} is not led by this broker")
+        return partition.epochs.end_offset_for(epoch, partition.log.log_end_offset)
 
     # -- storage ---------------------------------------------------------------------------------------------
 
@@ -505,3 +780,19 @@ def _consume_exception(future: asyncio.Future[AppendResult]) -> None:
     """acks=0: nobody awaits the future; log its failure instead of 'exception never retrieved'."""
     if not future.cancelled() and future.exception() is not None:
         log.warning("produce.acks0_failed", extra={"error": str(future.exception())})
+
+
+async def _wait_any(partitions: list[Partition], timeout_s: float) -> None:
+    """Until any of the partitions changes, or the timeout."""
+    if timeout_s <= 0:
+        return
+    waiters = [asyncio.ensure_future(p.grown.wait()) for p in partitions]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+# Set per request by the HTTP layer: a request forwarded by another broker is never forwarded again.
+forwarded_request: contextvars.ContextVar[bool] = contextvars.ContextVar("forwarded_request", default=False)

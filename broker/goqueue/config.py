@@ -202,6 +202,23 @@ class ConsumersSection(_Section):
         "when it is first created; a group's state lives in partition hash(group) % partitions.")
 
 
+class ReplicationSection(_Section):
+    min_insync_replicas: int = Field(
+        2, alias="minInsyncReplicas", ge=1, description="Default min.insync.replicas for acks=all (capped by the "
+        "topic's replication factor, so RF=1 topics still accept writes).")
+    replica_lag_max_s: Duration = Field(
+        10.0, alias="replicaLagMax", description="A follower not caught up for this long leaves the ISR.")
+    ack_timeout_s: Duration = Field(
+        30.0, alias="ackTimeout", description="How long an acks=all produce waits for the in-sync replicas.")
+    fetch_max_wait_s: Duration = Field(
+        0.5, alias="fetchMaxWait", description="Long-poll of a follower's fetch from its leader.")
+    fetch_max_bytes: Size = Field(
+        8 * 2**20, alias="fetchMaxBytes", ge=4096, description="Bytes per follower fetch response.")
+    preferred_leader_delay_s: Duration = Field(
+        10.0, alias="preferredLeaderDelay", description="A recovered preferred leader takes leadership back after "
+        "being alive and in sync this long.")
+
+
 class LogSection(_Section):
     level: str = Field("info", pattern="^(?i)(debug|info|warning|error)$", description="Log level.")
     format: str = Field("auto", pattern="^(auto|json|console)$", description="json when not on a terminal.")
@@ -213,6 +230,7 @@ class Settings(_Section):
     retention: RetentionSection = RetentionSection()
     limits: LimitsSection = LimitsSection()
     cluster: ClusterSection = ClusterSection()
+    replication: ReplicationSection = ReplicationSection()
     consumers: ConsumersSection = ConsumersSection()
     log: LogSection = LogSection()
 
@@ -222,6 +240,40 @@ class Settings(_Section):
         if len(ports) != len(set(ports)):
             raise ValueError("broker.port, broker.grpcPort and broker.raftPort must differ")
         return self
+
+    @model_validator(mode="after")
+    def _check_cluster(self) -> Settings:
+        peers = self.cluster.peers
+        for peer in peers:
+            host, sep, port = peer.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"cluster.peers entry {peer!r} is not host:raftPort")
+        if len(peers) > 1 and not self.cluster.password:
+            raise ValueError("cluster.password is required for a multi-broker cluster (the Raft wire format is "
+                             "pickle; GOQUEUE_CLUSTER_PASSWORD)")
+        if peers and self.broker_id() >= len(peers):
+            raise ValueError(f"broker.id {self.broker_id()} has no entry in cluster.peers ({len(peers)} peers; "
+                             "this broker's entry is the one at index broker.id)")
+        return self
+
+    def raft_addresses(self) -> tuple[str, list[str]]:
+        """(this broker's Raft address, the others'): with peers, this broker's entry is the one at index broker.id
+        (the StatefulSet ordinal); alone, it is a one-member group on the advertised host."""
+        peers = self.cluster.peers
+        if not peers:
+            return f"{self.advertised_host()}:{self.broker.raft_port}", []
+        me = peers[self.broker_id()]
+        return me, [p for i, p in enumerate(peers) if i != self.broker_id()]
+
+    def advertised_host(self) -> str:
+        """The address other brokers and forwarded requests use for this broker."""
+        if self.broker.advertised_host:
+            return self.broker.advertised_host
+        if self.broker.host not in ("0.0.0.0", "::"):
+            return self.broker.host
+        if self.cluster.peers:
+            return self.cluster.peers[self.broker_id()].rpartition(":")[0]
+        return socket.gethostname()
 
     def broker_id(self) -> int:
         """Explicit broker.id, else the StatefulSet ordinal in the hostname (goqueue-2 → 2), else 0."""

@@ -27,6 +27,9 @@ The tree::
     ├── Overloaded                503  RESOURCE_EXHAUSTED   a bounded queue is full: retry later
     ├── NotReady                  503  UNAVAILABLE          storage still recovering, or shutting down
     ├── Timeout                   504  DEADLINE_EXCEEDED
+    ├── NotLeader                 503  UNAVAILABLE          leadership moved; retry or go to the leader
+    ├── NotEnoughReplicas         503  UNAVAILABLE          ISR below min.insync.replicas: acks=all refused
+    ├── FencedLeaderEpoch         409  FAILED_PRECONDITION  a replica request from an old leader epoch
     ├── Unavailable               503  UNAVAILABLE          client side: the server could not be reached
     └── InternalError             500  INTERNAL             a bug; the request may or may not have applied
 
@@ -262,6 +265,36 @@ class Timeout(GoQueueError):
     retriable = True
 
 
+class NotLeader(GoQueueError):
+    """This broker does not lead the partition (leadership moved); retry, or send it to the leader named in details."""
+
+    code = "NOT_LEADER"
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+    exit_code = 5
+    retriable = True
+
+
+class NotEnoughReplicas(GoQueueError):
+    """Fewer in-sync replicas than min.insync.replicas: an acks=all write is refused rather than under-replicated."""
+
+    code = "NOT_ENOUGH_REPLICAS"
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+    exit_code = 5
+    retriable = True
+
+
+class FencedLeaderEpoch(GoQueueError):
+    """A replica request carried a leader epoch that is not the partition's current one."""
+
+    code = "FENCED_LEADER_EPOCH"
+    http_status = 409
+    grpc_code = "FAILED_PRECONDITION"
+    exit_code = 4
+    retriable = True
+
+
 class Unavailable(GoQueueError):
     """The server could not be reached (raised by the client, never sent on the wire by a broker)."""
 
@@ -281,6 +314,16 @@ def all_error_classes() -> list[type[GoQueueError]]:
         found.append(cls)
         pending.extend(cls.__subclasses__())
     return found
+
+
+def error_from_body(status: int, body: object) -> GoQueueError:
+    """Rebuild the error a GoQueue server answered with (`{"error": {"code", "message", …}}`)."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        cls = error_for_code(str(error.get("code", "")))
+        details = error.get("details") if isinstance(error.get("details"), dict) else {}
+        return cls(str(error.get("message", f"HTTP {status}")), **details)
+    return GoQueueError(f"HTTP {status}: {str(body)[:200]}")
 
 
 def error_for_code(code: str) -> type[GoQueueError]:

@@ -15,7 +15,6 @@ from pathlib import Path
 from goqueue import __version__
 from goqueue.config import ConfigError, all_keys, env_var_for, load_settings
 from goqueue.logs import setup_logging
-from goqueue.topics import RegistryCorrupt
 
 log = logging.getLogger("goqueue")
 
@@ -47,10 +46,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(BrokerServer(settings).serve())
-    except RegistryCorrupt as exc:
-        log.error("broker.start_failed", extra={"reason": str(exc)})
-        print(f"goqueue-broker: {exc}", file=sys.stderr)
-        return 1
     except OSError as exc:
         log.error("broker.start_failed", extra={"reason": str(exc)})
         print(f"goqueue-broker: cannot start: {exc}", file=sys.stderr)

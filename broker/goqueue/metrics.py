@@ -79,6 +79,9 @@ class BrokerMetrics:
             "goqueue_retention_deleted_segments", "Segments deleted by retention.", ["topic"], registry=r)
         self.compaction_removed_records = Counter(
             "goqueue_compaction_removed_records", "Records removed by compaction.", ["topic"], registry=r)
+        self.isr_changes = Counter(
+            "goqueue_isr_changes", "In-sync replica set changes proposed by partition leaders.", ["direction"],
+            registry=r)
         self.latency_window = LatencyWindow()
         Gauge("goqueue_message_latency_p99", "p99 produce latency in seconds over the last 60 s.",
               registry=r).set_function(self.latency_window.p99)

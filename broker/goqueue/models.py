@@ -503,6 +503,9 @@ class ReplicaState(_Model):
     high_watermark: int = Field(alias="highWatermark")
     log_end_offset: int = Field(alias="logEndOffset")
     under_replicated: bool = Field(alias="underReplicated")
+    follower_lag: dict[str, int] = Field(
+        default_factory=dict, alias="followerLag",
+        description="Records each follower is behind the leader's log end (known when this broker leads).")
 
 
 class ReplicationStatus(_Model):

@@ -56,10 +56,12 @@ class BrokerServer:
                 await self._http_task  # surfaces the bind error
                 raise RuntimeError("the HTTP server exited during start-up")
             await asyncio.sleep(0.01)
+        if self.grpc is not None:
+            await self.grpc.start()  # bound before readiness; it answers NOT_READY until the broker is ready
         await self.broker.start()
         await self.coordinator.start()  # replays __consumer_state: groups, offsets, leases
         if self.grpc is not None:
-            await self.grpc.start()
+            await self.grpc.mark_serving()
         log.info("server.started", extra={
             "broker_id": self.broker.broker_id, "http": f"{self.settings.broker.host}:{self.settings.broker.port}",
             "grpc": self.settings.broker.grpc_port})

@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -203,3 +203,7 @@ def _distinct_free_ports(host: str, count: int) -> list[int]:
         if port not in ports:
             ports.append(port)
     return ports
+
+
+# What the `broker_factory` fixture returns: start a broker named `name` with extra GOQUEUE_* settings.
+BrokerFactory = Callable[..., BrokerProcess]

@@ -16,9 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from broker_process import BrokerProcess
-
-BrokerFactory = Callable[..., BrokerProcess]
+from broker_process import BrokerFactory, BrokerProcess
 
 
 def finish(*brokers: BrokerProcess) -> None:

@@ -21,7 +21,7 @@ import pytest
 from broker_process import BrokerProcess
 
 if TYPE_CHECKING:
-    from conftest import BrokerFactory
+    from broker_process import BrokerFactory
 
 pytestmark = pytest.mark.integration
 

@@ -50,7 +50,8 @@ def test_every_key_is_settable_from_the_environment() -> None:
     assert "retention.maxAge" in keys
     assert "cluster.peers" in keys
     values = {"broker.port": "18080", "storage.dataDir": "/tmp/x", "retention.maxAge": "2h",
-              "cluster.peers": "a:7000, b:7000", "storage.fsync": "never"}
+              "cluster.peers": "a:7000, b:7000", "storage.fsync": "never", "cluster.password": "pw",
+              "broker.id": "1"}
     settings = load_settings(None, {env_var_for(k): v for k, v in values.items()})
     assert settings.broker.port == 18080
     assert settings.storage.data_dir == Path("/tmp/x")
@@ -87,6 +88,10 @@ def test_sizes(text: str | int, size: int) -> None:
     ({"GOQUEUE_RETENTION_MAXSIZE": "10 parsecs"}, "retention.maxSize"),
     ({"GOQUEUE_STORAGE_FSYNC": "sometimes"}, "storage.fsync"),
     ({"GOQUEUE_BROKER_GRPCPORT": "8080"}, "must differ"),
+    ({"GOQUEUE_CLUSTER_PEERS": "a:7000,b:7000", "GOQUEUE_BROKER_ID": "0"}, "cluster.password is required"),
+    ({"GOQUEUE_CLUSTER_PEERS": "a:7000,b:7000", "GOQUEUE_BROKER_ID": "2", "GOQUEUE_CLUSTER_PASSWORD": "x"},
+     "has no entry in cluster.peers"),
+    ({"GOQUEUE_CLUSTER_PEERS": "a-without-port"}, "is not host:raftPort"),
 ])
 def test_invalid_values_name_the_key(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -94,7 +99,7 @@ def test_invalid_values_name_the_key(env: dict[str, str], fragment: str) -> None
     message = str(info.value)
     assert fragment in message
     assert "\n" not in message
-    if "must differ" not in fragment:
+    if len(env) == 1 and "must differ" not in fragment and "host:raftPort" not in fragment:
         assert next(iter(env)) in message  # says which variable it came from
 
 
@@ -116,6 +121,15 @@ def test_malformed_yaml_is_one_line(tmp_path: Path) -> None:
 
 def test_broker_id_from_explicit_setting() -> None:
     assert Settings.model_validate({"broker": {"id": 3}}).broker_id() == 3
+
+
+def test_raft_addresses_pick_this_brokers_entry_by_id() -> None:
+    settings = load_settings(None, {"GOQUEUE_CLUSTER_PEERS": "g-0.h:7000,g-1.h:7000,g-2.h:7000",
+                                    "GOQUEUE_BROKER_ID": "1", "GOQUEUE_CLUSTER_PASSWORD": "pw"})
+    assert settings.raft_addresses() == ("g-1.h:7000", ["g-0.h:7000", "g-2.h:7000"])
+    assert settings.advertised_host() == "g-1.h"
+    alone = load_settings(None, {"GOQUEUE_BROKER_HOST": "127.0.0.5"})
+    assert alone.raft_addresses() == ("127.0.0.5:7000", [])
 
 
 def test_broker_exits_2_and_writes_nothing_on_invalid_config(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ ticker is set to an hour), so visibility timeouts and session timeouts are teste
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -91,6 +92,8 @@ class Kit:
 @asynccontextmanager
 async def running(root: Path, clock: Clock, **consumers: Any) -> AsyncIterator[Kit]:
     settings = Settings.model_validate({
+        # a one-member metadata Raft group binds its port: loopback and an OS-chosen free port
+        "broker": {"host": "127.0.0.1", "raftPort": _free_port()},
         "storage": {"dataDir": str(root / "data"), "walDir": str(root / "wal")},
         "consumers": {"expiryInterval": "1h", "visibilityTimeout": "30s", "sessionTimeout": "10s", **consumers}})
     metrics = BrokerMetrics()
@@ -105,6 +108,12 @@ async def running(root: Path, clock: Clock, **consumers: Any) -> AsyncIterator[K
         await broker.stop()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(test())
 
@@ -115,7 +124,7 @@ def clock() -> Clock:
 
 
 async def with_topic(kit: Kit, partitions: int = 1, name: str = "t") -> None:
-    kit.broker.create_topic(TopicCreate(name=name, partitions=partitions))
+    await kit.broker.create_topic(TopicCreate(name=name, partitions=partitions))
 
 
 def test_visibility_timeout_redelivers_exactly_at_the_deadline(tmp_path: Path, clock: Clock) -> None:

@@ -59,12 +59,12 @@ async def restore_metadata(coordinator: GroupCoordinator, backup: MetadataBackup
         try:
             meta = broker.registry.get(spec.name)
         except TopicNotFound:
-            broker.create_topic(spec)
+            await broker.create_topic(spec)
             report.topics_created.append(spec.name)
             continue
         changed = spec.partitions > meta.partitions or spec.config != meta.config
         if changed:
-            broker.update_topic(spec.name, max(spec.partitions, meta.partitions),
+            await broker.update_topic(spec.name, max(spec.partitions, meta.partitions),
                                 spec.config.model_dump(by_alias=True, exclude_none=True))
             report.topics_updated.append(spec.name)
         else:

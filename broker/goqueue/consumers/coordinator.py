@@ -94,7 +94,7 @@ class GroupCoordinator:
 
     async def start(self) -> None:
         """Create the state topic if needed, replay it, start expiring leases. Call after `Broker.start`."""
-        self.store.ensure_topic()
+        await self.store.ensure_topic()
         replayed = await self.store.load(self.clock())
         self.groups, self.all_paused = replayed.groups, replayed.all_paused
         self.ready = True
@@ -427,24 +427,28 @@ class GroupCoordinator:
 
     async def commit(self, name: str, request: CommitRequest) -> CommitResponse:
         """Ordered mode (or any group without members): record the next offset to read per partition."""
-        changes = Changes()
-        group = self.get_or_create(name, GroupMode.ORDERED, changes)
-        if group.mode is not GroupMode.ORDERED:
-            raise InvalidRequest(f"group {name!r} is shared: ack messages by lease id (reset-offset moves its floor)")
-        if group.members or request.member_id is not None:
-            member = group.check_generation(request.member_id, request.generation)
-            member.last_seen_s = self.clock()
-            foreign = [o for o in request.offsets if (o.topic, o.partition) not in member.assignment]
-            if foreign:
-                o = foreign[0]
-                raise InvalidRequest(f"{o.topic}/{o.partition} is not assigned to member {member.member_id!r} in "
-                                     f"generation {group.generation}", group=name)
-        for o in request.offsets:
+        self.check_ready()
+        for o in request.offsets:  # validate everything first: a refused commit changes nothing, creates nothing
             self.check_topic(o.topic)
             bounds = self.bounds((o.topic, o.partition))
             if o.offset > bounds.high_watermark:
                 raise InvalidRequest(f"offset {o.offset} of {o.topic}/{o.partition} is past its high watermark "
                                      f"{bounds.high_watermark}")
+        existing = self.groups.get(name)
+        if existing is not None and existing.mode is not GroupMode.ORDERED:
+            raise InvalidRequest(f"group {name!r} is shared: ack messages by lease id (reset-offset moves its floor)")
+        if existing is not None and (existing.members or request.member_id is not None):
+            member = existing.check_generation(request.member_id, request.generation)
+            foreign = [o for o in request.offsets if (o.topic, o.partition) not in member.assignment]
+            if foreign:
+                o = foreign[0]
+                raise InvalidRequest(f"{o.topic}/{o.partition} is not assigned to member {member.member_id!r} in "
+                                     f"generation {existing.generation}", group=name)
+            member.last_seen_s = self.clock()
+        elif existing is None and request.member_id is not None:
+            raise GroupNotFound(f"consumer group {name!r} does not exist", group=name)
+        changes = Changes()
+        group = self.get_or_create(name, GroupMode.ORDERED, changes)
         for o in request.offsets:
             tp = (o.topic, o.partition)
             self.cursor(group, tp, None, changes).commit(o.offset)

@@ -35,10 +35,10 @@ def dead_letter_record(record: Record, *, group: str, topic: str, partition: int
     return RecordIn(record.key, record.value, headers, None, now_ms)
 
 
-def ensure_dead_letter_topic(broker: Broker, name: str, source: str) -> None:
+async def ensure_dead_letter_topic(broker: Broker, name: str, source: str) -> None:
     try:
         broker.registry.get(name)
     except TopicNotFound:
         meta = broker.registry.get(source)
-        broker.create_topic(TopicCreate(name=name, partitions=meta.partitions,
+        await broker.create_topic(TopicCreate(name=name, partitions=meta.partitions,
                                         replication_factor=meta.replication_factor, config=TopicConfig()))

@@ -402,7 +402,7 @@ class Delivery:
                                          deliveries=s.deliveries, reason=s.reason, now_ms=now_ms)
                       for s in slots if s.offset in found]
             if copies:
-                ensure_dead_letter_topic(c.broker, target, tp[0])
+                await ensure_dead_letter_topic(c.broker, target, tp[0])
                 await c.broker.produce(target, copies)
         finally:
             for slot in slots:

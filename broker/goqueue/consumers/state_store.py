@@ -190,11 +190,11 @@ class StateStore:
     def partitions(self) -> int:
         return self.broker.registry.get(STATE_TOPIC).partitions
 
-    def ensure_topic(self) -> None:
+    async def ensure_topic(self) -> None:
         try:
             self.broker.registry.get(STATE_TOPIC)
         except TopicNotFound:
-            self.broker.create_topic(TopicCreate(
+            await self.broker.create_topic(TopicCreate(
                 name=STATE_TOPIC, partitions=self.wanted_partitions, replication_factor=1,
                 config=TopicConfig(cleanup_policy=CleanupPolicy.COMPACT)))
             log.info("consumer_state.created", extra={"topic": STATE_TOPIC, "partitions": self.wanted_partitions})

@@ -21,8 +21,8 @@ Calls from the event loop go through `propose`, which waits on a future resolved
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,16 +52,26 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
             logCompactionMinEntries=2000,
             dynamicMembershipChange=False,
         )
-        self.state: State = empty_state()
+        # Attributes set before SyncObj.__init__ are PySyncObj "properties": never serialized into its dump. The
+        # metadata itself is created lazily in `_apply`/`state`, after it, so snapshots and dumps carry it.
         self._on_applied = on_applied
-        self._applied_lock = threading.Lock()
         super().__init__(self_address, partners, conf)
+
+    @property
+    def state(self) -> State:
+        """A snapshot of the applied metadata: never mutated after it is published (see `_apply`)."""
+        state: State = self.__dict__.setdefault("metadata", empty_state())
+        return state
 
     @replicated  # type: ignore[untyped-decorator]
     def _apply(self, command: Command) -> Any:
         """Runs on every broker, in log order, in PySyncObj's thread."""
+        # Copy-on-write: readers on the event loop hold a snapshot (`state`) and never see a dict change size
+        # under them; the swap of one reference is atomic.
+        updated = copy.deepcopy(self.state)
         try:
-            result: Any = apply_command(self.state, command)
+            result: Any = apply_command(updated, command)
+            self.__dict__["metadata"] = updated
         except MetadataConflict as exc:
             result = exc
         self._flush_journal()

@@ -92,12 +92,14 @@ class GrpcServer:
             raise OSError(f"cannot bind gRPC to {address}: {exc}") from exc
         await server.start()
         self._server = server
-        # BrokerServer starts gRPC after storage recovery, so the broker is normally ready here.
-        status = health_pb2.HealthCheckResponse.SERVING if self.broker.ready else \
-            health_pb2.HealthCheckResponse.NOT_SERVING
+        # BrokerServer binds gRPC before storage recovery: NOT_SERVING until it calls `mark_serving`.
+        await self.mark_serving(self.broker.ready)
+        log.info("grpc.started", extra={"address": address, "port": self.port})
+
+    async def mark_serving(self, serving: bool = True) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
-        log.info("grpc.started", extra={"address": address, "port": self.port})
 
     async def stop(self, grace_s: float) -> None:
         """Report NOT_SERVING, end open streams, let unary calls finish within `grace_s`, then close."""

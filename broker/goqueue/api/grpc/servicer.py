@@ -54,7 +54,7 @@ class GoQueueServicer:
 
     @translate_errors
     async def CreateTopic(self, request: Any, context: Context) -> Any:  # noqa: N802 - rpc names are the proto's
-        return convert.topic_to_proto(self.broker.create_topic(convert.topic_create_from_proto(request)))
+        return convert.topic_to_proto(await self.broker.create_topic(convert.topic_create_from_proto(request)))
 
     @translate_errors
     async def ListTopics(self, request: Any, context: Context) -> Any:  # noqa: N802
@@ -63,16 +63,16 @@ class GoQueueServicer:
     @translate_errors
     async def DescribeTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
         self.broker.check_ready()
-        return convert.topic_to_proto(self.broker.describe_topic(request.name))
+        return convert.topic_to_proto(await self.broker.describe_topic(request.name))
 
     @translate_errors
     async def UpdateTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
         update = convert.topic_update_from_proto(request)
-        return convert.topic_to_proto(self.broker.update_topic(request.name, update.partitions, update.config))
+        return convert.topic_to_proto(await self.broker.update_topic(request.name, update.partitions, update.config))
 
     @translate_errors
     async def DeleteTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
-        self.broker.delete_topic(request.name)
+        await self.broker.delete_topic(request.name)
         return pb.DeleteTopicResponse()
 
     # -- produce ------------------------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ class GoQueueServicer:
         timestamp_ms = request.timestamp_ms if request.HasField("timestamp_ms") else None
         if timestamp_ms is not None and timestamp_ms < 0:
             raise InvalidRequest(f"timestamp_ms must be >= 0, got {timestamp_ms}")
-        offsets = self.broker.partition_offsets(request.topic, convert.partition_index(request.partition),
+        offsets = await self.broker.partition_offsets_routed(request.topic, convert.partition_index(request.partition),
                                                 timestamp_ms)
         return convert.offsets_to_proto(offsets)
 

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from goqueue import __version__
 from goqueue.api.http.errors import install_error_handlers
-from goqueue.api.http.routes import admin, admin_consumers, cluster, groups, health, records, topics
-from goqueue.broker import Broker
+from goqueue.api.http.routes import admin, admin_consumers, cluster, groups, health, records, replica, topics
+from goqueue.broker import Broker, forwarded_request
 from goqueue.consumers.coordinator import GroupCoordinator
+from goqueue.replication.peers import FORWARDED_HEADER
+
+_FORWARDED = FORWARDED_HEADER.lower().encode()
+
+
+class MarkForwarded:
+    """ASGI middleware: remember whether another broker forwarded this request (then it is never forwarded on)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            forwarded = any(name == _FORWARDED for name, _ in scope["headers"])
+            token = forwarded_request.set(forwarded)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                forwarded_request.reset(token)
+            return
+        await self.app(scope, receive, send)
 
 
 def create_app(broker: Broker, coordinator: GroupCoordinator | None = None) -> FastAPI:
@@ -19,6 +42,7 @@ def create_app(broker: Broker, coordinator: GroupCoordinator | None = None) -> F
     app.state.broker = broker
     app.state.coordinator = coordinator  # None: the group routes answer NOT_READY
     install_error_handlers(app)
-    for module in (health, topics, records, admin, groups, admin_consumers, cluster):
+    for module in (health, topics, records, admin, groups, admin_consumers, cluster, replica):
         app.include_router(module.router)
+    app.add_middleware(MarkForwarded)
     return app

@@ -1,13 +1,11 @@
 """Cluster read-outs: `goqueue-admin cluster status|members|leader` and `replication status`.
 
-Single-node answers for now (this broker is the whole cluster and the leader of everything); the clustering
-issue replaces the sources with the Raft metadata and the partition leaders' in-sync replica sets, keeping these
-response models.
+All answers come from this broker's copy of the Raft metadata (brokers, leaders, ISRs) plus what it knows
+locally (offsets of the replicas it holds, follower lag of the partitions it leads). A single broker is a
+one-member cluster and answers the same way.
 """
 
 from __future__ import annotations
-
-import socket
 
 from fastapi import APIRouter
 
@@ -18,50 +16,70 @@ from goqueue.models import ClusterLeader, ClusterMember, ClusterStatus, ReplicaS
 router = APIRouter(tags=["cluster"])
 
 
-def _self_member(broker: Broker) -> ClusterMember:
-    b = broker.settings.broker
-    host = b.advertised_host or (socket.gethostname() if b.host in {"0.0.0.0", "::"} else b.host)
-    return ClusterMember(broker_id=broker.broker_id, host=host, http_port=b.port, grpc_port=b.grpc_port,
-                         raft_port=b.raft_port, role="leader", status="up" if broker.ready else "starting",
-                         zone=b.zone)
+def _members(broker: Broker) -> list[ClusterMember]:
+    return [ClusterMember(
+        broker_id=m["id"], host=m["host"], http_port=m["httpPort"], grpc_port=m["grpcPort"],
+        raft_port=int(m["raftAddress"].rpartition(":")[2]), role="leader" if m["metadataLeader"] else "follower",
+        status="up" if m["alive"] else "down", zone=m["zone"]) for m in broker.cluster.members()]
 
 
 def _leader(broker: Broker) -> ClusterLeader:
-    return ClusterLeader(leader=broker.broker_id, host=_self_member(broker).host, term=0)
+    leader = broker.cluster.metadata_leader_id()
+    host = broker.cluster.state["brokers"].get(leader, {}).get("host") if leader is not None else None
+    status = broker.cluster.raft.status() if broker.cluster.raft is not None else {}
+    return ClusterLeader(leader=leader, host=host, term=int(status.get("raft_term", 0)))
+
+
+def _replica_states(broker: Broker) -> list[ReplicaState]:
+    states = []
+    for name, topic in sorted(broker.cluster.state["topics"].items()):
+        for index, meta in sorted(topic["partition_state"].items()):
+            local = broker.partitions.get((name, index))
+            lag: dict[str, int] = {}
+            if local is not None and local.is_leader:
+                end = local.log.log_end_offset
+                lag = {str(b): max(0, end - p.log_end_offset) for b, p in local.followers.items()}
+            states.append(ReplicaState(
+                topic=name, partition=index, leader=meta["leader"], leader_epoch=meta["leader_epoch"],
+                replicas=meta["replicas"], isr=meta["isr"],
+                high_watermark=local.log.high_watermark if local else 0,
+                log_end_offset=local.log.log_end_offset if local else 0,
+                under_replicated=len(meta["isr"]) < len(meta["replicas"]) or meta["leader"] is None,
+                follower_lag=lag))
+    return states
 
 
 @router.get("/v1/cluster/status", response_model=ClusterStatus, summary="Cluster health at a glance")
 async def cluster_status(broker: BrokerDep) -> ClusterStatus:
+    broker.check_ready()
+    members = _members(broker)
+    states = _replica_states(broker)
+    offline = sum(1 for s in states if s.leader is None) + len(broker.offline)
+    under = sum(1 for s in states if s.under_replicated)
+    live = sum(1 for m in members if m.status == "up")
     return ClusterStatus(
-        mode="single-node", healthy=broker.ready and not broker.offline, broker_id=broker.broker_id,
-        leader=_leader(broker), brokers=1, live_brokers=1 if broker.ready else 0,
-        topics=len(broker.registry.topics), partitions=len(broker.partitions) + len(broker.offline),
-        offline_partitions=len(broker.offline), under_replicated_partitions=0, members=[_self_member(broker)])
+        mode="cluster" if len(members) > 1 else "single-node",
+        healthy=live == len(members) and offline == 0 and under == 0, broker_id=broker.broker_id,
+        leader=_leader(broker), brokers=len(members), live_brokers=live, topics=len(broker.registry.topics),
+        partitions=len(states), offline_partitions=offline, under_replicated_partitions=under, members=members)
 
 
 @router.get("/v1/cluster/members", response_model=list[ClusterMember], summary="Brokers of the cluster")
 async def cluster_members(broker: BrokerDep) -> list[ClusterMember]:
-    return [_self_member(broker)]
+    broker.check_ready()
+    return _members(broker)
 
 
 @router.get("/v1/cluster/leader", response_model=ClusterLeader, summary="The metadata leader")
 async def cluster_leader(broker: BrokerDep) -> ClusterLeader:
+    broker.check_ready()
     return _leader(broker)
 
 
 @router.get("/v1/replication/status", response_model=ReplicationStatus, summary="Replicas and ISR per partition")
 async def replication_status(broker: BrokerDep) -> ReplicationStatus:
     broker.check_ready()
-    states = []
-    for (topic, partition) in sorted(broker.partitions):
-        held = broker.partitions[(topic, partition)].log
-        states.append(ReplicaState(
-            topic=topic, partition=partition, leader=broker.broker_id, leader_epoch=broker.leader_epoch,
-            replicas=[broker.broker_id], isr=[broker.broker_id], high_watermark=held.high_watermark,
-            log_end_offset=held.log_end_offset, under_replicated=False))
-    for (topic, partition) in sorted(broker.offline):
-        states.append(ReplicaState(
-            topic=topic, partition=partition, leader=None, leader_epoch=broker.leader_epoch,
-            replicas=[broker.broker_id], isr=[], high_watermark=0, log_end_offset=0, under_replicated=True))
-    return ReplicationStatus(broker_id=broker.broker_id, partitions=states, under_replicated=len(broker.offline),
-                             offline=len(broker.offline))
+    states = _replica_states(broker)
+    return ReplicationStatus(broker_id=broker.broker_id, partitions=states,
+                             under_replicated=sum(1 for s in states if s.under_replicated),
+                             offline=sum(1 for s in states if s.leader is None) + len(broker.offline))

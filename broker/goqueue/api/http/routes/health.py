@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -21,8 +21,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness: storage recovered and accepting writes")
-async def readyz(broker: BrokerDep) -> JSONResponse:
-    ready = broker.ready
+async def readyz(broker: BrokerDep, request: Request) -> JSONResponse:
+    coordinator = request.app.state.coordinator
+    ready = broker.ready and (coordinator is None or coordinator.ready)
     body = {"status": "ready" if ready else "not ready", "offlinePartitions": len(broker.offline)}
     return JSONResponse(status_code=200 if ready else 503, content=body)
 

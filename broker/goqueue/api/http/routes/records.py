@@ -144,6 +144,7 @@ async def fetch_batches(
     return Response(result.data, media_type=BATCH_MEDIA_TYPE, headers={
         "X-GoQueue-High-Watermark": str(result.high_watermark),
         "X-GoQueue-Log-Start-Offset": str(result.log_start_offset),
+        "X-GoQueue-Log-End-Offset": str(result.log_end_offset),
     })
 
 
@@ -154,4 +155,4 @@ async def offsets(
     broker: BrokerDep,
     timestamp_ms: Annotated[int | None, Query(alias="timestampMs", ge=0)] = None,
 ) -> dict[str, int | None]:
-    return broker.partition_offsets(topic, partition, timestamp_ms)
+    return await broker.partition_offsets_routed(topic, partition, timestamp_ms)

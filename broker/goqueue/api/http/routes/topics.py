@@ -30,23 +30,23 @@ def _refuse_internal(name: str) -> None:
 @router.post("", response_model=TopicInfo, status_code=201, summary="Create a topic (409 if it exists)")
 async def create_topic(spec: TopicCreate, broker: BrokerDep) -> TopicInfo:
     _refuse_internal(spec.name)
-    return broker.create_topic(spec)
+    return await broker.create_topic(spec)
 
 
 @router.get("/{name}", response_model=TopicInfo, summary="Describe a topic and each partition")
 async def describe_topic(name: str, broker: BrokerDep) -> TopicInfo:
     broker.check_ready()
-    return broker.describe_topic(name)
+    return await broker.describe_topic(name)
 
 
 @router.patch("/{name}", response_model=TopicInfo, summary="Grow partitions (never shrink) or change settings")
 async def update_topic(name: str, update: TopicUpdate, broker: BrokerDep) -> TopicInfo:
     _refuse_internal(name)
-    return broker.update_topic(name, update.partitions, update.config)
+    return await broker.update_topic(name, update.partitions, update.config)
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a topic and its data")
 async def delete_topic(name: str, broker: BrokerDep) -> Response:
     _refuse_internal(name)
-    broker.delete_topic(name)
+    await broker.delete_topic(name)
     return Response(status_code=204)

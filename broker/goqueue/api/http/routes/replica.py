@@ -1,0 +1,38 @@
+"""Broker-to-broker routes: follower fetches and leader-epoch queries (msgpack bodies, never for clients).
+
+They live on the HTTP port under `/internal/` so one listener serves everything; like port 7000 they belong to
+the cluster network only (the charts' NetworkPolicy and Services do not route clients to them on purpose).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from fastapi import APIRouter, Query, Request, Response
+
+from goqueue.api.http.deps import BrokerDep
+from goqueue.errors import InvalidRequest
+from goqueue.replication.peers import REPLICA_MEDIA_TYPE, ReplicaFetchRequest
+
+router = APIRouter(prefix="/internal/v1/replica", tags=["internal"], include_in_schema=False)
+
+_decode_fetch = msgspec.msgpack.Decoder(ReplicaFetchRequest).decode
+_encode = msgspec.msgpack.Encoder().encode
+
+
+@router.post("/fetch")
+async def replica_fetch(request: Request, broker: BrokerDep) -> Response:
+    try:
+        fetch = _decode_fetch(await request.body())
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"malformed replica fetch: {exc}") from exc
+    answer = await broker.serve_replica_fetch(fetch)
+    return Response(_encode(answer), media_type=REPLICA_MEDIA_TYPE)
+
+
+@router.get("/epoch-end")
+async def epoch_end(broker: BrokerDep, topic: str, partition: Annotated[int, Query(ge=0)],
+                    epoch: int) -> dict[str, int]:
+    found, end = broker.epoch_end_offset(topic, partition, epoch)
+    return {"epoch": found, "endOffset": end}

@@ -1,0 +1,96 @@
+"""One partition replica held by this broker: its log, its role, and what the role needs.
+
+Roles follow the metadata: LEADER (appends producer batches stamped with `leader_epoch`, tracks followers,
+owns the high watermark) or FOLLOWER (fetches from `leader_id`, truncates to the leader's epoch boundary first).
+A replica whose partition has no leader is OFFLINE. Role changes come only from metadata (`apply_metadata`),
+never from local guesses, so two brokers never both act as leader of one epoch.
+
+Everything here runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from goqueue.replication.epochs import EpochCache
+from goqueue.replication.isr import FollowerProgress, high_watermark
+from goqueue.storage.log import PartitionLog
+
+
+class Role(StrEnum):
+    LEADER = "leader"
+    FOLLOWER = "follower"
+    OFFLINE = "offline"
+
+
+class Partition:
+    def __init__(self, topic: str, index: int, partition_log: PartitionLog, broker_id: int) -> None:
+        self.topic = topic
+        self.index = index
+        self.log = partition_log
+        self.broker_id = broker_id
+        self.grown = asyncio.Event()
+        self.role = Role.OFFLINE
+        self.leader_id: int | None = None
+        self.leader_epoch = -1
+        self.replicas: list[int] = [broker_id]
+        self.isr: list[int] = [broker_id]
+        self.version = 0
+        self.epochs = EpochCache(partition_log.directory)
+        self.followers: dict[int, FollowerProgress] = {}
+        self.needs_truncation = False
+        self.isr_change_pending = False
+
+    def notify(self) -> None:
+        """Wake everyone waiting for this partition to change (long-polls, acks=all, follower fetches)."""
+        self.grown.set()
+        self.grown = asyncio.Event()
+
+    async def wait_changed(self, timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self.grown.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role is Role.LEADER
+
+    def apply_metadata(self, state: Mapping[str, Any], now_s: float | None = None) -> bool:
+        """Adopt the partition state from metadata; True when the role or epoch changed (a transition)."""
+        now_s = time.monotonic() if now_s is None else now_s
+        leader, epoch = state["leader"], state["leader_epoch"]
+        self.replicas, self.isr, self.version = list(state["replicas"]), list(state["isr"]), state["version"]
+        self.isr_change_pending = False
+        if leader == self.leader_id and epoch == self.leader_epoch:
+            return False
+        self.leader_id, self.leader_epoch = leader, epoch
+        if leader == self.broker_id:
+            self.role = Role.LEADER
+            self.epochs.assign(epoch, self.log.log_end_offset)
+            # Followers start "caught up now": they get replicaLagMax to show progress before leaving the ISR.
+            self.followers = {b: FollowerProgress(0, now_s, now_s) for b in self.replicas if b != self.broker_id}
+            self.needs_truncation = False
+        elif leader is None:
+            self.role = Role.OFFLINE
+        else:
+            self.role = Role.FOLLOWER
+            self.followers = {}
+            self.needs_truncation = True
+        self.notify()
+        return True
+
+    def advance_high_watermark(self) -> bool:
+        """Leader: the high watermark is the smallest durable log end among in-sync replicas; it never goes back."""
+        if not self.is_leader:
+            return False
+        hwm = high_watermark(self.broker_id, self.log.flushed_offset, self.isr, self.followers)
+        if hwm > self.log.high_watermark:
+            self.log.high_watermark = min(hwm, self.log.log_end_offset)
+            return True
+        return False

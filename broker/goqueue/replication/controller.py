@@ -1,0 +1,69 @@
+"""The controller's decisions: which partitions need a new leader, as pure planning over the metadata state.
+
+The metadata Raft leader is the controller (one per cluster, as in KRaft). Every tick it plans with
+`plan_leadership` and proposes the resulting commands; each is a compare-and-set on the leader epoch it saw, so a
+plan made from a stale view is refused, never applied.
+
+Rules:
+* a partition whose leader is not alive gets the preferred live in-sync replica, and its ISR loses the dead
+  brokers; with no live in-sync replica it goes offline (leader None) — an out-of-sync replica is elected only
+  when the topic enables unclean election, because that loses acknowledged records;
+* an offline partition gets a leader back as soon as one of its in-sync replicas returns;
+* a partition led by anyone but its preferred replica (the first of its replica list) hands leadership back once
+  the preferred one has been alive and in sync for `preferred_delay_s`, so leaders spread again after recovery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from goqueue.replication.metadata import Command, State, choose_new_leader
+
+
+def plan_leadership(state: State, alive: set[int], alive_since: Mapping[int, float], now_s: float,
+                    preferred_delay_s: float) -> list[Command]:
+    commands: list[Command] = []
+    for name, topic in state["topics"].items():
+        unclean = bool(topic["config"].get("uncleanLeaderElection", False))
+        for index, partition in topic["partition_state"].items():
+            command = _plan_partition(name, int(index), partition, alive, alive_since, now_s, preferred_delay_s,
+                                      unclean)
+            if command is not None:
+                commands.append(command)
+    return commands
+
+
+def _plan_partition(topic: str, index: int, partition: Mapping[str, Any], alive: set[int],
+                    alive_since: Mapping[int, float], now_s: float, preferred_delay_s: float,
+                    unclean: bool) -> Command | None:
+    leader = partition["leader"]
+    base = {"op": "elect_leader", "topic": topic, "partition": index, "expected_epoch": partition["leader_epoch"]}
+    if leader is None or leader not in alive:
+        new = choose_new_leader(partition, alive, unclean)
+        if new is None:
+            return None if leader is None else {**base, "leader": None, "isr": list(partition["isr"])}
+        isr = [b for b in partition["isr"] if b in alive]
+        if new not in isr:
+            isr = [new]  # unclean election: the new leader's log is the truth now
+        return {**base, "leader": new, "isr": isr}
+    preferred = partition["replicas"][0]
+    if (preferred != leader and preferred in alive and preferred in partition["isr"]
+            and now_s - alive_since.get(preferred, now_s) >= preferred_delay_s):
+        return {**base, "leader": preferred, "isr": list(partition["isr"])}
+    return None
+
+
+def controlled_shutdown_plan(state: State, broker_id: int, alive: set[int]) -> list[Command]:
+    """Move leadership off a broker that is about to stop: to another live in-sync replica, ISR without it."""
+    commands: list[Command] = []
+    for name, topic in state["topics"].items():
+        for index, partition in topic["partition_state"].items():
+            if partition["leader"] != broker_id:
+                continue
+            others = [b for b in partition["isr"] if b != broker_id and b in alive]
+            if not others:
+                continue  # nowhere to go: the partition stays here until the broker stops, then goes offline
+            commands.append({"op": "elect_leader", "topic": name, "partition": int(index),
+                             "expected_epoch": partition["leader_epoch"], "leader": others[0], "isr": others})
+    return commands

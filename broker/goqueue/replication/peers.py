@@ -1,0 +1,130 @@
+"""Broker-to-broker HTTP: follower fetches, leader-epoch queries, and forwarding client requests to leaders.
+
+Any broker serves any request: a produce or fetch for a partition led elsewhere is forwarded here to the
+leader's public HTTP API (JSON or binary batches) with `X-GoQueue-Forwarded: 1`, and a forwarded request is never
+forwarded again — if two brokers' metadata disagree for a moment, the client gets a retriable NOT_LEADER instead of
+a loop. Replica traffic uses the internal routes under `/internal/v1/replica/` with a msgpack body, so record
+batches travel as raw bytes.
+
+Errors come back as the same `GoQueueError` classes the peer raised (`errors.error_from_body`); a peer that
+cannot be reached is `Unavailable` (retriable).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import httpx
+import msgspec
+
+from goqueue.errors import Unavailable, error_from_body
+
+FORWARDED_HEADER = "X-GoQueue-Forwarded"
+REPLICA_MEDIA_TYPE = "application/vnd.goqueue.replica+msgpack"
+
+# One follower fetch asks for several partitions: (topic, partition, fetch offset, leader epoch known).
+FetchPartition = tuple[str, int, int, int]
+# The answer per partition: (topic, partition, error code or None, high watermark, log start offset, batches).
+FetchedPartition = tuple[str, int, str | None, int, int, bytes]
+
+
+class ReplicaFetchRequest(msgspec.Struct, array_like=True):
+    replica_id: int
+    max_wait_ms: int
+    max_bytes: int
+    partitions: list[tuple[str, int, int, int]]
+
+
+class ReplicaFetchResponse(msgspec.Struct, array_like=True):
+    partitions: list[tuple[str, int, str | None, int, int, bytes]]
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_fetch_response = msgspec.msgpack.Decoder(ReplicaFetchResponse).decode
+
+
+class PeerClient:
+    def __init__(self, timeout_s: float = 30.0) -> None:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        self._http = httpx.AsyncClient(timeout=timeout_s, limits=limits, headers={FORWARDED_HEADER: "1"})
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"broker at {url.split('/')[2]} unreachable: {exc!r}") from exc
+        if response.status_code >= 400:
+            try:
+                body: object = response.json()
+            except ValueError:
+                body = response.text
+            raise error_from_body(response.status_code, body)
+        return response
+
+    # -- replication ---------------------------------------------------------------------------------------------
+
+    async def replica_fetch(self, leader_url: str, request: ReplicaFetchRequest) -> ReplicaFetchResponse:
+        response = await self._request(
+            "POST", f"{leader_url}/internal/v1/replica/fetch", content=_encode(request),
+            headers={"content-type": REPLICA_MEDIA_TYPE}, timeout=request.max_wait_ms / 1000 + 10)
+        return _decode_fetch_response(response.content)
+
+    async def epoch_end_offset(self, leader_url: str, topic: str, partition: int, epoch: int) -> tuple[int, int]:
+        body = (await self._request("GET", f"{leader_url}/internal/v1/replica/epoch-end", params={
+            "topic": topic, "partition": partition, "epoch": epoch})).json()
+        return int(body["epoch"]), int(body["endOffset"])
+
+    # -- forwarding ----------------------------------------------------------------------------------------------
+
+    async def produce(self, leader_url: str, topic: str, partition: int,
+                      records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int | None]],
+                      acks: str, producer: dict[str, int] | None) -> tuple[list[int], bool]:
+        """Forward records for one partition; returns their offsets and whether it was an idempotent retry."""
+        body: dict[str, Any] = {
+            "encoding": "base64", "acks": acks, "partition": partition,
+            "records": [{"key": _b64(key), "value": _b64(value),
+                         "headers": {k: _b64(v) for k, v in headers}, "timestampMs": ts}
+                        for key, value, headers, ts in records],
+            **(producer or {})}
+        result = (await self._request("POST", f"{leader_url}/v1/topics/{topic}/records", json=body)).json()
+        return [o["offset"] for o in result["offsets"]], bool(result.get("duplicate"))
+
+    async def append_batch(self, leader_url: str, topic: str, partition: int, batch: bytes,
+                           acks: str) -> dict[str, Any]:
+        response = await self._request("POST", f"{leader_url}/v1/topics/{topic}/partitions/{partition}/batches",
+                                        content=batch, params={"acks": acks})
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def fetch(self, leader_url: str, topic: str, partition: int, offset: int, max_bytes: int,
+                    wait_s: float) -> tuple[bytes, int, int, int]:
+        """(batches, high watermark, log start offset, log end offset) from the leader."""
+        response = await self._request(
+            "GET", f"{leader_url}/v1/topics/{topic}/partitions/{partition}/batches",
+            params={"offset": offset, "maxBytes": max_bytes, "waitMs": int(wait_s * 1000)}, timeout=wait_s + 30)
+        headers = response.headers
+        return (response.content, int(headers["x-goqueue-high-watermark"]),
+                int(headers["x-goqueue-log-start-offset"]),
+                int(headers.get("x-goqueue-log-end-offset", headers["x-goqueue-high-watermark"])))
+
+    async def partition_offsets(self, leader_url: str, topic: str, partition: int,
+                                timestamp_ms: int | None) -> dict[str, Any]:
+        params = {} if timestamp_ms is None else {"timestampMs": timestamp_ms}
+        result: dict[str, Any] = (await self._request(
+            "GET", f"{leader_url}/v1/topics/{topic}/partitions/{partition}/offsets", params=params)).json()
+        return result
+
+    async def get_json(self, url: str) -> Any:
+        return (await self._request("GET", url)).json()
+
+    async def post_json(self, url: str, body: Any) -> Any:
+        return (await self._request("POST", url, json=body)).json()
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
