@@ -12,7 +12,7 @@ shutdown that hangs, crashes or logs a bug fails the test that caused it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest

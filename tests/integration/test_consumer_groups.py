@@ -13,8 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from broker_process import BrokerProcess
-from broker_process import BrokerFactory
+from broker_process import BrokerFactory, BrokerProcess
 
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import FencedGeneration, GroupNotFound
