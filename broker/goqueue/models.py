@@ -373,6 +373,7 @@ class ResetTarget(StrEnum):
     LATEST = "latest"
     OFFSET = "offset"
     DATETIME = "datetime"
+    TIMESTAMP = "timestamp"  # the same as datetime: the GoQueueConsumerGroup CRD's name for it
     SHIFT = "shift"
 
 
@@ -388,7 +389,9 @@ class OffsetResetRequest(_Model):
 
     @model_validator(mode="after")
     def _value_for_target(self) -> OffsetResetRequest:
-        needs = {ResetTarget.OFFSET: ("offset", self.offset), ResetTarget.DATETIME: ("timestampMs", self.timestamp_ms),
+        needs = {ResetTarget.OFFSET: ("offset", self.offset),
+                 ResetTarget.DATETIME: ("timestampMs", self.timestamp_ms),
+                 ResetTarget.TIMESTAMP: ("timestampMs", self.timestamp_ms),
                  ResetTarget.SHIFT: ("shiftBy", self.shift_by)}
         if self.to in needs and needs[self.to][1] is None:
             raise ValueError(f"to={self.to.value} needs {needs[self.to][0]}")

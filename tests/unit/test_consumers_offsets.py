@@ -36,11 +36,13 @@ def test_reset_targets() -> None:
     assert plan(ResetTarget.LATEST) == {0: (100, False), 1: (5, False)}
     assert plan(ResetTarget.OFFSET, offset=20) == {0: (20, False), 1: (5, True)}
     assert plan(ResetTarget.DATETIME, timestampMs=1) == {0: (40, False), 1: (5, False)}  # none newer: the end
+    assert plan(ResetTarget.TIMESTAMP, timestampMs=1) == plan(ResetTarget.DATETIME, timestampMs=1)
     assert plan(ResetTarget.SHIFT, shiftBy=-45) == {0: (10, True), 1: (0, True)}
     assert plan(ResetTarget.SHIFT, shiftBy=3) == {0: (53, False), 1: (3, False)}
 
 
-@pytest.mark.parametrize("target", [ResetTarget.OFFSET, ResetTarget.DATETIME, ResetTarget.SHIFT])
+@pytest.mark.parametrize("target", [ResetTarget.OFFSET, ResetTarget.DATETIME, ResetTarget.TIMESTAMP,
+                                    ResetTarget.SHIFT])
 def test_targets_that_need_a_value_refuse_without_one(target: ResetTarget) -> None:
     with pytest.raises(ValidationError):
         OffsetResetRequest.model_validate({"topic": "t", "to": target})

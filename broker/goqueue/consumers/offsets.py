@@ -37,7 +37,7 @@ def plan_reset(
         elif request.to is ResetTarget.OFFSET:
             assert request.offset is not None
             wanted = request.offset
-        elif request.to is ResetTarget.DATETIME:
+        elif request.to in (ResetTarget.DATETIME, ResetTarget.TIMESTAMP):
             wanted = b.high_watermark if b.for_timestamp is None else b.for_timestamp
         else:
             assert request.shift_by is not None
