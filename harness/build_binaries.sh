@@ -49,7 +49,8 @@ export CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false"
 # without flooding the log with thousands of package names.
 progress() {
   awk -v what="$1" '
-    /^(go: |#|[^ ]+\.go:)/ { print; fflush(); next }   # downloads and errors verbatim
+    /^go: downloading / { next }                       # module downloads: counted by go get, not here
+    /^(go: |#|[^ ]+\.go:)/ { print; fflush(); next }   # errors verbatim
     { n++; if (n % 50 == 0) { printf "  %s: %d packages compiled (latest %s)\n", what, n, $0; fflush() } }
     END { printf "  %s: %d packages compiled\n", what, n }' >&2
 }
@@ -109,7 +110,7 @@ build_kubernetes() {
     ld+=" -X ${p}.gitVersion=${KUBERNETES_VERSION} -X ${p}.gitMajor=${major} -X ${p}.gitMinor=${minor}"
     ld+=" -X ${p}.gitTreeState=clean -X ${p}.buildDate=1970-01-01T00:00:00Z"
   done
-  log "kubernetes: compiling ${pkgs[*]##*/} in one go build (the slow part: 25-45 min cold on 2 cores)"
+  log "kubernetes: compiling ${pkgs[*]##*/} in one go build (the slow part: ~5 min cold on 2 cores)"
   (cd "${dir}" && go build -v -trimpath -ldflags "${ld}" -o "${bin_dir}/" "${pkgs[@]}" 2>&1) | progress kubernetes
 }
 
@@ -166,7 +167,7 @@ build_helm
 build_kubernetes
 
 log "verifying versions"
-"${bin_dir}/etcd" --version | head -1 >&2
+"${bin_dir}/etcd" --version | awk 'NR == 1' >&2   # awk reads all: `head` would SIGPIPE etcd under pipefail
 "${bin_dir}/kube-apiserver" --version >&2
 "${bin_dir}/kube-controller-manager" --version >&2
 "${bin_dir}/kubectl" version --client >&2

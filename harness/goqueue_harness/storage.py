@@ -15,7 +15,8 @@ inside the process-kubelet daemon):
 - *resize*: a bound claim whose request grew gets the new PV capacity, then
   either ``status.capacity`` at once (``online``) or the
   ``FileSystemResizePending`` condition until a pod using it starts
-  (``offline``, what the kubelet does for filesystems that grow on mount);
+  (``offline``, what the kubelet does for filesystems that grow on mount;
+  per claim with the annotation ``goqueue.dev/harness-resize-mode: offline``);
 - *reclaim*: a Released pool PV is deleted with its folder (the ``Delete``
   policy users expect) and the pool refilled.
 """
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 STORAGE_CLASS = "standard"
 POOL_LABEL = "goqueue.dev/harness-pool"
 SIZED_ANNOTATION = "goqueue.dev/harness-sized"
+# Per-claim override of the daemon's resize mode ("online" | "offline"); claim templates can carry it.
+RESIZE_MODE_ANNOTATION = "goqueue.dev/harness-resize-mode"
 PV_PATH = resource_path("v1", "persistentvolumes")
 PVC_PATH = resource_path("v1", "persistentvolumeclaims")
 ResizeMode = Literal["online", "offline"]
@@ -167,7 +170,8 @@ class StorageController:
             await self._set_claim_status(claim, request, pending=False)
         elif parse_quantity(request) > parse_quantity(pv_capacity):
             await self._set_pv_capacity(pv, request, sized=True)
-            await self._set_claim_status(claim, request, pending=self._resize_mode == "offline")
+            mode = claim["metadata"].get("annotations", {}).get(RESIZE_MODE_ANNOTATION, self._resize_mode)
+            await self._set_claim_status(claim, request, pending=mode == "offline")
         elif parse_quantity(capacity) < parse_quantity(pv_capacity) and not _resize_pending(claim):
             await self._set_claim_status(claim, pv_capacity, pending=False)
 

@@ -19,13 +19,14 @@ from harness_pods import JSON, is_ready, read_pod
 from kubernetes import client as k8s
 
 from goqueue_harness.pytest_plugin import KubeletHandle
-from goqueue_harness.waiting import wait_until
+from goqueue_harness.waiting import WaitTimeout, wait_until
 
 pytestmark = pytest.mark.integration
 DATA = "/var/lib/goqueue/data"
 
 
-def broker_statefulset(replicas: int) -> tuple[JSON, JSON]:
+def broker_statefulset(replicas: int, *, raft: bool = False) -> tuple[JSON, JSON]:
+    """Standalone brokers, or (``raft``) one Raft cluster whose peers are the pods' DNS names."""
     service = {"metadata": {"name": "goqueue-headless"}, "spec": {
         "clusterIP": "None", "publishNotReadyAddresses": True, "selector": {"app": "goqueue"},
         "ports": [{"name": "http", "port": 8080}, {"name": "grpc", "port": 9000}]}}
@@ -36,7 +37,13 @@ def broker_statefulset(replicas: int) -> tuple[JSON, JSON]:
         {"name": "GOQUEUE_STORAGE_DATADIR", "value": DATA},
         {"name": "GOQUEUE_STORAGE_WALDIR", "value": f"{DATA}/wal"},
     ]
+    if raft:
+        peers = ",".join(f"goqueue-{i}.goqueue-headless:7000" for i in range(replicas))
+        env += [{"name": "GOQUEUE_CLUSTER_PEERS", "value": peers},
+                {"name": "GOQUEUE_CLUSTER_PASSWORD", "value": "harness-test-password"}]
     sts = {"metadata": {"name": "goqueue"}, "spec": {
+        # A Raft quorum needs several brokers before any is ready: OrderedReady would deadlock.
+        "podManagementPolicy": "Parallel" if raft else "OrderedReady",
         "serviceName": "goqueue-headless", "replicas": replicas, "selector": {"matchLabels": {"app": "goqueue"}},
         "template": {"metadata": {"labels": {"app": "goqueue"}}, "spec": {
             "terminationGracePeriodSeconds": 10,
@@ -67,6 +74,14 @@ def _all_ready(core: k8s.CoreV1Api, ns: str, count: int) -> list[JSON] | None:
     return [p for p in pods if p is not None] if all(is_ready(p) for p in pods) else None
 
 
+def _wait_for_brokers(core: k8s.CoreV1Api, ns: str, count: int, kubelet: KubeletHandle) -> list[JSON]:
+    try:
+        return wait_until(lambda: _all_ready(core, ns, count), 120, message=f"{count} Ready brokers")
+    except WaitTimeout as exc:
+        tails = {f"goqueue-{i}": kubelet.logs(ns, f"goqueue-{i}", "broker")[-1500:] for i in range(count)}
+        raise WaitTimeout(f"{exc}\nbroker log tails: {tails}") from exc
+
+
 def test_three_brokers_come_up_ready_and_serve_goqueue_cli(
     core: k8s.CoreV1Api, apps: k8s.AppsV1Api, kube_namespace: str, kubelet: KubeletHandle
 ) -> None:
@@ -74,7 +89,7 @@ def test_three_brokers_come_up_ready_and_serve_goqueue_cli(
     service, sts = broker_statefulset(3)
     core.create_namespaced_service(ns, service)
     apps.create_namespaced_stateful_set(ns, sts)
-    pods = wait_until(lambda: _all_ready(core, ns, 3), 120, message="3 Ready brokers")
+    pods = _wait_for_brokers(core, ns, 3, kubelet)
     for pod in pods:
         server = f"http://{pod['status']['podIP']}:8080"
         assert "NAME" in goqueue_cli("--server", server, "topic", "list")
@@ -91,3 +106,17 @@ def test_three_brokers_come_up_ready_and_serve_goqueue_cli(
     folder = Path(core.read_persistent_volume(claim.spec.volume_name).spec.host_path.path)
     assert any(folder.iterdir()), f"the broker wrote nothing to its claim's folder {folder}"
     assert "broker.ready" in kubelet.logs(ns, "goqueue-0", "broker")
+
+
+def test_three_brokers_form_one_raft_cluster_through_their_dns_names(
+    core: k8s.CoreV1Api, apps: k8s.AppsV1Api, kube_namespace: str, kubelet: KubeletHandle
+) -> None:
+    ns = kube_namespace
+    service, sts = broker_statefulset(3, raft=True)
+    core.create_namespaced_service(ns, service)
+    apps.create_namespaced_stateful_set(ns, sts)
+    pods = _wait_for_brokers(core, ns, 3, kubelet)
+    servers = [f"http://{p['status']['podIP']}:8080" for p in pods]
+    goqueue_cli("--server", servers[1], "topic", "create", "--name", "orders", "--partitions", "3",
+                "--replication-factor", "3")
+    assert all("orders" in goqueue_cli("--server", s, "topic", "list") for s in servers)

@@ -103,3 +103,28 @@ def test_namespace_with_pods_and_claims_deletes_and_its_volume_is_reclaimed(
         return False
 
     wait_until(volume_reclaimed, 30, message=f"released volume {volume_name} deleted by the pool")
+
+
+def test_offline_resize_waits_for_a_pod_restart(
+    core: k8s.CoreV1Api, kube_namespace: str, kubelet: KubeletHandle
+) -> None:
+    claim = _claim("data", "1Gi")
+    claim["metadata"]["annotations"] = {"goqueue.dev/harness-resize-mode": "offline"}
+    core.create_namespaced_persistent_volume_claim(kube_namespace, claim)
+    wait_until(lambda: _capacity(core, kube_namespace, "data") == "1Gi", 30, message="claim bound")
+    core.patch_namespaced_persistent_volume_claim(
+        "data", kube_namespace, {"spec": {"resources": {"requests": {"storage": "4Gi"}}}})
+
+    def pending() -> bool:
+        status = core.read_namespaced_persistent_volume_claim("data", kube_namespace).status
+        return any(c.type == "FileSystemResizePending" and c.status == "True" for c in status.conditions or [])
+
+    wait_until(pending, 30, message="FileSystemResizePending")
+    assert _capacity(core, kube_namespace, "data") == "1Gi"
+    core.create_namespaced_pod(kube_namespace, {"metadata": {"name": "user"}, "spec": {
+        "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "terminationGracePeriodSeconds": 1,
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}})
+    wait_until(lambda: _capacity(core, kube_namespace, "data") == "4Gi", 30, message="resize finished by pod start")
+    assert not pending()
