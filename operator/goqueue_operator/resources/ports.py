@@ -1,0 +1,29 @@
+"""The broker's ports and where its files live inside the pod (fixed: the runbook and the image assume them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HTTP_PORT = 8080  # HTTP API, /healthz, /readyz, /metrics
+GRPC_PORT = 9000  # gRPC API
+RAFT_PORT = 7000  # metadata Raft, between brokers only
+METRICS_SERVICE_PORT = 9000  # goqueue-metrics Service port (runbook: port-forward svc/goqueue-metrics 9000:9000)
+
+HTTP = "http"
+GRPC = "grpc"
+RAFT = "raft"
+METRICS = "metrics"
+
+DATA_DIR = "/data"  # the claim; the runbook runs `df -h /data`
+WAL_DIR = "/data/wal"
+CONFIG_DIR = "/etc/goqueue"
+CONFIG_FILE = f"{CONFIG_DIR}/goqueue.yaml"
+TMP_DIR = "/tmp"  # an emptyDir: the root filesystem is read-only
+
+
+def container_ports() -> list[dict[str, Any]]:
+    return [
+        {"name": HTTP, "containerPort": HTTP_PORT, "protocol": "TCP"},
+        {"name": GRPC, "containerPort": GRPC_PORT, "protocol": "TCP"},
+        {"name": RAFT, "containerPort": RAFT_PORT, "protocol": "TCP"},
+    ]
