@@ -1,4 +1,4 @@
-"""``python -m goqueue_harness up|down|status|build|kubelet``: the harness's command line.
+"""``python -m goqueue_harness up|down|status|build|demo|kubelet``: the harness's command line.
 
 Why: the Makefile (``make up`` / ``make down``), CI and a developer all start
 and stop the same control plane the same way; pytest's fixtures call the same
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="stop everything; delete cluster data (keeps the PKI)")
     down.add_argument("--keep-data", action="store_true")
     sub.add_parser("status", help="print state as JSON; exit 1 unless the control plane is ready")
+    demo = sub.add_parser("demo", help="apply a 3-broker GoQueue StatefulSet (until the operator does) and wait")
+    demo.add_argument("--namespace", default="goqueue")
     kubelet = sub.add_parser("kubelet", help="run the process-kubelet in the foreground (used by `up`)")
     kubelet.add_argument("--resize-mode", choices=("online", "offline"), default="online")
     args = parser.parse_args(argv)
@@ -68,6 +70,14 @@ def _dispatch(args: argparse.Namespace, cp: ControlPlane) -> int:
         status["daemons"]["kubelet"] = kubelet_running(cp)
         print(json.dumps(status, indent=2))
         return 0 if status["ready"] else 1
+    elif args.command == "demo":
+        from goqueue_harness.demo import run_demo
+
+        ips = run_demo(cp.kubeconfig, namespace=args.namespace)
+        print(f"{len(ips)} brokers Ready in namespace {args.namespace}:", file=sys.stderr)
+        for i, ip in enumerate(ips):
+            print(f"  goqueue-{i}: goqueue-cli --server http://{ip}:8080 topic list   "
+                  f"(metrics: http://{ip}:8080/metrics)", file=sys.stderr)
     elif args.command == "kubelet":
         from goqueue_harness.kubelet.agent import run_kubelet
 

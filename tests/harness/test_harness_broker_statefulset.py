@@ -1,10 +1,11 @@
 """GoQueue brokers as a 3-replica StatefulSet on the process-kubelet, served to goqueue-cli.
 
-Until the operator exists this applies the StatefulSet directly, with the
-interface the operator will use: ``goqueue-broker`` configured by
-``GOQUEUE_*`` variables, bound to its pod IP (pods share the machine's port
-space, so each broker must bind ``status.podIP``, not 0.0.0.0), with data on the
-claim mounted at ``/var/lib/goqueue/data``.
+Until the operator exists this applies the StatefulSet directly (the manifests
+of ``goqueue_harness.demo``, which ``make up`` uses too), with the interface the
+operator will use: ``goqueue-broker`` configured by ``GOQUEUE_*`` variables,
+bound to its pod IP (pods share the machine's port space, so each broker must
+bind ``status.podIP``, not 0.0.0.0), with data on the claim mounted at
+``/var/lib/goqueue/data``.
 """
 
 from __future__ import annotations
@@ -18,47 +19,16 @@ import pytest
 from harness_pods import JSON, is_ready, read_pod
 from kubernetes import client as k8s
 
+from goqueue_harness.demo import broker_manifests
 from goqueue_harness.pytest_plugin import KubeletHandle
 from goqueue_harness.waiting import WaitTimeout, wait_until
 
 pytestmark = pytest.mark.integration
-DATA = "/var/lib/goqueue/data"
 
 
 def broker_statefulset(replicas: int, *, raft: bool = False) -> tuple[JSON, JSON]:
     """Standalone brokers, or (``raft``) one Raft cluster whose peers are the pods' DNS names."""
-    service = {"metadata": {"name": "goqueue-headless"}, "spec": {
-        "clusterIP": "None", "publishNotReadyAddresses": True, "selector": {"app": "goqueue"},
-        "ports": [{"name": "http", "port": 8080}, {"name": "grpc", "port": 9000}]}}
-    env = [
-        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {"name": "GOQUEUE_BROKER_HOST", "value": "$(POD_IP)"},
-        {"name": "GOQUEUE_BROKER_PORT", "value": "8080"},
-        {"name": "GOQUEUE_STORAGE_DATADIR", "value": DATA},
-        {"name": "GOQUEUE_STORAGE_WALDIR", "value": f"{DATA}/wal"},
-    ]
-    if raft:
-        peers = ",".join(f"goqueue-{i}.goqueue-headless:7000" for i in range(replicas))
-        env += [{"name": "GOQUEUE_CLUSTER_PEERS", "value": peers},
-                {"name": "GOQUEUE_CLUSTER_PASSWORD", "value": "harness-test-password"}]
-    sts = {"metadata": {"name": "goqueue"}, "spec": {
-        # A Raft quorum needs several brokers before any is ready: OrderedReady would deadlock.
-        "podManagementPolicy": "Parallel" if raft else "OrderedReady",
-        "serviceName": "goqueue-headless", "replicas": replicas, "selector": {"matchLabels": {"app": "goqueue"}},
-        "template": {"metadata": {"labels": {"app": "goqueue"}}, "spec": {
-            "terminationGracePeriodSeconds": 10,
-            "containers": [{
-                "name": "broker", "image": "goqueue:dev", "command": ["goqueue-broker"], "env": env,
-                "ports": [{"name": "http", "containerPort": 8080}, {"name": "grpc", "containerPort": 9000}],
-                "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1},
-                "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5,
-                                  "failureThreshold": 6},
-                "volumeMounts": [{"name": "data", "mountPath": DATA}],
-            }]}},
-        "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
-            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
-    }}
-    return service, sts
+    return broker_manifests(replicas, raft=raft, password="harness-test-password")
 
 
 def goqueue_cli(*args: str) -> str:
