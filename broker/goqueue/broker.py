@@ -81,6 +81,7 @@ from goqueue.topics import TopicMeta, TopicRegistry
 log = logging.getLogger(__name__)
 
 Header = tuple[str, bytes]
+DESCRIBE_PEER_TIMEOUT_S = 2.0
 
 
 class RecordIn(NamedTuple):
@@ -161,9 +162,16 @@ class Broker:
             if path.is_dir() and path.name not in known and path.resolve() != wal:
                 log.warning("storage.orphan_directory", extra={"path": str(path)})
 
+    def begin_stop(self) -> None:
+        """Stop accepting work: waiting acks=all producers and long-polls end now with NOT_READY, not at the end
+        of the HTTP server's grace period with a cancellation."""
+        self.ready = False
+        for partition in self.partitions.values():
+            partition.notify()
+
     async def stop(self) -> None:
         """Hand leadership away, finish queued writes, sync, checkpoint every log, leave the cluster."""
-        self.ready = False
+        self.begin_stop()
         await self.cluster.stop()
         if self._reconcile_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -343,13 +351,16 @@ class Broker:
     async def describe_topic(self, name: str) -> TopicInfo:
         """Metadata plus live offsets; partitions led elsewhere are asked of their leader."""
         self.check_ready()
+        await self._known_topic(name)
         info = self._topic_info(name, details=True)
         for n, partition_info in enumerate(info.partition_details):
             local = self.partitions.get((name, partition_info.partition))
             if (local is None or not local.is_leader) and partition_info.leader is not None:
                 with contextlib.suppress(GoQueueError):
+                    # A short timeout: a hung leader must not hang `topic describe` (it is how on-call finds it).
                     remote = await self.cluster.peers.partition_offsets(
-                        self.cluster.broker_url(partition_info.leader), name, partition_info.partition, None)
+                        self.cluster.broker_url(partition_info.leader), name, partition_info.partition, None,
+                        timeout_s=DESCRIBE_PEER_TIMEOUT_S)
                     info.partition_details[n] = partition_info.model_copy(update={
                         "start_offset": remote["earliest"], "high_watermark": remote["latest"],
                         "end_offset": remote["logEnd"], "size_bytes": remote.get("sizeBytes", 0),
@@ -388,6 +399,16 @@ class Broker:
         return min(wanted, meta.replication_factor)
 
     # -- routing ---------------------------------------------------------------------------------------------
+
+    async def _known_topic(self, name: str) -> TopicMeta:
+        """The topic, linearizably: a topic created through another broker a moment ago may not be applied here
+        yet, so before answering TOPIC_NOT_FOUND pass a Raft barrier (everything committed before it is applied
+        after it) and look again. Costs one metadata round trip, only for names that are missing."""
+        meta = self.registry.topics.get(name)
+        if meta is None and len(self.cluster.state["brokers"]) > 1:
+            await self.cluster.propose({"op": "barrier", "broker": self.broker_id})
+            meta = self.registry.topics.get(name)
+        return meta if meta is not None else self.registry.get(name)
 
     def _local_leader(self, topic: str, index: int) -> Partition | None:
         """The partition if this broker leads it; None when another broker does; errors when nobody can."""
@@ -430,7 +451,7 @@ class Broker:
     ) -> tuple[list[tuple[int, int]], bool]:
         """Append records; returns ((partition, offset) per record, in request order) and whether it was a retry."""
         self.check_ready()
-        meta = self.registry.get(topic)
+        meta = await self._known_topic(topic)
         if not records:
             raise InvalidRequest("a produce request needs at least one record")
         grouped = self._group_by_partition(meta, records, partition)
@@ -514,6 +535,9 @@ class Broker:
         deadline = time.monotonic() + self.settings.replication.ack_timeout_s
         epoch = partition.leader_epoch
         while partition.log.high_watermark < end_offset:
+            if not self.ready:
+                raise NotReady(f"the broker is stopping; {partition.topic}/{partition.index} write may or may not "
+                               "be committed — retry with an idempotent producer")
             if partition.leader_epoch != epoch or not partition.is_leader:
                 raise NotLeader(f"{partition.topic}/{partition.index} lost leadership before the write was "
                                 "replicated; it may or may not be committed — retry with an idempotent producer")
@@ -535,7 +559,7 @@ class Broker:
     async def append_batch(self, topic: str, index: int, batch: bytearray, acks: Acks = Acks.ALL) -> AppendResult:
         """Append a client-built batch (binary produce): validated whole, offsets stamped by the leader."""
         self.check_ready()
-        meta = self.registry.get(topic)
+        meta = await self._known_topic(topic)
         try:
             header = batches.validate_batch(batch)
         except batches.InvalidBatch as exc:
@@ -604,6 +628,8 @@ class Broker:
         """Whole batches from `offset` below the high watermark; waits up to `wait_s` for new records."""
         max_bytes = max(1, min(max_bytes, self.settings.limits.max_fetch_bytes))
         wait_s = max(0.0, min(wait_s, self.settings.limits.max_wait_s))
+        self.check_ready()
+        await self._known_topic(topic)
         partition = self._local_leader(topic, index)
         if partition is None:
             data, hwm, start, end = await self.cluster.peers.fetch(self._leader_url(topic, index), topic, index,
@@ -641,6 +667,8 @@ class Broker:
 
     async def partition_offsets_routed(self, topic: str, index: int, timestamp_ms: int | None = None) -> dict[str, Any]:
         """`partition_offsets` from the partition's leader, wherever it is."""
+        self.check_ready()
+        await self._known_topic(topic)
         partition = self._local_leader(topic, index)
         if partition is None:
             return await self.cluster.peers.partition_offsets(self._leader_url(topic, index), topic, index,

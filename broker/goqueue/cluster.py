@@ -77,6 +77,7 @@ class Cluster:
                                                               "connected": sorted(self.raft.connected_partners())})
                 next_log = time.monotonic() + 10
             await asyncio.sleep(READY_POLL_S)
+        await self.propose_retrying({"op": "barrier", "broker": self.broker_id}, attempts=240)
 
     async def register(self) -> None:
         """Record this broker's addresses in the metadata (again when they changed, e.g. a new pod IP)."""
@@ -231,16 +232,16 @@ class Cluster:
                 if proposed is None:
                     continue
                 partition.isr_change_pending = True
+                previous = list(partition.isr)
                 command = {"op": "change_isr", "topic": partition.topic, "partition": partition.index,
                            "leader_epoch": partition.leader_epoch, "expected_version": partition.version,
                            "isr": proposed}
                 try:
                     await self.propose(command)
                     log.info("partition.isr_changed", extra={
-                        "topic": partition.topic, "partition": partition.index, "from": partition.isr,
-                        "to": proposed})
+                        "topic": partition.topic, "partition": partition.index, "from": previous, "to": proposed})
                     self.broker.metrics.isr_changes.labels(
-                        "shrink" if len(proposed) < len(partition.isr) else "expand").inc()
+                        "shrink" if len(proposed) < len(previous) else "expand").inc()
                 except (MetadataConflict, GoQueueError) as exc:
                     partition.isr_change_pending = False
                     log.info("partition.isr_change_refused", extra={"topic": partition.topic,

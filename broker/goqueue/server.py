@@ -87,6 +87,7 @@ class BrokerServer:
 
     async def stop(self) -> None:
         log.info("server.stopping")
+        self.broker.begin_stop()
         if self.grpc is not None:
             await self.grpc.stop(self.settings.broker.shutdown_grace_s)
         self.http.should_exit = True

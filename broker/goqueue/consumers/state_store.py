@@ -24,8 +24,10 @@ Who calls it: the coordinator, on the event loop; `write` returns once the recor
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,11 +38,13 @@ from goqueue.broker import Broker, RecordIn
 from goqueue.consumers.assignment import TP
 from goqueue.consumers.groups import Group, Member
 from goqueue.consumers.leases import Cursor, Slot, SlotState
-from goqueue.errors import TopicNotFound
+from goqueue.errors import GoQueueError, InvalidConfig, NotReady, Timeout, TopicAlreadyExists, TopicNotFound
 from goqueue.models import Acks, CleanupPolicy, GroupConfig, GroupMode, TopicConfig, TopicCreate
 from goqueue.storage import batch as batches
 
 log = logging.getLogger(__name__)
+
+ENSURE_TOPIC_TIMEOUT_S = 120.0
 
 STATE_TOPIC = "__consumer_state"
 INTERNAL_PREFIX = "__"
@@ -191,13 +195,27 @@ class StateStore:
         return self.broker.registry.get(STATE_TOPIC).partitions
 
     async def ensure_topic(self) -> None:
-        try:
-            self.broker.registry.get(STATE_TOPIC)
-        except TopicNotFound:
-            await self.broker.create_topic(TopicCreate(
-                name=STATE_TOPIC, partitions=self.wanted_partitions, replication_factor=1,
-                config=TopicConfig(cleanup_policy=CleanupPolicy.COMPACT)))
-            log.info("consumer_state.created", extra={"topic": STATE_TOPIC, "partitions": self.wanted_partitions})
+        """Create the state topic once per cluster, replicated like user data (up to 3 copies).
+
+        Every broker of a new cluster races to create it: the losers see TOPIC_ALREADY_EXISTS, and a broker that
+        tries before its peers registered retries until they have.
+        """
+        replication_factor = min(3, max(1, len(self.broker.settings.cluster.peers)))
+        deadline = time.monotonic() + ENSURE_TOPIC_TIMEOUT_S
+        while STATE_TOPIC not in self.broker.registry.topics:
+            try:
+                await self.broker.create_topic(TopicCreate(
+                    name=STATE_TOPIC, partitions=self.wanted_partitions, replication_factor=replication_factor,
+                    config=TopicConfig(cleanup_policy=CleanupPolicy.COMPACT)), internal=True)
+                log.info("consumer_state.created", extra={"topic": STATE_TOPIC, "partitions": self.wanted_partitions,
+                                                          "replication_factor": replication_factor})
+            except TopicAlreadyExists:
+                break
+            except (InvalidConfig, NotReady, Timeout) as exc:  # peers not registered yet, or no metadata leader
+                if time.monotonic() > deadline:
+                    raise
+                log.info("consumer_state.create_retry", extra={"reason": str(exc)})
+                await asyncio.sleep(0.5)
 
     def partition_for(self, group: str | None) -> int:
         if group is None:
@@ -216,14 +234,27 @@ class StateStore:
         raw = _Raw()
         count = 0
         for partition in range(self.partitions):
-            for key, value in await self._read_partition(partition):
+            for key, value in await self._read_partition_retrying(partition):
                 apply_record(raw, key, value)
                 count += 1
         return Replayed(groups=build_state(raw, now_s), all_paused=raw.all_paused, records=count)
 
+    async def _read_partition_retrying(self, partition: int) -> Iterable[tuple[str, dict[str, Any] | None]]:
+        """Right after a cluster (re)starts, the partition's leader may still be electing or catching up its
+        metadata: retry what is transient until the deadline, then fail the start loudly."""
+        deadline = time.monotonic() + ENSURE_TOPIC_TIMEOUT_S
+        while True:
+            try:
+                return await self._read_partition(partition)
+            except GoQueueError as exc:
+                if not (exc.retriable or isinstance(exc, TopicNotFound)) or time.monotonic() > deadline:
+                    raise
+                log.info("consumer_state.load_retry", extra={"partition": partition, "reason": str(exc)})
+                await asyncio.sleep(0.5)
+
     async def _read_partition(self, partition: int) -> Iterable[tuple[str, dict[str, Any] | None]]:
         found: list[tuple[str, dict[str, Any] | None]] = []
-        offsets = self.broker.partition_offsets(STATE_TOPIC, partition)
+        offsets = await self.broker.partition_offsets_routed(STATE_TOPIC, partition)
         offset = int(offsets["earliest"] or 0)
         end = int(offsets["latest"] or 0)
         while offset < end:

@@ -166,7 +166,13 @@ def _restore(state: State, cmd: Command) -> None:
     state["groups"] = copy.deepcopy(cmd["groups"])
 
 
+def _barrier(_state: State, _cmd: Command) -> None:
+    """No change: once a broker sees its own barrier applied, every entry committed before it is applied too
+    (a Raft read barrier — after a full-cluster restart the journal's commit index can lag)."""
+
+
 _HANDLERS = {
+    "barrier": _barrier,
     "register_broker": _register_broker,
     "create_topic": _create_topic,
     "delete_topic": _delete_topic,

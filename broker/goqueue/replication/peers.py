@@ -112,10 +112,11 @@ class PeerClient:
                 int(headers.get("x-goqueue-log-end-offset", headers["x-goqueue-high-watermark"])))
 
     async def partition_offsets(self, leader_url: str, topic: str, partition: int,
-                                timestamp_ms: int | None) -> dict[str, Any]:
+                                timestamp_ms: int | None, timeout_s: float = 10.0) -> dict[str, Any]:
         params = {} if timestamp_ms is None else {"timestampMs": timestamp_ms}
         result: dict[str, Any] = (await self._request(
-            "GET", f"{leader_url}/v1/topics/{topic}/partitions/{partition}/offsets", params=params)).json()
+            "GET", f"{leader_url}/v1/topics/{topic}/partitions/{partition}/offsets", params=params,
+            timeout=timeout_s)).json()
         return result
 
     async def get_json(self, url: str) -> Any:

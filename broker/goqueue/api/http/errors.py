@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from goqueue.errors import GoQueueError, InvalidRequest
 
@@ -38,6 +39,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(InvalidRequest(describe_validation_error(exc)))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, _exc: ClientDisconnect) -> Response:
+        # The peer hung up mid-request (a follower stopping, a client timing out): nobody reads an answer.
+        return Response(status_code=499)
 
     @app.exception_handler(StarletteHTTPException)
     async def _routing(_: Request, exc: StarletteHTTPException) -> JSONResponse:

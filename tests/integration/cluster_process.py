@@ -1,0 +1,160 @@
+"""A real three-broker GoQueue cluster on loopback: each broker its own process and its own 127.0.0.x address.
+
+    cluster = LocalCluster(tmp_path, size=3).start()      # waits until every broker is ready
+    cluster.url(0), cluster.leader_of("t", 0), cluster.brokers[1].kill(), cluster.restart(1)
+
+Brokers find each other through `cluster.peers` (host:raftPort, index = broker id) with a Raft password, exactly
+as the StatefulSet configures them. `History` records what producers got acknowledged and checks consumers saw it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from broker_process import BrokerProcess
+
+PASSWORD = "test-cluster-password"
+
+
+class LocalCluster:
+    def __init__(self, root: Path, size: int = 3, env: dict[str, str] | None = None) -> None:
+        self.brokers = [BrokerProcess(root / f"broker-{i}", host=f"127.0.0.{i + 2}") for i in range(size)]
+        peers = ",".join(f"{b.host}:{b.raft_port}" for b in self.brokers)
+        for i, broker in enumerate(self.brokers):
+            broker.extra_env.update({"GOQUEUE_BROKER_ID": str(i), "GOQUEUE_CLUSTER_PEERS": peers,
+                                     "GOQUEUE_CLUSTER_PASSWORD": PASSWORD,
+                                     "GOQUEUE_REPLICATION_PREFERREDLEADERDELAY": "2s",
+                                     "GOQUEUE_REPLICATION_REPLICALAGMAX": "3s", **(env or {})})
+
+    def start(self, timeout_s: float = 60) -> LocalCluster:
+        for broker in self.brokers:
+            broker.start(wait_ready=False)
+        for broker in self.brokers:
+            broker.wait_ready(timeout_s)
+        return self
+
+    def url(self, broker_id: int) -> str:
+        return self.brokers[broker_id].url
+
+    def running(self) -> list[int]:
+        return [i for i, b in enumerate(self.brokers) if b.running]
+
+    def client(self, broker_id: int | None = None) -> httpx.Client:
+        target = broker_id if broker_id is not None else self.running()[0]
+        return httpx.Client(base_url=self.url(target), timeout=30)
+
+    def partition(self, topic: str, partition: int, via: int | None = None) -> dict[str, Any]:
+        with self.client(via) as http:
+            details = http.get(f"/v1/topics/{topic}").json()["partitionDetails"]
+        found: dict[str, Any] = details[partition]
+        return found
+
+    def leader_of(self, topic: str, partition: int, via: int | None = None) -> int | None:
+        leader = self.partition(topic, partition, via)["leader"]
+        return None if leader is None else int(leader)
+
+    def restart(self, broker_id: int) -> None:
+        self.brokers[broker_id].start()
+
+    def stop(self) -> list[int]:
+        return [b.stop() for b in self.brokers]
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if predicate():
+                return
+        except (httpx.HTTPError, KeyError, ValueError, TypeError):
+            pass  # a broker restarting or electing: keep polling until the deadline
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} not reached within {timeout_s:.0f}s")
+        time.sleep(0.1)
+
+
+@dataclass
+class History:
+    """Acknowledged writes, and the check that consumers see exactly them, in order, per partition."""
+
+    acked: dict[int, dict[int, str]] = field(default_factory=dict)  # partition -> offset -> value
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, offsets: list[dict[str, int]], values: list[str]) -> None:
+        with self.lock:
+            for offset, value in zip(offsets, values, strict=True):
+                slot = self.acked.setdefault(offset["partition"], {})
+                assert offset["offset"] not in slot, f"offset {offset} acknowledged twice"
+                slot[offset["offset"]] = value
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.acked.values())
+
+    def check(self, consumed: dict[int, list[tuple[int, str]]]) -> None:
+        """Every acknowledged record is consumed at its offset, once; offsets are strictly increasing."""
+        for partition, records in consumed.items():
+            offsets = [o for o, _ in records]
+            assert offsets == sorted(set(offsets)), f"partition {partition}: offsets not monotonic/unique"
+        for partition, acked in self.acked.items():
+            seen = dict(consumed.get(partition, []))
+            missing = {o: v for o, v in acked.items() if seen.get(o) != v}
+            assert not missing, (f"partition {partition}: {len(missing)} acknowledged records lost or changed, "
+                                 f"e.g. {sorted(missing.items())[:5]}")
+
+
+def consume_all(http: httpx.Client, topic: str, partitions: int) -> dict[int, list[tuple[int, str]]]:
+    result: dict[int, list[tuple[int, str]]] = {}
+    for partition in range(partitions):
+        offset, records = 0, []
+        while True:
+            body = http.get(f"/v1/topics/{topic}/partitions/{partition}/records",
+                            params={"offset": offset, "maxRecords": 5000}).json()
+            records.extend((r["offset"], r["value"]) for r in body["records"])
+            if body["nextOffset"] >= body["highWatermark"]:
+                break
+            offset = body["nextOffset"]
+        result[partition] = records
+    return result
+
+
+class Producer(threading.Thread):
+    """Produces numbered records with acks=all through any live broker until stopped; retries retriable errors."""
+
+    def __init__(self, cluster: LocalCluster, topic: str, history: History, name: str, batch: int = 10) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.topic, self.history, self.tag, self.batch = cluster, topic, history, name, batch
+        self.stopping = threading.Event()
+        self.sent = 0
+
+    def run(self) -> None:
+        n = attempt = 0
+        while not self.stopping.is_set():
+            values = [f"{self.tag}-{n + i}" for i in range(self.batch)]
+            live = self.cluster.running()
+            if not live:
+                time.sleep(0.05)
+                continue
+            attempt += 1  # every attempt moves to the next broker, so a hung one cannot stall the producer
+            target = live[attempt % len(live)]
+            try:
+                response = httpx.post(f"{self.cluster.url(target)}/v1/topics/{self.topic}/records",
+                                      json={"records": [{"value": v} for v in values]}, timeout=5)
+            except httpx.HTTPError:
+                time.sleep(0.05)
+                continue
+            if response.status_code == 200:
+                self.history.record(response.json()["offsets"], values)
+                n += self.batch
+            elif not response.json().get("error", {}).get("retriable", False):
+                self.history.errors.append(response.text)
+                time.sleep(0.05)
+            else:
+                time.sleep(0.05)
+            self.sent = n

@@ -1,0 +1,156 @@
+"""Three real brokers on 127.0.0.2-4: membership, replication, forwarding, failover and recovery, checked against a
+history of acknowledged writes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cluster_process import History, LocalCluster, Producer, consume_all, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    running = LocalCluster(tmp_path).start()
+    try:
+        yield running
+    finally:
+        for broker in running.brokers:
+            if broker.running:
+                broker.stop()
+        for broker in running.brokers:
+            assert "Traceback" not in broker.log_text(), broker.log_text()[-3000:]
+
+
+def create_topic(cluster: LocalCluster, name: str, partitions: int = 3, rf: int = 3) -> None:
+    with cluster.client() as http:
+        response = http.post("/v1/topics", json={"name": name, "partitions": partitions, "replicationFactor": rf})
+        assert response.status_code == 201, response.text
+
+
+def in_sync(cluster: LocalCluster, topic: str, partitions: int, size: int = 3, via: int | None = None) -> bool:
+    return all(len(cluster.partition(topic, p, via)["isr"]) == size for p in range(partitions))
+
+
+def test_brokers_form_a_cluster_and_replicate(cluster: LocalCluster) -> None:
+    with cluster.client(0) as http:
+        status = http.get("/v1/cluster/status").json()
+        assert (status["brokers"], status["liveBrokers"], status["mode"]) == (3, 3, "cluster")
+        assert status["leader"]["leader"] in {0, 1, 2}
+        members = http.get("/v1/cluster/members").json()
+        assert [m["brokerId"] for m in members] == [0, 1, 2]
+    create_topic(cluster, "replicated")
+    leaders = {cluster.leader_of("replicated", p) for p in range(3)}
+    assert leaders == {0, 1, 2}, "leadership is spread over the brokers"
+    # Produce through broker 0 to every partition (two of three are forwarded), read through broker 2.
+    with cluster.client(0) as http:
+        for p in range(3):
+            body = {"partition": p, "records": [{"value": f"p{p}-{i}"} for i in range(5)]}
+            assert http.post("/v1/topics/replicated/records", json=body).status_code == 200
+    with cluster.client(2) as http:
+        consumed = consume_all(http, "replicated", 3)
+        assert [v for _, v in consumed[1]] == [f"p1-{i}" for i in range(5)]
+        replication = http.get("/v1/replication/status").json()
+        assert replication["underReplicated"] == 0
+    # Every broker holds every partition's records on disk.
+    wait_until(lambda: all(
+        cluster.partition("replicated", p, via)["endOffset"] == 5 for p in range(3) for via in range(3)
+        if cluster.leader_of("replicated", p) == via), 10, "replicas caught up")
+    for broker in cluster.brokers:
+        for p in range(3):
+            log_dir = broker.data_dir / f"replicated-{p}"
+            assert sum(f.stat().st_size for f in log_dir.glob("*.log")) > 0
+
+
+def test_kill_the_leader_under_load_loses_no_acknowledged_record(cluster: LocalCluster) -> None:
+    create_topic(cluster, "orders", partitions=3)
+    history = History()
+    producers = [Producer(cluster, "orders", history, f"w{i}") for i in range(3)]
+    for producer in producers:
+        producer.start()
+    wait_until(lambda: history.count() > 300, 30, "first acknowledged writes")
+    victim = cluster.leader_of("orders", 0)
+    assert victim is not None
+    before = history.count()
+    killed_at = time.monotonic()
+    cluster.brokers[victim].kill()
+    survivor = next(i for i in range(3) if i != victim)
+    wait_until(lambda: cluster.leader_of("orders", 0, survivor) not in (None, victim), 15, "a new leader")
+    wait_until(lambda: history.count() > before + 200, 30, "writes acknowledged after failover")
+    failover_s = time.monotonic() - killed_at
+    cluster.restart(victim)
+    wait_until(lambda: in_sync(cluster, "orders", 3, via=survivor), 60, "the restarted broker back in every ISR")
+    for producer in producers:
+        producer.stopping.set()
+    for producer in producers:
+        producer.join(30)
+    assert not history.errors, history.errors[:3]
+    wait_until(lambda: cluster.leader_of("orders", 0, survivor) == 0, 30, "the preferred leader restored")
+    with cluster.client(survivor) as http:
+        history.check(consume_all(http, "orders", 3))
+    assert failover_s < 30
+
+
+def test_sigstop_leader_no_split_brain(cluster: LocalCluster) -> None:
+    create_topic(cluster, "frozen", partitions=1)
+    history = History()
+    producer = Producer(cluster, "frozen", history, "s")
+    producer.start()
+    wait_until(lambda: history.count() > 100, 30, "first writes")
+    victim = cluster.leader_of("frozen", 0)
+    assert victim is not None
+    os.kill(cluster.brokers[victim].pid, signal.SIGSTOP)
+    try:
+        survivor = next(i for i in range(3) if i != victim)
+        wait_until(lambda: cluster.leader_of("frozen", 0, survivor) not in (None, victim), 20, "a new leader")
+        before = history.count()
+        wait_until(lambda: history.count() > before + 100, 30, "writes to the new leader")
+    finally:
+        os.kill(cluster.brokers[victim].pid, signal.SIGCONT)
+    # The old leader wakes up believing it leads: it must not acknowledge anything the new leader lacks.
+    wait_until(lambda: in_sync(cluster, "frozen", 1, via=survivor), 60, "the old leader rejoined as follower")
+    producer.stopping.set()
+    producer.join(30)
+    with cluster.client(survivor) as http:
+        history.check(consume_all(http, "frozen", 1))
+
+
+def test_full_restart_keeps_metadata_and_data(cluster: LocalCluster) -> None:
+    create_topic(cluster, "durable", partitions=2)
+    with cluster.client(1) as http:
+        for p in range(2):
+            body = {"partition": p, "records": [{"value": f"{p}-{i}"} for i in range(20)]}
+            assert http.post("/v1/topics/durable/records", json=body).status_code == 200
+        before_members = http.get("/v1/cluster/members").json()
+        before = consume_all(http, "durable", 2)
+    for broker in cluster.brokers:
+        broker.kill()
+    cluster.start()
+    with cluster.client(2) as http:
+        assert [m["brokerId"] for m in http.get("/v1/cluster/members").json()] == \
+            [m["brokerId"] for m in before_members]
+        wait_until(lambda: all(cluster.leader_of("durable", p) is not None for p in range(2)), 30, "leaders")
+        assert consume_all(http, "durable", 2) == before
+
+
+def test_acks_all_needs_min_insync_replicas(cluster: LocalCluster) -> None:
+    with cluster.client() as http:
+        body = {"name": "strict", "partitions": 1, "replicationFactor": 3, "config": {"minInsyncReplicas": 3}}
+        assert http.post("/v1/topics", json=body).status_code == 201
+    leader = cluster.leader_of("strict", 0)
+    assert leader is not None
+    follower = next(i for i in range(3) if i != leader)
+    cluster.brokers[follower].kill()
+    with httpx.Client(base_url=cluster.url(leader), timeout=60) as http:
+        # The ISR shrinks to two once the dead follower stops fetching: acks=all is refused, acks=1 still works.
+        wait_until(lambda: http.post("/v1/topics/strict/records", json={"records": [{"value": "x"}]})
+                   .json().get("error", {}).get("code") == "NOT_ENOUGH_REPLICAS", 60, "NOT_ENOUGH_REPLICAS")
+        one = http.post("/v1/topics/strict/records", json={"acks": "1", "records": [{"value": "y"}]})
+        assert one.status_code == 200, one.text
