@@ -31,6 +31,8 @@ proto:
 lint:
 	ruff check .
 	mypy broker/goqueue
+	mypy harness/goqueue_harness
+	MYPYPATH=tests/harness mypy --strict tests/harness
 	lint-imports
 
 test: install binaries lint
@@ -39,11 +41,13 @@ test: install binaries lint
 test-unit:
 	$(PYTHON) -m pytest -m unit
 
-test-integration:
+test-integration: binaries
 	$(PYTHON) -m pytest -m integration
 
+# Until the operator manages the brokers, `demo` applies a 3-broker StatefulSet directly (docs/CONTROL_PLANE.md).
 up: install binaries
 	PYTHONPATH=harness $(PYTHON) -m goqueue_harness up
+	PYTHONPATH=harness $(PYTHON) -m goqueue_harness demo
 
 down:
 	PYTHONPATH=harness $(PYTHON) -m goqueue_harness down
