@@ -1,9 +1,11 @@
-"""Every runbook command that names goqueue-cli or goqueue-admin, run as written against a real broker.
+"""Every runbook command that names goqueue-cli or goqueue-admin, run as written against a real 3-broker cluster.
 
 The commands are read from the runbook itself (so a new or edited command is tested without touching this file):
 bash blocks, backslash continuations joined, the `kubectl exec -n goqueue goqueue-N --` prefix stripped (here the
 CLI runs beside the broker, which is what `kubectl exec` into the pod does), and placeholders such as
-`<group-name>` filled with real names. Pipes and redirections run through bash, as on the pod.
+`<group-name>` filled with real names. Pipes and redirections run through bash, as on the pod. Three brokers,
+because the runbook's cluster has three (`topic create --replication-factor 3` needs them); the commands talk to
+broker 0, as `kubectl exec … goqueue-0` does.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from broker_process import BrokerProcess
+from cluster_process import LocalCluster
 
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import TopicNotFound
@@ -64,6 +67,17 @@ def test_the_runbook_names_the_commands_this_suite_must_cover() -> None:
         assert expected in names, f"{expected!r} is not in the runbook any more: {sorted(names)}"
 
 
+@pytest.fixture(scope="module")
+def goqueue_0(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of broker 0 of a running three-broker cluster."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("runbook-cluster")).start()
+    try:
+        yield cluster.url(0)
+    finally:
+        codes = cluster.stop()
+        assert codes == [0, 0, 0], codes
+
+
 def _prepare(client: GoQueueClient, command: str) -> None:
     """The state an operator would have when running the command: the topic exists (or not, for create) and
     the group has consumed from it."""
@@ -77,7 +91,7 @@ def _prepare(client: GoQueueClient, command: str) -> None:
             client.delete_topic(TOPIC)
         return
     if not exists:
-        client.create_topic(TopicCreate(name=TOPIC, partitions=8))
+        client.create_topic(TopicCreate(name=TOPIC, partitions=8, replication_factor=3))
         client.produce(TOPIC, [ProduceRecord(key=str(n), value=f"m{n}") for n in range(20)])
     response = client.consume(GROUP, ConsumeRequest(consumer_id="runbook", topic=TOPIC, max_records=5,
                                                     start_from="earliest"))
@@ -86,13 +100,13 @@ def _prepare(client: GoQueueClient, command: str) -> None:
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_runbook_command_as_written(module_broker: BrokerProcess, tmp_path: Path, command: str) -> None:
-    with GoQueueClient(module_broker.url) as client:
+def test_runbook_command_as_written(goqueue_0: str, tmp_path: Path, command: str) -> None:
+    with GoQueueClient(goqueue_0) as client:
         _prepare(client, command)
         if "reset-offset" in command:  # "use with caution": the operator stopped the group's consumers first
             client.delete_group(GROUP, force=True)
             client.declare_group(GROUP, GroupSpec(topics=[TOPIC]))
-    env = {**os.environ, "GOQUEUE_SERVER": module_broker.url}
+    env = {**os.environ, "GOQUEUE_SERVER": goqueue_0}
     result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=60, check=False)
     assert result.returncode == 0, f"{command}\nstdout: {result.stdout}\nstderr: {result.stderr}"
@@ -101,6 +115,6 @@ def test_runbook_command_as_written(module_broker: BrokerProcess, tmp_path: Path
         backup = MetadataBackup.model_validate_json((tmp_path / "metadata-backup.json").read_text())
         assert GROUP in {g.name for g in backup.groups}
     if "consumer pause --all" in command:
-        with GoQueueClient(module_broker.url) as client:
+        with GoQueueClient(goqueue_0) as client:
             assert client.describe_group(GROUP).state.value == "Paused"
             client.resume()
