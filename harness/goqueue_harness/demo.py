@@ -25,7 +25,7 @@ HEADLESS = "goqueue-headless"
 def broker_manifests(replicas: int, *, raft: bool, password: str = "local-demo-password") -> tuple[JSON, JSON]:
     """(headless Service, StatefulSet); ``raft`` makes the brokers one Raft cluster."""
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": HEADLESS}, "spec": {
-        "clusterIP": "None", "publishNotReadyAddresses": True, "selector": {"app": "goqueue"},
+        "clusterIP": "None", "publishNotReadyAddresses": True, "selector": {"app.kubernetes.io/name": "goqueue"},
         "ports": [{"name": "http", "port": 8080}, {"name": "grpc", "port": 9000}, {"name": "raft", "port": 7000}]}}
     env: list[JSON] = [
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
@@ -41,8 +41,8 @@ def broker_manifests(replicas: int, *, raft: bool, password: str = "local-demo-p
     statefulset = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "goqueue"}, "spec": {
         # A Raft quorum needs several brokers before any is ready: OrderedReady would deadlock.
         "podManagementPolicy": "Parallel" if raft else "OrderedReady",
-        "serviceName": HEADLESS, "replicas": replicas, "selector": {"matchLabels": {"app": "goqueue"}},
-        "template": {"metadata": {"labels": {"app": "goqueue"}}, "spec": {
+        "serviceName": HEADLESS, "replicas": replicas, "selector": {"matchLabels": {"app.kubernetes.io/name": "goqueue"}},
+        "template": {"metadata": {"labels": {"app.kubernetes.io/name": "goqueue"}}, "spec": {
             "terminationGracePeriodSeconds": 10,
             "containers": [{
                 "name": "broker", "image": "goqueue:dev", "command": ["goqueue-broker"], "env": env,
