@@ -765,11 +765,35 @@ class Broker:
             except (OSError, batches.InvalidBatch) as exc:
                 log.error("maintenance.failed", extra={"topic": topic, "partition": index, "error": str(exc)})
 
+    def _cluster_gauges(self) -> Iterable[Metric]:
+        """Replication health. Each leader counts its own under-replicated partitions (sum over brokers for the
+        cluster); offline partitions are counted by the metadata leader only, so the sum is the cluster's."""
+        raft = self.cluster.raft
+        is_metadata_leader = raft is not None and raft.is_leader()
+        leader = gauge("goqueue_raft_leader", "1 on the broker that leads the metadata Raft group (the controller).")
+        leader.add_metric([], 1.0 if is_metadata_leader else 0.0)
+        under = gauge("goqueue_under_replicated_partitions",
+                      "Partitions led here whose ISR is smaller than their replica set.")
+        under.add_metric([], sum(1 for p in self.partitions.values() if p.is_leader and len(p.isr) < len(p.replicas)))
+        offline = gauge("goqueue_offline_partitions",
+                        "Partitions without a leader (reported by the metadata leader) or corrupt here.")
+        leaderless = 0
+        if is_metadata_leader:
+            leaderless = sum(1 for t in self.cluster.state["topics"].values()
+                             for p in t["partition_state"].values() if p["leader"] is None)
+        offline.add_metric([], leaderless + len(self.offline))
+        isr = gauge("goqueue_partition_isr_size", "In-sync replicas of partitions led here.", ["topic", "partition"])
+        for (topic, index), partition in list(self.partitions.items()):
+            if partition.is_leader:
+                isr.add_metric([topic, str(index)], len(partition.isr))
+        alive = gauge("goqueue_cluster_brokers_alive", "Brokers this broker sees connected to the metadata quorum.")
+        alive.add_metric([], len(self.cluster.alive_brokers()) if raft is not None else 0)
+        return [leader, under, offline, isr, alive]
+
     def _collect_gauges(self) -> Iterable[Metric]:
         partitions = gauge("goqueue_partitions", "Partitions held by this broker.")
         partitions.add_metric([], len(self.partitions))
-        offline = gauge("goqueue_offline_partitions", "Partitions that cannot serve (corrupt or no leader).")
-        offline.add_metric([], len(self.offline))
+        yield from self._cluster_gauges()
         labels = ["topic", "partition"]
         segments = gauge("goqueue_log_segments", "Segments per partition log.", labels)
         size = gauge("goqueue_log_size_bytes", "Bytes on disk per partition log.", labels)
@@ -784,7 +808,7 @@ class Broker:
             end.add_metric(values, plog.log_end_offset)
             start.add_metric(values, plog.log_start_offset)
             hwm.add_metric(values, plog.high_watermark)
-        yield from (partitions, offline, segments, size, end, start, hwm)
+        yield from (partitions, segments, size, end, start, hwm)
         disk = gauge("goqueue_disk_usage_percent", "Used space of the data volume, percent.")
         total = gauge("goqueue_disk_total_bytes", "Size of the data volume.")
         free = gauge("goqueue_disk_free_bytes", "Free space on the data volume.")

@@ -21,12 +21,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from goqueue.config import Settings
-from goqueue.errors import FencedLeaderEpoch, GoQueueError, NotLeader
+from goqueue.errors import BrokerNotFound, FencedLeaderEpoch, GoQueueError, NotLeader
 from goqueue.partition import Partition, Role
 from goqueue.replication import isr as isr_rules
-from goqueue.replication.controller import controlled_shutdown_plan, plan_leadership
+from goqueue.replication.controller import controlled_shutdown_plan, drain_plan, plan_leadership, rebalance_plan
 from goqueue.replication.epochs import UNDEFINED
-from goqueue.replication.metadata import Command, MetadataConflict, State
+from goqueue.replication.metadata import Command, MetadataConflict, State, restart_would_break
 from goqueue.replication.peers import PeerClient, ReplicaFetchRequest
 from goqueue.replication.raft import RaftMetadata
 from goqueue.storage.batch import BatchHeader, iter_headers
@@ -208,15 +208,76 @@ class Cluster:
         for command in controlled_shutdown_plan(self.state, self.broker_id, alive):
             await self._propose_quietly(command)
 
-    async def transfer_leadership(self, target: int | None = None) -> int:
-        """Move leadership of every partition this broker leads (operator's leadership transfer); returns how many."""
+    # -- the operator's admin questions (any broker answers for the whole cluster) ---------------------------------
+
+    def _min_insync(self) -> dict[str, int]:
+        default = self.settings.replication.min_insync_replicas
+        return {name: min(t["config"].get("minInsyncReplicas") or default, t["replication_factor"])
+                for name, t in self.state["topics"].items()}
+
+    def pre_restart_check(self, broker_id: int) -> list[str]:
+        """Why restarting `broker_id` now would drop a partition below min.insync.replicas or lose the metadata
+        quorum (empty: safe)."""
+        self._check_known(broker_id)
         alive = self.alive_brokers()
-        plan = controlled_shutdown_plan(self.state, self.broker_id, alive)
-        if target is not None:
-            plan = [{**c, "leader": target, "isr": c["isr"]} for c in plan if target in c["isr"]]
+        return restart_would_break(self.state, broker_id, self._min_insync(), quorum_alive=len(alive),
+                                   quorum_size=max(len(self.state["brokers"]), len(self.partner_addresses) + 1))
+
+    def caught_up(self, broker_id: int) -> list[str]:
+        """Why `broker_id` is not yet fully back (empty: it is in the quorum and in every ISR it belongs to)."""
+        self._check_known(broker_id)
+        reasons = [] if broker_id in self.alive_brokers() else [f"broker {broker_id} is not connected to the quorum"]
+        for name, topic in sorted(self.state["topics"].items()):
+            for index, partition in sorted(topic["partition_state"].items()):
+                if broker_id in partition["replicas"] and broker_id not in partition["isr"]:
+                    reasons.append(f"{name}/{index}: not in ISR {partition['isr']}")
+        return reasons
+
+    def held(self, broker_id: int) -> tuple[int, int]:
+        """(replicas, leaderships) `broker_id` holds."""
+        replicas = leaders = 0
+        for topic in self.state["topics"].values():
+            for partition in topic["partition_state"].values():
+                replicas += broker_id in partition["replicas"]
+                leaders += partition["leader"] == broker_id
+        return replicas, leaders
+
+    async def transfer_leadership(self, broker_id: int) -> list[str]:
+        """Move every partition leadership off `broker_id` to a live in-sync replica; returns what could not move.
+
+        Metadata (Raft) leadership is not transferable with PySyncObj: it moves by election when the broker
+        restarts, which is why the operator restarts the metadata leader last.
+        """
+        self._check_known(broker_id)
+        for command in controlled_shutdown_plan(self.state, broker_id, self.alive_brokers()):
+            await self._propose_quietly(command)
+        return [f"{name}/{index}: no other live in-sync replica"
+                for name, topic in sorted(self.state["topics"].items())
+                for index, partition in sorted(topic["partition_state"].items()) if partition["leader"] == broker_id]
+
+    async def drain(self, broker_id: int) -> tuple[int, list[str]]:
+        """Move leadership, then every replica, off `broker_id`; returns the replicas it still holds and why."""
+        await self.transfer_leadership(broker_id)
+        alive = self.alive_brokers()
+        for command in drain_plan(self.state, broker_id, alive):
+            await self._propose_quietly(command)
+        stuck = [f"{name}/{index}: every other live broker already holds a replica "
+                 f"(replication factor {topic['replication_factor']}, {len(alive - {broker_id})} other live brokers)"
+                 for name, topic in sorted(self.state["topics"].items())
+                 for index, partition in sorted(topic["partition_state"].items())
+                 if broker_id in partition["replicas"] and set(alive) - {broker_id} <= set(partition["replicas"])]
+        return self.held(broker_id)[0], stuck
+
+    async def rebalance(self) -> int:
+        plan = rebalance_plan(self.state)
         for command in plan:
             await self._propose_quietly(command)
         return len(plan)
+
+    def _check_known(self, broker_id: int) -> None:
+        if broker_id not in self.state["brokers"]:
+            raise BrokerNotFound(f"broker {broker_id} is not a member of this cluster "
+                                 f"(members: {sorted(self.state['brokers'])})")
 
     # -- ISR upkeep (partition leaders) ----------------------------------------------------------------------------
 

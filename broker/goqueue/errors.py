@@ -146,6 +146,12 @@ class LeaseNotFound(NotFound):
     code = "LEASE_NOT_FOUND"
 
 
+class BrokerNotFound(NotFound):
+    """No broker with this id is a member of the cluster."""
+
+    code = "BROKER_NOT_FOUND"
+
+
 class OffsetOutOfRange(GoQueueError):
     """The requested offset is before the log start offset or after the log end offset."""
 

@@ -154,3 +154,45 @@ def test_acks_all_needs_min_insync_replicas(cluster: LocalCluster) -> None:
                    .json().get("error", {}).get("code") == "NOT_ENOUGH_REPLICAS", 60, "NOT_ENOUGH_REPLICAS")
         one = http.post("/v1/topics/strict/records", json={"acks": "1", "records": [{"value": "y"}]})
         assert one.status_code == 200, one.text
+
+
+def test_operator_admin_api(cluster: LocalCluster) -> None:
+    create_topic(cluster, "admin", partitions=3)
+    admin = "/v1/admin/cluster"
+    with cluster.client(0) as http:
+        wait_until(lambda: in_sync(cluster, "admin", 3), 30, "full ISRs")
+        wait_until(lambda: http.get(f"{admin}/brokers/1/pre-restart-check").json() == {
+            "brokerId": 1, "safe": True, "reasons": []}, 30, "a healthy cluster is safe to restart")
+        assert http.get(f"{admin}/brokers/1/caught-up").json()["caughtUp"] is True
+        missing = http.get(f"{admin}/brokers/7/caught-up")
+        assert (missing.status_code, missing.json()["error"]["code"]) == (404, "BROKER_NOT_FOUND")
+
+        # Leadership transfer: broker 1 leads nothing afterwards, and the partitions stay online.
+        moved = http.post(f"{admin}/brokers/1/transfer-leadership").json()
+        assert moved["done"] is True
+        wait_until(lambda: http.get(f"{admin}/brokers/1/replicas").json()["leaders"] == 0, 10, "no leaderships")
+
+        # With broker 2 down, ISRs are {0,1}: restarting 1 would leave one in-sync replica (< min.insync 2).
+        cluster.brokers[2].kill()
+        wait_until(lambda: not http.get(f"{admin}/brokers/1/pre-restart-check").json()["safe"], 30, "unsafe")
+        reasons = http.get(f"{admin}/brokers/1/pre-restart-check").json()["reasons"]
+        assert any("min.insync.replicas" in r for r in reasons) or any("quorum" in r for r in reasons)
+        assert http.get(f"{admin}/brokers/2/caught-up").json()["caughtUp"] is False
+        cluster.restart(2)
+        wait_until(lambda: http.get(f"{admin}/brokers/2/caught-up").json()["caughtUp"], 60, "broker 2 caught up")
+
+    # Drain broker 2: replicas of a replication-factor-2 topic move to the broker without a copy; those of
+    # replication-factor-3 topics cannot move anywhere in a 3-broker cluster, and the answer says so.
+    with cluster.client(0) as http:
+        body = {"name": "movable", "partitions": 3, "replicationFactor": 2}
+        assert http.post("/v1/topics", json=body).status_code == 201
+        http.post("/v1/topics/movable/records", json={"records": [{"value": f"m{i}"} for i in range(30)]})
+        wait_until(lambda: all(2 not in cluster.partition("movable", p, 0)["replicas"] for p in range(3))
+                   if http.post(f"{admin}/brokers/2/drain").status_code == 200 else False, 60, "movable drained")
+        answer = http.post(f"{admin}/brokers/2/drain").json()
+        assert answer["done"] is False
+        assert any("admin/0: every other live broker already holds a replica" in r for r in answer["reasons"])
+        wait_until(lambda: all(len(cluster.partition("movable", p, 0)["isr"]) == 2 for p in range(3)), 60,
+                   "new replicas in sync")
+        values = sorted(v for records in consume_all(http, "movable", 3).values() for _, v in records)
+        assert values == sorted(f"m{i}" for i in range(30))

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from goqueue.replication.metadata import Command, State, choose_new_leader
+from goqueue.replication.metadata import Command, State, assign_replicas, choose_new_leader
 
 
 def plan_leadership(state: State, alive: set[int], alive_since: Mapping[int, float], now_s: float,
@@ -66,4 +66,47 @@ def controlled_shutdown_plan(state: State, broker_id: int, alive: set[int]) -> l
                 continue  # nowhere to go: the partition stays here until the broker stops, then goes offline
             commands.append({"op": "elect_leader", "topic": name, "partition": int(index),
                              "expected_epoch": partition["leader_epoch"], "leader": others[0], "isr": others})
+    return commands
+
+
+def drain_plan(state: State, broker_id: int, alive: set[int]) -> list[Command]:
+    """Replace `broker_id` in every replica list by the live broker holding the fewest replicas (leaders first
+    move away through `controlled_shutdown_plan`)."""
+    load: dict[int, int] = {b: 0 for b in alive if b != broker_id}
+    for topic in state["topics"].values():
+        for partition in topic["partition_state"].values():
+            for replica in partition["replicas"]:
+                if replica in load:
+                    load[replica] += 1
+    commands: list[Command] = []
+    for name, topic in state["topics"].items():
+        for index, partition in topic["partition_state"].items():
+            if broker_id not in partition["replicas"] or partition["leader"] == broker_id:
+                continue
+            candidates = sorted((n, b) for b, n in load.items() if b not in partition["replicas"])
+            if not candidates:
+                continue
+            target = candidates[0][1]
+            load[target] += 1
+            replicas = [target if r == broker_id else r for r in partition["replicas"]]
+            commands.append({"op": "reassign", "topic": name, "partition": int(index), "replicas": replicas,
+                             "expected_version": partition["version"]})
+    return commands
+
+
+def rebalance_plan(state: State) -> list[Command]:
+    """Reassign every partition whose replicas differ from a fresh spread over all registered brokers."""
+    commands: list[Command] = []
+    for name, topic in state["topics"].items():
+        count = topic["partitions"]
+        target = assign_replicas(state["brokers"], range(count), topic["replication_factor"])
+        for index, partition in topic["partition_state"].items():
+            wanted = target[int(index)]
+            if sorted(wanted) == sorted(partition["replicas"]):
+                continue
+            leader = partition["leader"]
+            if leader is not None and leader not in wanted:
+                wanted = [leader, *[b for b in wanted if b != leader]][:len(wanted)]
+            commands.append({"op": "reassign", "topic": name, "partition": int(index), "replicas": wanted,
+                             "expected_version": partition["version"]})
     return commands

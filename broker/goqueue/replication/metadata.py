@@ -144,7 +144,13 @@ def _change_isr(state: State, cmd: Command) -> dict[str, Any]:
 
 
 def _reassign(state: State, cmd: Command) -> dict[str, Any]:
+    """New replica list (drain, rebalance): replicas leaving drop out of the ISR at once, new ones join it once
+    caught up; the leader must stay among the replicas. CAS on the partition version."""
     partition = _partition(state, cmd["topic"], cmd["partition"])
+    if partition["version"] != cmd["expected_version"]:
+        raise MetadataConflict(f"{cmd['topic']}/{cmd['partition']} changed (version {partition['version']})")
+    if partition["leader"] is not None and partition["leader"] not in cmd["replicas"]:
+        raise MetadataConflict("move leadership off a replica before reassigning it away")
     partition["replicas"] = list(cmd["replicas"])
     partition["isr"] = [b for b in partition["isr"] if b in cmd["replicas"]] or [cmd["replicas"][0]]
     partition["version"] += 1

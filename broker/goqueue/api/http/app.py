@@ -8,7 +8,17 @@ from fastapi import FastAPI
 
 from goqueue import __version__
 from goqueue.api.http.errors import install_error_handlers
-from goqueue.api.http.routes import admin, admin_consumers, cluster, groups, health, records, replica, topics
+from goqueue.api.http.routes import (
+    admin,
+    admin_consumers,
+    cluster,
+    cluster_admin,
+    groups,
+    health,
+    records,
+    replica,
+    topics,
+)
 from goqueue.broker import Broker, forwarded_request
 from goqueue.consumers.coordinator import GroupCoordinator
 from goqueue.replication.peers import FORWARDED_HEADER
@@ -42,7 +52,7 @@ def create_app(broker: Broker, coordinator: GroupCoordinator | None = None) -> F
     app.state.broker = broker
     app.state.coordinator = coordinator  # None: the group routes answer NOT_READY
     install_error_handlers(app)
-    for module in (health, topics, records, admin, groups, admin_consumers, cluster, replica):
+    for module in (health, topics, records, admin, groups, admin_consumers, cluster, cluster_admin, replica):
         app.include_router(module.router)
     app.add_middleware(MarkForwarded)
     return app
