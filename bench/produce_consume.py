@@ -145,11 +145,14 @@ def _grpc_worker(target: str, partition: int, batch: int, seconds: float, binary
     return asyncio.run(run())
 
 
-def closed_loop(worker: Callable[..., tuple[int, list[float]]], clients: int, target: str, batch: int,
+def closed_loop(worker: Callable[..., tuple[int, list[float]]], clients: int, target: str | list[str], batch: int,
                 seconds: float, *extra: object) -> tuple[float, float]:
-    """Records/s over all clients (each on partition i % 4), and the closed loop's p99 latency in seconds."""
+    """Records/s over all clients (client i on partition i % 4, through target i when given a list per partition),
+    and the closed loop's p99 latency in seconds."""
+    targets = [target] if isinstance(target, str) else target
     with mp.get_context("spawn").Pool(clients) as pool:
-        results = pool.starmap(worker, [(target, i % 4, batch, seconds, *extra) for i in range(clients)])
+        results = pool.starmap(worker, [(targets[i % len(targets)], i % 4, batch, seconds, *extra)
+                                        for i in range(clients)])
     total = sum(r[0] for r in results)
     latencies = sorted(x for r in results for x in r[1])
     return total / seconds, latencies[int(len(latencies) * 0.99)] if latencies else 0.0
