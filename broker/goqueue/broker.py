@@ -225,7 +225,17 @@ class Broker:
                     wanted[(name, int(index))] = (topics[name], partition_state)
         to_open = [key for key in wanted if key not in self.partitions and key not in self.offline]
         if to_open:
-            await asyncio.to_thread(self._open_partitions, [(wanted[k][0], k[1]) for k in to_open])
+            quarantined = await asyncio.to_thread(self._open_partitions, [(wanted[k][0], k[1]) for k in to_open])
+            for topic, index in quarantined:
+                try:
+                    await self.cluster.propose({"op": "leave_isr", "topic": topic, "partition": index,
+                                                "broker": self.broker_id})
+                except MetadataConflict as exc:  # the only in-sync copy: never serve an empty log in its place
+                    await self._restore_quarantined(topic, index, str(exc))
+                    del wanted[(topic, index)]
+                    continue
+                state = self.cluster.state  # the leave may have moved leadership: adopt the new state below
+                wanted[(topic, index)] = (wanted[(topic, index)][0], state["topics"][topic]["partition_state"][index])
         now = time.monotonic()
         for key, (_, partition_state) in wanted.items():
             partition = self.partitions.get(key)
@@ -237,21 +247,43 @@ class Broker:
             await self._drop_partition(key)
         self.cluster.ensure_fetchers()
 
-    def _open_partitions(self, items: list[tuple[TopicMeta, int]]) -> None:
-        """Worker thread: open (and recover) logs; a corrupt one is kept offline, untouched."""
+    def _open_partitions(self, items: list[tuple[TopicMeta, int]]) -> list[tuple[str, int]]:
+        """Worker thread: open (and recover) logs. A corrupt replica of a replicated partition is quarantined
+        (renamed aside, never deleted) and re-fetched from the leader; returns those, whose brokers must leave the
+        ISR. Without another replica it stays offline, untouched, for an operator to decide."""
+        quarantined: list[tuple[str, int]] = []
         for meta, index in items:
+            directory = self._partition_dir(meta.name, index)
             try:
-                partition_log = PartitionLog.open(self._partition_dir(meta.name, index), self._log_config(meta),
-                                                  self.clock)
+                partition_log = PartitionLog.open(directory, self._log_config(meta), self.clock)
             except CorruptSegment as exc:
-                log.error("partition.offline", extra={"topic": meta.name, "partition": index, "reason": str(exc)})
-                self.offline[(meta.name, index)] = str(exc)
-                continue
+                if meta.replication_factor < 2:
+                    log.error("partition.offline", extra={"topic": meta.name, "partition": index, "reason": str(exc)})
+                    self.offline[(meta.name, index)] = str(exc)
+                    continue
+                aside = directory.with_name(f"{directory.name}.corrupt-{int(self.clock())}")
+                directory.rename(aside)
+                log.error("partition.quarantined", extra={
+                    "topic": meta.name, "partition": index, "reason": str(exc), "moved_to": str(aside)})
+                partition_log = PartitionLog.open(directory, self._log_config(meta), self.clock)
+                quarantined.append((meta.name, index))
             for cut in partition_log.recovery_cuts:
                 self.metrics.recovery_truncated_bytes.inc(cut.bytes_cut)
             partition = Partition(meta.name, index, partition_log, self.broker_id)
             self.partitions[(meta.name, index)] = partition
             self._by_log[partition_log] = partition
+        return quarantined
+
+    async def _restore_quarantined(self, topic: str, index: int, reason: str) -> None:
+        partition = self.partitions.pop((topic, index))
+        self._by_log.pop(partition.log, None)
+        await asyncio.to_thread(partition.log.delete_files)
+        directory = self._partition_dir(topic, index)
+        aside = max(directory.parent.glob(f"{directory.name}.corrupt-*"))
+        aside.rename(directory)
+        problem = f"corrupt, and no other in-sync replica to repair from ({reason})"
+        self.offline[(topic, index)] = problem
+        log.error("partition.offline", extra={"topic": topic, "partition": index, "reason": problem})
 
     async def _drop_partition(self, key: tuple[str, int]) -> None:
         """The topic was deleted or the replica moved away: delete the local copy."""

@@ -116,6 +116,7 @@ def consume_all(http: httpx.Client, topic: str, partitions: int) -> dict[int, li
         while True:
             body = http.get(f"/v1/topics/{topic}/partitions/{partition}/records",
                             params={"offset": offset, "maxRecords": 5000}).json()
+            assert "records" in body, f"{topic}/{partition} at offset {offset}: {body}"
             records.extend((r["offset"], r["value"]) for r in body["records"])
             if body["nextOffset"] >= body["highWatermark"]:
                 break

@@ -196,3 +196,32 @@ def test_operator_admin_api(cluster: LocalCluster) -> None:
                    "new replicas in sync")
         values = sorted(v for records in consume_all(http, "movable", 3).values() for _, v in records)
         assert values == sorted(f"m{i}" for i in range(30))
+
+
+def test_corrupt_replica_is_quarantined_and_repaired_from_the_leader(cluster: LocalCluster) -> None:
+    with cluster.client() as http:
+        body = {"name": "bitrot", "partitions": 1, "replicationFactor": 3, "config": {"segmentBytes": 4096}}
+        assert http.post("/v1/topics", json=body).status_code == 201
+        for i in range(20):  # several segments, so the damage is not in the tail
+            assert http.post("/v1/topics/bitrot/records", json={"records": [{"value": f"{i}-{'x' * 400}"}]}
+                             ).status_code == 200
+    leader = cluster.leader_of("bitrot", 0)
+    victim = next(i for i in range(3) if i != leader)
+    wait_until(lambda: in_sync(cluster, "bitrot", 1), 30, "full ISR")
+    cluster.brokers[victim].stop()
+    log_dir = cluster.brokers[victim].data_dir / "bitrot-0"
+    first = sorted(log_dir.glob("*.log"))[0]
+    data = bytearray(first.read_bytes())
+    data[100] ^= 0xFF  # flip a byte inside the first batch of the first (sealed) segment
+    first.write_bytes(bytes(data))
+    (log_dir / "recovery-point").unlink()  # make recovery validate every segment, as after an unclean stop
+    cluster.restart(victim)
+    assert list(log_dir.parent.glob("bitrot-0.corrupt-*")), "the damaged copy is kept aside, not deleted"
+    survivor = leader if leader is not None else 0
+    wait_until(lambda: in_sync(cluster, "bitrot", 1, via=survivor), 60, "the repaired replica back in sync")
+    # The repaired replica has every record again: make it the leader and read through it.
+    cluster.brokers[survivor].stop()
+    wait_until(lambda: cluster.leader_of("bitrot", 0, victim) not in (None, survivor), 30, "a new leader")
+    with cluster.client(victim) as http:
+        values = [v for _, v in consume_all(http, "bitrot", 1)[0]]
+    assert values == [f"{i}-{'x' * 400}" for i in range(20)]

@@ -143,6 +143,24 @@ def _change_isr(state: State, cmd: Command) -> dict[str, Any]:
     return partition
 
 
+def _leave_isr(state: State, cmd: Command) -> dict[str, Any]:
+    """A replica whose local copy was lost or quarantined (corruption) takes itself out of the ISR, so it can never
+    be elected with incomplete data; leading, it hands leadership to another in-sync replica first."""
+    partition = _partition(state, cmd["topic"], cmd["partition"])
+    broker = cmd["broker"]
+    if broker not in partition["isr"]:
+        return partition
+    others = [b for b in partition["isr"] if b != broker]
+    if not others:
+        raise MetadataConflict(f"broker {broker} is the only in-sync replica of {cmd['topic']}/{cmd['partition']}")
+    if partition["leader"] == broker:
+        partition["leader"] = others[0]
+        partition["leader_epoch"] += 1
+    partition["isr"] = others
+    partition["version"] += 1
+    return partition
+
+
 def _reassign(state: State, cmd: Command) -> dict[str, Any]:
     """New replica list (drain, rebalance): replicas leaving drop out of the ISR at once, new ones join it once
     caught up; the leader must stay among the replicas. CAS on the partition version."""
@@ -187,6 +205,7 @@ _HANDLERS = {
     "elect_leader": _elect_leader,
     "change_isr": _change_isr,
     "reassign": _reassign,
+    "leave_isr": _leave_isr,
     "set_group": _set_group,
     "set_paused_all": _set_paused_all,
     "restore": _restore,

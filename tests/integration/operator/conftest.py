@@ -1,10 +1,10 @@
 """Fixtures for the operator's integration tests against the harness's real control plane.
 
-* the harness's pytest plugin (control plane, kubectl, kubelet, `kube_namespace`) is registered here when the
-  suite did not register it already;
+* the harness's pytest plugin (control plane, kubectl, kubelet, `kube_namespace`) comes from the suite's addopts;
 * `goqueue_crds` installs crds/ with server-side apply and waits until the API serves them;
-* `operator` (in operator_process.py) runs `goqueue-operator` as a subprocess under its own least-privilege
-  ServiceAccount and fails the test when its log holds a traceback.
+* `operator` runs `goqueue-operator` as a subprocess (one per session) under its own least-privilege
+  ServiceAccount, and fails each test whose part of the operator log holds a traceback or a 403;
+* `goqueue_cluster` is a 3-broker GoQueueCluster brought up Ready by the operator, shared by a module.
 """
 
 from __future__ import annotations
@@ -15,19 +15,13 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
+from operator_process import OperatorProcess, install_operator_rbac, problems_in_log, service_account_kubeconfig
 
-import goqueue_harness.pytest_plugin as harness_plugin
-from goqueue_harness.pytest_plugin import NAMESPACE_DELETE_TIMEOUT_S, Kubectl
+from goqueue_harness.pytest_plugin import NAMESPACE_DELETE_TIMEOUT_S, Kubectl, KubeletHandle
 from goqueue_harness.waiting import wait_until
 
-HARNESS_PLUGIN = "goqueue_harness.pytest_plugin"
 REPO = Path(__file__).resolve().parents[3]
 CRD_DIR = REPO / "crds"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if not config.pluginmanager.has_plugin(HARNESS_PLUGIN):
-        config.pluginmanager.register(harness_plugin, HARNESS_PLUGIN)
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +40,13 @@ def module_namespace(request: pytest.FixtureRequest, kube_api: k8s.ApiClient) ->
     core = k8s.CoreV1Api(kube_api)
     name = f"t-{request.module.__name__.removeprefix('test_').replace('_', '-')[:40]}-{secrets.token_hex(3)}"
     core.create_namespace({"metadata": {"name": name, "labels": {"goqueue.dev/test": "true"}}})
+    wait_until(lambda: "default" in [sa.metadata.name for sa in core.list_namespaced_service_account(name).items],
+               30, message=f"default ServiceAccount in {name}")
     yield name
+    delete_namespace(core, name)
+
+
+def delete_namespace(core: k8s.CoreV1Api, name: str) -> None:
     core.delete_namespace(name)
 
     def gone() -> bool:
@@ -59,3 +59,25 @@ def module_namespace(request: pytest.FixtureRequest, kube_api: k8s.ApiClient) ->
         return False
 
     wait_until(gone, NAMESPACE_DELETE_TIMEOUT_S, message=f"namespace {name} to finish deleting")
+
+
+@pytest.fixture(scope="session")
+def operator_session(kubectl: Kubectl, kubeconfig: Path, goqueue_crds: list[str], kubelet: KubeletHandle,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """One goqueue-operator for the session, cluster-wide, as its ServiceAccount."""
+    install_operator_rbac(kubectl)
+    workdir = tmp_path_factory.mktemp("operator")
+    config = service_account_kubeconfig(kubectl, kubeconfig, workdir / "kubeconfig")
+    process = OperatorProcess(config, workdir / "operator.log").start()
+    yield process
+    code = process.stop()
+    assert code == 0, f"goqueue-operator exited with {code} on SIGTERM:\n{process.tail()}"
+
+
+@pytest.fixture
+def operator(operator_session: OperatorProcess) -> Iterator[OperatorProcess]:
+    """The session's operator; the test fails if its log gains a traceback or a 403 meanwhile."""
+    offset = operator_session.log_size()
+    yield operator_session
+    problems = problems_in_log(operator_session.log_text(offset))
+    assert not problems, "the operator logged unexpected errors:\n" + "\n".join(problems[:20])

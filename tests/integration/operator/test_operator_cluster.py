@@ -1,0 +1,100 @@
+"""A GoQueueCluster on the real control plane: the operator creates its children, the process-kubelet runs the
+brokers, they form a cluster and become Ready; children drift back; status and Events tell what happened."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+from kubernetes import client as k8s
+from operator_kube import apply, cluster_manifest, event_reasons, get, is_true, wait_condition
+from operator_process import OperatorProcess
+
+from goqueue.client.http import GoQueueClient
+from goqueue_harness.pytest_plugin import Kubectl
+from goqueue_harness.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+BRING_UP_S = 180
+
+
+def test_three_brokers_come_up_ready_with_every_child(
+    operator: OperatorProcess, kubectl: Kubectl, kube_api: k8s.ApiClient, kube_namespace: str,
+) -> None:
+    ns = kube_namespace
+    apply(kubectl, ns, cluster_manifest())
+    cluster = wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", BRING_UP_S)
+    status = cluster["status"]
+    assert status["readyReplicas"] == 3
+    assert status["replicas"] == 3
+    assert status["phase"] == "Running"
+    assert status["observedGeneration"] == cluster["metadata"]["generation"]
+    assert status["selector"] == ("app.kubernetes.io/component=broker,app.kubernetes.io/instance=goqueue,"
+                                  "app.kubernetes.io/name=goqueue")
+    assert status["version"] == "0.1.0"
+    assert status["leader"] in (0, 1, 2)
+
+    # The runbook's names.
+    for kind, name in [("statefulset", "goqueue"), ("service", "goqueue"), ("service", "goqueue-headless"),
+                       ("service", "goqueue-metrics"), ("configmap", "goqueue-config"),
+                       ("poddisruptionbudget", "goqueue")]:
+        assert get(kubectl, ns, kind, name) is not None, f"{kind}/{name} missing"
+    pods = [get(kubectl, ns, "pod", f"goqueue-{i}") for i in range(3)]
+    assert all(p is not None for p in pods)
+    for i in range(3):
+        assert get(kubectl, ns, "pvc", f"goqueue-data-goqueue-{i}") is not None
+    pdb = get(kubectl, ns, "poddisruptionbudget", "goqueue")
+    assert pdb is not None
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert json.loads(kubectl("get", "pods", "-n", ns, "-l", "app.kubernetes.io/name=goqueue", "-o", "json")
+                      )["items"].__len__() == 3
+
+    # The brokers formed one cluster: every broker knows the same metadata leader.
+    ips = [p["status"]["podIP"] for p in pods if p]
+    leaders = set()
+    for ip in ips:
+        with GoQueueClient(f"http://{ip}:8080", timeout_s=5) as client:
+            leaders.add(client.cluster_leader().leader)
+            assert "goqueue_" in client.metrics_text()
+    assert leaders == {status["leader"]}
+
+    reasons = event_reasons(kubectl, ns, "goqueue")
+    assert "Created" in reasons
+    assert "ReadyTrue" in reasons
+    assert "goqueue_operator_reconciles_total" in operator.metrics()
+
+
+def test_children_drift_back_and_the_raft_password_is_never_replaced(
+    operator: OperatorProcess, kubectl: Kubectl, kube_api: k8s.ApiClient, kube_namespace: str,
+) -> None:
+    ns = kube_namespace
+    apply(kubectl, ns, cluster_manifest(replicas=1))
+    wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", BRING_UP_S)
+    core = k8s.CoreV1Api(kube_api)
+    password = core.read_namespaced_secret("goqueue-raft", ns).data["password"]
+    assert len(base64.b64decode(password)) >= 32
+
+    kubectl("delete", "configmap", "goqueue-config", "-n", ns)
+    kubectl("patch", "service", "goqueue-metrics", "-n", ns, "--type=json",
+            "-p", '[{"op": "replace", "path": "/spec/ports/0/port", "value": 9999}]')
+    wait_until(lambda: get(kubectl, ns, "configmap", "goqueue-config"), 30, message="goqueue-config re-created")
+
+    def metrics_port() -> int:
+        service = get(kubectl, ns, "service", "goqueue-metrics")
+        return int(service["spec"]["ports"][0]["port"]) if service else 0
+
+    wait_until(lambda: metrics_port() == 9000, 30, message="goqueue-metrics port back to 9000")
+    kubectl("annotate", "goqueuecluster", "goqueue", "-n", ns, "example.com/poke=1")  # another reconcile
+    wait_until(lambda: is_true(get(kubectl, ns, "goqueuecluster", "goqueue"), "Ready"), 30)
+    assert core.read_namespaced_secret("goqueue-raft", ns).data["password"] == password
+
+
+def test_operator_serves_metrics_and_liveness(operator: OperatorProcess) -> None:
+    assert httpx.get(f"{operator.metrics_url}/healthz", timeout=5).json() == {"status": "ok"}
+    exposition = operator.metrics()
+    for name in ("goqueue_operator_reconciles_total", "goqueue_operator_reconcile_duration_seconds",
+                 "goqueue_operator_rollouts_blocked"):
+        assert name in exposition
