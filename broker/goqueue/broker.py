@@ -127,6 +127,9 @@ class Broker:
         self._reconcile_task: asyncio.Task[None] | None = None
         self._reconcile_again = False
         self._reconcile_lock = asyncio.Lock()  # one reconcile at a time: two would open one log twice
+        # Called on the event loop after every role or leader-epoch change of a local replica, and when one is
+        # dropped (role OFFLINE): consumer-group coordinators load and drop the groups of state partitions here.
+        self.role_listeners: list[Callable[[Partition], None]] = []
         self._writer = LogWriter(
             settings.storage.fsync, self._on_round, queue_max=settings.storage.write_queue_max,
             fsync_interval_s=settings.storage.fsync_interval_s, observe_fsync=metrics.fsync.observe)
@@ -243,6 +246,7 @@ class Broker:
                 log.info("partition.role", extra={"topic": key[0], "partition": key[1], "role": partition.role.value,
                                                   "leader": partition.leader_id, "epoch": partition.leader_epoch})
                 partition.advance_high_watermark()
+                self._tell_role_listeners(partition)
         for key in [k for k in [*self.partitions, *self.offline] if k not in wanted]:
             await self._drop_partition(key)
         self.cluster.ensure_fetchers()
@@ -294,8 +298,13 @@ class Broker:
         self._by_log.pop(partition.log, None)
         partition.role = Role.OFFLINE
         partition.notify()
+        self._tell_role_listeners(partition)
         await asyncio.to_thread(partition.log.delete_files)
         log.info("partition.deleted", extra={"topic": key[0], "partition": key[1]})
+
+    def _tell_role_listeners(self, partition: Partition) -> None:
+        for listener in self.role_listeners:
+            listener(partition)
 
     def _partition_dir(self, topic: str, index: int) -> Path:
         return self.settings.storage.data_dir / f"{topic}-{index}"

@@ -28,6 +28,7 @@ The tree::
     ├── NotReady                  503  UNAVAILABLE          storage still recovering, or shutting down
     ├── Timeout                   504  DEADLINE_EXCEEDED
     ├── NotLeader                 503  UNAVAILABLE          leadership moved; retry or go to the leader
+    │   └── NotCoordinator        503  UNAVAILABLE          this broker does not coordinate the group (now); retry
     ├── NotEnoughReplicas         503  UNAVAILABLE          ISR below min.insync.replicas: acks=all refused
     ├── FencedLeaderEpoch         409  FAILED_PRECONDITION  a replica request from an old leader epoch
     ├── Unavailable               503  UNAVAILABLE          client side: the server could not be reached
@@ -279,6 +280,13 @@ class NotLeader(GoQueueError):
     grpc_code = "UNAVAILABLE"
     exit_code = 5
     retriable = True
+
+
+class NotCoordinator(NotLeader):
+    """This broker does not coordinate the consumer group: the group's state partition is led elsewhere, or its
+    leadership is moving. Retry: any broker forwards group requests to the coordinator once metadata settles."""
+
+    code = "NOT_COORDINATOR"
 
 
 class NotEnoughReplicas(GoQueueError):
