@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -65,11 +65,15 @@ class BrokerProcess:
         host: str = "127.0.0.1",
         env: Mapping[str, str] | None = None,
         config_file: Path | None = None,
+        ports: tuple[int, int, int] | None = None,
+        wrapper: Sequence[str] = (),
     ) -> None:
-        """`root` holds data/, wal/ and broker.log; `env` adds or overrides GOQUEUE_* settings."""
+        """`root` holds data/, wal/ and broker.log; `env` adds or overrides GOQUEUE_* settings. `ports` (HTTP, gRPC,
+        Raft) and `wrapper` (e.g. `ip netns exec NS`) serve brokers run inside a network namespace."""
         self.root = root
         self.host = host
-        self.port, self.grpc_port, self.raft_port = _distinct_free_ports(host, 3)
+        self.port, self.grpc_port, self.raft_port = ports or _distinct_free_ports(host, 3)
+        self.wrapper = list(wrapper)
         self.data_dir = root / "data"
         self.wal_dir = root / "wal"
         self.log_path = root / "broker.log"
@@ -115,7 +119,8 @@ class BrokerProcess:
         assert not self.running, "the broker is already running"
         self.root.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        command = [broker_executable(), *(["--config", str(self.config_file)] if self.config_file else [])]
+        command = [*self.wrapper, broker_executable(),
+                   *(["--config", str(self.config_file)] if self.config_file else [])]
         self.process = subprocess.Popen(command, env=self.environment(), stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
         if wait_ready:

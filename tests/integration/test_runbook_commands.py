@@ -60,7 +60,8 @@ COMMANDS = runbook_commands(runbook_path().read_text())
 
 def test_the_runbook_names_the_commands_this_suite_must_cover() -> None:
     names = {" ".join(c.split()[:3]) for c in COMMANDS}
-    for expected in ("goqueue-admin restore metadata", "goqueue-admin cluster status", "goqueue-admin consumer pause", "goqueue-admin health",
+    for expected in ("goqueue-admin restore metadata",
+                     "goqueue-admin cluster status", "goqueue-admin consumer pause", "goqueue-admin health",
                      "goqueue-cli topic list", "goqueue-cli group describe", "goqueue-cli group reset-offset",
                      "goqueue-admin inflight list", "goqueue-admin backup metadata", "goqueue-admin storage stats",
                      "goqueue-admin replication status", "goqueue-admin cluster members"):
