@@ -32,3 +32,13 @@ def test_body_shape() -> None:
 
 def test_unknown_code_falls_back_to_base() -> None:
     assert error_for_code("SOMETHING_NEWER") is GoQueueError
+
+
+def test_error_docs_are_generated_from_the_classes() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gen_error_docs.py"
+    result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
