@@ -116,6 +116,7 @@ class RolloutRecord(_Record):
     waiting_for: str | None = None
     since: datetime | None = None
     last_restart_at: datetime | None = None
+    last_caught_up_at: datetime | None = None
 
 
 class StorageRecord(_Record):
@@ -307,6 +308,10 @@ class TopicView:
     def cluster_name(self) -> str:
         return self.spec.cluster_ref.name
 
+    @property
+    def deletion_policy(self) -> str:
+        return self.spec.deletion_policy
+
 
 @dataclass(frozen=True)
 class GroupView:
@@ -327,3 +332,7 @@ class GroupView:
     @property
     def cluster_name(self) -> str:
         return self.spec.cluster_ref.name
+
+    @property
+    def deletion_policy(self) -> str:
+        return self.spec.deletion_policy

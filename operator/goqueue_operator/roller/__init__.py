@@ -1,0 +1,1 @@
+"""Broker restarts for upgrades, settings changes and filesystem resizes: pure planner and executor."""

@@ -1,0 +1,1 @@
+"""Status is computed, not accumulated: pure functions from what was observed to conditions and fields."""

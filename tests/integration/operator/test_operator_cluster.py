@@ -79,14 +79,14 @@ def test_children_drift_back_and_the_raft_password_is_never_replaced(
 
     kubectl("delete", "configmap", "goqueue-config", "-n", ns)
     kubectl("patch", "service", "goqueue-metrics", "-n", ns, "--type=json",
-            "-p", '[{"op": "replace", "path": "/spec/ports/0/port", "value": 9999}]')
+            "-p", '[{"op": "replace", "path": "/spec/ports/0/targetPort", "value": 8081}]')
     wait_until(lambda: get(kubectl, ns, "configmap", "goqueue-config"), 30, message="goqueue-config re-created")
 
-    def metrics_port() -> int:
+    def metrics_target() -> object:
         service = get(kubectl, ns, "service", "goqueue-metrics")
-        return int(service["spec"]["ports"][0]["port"]) if service else 0
+        return {p["port"]: p["targetPort"] for p in service["spec"]["ports"]}.get(9000) if service else None
 
-    wait_until(lambda: metrics_port() == 9000, 30, message="goqueue-metrics port back to 9000")
+    wait_until(lambda: metrics_target() == "http", 30, message="goqueue-metrics port 9000 → http again")
     kubectl("annotate", "goqueuecluster", "goqueue", "-n", ns, "example.com/poke=1")  # another reconcile
     wait_until(lambda: is_true(get(kubectl, ns, "goqueuecluster", "goqueue"), "Ready"), 30)
     assert core.read_namespaced_secret("goqueue-raft", ns).data["password"] == password

@@ -1,0 +1,247 @@
+"""The only module that talks to brokers, through `goqueue.client` (the one typed client).
+
+`BrokerAdmin` is the small interface the roller, the resize and the scaling procedures need from a cluster's
+brokers. `HttpBrokerAdmin` implements it over the broker's HTTP admin API; the endpoints and their JSON are
+specified in docs/OPERATOR.md ("Broker admin API") for the clustering work to implement.
+
+Every check answers a `CheckResult`, and only an explicit positive answer from a broker is OK. A missing endpoint
+(HTTP 404 with the router's generic NOT_FOUND code), an unreachable broker, a timeout or an answer that does not
+parse are UNAVAILABLE with the reason spelled out: the roller shows it as RollBlocked and waits. Nothing here
+ever turns an error into success.
+
+The client is synchronous (httpx); calls run in a worker thread with a short timeout, so a dead broker cannot
+block the operator's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from goqueue.client.http import GoQueueClient
+from goqueue.errors import GoQueueError, NotFound
+
+T = TypeVar("T")
+ADMIN = "/v1/admin/cluster"
+
+
+class CheckStatus(StrEnum):
+    OK = "ok"                    # the broker said yes
+    FAILED = "failed"            # the broker said no, with reasons
+    UNAVAILABLE = "unavailable"  # no answer we can trust: missing endpoint, unreachable, malformed
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    status: CheckStatus
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status is CheckStatus.OK
+
+    @property
+    def summary(self) -> str:
+        return "; ".join(self.reasons) if self.reasons else self.status.value
+
+    @classmethod
+    def passed(cls) -> CheckResult:
+        return cls(CheckStatus.OK)
+
+    @classmethod
+    def failed(cls, *reasons: str) -> CheckResult:
+        return cls(CheckStatus.FAILED, reasons or ("the broker refused without a reason",))
+
+    @classmethod
+    def unavailable(cls, reason: str) -> CheckResult:
+        return cls(CheckStatus.UNAVAILABLE, (reason,))
+
+
+class BrokerAdmin(Protocol):
+    """What the operator's procedures ask a cluster's brokers. Broker ids are StatefulSet ordinals."""
+
+    async def metadata_leader(self) -> int | None:
+        """Broker id of the metadata Raft leader; None while an election runs. Raises BrokerUnreachable."""
+        ...
+
+    async def pre_restart_check(self, broker_id: int) -> CheckResult:
+        """OK when restarting this broker now keeps every partition at or above min.insync.replicas and the
+        metadata quorum intact."""
+        ...
+
+    async def caught_up(self, broker_id: int) -> CheckResult:
+        """OK when a restarted broker has rejoined the metadata quorum and every replica it hosts is back in its
+        partition's ISR (a Ready pod is not yet a caught-up broker)."""
+        ...
+
+    async def transfer_leadership(self, from_id: int) -> CheckResult:
+        """Move metadata and partition leadership off this broker; OK when it leads nothing."""
+        ...
+
+    async def held_replicas(self, broker_id: int) -> CheckResult:
+        """OK when the broker hosts no partition replica (it may leave); FAILED says how many it holds."""
+        ...
+
+    async def drain(self, broker_id: int) -> CheckResult:
+        """Start (or continue) moving every replica off this broker; OK once it holds none."""
+        ...
+
+    async def rebalance(self) -> CheckResult:
+        """Spread replicas over all brokers (after a scale-up); OK when accepted."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        ...
+
+
+class BrokerUnreachable(Exception):
+    """No broker answered a question that has no safe default (who is the metadata leader?)."""
+
+
+# -- the admin API's answers (docs/OPERATOR.md); move to goqueue.models once the broker side defines them ---------
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class RestartCheck(_Answer):
+    broker_id: int
+    safe: bool
+    reasons: list[str] = Field(default_factory=list)
+
+
+class CaughtUp(_Answer):
+    broker_id: int
+    caught_up: bool
+    reasons: list[str] = Field(default_factory=list)
+
+
+class LeadershipTransfer(_Answer):
+    broker_id: int
+    done: bool
+    reasons: list[str] = Field(default_factory=list)
+
+
+class HeldReplicas(_Answer):
+    broker_id: int
+    replicas: int
+    leaders: int = 0
+
+
+class DrainProgress(_Answer):
+    broker_id: int
+    done: bool
+    replicas: int
+    reasons: list[str] = Field(default_factory=list)
+
+
+class RebalanceAccepted(_Answer):
+    accepted: bool
+    moved: int = 0
+    reasons: list[str] = Field(default_factory=list)
+
+
+def describe_error(exc: GoQueueError, method: str, path: str) -> str:
+    """Why a call gave no usable answer, in words an on-call engineer can act on."""
+    if type(exc) is NotFound:  # the router's generic 404: this broker has no such endpoint
+        return f"the broker does not implement {method} {path} yet (HTTP 404)"
+    if type(exc) is GoQueueError:  # an error code this client does not know (e.g. 405 METHOD_NOT_ALLOWED)
+        return f"{method} {path} failed: {exc.message}"
+    return f"{method} {path}: {exc.code}: {exc.message}"
+
+
+class HttpBrokerAdmin:
+    """`BrokerAdmin` over one broker's HTTP admin API (any broker answers for the whole cluster)."""
+
+    def __init__(self, server: str, timeout_s: float = 5.0,
+                 client_factory: Callable[[str, float], GoQueueClient] | None = None) -> None:
+        self.server = server
+        factory = client_factory or (lambda url, timeout: GoQueueClient(url, timeout_s=timeout))
+        self._client = factory(server, timeout_s)
+
+    def close(self) -> None:
+        self._client.close()
+
+    async def _call(self, method: str, path: str, model: type[_Answer]) -> _Answer | str:
+        """The parsed answer, or why there is none."""
+        def call() -> Any:
+            return self._client.request(method, path, json={} if method == "POST" else None).json()
+
+        try:
+            body = await asyncio.to_thread(call)
+            return model.model_validate(body)
+        except GoQueueError as exc:
+            return describe_error(exc, method, path)
+        except (ValueError, ValidationError) as exc:
+            return f"{method} {path} answered something unexpected: {str(exc).splitlines()[0]}"
+
+    async def metadata_leader(self) -> int | None:
+        try:
+            leader = await asyncio.to_thread(self._client.cluster_leader)
+        except GoQueueError as exc:
+            raise BrokerUnreachable(describe_error(exc, "GET", "/v1/cluster/leader")) from exc
+        return leader.leader
+
+    async def pre_restart_check(self, broker_id: int) -> CheckResult:
+        answer = await self._call("GET", f"{ADMIN}/brokers/{broker_id}/pre-restart-check", RestartCheck)
+        if isinstance(answer, str):
+            return CheckResult.unavailable(answer)
+        assert isinstance(answer, RestartCheck)
+        return CheckResult.passed() if answer.safe else CheckResult.failed(*answer.reasons)
+
+    async def caught_up(self, broker_id: int) -> CheckResult:
+        answer = await self._call("GET", f"{ADMIN}/brokers/{broker_id}/caught-up", CaughtUp)
+        if isinstance(answer, str):
+            return CheckResult.unavailable(answer)
+        assert isinstance(answer, CaughtUp)
+        return CheckResult.passed() if answer.caught_up else CheckResult.failed(*answer.reasons)
+
+    async def transfer_leadership(self, from_id: int) -> CheckResult:
+        answer = await self._call("POST", f"{ADMIN}/brokers/{from_id}/transfer-leadership", LeadershipTransfer)
+        if isinstance(answer, str):
+            return CheckResult.unavailable(answer)
+        assert isinstance(answer, LeadershipTransfer)
+        return CheckResult.passed() if answer.done else CheckResult.failed(*answer.reasons)
+
+    async def held_replicas(self, broker_id: int) -> CheckResult:
+        answer = await self._call("GET", f"{ADMIN}/brokers/{broker_id}/replicas", HeldReplicas)
+        if isinstance(answer, str):
+            return CheckResult.unavailable(answer)
+        assert isinstance(answer, HeldReplicas)
+        if answer.replicas == 0:
+            return CheckResult.passed()
+        return CheckResult.failed(f"broker {broker_id} holds {answer.replicas} partition replicas "
+                                  f"({answer.leaders} as leader)")
+
+    async def drain(self, broker_id: int) -> CheckResult:
+        answer = await self._call("POST", f"{ADMIN}/brokers/{broker_id}/drain", DrainProgress)
+        if isinstance(answer, str):
+            return CheckResult.unavailable(answer)
+        assert isinstance(answer, DrainProgress)
+        if answer.done:
+            return CheckResult.passed()
+        return CheckResult.failed(f"broker {broker_id} still holds {answer.replicas} replicas", *answer.reasons)
+
+    async def rebalance(self) -> CheckResult:
+        answer = await self._call("POST", f"{ADMIN}/rebalance", RebalanceAccepted)
+        if isinstance(answer, str):
+            return CheckResult.unavailable(answer)
+        assert isinstance(answer, RebalanceAccepted)
+        return CheckResult.passed() if answer.accepted else CheckResult.failed(*answer.reasons)
+
+
+def broker_url(ip: str, port: int) -> str:
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"http://{host}:{port}"
+
+
+async def in_thread(call: Callable[[], T]) -> T:
+    """Run one synchronous `GoQueueClient` call off the event loop."""
+    return await asyncio.to_thread(call)

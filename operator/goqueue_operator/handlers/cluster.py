@@ -1,0 +1,152 @@
+"""GoQueueCluster: observe → advance the procedures one step → build children → apply → compute status.
+
+Runs on create, update and resume, and from a timer (`cluster_resync_s`) so drift of children heals and a roll,
+resize or drain advances without any change to the resource. A per-object lock keeps the timer and the change
+handlers from reconciling one cluster at once, and the CR is read fresh inside the lock, so each reconcile sees
+the state-machine fields the previous one wrote.
+
+Progress and stalls are status and Events, not handler failures: a failing reconcile loop retries the same
+thing and tells nobody why. Only the Kubernetes API being unreachable is a (temporary) handler failure.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from goqueue_operator import GROUP, VERSION
+from goqueue_operator.brokers import BrokerAdmin, BrokerUnreachable, broker_url
+from goqueue_operator.context import OperatorContext, context_of
+from goqueue_operator.kube import KubeError, NamespaceTerminating, ObjectRef
+from goqueue_operator.observed import ClusterObservation
+from goqueue_operator.resize.execute import advance_resize
+from goqueue_operator.resize.plan import resize_view_for
+from goqueue_operator.resources import labels, ports
+from goqueue_operator.resources.children import CREATE_ONLY_KINDS, OPTIONAL_APIS, build_cluster_children
+from goqueue_operator.resources.names import child_name
+from goqueue_operator.roller.execute import advance_roll
+from goqueue_operator.roller.plan import RollFacts, roll_view_for
+from goqueue_operator.scaling.execute import advance_scaling
+from goqueue_operator.scaling.plan import scale_view_for
+from goqueue_operator.settings import OperatorSettings
+from goqueue_operator.status.cluster import ClusterOutcome, cluster_status
+from goqueue_operator.status.conditions import Condition, transitions
+from goqueue_operator.views import ClusterView, SpecError
+
+CLUSTER = (GROUP, VERSION, "goqueueclusters")
+KIND = "GoQueueCluster"
+EVENTFUL_CONDITIONS = frozenset({"Ready", "Degraded", "Paused"})  # the others get Events from their procedures
+
+
+def parse_cluster(body: Any, settings: OperatorSettings) -> ClusterView:
+    try:
+        return ClusterView.from_body(dict(body), image_repository=settings.image_repository,
+                                     cluster_domain=settings.cluster_domain)
+    except SpecError as exc:
+        raise kopf.PermanentError(f"invalid GoQueueCluster: {exc}") from exc
+
+
+async def reconcile_cluster(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    ctx = context_of(memo)
+    meta = body["metadata"]
+    async with ctx.locks.hold(meta["uid"]):
+        with ctx.metrics.reconcile(KIND):
+            try:
+                fresh = await ctx.kube.get(KIND, meta["namespace"], meta["name"])
+                if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                    return
+                await _reconcile(ctx, parse_cluster(fresh, ctx.settings))
+            except NamespaceTerminating:
+                return  # the namespace and everything in it are going away
+            except KubeError as exc:
+                raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=ctx.settings.retry_delay_s) from exc
+
+
+async def observe(ctx: OperatorContext, cluster: ClusterView) -> ClusterObservation:
+    selector = labels.selector_string(cluster.name)
+    statefulset = await ctx.kube.get("StatefulSet", cluster.namespace, child_name(cluster.name, "statefulset"))
+    pods = await ctx.kube.list_objects("Pod", cluster.namespace, selector)
+    claims = await ctx.kube.list_objects("PersistentVolumeClaim", cluster.namespace, selector)
+    return ClusterObservation.of(statefulset, pods, claims)
+
+
+def admin_for(ctx: OperatorContext, observation: ClusterObservation) -> BrokerAdmin | None:
+    """The admin API of the lowest Ready broker (any broker answers for the cluster); None when none is Ready.
+    Brokers are reached by pod IP, which works wherever the operator runs and needs no Service endpoints."""
+    reachable = [p for p in observation.ready_pods if p.ip]
+    return ctx.admin(broker_url(reachable[0].ip or "", ports.HTTP_PORT)) if reachable else None
+
+
+async def _leader(admin: BrokerAdmin | None) -> tuple[int | None, str | None]:
+    if admin is None:
+        return None, "no Ready broker"
+    try:
+        return await admin.metadata_leader(), None
+    except BrokerUnreachable as exc:
+        return None, str(exc)
+
+
+async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
+    about = ObjectRef(KIND, cluster.namespace, cluster.name, cluster.meta.uid)
+    observation = await observe(ctx, cluster)
+    now = datetime.now(UTC)
+    if cluster.paused:
+        await _write_status(ctx, cluster, about, observation, ClusterOutcome(), now)
+        return
+    admin = admin_for(ctx, observation)
+    try:
+        leader, leader_error = await _leader(admin)
+        resize_view = resize_view_for(cluster, observation)
+        resize = await advance_resize(resize_view, kube=ctx.kube, cluster=about,
+                                      statefulset=child_name(cluster.name, "statefulset"),
+                                      previous_phase=cluster.record.storage.phase)
+        scale = await advance_scaling(scale_view_for(cluster, observation), admin=admin, kube=ctx.kube,
+                                      cluster=about)
+        children = build_cluster_children(cluster, password=secrets.token_urlsafe(32), replicas=scale.step.replicas,
+                                          claim_size=str(resize.record["size"]))
+        if resize.skip_statefulset:
+            children = [c for c in children if c["kind"] != "StatefulSet"]
+        applied = await ctx.kube.apply_all(children, about, create_only_kinds=CREATE_ONLY_KINDS,
+                                           optional_apis=OPTIONAL_APIS)
+        statefulset = next((a.body for a in applied if a.kind == "StatefulSet"), None)
+        view = roll_view_for(cluster, observation, statefulset, now)
+        facts = RollFacts().with_leader(leader, leader_error) if len(observation.pods) > 1 else RollFacts()
+        roll = await advance_roll(view, admin=admin, kube=ctx.kube, cluster=about, metrics=ctx.metrics,
+                                  facts=facts)
+    finally:
+        if admin is not None:
+            admin.close()
+    ctx.metrics.set_blocked(cluster.meta.uid, roll.step.kind.value == "Blocked")
+    outcome = ClusterOutcome(roll=roll.step, roll_record=roll.record, resize=resize.step,
+                             storage_record=resize.record, scale=scale.step, scaling_record=scale.record,
+                             leader=leader)
+    await _write_status(ctx, cluster, about, observation, outcome, now)
+
+
+async def _write_status(ctx: OperatorContext, cluster: ClusterView, about: ObjectRef,
+                        observation: ClusterObservation, outcome: ClusterOutcome, now: datetime) -> None:
+    status = cluster_status(cluster, observation, outcome, now=now)
+    await ctx.kube.patch_status(KIND, cluster.namespace, cluster.name, status)
+    conditions = [Condition(c["type"], {"True": True, "False": False}.get(c["status"]), c["reason"], c["message"])
+                  for c in status["conditions"]]
+    for changed in transitions(conditions, cluster.record.conditions):
+        if changed.type in EVENTFUL_CONDITIONS:
+            warning = changed.type == "Degraded" and bool(changed.status)
+            await ctx.kube.emit_event(about, f"{changed.type}{changed.status_text}",
+                                      changed.message or changed.reason, warning=warning)
+
+
+async def forget_cluster(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Drop the per-object lock of a deleted cluster (children go with it: owner references)."""
+    context_of(memo).locks.forget(body["metadata"]["uid"])
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        on(*CLUSTER, id="reconcile", registry=registry)(reconcile_cluster)
+    kopf.timer(*CLUSTER, id="resync", interval=settings.cluster_resync_s, initial_delay=settings.cluster_resync_s,
+               registry=registry)(reconcile_cluster)
+    kopf.on.delete(*CLUSTER, id="forget", optional=True, registry=registry)(forget_cluster)
