@@ -199,7 +199,15 @@ class ConsumersSection(_Section):
         "precision of the visibility timeout.")
     state_partitions: int = Field(
         1, alias="statePartitions", ge=1, le=64, description="Partitions of the internal __consumer_state topic "
-        "when it is first created; a group's state lives in partition hash(group) % partitions.")
+        "when it is first created; a group's state lives in partition hash(group) % partitions, and the leader of "
+        "that partition coordinates the group.")
+    state_segment_bytes: Size = Field(
+        2**20, alias="stateSegmentBytes", ge=4096, description="Segment size of __consumer_state. Small, so "
+        "compaction (which works on closed segments) keeps the log a new coordinator replays short: failover "
+        "time grows with it.")
+    load_timeout_s: Duration = Field(
+        120.0, alias="loadTimeout", description="How long start-up waits for the state partitions this broker leads "
+        "to be replayed before it reports ready anyway (their groups answer NOT_READY until they are).")
 
 
 class ReplicationSection(_Section):

@@ -20,6 +20,7 @@ from goqueue.api.http.app import create_app
 from goqueue.broker import Broker
 from goqueue.config import Settings
 from goqueue.consumers.coordinator import GroupCoordinator
+from goqueue.consumers.router import GroupRouter
 from goqueue.metrics import BrokerMetrics, ConsumerMetrics
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,14 @@ class BrokerServer:
         self.metrics = BrokerMetrics()
         self.broker = Broker(settings, self.metrics)
         self.coordinator = GroupCoordinator(self.broker, settings.consumers, ConsumerMetrics(self.metrics.registry))
-        self.app = create_app(self.broker, self.coordinator)
+        self.groups = GroupRouter(self.broker, self.coordinator)  # HTTP and gRPC reach groups only through it
+        self.app = create_app(self.broker, self.groups)
         config = uvicorn.Config(
             self.app, host=settings.broker.host, port=settings.broker.port, log_config=None,
             access_log=False, timeout_graceful_shutdown=int(settings.broker.shutdown_grace_s) or None,
             limit_concurrency=10_000, backlog=2048)
         self.http = _UvicornServer(config)
-        self.grpc = GrpcServer(self.broker, settings) if settings.broker.grpc_port else None
+        self.grpc = GrpcServer(self.broker, settings, self.groups) if settings.broker.grpc_port else None
         self._stop = asyncio.Event()
         self._http_task: asyncio.Task[None] | None = None
 
@@ -59,7 +61,7 @@ class BrokerServer:
         if self.grpc is not None:
             await self.grpc.start()  # bound before readiness; it answers NOT_READY until the broker is ready
         await self.broker.start()
-        await self.coordinator.start()  # replays __consumer_state: groups, offsets, leases
+        await self.coordinator.start()  # replays the __consumer_state partitions led here: groups, offsets, leases
         if self.grpc is not None:
             await self.grpc.mark_serving()
         log.info("server.started", extra={

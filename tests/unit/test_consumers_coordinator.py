@@ -20,6 +20,7 @@ from goqueue.broker import Broker, RecordIn
 from goqueue.config import Settings
 from goqueue.consumers.backup import backup_metadata, restore_metadata
 from goqueue.consumers.coordinator import GroupCoordinator
+from goqueue.consumers.router import GroupRouter
 from goqueue.errors import (
     FencedGeneration,
     GroupHasMembers,
@@ -147,7 +148,7 @@ def test_visibility_timeout_redelivers_exactly_at_the_deadline(tmp_path: Path, c
             assert late.acked == 1
             done = await kit.c.delivery.ack("g", AckRequest(lease_ids=[r.lease_id or "" for r in again.records]))
             assert (done.acked, done.already_done) == (2, 1)
-            offsets = kit.c.describe("g").offsets
+            offsets = (await kit.c.describe("g")).offsets
             assert [(o.committed, o.lag) for o in offsets] == [(3, 0)]
     run(scenario)
 
@@ -179,7 +180,7 @@ def test_poison_message_reaches_the_dead_letter_topic_with_its_history(tmp_path:
             rest = await kit.consume("g")
             assert [r.value for r in rest.records] == ["fine"]  # the poison is never delivered again
             await kit.c.delivery.ack("g", AckRequest(lease_ids=[rest.records[0].lease_id or ""]))
-            assert kit.c.describe("g").offsets[0].committed == 2
+            assert (await kit.c.describe("g")).offsets[0].committed == 2
             scrape = generate_latest(kit.broker.metrics.registry).decode()
             assert 'goqueue_dead_lettered_messages_total{group="g",topic="t"} 1.0' in scrape
     run(scenario)
@@ -247,7 +248,7 @@ def test_pause_is_a_state_not_an_error(tmp_path: Path, clock: Clock) -> None:
             await kit.c.resume("g")
             await kit.c.pause(None)
             assert (await kit.consume("g")).paused
-            assert kit.c.describe("g").state is GroupState.PAUSED
+            assert (await kit.c.describe("g")).state is GroupState.PAUSED
             await kit.c.resume(None)
             assert [r.value for r in (await kit.consume("g")).records] == ["m"]
     run(scenario)
@@ -273,7 +274,7 @@ def test_rebalance_when_a_member_dies(tmp_path: Path, clock: Clock) -> None:
             b = await kit.c.join("o", JoinRequest(client_id="b", topics=["t"]), "h")
             a = await kit.c.join("o", JoinRequest(member_id=a.member_id, client_id="a", topics=["t"]), "h")
             assert (len(a.assignments), len(b.assignments), a.generation) == (2, 2, 2)
-            assert kit.c.describe("o").state is GroupState.STABLE
+            assert (await kit.c.describe("o")).state is GroupState.STABLE
             clock.advance(9)
             kit.c.heartbeat("o", a.member_id, a.generation)  # b stays silent
             clock.advance(2)
@@ -283,7 +284,7 @@ def test_rebalance_when_a_member_dies(tmp_path: Path, clock: Clock) -> None:
             assert beat.generation == 3
             again = await kit.c.join("o", JoinRequest(member_id=a.member_id, client_id="a", topics=["t"]), "h")
             assert sorted(tp.partition for tp in again.assignments) == [0, 1, 2, 3]
-            assert kit.c.describe("o").state is GroupState.STABLE
+            assert (await kit.c.describe("o")).state is GroupState.STABLE
             with pytest.raises(UnknownMember):
                 kit.c.heartbeat("o", b.member_id, b.generation)
     run(scenario)
@@ -328,7 +329,7 @@ def test_restart_keeps_leases_delivery_counts_and_offsets(tmp_path: Path, clock:
             listing = kit.c.inflight("g", 100)
             assert [(m.offset, m.state, m.delivery_count) for m in listing.messages] == [
                 (2, "waiting", 1), (3, "leased", 1), (4, "leased", 1)]
-            assert kit.c.describe("g").offsets[0].committed == 2
+            assert (await kit.c.describe("g")).offsets[0].committed == 2
             # the held leases are still valid after the restart
             assert (await kit.c.delivery.ack("g", AckRequest(lease_ids=[leases[3]]))).acked == 1
             new = await kit.consume("g", "c2")
@@ -354,7 +355,7 @@ def test_offset_reset_needs_force_while_members_live_and_dry_run_changes_nothing
                 await kit.c.reset_offsets("g", request)
             plan = await kit.c.reset_offsets("g", request.model_copy(update={"dry_run": True}))
             assert [(e.current, e.target, plan.applied) for e in plan.partitions] == [(2, 0, False)]
-            assert kit.c.describe("g").offsets[0].committed == 2
+            assert (await kit.c.describe("g")).offsets[0].committed == 2
             forced = await kit.c.reset_offsets("g", request.model_copy(update={"force": True}))
             assert forced.applied
             assert [r.value for r in (await kit.consume("g")).records] == ["a", "b"]
@@ -369,7 +370,7 @@ def test_bad_requests(tmp_path: Path, clock: Clock) -> None:
         async with running(tmp_path, clock) as kit:
             await with_topic(kit)
             with pytest.raises(GroupNotFound):
-                kit.c.describe("nope")
+                (await kit.c.describe("nope"))
             with pytest.raises(InvalidRequest):
                 await kit.c.declare("bad name!", GroupSpec())
             await kit.consume("g")
@@ -401,12 +402,12 @@ def test_backup_and_restore_round_trip(tmp_path: Path, clock: Clock) -> None:
         async with running(tmp_path / "b", clock) as kit:
             await with_topic(kit, partitions=1)
             await kit.produce("t", ["x", "y", "z"])
-            report = await restore_metadata(kit.c, backup)
+            report = await restore_metadata(GroupRouter(kit.broker, kit.c), backup)
             assert (report.topics_updated, report.groups_restored) == (["t"], ["g"])
             assert kit.broker.registry.get("t").partitions == 2
-            info = kit.c.describe("g")
+            info = await kit.c.describe("g")
             assert info.paused
             assert {(o.partition, o.committed) for o in info.offsets} == {(0, 2), (1, 0)}
-            again = await restore_metadata(kit.c, backup)
+            again = await restore_metadata(GroupRouter(kit.broker, kit.c), backup)
             assert again.topics_unchanged == ["t"]
     run(scenario)

@@ -5,10 +5,15 @@ It speaks `goqueue.v1.GoQueue` and returns the same domain values as the HTTP cl
 metadata (`error_for_code`), so callers catch `TopicNotFound` whichever door they used; a call that never reached a
 broker raises `Unavailable`. Use it as `async with GrpcClient("host:9000") as client:`; the channel is opened on
 first use, inside the caller's event loop, and closed on exit.
+
+Consumer groups: unary calls as over HTTP (join, heartbeat, consume, ack, nack, release, commit), retried like the
+HTTP client's while the group's coordinator moves (NOT_COORDINATOR, NOT_READY, NOT_LEADER, UNAVAILABLE), and a
+flow-controlled stream (`consume_stream`, see `consume_stream.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +21,13 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from goqueue.api.grpc import convert
+from goqueue.api.grpc import convert, convert_groups
 from goqueue.api.grpc.errors import ERROR_CODE_KEY
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.api.grpc.generated import goqueue_pb2_grpc as pb_grpc
 from goqueue.broker import ProducerIdentity, RecordIn
+from goqueue.client.consume_stream import ConsumeStream
+from goqueue.client.http import RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S, RETRY_CODES
 from goqueue.errors import (
     GoQueueError,
     InternalError,
@@ -32,7 +39,22 @@ from goqueue.errors import (
     Unavailable,
     error_for_code,
 )
-from goqueue.models import Acks, ProduceResponse, TopicCreate, TopicInfo, TopicUpdate
+from goqueue.models import (
+    AckResponse,
+    Acks,
+    CommitRequest,
+    CommitResponse,
+    ConsumeRequest,
+    ConsumeResponse,
+    HeartbeatResponse,
+    JoinRequest,
+    JoinResponse,
+    OffsetCommit,
+    ProduceResponse,
+    TopicCreate,
+    TopicInfo,
+    TopicUpdate,
+)
 from goqueue.storage.batch import Record
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -86,9 +108,10 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, target: str) -> GoQueueError:
 
 
 class GrpcClient:
-    def __init__(self, target: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, target: str, timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = 4) -> None:
         self.target = target
         self.timeout_s = timeout_s
+        self.retries = retries  # for group calls, as the HTTP client's
         self._channel: Any = None
         self._stub: Any = None
         self._health: Any = None
@@ -125,11 +148,17 @@ class GrpcClient:
         self._open()
         return self._stub
 
-    async def _call(self, method: str, request: Any, timeout_s: float | None = None) -> Any:
-        try:
-            return await getattr(self.stub, method)(request, timeout=timeout_s or self.timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc, self.target) from exc
+    async def _call(self, method: str, request: Any, timeout_s: float | None = None, retry: bool = False) -> Any:
+        """One unary call; with `retry`, sent again after a back-off while it fails with a retry code."""
+        for attempt in range(self.retries + 1 if retry else 1):
+            try:
+                return await getattr(self.stub, method)(request, timeout=timeout_s or self.timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                error = error_from_rpc(exc, self.target)
+                if not retry or attempt == self.retries or error.code not in RETRY_CODES:
+                    raise error from exc
+            await asyncio.sleep(min(RETRY_BACKOFF_S * 2**attempt, RETRY_BACKOFF_MAX_S))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     # -- health ------------------------------------------------------------------------------------------------
 
@@ -260,6 +289,53 @@ class GrpcClient:
         """earliest / latest (high watermark) / logEnd / forTimestamp, as the HTTP client returns them."""
         request = pb.GetOffsetsRequest(topic=topic, partition=partition, timestamp_ms=timestamp_ms)
         return convert.offsets_from_proto(await self._call("GetOffsets", request))
+
+
+    # -- consumer groups ---------------------------------------------------------------------------------------
+
+    async def join_group(self, group: str, topics: list[str], *, member_id: str | None = None,
+                         client_id: str = "goqueue-client", host: str | None = None) -> JoinResponse:
+        request = JoinRequest(member_id=member_id, client_id=client_id, host=host, topics=topics)
+        response = await self._call("JoinGroup", convert_groups.join_to_proto(group, request), retry=True)
+        return convert_groups.join_response_from_proto(response)
+
+    async def heartbeat(self, group: str, member_id: str, generation: int) -> HeartbeatResponse:
+        response = await self._call("Heartbeat", pb.HeartbeatRequest(
+            group=group, member_id=member_id, generation=generation), retry=True)
+        return convert_groups.heartbeat_response_from_proto(response)
+
+    async def leave_group(self, group: str, member_id: str) -> None:
+        await self._call("LeaveGroup", pb.LeaveGroupRequest(group=group, member_id=member_id), retry=True)
+
+    async def consume(self, group: str, request: ConsumeRequest) -> ConsumeResponse:
+        """One long-poll of up to `request.wait_ms`."""
+        response = await self._call("Consume", convert_groups.consume_to_proto(group, request),
+                                    timeout_s=self.timeout_s + request.wait_ms / 1000, retry=True)
+        return convert_groups.consume_response_from_proto(response)
+
+    def consume_stream(self, group: str, request: ConsumeRequest, *, prefetch: int = 100) -> ConsumeStream:
+        """A flow-controlled stream of the group's records (use it with `async with`; see `consume_stream.py`)."""
+        return ConsumeStream(self.stub, group, request, prefetch, lambda exc: error_from_rpc(exc, self.target))
+
+    async def ack(self, group: str, lease_ids: list[str]) -> AckResponse:
+        response = await self._call("Ack", pb.AckRequest(group=group, lease_ids=lease_ids), retry=True)
+        return convert_groups.ack_response_from_proto(response)
+
+    async def nack(self, group: str, lease_ids: list[str], delay_s: float = 0.0,
+                   reason: str | None = None) -> AckResponse:
+        response = await self._call("Nack", pb.NackRequest(group=group, lease_ids=lease_ids, delay_s=delay_s,
+                                                           reason=reason), retry=True)
+        return convert_groups.ack_response_from_proto(response)
+
+    async def release(self, group: str, lease_ids: list[str]) -> AckResponse:
+        response = await self._call("Release", pb.AckRequest(group=group, lease_ids=lease_ids), retry=True)
+        return convert_groups.ack_response_from_proto(response)
+
+    async def commit(self, group: str, offsets: list[OffsetCommit], *, member_id: str | None = None,
+                     generation: int | None = None) -> CommitResponse:
+        request = CommitRequest(member_id=member_id, generation=generation, offsets=offsets)
+        response = await self._call("CommitOffsets", convert_groups.commit_to_proto(group, request), retry=True)
+        return convert_groups.commit_response_from_proto(response)
 
 
 def _fetched(response: Any) -> FetchedRecords:

@@ -3,17 +3,26 @@
 Every error response is turned back into the `GoQueueError` subclass named by its `code`, so callers catch
 `TopicNotFound` whichever door they used; a connection failure is `Unavailable`. Responses are parsed into the
 same pydantic models the server produced them from.
+
+Retries: a request refused because something is moving — the group's coordinator (NOT_COORDINATOR), the broker
+or the group's state loading (NOT_READY), a partition's leadership (NOT_LEADER), or the broker it was forwarded to
+unreachable (UNAVAILABLE in a response) — is sent again up to `retries` times with a short exponential back-off,
+so the CLIs and the operator ride through a failover of a few seconds. Group operations are safe to repeat (a
+repeated consume at worst leases records that come back after their visibility timeout). Produce is not retried:
+its NOT_LEADER or NOT_READY may come after the write. A server that cannot be reached at all fails at once (it is
+the one address the caller gave).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
-from goqueue.errors import GoQueueError, Unavailable, error_for_code
+from goqueue.errors import GoQueueError, NotCoordinator, NotLeader, NotReady, Unavailable, error_for_code
 from goqueue.models import (
     AckRequest,
     AckResponse,
@@ -52,25 +61,38 @@ from goqueue.models import (
 )
 
 DEFAULT_SERVER = "http://localhost:8080"
+DEFAULT_RETRIES = 4
+RETRY_BACKOFF_S = 0.25  # doubled per attempt, capped at RETRY_BACKOFF_MAX_S: 0.25 + 0.5 + 1 + 2 s over 4 retries
+RETRY_BACKOFF_MAX_S = 2.0
+# Safe to send again (see the module docstring); never for produce.
+RETRY_CODES = frozenset({NotCoordinator.code, NotReady.code, NotLeader.code, Unavailable.code})
 M = TypeVar("M", bound=BaseModel)
 
 
-def raise_for_error(response: httpx.Response) -> None:
+def error_from_response(response: httpx.Response) -> GoQueueError | None:
+    """The error an answer stands for (None for a success)."""
     if response.status_code < 400:
-        return
+        return None
     try:
         error = response.json()["error"]
         cls = error_for_code(error["code"])
-        raise cls(error["message"], **error.get("details", {}))
+        return cls(error["message"], **error.get("details", {}))
     except (ValueError, KeyError, TypeError):
         pass
-    raise GoQueueError(f"HTTP {response.status_code} from {response.request.url}: {response.text[:200]}")
+    return GoQueueError(f"HTTP {response.status_code} from {response.request.url}: {response.text[:200]}")
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    error = error_from_response(response)
+    if error is not None:
+        raise error
 
 
 class GoQueueClient:
     def __init__(self, server: str = DEFAULT_SERVER, timeout_s: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, retries: int = DEFAULT_RETRIES) -> None:
         self.server = server.rstrip("/")
+        self.retries = retries
         self._http = httpx.Client(base_url=self.server, timeout=timeout_s, transport=transport)
 
     def close(self) -> None:
@@ -85,17 +107,30 @@ class GoQueueClient:
     # -- plumbing --------------------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                timeout_s: float | None = None) -> httpx.Response:
-        try:
-            response = self._http.request(
-                method, path, json=json, params={k: v for k, v in (params or {}).items() if v is not None},
-                timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT)
-        except httpx.TimeoutException as exc:
-            raise Unavailable(f"{self.server} did not answer in time ({method} {path})") from exc
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"cannot reach {self.server}: {exc}") from exc
-        raise_for_error(response)
-        return response
+                timeout_s: float | None = None, retry_codes: frozenset[str] = RETRY_CODES) -> httpx.Response:
+        """One request, sent again after a back-off while it is refused in a way that did nothing
+        (`retry_codes`); returns the response or raises its error."""
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = self._http.request(
+                    method, path, json=json, params={k: v for k, v in (params or {}).items() if v is not None},
+                    timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT)
+            except httpx.TimeoutException as exc:
+                raise Unavailable(f"{self.server} did not answer in time ({method} {path})") from exc
+            except httpx.HTTPError as exc:
+                raise Unavailable(f"cannot reach {self.server}: {exc}") from exc
+            error = error_from_response(response)
+            if error is None:
+                return response
+            if last or error.code not in retry_codes:
+                raise error
+            self._back_off(attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    @staticmethod
+    def _back_off(attempt: int) -> None:
+        time.sleep(min(RETRY_BACKOFF_S * 2**attempt, RETRY_BACKOFF_MAX_S))
 
     def _get(self, path: str, model: type[M], **params: Any) -> M:
         return model.model_validate_json(self.request("GET", path, params=params).content)
@@ -148,7 +183,7 @@ class GoQueueClient:
         request = ProduceRequest(records=list(records), **options)
         body = request.model_dump(by_alias=True, exclude_none=True, mode="json")
         return ProduceResponse.model_validate_json(
-            self.request("POST", f"/v1/topics/{topic}/records", json=body).content)
+            self.request("POST", f"/v1/topics/{topic}/records", json=body, retry_codes=frozenset()).content)
 
     def fetch(self, topic: str, partition: int, offset: int, *, max_records: int = 500,
               max_bytes: int = 1_048_576, wait_ms: int = 0, encoding: str | None = None) -> FetchResponse:

@@ -1,9 +1,13 @@
 """`GroupCoordinator`: the I/O shell around the group state machines (`groups.py`, `leases.py`).
 
-It holds every group in memory, persists each change to `__consumer_state` before answering (`state_store.py`),
-replays that topic on start-up, and runs one background task (`_tick_loop`, every `consumers.expiryInterval`) that
-expires leases and sessions and moves exhausted messages to their dead-letter topic. Deliveries (consume, ack,
-nack, release, dead letters) live in `delivery.py`.
+It holds in memory the groups this broker *coordinates* — those whose `__consumer_state` partition it leads
+(`ownership.py`; loaded and dropped with that leadership by `loading.py`) — persists each change to that partition
+before answering (`state_store.py`), and runs one background task (`_tick_loop`, every `consumers.expiryInterval`)
+that expires leases and sessions and moves exhausted messages to their dead-letter topic. Deliveries (consume,
+ack, nack, release, dead letters) live in `delivery.py`. Requests reach it through `router.py`, which forwards
+those about groups coordinated elsewhere; every method here still checks ownership itself (`check_owner`), so a
+request that raced a leadership change gets a retriable NOT_COORDINATOR or NOT_READY, never another broker's
+groups' state. The pause-all flag is cluster metadata (`paused_all`), read by every coordinator.
 
 Persistence is by *touched keys*: an operation records which group / cursor / lease it changed, and at write time
 the current in-memory value of each key is written (a missing cursor or lease becomes a tombstone). Writes are
@@ -21,30 +25,30 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
-
-from prometheus_client.core import Metric
+from collections.abc import Callable, Iterable, Mapping
 
 from goqueue.broker import Broker
 from goqueue.config import ConsumersSection, OffsetReset
-from goqueue.consumers import state_store
+from goqueue.consumers import reader, readouts, state_store
 from goqueue.consumers.assignment import TP
 from goqueue.consumers.delivery import Delivery
 from goqueue.consumers.groups import Effective, Group
 from goqueue.consumers.leases import Cursor
+from goqueue.consumers.loading import StateLoading
 from goqueue.consumers.offsets import PartitionBounds, plan_reset
-from goqueue.consumers.state_store import Changes, StateStore, is_internal
+from goqueue.consumers.state_store import STATE_TOPIC, Changes, StateStore, is_internal
 from goqueue.errors import (
     GoQueueError,
     GroupHasMembers,
     GroupNotFound,
     InvalidConfig,
     InvalidRequest,
+    NotCoordinator,
     NotReady,
     Overloaded,
     PartitionNotFound,
 )
-from goqueue.metrics import ConsumerMetrics, gauge, register_state_collector
+from goqueue.metrics import ConsumerMetrics, register_state_collector
 from goqueue.models import (
     GROUP_NAME_PATTERN,
     CommitRequest,
@@ -52,15 +56,12 @@ from goqueue.models import (
     GroupConfig,
     GroupInfo,
     GroupMode,
-    GroupOffset,
     GroupSpec,
     GroupSummary,
     HeartbeatResponse,
     InflightList,
-    InflightMessage,
     JoinRequest,
     JoinResponse,
-    MemberInfo,
     OffsetResetPlan,
     OffsetResetRequest,
     PauseResponse,
@@ -81,26 +82,28 @@ class GroupCoordinator:
         self.metrics = metrics
         self.clock = clock
         self.new_member_id = new_member_id or (lambda client: f"{client}-{uuid.uuid4().hex[:12]}")
-        self.store = StateStore(broker, settings.state_partitions)
-        self.groups: dict[str, Group] = {}
-        self.all_paused = False
+        self.store = StateStore(broker, settings.state_partitions, settings.state_segment_bytes)
+        self.groups: dict[str, Group] = {}  # the groups of the state partitions this broker coordinates now
+        self.loading = StateLoading(self)
         self.ready = False
         self.delivery = Delivery(self)
         self._changed = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
-        register_state_collector(broker.metrics.registry, self._collect_gauges)
+        register_state_collector(broker.metrics.registry, lambda: readouts.collect_gauges(self))
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the state topic if needed, replay it, start expiring leases. Call after `Broker.start`."""
+        """Create the state topic if needed, load the state partitions this broker leads, start expiring leases.
+        Call after `Broker.start`. Waits (up to `consumers.loadTimeout`) for the partitions led here now, so a
+        single broker answers its groups as soon as it is ready; partitions it comes to lead later load then."""
         await self.store.ensure_topic()
-        replayed = await self.store.load(self.clock())
-        self.groups, self.all_paused = replayed.groups, replayed.all_paused
+        self.loading.start()
+        if not await self.loading.wait_loaded(self.settings.load_timeout_s):
+            log.warning("consumers.load_slow", extra={"timeout_s": self.settings.load_timeout_s})
         self.ready = True
-        leases = sum(g.pending() for g in self.groups.values())
-        log.info("consumers.ready", extra={"groups": len(self.groups), "records": replayed.records,
-                                           "unacked": leases})
+        log.info("consumers.ready", extra={"groups": len(self.groups), "state_partitions": sorted(
+            self.loading.owned), "unacked": sum(g.pending() for g in self.groups.values())})
         self._ticker = asyncio.create_task(self._tick_loop(), name="consumer-expiry")
 
     async def stop(self) -> None:
@@ -111,10 +114,57 @@ class GroupCoordinator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
             self._ticker = None
+        await self.loading.stop()
 
     def check_ready(self) -> None:
         if not self.ready:
             raise NotReady("consumer groups are loading their state, or the broker is shutting down")
+
+    # -- ownership (see ownership.py and loading.py) ---------------------------------------------------------
+
+    @property
+    def all_paused(self) -> bool:
+        """Pause-all is cluster metadata, so every coordinator sees the same flag."""
+        return bool(self.broker.cluster.state.get("paused_all", False))
+
+    def check_owner(self, name: str) -> int:
+        """The leader epoch of the group's state partition when this broker coordinates it; else NOT_COORDINATOR
+        (retriable: it is coordinated elsewhere) or NOT_READY (this broker is loading it)."""
+        self.check_ready()
+        return self.loading.check_owner(self.store.partition_for(name)).leader_epoch
+
+    def owns(self, group: Group) -> bool:
+        """`group` is still the live object of a group this broker coordinates (not dropped, not replaced)."""
+        return self.groups.get(group.name) is group
+
+    def install_groups(self, groups: Mapping[str, Group]) -> None:
+        """A state partition finished loading: its groups are served from now on."""
+        self.groups.update(groups)
+        self.notify()
+
+    def drop_groups(self, index: int) -> int:
+        """This broker stopped leading a state partition: forget its groups (waiting long-polls wake and answer
+        NOT_COORDINATOR); returns how many were dropped."""
+        names = [name for name in self.groups if self.store.partition_for(name) == index]
+        for name in names:
+            del self.groups[name]
+        self.notify()
+        return len(names)
+
+    def coordinated_names(self) -> list[str]:
+        """Names of the groups this broker coordinates, for a cluster-wide read-out; NOT_READY while a state
+        partition it leads (in the metadata) is not loaded yet, so a read-out never silently misses groups."""
+        self.check_ready()
+        state_partitions = self.broker.cluster.state["topics"].get(STATE_TOPIC, {}).get("partition_state", {})
+        led: set[int] = set()
+        for index, partition in state_partitions.items():
+            if partition["leader"] == self.broker.broker_id:
+                owned = self.loading.check_owner(int(index))
+                if owned.leader_epoch != partition["leader_epoch"]:
+                    raise NotReady(f"{STATE_TOPIC}/{index} is changing leader epoch here; retry")
+                led.add(int(index))
+        # Groups of a partition whose leadership just moved away (not dropped yet) belong to the new leader's part.
+        return sorted(name for name in self.groups if self.store.partition_for(name) in led)
 
     async def _tick_loop(self) -> None:
         while True:
@@ -134,31 +184,44 @@ class GroupCoordinator:
         now_ms = int(now_s * 1000)
         woke = False
         for group in list(self.groups.values()):
-            eff = self.effective(group)
-            changes = Changes()
-            woke |= self._expire_members(group, eff, now_s, changes)
-            exhausted: list[tuple[TP, list[int]]] = []
-            for tp in list(group.cursors):
-                cursor = group.cursors[tp]
-                if tp[0] not in self.broker.registry.topics:  # the topic was deleted: so are its offsets
-                    changes.slots.update((tp, o) for o in cursor.slots)
-                    del group.cursors[tp]
-                    changes.cursors.add(tp)
-                    group.topics.discard(tp[0])
-                    changes.group = True
-                    continue
-                expired = cursor.expire(now_ms)
-                if expired:
-                    self.metrics.lease_expirations.labels(group.name, tp[0]).inc(len(expired))
-                    woke = True
-                dead = cursor.exhausted(eff.max_deliveries)
-                if dead:
-                    exhausted.append((tp, dead))
-            await self.persist(group, changes)
-            for tp, offsets in exhausted:
-                await self.delivery.dead_letter(group, tp, offsets)
+            if not self.owns(group):
+                continue  # its state partition moved away during this tick
+            try:
+                woke |= await self._tick_group(group, now_s, now_ms)
+            except NotCoordinator:
+                continue  # moved away mid-tick: its new coordinator expires it
+            except GoQueueError as exc:  # e.g. a dead-letter topic's leader moving: the other groups still tick
+                log.warning("consumers.tick_group_failed", extra={"group": group.name, "error": exc.message,
+                                                                  "code": exc.code})
         if woke:
             self.notify()
+
+    async def _tick_group(self, group: Group, now_s: float, now_ms: int) -> bool:
+        woke = False
+        eff = self.effective(group)
+        changes = Changes()
+        woke |= self._expire_members(group, eff, now_s, changes)
+        exhausted: list[tuple[TP, list[int]]] = []
+        for tp in list(group.cursors):
+            cursor = group.cursors[tp]
+            if tp[0] not in self.broker.registry.topics:  # the topic was deleted: so are its offsets
+                changes.slots.update((tp, o) for o in cursor.slots)
+                del group.cursors[tp]
+                changes.cursors.add(tp)
+                group.topics.discard(tp[0])
+                changes.group = True
+                continue
+            expired = cursor.expire(now_ms)
+            if expired:
+                self.metrics.lease_expirations.labels(group.name, tp[0]).inc(len(expired))
+                woke = True
+            dead = cursor.exhausted(eff.max_deliveries)
+            if dead:
+                exhausted.append((tp, dead))
+        await self.persist(group, changes)
+        for tp, offsets in exhausted:
+            await self.delivery.dead_letter(group, tp, offsets)
+        return woke
 
     def _expire_members(self, group: Group, eff: Effective, now_s: float, changes: Changes) -> bool:
         gone = group.expire(now_s, eff.session_timeout_s)
@@ -193,7 +256,7 @@ class GroupCoordinator:
         return self._changed
 
     def group(self, name: str) -> Group:
-        self.check_ready()
+        self.check_owner(name)
         group = self.groups.get(name)
         if group is None:
             raise GroupNotFound(f"consumer group {name!r} does not exist", group=name)
@@ -209,15 +272,18 @@ class GroupCoordinator:
             raise InvalidRequest(f"{topic!r} is an internal topic; groups cannot consume it")
         return self.broker.registry.get(topic).partitions
 
-    def bounds(self, tp: TP, timestamp_ms: int | None = None) -> PartitionBounds:
-        offsets = self.broker.partition_offsets(tp[0], tp[1], timestamp_ms)
-        return PartitionBounds(int(offsets["earliest"] or 0), int(offsets["latest"] or 0), offsets["forTimestamp"])
+    async def bounds(self, tp: TP, timestamp_ms: int | None = None) -> PartitionBounds:
+        """Log start and high watermark of a partition, wherever it is led (`reader.partition_bounds`)."""
+        return await reader.partition_bounds(self.broker, tp[0], tp[1], timestamp_ms)
 
-    def cursor(self, group: Group, tp: TP, start_from: OffsetReset | None, changes: Changes) -> Cursor:
+    async def cursor(self, group: Group, tp: TP, start_from: OffsetReset | None, changes: Changes) -> Cursor:
         """The group's cursor in a partition, created at earliest / latest the first time."""
         cursor = group.cursors.get(tp)
         if cursor is None:
-            bounds = self.bounds(tp)
+            bounds = await self.bounds(tp)
+            cursor = group.cursors.get(tp)
+            if cursor is not None:
+                return cursor  # another request created it while this one looked the bounds up
             policy = start_from.value if start_from else self.effective(group).auto_offset_reset
             start = bounds.log_start if policy == OffsetReset.EARLIEST.value else bounds.high_watermark
             cursor = group.cursors[tp] = Cursor.starting_at(start)
@@ -227,17 +293,20 @@ class GroupCoordinator:
                 changes.group = True
         return cursor
 
-    async def persist(self, group: Group | None, changes: Changes) -> None:
-        """Write the current value of every touched key; returns once durable."""
-        if group is None:
-            records: list[state_store.StateRecord] = [
-                (state_store.GLOBAL_PAUSED, {"paused": self.all_paused})] if changes.group else []
-            await self.store.write(None, records)
-            self.metrics.state_records.inc(len(records))
-            return
-        if self.groups.get(group.name) is not group:
-            return  # deleted (its tombstones are written) or replaced meanwhile: nothing of it may come back
-        records = [state_store.group_record(group)] if changes.group else []
+    async def persist(self, group: Group, changes: Changes) -> None:
+        """Write the current value of every touched key; returns once durable.
+
+        A group deleted meanwhile writes nothing (its tombstones are written: nothing of it may come back). A group
+        whose state partition moved away (dropped, or reloaded at a new epoch) fails with NOT_COORDINATOR: the
+        change is not durable, so the caller must not answer as if it were.
+        """
+        if not self.owns(group):
+            if group.dead:
+                return
+            raise NotCoordinator(f"group {group.name!r} moved to another coordinator during the request; retry",
+                                 group=group.name)
+        epoch = self.check_owner(group.name)
+        records: list[state_store.StateRecord] = [state_store.group_record(group)] if changes.group else []
         for tp in sorted(changes.cursors):
             cursor = group.cursors.get(tp)
             records.append(state_store.cursor_record(group.name, tp, cursor) if cursor is not None
@@ -247,7 +316,7 @@ class GroupCoordinator:
             slot = cursor.slots.get(offset) if cursor is not None else None
             records.append(state_store.slot_record(group.name, tp, slot) if slot is not None
                            else state_store.slot_tombstone(group.name, tp, offset))
-        await self.store.write(group.name, records)
+        await self.store.write(self.store.partition_for(group.name), epoch, records)
         self.metrics.state_records.inc(len(records))
 
     def _new_group(self, name: str, mode: GroupMode, config: GroupConfig | None = None) -> Group:
@@ -260,7 +329,7 @@ class GroupCoordinator:
         return group
 
     def get_or_create(self, name: str, mode: GroupMode, changes: Changes) -> Group:
-        self.check_ready()
+        self.check_owner(name)
         group = self.groups.get(name)
         if group is None:
             group = self._new_group(name, mode)
@@ -275,7 +344,7 @@ class GroupCoordinator:
 
     async def declare(self, name: str, spec: GroupSpec) -> GroupInfo:
         """Create the group, or update its settings (the operator's declarative path)."""
-        self.check_ready()
+        self.check_owner(name)
         for topic in spec.topics:
             self.check_topic(topic)
         changes = Changes(group=True)
@@ -291,10 +360,10 @@ class GroupCoordinator:
         for topic in spec.topics:
             group.topics.add(topic)
             for partition in range(self.broker.registry.get(topic).partitions):
-                self.cursor(group, (topic, partition), None, changes)
+                await self.cursor(group, (topic, partition), None, changes)
         await self.persist(group, changes)
         self.notify()
-        return self.describe(name)
+        return await self.describe(name)
 
     async def delete(self, name: str, force: bool = False) -> None:
         group = self.group(name)
@@ -302,53 +371,23 @@ class GroupCoordinator:
         if members and not force:
             raise GroupHasMembers(f"group {name!r} has {members} live members; stop them first or force",
                                   group=name, members=members)
+        epoch = self.check_owner(name)
         group.dead = True
         del self.groups[name]
-        await self.store.write(name, state_store.group_tombstones(group))
+        await self.store.write(self.store.partition_for(name), epoch, state_store.group_tombstones(group))
         self.notify()
         log.info("group.deleted", extra={"group": name})
 
-    def list_groups(self) -> list[GroupSummary]:
-        self.check_ready()
-        summaries = []
-        for name in sorted(self.groups):
-            group = self.groups[name]
-            offsets = self._offsets(group)
-            summaries.append(GroupSummary(
-                name=name, mode=group.mode, state=group.state(self.all_paused), members=len(group.members),
-                topics=sorted(group.topics), lag=sum(o.lag or 0 for o in offsets), inflight=group.leased()))
-        return summaries
+    async def list_groups(self) -> list[GroupSummary]:
+        """The groups this broker coordinates (`router.py` gathers them from every coordinator)."""
+        return await readouts.list_groups(self)
 
-    def describe(self, name: str) -> GroupInfo:
-        group = self.group(name)
-        eff = self.effective(group)
-        members = [MemberInfo(member_id=m.member_id, client_id=m.client_id, host=m.host,
-                              assignments=[TopicPartition(topic=t, partition=p) for t, p in m.assignment],
-                              last_heartbeat_ms=int(m.last_seen_s * 1000), generation=m.generation)
-                   for m in sorted(group.members.values(), key=lambda m: m.member_id)]
-        config = GroupConfig(
-            visibility_timeout_s=eff.visibility_timeout_s, max_deliveries=eff.max_deliveries,
-            inflight_capacity=eff.inflight_capacity, session_timeout_s=eff.session_timeout_s,
-            dead_letter_topic=eff.dead_letter_topic, auto_offset_reset=OffsetReset(eff.auto_offset_reset),
-            assignor=eff.assignor)
-        return GroupInfo(
-            name=name, mode=group.mode, state=group.state(self.all_paused), paused=group.paused or self.all_paused,
-            generation=group.generation, config=config, topics=sorted(group.topics), members=members,
-            offsets=self._offsets(group), inflight=group.leased(), inflight_capacity=eff.inflight_capacity)
+    async def describe(self, name: str) -> GroupInfo:
+        return await readouts.describe(self, name)
 
-    def _offsets(self, group: Group) -> list[GroupOffset]:
-        """Every partition of the group's topics; committed is None where the group has not started yet."""
-        tps = set(group.cursors) | {(t, p) for t, n in self.partition_counts(group.topics).items() for p in range(n)}
-        offsets = []
-        for topic, partition in sorted(tps):
-            cursor = group.cursors.get((topic, partition))
-            held = self.broker.partitions.get((topic, partition))
-            committed = cursor.committed if cursor is not None else None
-            end = held.log.high_watermark if held is not None else (committed or 0)
-            offsets.append(GroupOffset(topic=topic, partition=partition, committed=committed, end_offset=end,
-                                       lag=None if committed is None else max(0, end - committed),
-                                       inflight=cursor.leased() if cursor is not None else 0))
-        return offsets
+    def inflight(self, name: str | None, limit: int) -> InflightList:
+        """Unacked messages of one group, or of every group this broker coordinates (`router.py` gathers)."""
+        return readouts.inflight(self, name, limit)
 
     async def pause(self, name: str | None) -> PauseResponse:
         return await self._set_paused(name, True)
@@ -365,16 +404,18 @@ class GroupCoordinator:
             self.notify()
             log.info("group.paused" if paused else "group.resumed", extra={"group": name})
             return PauseResponse(paused=paused or self.all_paused, all=False, groups=[name])
-        self.all_paused = paused
-        await self.persist(None, Changes(group=True))
+        # Pause-all is one metadata flag for the whole cluster; proposing the value it has already is a no-op, so
+        # the router may ask every coordinator to do this.
+        if self.all_paused != paused:
+            await self.broker.cluster.propose({"op": "set_paused_all", "paused": paused})
         if not paused:  # resume --all also lifts every per-group pause: "everything flows again"
             for group in list(self.groups.values()):
-                if group.paused:
+                if group.paused and self.owns(group):
                     group.paused = False
                     await self.persist(group, Changes(group=True))
         self.notify()
         log.info("consumers.all_paused" if paused else "consumers.all_resumed", extra={"groups": len(self.groups)})
-        return PauseResponse(paused=paused, all=True, groups=sorted(self.groups))
+        return PauseResponse(paused=paused, all=True, groups=self.coordinated_names())
 
     # -- ordered membership ----------------------------------------------------------------------------------
 
@@ -427,10 +468,10 @@ class GroupCoordinator:
 
     async def commit(self, name: str, request: CommitRequest) -> CommitResponse:
         """Ordered mode (or any group without members): record the next offset to read per partition."""
-        self.check_ready()
+        self.check_owner(name)
         for o in request.offsets:  # validate everything first: a refused commit changes nothing, creates nothing
             self.check_topic(o.topic)
-            bounds = self.bounds((o.topic, o.partition))
+            bounds = await self.bounds((o.topic, o.partition))
             if o.offset > bounds.high_watermark:
                 raise InvalidRequest(f"offset {o.offset} of {o.topic}/{o.partition} is past its high watermark "
                                      f"{bounds.high_watermark}")
@@ -451,7 +492,7 @@ class GroupCoordinator:
         group = self.get_or_create(name, GroupMode.ORDERED, changes)
         for o in request.offsets:
             tp = (o.topic, o.partition)
-            self.cursor(group, tp, None, changes).commit(o.offset)
+            (await self.cursor(group, tp, None, changes)).commit(o.offset)
             changes.cursors.add(tp)
         await self.persist(group, changes)
         self.metrics.commits.labels(name).inc()
@@ -460,11 +501,14 @@ class GroupCoordinator:
     # -- offset resets ---------------------------------------------------------------------------------------
 
     async def reset_offsets(self, name: str, request: OffsetResetRequest) -> OffsetResetPlan:
-        self.check_ready()
+        self.check_owner(name)
         count = self.check_topic(request.topic)
         if request.partition is not None and request.partition >= count:
             raise PartitionNotFound(f"topic {request.topic!r} has partitions 0..{count - 1}, not "
                                     f"{request.partition}", topic=request.topic, partition=request.partition)
+        partitions = [request.partition] if request.partition is not None else list(range(count))
+        bounds = {p: await self.bounds((request.topic, p), request.timestamp_ms) for p in partitions}
+        self.check_owner(name)  # the lookups awaited: look at the group as it is now
         group = self.groups.get(name)
         if group is not None and not request.dry_run:
             members = self.live_members(group)
@@ -472,8 +516,6 @@ class GroupCoordinator:
                 raise GroupHasMembers(
                     f"group {name!r} has {members} live members; stop them, or use --force (they lose their "
                     "leases or are rebalanced)", group=name, members=members)
-        partitions = [request.partition] if request.partition is not None else list(range(count))
-        bounds = {p: self.bounds((request.topic, p), request.timestamp_ms) for p in partitions}
         committed = {p: group.cursors[(request.topic, p)].committed if group and (request.topic, p) in group.cursors
                      else None for p in partitions}
         plan = plan_reset(request, bounds, committed)
@@ -502,51 +544,3 @@ class GroupCoordinator:
         log.info("group.offsets_reset", extra={"group": name, "topic": request.topic, "to": request.to.value,
                                                "partitions": len(plan)})
         return OffsetResetPlan(group=name, dry_run=False, applied=True, partitions=plan)
-
-    # -- read-outs -------------------------------------------------------------------------------------------
-
-    def inflight(self, name: str | None, limit: int) -> InflightList:
-        self.check_ready()
-        groups = [self.group(name)] if name is not None else [self.groups[n] for n in sorted(self.groups)]
-        messages: list[InflightMessage] = []
-        total = 0
-        for group in groups:
-            for tp, cursor in sorted(group.cursors.items()):
-                for offset in sorted(cursor.slots):
-                    total += 1
-                    if len(messages) >= limit:
-                        continue
-                    slot = cursor.slots[offset]
-                    leased = slot.state.value == "l"
-                    messages.append(InflightMessage(
-                        group=group.name, topic=tp[0], partition=tp[1], offset=offset,
-                        state="leased" if leased else "waiting", consumer_id=slot.consumer,
-                        lease_id=str(cursor.lease_id(tp[0], tp[1], slot)) if leased else None,
-                        delivery_count=slot.deliveries, deadline_ms=slot.deadline_ms))
-        return InflightList(messages=messages, total=total, truncated=total > len(messages))
-
-    def _collect_gauges(self) -> Iterable[Metric]:
-        lag = gauge("goqueue_consumer_lag", "Records of a partition the group has not settled: high watermark "
-                    "minus committed offset.", ["group", "topic", "partition"])
-        committed = gauge("goqueue_consumer_committed_offset", "Committed offset (ack floor in shared mode).",
-                          ["group", "topic", "partition"])
-        inflight = gauge("goqueue_inflight_messages", "Messages leased to consumers and not yet acked.", ["group"])
-        pending = gauge("goqueue_consumer_unacked_messages", "Leased plus waiting for redelivery: what counts "
-                        "against the inflight capacity.", ["group"])
-        capacity = gauge("goqueue_inflight_capacity", "Most unacked messages the group may hold.", ["group"])
-        members = gauge("goqueue_group_members", "Live members (ordered) or recently seen consumers (shared).",
-                        ["group"])
-        paused = gauge("goqueue_group_paused", "1 while the group gets no deliveries.", ["group"])
-        for name, group in list(self.groups.items()):
-            for offset in self._offsets(group):
-                if offset.committed is None:
-                    continue
-                labels = [name, offset.topic, str(offset.partition)]
-                lag.add_metric(labels, offset.lag or 0)
-                committed.add_metric(labels, offset.committed or 0)
-            inflight.add_metric([name], group.leased())
-            pending.add_metric([name], group.pending())
-            capacity.add_metric([name], self.effective(group).inflight_capacity)
-            members.add_metric([name], len(group.members))
-            paused.add_metric([name], 1.0 if group.paused or self.all_paused else 0.0)
-        yield from (lag, committed, inflight, pending, capacity, members, paused)

@@ -10,6 +10,12 @@ partitions from its read position (the committed offset after each rebalance). N
 commits offsets when it has processed them.
 
 A paused group answers with no records and `paused: true` after the long-poll (or at once when resumed).
+
+In a cluster the coordinator may not hold a replica of every partition a group reads: records and bounds then come
+from the partition's leader (`reader.py`), a partition that cannot be read right now (no leader, leader moving) is
+skipped for this round while the others still deliver, and a long-poll over partitions held elsewhere re-checks
+every `REMOTE_POLL_S` (their appends wake nothing here). A long-poll whose group moves to another coordinator ends
+with NOT_COORDINATOR, so the client retries there.
 """
 
 from __future__ import annotations
@@ -27,7 +33,17 @@ from goqueue.consumers.dead_letters import dead_letter_record, ensure_dead_lette
 from goqueue.consumers.groups import Group
 from goqueue.consumers.leases import Cursor, LeaseId, Settle, Slot
 from goqueue.consumers.state_store import Changes
-from goqueue.errors import FencedGeneration, InflightLimitReached, InvalidRequest, LeaseNotFound
+from goqueue.errors import (
+    FencedGeneration,
+    InflightLimitReached,
+    InvalidRequest,
+    LeaseNotFound,
+    NotCoordinator,
+    NotLeader,
+    NotReady,
+    PartitionOffline,
+    Unavailable,
+)
 from goqueue.models import (
     AckRequest,
     AckResponse,
@@ -48,6 +64,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Delivered = tuple[TP, Record, Slot | None, Cursor]
+
+REMOTE_POLL_S = 0.25  # long-poll re-check for partitions this broker holds no replica of
+# A partition that cannot be read this round (leader moving or unreachable): skipped; the others still deliver.
+UNREADABLE = (NotLeader, NotReady, PartitionOffline, Unavailable)
 
 
 @dataclass(frozen=True)
@@ -75,7 +95,7 @@ class Delivery:
         while True:
             # Take the wake-up events before looking, so a record or ack arriving while this request reads and
             # persists still wakes it (a lost wake-up would hold the long-poll until its deadline).
-            events = self._wake_events(group, request)
+            events, remote = self._wake_events(group, request)
             paused = group.paused or c.all_paused
             at_capacity = False
             delivered: list[Delivered] = []
@@ -88,14 +108,16 @@ class Delivery:
             await c.persist(group, changes)
             changes = Changes()
             remaining = deadline - time.monotonic()
-            if delivered or remaining <= 0 or not c.ready or c.groups.get(name) is not group:
+            if not delivered and not c.owns(group) and not group.dead:
+                raise NotCoordinator(f"group {name!r} moved to another coordinator; retry", group=name)
+            if delivered or remaining <= 0 or not c.ready or not c.owns(group):
                 if not delivered and at_capacity and not paused:
                     c.metrics.inflight_limit_reached.labels(name).inc()
                     raise InflightLimitReached(
                         f"group {name!r} holds its inflightCapacity of {c.effective(group).inflight_capacity} "
                         "unacked messages: ack or nack some, or wait for leases to expire", group=name)
                 return self._response(group, delivered, request.encoding, paused)
-            await self._wait(group, request, events, remaining)
+            await self._wait(group, request, events, min(remaining, REMOTE_POLL_S) if remote else remaining)
 
     def _consuming_group(self, name: str, request: ConsumeRequest, changes: Changes) -> tuple[Group, GroupMode]:
         """The group a consume is for, created (shared) on first use; the request must match its mode."""
@@ -144,11 +166,16 @@ class Delivery:
             tp = (topic, (start + i) % count)
             if len(out) >= max_records:
                 break
-            if tp not in c.broker.partitions:
-                continue  # offline partition: the others still serve
-            cursor = c.cursor(group, tp, request.start_from, changes)
-            out.extend(await self._redeliver(group, tp, cursor, lease, max_records - len(out), changes))
-            taken, full = await self._lease_new(group, tp, cursor, lease, max_records - len(out), changes)
+            try:
+                cursor = await c.cursor(group, tp, request.start_from, changes)
+                out.extend(await self._redeliver(group, tp, cursor, lease, max_records - len(out), changes))
+                taken, full = await self._lease_new(group, tp, cursor, lease, max_records - len(out), changes)
+            except UNREADABLE as exc:
+                if isinstance(exc, NotCoordinator):
+                    raise
+                log.debug("delivery.partition_skipped", extra={"topic": tp[0], "partition": tp[1],
+                                                               "reason": exc.message})
+                continue
             out.extend(taken)
             blocked = blocked or full
         if out:
@@ -191,11 +218,11 @@ class Delivery:
         want = min(budget, capacity - group.pending())
         if capacity - group.pending() <= 0:
             return [], True
-        held = c.broker.partitions[tp].log
-        if cursor.next < held.log_start_offset:  # retention passed the group: those records are gone
-            cursor.skip_to(held.log_start_offset)
+        bounds = await c.bounds(tp)
+        if cursor.next < bounds.log_start:  # retention passed the group: those records are gone
+            cursor.skip_to(bounds.log_start)
             changes.cursors.add(tp)
-        if want <= 0 or cursor.next >= held.high_watermark:
+        if want <= 0 or cursor.next >= bounds.high_watermark:
             return [], False
         result = await reader.read_from(c.broker, tp[0], tp[1], cursor.next, want, lease.max_bytes)
         out: list[Delivered] = []
@@ -229,11 +256,14 @@ class Delivery:
             budget = max_records - len(out)
             if budget <= 0:
                 break
-            if tp not in c.broker.partitions:
+            try:
+                cursor = await c.cursor(group, tp, request.start_from, changes)
+                position = positions.get(tp, cursor.committed)
+                result = await reader.read_from(c.broker, tp[0], tp[1], position, budget, max_bytes)
+            except UNREADABLE as exc:
+                if isinstance(exc, NotCoordinator):
+                    raise
                 continue
-            cursor = c.cursor(group, tp, request.start_from, changes)
-            position = positions.get(tp, cursor.committed)
-            result = await reader.read_from(c.broker, tp[0], tp[1], position, budget, max_bytes)
             if group.generation != generation or c.groups.get(group.name) is not group:
                 raise FencedGeneration(f"group {group.name!r} rebalanced during the read: join again",
                                        group=group.name, generation=group.generation)
@@ -260,17 +290,21 @@ class Delivery:
                                state=group.state(self.c.all_paused),
                                generation=group.generation if group.mode is GroupMode.ORDERED else None)
 
-    def _wake_events(self, group: Group, request: ConsumeRequest) -> list[asyncio.Event]:
-        """New records in the partitions read, or any coordinator change (ack, expiry, resume, rebalance)."""
+    def _wake_events(self, group: Group, request: ConsumeRequest) -> tuple[list[asyncio.Event], bool]:
+        """New records in the partitions read, or any coordinator change (ack, expiry, resume, rebalance); and
+        whether some partition has no replica here (nothing wakes for it: the wait must poll)."""
         c = self.c
         events: list[asyncio.Event] = [c.changed]
+        remote = False
         for topic in self._topics_of(group, request):
             meta = c.broker.registry.topics.get(topic)
             for partition in range(meta.partitions if meta else 0):
                 held = c.broker.partitions.get((topic, partition))
                 if held is not None:
                     events.append(held.grown)
-        return events
+                else:
+                    remote = True
+        return events, remote
 
     @staticmethod
     def _topics_of(group: Group, request: ConsumeRequest) -> list[str]:

@@ -1,7 +1,12 @@
 """Reading records of a partition for delivery: from an offset onwards, or at a set of offsets (redeliveries).
 
-Thin I/O over `Broker.fetch` (whole batches below the high watermark) and `storage.batch.decode_records`. It
-reports where reading stopped, so the caller can move its cursor past compaction gaps and skipped batches.
+Thin I/O over `Broker.fetch` (whole batches below the high watermark; forwarded to the partition's leader when it
+is elsewhere) and `storage.batch.decode_records`. It reports where reading stopped, so the caller can move its
+cursor past compaction gaps and skipped batches.
+
+The coordinator of a group is not necessarily a replica of the partitions the group reads: bounds come from this
+broker's own replica when it holds one (leader, or follower — whose high watermark may trail the leader's by a
+fetch, which delays a delivery by that much and never skips one), and from the leader otherwise.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from goqueue.broker import Broker
+from goqueue.consumers.offsets import PartitionBounds
 from goqueue.errors import OffsetOutOfRange
 from goqueue.storage import batch as batches
 from goqueue.storage.batch import Record
@@ -23,11 +29,21 @@ class ReadResult:
     high_watermark: int
 
 
+async def partition_bounds(broker: Broker, topic: str, partition: int,
+                           timestamp_ms: int | None = None) -> PartitionBounds:
+    """Log start offset, high watermark (and the offset for a timestamp) from the local replica, else the leader."""
+    if (topic, partition) in broker.partitions:
+        offsets = broker.partition_offsets(topic, partition, timestamp_ms)
+    else:
+        offsets = await broker.partition_offsets_routed(topic, partition, timestamp_ms)
+    return PartitionBounds(int(offsets["earliest"] or 0), int(offsets["latest"] or 0), offsets["forTimestamp"])
+
+
 async def read_from(broker: Broker, topic: str, partition: int, offset: int, max_records: int,
                     max_bytes: int) -> ReadResult:
     """Up to `max_records` records at or after `offset`, below the high watermark."""
-    offsets = broker.partition_offsets(topic, partition)
-    start, hwm = int(offsets["earliest"] or 0), int(offsets["latest"] or 0)
+    bounds = await partition_bounds(broker, topic, partition)
+    start, hwm = bounds.log_start, bounds.high_watermark
     offset = max(offset, start)
     taken: list[Record] = []
     next_offset = offset
@@ -64,8 +80,7 @@ async def read_at(
     """The records at `wanted` offsets that still exist (retention may have removed some)."""
     remaining = sorted(set(wanted))
     found: dict[int, Record] = {}
-    offsets = broker.partition_offsets(topic, partition)
-    start = int(offsets["earliest"] or 0)
+    start = (await partition_bounds(broker, topic, partition)).log_start
     remaining = [o for o in remaining if o >= start]
     while remaining:
         try:

@@ -6,20 +6,24 @@ it is exactly as durable as the records it describes, and the clustering layer r
 
 Record format: key and value are UTF-8; values are compact JSON; a tombstone (value None) deletes the key, and
 compaction keeps only the newest record per key. A group's records all live in partition
-`crc32c(group) % partitions`, so they stay in order; the global pause flag lives in partition 0.
+`crc32c(group) % partitions`, so they stay in order, and the leader of that partition coordinates the group
+(`ownership.py`). Segments are small (`consumers.stateSegmentBytes`) so compaction keeps the replay of a new
+coordinator short.
 
     key                                  value
     group:<group>                        {"mode", "config", "topics", "paused", "generation", "members": [...]}
     offset:<group>:<topic>:<partition>   {"c": committed, "n": next, "e": reset epoch}
     lease:<group>:<topic>:<partition>:<offset>
                                          {"d": deliveries, "s": "l"|"w", "x": deadline ms, "c": consumer, "r": reason}
-    global:paused                        {"paused": true|false}
+    global:paused                        legacy: the pause-all flag now lives in the cluster metadata; ignored
 
 Group, topic and partition names contain no ':' (topic and group names are [a-zA-Z0-9._-]), so keys split cleanly.
 An acked lease is a tombstone; lease records below their cursor's committed offset are ignored on replay.
 Lease expiry is not written: a lease read back with a past deadline simply expires again at the first tick.
 
-Who calls it: the coordinator, on the event loop; `write` returns once the records are durable.
+Who calls it: the coordinator, on the event loop; `write` returns once the records are durable, and only ever
+appends to a partition this broker leads at the epoch its groups were loaded for; `read_local` replays a partition
+from this broker's own replica when it becomes the leader.
 """
 
 from __future__ import annotations
@@ -28,18 +32,26 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import crc32c
-
-from goqueue.broker import Broker, RecordIn
+from goqueue.broker import Broker, RecordIn, forwarded_request
 from goqueue.consumers.assignment import TP
 from goqueue.consumers.groups import Group, Member
 from goqueue.consumers.leases import Cursor, Slot, SlotState
-from goqueue.errors import GoQueueError, InvalidConfig, NotReady, Timeout, TopicAlreadyExists, TopicNotFound
+from goqueue.consumers.ownership import state_partition_for
+from goqueue.errors import (
+    InvalidConfig,
+    InvalidRequest,
+    NotCoordinator,
+    NotLeader,
+    NotReady,
+    Timeout,
+    TopicAlreadyExists,
+)
 from goqueue.models import Acks, CleanupPolicy, GroupConfig, GroupMode, TopicConfig, TopicCreate
+from goqueue.partition import Partition
 from goqueue.storage import batch as batches
 
 log = logging.getLogger(__name__)
@@ -50,6 +62,7 @@ STATE_TOPIC = "__consumer_state"
 INTERNAL_PREFIX = "__"
 GLOBAL_PAUSED = "global:paused"
 READ_CHUNK_BYTES = 4 * 2**20
+COMMIT_POLL_S = 0.5  # a loading coordinator re-checks its leadership this often while waiting for the hwm
 
 StateRecord = tuple[str, dict[str, Any] | None]
 
@@ -65,6 +78,13 @@ class Changes:
 
 def is_internal(topic: str) -> bool:
     return topic.startswith(INTERNAL_PREFIX)
+
+
+def refuse_internal_write(topic: str) -> None:
+    """Only the broker writes its internal topics (a stray record in __consumer_state would corrupt offsets);
+    every produce door (HTTP JSON and binary, gRPC unary and streaming) calls this."""
+    if is_internal(topic):
+        raise InvalidRequest(f"{topic!r} is an internal topic; only the broker writes it")
 
 
 # -- encoding ------------------------------------------------------------------------------------------------
@@ -186,19 +206,25 @@ def build_state(raw: _Raw, now_s: float) -> dict[str, Group]:
 # -- the topic -----------------------------------------------------------------------------------------------
 
 class StateStore:
-    def __init__(self, broker: Broker, partitions: int) -> None:
+    def __init__(self, broker: Broker, partitions: int, segment_bytes: int) -> None:
         self.broker = broker
         self.wanted_partitions = partitions
+        self.segment_bytes = segment_bytes
 
     @property
     def partitions(self) -> int:
         return self.broker.registry.get(STATE_TOPIC).partitions
 
+    def _config(self) -> TopicConfig:
+        return TopicConfig(cleanup_policy=CleanupPolicy.COMPACT, segment_bytes=self.segment_bytes)
+
     async def ensure_topic(self) -> None:
         """Create the state topic once per cluster, replicated like user data (up to 3 copies).
 
         Every broker of a new cluster races to create it: the losers see TOPIC_ALREADY_EXISTS, and a broker that
-        tries before its peers registered retries until they have.
+        tries before its peers registered retries until they have. A topic made before `stateSegmentBytes`
+        existed (or with another value) gets the configured segment size: every broker proposes the same value,
+        so the race is harmless.
         """
         replication_factor = min(3, max(1, len(self.broker.settings.cluster.peers)))
         deadline = time.monotonic() + ENSURE_TOPIC_TIMEOUT_S
@@ -206,7 +232,7 @@ class StateStore:
             try:
                 await self.broker.create_topic(TopicCreate(
                     name=STATE_TOPIC, partitions=self.wanted_partitions, replication_factor=replication_factor,
-                    config=TopicConfig(cleanup_policy=CleanupPolicy.COMPACT)), internal=True)
+                    config=self._config()), internal=True)
                 log.info("consumer_state.created", extra={"topic": STATE_TOPIC, "partitions": self.wanted_partitions,
                                                           "replication_factor": replication_factor})
             except TopicAlreadyExists:
@@ -216,55 +242,73 @@ class StateStore:
                     raise
                 log.info("consumer_state.create_retry", extra={"reason": str(exc)})
                 await asyncio.sleep(0.5)
+        if self.broker.registry.get(STATE_TOPIC).config.segment_bytes != self.segment_bytes:
+            await self.broker.update_topic(STATE_TOPIC, None, {"segmentBytes": self.segment_bytes})
 
-    def partition_for(self, group: str | None) -> int:
-        if group is None:
-            return 0
-        return int(crc32c.crc32c(group.encode())) % self.partitions
+    def partition_for(self, group: str) -> int:
+        return state_partition_for(group, self.partitions)
 
-    async def write(self, group: str | None, records: Sequence[StateRecord]) -> None:
-        """Append and wait until durable (acks=all): callers answer their client only after this returns."""
+    async def write(self, partition: int, leader_epoch: int, records: Sequence[StateRecord]) -> None:
+        """Append to a state partition this broker leads at `leader_epoch`, and wait until durable (acks=all):
+        callers answer their client only after this returns.
+
+        Fenced: a coordinator whose leadership moved gets NOT_COORDINATOR, and the write is never forwarded to the
+        new leader (its successor owns that log now) — `forwarded_request` set for the produce says so to
+        `Broker.produce`, which then refuses instead of forwarding. The leader epoch is checked here and, for the
+        wait on the in-sync replicas, by `Broker.produce` itself.
+        """
         if not records:
             return
+        held = self.broker.partitions.get((STATE_TOPIC, partition))
+        if held is None or not held.is_leader or held.leader_epoch != leader_epoch:
+            raise NotCoordinator(f"this broker no longer leads {STATE_TOPIC}/{partition} at epoch {leader_epoch}; "
+                                 "retry: the group's new coordinator serves it")
         encoded = [RecordIn(key.encode(), None if value is None else
                             json.dumps(value, separators=(",", ":")).encode(), []) for key, value in records]
-        await self.broker.produce(STATE_TOPIC, encoded, acks=Acks.ALL, partition=self.partition_for(group))
+        token = forwarded_request.set(True)
+        try:
+            await self.broker.produce(STATE_TOPIC, encoded, acks=Acks.ALL, partition=partition)
+        except NotLeader as exc:
+            raise NotCoordinator(f"{STATE_TOPIC}/{partition} changed leader during the write; it may or may not "
+                                 f"be applied — retry at the new coordinator ({exc.message})") from exc
+        finally:
+            forwarded_request.reset(token)
 
-    async def load(self, now_s: float) -> Replayed:
-        raw = _Raw()
-        count = 0
-        for partition in range(self.partitions):
-            for key, value in await self._read_partition_retrying(partition):
-                apply_record(raw, key, value)
-                count += 1
-        return Replayed(groups=build_state(raw, now_s), all_paused=raw.all_paused, records=count)
 
-    async def _read_partition_retrying(self, partition: int) -> Iterable[tuple[str, dict[str, Any] | None]]:
-        """Right after a cluster (re)starts, the partition's leader may still be electing or catching up its
-        metadata: retry what is transient until the deadline, then fail the start loudly."""
-        deadline = time.monotonic() + ENSURE_TOPIC_TIMEOUT_S
-        while True:
-            try:
-                return await self._read_partition(partition)
-            except GoQueueError as exc:
-                if not (exc.retriable or isinstance(exc, TopicNotFound)) or time.monotonic() > deadline:
-                    raise
-                log.info("consumer_state.load_retry", extra={"partition": partition, "reason": str(exc)})
-                await asyncio.sleep(0.5)
+# -- replay --------------------------------------------------------------------------------------------------
 
-    async def _read_partition(self, partition: int) -> Iterable[tuple[str, dict[str, Any] | None]]:
-        found: list[tuple[str, dict[str, Any] | None]] = []
-        offsets = await self.broker.partition_offsets_routed(STATE_TOPIC, partition)
-        offset = int(offsets["earliest"] or 0)
-        end = int(offsets["latest"] or 0)
-        while offset < end:
-            result = await self.broker.fetch(STATE_TOPIC, partition, offset, READ_CHUNK_BYTES)
-            if not result.data:
-                break
-            for pos, header in batches.iter_headers(result.data):
-                for record in batches.decode_records(result.data, pos):
-                    if record.offset >= offset and record.key is not None:
-                        found.append((record.key.decode(), None if record.value is None
-                                      else json.loads(record.value)))
-                offset = max(offset, header.next_offset)
-        return found
+async def read_local(partition: Partition, is_current: Callable[[], bool]) -> list[tuple[str, dict[str, Any] | None]]:
+    """Every state record of a partition this broker leads, read from its own replica.
+
+    It first waits until the high watermark reaches the log end offset it found: a new leader's log may end in
+    records of the previous epoch not yet confirmed by the in-sync replicas, and a coordinator serves only
+    committed state. `is_current` says whether the load is still wanted (leadership may move meanwhile).
+    """
+    plog = partition.log
+    end = plog.log_end_offset
+    while plog.high_watermark < end:
+        if not is_current():
+            raise NotCoordinator(f"{STATE_TOPIC}/{partition.index} changed leader while loading")
+        await partition.wait_changed(COMMIT_POLL_S)
+    found: list[tuple[str, dict[str, Any] | None]] = []
+    offset = plog.log_start_offset
+    while offset < end:
+        if not is_current():
+            raise NotCoordinator(f"{STATE_TOPIC}/{partition.index} changed leader while loading")
+        data = plog.read(offset, READ_CHUNK_BYTES, upto=end)
+        if not data:
+            break
+        for pos, header in batches.iter_headers(data):
+            for record in batches.decode_records(data, pos):
+                if offset <= record.offset < end and record.key is not None:
+                    found.append((record.key.decode(), None if record.value is None else json.loads(record.value)))
+            offset = max(offset, header.next_offset)
+        await asyncio.sleep(0)  # a long replay shares the event loop with the broker's other work
+    return found
+
+
+def replay(records: Iterable[tuple[str, dict[str, Any] | None]], now_s: float) -> dict[str, Group]:
+    raw = _Raw()
+    for key, value in records:
+        apply_record(raw, key, value)
+    return build_state(raw, now_s)

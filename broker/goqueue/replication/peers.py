@@ -122,6 +122,15 @@ class PeerClient:
     async def get_json(self, url: str) -> Any:
         return (await self._request("GET", url)).json()
 
+    async def call_json(self, method: str, url: str, *, body: Any = None, params: dict[str, Any] | None = None,
+                        headers: dict[str, str] | None = None, timeout_s: float | None = None) -> Any:
+        """A forwarded call to a peer's public JSON API (consumer-group operations sent to the group's
+        coordinator); None for an answer without a body (204)."""
+        response = await self._request(
+            method, url, json=body, params={k: v for k, v in (params or {}).items() if v is not None},
+            headers=headers, timeout=httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s)
+        return response.json() if response.content else None
+
     async def post_json(self, url: str, body: Any) -> Any:
         return (await self._request("POST", url, json=body)).json()
 

@@ -67,7 +67,7 @@ def acks_from_proto(value: int) -> Acks:
         raise InvalidRequest(f"acks: unknown value {value}") from None
 
 
-def _invalid_model(what: str, exc: ValidationError, error: type[InvalidRequest] = InvalidRequest) -> InvalidRequest:
+def invalid_model(what: str, exc: ValidationError, error: type[InvalidRequest] = InvalidRequest) -> InvalidRequest:
     first = exc.errors()[0]
     location = ".".join(str(part) for part in first.get("loc", ()))
     return error(f"{what}{'.' + location if location else ''}: {first.get('msg', 'invalid value')}")
@@ -94,7 +94,7 @@ def topic_config_from_proto(config: Any) -> TopicConfig:
     try:
         return TopicConfig.model_validate(config_changes_from_proto(config))
     except ValidationError as exc:
-        raise _invalid_model("config", exc, InvalidConfig) from exc
+        raise invalid_model("config", exc, InvalidConfig) from exc
 
 
 def topic_config_to_proto(config: TopicConfig) -> Any:
@@ -111,7 +111,7 @@ def topic_create_from_proto(request: Any) -> TopicCreate:
     try:
         return TopicCreate.model_validate(fields)
     except ValidationError as exc:
-        raise _invalid_model("CreateTopicRequest", exc) from exc
+        raise invalid_model("CreateTopicRequest", exc) from exc
 
 
 def topic_create_to_proto(spec: TopicCreate) -> Any:
@@ -126,7 +126,7 @@ def config_changes_to_proto(changes: dict[str, Any]) -> Any:
     try:
         parsed = TopicConfig.model_validate(changes)
     except ValidationError as exc:
-        raise _invalid_model("config", exc, InvalidConfig) from exc
+        raise invalid_model("config", exc, InvalidConfig) from exc
     message = pb.TopicConfig()
     for name in parsed.model_fields_set:
         value = getattr(parsed, name)
@@ -151,7 +151,7 @@ def topic_update_from_proto(request: Any) -> TopicUpdate:
     try:
         return TopicUpdate.model_validate(fields)
     except ValidationError as exc:
-        raise _invalid_model("UpdateTopicRequest", exc) from exc
+        raise invalid_model("UpdateTopicRequest", exc) from exc
 
 
 def partition_info_to_proto(info: PartitionInfo) -> Any:

@@ -25,6 +25,7 @@ from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.api.grpc.servicer import GoQueueServicer
 from goqueue.broker import Broker
 from goqueue.config import Settings
+from goqueue.consumers.router import GroupRouter
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,10 @@ def bind_address(host: str, port: int) -> str:
 
 
 class GrpcServer:
-    def __init__(self, broker: Broker, settings: Settings) -> None:
+    def __init__(self, broker: Broker, settings: Settings, groups: GroupRouter | None = None) -> None:
         self.broker = broker
         self.settings = settings
-        self.servicer = GoQueueServicer(broker)
+        self.servicer = GoQueueServicer(broker, groups)
         self.health = health_aio.HealthServicer()
         self.port: int | None = None
         self._server: Any = None

@@ -9,8 +9,11 @@ streams are the only logic here:
 * FetchStream long-polls in slices of `FETCH_STREAM_POLL_S` and sends one response per non-empty fetch, so it sees
   new records at once yet notices a shutdown within a slice.
 
-On shutdown `close()` ends both kinds of stream with NOT_READY (UNAVAILABLE, retriable), so a client reconnects to
+On shutdown `close()` ends every kind of stream with NOT_READY (UNAVAILABLE, retriable), so a client reconnects to
 another broker instead of holding the server open for its whole grace period.
+
+Produce refuses internal topics (`__consumer_state`), as the HTTP API does. The consumer-group rpcs, with the
+flow-controlled ConsumeStream, live in `group_servicer.py`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ import grpc
 from goqueue.api.grpc import convert
 from goqueue.api.grpc.errors import translate_errors
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
+from goqueue.api.grpc.group_servicer import GroupRpcs
 from goqueue.broker import Broker
+from goqueue.consumers.router import GroupRouter
+from goqueue.consumers.state_store import refuse_internal_write
 from goqueue.errors import InvalidRequest, NotReady, RecordTooLarge
 
 PRODUCE_STREAM_WINDOW = 64  # requests read ahead per ProduceStream: enough to fill group commits, bounded memory
@@ -35,11 +41,12 @@ FETCH_STREAM_POLL_S = 0.5  # one long-poll slice of FetchStream: bounds how late
 Context: TypeAlias = grpc.aio.ServicerContext
 
 
-class GoQueueServicer:
+class GoQueueServicer(GroupRpcs):
     """Implements every rpc of `service GoQueue` in goqueue.proto (the server binds them by name)."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, groups: GroupRouter | None = None) -> None:
         self.broker = broker
+        self.groups = groups  # None: the group rpcs answer NOT_READY
         self.metrics = broker.metrics
         self._closing = asyncio.Event()
         self._readers: set[asyncio.Task[None]] = set()
@@ -84,6 +91,7 @@ class GoQueueServicer:
     async def _produce(self, request: Any) -> Any:
         started = time.perf_counter()
         call = convert.produce_from_proto(request)
+        refuse_internal_write(call.topic)
         offsets, duplicate = await self.broker.produce(
             call.topic, call.records, acks=call.acks, partition=call.partition, producer=call.producer)
         self.metrics.observe_produce("grpc", time.perf_counter() - started)
@@ -136,6 +144,7 @@ class GoQueueServicer:
     @translate_errors
     async def ProduceBatch(self, request: Any, context: Context) -> Any:  # noqa: N802
         started = time.perf_counter()
+        refuse_internal_write(request.topic)
         partition = convert.partition_index(request.partition)
         limit = self.broker.settings.limits.max_request_bytes
         if len(request.batch) > limit:

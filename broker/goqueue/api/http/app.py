@@ -20,7 +20,7 @@ from goqueue.api.http.routes import (
     topics,
 )
 from goqueue.broker import Broker, forwarded_request
-from goqueue.consumers.coordinator import GroupCoordinator
+from goqueue.consumers.router import GroupRouter
 from goqueue.replication.peers import FORWARDED_HEADER
 
 _FORWARDED = FORWARDED_HEADER.lower().encode()
@@ -44,13 +44,13 @@ class MarkForwarded:
         await self.app(scope, receive, send)
 
 
-def create_app(broker: Broker, coordinator: GroupCoordinator | None = None) -> FastAPI:
+def create_app(broker: Broker, group_router: GroupRouter | None = None) -> FastAPI:
     app = FastAPI(
         title="GoQueue", version=__version__,
         description="Durable, replicated message broker. Errors are always "
                     '`{"error": {"code", "message", "retriable"}}`.')
     app.state.broker = broker
-    app.state.coordinator = coordinator  # None: the group routes answer NOT_READY
+    app.state.groups = group_router  # None: the group routes answer NOT_READY
     install_error_handlers(app)
     for module in (health, topics, records, admin, groups, admin_consumers, cluster, cluster_admin, replica):
         app.include_router(module.router)

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from goqueue.broker import Broker
-from goqueue.consumers.coordinator import GroupCoordinator
+from goqueue.broker import Broker, forwarded_request
+from goqueue.consumers.remote import CLIENT_HOST_HEADER
+from goqueue.consumers.router import GroupRouter
 from goqueue.errors import NotReady
 
 
@@ -19,16 +20,19 @@ def _broker(request: Request) -> Broker:
 BrokerDep = Annotated[Broker, Depends(_broker)]
 
 
-def _coordinator(request: Request) -> GroupCoordinator:
-    coordinator: GroupCoordinator | None = getattr(request.app.state, "coordinator", None)
-    if coordinator is None:
+def _groups(request: Request) -> GroupRouter:
+    groups: GroupRouter | None = getattr(request.app.state, "groups", None)
+    if groups is None:
         raise NotReady("this server runs without consumer groups")
-    return coordinator
+    return groups
 
 
-CoordinatorDep = Annotated[GroupCoordinator, Depends(_coordinator)]
+GroupsDep = Annotated[GroupRouter, Depends(_groups)]
 
 
 def peer_host(request: Request) -> str:
-    """The client's address, the default `host` of a group member."""
+    """The client's address, the default `host` of a group member: for a request another broker forwarded, the
+    address that broker saw (it sends it along), not the forwarding broker's."""
+    if forwarded_request.get() and (original := request.headers.get(CLIENT_HOST_HEADER)):
+        return original
     return request.client.host if request.client else "unknown"

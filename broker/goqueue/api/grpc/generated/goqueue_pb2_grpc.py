@@ -89,6 +89,51 @@ class GoQueueStub:
                 request_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.GetOffsetsRequest.SerializeToString,
                 response_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.GetOffsetsResponse.FromString,
                 _registered_method=True)
+        self.JoinGroup = channel.unary_unary(
+                '/goqueue.v1.GoQueue/JoinGroup',
+                request_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.JoinGroupRequest.SerializeToString,
+                response_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.JoinGroupResponse.FromString,
+                _registered_method=True)
+        self.Heartbeat = channel.unary_unary(
+                '/goqueue.v1.GoQueue/Heartbeat',
+                request_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.HeartbeatResponse.FromString,
+                _registered_method=True)
+        self.LeaveGroup = channel.unary_unary(
+                '/goqueue.v1.GoQueue/LeaveGroup',
+                request_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.LeaveGroupRequest.SerializeToString,
+                response_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.LeaveGroupResponse.FromString,
+                _registered_method=True)
+        self.Consume = channel.unary_unary(
+                '/goqueue.v1.GoQueue/Consume',
+                request_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ConsumeRequest.SerializeToString,
+                response_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ConsumeResponse.FromString,
+                _registered_method=True)
+        self.ConsumeStream = channel.stream_stream(
+                '/goqueue.v1.GoQueue/ConsumeStream',
+                request_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ConsumeStreamRequest.SerializeToString,
+                response_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ConsumeResponse.FromString,
+                _registered_method=True)
+        self.Ack = channel.unary_unary(
+                '/goqueue.v1.GoQueue/Ack',
+                request_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckRequest.SerializeToString,
+                response_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckResponse.FromString,
+                _registered_method=True)
+        self.Nack = channel.unary_unary(
+                '/goqueue.v1.GoQueue/Nack',
+                request_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.NackRequest.SerializeToString,
+                response_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckResponse.FromString,
+                _registered_method=True)
+        self.Release = channel.unary_unary(
+                '/goqueue.v1.GoQueue/Release',
+                request_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckRequest.SerializeToString,
+                response_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckResponse.FromString,
+                _registered_method=True)
+        self.CommitOffsets = channel.unary_unary(
+                '/goqueue.v1.GoQueue/CommitOffsets',
+                request_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.CommitOffsetsRequest.SerializeToString,
+                response_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.CommitOffsetsResponse.FromString,
+                _registered_method=True)
 
 
 class GoQueueServicer:
@@ -174,6 +219,78 @@ class GoQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def JoinGroup(self, request, context):
+        """Consumer groups: the same operations as /v1/groups over HTTP. Any broker serves them: a broker that does not
+        coordinate the group forwards the call to the one that does; while coordination moves (failover) calls fail
+        with UNAVAILABLE and code NOT_COORDINATOR or NOT_READY, retriable after a short back-off.
+
+        Ordered mode: JoinGroup, then consume with member_id + generation, Heartbeat within the session timeout,
+        CommitOffsets, LeaveGroup. Shared mode: consume with a consumer_id, then Ack / Nack / Release the lease ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Heartbeat(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LeaveGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Consume(self, request, context):
+        """One long-poll, like POST /v1/groups/{group}/consume.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConsumeStream(self, request_iterator, context):
+        """Streaming consume with credit-based flow control. The first request carries the subscription and the first
+        credit; each later request grants more credit. Credit counts records: the broker sends at most as many
+        records as the client granted and has not received yet, so it never leases more than the client is ready
+        for (records it does not send stay available to the group's other consumers). A response with no records
+        reports a change of the paused state. The stream ends when the client half-closes or cancels, with the
+        consume's error (e.g. FENCED_GENERATION: join again), or with NOT_READY when the broker shuts down.
+        Ordered members keep heartbeating on the side while they hold back credit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Ack(self, request, context):
+        """shared mode: the messages are done
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Nack(self, request, context):
+        """shared mode: redeliver after delay_s
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Release(self, request, context):
+        """shared mode: give back unprocessed (no delivery counted)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitOffsets(self, request, context):
+        """ordered mode
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GoQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -231,6 +348,51 @@ def add_GoQueueServicer_to_server(servicer, server):
                     servicer.GetOffsets,
                     request_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.GetOffsetsRequest.FromString,
                     response_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.GetOffsetsResponse.SerializeToString,
+            ),
+            'JoinGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinGroup,
+                    request_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.JoinGroupRequest.FromString,
+                    response_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.JoinGroupResponse.SerializeToString,
+            ),
+            'Heartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Heartbeat,
+                    request_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.HeartbeatRequest.FromString,
+                    response_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'LeaveGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaveGroup,
+                    request_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.LeaveGroupRequest.FromString,
+                    response_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.LeaveGroupResponse.SerializeToString,
+            ),
+            'Consume': grpc.unary_unary_rpc_method_handler(
+                    servicer.Consume,
+                    request_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ConsumeRequest.FromString,
+                    response_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ConsumeResponse.SerializeToString,
+            ),
+            'ConsumeStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ConsumeStream,
+                    request_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ConsumeStreamRequest.FromString,
+                    response_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ConsumeResponse.SerializeToString,
+            ),
+            'Ack': grpc.unary_unary_rpc_method_handler(
+                    servicer.Ack,
+                    request_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckRequest.FromString,
+                    response_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckResponse.SerializeToString,
+            ),
+            'Nack': grpc.unary_unary_rpc_method_handler(
+                    servicer.Nack,
+                    request_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.NackRequest.FromString,
+                    response_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckResponse.SerializeToString,
+            ),
+            'Release': grpc.unary_unary_rpc_method_handler(
+                    servicer.Release,
+                    request_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckRequest.FromString,
+                    response_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckResponse.SerializeToString,
+            ),
+            'CommitOffsets': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitOffsets,
+                    request_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.CommitOffsetsRequest.FromString,
+                    response_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.CommitOffsetsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -530,6 +692,249 @@ class GoQueue:
             '/goqueue.v1.GoQueue/GetOffsets',
             goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.GetOffsetsRequest.SerializeToString,
             goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.GetOffsetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goqueue.v1.GoQueue/JoinGroup',
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.JoinGroupRequest.SerializeToString,
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.JoinGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goqueue.v1.GoQueue/Heartbeat',
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.HeartbeatRequest.SerializeToString,
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaveGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goqueue.v1.GoQueue/LeaveGroup',
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.LeaveGroupRequest.SerializeToString,
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.LeaveGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Consume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goqueue.v1.GoQueue/Consume',
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ConsumeRequest.SerializeToString,
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ConsumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConsumeStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/goqueue.v1.GoQueue/ConsumeStream',
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ConsumeStreamRequest.SerializeToString,
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ConsumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Ack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goqueue.v1.GoQueue/Ack',
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckRequest.SerializeToString,
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Nack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goqueue.v1.GoQueue/Nack',
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.NackRequest.SerializeToString,
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Release(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goqueue.v1.GoQueue/Release',
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckRequest.SerializeToString,
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.AckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitOffsets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goqueue.v1.GoQueue/CommitOffsets',
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.CommitOffsetsRequest.SerializeToString,
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.CommitOffsetsResponse.FromString,
             options,
             channel_credentials,
             insecure,

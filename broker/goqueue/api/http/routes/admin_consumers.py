@@ -1,4 +1,8 @@
-"""Operator controls for consumers: pause / resume all groups, the inflight list, metadata backup / restore."""
+"""Operator controls for consumers: pause / resume all groups, the inflight list, metadata backup / restore.
+
+Each gathers from (or acts on) every coordinator through `GroupRouter`; a request forwarded by another broker
+answers for this broker's groups only.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +10,38 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from goqueue.api.http.deps import CoordinatorDep
-from goqueue.consumers.backup import backup_metadata, restore_metadata
+from goqueue.api.http.deps import GroupsDep
+from goqueue.consumers.backup import restore_metadata
 from goqueue.models import InflightList, MetadataBackup, PauseResponse, RestoreReport
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 @router.post("/consumers/pause", response_model=PauseResponse, summary="Emergency: pause every group")
-async def pause_all(coordinator: CoordinatorDep) -> PauseResponse:
-    return await coordinator.pause(None)
+async def pause_all(groups: GroupsDep) -> PauseResponse:
+    return await groups.set_all_paused(True)
 
 
 @router.post("/consumers/resume", response_model=PauseResponse,
              summary="Resume every group (also lifts per-group pauses)")
-async def resume_all(coordinator: CoordinatorDep) -> PauseResponse:
-    return await coordinator.resume(None)
+async def resume_all(groups: GroupsDep) -> PauseResponse:
+    return await groups.set_all_paused(False)
 
 
 @router.get("/inflight", response_model=InflightList, summary="Unacked messages: leased, or waiting for redelivery")
 async def inflight(
-    coordinator: CoordinatorDep,
+    groups: GroupsDep,
     group: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> InflightList:
-    return coordinator.inflight(group, limit)
+    return await groups.inflight(group, limit)
 
 
 @router.get("/metadata", response_model=MetadataBackup, summary="Backup: topics, settings, groups and offsets")
-async def backup(coordinator: CoordinatorDep) -> MetadataBackup:
-    return backup_metadata(coordinator)
+async def backup(groups: GroupsDep) -> MetadataBackup:
+    return await groups.backup()
 
 
 @router.post("/metadata", response_model=RestoreReport, summary="Restore a metadata backup (additive)")
-async def restore(body: MetadataBackup, coordinator: CoordinatorDep) -> RestoreReport:
-    return await restore_metadata(coordinator, body)
+async def restore(body: MetadataBackup, groups: GroupsDep) -> RestoreReport:
+    return await restore_metadata(groups, body)

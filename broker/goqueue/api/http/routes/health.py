@@ -22,8 +22,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness: storage recovered and accepting writes")
 async def readyz(broker: BrokerDep, request: Request) -> JSONResponse:
-    coordinator = request.app.state.coordinator
-    ready = broker.ready and (coordinator is None or coordinator.ready)
+    groups = request.app.state.groups
+    ready = broker.ready and (groups is None or groups.coordinator.ready)
     body = {"status": "ready" if ready else "not ready", "offlinePartitions": len(broker.offline)}
     return JSONResponse(status_code=200 if ready else 503, content=body)
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from goqueue.api.http.deps import BrokerDep
 from goqueue.broker import ProducerIdentity, RecordIn
-from goqueue.consumers.state_store import is_internal
+from goqueue.consumers.state_store import refuse_internal_write
 from goqueue.errors import InvalidRequest, RecordTooLarge
 from goqueue.models import (
     Acks,
@@ -37,12 +37,6 @@ from goqueue.storage import batch as batches
 router = APIRouter(prefix="/v1/topics/{topic}", tags=["records"])
 
 BATCH_MEDIA_TYPE = "application/vnd.goqueue.batch"
-
-
-def _refuse_internal(topic: str) -> None:
-    """Only the broker writes its internal topics (a stray record in __consumer_state would corrupt offsets)."""
-    if is_internal(topic):
-        raise InvalidRequest(f"{topic!r} is an internal topic; only the broker writes it")
 
 
 def _decode_records(request: ProduceRequest) -> list[RecordIn]:
@@ -67,7 +61,7 @@ def _decode_records(request: ProduceRequest) -> list[RecordIn]:
 @router.post("/records", response_model=ProduceResponse, summary="Produce a batch of records (JSON)")
 async def produce(topic: str, body: ProduceRequest, broker: BrokerDep) -> Response:
     started = time.perf_counter()
-    _refuse_internal(topic)
+    refuse_internal_write(topic)
     producer = None
     if body.producer_id is not None:
         if body.base_sequence is None or body.partition is None:
@@ -87,7 +81,7 @@ async def produce_batch(
     topic: str, partition: int, request: Request, broker: BrokerDep, acks: Acks = Acks.ALL,
 ) -> Response:
     started = time.perf_counter()
-    _refuse_internal(topic)
+    refuse_internal_write(topic)
     limit = broker.settings.limits.max_request_bytes
     declared = int(request.headers.get("content-length") or 0)
     if declared > limit:

@@ -1,0 +1,166 @@
+"""The consumer-group rpcs of `service GoQueue`: each converts its request (`convert_groups`), calls `GroupRouter`
+(which serves it here or forwards it to the group's coordinator), and converts the answer.
+
+ConsumeStream is the only logic: credit-based flow control. The client grants credit (records it is ready for) in
+its first request and in any later one; the servicer long-polls the group only while credit remains, for at most
+that many records, in slices of `CONSUME_STREAM_POLL_S` so it notices shutdown, half-close and new credit. Records
+it does not ask for are never leased, so a slow stream holds back nothing the group's other consumers could take.
+Outstanding credit is bounded by `MAX_STREAM_CREDIT`. A consume with no records is sent only when the paused state
+changes, so a paused group shows as paused instead of as silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
+
+import grpc
+
+from goqueue.api.grpc import convert_groups as convert
+from goqueue.api.grpc.errors import translate_errors
+from goqueue.api.grpc.generated import goqueue_pb2 as pb
+from goqueue.consumers.router import GroupRouter
+from goqueue.errors import InvalidRequest, NotReady
+from goqueue.metrics import BrokerMetrics
+
+CONSUME_STREAM_POLL_S = 0.5  # one long-poll slice of ConsumeStream: bounds how late it notices shutdown
+MAX_STREAM_CREDIT = 100_000  # records of credit a stream may hold outstanding (as a produce request's record cap)
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+def peer_host(context: Context) -> str:
+    """The client's address from grpc's peer string ("ipv4:127.0.0.1:5000", "ipv6:[::1]:5000")."""
+    peer = str(context.peer() or "")
+    _, _, address = peer.partition(":")
+    host = address.rsplit(":", 1)[0] if ":" in address else address
+    return host.strip("[]") or "unknown"
+
+
+class Credit:
+    """Records a ConsumeStream client is ready for; `closed` once the client half-closed (no more will come)."""
+
+    def __init__(self, initial: int) -> None:
+        self.available = initial
+        self.closed = False
+        self._granted = asyncio.Event()
+
+    def grant(self, records: int) -> None:
+        self.available += records
+        self._granted.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._granted.set()
+
+    def take(self, records: int) -> None:
+        assert records <= self.available, "a stream never sends more records than it was granted"
+        self.available -= records
+
+    async def wait(self, timeout_s: float) -> None:
+        """Until credit is granted, the client half-closes, or the timeout."""
+        self._granted.clear()
+        try:
+            await asyncio.wait_for(self._granted.wait(), timeout_s)
+        except TimeoutError:
+            return
+
+
+class GroupRpcs:
+    """Mixed into `GoQueueServicer`, which provides the router, the metrics and the shutdown signal."""
+
+    groups: GroupRouter | None
+    metrics: BrokerMetrics
+    _closing: asyncio.Event
+    _readers: set[asyncio.Task[None]]
+
+    def _router(self) -> GroupRouter:
+        if self.groups is None:
+            raise NotReady("this server runs without consumer groups")
+        return self.groups
+
+    @translate_errors
+    async def JoinGroup(self, request: Any, context: Context) -> Any:  # noqa: N802 - rpc names are the proto's
+        group, join = convert.join_from_proto(request)
+        return convert.join_response_to_proto(await self._router().join(group, join, peer_host(context)))
+
+    @translate_errors
+    async def Heartbeat(self, request: Any, context: Context) -> Any:  # noqa: N802
+        group = convert.group_name(request)
+        if request.generation < 0:
+            raise InvalidRequest(f"generation must be >= 0, got {request.generation}")
+        response = await self._router().heartbeat(group, request.member_id, request.generation)
+        return convert.heartbeat_response_to_proto(response)
+
+    @translate_errors
+    async def LeaveGroup(self, request: Any, context: Context) -> Any:  # noqa: N802
+        await self._router().leave(convert.group_name(request), request.member_id)
+        return pb.LeaveGroupResponse()
+
+    @translate_errors
+    async def Consume(self, request: Any, context: Context) -> Any:  # noqa: N802
+        group, consume = convert.consume_from_proto(request)
+        return convert.consume_response_to_proto(await self._router().consume(group, consume, peer_host(context)))
+
+    @translate_errors
+    async def ConsumeStream(self, requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:  # noqa: N802
+        router = self._router()
+        first = await anext(requests, None)
+        if first is None:
+            return  # the client half-closed without subscribing
+        subscription = convert.subscription_from_proto(first, MAX_STREAM_CREDIT)
+        credit = Credit(subscription.credit)
+        reader = asyncio.create_task(self._read_credit(requests, credit), name="grpc-consume-credit")
+        self._readers.add(reader)
+        host = peer_host(context)
+        paused: bool | None = None
+        try:
+            while not self._closing.is_set():
+                if reader.done() and not reader.cancelled():
+                    reader.result()  # a malformed request or an over-limit grant ends the stream with its error
+                if credit.available <= 0:
+                    if credit.closed:
+                        return  # half-closed and every granted record sent
+                    await credit.wait(CONSUME_STREAM_POLL_S)
+                    continue
+                response = await router.consume(subscription.group, subscription.request.model_copy(update={
+                    "max_records": credit.available, "wait_ms": int(CONSUME_STREAM_POLL_S * 1000)}), host)
+                if response.records:
+                    credit.take(len(response.records))
+                elif response.paused == paused:
+                    continue
+                paused = response.paused
+                yield convert.consume_response_to_proto(response)
+            raise NotReady("the broker is shutting down; reconnect (unacked leases stay with the group)")
+        finally:
+            self._readers.discard(reader)
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read_credit(self, requests: AsyncIterator[Any], credit: Credit) -> None:
+        async for request in requests:
+            if request.HasField("subscription"):
+                raise InvalidRequest("only the first ConsumeStreamRequest carries a subscription")
+            credit.grant(convert.stream_credit(request, MAX_STREAM_CREDIT, credit.available))
+        credit.close()
+
+    @translate_errors
+    async def Ack(self, request: Any, context: Context) -> Any:  # noqa: N802
+        group, ack = convert.ack_from_proto(request)
+        return convert.ack_response_to_proto(await self._router().ack(group, ack))
+
+    @translate_errors
+    async def Nack(self, request: Any, context: Context) -> Any:  # noqa: N802
+        group, nack = convert.nack_from_proto(request)
+        return convert.ack_response_to_proto(await self._router().nack(group, nack))
+
+    @translate_errors
+    async def Release(self, request: Any, context: Context) -> Any:  # noqa: N802
+        group, release = convert.ack_from_proto(request)
+        return convert.ack_response_to_proto(await self._router().release(group, release))
+
+    @translate_errors
+    async def CommitOffsets(self, request: Any, context: Context) -> Any:  # noqa: N802
+        group, commit = convert.commit_from_proto(request)
+        return convert.commit_response_to_proto(await self._router().commit(group, commit))

@@ -1,0 +1,154 @@
+"""What a coordinator reports about the groups it coordinates: list, describe, the inflight list and the gauges.
+
+Read-only views over `GroupCoordinator` state. End offsets (for lag) come from each partition's leader wherever it
+is (`reader.partition_bounds`), except at metrics scrape time, which must not wait on the network and uses this
+broker's own replicas. Cluster-wide read-outs are gathered from every coordinator by `router.py`; each function
+here answers for this broker's groups only.
+
+Runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import Metric
+
+from goqueue.config import OffsetReset
+from goqueue.consumers.assignment import TP
+from goqueue.consumers.groups import Group
+from goqueue.errors import GoQueueError
+from goqueue.metrics import gauge
+from goqueue.models import (
+    GroupConfig,
+    GroupInfo,
+    GroupOffset,
+    GroupSummary,
+    InflightList,
+    InflightMessage,
+    MemberInfo,
+    TopicPartition,
+)
+
+if TYPE_CHECKING:
+    from goqueue.consumers.coordinator import GroupCoordinator
+
+
+async def list_groups(c: GroupCoordinator) -> list[GroupSummary]:
+    summaries = []
+    for name in c.coordinated_names():
+        group = c.groups.get(name)
+        if group is None:
+            continue  # deleted, or its partition moved away, while this listed the others
+        offsets = await _offsets(c, group)
+        summaries.append(GroupSummary(
+            name=name, mode=group.mode, state=group.state(c.all_paused), members=len(group.members),
+            topics=sorted(group.topics), lag=sum(o.lag or 0 for o in offsets), inflight=group.leased()))
+    return summaries
+
+
+async def describe(c: GroupCoordinator, name: str) -> GroupInfo:
+    group = c.group(name)
+    offsets = await _offsets(c, group)
+    eff = c.effective(group)
+    members = [MemberInfo(member_id=m.member_id, client_id=m.client_id, host=m.host,
+                          assignments=[TopicPartition(topic=t, partition=p) for t, p in m.assignment],
+                          last_heartbeat_ms=int(m.last_seen_s * 1000), generation=m.generation)
+               for m in sorted(group.members.values(), key=lambda m: m.member_id)]
+    config = GroupConfig(
+        visibility_timeout_s=eff.visibility_timeout_s, max_deliveries=eff.max_deliveries,
+        inflight_capacity=eff.inflight_capacity, session_timeout_s=eff.session_timeout_s,
+        dead_letter_topic=eff.dead_letter_topic, auto_offset_reset=OffsetReset(eff.auto_offset_reset),
+        assignor=eff.assignor)
+    return GroupInfo(
+        name=name, mode=group.mode, state=group.state(c.all_paused), paused=group.paused or c.all_paused,
+        generation=group.generation, config=config, topics=sorted(group.topics), members=members,
+        offsets=offsets, inflight=group.leased(), inflight_capacity=eff.inflight_capacity)
+
+
+def inflight(c: GroupCoordinator, name: str | None, limit: int) -> InflightList:
+    groups = [c.group(name)] if name is not None else [c.groups[n] for n in c.coordinated_names() if n in c.groups]
+    messages: list[InflightMessage] = []
+    total = 0
+    for group in groups:
+        for tp, cursor in sorted(group.cursors.items()):
+            for offset in sorted(cursor.slots):
+                total += 1
+                if len(messages) >= limit:
+                    continue
+                slot = cursor.slots[offset]
+                leased = slot.state.value == "l"
+                messages.append(InflightMessage(
+                    group=group.name, topic=tp[0], partition=tp[1], offset=offset,
+                    state="leased" if leased else "waiting", consumer_id=slot.consumer,
+                    lease_id=str(cursor.lease_id(tp[0], tp[1], slot)) if leased else None,
+                    delivery_count=slot.deliveries, deadline_ms=slot.deadline_ms))
+    return InflightList(messages=messages, total=total, truncated=total > len(messages))
+
+
+def collect_gauges(c: GroupCoordinator) -> Iterable[Metric]:
+    """The per-group gauges of the groups coordinated here (summed over brokers, they are the cluster's)."""
+    lag = gauge("goqueue_consumer_lag", "Records of a partition the group has not settled: high watermark "
+                "minus committed offset.", ["group", "topic", "partition"])
+    committed = gauge("goqueue_consumer_committed_offset", "Committed offset (ack floor in shared mode).",
+                      ["group", "topic", "partition"])
+    inflight_gauge = gauge("goqueue_inflight_messages", "Messages leased to consumers and not yet acked.", ["group"])
+    pending = gauge("goqueue_consumer_unacked_messages", "Leased plus waiting for redelivery: what counts "
+                    "against the inflight capacity.", ["group"])
+    capacity = gauge("goqueue_inflight_capacity", "Most unacked messages the group may hold.", ["group"])
+    members = gauge("goqueue_group_members", "Live members (ordered) or recently seen consumers (shared).",
+                    ["group"])
+    paused = gauge("goqueue_group_paused", "1 while the group gets no deliveries.", ["group"])
+    all_paused = c.all_paused if c.ready else False
+    for name, group in list(c.groups.items()):
+        for offset in _local_offsets(c, group):
+            if offset.committed is None:
+                continue
+            labels = [name, offset.topic, str(offset.partition)]
+            lag.add_metric(labels, offset.lag or 0)
+            committed.add_metric(labels, offset.committed or 0)
+        inflight_gauge.add_metric([name], group.leased())
+        pending.add_metric([name], group.pending())
+        capacity.add_metric([name], c.effective(group).inflight_capacity)
+        members.add_metric([name], len(group.members))
+        paused.add_metric([name], 1.0 if group.paused or all_paused else 0.0)
+    yield from (lag, committed, inflight_gauge, pending, capacity, members, paused)
+
+
+def offsets_of(group: Group, partitions: list[TP], ends: Mapping[TP, int]) -> list[GroupOffset]:
+    """Committed offset, end offset and lag per partition; committed is None where the group has not started, and
+    a partition without a known end reports its committed offset as its end (lag 0, not a guess)."""
+    offsets = []
+    for tp in partitions:
+        cursor = group.cursors.get(tp)
+        committed = cursor.committed if cursor is not None else None
+        end = ends.get(tp, committed or 0)
+        offsets.append(GroupOffset(topic=tp[0], partition=tp[1], committed=committed, end_offset=end,
+                                   lag=None if committed is None else max(0, end - committed),
+                                   inflight=cursor.leased() if cursor is not None else 0))
+    return offsets
+
+
+def _partitions_of(c: GroupCoordinator, group: Group) -> list[TP]:
+    return sorted(set(group.cursors) | {(t, p) for t, n in c.partition_counts(group.topics).items()
+                                        for p in range(n)})
+
+
+async def _offsets(c: GroupCoordinator, group: Group) -> list[GroupOffset]:
+    """Every partition of the group's topics, with its end offset from the partition's leader (wherever it is); a
+    partition that cannot be asked right now reports its committed offset as its end."""
+    partitions = _partitions_of(c, group)
+    ends: dict[TP, int] = {}
+    for tp in partitions:
+        with contextlib.suppress(GoQueueError):
+            ends[tp] = (await c.bounds(tp)).high_watermark
+    return offsets_of(group, partitions, ends)
+
+
+def _local_offsets(c: GroupCoordinator, group: Group) -> list[GroupOffset]:
+    """`_offsets` from this broker's own replicas, without waiting (metrics at scrape time)."""
+    partitions = _partitions_of(c, group)
+    ends = {tp: held.log.high_watermark for tp in partitions if (held := c.broker.partitions.get(tp)) is not None}
+    return offsets_of(group, partitions, ends)
