@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
+from operator_kube import apply, cluster_manifest, get, wait_condition
 from operator_process import OperatorProcess, install_operator_rbac, problems_in_log, service_account_kubeconfig
 
+from goqueue.client.http import GoQueueClient
 from goqueue_harness.pytest_plugin import NAMESPACE_DELETE_TIMEOUT_S, Kubectl, KubeletHandle
 from goqueue_harness.waiting import wait_until
 
@@ -81,3 +84,25 @@ def operator(operator_session: OperatorProcess) -> Iterator[OperatorProcess]:
     yield operator_session
     problems = problems_in_log(operator_session.log_text(offset))
     assert not problems, "the operator logged unexpected errors:\n" + "\n".join(problems[:20])
+
+
+@dataclass(frozen=True)
+class RunningCluster:
+    """A GoQueueCluster the operator brought up Ready: where it is and how to reach its brokers."""
+
+    namespace: str
+    name: str
+    broker_urls: tuple[str, ...]
+
+    def client(self, index: int = 0) -> GoQueueClient:
+        return GoQueueClient(self.broker_urls[index], timeout_s=10)
+
+
+@pytest.fixture(scope="module")
+def goqueue_cluster(operator_session: OperatorProcess, kubectl: Kubectl, module_namespace: str) -> RunningCluster:
+    """A 3-broker cluster shared by the tests of a module (each uses its own topic and group names)."""
+    apply(kubectl, module_namespace, cluster_manifest())
+    wait_condition(kubectl, module_namespace, "goqueuecluster", "goqueue", "Ready", 240)
+    pods = [get(kubectl, module_namespace, "pod", f"goqueue-{i}") for i in range(3)]
+    return RunningCluster(module_namespace, "goqueue",
+                          tuple(f"http://{p['status']['podIP']}:8080" for p in pods if p is not None))
