@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONTROLLER_TICK_S = 0.5
+CONTROLLER_TICK_S = 0.25
 ISR_TICK_S = 1.0
 FETCH_BACKOFF_S = 0.5
 READY_POLL_S = 0.05

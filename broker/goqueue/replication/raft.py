@@ -48,7 +48,7 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
             bindAddress=bind_address,
             raftMinTimeout=0.5, raftMaxTimeout=1.5,          # elections within ~1.5 s of a leader's death
             leaderFallbackTimeout=3.0,                       # a cut-off leader steps down after 3 s, not 30
-            connectionTimeout=3.5,
+            connectionTimeout=2.0,                           # a dead peer is noticed (and its partitions moved) in 2 s
             logCompactionMinEntries=2000,
             dynamicMembershipChange=False,
         )
