@@ -29,7 +29,7 @@ from goqueue.replication.epochs import UNDEFINED
 from goqueue.replication.metadata import Command, MetadataConflict, State, restart_would_break
 from goqueue.replication.peers import PeerClient, ReplicaFetchRequest
 from goqueue.replication.raft import RaftMetadata
-from goqueue.storage.batch import BatchHeader, iter_headers
+from goqueue.storage.batch import BatchHeader, InvalidBatch, iter_headers
 
 if TYPE_CHECKING:
     from goqueue.broker import Broker
@@ -317,7 +317,9 @@ class Cluster:
         for leader_id in leaders:
             task = self._fetchers.get(leader_id)
             if task is None or task.done():
-                self._fetchers[leader_id] = asyncio.create_task(self._fetch_from(leader_id), name=f"fetch-{leader_id}")
+                task = asyncio.create_task(self._fetch_from(leader_id), name=f"fetch-{leader_id}")
+                task.add_done_callback(self._task_done)  # an unexpected death is logged, never silent
+                self._fetchers[leader_id] = task
 
     def _following(self, leader_id: int) -> list[Partition]:
         return [p for p in self.broker.partitions.values() if p.role is Role.FOLLOWER and p.leader_id == leader_id]
@@ -343,6 +345,11 @@ class Cluster:
                 raise
             except (GoQueueError, OSError) as exc:
                 log.info("replica.fetch_failed", extra={"leader": leader_id, "error": str(exc)})
+                await asyncio.sleep(FETCH_BACKOFF_S)
+            except InvalidBatch as exc:  # the leader's batches do not continue our log: re-align by epoch
+                log.warning("replica.diverged", extra={"leader": leader_id, "error": str(exc)})
+                for partition in self._following(leader_id):
+                    partition.needs_truncation = True
                 await asyncio.sleep(FETCH_BACKOFF_S)
         self._fetchers.pop(leader_id, None)
 
