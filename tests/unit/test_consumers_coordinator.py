@@ -21,6 +21,7 @@ from goqueue.config import Settings
 from goqueue.consumers.backup import backup_metadata, restore_metadata
 from goqueue.consumers.coordinator import GroupCoordinator
 from goqueue.consumers.router import GroupRouter
+from goqueue.consumers.state_store import STATE_TOPIC
 from goqueue.errors import (
     FencedGeneration,
     GroupHasMembers,
@@ -28,6 +29,8 @@ from goqueue.errors import (
     InflightLimitReached,
     InvalidRequest,
     LeaseNotFound,
+    NotCoordinator,
+    NotReady,
     UnknownMember,
 )
 from goqueue.metrics import BrokerMetrics, ConsumerMetrics
@@ -410,4 +413,60 @@ def test_backup_and_restore_round_trip(tmp_path: Path, clock: Clock) -> None:
             assert {(o.partition, o.committed) for o in info.offsets} == {(0, 2), (1, 0)}
             again = await restore_metadata(GroupRouter(kit.broker, kit.c), backup)
             assert again.topics_unchanged == ["t"]
+    run(scenario)
+
+
+def test_groups_follow_the_leadership_of_their_state_partition(tmp_path: Path, clock: Clock) -> None:
+    """Losing the state partition drops its groups (requests answer NOT_COORDINATOR, a waiting long-poll too);
+    leading it again at a new epoch replays them from the log: the same leases, counts and offsets."""
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit)
+            await kit.produce("t", ["a", "b", "c", "d"])
+            got = await kit.consume("g", max_records=3)
+            await kit.c.delivery.ack("g", AckRequest(lease_ids=[got.records[0].lease_id or ""]))
+            before = kit.c.inflight("g", 100)
+            state = kit.broker.partitions[(STATE_TOPIC, 0)]
+            epoch = state.leader_epoch
+            waiting = asyncio.create_task(kit.consume("g", "c2", wait_ms=30_000, max_records=1, start_from=None))
+            await kit.consume("g", "c3", max_records=1)  # takes "d": the long-poll above waits for more
+            await asyncio.sleep(0)
+
+            def become(leader: int, new_epoch: int) -> None:
+                state.apply_metadata({"leader": leader, "leader_epoch": new_epoch, "replicas": [leader],
+                                      "isr": [leader], "version": new_epoch})
+                state.advance_high_watermark()
+                kit.c.loading.on_role_change(state)
+
+            become(7, epoch + 1)  # another broker leads the state partition now
+            assert kit.c.groups == {}
+            with pytest.raises(NotCoordinator):
+                await waiting
+            with pytest.raises(NotCoordinator):
+                await kit.consume("g")
+            with pytest.raises(NotCoordinator):
+                await kit.c.describe("g")
+
+            become(kit.broker.broker_id, epoch + 2)  # and back here: replayed from the log
+            with pytest.raises(NotReady):
+                await kit.c.describe("g")  # still loading
+            assert await kit.c.loading.wait_loaded(10)
+            after = kit.c.inflight("g", 100)
+            assert [(m.offset, m.delivery_count, m.consumer_id, m.lease_id) for m in after.messages] == \
+                [(m.offset, m.delivery_count, m.consumer_id, m.lease_id) for m in before.messages] + \
+                [(3, 1, "c3", after.messages[-1].lease_id)]
+            assert (await kit.c.describe("g")).offsets[0].committed == 1
+    run(scenario)
+
+
+def test_a_deposed_coordinator_cannot_write(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit)
+            await kit.produce("t", ["a"])
+            await kit.consume("g")
+            index = kit.c.store.partition_for("g")
+            epoch = kit.c.loading.owned[index].leader_epoch
+            with pytest.raises(NotCoordinator):  # a write fenced by an epoch this broker no longer leads at
+                await kit.c.store.write(index, epoch + 1, [("group:g", {"x": 1})])
     run(scenario)

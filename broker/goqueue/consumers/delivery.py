@@ -218,24 +218,27 @@ class Delivery:
         want = min(budget, capacity - group.pending())
         if capacity - group.pending() <= 0:
             return [], True
-        bounds = await c.bounds(tp)
-        if cursor.next < bounds.log_start:  # retention passed the group: those records are gone
-            cursor.skip_to(bounds.log_start)
-            changes.cursors.add(tp)
-        if want <= 0 or cursor.next >= bounds.high_watermark:
+        if want <= 0:
             return [], False
+        # From the cursor's `next`; retention may have passed it (reading then starts at the log start).
         result = await reader.read_from(c.broker, tp[0], tp[1], cursor.next, want, lease.max_bytes)
         out: list[Delivered] = []
+        full = False
         for record in result.records:
-            if record.offset < cursor.next or capacity - group.pending() <= 0:
-                continue  # another consume took it meanwhile, or filled the capacity meanwhile
+            if record.offset < cursor.next:
+                continue  # another consume took it meanwhile
+            if capacity - group.pending() <= 0:
+                full = True  # another consume filled the capacity meanwhile: this one and the rest stay unread
+                break
             slot = cursor.deliver_new(record.offset, lease.consumer, lease.until_ms)
             out.append((tp, record, slot, cursor))
             changes.slots.add((tp, record.offset))
-        if len(result.records) < want and result.next_offset > cursor.next:
-            cursor.skip_to(result.next_offset)  # a compaction gap at the end of the log
-        changes.cursors.add(tp)
-        return out, False
+        # Past a compaction gap (or records retention removed) at the end of what was read — never past a record
+        # left unread for capacity.
+        skipped = not full and len(result.records) < want and cursor.skip_to(result.next_offset)
+        if out or skipped:
+            changes.cursors.add(tp)
+        return out, full
 
     async def _deliver_ordered(self, group: Group, request: ConsumeRequest, max_records: int,
                                changes: Changes) -> list[Delivered]:

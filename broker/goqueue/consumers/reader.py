@@ -4,9 +4,10 @@ Thin I/O over `Broker.fetch` (whole batches below the high watermark; forwarded 
 is elsewhere) and `storage.batch.decode_records`. It reports where reading stopped, so the caller can move its
 cursor past compaction gaps and skipped batches.
 
-The coordinator of a group is not necessarily a replica of the partitions the group reads: bounds come from this
-broker's own replica when it holds one (leader, or follower — whose high watermark may trail the leader's by a
-fetch, which delays a delivery by that much and never skips one), and from the leader otherwise.
+The coordinator of a group is not necessarily the leader (or a replica) of the partitions the group reads, so
+reads go to the leader and take the high watermark and log start offset from its answer: one round trip per
+partition read, and never a follower's trailing view (a commit validated against it would be refused wrongly).
+An offset that retention already removed is answered OFFSET_OUT_OF_RANGE with the log start; reading moves there.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from goqueue.broker import Broker
+from goqueue.broker import Broker, FetchResult
 from goqueue.consumers.offsets import PartitionBounds
 from goqueue.errors import OffsetOutOfRange
 from goqueue.storage import batch as batches
@@ -25,33 +26,39 @@ from goqueue.storage.batch import Record
 class ReadResult:
     records: list[Record]
     next_offset: int  # the offset after the last record taken (or past a gap); unchanged when nothing was read
-    log_start_offset: int
-    high_watermark: int
 
 
 async def partition_bounds(broker: Broker, topic: str, partition: int,
                            timestamp_ms: int | None = None) -> PartitionBounds:
-    """Log start offset, high watermark (and the offset for a timestamp) from the local replica, else the leader."""
-    if (topic, partition) in broker.partitions:
-        offsets = broker.partition_offsets(topic, partition, timestamp_ms)
-    else:
-        offsets = await broker.partition_offsets_routed(topic, partition, timestamp_ms)
+    """Log start offset, high watermark (and the offset for a timestamp) from the partition's leader."""
+    offsets = await broker.partition_offsets_routed(topic, partition, timestamp_ms)
     return PartitionBounds(int(offsets["earliest"] or 0), int(offsets["latest"] or 0), offsets["forTimestamp"])
+
+
+async def _fetch(broker: Broker, topic: str, partition: int, offset: int, max_bytes: int) -> tuple[FetchResult, int]:
+    """Batches from `offset`, or from the log start when retention removed `offset`; and where they start."""
+    try:
+        return await broker.fetch(topic, partition, offset, max_bytes), offset
+    except OffsetOutOfRange as exc:
+        start = exc.details.get("log_start_offset")
+        if start is None:
+            start = (await partition_bounds(broker, topic, partition)).log_start
+        if offset >= int(start):
+            raise  # past the log end: the caller retries later
+        return await broker.fetch(topic, partition, int(start), max_bytes), int(start)
 
 
 async def read_from(broker: Broker, topic: str, partition: int, offset: int, max_records: int,
                     max_bytes: int) -> ReadResult:
     """Up to `max_records` records at or after `offset`, below the high watermark."""
-    bounds = await partition_bounds(broker, topic, partition)
-    start, hwm = bounds.log_start, bounds.high_watermark
-    offset = max(offset, start)
     taken: list[Record] = []
     next_offset = offset
-    while len(taken) < max_records and next_offset < hwm:
+    while len(taken) < max_records:
         try:
-            result = await broker.fetch(topic, partition, next_offset, max_bytes)
+            result, next_offset = await _fetch(broker, topic, partition, next_offset, max_bytes)
         except OffsetOutOfRange:
-            break  # retention removed it between the lookup and the read; the caller retries later
+            break  # retention or a truncation moved the log meanwhile; the caller retries later
+        hwm = result.high_watermark
         progressed = False
         for pos, header in batches.iter_headers(result.data):
             if header.next_offset <= next_offset:
@@ -69,9 +76,9 @@ async def read_from(broker: Broker, topic: str, partition: int, offset: int, max
             if min(header.next_offset, hwm) > next_offset:  # step over a compaction gap at the batch's end
                 next_offset = min(header.next_offset, hwm)
                 progressed = True
-        if not progressed:
+        if not progressed or next_offset >= hwm:
             break
-    return ReadResult(taken, next_offset, start, hwm)
+    return ReadResult(taken, next_offset)
 
 
 async def read_at(
@@ -80,14 +87,13 @@ async def read_at(
     """The records at `wanted` offsets that still exist (retention may have removed some)."""
     remaining = sorted(set(wanted))
     found: dict[int, Record] = {}
-    start = (await partition_bounds(broker, topic, partition)).log_start
-    remaining = [o for o in remaining if o >= start]
     while remaining:
         try:
-            result = await broker.fetch(topic, partition, remaining[0], max_bytes)
+            result, start = await _fetch(broker, topic, partition, remaining[0], max_bytes)
         except OffsetOutOfRange:
             break
-        if not result.data:
+        remaining = [o for o in remaining if o >= start]  # below the log start: removed by retention
+        if not result.data or not remaining:
             break
         want = set(remaining)
         last = remaining[0]

@@ -138,17 +138,20 @@ def _partitions_of(c: GroupCoordinator, group: Group) -> list[TP]:
 
 async def _offsets(c: GroupCoordinator, group: Group) -> list[GroupOffset]:
     """Every partition of the group's topics, with its end offset from the partition's leader (wherever it is); a
-    partition that cannot be asked right now reports its committed offset as its end."""
+    partition whose leader cannot be asked right now (it is moving) reports this broker's replica's, if any."""
     partitions = _partitions_of(c, group)
-    ends: dict[TP, int] = {}
+    ends = _local_ends(c, partitions)
     for tp in partitions:
         with contextlib.suppress(GoQueueError):
             ends[tp] = (await c.bounds(tp)).high_watermark
     return offsets_of(group, partitions, ends)
 
 
+def _local_ends(c: GroupCoordinator, partitions: list[TP]) -> dict[TP, int]:
+    return {tp: held.log.high_watermark for tp in partitions if (held := c.broker.partitions.get(tp)) is not None}
+
+
 def _local_offsets(c: GroupCoordinator, group: Group) -> list[GroupOffset]:
     """`_offsets` from this broker's own replicas, without waiting (metrics at scrape time)."""
     partitions = _partitions_of(c, group)
-    ends = {tp: held.log.high_watermark for tp in partitions if (held := c.broker.partitions.get(tp)) is not None}
-    return offsets_of(group, partitions, ends)
+    return offsets_of(group, partitions, _local_ends(c, partitions))
