@@ -266,6 +266,8 @@ class GroupInfo(_Model):
     offsets: list[GroupOffset]
     inflight: int = 0
     inflight_capacity: int = Field(0, alias="inflightCapacity")
+    coordinator: int | None = Field(None, description="Broker id of the group's coordinator: the leader of its "
+                                    "__consumer_state partition, which serves every request about the group.")
 
 
 class GroupSummary(_Model):

@@ -312,6 +312,7 @@ def test_ordered_group_rebalances_with_members_on_different_brokers(shared_clust
         assert sorted(r.value or "" for r in got.records) == sorted(f"late{n}" for n in range(8))  # from commits
         described = on1.describe_group("ledger")
         assert ([m.member_id for m in described.members], described.state.value) == ([a.member_id], "Stable")
+        assert described.coordinator == coordinator_of(cluster, "ledger", via=1)  # whoever was asked
         assert [o.committed for o in described.offsets] == [10] * 4
 
 

@@ -40,6 +40,7 @@ def group_describe(ctx: typer.Context, name: Annotated[str, typer.Argument(help=
     config = info.config
     print_fields({
         "Group": info.name, "Mode": info.mode.value, "State": info.state.value,
+        "Coordinator": "-" if info.coordinator is None else f"broker {info.coordinator}",
         "Generation": info.generation if info.mode.value == "ordered" else "-",
         "Members": len(info.members), "Lag": sum(o.lag or 0 for o in info.offsets),
         "Inflight": f"{info.inflight} / {info.inflight_capacity} capacity",

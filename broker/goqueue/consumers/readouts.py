@@ -65,7 +65,8 @@ async def describe(c: GroupCoordinator, name: str) -> GroupInfo:
     return GroupInfo(
         name=name, mode=group.mode, state=group.state(c.all_paused), paused=group.paused or c.all_paused,
         generation=group.generation, config=config, topics=sorted(group.topics), members=members,
-        offsets=offsets, inflight=group.leased(), inflight_capacity=eff.inflight_capacity)
+        offsets=offsets, inflight=group.leased(), inflight_capacity=eff.inflight_capacity,
+        coordinator=c.broker.broker_id)
 
 
 def inflight(c: GroupCoordinator, name: str | None, limit: int) -> InflightList:
