@@ -22,6 +22,7 @@ from cluster_process import LocalCluster, wait_until
 
 from goqueue.client.grpc_client import GrpcClient
 from goqueue.client.http import GoQueueClient
+from goqueue.config import OffsetReset
 from goqueue.consumers.ownership import state_partition_for
 from goqueue.errors import FencedGeneration, GoQueueError
 from goqueue.models import (
@@ -76,7 +77,8 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCl
 
 
 def coordinator_of(cluster: LocalCluster, group: str, via: int) -> int | None:
-    return cluster.leader_of(STATE_TOPIC, state_partition_for(group, STATE_PARTITIONS), via)
+    leader: int | None = cluster.leader_of(STATE_TOPIC, state_partition_for(group, STATE_PARTITIONS), via)
+    return leader
 
 
 def client(cluster: LocalCluster, broker_id: int) -> GoQueueClient:
@@ -154,7 +156,7 @@ class Consumer(threading.Thread):
                     self.ledger.acked.update(dict.fromkeys(self.unconfirmed, time.monotonic()))
                 self.unconfirmed = []
             got = http.consume("work", ConsumeRequest(consumer_id=self.consumer_id, topic="jobs",
-                                                      start_from="earliest", max_records=20, wait_ms=500))
+                                                      start_from=OffsetReset.EARLIEST, max_records=20, wait_ms=500))
             self.ledger.delivered(got.records)
             self.unconfirmed = [r.lease_id or "" for r in got.records]
 
@@ -204,7 +206,7 @@ def untouched_group_beside(cluster: LocalCluster, group: str, via: int) -> Untou
     name = next(f"audit-{n}" for n in range(1000) if state_partition_for(f"audit-{n}", STATE_PARTITIONS) == partition)
     with client(cluster, via) as http:
         http.declare_group(name, GroupSpec(mode=GroupMode.SHARED, config=GroupConfig(visibility_timeout_s=300)))
-        taken = http.consume(name, ConsumeRequest(consumer_id="auditor", topic="jobs", start_from="earliest",
+        taken = http.consume(name, ConsumeRequest(consumer_id="auditor", topic="jobs", start_from=OffsetReset.EARLIEST,
                                                   max_records=12, wait_ms=2000))
         assert len(taken.records) == 12
         http.ack(name, [r.lease_id or "" for r in taken.records[:4]])
@@ -296,7 +298,7 @@ def test_ordered_group_rebalances_with_members_on_different_brokers(shared_clust
 
         for member, via, owned in ((a, on0, mine), (b, on1, theirs)):
             got = via.consume("ledger", ConsumeRequest(member_id=member.member_id, generation=member.generation,
-                                                       start_from="earliest", max_records=100, wait_ms=2000))
+                                                       start_from=OffsetReset.EARLIEST, max_records=100, wait_ms=2000))
             assert {r.partition for r in got.records} == owned
             assert len(got.records) == 10 * len(owned)
             on2.commit("ledger", [OffsetCommit(topic="events", partition=p, offset=10) for p in owned],
@@ -356,7 +358,7 @@ def test_grpc_stream_through_a_broker_that_does_not_coordinate(shared_cluster: L
     async def scenario() -> list[str]:
         values: list[str] = []
         async with GrpcClient(cluster.brokers[other].grpc_target) as grpc_client:
-            request = ConsumeRequest(consumer_id="g1", topic="stream-jobs", start_from="earliest")
+            request = ConsumeRequest(consumer_id="g1", topic="stream-jobs", start_from=OffsetReset.EARLIEST)
             async with grpc_client.consume_stream(group, request, prefetch=8) as stream:
                 async for record in stream:
                     values.append(record.value or "")

@@ -20,6 +20,7 @@ from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.broker import RecordIn
 from goqueue.client.grpc_client import GrpcClient
 from goqueue.client.http import GoQueueClient
+from goqueue.config import OffsetReset
 from goqueue.errors import FencedGeneration, InvalidRequest, LeaseNotFound
 from goqueue.models import ConsumeRequest, OffsetCommit, OffsetResetRequest, ResetTarget, TopicCreate
 from goqueue_harness.waiting import async_wait_until
@@ -72,7 +73,7 @@ async def test_stream_leases_only_what_the_credit_allows(client: GrpcClient, mod
         # The stream holds no credit now: it leased nothing more, so another consumer takes all the rest at once.
         with GoQueueClient(module_broker.url) as http:
             rest = http.consume("flow-group", ConsumeRequest(consumer_id="other", topic=topic, max_records=100,
-                                                             start_from="earliest"))
+                                                             start_from=OffsetReset.EARLIEST))
             assert len(rest.records) == 47
             assert http.inflight("flow-group").total == 50
         await client.produce(topic, [RecordIn(None, f"late-{n}".encode(), []) for n in range(10)])
@@ -92,8 +93,8 @@ async def test_stream_client_grants_credit_as_records_are_taken(client: GrpcClie
                                                                 module_broker: BrokerProcess) -> None:
     topic = await topic_with(client, "prefetch", 40)
     taken: list[str] = []
-    async with client.consume_stream("prefetch-group", ConsumeRequest(consumer_id="c", topic=topic,
-                                                                      start_from="earliest"), prefetch=4) as stream:
+    request = ConsumeRequest(consumer_id="c", topic=topic, start_from=OffsetReset.EARLIEST)
+    async with client.consume_stream("prefetch-group", request, prefetch=4) as stream:
         async for record in stream:
             taken.append(record.value or "")
             if len(taken) == 6:
@@ -106,14 +107,14 @@ async def test_stream_client_grants_credit_as_records_are_taken(client: GrpcClie
 
             await async_wait_until(ten_leased, 10, message="the stream's read-ahead leased")
             rest = http.consume("prefetch-group", ConsumeRequest(consumer_id="d", topic=topic, max_records=100,
-                                                                 start_from="earliest"))
+                                                                 start_from=OffsetReset.EARLIEST))
             assert len(rest.records) == 30
     assert len(set(taken)) == 6
 
 
 async def test_unary_consume_ack_nack_release(client: GrpcClient) -> None:
     topic = await topic_with(client, "settle", 6, partitions=1)
-    request = ConsumeRequest(consumer_id="u", topic=topic, start_from="earliest", max_records=3, wait_ms=1000)
+    request = ConsumeRequest(consumer_id="u", topic=topic, start_from=OffsetReset.EARLIEST, max_records=3, wait_ms=1000)
     got = await client.consume("settle-group", request)
     assert [r.value for r in got.records] == ["settle-0", "settle-1", "settle-2"]
     leases = [r.lease_id or "" for r in got.records]
@@ -136,7 +137,7 @@ async def test_ordered_group_over_grpc(client: GrpcClient) -> None:
     a = await client.join_group("og", [topic], member_id=a.member_id, client_id="a")
     assert {tp.partition for tp in a.assignments} | {tp.partition for tp in b.assignments} == {0, 1}
     got = await client.consume("og", ConsumeRequest(member_id=a.member_id, generation=a.generation,
-                                                    start_from="earliest", max_records=100, wait_ms=1000))
+                                                    start_from=OffsetReset.EARLIEST, max_records=100, wait_ms=1000))
     (mine,) = {r.partition for r in got.records}
     committed = await client.commit("og", [OffsetCommit(topic=topic, partition=mine, offset=len(got.records))],
                                     member_id=a.member_id, generation=a.generation)
