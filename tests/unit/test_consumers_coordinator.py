@@ -440,6 +440,7 @@ def test_groups_follow_the_leadership_of_their_state_partition(tmp_path: Path, c
 
             become(7, epoch + 1)  # another broker leads the state partition now
             assert kit.c.groups == {}
+            assert 'goqueue_coordinator_state_partitions{state="active"} 0.0' in scrape(kit)
             with pytest.raises(NotCoordinator):
                 await waiting
             with pytest.raises(NotCoordinator):
@@ -456,7 +457,12 @@ def test_groups_follow_the_leadership_of_their_state_partition(tmp_path: Path, c
                 [(m.offset, m.delivery_count, m.consumer_id, m.lease_id) for m in before.messages] + \
                 [(3, 1, "c3", after.messages[-1].lease_id)]
             assert (await kit.c.describe("g")).offsets[0].committed == 1
+            assert 'goqueue_coordinator_state_partitions{state="active"} 1.0' in scrape(kit)
     run(scenario)
+
+
+def scrape(kit: Kit) -> str:
+    return generate_latest(kit.broker.metrics.registry).decode()
 
 
 def test_a_deposed_coordinator_cannot_write(tmp_path: Path, clock: Clock) -> None:

@@ -19,6 +19,7 @@ from prometheus_client.core import Metric
 from goqueue.config import OffsetReset
 from goqueue.consumers.assignment import TP
 from goqueue.consumers.groups import Group
+from goqueue.consumers.ownership import LoadState
 from goqueue.errors import GoQueueError
 from goqueue.metrics import gauge
 from goqueue.models import (
@@ -116,6 +117,11 @@ def collect_gauges(c: GroupCoordinator) -> Iterable[Metric]:
         members.add_metric([name], len(group.members))
         paused.add_metric([name], 1.0 if group.paused or all_paused else 0.0)
     yield from (lag, committed, inflight_gauge, pending, capacity, members, paused)
+    led = gauge("goqueue_coordinator_state_partitions", "__consumer_state partitions this broker leads, by load "
+                "state: their groups are coordinated here (active) or answer NOT_READY (loading).", ["state"])
+    for state in LoadState:
+        led.add_metric([state.value], sum(1 for p in list(c.loading.owned.values()) if p.state is state))
+    yield led
 
 
 def offsets_of(group: Group, partitions: list[TP], ends: Mapping[TP, int]) -> list[GroupOffset]:
