@@ -140,13 +140,6 @@ def group_tombstones(group: Group) -> list[StateRecord]:
 # -- replay --------------------------------------------------------------------------------------------------
 
 @dataclass
-class Replayed:
-    groups: dict[str, Group] = field(default_factory=dict)
-    all_paused: bool = False
-    records: int = 0
-
-
-@dataclass
 class _Raw:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     cursors: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
