@@ -109,13 +109,19 @@ class History:
                                  f"e.g. {sorted(missing.items())[:5]}")
 
 
-def consume_all(http: httpx.Client, topic: str, partitions: int) -> dict[int, list[tuple[int, str]]]:
+def consume_all(http: httpx.Client, topic: str, partitions: int,
+                timeout_s: float = 30) -> dict[int, list[tuple[int, str]]]:
+    """Every record of every partition; retriable errors (a leadership change in flight) are retried."""
     result: dict[int, list[tuple[int, str]]] = {}
+    deadline = time.monotonic() + timeout_s
     for partition in range(partitions):
         offset, records = 0, []
         while True:
             body = http.get(f"/v1/topics/{topic}/partitions/{partition}/records",
                             params={"offset": offset, "maxRecords": 5000}).json()
+            if body.get("error", {}).get("retriable") and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
             assert "records" in body, f"{topic}/{partition} at offset {offset}: {body}"
             records.extend((r["offset"], r["value"]) for r in body["records"])
             if body["nextOffset"] >= body["highWatermark"]:
