@@ -20,6 +20,7 @@ import httpx
 from broker_process import BrokerProcess
 
 PASSWORD = "test-cluster-password"
+SUSPECT_S = 10.0
 
 
 class LocalCluster:
@@ -139,6 +140,7 @@ class Producer(threading.Thread):
         self.cluster, self.topic, self.history, self.tag, self.batch = cluster, topic, history, name, batch
         self.stopping = threading.Event()
         self.sent = 0
+        self.suspect: dict[int, float] = {}
 
     def run(self) -> None:
         n = attempt = 0
@@ -149,11 +151,13 @@ class Producer(threading.Thread):
                 time.sleep(0.05)
                 continue
             attempt += 1  # every attempt moves to the next broker, so a hung one cannot stall the producer
-            target = live[attempt % len(live)]
+            healthy = [b for b in live if time.monotonic() - self.suspect.get(b, -60.0) > SUSPECT_S] or live
+            target = healthy[attempt % len(healthy)]
             try:
                 response = httpx.post(f"{self.cluster.url(target)}/v1/topics/{self.topic}/records",
                                       json={"records": [{"value": v} for v in values]}, timeout=5)
             except httpx.HTTPError:
+                self.suspect[target] = time.monotonic()  # like a client's metadata refresh: avoid it for a while
                 time.sleep(0.05)
                 continue
             if response.status_code == 200:
