@@ -41,7 +41,8 @@ def broker_manifests(replicas: int, *, raft: bool, password: str = "local-demo-p
     statefulset = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "goqueue"}, "spec": {
         # A Raft quorum needs several brokers before any is ready: OrderedReady would deadlock.
         "podManagementPolicy": "Parallel" if raft else "OrderedReady",
-        "serviceName": HEADLESS, "replicas": replicas, "selector": {"matchLabels": {"app.kubernetes.io/name": "goqueue"}},
+        "serviceName": HEADLESS, "replicas": replicas,
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "goqueue"}},
         "template": {"metadata": {"labels": {"app.kubernetes.io/name": "goqueue"}}, "spec": {
             "terminationGracePeriodSeconds": 10,
             "containers": [{
