@@ -13,6 +13,10 @@ import httpx
 import pytest
 from cluster_process import History, LocalCluster, Producer, consume_all, wait_until
 
+from goqueue.client.http import GoQueueClient
+from goqueue.config import OffsetReset
+from goqueue.models import ConsumeRequest, GroupConfig, GroupSpec
+
 pytestmark = pytest.mark.integration
 
 
@@ -122,7 +126,16 @@ def test_sigstop_leader_no_split_brain(cluster: LocalCluster) -> None:
         history.check(consume_all(http, "frozen", 1))
 
 
-def test_full_restart_keeps_metadata_and_data(cluster: LocalCluster) -> None:
+def group_view(client: GoQueueClient) -> tuple[object, ...]:
+    """What must survive a full restart: committed offsets and leases (ids, offsets, delivery counts)."""
+    info = client.describe_group("keeper")
+    leases = sorted((m.topic, m.partition, m.offset, m.lease_id, m.delivery_count)
+                    for m in client.inflight("keeper").messages)
+    offsets = sorted((o.topic, o.partition, o.committed) for o in info.offsets)
+    return tuple(offsets), tuple(leases)
+
+
+def test_full_restart_keeps_metadata_data_offsets_and_leases(cluster: LocalCluster) -> None:
     create_topic(cluster, "durable", partitions=2)
     with cluster.client(1) as http:
         for p in range(2):
@@ -130,6 +143,14 @@ def test_full_restart_keeps_metadata_and_data(cluster: LocalCluster) -> None:
             assert http.post("/v1/topics/durable/records", json=body).status_code == 200
         before_members = http.get("/v1/cluster/members").json()
         before = consume_all(http, "durable", 2)
+    with GoQueueClient(cluster.url(0)) as client:
+        client.declare_group("keeper", GroupSpec(topics=["durable"], config=GroupConfig(
+            visibility_timeout_s=3600, auto_offset_reset=OffsetReset.EARLIEST)))
+        got = client.consume("keeper", ConsumeRequest(consumer_id="c1", topic="durable", max_records=15,
+                                                      start_from=OffsetReset.EARLIEST))
+        client.ack("keeper", [r.lease_id or "" for r in got.records[:10]])  # five stay leased
+        groups_before = group_view(client)
+    assert len(groups_before[1]) == 5
     for broker in cluster.brokers:
         broker.kill()
     cluster.start()
@@ -138,6 +159,8 @@ def test_full_restart_keeps_metadata_and_data(cluster: LocalCluster) -> None:
             [m["brokerId"] for m in before_members]
         wait_until(lambda: all(cluster.leader_of("durable", p) is not None for p in range(2)), 30, "leaders")
         assert consume_all(http, "durable", 2) == before
+    with GoQueueClient(cluster.url(2)) as client:
+        wait_until(lambda: group_view(client) == groups_before, 30, "offsets and leases as before the restart")
 
 
 def test_acks_all_needs_min_insync_replicas(cluster: LocalCluster) -> None:
