@@ -111,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     memo = kopf.Memo()
     memo[SETTINGS_KEY] = settings
     memo[KUBECONFIG_KEY] = os.environ.get("KUBECONFIG")
+    # A peering name makes kopf's peering mandatory (it waits for the peering CRDs), so none when standalone.
     kopf.run(registry=build_registry(settings), memo=memo, clusterwide=not settings.namespaces,
              namespaces=settings.namespaces, standalone=settings.standalone, priority=settings.priority,
-             peering_name=settings.peering_name)
+             peering_name=None if settings.standalone else settings.peering_name)
     return 0
 
 

@@ -131,6 +131,7 @@ class ScalingRecord(_Record):
     from_replicas: int | None = Field(None, alias="from")
     to: int | None = None
     message: str | None = None
+    since: datetime | None = None
 
 
 class ClusterRecord(_Record):

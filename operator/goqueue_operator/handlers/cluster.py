@@ -103,7 +103,7 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
         resize = await advance_resize(resize_view, kube=ctx.kube, cluster=about,
                                       statefulset=child_name(cluster.name, "statefulset"),
                                       previous_phase=cluster.record.storage.phase)
-        scale = await advance_scaling(scale_view_for(cluster, observation), admin=admin, kube=ctx.kube,
+        scale = await advance_scaling(scale_view_for(cluster, observation, now), admin=admin, kube=ctx.kube,
                                       cluster=about)
         children = build_cluster_children(cluster, password=secrets.token_urlsafe(32), replicas=scale.step.replicas,
                                           claim_size=str(resize.record["size"]))

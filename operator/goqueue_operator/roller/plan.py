@@ -207,8 +207,11 @@ def _restart_step(view: RollView, candidate: PodFacts, pending: tuple[str, ...])
                                    pending)):
             return stop
     reason = restart_reason(view, candidate)
+    leader = "" if len(view.pods) == 1 else f"; metadata leader: broker {view.facts.leader}"
+    moved = "; its leadership was moved first" if candidate.name in view.facts.transferred else ""
     return RollStep(StepKind.RESTART, candidate, "BrokerRestarting",
-                    f"restarting {candidate.name} ({reason}); {len(pending) - 1} more after it", pending)
+                    f"restarting {candidate.name} ({reason}{leader}{moved}); {len(pending) - 1} more after it",
+                    pending)
 
 
 def _restarted_pod_step(view: RollView) -> RollStep | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from goqueue_operator.brokers import BrokerAdmin, CheckResult
 from goqueue_operator.kube import Kube, ObjectRef
@@ -37,8 +37,10 @@ async def advance_scaling(view: ScaleView, *, admin: BrokerAdmin | None, kube: K
         for broker in step.brokers:
             result = await admin.drain(broker) if admin else CheckResult.unavailable(NO_BROKER)
             view = with_drained(view, broker, result)
-        await kube.emit_event(cluster, step.code, step.message + "; " + "; ".join(
+        step = replace(step, message=step.message + "; " + "; ".join(
             f"broker {b}: {view.drained[b].summary}" for b in step.brokers))
+        if step.message != view.message:  # an Event when the drain's progress changes, not every reconcile
+            await kube.emit_event(cluster, step.code, step.message, warning=step.stalled)
     elif step.kind is ScaleKind.REBALANCE:
         result = await admin.rebalance() if admin else CheckResult.unavailable(NO_BROKER)
         await kube.emit_event(cluster, "Rebalance", f"rebalance after scale-up: {result.summary}",

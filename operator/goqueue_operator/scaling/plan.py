@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 
 from goqueue_operator.brokers import CheckResult, CheckStatus
 from goqueue_operator.observed import ClusterObservation
+from goqueue_operator.status.conditions import timestamp
 from goqueue_operator.views import ClusterView
 
 
@@ -39,6 +41,10 @@ class ScaleView:
     auto_drain: bool
     rebalance_on_scale_up: bool
     phase: str | None
+    message: str | None = None       # the previous reconcile's message (an Event only when it changes)
+    since: datetime | None = None    # when the current phase began
+    now: datetime | None = None
+    stall_timeout_s: float = 600.0
     held: Mapping[int, CheckResult] = field(default_factory=dict)
     drained: Mapping[int, CheckResult] = field(default_factory=dict)
 
@@ -51,14 +57,17 @@ class ScaleStep:
     code: str = ""
     message: str = ""
     phase: str = "Idle"
+    stalled: bool = False  # a drain that has not finished within the stall timeout (still draining)
 
 
-def scale_view_for(cluster: ClusterView, observation: ClusterObservation) -> ScaleView:
+def scale_view_for(cluster: ClusterView, observation: ClusterObservation, now: datetime) -> ScaleView:
+    record = cluster.record.scaling
     return ScaleView(desired=cluster.spec.replicas, current=observation.statefulset_replicas,
                      ready=len(observation.ready_pods), pods=len(observation.pods),
                      auto_drain=cluster.spec.scaling.auto_drain,
                      rebalance_on_scale_up=cluster.spec.scaling.rebalance_on_scale_up,
-                     phase=cluster.record.scaling.phase)
+                     phase=record.phase, message=record.message, since=record.since, now=now,
+                     stall_timeout_s=cluster.spec.rollout.stall_timeout_seconds)
 
 
 def with_held(view: ScaleView, broker: int, result: CheckResult) -> ScaleView:
@@ -92,8 +101,15 @@ def next_scale_step(view: ScaleView) -> ScaleStep:
         return ScaleStep(ScaleKind.REFUSED, view.current, holding, "DepartingBrokersHoldReplicas",
                          f"scale-down to {view.desired} refused: {held}. Move their replicas away, or set "
                          "spec.scaling.autoDrain: true to let the operator drain them", "Refused")
-    return ScaleStep(ScaleKind.DRAIN, view.current, holding, "DrainingBrokers",
+    step = ScaleStep(ScaleKind.DRAIN, view.current, holding, "DrainingBrokers",
                      f"draining brokers {_ids(holding)} before scaling down to {view.desired}: {held}", "Draining")
+    if view.phase == "Draining" and view.since is not None and view.now is not None:
+        waited = (view.now - view.since).total_seconds()
+        if waited > view.stall_timeout_s:
+            return replace(step, code="DrainStalled", stalled=True, message=(
+                f"{step.message} (draining for {waited:.0f}s, over the {view.stall_timeout_s:.0f}s stall timeout; "
+                "still trying: the brokers' answers above say what prevents it)"))
+    return step
 
 
 def _up_or_stop(view: ScaleView) -> ScaleStep:
@@ -117,7 +133,9 @@ def _up_or_stop(view: ScaleView) -> ScaleStep:
 
 
 def scaling_record(view: ScaleView, step: ScaleStep) -> dict[str, object]:
-    return {"phase": step.phase, "from": view.current, "to": view.desired, "message": step.message or None}
+    since = view.since if view.phase == step.phase and view.since is not None else view.now
+    return {"phase": step.phase, "from": view.current, "to": view.desired, "message": step.message or None,
+            "since": timestamp(since) if since else None}
 
 
 def _ids(brokers: tuple[int, ...]) -> str:

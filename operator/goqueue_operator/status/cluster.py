@@ -80,13 +80,16 @@ def cluster_conditions(cluster: ClusterView, observation: ClusterObservation, ou
         Condition("RollBlocked", bool(roll and roll.kind is StepKind.BLOCKED),
                   roll.reason if roll and roll.kind is StepKind.BLOCKED else "NotBlocked",
                   roll.message if roll and roll.kind is StepKind.BLOCKED else "", warning=True),
-        Condition("ScaleDownBlocked", bool(outcome.scale and outcome.scale.kind is ScaleKind.REFUSED),
-                  outcome.scale.code if outcome.scale and outcome.scale.kind is ScaleKind.REFUSED else "NotBlocked",
-                  outcome.scale.message if outcome.scale and outcome.scale.kind is ScaleKind.REFUSED else "",
-                  warning=True),
+        Condition("ScaleDownBlocked", _scale_blocked(outcome.scale),
+                  outcome.scale.code if outcome.scale and _scale_blocked(outcome.scale) else "NotBlocked",
+                  outcome.scale.message if outcome.scale and _scale_blocked(outcome.scale) else "", warning=True),
         Condition("Paused", cluster.paused, "PausedByAnnotation" if cluster.paused else "NotPaused",
                   f"{labels.PAUSED_ANNOTATION} is set: the operator changes nothing" if cluster.paused else ""),
     ]
+
+
+def _scale_blocked(step: ScaleStep | None) -> bool:
+    return step is not None and (step.kind is ScaleKind.REFUSED or step.stalled)
 
 
 def _progress_message(phase: str, outcome: ClusterOutcome, ratio: str) -> str:

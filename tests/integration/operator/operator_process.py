@@ -138,6 +138,11 @@ class OperatorProcess:
         if self._log is not None:
             self._log.close()
 
+    def crash_and_restart(self) -> None:
+        """SIGKILL, then a new operator process with the same settings and log (what a pod restart does)."""
+        self.kill()
+        self.start()
+
     def log_text(self, offset: int = 0) -> str:
         return self.log_path.read_bytes()[offset:].decode(errors="replace")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,7 +17,7 @@ from goqueue_operator.resize.plan import (
     next_resize_step,
     storage_record,
 )
-from goqueue_operator.scaling.plan import ScaleKind, ScaleView, next_scale_step, with_held
+from goqueue_operator.scaling.plan import ScaleKind, ScaleView, next_scale_step, scaling_record, with_held
 
 pytestmark = pytest.mark.unit
 
@@ -151,6 +152,17 @@ def test_scale_down_is_refused_while_departing_brokers_hold_replicas() -> None:
 def test_scale_down_drains_first_when_allowed() -> None:
     step = next_scale_step(with_held(scale(2, 3, auto_drain=True), 2, HOLDS))
     assert (step.kind, step.replicas, step.brokers) == (ScaleKind.DRAIN, 3, (2,))
+
+
+def test_a_drain_that_does_not_finish_is_reported_stalled_and_keeps_trying() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    view = with_held(scale(2, 3, auto_drain=True, phase="Draining", since=now - timedelta(seconds=700), now=now), 2,
+                     HOLDS)
+    step = next_scale_step(view)
+    assert (step.kind, step.code, step.stalled) == (ScaleKind.DRAIN, "DrainStalled", True)
+    fresh = replace(view, since=now - timedelta(seconds=30))
+    assert not next_scale_step(fresh).stalled
+    assert scaling_record(fresh, next_scale_step(fresh))["since"] == "2025-12-31T23:59:30Z"
 
 
 def test_scale_down_refused_when_the_check_is_unavailable() -> None:
