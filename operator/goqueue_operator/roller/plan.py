@@ -208,9 +208,9 @@ def _restart_step(view: RollView, candidate: PodFacts, pending: tuple[str, ...])
             return stop
     reason = restart_reason(view, candidate)
     leader = "" if len(view.pods) == 1 else f"; metadata leader: broker {view.facts.leader}"
-    moved = "; its leadership was moved first" if candidate.name in view.facts.transferred else ""
+    transferred = "; its leadership was moved first" if candidate.name in view.facts.transferred else ""
     return RollStep(StepKind.RESTART, candidate, "BrokerRestarting",
-                    f"restarting {candidate.name} ({reason}{leader}{moved}); {len(pending) - 1} more after it",
+                    f"restarting {candidate.name} ({reason}{leader}{transferred}); {len(pending) - 1} more after it",
                     pending)
 
 
