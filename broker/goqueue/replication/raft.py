@@ -48,6 +48,9 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
             bindAddress=bind_address,
             raftMinTimeout=0.5, raftMaxTimeout=1.5,          # elections within ~1.5 s of a leader's death
             leaderFallbackTimeout=3.0,                       # a cut-off leader steps down after 3 s, not 30
+            # Peers are StatefulSet DNS names whose pod IPs change on every restart: PySyncObj's default 600 s DNS
+            # cache would keep dialling a dead IP through a whole rolling upgrade.
+            dnsCacheTime=2.0, dnsFailCacheTime=1.0,
             connectionTimeout=2.0,                           # a dead peer is noticed (and its partitions moved) in 2 s
             logCompactionMinEntries=2000,
             dynamicMembershipChange=False,

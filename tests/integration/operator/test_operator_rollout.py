@@ -30,10 +30,6 @@ from goqueue_harness.waiting import WaitTimeout, wait_until
 pytestmark = pytest.mark.integration
 
 ROLL_S = 240
-DNS_CACHE_BUG = (
-    "broker: PySyncObj caches peer DNS answers for 600 s (SyncObjConf.dnsCacheTime); restarted pods get new IPs, "
-    "so after the leader's restart the others cannot reach each other for up to ten minutes (docs/OPERATOR.md §8)")
-
 
 class PodProducer(threading.Thread):
     """acks=all produce through whichever broker pods are Ready now; records only acknowledged writes."""
@@ -96,7 +92,6 @@ def roll_steps(operator: OperatorProcess, offset: int, ns: str) -> list[tuple[st
 
 
 @pytest.mark.timeout(720)
-@pytest.mark.xfail(strict=True, raises=WaitTimeout, reason=DNS_CACHE_BUG)
 def test_rolling_upgrade_under_acks_all_produce_loses_no_acknowledged_message(
     operator: OperatorProcess, kubectl: Kubectl, kube_api: k8s.ApiClient, kube_namespace: str,
 ) -> None:
