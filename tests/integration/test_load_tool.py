@@ -115,7 +115,7 @@ def test_records_not_consumed_fail_the_run(broker: BrokerProcess) -> None:
 
 
 def test_an_unreachable_cluster_and_bad_arguments_exit_2() -> None:
-    unreachable = load("--server", "http://127.0.0.1:9", "--duration", "1")
+    unreachable = load("--server", "http://127.0.0.1:9", "--duration", "1", "--setup-timeout", "1")
     assert unreachable.returncode == 2
     assert "UNAVAILABLE" in unreachable.stderr
     bad = load("--server", "http://127.0.0.1:9", "--batch", "0")

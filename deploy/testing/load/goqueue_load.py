@@ -38,14 +38,15 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import FencedGeneration, GoQueueError, TopicAlreadyExists, UnknownMember
 from goqueue.models import ConsumeRequest, GroupMode, GroupSpec, OffsetCommit, ProduceRecord, TopicCreate
 
+T = TypeVar("T")
 SENT_HEADER = "goqueue-load-sent-ns"
 SAMPLES_MAX = 200_000        # latency samples kept per histogram (reservoir): bounded memory on long runs
 RETRIES_MAX = 8              # attempts of one produce request on retriable errors
@@ -72,6 +73,7 @@ class LoadConfig:
     mode: str = "shared"
     keep_group: bool = False
     drain_timeout_s: float = 60.0
+    setup_timeout_s: float = 60.0  # set-up and clean-up calls retry retriable errors this long
     verify_max: int = 1_000_000
     seed: int = 0
 
@@ -248,15 +250,30 @@ def missing_records(stats: Stats) -> int:
         return sum(len(offsets - stats.delivered.get(p, set())) for p, offsets in stats.acked.items())
 
 
+def retrying(cfg: LoadConfig, call: Callable[[], T], what: str) -> T:
+    """Set-up and clean-up calls survive a broker restarting (retriable errors) for up to --setup-timeout."""
+    deadline = time.monotonic() + cfg.setup_timeout_s
+    while True:
+        try:
+            return call()
+        except GoQueueError as exc:
+            if not exc.retriable or time.monotonic() > deadline:
+                raise
+            print(f"goqueue-load: {what}: {exc.code}, retrying", file=sys.stderr)
+            time.sleep(1.0)
+
+
 def prepare(cfg: LoadConfig) -> None:
     """The topic (created if asked and missing) and a group that starts at the topic's end."""
     with GoQueueClient(cfg.servers[0]) as client:
         if cfg.create_topic:
             with contextlib.suppress(TopicAlreadyExists):  # a topic of an earlier run is reused
-                client.create_topic(TopicCreate(name=cfg.topic, partitions=cfg.partitions,
-                                                replication_factor=cfg.replication_factor))
+                retrying(cfg, lambda: client.create_topic(TopicCreate(
+                    name=cfg.topic, partitions=cfg.partitions, replication_factor=cfg.replication_factor)),
+                    "create topic")
         if cfg.consumers:
-            client.declare_group(cfg.group, GroupSpec(mode=GroupMode(cfg.mode), topics=[cfg.topic]))
+            retrying(cfg, lambda: client.declare_group(cfg.group, GroupSpec(mode=GroupMode(cfg.mode),
+                                                                            topics=[cfg.topic])), "declare group")
 
 
 def run(cfg: LoadConfig) -> dict[str, Any]:
@@ -285,7 +302,7 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
         thread.join(timeout=CONSUME_WAIT_MS / 1000 + 30)
     if cfg.consumers and not cfg.keep_group:
         with GoQueueClient(cfg.servers[0]) as client:
-            client.delete_group(cfg.group, force=True)
+            retrying(cfg, lambda: client.delete_group(cfg.group, force=True), "delete group")
     return report(cfg, stats, produce_s, consume_s)
 
 
@@ -356,6 +373,7 @@ def parse_args(argv: Sequence[str]) -> tuple[LoadConfig, bool]:
     add("--mode", choices=["shared", "ordered"], default="shared", help="the group's mode")
     add("--keep-group", action="store_true", help="do not delete the group at the end")
     add("--drain-timeout", type=float, default=60.0, help="seconds consumers get to catch up after producing")
+    add("--setup-timeout", type=float, default=60.0, help="seconds set-up calls retry while brokers restart")
     add("--verify-max", type=int, default=1_000_000, help="check for loss up to this many records")
     add("--seed", type=int, default=0)
     add("--json", action="store_true", help="print the report as JSON")
@@ -371,7 +389,7 @@ def parse_args(argv: Sequence[str]) -> tuple[LoadConfig, bool]:
                       rate=args.rate, duration_s=args.duration, record_size=args.record_size, batch=args.batch,
                       acks=args.acks, producers=args.producers, consumers=args.consumers, group=group,
                       mode=args.mode, keep_group=args.keep_group, drain_timeout_s=args.drain_timeout,
-                      verify_max=args.verify_max, seed=args.seed), args.json
+                      setup_timeout_s=args.setup_timeout, verify_max=args.verify_max, seed=args.seed), args.json
 
 
 def main(argv: Sequence[str] | None = None) -> int:
