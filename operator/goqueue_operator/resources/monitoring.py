@@ -1,7 +1,7 @@
 """ServiceMonitor and PrometheusRule (Prometheus Operator), applied only when their CRDs exist in the cluster.
 
-The rule thresholds are the runbook's (Quick Reference and Alert Runbooks): consumer lag warning > 5000,
-critical > 10000; disk usage warning > 80 %, critical > 90 %; a broker down is critical.
+The rules are the runbook's broker alerts as deploy/observability/prometheus/goqueue-alerts.yaml defines them
+(consumer lag > 5000 / > 10000, disk > 80 % / > 90 %, a broker down), scoped to one cluster.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ def build_service_monitor(cluster: ClusterView) -> dict[str, Any]:
         "kind": "ServiceMonitor",
         "metadata": child_metadata(cluster, "service-monitor"),
         "spec": {
+            # job="goqueue" (the Service's app.kubernetes.io/name), as deploy/observability's alerts and
+            # dashboards expect, whichever cluster and release the metrics come from.
+            "jobLabel": labels.NAME,
             "selector": {"matchLabels": selector},
             "namespaceSelector": {"matchNames": [cluster.namespace]},
             "endpoints": [{"port": ports.METRICS, "path": "/metrics",
@@ -31,27 +34,37 @@ def build_service_monitor(cluster: ClusterView) -> dict[str, Any]:
     }
 
 
+RUNBOOK = "https://github.com/goqueue/goqueue/blob/main/docs/RUNBOOK.md"
+
+
 def _alert(name: str, expr: str, duration: str, severity: str, summary: str) -> dict[str, Any]:
     return {"alert": name, "expr": expr, "for": duration, "labels": {"severity": severity},
-            "annotations": {"summary": summary, "runbook": f"docs/RUNBOOK.md#alert-{name.lower()}"}}
+            "annotations": {"summary": summary, "runbook_url": f"{RUNBOOK}#alert-{name.lower()}"}}
 
 
 def build_prometheus_rule(cluster: ClusterView) -> dict[str, Any]:
-    scope = f'namespace="{cluster.namespace}", service="{child_name(cluster.name, "metrics")}"'
-    lag = f"max by (group, topic) (goqueue_consumer_lag{{{scope}}})"
-    disk = f"max by (pod) (goqueue_disk_usage_percent{{{scope}}})"
+    """The runbook's broker alerts from deploy/observability/prometheus/goqueue-alerts.yaml (same names,
+    severities, thresholds and durations: a unit test compares them), scoped to this cluster's metrics Service so
+    two clusters in one namespace alert separately. The full pack, operator alerts included, is the chart's."""
+    scope = f'job="goqueue", namespace="{cluster.namespace}", service="{child_name(cluster.name, "metrics")}"'
+    lag = f"max by (namespace, group, topic, partition) (goqueue_consumer_lag{{{scope}}})"
+    disk = f"max by (namespace, pod) (goqueue_disk_usage_percent{{{scope}}})"
+    down = (f"(max by (namespace, pod) (up{{{scope}}}) == 0)\nor\n"
+            f"(max by (namespace, pod) (goqueue_broker_ready{{{scope}}}) == 0)")
     return {
         "apiVersion": MONITORING_API,
         "kind": "PrometheusRule",
         "metadata": child_metadata(cluster, "prometheus-rule"),
-        "spec": {"groups": [{"name": f"goqueue.{cluster.name}", "rules": [
+        "spec": {"groups": [{"name": f"goqueue.{cluster.namespace}.{cluster.name}", "rules": [
+            _alert("GoQueueBrokerDown", down, "2m", "critical",
+                   "GoQueue broker {{ $labels.namespace }}/{{ $labels.pod }} is down or not ready."),
+            _alert("GoQueueHighDiskUsage", f"{disk} > 80", "5m", "warning",
+                   "GoQueue broker {{ $labels.pod }} data volume is over 80% full."),
+            _alert("GoQueueHighDiskUsage", f"{disk} > 90", "5m", "critical",
+                   "GoQueue broker {{ $labels.pod }} data volume is over 90% full."),
             _alert("GoQueueHighConsumerLag", f"{lag} > 5000", "10m", "warning",
-                   "Consumers of {{ $labels.group }} are falling behind on {{ $labels.topic }}"),
+                   "Group {{ $labels.group }} is {{ $value }} records behind on {{ $labels.topic }}."),
             _alert("GoQueueHighConsumerLag", f"{lag} > 10000", "10m", "critical",
-                   "Consumers of {{ $labels.group }} are far behind on {{ $labels.topic }}"),
-            _alert("GoQueueHighDiskUsage", f"{disk} > 80", "5m", "warning", "Broker {{ $labels.pod }} disk over 80%"),
-            _alert("GoQueueHighDiskUsage", f"{disk} > 90", "5m", "critical", "Broker {{ $labels.pod }} disk over 90%"),
-            _alert("GoQueueBrokerDown", f"up{{{scope}}} == 0", "2m", "critical",
-                   "Broker {{ $labels.pod }} is not answering scrapes"),
+                   "Group {{ $labels.group }} is {{ $value }} records behind on {{ $labels.topic }}."),
         ]}]},
     }

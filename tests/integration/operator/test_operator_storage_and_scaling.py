@@ -102,21 +102,33 @@ def test_a_storage_class_without_expansion_refuses_and_changes_nothing(
 
 
 def produce(url: str, topic: str, count: int) -> None:
+    """acks=all, one batch per partition; a retriable refusal (a metadata election just after start-up answers
+    NOT_READY) is retried, as any client does."""
     with httpx.Client(base_url=url, timeout=30) as http:
         for partition in range(3):
             body = {"acks": "all", "partition": partition,
                     "records": [ProduceRecord(value=f"p{partition}-{i}").model_dump() for i in range(count)]}
-            response = http.post(f"/v1/topics/{topic}/records", json=body)
-            assert response.status_code == 200, response.text
+
+            def accepted(payload: dict[str, object] = body) -> bool:
+                response = http.post(f"/v1/topics/{topic}/records", json=payload)
+                if response.status_code != 200:
+                    assert response.json()["error"]["retriable"], response.text
+                return response.status_code == 200
+
+            wait_until(accepted, 60, interval_s=0.5, message=f"{topic}/{partition} produce accepted")
 
 
 def fetched(url: str, topic: str) -> dict[int, list[str]]:
+    """Every partition's values; a partition whose broker answers a retriable error reads as not there yet."""
     values: dict[int, list[str]] = {}
     with httpx.Client(base_url=url, timeout=30) as http:
         for partition in range(3):
-            body = http.get(f"/v1/topics/{topic}/partitions/{partition}/records",
-                            params={"offset": 0, "maxRecords": 1000}).json()
-            values[partition] = [r["value"] for r in body["records"]]
+            response = http.get(f"/v1/topics/{topic}/partitions/{partition}/records",
+                                params={"offset": 0, "maxRecords": 1000})
+            if response.status_code != 200:
+                assert response.json()["error"]["retriable"], response.text
+                continue
+            values[partition] = [r["value"] for r in response.json()["records"]]
     return values
 
 
@@ -151,7 +163,8 @@ def test_scale_down_is_refused_while_departing_brokers_hold_replicas_then_draine
     assert get(kubectl, ns, "statefulset", "goqueue")["spec"]["replicas"] == 3  # type: ignore[index]
     assert get(kubectl, ns, "pvc", "goqueue-data-goqueue-3") is not None, "a departed broker's claim is kept"
     assert "DrainingBrokers" in event_reasons(kubectl, ns, "goqueue")
-    assert fetched(broker_url(kubectl, ns), "spread") == {p: [f"p{p}-{i}" for i in range(5)] for p in range(3)}
+    expected = {p: [f"p{p}-{i}" for i in range(5)] for p in range(3)}
+    wait_until(lambda: fetched(broker_url(kubectl, ns), "spread") == expected, 60, message="every message kept")
 
 
 def test_scale_to_zero_keeps_the_data_and_scaling_back_brings_it_back(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -335,5 +336,21 @@ def test_prometheus_rule_carries_the_runbook_thresholds() -> None:
     assert alerts[("GoQueueHighConsumerLag", "critical")].endswith("> 10000")
     assert alerts[("GoQueueHighDiskUsage", "warning")].endswith("> 80")
     assert alerts[("GoQueueHighDiskUsage", "critical")].endswith("> 90")
-    assert "goqueue_consumer_lag" in alerts[("GoQueueHighConsumerLag", "warning")]
+    assert 'service="goqueue-metrics"' in alerts[("GoQueueHighConsumerLag", "warning")]
     assert ("GoQueueBrokerDown", "critical") in alerts
+
+
+def test_prometheus_rule_matches_the_canonical_alert_pack() -> None:
+    """Same alert names, severities, durations, thresholds and runbook links as deploy/observability (the
+    promtool-tested pack the chart ships), so the operator and the chart page people the same way."""
+    canonical_file = Path(__file__).resolve().parents[3] / "deploy/observability/prometheus/goqueue-alerts.yaml"
+    canonical = {(r["alert"], r["labels"]["severity"]): r
+                 for g in yaml.safe_load(canonical_file.read_text())["groups"] for r in g["rules"] if "alert" in r}
+    (group,) = child("PrometheusRule", "goqueue")["spec"]["groups"]
+    for rule in group["rules"]:
+        reference = canonical[(rule["alert"], rule["labels"]["severity"])]
+        assert rule["for"] == reference["for"], rule["alert"]
+        assert rule["annotations"]["runbook_url"] == reference["annotations"]["runbook_url"]
+        if ">" in reference["expr"]:
+            assert rule["expr"].rsplit(">", 1)[1].strip() == reference["expr"].rsplit(">", 1)[1].strip()
+    assert child("ServiceMonitor", "goqueue")["spec"]["jobLabel"] == "app.kubernetes.io/name"  # job="goqueue"
