@@ -27,8 +27,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from goqueue.broker import RecordIn
 from goqueue.client.grpc_client import GrpcClient
 from goqueue.client.http import GoQueueClient
+from goqueue.config import OffsetReset
 from goqueue.errors import GoQueueError, InflightLimitReached
 from goqueue.models import (
+    CleanupPolicy,
     ConsumeRequest,
     GroupConfig,
     GroupMode,
@@ -94,7 +96,7 @@ def queried_names() -> dict[str, set[str]]:
 
 def series_names(exposition: str) -> set[str]:
     """Every series name an exposition can hold, from its families and their types."""
-    names = set()
+    names: set[str] = set()
     for family in text_string_to_metric_families(exposition):
         names.update(family.name + suffix for suffix in SUFFIXES[family.type])
         names.update(sample.name for sample in family.samples)
@@ -105,7 +107,8 @@ def exercise(broker: BrokerProcess) -> None:
     """Touch every part of the broker that exports a metric."""
     with GoQueueClient(broker.url) as client:
         client.create_topic(TopicCreate(name="orders", partitions=2))
-        client.create_topic(TopicCreate(name="profiles", partitions=1, config=TopicConfig(cleanup_policy="compact")))
+        client.create_topic(TopicCreate(name="profiles", partitions=1,
+                                        config=TopicConfig(cleanup_policy=CleanupPolicy.COMPACT)))
         client.produce("orders", [ProduceRecord(key=str(i), value=f"order {i}") for i in range(50)])
         client.produce("profiles", [ProduceRecord(key="k", value=f"v{i}") for i in range(5)])
         client.fetch("orders", 0, 0)
@@ -113,9 +116,9 @@ def exercise(broker: BrokerProcess) -> None:
         # Shared group: one message acked, one nacked into the dead-letter topic (maxDeliveries 1), the rest held
         # until the group is at its inflight capacity and a consume is refused.
         client.declare_group("billing", GroupSpec(topics=["orders"], config=GroupConfig(
-            max_deliveries=1, inflight_capacity=5, visibility_timeout_s=60, auto_offset_reset="earliest")))
+            max_deliveries=1, inflight_capacity=5, visibility_timeout_s=60, auto_offset_reset=OffsetReset.EARLIEST)))
         leased = client.consume("billing", ConsumeRequest(consumer_id="c1", topic="orders", max_records=5,
-                                                          start_from="earliest")).records
+                                                          start_from=OffsetReset.EARLIEST)).records
         assert len(leased) == 5
         client.ack("billing", [leased[0].lease_id or ""])
         client.nack("billing", [leased[1].lease_id or ""], reason="poison")
@@ -124,10 +127,10 @@ def exercise(broker: BrokerProcess) -> None:
             client.consume("billing", ConsumeRequest(consumer_id="c1", topic="orders", max_records=5))
         # Ordered group: a member joins (a rebalance), reads and commits.
         client.declare_group("audit", GroupSpec(mode=GroupMode.ORDERED, topics=["orders"],
-                                                config=GroupConfig(auto_offset_reset="earliest")))
+                                                config=GroupConfig(auto_offset_reset=OffsetReset.EARLIEST)))
         member = client.join_group("audit", ["orders"])
         read = client.consume("audit", ConsumeRequest(member_id=member.member_id, generation=member.generation,
-                                                      max_records=10, start_from="earliest"))
+                                                      max_records=10, start_from=OffsetReset.EARLIEST))
         client.commit("audit", [OffsetCommit(topic=r.topic, partition=r.partition, offset=r.offset + 1)
                                 for r in read.records[-1:]], member_id=member.member_id,
                       generation=member.generation)
