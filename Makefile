@@ -15,9 +15,11 @@ help:
 install: system-deps
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
-# Debian packages the tests use: nss_wrapper gives broker processes the pods' DNS names (docs/CONTROL_PLANE.md).
+# Debian packages the tests use: nss_wrapper gives broker processes the pods' DNS names (docs/CONTROL_PLANE.md);
+# prometheus ships promtool (alert rules are checked and unit-tested with it); redis-server is the benchmark's
+# reference; iproute2 builds the network-partition test's namespaces.
 system-deps:
-	@missing=""; for p in libnss-wrapper; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in libnss-wrapper prometheus redis-server iproute2; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
