@@ -65,7 +65,7 @@ def test_the_runbooks_first_commands_work(release: Release) -> None:
 
 def test_the_commands_notes_prints_work(release: Release) -> None:
     commands = [m for line in release.install_output.splitlines() if (m := KUBECTL_EXEC.match(line))]
-    assert {m["command"].split()[1] for m in commands} >= {"cluster", "topic", "produce"}
+    assert {m["command"].split()[1] for m in commands} >= {"cluster", "topic", "produce", "consume"}
     for match in commands:
         ordinal = int(match["pod"].rpartition("-")[2])
         tool, *args = match["command"].replace("my-topic", "notes-topic").split()

@@ -92,6 +92,10 @@ def test_the_schema_refuses_unknown_and_managed_keys(helm: Helm) -> None:
     assert "retention/maxAge" in helm.refusal("--set", "config.retention.maxAge=forever")
     assert "fsync" in helm.refusal("--set", "config.storage.fsync=sometimes")
     assert "persistence/size" in helm.refusal("--set", "persistence.size=lots")
+    # An env value must be a string (the API server would refuse the StatefulSet), and the chart's own are its own.
+    assert "got number, want string" in helm.refusal("--set", "extraEnv[0].name=X", "--set", "extraEnv[0].value=1")
+    assert "extraEnv/0/name" in helm.refusal("--set", "extraEnv[0].name=GOQUEUE_CLUSTER_PASSWORD",
+                                             "--set", "extraEnv[0].value=guess")
 
 
 @pytest.mark.parametrize(("args", "expected"), [
