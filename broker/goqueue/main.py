@@ -15,6 +15,7 @@ from pathlib import Path
 from goqueue import __version__
 from goqueue.config import ConfigError, all_keys, env_var_for, load_settings
 from goqueue.logs import setup_logging
+from goqueue.resolver import install_serialized_resolver
 
 log = logging.getLogger("goqueue")
 
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(settings.model_dump_json(by_alias=True, indent=2, exclude={"cluster": {"password"}}))
         return 0
     setup_logging(settings.log.level, settings.log.format)
+    install_serialized_resolver()
     from goqueue.server import BrokerServer  # after validation: a bad config answers without loading servers
 
     try:
