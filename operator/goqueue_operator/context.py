@@ -44,6 +44,7 @@ class OperatorContext:
     locks: ObjectLocks = field(default_factory=ObjectLocks)
     admin_factory: Callable[[str], BrokerAdmin] | None = None
     client_factory: Callable[[str], GoQueueClient] | None = None
+    _clients: dict[str, GoQueueClient] = field(default_factory=dict)
 
     def admin(self, server: str) -> BrokerAdmin:
         if self.admin_factory is not None:
@@ -51,12 +52,24 @@ class OperatorContext:
         return HttpBrokerAdmin(server, timeout_s=self.settings.broker_timeout_s)
 
     def client(self, server: str) -> GoQueueClient:
+        """A pooled client per broker URL (keep-alive connections; creating one per reconcile costs more than
+        the reconcile). Bounded: pod IPs change, so the pool is cleared when it outgrows a few clusters."""
         if self.client_factory is not None:
             return self.client_factory(server)
-        return GoQueueClient(server, timeout_s=self.settings.broker_timeout_s)
+        if server not in self._clients:
+            if len(self._clients) >= MAX_POOLED_CLIENTS:
+                self.close_clients()
+            self._clients[server] = GoQueueClient(server, timeout_s=self.settings.broker_timeout_s)
+        return self._clients[server]
+
+    def close_clients(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
 
 
 CONTEXT_KEY = "goqueue_context"
+MAX_POOLED_CLIENTS = 256
 
 
 def context_of(memo: Any) -> OperatorContext:

@@ -16,7 +16,15 @@ from goqueue.models import GroupInfo
 from goqueue_operator import GROUP, VERSION
 from goqueue_operator.brokers import in_thread
 from goqueue_operator.drift import dead_letter_topics, desired_group_spec, group_drift, group_figures
-from goqueue_operator.handlers.reconciler import Declared, Session, finalize, reconcile
+from goqueue_operator.handlers.reconciler import (
+    Declaration,
+    Declared,
+    IndexKey,
+    Session,
+    finalize,
+    index_entry,
+    reconcile,
+)
 from goqueue_operator.offset_resets import (
     APPLIED,
     APPLYING,
@@ -161,15 +169,20 @@ class GroupKind:
 KIND = GroupKind()
 
 
-async def reconcile_group(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile(KIND, body, memo)
+def index_group(body: kopf.Body, **_: Any) -> dict[IndexKey, Declaration]:
+    return index_entry(KIND, dict(body))
 
 
-async def delete_group(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await finalize(KIND, body, memo)
+async def reconcile_group(body: kopf.Body, memo: kopf.Memo, groups_by_broker_name: kopf.Index, **_: Any) -> None:
+    await reconcile(KIND, body, memo, groups_by_broker_name)
+
+
+async def delete_group(body: kopf.Body, memo: kopf.Memo, groups_by_broker_name: kopf.Index, **_: Any) -> None:
+    await finalize(KIND, body, memo, groups_by_broker_name)
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    kopf.index(*CONSUMER_GROUP, id="groups_by_broker_name", registry=registry)(index_group)
     for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
         on(*CONSUMER_GROUP, id="reconcile", registry=registry)(reconcile_group)
     kopf.timer(*CONSUMER_GROUP, id="drift", interval=settings.drift_interval_s,

@@ -15,7 +15,7 @@ declares the same broker object; or the brokers stay unreachable for `finalizer_
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -106,20 +106,42 @@ async def find_broker(ctx: OperatorContext, namespace: str, cluster_name: str) -
     return BrokerTarget(broker_url(ready[0].ip or "", ports.HTTP_PORT))
 
 
-async def find_conflict(ctx: OperatorContext, kind: ResourceKind[V], view: V, *, older_only: bool = True) -> str | None:
+@dataclass(frozen=True)
+class Declaration:
+    """One resource's claim on a broker object, as kopf's index keeps it (no API call per reconcile)."""
+
+    created: str
+    name: str
+    uid: str
+    deleting: bool
+
+
+IndexKey = tuple[str, str, str]  # (namespace, cluster, broker object name)
+
+
+def index_key(view: DeclaredView) -> IndexKey:
+    return (view.meta.namespace, view.cluster_name, view.broker_name)
+
+
+def index_entry(kind: ResourceKind[V], body: JSON) -> dict[IndexKey, Declaration]:
+    """What a resource contributes to its kind's index (nothing when it does not parse)."""
+    try:
+        view = kind.parse(body)
+    except SpecError:
+        return {}
+    return {index_key(view): Declaration(view.meta.creation_timestamp, view.meta.name, view.meta.uid,
+                                         bool(view.meta.deletion_timestamp))}
+
+
+def find_conflict(view: DeclaredView, declarations: Iterable[Declaration], *, older_only: bool = True) -> str | None:
     """The name of an older live resource declaring the same broker object, if any (the newer one yields);
     with `older_only=False`, of any other live one (a deletion must not delete what another still declares)."""
     mine = (view.meta.creation_timestamp, view.meta.name)
-    for body in await ctx.kube.list_objects(kind.kind, view.meta.namespace):
-        try:
-            other = kind.parse(body)
-        except SpecError:
+    for other in sorted(declarations, key=lambda d: (d.created, d.name)):
+        if other.uid == view.meta.uid or other.deleting:
             continue
-        if (other.meta.uid == view.meta.uid or other.meta.deletion_timestamp
-                or (other.cluster_name, other.broker_name) != (view.cluster_name, view.broker_name)):
-            continue
-        if not older_only or (other.meta.creation_timestamp, other.meta.name) < mine:
-            return other.meta.name
+        if not older_only or (other.created, other.name) < mine:
+            return other.name
     return None
 
 
@@ -138,7 +160,8 @@ async def _write(ctx: OperatorContext, kind: ResourceKind[V], view: V, body: JSO
     previous = kind.previous_conditions(body)
     status = {**fields, "observedGeneration": view.meta.generation, "lastSyncTime": timestamp(now),
               "conditions": render_conditions(conditions, previous, generation=view.meta.generation, now=now)}
-    await ctx.kube.patch_status(kind.kind, view.meta.namespace, view.meta.name, status)
+    if not status_unchanged(body.get("status") or {}, status, now):
+        await ctx.kube.patch_status(kind.kind, view.meta.namespace, view.meta.name, status)
     for changed in transitions(conditions, previous):
         if changed.type == "Ready" and changed.status is True:
             continue  # the declare actions already said what happened
@@ -147,7 +170,22 @@ async def _write(ctx: OperatorContext, kind: ResourceKind[V], view: V, body: JSO
                                   warning=bad)
 
 
-async def reconcile(kind: ResourceKind[V], body: kopf.Body, memo: kopf.Memo) -> None:
+SYNC_REFRESH_S = 60.0  # lastSyncTime alone is rewritten at most this often: a drift check that finds nothing
+                       # new writes nothing (100 topics at a 10 s interval would be 10 writes a second)
+
+
+def status_unchanged(old: JSON, new: JSON, now: datetime) -> bool:
+    """True when writing `new` would change only lastSyncTime, and the old one is recent."""
+    if {k: v for k, v in old.items() if k != "lastSyncTime"} != {k: v for k, v in new.items() if k != "lastSyncTime"}:
+        return False
+    last = old.get("lastSyncTime")
+    if not last:
+        return False
+    return (now - datetime.fromisoformat(str(last).replace("Z", "+00:00"))).total_seconds() < SYNC_REFRESH_S
+
+
+async def reconcile(kind: ResourceKind[V], body: kopf.Body, memo: kopf.Memo, index: kopf.Index) -> None:
+    """`index`: the kind's kopf index of declarations by (namespace, cluster, broker object name)."""
     ctx = context_of(memo)
     meta = body["metadata"]
     async with ctx.locks.hold(meta["uid"]):
@@ -156,14 +194,14 @@ async def reconcile(kind: ResourceKind[V], body: kopf.Body, memo: kopf.Memo) -> 
                 fresh = await ctx.kube.get(kind.kind, meta["namespace"], meta["name"])
                 if fresh is None or fresh["metadata"].get("deletionTimestamp"):
                     return
-                await _reconcile(ctx, kind, fresh)
+                await _reconcile(ctx, kind, fresh, index)
             except NamespaceTerminating:
                 return  # the namespace and everything in it are going away
             except KubeError as exc:
                 raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=ctx.settings.retry_delay_s) from exc
 
 
-async def _reconcile(ctx: OperatorContext, kind: ResourceKind[V], body: JSON) -> None:
+async def _reconcile(ctx: OperatorContext, kind: ResourceKind[V], body: JSON, index: kopf.Index) -> None:
     now = datetime.now(UTC)
     about = ObjectRef.of(body)
     try:
@@ -174,7 +212,7 @@ async def _reconcile(ctx: OperatorContext, kind: ResourceKind[V], body: JSON) ->
             [Condition("Ready", False, "InvalidSpec", str(exc))], kind.previous_conditions(body),
             generation=meta.generation, now=now)})
         raise kopf.PermanentError(f"invalid {kind.kind}: {exc}") from exc
-    owner = await find_conflict(ctx, kind, view)
+    owner = find_conflict(view, index.get(index_key(view), []))
     conflict = Condition("Conflict", owner is not None, "DeclaredElsewhere" if owner else "NoConflict",
                          f"{kind.kind} {owner} (older) already declares {view.broker_name!r} on cluster "
                          f"{view.cluster_name}; this resource does nothing" if owner else "", warning=True)
@@ -190,7 +228,7 @@ async def _reconcile(ctx: OperatorContext, kind: ResourceKind[V], body: JSON) ->
     last_generation = (body.get("status") or {}).get("observedGeneration")
     session = Session(now=now, spec_changed=last_generation != view.meta.generation,
                       persist=lambda fragment: _persist(ctx, kind, view, fragment))
-    client = ctx.client(target.url)
+    client = ctx.client(target.url)  # pooled: not closed here
     try:
         declared = await kind.declare(view, client, session)
     except GoQueueError as exc:
@@ -199,8 +237,6 @@ async def _reconcile(ctx: OperatorContext, kind: ResourceKind[V], body: JSON) ->
         if retry:
             raise kopf.TemporaryError(ready.message, delay=ctx.settings.retry_delay_s) from exc
         return
-    finally:
-        client.close()
     for reason, message, warning in declared.actions:
         await ctx.kube.emit_event(about, reason, message, warning=warning)
     await _write(ctx, kind, view, body, about, declared.ready, [conflict, *declared.conditions], declared.status, now)
@@ -210,26 +246,27 @@ async def _persist(ctx: OperatorContext, kind: ResourceKind[V], view: V, fragmen
     await ctx.kube.patch_status(kind.kind, view.meta.namespace, view.meta.name, fragment)
 
 
-async def finalize(kind: ResourceKind[V], body: kopf.Body, memo: kopf.Memo) -> None:
+async def finalize(kind: ResourceKind[V], body: kopf.Body, memo: kopf.Memo, index: kopf.Index) -> None:
     """The delete handler: returns when the finalizer may go; raises TemporaryError to try again."""
     ctx = context_of(memo)
     meta = body["metadata"]
     about = ObjectRef.of(body)
     ctx.locks.forget(meta["uid"])
     try:
-        await _finalize(ctx, kind, dict(body), about)
+        await _finalize(ctx, kind, dict(body), about, index)
     except NamespaceTerminating:
         return  # nothing can be written there any more; the release reasons cover a terminating namespace
     except KubeError as exc:
         raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=ctx.settings.retry_delay_s) from exc
 
 
-async def _finalize(ctx: OperatorContext, kind: ResourceKind[V], body: JSON, about: ObjectRef) -> None:
+async def _finalize(ctx: OperatorContext, kind: ResourceKind[V], body: JSON, about: ObjectRef,
+                    index: kopf.Index) -> None:
     try:
         view = kind.parse(body)
     except SpecError:
         return  # it never declared anything
-    why = await _release_reason(ctx, kind, view)
+    why = await _release_reason(ctx, kind, view, index)
     if why is not None:
         await ctx.kube.emit_event(about, "FinalizerReleased", why)
         return
@@ -239,16 +276,13 @@ async def _finalize(ctx: OperatorContext, kind: ResourceKind[V], body: JSON, abo
         return
     problem = target.message
     if target.url is not None:
-        client = ctx.client(target.url)
         try:
-            reason, message = await kind.delete(view, client)
+            reason, message = await kind.delete(view, ctx.client(target.url))
         except GoQueueError as exc:
             problem = f"{exc.code}: {exc.message}"
         else:
             await ctx.kube.emit_event(about, reason, message)
             return
-        finally:
-            client.close()
     waited = _seconds_since(view.meta.deletion_timestamp)
     if waited >= ctx.settings.finalizer_timeout_s:
         await ctx.kube.emit_event(about, "FinalizerReleased", f"gave up deleting {view.broker_name!r} after "
@@ -258,7 +292,7 @@ async def _finalize(ctx: OperatorContext, kind: ResourceKind[V], body: JSON, abo
                               delay=ctx.settings.retry_delay_s)
 
 
-async def _release_reason(ctx: OperatorContext, kind: ResourceKind[V], view: V) -> str | None:
+async def _release_reason(ctx: OperatorContext, kind: ResourceKind[V], view: V, index: kopf.Index) -> str | None:
     """Why the finalizer goes without touching a broker, or None."""
     if view.meta.flag(labels.RELEASE_FINALIZER_ANNOTATION):
         return f"{labels.RELEASE_FINALIZER_ANNOTATION} is set: {view.broker_name!r} is left on the brokers"
@@ -267,7 +301,7 @@ async def _release_reason(ctx: OperatorContext, kind: ResourceKind[V], view: V) 
     namespace = await ctx.kube.get("Namespace", "", view.meta.namespace)
     if namespace is None or namespace["metadata"].get("deletionTimestamp"):
         return f"namespace {view.meta.namespace} is being deleted"
-    other = await find_conflict(ctx, kind, view, older_only=False)
+    other = find_conflict(view, index.get(index_key(view), []), older_only=False)
     if other is not None:
         return f"{kind.kind} {other} declares {view.broker_name!r} too: it stays"
     return None

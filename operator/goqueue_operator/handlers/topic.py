@@ -17,7 +17,15 @@ from goqueue.models import TopicInfo
 from goqueue_operator import GROUP, VERSION
 from goqueue_operator.brokers import in_thread
 from goqueue_operator.drift import topic_create, topic_drift, topic_status_fields
-from goqueue_operator.handlers.reconciler import Declared, Session, finalize, reconcile
+from goqueue_operator.handlers.reconciler import (
+    Declaration,
+    Declared,
+    IndexKey,
+    Session,
+    finalize,
+    index_entry,
+    reconcile,
+)
 from goqueue_operator.settings import OperatorSettings
 from goqueue_operator.status.conditions import Condition
 from goqueue_operator.views import TopicView
@@ -82,15 +90,20 @@ class TopicKind:
 KIND = TopicKind()
 
 
-async def reconcile_topic(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile(KIND, body, memo)
+def index_topic(body: kopf.Body, **_: Any) -> dict[IndexKey, Declaration]:
+    return index_entry(KIND, dict(body))
 
 
-async def delete_topic(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await finalize(KIND, body, memo)
+async def reconcile_topic(body: kopf.Body, memo: kopf.Memo, topics_by_broker_name: kopf.Index, **_: Any) -> None:
+    await reconcile(KIND, body, memo, topics_by_broker_name)
+
+
+async def delete_topic(body: kopf.Body, memo: kopf.Memo, topics_by_broker_name: kopf.Index, **_: Any) -> None:
+    await finalize(KIND, body, memo, topics_by_broker_name)
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    kopf.index(*TOPIC, id="topics_by_broker_name", registry=registry)(index_topic)
     for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
         on(*TOPIC, id="reconcile", registry=registry)(reconcile_topic)
     kopf.timer(*TOPIC, id="drift", interval=settings.drift_interval_s, initial_delay=settings.drift_interval_s,

@@ -87,10 +87,10 @@ def test_group_settings_pause_and_offset_resets(
     assert committed(goqueue_cluster, "workers", "jobs") == 0
     assert consume_all(goqueue_cluster, "workers", "jobs", 10) == [f"job-{i}" for i in range(10)]
     wait_until(lambda: committed(goqueue_cluster, "workers", "jobs") == 10, 30)
+    reconciles = _group_reconciles(operator)
     kubectl("annotate", "goqueueconsumergroup", "workers", "-n", ns, "example.com/poke=1")
-    status_before = _status(kubectl, ns)
-    wait_until(lambda: _status(kubectl, ns).get("lastSyncTime") != status_before.get("lastSyncTime"), 30,
-               message="another reconcile after the reset")
+    wait_until(lambda: _group_reconciles(operator) >= reconciles + 2, 30,
+               message="two more reconciles of the group after the reset")
     assert committed(goqueue_cluster, "workers", "jobs") == 10, "the reset was applied a second time"
 
     # A new id is a new reset.
@@ -101,6 +101,11 @@ def test_group_settings_pause_and_offset_resets(
     entry = next(e for e in _status(kubectl, ns)["offsetResets"] if e["id"] == "replay-2")
     assert entry["partitions"] == [{"topic": "jobs", "partition": 0, "offset": 7}]
     assert "OffsetReset" in event_reasons(kubectl, ns, "workers")
+
+
+def _group_reconciles(operator: OperatorProcess) -> float:
+    prefix = 'goqueue_operator_reconciles_total{kind="GoQueueConsumerGroup",result="ok"}'
+    return sum(float(line.split()[-1]) for line in operator.metrics().splitlines() if line.startswith(prefix))
 
 
 def _status(kubectl: Kubectl, ns: str) -> dict[str, Any]:

@@ -55,7 +55,8 @@ def test_topic_lifecycle_create_grow_configure_delete(
                READY_S, message="orders grown to 6 partitions, 2h retention, compacted")
     wait_until(lambda: (get(kubectl, ns, "goqueuetopic", "orders") or {}).get("status", {}).get("partitions") == 6,
                READY_S, message="status.partitions 6")
-    assert {"TopicCreated", "TopicUpdated"} <= set(event_reasons(kubectl, ns, "orders"))
+    wait_until(lambda: {"TopicCreated", "TopicUpdated"} <= set(event_reasons(kubectl, ns, "orders")), 30,
+               message="TopicCreated and TopicUpdated Events")
     printed = kubectl("get", "gqt", "orders", "-n", ns)
     assert printed.split("\n")[1].split()[:5] == ["orders", "goqueue", "6", "3", "True"]
 
@@ -75,7 +76,7 @@ def test_drift_behind_the_operators_back_is_repaired(
         client.update_topic("payments", TopicUpdate(config={"retentionMaxAge": 60}))
     wait_until(lambda: (t := describe(goqueue_cluster, "payments")) is not None and t.config.retention_max_age_s
                == 3600, 30, message="retention repaired to 1h")
-    assert "DriftRepaired" in event_reasons(kubectl, ns, "payments")
+    wait_until(lambda: "DriftRepaired" in event_reasons(kubectl, ns, "payments"), 30, message="DriftRepaired Event")
     status = get(kubectl, ns, "goqueuetopic", "payments")
     assert status is not None
     assert status["status"]["config"]["retentionMaxAge"] == 3600.0

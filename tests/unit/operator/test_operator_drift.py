@@ -218,3 +218,43 @@ def test_check_results() -> None:
     assert CheckResult.failed().reasons == ("the broker refused without a reason",)
     assert CheckResult.failed("a", "b").summary == "a; b"
     assert CheckResult.unavailable("x").status is CheckStatus.UNAVAILABLE
+
+
+# -- conflicts and status writes (handlers/reconciler.py, pure parts) ------------------------------------------------
+
+def test_the_older_declaration_wins_and_deleting_ones_do_not_count() -> None:
+    from goqueue_operator.handlers.reconciler import Declaration, find_conflict
+
+    newer = TopicView.from_body({"metadata": {"name": "b", "namespace": "n", "uid": "u-b",
+                                              "creationTimestamp": "2026-01-02T00:00:00Z"},
+                                 "spec": {"clusterRef": {"name": "goqueue"}, "topicName": "shared"}})
+    older = Declaration("2026-01-01T00:00:00Z", "a", "u-a", deleting=False)
+    mine = Declaration("2026-01-02T00:00:00Z", "b", "u-b", deleting=False)
+    assert find_conflict(newer, [mine, older]) == "a"
+    assert find_conflict(newer, [mine]) is None
+    assert find_conflict(newer, [mine, Declaration("2026-01-01T00:00:00Z", "a", "u-a", deleting=True)]) is None
+    even_newer = Declaration("2026-01-03T00:00:00Z", "c", "u-c", deleting=False)
+    assert find_conflict(newer, [mine, even_newer]) is None
+    assert find_conflict(newer, [mine, even_newer], older_only=False) == "c"
+
+
+def test_index_entry_keys_by_namespace_cluster_and_broker_name() -> None:
+    from goqueue_operator.handlers.reconciler import index_entry
+    from goqueue_operator.handlers.topic import KIND
+
+    body = {"metadata": {"name": "orders", "namespace": "n", "uid": "u", "creationTimestamp": "t"},
+            "spec": {"clusterRef": {"name": "goqueue"}, "topicName": "Orders"}}
+    ((key, value),) = index_entry(KIND, body).items()
+    assert key == ("n", "goqueue", "Orders")
+    assert (value.name, value.uid, value.deleting) == ("orders", "u", False)
+    assert index_entry(KIND, {"metadata": {"name": "x", "namespace": "n"}, "spec": {}}) == {}
+
+
+def test_an_unchanged_status_is_not_rewritten_until_its_sync_time_ages() -> None:
+    from goqueue_operator.handlers.reconciler import status_unchanged
+
+    old = {"partitions": 3, "lastSyncTime": "2026-01-01T00:00:00Z"}
+    assert status_unchanged(old, {"partitions": 3, "lastSyncTime": "x"}, datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC))
+    assert not status_unchanged(old, {"partitions": 3, "lastSyncTime": "x"}, datetime(2026, 1, 1, 0, 2, tzinfo=UTC))
+    assert not status_unchanged(old, {"partitions": 4, "lastSyncTime": "x"}, datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC))
+    assert not status_unchanged({}, {"partitions": 3}, datetime(2026, 1, 1, tzinfo=UTC))
