@@ -65,3 +65,32 @@ def test_raft_replicates_and_survives_restart(tmp_path: Path) -> None:
                 node.destroy()
 
     asyncio.run(scenario())
+
+
+def test_metadata_survives_log_compaction_and_restart(tmp_path: Path) -> None:
+    """The applied metadata must be in PySyncObj's dump: after compaction the journal no longer replays it."""
+    address = f"127.0.0.1:{free_port()}"
+
+    async def scenario() -> None:
+        node = RaftMetadata(address, [], tmp_path, None)
+        try:
+            await _wait_leader([node])
+            await node.propose(topic_command("compacted", {0: [0]}))
+            node._forceLogCompaction()  # what PySyncObj does by itself after 300 s or 2000 entries
+            deadline = time.monotonic() + 10
+            while not (tmp_path / "raft.dump").exists():
+                assert time.monotonic() < deadline, "no dump written"
+                await asyncio.sleep(0.05)
+        finally:
+            node.destroy_synchronous()
+        restarted = RaftMetadata(address, [], tmp_path, None)
+        try:
+            await _wait_leader([restarted])
+            deadline = time.monotonic() + 10
+            while "compacted" not in restarted.state["topics"]:
+                assert time.monotonic() < deadline, restarted.state
+                await asyncio.sleep(0.05)
+        finally:
+            restarted.destroy_synchronous()
+
+    asyncio.run(scenario())

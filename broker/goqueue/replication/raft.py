@@ -63,8 +63,10 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
     @property
     def state(self) -> State:
         """A snapshot of the applied metadata: never mutated after it is published (see `_apply`)."""
-        state: State = self.__dict__.setdefault("metadata", empty_state())
-        return state
+        # Never create the attribute here: SyncObj.__init__ reads every attribute (this property included) before
+        # it records which ones it will never serialize, and `metadata` must not be one of them. `_apply` creates it.
+        state: State | None = self.__dict__.get("metadata")
+        return state if state is not None else empty_state()
 
     @replicated  # type: ignore[untyped-decorator]
     def _apply(self, command: Command) -> Any:
