@@ -26,6 +26,7 @@ from goqueue_harness.kubelet.context import NodeContext
 from goqueue_harness.kubelet.dns import container_dns_env, pod_hostname
 from goqueue_harness.kubelet.env import EnvError, PodFacts, container_env, expand
 from goqueue_harness.kubelet.probes import ProbeTarget
+from goqueue_harness.kubelet.serviceaccount import in_cluster_env
 from goqueue_harness.kubelet.status import KUBELET_CONDITIONS, PodObservation, pod_status
 from goqueue_harness.kubelet.volumes import (
     PathRewriter,
@@ -222,11 +223,17 @@ class PodWorker:
             env = container_env(await self._facts(), container)
         except EnvError as exc:
             raise LaunchError("CreateContainerConfigError", str(exc)) from exc
-        rewrite = PathRewriter(container_mounts(container, self._folders))
+        mounts = container_mounts(container, self._folders)
+        rewrite = PathRewriter(mounts)
         rewrite_text_files(rewrite, self._folders, self.pod)
         command = container.get("command") or self._image_command(container)
         argv = [rewrite(expand(a, env)) for a in [*command, *(container.get("args") or [])]]
-        full_env = self._process_env({k: rewrite(v) for k, v in env.items()})
+        pod_env = {k: rewrite(v) for k, v in env.items()}
+        # Added after the rewriting: it is already a host path.
+        pod_env.update(in_cluster_env(
+            mounts, env, server=f"https://{self.ctx.host_ip}:{self.ctx.apiserver_port}", namespace=self.namespace,
+            service_account=self.pod["spec"].get("serviceAccountName", "default")))
+        full_env = self._process_env(pod_env)
         executable = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=full_env.get("PATH"))
         if executable is None:
             raise LaunchError("RunContainerError",
