@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import socket
 import sys
 from typing import Any
@@ -118,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     memo[SETTINGS_KEY] = settings
     memo[KUBECONFIG_KEY] = os.environ.get("KUBECONFIG")
     # A peering name makes kopf's peering mandatory (it waits for the peering CRDs), so none when standalone.
+    priority = settings.priority if settings.priority is not None else secrets.randbelow(2**31)
     kopf.run(registry=build_registry(settings), memo=memo, clusterwide=not settings.namespaces,
-             namespaces=settings.namespaces, standalone=settings.standalone, priority=settings.priority,
+             namespaces=settings.namespaces, standalone=settings.standalone, priority=priority,
              peering_name=None if settings.standalone else settings.peering_name)
     return 0
 

@@ -31,8 +31,6 @@ class OperatorMetrics:
                                      registry=r)
         self.rollouts_blocked = Gauge("goqueue_operator_rollouts_blocked", "Clusters whose roll is blocked now.",
                                       registry=r)
-        self.broker_calls = Counter("goqueue_operator_broker_calls", "Broker API calls by outcome.",
-                                    ["call", "outcome"], registry=r)
         self._blocked: set[str] = set()
 
     @contextmanager

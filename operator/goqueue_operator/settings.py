@@ -64,7 +64,10 @@ class OperatorSettings(BaseModel):
         "replica; the others stand by.")
     standalone: bool = Field(
         False, description="Run without peering (a single replica, or tests without the peering CRDs).")
-    priority: int = Field(0, description="kopf peering priority; the highest active replica wins.")
+    priority: int | None = Field(
+        None, description="kopf peering priority; the highest replica is active, the others stand by. Default: "
+        "random per process, because kopf freezes every operator when two share the highest priority, and the "
+        "replicas of one Deployment cannot be told apart otherwise.")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
 
 

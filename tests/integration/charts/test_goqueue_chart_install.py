@@ -98,11 +98,21 @@ def test_an_upgrade_rolls_the_brokers_with_the_same_password_and_keeps_the_data(
     assert "maxAge: 72h" in config
     revision = wait_until(lambda: _new_revision(release, before), 30, message="a new StatefulSet revision")
     release.wait_all_ready(revision=revision, timeout_s=ROLL_TIMEOUT_S)
-    status = ClusterStatus.model_validate_json(release.cli("-o", "json", "cluster", "status", tool="goqueue-admin"))
+    # Ready pods are not yet a healthy cluster: the last restarted broker's followers rejoin the ISR a moment
+    # later, and `cluster status` exits 1 until they have (the runbook's health gate).
+    status = wait_until(lambda: _healthy_status(release), 60, message="cluster status healthy after the roll")
     assert status.live_brokers == BROKERS
     topic = TopicInfo.model_validate_json(release.cli("-o", "json", "topic", "describe", "my-topic"))
     assert sum(p.high_watermark for p in topic.partition_details) >= 1  # the record produced before the roll
     release.cli("produce", "--topic", "my-topic", "--key", "k", "--value", "after the upgrade")
+
+
+def _healthy_status(release: Release) -> ClusterStatus | None:
+    try:
+        status = ClusterStatus.model_validate_json(release.cli("-o", "json", "cluster", "status", tool="goqueue-admin"))
+    except AssertionError:  # exit 1: not healthy yet
+        return None
+    return status if status.healthy else None
 
 
 def _new_revision(release: Release, before: str) -> str | None:

@@ -90,3 +90,11 @@ def events(kubectl: Kubectl, namespace: str, name: str) -> list[JSON]:
 
 def event_reasons(kubectl: Kubectl, namespace: str, name: str) -> list[str]:
     return [e["reason"] for e in events(kubectl, namespace, name)]
+
+
+def wait_events(kubectl: Kubectl, namespace: str, name: str, *reasons: str, timeout_s: float = 30) -> list[str]:
+    """Wait until Events with all `reasons` exist for `name` (Events are written just after the action they
+    report, so checking right after seeing the action would race them)."""
+    found: list[str] = wait_until(lambda: (r := event_reasons(kubectl, namespace, name)) and set(reasons) <= set(r)
+                                  and r, timeout_s, interval_s=0.5, message=f"Events {sorted(reasons)} for {name}")
+    return found

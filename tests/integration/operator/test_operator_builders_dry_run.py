@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from goqueue_harness.pytest_plugin import Kubectl
 from goqueue_operator.resources.children import OPTIONAL_APIS, build_cluster_children
@@ -38,7 +40,8 @@ def test_children_pass_server_side_validation(
     kubectl: Kubectl, goqueue_crds: list[str], module_namespace: str, spec: dict[str, Any],
 ) -> None:
     name = "full" if spec else "plain"
-    cr = {"apiVersion": "goqueue.io/v1alpha1", "kind": "GoQueueCluster", "metadata": {"name": name}, "spec": spec}
+    cr = {"apiVersion": "goqueue.io/v1alpha1", "kind": "GoQueueCluster", "spec": spec,  # paused: validation only
+          "metadata": {"name": name, "annotations": {"goqueue.io/paused": "true"}}}
     kubectl("apply", "-n", module_namespace, "-f", "-", input_text=json.dumps(cr))
     body = json.loads(kubectl("get", "goqueuecluster", name, "-n", module_namespace, "-o", "json"))
     children = build_cluster_children(ClusterView.from_body(body), password="x" * 43)
@@ -50,3 +53,16 @@ def test_children_pass_server_side_validation(
              "--server-side", "--field-manager=goqueue-operator", "-f", "-"],
             input=json.dumps(obj), capture_output=True, text=True, timeout=60, check=False)
         assert proc.returncode == 0, f"{obj['kind']}/{obj['metadata']['name']}: {proc.stderr}"
+
+
+def test_samples_and_the_operator_deployment_pass_server_side_validation(
+    kubectl: Kubectl, goqueue_crds: list[str], module_namespace: str,
+) -> None:
+    repo = Path(__file__).resolve().parents[3]
+    kubectl("apply", "--dry-run=server", "-n", module_namespace, "-f",
+            str(repo / "operator" / "deploy" / "samples" / "goqueue.yaml"))
+    deployment = [d for d in yaml.safe_load_all((repo / "operator" / "deploy" / "30-deployment.yaml").read_text())
+                  if d["kind"] == "Deployment"]
+    for doc in deployment:  # into the test's namespace: validation only, nothing runs
+        doc["metadata"]["namespace"] = module_namespace
+        kubectl("apply", "--dry-run=server", "-f", "-", input_text=json.dumps(doc))

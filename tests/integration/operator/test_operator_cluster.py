@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 from kubernetes import client as k8s
-from operator_kube import apply, cluster_manifest, event_reasons, get, is_true, wait_condition
+from operator_kube import apply, cluster_manifest, get, is_true, wait_condition, wait_events
 from operator_process import OperatorProcess
 
 from goqueue.client.http import GoQueueClient
@@ -61,9 +61,7 @@ def test_three_brokers_come_up_ready_with_every_child(
             assert "goqueue_" in client.metrics_text()
     assert leaders == {status["leader"]}
 
-    reasons = event_reasons(kubectl, ns, "goqueue")
-    assert "Created" in reasons
-    assert "ReadyTrue" in reasons
+    wait_events(kubectl, ns, "goqueue", "Created", "ReadyTrue")
     assert "goqueue_operator_reconciles_total" in operator.metrics()
 
 

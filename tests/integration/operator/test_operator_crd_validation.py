@@ -25,8 +25,9 @@ def topic(name: str = "orders", **spec: Any) -> JSON:
 
 
 def cluster(name: str = "goqueue", **spec: Any) -> JSON:
-    return {"apiVersion": "goqueue.io/v1alpha1", "kind": "GoQueueCluster", "metadata": {"name": name},
-            "spec": {"replicas": 3, **spec}}
+    """Paused: an operator running in the same session must not start brokers for validation-only objects."""
+    return {"apiVersion": "goqueue.io/v1alpha1", "kind": "GoQueueCluster",
+            "metadata": {"name": name, "annotations": {"goqueue.io/paused": "true"}}, "spec": {"replicas": 3, **spec}}
 
 
 def group(name: str = "workers", **spec: Any) -> JSON:
@@ -60,7 +61,7 @@ def k(kubectl: Kubectl, goqueue_crds: list[str]) -> Kubectl:
 
 def renamed(obj: JSON, suffix: str) -> JSON:
     """The same object under a name of its own, so cases can share the module's namespace."""
-    return {**obj, "metadata": {"name": f"{obj['metadata']['name']}-{suffix}"}}
+    return {**obj, "metadata": {**obj["metadata"], "name": f"{obj['metadata']['name']}-{suffix}"}}
 
 
 CREATE_CASES = [

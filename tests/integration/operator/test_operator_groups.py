@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from conftest import RunningCluster
-from operator_kube import apply, event_reasons, get, group_manifest, topic_manifest, wait_condition
+from operator_kube import apply, get, group_manifest, topic_manifest, wait_condition, wait_events
 from operator_process import OperatorProcess
 
 from goqueue.models import ConsumeRequest, GroupInfo, ProduceRecord
@@ -72,7 +72,7 @@ def test_group_settings_pause_and_offset_resets(
                READY_S, message="status.paused")
     apply(kubectl, ns, group_spec(visibilityTimeout="45s", maxDeliveries=3, paused=False))
     wait_until(lambda: not describe(goqueue_cluster, "workers").paused, READY_S, message="group resumed")
-    assert {"GroupPaused", "GroupResumed"} <= set(event_reasons(kubectl, ns, "workers"))
+    wait_events(kubectl, ns, "workers", "GroupPaused", "GroupResumed")
 
     # Everything consumed: lag 0 in status.
     assert consume_all(goqueue_cluster, "workers", "jobs", 10) == [f"job-{i}" for i in range(10)]
@@ -100,7 +100,7 @@ def test_group_settings_pause_and_offset_resets(
     assert committed(goqueue_cluster, "workers", "jobs") == 7
     entry = next(e for e in _status(kubectl, ns)["offsetResets"] if e["id"] == "replay-2")
     assert entry["partitions"] == [{"topic": "jobs", "partition": 0, "offset": 7}]
-    assert "OffsetReset" in event_reasons(kubectl, ns, "workers")
+    wait_events(kubectl, ns, "workers", "OffsetReset")
 
 
 def _group_reconciles(operator: OperatorProcess) -> float:

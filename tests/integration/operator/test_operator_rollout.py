@@ -16,11 +16,11 @@ from operator_kube import (
     apply,
     cluster_manifest,
     condition,
-    event_reasons,
     get,
     is_true,
     topic_manifest,
     wait_condition,
+    wait_events,
 )
 from operator_process import OperatorProcess
 
@@ -134,7 +134,7 @@ def test_rolling_upgrade_under_acks_all_produce_loses_no_acknowledged_message(
     # metadata leader of that moment, with its leadership moved first. (The leader can change during a roll:
     # restarts cause elections; the planner reads it again before every step.)
     steps = roll_steps(operator, log_offset, ns)
-    assert {r for r, _ in steps} <= set(event_reasons(kubectl, ns, "goqueue")), "steps missing as Events"
+    wait_events(kubectl, ns, "goqueue", *{r for r, _ in steps})
     restarted = [next(f"goqueue-{i}" for i in range(3) if f"goqueue-{i} " in m) for r, m in steps
                  if r == "BrokerRestarting"]
     assert sorted(restarted) == ["goqueue-0", "goqueue-1", "goqueue-2"], steps

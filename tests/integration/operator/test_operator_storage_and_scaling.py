@@ -14,10 +14,10 @@ from operator_kube import (
     apply,
     cluster_manifest,
     condition,
-    event_reasons,
     get,
     topic_manifest,
     wait_condition,
+    wait_events,
 )
 from operator_process import OperatorProcess
 
@@ -70,7 +70,7 @@ def test_storage_expansion_survives_an_operator_crash_and_restarts_no_broker(
     assert get(kubectl, ns, "pod", "goqueue-0")["metadata"]["uid"] == pod_uid, (  # type: ignore[index]
         "the broker was restarted by a resize that needed no restart")
     assert condition(get(kubectl, ns, "goqueuecluster", "goqueue"), "Ready")["status"] == "True"
-    assert {"ResizingClaims", "RecreatingStatefulSet", "Resized"} <= set(event_reasons(kubectl, ns, "goqueue"))
+    wait_events(kubectl, ns, "goqueue", "ResizingClaims", "RecreatingStatefulSet", "Resized")
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_a_storage_class_without_expansion_refuses_and_changes_nothing(
                          message="Resizing=False reason Refused")
     assert condition(refused, "Resizing")["status"] == "False"
     assert "does not allow volume expansion" in refused["status"]["storage"]["message"]
-    assert "StorageClassNotExpandable" in event_reasons(kubectl, ns, "goqueue")
+    wait_events(kubectl, ns, "goqueue", "StorageClassNotExpandable")
     assert claim_request(kubectl, ns, 0) == "1Gi"
     assert template_size(kubectl, ns) == "1Gi"
 
@@ -155,14 +155,14 @@ def test_scale_down_is_refused_while_departing_brokers_hold_replicas_then_draine
     assert condition(blocked, "ScaleDownBlocked")["reason"] == "DepartingBrokersHoldReplicas"
     assert "broker 3 holds" in condition(blocked, "ScaleDownBlocked")["message"]
     assert get(kubectl, ns, "statefulset", "goqueue")["spec"]["replicas"] == 4  # type: ignore[index]
-    assert "DepartingBrokersHoldReplicas" in event_reasons(kubectl, ns, "goqueue")
+    wait_events(kubectl, ns, "goqueue", "DepartingBrokersHoldReplicas")
 
     kubectl("patch", "goqueuecluster", "goqueue", "-n", ns, "--type=merge",
             "-p", json.dumps({"spec": {"scaling": {"autoDrain": True}}}))
     wait_until(lambda: get(kubectl, ns, "pod", "goqueue-3") is None, 120, message="goqueue-3 drained and removed")
     assert get(kubectl, ns, "statefulset", "goqueue")["spec"]["replicas"] == 3  # type: ignore[index]
     assert get(kubectl, ns, "pvc", "goqueue-data-goqueue-3") is not None, "a departed broker's claim is kept"
-    assert "DrainingBrokers" in event_reasons(kubectl, ns, "goqueue")
+    wait_events(kubectl, ns, "goqueue", "DrainingBrokers")
     expected = {p: [f"p{p}-{i}" for i in range(5)] for p in range(3)}
     wait_until(lambda: fetched(broker_url(kubectl, ns), "spread") == expected, 60, message="every message kept")
 
