@@ -157,3 +157,33 @@ def test_strings_used_in_cel_have_a_max_length() -> None:
     props = dict(walk_properties(root_schema(CRDS["GoQueueCluster"])))
     assert props["spec.storage.size"]["maxLength"] <= 64
     assert props["spec.storage.storageClassName"]["maxLength"] <= 253
+
+
+# The keys a structural schema node may carry (apiextensions.k8s.io/v1 JSONSchemaProps). Anything else is a YAML
+# slip — e.g. an unquoted comma in a flow-mapping description splits it into a stray key, which the API server
+# drops silently, leaving `kubectl explain` with half a sentence.
+SCHEMA_KEYS = {
+    "type", "format", "description", "default", "enum", "nullable", "pattern", "minimum", "maximum",
+    "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "minProperties",
+    "maxProperties", "multipleOf", "uniqueItems", "required", "properties", "items", "additionalProperties",
+    "allOf", "anyOf", "oneOf", "not", "example", "title", "x-kubernetes-validations",
+    "x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string", "x-kubernetes-embedded-resource",
+    "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "x-kubernetes-map-type",
+}
+
+
+def _schema_nodes(schema: JSON, path: str) -> list[tuple[str, JSON]]:
+    nodes = [(path, schema)]
+    for name, prop in schema.get("properties", {}).items():
+        nodes += _schema_nodes(prop, f"{path}.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            nodes += _schema_nodes(schema[key], f"{path}[]")
+    return nodes
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_schema_node_uses_only_openapi_keys(kind: str) -> None:
+    stray = {path: sorted(set(node) - SCHEMA_KEYS) for path, node in _schema_nodes(root_schema(CRDS[kind]), kind)
+             if set(node) - SCHEMA_KEYS}
+    assert stray == {}
