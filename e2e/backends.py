@@ -1,0 +1,446 @@
+"""Where the end-to-end scenarios run: "a cluster" behind one small interface, with two implementations.
+
+* `LocalBackend` — the harness's control plane (real kube-apiserver and kube-controller-manager, the
+  process-kubelet running pods as local processes), in a state directory of its own: the integration tiers run a
+  cluster-wide operator on the shared control plane, and two operators reconciling one cluster would fight.
+  Pods share the machine's ports, so GoQueueClusters bind their pod IP (`spec.network.bind: PodIP`); the test
+  process reaches a broker at its pod IP (ClusterIPs are not routable here, and Service names resolve only inside
+  pods, through their nss_wrapper hosts files); container logs are the kubelet's files.
+* `KindBackend` — a kind cluster: `docker build` of Dockerfile.broker and Dockerfile.operator, `kind load
+  docker-image`, charts installed with helm; brokers reached with `kubectl port-forward`, logs followed with
+  `kubectl logs -f` into files laid out like the local kubelet's. Where `kind` or `docker` is missing, or the Docker
+  daemon does not answer, `kind_unavailable()` says which, and the scenarios are skipped with that reason.
+
+Scenarios see only `Backend`: kubectl, helm, the operator install, the plain chart's values, a broker URL for a pod,
+the image of client pods, the pod logs and what the backend cannot do (`no_volume_expansion`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from goqueue_harness.binaries import BinDir
+from goqueue_harness.controlplane import ControlPlane
+from goqueue_harness.kubelet.daemon import kubelet_dir, kubelet_running, start_kubelet, stop_kubelet
+from goqueue_harness.pytest_plugin import Kubectl
+
+if TYPE_CHECKING:
+    from operator_process import OperatorProcess
+
+REPO = Path(__file__).resolve().parents[1]
+OPERATOR_CHART = REPO / "charts" / "goqueue-operator"
+PLAIN_CHART = REPO / "charts" / "goqueue"
+OPERATOR_NAMESPACE = "goqueue-system"
+OPERATOR_RELEASE = "goqueue-operator"
+BROKER_PORT = 8080
+# Versions the scenarios run; kind needs an image per tag (the rolling upgrade moves from the first to the second).
+VERSIONS = ("0.1.0", "0.1.1")
+HELM_TIMEOUT_S = 300
+# Small requests: three operator-managed brokers, three plain-chart brokers and the operator share one node.
+BROKER_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
+PLAIN_CHART_RESOURCES = ("--set", "resources.requests.cpu=50m", "--set", "resources.requests.memory=128Mi",
+                         "--set", "resources.limits.memory=1Gi", "--set", "persistence.size=1Gi")
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """One container log file and whose it is ("operator" or "broker"; other pods are not checked)."""
+
+    role: str
+    path: Path
+    label: str
+
+
+class Backend(ABC):
+    """A running cluster the scenarios drive with kubectl and helm."""
+
+    name: str
+    kubectl: Kubectl
+    helm_binary: Path
+    workdir: Path
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    @abstractmethod
+    def start(self) -> None:
+        """Bring the cluster up (or reuse it); return when kubectl works."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Release what `start` created."""
+
+    # -- what differs ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def cluster_spec(self) -> dict[str, Any]:
+        """GoQueueCluster spec fields this backend needs (merged under each scenario's spec)."""
+
+    @abstractmethod
+    def operator_values(self) -> list[str]:
+        """helm --set arguments for charts/goqueue-operator on this backend."""
+
+    @abstractmethod
+    def plain_chart_values(self) -> list[str]:
+        """helm --set arguments for charts/goqueue on this backend."""
+
+    @property
+    @abstractmethod
+    def client_image(self) -> str:
+        """The image of client pods (goqueue-cli inside)."""
+
+    @property
+    @abstractmethod
+    def no_volume_expansion(self) -> str | None:
+        """Why claims cannot grow here, or None when the default StorageClass expands volumes."""
+
+    @abstractmethod
+    def broker_url(self, namespace: str, pod: str) -> str:
+        """An HTTP URL of the broker in `pod` that this test process can reach."""
+
+    @abstractmethod
+    def log_sources(self) -> list[LogSource]:
+        """Every operator and broker container log file so far (current and earlier incarnations)."""
+
+    @abstractmethod
+    def pod_log(self, namespace: str, pod: str, container: str) -> str:
+        """The current log of a container (also once it has terminated)."""
+
+    # -- shared --------------------------------------------------------------------------------------------------
+    @property
+    def kubeconfig(self) -> Path:
+        return self.kubectl.kubeconfig
+
+    def helm(self, *args: str, namespace: str, timeout_s: float = HELM_TIMEOUT_S) -> str:
+        proc = subprocess.run([str(self.helm_binary), f"--kubeconfig={self.kubeconfig}", "-n", namespace, *args],
+                              capture_output=True, text=True, timeout=timeout_s, check=False)
+        assert proc.returncode == 0, f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
+        return proc.stdout
+
+    def install_operator(self) -> str:
+        """The operator as a user installs it, `helm install goqueue-operator charts/goqueue-operator`; until that
+        chart exists, the way the integration tests run it. Returns how it was installed."""
+        if (OPERATOR_CHART / "Chart.yaml").is_file():
+            self.helm("upgrade", "--install", OPERATOR_RELEASE, str(OPERATOR_CHART), "--create-namespace", "--wait",
+                      f"--timeout={HELM_TIMEOUT_S - 30}s", *self.operator_values(), namespace=OPERATOR_NAMESPACE)
+            return f"helm chart {OPERATOR_CHART.relative_to(REPO)}"
+        return self.install_operator_without_chart()
+
+    @abstractmethod
+    def install_operator_without_chart(self) -> str:
+        """The operator without charts/goqueue-operator (not committed yet)."""
+
+    def uninstall_operator(self) -> None:
+        if (OPERATOR_CHART / "Chart.yaml").is_file():
+            self.helm("uninstall", OPERATOR_RELEASE, "--wait", namespace=OPERATOR_NAMESPACE)
+
+    def ready_broker_urls(self, namespace: str, selector: str = "app.kubernetes.io/name=goqueue") -> list[str]:
+        """URLs of the broker pods that are Ready now and not being deleted, lowest ordinal first."""
+        pods = json.loads(self.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json"))["items"]
+        ready = [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp") and any(
+            c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))]
+        return [self.broker_url(namespace, name) for name in sorted(ready)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# local: the harness's control plane
+
+
+def _role(container: str) -> str | None:
+    return {"operator": "operator", "broker": "broker"}.get(container)
+
+
+def kubelet_layout_sources(logs_dir: Path) -> list[LogSource]:
+    """`<logs>/<ns>_<pod>_<uid>/<container>/<restartCount>.log` (the process-kubelet's layout, which the kind
+    backend's log collector copies): operator and broker containers only."""
+    found = []
+    for path in sorted(logs_dir.glob("*/*/*.log")):
+        role = _role(path.parent.name)
+        if role is not None:
+            found.append(LogSource(role, path, f"{path.parent.parent.name.rsplit('_', 1)[0]}/{path.parent.name}"
+                                                f" #{path.stem}"))
+    return found
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, bins: BinDir, state_dir: Path, workdir: Path) -> None:
+        self.bins = bins
+        self.control_plane = ControlPlane(state_dir)
+        self.kubectl = Kubectl(bins.kubectl, self.control_plane.kubeconfig)
+        self.helm_binary = bins.helm
+        self.workdir = workdir
+        self._owned = False
+        self.operator_process: OperatorProcess | None = None
+
+    def start(self) -> None:
+        self._owned = not self.control_plane.is_running()
+        self.control_plane.start(bins=self.bins)
+        if not kubelet_running(self.control_plane):
+            start_kubelet(self.control_plane)
+
+    def stop(self) -> None:
+        if self.operator_process is not None:
+            code = self.operator_process.stop()
+            assert code == 0, f"goqueue-operator exited with {code} on SIGTERM:\n{self.operator_process.tail()}"
+        if self._owned:
+            stop_kubelet(self.control_plane)
+            self.control_plane.stop()
+
+    def install_operator_without_chart(self) -> str:
+        """As tests/integration/operator does: crds/, operator/deploy's namespace, peering and RBAC, and
+        `goqueue-operator` as a local process holding only its ServiceAccount's token (the process-kubelet gives a
+        pod no in-cluster token path yet)."""
+        from operator_process import OperatorProcess, install_operator_rbac, service_account_kubeconfig
+
+        self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=goqueue-e2e",
+                     "-f", str(REPO / "crds"))
+        install_operator_rbac(self.kubectl)
+        config = service_account_kubeconfig(self.kubectl, self.kubeconfig, self.workdir / "operator-kubeconfig")
+        self.operator_process = OperatorProcess(config, self.workdir / "operator.log").start()
+        return "goqueue-operator process (operator/deploy RBAC; charts/goqueue-operator not committed yet)"
+
+    def cluster_spec(self) -> dict[str, Any]:
+        # All pods share this machine's ports: each broker binds its own pod IP.
+        return {"network": {"bind": "PodIP"}, "resources": BROKER_RESOURCES}
+
+    def operator_values(self) -> list[str]:
+        return []
+
+    def plain_chart_values(self) -> list[str]:
+        return list(PLAIN_CHART_RESOURCES)  # the chart binds the pod IP already (GOQUEUE_BROKER_HOST from status.podIP)
+
+    @property
+    def client_image(self) -> str:
+        return "goqueue-e2e/goqueue:0.1.0"  # ignored by the process-kubelet: the command runs from its PATH
+
+    @property
+    def no_volume_expansion(self) -> str | None:
+        return None  # StorageClass standard allows expansion; the harness's storage controller resizes online
+
+    def broker_url(self, namespace: str, pod: str) -> str:
+        ip = self.kubectl("get", "pod", pod, "-n", namespace, "-o", "jsonpath={.status.podIP}").strip()
+        assert ip, f"{namespace}/{pod} has no pod IP"
+        return f"http://{ip}:{BROKER_PORT}"
+
+    def log_sources(self) -> list[LogSource]:
+        found = kubelet_layout_sources(kubelet_dir(self.control_plane) / "logs")
+        if self.operator_process is not None:
+            found.append(LogSource("operator", self.operator_process.log_path, "goqueue-operator process"))
+        return found
+
+    def pod_log(self, namespace: str, pod: str, container: str) -> str:
+        from goqueue_harness.kubelet.logs import container_log
+
+        return container_log(kubelet_dir(self.control_plane), namespace, pod, container)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# kind
+
+
+def kind_unavailable() -> str | None:
+    """Why the kind backend cannot run here (every missing piece), or None."""
+    missing = [f"`{tool}` not on PATH" for tool in ("kind", "docker") if shutil.which(tool) is None]
+    if shutil.which("docker") is not None:
+        try:
+            info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
+                                  text=True, timeout=20, check=False)
+        except subprocess.TimeoutExpired:
+            missing.append("the Docker daemon did not answer `docker info` within 20 s")
+        else:
+            if info.returncode != 0:
+                last = (info.stderr.strip().splitlines() or ["no output"])[-1]
+                missing.append(f"the Docker daemon is unreachable (`docker info`: {last})")
+    return "; ".join(missing) or None
+
+
+class PortForward:
+    """`kubectl port-forward pod/<pod> :8080`, restarted when it dies or the pod was replaced (a new UID)."""
+
+    FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")
+
+    def __init__(self, kubectl: Kubectl, namespace: str, pod: str) -> None:
+        self.kubectl, self.namespace, self.pod = kubectl, namespace, pod
+        self.process: subprocess.Popen[str] | None = None
+        self.uid = ""
+        self.port = 0
+
+    def url(self) -> str:
+        uid = self.kubectl("get", "pod", self.pod, "-n", self.namespace, "-o", "jsonpath={.metadata.uid}").strip()
+        assert uid, f"{self.namespace}/{self.pod} does not exist"
+        if self.process is None or self.process.poll() is not None or uid != self.uid:
+            self.close()
+            self._open(uid)
+        return f"http://127.0.0.1:{self.port}"
+
+    def _open(self, uid: str) -> None:
+        self.process = subprocess.Popen(
+            [str(self.kubectl.binary), f"--kubeconfig={self.kubectl.kubeconfig}", "port-forward", "-n",
+             self.namespace, f"pod/{self.pod}", f":{BROKER_PORT}", "--address=127.0.0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # blocks until kubectl says where it listens, or exits
+        found = self.FORWARDING.search(line)
+        assert found, f"kubectl port-forward {self.namespace}/{self.pod}: {line}"
+        self.port, self.uid = int(found.group(1)), uid
+        # Keep reading so kubectl never blocks on a full pipe ("Handling connection for …" lines).
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+class LogCollector(threading.Thread):
+    """Follows every operator and broker container with `kubectl logs -f` into files laid out like the local
+    kubelet's (`<ns>_<pod>_<uid>/<container>/<restartCount>.log`), so a pod replaced mid-scenario keeps its log."""
+
+    SELECTOR = "app.kubernetes.io/name in (goqueue, goqueue-operator)"
+
+    def __init__(self, kubectl: Kubectl, directory: Path) -> None:
+        super().__init__(daemon=True)
+        self.kubectl, self.directory = kubectl, directory
+        self.stopping = threading.Event()
+        self.followers: dict[Path, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
+
+    def run(self) -> None:
+        while not self.stopping.wait(2):
+            proc = subprocess.run([str(self.kubectl.binary), f"--kubeconfig={self.kubectl.kubeconfig}", "get", "pods",
+                                   "-A", "-l", self.SELECTOR, "-o", "json"], capture_output=True, text=True,
+                                  timeout=60, check=False)
+            if proc.returncode == 0:
+                for pod in json.loads(proc.stdout)["items"]:
+                    self._follow(pod)
+
+    def _follow(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        for status in pod.get("status", {}).get("containerStatuses", []):
+            if "running" not in status.get("state", {}) and "terminated" not in status.get("state", {}):
+                continue
+            path = (self.directory / f"{meta['namespace']}_{meta['name']}_{meta['uid']}" / status["name"]
+                    / f"{status['restartCount']}.log")
+            if path in self.followers:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sink = path.open("ab")
+            follower = subprocess.Popen(
+                [str(self.kubectl.binary), f"--kubeconfig={self.kubectl.kubeconfig}", "logs", "-f", "-n",
+                 meta["namespace"], meta["name"], "-c", status["name"]], stdout=sink, stderr=subprocess.STDOUT,
+                start_new_session=True)
+            self.followers[path] = (follower, sink)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(30)
+        for follower, sink in self.followers.values():
+            if follower.poll() is None:
+                os.killpg(follower.pid, signal.SIGTERM)
+                follower.wait(timeout=10)
+            sink.close()
+
+
+class KindBackend(Backend):
+    name = "kind"
+    IMAGE_REPOSITORY = "goqueue-e2e/goqueue"
+    OPERATOR_IMAGE_REPOSITORY = "goqueue-e2e/goqueue-operator"
+
+    def __init__(self, bins: BinDir, workdir: Path, cluster_name: str = "goqueue-e2e") -> None:
+        self.cluster_name = os.environ.get("GOQUEUE_E2E_KIND_CLUSTER", cluster_name)
+        self.workdir = workdir
+        self.kubectl = Kubectl(bins.kubectl, workdir / "kubeconfig")
+        self.helm_binary = bins.helm
+        self._created = False
+        self._forwards: dict[tuple[str, str], PortForward] = {}
+        self._collector: LogCollector | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def _run(self, *argv: str, timeout_s: float = 1800) -> str:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s, check=False, cwd=REPO)
+        assert proc.returncode == 0, f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
+        return proc.stdout
+
+    def start(self) -> None:
+        reason = kind_unavailable()
+        assert reason is None, reason
+        existing = self._run("kind", "get", "clusters").split()
+        if self.cluster_name not in existing:
+            node_image = os.environ.get("GOQUEUE_E2E_KIND_NODE_IMAGE")
+            self._run("kind", "create", "cluster", "--name", self.cluster_name, "--wait", "180s",
+                      *(["--image", node_image] if node_image else []))
+            self._created = True
+        self.kubectl.kubeconfig.write_text(self._run("kind", "get", "kubeconfig", "--name", self.cluster_name))
+        self.kubectl.kubeconfig.chmod(0o600)
+        self._build_and_load_images()
+        self._collector = LogCollector(self.kubectl, self.workdir / "logs")
+        self._collector.start()
+
+    def _build_and_load_images(self) -> None:
+        broker_tags = [f"{self.IMAGE_REPOSITORY}:{v}" for v in VERSIONS]
+        operator_tag = f"{self.OPERATOR_IMAGE_REPOSITORY}:{VERSIONS[0]}"
+        self._run("docker", "build", "-f", "Dockerfile.broker", *[a for t in broker_tags for a in ("-t", t)], ".")
+        self._run("docker", "build", "-f", "Dockerfile.operator", "-t", operator_tag, ".")
+        self._run("kind", "load", "docker-image", "--name", self.cluster_name, *broker_tags, operator_tag)
+
+    def stop(self) -> None:
+        for forward in self._forwards.values():
+            forward.close()
+        if self._collector is not None:
+            self._collector.stop()
+        if self._created and os.environ.get("GOQUEUE_E2E_KEEP_KIND") != "1":
+            self._run("kind", "delete", "cluster", "--name", self.cluster_name, timeout_s=300)
+
+    def install_operator_without_chart(self) -> str:
+        """operator/deploy's manifests (CRDs, namespace, peering, RBAC, Deployment) with the loaded images."""
+        for path in ("crds", "operator/deploy/crds", "operator/deploy"):
+            self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=goqueue-e2e",
+                         "-f", str(REPO / path))
+        deployment = ("deployment/goqueue-operator", "-n", OPERATOR_NAMESPACE)
+        self.kubectl("set", "image", *deployment, f"operator={self.OPERATOR_IMAGE_REPOSITORY}:{VERSIONS[0]}")
+        self.kubectl("set", "env", *deployment, f"GOQUEUE_OPERATOR_IMAGE_REPOSITORY={self.IMAGE_REPOSITORY}")
+        self.kubectl("rollout", "status", *deployment, f"--timeout={HELM_TIMEOUT_S}s")
+        return "operator/deploy manifests (charts/goqueue-operator not committed yet)"
+
+    # -- what differs ------------------------------------------------------------------------------------------
+    def cluster_spec(self) -> dict[str, Any]:
+        # The operator's image repository points at the loaded images (operator_values); never pull them.
+        return {"imagePullPolicy": "IfNotPresent", "resources": BROKER_RESOURCES}
+
+    def operator_values(self) -> list[str]:
+        return ["--set", f"image.repository={self.OPERATOR_IMAGE_REPOSITORY}", "--set", f"image.tag={VERSIONS[0]}",
+                "--set", "image.pullPolicy=IfNotPresent",
+                "--set", f"operator.brokerImageRepository={self.IMAGE_REPOSITORY}"]
+
+    def plain_chart_values(self) -> list[str]:
+        return ["--set", f"image.repository={self.IMAGE_REPOSITORY}", "--set", f"image.tag={VERSIONS[0]}",
+                "--set", "image.pullPolicy=IfNotPresent", *PLAIN_CHART_RESOURCES]
+
+    @property
+    def client_image(self) -> str:
+        return f"{self.IMAGE_REPOSITORY}:{VERSIONS[0]}"
+
+    @property
+    def no_volume_expansion(self) -> str | None:
+        return ("kind's default StorageClass (rancher.io/local-path) cannot expand volumes; the scenario needs a "
+                "class with allowVolumeExpansion and a resizer")
+
+    def broker_url(self, namespace: str, pod: str) -> str:
+        forward = self._forwards.setdefault((namespace, pod), PortForward(self.kubectl, namespace, pod))
+        return forward.url()
+
+    def log_sources(self) -> list[LogSource]:
+        return kubelet_layout_sources(self.workdir / "logs")
+
+    def pod_log(self, namespace: str, pod: str, container: str) -> str:
+        return self.kubectl("logs", "-n", namespace, pod, "-c", container)
+
