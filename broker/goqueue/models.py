@@ -15,7 +15,7 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from goqueue.config import Assignor, Duration, OffsetReset, Size
 
@@ -35,8 +35,26 @@ def topic_name_problem(name: str) -> str | None:
     return None
 
 
+# Requests are strict: an unknown field is refused, so a typo never passes silently. Answers are read with
+# `context=ANSWER`, which ignores fields this version does not know: during a rolling upgrade a newer broker
+# answers older clients, CLIs, peers and the operator.
+ANSWER: dict[str, bool] = {"answer": True}
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid", serialize_by_alias=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_unknown_fields_of_answers(cls, data: Any, info: ValidationInfo) -> Any:
+        if not (isinstance(data, dict) and isinstance(info.context, dict) and info.context.get("answer")):
+            return data
+        known = cls._known_keys()
+        return {k: v for k, v in data.items() if k in known}
+
+    @classmethod
+    def _known_keys(cls) -> frozenset[str]:
+        return frozenset(name for field, info in cls.model_fields.items() for name in (field, info.alias) if name)
 
 
 class CleanupPolicy(StrEnum):

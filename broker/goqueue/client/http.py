@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from goqueue.errors import GoQueueError, NotCoordinator, NotLeader, NotReady, Unavailable, error_for_code
 from goqueue.models import (
+    ANSWER,
     AckRequest,
     AckResponse,
     ClusterLeader,
@@ -88,6 +89,15 @@ def raise_for_error(response: httpx.Response) -> None:
         raise error
 
 
+
+def _answer(model: type[M], response: httpx.Response) -> M:
+    """A broker's answer; fields a newer broker added are ignored (`goqueue.models.ANSWER`)."""
+    return model.model_validate_json(response.content, context=ANSWER)
+
+
+def _answers(model: type[M], response: httpx.Response) -> list[M]:
+    return [model.model_validate(item, context=ANSWER) for item in response.json()]
+
 class GoQueueClient:
     def __init__(self, server: str = DEFAULT_SERVER, timeout_s: float = 30.0,
                  transport: httpx.BaseTransport | None = None, retries: int = DEFAULT_RETRIES) -> None:
@@ -133,11 +143,11 @@ class GoQueueClient:
         time.sleep(min(RETRY_BACKOFF_S * 2**attempt, RETRY_BACKOFF_MAX_S))
 
     def _get(self, path: str, model: type[M], **params: Any) -> M:
-        return model.model_validate_json(self.request("GET", path, params=params).content)
+        return _answer(model, self.request("GET", path, params=params))
 
     def _post(self, path: str, body: BaseModel | None, model: type[M], timeout_s: float | None = None) -> M:
         payload = body.model_dump(by_alias=True, exclude_none=True, mode="json") if body is not None else None
-        return model.model_validate_json(self.request("POST", path, json=payload, timeout_s=timeout_s).content)
+        return _answer(model, self.request("POST", path, json=payload, timeout_s=timeout_s))
 
     # -- health ----------------------------------------------------------------------------------------------
 
@@ -161,18 +171,18 @@ class GoQueueClient:
 
     def list_topics(self, internal: bool = False) -> list[TopicInfo]:
         params = {"internal": "true"} if internal else None
-        return [TopicInfo.model_validate(t) for t in self.request("GET", "/v1/topics", params=params).json()]
+        return _answers(TopicInfo, self.request("GET", "/v1/topics", params=params))
 
     def create_topic(self, spec: TopicCreate) -> TopicInfo:
         body = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-        return TopicInfo.model_validate_json(self.request("POST", "/v1/topics", json=body).content)
+        return _answer(TopicInfo, self.request("POST", "/v1/topics", json=body))
 
     def describe_topic(self, name: str) -> TopicInfo:
         return self._get(f"/v1/topics/{name}", TopicInfo)
 
     def update_topic(self, name: str, update: TopicUpdate) -> TopicInfo:
         body = update.model_dump(by_alias=True, exclude_none=True, mode="json")
-        return TopicInfo.model_validate_json(self.request("PATCH", f"/v1/topics/{name}", json=body).content)
+        return _answer(TopicInfo, self.request("PATCH", f"/v1/topics/{name}", json=body))
 
     def delete_topic(self, name: str) -> None:
         self.request("DELETE", f"/v1/topics/{name}")
@@ -182,16 +192,16 @@ class GoQueueClient:
     def produce(self, topic: str, records: Iterable[ProduceRecord], **options: Any) -> ProduceResponse:
         request = ProduceRequest(records=list(records), **options)
         body = request.model_dump(by_alias=True, exclude_none=True, mode="json")
-        return ProduceResponse.model_validate_json(
-            self.request("POST", f"/v1/topics/{topic}/records", json=body, retry_codes=frozenset()).content)
+        return _answer(ProduceResponse,
+                       self.request("POST", f"/v1/topics/{topic}/records", json=body, retry_codes=frozenset()))
 
     def fetch(self, topic: str, partition: int, offset: int, *, max_records: int = 500,
               max_bytes: int = 1_048_576, wait_ms: int = 0, encoding: str | None = None) -> FetchResponse:
-        return FetchResponse.model_validate_json(self.request(
+        return _answer(FetchResponse, self.request(
             "GET", f"/v1/topics/{topic}/partitions/{partition}/records",
             params={"offset": offset, "maxRecords": max_records, "maxBytes": max_bytes, "waitMs": wait_ms,
                     "encoding": encoding},
-            timeout_s=wait_ms / 1000 + 30).content)
+            timeout_s=wait_ms / 1000 + 30))
 
     def offsets(self, topic: str, partition: int, timestamp_ms: int | None = None) -> dict[str, int | None]:
         result: dict[str, int | None] = self.request(
@@ -202,14 +212,14 @@ class GoQueueClient:
     # -- consumer groups -------------------------------------------------------------------------------------
 
     def list_groups(self) -> list[GroupSummary]:
-        return [GroupSummary.model_validate(g) for g in self.request("GET", "/v1/groups").json()]
+        return _answers(GroupSummary, self.request("GET", "/v1/groups"))
 
     def describe_group(self, group: str) -> GroupInfo:
         return self._get(f"/v1/groups/{group}", GroupInfo)
 
     def declare_group(self, group: str, spec: GroupSpec) -> GroupInfo:
         body = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-        return GroupInfo.model_validate_json(self.request("PUT", f"/v1/groups/{group}", json=body).content)
+        return _answer(GroupInfo, self.request("PUT", f"/v1/groups/{group}", json=body))
 
     def delete_group(self, group: str, force: bool = False) -> None:
         self.request("DELETE", f"/v1/groups/{group}", params={"force": "true" if force else None})
@@ -273,7 +283,7 @@ class GoQueueClient:
         return self._get("/v1/cluster/status", ClusterStatus)
 
     def cluster_members(self) -> list[ClusterMember]:
-        return [ClusterMember.model_validate(m) for m in self.request("GET", "/v1/cluster/members").json()]
+        return _answers(ClusterMember, self.request("GET", "/v1/cluster/members"))
 
     def cluster_leader(self) -> ClusterLeader:
         return self._get("/v1/cluster/leader", ClusterLeader)

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from pydantic import BaseModel
 
 from goqueue.models import (
+    ANSWER,
     AckRequest,
     AckResponse,
     CommitRequest,
@@ -64,7 +65,7 @@ class RemoteCoordinator:
         headers = {CLIENT_HOST_HEADER: client_host} if client_host else None
         answer = await self.peers.call_json(method, url, body=_body(body), params=params, headers=headers,
                                             timeout_s=timeout_s)
-        return model.model_validate(answer)
+        return model.model_validate(answer, context=ANSWER)  # a newer peer may add fields
 
     # -- one group --------------------------------------------------------------------------------------------
 
@@ -113,7 +114,7 @@ class RemoteCoordinator:
 
     async def list_groups(self) -> list[GroupSummary]:
         answer = await self.peers.call_json("GET", f"{self.base_url}/v1/groups")
-        return [GroupSummary.model_validate(g) for g in answer]
+        return [GroupSummary.model_validate(g, context=ANSWER) for g in answer]
 
     async def inflight(self, limit: int, group: str | None = None) -> InflightList:
         """One group's unacked messages, or (group None) those of every group the peer coordinates."""

@@ -1,0 +1,35 @@
+"""Requests are strict; answers tolerate fields a newer broker added (a rolling upgrade runs two versions)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from goqueue.models import ANSWER, ClusterStatus, TopicCreate, TopicInfo
+
+pytestmark = pytest.mark.unit
+
+TOPIC = {"name": "orders", "partitions": 1, "replicationFactor": 1, "config": {"retentionMaxAge": 3600},
+         "partitionDetails": [{"partition": 0, "leader": 0, "replicas": [0], "isr": [0], "highWatermark": 5,
+                               "startOffset": 0, "endOffset": 5, "segments": 1, "sizeBytes": 10, "addedInV2": True}],
+         "addedInV2": {"nested": 1}}
+
+
+def test_a_request_with_an_unknown_field_is_refused() -> None:
+    with pytest.raises(ValidationError, match="partitons"):
+        TopicCreate.model_validate({"name": "orders", "partitons": 3})
+
+
+def test_an_answer_with_unknown_fields_at_any_depth_is_read() -> None:
+    with pytest.raises(ValidationError, match="addedInV2"):
+        TopicInfo.model_validate_json(json.dumps(TOPIC))
+    info = TopicInfo.model_validate_json(json.dumps(TOPIC), context=ANSWER)
+    assert info.partition_details[0].high_watermark == 5
+    assert "addedInV2" not in info.model_dump_json()
+
+
+def test_an_answer_still_fails_on_a_wrong_type() -> None:
+    with pytest.raises(ValidationError, match="brokers"):
+        ClusterStatus.model_validate({"brokers": "three"}, context=ANSWER)
