@@ -1,0 +1,223 @@
+"""charts/goqueue-operator installed with `helm install` on the harness's control plane: the operator runs as a pod
+under its own ServiceAccount (the process-kubelet's in-cluster kubeconfig), serves only this module's namespace, and
+brings up the GoQueueCluster its NOTES print (3 brokers, `spec.network.bind: PodIP`); records go through; its log
+holds no traceback; `helm uninstall` stops the operator and leaves the brokers running.
+
+Coexisting with the operator tests in one session: cluster-scoped names carry the release name (`gqo-<hex>`), and
+the operator watches this namespace only. The CRDs come from the chart's crds/ folder, which helm creates when absent
+and skips when present (never updated or deleted); the copies are byte-identical to crds/ (a unit test), so whether
+helm or the operator tests' `goqueue_crds` fixture (server-side apply) comes first, the definitions are the same,
+and uninstalling never removes CRDs other tests use. A cluster-wide operator running at the same time (the operator
+tests' session operator) would reconcile this namespace too; the Event check below says so if it does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from chart_release import console_script
+from kubernetes import client as k8s
+
+from goqueue_harness.binaries import BinDir
+from goqueue_harness.pytest_plugin import NAMESPACE_DELETE_TIMEOUT_S, Kubectl, KubeletHandle
+from goqueue_harness.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[3]
+CHART = REPO / "charts" / "goqueue-operator"
+CRDS = ["goqueueclusters.goqueue.io", "goqueuetopics.goqueue.io", "goqueueconsumergroups.goqueue.io"]
+BROKERS = 3
+READY_TIMEOUT_S = 240.0
+HEREDOC = re.compile(r"<<'YAML'\n(?P<body>.*?)\nYAML\n", re.S)  # the terminator at column 0, as a shell needs
+KUBECTL_EXEC = re.compile(r"^\s*kubectl exec -n (?P<ns>\S+) (?P<pod>\S+) -- (?P<command>goqueue-cli .*)$")
+PROBLEMS = re.compile(r"Traceback|Forbidden|HTTP 403|\"status\": 403")
+
+
+@dataclass
+class Installed:
+    namespace: str
+    release: str
+    helm: Path
+    kubeconfig: Path
+    kubectl: Kubectl
+    core: k8s.CoreV1Api
+    kubelet: KubeletHandle
+    notes: str = ""
+    operator_pod: str = ""
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.release}-goqueue-operator"
+
+    def helm_run(self, *args: str, check: bool = True) -> str:
+        proc = subprocess.run([str(self.helm), f"--kubeconfig={self.kubeconfig}", *args, "-n", self.namespace],
+                              capture_output=True, text=True, timeout=240, check=False)
+        assert proc.returncode == 0 or not check, f"helm {' '.join(args)} failed:\n{proc.stderr}"
+        return proc.stdout
+
+    def operator_pods(self) -> list[k8s.V1Pod]:
+        selector = f"app.kubernetes.io/name=goqueue-operator,app.kubernetes.io/instance={self.release}"
+        return list(self.core.list_namespaced_pod(self.namespace, label_selector=selector).items)
+
+    def broker_pods(self) -> dict[str, k8s.V1Pod]:
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector="app.kubernetes.io/name=goqueue").items
+        return {p.metadata.name: p for p in pods}
+
+    def operator_log(self) -> str:
+        return self.kubelet.logs(self.namespace, self.operator_pod, "operator")
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.kubectl("get", kind, name, "-n", self.namespace, "-o", "json"))
+        return found
+
+
+def is_ready(obj: Any) -> bool:
+    conditions = obj.status.conditions if hasattr(obj, "status") else (obj.get("status") or {}).get("conditions")
+    for c in conditions or []:
+        kind, status = (c.type, c.status) if hasattr(c, "type") else (c["type"], c["status"])
+        if kind == "Ready":
+            return bool(status == "True")
+    return False
+
+
+@pytest.fixture(scope="module")
+def installed(k8s_binaries: BinDir, kubeconfig: Path, kubectl: Kubectl, kube_api: k8s.ApiClient,
+              kubelet: KubeletHandle) -> Iterator[Installed]:
+    core = k8s.CoreV1Api(kube_api)
+    suffix = secrets.token_hex(3)
+    namespace = f"t-goqueue-operator-chart-{suffix}"
+    core.create_namespace({"metadata": {"name": namespace, "labels": {"goqueue.dev/test": "true"}}})
+    release = Installed(namespace, f"gqo-{suffix}", k8s_binaries.helm, kubeconfig, kubectl, core, kubelet)
+    try:
+        wait_until(lambda: any(sa.metadata.name == "default"
+                               for sa in core.list_namespaced_service_account(namespace).items),
+                   30, message=f"default ServiceAccount in {namespace}")
+        release.notes = release.helm_run("install", release.release, str(CHART),
+                                         "--set", f"watchNamespaces={{{namespace}}}")
+        yield release
+    finally:
+        release.helm_run("uninstall", release.release, "--wait", "--timeout", "120s", check=False)
+        # Without the operator nothing removes kopf's finalizer (docs/OPERATOR.md, "Uninstalling").
+        for kind in ("goqueueconsumergroups", "goqueuetopics", "goqueueclusters"):
+            for name in kubectl("get", kind, "-n", namespace, "-o", "name").split():
+                kubectl("patch", name, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+        core.delete_namespace(namespace)
+        wait_until(lambda: not any(n.metadata.name == namespace for n in core.list_namespace().items),
+                   NAMESPACE_DELETE_TIMEOUT_S, message=f"namespace {namespace} to finish deleting")
+
+
+def test_the_operator_pod_becomes_ready_as_its_service_account(installed: Installed) -> None:
+    def ready_pod() -> k8s.V1Pod | None:
+        pods = [p for p in installed.operator_pods() if is_ready(p)]
+        return pods[0] if len(pods) == 1 else None
+
+    pod = wait_until(ready_pod, 120, message="the operator pod Ready")
+    installed.operator_pod = pod.metadata.name
+    assert pod.spec.service_account_name == installed.fullname
+    for crd in CRDS:  # created by the chart or already there: served either way
+        installed.kubectl("get", f"crd/{crd}")
+    # The process-kubelet wrote the pod's kubeconfig into its kube-api-access volume: the ServiceAccount's token.
+    (volume,) = [v.name for v in pod.spec.volumes if v.name.startswith("kube-api-access-")]
+    kubeconfig = installed.kubelet.directory / "pods" / pod.metadata.uid / "volumes" / volume / "kubeconfig"
+    user = yaml.safe_load(kubeconfig.read_text())["users"][0]
+    assert user == {"name": f"system:serviceaccount:{installed.namespace}:{installed.fullname}",
+                    "user": {"tokenFile": "token"}}
+    log = installed.operator_log()
+    assert "Activity 'login_via_client' succeeded" in log
+    started = next(json.loads(line) for line in log.splitlines() if '"operator.started"' in line)
+    assert started["namespaces"] == [installed.namespace]  # this namespace only: no fight with other operators
+    # /metrics and /healthz on the pod IP (every pod shares the machine's ports here).
+    metrics = httpx.get(f"http://{pod.status.pod_ip}:8081/metrics", timeout=10)
+    assert metrics.status_code == 200
+    assert "goqueue_operator_reconciles_total" in metrics.text
+
+
+def test_the_goqueue_cluster_from_the_notes_becomes_ready_with_three_brokers(installed: Installed) -> None:
+    assert installed.operator_pod, "the operator pod is not Ready (previous test)"
+    match = HEREDOC.search(installed.notes)
+    assert match, f"NOTES print no manifest to apply:\n{installed.notes}"
+    assert f"kubectl apply -n {installed.namespace} -f - <<'YAML'" in installed.notes
+    docs = [d for d in yaml.safe_load_all(match["body"]) if d]
+    assert [d["kind"] for d in docs] == ["GoQueueCluster", "GoQueueTopic", "GoQueueConsumerGroup"]
+    cluster = docs[0]
+    assert cluster["spec"]["replicas"] == BROKERS
+    # The local process-kubelet: pods share the machine's ports (as NOTES say); a short grace for the teardown.
+    cluster["spec"]["network"] = {"bind": "PodIP"}
+    cluster["spec"]["pod"] = {"terminationGracePeriodSeconds": 20}
+    installed.kubectl("apply", "-n", installed.namespace, "-f", "-", input_text=yaml.safe_dump_all(docs))
+
+    try:
+        wait_until(lambda: is_ready(installed.get("goqueuecluster", "goqueue")), READY_TIMEOUT_S,
+                   interval_s=1.0, message="GoQueueCluster goqueue Ready")
+    except AssertionError as exc:
+        status = installed.get("goqueuecluster", "goqueue").get("status")
+        raise AssertionError(f"{exc}\nstatus: {json.dumps(status)[:2000]}\n"
+                             f"operator log:\n{installed.operator_log()[-4000:]}") from None
+    status = installed.get("goqueuecluster", "goqueue")["status"]
+    assert status["readyReplicas"] == BROKERS
+    pods = installed.broker_pods()
+    assert sorted(pods) == [f"goqueue-{i}" for i in range(BROKERS)]
+    assert all(is_ready(p) for p in pods.values())
+    wait_until(lambda: is_ready(installed.get("goqueuetopic", "my-topic")), 120, message="GoQueueTopic my-topic Ready")
+    # Events name the operator pod: the in-cluster operator did the work, and no other operator did.
+    events = json.loads(installed.kubectl("get", "events", "-n", installed.namespace, "-o", "json",
+                                          "--field-selector=involvedObject.name=goqueue"))["items"]
+    reporters = {e.get("reportingInstance") for e in events if e.get("reportingComponent") == "goqueue-operator"}
+    assert reporters == {installed.operator_pod}, (
+        f"GoQueueCluster Events reported by {reporters}: another goqueue-operator (cluster-wide, on this control "
+        "plane) reconciled this namespace too")
+
+
+def test_records_go_through_with_the_notes_commands(installed: Installed) -> None:
+    commands = [m for line in installed.notes.splitlines() if (m := KUBECTL_EXEC.match(line))]
+    assert [m["command"].split()[1] for m in commands] == ["produce", "consume"]
+    outputs = []
+    for match in commands:
+        assert match["ns"] == installed.namespace
+        pod = installed.core.read_namespaced_pod(match["pod"], installed.namespace)
+        _tool, *args = match["command"].split()
+        proc = subprocess.run([console_script("goqueue-cli"), "--server", f"http://{pod.status.pod_ip}:8080",
+                               "-o", "json", *args], capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0, f"{match['command']}: {proc.stdout}{proc.stderr}"
+        outputs.append(proc.stdout)
+    consumed = [json.loads(line) for line in outputs[1].splitlines() if line.startswith("{")]
+    assert [r["value"] for r in consumed] == ["hello"]
+
+
+def test_the_operator_log_has_no_traceback(installed: Installed) -> None:
+    log = installed.operator_log()
+    assert log, "no operator log"
+    problems = [line[:1000] for line in log.splitlines() if PROBLEMS.search(line)]
+    assert problems == [], "the operator logged unexpected errors:\n" + "\n".join(problems[:20])
+
+
+def test_uninstall_stops_the_operator_and_leaves_the_brokers_running(installed: Installed) -> None:
+    before = {name: pod.metadata.uid for name, pod in installed.broker_pods().items()}
+    assert len(before) == BROKERS
+    installed.helm_run("uninstall", installed.release, "--wait", "--timeout", "120s")
+    wait_until(lambda: not installed.operator_pods(), 60, message="the operator pod gone")
+    assert json.loads(installed.helm_run("list", "--all", "-o", "json")) == []
+    for kind, name in (("clusterrole", installed.fullname), ("clusterrolebinding", installed.fullname)):
+        assert installed.kubectl("get", kind, name, "--ignore-not-found") == ""
+    for crd in CRDS:  # helm never deletes crds/: other releases and tests keep using them
+        installed.kubectl("get", f"crd/{crd}")
+    # The operator going away deletes nothing: same brokers, still Ready, still serving.
+    after = installed.broker_pods()
+    assert {name: pod.metadata.uid for name, pod in after.items()} == before
+    assert all(is_ready(p) for p in after.values())
+    installed.get("goqueuecluster", "goqueue")
+    proc = subprocess.run([console_script("goqueue-cli"), "--server", f"http://{after['goqueue-0'].status.pod_ip}:8080",
+                           "produce", "--topic", "my-topic", "--value", "after uninstall"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
