@@ -46,11 +46,14 @@ test-unit:
 test-integration: binaries
 	$(PYTHON) -m pytest -m integration
 
-# Until the operator manages the brokers, `demo` applies a 3-broker StatefulSet directly (docs/CONTROL_PLANE.md).
+# The local control plane, then `helm upgrade --install charts/goqueue-operator` (namespace goqueue-system) and the
+# sample GoQueueCluster in namespace goqueue, waited until Ready; prints what to type next. Idempotent
+# (docs/CONTROL_PLANE.md).
 up: install binaries
 	PYTHONPATH=harness $(PYTHON) -m goqueue_harness up
 	PYTHONPATH=harness $(PYTHON) -m goqueue_harness demo
 
+# Stops the kubelet (pods first), the control plane, and deletes the cluster's data (keeps the CA).
 down:
 	PYTHONPATH=harness $(PYTHON) -m goqueue_harness down
 

@@ -32,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="stop everything; delete cluster data (keeps the PKI)")
     down.add_argument("--keep-data", action="store_true")
     sub.add_parser("status", help="print state as JSON; exit 1 unless the control plane is ready")
-    demo = sub.add_parser("demo", help="apply a 3-broker GoQueue StatefulSet (until the operator does) and wait")
+    demo = sub.add_parser("demo", help="helm install charts/goqueue-operator, apply the sample GoQueueCluster, "
+                          "wait until it is Ready (what `make up` runs after `up`)")
     demo.add_argument("--namespace", default="goqueue")
+    demo.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for Ready")
     kubelet = sub.add_parser("kubelet", help="run the process-kubelet in the foreground (used by `up`)")
     kubelet.add_argument("--resize-mode", choices=("online", "offline"), default="online")
     args = parser.parse_args(argv)
@@ -71,13 +73,15 @@ def _dispatch(args: argparse.Namespace, cp: ControlPlane) -> int:
         print(json.dumps(status, indent=2))
         return 0 if status["ready"] else 1
     elif args.command == "demo":
-        from goqueue_harness.demo import run_demo
+        from goqueue_harness.demo import next_steps, run_demo
 
-        ips = run_demo(cp.kubeconfig, namespace=args.namespace)
-        print(f"{len(ips)} brokers Ready in namespace {args.namespace}:", file=sys.stderr)
-        for i, ip in enumerate(ips):
-            print(f"  goqueue-{i}: goqueue-cli --server http://{ip}:8080 topic list   "
-                  f"(metrics: http://{ip}:8080/metrics)", file=sys.stderr)
+        if not cp.is_running() or not kubelet_running(cp):
+            raise RuntimeError(f"no control plane with a kubelet in {cp.state_dir}: run `up` first")
+        started = time.monotonic()
+        bins = locate_binaries()
+        demo = run_demo(bins, cp.kubeconfig, kubelet_dir(cp), namespace=args.namespace, timeout_s=args.timeout)
+        print(f"operator and GoQueueCluster ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
+        print(next_steps(demo, bins, cp.kubeconfig, cp.state_dir))
     elif args.command == "kubelet":
         from goqueue_harness.kubelet.agent import run_kubelet
 

@@ -1,29 +1,166 @@
-"""A 3-broker GoQueue StatefulSet applied directly: the local demo until the operator runs it.
+"""``make up``'s GoQueue: the operator chart, then the sample GoQueueCluster it runs, on the local control plane.
 
-Why here: ``make up`` must show GoQueue running under Kubernetes on a machine with
-no cluster; until the operator exists, this applies the StatefulSet it will
-manage, with the same interface: ``goqueue-broker`` configured by ``GOQUEUE_*``
-variables, bound to its pod IP (pods share the machine's port space), data on
-the claim mounted at ``/var/lib/goqueue/data``, peers by their StatefulSet DNS
-names. The tests in ``tests/harness`` use the same manifests.
+Why here: ``make up`` must show GoQueue as a user runs it on Kubernetes (helm install the operator, apply a
+GoQueueCluster) on a machine with no cluster. Every step is idempotent (server-side apply, ``helm upgrade
+--install``, ``kubectl apply``), so running it twice changes nothing.
+
+Two local differences, both because pods here share the machine's network namespace: the sample cluster gets
+``spec.network.bind: PodIP``, and the operator (like the chart's default) binds its metrics on its pod IP. The
+operator serves namespace ``goqueue`` only, so test sessions reusing this control plane (pytest's
+``control_plane`` fixture does) run their own operators in their namespaces without two operators fighting over one
+resource.
+
+``broker_manifests`` is a plain broker StatefulSet kept for the harness's own tests (no operator involved).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import json
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from goqueue_harness.kubeapi import JSON, ClientConfig, Conflict, KubeClient, resource_path
+import yaml
 
-DATA_DIR = "/var/lib/goqueue/data"
+from goqueue_harness.binaries import BinDir
+from goqueue_harness.kubeapi import JSON
+from goqueue_harness.kubelet.logs import container_log
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "goqueue-operator"
+SAMPLE = REPO / "operator" / "deploy" / "samples" / "goqueue.yaml"
+OPERATOR_NAMESPACE = "goqueue-system"
+RELEASE = "goqueue-operator"
 DEMO_NAMESPACE = "goqueue"
+FIELD_MANAGER = "goqueue-make-up"
+DATA_DIR = "/var/lib/goqueue/data"
 HEADLESS = "goqueue-headless"
 
 
+@dataclass(frozen=True)
+class DemoCluster:
+    """What `make up` brought up, for the hints it prints."""
+
+    namespace: str
+    cluster: str
+    broker_ips: list[str]
+    topics: list[str]
+    groups: list[str]
+
+
+class Tools:
+    """The pinned kubectl and helm, bound to the control plane's admin kubeconfig."""
+
+    def __init__(self, bins: BinDir, kubeconfig: Path) -> None:
+        self.bins = bins
+        self.kubeconfig = kubeconfig
+
+    def kubectl(self, *args: str, input_text: str | None = None) -> str:
+        return _run([str(self.bins.kubectl), f"--kubeconfig={self.kubeconfig}", *args], input_text)
+
+    def helm(self, *args: str) -> str:
+        return _run([str(self.bins.helm), f"--kubeconfig={self.kubeconfig}", *args], None)
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json"))
+
+
+def _run(argv: list[str], input_text: str | None) -> str:
+    proc = subprocess.run(argv, input=input_text, capture_output=True, text=True, timeout=300, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{Path(argv[0]).name} {' '.join(argv[2:])} failed ({proc.returncode}):\n"
+                           f"{proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+def sample_manifests() -> list[JSON]:
+    """operator/deploy/samples/goqueue.yaml, with the brokers bound to their pod IPs (shared ports here)."""
+    docs: list[JSON] = [d for d in yaml.safe_load_all(SAMPLE.read_text()) if d]
+    for doc in docs:
+        if doc["kind"] == "GoQueueCluster":
+            doc["spec"].setdefault("network", {})["bind"] = "PodIP"
+    return docs
+
+
+def install_operator(tools: Tools, namespace: str) -> None:
+    """The CRDs (server-side apply, so a rerun after a CRD change updates them: helm never does), then the chart."""
+    crds = CHART / "crds"
+    tools.kubectl("apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}", "-f", str(crds))
+    names = [d["metadata"]["name"] for f in sorted(crds.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    tools.kubectl("wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names])
+    tools.helm("upgrade", "--install", RELEASE, str(CHART), "-n", OPERATOR_NAMESPACE, "--create-namespace",
+               "--skip-crds", "--set", f"watchNamespaces={{{namespace}}}", "--wait", "--timeout", "180s")
+
+
+def _ready(obj: JSON) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (obj.get("status") or {}).get("conditions") or [])
+
+
+def _operator_log_tail(tools: Tools, kubelet_dir: Path) -> str:
+    pods = tools.get("pods", "-n", OPERATOR_NAMESPACE, "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
+    return "\n".join(container_log(kubelet_dir, OPERATOR_NAMESPACE, p["metadata"]["name"], "operator")[-3000:]
+                     for p in pods)
+
+
+def run_demo(bins: BinDir, kubeconfig: Path, kubelet_dir: Path, *, namespace: str = DEMO_NAMESPACE,
+             timeout_s: float = 300.0) -> DemoCluster:
+    """Install the operator, apply the sample, wait until the cluster, its topics and groups are Ready."""
+    tools = Tools(bins, kubeconfig)
+    install_operator(tools, namespace)
+    tools.kubectl("apply", "-f", "-", input_text=json.dumps(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+    docs = sample_manifests()
+    tools.kubectl("apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump_all(docs))
+    wanted = [(d["kind"].lower(), d["metadata"]["name"]) for d in docs]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        objects = {(kind, name): tools.get(kind, name, "-n", namespace) for kind, name in wanted}
+        waiting = [f"{kind}/{name}" for (kind, name), obj in objects.items() if not _ready(obj)]
+        if not waiting:
+            break
+        if time.monotonic() > deadline:
+            statuses = {f"{k}/{n}": (o.get("status") or {}).get("conditions") for (k, n), o in objects.items()}
+            raise RuntimeError(f"not Ready after {timeout_s:.0f}s: {', '.join(waiting)}\n"
+                               f"{json.dumps(statuses, indent=1)[:3000]}\n"
+                               f"operator log:\n{_operator_log_tail(tools, kubelet_dir)}")
+        time.sleep(1.0)
+    cluster = next(d["metadata"]["name"] for d in docs if d["kind"] == "GoQueueCluster")
+    pods = tools.get("pods", "-n", namespace, "-l",
+                     f"app.kubernetes.io/name=goqueue,app.kubernetes.io/instance={cluster}")["items"]
+    ips = [p["status"]["podIP"] for p in sorted(pods, key=lambda p: p["metadata"]["name"])]
+    return DemoCluster(namespace, cluster, ips,
+                       [d["metadata"]["name"] for d in docs if d["kind"] == "GoQueueTopic"],
+                       [d["metadata"]["name"] for d in docs if d["kind"] == "GoQueueConsumerGroup"])
+
+
+def next_steps(demo: DemoCluster, bins: BinDir, kubeconfig: Path, state_dir: Path) -> str:
+    """What a user types next."""
+    topic = demo.topics[0] if demo.topics else "my-topic"
+    group = demo.groups[0] if demo.groups else "my-group"
+    server = f"http://{demo.broker_ips[0]}:8080"
+    brokers = ", ".join(f"{demo.cluster}-{i} {ip}" for i, ip in enumerate(demo.broker_ips))
+    return f"""
+GoQueue is up in namespace {demo.namespace}: GoQueueCluster {demo.cluster} ({brokers}),
+GoQueueTopic {", ".join(demo.topics) or "-"}, GoQueueConsumerGroup {", ".join(demo.groups) or "-"}, all Ready.
+goqueue-operator: Helm release {RELEASE} in namespace {OPERATOR_NAMESPACE}, serving namespace {demo.namespace}.
+
+  export KUBECONFIG={kubeconfig}
+  alias kubectl={bins.kubectl}   # 1.36.3, the server's version
+  kubectl get goqueue -n {demo.namespace}
+  goqueue-cli --server {server} produce --topic {topic} --value hello
+  goqueue-cli --server {server} consume --topic {topic} --group {group} --from-beginning --max 1 --ack
+  goqueue-admin --server {server} cluster status
+
+Pods are local processes: reach brokers by pod IP (kubectl exec, logs and port-forward need a kubelet API this
+node does not serve); their logs are under {state_dir}/kubelet/logs/. Stop everything: make down
+"""
+
+
 def broker_manifests(replicas: int, *, raft: bool, password: str = "local-demo-password") -> tuple[JSON, JSON]:
-    """(headless Service, StatefulSet); ``raft`` makes the brokers one Raft cluster."""
+    """(headless Service, StatefulSet) of plain brokers; ``raft`` makes them one Raft cluster."""
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": HEADLESS}, "spec": {
         "clusterIP": "None", "publishNotReadyAddresses": True, "selector": {"app.kubernetes.io/name": "goqueue"},
         "ports": [{"name": "http", "port": 8080}, {"name": "grpc", "port": 9000}, {"name": "raft", "port": 7000}]}}
@@ -58,35 +195,3 @@ def broker_manifests(replicas: int, *, raft: bool, password: str = "local-demo-p
             "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
     }}
     return service, statefulset
-
-
-async def _apply(client: KubeClient, namespace: str, replicas: int, timeout_s: float) -> list[str]:
-    with contextlib.suppress(Conflict):
-        await client.create(resource_path("v1", "namespaces"), {"metadata": {"name": namespace}})
-    service, statefulset = broker_manifests(replicas, raft=True)
-    for api, plural, body in (("v1", "services", service), ("apps/v1", "statefulsets", statefulset)):
-        try:
-            await client.create(resource_path(api, plural, namespace), body)
-        except Conflict:
-            await client.patch(resource_path(api, plural, namespace, body["metadata"]["name"]), body)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        pods = [await client.get(resource_path("v1", "pods", namespace, f"goqueue-{i}")) for i in range(replicas)]
-        ready = [p for p in pods if p and any(c["type"] == "Ready" and c["status"] == "True"
-                                              for c in p.get("status", {}).get("conditions", []))]
-        if len(ready) == replicas:
-            return [str(p["status"]["podIP"]) for p in ready]
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{len(ready)}/{replicas} brokers Ready after {timeout_s:.0f}s")
-        await asyncio.sleep(0.5)
-
-
-def run_demo(kubeconfig: Path, *, namespace: str = DEMO_NAMESPACE, replicas: int = 3,
-             timeout_s: float = 180.0) -> list[str]:
-    """Apply the broker StatefulSet and wait until every broker is Ready; return their pod IPs."""
-
-    async def main() -> list[str]:
-        async with KubeClient(ClientConfig.from_kubeconfig(kubeconfig)) as client:
-            return await _apply(client, namespace, replicas, timeout_s)
-
-    return asyncio.run(main())
