@@ -27,15 +27,12 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from goqueue_harness.binaries import BinDir
 from goqueue_harness.controlplane import ControlPlane
 from goqueue_harness.kubelet.daemon import kubelet_dir, kubelet_running, start_kubelet, stop_kubelet
 from goqueue_harness.pytest_plugin import Kubectl
-
-if TYPE_CHECKING:
-    from operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
 OPERATOR_CHART = REPO / "charts" / "goqueue-operator"
@@ -46,6 +43,9 @@ BROKER_PORT = 8080
 # Versions the scenarios run; kind needs an image per tag (the rolling upgrade moves from the first to the second).
 VERSIONS = ("0.1.0", "0.1.1")
 HELM_TIMEOUT_S = 300
+# The chart's defaults are 10 s resync/drift and 5 s retry; the scenarios wait on every step of a roll or resize.
+OPERATOR_TIMING = ("--set", "settings.clusterResyncSeconds=2", "--set", "settings.driftIntervalSeconds=2",
+                   "--set", "settings.retryDelaySeconds=1", "--set", "settings.finalizerTimeoutSeconds=60")
 # Small requests: three operator-managed brokers, three plain-chart brokers and the operator share one node.
 BROKER_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
 PLAIN_CHART_RESOURCES = ("--set", "resources.requests.cpu=50m", "--set", "resources.requests.memory=128Mi",
@@ -124,22 +124,12 @@ class Backend(ABC):
         assert proc.returncode == 0, f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
         return proc.stdout
 
-    def install_operator(self) -> str:
-        """The operator as a user installs it, `helm install goqueue-operator charts/goqueue-operator`; until that
-        chart exists, the way the integration tests run it. Returns how it was installed."""
-        if (OPERATOR_CHART / "Chart.yaml").is_file():
-            self.helm("upgrade", "--install", OPERATOR_RELEASE, str(OPERATOR_CHART), "--create-namespace", "--wait",
-                      f"--timeout={HELM_TIMEOUT_S - 30}s", *self.operator_values(), namespace=OPERATOR_NAMESPACE)
-            return f"helm chart {OPERATOR_CHART.relative_to(REPO)}"
-        return self.install_operator_without_chart()
-
-    @abstractmethod
-    def install_operator_without_chart(self) -> str:
-        """The operator without charts/goqueue-operator (not committed yet)."""
-
-    def uninstall_operator(self) -> None:
-        if (OPERATOR_CHART / "Chart.yaml").is_file():
-            self.helm("uninstall", OPERATOR_RELEASE, "--wait", namespace=OPERATOR_NAMESPACE)
+    def install_operator(self) -> None:
+        """The operator as a user installs it: `helm install goqueue-operator charts/goqueue-operator` (its CRDs
+        come with it), with this backend's values and short reconcile intervals (scenarios wait less)."""
+        self.helm("upgrade", "--install", OPERATOR_RELEASE, str(OPERATOR_CHART), "--create-namespace", "--wait",
+                  f"--timeout={HELM_TIMEOUT_S - 30}s", *OPERATOR_TIMING, *self.operator_values(),
+                  namespace=OPERATOR_NAMESPACE)
 
     def ready_broker_urls(self, namespace: str, selector: str = "app.kubernetes.io/name=goqueue") -> list[str]:
         """URLs of the broker pods that are Ready now and not being deleted, lowest ordinal first."""
@@ -179,7 +169,6 @@ class LocalBackend(Backend):
         self.helm_binary = bins.helm
         self.workdir = workdir
         self._owned = False
-        self.operator_process: OperatorProcess | None = None
 
     def start(self) -> None:
         self._owned = not self.control_plane.is_running()
@@ -188,32 +177,16 @@ class LocalBackend(Backend):
             start_kubelet(self.control_plane)
 
     def stop(self) -> None:
-        if self.operator_process is not None:
-            code = self.operator_process.stop()
-            assert code == 0, f"goqueue-operator exited with {code} on SIGTERM:\n{self.operator_process.tail()}"
         if self._owned:
             stop_kubelet(self.control_plane)
             self.control_plane.stop()
-
-    def install_operator_without_chart(self) -> str:
-        """As tests/integration/operator does: crds/, operator/deploy's namespace, peering and RBAC, and
-        `goqueue-operator` as a local process holding only its ServiceAccount's token (the process-kubelet gives a
-        pod no in-cluster token path yet)."""
-        from operator_process import OperatorProcess, install_operator_rbac, service_account_kubeconfig
-
-        self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=goqueue-e2e",
-                     "-f", str(REPO / "crds"))
-        install_operator_rbac(self.kubectl)
-        config = service_account_kubeconfig(self.kubectl, self.kubeconfig, self.workdir / "operator-kubeconfig")
-        self.operator_process = OperatorProcess(config, self.workdir / "operator.log").start()
-        return "goqueue-operator process (operator/deploy RBAC; charts/goqueue-operator not committed yet)"
 
     def cluster_spec(self) -> dict[str, Any]:
         # All pods share this machine's ports: each broker binds its own pod IP.
         return {"network": {"bind": "PodIP"}, "resources": BROKER_RESOURCES}
 
     def operator_values(self) -> list[str]:
-        return []
+        return ["--set", "metrics.bind=PodIP"]  # the operator pod shares the machine's ports too
 
     def plain_chart_values(self) -> list[str]:
         return list(PLAIN_CHART_RESOURCES)  # the chart binds the pod IP already (GOQUEUE_BROKER_HOST from status.podIP)
@@ -232,10 +205,7 @@ class LocalBackend(Backend):
         return f"http://{ip}:{BROKER_PORT}"
 
     def log_sources(self) -> list[LogSource]:
-        found = kubelet_layout_sources(kubelet_dir(self.control_plane) / "logs")
-        if self.operator_process is not None:
-            found.append(LogSource("operator", self.operator_process.log_path, "goqueue-operator process"))
-        return found
+        return kubelet_layout_sources(kubelet_dir(self.control_plane) / "logs")
 
     def pod_log(self, namespace: str, pod: str, container: str) -> str:
         from goqueue_harness.kubelet.logs import container_log
@@ -400,17 +370,6 @@ class KindBackend(Backend):
         if self._created and os.environ.get("GOQUEUE_E2E_KEEP_KIND") != "1":
             self._run("kind", "delete", "cluster", "--name", self.cluster_name, timeout_s=300)
 
-    def install_operator_without_chart(self) -> str:
-        """operator/deploy's manifests (CRDs, namespace, peering, RBAC, Deployment) with the loaded images."""
-        for path in ("crds", "operator/deploy/crds", "operator/deploy"):
-            self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=goqueue-e2e",
-                         "-f", str(REPO / path))
-        deployment = ("deployment/goqueue-operator", "-n", OPERATOR_NAMESPACE)
-        self.kubectl("set", "image", *deployment, f"operator={self.OPERATOR_IMAGE_REPOSITORY}:{VERSIONS[0]}")
-        self.kubectl("set", "env", *deployment, f"GOQUEUE_OPERATOR_IMAGE_REPOSITORY={self.IMAGE_REPOSITORY}")
-        self.kubectl("rollout", "status", *deployment, f"--timeout={HELM_TIMEOUT_S}s")
-        return "operator/deploy manifests (charts/goqueue-operator not committed yet)"
-
     # -- what differs ------------------------------------------------------------------------------------------
     def cluster_spec(self) -> dict[str, Any]:
         # The operator's image repository points at the loaded images (operator_values); never pull them.
@@ -418,8 +377,8 @@ class KindBackend(Backend):
 
     def operator_values(self) -> list[str]:
         return ["--set", f"image.repository={self.OPERATOR_IMAGE_REPOSITORY}", "--set", f"image.tag={VERSIONS[0]}",
-                "--set", "image.pullPolicy=IfNotPresent",
-                "--set", f"operator.brokerImageRepository={self.IMAGE_REPOSITORY}"]
+                "--set", "image.pullPolicy=IfNotPresent", "--set", f"brokerImageRepository={self.IMAGE_REPOSITORY}",
+                "--set", "metrics.bind=All"]
 
     def plain_chart_values(self) -> list[str]:
         return ["--set", f"image.repository={self.IMAGE_REPOSITORY}", "--set", f"image.tag={VERSIONS[0]}",

@@ -26,7 +26,7 @@ for helpers in (REPO / "tests" / "integration", REPO / "tests" / "integration" /
     if str(helpers) not in sys.path:
         sys.path.append(str(helpers))
 
-from backends import Backend, KindBackend, LocalBackend, kind_unavailable  # noqa: E402
+from backends import OPERATOR_RELEASE, Backend, KindBackend, LocalBackend, kind_unavailable  # noqa: E402
 from log_check import LogWatch  # noqa: E402
 from workloads import GoQueueCluster, create_namespace, delete_namespace  # noqa: E402
 
@@ -118,7 +118,9 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def operator_installed(backend: Backend) -> str:
-    return backend.install_operator()
+    """The operator's helm release (in OPERATOR_NAMESPACE), installed once per backend."""
+    backend.install_operator()
+    return OPERATOR_RELEASE
 
 
 @pytest.fixture(scope="session")

@@ -12,25 +12,30 @@ from goqueue.models import ClusterStatus
 
 
 def test_operator_and_a_three_broker_cluster_come_up(cluster: GoQueueCluster, operator_installed: str) -> None:
-    # The operator's pods (chart install) or process (until the chart exists) run; either way its CRDs are served.
+    # `helm install goqueue-operator charts/goqueue-operator`: the release is deployed, its pod Ready, and the
+    # CRDs it carries are served.
+    release = json.loads(cluster.backend.helm("status", operator_installed, "-o", "json",
+                                              namespace=OPERATOR_NAMESPACE))
+    assert release["info"]["status"] == "deployed"
+    pods = json.loads(cluster.backend.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-l",
+                                              "app.kubernetes.io/name=goqueue-operator", "-o", "json"))["items"]
+    assert [p["metadata"]["name"] for p in pods if any(
+        c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))], (
+        f"no operator pod Ready in {OPERATOR_NAMESPACE}")
     crds = json.loads(cluster.backend.kubectl("get", "crd", "-o", "json"))["items"]
     assert {"goqueueclusters.goqueue.io", "goqueuetopics.goqueue.io", "goqueueconsumergroups.goqueue.io"} <= {
         c["metadata"]["name"] for c in crds}
-    if operator_installed.startswith("helm"):
-        pods = json.loads(cluster.backend.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "json"))["items"]
-        ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
-                                        for c in p["status"].get("conditions", []))]
-        assert ready, f"no operator pod Ready in {OPERATOR_NAMESPACE}"
 
     status = cluster.status()
+    version = (cluster.get() or {})["spec"]["version"]  # 0.1.0 unless the rolling upgrade ran first
     assert status["phase"] == "Running"
     assert status["readyReplicas"] == BROKERS
-    assert status["version"] == "0.1.0"
+    assert status["version"] == version
 
     # `kubectl get goqueueclusters`: NAME REPLICAS READY VERSION PHASE AGE.
     table = cluster.kubectl("get", "goqueueclusters").splitlines()
     assert table[0].split()[:5] == ["NAME", "REPLICAS", "READY", "VERSION", "PHASE"]
-    assert table[1].split()[:5] == [cluster.name, str(BROKERS), str(BROKERS), "0.1.0", "Running"]
+    assert table[1].split()[:5] == [cluster.name, str(BROKERS), str(BROKERS), version, "Running"]
 
     # The runbook's names for the children.
     children = json.loads(cluster.kubectl("get", "statefulset,service,configmap,secret,pdb", "-o", "json"))["items"]

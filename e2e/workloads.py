@@ -11,7 +11,7 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -58,15 +58,18 @@ class GoQueueCluster:
     backend: Backend
     namespace: str
     name: str = CLUSTER
+    changes: JSON = field(default_factory=dict)
 
-    def manifest(self, **spec: Any) -> JSON:
-        """The cluster's manifest: this backend's needs, then the scenario's spec."""
+    def manifest(self) -> JSON:
+        """The cluster's manifest: the tests' small cluster, this backend's needs, then the scenarios' changes."""
         base = cluster_manifest(self.name)
-        base["spec"] = merged(merged(base["spec"], self.backend.cluster_spec()), spec)
+        base["spec"] = merged(merged(base["spec"], self.backend.cluster_spec()), self.changes)
         return base
 
     def apply(self, **spec: Any) -> None:
-        apply(self.backend.kubectl, self.namespace, self.manifest(**spec))
+        """Apply the manifest with `spec` changed; changes accumulate (a later scenario keeps an earlier version)."""
+        self.changes = merged(self.changes, spec)
+        apply(self.backend.kubectl, self.namespace, self.manifest())
 
     def get(self, kind: str = "goqueuecluster", name: str | None = None) -> JSON | None:
         return get(self.backend.kubectl, self.namespace, kind, name or self.name)
@@ -107,6 +110,19 @@ class GoQueueCluster:
     def wait_resource(self, kind: str, name: str, condition: str = "Ready", timeout_s: float = 90,
                       status: str = "True") -> JSON:
         return wait_condition(self.backend.kubectl, self.namespace, kind, name, condition, timeout_s, status=status)
+
+
+def event_reasons(backend: Backend, namespace: str, name: str) -> set[str]:
+    found = json.loads(backend.kubectl("get", "events", "-n", namespace, "-o", "json",
+                                       f"--field-selector=involvedObject.name={name}"))
+    return {e["reason"] for e in found["items"]}
+
+
+def wait_events(backend: Backend, namespace: str, name: str, *reasons: str, timeout_s: float = 30) -> set[str]:
+    """Events are written just after the action they report: wait for them rather than race them."""
+    found: set[str] = wait_until(lambda: (r := event_reasons(backend, namespace, name)) >= set(reasons) and r,
+                                 timeout_s, interval_s=0.5, message=f"Events {sorted(reasons)} for {name}")
+    return found
 
 
 def run_client_pod(backend: Backend, namespace: str, name: str, script: str, timeout_s: float = 120) -> str:
