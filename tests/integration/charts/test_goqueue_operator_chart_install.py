@@ -8,7 +8,9 @@ the operator watches this namespace only. The CRDs come from the chart's crds/ f
 and skips when present (never updated or deleted); the copies are byte-identical to crds/ (a unit test), so whether
 helm or the operator tests' `goqueue_crds` fixture (server-side apply) comes first, the definitions are the same,
 and uninstalling never removes CRDs other tests use. A cluster-wide operator running at the same time (the operator
-tests' session operator) would reconcile this namespace too; the Event check below says so if it does.
+tests' session operator, peering as `goqueue-operator`) would reconcile this namespace too: for this module it is
+frozen the way `kopf freeze` does it (a higher-priority peer in its ClusterKopfPeering, removed afterwards, expiring
+by itself), and the Event check below fails if any other operator touched the cluster anyway.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import secrets
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,9 @@ READY_TIMEOUT_S = 240.0
 HEREDOC = re.compile(r"<<'YAML'\n(?P<body>.*?)\nYAML\n", re.S)  # the terminator at column 0, as a shell needs
 KUBECTL_EXEC = re.compile(r"^\s*kubectl exec -n (?P<ns>\S+) (?P<pod>\S+) -- (?P<command>goqueue-cli .*)$")
 PROBLEMS = re.compile(r"Traceback|Forbidden|HTTP 403|\"status\": 403")
+SESSION_PEERING = "clusterkopfpeering/goqueue-operator"  # operator/deploy/10-kopf-peering.yaml
+FREEZE_PRIORITY = 10**12  # above any random peer priority (below 2**31)
+FREEZE_LIFETIME_S = 900
 
 
 @dataclass
@@ -91,6 +97,19 @@ def is_ready(obj: Any) -> bool:
     return False
 
 
+def freeze_session_operators(kubectl: Kubectl, identity: str) -> bool:
+    """Pause cluster-wide operators peering as `goqueue-operator`, as `kopf freeze` does; False if none can exist."""
+    if not kubectl("get", SESSION_PEERING, "--ignore-not-found", check=False).strip():
+        return False
+    peer = {"priority": FREEZE_PRIORITY, "lifetime": FREEZE_LIFETIME_S, "lastseen": datetime.now(UTC).isoformat()}
+    kubectl("patch", SESSION_PEERING, "--type=merge", "-p", json.dumps({"status": {identity: peer}}))
+    return True
+
+
+def thaw_session_operators(kubectl: Kubectl, identity: str) -> None:
+    kubectl("patch", SESSION_PEERING, "--type=merge", "-p", json.dumps({"status": {identity: None}}), check=False)
+
+
 @pytest.fixture(scope="module")
 def installed(k8s_binaries: BinDir, kubeconfig: Path, kubectl: Kubectl, kube_api: k8s.ApiClient,
               kubelet: KubeletHandle) -> Iterator[Installed]:
@@ -99,6 +118,7 @@ def installed(k8s_binaries: BinDir, kubeconfig: Path, kubectl: Kubectl, kube_api
     namespace = f"t-goqueue-operator-chart-{suffix}"
     core.create_namespace({"metadata": {"name": namespace, "labels": {"goqueue.dev/test": "true"}}})
     release = Installed(namespace, f"gqo-{suffix}", k8s_binaries.helm, kubeconfig, kubectl, core, kubelet)
+    frozen = freeze_session_operators(kubectl, f"goqueue-operator-chart-test-{suffix}")
     try:
         wait_until(lambda: any(sa.metadata.name == "default"
                                for sa in core.list_namespaced_service_account(namespace).items),
@@ -113,8 +133,12 @@ def installed(k8s_binaries: BinDir, kubeconfig: Path, kubectl: Kubectl, kube_api
             for name in kubectl("get", kind, "-n", namespace, "-o", "name").split():
                 kubectl("patch", name, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
         core.delete_namespace(namespace)
-        wait_until(lambda: not any(n.metadata.name == namespace for n in core.list_namespace().items),
-                   NAMESPACE_DELETE_TIMEOUT_S, message=f"namespace {namespace} to finish deleting")
+        try:
+            wait_until(lambda: not any(n.metadata.name == namespace for n in core.list_namespace().items),
+                       NAMESPACE_DELETE_TIMEOUT_S, message=f"namespace {namespace} to finish deleting")
+        finally:
+            if frozen:
+                thaw_session_operators(kubectl, f"goqueue-operator-chart-test-{suffix}")
 
 
 def test_the_operator_pod_becomes_ready_as_its_service_account(installed: Installed) -> None:
