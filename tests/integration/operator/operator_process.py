@@ -26,8 +26,8 @@ from goqueue_harness.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "operator" / "deploy"
-# The Deployment itself is not applied: here the operator runs as a local process (the process-kubelet has no
-# in-cluster service-account path for the Kubernetes client to read).
+# The Deployment itself is not applied: here the operator runs as a local process, which the tests can kill
+# mid-step and restart (the chart install test and `make up` run it as a pod).
 INSTALL = ["00-namespace.yaml", "10-kopf-peering.yaml", "20-rbac.yaml"]
 NAMESPACE = "goqueue-system"
 SERVICE_ACCOUNT = "goqueue-operator"
