@@ -56,8 +56,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if E2E not in Path(str(item.path)).parents:
             continue
-        item.add_marker(pytest.mark.e2e)
-        param = getattr(item, "callspec", None) and item.callspec.params.get("backend")
+        assert item.get_closest_marker("e2e"), f"{item.nodeid}: e2e scenarios carry pytestmark = pytest.mark.e2e"
+        callspec = getattr(item, "callspec", None)
+        param = callspec.params.get("backend") if callspec is not None else None
         if param == "kind":
             kind_reason = kind_reason or kind_unavailable() or ""
             if kind_reason:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 
-from operator_kube import topic_manifest
-from workloads import GoQueueCluster, apply, run_client_pod
+import pytest
+from operator_kube import apply, topic_manifest
+from workloads import GoQueueCluster, run_client_pod
 
 from goqueue_harness.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
 
 RECORDS = 60
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from operator_kube import condition, group_manifest, topic_manifest
-from workloads import GoQueueCluster, apply, wait_events
+import pytest
+from operator_kube import apply, condition, group_manifest, topic_manifest
+from workloads import GoQueueCluster, wait_events
 
 from goqueue.models import ConsumeRequest, GroupInfo, ProduceRecord
 from goqueue_harness.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
 
 READY_S = 90
 TOPIC, GROUP = "grp-jobs", "grp-workers"

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from backends import OPERATOR_NAMESPACE
 from workloads import BROKERS, GoQueueCluster
 
 from goqueue.models import ClusterStatus
+
+pytestmark = pytest.mark.e2e
 
 
 def test_operator_and_a_three_broker_cluster_come_up(cluster: GoQueueCluster, operator_installed: str) -> None:

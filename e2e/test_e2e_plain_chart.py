@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from backends import PLAIN_CHART, Backend
 from workloads import BROKERS, run_client_pod
 
 from goqueue.client.http import GoQueueClient
 from goqueue_harness.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
 
 RECORDS = 40
 

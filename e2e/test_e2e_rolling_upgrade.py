@@ -7,10 +7,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from operator_kube import condition, is_true, topic_manifest
-from workloads import BROKERS, AckedProducer, GoQueueCluster, apply, verify_no_acknowledged_loss, wait_events
+from operator_kube import apply, condition, is_true, topic_manifest
+from workloads import BROKERS, AckedProducer, GoQueueCluster, verify_no_acknowledged_loss, wait_events
 
 from goqueue_harness.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
 
 ROLL_TIMEOUT_S = 300
 TOPIC = "roll-stream"

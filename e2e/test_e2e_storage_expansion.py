@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from operator_kube import topic_manifest
-from workloads import BROKERS, GoQueueCluster, apply, wait_events
+from operator_kube import apply, topic_manifest
+from workloads import BROKERS, GoQueueCluster, wait_events
 
 from goqueue.models import ProduceRecord
 from goqueue_harness.quantity import parse_quantity
 from goqueue_harness.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
 
 RESIZE_TIMEOUT_S = 180
 TOPIC = "grow-data"

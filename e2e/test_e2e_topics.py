@@ -4,6 +4,7 @@ the topics, grow one, then delete both: `deletionPolicy: Delete` removes the top
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from operator_kube import try_apply
 from workloads import GoQueueCluster
@@ -11,6 +12,8 @@ from workloads import GoQueueCluster
 from goqueue.errors import TopicNotFound
 from goqueue.models import ProduceRecord, TopicInfo
 from goqueue_harness.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
 
 READY_S = 90
 

@@ -120,9 +120,11 @@ def event_reasons(backend: Backend, namespace: str, name: str) -> set[str]:
 
 def wait_events(backend: Backend, namespace: str, name: str, *reasons: str, timeout_s: float = 30) -> set[str]:
     """Events are written just after the action they report: wait for them rather than race them."""
-    found: set[str] = wait_until(lambda: (r := event_reasons(backend, namespace, name)) >= set(reasons) and r,
-                                 timeout_s, interval_s=0.5, message=f"Events {sorted(reasons)} for {name}")
-    return found
+    def emitted() -> set[str] | None:
+        found = event_reasons(backend, namespace, name)
+        return found if found >= set(reasons) else None
+
+    return wait_until(emitted, timeout_s, interval_s=0.5, message=f"Events {sorted(reasons)} for {name}")
 
 
 def run_client_pod(backend: Backend, namespace: str, name: str, script: str, timeout_s: float = 120) -> str:
