@@ -332,6 +332,7 @@ class KindBackend(Backend):
         self.helm_binary = bins.helm
         self._created = False
         self._forwards: dict[tuple[str, str], PortForward] = {}
+        self._forwards_lock = threading.Lock()
         self._collector: LogCollector | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -394,8 +395,9 @@ class KindBackend(Backend):
                 "class with allowVolumeExpansion and a resizer")
 
     def broker_url(self, namespace: str, pod: str) -> str:
-        forward = self._forwards.setdefault((namespace, pod), PortForward(self.kubectl, namespace, pod))
-        return forward.url()
+        with self._forwards_lock:  # producers' threads and the scenario ask at once
+            forward = self._forwards.setdefault((namespace, pod), PortForward(self.kubectl, namespace, pod))
+            return forward.url()
 
     def log_sources(self) -> list[LogSource]:
         return kubelet_layout_sources(self.workdir / "logs")
