@@ -131,6 +131,11 @@ class Backend(ABC):
                   f"--timeout={HELM_TIMEOUT_S - 30}s", *OPERATOR_TIMING, *self.operator_values(),
                   namespace=OPERATOR_NAMESPACE)
 
+    def install_plain_chart(self, namespace: str, release: str = "goqueue") -> str:
+        """`helm install goqueue charts/goqueue` (no operator) with this backend's values; returns the NOTES."""
+        return self.helm("install", release, str(PLAIN_CHART), "--wait", f"--timeout={HELM_TIMEOUT_S - 60}s",
+                         *self.plain_chart_values(), namespace=namespace)
+
     def ready_broker_urls(self, namespace: str, selector: str = "app.kubernetes.io/name=goqueue") -> list[str]:
         """URLs of the broker pods that are Ready now and not being deleted, lowest ordinal first."""
         pods = json.loads(self.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json"))["items"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from backends import PLAIN_CHART, Backend
+from backends import Backend
 from workloads import BROKERS, run_client_pod
 
 from goqueue.client.http import GoQueueClient
@@ -19,8 +19,7 @@ RECORDS = 40
 
 
 def test_plain_chart_install_serves_clients_and_uninstall_keeps_claims(backend: Backend, namespace: str) -> None:
-    notes = backend.helm("install", "goqueue", str(PLAIN_CHART), "--wait", "--timeout=240s",
-                         *backend.plain_chart_values(), namespace=namespace)
+    notes = backend.install_plain_chart(namespace)
     assert "goqueue-cli" in notes  # NOTES print the first runbook commands
     sts = json.loads(backend.kubectl("get", "statefulset", "goqueue", "-n", namespace, "-o", "json"))
     assert sts["status"].get("readyReplicas") == BROKERS
