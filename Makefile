@@ -4,11 +4,12 @@ PYTHON ?= python3
 STATE_DIR ?= $(HOME)/.local/state/goqueue
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help install system-deps binaries lint test test-unit test-integration up down bench proto
+.PHONY: help install system-deps binaries lint test test-unit test-integration e2e e2e-kind up down bench proto
 
 help:
 	@echo "make up      start GoQueue locally (control plane + operator + 3 brokers)"
 	@echo "make test    install what is missing, lint, run every test tier"
+	@echo "make e2e     end-to-end scenarios on the local control plane (make e2e-kind: on kind)"
 	@echo "make down    stop everything 'make up' started"
 	@echo "make bench   run the benchmarks (prints figures; see docs/PERFORMANCE.md)"
 
@@ -45,6 +46,14 @@ test-unit:
 
 test-integration: binaries
 	$(PYTHON) -m pytest -m integration
+
+# End-to-end scenarios (e2e/README.md): on the local control plane (also part of `make test`), or on kind
+# (needs docker and kind: builds both images, loads them, installs the charts).
+e2e: install binaries
+	$(PYTHON) -m pytest e2e --e2e-backend=local
+
+e2e-kind: install
+	$(PYTHON) -m pytest e2e --e2e-backend=kind
 
 # The local control plane, then `helm upgrade --install charts/goqueue-operator` (namespace goqueue-system) and the
 # sample GoQueueCluster in namespace goqueue, waited until Ready; prints what to type next. Idempotent
