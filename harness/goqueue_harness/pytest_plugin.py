@@ -23,7 +23,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from goqueue_harness.binaries import BinDir, locate_binaries
-from goqueue_harness.controlplane import ControlPlane
+from goqueue_harness.controlplane import ControlPlane, default_state_dir
 from goqueue_harness.kubelet.daemon import kubelet_dir, kubelet_running, start_kubelet, stop_kubelet
 from goqueue_harness.kubelet.logs import container_log
 from goqueue_harness.waiting import wait_until
@@ -63,9 +63,16 @@ def k8s_binaries() -> BinDir:
     return locate_binaries()
 
 
+def tests_state_dir() -> Path:
+    """The tests' control plane lives beside `make up`'s, never in it: the demo's GoQueueCluster would otherwise
+    be reconciled by two operators at once (the demo's and the tests' cluster-wide one)."""
+    demo = default_state_dir()
+    return demo.with_name(f"{demo.name}-tests")
+
+
 @pytest.fixture(scope="session")
 def control_plane(k8s_binaries: BinDir) -> Iterator[ControlPlane]:
-    cp = ControlPlane()
+    cp = ControlPlane(tests_state_dir())
     owned = not cp.is_running()
     if owned:
         cp.start(bins=k8s_binaries)
