@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from goqueue.errors import TopicNotFound
-from goqueue.models import TopicConfig
+from goqueue.models import ANSWER, TopicConfig
 
 
 class TopicMeta(BaseModel):
@@ -35,9 +35,10 @@ class TopicRegistry:
     def topics(self) -> dict[str, TopicMeta]:
         state = self._state()
         if state.get("applied", 0) != self._cached_at:
+            # Read tolerantly: during a rolling upgrade a newer broker may have written a setting this one lacks.
             self._cache = {name: TopicMeta(
                 name=name, partitions=t["partitions"], replication_factor=t["replication_factor"],
-                config=TopicConfig.model_validate(t["config"]), created_at_s=t["created_at_s"],
+                config=TopicConfig.model_validate(t["config"], context=ANSWER), created_at_s=t["created_at_s"],
                 internal=t.get("internal", False)) for name, t in state["topics"].items()}
             self._cached_at = state.get("applied", 0)
         return self._cache

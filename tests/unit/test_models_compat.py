@@ -7,7 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from goqueue.models import ANSWER, ClusterStatus, TopicCreate, TopicInfo
+from goqueue.models import ANSWER, ClusterStatus, TopicConfig, TopicCreate, TopicInfo
+from goqueue.topics import TopicRegistry
 
 pytestmark = pytest.mark.unit
 
@@ -33,3 +34,13 @@ def test_an_answer_with_unknown_fields_at_any_depth_is_read() -> None:
 def test_an_answer_still_fails_on_a_wrong_type() -> None:
     with pytest.raises(ValidationError, match="brokers"):
         ClusterStatus.model_validate({"brokers": "three"}, context=ANSWER)
+
+
+def test_the_topic_registry_reads_metadata_a_newer_broker_wrote() -> None:
+    config = TopicConfig(retention_max_age_s=3600).model_dump(by_alias=True, mode="json")
+    state = {"applied": 1, "topics": {"orders": {
+        "partitions": 2, "replication_factor": 3, "created_at_s": 1.0,
+        "config": {**config, "tieredStorage": "s3://bucket"}}}}
+    registry = TopicRegistry(lambda: state)
+    assert registry.topics["orders"].config.retention_max_age_s == 3600
+    assert registry.topics["orders"].partitions == 2

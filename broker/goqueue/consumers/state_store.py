@@ -50,7 +50,7 @@ from goqueue.errors import (
     Timeout,
     TopicAlreadyExists,
 )
-from goqueue.models import Acks, CleanupPolicy, GroupConfig, GroupMode, TopicConfig, TopicCreate
+from goqueue.models import ANSWER, Acks, CleanupPolicy, GroupConfig, GroupMode, TopicConfig, TopicCreate
 from goqueue.partition import Partition
 from goqueue.storage import batch as batches
 
@@ -174,7 +174,9 @@ def build_state(raw: _Raw, now_s: float) -> dict[str, Group]:
     """Groups from the newest record of every key; members get a fresh session from `now_s`."""
     groups: dict[str, Group] = {}
     for name, value in raw.groups.items():
-        group = Group(name=name, mode=GroupMode(value["mode"]), config=GroupConfig.model_validate(value["config"]),
+        # Read tolerantly: during a rolling upgrade a newer broker may have written a setting this one lacks.
+        config = GroupConfig.model_validate(value["config"], context=ANSWER)
+        group = Group(name=name, mode=GroupMode(value["mode"]), config=config,
                       topics=set(value.get("topics", [])), paused=bool(value.get("paused")),
                       generation=int(value.get("generation", 0)))
         for m in value.get("members", []):
