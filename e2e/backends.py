@@ -379,7 +379,8 @@ class KindBackend(Backend):
     # -- what differs ------------------------------------------------------------------------------------------
     def cluster_spec(self) -> dict[str, Any]:
         # The operator's image repository points at the loaded images (operator_values); never pull them.
-        return {"imagePullPolicy": "IfNotPresent", "resources": BROKER_RESOURCES}
+        # Bind all addresses: kubectl port-forward reaches a broker on the pod's 127.0.0.1, never on its pod IP.
+        return {"imagePullPolicy": "IfNotPresent", "resources": BROKER_RESOURCES, "network": {"bind": "All"}}
 
     def operator_values(self) -> list[str]:
         return ["--set", f"image.repository={self.OPERATOR_IMAGE_REPOSITORY}", "--set", f"image.tag={VERSIONS[0]}",

@@ -61,6 +61,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         param = callspec.params.get("backend") if callspec is not None else None
         if param == "kind":
             kind_reason = kind_reason or kind_unavailable() or ""
+            if kind_reason and "kind" in chosen:  # asked for by name (make e2e-kind): nothing run is a failure
+                raise pytest.UsageError(f"{OPTION} selects kind, but the kind backend is unavailable: {kind_reason}")
             if kind_reason:
                 item.add_marker(pytest.mark.skip(reason=f"kind backend unavailable: {kind_reason}"))
                 continue

@@ -48,7 +48,8 @@ def create_namespace(backend: Backend, prefix: str) -> str:
 
 
 def delete_namespace(backend: Backend, name: str, timeout_s: float = 180) -> None:
-    backend.kubectl("delete", "namespace", name, "--wait=true", f"--timeout={int(timeout_s)}s")
+    backend.kubectl("delete", "namespace", name, "--wait=true", f"--timeout={int(timeout_s)}s",
+                    timeout_s=timeout_s + 30)
 
 
 @dataclass

@@ -38,10 +38,10 @@ class Kubectl:
     binary: Path
     kubeconfig: Path
 
-    def __call__(self, *args: str, input_text: str | None = None, check: bool = True) -> str:
+    def __call__(self, *args: str, input_text: str | None = None, check: bool = True, timeout_s: float = 120) -> str:
         proc = subprocess.run(
             [str(self.binary), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input_text, capture_output=True, text=True, timeout=120, check=False,
+            input=input_text, capture_output=True, text=True, timeout=timeout_s, check=False,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
