@@ -150,6 +150,9 @@ class ControlPlane:
             return
         self.stop()  # clear a half-dead previous run
         bins = bins or locate_binaries()
+        # Private: it holds the cluster CA key, admin credentials and pods' ServiceAccount tokens and Secrets.
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
         for d in (self.logs_dir, self.run_dir, self.volumes_dir):
             d.mkdir(parents=True, exist_ok=True)
         ensure_pki(self.pki.directory)
