@@ -1,6 +1,6 @@
 """`make up`'s demo (goqueue_harness.demo): the sample it applies and the commands it prints. The whole flow
 (helm install of the operator chart, a GoQueueCluster Ready) is tests/integration/charts/
-test_goqueue_operator_chart_install.py; `make up` itself is run by hand (docs/CONTROL_PLANE.md)."""
+test_goqueue_operator_chart_install.py; `make up` / `make down` themselves are tests/harness/test_harness_make_up.py."""
 
 from __future__ import annotations
 
