@@ -192,6 +192,54 @@ def test_more_replicas_peer_cluster_wide(helm: Helm) -> None:
     assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}  # kopf's identity in the peering object
     rendered.get("ClusterKopfPeering", "goqueue-operator")
     assert rendered.get("Deployment", "goqueue-operator")["spec"]["replicas"] == 2
+    assert rendered.get("ClusterRole", "goqueue-operator")["rules"] == _deploy_roles()["goqueue-operator"]["rules"]
+
+
+KOPF_PEERINGS_RULE = {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"],
+                      "verbs": ["get", "list", "watch", "patch"]}
+CLUSTER_PEERINGS_RULE = {**KOPF_PEERINGS_RULE, "resources": ["clusterkopfpeerings"]}
+# What an operator serving listed namespaces may do cluster-wide: kopf lists and watches CRDs and namespaces (never
+# the custom resources: those it watches per namespace), a topic's finalizer gets its namespace, a storage expansion
+# gets the StorageClass. All cluster-scoped kinds.
+CLUSTER_SCOPED = {("apiextensions.k8s.io", "customresourcedefinitions"), ("", "namespaces"),
+                  ("storage.k8s.io", "storageclasses")}
+
+
+def _in_namespaces(rendered: Rendered, kind: str, name: str) -> dict[str, Obj]:
+    found = {o["metadata"]["namespace"]: o for o in rendered.of_kind(kind) if o["metadata"]["name"] == name}
+    assert len(found) == len([o for o in rendered.of_kind(kind) if o["metadata"]["name"] == name])
+    return found
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_serving_namespaces_grants_a_role_in_each_and_only_cluster_scoped_reads_cluster_wide(
+        helm: Helm, replicas: int) -> None:
+    rendered = render(helm, "--set", f"replicaCount={replicas}", "--set", "watchNamespaces={team-a,team-b}")
+    reference = _deploy_roles()["goqueue-operator"]["rules"]
+    cluster_rules = rendered.get("ClusterRole", "goqueue-operator")["rules"]
+    assert {(group, resource) for rule in cluster_rules for group in rule["apiGroups"]
+            for resource in rule["resources"]} == CLUSTER_SCOPED
+    roles = _in_namespaces(rendered, "Role", "goqueue-operator")
+    assert sorted(roles) == ["team-a", "team-b"]
+    role_rules = roles["team-a"]["rules"]
+    assert roles["team-b"]["rules"] == role_rules
+    assert not [r for r in role_rules if r in cluster_rules]  # each rule in one place
+    # Together the reference's rules, in its order, less the ClusterKopfPeering (kopf serving listed namespaces
+    # peers per namespace only), plus the KopfPeering in each namespace when replicas peer.
+    union = [r for r in reference if r in cluster_rules or r in role_rules]
+    assert union == [r for r in reference if r != CLUSTER_PEERINGS_RULE]
+    assert [r for r in cluster_rules + role_rules if r not in reference] == (
+        [KOPF_PEERINGS_RULE] if replicas > 1 else [])
+    bindings = _in_namespaces(rendered, "RoleBinding", "goqueue-operator")
+    assert sorted(bindings) == ["team-a", "team-b"]
+    for binding in bindings.values():
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": "goqueue-operator"}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "goqueue-operator",
+                                        "namespace": "goqueue-system"}]
+    cluster_binding = rendered.get("ClusterRoleBinding", "goqueue-operator")
+    assert cluster_binding["roleRef"]["name"] == "goqueue-operator"
+    assert cluster_binding["subjects"] == bindings["team-a"]["subjects"]
 
 
 def test_more_replicas_serving_namespaces_peer_in_each(helm: Helm) -> None:
@@ -200,10 +248,8 @@ def test_more_replicas_serving_namespaces_peer_in_each(helm: Helm) -> None:
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
     assert {p["metadata"]["name"] for p in peerings} == {"goqueue-operator"}
     assert rendered.of_kind("ClusterKopfPeering") == []
-    rules = rendered.get("ClusterRole", "goqueue-operator")["rules"]
-    peering_rule = {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"],
-                    "verbs": ["get", "list", "watch", "patch"]}
-    assert peering_rule in rules
+    for role in _in_namespaces(rendered, "Role", "goqueue-operator").values():
+        assert KOPF_PEERINGS_RULE in role["rules"]
     assert env_of(operator_container(rendered))["GOQUEUE_OPERATOR_NAMESPACES"] == "team-a,team-b"
 
 
