@@ -109,9 +109,10 @@ def run_demo(bins: BinDir, kubeconfig: Path, kubelet_dir: Path, *, namespace: st
              timeout_s: float = 300.0) -> DemoCluster:
     """Install the operator, apply the sample, wait until the cluster, its topics and groups are Ready."""
     tools = Tools(bins, kubeconfig)
-    install_operator(tools, namespace)
+    # The namespace first: the chart puts the operator's Role (and RoleBinding) into every namespace it serves.
     tools.kubectl("apply", "-f", "-", input_text=json.dumps(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+    install_operator(tools, namespace)
     docs = sample_manifests()
     tools.kubectl("apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump_all(docs))
     wanted = [(d["kind"].lower(), d["metadata"]["name"]) for d in docs]
