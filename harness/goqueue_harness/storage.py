@@ -160,27 +160,35 @@ class StorageController:
                     await self._sync_bound(claim, bound)
 
     async def _sync_bound(self, claim: JSON, pv: JSON) -> None:
-        request = claim["spec"]["resources"]["requests"]["storage"]
-        pv_capacity = pv["spec"]["capacity"]["storage"]
-        status = claim.get("status", {})
-        capacity = status.get("capacity", {}).get("storage", "0")
-        if SIZED_ANNOTATION not in pv["metadata"].get("annotations", {}):
-            # First sight of this binding: behave like a provisioner that made it to measure.
-            await self._set_pv_capacity(pv, request, sized=True)
-            await self._set_claim_status(claim, request, pending=False)
-        elif parse_quantity(request) > parse_quantity(pv_capacity):
-            await self._set_pv_capacity(pv, request, sized=True)
-            mode = claim["metadata"].get("annotations", {}).get(RESIZE_MODE_ANNOTATION, self._resize_mode)
-            await self._set_claim_status(claim, request, pending=mode == "offline")
-        elif parse_quantity(capacity) < parse_quantity(pv_capacity) and not _resize_pending(claim):
-            await self._set_claim_status(claim, pv_capacity, pending=False)
+        # Decide on the informers' copies, but act only on a fresh read: a cache that has not yet seen
+        # our own last patch (the PV's sized mark, the claim's pending condition) would otherwise skip
+        # an offline resize's FileSystemResizePending or size a volume twice.
+        if _bound_action(claim, pv, self._resize_mode) is None:
+            return
+        meta = claim["metadata"]
+        fresh_claim = await self._client.get(
+            resource_path("v1", "persistentvolumeclaims", meta["namespace"], meta["name"]))
+        fresh_pv = await self._client.get(f"{PV_PATH}/{pv['metadata']['name']}")
+        if fresh_claim is None or fresh_pv is None:
+            return
+        action = _bound_action(fresh_claim, fresh_pv, self._resize_mode)
+        request = fresh_claim["spec"]["resources"]["requests"]["storage"]
+        if action == "size":  # first sight of this binding: like a provisioner that made it to measure
+            await self._set_pv_capacity(fresh_pv, request, sized=True)
+            await self._set_claim_status(fresh_claim, request, pending=False)
+        elif action in ("grow-online", "grow-offline"):
+            await self._set_pv_capacity(fresh_pv, request, sized=True)
+            await self._set_claim_status(fresh_claim, request, pending=action == "grow-offline")
+        elif action == "report":  # the PV grew but the claim's status never said so (a crash between)
+            await self._set_claim_status(fresh_claim, fresh_pv["spec"]["capacity"]["storage"], pending=False)
 
     async def finish_offline_resize(self, namespace: str, claim_name: str) -> None:
         """A pod using the claim started: its filesystem "grew on mount"; finish the resize."""
-        claim = self.pvcs.objects.get(f"{namespace}/{claim_name}")
+        # A fresh read, not the informer: the pending condition may be newer than its cache.
+        claim = await self._client.get(resource_path("v1", "persistentvolumeclaims", namespace, claim_name))
         if claim is None or not _resize_pending(claim):
             return
-        pv = self.pvs.objects.get("/" + str(claim["spec"].get("volumeName", "")))
+        pv = await self._client.get(f"{PV_PATH}/{claim['spec'].get('volumeName', '')}")
         if pv is not None:
             await self._set_claim_status(claim, pv["spec"]["capacity"]["storage"], pending=False)
 
@@ -223,6 +231,21 @@ class StorageController:
             status["capacity"] = {"storage": capacity}
             status["allocatedResourceStatuses"] = None
         await self._client.patch(path, {"status": status})
+
+
+def _bound_action(claim: JSON, pv: JSON, default_mode: ResizeMode) -> str | None:
+    """What a bound claim and its PV need: size, grow-online, grow-offline, report, or nothing."""
+    request = claim["spec"]["resources"]["requests"]["storage"]
+    pv_capacity = pv["spec"]["capacity"]["storage"]
+    capacity = claim.get("status", {}).get("capacity", {}).get("storage", "0")
+    if SIZED_ANNOTATION not in pv["metadata"].get("annotations", {}):
+        return "size"
+    if parse_quantity(request) > parse_quantity(pv_capacity):
+        mode = claim["metadata"].get("annotations", {}).get(RESIZE_MODE_ANNOTATION, default_mode)
+        return "grow-offline" if mode == "offline" else "grow-online"
+    if parse_quantity(capacity) < parse_quantity(pv_capacity) and not _resize_pending(claim):
+        return "report"
+    return None
 
 
 def _request(claim: JSON) -> Decimal:
