@@ -65,8 +65,14 @@ class Partition:
         """Adopt the partition state from metadata; True when the role or epoch changed (a transition)."""
         now_s = time.monotonic() if now_s is None else now_s
         leader, epoch = state["leader"], state["leader_epoch"]
+        previous_isr = self.isr
         self.replicas, self.isr, self.version = list(state["replicas"]), list(state["isr"]), state["version"]
         self.isr_change_pending = False
+        for broker in previous_isr:
+            if broker not in self.isr and broker in self.followers:
+                # Out of the ISR (lagging, or it lost its copy and left): only a fetch made from now on may bring
+                # it back, never what it had before — it may have restarted with less.
+                self.followers[broker] = FollowerProgress()
         if leader == self.leader_id and epoch == self.leader_epoch:
             return False
         self.leader_id, self.leader_epoch = leader, epoch

@@ -241,7 +241,8 @@ def test_corrupt_replica_is_quarantined_and_repaired_from_the_leader(cluster: Lo
     cluster.restart(victim)
     assert list(log_dir.parent.glob("bitrot-0.corrupt-*")), "the damaged copy is kept aside, not deleted"
     survivor = leader if leader is not None else 0
-    wait_until(lambda: in_sync(cluster, "bitrot", 1, via=survivor), 60, "the repaired replica back in sync")
+    # Asked of the victim: it left the ISR before it became ready, so its view cannot show the ISR from before.
+    wait_until(lambda: in_sync(cluster, "bitrot", 1, via=victim), 60, "the repaired replica back in sync")
     # The repaired replica has every record again: make it the leader and read through it.
     cluster.brokers[survivor].stop()
     wait_until(lambda: cluster.leader_of("bitrot", 0, victim) not in (None, survivor), 30, "a new leader")

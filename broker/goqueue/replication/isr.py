@@ -3,8 +3,11 @@
 Pure functions over `FollowerProgress` records, so the rules are tested without a network:
 * the high watermark is the smallest log end offset among in-sync replicas (the leader's own included): a record
   below it is on every in-sync replica, which is what `acks=all` promises;
-* a follower leaves the ISR when it has not caught up to the leader's log end within `lag_max_s`;
-* it rejoins once its log end offset reaches the high watermark.
+* a follower leaves the ISR when it has not caught up to the leader's log end within `lag_max_s`, and at once when
+  it fetches from below the high watermark: it lost records every in-sync replica must hold (a replaced or damaged
+  volume), so it must never be elected until it has them again;
+* it rejoins once a fetch *since it left* reaches the high watermark (progress from before it left, e.g. from
+  before a restart that lost its data, never counts: the leader resets it when the follower leaves the ISR).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ class FollowerProgress:
     log_end_offset: int = 0
     last_fetch_s: float = 0.0
     last_caught_up_s: float = 0.0
+    fetched: bool = False  # a real fetch recorded, not the placeholder a new leader starts its followers with
 
 
 def record_fetch(progress: FollowerProgress, fetch_offset: int, leader_log_end: int, now_s: float) -> None:
     """A follower fetching from `fetch_offset` has everything below it."""
     progress.log_end_offset = fetch_offset
     progress.last_fetch_s = now_s
+    progress.fetched = True
     if fetch_offset >= leader_log_end:
         progress.last_caught_up_s = now_s
 
@@ -44,7 +49,8 @@ def next_isr(leader_id: int, isr: Sequence[int], replicas: Sequence[int], progre
             continue
         state = progress.get(broker)
         if broker in isr:
-            if state is not None and now_s - state.last_caught_up_s <= lag_max_s:
+            lost_records = state is not None and state.fetched and state.log_end_offset < hwm
+            if state is not None and now_s - state.last_caught_up_s <= lag_max_s and not lost_records:
                 proposed.append(broker)
         elif state is not None and state.log_end_offset >= hwm and now_s - state.last_fetch_s <= lag_max_s:
             proposed.append(broker)
