@@ -205,7 +205,9 @@ class Cluster:
 
     async def _hand_over_leadership(self) -> None:
         alive = self.alive_brokers()
-        for command in controlled_shutdown_plan(self.state, self.broker_id, alive):
+        ends = {key: {b: p.log_end_offset for b, p in partition.followers.items() if p.fetched}
+                for key, partition in self.broker.partitions.items() if partition.is_leader}
+        for command in controlled_shutdown_plan(self.state, self.broker_id, alive, ends):
             await self._propose_quietly(command)
 
     # -- the operator's admin questions (any broker answers for the whole cluster) ---------------------------------

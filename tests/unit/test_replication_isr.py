@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from goqueue.partition import Partition, Role
+from goqueue.replication.controller import controlled_shutdown_plan
 from goqueue.replication.isr import FollowerProgress, next_isr, record_fetch
 from goqueue.storage.log import LogConfig, PartitionLog
 
@@ -66,3 +67,14 @@ def test_a_new_leaders_followers_stay_in_sync_until_they_fetch_or_lag(leader: Pa
     partition = leader  # placeholder progress at offset 0: no fetch seen yet, not a lost copy
     assert next_isr(0, partition.isr, partition.replicas, partition.followers, 20, 105.0, LAG_MAX_S) is None
     assert next_isr(0, partition.isr, partition.replicas, partition.followers, 20, 111.0, LAG_MAX_S) == [0]
+
+
+def test_controlled_shutdown_hands_leadership_to_the_furthest_in_sync_follower() -> None:
+    state: dict[str, Any] = {"topics": {"t": {"partition_state": {
+        0: {"leader": 0, "leader_epoch": 3, "replicas": [0, 1, 2], "isr": [0, 1, 2], "version": 7}}}}}
+
+    [command] = controlled_shutdown_plan(state, 0, {0, 1, 2}, {("t", 0): {1: 12, 2: 20}})
+    assert (command["leader"], command["isr"], command["expected_epoch"]) == (2, [1, 2], 3)
+    [unknown] = controlled_shutdown_plan(state, 0, {0, 1, 2})  # nothing seen: the ISR's order decides
+    assert unknown["leader"] == 1
+    assert controlled_shutdown_plan(state, 0, {0}) == [], "no live in-sync follower: nowhere to go"

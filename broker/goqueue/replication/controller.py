@@ -54,18 +54,25 @@ def _plan_partition(topic: str, index: int, partition: Mapping[str, Any], alive:
     return None
 
 
-def controlled_shutdown_plan(state: State, broker_id: int, alive: set[int]) -> list[Command]:
-    """Move leadership off a broker that is about to stop: to another live in-sync replica, ISR without it."""
+def controlled_shutdown_plan(state: State, broker_id: int, alive: set[int],
+                             follower_ends: Mapping[tuple[str, int], Mapping[int, int]] | None = None
+                             ) -> list[Command]:
+    """Move leadership off a broker that is about to stop: to another live in-sync replica, ISR without it.
+
+    `follower_ends` is what the stopping leader saw its followers fetch (their log ends): the furthest follower
+    gets leadership, so the new leader's high watermark and consumers lose no time catching up."""
     commands: list[Command] = []
     for name, topic in state["topics"].items():
         for index, partition in topic["partition_state"].items():
             if partition["leader"] != broker_id:
                 continue
+            ends = (follower_ends or {}).get((name, int(index)), {})
             others = [b for b in partition["isr"] if b != broker_id and b in alive]
             if not others:
                 continue  # nowhere to go: the partition stays here until the broker stops, then goes offline
             commands.append({"op": "elect_leader", "topic": name, "partition": int(index),
-                             "expected_epoch": partition["leader_epoch"], "leader": others[0], "isr": others})
+                             "expected_epoch": partition["leader_epoch"],
+                             "leader": min(others, key=lambda b: -ends.get(b, -1)), "isr": others})
     return commands
 
 
