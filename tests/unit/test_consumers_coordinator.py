@@ -18,6 +18,7 @@ from prometheus_client import generate_latest
 
 from goqueue.broker import Broker, RecordIn
 from goqueue.config import Settings
+from goqueue.consumers import reader
 from goqueue.consumers.backup import backup_metadata, restore_metadata
 from goqueue.consumers.coordinator import GroupCoordinator
 from goqueue.consumers.router import GroupRouter
@@ -475,4 +476,58 @@ def test_a_deposed_coordinator_cannot_write(tmp_path: Path, clock: Clock) -> Non
             epoch = kit.c.loading.owned[index].leader_epoch
             with pytest.raises(NotCoordinator):  # a write fenced by an epoch this broker no longer leads at
                 await kit.c.store.write(index, epoch + 1, [("group:g", {"x": 1})])
+    run(scenario)
+
+
+def test_a_lease_not_yet_written_is_never_skipped_by_a_failover(tmp_path: Path, clock: Clock,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two consumes of one group interleave: A leases partition 0's records in memory and, before persisting,
+    reads partition 1; meanwhile B leases partition 0's newer records and persists its cursor. Then the coordinator
+    moves before A persists (A answers NOT_COORDINATOR, its consumer never sees the records). The new coordinator
+    must still know A's records: as leases (redelivered after their timeout), or below `next` — never skipped."""
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit, partitions=2)
+            await kit.c.declare("g", GroupSpec(mode=GroupMode.SHARED, topics=["t"]))
+            await kit.produce("t", ["a0", "a1"], partition=0)
+            await kit.produce("t", ["p1"], partition=1)
+            real_read_from = reader.read_from
+            reading_p1, release_a = asyncio.Event(), asyncio.Event()
+
+            async def read_from(broker: Broker, topic: str, partition: int, *args: Any) -> Any:
+                if partition == 1 and not reading_p1.is_set():
+                    reading_p1.set()
+                    await release_a.wait()  # consume A holds partition 0's new leases in memory only
+                return await real_read_from(broker, topic, partition, *args)
+
+            monkeypatch.setattr(reader, "read_from", read_from)
+            kit.c.delivery._rotation["g"] = 0  # A reads partition 0 first, then 1
+            a = asyncio.create_task(kit.consume("g", "A", max_records=10))
+            await reading_p1.wait()
+            await kit.produce("t", ["a2", "a3"], partition=0)
+            b = await kit.consume("g", "B", max_records=10)  # persists partition 0's cursor past A's leases
+            assert {r.value for r in b.records} >= {"a2", "a3"}
+
+            state = kit.broker.partitions[(STATE_TOPIC, 0)]
+            epoch = state.leader_epoch
+
+            def become(leader: int, new_epoch: int) -> None:
+                state.apply_metadata({"leader": leader, "leader_epoch": new_epoch, "replicas": [leader],
+                                      "isr": [leader], "version": new_epoch})
+                state.advance_high_watermark()
+                kit.c.loading.on_role_change(state)
+
+            become(7, epoch + 1)  # the coordinator moves before A persisted
+            release_a.set()
+            with pytest.raises(NotCoordinator):
+                await a
+            become(kit.broker.broker_id, epoch + 2)  # a new coordinator replays the state topic
+            assert await kit.c.loading.wait_loaded(10)
+            clock.advance(31)  # every lease handed out before the failover expires
+            await kit.c.tick()
+            delivered = set()
+            for _ in range(5):
+                got = await kit.consume("g", "C", max_records=10, start_from=None)
+                delivered |= {r.value for r in got.records}
+            assert {"a0", "a1"} <= delivered, f"records leased before the failover were skipped: {delivered}"
     run(scenario)

@@ -145,3 +145,19 @@ def test_malformed_lease_ids_are_invalid_requests(text: str) -> None:
 def test_lease_id_round_trip() -> None:
     lease_id = LeaseId("orders.v2", 3, 12345, 2, 1)
     assert LeaseId.parse(str(lease_id)) == lease_id
+
+
+def test_a_cursor_record_carries_the_leases_no_write_carried_yet() -> None:
+    cursor = Cursor.starting_at(0)
+    deliver(cursor, range(0, 2))   # request A: not written yet
+    assert cursor.unwritten() == [0, 1]
+    first = cursor.mark_written()  # request B writes the cursor: A's leases go with it
+    deliver(cursor, range(2, 4))
+    assert cursor.unwritten() == [2, 3]
+    cursor.unmark_written(first)   # B's write failed: the next cursor record carries everything again
+    assert cursor.unwritten() == [0, 1, 2, 3]
+    cursor.mark_written()
+    cursor.reset(10)
+    assert cursor.unwritten() == []
+    restored = Cursor(committed=5, next=8)
+    assert restored.unwritten() == [] and restored.written == 8

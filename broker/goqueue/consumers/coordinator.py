@@ -299,6 +299,10 @@ class GroupCoordinator:
         A group deleted meanwhile writes nothing (its tombstones are written: nothing of it may come back). A group
         whose state partition moved away (dropped, or reloaded at a new epoch) fails with NOT_COORDINATOR: the
         change is not durable, so the caller must not answer as if it were.
+
+        A cursor record carries the leases it passes that no write has carried yet (`Cursor.unwritten`): those of
+        a concurrent consume still reading another partition, or of one that failed before persisting. Without
+        them a replay after a failover would take those offsets as acked and never deliver them.
         """
         if not self.owns(group):
             if group.dead:
@@ -307,16 +311,27 @@ class GroupCoordinator:
                                  group=group.name)
         epoch = self.check_owner(group.name)
         records: list[state_store.StateRecord] = [state_store.group_record(group)] if changes.group else []
+        slots = set(changes.slots)
+        marks: list[tuple[Cursor, int]] = []
         for tp in sorted(changes.cursors):
             cursor = group.cursors.get(tp)
-            records.append(state_store.cursor_record(group.name, tp, cursor) if cursor is not None
-                           else (state_store.offset_key(group.name, tp), None))
-        for tp, offset in sorted(changes.slots):
+            if cursor is None:
+                records.append((state_store.offset_key(group.name, tp), None))
+                continue
+            records.append(state_store.cursor_record(group.name, tp, cursor))
+            slots.update((tp, offset) for offset in cursor.unwritten())
+            marks.append((cursor, cursor.mark_written()))
+        for tp, offset in sorted(slots):
             cursor = group.cursors.get(tp)
             slot = cursor.slots.get(offset) if cursor is not None else None
             records.append(state_store.slot_record(group.name, tp, slot) if slot is not None
                            else state_store.slot_tombstone(group.name, tp, offset))
-        await self.store.write(self.store.partition_for(group.name), epoch, records)
+        try:
+            await self.store.write(self.store.partition_for(group.name), epoch, records)
+        except BaseException:
+            for cursor, previous in marks:
+                cursor.unmark_written(previous)
+            raise
         self.metrics.state_records.inc(len(records))
 
     def _new_group(self, name: str, mode: GroupMode, config: GroupConfig | None = None) -> Group:

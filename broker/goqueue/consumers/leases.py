@@ -17,7 +17,10 @@ Every offset in [committed, next) is either done (acked or dead-lettered; no slo
                      WAITING ──deliveries ≥ maxDeliveries──▶ dead-lettered (done)
 
 `committed` is the smallest offset with a slot, or `next` when there is none: a restart resumes there, and
-everything below it is done. Lease ids carry the delivery number and the cursor's reset epoch, so a nack from a
+everything below it is done. A replay likewise takes every offset in [committed, next) without a lease record as
+done, so a cursor record is never written before the leases it passes: `unwritten` names the leases made since the
+last cursor record was handed to the state topic (another request's, not persisted yet), and the coordinator writes
+them with it. Lease ids carry the delivery number and the cursor's reset epoch, so a nack from a
 consumer whose lease already expired and was handed to another consumer changes nothing (it is *stale*); an ack
 is honoured however late, since the message was processed.
 
@@ -91,6 +94,12 @@ class Cursor:
     epoch: int = 0
     slots: dict[int, Slot] = field(default_factory=dict)
     _heap: list[int] = field(default_factory=list, repr=False)
+    # `next` of the newest cursor record handed to the state topic
+    written: int = field(default=-1, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.written < 0:
+            self.written = self.next  # built from a record (replay), or a new cursor written with its creation
 
     @classmethod
     def starting_at(cls, offset: int, epoch: int = 0) -> Cursor:
@@ -122,6 +131,21 @@ class Cursor:
         """WAITING offsets delivered `max_deliveries` times: they go to the dead-letter topic."""
         return sorted(o for o, s in self.slots.items() if s.state is SlotState.WAITING
                       and s.deliveries >= max_deliveries and not s.dead_lettering)
+
+    def unwritten(self) -> list[int]:
+        """Leases made since the newest cursor record was handed to the state topic: a cursor record must carry
+        them, else a replay that finds no lease record below its `next` skips them."""
+        return sorted(o for o in self.slots if o >= self.written)
+
+    def mark_written(self) -> int:
+        """A cursor record with the current `next` goes to the state topic now; returns the mark to restore if that
+        write fails."""
+        previous, self.written = self.written, self.next
+        return previous
+
+    def unmark_written(self, previous: int) -> None:
+        """The write did not happen (or may not have): the next cursor record carries those leases again."""
+        self.written = min(self.written, previous)
 
     def lease_id(self, topic: str, partition: int, slot: Slot) -> LeaseId:
         return LeaseId(topic, partition, slot.offset, slot.deliveries, self.epoch)
@@ -196,14 +220,14 @@ class Cursor:
     def commit(self, offset: int) -> None:
         """Ordered mode: the member processed everything below `offset`."""
         assert not self.slots, "ordered groups hold no leases"
-        self.committed = self.next = offset
+        self.committed = self.next = self.written = offset
 
     def reset(self, offset: int) -> list[Slot]:
         """Move to `offset`, dropping every lease (their ids become stale); returns the dropped slots."""
         dropped = list(self.slots.values())
         self.slots.clear()
         self._heap.clear()
-        self.committed = self.next = offset
+        self.committed = self.next = self.written = offset
         self.epoch += 1
         return dropped
 
