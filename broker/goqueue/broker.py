@@ -72,6 +72,7 @@ from goqueue.replication.isr import FollowerProgress, record_fetch
 from goqueue.replication.metadata import MetadataConflict, assign_replicas
 from goqueue.replication.peers import ReplicaFetchRequest, ReplicaFetchResponse
 from goqueue.storage import batch as batches
+from goqueue.storage import identity
 from goqueue.storage.compaction import compact_log
 from goqueue.storage.log import AppendResult, CorruptSegment, LogConfig, PartitionLog
 from goqueue.storage.retention import apply_retention
@@ -148,6 +149,8 @@ class Broker:
             await asyncio.to_thread(shutil.rmtree, leftover)
         await self.cluster.start_raft()
         await self.cluster.wait_metadata_ready()
+        await self.cluster.adopt_storage(await asyncio.to_thread(identity.load_or_create,
+                                                                 self.settings.storage.data_dir))
         self._writer.start()
         await self.reconcile()
         await self.cluster.register()

@@ -55,6 +55,7 @@ class Cluster:
         self._fetchers: dict[int, asyncio.Task[None]] = {}
         self._alive_since: dict[int, float] = {}
         self._stopping = False
+        self.directory_id = ""  # this broker's data volume (`adopt_storage`)
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -79,11 +80,28 @@ class Cluster:
             await asyncio.sleep(READY_POLL_S)
         await self.propose_retrying({"op": "barrier", "broker": self.broker_id}, attempts=240)
 
+    async def adopt_storage(self, directory_id: str) -> None:
+        """Before any replica opens: a data volume other than the one the metadata knows for this broker (a new
+        PVC, a wiped disk) holds none of its old copies, so the broker leaves every ISR first — none of them can
+        then be elected with fewer records than were acknowledged."""
+        self.directory_id = directory_id
+        registered = self.state["brokers"].get(self.broker_id, {}).get("directory_id")
+        if registered is None or registered == directory_id:
+            return  # a first start, or metadata from before volumes had an identity
+        stranded = await self.propose_retrying({"op": "replace_storage", "broker": self.broker_id,
+                                                "directory_id": directory_id})
+        log.warning("broker.storage_replaced", extra={"previous": registered, "now": directory_id})
+        if stranded:
+            log.error("broker.storage_replaced_sole_replica", extra={
+                "partitions": stranded, "detail": "this broker was their only in-sync replica; their records are "
+                                                  "gone with the old volume"})
+
     async def register(self) -> None:
         """Record this broker's addresses in the metadata (again when they changed, e.g. a new pod IP)."""
         entry = {"op": "register_broker", "id": self.broker_id, "host": self.settings.advertised_host(),
                  "http_port": self.settings.broker.port, "grpc_port": self.settings.broker.grpc_port,
-                 "raft_address": self.self_address, "zone": self.settings.broker.zone}
+                 "raft_address": self.self_address, "zone": self.settings.broker.zone,
+                 "directory_id": self.directory_id}
         current = self.state["brokers"].get(self.broker_id)
         if current != {k: v for k, v in entry.items() if k not in ("op", "id")}:
             await self.propose_retrying(entry)

@@ -4,6 +4,7 @@ history of acknowledged writes."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -219,6 +220,31 @@ def test_operator_admin_api(cluster: LocalCluster) -> None:
                    "new replicas in sync")
         values = sorted(v for records in consume_all(http, "movable", 3).values() for _, v in records)
         assert values == sorted(f"m{i}" for i in range(30))
+
+
+def test_a_broker_back_on_an_empty_volume_leaves_every_isr_and_loses_nothing(cluster: LocalCluster) -> None:
+    """A replaced PVC: same broker id, no data, no Raft journal. The broker must not count as in sync (it would be
+    electable within the lag window) until it has fetched everything again."""
+    with cluster.client() as http:
+        assert http.post("/v1/topics", json={"name": "wiped", "partitions": 1, "replicationFactor": 3}
+                         ).status_code == 201
+        for i in range(20):
+            assert http.post("/v1/topics/wiped/records", json={"records": [{"value": f"w{i}"}]}).status_code == 200
+    leader = cluster.leader_of("wiped", 0)
+    victim = next(i for i in range(3) if i != leader)
+    wait_until(lambda: in_sync(cluster, "wiped", 1), 30, "full ISR")
+    broker = cluster.brokers[victim]
+    broker.stop()
+    shutil.rmtree(broker.data_dir)
+    shutil.rmtree(broker.wal_dir)
+    cluster.restart(victim)
+    assert '"event": "broker.storage_replaced"' in broker.log_text(), "the new volume is noticed before serving"
+    wait_until(lambda: in_sync(cluster, "wiped", 1, via=victim), 60, "the wiped replica back in sync")
+    survivor = leader if leader is not None else 0
+    cluster.brokers[survivor].stop()
+    wait_until(lambda: cluster.leader_of("wiped", 0, victim) not in (None, survivor), 30, "a new leader")
+    with cluster.client(victim) as http:
+        assert [v for _, v in consume_all(http, "wiped", 1)[0]] == [f"w{i}" for i in range(20)]
 
 
 def test_corrupt_replica_is_quarantined_and_repaired_from_the_leader(cluster: LocalCluster) -> None:

@@ -104,3 +104,21 @@ def test_grow_partitions_appends() -> None:
     assert state["topics"]["t"]["partitions"] == 3
     with pytest.raises(MetadataConflict):
         apply_command(state, {"op": "grow_partitions", "name": "t", "assignment": {5: [0]}})
+
+
+def test_a_broker_back_on_another_volume_leaves_every_isr() -> None:
+    state = empty_state()
+    for broker in range(3):
+        apply_command(state, {"op": "register_broker", "id": broker, "host": "h", "http_port": 1, "grpc_port": 2,
+                              "raft_address": "r", "zone": None, "directory_id": f"vol-{broker}"})
+    apply_command(state, topic_command("t", {0: [0, 1, 2], 1: [1, 2, 0]}))
+    apply_command(state, topic_command("solo", {0: [1]}))
+
+    stranded = apply_command(state, {"op": "replace_storage", "broker": 1, "directory_id": "vol-1b"})
+
+    led, followed = state["topics"]["t"]["partition_state"][1], state["topics"]["t"]["partition_state"][0]
+    assert (led["leader"], led["leader_epoch"], led["isr"]) == (2, 1, [2, 0]), "leadership moved off the empty copy"
+    assert (followed["leader"], followed["leader_epoch"], followed["isr"]) == (0, 0, [0, 2])
+    assert stranded == ["solo/0"], "a sole replica cannot leave: it is reported instead"
+    assert state["topics"]["solo"]["partition_state"][0]["isr"] == [1]
+    assert state["brokers"][1]["directory_id"] == "vol-1b"

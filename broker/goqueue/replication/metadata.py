@@ -73,7 +73,34 @@ def apply_command(state: State, command: Command) -> Any:
 
 
 def _register_broker(state: State, cmd: Command) -> None:
-    state["brokers"][cmd["id"]] = {k: cmd[k] for k in ("host", "http_port", "grpc_port", "raft_address", "zone")}
+    entry = {k: cmd[k] for k in ("host", "http_port", "grpc_port", "raft_address", "zone")}
+    if cmd.get("directory_id"):  # absent in commands journaled before volumes had an identity
+        entry["directory_id"] = cmd["directory_id"]
+    state["brokers"][cmd["id"]] = entry
+
+
+def _replace_storage(state: State, cmd: Command) -> list[str]:
+    """A broker is back on another data volume (`storage/identity.py`): every copy it held is gone, so it leaves
+    every ISR at once — leadership moves to another in-sync replica — and must fetch its way back in. Where it was
+    the only in-sync replica nothing better exists; those partitions are returned for the broker to report."""
+    broker = cmd["broker"]
+    stranded: list[str] = []
+    for name, topic in state["topics"].items():
+        for index, partition in topic["partition_state"].items():
+            if broker not in partition["isr"]:
+                continue
+            others = [b for b in partition["isr"] if b != broker]
+            if not others:
+                stranded.append(f"{name}/{index}")
+                continue
+            if partition["leader"] == broker:
+                partition["leader"] = others[0]
+                partition["leader_epoch"] += 1
+            partition["isr"] = others
+            partition["version"] += 1
+    if broker in state["brokers"]:
+        state["brokers"][broker]["directory_id"] = cmd["directory_id"]
+    return stranded
 
 
 def _create_topic(state: State, cmd: Command) -> dict[str, Any]:
@@ -206,6 +233,7 @@ _HANDLERS = {
     "change_isr": _change_isr,
     "reassign": _reassign,
     "leave_isr": _leave_isr,
+    "replace_storage": _replace_storage,
     "set_group": _set_group,
     "set_paused_all": _set_paused_all,
     "restore": _restore,
