@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from goqueue_harness.binaries import BinDir
+from goqueue_harness.binaries import BinDir, Versions
 from goqueue_harness.kubeapi import JSON
 from goqueue_harness.kubelet.logs import container_log
 
@@ -149,7 +149,7 @@ GoQueueTopic {", ".join(demo.topics) or "-"}, GoQueueConsumerGroup {", ".join(de
 goqueue-operator: Helm release {RELEASE} in namespace {OPERATOR_NAMESPACE}, serving namespace {demo.namespace}.
 
   export KUBECONFIG={kubeconfig}
-  alias kubectl={bins.kubectl}   # 1.36.3, the server's version
+  alias kubectl={bins.kubectl}   # {Versions.load().kubernetes}, the server's version
   kubectl get goqueue -n {demo.namespace}
   goqueue-cli --server {server} produce --topic {topic} --value hello
   goqueue-cli --server {server} consume --topic {topic} --group {group} --from-beginning --max 1 --ack

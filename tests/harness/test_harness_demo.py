@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from goqueue_harness.binaries import BinDir
+from goqueue_harness.binaries import BinDir, Versions
 from goqueue_harness.demo import SAMPLE, DemoCluster, next_steps, sample_manifests
 
 pytestmark = pytest.mark.unit
@@ -31,7 +31,8 @@ def test_next_steps_name_the_kubeconfig_the_pinned_kubectl_and_a_broker() -> Non
     text = next_steps(demo, bins, Path("/state/kubeconfig"), Path("/state"))
     lines = [line.strip() for line in text.splitlines()]
     assert "export KUBECONFIG=/state/kubeconfig" in lines
-    assert any(line.startswith("alias kubectl=/cache/k8s-bin/v1.36.3/kubectl") for line in lines)
+    assert f"alias kubectl=/cache/k8s-bin/v1.36.3/kubectl   # {Versions.load().kubernetes}, the server's version" \
+        in lines
     assert "kubectl get goqueue -n goqueue" in lines
     assert ("goqueue-cli --server http://127.9.0.2:8080 consume --topic my-topic --group my-group --from-beginning "
             "--max 1 --ack") in lines
