@@ -32,6 +32,7 @@ from goqueue.errors import (
     LeaseNotFound,
     NotCoordinator,
     NotReady,
+    OffsetOutOfRange,
     UnknownMember,
 )
 from goqueue.metrics import BrokerMetrics, ConsumerMetrics
@@ -530,4 +531,57 @@ def test_a_lease_not_yet_written_is_never_skipped_by_a_failover(tmp_path: Path, 
                 got = await kit.consume("g", "C", max_records=10, start_from=None)
                 delivered |= {r.value for r in got.records}
             assert {"a0", "a1"} <= delivered, f"records leased before the failover were skipped: {delivered}"
+    run(scenario)
+
+
+def test_a_redelivery_never_drops_a_record_a_lagging_leader_does_not_return_yet(tmp_path: Path,
+                                                                                clock: Clock) -> None:
+    """A freshly elected partition leader's high watermark lags until its followers fetch from it: records the
+    group delivered before may sit above it for a moment. Their redelivery waits; only records retention removed
+    (below the leader's log start) are settled as gone."""
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit)
+            for value in ("a", "b", "c"):
+                await kit.produce("t", [value])  # one batch each
+            got = await kit.consume("g", max_records=3)
+            await kit.c.delivery.release("g", AckRequest(lease_ids=[r.lease_id or "" for r in got.records]))
+            plog = kit.broker.partitions[("t", 0)].log
+            plog.high_watermark = 1  # a new leader that has not heard from its followers yet
+            lagging = await kit.consume("g", "c2", max_records=3)
+            assert [r.value for r in lagging.records] == ["a"]
+            plog.high_watermark = 3  # the followers fetched
+            caught_up = await kit.consume("g", "c2", max_records=3)
+            assert [(r.value, r.delivery_count) for r in caught_up.records] == [("b", 1), ("c", 1)]
+    run(scenario)
+
+
+def test_records_retention_removed_are_passed_and_logged(tmp_path: Path, clock: Clock,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Skipping is only for records the leader's log no longer holds (Kafka's auto.offset.reset): a waiting
+    message is settled as gone, a cursor below the log start moves to it, and both say so in the log."""
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit)
+            for value in ("a", "b", "c"):
+                await kit.produce("t", [value])
+            got = await kit.consume("g", max_records=3)
+            await kit.c.delivery.release("g", AckRequest(lease_ids=[r.lease_id or "" for r in got.records]))
+            real_fetch = kit.broker.fetch
+
+            async def fetch(topic: str, index: int, offset: int, max_bytes: int, wait_s: float = 0.0) -> Any:
+                if offset < 2:  # retention deleted the segments holding offsets 0 and 1
+                    raise OffsetOutOfRange("gone", log_start_offset=2, log_end_offset=3)
+                return await real_fetch(topic, index, offset, max_bytes, wait_s)
+
+            monkeypatch.setattr(kit.broker, "fetch", fetch)
+            again = await kit.consume("g", "c2", max_records=3)
+            assert [r.value for r in again.records] == ["c"]
+            assert kit.c.groups["g"].cursors[("t", 0)].pending == 1  # a and b settled, c leased
+            fresh = await kit.consume("h", max_records=3)
+            assert [r.value for r in fresh.records] == ["c"]
+            messages = [r.getMessage() for r in caplog.records]
+            assert messages.count("lease.record_gone") == 2
+            assert "lease.records_removed_unread" in messages
     run(scenario)

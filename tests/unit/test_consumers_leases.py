@@ -149,7 +149,7 @@ def test_lease_id_round_trip() -> None:
 
 def test_a_cursor_record_carries_the_leases_no_write_carried_yet() -> None:
     cursor = Cursor.starting_at(0)
-    deliver(cursor, range(0, 2))   # request A: not written yet
+    deliver(cursor, range(2))      # request A: not written yet
     assert cursor.unwritten() == [0, 1]
     first = cursor.mark_written()  # request B writes the cursor: A's leases go with it
     deliver(cursor, range(2, 4))
@@ -160,4 +160,5 @@ def test_a_cursor_record_carries_the_leases_no_write_carried_yet() -> None:
     cursor.reset(10)
     assert cursor.unwritten() == []
     restored = Cursor(committed=5, next=8)
-    assert restored.unwritten() == [] and restored.written == 8
+    assert restored.unwritten() == []
+    assert restored.written == 8

@@ -189,12 +189,14 @@ class Delivery:
         due = cursor.due(lease.now_ms, c.effective(group).max_deliveries, budget)
         if not due:
             return []
-        found = await reader.read_at(c.broker, tp[0], tp[1], due, lease.max_bytes)
+        read = await reader.read_at(c.broker, tp[0], tp[1], due, lease.max_bytes)
         out: list[Delivered] = []
         for offset in due:
-            record = found.get(offset)
-            if record is None:  # retention deleted it while it waited: nothing is left to deliver
-                slot = cursor.slots.get(offset)
+            record = read.found.get(offset)
+            if record is None:
+                if offset not in read.gone:
+                    continue  # not readable now (a new leader's lagging high watermark): it stays due
+                slot = cursor.slots.get(offset)  # retention deleted it while it waited: nothing is left to deliver
                 if slot is not None and not slot.dead_lettering:
                     log.warning("lease.record_gone", extra={"group": group.name, "topic": tp[0],
                                                             "partition": tp[1], "offset": offset})
@@ -222,6 +224,10 @@ class Delivery:
             return [], False
         # From the cursor's `next`; retention may have passed it (reading then starts at the log start).
         result = await reader.read_from(c.broker, tp[0], tp[1], cursor.next, want, lease.max_bytes)
+        if result.removed:
+            log.warning("lease.records_removed_unread", extra={"group": group.name, "topic": tp[0],
+                                                               "partition": tp[1], "from": cursor.next,
+                                                               "count": result.removed})
         out: list[Delivered] = []
         full = False
         for record in result.records:
@@ -432,12 +438,12 @@ class Delivery:
         for slot in slots:
             slot.dead_lettering = True
         try:
-            found = await reader.read_at(c.broker, tp[0], tp[1], [s.offset for s in slots],
-                                         c.broker.settings.limits.max_fetch_bytes)
+            read = await reader.read_at(c.broker, tp[0], tp[1], [s.offset for s in slots],
+                                        c.broker.settings.limits.max_fetch_bytes)
             now_ms = int(c.clock() * 1000)
-            copies = [dead_letter_record(found[s.offset], group=group.name, topic=tp[0], partition=tp[1],
+            copies = [dead_letter_record(read.found[s.offset], group=group.name, topic=tp[0], partition=tp[1],
                                          deliveries=s.deliveries, reason=s.reason, now_ms=now_ms)
-                      for s in slots if s.offset in found]
+                      for s in slots if s.offset in read.found]
             if copies:
                 await ensure_dead_letter_topic(c.broker, target, tp[0])
                 await c.broker.produce(target, copies)
@@ -449,6 +455,8 @@ class Delivery:
         changes = Changes()
         moved = 0
         for slot in slots:
+            if slot.offset not in read.found and slot.offset not in read.gone:
+                continue  # not readable now: copied at a later tick, never settled uncopied
             if cursor.slots.get(slot.offset) is slot:  # not acked meanwhile
                 cursor.settle(slot.offset)
                 changes.slots.add((tp, slot.offset))

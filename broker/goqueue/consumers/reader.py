@@ -8,6 +8,11 @@ The coordinator of a group is not necessarily the leader (or a replica) of the p
 reads go to the leader and take the high watermark and log start offset from its answer: one round trip per
 partition read, and never a follower's trailing view (a commit validated against it would be refused wrongly).
 An offset that retention already removed is answered OFFSET_OUT_OF_RANGE with the log start; reading moves there.
+
+An offset read at that the answer does not reach is not thereby gone: a freshly elected leader's high watermark lags
+until its followers fetch from it, so a record the group was delivered a moment ago may not be returned yet.
+`read_at` therefore says apart what the leader's log no longer holds (below its log start, or a compaction gap
+inside what it returned) from what it could not return now; only the former may be settled without delivery.
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ from goqueue.storage.batch import Record
 class ReadResult:
     records: list[Record]
     next_offset: int  # the offset after the last record taken (or past a gap); unchanged when nothing was read
+    removed: int = 0  # offsets passed because retention had removed them (reading moved to the log start)
+
+
+@dataclass(frozen=True)
+class ReadAtResult:
+    found: dict[int, Record]
+    gone: set[int]  # not in the leader's log any more (retention, compaction); the others wanted: not readable now
 
 
 async def partition_bounds(broker: Broker, topic: str, partition: int,
@@ -53,11 +65,14 @@ async def read_from(broker: Broker, topic: str, partition: int, offset: int, max
     """Up to `max_records` records at or after `offset`, below the high watermark."""
     taken: list[Record] = []
     next_offset = offset
+    removed = 0
     while len(taken) < max_records:
+        asked = next_offset
         try:
             result, next_offset = await _fetch(broker, topic, partition, next_offset, max_bytes)
         except OffsetOutOfRange:
             break  # retention or a truncation moved the log meanwhile; the caller retries later
+        removed += next_offset - asked
         hwm = result.high_watermark
         progressed = False
         for pos, header in batches.iter_headers(result.data):
@@ -78,23 +93,26 @@ async def read_from(broker: Broker, topic: str, partition: int, offset: int, max
                 progressed = True
         if not progressed or next_offset >= hwm:
             break
-    return ReadResult(taken, next_offset)
+    return ReadResult(taken, next_offset, removed)
 
 
 async def read_at(
     broker: Broker, topic: str, partition: int, wanted: Iterable[int], max_bytes: int,
-) -> dict[int, Record]:
-    """The records at `wanted` offsets that still exist (retention may have removed some)."""
+) -> ReadAtResult:
+    """The records at `wanted` offsets, and those the leader's log no longer holds; any other offset could not be
+    read now (above a lagging high watermark, past the log end) and is neither."""
     remaining = sorted(set(wanted))
     found: dict[int, Record] = {}
+    gone: set[int] = set()
     while remaining:
         try:
             result, start = await _fetch(broker, topic, partition, remaining[0], max_bytes)
         except OffsetOutOfRange:
-            break
-        remaining = [o for o in remaining if o >= start]  # below the log start: removed by retention
+            break  # past the answering leader's log end: not readable now
+        gone.update(o for o in remaining if o < start)  # below the log start: removed by retention
+        remaining = [o for o in remaining if o >= start]
         if not result.data or not remaining:
-            break
+            break  # nothing below the high watermark there (yet)
         want = set(remaining)
         last = remaining[0]
         for pos, header in batches.iter_headers(result.data):
@@ -105,8 +123,10 @@ async def read_at(
                 if record.offset in want:
                     found[record.offset] = record
             last = max(last, header.next_offset)
+        # Below the end of the batches returned and not in them: compaction removed it.
+        gone.update(o for o in remaining if o < last and o not in found)
         left = [o for o in remaining if o >= last and o not in found]
         if left == remaining:
             break
         remaining = left
-    return found
+    return ReadAtResult(found, gone)
