@@ -102,3 +102,44 @@ def test_readiness_gates_hold_ready_back() -> None:
     obs = PodObservation("127.5.0.2", "127.0.0.1", "t0", True, [], [record], "Always")
     ready = next(c for c in pod_status(gated, obs, "t1")["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False"
+
+
+def test_a_renewed_service_account_token_replaces_only_the_token_files(tmp_path: Path) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from goqueue_harness.kubelet.pod import PodWorker
+
+    pod: dict[str, Any] = {**POD, "spec": {**POD["spec"], "volumes": [
+        {"name": "kube-api-access", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}},
+        {"name": "data", "emptyDir": {}}]}}
+    access, data = tmp_path / "access", tmp_path / "data"
+    for folder in (access, data):
+        folder.mkdir()
+    (access / "token").write_text("old")
+    (access / "ca.crt").write_text("ca")
+    issued = ["new-1", "new-2"]
+    worker = PodWorker(SimpleNamespace(token_ttl_s=0.05), pod)  # type: ignore[arg-type]
+    worker._folders = {"kube-api-access": access, "data": data}
+
+    async def renew_twice() -> None:
+        asked_a_third_time = asyncio.Event()
+
+        async def token() -> str:
+            if not issued:  # both renewals written: the loop asks again
+                asked_a_third_time.set()
+                await asyncio.Event().wait()
+            return issued.pop(0)
+
+        worker._token = token  # type: ignore[method-assign]
+        task = asyncio.create_task(worker._renew_tokens())
+        await asked_a_third_time.wait()
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(renew_twice(), 5))
+    assert (access / "token").read_text() == "new-2"
+    assert (access / "ca.crt").read_text() == "ca"
+    assert sorted(p.name for p in access.iterdir()) == ["ca.crt", "token"]
+    assert list(data.iterdir()) == []

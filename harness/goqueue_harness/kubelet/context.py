@@ -39,6 +39,7 @@ class NodeContext:
     host_ip: str = "127.0.0.1"
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 30.0
+    token_ttl_s: int = 86400  # projected service-account tokens, renewed at 80 % of this (the kubelet's rule)
     image_commands: Mapping[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_IMAGE_COMMANDS))
 
     def pod_dir(self, uid: str) -> Path:

@@ -35,10 +35,13 @@ from goqueue_harness.kubelet.volumes import (
     container_mounts,
     materialise,
     rewrite_text_files,
+    write_service_account_tokens,
 )
 
 log = logging.getLogger(__name__)
 DEFAULT_GRACE_S = 30.0
+TOKEN_RENEW_FRACTION = 0.8  # the kubelet renews a projected token once 80 % of its lifetime has passed
+TOKEN_RETRY_S = 10.0
 
 
 class PodWorker:
@@ -71,6 +74,7 @@ class PodWorker:
         """Run the pod until the API asks to delete it; then terminate and remove it."""
         status_task = asyncio.create_task(self._status_loop())
         lifecycle = asyncio.create_task(self._lifecycle())
+        tokens = asyncio.create_task(self._renew_tokens())
         try:
             await self._delete_requested.wait()
             grace = self.pod["metadata"].get("deletionGracePeriodSeconds")
@@ -87,6 +91,7 @@ class PodWorker:
         finally:
             lifecycle.cancel()
             status_task.cancel()
+            tokens.cancel()
 
     async def shutdown(self, grace_s: float, *, report: bool) -> None:
         """Stop the processes without deleting the pod (kubelet exit, or pod force-deleted)."""
@@ -202,12 +207,28 @@ class PodWorker:
             answer = await self.ctx.client.create(
                 resource_path("v1", "serviceaccounts", self.namespace, sa, "token"),
                 {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {
-                    "expirationSeconds": 86400,
+                    "expirationSeconds": self.ctx.token_ttl_s,
                     "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid}}})
         except ApiError as exc:
             raise VolumeNotReady(f"service account token: {exc}") from exc
         token: str = answer["status"]["token"]
         return token
+
+    async def _renew_tokens(self) -> None:
+        """Keep the projected token valid for as long as the pod lives (a `make up` demo outlives a day)."""
+        delay = self.ctx.token_ttl_s * TOKEN_RENEW_FRACTION
+        while True:
+            await asyncio.sleep(delay)
+            delay = self.ctx.token_ttl_s * TOKEN_RENEW_FRACTION
+            try:
+                token = await self._token()
+            except VolumeNotReady as exc:
+                log.warning("pod %s/%s: renewing its service-account token failed: %s", self.namespace, self.name, exc)
+                delay = TOKEN_RETRY_S
+                continue
+            if token is None:
+                return  # the pod has no projected token
+            write_service_account_tokens(self.pod, self._folders, token)
 
     async def _facts(self) -> PodFacts:
         cms, secrets = _referenced_objects(self.pod)

@@ -9,7 +9,7 @@ from in-cluster to kubeconfig loading (kopf's ``login_via_client``, ``kubernetes
 then authenticate as the pod's ServiceAccount, so RBAC applies as on a real cluster.
 
 The kubeconfig names the token and CA by paths relative to itself (kubeconfig semantics), so the mount-path
-rewriting of text files never touches it. The token is requested for 24 h and not refreshed (see pod.py).
+rewriting of text files never touches it. The token lives 24 h and is renewed at 80 % of that (pod.py).
 """
 
 from __future__ import annotations

@@ -164,6 +164,20 @@ def _materialise_projected(folder: Path, projections: Sequence[JSON], sources: V
             _write_items(folder, {path: sources.service_account_token.encode()}, None)
 
 
+def write_service_account_tokens(pod: JSON, folders: Mapping[str, Path], token: str) -> int:
+    """Put a renewed token into every projected volume that carries one; returns how many files were written."""
+    written = 0
+    for volume in pod["spec"].get("volumes") or []:
+        folder = folders.get(volume["name"])
+        if folder is None or "projected" not in volume:
+            continue
+        for source in volume["projected"].get("sources") or []:
+            if "serviceAccountToken" in source:
+                _write_items(folder, {source["serviceAccountToken"].get("path", "token"): token.encode()}, None)
+                written += 1
+    return written
+
+
 def container_mounts(container: JSON, folders: Mapping[str, Path]) -> list[Mount]:
     mounts = []
     for vm in container.get("volumeMounts") or []:
