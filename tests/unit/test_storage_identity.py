@@ -32,4 +32,5 @@ def test_an_unreadable_identity_is_set_aside_and_replaced(tmp_path: Path, conten
 
     [aside] = tmp_path.glob(f"{IDENTITY_FILE}.corrupt-*")
     assert aside.read_bytes() == content, "the damaged file is kept for inspection, not deleted"
-    assert fresh and load_or_create(tmp_path) == fresh
+    assert fresh
+    assert load_or_create(tmp_path) == fresh, "the replacement identity is kept"
