@@ -123,6 +123,10 @@ class ConsumerMetrics:
         self.inflight_limit_reached = Counter(
             "goqueue_inflight_limit_reached", "Consume requests refused because the group was at its "
             "inflightCapacity.", ["group"], registry=r)
+        self.records_skipped = Counter(
+            "goqueue_consumer_records_skipped", "Records a group passed unread because retention removed them from "
+            "the leader's log first (Kafka's auto.offset.reset case): data the group never saw.", ["group", "topic"],
+            registry=r)
         self.state_records = Counter(
             "goqueue_consumer_state_records", "Records written to the internal __consumer_state topic.", registry=r)
 

@@ -584,4 +584,7 @@ def test_records_retention_removed_are_passed_and_logged(tmp_path: Path, clock: 
             messages = [r.getMessage() for r in caplog.records]
             assert messages.count("lease.record_gone") == 2
             assert "lease.records_removed_unread" in messages
+            skipped = kit.c.metrics.records_skipped
+            assert [skipped.labels(g, "t")._value.get() for g in ("g", "h")] == [2, 2], \
+                "goqueue_consumer_records_skipped counts what each group never saw"
     run(scenario)

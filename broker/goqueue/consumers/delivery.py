@@ -200,6 +200,7 @@ class Delivery:
                 if slot is not None and not slot.dead_lettering:
                     log.warning("lease.record_gone", extra={"group": group.name, "topic": tp[0],
                                                             "partition": tp[1], "offset": offset})
+                    c.metrics.records_skipped.labels(group.name, tp[0]).inc()
                     cursor.settle(offset)
                     changes.slots.add((tp, offset))
                     changes.cursors.add(tp)
@@ -228,6 +229,7 @@ class Delivery:
             log.warning("lease.records_removed_unread", extra={"group": group.name, "topic": tp[0],
                                                                "partition": tp[1], "from": cursor.next,
                                                                "count": result.removed})
+            c.metrics.records_skipped.labels(group.name, tp[0]).inc(result.removed)
         out: list[Delivered] = []
         full = False
         for record in result.records:
