@@ -588,3 +588,31 @@ def test_records_retention_removed_are_passed_and_logged(tmp_path: Path, clock: 
             assert [skipped.labels(g, "t")._value.get() for g in ("g", "h")] == [2, 2], \
                 "goqueue_consumer_records_skipped counts what each group never saw"
     run(scenario)
+
+
+def test_a_long_poll_waiting_for_an_unreadable_due_message_does_not_spin(tmp_path: Path, clock: Clock) -> None:
+    """Messages due for redelivery that a lagging leader cannot return yet are re-checked at the remote-poll pace
+    while the long-poll lasts, not every millisecond."""
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit)
+            for value in ("a", "b", "c"):
+                await kit.produce("t", [value])
+            got = await kit.consume("g", max_records=3)
+            await kit.c.delivery.release("g", AckRequest(lease_ids=[r.lease_id or "" for r in got.records]))
+            kit.broker.partitions[("t", 0)].log.high_watermark = 1
+            assert [r.value for r in (await kit.consume("g", "c2", max_records=3)).records] == ["a"]
+            clock.advance(1)  # b and c have been due for a second, and still cannot be read
+            fetches = 0
+            real_fetch = kit.broker.fetch
+
+            async def counting_fetch(*args: Any, **kwargs: Any) -> Any:
+                nonlocal fetches
+                fetches += 1
+                return await real_fetch(*args, **kwargs)
+
+            kit.broker.fetch = counting_fetch  # type: ignore[method-assign]
+            waited = await kit.consume("g", "c2", max_records=3, wait_ms=600)
+            assert waited.records == []
+            assert fetches <= 12, f"{fetches} fetches in a 0.6 s long-poll: a busy loop"
+    run(scenario)

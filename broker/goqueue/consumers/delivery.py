@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 Delivered = tuple[TP, Record, Slot | None, Cursor]
 
 REMOTE_POLL_S = 0.25  # long-poll re-check for partitions this broker holds no replica of
+JUST_DUE_S = 0.02  # a message due for less than this is delivered at once; an older due one waits for readability
 # A partition that cannot be read this round (leader moving or unreachable): skipped; the others still deliver.
 UNREADABLE = (NotLeader, NotReady, PartitionOffline, Unavailable)
 
@@ -333,7 +334,10 @@ class Delivery:
         due = [t for tp, cursor in group.cursors.items() if tp[0] in topics
                if (t := cursor.next_due_ms(eff.max_deliveries)) is not None]
         if due and not (group.paused or c.all_paused):
-            timeout_s = min(timeout_s, max(0.0, min(due) / 1000 - c.clock()) + 0.001)
+            until_due = min(due) / 1000 - c.clock()
+            # Due a while ago yet not delivered: its record is not readable now (a new leader's high watermark
+            # still lags); re-check at the remote-poll pace, not in a busy loop. Just due: deliver it now.
+            timeout_s = min(timeout_s, max(0.0, until_due) + 0.001 if until_due > -JUST_DUE_S else REMOTE_POLL_S)
         tasks = [asyncio.ensure_future(event.wait()) for event in events]
         try:
             await asyncio.wait(tasks, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED)
