@@ -534,6 +534,15 @@ def test_a_lease_not_yet_written_is_never_skipped_by_a_failover(tmp_path: Path, 
     run(scenario)
 
 
+async def delivered_then_released(kit: Kit) -> None:
+    """Topic t with records a, b, c (one batch each), delivered to group g once and released: all three due."""
+    await with_topic(kit)
+    for value in ("a", "b", "c"):
+        await kit.produce("t", [value])
+    got = await kit.consume("g", max_records=3)
+    await kit.c.delivery.release("g", AckRequest(lease_ids=[r.lease_id or "" for r in got.records]))
+
+
 def test_a_redelivery_never_drops_a_record_a_lagging_leader_does_not_return_yet(tmp_path: Path,
                                                                                 clock: Clock) -> None:
     """A freshly elected partition leader's high watermark lags until its followers fetch from it: records the
@@ -541,11 +550,7 @@ def test_a_redelivery_never_drops_a_record_a_lagging_leader_does_not_return_yet(
     (below the leader's log start) are settled as gone."""
     async def scenario() -> None:
         async with running(tmp_path, clock) as kit:
-            await with_topic(kit)
-            for value in ("a", "b", "c"):
-                await kit.produce("t", [value])  # one batch each
-            got = await kit.consume("g", max_records=3)
-            await kit.c.delivery.release("g", AckRequest(lease_ids=[r.lease_id or "" for r in got.records]))
+            await delivered_then_released(kit)
             plog = kit.broker.partitions[("t", 0)].log
             plog.high_watermark = 1  # a new leader that has not heard from its followers yet
             lagging = await kit.consume("g", "c2", max_records=3)
@@ -563,11 +568,7 @@ def test_records_retention_removed_are_passed_and_logged(tmp_path: Path, clock: 
     message is settled as gone, a cursor below the log start moves to it, and both say so in the log."""
     async def scenario() -> None:
         async with running(tmp_path, clock) as kit:
-            await with_topic(kit)
-            for value in ("a", "b", "c"):
-                await kit.produce("t", [value])
-            got = await kit.consume("g", max_records=3)
-            await kit.c.delivery.release("g", AckRequest(lease_ids=[r.lease_id or "" for r in got.records]))
+            await delivered_then_released(kit)
             real_fetch = kit.broker.fetch
 
             async def fetch(topic: str, index: int, offset: int, max_bytes: int, wait_s: float = 0.0) -> Any:
@@ -595,11 +596,7 @@ def test_a_long_poll_waiting_for_an_unreadable_due_message_does_not_spin(tmp_pat
     while the long-poll lasts, not every millisecond."""
     async def scenario() -> None:
         async with running(tmp_path, clock) as kit:
-            await with_topic(kit)
-            for value in ("a", "b", "c"):
-                await kit.produce("t", [value])
-            got = await kit.consume("g", max_records=3)
-            await kit.c.delivery.release("g", AckRequest(lease_ids=[r.lease_id or "" for r in got.records]))
+            await delivered_then_released(kit)
             kit.broker.partitions[("t", 0)].log.high_watermark = 1
             assert [r.value for r in (await kit.consume("g", "c2", max_records=3)).records] == ["a"]
             clock.advance(1)  # b and c have been due for a second, and still cannot be read
