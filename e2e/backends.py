@@ -194,7 +194,8 @@ class LocalBackend(Backend):
         return ["--set", "metrics.bind=PodIP"]  # the operator pod shares the machine's ports too
 
     def plain_chart_values(self) -> list[str]:
-        return list(PLAIN_CHART_RESOURCES)  # the chart binds the pod IP already (GOQUEUE_BROKER_HOST from status.podIP)
+        # All pods share this machine's ports: each broker binds its own pod IP.
+        return [*PLAIN_CHART_RESOURCES, "--set", "network.bind=PodIP"]
 
     @property
     def client_image(self) -> str:

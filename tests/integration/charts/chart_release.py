@@ -30,6 +30,8 @@ READY_TIMEOUT_S = 180.0
 RUNBOOK_INSTALL = ("--set", "replicaCount=3", "--set", "resources.requests.memory=2Gi",
                    "--set", "resources.limits.memory=4Gi", "--set", "persistence.size=100Gi",
                    "--set", "metrics.enabled=true")
+# The one addition for the process-kubelet: its pods share this machine's ports, so each broker binds its pod IP.
+LOCAL_NODE = ("--set", "network.bind=PodIP")
 
 
 def console_script(name: str) -> str:
@@ -114,7 +116,7 @@ def install_release(prefix: str, k8s_binaries: BinDir, kubeconfig: Path, kube_ap
         wait_until(lambda: any(sa.metadata.name == "default"
                                for sa in core.list_namespaced_service_account(namespace).items),
                    30, message=f"default ServiceAccount in {namespace}")
-        installed.install_output = installed.helm_run("install", RELEASE, str(CHART), *RUNBOOK_INSTALL)
+        installed.install_output = installed.helm_run("install", RELEASE, str(CHART), *RUNBOOK_INSTALL, *LOCAL_NODE)
         installed.wait_all_ready()
         yield installed
     finally:

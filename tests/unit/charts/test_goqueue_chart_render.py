@@ -67,14 +67,21 @@ def test_brokers_start_in_parallel_under_the_headless_service(runbook: Rendered)
     assert spec["selector"]["matchLabels"] == SELECTOR
 
 
-def test_brokers_bind_their_pod_ip_and_find_peers_by_dns(runbook: Rendered) -> None:
+def test_brokers_listen_on_all_addresses_and_find_peers_by_dns(runbook: Rendered) -> None:
+    """0.0.0.0: the NOTES' and runbook's `kubectl exec … goqueue-cli` talk to localhost:8080 inside the pod."""
     env = env_of(broker(runbook))
-    assert env["GOQUEUE_BROKER_HOST"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["GOQUEUE_BROKER_HOST"] == "0.0.0.0"
     assert env["GOQUEUE_CLUSTER_PEERS"] == ",".join(
         f"goqueue-{i}.goqueue-headless.goqueue.svc.cluster.local:7000" for i in range(3))
     assert env["GOQUEUE_BROKER_ADVERTISEDHOST"] == "$(POD_NAME).goqueue-headless.$(POD_NAMESPACE).svc.cluster.local"
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert "GOQUEUE_BROKER_ID" not in env  # the hostname's ordinal (goqueue-2 → 2) is the broker id
+
+
+def test_network_bind_pod_ip_binds_only_the_pod_address(helm: Helm) -> None:
+    env = env_of(broker(helm.template("--set", "network.bind=PodIP")))
+    assert env["GOQUEUE_BROKER_HOST"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert "network/bind" in helm.refusal("--set", "network.bind=Host")
 
 
 def test_peers_follow_release_namespace_replicas_and_ports(helm: Helm) -> None:
