@@ -35,6 +35,7 @@ from goqueue.replication.metadata import Command, MetadataConflict, State, apply
 log = logging.getLogger(__name__)
 
 PROPOSE_TIMEOUT_S = 10.0
+NO_LEADER_RETRY_S = 0.1  # how often a command is offered again while a metadata election runs
 
 
 class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type information
@@ -93,22 +94,34 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
     # -- event-loop API ------------------------------------------------------------------------------------------
 
     async def propose(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> Any:
-        """Replicate a command and return its result once applied here; raises MetadataConflict, NotReady, Timeout."""
+        """Replicate a command and return its result once applied here; raises MetadataConflict, NotReady, Timeout.
+
+        While no leader is known (an election: a broker died or rejoined) the command never entered any log, so it
+        is offered again until `timeout_s` — an admin request during an election waits for it instead of failing.
+        A command that reached a leader which then lost leadership (LEADER_CHANGED) may still commit: that one
+        is not repeated, the caller hears NOT_READY and decides."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        deadline = loop.time() + timeout_s
+        while True:
+            future: asyncio.Future[Any] = loop.create_future()
 
-        def done(result: Any, error: int) -> None:
-            loop.call_soon_threadsafe(_resolve, future, result, error)
+            def done(result: Any, error: int, future: asyncio.Future[Any] = future) -> None:
+                loop.call_soon_threadsafe(_resolve, future, result, error)
 
-        self._apply(command, callback=done)
-        try:
-            result = await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
-            raise Timeout(f"metadata change {command.get('op')} not committed within {timeout_s:.0f}s "
-                          "(no metadata quorum?)") from None
-        if isinstance(result, MetadataConflict):
-            raise result
-        return result
+            self._apply(command, callback=done)
+            try:
+                result = await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise Timeout(f"metadata change {command.get('op')} not committed within {timeout_s:.0f}s "
+                              "(no metadata quorum?)") from None
+            except _NoLeaderYet as exc:
+                if loop.time() + NO_LEADER_RETRY_S >= deadline:
+                    raise NotReady(f"no metadata leader right now ({exc}); retry") from None
+                await asyncio.sleep(NO_LEADER_RETRY_S)
+                continue
+            if isinstance(result, MetadataConflict):
+                raise result
+            return result
 
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = self.getStatus()
@@ -127,13 +140,20 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
         return {key[len(prefix):] for key, value in status.items() if key.startswith(prefix) and value == 2}
 
 
+class _NoLeaderYet(Exception):
+    """The command was not taken into any Raft log (no leader known, or offered to a non-leader): safe to repeat."""
+
+
 def _resolve(future: asyncio.Future[Any], result: Any, error: int) -> None:
     if future.done():
         return
     if error == FAIL_REASON.SUCCESS:
         future.set_result(result)
-    elif error in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER, FAIL_REASON.LEADER_CHANGED):
-        future.set_exception(NotReady(f"no metadata leader right now ({_reason(error)}); retry"))
+    elif error in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER):
+        future.set_exception(_NoLeaderYet(_reason(error)))
+    elif error == FAIL_REASON.LEADER_CHANGED:
+        future.set_exception(NotReady(f"the metadata leader changed before the change committed "
+                                      f"({_reason(error)}); it may or may not have been applied: check, then retry"))
     else:
         future.set_exception(Timeout(f"metadata change failed: {_reason(error)}"))
 
