@@ -17,7 +17,7 @@ from broker_process import BrokerProcess
 from cluster_process import LocalCluster
 
 from goqueue.client.http import GoQueueClient
-from goqueue.models import GroupSpec
+from goqueue.models import GroupSpec, ProduceRecord, TopicCreate
 
 pytestmark = pytest.mark.integration
 
@@ -112,6 +112,26 @@ def test_records_not_consumed_fail_the_run(broker: BrokerProcess) -> None:
     assert report["produce"]["records"] == 100
     assert report["missing_acknowledged_records"] == 100
     assert report["drained"] is False
+
+
+def test_the_group_starts_at_the_end_before_any_record_is_produced(broker: BrokerProcess) -> None:
+    """The group's start is pinned at set-up, not at its first read: ordered members read only after their joins
+    settle, and a start taken then would skip what was produced meanwhile (CI once lost 9 records that way). A
+    paused group never reads, so its offsets show where set-up put it: after the records already there."""
+    with GoQueueClient(broker.url) as client:
+        client.create_topic(TopicCreate(name="pinned", partitions=2, replication_factor=1))
+        client.produce("pinned", [ProduceRecord(value=b"old", partition=p) for p in (0, 0, 0, 1, 1)])
+        client.declare_group("pinned-readers", GroupSpec(paused=True))
+    result = load("--server", broker.url, "--topic", "pinned", "--rate", "20", "--duration", "1", "--batch", "10",
+                  "--producers", "1", "--consumers", "1", "--group", "pinned-readers", "--drain-timeout", "1",
+                  "--keep-group", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr  # nothing consumed: the group is paused
+    produced = json.loads(result.stdout)["produce"]["records"]
+    assert produced == 20
+    with GoQueueClient(broker.url) as client:
+        offsets = {o.partition: o for o in client.describe_group("pinned-readers").offsets}
+    assert {p: o.committed for p, o in offsets.items()} == {0: 3, 1: 2}
+    assert sum(o.lag or 0 for o in offsets.values()) == produced
 
 
 def test_an_unreachable_cluster_and_bad_arguments_exit_2() -> None:

@@ -258,7 +258,8 @@ class Delivery:
         tps = [tp for tp in member.assignment if request.topic is None or tp[0] == request.topic]
         if not tps:
             return []
-        positions = group.positions.setdefault(member.member_id, {})
+        positions = group.positions.get(member.member_id, {})
+        advanced: dict[TP, int] = {}
         start = self._rotation[group.name]
         self._rotation[group.name] = start + 1
         max_bytes = min(request.max_bytes, c.broker.settings.limits.max_fetch_bytes)
@@ -279,8 +280,11 @@ class Delivery:
             if group.generation != generation or c.groups.get(group.name) is not group:
                 raise FencedGeneration(f"group {group.name!r} rebalanced during the read: join again",
                                        group=group.name, generation=group.generation)
-            positions[tp] = max(position, result.next_offset)
+            advanced[tp] = max(position, result.next_offset)
             out.extend((tp, record, None, cursor) for record in result.records)
+        # Positions move only once the whole response stands: a read fenced above discards what earlier reads
+        # took, and the member (keeping those partitions after the rebalance) must read them again.
+        group.positions.setdefault(member.member_id, {}).update(advanced)
         if out:
             for topic in {tp[0] for tp, *_ in out}:
                 c.metrics.delivered.labels(group.name, topic).inc(sum(1 for tp, *_ in out if tp[0] == topic))
