@@ -115,9 +115,9 @@ def test_records_not_consumed_fail_the_run(broker: BrokerProcess) -> None:
 
 
 def test_the_group_starts_at_the_end_before_any_record_is_produced(broker: BrokerProcess) -> None:
-    """The group's start is pinned at set-up, not at its first read: ordered members read only after their joins
-    settle, and a start taken then would skip what was produced meanwhile (CI once lost 9 records that way). A
-    paused group never reads, so its offsets show where set-up put it: after the records already there."""
+    """The group's start is pinned at set-up (declaring it with its topic places its cursors), not at its first
+    read: ordered members read only after their joins settle, and a start taken then would skip what was produced
+    meanwhile. A paused group never reads, so its offsets show where set-up put it: after the records there."""
     with GoQueueClient(broker.url) as client:
         client.create_topic(TopicCreate(name="pinned", partitions=2, replication_factor=1))
         client.produce("pinned", [ProduceRecord(value=b"old", partition=p) for p in (0, 0, 0, 1, 1)])
