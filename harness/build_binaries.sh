@@ -12,6 +12,7 @@
 # new staging module (1.36 added k8s.io/streaming) needs no edit here.
 #
 # Usage: harness/build_binaries.sh          (idempotent: a complete cache is reused)
+#        harness/build_binaries.sh kind     (kind + a kind node's pieces, after the above; prints their dir)
 #        GOQUEUE_K8S_BIN_CACHE=/path ...    (override the cache root)
 # The last line of output is always the bin dir.
 set -euo pipefail
@@ -28,7 +29,7 @@ bin_dir="${cache_root}/${key}"
 marker="${bin_dir}/.complete"
 work_root="${HOME}/.cache/goqueue/k8s-build/${key}"
 
-if [[ -f "${marker}" ]]; then
+if [[ -f "${marker}" && "${1:-}" != "kind" ]]; then
   echo "build_binaries: cached binaries are complete (${key}); nothing to build" >&2
   echo "${bin_dir}"
   exit 0
@@ -160,6 +161,102 @@ build_helm() {
   GOFLAGS="-buildvcs=false" GOBIN="${bin_dir}" go install -v -trimpath -ldflags "${ld}" \
     "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" 2>&1 | progress helm
 }
+
+# --- kind and a kind node's pieces (`build_binaries.sh kind`) ---------------------------------------------------
+# kind itself goes next to kubectl and helm; what only runs inside a node (containerd, runc, crictl, CNI plugins,
+# kubelet, kubeadm, kube-proxy, kube-scheduler, CoreDNS, the local-path provisioner, pause) goes to node/.
+# harness/kind/build_node_image.sh turns node/ into a kind node image.
+kind_key="$(printf '%s\n' "${KIND_VERSION}" "${CONTAINERD_VERSION}" "${RUNC_VERSION}" "${CRICTL_VERSION}" \
+  "${CNI_PLUGINS_VERSION}" "${COREDNS_VERSION}" "${PAUSE_VERSION}" "${LOCAL_PATH_PROVISIONER_VERSION}" | sha256sum | cut -c1-12)"
+node_dir="${bin_dir}/node-${kind_key}"
+kind_marker="${node_dir}/.complete"
+
+# go_install BINARY_DIR PKG@VERSION [go flags...] -> `go install` into BINARY_DIR (no module of ours involved).
+go_install() {
+  local into="$1" pkg="$2"; shift 2
+  local name="${pkg%@*}"; name="${name##*/}"
+  if [[ -x "${into}/${name}" ]]; then log "${name}: already built"; return; fi
+  log "${name}: go install ${pkg}"
+  GOFLAGS="-buildvcs=false" GOBIN="${into}" go install -v -trimpath "$@" "${pkg}" 2>&1 | progress "${name}"
+  [[ -x "${into}/${name}" ]] || { log "${name}: go install produced nothing"; exit 1; }
+}
+
+build_kind_bits() {
+  mkdir -p "${node_dir}"
+  go_install "${bin_dir}" "sigs.k8s.io/kind@${KIND_VERSION}" -ldflags "-s -w"
+  # Static builds (CGO_ENABLED=0) run in any image; runc needs cgo for seccomp (libseccomp2 is in the node image).
+  local ctrd
+  for ctrd in containerd containerd-shim-runc-v2 ctr; do
+    go_install "${node_dir}" "github.com/containerd/containerd/v2/cmd/${ctrd}@${CONTAINERD_VERSION}" \
+      -tags "no_btrfs no_devmapper no_zfs no_aufs" -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=${CONTAINERD_VERSION}"
+  done
+  command -v pkg-config >/dev/null && pkg-config --exists libseccomp \
+    || { log "runc needs libseccomp-dev and pkg-config (apt-get install libseccomp-dev pkg-config)"; exit 1; }
+  CGO_ENABLED=1 go_install "${node_dir}" "github.com/opencontainers/runc@${RUNC_VERSION}" -tags seccomp \
+    -ldflags "-s -w -X main.version=${RUNC_VERSION#v}"
+  go_install "${node_dir}" "sigs.k8s.io/cri-tools/cmd/crictl@${CRICTL_VERSION}" \
+    -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=${CRICTL_VERSION}"
+  mkdir -p "${node_dir}/cni"
+  local plugin
+  for plugin in ipam/host-local main/loopback main/ptp meta/portmap; do
+    go_install "${node_dir}/cni" "github.com/containernetworking/plugins/plugins/${plugin}@${CNI_PLUGINS_VERSION}" -ldflags "-s -w"
+  done
+  go_install "${node_dir}" "github.com/coredns/coredns@${COREDNS_VERSION}" -ldflags "-s -w"
+  go_install "${node_dir}" "github.com/rancher/local-path-provisioner@${LOCAL_PATH_PROVISIONER_VERSION}" -ldflags "-s -w"
+  build_kubernetes_node
+  build_pause
+  printf 'built_at=%s\n' "$(date -u +%FT%TZ)" > "${kind_marker}"
+}
+
+# The node's Kubernetes binaries, in the control plane's wrapper module (same replaces, same ldflags).
+build_kubernetes_node() {
+  local names=(kubelet kubeadm kube-proxy kube-scheduler) name missing=0
+  for name in "${names[@]}"; do [[ -x "${node_dir}/${name}" ]] || missing=1; done
+  if (( ! missing )); then log "kubernetes node binaries: already built"; return; fi
+  local dir="${work_root}/kubernetes" pkgs=() ld major=1 minor
+  [[ -f "${dir}/go.mod" ]] || { log "the Kubernetes wrapper module is missing: build the control plane first"; exit 1; }
+  minor="$(cut -d. -f2 <<<"${KUBERNETES_VERSION#v}")"
+  for name in "${names[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/${name}"); done
+  quiet_go_get "${dir}" "${pkgs[@]/%/@${KUBERNETES_VERSION}}"
+  grep -q "k8s.io/kubernetes ${KUBERNETES_VERSION}\$" "${dir}/go.mod" \
+    || { log "go get moved k8s.io/kubernetes off ${KUBERNETES_VERSION}"; exit 1; }
+  ld="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X ${p}.gitVersion=${KUBERNETES_VERSION} -X ${p}.gitMajor=${major} -X ${p}.gitMinor=${minor}"
+    ld+=" -X ${p}.gitTreeState=clean -X ${p}.buildDate=1970-01-01T00:00:00Z"
+  done
+  log "kubernetes node: compiling ${names[*]}"
+  (cd "${dir}" && go build -v -trimpath -ldflags "${ld}" -o "${node_dir}/" "${pkgs[@]}" 2>&1) | progress kubernetes-node
+}
+
+# pause is C (k8s.io/kubernetes/build/pause/linux/pause.c), built static like upstream's.
+build_pause() {
+  if [[ -x "${node_dir}/pause" ]]; then log "pause: already built"; return; fi
+  local src
+  src="$(go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  command -v gcc >/dev/null || { log "pause needs gcc"; exit 1; }
+  gcc -Os -Wall -Werror -static -DVERSION="v${PAUSE_VERSION}-goqueue" -o "${node_dir}/pause" \
+    "${src}/build/pause/linux/pause.c"
+  strip "${node_dir}/pause"
+  log "pause: built"
+}
+
+if [[ "${1:-}" == "kind" ]]; then
+  if [[ -f "${kind_marker}" ]]; then
+    echo "build_binaries: cached kind binaries are complete (${kind_key}); nothing to build" >&2
+    echo "${node_dir}"; exit 0
+  fi
+  [[ -f "${marker}" ]] || { echo "build_binaries: build the control plane first (harness/build_binaries.sh)" >&2; exit 1; }
+  started=$(date +%s)
+  log "building kind ${KIND_VERSION} and the node pieces into ${node_dir}"
+  build_kind_bits
+  "${bin_dir}/kind" version >&2
+  "${node_dir}/containerd" --version >&2
+  "${node_dir}/kubelet" --version >&2
+  log "done in $(( $(date +%s) - started ))s"
+  echo "${node_dir}"
+  exit 0
+fi
 
 log "building ${key} into ${bin_dir} ($(nproc) cores)"
 build_etcd

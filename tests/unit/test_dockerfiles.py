@@ -46,13 +46,19 @@ def parse(path: Path) -> list[Stage]:
     """Instructions per stage, with line continuations joined and comments (incl. parser directives) dropped."""
     text = re.sub(r"\\\n", " ", path.read_text())
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}  # ARGs before the first FROM, with their defaults (the users' build)
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         op, _, args = line.partition(" ")
         op, args = op.upper(), " ".join(args.split())
+        if op == "ARG" and not stages:
+            name, _, default = args.partition("=")
+            global_args[name] = default
+            continue
         if op == "FROM":
+            args = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: global_args[m[1] or m[2]], args)
             match = re.fullmatch(r"(\S+)(?: AS (\S+))?", args, flags=re.IGNORECASE)
             assert match, f"{path.name}: cannot read FROM {args}"
             stages.append(Stage(match[1], match[2]))
