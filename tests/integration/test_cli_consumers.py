@@ -98,13 +98,13 @@ def test_reset_offset_options(module_broker: BrokerProcess, topic: str) -> None:
 
 
 def test_server_errors_exit_non_zero_with_one_line(module_broker: BrokerProcess, topic: str) -> None:
-    with GoQueueClient(module_broker.url) as client:
+    with GoQueueClient(module_broker.url) as client:  # a member until the client closes
         client.consume("cli-busy", ConsumeRequest(consumer_id="live", topic=topic))
+        cli(module_broker, "goqueue-cli", "group", "reset-offset", "--group", "cli-busy", "--topic", topic,
+            "--to-earliest", expect=4)
+        cli(module_broker, "goqueue-cli", "group", "reset-offset", "--group", "cli-busy", "--topic", topic,
+            "--to-earliest", "--force")
     cli(module_broker, "goqueue-cli", "group", "describe", "no-such-group", expect=3)
-    cli(module_broker, "goqueue-cli", "group", "reset-offset", "--group", "cli-busy", "--topic", topic,
-        "--to-earliest", expect=4)
-    cli(module_broker, "goqueue-cli", "group", "reset-offset", "--group", "cli-busy", "--topic", topic,
-        "--to-earliest", "--force")
     cli(module_broker, "goqueue-cli", "group", "reset-offset", "--group", "g", "--topic", "no-such-topic",
         "--to-earliest", expect=3)
     cli(module_broker, "goqueue-cli", "group", "reset-offset", "--group", "g", "--topic", topic, "--to-earliest",
@@ -157,3 +157,23 @@ def test_backup_then_restore_into_another_broker(module_broker: BrokerProcess, t
         cli(other, "goqueue-admin", "restore", "metadata", "-", stdin=backup.stdout)  # idempotent, from stdin
     finally:
         assert other.stop() == 0
+
+
+def test_a_new_group_read_from_the_beginning_once_skips_nothing_later(module_broker: BrokerProcess) -> None:
+    """Issue 12, as a user met it: `consume --from-beginning --max 1` on a new group, then `consume` without the
+    flag. The first read gave only the partition it touched a start, so the second began the other three at their
+    end: 1,500 stored records were never delivered. Every partition now starts with the first read."""
+    with GoQueueClient(module_broker.url) as client:
+        client.create_topic(TopicCreate(name="cli-backlog", partitions=4))
+        for partition in range(4):
+            client.produce("cli-backlog", [ProduceRecord(value=f"{partition}-{n}") for n in range(500)],
+                           partition=partition)
+    first = cli(module_broker, "goqueue-cli", "-o", "json", "consume", "--topic", "cli-backlog", "--group",
+                "cli-backlog-readers", "--from-beginning", "--max", "1", "--ack", "--timeout", "1")
+    rest = cli(module_broker, "goqueue-cli", "-o", "json", "consume", "--topic", "cli-backlog", "--group",
+               "cli-backlog-readers", "--ack", "--timeout", "1")
+    values = [json.loads(line)["value"] for line in first.stdout.splitlines() + rest.stdout.splitlines()]
+    assert sorted(values) == sorted(f"{p}-{n}" for p in range(4) for n in range(500))
+    with GoQueueClient(module_broker.url) as client:
+        offsets = client.describe_group("cli-backlog-readers").offsets
+    assert [(o.committed, o.lag) for o in offsets] == [(500, 0)] * 4

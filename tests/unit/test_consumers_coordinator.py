@@ -52,6 +52,7 @@ from goqueue.models import (
     TopicCreate,
 )
 from goqueue.storage import batch as batches
+from goqueue_harness.waiting import async_wait_until
 
 pytestmark = pytest.mark.unit
 
@@ -642,4 +643,69 @@ def test_a_long_poll_waiting_for_an_unreadable_due_message_does_not_spin(tmp_pat
             waited = await kit.consume("g", "c2", max_records=3, wait_ms=600)
             assert waited.records == []
             assert fetches <= 12, f"{fetches} fetches in a 0.6 s long-poll: a busy loop"
+    run(scenario)
+
+
+def test_a_first_bounded_read_starts_every_partition_of_the_topic(tmp_path: Path, clock: Clock) -> None:
+    """Issue 12: `consume --from-beginning --max 1` on a new group, then a consume without the flag, skipped every
+    partition the first read did not touch (their positions were taken later, at their end)."""
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit, partitions=4)
+            for partition in range(4):
+                await kit.produce("t", [f"p{partition}-{n}" for n in range(5)], partition=partition)
+            first = await kit.consume("shared", max_records=1)
+            await kit.c.delivery.ack("shared", AckRequest(lease_ids=[r.lease_id or "" for r in first.records]))
+            rest = await kit.consume("shared", start_from=None, max_records=100)
+            assert len(first.records) + len(rest.records) == 20
+            a = await kit.c.join("ordered", JoinRequest(client_id="a", topics=["t"]), "h")
+            one = (await kit.ordered("ordered", a.member_id, a.generation, max_records=1)).records[0]
+            await kit.c.commit("ordered", CommitRequest(member_id=a.member_id, generation=a.generation, offsets=[
+                OffsetCommit(topic="t", partition=one.partition, offset=one.offset + 1)]))
+            await kit.c.leave("ordered", a.member_id)
+            b = await kit.c.join("ordered", JoinRequest(client_id="b", topics=["t"]), "h")
+            others = await kit.ordered("ordered", b.member_id, b.generation, start_from=None, max_records=100)
+            assert len(others.records) == 19
+    run(scenario)
+
+
+def test_latest_starts_every_partition_at_its_end_when_the_group_first_reads(tmp_path: Path, clock: Clock) -> None:
+    """Without from-beginning a group starts at the end of every partition at once; a partition added later starts
+    at its beginning (it holds nothing older than the group), and so do those a one-partition reset left out."""
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit, partitions=2)
+            await kit.produce("t", ["old-0"], partition=0)
+            await kit.produce("t", ["old-1"], partition=1)
+            assert (await kit.consume("g", start_from=None, max_records=1)).records == []
+            await kit.produce("t", ["new-1"], partition=1)
+            await kit.broker.update_topic("t", 3, None)
+            await kit.produce("t", ["new-2"], partition=2)
+            got = await kit.consume("g", start_from=None, max_records=100)
+            assert sorted(r.value for r in got.records) == ["new-1", "new-2"]
+            reset = OffsetResetRequest(topic="t", partition=1, to=ResetTarget.EARLIEST)
+            await kit.c.reset_offsets("fresh", reset)
+            assert {o.partition: o.committed for o in (await kit.c.describe("fresh")).offsets} == {0: 1, 1: 0, 2: 1}
+    run(scenario)
+
+
+def test_a_consumer_that_left_is_not_brought_back_by_the_long_poll_it_abandoned(tmp_path: Path,
+                                                                                clock: Clock) -> None:
+    """Ctrl-C on `goqueue-cli consume` closes the connection and leaves, but the broker's long-poll of that request
+    runs on: woken by the leave (or a record) it made the consumer a member again and leased it records."""
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit)
+            abandoned = asyncio.create_task(kit.consume("g", "gone", wait_ms=5_000))
+
+            async def polling() -> bool:
+                return "g" in kit.c.groups and "gone" in kit.c.groups["g"].members
+
+            await async_wait_until(polling, 10, interval_s=0.01)
+            await kit.c.leave("g", "gone")
+            await kit.produce("t", ["after"])
+            assert (await abandoned).records == []
+            assert (await kit.c.describe("g")).members == []
+            got = await kit.consume("g", "other")
+            assert [(r.value, r.delivery_count) for r in got.records] == [("after", 1)]
     run(scenario)

@@ -35,7 +35,7 @@ from goqueue.consumers.delivery import Delivery
 from goqueue.consumers.groups import Effective, Group
 from goqueue.consumers.leases import Cursor
 from goqueue.consumers.loading import StateLoading
-from goqueue.consumers.offsets import PartitionBounds, plan_reset
+from goqueue.consumers.offsets import PartitionBounds, plan_reset, start_offset
 from goqueue.consumers.state_store import STATE_TOPIC, Changes, StateStore, is_internal
 from goqueue.errors import (
     GoQueueError,
@@ -277,21 +277,41 @@ class GroupCoordinator:
         return await reader.partition_bounds(self.broker, tp[0], tp[1], timestamp_ms)
 
     async def cursor(self, group: Group, tp: TP, start_from: OffsetReset | None, changes: Changes) -> Cursor:
-        """The group's cursor in a partition, created at earliest / latest the first time."""
+        """The group's cursor in a partition. The first one of a topic starts every partition of it at once
+        (`offsets.start_offset`); raises the partition's error when its bounds cannot be read now."""
         cursor = group.cursors.get(tp)
         if cursor is None:
-            bounds = await self.bounds(tp)
+            unreadable = await self.start_topic(group, tp[0], start_from, changes)
             cursor = group.cursors.get(tp)
-            if cursor is not None:
-                return cursor  # another request created it while this one looked the bounds up
-            policy = start_from.value if start_from else self.effective(group).auto_offset_reset
-            start = bounds.log_start if policy == OffsetReset.EARLIEST.value else bounds.high_watermark
-            cursor = group.cursors[tp] = Cursor.starting_at(start)
-            changes.cursors.add(tp)
-            if tp[0] not in group.topics:
-                group.topics.add(tp[0])
-                changes.group = True
+            if cursor is None:
+                raise unreadable.get(tp[1]) or PartitionNotFound(
+                    f"topic {tp[0]!r} has no partition {tp[1]}", topic=tp[0], partition=tp[1])
         return cursor
+
+    async def start_topic(self, group: Group, topic: str, start_from: OffsetReset | None,
+                          changes: Changes) -> dict[int, GoQueueError]:
+        """Pin every partition of `topic` the group has no cursor in; returns the errors of those whose bounds
+        could not be read now (no leader, leader unreachable), which a later request pins."""
+        missing = [p for p in range(self.broker.registry.get(topic).partitions) if (topic, p) not in group.cursors]
+        looked_up = await asyncio.gather(*(self.bounds((topic, p)) for p in missing), return_exceptions=True)
+        unreadable: dict[int, GoQueueError] = {}
+        # Decided after the lookups, between which another request may have started the topic.
+        started = any(t == topic for t, _ in group.cursors)
+        policy = start_from or OffsetReset(self.effective(group).auto_offset_reset)
+        for partition, bounds in zip(missing, looked_up, strict=True):
+            if isinstance(bounds, GoQueueError) and bounds.retriable:
+                unreadable[partition] = bounds
+                continue
+            if isinstance(bounds, BaseException):
+                raise bounds
+            tp = (topic, partition)
+            if tp not in group.cursors:
+                group.cursors[tp] = Cursor.starting_at(start_offset(bounds, policy, started))
+                changes.cursors.add(tp)
+        if topic not in group.topics:
+            group.topics.add(topic)
+            changes.group = True
+        return unreadable
 
     async def persist(self, group: Group, changes: Changes) -> None:
         """Write the current value of every touched key; returns once durable.
@@ -538,6 +558,8 @@ class GroupCoordinator:
             return OffsetResetPlan(group=name, dry_run=True, applied=False, partitions=plan)
         changes = Changes()
         group = self.get_or_create(name, GroupMode.SHARED, changes)
+        if request.partition is not None:  # the topic's other partitions start as they would without the reset
+            await self.start_topic(group, request.topic, None, changes)
         for entry in plan:
             tp = (entry.topic, entry.partition)
             cursor = group.cursors.get(tp)

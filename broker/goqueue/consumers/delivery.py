@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from goqueue.consumers import reader
 from goqueue.consumers.assignment import TP
 from goqueue.consumers.dead_letters import dead_letter_record, ensure_dead_letter_topic
-from goqueue.consumers.groups import Group
+from goqueue.consumers.groups import Group, Member
 from goqueue.consumers.leases import Cursor, LeaseId, Settle, Slot
 from goqueue.consumers.state_store import Changes
 from goqueue.errors import (
@@ -93,6 +93,7 @@ class Delivery:
         wait_s = min(request.wait_ms / 1000, c.broker.settings.limits.max_wait_s)
         deadline = time.monotonic() + wait_s
         max_records = min(request.max_records, c.settings.max_records_per_consume)
+        member: Member | None = None  # shared: the membership this long-poll made or renewed
         while True:
             # Take the wake-up events before looking, so a record or ack arriving while this request reads and
             # persists still wakes it (a lost wake-up would hold the long-poll until its deadline).
@@ -100,12 +101,18 @@ class Delivery:
             paused = group.paused or c.all_paused
             at_capacity = False
             delivered: list[Delivered] = []
+            if member is not None and group.members.get(member.member_id) is not member:
+                # The consumer left (or expired) while this poll waited: a client that gave up on its request
+                # (Ctrl-C) and left must not be made a member again, nor leased records, by the poll it abandoned.
+                return self._response(group, [], request.encoding, paused)
             if paused:
                 self._keep_alive(group, request, peer_host)
             elif mode is GroupMode.SHARED:
                 delivered, at_capacity = await self._deliver_shared(group, request, peer_host, max_records, changes)
             else:
                 delivered = await self._deliver_ordered(group, request, max_records, changes)
+            if mode is GroupMode.SHARED and member is None:
+                member = group.members.get(request.consumer_id or "")
             await c.persist(group, changes)
             changes = Changes()
             remaining = deadline - time.monotonic()
