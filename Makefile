@@ -2,15 +2,17 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 STATE_DIR ?= $(HOME)/.local/state/goqueue
+# make up's cluster: kind where Docker can run, else the local control plane (auto); or BACKEND=kind / local.
+BACKEND ?= auto
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help install system-deps binaries lint test test-unit test-integration e2e e2e-kind up down bench proto
+.PHONY: help install system-deps binaries lint test test-unit test-integration e2e e2e-local e2e-kind up down bench proto
 
 help:
-	@echo "make up      start GoQueue locally (control plane + operator + 3 brokers)"
+	@echo "make up      start GoQueue: operator + 3 brokers on kind (BACKEND=local: the local control plane)"
 	@echo "make test    install what is missing, lint, run every test tier"
-	@echo "make e2e     end-to-end scenarios on the local control plane (make e2e-kind: on kind)"
-	@echo "make down    stop everything 'make up' started"
+	@echo "make e2e     end-to-end scenarios on the local control plane and kind (e2e-local / e2e-kind: one)"
+	@echo "make down    stop everything 'make up' started (kind cluster, Docker daemon, control plane)"
 	@echo "make bench   run the benchmarks (prints figures; see docs/PERFORMANCE.md)"
 
 install: system-deps
@@ -18,15 +20,19 @@ install: system-deps
 
 # Debian packages the tests use: nss_wrapper gives broker processes the pods' DNS names (docs/CONTROL_PLANE.md);
 # prometheus ships promtool (alert rules are checked and unit-tested with it); redis-server is the benchmark's
-# reference; iproute2 builds the network-partition test's namespaces.
+# reference; iproute2 builds the network-partition test's namespaces; docker.io runs the images and kind (its daemon
+# is started by the harness when none runs), mmdebstrap makes base images from Debian packages where no registry
+# answers, libseccomp-dev + pkg-config build runc for the kind node image (docs/KIND.md).
 system-deps:
-	@missing=""; for p in libnss-wrapper prometheus redis-server iproute2; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in libnss-wrapper prometheus redis-server iproute2 docker.io mmdebstrap libseccomp-dev pkg-config; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-# Upstream etcd / kube-apiserver / kube-controller-manager / helm, built from their Go modules and cached in $HOME.
+# Upstream etcd / kube-apiserver / kube-controller-manager / helm, then kind and a kind node's pieces (containerd,
+# runc, kubelet, …), built from their Go modules and cached in $HOME.
 binaries:
 	bash harness/build_binaries.sh
+	bash harness/build_binaries.sh kind
 
 proto:
 	bash scripts/gen_proto.sh
@@ -47,24 +53,28 @@ test-unit:
 test-integration: binaries
 	$(PYTHON) -m pytest -m integration
 
-# End-to-end scenarios (e2e/README.md): on the local control plane (also part of `make test`), or on kind
-# (needs docker and kind: builds both images, loads them, installs the charts).
+# End-to-end scenarios (e2e/README.md), part of `make test`: on the local control plane and on kind (builds both
+# images, loads them, installs the charts).
 e2e: install binaries
+	$(PYTHON) -m pytest e2e --e2e-backend=local,kind
+
+e2e-local: install binaries
 	$(PYTHON) -m pytest e2e --e2e-backend=local
 
-e2e-kind: install
+e2e-kind: install binaries
 	$(PYTHON) -m pytest e2e --e2e-backend=kind
 
-# The local control plane, then `helm upgrade --install charts/goqueue-operator` (namespace goqueue-system) and the
-# sample GoQueueCluster in namespace goqueue, waited until Ready; prints what to type next. Idempotent
-# (docs/CONTROL_PLANE.md).
+# A kind cluster `goqueue` (docs/KIND.md; the local control plane where Docker cannot run, or BACKEND=local:
+# docs/CONTROL_PLANE.md), both images built and loaded, `helm upgrade --install charts/goqueue-operator` (namespace
+# goqueue-system) and the sample GoQueueCluster in namespace goqueue, waited until Ready; prints what to type next.
+# Idempotent.
 up: install binaries
-	PYTHONPATH=harness $(PYTHON) -m goqueue_harness up
-	PYTHONPATH=harness $(PYTHON) -m goqueue_harness demo
+	PYTHONPATH=harness $(PYTHON) -m goqueue_harness make-up --backend $(BACKEND)
 
-# Stops the kubelet (pods first), the control plane, and deletes the cluster's data (keeps the CA).
+# Deletes make up's kind cluster, stops a Docker daemon the harness started, stops the local kubelet (pods first)
+# and control plane and deletes its data (keeps the CA). Says what it found; fine with nothing up.
 down:
-	PYTHONPATH=harness $(PYTHON) -m goqueue_harness down
+	PYTHONPATH=harness $(PYTHON) -m goqueue_harness make-down
 
 bench:
 	$(PYTHON) bench/produce_consume.py

@@ -6,10 +6,12 @@
   Pods share the machine's ports, so GoQueueClusters bind their pod IP (`spec.network.bind: PodIP`); the test
   process reaches a broker at its pod IP (ClusterIPs are not routable here, and Service names resolve only inside
   pods, through their nss_wrapper hosts files); container logs are the kubelet's files.
-* `KindBackend` — a kind cluster: `docker build` of Dockerfile.broker and Dockerfile.operator, `kind load
-  docker-image`, charts installed with helm; brokers reached with `kubectl port-forward`, logs followed with
-  `kubectl logs -f` into files laid out like the local kubelet's. Where `kind` or `docker` is missing, or the Docker
-  daemon does not answer, `kind_unavailable()` says which, and the scenarios are skipped with that reason.
+* `KindBackend` — a one-node kind cluster (goqueue_harness.kind: the public kindest/node where a registry answers,
+  else a node image built here from Debian packages and Go modules; a Docker daemon started when none runs):
+  `docker build` of Dockerfile.broker and Dockerfile.operator, `kind load docker-image`, charts installed with
+  helm; brokers reached with `kubectl port-forward`, logs followed with `kubectl logs -f` into files laid out like
+  the local kubelet's. Operator-run clusters claim the harness's expandable StorageClass
+  (goqueue_harness.kind_storage). Where Docker cannot run, `kind_unavailable()` says why and the kind variants fail.
 
 Scenarios see only `Backend`: kubectl, helm, the operator install, the plain chart's values, a broker URL for a pod,
 the image of client pods, the pod logs and what the backend cannot do (`no_volume_expansion`).
@@ -20,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -31,6 +32,10 @@ from typing import IO, Any
 
 from goqueue_harness.binaries import BinDir
 from goqueue_harness.controlplane import ControlPlane
+from goqueue_harness.docker import DockerUnavailable, ensure_docker
+from goqueue_harness.images import build_broker_and_operator
+from goqueue_harness.kind import KindCluster
+from goqueue_harness.kind_storage import CLASS_NAME as EXPANDABLE_CLASS
 from goqueue_harness.kubelet.daemon import kubelet_dir, kubelet_running, start_kubelet, stop_kubelet
 from goqueue_harness.pytest_plugin import Kubectl
 
@@ -224,19 +229,12 @@ class LocalBackend(Backend):
 
 
 def kind_unavailable() -> str | None:
-    """Why the kind backend cannot run here (every missing piece), or None."""
-    missing = [f"`{tool}` not on PATH" for tool in ("kind", "docker") if shutil.which(tool) is None]
-    if shutil.which("docker") is not None:
-        try:
-            info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
-                                  text=True, timeout=20, check=False)
-        except subprocess.TimeoutExpired:
-            missing.append("the Docker daemon did not answer `docker info` within 20 s")
-        else:
-            if info.returncode != 0:
-                last = (info.stderr.strip().splitlines() or ["no output"])[-1]
-                missing.append(f"the Docker daemon is unreachable (`docker info`: {last})")
-    return "; ".join(missing) or None
+    """Why the kind backend cannot run here, or None: no Docker daemon answers and none can be started."""
+    try:
+        ensure_docker()
+    except DockerUnavailable as exc:
+        return str(exc)
+    return None
 
 
 class PortForward:
@@ -247,6 +245,7 @@ class PortForward:
     def __init__(self, kubectl: Kubectl, namespace: str, pod: str) -> None:
         self.kubectl, self.namespace, self.pod = kubectl, namespace, pod
         self.process: subprocess.Popen[str] | None = None
+        self.reader: threading.Thread | None = None
         self.uid = ""
         self.port = 0
 
@@ -269,13 +268,20 @@ class PortForward:
         assert found, f"kubectl port-forward {self.namespace}/{self.pod}: {line}"
         self.port, self.uid = int(found.group(1)), uid
         # Keep reading so kubectl never blocks on a full pipe ("Handling connection for …" lines).
-        threading.Thread(target=self.process.stdout.read, daemon=True).start()
+        self.reader = threading.Thread(target=self.process.stdout.read, daemon=True)
+        self.reader.start()
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=10)
+            if self.reader is not None:
+                self.reader.join(timeout=10)  # reads to EOF once kubectl is gone
+            if self.process.stdout is not None:
+                self.process.stdout.close()
         self.process = None
+        self.reader = None
 
 
 class LogCollector(threading.Thread):
@@ -327,14 +333,16 @@ class LogCollector(threading.Thread):
 
 
 class KindBackend(Backend):
+    """A one-node kind cluster (goqueue_harness.kind: node image, Docker daemon, expandable StorageClass)."""
+
     name = "kind"
     IMAGE_REPOSITORY = "goqueue-e2e/goqueue"
     OPERATOR_IMAGE_REPOSITORY = "goqueue-e2e/goqueue-operator"
 
     def __init__(self, bins: BinDir, workdir: Path, cluster_name: str = "goqueue-e2e") -> None:
-        self.cluster_name = os.environ.get("GOQUEUE_E2E_KIND_CLUSTER", cluster_name)
         self.workdir = workdir
-        self.kubectl = Kubectl(bins.kubectl, workdir / "kubeconfig")
+        self.cluster = KindCluster(os.environ.get("GOQUEUE_E2E_KIND_CLUSTER", cluster_name))
+        self.kubectl = Kubectl(bins.kubectl, self.cluster.kubeconfig)
         self.helm_binary = bins.helm
         self._created = False
         self._forwards: dict[tuple[str, str], PortForward] = {}
@@ -342,22 +350,10 @@ class KindBackend(Backend):
         self._collector: LogCollector | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
-    def _run(self, *argv: str, timeout_s: float = 1800) -> str:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s, check=False, cwd=REPO)
-        assert proc.returncode == 0, f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
-        return proc.stdout
-
     def start(self) -> None:
         reason = kind_unavailable()
         assert reason is None, reason
-        existing = self._run("kind", "get", "clusters").split()
-        if self.cluster_name not in existing:
-            node_image = os.environ.get("GOQUEUE_E2E_KIND_NODE_IMAGE")
-            self._run("kind", "create", "cluster", "--name", self.cluster_name, "--wait", "180s",
-                      *(["--image", node_image] if node_image else []))
-            self._created = True
-        self.kubectl.kubeconfig.write_text(self._run("kind", "get", "kubeconfig", "--name", self.cluster_name))
-        self.kubectl.kubeconfig.chmod(0o600)
+        self._created = self.cluster.create()
         self._build_and_load_images()
         self._collector = LogCollector(self.kubectl, self.workdir / "logs")
         self._collector.start()
@@ -365,9 +361,8 @@ class KindBackend(Backend):
     def _build_and_load_images(self) -> None:
         broker_tags = [f"{self.IMAGE_REPOSITORY}:{v}" for v in VERSIONS]
         operator_tag = f"{self.OPERATOR_IMAGE_REPOSITORY}:{VERSIONS[0]}"
-        self._run("docker", "build", "-f", "Dockerfile.broker", *[a for t in broker_tags for a in ("-t", t)], ".")
-        self._run("docker", "build", "-f", "Dockerfile.operator", "-t", operator_tag, ".")
-        self._run("kind", "load", "docker-image", "--name", self.cluster_name, *broker_tags, operator_tag)
+        build_broker_and_operator(broker_tags, [operator_tag], version=VERSIONS[0])
+        self.cluster.load(*broker_tags, operator_tag)
 
     def stop(self) -> None:
         for forward in self._forwards.values():
@@ -375,13 +370,16 @@ class KindBackend(Backend):
         if self._collector is not None:
             self._collector.stop()
         if self._created and os.environ.get("GOQUEUE_E2E_KEEP_KIND") != "1":
-            self._run("kind", "delete", "cluster", "--name", self.cluster_name, timeout_s=300)
+            self.cluster.delete()
 
     # -- what differs ------------------------------------------------------------------------------------------
     def cluster_spec(self) -> dict[str, Any]:
         # The operator's image repository points at the loaded images (operator_values); never pull them.
         # Bind all addresses: kubectl port-forward reaches a broker on the pod's 127.0.0.1, never on its pod IP.
-        return {"imagePullPolicy": "IfNotPresent", "resources": BROKER_RESOURCES, "network": {"bind": "All"}}
+        # Operator-run clusters claim the harness's expandable class (kind's local-path cannot grow volumes); the
+        # plain chart keeps kind's default class, so both are exercised.
+        return {"imagePullPolicy": "IfNotPresent", "resources": BROKER_RESOURCES, "network": {"bind": "All"},
+                "storage": {"storageClassName": EXPANDABLE_CLASS}}
 
     def operator_values(self) -> list[str]:
         return ["--set", f"image.repository={self.OPERATOR_IMAGE_REPOSITORY}", "--set", f"image.tag={VERSIONS[0]}",
@@ -398,8 +396,7 @@ class KindBackend(Backend):
 
     @property
     def no_volume_expansion(self) -> str | None:
-        return ("kind's default StorageClass (rancher.io/local-path) cannot expand volumes; the scenario needs a "
-                "class with allowVolumeExpansion and a resizer")
+        return None  # goqueue_harness.kind_storage's class expands (docs/KIND.md: what that proves)
 
     def broker_url(self, namespace: str, pod: str) -> str:
         with self._forwards_lock:  # producers' threads and the scenario ask at once

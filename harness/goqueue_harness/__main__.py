@@ -38,9 +38,30 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for Ready")
     kubelet = sub.add_parser("kubelet", help="run the process-kubelet in the foreground (used by `up`)")
     kubelet.add_argument("--resize-mode", choices=("online", "offline"), default="online")
+    storage = sub.add_parser("kind-storage", help="serve the expandable StorageClass of a kind cluster in the "
+                             "foreground (started by goqueue_harness.kind)")
+    storage.add_argument("--kubeconfig", type=Path, required=True)
+    storage.add_argument("--volumes-dir", type=Path, required=True, help="host directory of the volumes")
+    storage.add_argument("--node-volumes-dir", type=Path, required=True, help="the same directory inside the node")
+    make_up = sub.add_parser("make-up", help="`make up`: GoQueue on kind where Docker works, else on the local "
+                             "control plane")
+    make_up.add_argument("--backend", choices=("auto", "kind", "local"), default="auto")
+    sub.add_parser("make-down", help="`make down`: delete make up's kind cluster, stop a Docker daemon it started, "
+                   "stop the local control plane")
     args = parser.parse_args(argv)
+    if args.command == "kind-storage":
+        from goqueue_harness import kind_storage
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        kind_storage.main(args.kubeconfig, args.volumes_dir, args.node_volumes_dir)
+        return 0
     cp = ControlPlane(args.state_dir)
     try:
+        if args.command == "make-up":
+            return _make_up(args, cp)
+        if args.command == "make-down":
+            return _make_down(cp)
         return _dispatch(args, cp)
     except (BinariesUnavailable, ControlPlaneError, RuntimeError) as exc:
         print(f"goqueue_harness: {exc}", file=sys.stderr)
@@ -90,6 +111,38 @@ def _dispatch(args: argparse.Namespace, cp: ControlPlane) -> int:
         kdir = kubelet_dir(cp)
         kdir.mkdir(parents=True, exist_ok=True)
         asyncio.run(run_kubelet(cp.kubeconfig, kdir, cp.volumes_dir, resize_mode=args.resize_mode))
+    return 0
+
+
+def _make_up(args: argparse.Namespace, cp: ControlPlane) -> int:
+    from goqueue_harness import kind_demo
+    from goqueue_harness.docker import DockerUnavailable, ensure_docker
+
+    backend = args.backend
+    if backend == "auto":
+        try:
+            ensure_docker()
+            backend = "kind"
+        except DockerUnavailable as exc:
+            print(f"make up: Docker cannot run here ({exc}); using the local control plane instead "
+                  "(`make up BACKEND=local` chooses it)", file=sys.stderr)
+            backend = "local"
+    if backend == "kind":
+        print(kind_demo.up())
+        return 0
+    _dispatch(argparse.Namespace(command="up", no_kubelet=False, resize_mode="online"), cp)
+    return _dispatch(argparse.Namespace(command="demo", namespace="goqueue", timeout=300.0), cp)
+
+
+def _make_down(cp: ControlPlane) -> int:
+    from goqueue_harness import kind_demo
+    from goqueue_harness.kubelet.daemon import kubelet_running
+
+    for line in kind_demo.down():
+        print(f"make down: {line}")
+    was_running = cp.is_running() or kubelet_running(cp)
+    _dispatch(argparse.Namespace(command="down", keep_data=False), cp)
+    print("make down: local control plane stopped" if was_running else "make down: no local control plane")
     return 0
 
 

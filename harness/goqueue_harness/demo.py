@@ -75,11 +75,12 @@ def _run(argv: list[str], input_text: str | None) -> str:
     return proc.stdout
 
 
-def sample_manifests() -> list[JSON]:
-    """operator/deploy/samples/goqueue.yaml, with the brokers bound to their pod IPs (shared ports here)."""
+def sample_manifests(*, bind_pod_ip: bool = True) -> list[JSON]:
+    """operator/deploy/samples/goqueue.yaml; on the local control plane with the brokers bound to their pod IPs
+    (pods share the machine's ports there), on kind as it is."""
     docs: list[JSON] = [d for d in yaml.safe_load_all(SAMPLE.read_text()) if d]
     for doc in docs:
-        if doc["kind"] == "GoQueueCluster":
+        if doc["kind"] == "GoQueueCluster" and bind_pod_ip:
             doc["spec"].setdefault("network", {})["bind"] = "PodIP"
     return docs
 
@@ -99,21 +100,25 @@ def _ready(obj: JSON) -> bool:
                for c in (obj.get("status") or {}).get("conditions") or [])
 
 
-def _operator_log_tail(tools: Tools, kubelet_dir: Path) -> str:
+def _operator_log_tail(tools: Tools, kubelet_dir: Path | None) -> str:
     pods = tools.get("pods", "-n", OPERATOR_NAMESPACE, "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
+    if kubelet_dir is None:  # a real kubelet: kubectl logs
+        return "\n".join(tools.kubectl("logs", "-n", OPERATOR_NAMESPACE, p["metadata"]["name"], "-c", "operator")
+                         [-3000:] for p in pods)
     return "\n".join(container_log(kubelet_dir, OPERATOR_NAMESPACE, p["metadata"]["name"], "operator")[-3000:]
                      for p in pods)
 
 
-def run_demo(bins: BinDir, kubeconfig: Path, kubelet_dir: Path, *, namespace: str = DEMO_NAMESPACE,
+def run_demo(bins: BinDir, kubeconfig: Path, kubelet_dir: Path | None, *, namespace: str = DEMO_NAMESPACE,
              timeout_s: float = 300.0) -> DemoCluster:
-    """Install the operator, apply the sample, wait until the cluster, its topics and groups are Ready."""
+    """Install the operator, apply the sample, wait until the cluster, its topics and groups are Ready.
+    ``kubelet_dir`` is the process-kubelet's (the local control plane), None on kind."""
     tools = Tools(bins, kubeconfig)
     # The namespace first: the chart puts the operator's Role (and RoleBinding) into every namespace it serves.
     tools.kubectl("apply", "-f", "-", input_text=json.dumps(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
     install_operator(tools, namespace)
-    docs = sample_manifests()
+    docs = sample_manifests(bind_pod_ip=kubelet_dir is not None)
     tools.kubectl("apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump_all(docs))
     wanted = [(d["kind"].lower(), d["metadata"]["name"]) for d in docs]
     deadline = time.monotonic() + timeout_s
@@ -157,6 +162,29 @@ goqueue-operator: Helm release {RELEASE} in namespace {OPERATOR_NAMESPACE}, serv
 
 Pods are local processes: reach brokers by pod IP (kubectl exec, logs and port-forward need a kubelet API this
 node does not serve); their logs are under {state_dir}/kubelet/logs/. Stop everything: make down
+"""
+
+
+def next_steps_kind(demo: DemoCluster, bins: BinDir, kubeconfig: Path, kind_cluster: str) -> str:
+    """What a user types next on kind: the runbook's own commands (kubectl exec, logs, port-forward)."""
+    topic = demo.topics[0] if demo.topics else "my-topic"
+    group = demo.groups[0] if demo.groups else "my-group"
+    ns, pod = demo.namespace, f"{demo.cluster}-0"
+    return f"""
+GoQueue is up on kind cluster {kind_cluster} in namespace {ns}: GoQueueCluster {demo.cluster} (3 brokers),
+GoQueueTopic {", ".join(demo.topics) or "-"}, GoQueueConsumerGroup {", ".join(demo.groups) or "-"}, all Ready.
+goqueue-operator: Helm release {RELEASE} in namespace {OPERATOR_NAMESPACE}, serving namespace {ns}.
+
+  export KUBECONFIG={kubeconfig}
+  alias kubectl={bins.kubectl}   # {Versions.load().kubernetes}, the server's version
+  kubectl get goqueue -n {ns}
+  kubectl exec -n {ns} {pod} -- goqueue-cli produce --topic {topic} --value hello
+  kubectl exec -n {ns} {pod} -- goqueue-cli consume --topic {topic} --group {group} --from-beginning --max 1 --ack
+  kubectl exec -n {ns} {pod} -- goqueue-admin cluster status
+  kubectl logs -n {ns} {pod}
+  kubectl port-forward -n {ns} svc/{demo.cluster} 8080:8080   # then: goqueue-cli --server http://localhost:8080 …
+
+Stop everything: make down
 """
 
 

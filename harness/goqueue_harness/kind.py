@@ -14,7 +14,9 @@ Why one module: `make up`, `make down` and the e2e backend create and remove the
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ import yaml
 from goqueue_harness.binaries import Versions
 from goqueue_harness.docker import ensure_docker
 from goqueue_harness.images import can_pull
+from goqueue_harness.processes import pid_file_alive, spawn_daemon, stop_daemon
 
 KIND_DIR = Path(__file__).resolve().parents[1] / "kind"
 # Where the harness's expandable volumes live inside the node (a bind mount of a host directory).
@@ -83,15 +86,22 @@ def cluster_config(volumes_dir: Path) -> dict[str, object]:
     }
 
 
+def kind_state_dir(name: str) -> Path:
+    """Per-cluster state (kubeconfig, volumes, the storage daemon): keyed by the cluster's name, not by who made
+    it, so `make up` after `make up`, or a test session reusing a kept cluster, finds the same daemon and volumes."""
+    root = Path(os.environ.get("GOQUEUE_KIND_STATE", Path.home() / ".local" / "state" / "goqueue" / "kind"))
+    return root / name
+
+
 @dataclass
 class KindCluster:
-    """A named kind cluster whose kubeconfig and volumes live under `workdir`."""
+    """A named kind cluster; its kubeconfig and volumes live in kind_state_dir(name)."""
 
     name: str
-    workdir: Path
 
     def __post_init__(self) -> None:
         self.kind = str(kind_binary())
+        self.workdir = kind_state_dir(self.name)
 
     @property
     def kubeconfig(self) -> Path:
@@ -127,9 +137,26 @@ class KindCluster:
                                timeout=300, check=False)
                 raise
             created = True
+        self.kubeconfig.touch(mode=0o600)
         self.kubeconfig.write_text(_run([self.kind, "get", "kubeconfig", "--name", self.name], timeout_s=60))
-        self.kubeconfig.chmod(0o600)
+        self._start_storage()
         return created
+
+    # -- the expandable StorageClass (goqueue_harness.kind_storage) ---------------------------------------------
+    @property
+    def _storage_pid_file(self) -> Path:
+        return self.workdir / "kind-storage.pid"
+
+    def _start_storage(self) -> None:
+        if pid_file_alive(self._storage_pid_file):
+            return
+        spawn_daemon([sys.executable, "-m", "goqueue_harness", "kind-storage", f"--kubeconfig={self.kubeconfig}",
+                      f"--volumes-dir={self.volumes_dir}", f"--node-volumes-dir={NODE_VOLUMES_DIR}"],
+                     pid_file=self._storage_pid_file, log_file=self.workdir / "kind-storage.log",
+                     env={**os.environ, "PYTHONPATH": str(KIND_DIR.parent)})
+
+    def stop_storage(self) -> None:
+        stop_daemon(self._storage_pid_file)
 
     def load(self, *tags: str) -> None:
         """`kind load docker-image` (skips what the node already has with the same id)."""
@@ -137,12 +164,11 @@ class KindCluster:
 
     def delete(self) -> bool:
         """Delete the cluster and its volumes; False when there was none."""
+        self.stop_storage()
         if not self.exists():
             return False
         _run([self.kind, "delete", "cluster", "--name", self.name], timeout_s=300)
-        if self.volumes_dir.exists():
-            # The node wrote these as root with its own uids: remove through a throwaway container-free rm.
-            subprocess.run(["rm", "-rf", str(self.volumes_dir)], check=False)
+        shutil.rmtree(self.volumes_dir, ignore_errors=True)
         return True
 
     def wait_node_ready(self, kubectl: Path, timeout_s: float = 180) -> None:

@@ -9,6 +9,7 @@ kubeconfig the control plane writes.
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 from collections.abc import AsyncIterator, Mapping
@@ -60,17 +61,27 @@ class ClientConfig:
 
     @classmethod
     def from_kubeconfig(cls, path: Path) -> ClientConfig:
-        """Read a kubeconfig that references files (as the harness writes them)."""
+        """Read a kubeconfig whose TLS material is in files (as the harness writes them) or inline (``*-data``,
+        as kind writes them: decoded into private files beside the kubeconfig)."""
         doc = yaml.safe_load(path.read_text())
         current = doc["current-context"]
         context = next(c["context"] for c in doc["contexts"] if c["name"] == current)
         cluster = next(c["cluster"] for c in doc["clusters"] if c["name"] == context["cluster"])
         user = next(u["user"] for u in doc["users"] if u["name"] == context["user"])
+
+        def material(section: dict[str, str], key: str) -> Path:
+            if key in section:
+                return Path(section[key])
+            target = path.parent / f"{path.name}.{key}"
+            target.touch(mode=0o600)
+            target.write_bytes(base64.b64decode(section[f"{key}-data"]))
+            return target
+
         return cls(
             server=cluster["server"],
-            ca_file=Path(cluster["certificate-authority"]),
-            cert_file=Path(user["client-certificate"]),
-            key_file=Path(user["client-key"]),
+            ca_file=material(cluster, "certificate-authority"),
+            cert_file=material(user, "client-certificate"),
+            key_file=material(user, "client-key"),
         )
 
     def ssl_context(self) -> ssl.SSLContext:

@@ -49,13 +49,13 @@ PVC_PATH = resource_path("v1", "persistentvolumeclaims")
 ResizeMode = Literal["online", "offline"]
 
 
-def storage_class() -> JSON:
+def storage_class(name: str = STORAGE_CLASS, *, default: bool = True) -> JSON:
     return {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
         "metadata": {
-            "name": STORAGE_CLASS,
-            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            "name": name,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true" if default else "false"},
         },
         "provisioner": "kubernetes.io/no-provisioner",
         "reclaimPolicy": "Delete",
@@ -64,13 +64,14 @@ def storage_class() -> JSON:
     }
 
 
-def pool_volume(name: str, folder: Path, capacity: str, claim: JSON | None = None) -> JSON:
+def pool_volume(name: str, folder: Path, capacity: str, claim: JSON | None = None,
+                class_name: str = STORAGE_CLASS) -> JSON:
     """A hostPath PV of the pool; ``claim`` pre-binds it (for oversized claims)."""
     spec: JSON = {
         "capacity": {"storage": capacity},
         "accessModes": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"],
         "persistentVolumeReclaimPolicy": "Retain",  # the controller deletes Released PVs itself
-        "storageClassName": STORAGE_CLASS,
+        "storageClassName": class_name,
         "volumeMode": "Filesystem",
         "hostPath": {"path": str(folder), "type": "DirectoryOrCreate"},
     }
@@ -86,7 +87,13 @@ def pool_volume(name: str, folder: Path, capacity: str, claim: JSON | None = Non
 
 
 class StorageController:
-    """Keeps the PV pool full and plays the volume driver for resizes."""
+    """Keeps the PV pool full and plays the volume driver for resizes.
+
+    On the local control plane it serves the default class ``standard``. On kind (goqueue_harness.kind_storage) it
+    serves a second, non-default class whose folders are created here in ``volumes_dir`` and seen by the node at
+    ``node_volumes_dir`` (a bind mount); folders are world-writable there, as kind's local-path helper makes them,
+    since broker pods run as a non-root user.
+    """
 
     def __init__(
         self,
@@ -96,9 +103,15 @@ class StorageController:
         pool_size: int = 20,
         pool_capacity: str = "200Gi",
         resize_mode: ResizeMode = "online",
+        class_name: str = STORAGE_CLASS,
+        default_class: bool = True,
+        node_volumes_dir: Path | None = None,
     ) -> None:
         self._client = client
         self._volumes_dir = volumes_dir
+        self._class_name = class_name
+        self._default_class = default_class
+        self._node_volumes_dir = node_volumes_dir or volumes_dir
         self._pool_size = pool_size
         self._pool_capacity = pool_capacity
         self._resize_mode = resize_mode
@@ -109,7 +122,8 @@ class StorageController:
     async def bootstrap(self) -> None:
         """Create the StorageClass and fill the pool once (used by ``up`` before any daemon runs)."""
         with contextlib.suppress(Conflict):
-            await self._client.create(resource_path("storage.k8s.io/v1", "storageclasses"), storage_class())
+            await self._client.create(resource_path("storage.k8s.io/v1", "storageclasses"),
+                                      storage_class(self._class_name, default=self._default_class))
         listed = await self._client.list(PV_PATH, {"labelSelector": f"{POOL_LABEL}=true"})
         free_phases = (None, "Pending", "Available")
         available = [pv for pv in listed["items"] if pv.get("status", {}).get("phase") in free_phases]
@@ -152,7 +166,7 @@ class StorageController:
         pool_bytes = parse_quantity(self._pool_capacity)
         for claim in claims.values():
             phase = claim.get("status", {}).get("phase")
-            if phase == "Pending" and _request(claim) > pool_bytes and _wants_pool(claim):
+            if phase == "Pending" and _request(claim) > pool_bytes and self._wants_pool(claim):
                 await self._create_pv(claim["spec"]["resources"]["requests"]["storage"], claim)
             elif phase == "Bound":
                 bound = pvs.get("/" + str(claim["spec"].get("volumeName", "")))
@@ -196,15 +210,22 @@ class StorageController:
         name = f"goqueue-pv-{secrets.token_hex(4)}"
         folder = self._volumes_dir / name
         folder.mkdir(parents=True, exist_ok=True)
-        await self._client.create(PV_PATH, pool_volume(name, folder, capacity, claim))
+        if self._node_volumes_dir != self._volumes_dir:
+            folder.chmod(0o777)  # pods in the node run as their own (non-root) users
+        await self._client.create(PV_PATH, pool_volume(name, self._node_volumes_dir / name, capacity, claim,
+                                                       self._class_name))
 
     async def _delete_pv(self, pv: JSON) -> None:
         name = pv["metadata"]["name"]
         await self._client.delete(f"{PV_PATH}/{name}")
         folder = Path(pv["spec"].get("hostPath", {}).get("path", ""))
-        if folder.parent == self._volumes_dir:
-            shutil.rmtree(folder, ignore_errors=True)
+        if folder.parent == self._node_volumes_dir:
+            shutil.rmtree(self._volumes_dir / folder.name, ignore_errors=True)
         log.info("pool volume %s released and deleted", name)
+
+    def _wants_pool(self, claim: JSON) -> bool:
+        classes = (None, self._class_name) if self._default_class else (self._class_name,)
+        return claim["spec"].get("storageClassName") in classes and not claim["spec"].get("volumeName")
 
     async def _set_pv_capacity(self, pv: JSON, capacity: str, *, sized: bool) -> None:
         patch: JSON = {"spec": {"capacity": {"storage": capacity}}}
@@ -250,10 +271,6 @@ def _bound_action(claim: JSON, pv: JSON, default_mode: ResizeMode) -> str | None
 
 def _request(claim: JSON) -> Decimal:
     return parse_quantity(claim["spec"].get("resources", {}).get("requests", {}).get("storage", "0"))
-
-
-def _wants_pool(claim: JSON) -> bool:
-    return claim["spec"].get("storageClassName") in (None, STORAGE_CLASS) and not claim["spec"].get("volumeName")
 
 
 def _resize_pending(claim: JSON) -> bool:

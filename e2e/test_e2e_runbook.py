@@ -1,0 +1,166 @@
+"""The runbook's kubectl commands, run as written against the shared cluster on kind (real kubelet: exec, logs and
+port-forward work there; the local backend's process-kubelet serves none of them, so its variant is skipped).
+
+Read from docs/RUNBOOK.md itself, like tests/integration/test_runbook_commands.py (which runs the goqueue-cli /
+goqueue-admin commands beside brokers on loopback): every line of a bash block that starts with `kubectl` and only
+reads — `kubectl exec … -- goqueue-cli|goqueue-admin|df|iostat …`, `logs`, `port-forward` (with the line that uses
+it), `get`, `describe` — is run by bash with this cluster's kubeconfig. Two adaptations, both spelled out here: the
+namespace `-n goqueue` becomes the shared cluster's (its GoQueueCluster is named `goqueue`, as in the runbook), and
+placeholders (`<group-name>`, `goqueue-$i` in a loop, `<n>`, …) get real values.
+
+Not run here, with why: commands that change the cluster (`scale`, `delete`, `cordon`, `patch`, `apply`, `create`,
+`drain`, `rollout`) — other scenarios do those through the operator (broker kill, rolling upgrade, storage
+expansion) and running them as written would break the shared cluster; `kubectl top` (no metrics-server); the
+Grafana port-forward (no monitoring stack in this cluster).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from operator_kube import apply, topic_manifest
+from test_runbook_commands import GROUP, PLACEHOLDERS, TOPIC, runbook_path
+from workloads import GoQueueCluster
+
+from goqueue.config import OffsetReset
+from goqueue.models import ConsumeRequest, GroupSpec, ProduceRecord
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+READ_ONLY = re.compile(r"^kubectl (exec|logs|port-forward|get|describe)\b")
+NOT_RUN = re.compile(r"^kubectl (top|scale|delete|cordon|uncordon|drain|patch|apply|create|rollout|edit|label)\b"
+                     r"|svc/grafana")
+EXEC_TOOLS = re.compile(r" -- (goqueue-cli|goqueue-admin|df|iostat)\b")
+MORE_PLACEHOLDERS = {"goqueue-$i": "goqueue-0", "goqueue-<n>": "goqueue-0", "<node-name>": "{node}",
+                     "<storage-class>": "goqueue-expandable"}
+
+
+@dataclass(frozen=True)
+class Command:
+    line: int
+    text: str  # one command, or a port-forward with the command that uses it
+
+
+def runbook_kubectl_commands(text: str) -> tuple[list[Command], list[str]]:
+    """(commands to run, commands left out) from the runbook's bash blocks."""
+    run: list[Command] = []
+    left_out: list[str] = []
+    for block in re.finditer(r"```bash\n(.*?)```", text, flags=re.DOTALL):
+        start = text.count("\n", 0, block.start()) + 2
+        lines = [" ".join(raw.split()) for raw in block[1].replace("\\\n", " ").splitlines()]
+        pending_forward: str | None = None
+        for offset, line in enumerate(lines):
+            if not line or line.startswith("#"):
+                continue
+            if pending_forward is not None:  # the line that uses the port-forward above it
+                run.append(Command(start + offset, f"{pending_forward}\n{line}"))
+                pending_forward = None
+                continue
+            if not line.startswith("kubectl"):
+                continue
+            if NOT_RUN.search(line):
+                left_out.append(line)
+            elif READ_ONLY.match(line) and (not line.startswith("kubectl exec") or EXEC_TOOLS.search(line)):
+                if line.startswith("kubectl port-forward") and line.endswith("&"):
+                    pending_forward = line
+                else:
+                    run.append(Command(start + offset, line))
+            else:
+                left_out.append(line)
+    return run, left_out
+
+
+COMMANDS, LEFT_OUT = runbook_kubectl_commands(runbook_path().read_text())
+
+
+def test_the_runbook_names_the_kubectl_commands_this_scenario_must_cover() -> None:
+    texts = [c.text for c in COMMANDS]
+    for expected in ("kubectl exec -n goqueue goqueue-0 -- goqueue-admin cluster status",
+                     "kubectl exec -n goqueue goqueue-0 -- goqueue-cli topic list",
+                     "kubectl logs -n goqueue goqueue-0 --previous",
+                     "kubectl port-forward -n goqueue svc/goqueue-metrics 9000:9000 &",
+                     "kubectl exec -n goqueue goqueue-0 -- df -h /data",
+                     "kubectl get pods -n goqueue -l app.kubernetes.io/name=goqueue"):
+        assert any(expected in t for t in texts), f"{expected!r} is not run: {texts}"
+    assert all("kubectl scale" not in t for t in texts)
+
+
+def as_written(command: str, namespace: str, node: str) -> str:
+    """The command with the namespace and placeholders filled; nothing else changed."""
+    text = re.sub(r"(-n|--namespace)(=| )goqueue\b", rf"\1\g<2>{namespace}", command)
+    for placeholder, value in {**PLACEHOLDERS, **MORE_PLACEHOLDERS}.items():
+        text = text.replace(placeholder, value.format(node=node))
+    assert not re.search(r"<[a-z-]+>", text), f"unfilled placeholder in {text!r}"
+    return text
+
+
+@pytest.fixture(scope="module")
+def runbook_cluster(backend_kind_only: GoQueueCluster) -> GoQueueCluster:
+    cluster = backend_kind_only
+    apply(cluster.backend.kubectl, cluster.namespace, topic_manifest(TOPIC, partitions=8, replicationFactor=3))
+    cluster.wait_resource("goqueuetopic", TOPIC)
+    with cluster.client() as client:
+        client.produce(TOPIC, [ProduceRecord(key=str(n), value=f"m{n}") for n in range(20)])
+        response = client.consume(GROUP, ConsumeRequest(consumer_id="runbook", topic=TOPIC, max_records=5,
+                                                        start_from=OffsetReset.EARLIEST))
+        assert len(response.records) == 5, response
+        client.ack(GROUP, [r.lease_id or "" for r in response.records[:3]])  # two stay inflight
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def backend_kind_only(shared_cluster: GoQueueCluster) -> GoQueueCluster:
+    if shared_cluster.backend.name != "kind":
+        pytest.skip("kubectl exec, logs and port-forward need a real kubelet (the kind backend)")
+    return shared_cluster
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[f"line{c.line}" for c in COMMANDS])
+def test_runbook_kubectl_command_as_written(runbook_cluster: GoQueueCluster, tmp_path: Path,
+                                            command: Command) -> None:
+    cluster = runbook_cluster
+    kubectl = cluster.backend.kubectl
+    node = kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").strip()
+    text = as_written(command.text, cluster.namespace, node)
+    if "reset-offset" in text:  # the procedure stops the group's consumers first
+        with cluster.client() as client:
+            client.delete_group(GROUP, force=True)
+            client.declare_group(GROUP, GroupSpec(topics=[TOPIC]))
+    if "restore metadata" in text:  # the file the backup step of the same procedure wrote
+        with cluster.client() as client:
+            (tmp_path / "metadata-backup.json").write_text(client.backup_metadata().model_dump_json(by_alias=True))
+    if "topic delete" in text or "topic create" in text:
+        pytest.skip("topic create/delete through kubectl exec: the integration runbook test runs them; here the "
+                    "shared cluster's GoQueueTopic owns the topic")
+    script = text
+    if "\n" in text:  # a port-forward in the background, then the line that uses it
+        forward, use = text.split("\n", 1)
+        port = re.search(r" (\d+):\d+", forward)
+        assert port, forward
+        script = (f"{forward}\nforward=$!\ntrap 'kill $forward' EXIT\n"
+                  f"for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/{port[1]}) 2>/dev/null && break; sleep 0.2; "
+                  f"done\n{use}")
+    if re.search(r"^kubectl (logs|get)\b.* (-f|-w)$", text):
+        script = f"timeout 5 {text}; test $? -eq 124"  # follows or watches forever: five seconds of it
+    (tmp_path / "deploy").symlink_to(REPO / "deploy")  # the runbook's paths are relative to a checkout
+    bin_dir = str(Path(kubectl.binary).parent)
+    env = {**os.environ, "KUBECONFIG": str(kubectl.kubeconfig), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    output = result.stdout + result.stderr
+    if "--previous" in text and result.returncode != 0:
+        # Only a restarted container has a previous log; the kubelet answering that is the command working.
+        assert "previous terminated container" in output, output
+        return
+    assert result.returncode == 0, f"line {command.line}: {text}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert "Traceback" not in output
+    if "consumer pause --all" in text:
+        with cluster.client() as client:
+            assert client.describe_group(GROUP).state.value == "Paused"
+            client.resume()
