@@ -37,6 +37,7 @@ DEMO_NAMESPACE = "goqueue"
 FIELD_MANAGER = "goqueue-make-up"
 DATA_DIR = "/var/lib/goqueue/data"
 HEADLESS = "goqueue-headless"
+DEMO_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,12 @@ def sample_manifests(*, bind_pod_ip: bool = True) -> list[JSON]:
     (pods share the machine's ports there), on kind as it is."""
     docs: list[JSON] = [d for d in yaml.safe_load_all(SAMPLE.read_text()) if d]
     for doc in docs:
-        if doc["kind"] == "GoQueueCluster" and bind_pod_ip:
-            doc["spec"].setdefault("network", {})["bind"] = "PodIP"
+        if doc["kind"] == "GoQueueCluster":
+            if bind_pod_ip:
+                doc["spec"].setdefault("network", {})["bind"] = "PodIP"
+            # Sized for one small node (a 2-core laptop or CI machine): the defaults' CPU requests of three brokers
+            # and the operator do not fit beside kind's control plane.
+            doc["spec"].setdefault("resources", DEMO_RESOURCES)
     return docs
 
 

@@ -103,12 +103,12 @@ def ensure_docker() -> str:
         policy = _forward_policy()
         log_file.write_bytes(b"")
         record = spawn_daemon(argv, pid_file=pid_file, log_file=log_file)
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + float(os.environ.get("GOQUEUE_DOCKER_START_TIMEOUT", START_TIMEOUT_S))
         while not (answers := docker_info()[0]):
             if not pid_file_alive(pid_file) or time.monotonic() > deadline:
                 stop_daemon(pid_file)
                 last = (log_file.read_text(errors="replace").strip().splitlines() or ["(empty log)"])[-1]
-                raise DockerUnavailable(f"dockerd did not start (pid {record.pid}; {log_file}): {last}")
+                raise DockerUnavailable(f"dockerd did not start (pid {record.pid}, log {log_file}): {last}")
             time.sleep(0.5)
         if policy is not None and _forward_policy() != policy:
             subprocess.run(["iptables", "-P", "FORWARD", policy], check=True)
@@ -120,6 +120,12 @@ def ensure_docker() -> str:
 
 def docker_started_by_us() -> bool:
     return pid_file_alive(docker_state_dir() / "dockerd.pid")
+
+
+def running_containers() -> list[str]:
+    proc = subprocess.run(["docker", "ps", "--format", "{{.Names}}"], capture_output=True, text=True, timeout=60,
+                          check=False)
+    return proc.stdout.split() if proc.returncode == 0 else []
 
 
 def stop_docker(grace_s: float = 30.0) -> bool:

@@ -8,6 +8,7 @@ into the node, `helm install` the operator, apply the sample GoQueueCluster, wai
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,12 +17,13 @@ import yaml
 
 from goqueue_harness.binaries import locate_binaries
 from goqueue_harness.demo import DEMO_NAMESPACE, next_steps_kind, run_demo
-from goqueue_harness.docker import stop_docker
+from goqueue_harness.docker import docker_started_by_us, running_containers, stop_docker
 from goqueue_harness.images import build_broker_and_operator
 from goqueue_harness.kind import KindCluster
 
 REPO = Path(__file__).resolve().parents[2]
-CLUSTER_NAME = "goqueue"
+# GOQUEUE_KIND_CLUSTER: another name (the harness's tests run make up's kind path beside a user's cluster).
+CLUSTER_NAME = os.environ.get("GOQUEUE_KIND_CLUSTER", "goqueue")
 
 
 def chart_images() -> tuple[str, str, str]:
@@ -58,6 +60,13 @@ def down() -> list[str]:
     except FileNotFoundError:
         deleted = False  # no docker command at all: nothing of ours can be running
     said.append(f"kind cluster {CLUSTER_NAME} deleted" if deleted else f"no kind cluster {CLUSTER_NAME}")
-    said.append("Docker daemon stopped (started by make up)" if stop_docker() else
-                "no Docker daemon of ours to stop")
+    if not docker_started_by_us():
+        said.append("no Docker daemon of ours to stop")
+        return said
+    others = running_containers()
+    if others:  # another kind cluster (a kept e2e one, say) or the user's own containers still need it
+        said.append(f"Docker daemon left running: {len(others)} other container(s) use it ({', '.join(others[:3])})")
+    else:
+        stop_docker()
+        said.append("Docker daemon stopped (the harness had started it)")
     return said

@@ -30,7 +30,8 @@ kind_src="$(go mod download -json "sigs.k8s.io/kind@${KIND_VERSION}" | sed -n 's
 
 key="$(cat "${here}/build_node_image.sh" "${here}/images/"* "${here}/base_images.sh" "${here}/../versions.env" \
         "${node_dir}/.complete" "${bin_dir}/.complete" | sha256sum | cut -c1-12)"
-image="goqueue-local/kind-node:${KUBERNETES_VERSION}-${key}"
+# GOQUEUE_KIND_NODE_IMAGE_REPO: another repository (the harness's tests build a throwaway one).
+image="${GOQUEUE_KIND_NODE_IMAGE_REPO:-goqueue-local/kind-node}:${KUBERNETES_VERSION}-${key}"
 if docker image inspect "${image}" >/dev/null 2>&1; then echo "${image}"; exit 0; fi
 
 ctx="$(mktemp -d)"
