@@ -21,7 +21,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from goqueue_harness.processes import pid_file_alive, read_pid_file, spawn_daemon, stop_daemon
+from goqueue_harness.processes import (
+    PidRecord,
+    pid_file_alive,
+    process_start_ticks,
+    read_pid_file,
+    stop_daemon,
+)
 
 WRAPPER_SOURCE = Path(__file__).resolve().parents[1] / "kind" / "runc-capbnd"
 SOCKET = Path("/var/run/docker.sock")
@@ -79,6 +85,21 @@ def _install_wrapper(state: Path) -> Path:
     return wrapper
 
 
+def _spawn_detached(argv: list[str], *, pid_file: Path, log_file: Path) -> PidRecord:
+    """Start the daemon in a session of its own that no Python process waits for: it outlives `make up` and the
+    test session that started it (a child left running would warn at their exit), and `stop_docker` finds it by
+    its pid file like the harness's other daemons."""
+    launched = subprocess.run(["bash", "-c", 'setsid "$@" </dev/null >>"$GOQUEUE_DOCKERD_LOG" 2>&1 & echo $!', "_",
+                               *argv], env={**os.environ, "GOQUEUE_DOCKERD_LOG": str(log_file)},
+                              capture_output=True, text=True, timeout=30, check=True)
+    pid = int(launched.stdout.strip())
+    record = PidRecord(pid, process_start_ticks(pid) or -1)
+    tmp = pid_file.with_suffix(".tmp")
+    tmp.write_text(f"{record.pid} {record.start_ticks}\n")
+    tmp.replace(pid_file)
+    return record
+
+
 def ensure_docker() -> str:
     """Return the server version of a Docker daemon that answers, starting ours when none does."""
     answers, detail = docker_info()
@@ -102,7 +123,7 @@ def ensure_docker() -> str:
             argv += [f"--add-runtime=goqueue-runc={_install_wrapper(state)}", "--default-runtime=goqueue-runc"]
         policy = _forward_policy()
         log_file.write_bytes(b"")
-        record = spawn_daemon(argv, pid_file=pid_file, log_file=log_file)
+        record = _spawn_detached(argv, pid_file=pid_file, log_file=log_file)
         deadline = time.monotonic() + float(os.environ.get("GOQUEUE_DOCKER_START_TIMEOUT", START_TIMEOUT_S))
         while not (answers := docker_info()[0]):
             if not pid_file_alive(pid_file) or time.monotonic() > deadline:

@@ -17,7 +17,7 @@ import yaml
 
 from goqueue_harness.binaries import locate_binaries
 from goqueue_harness.demo import DEMO_NAMESPACE, next_steps_kind, run_demo
-from goqueue_harness.docker import docker_started_by_us, running_containers, stop_docker
+from goqueue_harness.docker import docker_info, docker_started_by_us, running_containers, stop_docker
 from goqueue_harness.images import build_broker_and_operator
 from goqueue_harness.kind import KindCluster
 
@@ -54,12 +54,12 @@ def up(timeout_s: float = 600.0) -> str:
 def down() -> list[str]:
     """Delete the kind cluster and stop a Docker daemon we started; one line per thing done (or not)."""
     said = []
-    cluster = KindCluster(CLUSTER_NAME)
-    try:
-        deleted = cluster.delete()
-    except FileNotFoundError:
-        deleted = False  # no docker command at all: nothing of ours can be running
-    said.append(f"kind cluster {CLUSTER_NAME} deleted" if deleted else f"no kind cluster {CLUSTER_NAME}")
+    if not docker_info()[0]:  # no daemon answers: no kind cluster can be running (its storage daemon may)
+        KindCluster(CLUSTER_NAME).stop_storage()
+        said.append(f"no kind cluster {CLUSTER_NAME} (no Docker daemon runs)")
+    else:
+        deleted = KindCluster(CLUSTER_NAME).delete()
+        said.append(f"kind cluster {CLUSTER_NAME} deleted" if deleted else f"no kind cluster {CLUSTER_NAME}")
     if not docker_started_by_us():
         said.append("no Docker daemon of ours to stop")
         return said
