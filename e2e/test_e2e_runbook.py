@@ -2,7 +2,8 @@
 port-forward work there; the local backend's process-kubelet serves none of them, so its variant is skipped).
 
 Read from docs/RUNBOOK.md itself, like tests/integration/test_runbook_commands.py (which runs the goqueue-cli /
-goqueue-admin commands beside brokers on loopback): every line of a bash block that starts with `kubectl` and only
+goqueue-admin commands beside brokers on loopback, and whose preparation — the topic and group each command
+expects — this scenario reuses): every line of a bash block that starts with `kubectl` and only
 reads — `kubectl exec … -- goqueue-cli|goqueue-admin|df|iostat …`, `logs`, `port-forward` (with the line that uses
 it), `get`, `describe` — is run by bash with this cluster's kubeconfig. Two adaptations, both spelled out here: the
 namespace `-n goqueue` becomes the shared cluster's (its GoQueueCluster is named `goqueue`, as in the runbook), and
@@ -23,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from operator_kube import apply, topic_manifest
 from test_runbook_commands import GROUP, PLACEHOLDERS, TOPIC, runbook_path
+from test_runbook_commands import _prepare as prepare
 from workloads import GoQueueCluster
 
-from goqueue.config import OffsetReset
-from goqueue.models import ConsumeRequest, GroupSpec, ProduceRecord
+from goqueue.models import GroupSpec
 
 pytestmark = pytest.mark.e2e
 
@@ -101,20 +101,6 @@ def as_written(command: str, namespace: str, node: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def runbook_cluster(backend_kind_only: GoQueueCluster) -> GoQueueCluster:
-    cluster = backend_kind_only
-    apply(cluster.backend.kubectl, cluster.namespace, topic_manifest(TOPIC, partitions=8, replicationFactor=3))
-    cluster.wait_resource("goqueuetopic", TOPIC)
-    with cluster.client() as client:
-        client.produce(TOPIC, [ProduceRecord(key=str(n), value=f"m{n}") for n in range(20)])
-        response = client.consume(GROUP, ConsumeRequest(consumer_id="runbook", topic=TOPIC, max_records=5,
-                                                        start_from=OffsetReset.EARLIEST))
-        assert len(response.records) == 5, response
-        client.ack(GROUP, [r.lease_id or "" for r in response.records[:3]])  # two stay inflight
-    return cluster
-
-
-@pytest.fixture(scope="module")
 def backend_kind_only(shared_cluster: GoQueueCluster) -> GoQueueCluster:
     if shared_cluster.backend.name != "kind":
         pytest.skip("kubectl exec, logs and port-forward need a real kubelet (the kind backend)")
@@ -122,22 +108,21 @@ def backend_kind_only(shared_cluster: GoQueueCluster) -> GoQueueCluster:
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[f"line{c.line}" for c in COMMANDS])
-def test_runbook_kubectl_command_as_written(runbook_cluster: GoQueueCluster, tmp_path: Path,
+def test_runbook_kubectl_command_as_written(backend_kind_only: GoQueueCluster, tmp_path: Path,
                                             command: Command) -> None:
-    cluster = runbook_cluster
+    cluster = backend_kind_only
     kubectl = cluster.backend.kubectl
     node = kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").strip()
     text = as_written(command.text, cluster.namespace, node)
-    if "reset-offset" in text:  # the procedure stops the group's consumers first
-        with cluster.client() as client:
+    with cluster.client() as client:
+        # The state an operator would be in (the integration runbook test's own preparation): the topic exists
+        # with records and a group that consumed some (or, for `topic create`, does not exist yet).
+        prepare(client, text)
+        if "reset-offset" in text:  # the procedure stops the group's consumers first
             client.delete_group(GROUP, force=True)
             client.declare_group(GROUP, GroupSpec(topics=[TOPIC]))
-    if "restore metadata" in text:  # the file the backup step of the same procedure wrote
-        with cluster.client() as client:
+        if "restore metadata" in text:  # the file the backup step of the same procedure wrote
             (tmp_path / "metadata-backup.json").write_text(client.backup_metadata().model_dump_json(by_alias=True))
-    if "topic delete" in text or "topic create" in text:
-        pytest.skip("topic create/delete through kubectl exec: the integration runbook test runs them; here the "
-                    "shared cluster's GoQueueTopic owns the topic")
     script = text
     if "\n" in text:  # a port-forward in the background, then the line that uses it
         forward, use = text.split("\n", 1)
