@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import crc32c
 from prometheus_client.core import Metric
 
 from goqueue.cluster import Cluster
@@ -68,6 +67,7 @@ from goqueue.models import (
     topic_name_problem,
 )
 from goqueue.partition import Partition, Role
+from goqueue.partitioning import partition_for_key
 from goqueue.replication.isr import FollowerProgress, record_fetch
 from goqueue.replication.metadata import MetadataConflict, assign_replicas
 from goqueue.replication.peers import ReplicaFetchRequest, ReplicaFetchResponse
@@ -77,6 +77,7 @@ from goqueue.storage.compaction import compact_log
 from goqueue.storage.log import AppendResult, CorruptSegment, LogConfig, PartitionLog
 from goqueue.storage.retention import apply_retention
 from goqueue.storage.writer import AppendJob, LogWriter
+from goqueue.topic_settings import effective_settings
 from goqueue.topics import TopicMeta, TopicRegistry
 
 log = logging.getLogger(__name__)
@@ -392,11 +393,14 @@ class Broker:
         self.check_ready()
         return [self._topic_info(name, details=False) for name in sorted(self.registry.topics)]
 
-    async def describe_topic(self, name: str) -> TopicInfo:
-        """Metadata plus live offsets; partitions led elsewhere are asked of their leader."""
+    async def describe_topic(self, name: str, details: bool = True) -> TopicInfo:
+        """Metadata plus live offsets; partitions led elsewhere are asked of their leader (without `details`,
+        the metadata only)."""
         self.check_ready()
         await self._known_topic(name)
-        info = self._topic_info(name, details=True)
+        info = self._topic_info(name, details=details)
+        if not details:
+            return info
         for n, partition_info in enumerate(info.partition_details):
             local = self.partitions.get((name, partition_info.partition))
             if (local is None or not local.is_leader) and partition_info.leader is not None:
@@ -409,15 +413,16 @@ class Broker:
                         "start_offset": remote["earliest"], "high_watermark": remote["latest"],
                         "end_offset": remote["logEnd"], "size_bytes": remote.get("sizeBytes", 0),
                         "segments": remote.get("segments", 0)})
-        details = info.partition_details
-        return info.model_copy(update={"size_bytes": sum(p.size_bytes for p in details),
-                                       "messages": sum(p.high_watermark - p.start_offset for p in details)})
+        found = info.partition_details
+        return info.model_copy(update={"size_bytes": sum(p.size_bytes for p in found),
+                                       "messages": sum(p.high_watermark - p.start_offset for p in found)})
 
     def _topic_info(self, name: str, details: bool) -> TopicInfo:
         meta = self.registry.get(name)
         infos = [self._partition_info(name, index) for index in range(meta.partitions)]
         return TopicInfo(
             name=name, partitions=meta.partitions, replication_factor=meta.replication_factor, config=meta.config,
+            settings=effective_settings(meta.config, meta.replication_factor, self.settings),
             size_bytes=sum(i.size_bytes for i in infos),
             messages=sum(i.high_watermark - i.start_offset for i in infos),
             partition_details=infos if details else [])
@@ -635,7 +640,7 @@ class Broker:
     def _choose_partition(self, meta: TopicMeta, key: bytes | None) -> int:
         """Key hash (CRC32C, stable across brokers and versions) or round-robin for keyless records."""
         if key is not None:
-            return int(crc32c.crc32c(key)) % meta.partitions
+            return partition_for_key(key, meta.partitions)
         cycle = self._round_robin.get(meta.name)
         if cycle is None:
             cycle = self._round_robin[meta.name] = itertools.cycle(range(meta.partitions))

@@ -72,6 +72,26 @@ def parse_size_bytes(value: Any) -> int:
     return size
 
 
+def format_duration_s(seconds: float) -> str:
+    """The inverse of `parse_duration_s`, in the unit settings are written in: 604800 → "168h", 90 → "90s".
+    Hours rather than days, as the runbook writes retention (168h)."""
+    millis = round(seconds * 1000)
+    if millis == 0:
+        return "0s"
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if millis and millis % size == 0:
+            return f"{millis // size}{unit}"
+    return f"{millis}ms"
+
+
+def format_size_bytes(size: int) -> str:
+    """The inverse of `parse_size_bytes`, in the largest unit that divides it: 10**10 → "10GB", 2**27 → "128MiB"."""
+    choices = [f"{size // unit}{name}" for name, unit in (
+        ("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3),
+        ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)) if size and size % unit == 0]
+    return min(choices, key=len) if choices else str(size)
+
+
 def _split_list(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]

@@ -114,11 +114,32 @@ class PartitionInfo(_Model):
     problem: str | None = None
 
 
+class SettingSource(StrEnum):
+    """Where a topic setting's effective value comes from (Kafka's config sources)."""
+
+    TOPIC = "topic"            # set on this topic
+    BROKER = "broker"          # the broker's own setting (config file or environment), e.g. retention.maxAge
+    DEFAULT = "default"        # the built-in default (of the broker setting, when there is one)
+
+
+class TopicSetting(_Model):
+    """One topic setting as it applies: its value in the units the config is written in, and where it comes from."""
+
+    key: str = Field(description="The TopicConfig key, e.g. retentionMaxAge.")
+    value: str = Field(description="Effective value in config units: 168h, 10GB, delete.")
+    source: str = Field(description="A SettingSource (a string, so a source a newer broker adds still parses).")
+    broker_key: str | None = Field(None, alias="brokerKey", description="The broker setting the topic falls back "
+                                   "to, e.g. retention.maxAge.")
+    note: str | None = Field(None, description="Why the value differs from its source's, when it does.")
+
+
 class TopicInfo(_Model):
     name: str
     partitions: int
     replication_factor: int = Field(alias="replicationFactor")
-    config: TopicConfig
+    config: TopicConfig = Field(description="The topic's own settings; None means the broker's applies.")
+    settings: list[TopicSetting] = Field(default_factory=list, description="Every setting's effective value and "
+                                         "source, in config order (empty from older brokers).")
     size_bytes: int = Field(0, alias="sizeBytes")
     messages: int = 0
     partition_details: list[PartitionInfo] = Field(default_factory=list, alias="partitionDetails")
@@ -261,6 +282,8 @@ class MemberInfo(_Model):
     assignments: list[TopicPartition] = []
     last_heartbeat_ms: int = Field(alias="lastHeartbeatMs")
     generation: int = 0
+    expires_at_ms: int | None = Field(None, alias="expiresAtMs", description="When the coordinator removes the "
+                                      "member unless it is heard from again: last heartbeat + session timeout.")
 
 
 class GroupOffset(_Model):

@@ -71,7 +71,29 @@ def topic_drift(view: TopicView, live: TopicInfo) -> TopicDrift:
 def topic_status_fields(view: TopicView, live: TopicInfo) -> dict[str, Any]:
     return {"topicName": view.broker_name, "partitions": live.partitions,
             "replicationFactor": live.replication_factor, "messages": live.messages, "sizeBytes": live.size_bytes,
-            "config": live.config.model_dump(by_alias=True, mode="json")}
+            "config": status_config(view, live)}
+
+
+def status_config(view: TopicView, live: TopicInfo) -> dict[str, Any]:
+    """Every setting as it applies, in the spec's units: the spec's own text where it sets the key and the broker
+    agrees (`72h` stays `72h`, not 259200), else the broker's effective value (`168h`, `10GB`: `live.settings`).
+    A broker too old to send its effective settings gives its raw config (seconds and bytes, null = its default)."""
+    if not live.settings:
+        return live.config.model_dump(by_alias=True, mode="json")
+    written = view.spec.config.model_dump(by_alias=True, exclude_none=True)
+    desired = desired_topic_config(view).model_dump(by_alias=True, mode="json")
+    current = live.config.model_dump(by_alias=True, mode="json")
+    out: dict[str, Any] = {}
+    for setting in live.settings:
+        if setting.key in written and desired.get(setting.key) == current.get(setting.key):
+            out[setting.key] = written[setting.key]
+        elif isinstance(current.get(setting.key), bool):
+            out[setting.key] = setting.value == "true"
+        elif setting.key == "minInsyncReplicas":
+            out[setting.key] = int(setting.value)
+        else:
+            out[setting.key] = setting.value
+    return out
 
 
 # -- consumer groups -----------------------------------------------------------------------------------------------

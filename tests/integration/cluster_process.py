@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,13 @@ from typing import Any
 import httpx
 from broker_process import BrokerProcess
 
+from goqueue.client.http import GoQueueClient
+from goqueue.errors import GoQueueError
+from goqueue.models import ProduceRecord
+
 PASSWORD = "test-cluster-password"
-SUSPECT_S = 10.0
+PRODUCE_TIMEOUT_S = 5.0     # per request: a frozen broker is left for the next one after this
+DELIVERY_TIMEOUT_S = 90.0   # per produce call, through every retry
 
 
 class LocalCluster:
@@ -82,7 +88,11 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, message: str = "
 
 @dataclass
 class History:
-    """Acknowledged writes, and the check that consumers see exactly them, in order, per partition."""
+    """Acknowledged writes, and the check that the log holds them at their offsets — and, for idempotent producers,
+    each exactly once and in order.
+
+    Values are `<producer tag>-<n>`, n counting up per producer, so the log itself shows a duplicate (one value at
+    two offsets: a retry written twice) and a reordering (a producer's n going down within a partition)."""
 
     acked: dict[int, dict[int, str]] = field(default_factory=dict)  # partition -> offset -> value
     errors: list[str] = field(default_factory=list)
@@ -96,18 +106,40 @@ class History:
                 slot[offset["offset"]] = value
 
     def count(self) -> int:
-        return sum(len(v) for v in self.acked.values())
+        with self.lock:
+            return sum(len(v) for v in self.acked.values())
 
-    def check(self, consumed: dict[int, list[tuple[int, str]]]) -> None:
-        """Every acknowledged record is consumed at its offset, once; offsets are strictly increasing."""
+    def count_of(self, tag: str) -> int:
+        """Records of one producer acknowledged so far."""
+        with self.lock:
+            return sum(1 for slot in self.acked.values() for value in slot.values() if value.startswith(f"{tag}-"))
+
+    def check(self, consumed: dict[int, list[tuple[int, str]]], exactly_once: bool = False) -> None:
+        """Every acknowledged record is consumed at its offset; offsets are strictly increasing. With `exactly_once`
+        (for idempotent producers) also: no value is in the log twice, and each producer's records are in the
+        order it sent them, per partition. (A producer that resends without idempotence may duplicate.)"""
         for partition, records in consumed.items():
             offsets = [o for o, _ in records]
             assert offsets == sorted(set(offsets)), f"partition {partition}: offsets not monotonic/unique"
+            if exactly_once:
+                _check_once_in_order(partition, records)
         for partition, acked in self.acked.items():
             seen = dict(consumed.get(partition, []))
             missing = {o: v for o, v in acked.items() if seen.get(o) != v}
             assert not missing, (f"partition {partition}: {len(missing)} acknowledged records lost or changed, "
                                  f"e.g. {sorted(missing.items())[:5]}")
+
+
+def _check_once_in_order(partition: int, records: list[tuple[int, str]]) -> None:
+    twice = sorted(v for v, times in Counter(v for _, v in records).items() if times > 1)
+    assert not twice, f"partition {partition}: {len(twice)} records written twice, e.g. {twice[:5]}"
+    last: dict[str, int] = {}
+    for offset, value in records:
+        tag, _, n = value.rpartition("-")
+        if not n.isdigit():
+            continue  # not a History producer's record
+        assert int(n) > last.get(tag, -1), f"partition {partition}: {value} at {offset} after {tag}-{last[tag]}"
+        last[tag] = int(n)
 
 
 def consume_all(http: httpx.Client, topic: str, partitions: int,
@@ -133,39 +165,28 @@ def consume_all(http: httpx.Client, topic: str, partitions: int,
 
 
 class Producer(threading.Thread):
-    """Produces numbered records with acks=all through any live broker until stopped; retries retriable errors."""
+    """Produces numbered records (`<tag>-<n>`) with acks=all until stopped, through the project's HTTP client given
+    every broker's address: idempotent, retried through failovers (`goqueue.client`). An error that reaches this
+    loop is one the client gave up on — a failure of the test's subject, recorded in `history.errors`."""
 
     def __init__(self, cluster: LocalCluster, topic: str, history: History, name: str, batch: int = 10) -> None:
         super().__init__(daemon=True)
         self.cluster, self.topic, self.history, self.tag, self.batch = cluster, topic, history, name, batch
         self.stopping = threading.Event()
         self.sent = 0
-        self.suspect: dict[int, float] = {}
 
     def run(self) -> None:
-        n = attempt = 0
-        while not self.stopping.is_set():
-            values = [f"{self.tag}-{n + i}" for i in range(self.batch)]
-            live = self.cluster.running()
-            if not live:
-                time.sleep(0.05)
-                continue
-            attempt += 1  # every attempt moves to the next broker, so a hung one cannot stall the producer
-            healthy = [b for b in live if time.monotonic() - self.suspect.get(b, -60.0) > SUSPECT_S] or live
-            target = healthy[attempt % len(healthy)]
-            try:
-                response = httpx.post(f"{self.cluster.url(target)}/v1/topics/{self.topic}/records",
-                                      json={"records": [{"value": v} for v in values]}, timeout=5)
-            except httpx.HTTPError:
-                self.suspect[target] = time.monotonic()  # like a client's metadata refresh: avoid it for a while
-                time.sleep(0.05)
-                continue
-            if response.status_code == 200:
-                self.history.record(response.json()["offsets"], values)
+        servers = [self.cluster.url(i) for i in range(len(self.cluster.brokers))]
+        with GoQueueClient(servers, timeout_s=PRODUCE_TIMEOUT_S, delivery_timeout_s=DELIVERY_TIMEOUT_S) as client:
+            n = 0
+            while not self.stopping.is_set():
+                values = [f"{self.tag}-{n + i}" for i in range(self.batch)]
+                try:
+                    response = client.produce(self.topic, [ProduceRecord(value=v) for v in values])
+                except GoQueueError as exc:
+                    self.history.errors.append(f"{exc.code}: {exc.message}")
+                    time.sleep(0.05)
+                    continue
+                self.history.record([o.model_dump() for o in response.offsets], values)
                 n += self.batch
-            elif not response.json().get("error", {}).get("retriable", False):
-                self.history.errors.append(response.text)
-                time.sleep(0.05)
-            else:
-                time.sleep(0.05)
-            self.sent = n
+                self.sent = n

@@ -99,7 +99,7 @@ def test_kill_the_leader_under_load_loses_no_acknowledged_record(cluster: LocalC
     assert not history.errors, history.errors[:3]
     wait_until(lambda: cluster.leader_of("orders", 0, survivor) == 0, 30, "the preferred leader restored")
     with cluster.client(survivor) as http:
-        history.check(consume_all(http, "orders", 3))
+        history.check(consume_all(http, "orders", 3), exactly_once=True)
     assert failover_s < 30
 
 
@@ -124,7 +124,7 @@ def test_sigstop_leader_no_split_brain(cluster: LocalCluster) -> None:
     producer.stopping.set()
     producer.join(30)
     with cluster.client(survivor) as http:
-        history.check(consume_all(http, "frozen", 1))
+        history.check(consume_all(http, "frozen", 1), exactly_once=True)
 
 
 def group_view(client: GoQueueClient) -> tuple[object, ...]:

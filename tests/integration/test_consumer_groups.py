@@ -8,7 +8,7 @@ polls a predicate with a deadline; nothing sleeps and then asserts.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -187,17 +187,21 @@ BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
 ]
 
 
+@pytest.fixture(scope="module")
+def members(module_broker: BrokerProcess) -> Iterator[GoQueueClient]:
+    """Topic `bad`; groups g-shared and g-live with a consumer, g-o with a member — until this client closes."""
+    with GoQueueClient(module_broker.url) as client:
+        client.create_topic(TopicCreate(name="bad", partitions=1))
+        client.consume("g-shared", shared("c", topic="bad"))
+        client.join_group("g-o", ["bad"])
+        yield client
+
+
 @pytest.mark.parametrize(("method", "path", "body", "status", "code"), BAD_REQUESTS,
                          ids=[f"{m} {p} {s}" for m, p, _, s, _ in BAD_REQUESTS])
-def test_bad_input_to_every_endpoint(module_broker: BrokerProcess, method: str, path: str, body: Any,
-                                     status: int, code: str) -> None:
-    with GoQueueClient(module_broker.url) as client:
-        if "bad" not in {t.name for t in client.list_topics()}:
-            client.create_topic(TopicCreate(name="bad", partitions=1))
-            client.consume("g-shared", shared("c", topic="bad"))
-            client.join_group("g-o", ["bad"])
-            client.consume("g-live", shared("c", topic="bad"))
-        client.consume("g-live", shared("c", topic="bad"))  # keeps its consumer live for the session timeout
+def test_bad_input_to_every_endpoint(module_broker: BrokerProcess, members: GoQueueClient, method: str, path: str,
+                                     body: Any, status: int, code: str) -> None:
+    members.consume("g-live", shared("c", topic="bad"))  # keeps its consumer live for the session timeout
     kwargs: dict[str, Any] = {}
     if isinstance(body, str):
         kwargs = {"content": body, "headers": {"content-type": "application/json"}}

@@ -159,14 +159,23 @@ async def test_tombstones_on_a_compacted_topic(client: GrpcClient) -> None:
         await client.produce(topic, [record(b"keyless")])
 
 
-async def test_keys_choose_partitions_and_offsets_come_back_per_record(client: GrpcClient) -> None:
+async def test_keys_choose_partitions_and_offsets_come_back_per_record(client: GrpcClient,
+                                                                      module_broker: BrokerProcess) -> None:
+    """The idempotent client picks partitions itself: a key goes where the broker would put it (its CRC32C), and a
+    call's keyless records go together to one partition, the next call's to the next (Kafka's sticky partitioner)."""
     topic = await new_topic(client, "spread", partitions=4)
     produced = await client.produce(topic, [record(b"x", key=b"same")] * 3 + [record(b"y", key=None)] * 4)
     keyed = {o.partition for o in produced.offsets[:3]}
     assert len(keyed) == 1  # one key, one partition
-    assert {o.partition for o in produced.offsets[3:]} == {0, 1, 2, 3}  # keyless: round-robin
+    async with GrpcClient(module_broker.grpc_target, idempotent=False) as plain:  # the broker chooses
+        assert {o.partition for o in (await plain.produce(topic, [record(b"z", key=b"same")])).offsets} == keyed
+    keyless = [{o.partition for o in produced.offsets[3:]}]
+    for _ in range(3):
+        keyless.append({o.partition for o in (await client.produce(topic, [record(b"y")] * 2)).offsets})
+    assert all(len(partitions) == 1 for partitions in keyless)
+    assert set().union(*keyless) == {0, 1, 2, 3}  # four calls, four partitions
     offsets = await client.offsets(topic, keyed.pop())
-    assert offsets["latest"] in (3, 4)  # the keyed three, plus one round-robin record if it landed there
+    assert offsets["latest"] in (4, 6, 8)  # the keyed four, plus one call's keyless records if they landed there
     assert offsets["earliest"] == 0
 
 

@@ -36,7 +36,9 @@ async def client(module_broker: BrokerProcess) -> AsyncIterator[GrpcClient]:
 
 async def topic_with(client: GrpcClient, name: str, count: int, partitions: int = 2) -> str:
     await client.create_topic(TopicCreate(name=name, partitions=partitions))
-    await client.produce(name, [RecordIn(None, f"{name}-{n}".encode(), []) for n in range(count)])
+    # spread over the partitions: a call's keyless records would all go to one (the sticky partitioner)
+    await client.produce(name, [RecordIn(None, f"{name}-{n}".encode(), [], partition=n % partitions)
+                                for n in range(count)])
     return name
 
 

@@ -67,6 +67,7 @@ def test_shared_mode_against_one_broker(broker: BrokerProcess) -> None:
     assert_percentiles(produce["latency_s"])
     assert report["verified"] is True
     assert report["missing_acknowledged_records"] == 0
+    assert (report["duplicated_records"], report["out_of_order_records"]) == (0, 0)
     assert consume["records"] >= produce["records"]
     assert_percentiles(consume["end_to_end_latency_s"])
     assert report["errors"] == {}
@@ -97,7 +98,8 @@ def test_the_human_report(broker: BrokerProcess) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("produce  200 records")
     assert "end-to-end latency" in result.stdout
-    assert lines[-1] == "loss     none: every acknowledged record was consumed"
+    assert lines[-2] == "loss     none: every acknowledged record was consumed"
+    assert lines[-1] == "once     yes: no record written twice, none out of order"
 
 
 def test_records_not_consumed_fail_the_run(broker: BrokerProcess) -> None:

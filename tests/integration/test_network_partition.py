@@ -133,5 +133,5 @@ def test_isolated_leader_commits_nothing_and_rejoins(partitioned_cluster: LocalC
     producer.join(30)
     with cluster.client(majority[0]) as http:
         consumed = consume_all(http, "split", 1)
-    history.check(consumed)
+    history.check(consumed, exactly_once=True)
     assert "from-the-minority" not in [v for _, v in consumed[0]]

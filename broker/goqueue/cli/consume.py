@@ -2,8 +2,12 @@
 
 Shared groups: records are leased; with `--ack` they are acked after printing, without it the leases are
 released on exit (given back without counting a delivery), so looking never pushes a message toward the
-dead-letter topic. Ordered groups: the command joins, reads its assigned partitions, commits after printing with
-`--ack`, and leaves on exit. A group that does not exist yet is created in `--mode` (default shared).
+dead-letter topic. Ordered groups: the command joins, reads its assigned partitions and commits after printing with
+`--ack`. A group that does not exist yet is created in `--mode` (default shared). `--from-beginning` starts a new
+group (or a topic new to it) at the oldest record of every partition, else at their end (`consumers/offsets.py`).
+
+Either way the command leaves the group when it stops — done, idle, Ctrl-C or SIGTERM — as a Kafka consumer does
+on close, so a `group reset-offset` right after it is not refused for a member that is gone.
 
 Output: a line per record; with `-o json` one JSON object per line (topic, partition, offset, key, value — text
 when UTF-8, else base64 with "encoding": "base64" — headers, timestamp).
@@ -102,8 +106,12 @@ def _consume_shared(client: GoQueueClient, options: ConsumeOptions, emit: Callab
             if response.records:
                 idle_until = time.monotonic() + options.idle_timeout_s
     finally:
-        if unacked:
-            client.release(options.group, unacked)
+        try:
+            if unacked:
+                client.release(options.group, unacked)
+        finally:
+            with contextlib.suppress(UnknownMember, GroupNotFound):  # expired already, or never created
+                client.leave_group(options.group, consumer)
     return printed
 
 
@@ -143,6 +151,6 @@ def _consume_ordered(client: GoQueueClient, options: ConsumeOptions, emit: Calla
             if response.records:
                 idle_until = time.monotonic() + options.idle_timeout_s
     finally:
-        with contextlib.suppress(UnknownMember):  # the session already expired
+        with contextlib.suppress(UnknownMember, GroupNotFound):  # the session already expired
             client.leave_group(options.group, member)
     return printed

@@ -11,8 +11,9 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from goqueue.cli import runtime
 from goqueue.cli.render import human_bytes, print_fields, print_json, print_table
-from goqueue.cli.runtime import CliContext, Output, OutputOption, ServerOption, context, run
+from goqueue.cli.runtime import CliContext, Output, OutputOption, ServerOption, context
 from goqueue.errors import InvalidRequest
 from goqueue.models import ClusterMember, MetadataBackup
 
@@ -258,7 +259,7 @@ def replication_status(ctx: typer.Context) -> None:
 
 
 def main() -> None:
-    sys.exit(run(app, "goqueue-admin"))
+    runtime.main(app, "goqueue-admin")
 
 
 

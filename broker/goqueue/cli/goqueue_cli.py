@@ -7,11 +7,22 @@ from typing import Annotated
 
 import typer
 
+from goqueue.cli import runtime
 from goqueue.cli.consume import ConsumeOptions, run_consume
 from goqueue.cli.groups import group_app
 from goqueue.cli.render import human_bytes, print_fields, print_json, print_table
-from goqueue.cli.runtime import CliContext, Output, OutputOption, ServerOption, context, run
-from goqueue.models import CleanupPolicy, GroupMode, ProduceRecord, TopicConfig, TopicCreate, TopicUpdate
+from goqueue.cli.runtime import CliContext, Output, OutputOption, ServerOption, context
+from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S
+from goqueue.models import (
+    CleanupPolicy,
+    GroupMode,
+    ProduceRecord,
+    SettingSource,
+    TopicConfig,
+    TopicCreate,
+    TopicInfo,
+    TopicUpdate,
+)
 
 app = typer.Typer(help="GoQueue command line: topics, records, consumer groups.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -75,28 +86,46 @@ def topic_create(
 
 @topic_app.command("describe")
 def topic_describe(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Topic name.")]) -> None:
-    """Show a topic's settings and each partition: offsets, size, segments, leader and replicas."""
+    """Show a topic's settings — each one's effective value and where it comes from — and each partition:
+    offsets, size, segments, leader and replicas."""
     cli = context(ctx)
     with cli.client() as client:
         info = client.describe_topic(name)
     if cli.json:
         print_json(info)
         return
-    config = info.config
     print_fields({
         "Topic": info.name, "Partitions": info.partitions, "Replication factor": info.replication_factor,
-        "Cleanup policy": config.cleanup_policy.value,
-        "Retention (age)": f"{config.retention_max_age_s:g}s" if config.retention_max_age_s else "broker default",
-        "Retention (size)": human_bytes(config.retention_max_bytes) if config.retention_max_bytes
-        else "broker default",
-        "Max message bytes": config.max_message_bytes or "broker default",
-        "Messages": info.messages, "Size": human_bytes(info.size_bytes),
+        **_setting_fields(info), "Messages": info.messages, "Size": human_bytes(info.size_bytes),
     })
     print()
     print_table(["PARTITION", "LEADER", "REPLICAS", "ISR", "START", "END", "HWM", "SIZE", "SEGMENTS", "STATUS"],
                 [[p.partition, p.leader, ",".join(map(str, p.replicas)), ",".join(map(str, p.isr)),
                   p.start_offset, p.end_offset, p.high_watermark, human_bytes(p.size_bytes), p.segments,
                   "online" if p.online else f"OFFLINE: {p.problem}"] for p in info.partition_details])
+
+
+SETTING_LABELS = {
+    "cleanupPolicy": "Cleanup policy", "retentionMaxAge": "Retention (age)", "retentionMaxSize": "Retention (size)",
+    "maxMessageBytes": "Max message bytes", "minInsyncReplicas": "Min in-sync replicas",
+    "tombstoneRetention": "Tombstone retention", "segmentBytes": "Segment bytes",
+    "uncleanLeaderElection": "Unclean leader election"}
+
+
+def _setting_fields(info: TopicInfo) -> dict[str, str]:
+    """Each setting's effective value and where it comes from, as Kafka's describe shows config sources:
+    `Retention (age): 168h (broker default)`."""
+    fields = {}
+    for setting in info.settings:
+        if setting.source == SettingSource.TOPIC:
+            source = "set on the topic"
+        elif setting.source == SettingSource.BROKER:
+            source = f"broker setting {setting.broker_key}"
+        else:
+            source = "broker default" if setting.broker_key else "default"
+        note = f"; {setting.note}" if setting.note else ""
+        fields[SETTING_LABELS.get(setting.key, setting.key)] = f"{setting.value} ({source}{note})"
+    return fields
 
 
 @topic_app.command("alter")
@@ -154,8 +183,16 @@ def produce(
     header: Annotated[list[str] | None, typer.Option("--header", "-H", help="Header key=value (repeatable).")]
     = None,
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="Records per request when reading stdin.")] = 500,
+    delivery_timeout: Annotated[float, typer.Option(
+        "--delivery-timeout", min=0.001, help="Seconds to keep retrying a batch through failovers and unreachable "
+        "brokers before failing (Kafka's delivery.timeout.ms).")] = DEFAULT_DELIVERY_TIMEOUT_S,
 ) -> None:
-    """Produce one record (--value) or one record per line of stdin."""
+    """Produce one record (--value) or one record per line of stdin.
+
+    Idempotent and retried: each batch carries a producer id and sequence numbers, so it is sent again after any
+    retriable error (a leader moving, a broker down: the next --server is tried) and still written exactly once,
+    in order per partition, until --delivery-timeout.
+    """
     cli = context(ctx)
     headers = {}
     for item in header or []:
@@ -165,7 +202,7 @@ def produce(
         headers[name] = text
     lines = [value] if value is not None else (line.rstrip("\n") for line in sys.stdin)
     produced = []
-    with cli.client() as client:
+    with cli.client(delivery_timeout_s=delivery_timeout) as client:
         pending: list[ProduceRecord] = []
         for line in lines:
             pending.append(ProduceRecord(key=key, value=line, headers=headers))
@@ -188,7 +225,8 @@ def consume(
     topic: Annotated[str, typer.Option("--topic", "-t", help="Topic to read.")],
     group: Annotated[str, typer.Option("--group", "-g", help="Consumer group to read as.")],
     from_beginning: Annotated[bool, typer.Option(
-        "--from-beginning", help="Where the group has no offset yet, start at the oldest record.")] = False,
+        "--from-beginning", help="A new group (or a topic new to the group) starts at the oldest record of every "
+        "partition; without it, at their end.")] = False,
     max_records: Annotated[int | None, typer.Option("--max", min=1, help="Stop after N records.")] = None,
     ack: Annotated[bool, typer.Option("--ack", help="Acknowledge (shared) or commit (ordered) what was printed; "
                                       "without it the group's position does not move.")] = False,
@@ -208,7 +246,7 @@ def consume(
 
 
 def main() -> None:
-    sys.exit(run(app, "goqueue-cli"))
+    runtime.main(app, "goqueue-cli")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ def group_list(ctx: typer.Context) -> None:
 
 @group_app.command("describe")
 def group_describe(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Group name.")]) -> None:
-    """Members, and per partition the committed offset, end offset and lag."""
+    """Members (with when each expires unless heard from), and per partition the committed offset, end offset
+    and lag."""
     cli = context(ctx)
     with cli.client() as client:
         info = client.describe_group(name)
@@ -53,11 +54,19 @@ def group_describe(ctx: typer.Context, name: Annotated[str, typer.Argument(help=
                   "-" if o.lag is None else o.lag, o.inflight] for o in info.offsets], title="Offsets")
     print()
     now_ms = datetime.now(UTC).timestamp() * 1000
-    print_table(["MEMBER", "CLIENT", "HOST", "ASSIGNED", "LAST HEARTBEAT"],
+    print_table(["MEMBER", "CLIENT", "HOST", "ASSIGNED", "LAST HEARTBEAT", "EXPIRES"],
                 [[m.member_id, m.client_id, m.host,
                   ",".join(f"{a.topic}/{a.partition}" for a in m.assignments) or "-",
-                  f"{max(0.0, (now_ms - m.last_heartbeat_ms) / 1000):.1f}s ago"] for m in info.members],
-                title="Members")
+                  f"{max(0.0, (now_ms - m.last_heartbeat_ms) / 1000):.1f}s ago", _expiry(m.expires_at_ms, now_ms)]
+                 for m in info.members], title="Members")
+
+
+def _expiry(expires_at_ms: int | None, now_ms: float) -> str:
+    """When a member that stops being heard from is removed (a member that left is gone at once)."""
+    if expires_at_ms is None:
+        return "-"  # a broker before this field
+    left_s = (expires_at_ms - now_ms) / 1000
+    return f"in {left_s:.1f}s" if left_s > 0 else "now (at the next expiry check)"
 
 
 def _target(to_earliest: bool, to_latest: bool, to_offset: int | None, to_datetime: str | None,

@@ -2,20 +2,29 @@
 
 Errors: a `GoQueueError` prints one line `error: <message>` on stderr and exits with the class's `exit_code`
 (2 bad input, 3 not found, 4 conflict, 5 server-side/retriable, 6 unreachable); usage errors exit 2.
+
+Stopping: Ctrl-C (SIGINT) and SIGTERM unwind the command — a consume gives back its unacked leases and leaves its
+group, as on a normal exit — and exit 130 and 143 (128 + the signal, the shell's convention).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
+from types import FrameType
+from typing import NoReturn
 
 import click
 import typer
 from pydantic import ValidationError
 
+from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S
 from goqueue.client.http import DEFAULT_SERVER, GoQueueClient
 from goqueue.errors import GoQueueError
+
+EXIT_TERMINATED = 128 + signal.SIGTERM  # typer ends a Ctrl-C (KeyboardInterrupt) with 130 = 128 + SIGINT
 
 
 class Output(StrEnum):
@@ -28,8 +37,8 @@ class CliContext:
     server: str
     output: Output
 
-    def client(self) -> GoQueueClient:
-        return GoQueueClient(self.server)
+    def client(self, delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S) -> GoQueueClient:
+        return GoQueueClient(self.server, delivery_timeout_s=delivery_timeout_s)
 
     @property
     def json(self) -> bool:
@@ -37,7 +46,8 @@ class CliContext:
 
 
 ServerOption = typer.Option(
-    DEFAULT_SERVER, "--server", "-s", envvar="GOQUEUE_SERVER", help="Broker URL.", show_default=True)
+    DEFAULT_SERVER, "--server", "-s", envvar="GOQUEUE_SERVER", show_default=True,
+    help="Broker URL, or several separated by commas: when one cannot be reached the next is used.")
 OutputOption = typer.Option(Output.TABLE, "--output", "-o", help="table for people, json for scripts.")
 
 
@@ -60,6 +70,17 @@ def _usage_message(exc: Exception) -> str:
     if ctx is not None:
         message += f" (see '{ctx.command_path} --help')"
     return str(message)
+
+
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C does (`finally` blocks and `with` exits run), instead of ending Python at once."""
+    raise SystemExit(EXIT_TERMINATED)
+
+
+def main(app: typer.Typer, prog: str) -> NoReturn:
+    """A CLI's entry point: the process's signals (see the module docstring), then `run`."""
+    signal.signal(signal.SIGTERM, _terminate)
+    sys.exit(run(app, prog))
 
 
 def run(app: typer.Typer, prog: str, args: list[str] | None = None) -> int:

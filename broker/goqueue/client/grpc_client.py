@@ -6,14 +6,24 @@ metadata (`error_for_code`), so callers catch `TopicNotFound` whichever door the
 broker raises `Unavailable`. Use it as `async with GrpcClient("host:9000") as client:`; the channel is opened on
 first use, inside the caller's event loop, and closed on exit.
 
+Targets: one `host:port` or several (`"a:9000,b:9000"`, `bootstrap.py`); a call that cannot reach one goes to the
+next, as in the HTTP client.
+
+Produce (`produce`) is idempotent and retried through failovers exactly as the HTTP client's (`grpc_producer.py`):
+one call per partition, stamped, sent again after every retriable error until the delivery timeout.
+`produce_stream` and `produce_batch` are sent once, as given (stamp them with a producer to retry them safely).
+
 Consumer groups: unary calls as over HTTP (join, heartbeat, consume, ack, nack, release, commit), retried like the
 HTTP client's while the group's coordinator moves (NOT_COORDINATOR, NOT_READY, NOT_LEADER, UNAVAILABLE), and a
-flow-controlled stream (`consume_stream`, see `consume_stream.py`).
+flow-controlled stream (`consume_stream`, see `consume_stream.py`). The groups the client joined or consumed from as
+a member are left on `close()` (`membership.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,10 +36,15 @@ from goqueue.api.grpc.errors import ERROR_CODE_KEY
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.api.grpc.generated import goqueue_pb2_grpc as pb_grpc
 from goqueue.broker import ProducerIdentity, RecordIn
+from goqueue.client.bootstrap import ServerList
 from goqueue.client.consume_stream import ConsumeStream
+from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryPolicy, backoff_s
+from goqueue.client.grpc_producer import GrpcProducer
 from goqueue.client.http import RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S, RETRY_CODES
+from goqueue.client.membership import LEAVE_TIMEOUT_S, Memberships
 from goqueue.errors import (
     GoQueueError,
+    GroupNotFound,
     InternalError,
     InvalidRequest,
     NotFound,
@@ -37,6 +52,7 @@ from goqueue.errors import (
     RecordTooLarge,
     Timeout,
     Unavailable,
+    UnknownMember,
     error_for_code,
 )
 from goqueue.models import (
@@ -59,6 +75,9 @@ from goqueue.storage.batch import Record
 
 DEFAULT_TIMEOUT_S = 30.0
 MAX_MESSAGE_BYTES = 256 * 2**20  # above any broker's limits: the broker's own limits decide
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +113,8 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, target: str) -> GoQueueError:
     status = exc.code()
     if status == grpc.StatusCode.UNAVAILABLE:
         return Unavailable(f"cannot reach {target}: {details}")
+    if status == grpc.StatusCode.CANCELLED:  # the server ended the call unanswered: a broker shutting down
+        return Unavailable(f"{target} ended the call without an answer (shutting down?): {details}")
     if status == grpc.StatusCode.DEADLINE_EXCEEDED:
         return Timeout(f"{target} did not answer in time: {details}")
     if status == grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -107,14 +128,30 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, target: str) -> GoQueueError:
     return InternalError(f"{status.name} from {target}: {details}")
 
 
+def _transport_failure(exc: grpc.aio.AioRpcError) -> bool:
+    """The call got no GoQueue answer: the target could not be reached, did not answer in time, or stopped."""
+    sent_by_broker = any(key == ERROR_CODE_KEY for key, _ in exc.trailing_metadata() or ())
+    return not sent_by_broker and exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                                                 grpc.StatusCode.CANCELLED)
+
+
 class GrpcClient:
-    def __init__(self, target: str, timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = 4) -> None:
-        self.target = target
+    def __init__(self, target: str | Sequence[str], timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = 4, *,
+                 idempotent: bool = True, delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S) -> None:
+        self.targets = ServerList(target)
         self.timeout_s = timeout_s
         self.retries = retries  # for group calls, as the HTTP client's
-        self._channel: Any = None
-        self._stub: Any = None
-        self._health: Any = None
+        self.idempotent = idempotent
+        self.producer = GrpcProducer(self, DeliveryPolicy(timeout_s=delivery_timeout_s))
+        self._channels: dict[str, Any] = {}
+        self._stubs: dict[str, Any] = {}
+        self._rng = random.Random()
+        self.memberships = Memberships(self._leave_now, (GoQueueError, grpc.RpcError))
+
+    @property
+    def target(self) -> str:
+        """The target calls go to now."""
+        return self.targets.current
 
     async def __aenter__(self) -> GrpcClient:
         return self
@@ -123,50 +160,60 @@ class GrpcClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = self._stub = self._health = None
+        """Leave every group this client is a member of, then close the channels."""
+        if self._channels:
+            await self.leave_groups()
+        self.memberships.close()
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+        self._stubs.clear()
 
-    def _open(self) -> None:
-        """Open the channel on first use: grpc.aio binds it to the running event loop."""
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.target, options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
-            self._stub = pb_grpc.GoQueueStub(self._channel)
-            self._health = health_pb2_grpc.HealthStub(self._channel)
+    def _stub_for(self, target: str) -> Any:
+        """The stub of `target`, its channel opened on first use: grpc.aio binds it to the running event loop."""
+        if target not in self._channels:
+            self._channels[target] = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            self._stubs[target] = pb_grpc.GoQueueStub(self._channels[target])
+        return self._stubs[target]
 
     @property
     def channel(self) -> Any:
-        """The open `grpc.aio.Channel`, for calls the typed methods do not cover (raw bytes, other services)."""
-        self._open()
-        return self._channel
+        """The open `grpc.aio.Channel` to the current target, for calls the typed methods do not cover."""
+        self._stub_for(self.target)
+        return self._channels[self.target]
 
     @property
     def stub(self) -> Any:
-        """The generated `GoQueueStub`."""
-        self._open()
-        return self._stub
+        """The generated `GoQueueStub` of the current target."""
+        return self._stub_for(self.target)
 
     async def _call(self, method: str, request: Any, timeout_s: float | None = None, retry: bool = False) -> Any:
-        """One unary call; with `retry`, sent again after a back-off while it fails with a retry code."""
-        for attempt in range(self.retries + 1 if retry else 1):
+        """One unary call, to the next target while one cannot be reached; with `retry`, sent again after a
+        back-off while it fails with a retry code."""
+        attempt = unreached = 0
+        while True:
+            target = self.target
             try:
-                return await getattr(self.stub, method)(request, timeout=timeout_s or self.timeout_s)
+                return await getattr(self._stub_for(target), method)(request, timeout=timeout_s or self.timeout_s)
             except grpc.aio.AioRpcError as exc:
-                error = error_from_rpc(exc, self.target)
-                if not retry or attempt == self.retries or error.code not in RETRY_CODES:
+                error = error_from_rpc(exc, target)
+                if _transport_failure(exc):
+                    self.targets.failed(target)
+                    unreached += 1
+                    if exc.code() == grpc.StatusCode.UNAVAILABLE and unreached < len(self.targets):
+                        continue  # not connected: nothing was sent there
+                if not retry or attempt >= self.retries or error.code not in RETRY_CODES:
                     raise error from exc
-            await asyncio.sleep(min(RETRY_BACKOFF_S * 2**attempt, RETRY_BACKOFF_MAX_S))
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            await asyncio.sleep(backoff_s(attempt, RETRY_BACKOFF_S, RETRY_BACKOFF_MAX_S, self._rng))
+            attempt += 1
 
     # -- health ------------------------------------------------------------------------------------------------
 
     async def health(self, service: str = "") -> str:
         """The standard health service's status name for `service` ("SERVING", "NOT_SERVING" …)."""
-        self._open()
+        health = health_pb2_grpc.HealthStub(self.channel)
         try:
-            response = await self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout_s)
+            response = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, self.target) from exc
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
@@ -180,8 +227,10 @@ class GrpcClient:
         response = await self._call("ListTopics", pb.ListTopicsRequest())
         return [convert.topic_from_proto(topic) for topic in response.topics]
 
-    async def describe_topic(self, name: str) -> TopicInfo:
-        return convert.topic_from_proto(await self._call("DescribeTopic", pb.DescribeTopicRequest(name=name)))
+    async def describe_topic(self, name: str, details: bool = True) -> TopicInfo:
+        """The topic; without `details` only its metadata (partition count, settings), at once from any broker."""
+        request = pb.DescribeTopicRequest(name=name, details=details)
+        return convert.topic_from_proto(await self._call("DescribeTopic", request))
 
     async def update_topic(self, name: str, update: TopicUpdate) -> TopicInfo:
         return convert.topic_from_proto(await self._call("UpdateTopic", convert.topic_update_to_proto(name, update)))
@@ -200,8 +249,32 @@ class GrpcClient:
         acks: Acks = Acks.ALL,
         producer: ProducerIdentity | None = None,
     ) -> ProduceResponse:
+        """Write records; returns each one's (partition, offset) in call order. Idempotent and retried
+        (`grpc_producer.py`) unless the client is made with `idempotent=False`, acks is 0, or `producer` stamps the
+        call."""
+        if not self.idempotent or acks is Acks.NONE or producer is not None:
+            request = convert.produce_to_proto(topic, records, partition=partition, acks=acks, producer=producer)
+            return convert.produce_response_from_proto(await self._call("Produce", request))
+        return await self.producer.produce(topic, records, partition, acks)
+
+    @property
+    def produce_retries(self) -> int:
+        """Produce requests sent again so far (through failovers), for reports."""
+        return self.producer.retries
+
+    async def produce_once(self, topic: str, records: Sequence[RecordIn], partition: int, acks: Acks,
+                           producer: ProducerIdentity, timeout_s: float) -> ProduceResponse:
+        """One stamped produce call to the current target, not retried; a target that cannot be reached or does
+        not answer is left for the next attempt. The idempotent producer's transport."""
         request = convert.produce_to_proto(topic, records, partition=partition, acks=acks, producer=producer)
-        return convert.produce_response_from_proto(await self._call("Produce", request))
+        target = self.target
+        try:
+            response = await self._stub_for(target).Produce(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            if _transport_failure(exc):
+                self.targets.failed(target)
+            raise error_from_rpc(exc, target) from exc
+        return convert.produce_response_from_proto(response)
 
     async def produce_batch(self, topic: str, partition: int, batch: bytes, acks: Acks = Acks.ALL) -> BatchOffsets:
         """Produce one record batch built with `goqueue.storage.batch.build_batch`."""
@@ -297,7 +370,9 @@ class GrpcClient:
                          client_id: str = "goqueue-client", host: str | None = None) -> JoinResponse:
         request = JoinRequest(member_id=member_id, client_id=client_id, host=host, topics=topics)
         response = await self._call("JoinGroup", convert_groups.join_to_proto(group, request), retry=True)
-        return convert_groups.join_response_from_proto(response)
+        joined = convert_groups.join_response_from_proto(response)
+        self.memberships.add(group, joined.member_id)
+        return joined
 
     async def heartbeat(self, group: str, member_id: str, generation: int) -> HeartbeatResponse:
         response = await self._call("Heartbeat", pb.HeartbeatRequest(
@@ -305,16 +380,49 @@ class GrpcClient:
         return convert_groups.heartbeat_response_from_proto(response)
 
     async def leave_group(self, group: str, member_id: str) -> None:
-        await self._call("LeaveGroup", pb.LeaveGroupRequest(group=group, member_id=member_id), retry=True)
+        try:
+            await self._call("LeaveGroup", pb.LeaveGroupRequest(group=group, member_id=member_id), retry=True)
+        finally:
+            self.memberships.discard(group, member_id)
+
+    async def leave_groups(self) -> None:
+        """Leave every group this client joined or consumed from as a member (`close` does this); best-effort:
+        one that cannot be left now expires after its session timeout."""
+        for group, member_id in self.memberships.snapshot():
+            try:
+                await self.leave_group(group, member_id)
+            except (UnknownMember, GroupNotFound):
+                pass  # gone already: its session expired, it was removed, or it never came to be
+            except GoQueueError as exc:  # not an error of the caller's: the member expires after its session
+                log.info("group.leave_failed", extra={"group": group, "member": member_id, "error": exc.message})
+
+    def _leave_now(self, group: str, member_id: str) -> None:
+        """Leave from a hook (`membership.py`): a blocking call on a channel of its own, each target once."""
+        for target in self.targets.servers:
+            with grpc.insecure_channel(target) as channel:
+                try:
+                    pb_grpc.GoQueueStub(channel).LeaveGroup(
+                        pb.LeaveGroupRequest(group=group, member_id=member_id), timeout=LEAVE_TIMEOUT_S)
+                except grpc.RpcError as exc:
+                    if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                        continue
+                    if exc.code() == grpc.StatusCode.NOT_FOUND:
+                        return  # gone already
+                    raise
+                return
 
     async def consume(self, group: str, request: ConsumeRequest) -> ConsumeResponse:
-        """One long-poll of up to `request.wait_ms`."""
+        """One long-poll of up to `request.wait_ms`. A shared consume makes this client a member of the group."""
+        if request.consumer_id is not None:
+            self.memberships.add(group, request.consumer_id)
         response = await self._call("Consume", convert_groups.consume_to_proto(group, request),
                                     timeout_s=self.timeout_s + request.wait_ms / 1000, retry=True)
         return convert_groups.consume_response_from_proto(response)
 
     def consume_stream(self, group: str, request: ConsumeRequest, *, prefetch: int = 100) -> ConsumeStream:
         """A flow-controlled stream of the group's records (use it with `async with`; see `consume_stream.py`)."""
+        if request.consumer_id is not None:
+            self.memberships.add(group, request.consumer_id)
         return ConsumeStream(self.stub, group, request, prefetch, lambda exc: error_from_rpc(exc, self.target))
 
     async def ack(self, group: str, lease_ids: list[str]) -> AckResponse:

@@ -4,29 +4,57 @@ Every error response is turned back into the `GoQueueError` subclass named by it
 `TopicNotFound` whichever door they used; a connection failure is `Unavailable`. Responses are parsed into the
 same pydantic models the server produced them from.
 
-Retries: a request refused because something is moving — the group's coordinator (NOT_COORDINATOR), the broker
-or the group's state loading (NOT_READY), a partition's leadership (NOT_LEADER), or the broker it was forwarded to
-unreachable (UNAVAILABLE in a response) — is sent again up to `retries` times with a short exponential back-off,
-so the CLIs and the operator ride through a failover of a few seconds. Group operations are safe to repeat (a
-repeated consume at worst leases records that come back after their visibility timeout). Produce is not retried:
-its NOT_LEADER or NOT_READY may come after the write. A server that cannot be reached at all fails at once (it is
-the one address the caller gave).
+Servers: one address or several (`"http://a:8080,http://b:8080"`, `bootstrap.py`); a request that cannot reach
+one (connection refused, connect timeout: nothing was sent) goes to the next, and a server that did not answer
+is left for the next request. With a single address, an unreachable server fails at once.
+
+Produce is idempotent and retried by default (`http_producer.py`): the client chooses each record's partition (the
+broker's own key rule), sends one request per partition stamped with its producer id and sequence, and sends it
+again — to the next server when one is unreachable — after every retriable error, until the delivery timeout
+(120 s by default). A resend of a batch that was written is answered with its original
+offsets, so every record is written once, in order per partition. `idempotent=False` (or acks=0) sends the call
+as one request, never retried.
+
+Other retries: a request refused because something is moving — the group's coordinator (NOT_COORDINATOR), the
+broker or the group's state loading (NOT_READY), a partition's leadership (NOT_LEADER), or the broker it was
+forwarded to unreachable (UNAVAILABLE in a response) — is sent again up to `retries` times with a short jittered
+exponential back-off, so the CLIs and the operator ride through a failover of a few seconds. Group operations are
+safe to repeat (a repeated consume at worst leases records that come back after their visibility timeout).
+
+Groups: the client remembers the groups it joined or consumed from as a member and leaves them on `close()`
+(`membership.py`), as a Kafka consumer does.
 """
 
 from __future__ import annotations
 
+import logging
+import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
-from goqueue.errors import GoQueueError, NotCoordinator, NotLeader, NotReady, Unavailable, error_for_code
+from goqueue.client.bootstrap import ServerList
+from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryPolicy, backoff_s
+from goqueue.client.http_producer import HttpProducer
+from goqueue.client.membership import LEAVE_TIMEOUT_S, Memberships
+from goqueue.errors import (
+    GoQueueError,
+    GroupNotFound,
+    NotCoordinator,
+    NotLeader,
+    NotReady,
+    Unavailable,
+    UnknownMember,
+    error_for_code,
+)
 from goqueue.models import (
     ANSWER,
     AckRequest,
     AckResponse,
+    Acks,
     ClusterLeader,
     ClusterMember,
     ClusterStatus,
@@ -65,9 +93,19 @@ DEFAULT_SERVER = "http://localhost:8080"
 DEFAULT_RETRIES = 4
 RETRY_BACKOFF_S = 0.25  # doubled per attempt, capped at RETRY_BACKOFF_MAX_S: 0.25 + 0.5 + 1 + 2 s over 4 retries
 RETRY_BACKOFF_MAX_S = 2.0
-# Safe to send again (see the module docstring); never for produce.
+# Safe to send again (see the module docstring); produce has its own rules (`delivery.py`).
 RETRY_CODES = frozenset({NotCoordinator.code, NotReady.code, NotLeader.code, Unavailable.code})
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
+
+
+class _Unreached(Exception):
+    """A request got no answer; `sent` says whether it may have reached the broker (else nothing happened)."""
+
+    def __init__(self, error: Unavailable, sent: bool) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.sent = sent
 
 
 def error_from_response(response: httpx.Response) -> GoQueueError | None:
@@ -99,13 +137,27 @@ def _answers(model: type[M], response: httpx.Response) -> list[M]:
     return [model.model_validate(item, context=ANSWER) for item in response.json()]
 
 class GoQueueClient:
-    def __init__(self, server: str = DEFAULT_SERVER, timeout_s: float = 30.0,
-                 transport: httpx.BaseTransport | None = None, retries: int = DEFAULT_RETRIES) -> None:
-        self.server = server.rstrip("/")
+    def __init__(self, server: str | Sequence[str] = DEFAULT_SERVER, timeout_s: float = 30.0,
+                 transport: httpx.BaseTransport | None = None, retries: int = DEFAULT_RETRIES, *,
+                 idempotent: bool = True, delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S) -> None:
+        self.servers = ServerList(server)
         self.retries = retries
-        self._http = httpx.Client(base_url=self.server, timeout=timeout_s, transport=transport)
+        self.timeout_s = timeout_s
+        self.idempotent = idempotent
+        self.producer = HttpProducer(self, DeliveryPolicy(timeout_s=delivery_timeout_s))
+        self._http = httpx.Client(timeout=timeout_s, transport=transport)
+        self._rng = random.Random()
+        self.memberships = Memberships(self._leave_now, (GoQueueError, httpx.HTTPError))
+
+    @property
+    def server(self) -> str:
+        """The address requests go to now."""
+        return self.servers.current
 
     def close(self) -> None:
+        """Leave every group this client is a member of, then close the connections."""
+        self.leave_groups()
+        self.memberships.close()
         self._http.close()
 
     def __enter__(self) -> GoQueueClient:
@@ -116,31 +168,44 @@ class GoQueueClient:
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
+    def _send(self, server: str, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+              timeout_s: float | None = None) -> httpx.Response:
+        try:
+            return self._http.request(
+                method, server + path, json=json,
+                params={k: v for k, v in (params or {}).items() if v is not None},
+                timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise _Unreached(Unavailable(f"cannot reach {server}: {exc}"), sent=False) from exc
+        except httpx.TimeoutException as exc:
+            raise _Unreached(Unavailable(f"{server} did not answer in time ({method} {path})"), sent=True) from exc
+        except httpx.HTTPError as exc:
+            raise _Unreached(Unavailable(f"no answer from {server}: {exc}"), sent=True) from exc
+
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
                 timeout_s: float | None = None, retry_codes: frozenset[str] = RETRY_CODES) -> httpx.Response:
         """One request, sent again after a back-off while it is refused in a way that did nothing
-        (`retry_codes`); returns the response or raises its error."""
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
+        (`retry_codes`), and to the next server while one cannot be reached; returns the response or raises its
+        error. A request that may have reached a server which then did not answer is not resent (`Unavailable`),
+        unless it is a read; the next request goes to the next server."""
+        attempt = unreached = 0
+        while True:
+            server = self.servers.current
             try:
-                response = self._http.request(
-                    method, path, json=json, params={k: v for k, v in (params or {}).items() if v is not None},
-                    timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT)
-            except httpx.TimeoutException as exc:
-                raise Unavailable(f"{self.server} did not answer in time ({method} {path})") from exc
-            except httpx.HTTPError as exc:
-                raise Unavailable(f"cannot reach {self.server}: {exc}") from exc
+                response = self._send(server, method, path, json=json, params=params, timeout_s=timeout_s)
+            except _Unreached as exc:
+                self.servers.failed(server)
+                unreached += 1
+                if (exc.sent and method != "GET") or unreached >= len(self.servers):
+                    raise exc.error from exc
+                continue  # nothing was sent, or only a read: the next server
             error = error_from_response(response)
             if error is None:
                 return response
-            if last or error.code not in retry_codes:
+            if attempt >= self.retries or error.code not in retry_codes:
                 raise error
-            self._back_off(attempt)
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
-    @staticmethod
-    def _back_off(attempt: int) -> None:
-        time.sleep(min(RETRY_BACKOFF_S * 2**attempt, RETRY_BACKOFF_MAX_S))
+            time.sleep(backoff_s(attempt, RETRY_BACKOFF_S, RETRY_BACKOFF_MAX_S, self._rng))
+            attempt += 1
 
     def _get(self, path: str, model: type[M], **params: Any) -> M:
         return _answer(model, self.request("GET", path, params=params))
@@ -177,8 +242,9 @@ class GoQueueClient:
         body = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
         return _answer(TopicInfo, self.request("POST", "/v1/topics", json=body))
 
-    def describe_topic(self, name: str) -> TopicInfo:
-        return self._get(f"/v1/topics/{name}", TopicInfo)
+    def describe_topic(self, name: str, details: bool = True) -> TopicInfo:
+        """The topic; without `details` only its metadata (partition count, settings), at once from any broker."""
+        return self._get(f"/v1/topics/{name}", TopicInfo, details=None if details else "false")
 
     def update_topic(self, name: str, update: TopicUpdate) -> TopicInfo:
         body = update.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -190,10 +256,34 @@ class GoQueueClient:
     # -- records ---------------------------------------------------------------------------------------------
 
     def produce(self, topic: str, records: Iterable[ProduceRecord], **options: Any) -> ProduceResponse:
+        """Write records; returns each one's (partition, offset) in call order. `options` are `ProduceRequest`'s
+        fields (acks, partition, encoding). Idempotent and retried (`http_producer.py`) unless the client is made
+        with `idempotent=False`, acks is 0, or the caller stamps the request itself (`producer_id`)."""
         request = ProduceRequest(records=list(records), **options)
-        body = request.model_dump(by_alias=True, exclude_none=True, mode="json")
-        return _answer(ProduceResponse,
-                       self.request("POST", f"/v1/topics/{topic}/records", json=body, retry_codes=frozenset()))
+        if not self.idempotent or request.acks is Acks.NONE or request.producer_id is not None:
+            body = request.model_dump(by_alias=True, exclude_none=True, mode="json")
+            return _answer(ProduceResponse,
+                           self.request("POST", f"/v1/topics/{topic}/records", json=body, retry_codes=frozenset()))
+        return self.producer.produce(topic, request)
+
+    @property
+    def produce_retries(self) -> int:
+        """Produce requests sent again so far (through failovers), for reports."""
+        return self.producer.retries
+
+    def produce_once(self, topic: str, body: dict[str, Any], timeout_s: float) -> ProduceResponse:
+        """One produce request to the current server, not retried; a server that cannot be reached or does not
+        answer is left for the next attempt (`Unavailable`). The idempotent producer's transport."""
+        server = self.servers.current
+        try:
+            response = self._send(server, "POST", f"/v1/topics/{topic}/records", json=body, timeout_s=timeout_s)
+        except _Unreached as exc:
+            self.servers.failed(server)
+            raise exc.error from exc
+        error = error_from_response(response)
+        if error is not None:
+            raise error
+        return _answer(ProduceResponse, response)
 
     def fetch(self, topic: str, partition: int, offset: int, *, max_records: int = 500,
               max_bytes: int = 1_048_576, wait_ms: int = 0, encoding: str | None = None) -> FetchResponse:
@@ -226,18 +316,50 @@ class GoQueueClient:
 
     def join_group(self, group: str, topics: list[str], *, member_id: str | None = None,
                    client_id: str = "goqueue-client", host: str | None = None) -> JoinResponse:
-        return self._post(f"/v1/groups/{group}/members", JoinRequest(
+        joined = self._post(f"/v1/groups/{group}/members", JoinRequest(
             member_id=member_id, client_id=client_id, host=host, topics=topics), JoinResponse)
+        self.memberships.add(group, joined.member_id)
+        return joined
 
     def heartbeat(self, group: str, member_id: str, generation: int) -> HeartbeatResponse:
         return self._post(f"/v1/groups/{group}/members/{member_id}/heartbeat",
                           HeartbeatRequest(generation=generation), HeartbeatResponse)
 
     def leave_group(self, group: str, member_id: str) -> None:
-        self.request("DELETE", f"/v1/groups/{group}/members/{member_id}")
+        try:
+            self.request("DELETE", f"/v1/groups/{group}/members/{member_id}")
+        finally:
+            self.memberships.discard(group, member_id)
+
+    def leave_groups(self) -> None:
+        """Leave every group this client joined or consumed from as a member (`close` does this); best-effort:
+        one that cannot be left now expires after its session timeout."""
+        for group, member_id in self.memberships.snapshot():
+            try:
+                self.leave_group(group, member_id)
+            except (UnknownMember, GroupNotFound):
+                pass  # gone already: its session expired, it was removed, or it never came to be
+            except GoQueueError as exc:  # not an error of the caller's: the member expires after its session
+                log.info("group.leave_failed", extra={"group": group, "member": member_id, "error": exc.message})
+
+    def _leave_now(self, group: str, member_id: str) -> None:
+        """Leave from a hook (`membership.py`): on connections of its own, a short timeout, each server once."""
+        with httpx.Client(timeout=LEAVE_TIMEOUT_S) as http:
+            for server in self.servers.servers:
+                try:
+                    response = http.delete(f"{server}/v1/groups/{group}/members/{member_id}")
+                except httpx.HTTPError:
+                    continue
+                error = error_from_response(response)
+                if error is None or isinstance(error, UnknownMember | GroupNotFound):
+                    return
+                raise error
 
     def consume(self, group: str, request: ConsumeRequest) -> ConsumeResponse:
-        """Long-polls up to `request.wait_ms`; the HTTP timeout allows for it."""
+        """Long-polls up to `request.wait_ms`; the HTTP timeout allows for it. A shared consume makes this client
+        a member of the group (left on `close`)."""
+        if request.consumer_id is not None:
+            self.memberships.add(group, request.consumer_id)
         return self._post(f"/v1/groups/{group}/consume", request, ConsumeResponse,
                           timeout_s=request.wait_ms / 1000 + 30)
 

@@ -56,7 +56,8 @@ async def describe(c: GroupCoordinator, name: str) -> GroupInfo:
     eff = c.effective(group)
     members = [MemberInfo(member_id=m.member_id, client_id=m.client_id, host=m.host,
                           assignments=[TopicPartition(topic=t, partition=p) for t, p in m.assignment],
-                          last_heartbeat_ms=int(m.last_seen_s * 1000), generation=m.generation)
+                          last_heartbeat_ms=int(m.last_seen_s * 1000), generation=m.generation,
+                          expires_at_ms=int((m.last_seen_s + eff.session_timeout_s) * 1000))
                for m in sorted(group.members.values(), key=lambda m: m.member_id)]
     config = GroupConfig(
         visibility_timeout_s=eff.visibility_timeout_s, max_deliveries=eff.max_deliveries,

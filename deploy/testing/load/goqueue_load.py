@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """GoQueue load generator: produce at a rate while consumer groups read, then report throughput and latency
-percentiles, and whether every acknowledged record was consumed.
+percentiles, and whether every acknowledged record was consumed exactly once, in order.
 
     python deploy/testing/load/goqueue_load.py --server http://goqueue.goqueue.svc:8080 \\
         --rate 2000 --duration 60 --record-size 512 --batch 100 --acks all --producers 4 --consumers 4
 
-Runs against any GoQueue cluster URL (repeat --server to spread clients over brokers; any broker serves any request)
-with the one typed client (`goqueue.client.http`), so `pip install goqueue` is all it needs.
+Runs against any GoQueue cluster (`--server a,b,c`, repeatable, or GOQUEUE_SERVER: each client starts at a
+different address and moves to the next when one cannot be reached; any broker serves any request) with the one
+typed client (`goqueue.client.http`), so `pip install goqueue` is all it needs. SIGTERM or Ctrl-C stops producing
+early; the consumers still drain and the report is printed.
 
 What it measures:
   * produce: records/s and MB/s achieved against the target --rate, and the latency of each produce request
@@ -15,16 +17,22 @@ What it measures:
     header each record carries (one clock: run the tool as one process);
   * loss: every (partition, offset) acknowledged to a producer must be delivered to the group before the end
     (up to --verify-max records); missing ones make the exit code 1. Run it during a chaos script to check that
-    killing, pausing or filling a broker loses no acknowledged message.
+    killing, pausing or filling a broker loses no acknowledged message;
+  * exactly once, in order: each record carries an id (producer, sequence); one id stored at two offsets (a retry
+    written twice) is a duplicate, and a producer's ids going backwards within a partition are out of order. Either
+    makes the exit code 1.
 
 A fresh consumer group (`goqueue-load-<random>` unless --group) starts at the end of the topic before producing, so
-it reads exactly this run's records; it is deleted afterwards unless --keep-group. Producers retry retriable errors
-(NOT_LEADER, NOT_ENOUGH_REPLICAS, UNAVAILABLE …) with backoff; a retry of a write that did land can duplicate it,
-which the loss check tolerates. When the achieved rate is below --rate the cluster (or this client: one Python
-process manages a few thousand requests/s) is saturated; run several copies for more.
+it reads exactly this run's records; it is deleted afterwards unless --keep-group, and its consumers leave it when
+they stop. Producers are the client's idempotent producers: a request is retried after retriable errors (NOT_LEADER,
+NOT_ENOUGH_REPLICAS, UNAVAILABLE …) and connection failures, through failovers, for up to --delivery-timeout, and a
+retry of a write that did land is answered with its offsets instead of being written twice. When the achieved rate
+is below --rate the cluster (or this client: one Python process manages a few thousand requests/s) is saturated;
+run several copies for more.
 
-Exit codes: 0 all good; 1 produce requests failed (after retries), acknowledged records were not consumed, or the
-consumers did not catch up within --drain-timeout; 2 bad arguments, or the cluster refused the set-up.
+Exit codes: 0 all good; 1 produce requests failed (after retries), acknowledged records were not consumed or were
+duplicated or reordered, or the consumers did not catch up within --drain-timeout; 2 bad arguments, or the cluster
+refused the set-up.
 """
 
 from __future__ import annotations
@@ -32,8 +40,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -42,15 +52,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
+from goqueue.client.bootstrap import parse_servers
+from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import FencedGeneration, GoQueueError, TopicAlreadyExists, UnknownMember
 from goqueue.models import ConsumeRequest, GroupMode, GroupSpec, OffsetCommit, ProduceRecord, TopicCreate
 
 T = TypeVar("T")
 SENT_HEADER = "goqueue-load-sent-ns"
+ID_HEADER = "goqueue-load-id"  # "<producer>-<sequence>": what the exactly-once and order checks follow
 SAMPLES_MAX = 200_000        # latency samples kept per histogram (reservoir): bounded memory on long runs
-RETRIES_MAX = 8              # attempts of one produce request on retriable errors
-BACKOFF_S = (0.05, 2.0)      # first and largest retry backoff
+BACKOFF_S = (0.05, 2.0)      # consumers: first and largest backoff after an error
 CONSUME_WAIT_MS = 500        # long-poll of each consume request
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 
@@ -76,6 +88,7 @@ class LoadConfig:
     setup_timeout_s: float = 60.0  # set-up and clean-up calls retry retriable errors this long
     verify_max: int = 1_000_000
     seed: int = 0
+    delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S
 
 
 class Samples:
@@ -114,13 +127,14 @@ class Stats:
     produced: int = 0
     produced_bytes: int = 0
     produce_requests: int = 0
-    produce_retries: int = 0
-    produce_failed: int = 0       # requests given up: non-retriable error, or retries exhausted
+    produce_retries: int = 0      # resends by the idempotent producers
+    produce_failed: int = 0       # produce calls given up: non-retriable error, or the delivery timeout passed
     consumed: int = 0
     redelivered: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     acked: dict[int, set[int]] = field(default_factory=dict)      # partition → offsets acknowledged to producers
     delivered: dict[int, set[int]] = field(default_factory=dict)  # partition → offsets delivered to consumers
+    placed: dict[str, set[tuple[int, int]]] = field(default_factory=dict)  # record id → (partition, offset) seen
     verify: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -133,56 +147,60 @@ class Stats:
             self.errors[f"{where}:{exc.code}"] += 1
 
 
-def produce_loop(cfg: LoadConfig, index: int, stats: Stats, started: float) -> None:
+def produce_loop(cfg: LoadConfig, index: int, stats: Stats, started: float, stop: threading.Event) -> None:
     """Open loop at rate / producers records a second: batch k is sent at started + k * batch / rate."""
     per_producer_rate = cfg.rate / cfg.producers if cfg.rate > 0 else 0.0
     value = "x" * cfg.record_size
-    with GoQueueClient(cfg.servers[index % len(cfg.servers)]) as client:
+    end = started + cfg.duration_s
+    with GoQueueClient(rotated(cfg.servers, index), delivery_timeout_s=cfg.delivery_timeout_s) as client:
         k = 0
-        while True:
+        while not stop.is_set():
             due = started + (k * cfg.batch / per_producer_rate if per_producer_rate else 0.0)
-            if due >= started + cfg.duration_s or time.monotonic() >= started + cfg.duration_s:
-                return
-            if (pause := due - time.monotonic()) > 0:
-                time.sleep(pause)
+            # Every batch due before the end is sent, late or not: dropping the late ones would hide the latency
+            # (a failover's) that made them late. Without a rate: as many as fit before the end.
+            if due >= end or (not per_producer_rate and time.monotonic() >= end):
+                break
+            if (pause := due - time.monotonic()) > 0 and stop.wait(pause):
+                break
             sent_ns = str(time.time_ns())
-            records = [ProduceRecord(value=value, headers={SENT_HEADER: sent_ns}) for _ in range(cfg.batch)]
+            records = [ProduceRecord(value=value, headers={SENT_HEADER: sent_ns,
+                                                           ID_HEADER: f"{index}-{k * cfg.batch + i}"})
+                       for i in range(cfg.batch)]
             _produce_batch(client, cfg, records, stats)
             k += 1
+        with stats.lock:
+            stats.produce_retries += client.produce_retries
+
+
+def rotated(servers: tuple[str, ...], index: int) -> list[str]:
+    """Every address, starting at a different one per client: load spreads, and each can move on to the others."""
+    start = index % len(servers)
+    return [*servers[start:], *servers[:start]]
 
 
 def _produce_batch(client: GoQueueClient, cfg: LoadConfig, records: list[ProduceRecord], stats: Stats) -> None:
-    backoff = BACKOFF_S[0]
-    for attempt in range(RETRIES_MAX):
-        begun = time.monotonic()
-        try:
-            response = client.produce(cfg.topic, records, acks=cfg.acks)
-        except GoQueueError as exc:
-            stats.error("produce", exc)
-            if not exc.retriable or attempt == RETRIES_MAX - 1:
-                with stats.lock:
-                    stats.produce_failed += 1
-                return
-            with stats.lock:
-                stats.produce_retries += 1
-            time.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_S[1])
-            continue
-        stats.produce_latency.add(time.monotonic() - begun)
+    begun = time.monotonic()
+    try:
+        response = client.produce(cfg.topic, records, acks=cfg.acks)
+    except GoQueueError as exc:  # the client retried what can be retried, for up to the delivery timeout
+        stats.error("produce", exc)
         with stats.lock:
-            stats.produced += len(records)
-            stats.produced_bytes += len(records) * cfg.record_size
-            stats.produce_requests += 1
-            if stats.verify and cfg.acks != "0":
-                for placed in response.offsets:
-                    stats.acked.setdefault(placed.partition, set()).add(placed.offset)
-                stats.verify = stats.produced <= cfg.verify_max
+            stats.produce_failed += 1
         return
+    stats.produce_latency.add(time.monotonic() - begun)
+    with stats.lock:
+        stats.produced += len(records)
+        stats.produced_bytes += len(records) * cfg.record_size
+        stats.produce_requests += 1
+        if stats.verify and cfg.acks != "0":
+            for placed in response.offsets:
+                stats.acked.setdefault(placed.partition, set()).add(placed.offset)
+            stats.verify = stats.produced <= cfg.verify_max
 
 
 def consume_loop(cfg: LoadConfig, index: int, stats: Stats, stop: threading.Event) -> None:
     consumer_id = f"goqueue-load-{index}-{secrets.token_hex(3)}"
-    with GoQueueClient(cfg.servers[index % len(cfg.servers)]) as client:
+    with GoQueueClient(rotated(cfg.servers, index)) as client:  # leaves the group when it closes
         member: tuple[str, int] | None = None
         member_id: str | None = None
         while not stop.is_set():
@@ -242,6 +260,30 @@ def _account(records: Sequence[Any], stats: Stats) -> None:
         stats.redelivered += sum(1 for r in records if getattr(r, "delivery_count", 1) > 1)
         for record in records:
             stats.delivered.setdefault(record.partition, set()).add(record.offset)
+            if stats.verify and (record_id := record.headers.get(ID_HEADER)) is not None:
+                stats.placed.setdefault(record_id, set()).add((record.partition, record.offset))
+
+
+def duplicated_records(stats: Stats) -> int:
+    """Records delivered at more than one offset: written twice."""
+    with stats.lock:
+        return sum(1 for places in stats.placed.values() if len(places) > 1)
+
+
+def out_of_order_records(stats: Stats) -> int:
+    """Records delivered at an offset below an earlier record of the same producer in the same partition."""
+    with stats.lock:
+        stored = sorted((partition, offset, record_id) for record_id, places in stats.placed.items()
+                        for partition, offset in places)
+    last: dict[tuple[int, str], int] = {}
+    behind = 0
+    for partition, _, record_id in stored:
+        producer, _, sequence = record_id.rpartition("-")
+        key = (partition, producer)
+        if int(sequence) < last.get(key, -1):
+            behind += 1
+        last[key] = max(last.get(key, -1), int(sequence))
+    return behind
 
 
 def missing_records(stats: Stats) -> int:
@@ -265,7 +307,7 @@ def retrying(cfg: LoadConfig, call: Callable[[], T], what: str) -> T:
 
 def prepare(cfg: LoadConfig) -> None:
     """The topic (created if asked and missing) and a group that starts at the topic's end."""
-    with GoQueueClient(cfg.servers[0]) as client:
+    with GoQueueClient(cfg.servers) as client:
         if cfg.create_topic:
             with contextlib.suppress(TopicAlreadyExists):  # a topic of an earlier run is reused
                 retrying(cfg, lambda: client.create_topic(TopicCreate(
@@ -276,8 +318,10 @@ def prepare(cfg: LoadConfig) -> None:
                                                                             topics=[cfg.topic])), "declare group")
 
 
-def run(cfg: LoadConfig) -> dict[str, Any]:
+def run(cfg: LoadConfig, stop_producing: threading.Event | None = None) -> dict[str, Any]:
+    """One run; `stop_producing` ends the produce phase early (SIGTERM, Ctrl-C)."""
     stats = Stats(cfg.seed)
+    stop_producing = stop_producing or threading.Event()
     prepare(cfg)
     stop = threading.Event()
     consumers = [threading.Thread(target=consume_loop, args=(cfg, i, stats, stop), name=f"consumer-{i}", daemon=True)
@@ -285,13 +329,15 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
     for thread in consumers:
         thread.start()
     started = time.monotonic()
-    producers = [threading.Thread(target=produce_loop, args=(cfg, i, stats, started), name=f"producer-{i}",
-                                  daemon=True) for i in range(cfg.producers)]
+    producers = [threading.Thread(target=produce_loop, args=(cfg, i, stats, started, stop_producing),
+                                  name=f"producer-{i}", daemon=True) for i in range(cfg.producers)]
     for thread in producers:
         thread.start()
     for thread in producers:
         thread.join()
-    produce_s = max(time.monotonic() - started, cfg.duration_s)  # the last batch is due before the end
+    produce_s = time.monotonic() - started
+    if not stop_producing.is_set():
+        produce_s = max(produce_s, cfg.duration_s)  # the last batch is due before the end
     drain_deadline = time.monotonic() + cfg.drain_timeout_s
     while cfg.consumers and time.monotonic() < drain_deadline and (
             missing_records(stats) if stats.verify else stats.consumed < stats.produced):
@@ -301,7 +347,7 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
     for thread in consumers:
         thread.join(timeout=CONSUME_WAIT_MS / 1000 + 30)
     if cfg.consumers and not cfg.keep_group:
-        with GoQueueClient(cfg.servers[0]) as client:
+        with GoQueueClient(cfg.servers) as client:
             retrying(cfg, lambda: client.delete_group(cfg.group, force=True), "delete group")
     return report(cfg, stats, produce_s, consume_s)
 
@@ -325,6 +371,8 @@ def report(cfg: LoadConfig, stats: Stats, produce_s: float, consume_s: float) ->
         "errors": dict(stats.errors),
         "verified": verified,
         "missing_acknowledged_records": missing_records(stats) if verified else None,
+        "duplicated_records": duplicated_records(stats) if verified else None,
+        "out_of_order_records": out_of_order_records(stats) if verified else None,
         "drained": cfg.consumers == 0 or stats.consumed >= stats.produced,
     }
 
@@ -350,6 +398,11 @@ def render(result: dict[str, Any]) -> str:
         "loss     " + ("not checked" if missing is None else
                        "none: every acknowledged record was consumed" if missing == 0 else
                        f"{missing} acknowledged records were NOT consumed"),
+        "once     " + ("not checked" if missing is None else
+                       "yes: no record written twice, none out of order"
+                       if not (result["duplicated_records"] or result["out_of_order_records"]) else
+                       f"{result['duplicated_records']} records written twice, "
+                       f"{result['out_of_order_records']} out of order"),
     ])
 
 
@@ -357,7 +410,8 @@ def parse_args(argv: Sequence[str]) -> tuple[LoadConfig, bool]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
-    add("--server", "-s", action="append", required=True, help="broker URL; repeat to spread clients")
+    add("--server", "-s", action="append", help="broker URL(s), comma-separated or repeated (default: "
+        "GOQUEUE_SERVER); each client starts at another and moves on when one cannot be reached")
     add("--topic", default="goqueue-load")
     add("--partitions", type=int, default=8, help="when the topic is created")
     add("--replication-factor", type=int, default=3, help="when the topic is created")
@@ -376,32 +430,43 @@ def parse_args(argv: Sequence[str]) -> tuple[LoadConfig, bool]:
     add("--setup-timeout", type=float, default=60.0, help="seconds set-up calls retry while brokers restart")
     add("--verify-max", type=int, default=1_000_000, help="check for loss up to this many records")
     add("--seed", type=int, default=0)
+    add("--delivery-timeout", type=float, default=DEFAULT_DELIVERY_TIMEOUT_S,
+        help="seconds a produce is retried through failovers before it counts as failed")
     add("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
+    servers = args.server or ([os.environ["GOQUEUE_SERVER"]] if os.environ.get("GOQUEUE_SERVER") else [])
+    try:
+        args.server = parse_servers(servers)
+    except ValueError:
+        parser.error("give --server (or set GOQUEUE_SERVER)")
     for name in ("partitions", "replication_factor", "record_size", "batch", "producers", "verify_max"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.rate < 0 or args.duration <= 0 or args.consumers < 0:
-        parser.error("--rate must be >= 0, --duration > 0, --consumers >= 0")
+    if args.rate < 0 or args.duration <= 0 or args.consumers < 0 or args.delivery_timeout <= 0:
+        parser.error("--rate must be >= 0, --duration > 0, --consumers >= 0, --delivery-timeout > 0")
     group = args.group or f"goqueue-load-{secrets.token_hex(4)}"
     return LoadConfig(servers=tuple(args.server), topic=args.topic, partitions=args.partitions,
                       replication_factor=args.replication_factor, create_topic=not args.no_create_topic,
                       rate=args.rate, duration_s=args.duration, record_size=args.record_size, batch=args.batch,
                       acks=args.acks, producers=args.producers, consumers=args.consumers, group=group,
                       mode=args.mode, keep_group=args.keep_group, drain_timeout_s=args.drain_timeout,
-                      setup_timeout_s=args.setup_timeout, verify_max=args.verify_max, seed=args.seed), args.json
+                      setup_timeout_s=args.setup_timeout, verify_max=args.verify_max, seed=args.seed,
+                      delivery_timeout_s=args.delivery_timeout), args.json
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, as_json = parse_args(sys.argv[1:] if argv is None else argv)
+    stop_producing = threading.Event()
+    for stop in (signal.SIGTERM, signal.SIGINT):  # stop early, still drain and report
+        signal.signal(stop, lambda *_: stop_producing.set())
     try:
-        result = run(cfg)
+        result = run(cfg, stop_producing)
     except GoQueueError as exc:
         print(f"goqueue-load: {exc.code}: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2) if as_json else render(result))
     failed = (result["produce"]["failed_requests"] > 0 or bool(result["missing_acknowledged_records"])
-              or not result["drained"])
+              or bool(result["duplicated_records"]) or bool(result["out_of_order_records"]) or not result["drained"])
     return 1 if failed else 0
 
 

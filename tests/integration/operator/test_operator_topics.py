@@ -42,7 +42,10 @@ def test_topic_lifecycle_create_grow_configure_delete(
     ready = wait_condition(kubectl, ns, "goqueuetopic", "orders", "Ready", READY_S)
     assert ready["status"]["partitions"] == 3
     assert ready["status"]["replicationFactor"] == 3
-    assert ready["status"]["config"]["retentionMaxAge"] == 3600.0
+    # in the spec's units: the spec's text, and the brokers' defaults as a person writes them
+    assert ready["status"]["config"]["retentionMaxAge"] == "1h"
+    assert ready["status"]["config"]["retentionMaxSize"] == "10GB"
+    assert ready["status"]["config"]["minInsyncReplicas"] == 2
     for broker in range(3):  # one cluster: every broker knows the topic
         live = describe(goqueue_cluster, "orders", broker)
         assert live is not None
@@ -79,7 +82,7 @@ def test_drift_behind_the_operators_back_is_repaired(
     wait_until(lambda: "DriftRepaired" in event_reasons(kubectl, ns, "payments"), 30, message="DriftRepaired Event")
     status = get(kubectl, ns, "goqueuetopic", "payments")
     assert status is not None
-    assert status["status"]["config"]["retentionMaxAge"] == 3600.0
+    assert status["status"]["config"]["retentionMaxAge"] == "1h"
 
     with goqueue_cluster.client(2) as client:
         client.delete_topic("payments")

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from goqueue.config import Settings
 from goqueue.errors import BrokerNotFound, GoQueueError, NotFound, Unavailable
 from goqueue.models import (
     GroupConfig,
@@ -20,6 +21,7 @@ from goqueue.models import (
     TopicConfig,
     TopicInfo,
 )
+from goqueue.topic_settings import effective_settings
 from goqueue_operator.brokers import CheckResult, CheckStatus, describe_error
 from goqueue_operator.drift import (
     dead_letter_topics,
@@ -28,6 +30,7 @@ from goqueue_operator.drift import (
     group_figures,
     topic_create,
     topic_drift,
+    topic_status_fields,
 )
 from goqueue_operator.offset_resets import (
     APPLIED,
@@ -92,6 +95,23 @@ def test_what_cannot_be_repaired_is_reported_not_forced() -> None:
     assert drift.update is None
     assert any("partitions cannot shrink" in line for line in drift.unfixable)
     assert any("replication factor 1" in line for line in drift.unfixable)
+
+
+def test_status_shows_every_setting_in_the_spec_units() -> None:
+    """Issue 12: the status said 604800 where the spec says 168h; now the spec's own text where it sets a key, the
+    brokers' effective value where it does not (from `TopicInfo.settings`, e.g. the 10GB broker default)."""
+    settings = Settings.model_validate({"retention": {"maxSize": "5GB"}})
+    view = topic(replicationFactor=3, config={"retentionMaxAge": "7d", "minInsyncReplicas": 3})
+    config = TopicConfig.model_validate({"retentionMaxAge": "7d", "minInsyncReplicas": 3})
+    live = live_topic(4, 3, retentionMaxAge="7d", minInsyncReplicas=3).model_copy(
+        update={"settings": effective_settings(config, 3, settings)})
+    status = topic_status_fields(view, live)["config"]
+    assert status == {"cleanupPolicy": "delete", "retentionMaxAge": "7d", "retentionMaxSize": "5GB",
+                      "maxMessageBytes": "1MiB", "minInsyncReplicas": 3, "tombstoneRetention": "24h",
+                      "segmentBytes": "128MiB", "uncleanLeaderElection": False}
+    drifted = live_topic(4, 3, retentionMaxAge=60).model_copy(update={"settings": effective_settings(
+        TopicConfig.model_validate({"retentionMaxAge": 60}), 3, settings)})
+    assert topic_status_fields(view, drifted)["config"]["retentionMaxAge"] == "1m"  # what is, not what is wanted
 
 
 def test_a_bad_setting_is_a_spec_error() -> None:

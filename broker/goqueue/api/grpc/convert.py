@@ -25,6 +25,7 @@ from goqueue.models import (
     TopicConfig,
     TopicCreate,
     TopicInfo,
+    TopicSetting,
     TopicUpdate,
 )
 from goqueue.storage import batch as batches
@@ -179,14 +180,19 @@ def topic_to_proto(info: TopicInfo) -> Any:
     return pb.Topic(
         name=info.name, partitions=info.partitions, replication_factor=info.replication_factor,
         config=topic_config_to_proto(info.config), size_bytes=info.size_bytes, messages=info.messages,
-        partition_details=[partition_info_to_proto(p) for p in info.partition_details])
+        partition_details=[partition_info_to_proto(p) for p in info.partition_details],
+        settings=[pb.TopicSetting(key=s.key, value=s.value, source=s.source, broker_key=s.broker_key,
+                                  note=s.note) for s in info.settings])
 
 
 def topic_from_proto(message: Any) -> TopicInfo:
     return TopicInfo(
         name=message.name, partitions=message.partitions, replication_factor=message.replication_factor,
         config=topic_config_from_proto(message.config), size_bytes=message.size_bytes, messages=message.messages,
-        partition_details=[partition_info_from_proto(p) for p in message.partition_details])
+        partition_details=[partition_info_from_proto(p) for p in message.partition_details],
+        settings=[TopicSetting(key=s.key, value=s.value, source=s.source,
+                               broker_key=s.broker_key if s.HasField("broker_key") else None,
+                               note=s.note if s.HasField("note") else None) for s in message.settings])
 
 
 # -- produce --------------------------------------------------------------------------------------------------------

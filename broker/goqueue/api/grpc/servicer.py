@@ -70,7 +70,8 @@ class GoQueueServicer(GroupRpcs):
     @translate_errors
     async def DescribeTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
         self.broker.check_ready()
-        return convert.topic_to_proto(await self.broker.describe_topic(request.name))
+        details = not request.HasField("details") or request.details
+        return convert.topic_to_proto(await self.broker.describe_topic(request.name, details=details))
 
     @translate_errors
     async def UpdateTopic(self, request: Any, context: Context) -> Any:  # noqa: N802

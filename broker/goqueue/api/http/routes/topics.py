@@ -34,9 +34,11 @@ async def create_topic(spec: TopicCreate, broker: BrokerDep) -> TopicInfo:
 
 
 @router.get("/{name}", response_model=TopicInfo, summary="Describe a topic and each partition")
-async def describe_topic(name: str, broker: BrokerDep) -> TopicInfo:
+async def describe_topic(name: str, broker: BrokerDep, details: bool = True) -> TopicInfo:
+    """`details=false`: the metadata only (partition count, settings), from this broker's view at once — what a
+    producing client looks up, never waiting on a partition leader."""
     broker.check_ready()
-    return await broker.describe_topic(name)
+    return await broker.describe_topic(name, details=details)
 
 
 @router.patch("/{name}", response_model=TopicInfo, summary="Grow partitions (never shrink) or change settings")
