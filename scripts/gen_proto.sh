@@ -8,7 +8,7 @@
 # goqueue.proto, so the generated stubs import `goqueue.api.grpc.generated.goqueue_pb2` without any rewriting.
 # No --pyi_out: mypy always reads .pyi stubs (follow_imports does not apply to them), and they subclass protobuf's
 # untyped classes, which `mypy --strict` rejects; pyproject treats the generated modules as Any instead.
-# tests/unit/test_proto_generated.py runs this script into a temporary root and compares.
+# tests/integration/test_proto_generated.py runs this script into a temporary root and compares.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -28,7 +28,7 @@ from goqueue.replication.controller import controlled_shutdown_plan, drain_plan,
 from goqueue.replication.epochs import UNDEFINED
 from goqueue.replication.metadata import Command, MetadataConflict, State, restart_would_break
 from goqueue.replication.peers import PeerClient, ReplicaFetchRequest
-from goqueue.replication.raft import RaftMetadata
+from goqueue.replication.raft import MetadataFactory, MetadataGroup, RaftMetadata
 from goqueue.storage.batch import BatchHeader, InvalidBatch, iter_headers
 
 if TYPE_CHECKING:
@@ -49,7 +49,10 @@ class Cluster:
         self.broker_id = settings.broker_id()
         self.self_address, self.partner_addresses = settings.raft_addresses()
         self.peers = PeerClient()
-        self.raft: RaftMetadata | None = None
+        self.raft: MetadataGroup | None = None
+        # How `start_raft` makes the metadata group: PySyncObj, always, in a broker. Unit tests replace it with an
+        # in-memory one-member group (tests/unit/metadata_double.py) so a broker in a unit test opens no socket.
+        self.metadata_factory: MetadataFactory = RaftMetadata
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._fetchers: dict[int, asyncio.Task[None]] = {}
@@ -64,7 +67,7 @@ class Cluster:
         self._loop = asyncio.get_running_loop()
         bind = f"{self.settings.broker.host}:{self.settings.broker.raft_port}"
         self.raft = await asyncio.to_thread(
-            RaftMetadata, self.self_address, self.partner_addresses, self.settings.storage.wal_dir,
+            self.metadata_factory, self.self_address, self.partner_addresses, self.settings.storage.wal_dir,
             self.settings.cluster.password, self._on_applied, bind)
         log.info("raft.started", extra={"self": self.self_address, "partners": self.partner_addresses})
 
@@ -72,7 +75,7 @@ class Cluster:
         """Until the metadata is caught up with a leader (needs a quorum); logs while it waits."""
         assert self.raft is not None
         next_log = time.monotonic() + 5
-        while not self.raft.isReady():
+        while not self.raft.is_ready():
             if time.monotonic() > next_log:
                 log.warning("raft.waiting_for_quorum", extra={"partners": self.partner_addresses,
                                                               "connected": sorted(self.raft.connected_partners())})
@@ -113,7 +116,7 @@ class Cluster:
     async def stop(self) -> None:
         """Controlled shutdown: hand leadership away, stop fetching, leave Raft."""
         self._stopping = True
-        if self.raft is not None and self.raft.isReady():
+        if self.raft is not None and self.raft.is_ready():
             try:
                 await asyncio.wait_for(self._hand_over_leadership(), self.settings.broker.shutdown_grace_s / 2)
             except (TimeoutError, GoQueueError) as exc:

@@ -1,5 +1,7 @@
 """The group coordinator over a real broker on temp files, with an injected clock: no network, no sleeping.
 
+The broker's metadata group is the in-memory one-member double (metadata_double.py): PySyncObj would bind a port.
+
 Time moves only through `Clock.advance`, and expiry runs when a test calls `coordinator.tick()` (the background
 ticker is set to an hour), so visibility timeouts and session timeouts are tested exactly at their deadlines.
 """
@@ -7,13 +9,13 @@ ticker is set to an hour), so visibility timeouts and session timeouts are teste
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from metadata_double import InMemoryMetadata
 from prometheus_client import generate_latest
 
 from goqueue.broker import Broker, RecordIn
@@ -99,12 +101,12 @@ class Kit:
 @asynccontextmanager
 async def running(root: Path, clock: Clock, **consumers: Any) -> AsyncIterator[Kit]:
     settings = Settings.model_validate({
-        # a one-member metadata Raft group binds its port: loopback and an OS-chosen free port
-        "broker": {"host": "127.0.0.1", "raftPort": _free_port()},
+        "broker": {"host": "127.0.0.1"},
         "storage": {"dataDir": str(root / "data"), "walDir": str(root / "wal")},
         "consumers": {"expiryInterval": "1h", "visibilityTimeout": "30s", "sessionTimeout": "10s", **consumers}})
     metrics = BrokerMetrics()
     broker = Broker(settings, metrics, clock)
+    broker.cluster.metadata_factory = InMemoryMetadata
     await broker.start()
     coordinator = GroupCoordinator(broker, settings.consumers, ConsumerMetrics(metrics.registry), clock)
     try:
@@ -113,12 +115,6 @@ async def running(root: Path, clock: Clock, **consumers: Any) -> AsyncIterator[K
     finally:
         await coordinator.stop()
         await broker.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:

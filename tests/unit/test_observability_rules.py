@@ -1,12 +1,10 @@
-"""The alert rules of deploy/observability: valid (`promtool check rules`), behaving as their unit tests say
-(`promtool test rules`), every alert unit-tested, at the runbook's thresholds, and linked to a section of
+"""The alert rules of deploy/observability: every alert unit-tested (promtool runs those rule tests, and checks the
+rules, in tests/integration/test_observability_promtool.py), at the runbook's thresholds, and linked to a section of
 docs/RUNBOOK.md that exists."""
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +35,6 @@ REQUIRED = {
 }
 
 
-def promtool() -> str:
-    found = shutil.which("promtool")
-    assert found, "promtool is not installed: apt-get install prometheus (Debian ships /usr/bin/promtool)"
-    return found
-
-
 def alerts() -> list[dict[str, Any]]:
     groups = yaml.safe_load(RULES.read_text())["groups"]
     return [rule for group in groups for rule in group["rules"] if "alert" in rule]
@@ -51,20 +43,6 @@ def alerts() -> list[dict[str, Any]]:
 def github_anchor(heading: str) -> str:
     """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-
-
-def test_promtool_check_rules() -> None:
-    result = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60,
-                            check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(alerts())} rules found" in result.stdout
-
-
-def test_promtool_test_rules() -> None:
-    result = subprocess.run([promtool(), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True,
-                            timeout=120, check=False, cwd=RULE_TESTS.parent)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
 
 
 def test_the_runbooks_alerts_exist_with_their_severities() -> None:

@@ -25,7 +25,7 @@ import copy
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
@@ -36,6 +36,33 @@ log = logging.getLogger(__name__)
 
 PROPOSE_TIMEOUT_S = 10.0
 NO_LEADER_RETRY_S = 0.1  # how often a command is offered again while a metadata election runs
+
+
+class MetadataGroup(Protocol):
+    """What a broker uses of its metadata group. `RaftMetadata` is the one every broker runs; the unit tests run a
+    broker over an in-memory one-member group instead (tests/unit/metadata_double.py), so they open no socket."""
+
+    @property
+    def state(self) -> State: ...
+
+    async def propose(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> Any: ...
+
+    def is_ready(self) -> bool: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def leader_address(self) -> str | None: ...
+
+    def is_leader(self) -> bool: ...
+
+    def connected_partners(self) -> set[str]: ...
+
+    def destroy_synchronous(self) -> None: ...
+
+
+# (self address, partner addresses, WAL directory, password, called after each applied command, bind address)
+MetadataFactory = Callable[[str, list[str], Path, str | None, Callable[[Command, Any], None] | None, str | None],
+                           MetadataGroup]
 
 
 class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type information
@@ -133,6 +160,10 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
 
     def is_leader(self) -> bool:
         return bool(self._isLeader())
+
+    def is_ready(self) -> bool:
+        """Caught up with a leader: the metadata here is current enough to act on."""
+        return bool(self.isReady())
 
     def connected_partners(self) -> set[str]:
         status = self.status()

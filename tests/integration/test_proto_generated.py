@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # runs protoc (a subprocess)
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATED = Path("goqueue/api/grpc/generated")

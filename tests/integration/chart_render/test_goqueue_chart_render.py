@@ -14,7 +14,7 @@ from helm_chart import RUNBOOK_INSTALL, Helm, Obj, Rendered
 from goqueue.config import load_settings
 from goqueue_operator.resources import labels as operator_labels
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # helm renders and lints: a subprocess
 
 RUNBOOK_OBJECTS = [
     "ConfigMap/goqueue-config", "PodDisruptionBudget/goqueue", "Secret/goqueue-raft", "Service/goqueue",

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from helm_chart import CHART, REPO, Helm, Rendered
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # helm renders and lints: a subprocess
 
 RULES = REPO / "deploy" / "observability" / "prometheus" / "goqueue-alerts.yaml"
 DASHBOARDS = sorted((REPO / "deploy" / "observability" / "dashboards").glob("*.json"))
@@ -28,12 +28,6 @@ def test_monitoring_objects_are_off_by_default(helm: Helm) -> None:
     kinds = {o["kind"] for o in helm.template().objects}
     assert not kinds & {"ServiceMonitor", "PrometheusRule"}
     assert [o["metadata"]["name"] for o in helm.template().of_kind("ConfigMap")] == ["goqueue-config"]
-
-
-def test_the_chart_links_to_the_shared_observability_files() -> None:
-    link = CHART / "files" / "observability"
-    assert link.is_symlink()
-    assert link.resolve() == (REPO / "deploy" / "observability").resolve()
 
 
 def test_the_service_monitor_scrapes_the_metrics_service_as_job_goqueue(monitored: Rendered) -> None:
