@@ -1,7 +1,9 @@
 """promtool on deploy/observability: the alert rules are valid (`promtool check rules`) and behave as their rule
-tests say (`promtool test rules`), and every dashboard query is valid PromQL (the queries turned into recording
-rules for `promtool check rules`). Integration, not unit: each runs promtool as a subprocess. The content checks
-(thresholds, runbook links, panels) are tests/unit/test_observability_rules.py and test_observability_dashboards.py.
+tests say (`promtool test rules`), every dashboard query is valid PromQL (the queries turned into recording rules
+for `promtool check rules`), and so is the operator's PrometheusRule (the pack scoped to one cluster). Integration,
+not unit: each runs promtool as a subprocess. The content checks (thresholds, runbook links, panels, the operator's
+rule equal to the pack) are tests/unit/test_observability_rules.py, test_observability_dashboards.py and
+operator/test_operator_resources.py.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+from goqueue_operator.resources.monitoring import build_prometheus_rule
+from goqueue_operator.views import ClusterView
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +81,15 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
                             check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
+def test_the_operators_prometheus_rule_is_valid(tmp_path: Path) -> None:
+    view = ClusterView.from_body({"metadata": {"name": "orders", "namespace": "shop", "uid": "u", "generation": 1},
+                                  "spec": {}})
+    spec = build_prometheus_rule(view)["spec"]
+    path = tmp_path / "operator-rule.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(spec['groups'][0]['rules'])} rules found" in result.stdout

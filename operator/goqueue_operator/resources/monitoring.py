@@ -1,12 +1,22 @@
 """ServiceMonitor and PrometheusRule (Prometheus Operator), applied only when their CRDs exist in the cluster.
 
-The rules are the runbook's broker alerts as deploy/observability/prometheus/goqueue-alerts.yaml defines them
-(consumer lag > 5000 / > 10000, disk > 80 % / > 90 %, a broker down), scoped to one cluster.
+The rules are every alert on broker metrics of deploy/observability/prometheus/goqueue-alerts.yaml, the
+promtool-tested pack the chart ships, read from a byte-identical copy packaged beside this module (a unit test
+compares the two; the operator's image holds no deploy/ folder): same names, severities, durations, annotations
+and expressions, each series selector narrowed to this cluster's metrics Service. Left out: the pack's
+`goqueue.operator` group (GoQueueRolloutBlocked), which reads the operator's own gauge — one series for every
+cluster the operator serves, scraped from the operator's pod — so no cluster's rule can scope it, and one copy per
+cluster would page once per cluster.
 """
 
 from __future__ import annotations
 
+import re
+from functools import cache
+from importlib import resources
 from typing import Any
+
+import yaml
 
 from goqueue_operator.resources import labels, ports
 from goqueue_operator.resources.metadata import child_metadata
@@ -34,37 +44,44 @@ def build_service_monitor(cluster: ClusterView) -> dict[str, Any]:
     }
 
 
-RUNBOOK = "https://github.com/goqueue/goqueue/blob/main/docs/RUNBOOK.md"
+ALERT_PACK = "goqueue-alerts.yaml"  # = deploy/observability/prometheus/goqueue-alerts.yaml
+OPERATOR_ALERT_GROUP = "goqueue.operator"
+# A series selector of the pack's expressions: broker metrics are goqueue_*, plus Prometheus's `up`. String
+# literals are matched first so that a quoted word is never taken for a metric.
+_SERIES = re.compile(r'"(?:[^"\\]|\\.)*"|\b(up|goqueue_\w+)\b(?:\{([^}]*)\})?')
+_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*")')
 
 
-def _alert(name: str, expr: str, duration: str, severity: str, summary: str) -> dict[str, Any]:
-    return {"alert": name, "expr": expr, "for": duration, "labels": {"severity": severity},
-            "annotations": {"summary": summary, "runbook_url": f"{RUNBOOK}#alert-{name.lower()}"}}
+@cache
+def broker_alerts() -> tuple[dict[str, Any], ...]:
+    """The pack's alerts on broker metrics, as the file writes them (read once; callers copy before changing)."""
+    pack = yaml.safe_load(resources.files(__package__).joinpath(ALERT_PACK).read_text(encoding="utf-8"))
+    return tuple(rule for group in pack["groups"] if group["name"] != OPERATOR_ALERT_GROUP
+                 for rule in group["rules"] if "alert" in rule)
+
+
+def scope_expr(expr: str, scope: dict[str, str]) -> str:
+    """Every series selector of `expr` narrowed to `scope` (label → value): the scope's matchers first, then the
+    selector's own on other labels (on a label the scope sets, the scope's value wins)."""
+    def narrowed(match: re.Match[str]) -> str:
+        if match[1] is None:
+            return match[0]  # a string literal
+        own = [f"{label}{op}{value}" for label, op, value in _MATCHER.findall(match[2] or "") if label not in scope]
+        return match[1] + "{" + ", ".join([*(f'{label}="{value}"' for label, value in scope.items()), *own]) + "}"
+
+    return _SERIES.sub(narrowed, expr)
 
 
 def build_prometheus_rule(cluster: ClusterView) -> dict[str, Any]:
-    """The runbook's broker alerts from deploy/observability/prometheus/goqueue-alerts.yaml (same names,
-    severities, thresholds and durations: a unit test compares them), scoped to this cluster's metrics Service so
-    two clusters in one namespace alert separately. The full pack, operator alerts included, is the chart's."""
-    scope = f'job="goqueue", namespace="{cluster.namespace}", service="{child_name(cluster.name, "metrics")}"'
-    lag = f"max by (namespace, group, topic, partition) (goqueue_consumer_lag{{{scope}}})"
-    disk = f"max by (namespace, pod) (goqueue_disk_usage_percent{{{scope}}})"
-    down = (f"(max by (namespace, pod) (up{{{scope}}}) == 0)\nor\n"
-            f"(max by (namespace, pod) (goqueue_broker_ready{{{scope}}}) == 0)")
+    """The pack's broker alerts scoped to this cluster's metrics Service (job "goqueue", as the ServiceMonitor
+    names it), so two clusters in one namespace alert separately. A unit test checks both ways that the rule holds
+    the pack's alerts and nothing else, equal but for the scope."""
+    scope = {"job": labels.APP, "namespace": cluster.namespace, "service": child_name(cluster.name, "metrics")}
+    rules = [{**rule, "expr": scope_expr(rule["expr"], scope), "labels": dict(rule["labels"]),
+              "annotations": dict(rule["annotations"])} for rule in broker_alerts()]
     return {
         "apiVersion": MONITORING_API,
         "kind": "PrometheusRule",
         "metadata": child_metadata(cluster, "prometheus-rule"),
-        "spec": {"groups": [{"name": f"goqueue.{cluster.namespace}.{cluster.name}", "rules": [
-            _alert("GoQueueBrokerDown", down, "2m", "critical",
-                   "GoQueue broker {{ $labels.namespace }}/{{ $labels.pod }} is down or not ready."),
-            _alert("GoQueueHighDiskUsage", f"{disk} > 80", "5m", "warning",
-                   "GoQueue broker {{ $labels.pod }} data volume is over 80% full."),
-            _alert("GoQueueHighDiskUsage", f"{disk} > 90", "5m", "critical",
-                   "GoQueue broker {{ $labels.pod }} data volume is over 90% full."),
-            _alert("GoQueueHighConsumerLag", f"{lag} > 5000", "10m", "warning",
-                   "Group {{ $labels.group }} is {{ $value }} records behind on {{ $labels.topic }}."),
-            _alert("GoQueueHighConsumerLag", f"{lag} > 10000", "10m", "critical",
-                   "Group {{ $labels.group }} is {{ $value }} records behind on {{ $labels.topic }}."),
-        ]}]},
+        "spec": {"groups": [{"name": f"goqueue.{cluster.namespace}.{cluster.name}", "rules": rules}]},
     }
