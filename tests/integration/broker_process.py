@@ -115,16 +115,23 @@ class BrokerProcess:
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     def start(self, timeout_s: float = READY_TIMEOUT_S, wait_ready: bool = True) -> BrokerProcess:
-        """Start the process (again, after stop or kill) and wait until /readyz answers 200."""
+        """Start the process (again, after stop or kill) and wait until /readyz answers 200.
+
+        A broker that does not become ready is killed (and its log closed) before the error propagates: a fixture
+        that fails while starting it has no teardown, and must leave no process behind."""
         assert not self.running, "the broker is already running"
         self.root.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
         command = [*self.wrapper, broker_executable(),
                    *(["--config", str(self.config_file)] if self.config_file else [])]
-        self.process = subprocess.Popen(command, env=self.environment(), stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
-        if wait_ready:
-            self.wait_ready(timeout_s)
+        self._log = self.log_path.open("ab")
+        try:
+            self.process = subprocess.Popen(command, env=self.environment(), stdout=self._log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            if wait_ready:
+                self.wait_ready(timeout_s)
+        except BaseException:
+            self.kill()
+            raise
         return self
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
@@ -171,6 +178,7 @@ class BrokerProcess:
     def kill(self) -> int:
         """SIGKILL: no shutdown, no flush; what a crash or an OOM kill leaves behind."""
         if self.process is None:
+            self._close_log()
             return 0
         if self.process.poll() is None:
             self.process.kill()

@@ -44,6 +44,37 @@ def in_sync(cluster: LocalCluster, topic: str, partitions: int, size: int = 3, v
     return all(len(cluster.partition(topic, p, via)["isr"]) == size for p in range(partitions))
 
 
+def leadership(cluster: LocalCluster, topic: str, via: int) -> tuple[int | None, int]:
+    """(leader, leader epoch) of `topic`/0 as broker `via` knows it."""
+    with cluster.client(via) as http:
+        (state,) = [p for p in http.get("/v1/replication/status").json()["partitions"]
+                    if (p["topic"], p["partition"]) == (topic, 0)]
+    return state["leader"], state["leaderEpoch"]
+
+
+def read_while_leading(cluster: LocalCluster, topic: str, reader: int, timeout_s: float = 60) -> list[str]:
+    """Every value of `topic`/0, read through broker `reader` while it leads the partition.
+
+    A read through a broker is forwarded to the partition's leader, so reading "through" a repaired replica proves
+    nothing about its copy unless it leads. Leadership is moved to it (transfer-leadership off whichever broker
+    leads instead), and the same leader epoch before and after the read shows it led throughout (the controller
+    may hand leadership back to a preferred replica at any time; then it is moved again and read again)."""
+    deadline = time.monotonic() + timeout_s
+    with cluster.client(reader) as http:
+        while time.monotonic() < deadline:
+            leader, epoch = leadership(cluster, topic, reader)
+            if leader != reader:
+                if leader is not None:
+                    http.post(f"/v1/admin/cluster/brokers/{leader}/transfer-leadership")
+                seen = (leader, epoch)
+                wait_until(lambda seen=seen: leadership(cluster, topic, reader) != seen, 30, "leadership moved")
+                continue
+            values = [v for _, v in consume_all(http, topic, 1)[0]]
+            if leadership(cluster, topic, reader) == (reader, epoch):
+                return values
+    raise AssertionError(f"{topic}/0 could not be read while broker {reader} led it within {timeout_s:.0f}s")
+
+
 def test_brokers_form_a_cluster_and_replicate(cluster: LocalCluster) -> None:
     with cluster.client(0) as http:
         status = http.get("/v1/cluster/status").json()
@@ -242,11 +273,11 @@ def test_a_broker_back_on_an_empty_volume_leaves_every_isr_and_loses_nothing(clu
     cluster.restart(victim)
     assert '"event": "broker.storage_replaced"' in broker.log_text(), "the new volume is noticed before serving"
     wait_until(lambda: in_sync(cluster, "wiped", 1, via=victim), 60, "the wiped replica back in sync")
+    # The copy it fetched again is whole: stop the old leader, make the wiped broker lead, read its copy.
     survivor = leader if leader is not None else 0
     cluster.brokers[survivor].stop()
     wait_until(lambda: cluster.leader_of("wiped", 0, victim) not in (None, survivor), 30, "a new leader")
-    with cluster.client(victim) as http:
-        assert [v for _, v in consume_all(http, "wiped", 1)[0]] == [f"w{i}" for i in range(20)]
+    assert read_while_leading(cluster, "wiped", victim) == [f"w{i}" for i in range(20)]
 
 
 def test_corrupt_replica_is_quarantined_and_repaired_from_the_leader(cluster: LocalCluster) -> None:
@@ -271,9 +302,7 @@ def test_corrupt_replica_is_quarantined_and_repaired_from_the_leader(cluster: Lo
     survivor = leader if leader is not None else 0
     # Asked of the victim: it left the ISR before it became ready, so its view cannot show the ISR from before.
     wait_until(lambda: in_sync(cluster, "bitrot", 1, via=victim), 60, "the repaired replica back in sync")
-    # The repaired replica has every record again: make it the leader and read through it.
+    # The repaired replica has every record again: stop the old leader, make the repaired one lead, read its copy.
     cluster.brokers[survivor].stop()
     wait_until(lambda: cluster.leader_of("bitrot", 0, victim) not in (None, survivor), 30, "a new leader")
-    with cluster.client(victim) as http:
-        values = [v for _, v in consume_all(http, "bitrot", 1)[0]]
-    assert values == [f"{i}-{'x' * 400}" for i in range(20)]
+    assert read_while_leading(cluster, "bitrot", victim) == [f"{i}-{'x' * 400}" for i in range(20)]
