@@ -692,7 +692,12 @@ class Broker:
             if data or remaining <= 0 or not self.ready:
                 self.metrics.bytes_out.labels(topic).inc(len(data))
                 return FetchResult(data, plog.high_watermark, plog.log_start_offset, plog.log_end_offset)
-            await partition.wait_changed(remaining)
+            waiting = self.metrics.fetches_waiting.labels(topic)
+            waiting.inc()
+            try:
+                await partition.wait_changed(remaining)
+            finally:
+                waiting.dec()
             if self.partitions.get((topic, index)) is not partition:
                 raise TopicNotFound(f"{topic}/{index} was deleted while waiting", topic=topic)
             if not partition.is_leader:

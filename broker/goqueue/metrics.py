@@ -61,6 +61,9 @@ class BrokerMetrics:
             "goqueue_messages_fetched", "Records returned to consumers and followers.", ["topic"], registry=r)
         self.bytes_in = Counter("goqueue_bytes_in", "Record batch bytes appended.", ["topic"], registry=r)
         self.bytes_out = Counter("goqueue_bytes_out", "Record batch bytes fetched.", ["topic"], registry=r)
+        self.fetches_waiting = Gauge(
+            "goqueue_fetches_waiting", "Fetches (long-polls with waitMs) waiting now for records to arrive.",
+            ["topic"], registry=r)
         self.latency = Histogram(
             "goqueue_message_latency_seconds", "Produce latency: request received to acknowledged.",
             ["api"], buckets=LATENCY_BUCKETS, registry=r)

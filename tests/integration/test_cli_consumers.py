@@ -110,8 +110,15 @@ def test_server_errors_exit_non_zero_with_one_line(module_broker: BrokerProcess,
     cli(module_broker, "goqueue-cli", "group", "reset-offset", "--group", "g", "--topic", topic, "--to-earliest",
         "--partition", "9", expect=3)
     cli(module_broker, "goqueue-cli", "consume", "--topic", "no-such-topic", "--group", "g", expect=3)
-    cli(module_broker, "goqueue-cli", "consume", "--topic", topic, "--group", "cli-ordered", "--mode", "shared",
-        "--timeout", "0", expect=0)  # an existing group keeps its own mode
+    # An existing group keeps its own mode: a consume asking for another one is served in the group's mode. (With
+    # --timeout 0 the CLI sends no request at all: each consume here waits for, and prints, one record.)
+    first = cli(module_broker, "goqueue-cli", "consume", "--topic", topic, "--group", "cli-own-mode", "--mode",
+                "ordered", "--from-beginning", "--max", "1", "--timeout", "30")
+    again = cli(module_broker, "goqueue-cli", "consume", "--topic", topic, "--group", "cli-own-mode", "--mode",
+                "shared", "--max", "1", "--timeout", "30")
+    assert [len(first.stdout.splitlines()), len(again.stdout.splitlines())] == [1, 1], (first.stdout, again.stdout)
+    described = cli(module_broker, "goqueue-cli", "-o", "json", "group", "describe", "cli-own-mode")
+    assert json.loads(described.stdout)["mode"] == "ordered"
     cli(module_broker, "goqueue-admin", "inflight", "list", "--group", "no-such-group", expect=3)
     cli(module_broker, "goqueue-admin", "consumer", "pause", "--group", "no-such-group", expect=3)
     cli(module_broker, "goqueue-cli", "topic", "delete", "__consumer_state", "--yes", expect=2)

@@ -162,19 +162,33 @@ def test_binary_batch_produce_and_fetch(http: httpx.Client) -> None:
     assert garbage.status_code == 400
 
 
+def fetches_waiting(http: httpx.Client, topic: str) -> float:
+    """The broker's count of long-polls on `topic` that found nothing and wait for records now."""
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(f'goqueue_fetches_waiting{{topic="{topic}"}} '):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_long_poll_returns_when_a_record_arrives(http: httpx.Client, module_broker: BrokerProcess) -> None:
     create(http, "longpoll")
+    answers: list[httpx.Response] = []
 
-    def produce_later() -> None:
-        time.sleep(0.5)  # the fetch below must already be waiting; this is load, not an assertion
-        with httpx.Client(base_url=module_broker.url) as other:
-            other.post("/v1/topics/longpoll/records", json={"records": [{"value": "late"}]})
+    def long_poll() -> None:
+        with httpx.Client(base_url=module_broker.url, timeout=30) as own:
+            answers.append(own.get("/v1/topics/longpoll/partitions/0/records",
+                                   params={"offset": 0, "waitMs": 10_000}))
 
-    threading.Thread(target=produce_later).start()
-    started = time.monotonic()
-    body = http.get("/v1/topics/longpoll/partitions/0/records", params={"offset": 0, "waitMs": 10_000}).json()
-    assert [r["value"] for r in body["records"]] == ["late"]
-    assert time.monotonic() - started < 9  # woke on the append, not at the deadline
+    poll = threading.Thread(target=long_poll)
+    poll.start()
+    # The record is produced only once the fetch has found nothing and waits: it must be woken by the append.
+    wait_until(lambda: fetches_waiting(http, "longpoll") == 1, 10)
+    produced = time.monotonic()
+    assert http.post("/v1/topics/longpoll/records", json={"records": [{"value": "late"}]}).status_code == 200
+    poll.join(15)
+    assert [r["value"] for r in answers[0].json()["records"]] == ["late"]
+    assert time.monotonic() - produced < 5  # woke on the append, not at the 10 s deadline
+    assert fetches_waiting(http, "longpoll") == 0
 
     empty = http.get("/v1/topics/longpoll/partitions/0/records", params={"offset": 1, "waitMs": 200}).json()
     assert empty["records"] == []
