@@ -84,6 +84,9 @@ log = logging.getLogger(__name__)
 
 Header = tuple[str, bytes]
 DESCRIBE_PEER_TIMEOUT_S = 2.0
+# Kafka's replica.high.watermark.checkpoint.interval.ms is 5 s. The interval bounds only how far the checkpoint lags
+# (what a restarted replica hides until its leader's high watermark reaches it again), never what is exposed.
+HWM_CHECKPOINT_INTERVAL_S = 5.0
 
 
 class RecordIn(NamedTuple):
@@ -137,6 +140,8 @@ class Broker:
             fsync_interval_s=settings.storage.fsync_interval_s, observe_fsync=metrics.fsync.observe)
         self._maintenance_stop = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name="goqueue-maintenance", daemon=True)
+        self._checkpointer = threading.Thread(target=self._checkpoint_high_watermarks, name="goqueue-hwm-checkpoint",
+                                              daemon=True)
         register_state_collector(metrics.registry, self._collect_gauges)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -156,6 +161,7 @@ class Broker:
         await self.reconcile()
         await self.cluster.register()
         self._maintenance.start()
+        self._checkpointer.start()
         self.cluster.start_loops()
         self._warn_orphans()
         self.ready = True
@@ -185,8 +191,9 @@ class Broker:
                 await self._reconcile_task
         self._maintenance_stop.set()
         await asyncio.to_thread(self._writer.stop)
-        if self._maintenance.is_alive():
-            await asyncio.to_thread(self._maintenance.join)
+        for thread in (self._maintenance, self._checkpointer):
+            if thread.is_alive():
+                await asyncio.to_thread(thread.join)
         for partition in self.partitions.values():
             try:
                 partition.log.close()
@@ -798,6 +805,20 @@ class Broker:
         """Maintenance thread: retention and compaction every `retention.checkInterval`."""
         while not self._maintenance_stop.wait(self.settings.retention.check_interval_s):
             self.run_maintenance()
+
+    def _checkpoint_high_watermarks(self) -> None:
+        """Checkpoint thread: persist each moved high watermark every HWM_CHECKPOINT_INTERVAL_S (close writes the
+        last one). A lagging checkpoint only hides committed records after a restart until the leader's high
+        watermark reaches the replica again; a missing one would expose records that were never committed."""
+        while not self._maintenance_stop.wait(HWM_CHECKPOINT_INTERVAL_S):
+            for (topic, index), partition in list(self.partitions.items()):
+                try:
+                    partition.log.checkpoint_high_watermark()
+                except FileNotFoundError:
+                    continue  # the partition was deleted meanwhile
+                except OSError as exc:  # e.g. ENOSPC: the older checkpoint stays, which is safe (it only lags)
+                    log.error("partition.hwm_checkpoint_failed", extra={
+                        "topic": topic, "partition": index, "error": str(exc)})
 
     def run_maintenance(self) -> None:
         retention = self.settings.retention

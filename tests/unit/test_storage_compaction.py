@@ -61,6 +61,7 @@ def test_compaction_survives_reopen_and_is_idempotent(logs: LogKit, clock: FakeC
     logs.crash(plog)
 
     reopened = logs.open(segment_bytes=10**6)
+    logs.publish(reopened)  # the owner (a leader in sync alone) publishes what it recovered
 
     assert reopened.recovery_cuts == []
     assert _state(logs, reopened) == expected
@@ -110,6 +111,7 @@ def test_a_crash_between_writing_the_copy_and_the_swap_leaves_the_original(
     monkeypatch.undo()
 
     reopened = logs.open(segment_bytes=10**6)
+    logs.publish(reopened)  # the owner (a leader in sync alone) publishes what it recovered
 
     assert not list(logs.directory.glob("*.cleaned"))
     assert _state(logs, reopened) == original
@@ -134,6 +136,7 @@ def test_idempotent_producer_state_survives_compaction(logs: LogKit, clock: Fake
     logs.crash(plog)
 
     reopened = logs.open(segment_bytes=10**6)
+    logs.publish(reopened)  # the owner (a leader in sync alone) publishes what it recovered
     retry = send([(b"j", b"j1"), (b"k", b"k1")], 0, reopened)
 
     assert (retry.duplicate, retry.base_offset, retry.last_offset) == (True, first.base_offset, first.last_offset)

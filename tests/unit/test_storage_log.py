@@ -200,6 +200,7 @@ def test_clean_close_checkpoints_and_reopens_everything(logs: LogKit) -> None:
     values = _values(20)
     for value in values:
         logs.append(plog, [value])
+    logs.publish(plog)
     logs.close(plog)
 
     reopened = logs.open(segment_bytes=300)
@@ -208,3 +209,50 @@ def test_clean_close_checkpoints_and_reopens_everything(logs: LogKit) -> None:
     assert (reopened.high_watermark, reopened.flushed_offset, reopened.log_end_offset) == (20, 20, 20)
     assert logs.values(reopened) == values
     assert logs.append(reopened, [b"more"]).base_offset == 20
+
+
+def test_a_reopened_log_exposes_only_what_its_high_watermark_checkpoint_says(logs: LogKit) -> None:
+    """A follower holds records its leader wrote but the in-sync replicas never confirmed; after a restart it must
+    not expose them (it may be elected, and they may vanish at the next leader change)."""
+    plog = logs.open(segment_bytes=300)
+    logs.append(plog, [b"committed-0", b"committed-1"])
+    logs.publish(plog)
+    assert plog.checkpoint_high_watermark()
+    assert not plog.checkpoint_high_watermark()  # unchanged: nothing written
+    logs.append(plog, [b"uncommitted-2", b"uncommitted-3"])
+    plog.flush()  # durable on this replica, but the high watermark stays at 2
+    logs.crash(plog)
+
+    reopened = logs.open(segment_bytes=300)
+
+    assert (reopened.high_watermark, reopened.log_end_offset) == (2, 4)
+    assert logs.values(reopened) == [b"committed-0", b"committed-1"]
+
+
+def test_a_truncation_below_the_checkpoint_lowers_it(logs: LogKit) -> None:
+    plog = logs.open(segment_bytes=10**6)
+    for value in (b"a", b"b", b"c"):
+        logs.append(plog, [value])
+    logs.publish(plog)
+    plog.checkpoint_high_watermark()
+    plog.truncate_to(1)
+    logs.append(plog, [b"other-1", b"other-2"])  # divergent records where the checkpoint pointed
+    plog.flush()
+    logs.crash(plog)
+
+    reopened = logs.open(segment_bytes=10**6)
+
+    assert (reopened.high_watermark, reopened.log_end_offset) == (1, 3)
+
+
+def test_a_missing_checkpoint_exposes_nothing_until_the_owner_publishes(logs: LogKit) -> None:
+    plog = logs.open(segment_bytes=10**6)
+    logs.append(plog, [b"a", b"b"])
+    logs.publish(plog)
+    logs.crash(plog)
+
+    reopened = logs.open(segment_bytes=10**6)
+
+    assert (reopened.high_watermark, reopened.log_end_offset) == (0, 2)
+    logs.publish(reopened)
+    assert logs.values(reopened) == [b"a", b"b"]

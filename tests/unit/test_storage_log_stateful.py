@@ -46,6 +46,7 @@ class PartitionLogMachine(RuleBasedStateMachine):
         self.start = 0
         self.hwm = 0
         self.durable = 0  # records a crash may not lose
+        self.checkpoint = 0  # the persisted high watermark: what a reopened log may expose, no more
 
     def _open(self) -> PartitionLog:
         return PartitionLog.open(self.directory, CONFIG, lambda: NOW_S)
@@ -77,6 +78,11 @@ class PartitionLogMachine(RuleBasedStateMachine):
         self.hwm = self.durable = len(self.records)
 
     @rule()
+    def checkpoint_high_watermark(self) -> None:
+        self.plog.checkpoint_high_watermark()
+        self.checkpoint = self.hwm
+
+    @rule()
     def roll(self) -> None:
         self.plog.roll()
         self.durable = len(self.records)  # rolling seals (fdatasyncs) the previous segment
@@ -91,6 +97,7 @@ class PartitionLogMachine(RuleBasedStateMachine):
             del self.batch_bases[bisect.bisect_left(self.batch_bases, cut):]
         self.hwm = min(self.hwm, len(self.records))
         self.durable = min(self.durable, len(self.records))
+        self.checkpoint = min(self.checkpoint, self.hwm)
 
     @rule()
     def delete_oldest_segment(self) -> None:
@@ -108,7 +115,13 @@ class PartitionLogMachine(RuleBasedStateMachine):
         self.plog.close()
         self.log = self._open()
         assert self.plog.recovery_cuts == []
-        self.hwm = self.durable = len(self.records)
+        self.checkpoint = self.hwm  # close checkpoints it
+        self.durable = len(self.records)
+        self.hwm = self._reopened_hwm(len(self.records))
+
+    def _reopened_hwm(self, end: int) -> int:
+        """Records past the checkpoint may never have been committed: a reopened log hides them."""
+        return max(self.plog.log_start_offset, min(self.checkpoint, end))
 
     @rule(damage=st.sampled_from(["none", "garbage", "cut", "flip"]), data=st.data())
     def crash_and_reopen(self, damage: str, data: st.DataObject) -> None:
@@ -131,7 +144,8 @@ class PartitionLogMachine(RuleBasedStateMachine):
         assert bool(self.plog.recovery_cuts) == invalid_bytes_left
         del self.records[end:]
         del self.batch_bases[bisect.bisect_left(self.batch_bases, end):]
-        self.hwm = self.durable = end
+        self.durable = end
+        self.hwm = self._reopened_hwm(end)
 
     def _damage(self, tail: Path, damage: str, data: st.DataObject) -> tuple[int, bool]:
         """Damage the unflushed part of `tail`.

@@ -75,6 +75,7 @@ def test_a_torn_tail_is_cut_logged_and_everything_before_it_survives(
 
     with caplog.at_level(logging.WARNING, logger="goqueue.storage.log"):
         reopened = logs.open(segment_bytes=400)
+    logs.publish(reopened)  # the owner (a leader in sync alone) publishes what it recovered
 
     [cut] = reopened.recovery_cuts
     assert cut.position == good_size == tail.stat().st_size
@@ -87,6 +88,7 @@ def test_a_torn_tail_is_cut_logged_and_everything_before_it_survives(
     logs.publish(reopened)
     logs.crash(reopened)
     again = logs.open(segment_bytes=400)
+    logs.publish(again)  # the owner (a leader in sync alone) publishes what it recovered
     assert again.recovery_cuts == []
     assert logs.values(again) == [*values[:len(values) - lost], b"after"]
 
@@ -99,6 +101,7 @@ def test_a_tail_segment_cut_to_nothing_still_opens(logs: LogKit) -> None:
     tail.write_bytes(b"\xff" * 40)
 
     reopened = logs.open(segment_bytes=400)
+    logs.publish(reopened)  # the owner (a leader in sync alone) publishes what it recovered
 
     assert tail.stat().st_size == 0
     assert logs.values(reopened) == values[:len(values) - records_in_tail]
@@ -155,6 +158,7 @@ def test_corruption_in_the_middle_of_the_tail_cuts_from_there(logs: LogKit) -> N
     _flip(tail, positions[10] + batches.HEADER_SIZE)
 
     reopened = logs.open(segment_bytes=10**6)
+    logs.publish(reopened)  # the owner (a leader in sync alone) publishes what it recovered
 
     assert reopened.recovery_cuts[0].position == positions[10]
     assert logs.values(reopened) == values[:10]

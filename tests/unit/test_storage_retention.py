@@ -103,6 +103,7 @@ def test_deleted_segments_stay_deleted_after_reopen(logs: LogKit, clock: FakeClo
     logs.crash(plog)
 
     reopened = logs.open(segment_bytes=10**6)
+    logs.publish(reopened)  # the owner (a leader in sync alone) publishes what it recovered
 
     assert reopened.log_start_offset == 6
     assert logs.values(reopened) == [b"v6", b"v7", b"v8"]

@@ -277,7 +277,10 @@ async def read_local(partition: Partition, is_current: Callable[[], bool]) -> li
 
     It first waits until the high watermark reaches the log end offset it found: a new leader's log may end in
     records of the previous epoch not yet confirmed by the in-sync replicas, and a coordinator serves only
-    committed state. `is_current` says whether the load is still wanted (leadership may move meanwhile).
+    committed state. A broker that restarted starts from its checkpointed high watermark (storage/log.py), not its
+    log end, so this wait is real after a restart too: the records past the checkpoint count once the in-sync
+    replicas have fetched them (or the lagging ones left the ISR). `is_current` says whether the load is still
+    wanted (leadership may move meanwhile).
     """
     plog = partition.log
     end = plog.log_end_offset

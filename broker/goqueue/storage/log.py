@@ -13,6 +13,14 @@ has newer segments after it is not a torn write: nothing is cut or rewritten (da
 sizes), the log raises `CorruptSegment`, and the broker keeps the partition offline until it is repaired (from a
 replica once the cluster exists) so no acknowledged record is thrown away.
 
+`replication-offset-checkpoint` (Kafka's file of that name, one per partition here): the high watermark, 8 bytes
+big-endian, written atomically by `checkpoint_high_watermark` (the broker's checkpoint thread, every few seconds, and
+`close`) and lowered by a truncation below it. It lags the live value, never leads it: the high watermark only grows
+between truncations. On open the high watermark is min(checkpoint, log end), at least the log start — not the log
+end, which may hold records a leader wrote but the in-sync replicas never confirmed (they can vanish at the next
+leader change). A missing file reads 0: the leader then moves the high watermark up again as its in-sync replicas
+fetch.
+
 Offsets: `log_start_offset` ≤ `high_watermark` ≤ `log_end_offset`. Only records below the high watermark are
 visible to readers; the owner of the partition (single-node: the writer after fdatasync; cluster: the leader
 after in-sync replicas confirm) moves it.
@@ -42,6 +50,7 @@ from goqueue.storage.sync import fsync_directory, write_file_atomically
 log = logging.getLogger(__name__)
 
 RECOVERY_POINT_FILE = "recovery-point"
+HIGH_WATERMARK_FILE = "replication-offset-checkpoint"
 RETIRED_GRACE_S = 60.0
 PRODUCER_SCAN_SEGMENTS = 2
 
@@ -75,6 +84,8 @@ class PartitionLog:
         self.producers = ProducerTable()
         self.high_watermark = 0
         self.flushed_offset = 0
+        self.checkpointed_high_watermark = 0
+        self._checkpoint_lock = threading.Lock()  # the checkpoint thread and a truncation share one temp file
         self.recovery_cuts: list[RecoveryCut] = []
         self._retired: list[tuple[float, Segment]] = []
 
@@ -118,7 +129,9 @@ class PartitionLog:
             self.segments = []
             raise
         self._bases = [s.base_offset for s in self.segments]
-        self.high_watermark = self.flushed_offset = self.log_end_offset
+        self.flushed_offset = self.log_end_offset
+        self.checkpointed_high_watermark = self._read_offset_file(HIGH_WATERMARK_FILE)
+        self.high_watermark = max(self.log_start_offset, min(self.checkpointed_high_watermark, self.log_end_offset))
         self._rebuild_producers()
 
     def _remove_leftovers(self) -> None:
@@ -142,10 +155,23 @@ class PartitionLog:
                 "bytes_cut": cut.bytes_cut, "reason": cut.reason})
 
     def _read_recovery_point(self) -> int:
+        return self._read_offset_file(RECOVERY_POINT_FILE)
+
+    def _read_offset_file(self, name: str) -> int:
         try:
-            return int.from_bytes((self.directory / RECOVERY_POINT_FILE).read_bytes()[:8], "big")
+            return int.from_bytes((self.directory / name).read_bytes()[:8], "big")
         except (FileNotFoundError, ValueError):
             return 0
+
+    def checkpoint_high_watermark(self) -> bool:
+        """Persist the high watermark when it moved since the last checkpoint (any thread but the event loop)."""
+        with self._checkpoint_lock:
+            value = self.high_watermark
+            if value == self.checkpointed_high_watermark:
+                return False
+            write_file_atomically(self.directory / HIGH_WATERMARK_FILE, value.to_bytes(8, "big"))
+            self.checkpointed_high_watermark = value
+            return True
 
     def _write_recovery_point(self, offset: int) -> None:
         write_file_atomically(self.directory / RECOVERY_POINT_FILE, offset.to_bytes(8, "big"))
@@ -263,6 +289,9 @@ class PartitionLog:
             self.producers.forget_from(self.log_end_offset)
             self.high_watermark = min(self.high_watermark, self.log_end_offset)
             self.flushed_offset = min(self.flushed_offset, self.log_end_offset)
+            if self.checkpointed_high_watermark > self.high_watermark:
+                # records re-appended below a stale checkpoint must not read as committed after a restart
+                self.checkpoint_high_watermark()
             if self._read_recovery_point() > self.active.base_offset:
                 # the checkpoint named a segment that no longer exists; the active one is open for writes again
                 self._write_recovery_point(self.active.base_offset)
@@ -334,6 +363,7 @@ class PartitionLog:
         with self.lock:
             self.active.seal()
             self._write_recovery_point(self.active.base_offset)
+            self.checkpoint_high_watermark()
             for segment in self.segments:
                 segment.close()
             self.close_retired(force=True)

@@ -1,0 +1,88 @@
+"""A replica restarted with records its in-sync peers never confirmed, then elected, shows readers none of them.
+
+Kafka's reason for `replication-offset-checkpoint`: a follower fetches records past the high watermark (written by
+the leader, not yet on every in-sync replica). If it restarts and trusts its log end as the high watermark, and is
+then elected, readers are served records that vanish when it fails before the others have them.
+
+A whole `Broker` on temp files over the in-memory metadata double (no socket): it first leads alone (the committed
+records), then its log gets the follower's extra records and it "crashes"; the metadata is edited as a cluster's
+would be — replicas and in-sync replicas [0, 1, 2], a new leader epoch with this broker elected — and it starts again.
+Brokers 1 and 2 never fetch (they do not exist), so nothing past the committed records may become readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from pathlib import Path
+
+import pytest
+from metadata_double import SNAPSHOT, InMemoryMetadata
+
+from goqueue.broker import Broker, RecordIn
+from goqueue.config import Settings
+from goqueue.metrics import BrokerMetrics
+from goqueue.models import TopicCreate
+from goqueue.storage import batch as batches
+from goqueue.storage.log import LogConfig, PartitionLog
+
+pytestmark = pytest.mark.unit
+
+COMMITTED = [f"c-{n}" for n in range(20)]
+UNCOMMITTED = [f"u-{n}" for n in range(10)]
+
+
+def settings(root: Path) -> Settings:
+    return Settings.model_validate({
+        "broker": {"host": "127.0.0.1"},
+        "storage": {"dataDir": str(root / "data"), "walDir": str(root / "wal")},
+        "replication": {"replicaLagMax": "1h"}})  # the absent followers stay in sync: nothing commits without them
+
+
+async def start(root: Path) -> Broker:
+    broker = Broker(settings(root), BrokerMetrics(), lambda: 1_800_000_000.0)
+    broker.cluster.metadata_factory = InMemoryMetadata
+    await broker.start()
+    return broker
+
+
+def values(data: bytes) -> list[str]:
+    records, _ = batches.records_from(data, 0, 10_000)
+    return [r.value.decode() for r in records if r.value is not None]
+
+
+def test_a_restarted_replica_elected_leader_exposes_only_committed_records(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        broker = await start(tmp_path)
+        await broker.create_topic(TopicCreate(name="t", partitions=1))
+        await broker.produce("t", [RecordIn(None, v.encode(), []) for v in COMMITTED], partition=0)
+        directory = broker.partitions[("t", 0)].log.directory
+        epoch = broker.partitions[("t", 0)].leader_epoch
+        await broker.stop()
+
+        # What a follower holds after fetching past the high watermark: durable here, on no other in-sync replica.
+        plog = PartitionLog.open(directory, LogConfig())
+        plog.append(batches.build_batch([(None, v.encode(), []) for v in UNCOMMITTED], 0), leader_epoch=epoch)
+        plog.flush()
+        for segment in plog.segments:  # SIGKILL: nothing sealed, nothing checkpointed
+            segment.close()
+
+        snapshot = tmp_path / "wal" / SNAPSHOT
+        state = pickle.loads(snapshot.read_bytes())
+        partition = state["topics"]["t"]["partition_state"][0]
+        partition.update(replicas=[0, 1, 2], isr=[0, 1, 2], leader=0, leader_epoch=partition["leader_epoch"] + 1)
+        snapshot.write_bytes(pickle.dumps(state))
+
+        broker = await start(tmp_path)
+        try:
+            replica = broker.partitions[("t", 0)]
+            assert replica.is_leader
+            assert replica.log.log_end_offset == len(COMMITTED) + len(UNCOMMITTED)
+            fetched = await broker.fetch("t", 0, 0, 1 << 20)
+            assert values(fetched.data) == COMMITTED
+            assert fetched.high_watermark == len(COMMITTED)
+            assert broker.partition_offsets("t", 0)["latest"] == len(COMMITTED)
+        finally:
+            await broker.stop()
+
+    asyncio.run(scenario())
