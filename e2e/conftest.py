@@ -122,11 +122,13 @@ def operator_installed(backend: Backend) -> str:
 @pytest.fixture(scope="session")
 def shared_cluster(backend: Backend, operator_installed: str) -> Iterator[GoQueueCluster]:
     namespace = create_namespace(backend, "shared")
-    cluster = GoQueueCluster(backend, namespace)
-    cluster.apply()
-    cluster.wait_ready()
-    yield cluster
-    delete_namespace(backend, namespace)
+    try:  # a cluster that never gets Ready is deleted with its namespace too
+        cluster = GoQueueCluster(backend, namespace)
+        cluster.apply()
+        cluster.wait_ready()
+        yield cluster
+    finally:
+        delete_namespace(backend, namespace)
 
 
 @pytest.fixture

@@ -75,7 +75,11 @@ def control_plane(k8s_binaries: BinDir) -> Iterator[ControlPlane]:
     cp = ControlPlane(tests_state_dir())
     owned = not cp.is_running()
     if owned:
-        cp.start(bins=k8s_binaries)
+        try:
+            cp.start(bins=k8s_binaries)
+        except BaseException:
+            cp.stop()  # daemons started before the failure: this fixture has no teardown to stop them
+            raise
     yield cp
     if owned:
         stop_kubelet(cp)
@@ -96,7 +100,11 @@ def kubectl(k8s_binaries: BinDir, kubeconfig: Path) -> Kubectl:
 def kubelet(control_plane: ControlPlane) -> Iterator[KubeletHandle]:
     owned = not kubelet_running(control_plane)
     if owned:
-        start_kubelet(control_plane)
+        try:
+            start_kubelet(control_plane)
+        except BaseException:
+            stop_kubelet(control_plane)  # a daemon that started but never got ready
+            raise
     yield KubeletHandle(kubelet_dir(control_plane))
     if owned:
         stop_kubelet(control_plane)
@@ -121,11 +129,13 @@ def kube_namespace(request: pytest.FixtureRequest, kube_api: k8s.ApiClient) -> I
     core = k8s.CoreV1Api(kube_api)
     name = _namespace_name(request.node.name)
     core.create_namespace({"metadata": {"name": name, "labels": {"goqueue.dev/test": "true"}}})
-    wait_until(lambda: _default_service_account(core, name), 30, message=f"default ServiceAccount in {name}")
-    yield name
-    core.delete_namespace(name)
-    wait_until(lambda: _namespace_gone(core, name), NAMESPACE_DELETE_TIMEOUT_S,
-               message=f"namespace {name} to finish deleting")
+    try:
+        wait_until(lambda: _default_service_account(core, name), 30, message=f"default ServiceAccount in {name}")
+        yield name
+    finally:
+        core.delete_namespace(name)
+        wait_until(lambda: _namespace_gone(core, name), NAMESPACE_DELETE_TIMEOUT_S,
+                   message=f"namespace {name} to finish deleting")
 
 
 def _default_service_account(core: k8s.CoreV1Api, namespace: str) -> bool:

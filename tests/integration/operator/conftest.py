@@ -43,10 +43,12 @@ def module_namespace(request: pytest.FixtureRequest, kube_api: k8s.ApiClient) ->
     core = k8s.CoreV1Api(kube_api)
     name = f"t-{request.module.__name__.removeprefix('test_').replace('_', '-')[:40]}-{secrets.token_hex(3)}"
     core.create_namespace({"metadata": {"name": name, "labels": {"goqueue.dev/test": "true"}}})
-    wait_until(lambda: "default" in [sa.metadata.name for sa in core.list_namespaced_service_account(name).items],
-               30, message=f"default ServiceAccount in {name}")
-    yield name
-    delete_namespace(core, name)
+    try:
+        wait_until(lambda: "default" in [sa.metadata.name for sa in core.list_namespaced_service_account(name).items],
+                   30, message=f"default ServiceAccount in {name}")
+        yield name
+    finally:
+        delete_namespace(core, name)
 
 
 def delete_namespace(core: k8s.CoreV1Api, name: str) -> None:
