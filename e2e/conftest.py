@@ -53,6 +53,17 @@ def selected_backends(config: pytest.Config) -> set[str]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     chosen = selected_backends(config)
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        param = callspec.params.get("backend") if callspec is not None else None
+        # A scenario that needs a real kubelet (kubectl exec/logs/port-forward) exists for kind only: its local
+        # variant is not a scenario that could run, so it is deselected rather than reported as skipped.
+        (dropped if param == "local" and item.get_closest_marker("kind_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
     for item in items:
         if E2E not in Path(str(item.path)).parents:
             continue

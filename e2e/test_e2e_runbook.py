@@ -1,5 +1,6 @@
 """The runbook's kubectl commands, run as written against the shared cluster on kind (real kubelet: exec, logs and
-port-forward work there; the local backend's process-kubelet serves none of them, so its variant is skipped).
+port-forward work there; the local backend's process-kubelet serves none of them: marked kind_only, its local variant
+is not collected).
 
 Read from docs/RUNBOOK.md itself, like tests/integration/test_runbook_commands.py (which runs the goqueue-cli /
 goqueue-admin commands beside brokers on loopback, and whose preparation — the topic and group each command
@@ -30,7 +31,7 @@ from workloads import GoQueueCluster
 
 from goqueue.models import GroupSpec
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.kind_only]
 
 REPO = Path(__file__).resolve().parents[1]
 READ_ONLY = re.compile(r"^kubectl (exec|logs|port-forward|get|describe)\b")
@@ -102,8 +103,7 @@ def as_written(command: str, namespace: str, node: str) -> str:
 
 @pytest.fixture(scope="module")
 def backend_kind_only(shared_cluster: GoQueueCluster) -> GoQueueCluster:
-    if shared_cluster.backend.name != "kind":
-        pytest.skip("kubectl exec, logs and port-forward need a real kubelet (the kind backend)")
+    assert shared_cluster.backend.name == "kind", "kind_only scenarios are deselected on other backends"
     return shared_cluster
 
 
