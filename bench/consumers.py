@@ -122,18 +122,22 @@ async def ordered_member(http: httpx.AsyncClient, group: str, name: str, total: 
                          stats: Stats, done: asyncio.Event) -> None:
     joined = (await http.post(f"/v1/groups/{group}/members", json={"clientId": name, "topics": [TOPIC]})).json()
     member, generation = joined["memberId"], joined["generation"]
+    positions: list[dict[str, Any]] = []  # client-held read positions, as goqueue.client keeps them
     while not done.is_set():
         started = time.perf_counter()
         response = await http.post(f"/v1/groups/{group}/consume", json={
             "memberId": member, "generation": generation, "maxRecords": page, "waitMs": 200,
-            "startFrom": "earliest"})
+            "startFrom": "earliest", "positions": positions})
         if response.status_code == 409:  # another member joined: take the new generation
             rejoined = await http.post(f"/v1/groups/{group}/members",
                                        json={"memberId": member, "clientId": name, "topics": [TOPIC]})
-            generation = rejoined.json()["generation"]
+            generation, positions = rejoined.json()["generation"], []  # from the committed offsets again
             continue
         response.raise_for_status()
-        records = response.json()["records"]
+        answer = response.json()
+        held = {(p["topic"], p["partition"]): p for p in [*positions, *answer["positions"]]}
+        positions = list(held.values())
+        records = answer["records"]
         if not records:
             continue
         last: dict[int, int] = {}

@@ -349,6 +349,12 @@ class HeartbeatResponse(_Model):
     assignments: list[TopicPartition]
 
 
+class ReadPosition(_Model):
+    topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0, description="The next offset to read on this partition.")
+
+
 class ConsumeRequest(_Model):
     """Shared mode: `consumerId`. Ordered mode: `memberId` and `generation` from the join."""
 
@@ -362,6 +368,12 @@ class ConsumeRequest(_Model):
     start_from: OffsetReset | None = Field(None, alias="startFrom", description="Where to start on a partition "
                                            "the group has no offset for (default: the group's autoOffsetReset).")
     encoding: Encoding | None = None
+    positions: list[ReadPosition] | None = Field(
+        None, max_length=MAX_IDS_PER_REQUEST, description="Ordered mode: the client keeps its read positions (as a "
+        "Kafka consumer does). Each listed partition is read from its offset, every other assigned partition from "
+        "its committed offset; send back what the previous answer's `positions` said. A consume sent again after "
+        "its answer was lost therefore returns the same records. Left out: the broker's read position for the "
+        "member, which a lost answer moves past records the client never got.")
 
 
 class DeliveredRecord(FetchedRecord):
@@ -376,6 +388,9 @@ class ConsumeResponse(_Model):
     paused: bool = Field(False, description="The group is paused: no deliveries until resumed (not an error).")
     state: GroupState
     generation: int | None = None
+    positions: list[ReadPosition] = Field(
+        default_factory=list, description="Ordered mode: the next offset to read on each partition this answer "
+        "read; send them in the next consume's `positions`.")
 
 
 class AckRequest(_Model):

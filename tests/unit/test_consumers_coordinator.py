@@ -705,3 +705,31 @@ def test_a_consumer_that_left_is_not_brought_back_by_the_long_poll_it_abandoned(
             got = await kit.consume("g", "other")
             assert [(r.value, r.delivery_count) for r in got.records] == [("after", 1)]
     run(scenario)
+
+
+def test_an_ordered_consume_sent_again_with_its_positions_returns_the_same_records(tmp_path: Path,
+                                                                                  clock: Clock) -> None:
+    """A lost answer (issue 12, item 5): the member's client-held positions make the resend read the same records;
+    without them the broker's read position, moved by the lost answer, skips them."""
+    async def scenario() -> None:
+        async with running(tmp_path, clock) as kit:
+            await with_topic(kit, partitions=2)
+            await kit.produce("t", ["a0", "a1", "a2"], partition=0)
+            await kit.produce("t", ["b0", "b1"], partition=1)
+            a = await kit.c.join("o", JoinRequest(client_id="a", topics=["t"]), "h")
+
+            lost = await kit.ordered("o", a.member_id, a.generation, max_records=10, positions=[])
+            again = await kit.ordered("o", a.member_id, a.generation, max_records=10, positions=[])
+            assert sorted(r.value or "" for r in again.records) == sorted(r.value or "" for r in lost.records)
+            assert sorted(r.value or "" for r in again.records) == ["a0", "a1", "a2", "b0", "b1"]
+            assert {(p.topic, p.partition, p.offset) for p in again.positions} == {("t", 0, 3), ("t", 1, 2)}
+
+            await kit.produce("t", ["a3"], partition=0)
+            after = await kit.ordered("o", a.member_id, a.generation, max_records=10,
+                                      positions=[p.model_dump() for p in again.positions])
+            assert [r.value for r in after.records] == ["a3"]
+            assert {(p.partition, p.offset) for p in after.positions} == {(0, 4), (1, 2)}
+
+            # Without positions, the broker's read position (moved by every answer above) decides: nothing new.
+            assert (await kit.ordered("o", a.member_id, a.generation, max_records=10)).records == []
+    run(scenario)

@@ -42,6 +42,7 @@ from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryPolicy, 
 from goqueue.client.grpc_producer import GrpcProducer
 from goqueue.client.http import RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S, RETRY_CODES
 from goqueue.client.membership import LEAVE_TIMEOUT_S, Memberships
+from goqueue.client.positions import ReadPositions
 from goqueue.errors import (
     GoQueueError,
     GroupNotFound,
@@ -147,6 +148,7 @@ class GrpcClient:
         self._stubs: dict[str, Any] = {}
         self._rng = random.Random()
         self.memberships = Memberships(self._leave_now, (GoQueueError, grpc.RpcError))
+        self.positions = ReadPositions()
 
     @property
     def target(self) -> str:
@@ -384,6 +386,7 @@ class GrpcClient:
             await self._call("LeaveGroup", pb.LeaveGroupRequest(group=group, member_id=member_id), retry=True)
         finally:
             self.memberships.discard(group, member_id)
+            self.positions.forget(group, member_id)
 
     async def leave_groups(self) -> None:
         """Leave every group this client joined or consumed from as a member (`close` does this); best-effort:
@@ -415,9 +418,12 @@ class GrpcClient:
         """One long-poll of up to `request.wait_ms`. A shared consume makes this client a member of the group."""
         if request.consumer_id is not None:
             self.memberships.add(group, request.consumer_id)
-        response = await self._call("Consume", convert_groups.consume_to_proto(group, request),
+        stamped = self.positions.stamp(group, request)  # ordered: a resend after a lost answer reads the same
+        response = await self._call("Consume", convert_groups.consume_to_proto(group, stamped),
                                     timeout_s=self.timeout_s + request.wait_ms / 1000, retry=True)
-        return convert_groups.consume_response_from_proto(response)
+        answer = convert_groups.consume_response_from_proto(response)
+        self.positions.advance(group, stamped, answer)
+        return answer
 
     def consume_stream(self, group: str, request: ConsumeRequest, *, prefetch: int = 100) -> ConsumeStream:
         """A flow-controlled stream of the group's records (use it with `async with`; see `consume_stream.py`)."""

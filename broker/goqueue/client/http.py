@@ -22,7 +22,8 @@ exponential back-off, so the CLIs and the operator ride through a failover of a 
 safe to repeat (a repeated consume at worst leases records that come back after their visibility timeout).
 
 Groups: the client remembers the groups it joined or consumed from as a member and leaves them on `close()`
-(`membership.py`), as a Kafka consumer does.
+(`membership.py`), as a Kafka consumer does. An ordered member's read positions are kept here too (`positions.py`)
+and sent with each consume, so a consume whose answer was lost is sent again and returns the same records.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from goqueue.client.bootstrap import ServerList
 from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryPolicy, backoff_s
 from goqueue.client.http_producer import HttpProducer
 from goqueue.client.membership import LEAVE_TIMEOUT_S, Memberships
+from goqueue.client.positions import ReadPositions
 from goqueue.errors import (
     GoQueueError,
     GroupNotFound,
@@ -148,6 +150,7 @@ class GoQueueClient:
         self._http = httpx.Client(timeout=timeout_s, transport=transport)
         self._rng = random.Random()
         self.memberships = Memberships(self._leave_now, (GoQueueError, httpx.HTTPError))
+        self.positions = ReadPositions()
 
     @property
     def server(self) -> str:
@@ -183,11 +186,14 @@ class GoQueueClient:
             raise _Unreached(Unavailable(f"no answer from {server}: {exc}"), sent=True) from exc
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                timeout_s: float | None = None, retry_codes: frozenset[str] = RETRY_CODES) -> httpx.Response:
+                timeout_s: float | None = None, retry_codes: frozenset[str] = RETRY_CODES,
+                repeatable: bool = False) -> httpx.Response:
         """One request, sent again after a back-off while it is refused in a way that did nothing
         (`retry_codes`), and to the next server while one cannot be reached; returns the response or raises its
         error. A request that may have reached a server which then did not answer is not resent (`Unavailable`),
-        unless it is a read; the next request goes to the next server."""
+        unless it is a read; the next request goes to the next server. A `repeatable` request (one whose second
+        sending has the effect of the first: an ordered consume with client-held positions) is also sent again
+        after a lost answer, every server in turn, up to `retries` rounds with the back-off."""
         attempt = unreached = 0
         while True:
             server = self.servers.current
@@ -196,9 +202,14 @@ class GoQueueClient:
             except _Unreached as exc:
                 self.servers.failed(server)
                 unreached += 1
-                if (exc.sent and method != "GET") or unreached >= len(self.servers):
+                if exc.sent and method != "GET" and not repeatable:
                     raise exc.error from exc
-                continue  # nothing was sent, or only a read: the next server
+                if unreached >= len(self.servers):
+                    if not repeatable or attempt >= self.retries:
+                        raise exc.error from exc
+                    time.sleep(backoff_s(attempt, RETRY_BACKOFF_S, RETRY_BACKOFF_MAX_S, self._rng))
+                    attempt, unreached = attempt + 1, 0
+                continue  # nothing was sent, only a read, or a repeatable request: the next server
             error = error_from_response(response)
             if error is None:
                 return response
@@ -210,9 +221,10 @@ class GoQueueClient:
     def _get(self, path: str, model: type[M], **params: Any) -> M:
         return _answer(model, self.request("GET", path, params=params))
 
-    def _post(self, path: str, body: BaseModel | None, model: type[M], timeout_s: float | None = None) -> M:
+    def _post(self, path: str, body: BaseModel | None, model: type[M], timeout_s: float | None = None,
+              repeatable: bool = False) -> M:
         payload = body.model_dump(by_alias=True, exclude_none=True, mode="json") if body is not None else None
-        return _answer(model, self.request("POST", path, json=payload, timeout_s=timeout_s))
+        return _answer(model, self.request("POST", path, json=payload, timeout_s=timeout_s, repeatable=repeatable))
 
     # -- health ----------------------------------------------------------------------------------------------
 
@@ -330,6 +342,7 @@ class GoQueueClient:
             self.request("DELETE", f"/v1/groups/{group}/members/{member_id}")
         finally:
             self.memberships.discard(group, member_id)
+            self.positions.forget(group, member_id)
 
     def leave_groups(self) -> None:
         """Leave every group this client joined or consumed from as a member (`close` does this); best-effort:
@@ -360,8 +373,11 @@ class GoQueueClient:
         a member of the group (left on `close`)."""
         if request.consumer_id is not None:
             self.memberships.add(group, request.consumer_id)
-        return self._post(f"/v1/groups/{group}/consume", request, ConsumeResponse,
-                          timeout_s=request.wait_ms / 1000 + 30)
+        stamped = self.positions.stamp(group, request)  # ordered: client-held positions make it repeatable
+        response = self._post(f"/v1/groups/{group}/consume", stamped, ConsumeResponse,
+                              timeout_s=request.wait_ms / 1000 + 30, repeatable=stamped.positions is not None)
+        self.positions.advance(group, stamped, response)
+        return response
 
     def ack(self, group: str, lease_ids: list[str]) -> AckResponse:
         return self._post(f"/v1/groups/{group}/ack", AckRequest(lease_ids=lease_ids), AckResponse)

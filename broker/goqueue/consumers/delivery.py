@@ -53,6 +53,7 @@ from goqueue.models import (
     Encoding,
     GroupMode,
     NackRequest,
+    ReadPosition,
     choose_encoding,
     encode_bytes,
 )
@@ -101,6 +102,7 @@ class Delivery:
             paused = group.paused or c.all_paused
             at_capacity = False
             delivered: list[Delivered] = []
+            read_to: dict[TP, int] = {}  # ordered: the next offset per partition read, for the answer
             if member is not None and group.members.get(member.member_id) is not member:
                 # The consumer left (or expired) while this poll waited: a client that gave up on its request
                 # (Ctrl-C) and left must not be made a member again, nor leased records, by the poll it abandoned.
@@ -110,7 +112,7 @@ class Delivery:
             elif mode is GroupMode.SHARED:
                 delivered, at_capacity = await self._deliver_shared(group, request, peer_host, max_records, changes)
             else:
-                delivered = await self._deliver_ordered(group, request, max_records, changes)
+                delivered = await self._deliver_ordered(group, request, max_records, changes, read_to)
             if mode is GroupMode.SHARED and member is None:
                 member = group.members.get(request.consumer_id or "")
             await c.persist(group, changes)
@@ -124,7 +126,7 @@ class Delivery:
                     raise InflightLimitReached(
                         f"group {name!r} holds its inflightCapacity of {c.effective(group).inflight_capacity} "
                         "unacked messages: ack or nack some, or wait for leases to expire", group=name)
-                return self._response(group, delivered, request.encoding, paused)
+                return self._response(group, delivered, request.encoding, paused, read_to)
             await self._wait(group, request, events, min(remaining, REMOTE_POLL_S) if remote else remaining)
 
     def _consuming_group(self, name: str, request: ConsumeRequest, changes: Changes) -> tuple[Group, GroupMode]:
@@ -257,7 +259,7 @@ class Delivery:
         return out, full
 
     async def _deliver_ordered(self, group: Group, request: ConsumeRequest, max_records: int,
-                               changes: Changes) -> list[Delivered]:
+                               changes: Changes, read_to: dict[TP, int]) -> list[Delivered]:
         c = self.c
         member = group.check_generation(request.member_id, request.generation)
         member.last_seen_s = c.clock()
@@ -266,6 +268,9 @@ class Delivery:
         if not tps:
             return []
         positions = group.positions.get(member.member_id, {})
+        # Client-held positions (`positions` sent, even empty): a partition it lists is read from there, every other
+        # from its committed offset — never from the broker's read position, which a lost answer moved on.
+        given = None if request.positions is None else {(p.topic, p.partition): p.offset for p in request.positions}
         advanced: dict[TP, int] = {}
         start = self._rotation[group.name]
         self._rotation[group.name] = start + 1
@@ -278,7 +283,7 @@ class Delivery:
                 break
             try:
                 cursor = await c.cursor(group, tp, request.start_from, changes)
-                position = positions.get(tp, cursor.committed)
+                position = positions.get(tp, cursor.committed) if given is None else given.get(tp, cursor.committed)
                 result = await reader.read_from(c.broker, tp[0], tp[1], position, budget, max_bytes)
             except UNREADABLE as exc:
                 if isinstance(exc, NotCoordinator):
@@ -292,13 +297,14 @@ class Delivery:
         # Positions move only once the whole response stands: a read fenced above discards what earlier reads
         # took, and the member (keeping those partitions after the rebalance) must read them again.
         group.positions.setdefault(member.member_id, {}).update(advanced)
+        read_to.update(advanced)
         if out:
             for topic in {tp[0] for tp, *_ in out}:
                 c.metrics.delivered.labels(group.name, topic).inc(sum(1 for tp, *_ in out if tp[0] == topic))
         return out
 
     def _response(self, group: Group, delivered: list[Delivered], encoding: Encoding | None,
-                  paused: bool) -> ConsumeResponse:
+                  paused: bool, read_to: dict[TP, int] | None = None) -> ConsumeResponse:
         records = []
         for (topic, partition), record, slot, cursor in delivered:
             enc = encoding or choose_encoding(record.key, record.value, *(v for _, v in record.headers))
@@ -311,7 +317,9 @@ class Delivery:
                 lease_expires_at_ms=slot.deadline_ms if slot is not None else None))
         return ConsumeResponse(group=group.name, records=records, paused=paused,
                                state=group.state(self.c.all_paused),
-                               generation=group.generation if group.mode is GroupMode.ORDERED else None)
+                               generation=group.generation if group.mode is GroupMode.ORDERED else None,
+                               positions=[ReadPosition(topic=t, partition=p, offset=o)
+                                          for (t, p), o in sorted((read_to or {}).items())])
 
     def _wake_events(self, group: Group, request: ConsumeRequest) -> tuple[list[asyncio.Event], bool]:
         """New records in the partitions read, or any coordinator change (ack, expiry, resume, rebalance); and

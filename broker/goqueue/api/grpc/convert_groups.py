@@ -33,6 +33,7 @@ from goqueue.models import (
     JoinResponse,
     NackRequest,
     OffsetCommit,
+    ReadPosition,
     TopicPartition,
     choose_encoding,
     decode_text,
@@ -132,14 +133,22 @@ def consume_from_proto(message: Any) -> tuple[str, ConsumeRequest]:
     fields: dict[str, Any] = {
         **_present(message, "consumer_id", "member_id", "generation", "topic", "max_records", "max_bytes"),
         "wait_ms": message.wait_ms, "start_from": START_FROM_PROTO[message.start_from], "encoding": Encoding.BASE64}
+    if message.has_positions:
+        fields["positions"] = [{"topic": p.topic, "partition": p.partition, "offset": p.offset}
+                               for p in message.positions]
     return group_name(message), _validated(ConsumeRequest, fields, "ConsumeRequest")
+
+
+def _positions_to_proto(positions: list[ReadPosition]) -> list[Any]:
+    return [pb.ReadPosition(topic=p.topic, partition=p.partition, offset=p.offset) for p in positions]
 
 
 def consume_to_proto(group: str, request: ConsumeRequest) -> Any:
     return pb.ConsumeRequest(
         group=group, consumer_id=request.consumer_id, member_id=request.member_id, generation=request.generation,
         topic=request.topic, max_records=request.max_records, max_bytes=request.max_bytes, wait_ms=request.wait_ms,
-        start_from=START_TO_PROTO[request.start_from])
+        start_from=START_TO_PROTO[request.start_from], has_positions=request.positions is not None,
+        positions=_positions_to_proto(request.positions or []))
 
 
 def delivered_to_proto(record: DeliveredRecord) -> Any:
@@ -168,13 +177,15 @@ def delivered_from_proto(message: Any) -> DeliveredRecord:
 def consume_response_to_proto(response: ConsumeResponse) -> Any:
     return pb.ConsumeResponse(group=response.group, records=[delivered_to_proto(r) for r in response.records],
                               paused=response.paused, state=_state_to_proto(response.state),
-                              generation=response.generation)
+                              generation=response.generation, positions=_positions_to_proto(response.positions))
 
 
 def consume_response_from_proto(message: Any) -> ConsumeResponse:
     return ConsumeResponse(group=message.group, records=[delivered_from_proto(r) for r in message.records],
                            paused=message.paused, state=_state_from_proto(message.state),
-                           generation=message.generation if message.HasField("generation") else None)
+                           generation=message.generation if message.HasField("generation") else None,
+                           positions=[ReadPosition(topic=p.topic, partition=p.partition, offset=p.offset)
+                                      for p in message.positions])
 
 
 @dataclass(frozen=True)
