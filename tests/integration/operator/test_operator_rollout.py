@@ -91,6 +91,30 @@ def roll_steps(operator: OperatorProcess, offset: int, ns: str) -> list[tuple[st
             and e.get("reason") in ("BrokerRestarting", "LeadershipTransfer", "BrokerCaughtUp")]
 
 
+def assert_roll_order(steps: list[tuple[str, str]], restarts: list[int], restarted: list[str]) -> None:
+    """Highest ordinal first, the metadata leader last: each restart is of the highest ordinal still due that is not
+    the metadata leader the operator saw at that step (named in its Event; restarts cause elections, so the planner
+    reads it again before every step), and of the leader only when no other broker is due, after a
+    LeadershipTransfer Event for it since the previous restart. The roll must have restarted its leader so."""
+    due = {0, 1, 2}
+    leader_restarts = 0
+    for number, (position, name) in enumerate(zip(restarts, restarted, strict=True)):
+        message = steps[position][1]
+        leader = int(message.split("metadata leader: broker ")[1].split(";")[0].split(")")[0])
+        ordinal = int(name.rsplit("-", 1)[1])
+        expected = max(due - {leader}, default=leader)
+        assert ordinal == expected, (f"restart {number + 1} was of {name}, not goqueue-{expected} (due "
+                                     f"{sorted(due)}, metadata leader {leader}): {steps}")
+        if ordinal == leader:
+            leader_restarts += 1
+            since = restarts[number - 1] if number else 0
+            assert any(r == "LeadershipTransfer" and f"off {name}:" in m for r, m in steps[since:position]), (
+                f"{name} was restarted while it led the metadata group, with no LeadershipTransfer before: {steps}")
+            assert "its leadership was moved first" in message, message
+        due.discard(ordinal)
+    assert leader_restarts == 1, f"the metadata leader was never restarted last, after a transfer: {steps}"
+
+
 @pytest.mark.timeout(720)
 def test_rolling_upgrade_under_acks_all_produce_loses_no_acknowledged_message(
     operator: OperatorProcess, kubectl: Kubectl, kube_api: k8s.ApiClient, kube_namespace: str,
@@ -130,9 +154,7 @@ def test_rolling_upgrade_under_acks_all_produce_loses_no_acknowledged_message(
     after = pod_uids(kubectl, ns)
     assert all(after[name] != uid for name, uid in before.items()), "a broker was not restarted"
 
-    # One at a time, each broker once, each restart after the previous broker caught up; the last one is the
-    # metadata leader of that moment, with its leadership moved first. (The leader can change during a roll:
-    # restarts cause elections; the planner reads it again before every step.)
+    # One at a time, each broker once, each restart after the previous broker caught up.
     steps = roll_steps(operator, log_offset, ns)
     wait_events(kubectl, ns, "goqueue", *{r for r, _ in steps})
     restarted = [next(f"goqueue-{i}" for i in range(3) if f"goqueue-{i} " in m) for r, m in steps
@@ -142,13 +164,7 @@ def test_rolling_upgrade_under_acks_all_produce_loses_no_acknowledged_message(
     for earlier, later, name in zip(restarts, restarts[1:], restarted, strict=False):
         assert any(r == "BrokerCaughtUp" and name in m for r, m in steps[earlier:later]), (
             f"{name} was not caught up before the next restart: {steps}")
-    restart_messages = [m for r, m in steps if r == "BrokerRestarting"]
-    for message, name in zip(restart_messages, restarted, strict=True):
-        leader = int(message.split("metadata leader: broker ")[1].split(";")[0].split(")")[0])
-        assert leader != int(name[-1]) or "its leadership was moved first" in message, (
-            f"{name} was restarted while it led the metadata group: {message}")
-    if any("its leadership was moved first" in m for _, m in steps):
-        assert any(r == "LeadershipTransfer" for r, _ in steps)
+    assert_roll_order(steps, restarts, restarted)
 
     # No acknowledged write was lost.
     pods = [get(kubectl, ns, "pod", f"goqueue-{i}") for i in range(3)]
