@@ -77,6 +77,9 @@ def read_while_leading(cluster: LocalCluster, topic: str, reader: int, timeout_s
 
 def test_brokers_form_a_cluster_and_replicate(cluster: LocalCluster) -> None:
     with cluster.client(0) as http:
+        # Ready means a quorum; the third broker's Raft link may come up a moment later (seen under load).
+        wait_until(lambda: http.get("/v1/cluster/status").json()["liveBrokers"] == 3, 30,
+                   message="all three brokers live in broker 0's view")
         status = http.get("/v1/cluster/status").json()
         assert (status["brokers"], status["liveBrokers"], status["mode"]) == (3, 3, "cluster")
         assert status["leader"]["leader"] in {0, 1, 2}
