@@ -110,6 +110,8 @@ class Netns:
 
     def destroy(self) -> None:
         """Remove everything `create` may have made, whatever got made: each step tolerates its object missing."""
+        for host_end in self.host_ends:  # at once, with its peer: a namespace's own links go only later, async
+            subprocess.run(["ip", "link", "del", host_end], check=False, capture_output=True)
         for ns in self.namespaces:
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
