@@ -14,7 +14,7 @@
   (goqueue_harness.kind_storage). Where Docker cannot run, `kind_unavailable()` says why and the kind variants fail.
 
 Scenarios see only `Backend`: kubectl, helm, the operator install, the plain chart's values, a broker URL for a pod,
-the image of client pods, the pod logs and what the backend cannot do (`no_volume_expansion`).
+the image of client pods, the pod logs.
 """
 
 from __future__ import annotations
@@ -100,11 +100,6 @@ class Backend(ABC):
     @abstractmethod
     def client_image(self) -> str:
         """The image of client pods (goqueue-cli inside)."""
-
-    @property
-    @abstractmethod
-    def no_volume_expansion(self) -> str | None:
-        """Why claims cannot grow here, or None when the default StorageClass expands volumes."""
 
     @abstractmethod
     def broker_url(self, namespace: str, pod: str) -> str:
@@ -205,10 +200,6 @@ class LocalBackend(Backend):
     @property
     def client_image(self) -> str:
         return "goqueue-e2e/goqueue:0.1.0"  # ignored by the process-kubelet: the command runs from its PATH
-
-    @property
-    def no_volume_expansion(self) -> str | None:
-        return None  # StorageClass standard allows expansion; the harness's storage controller resizes online
 
     def broker_url(self, namespace: str, pod: str) -> str:
         ip = self.kubectl("get", "pod", pod, "-n", namespace, "-o", "jsonpath={.status.podIP}").strip()
@@ -393,10 +384,6 @@ class KindBackend(Backend):
     @property
     def client_image(self) -> str:
         return f"{self.IMAGE_REPOSITORY}:{VERSIONS[0]}"
-
-    @property
-    def no_volume_expansion(self) -> str | None:
-        return None  # goqueue_harness.kind_storage's class expands (docs/KIND.md: what that proves)
 
     def broker_url(self, namespace: str, pod: str) -> str:
         with self._forwards_lock:  # producers' threads and the scenario ask at once

@@ -36,8 +36,6 @@ def template_size(cluster: GoQueueCluster) -> str | None:
 
 
 def test_raising_storage_size_expands_every_claim_and_keeps_the_data(cluster: GoQueueCluster) -> None:
-    if cluster.backend.no_volume_expansion:
-        pytest.skip(cluster.backend.no_volume_expansion)
     current = parse_quantity((cluster.get() or {})["spec"]["storage"]["size"])
     target = f"{int(current // 2**30) + 1}Gi"
     apply(cluster.backend.kubectl, cluster.namespace, topic_manifest(TOPIC, partitions=2, replicationFactor=3))

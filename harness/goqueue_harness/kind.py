@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,13 +169,3 @@ class KindCluster:
         _run([self.kind, "delete", "cluster", "--name", self.name], timeout_s=300)
         shutil.rmtree(self.volumes_dir, ignore_errors=True)
         return True
-
-    def wait_node_ready(self, kubectl: Path, timeout_s: float = 180) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            proc = subprocess.run([str(kubectl), f"--kubeconfig={self.kubeconfig}", "wait", "--for=condition=Ready",
-                                   "nodes", "--all", "--timeout=10s"], capture_output=True, check=False)
-            if proc.returncode == 0:
-                return
-            time.sleep(2)
-        raise KindError(f"kind cluster {self.name}: the node is not Ready after {timeout_s:.0f} s")
