@@ -64,10 +64,15 @@ def read_while_leading(cluster: LocalCluster, topic: str, reader: int, timeout_s
         while time.monotonic() < deadline:
             leader, epoch = leadership(cluster, topic, reader)
             if leader != reader:
-                if leader is not None:
-                    http.post(f"/v1/admin/cluster/brokers/{leader}/transfer-leadership")
-                seen = (leader, epoch)
-                wait_until(lambda seen=seen: leadership(cluster, topic, reader) != seen, 30, "leadership moved")
+                # A transfer moves leadership only to a live in-sync replica: right after an election the reader may
+                # not be back in the new leader's ISR yet (seen in CI), and then nothing moves; ask again shortly.
+                moved = leader is not None and http.post(
+                    f"/v1/admin/cluster/brokers/{leader}/transfer-leadership").json().get("done") is True
+                if moved or leader is None:
+                    seen = (leader, epoch)
+                    wait_until(lambda seen=seen: leadership(cluster, topic, reader) != seen, 30, "leadership moved")
+                else:
+                    time.sleep(0.2)
                 continue
             values = [v for _, v in consume_all(http, topic, 1)[0]]
             if leadership(cluster, topic, reader) == (reader, epoch):

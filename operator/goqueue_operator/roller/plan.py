@@ -189,6 +189,11 @@ def next_roll_step(view: RollView) -> RollStep:
     if view.facts.leader_error is not None:
         return RollStep(StepKind.BLOCKED, None, "LeaderUnknown",
                         f"the metadata leader is unknown: {view.facts.leader_error}", pending)
+    if len(view.pods) > 1 and view.facts.leader is None:
+        # The brokers answer but name no leader: an election is under way (often the last restart's). Restarting a
+        # voter now could cost the quorum, and "leader last" cannot be honoured without knowing who leads.
+        return _wait(view, "MetadataElection", "the metadata group has no leader yet (an election is under way)",
+                     None, pending)
     order = restart_order(view)  # again, now that the leader is known: it goes last
     return _restart_step(view, order[0], tuple(p.name for p in order))
 
