@@ -108,6 +108,14 @@ class RecordTooLarge(InvalidRequest):
     http_status = 413
 
 
+class RequestTooLarge(InvalidRequest):
+    """The request body, or its number of records, is over the broker's limit (checked before parsing)."""
+
+    code = "REQUEST_TOO_LARGE"
+    http_status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
 class NotFound(GoQueueError):
     """Base of the not-found errors."""
 
