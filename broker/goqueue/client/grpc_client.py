@@ -429,7 +429,8 @@ class GrpcClient:
         """A flow-controlled stream of the group's records (use it with `async with`; see `consume_stream.py`)."""
         if request.consumer_id is not None:
             self.memberships.add(group, request.consumer_id)
-        return ConsumeStream(self.stub, group, request, prefetch, lambda exc: error_from_rpc(exc, self.target))
+        return ConsumeStream(self.stub, group, request, prefetch, lambda exc: error_from_rpc(exc, self.target),
+                             self.positions)
 
     async def ack(self, group: str, lease_ids: list[str]) -> AckResponse:
         response = await self._call("Ack", pb.AckRequest(group=group, lease_ids=lease_ids), retry=True)

@@ -47,6 +47,17 @@ class ReadPositions:
             held.update({(p.topic, p.partition): p.offset for p in response.positions})
             self._held[key] = (response.generation, held)
 
+    def took(self, group: str, member_id: str, generation: int | None, topic: str, partition: int,
+             next_offset: int) -> None:
+        """One record handed to the caller (a stream's): its partition continues at `next_offset`."""
+        key = (group, member_id)
+        with self._lock:
+            held_generation, held = self._held.get(key, (None, {}))
+            if held_generation != generation:
+                held = {}
+            held[(topic, partition)] = next_offset
+            self._held[key] = (generation, held)
+
     def forget(self, group: str, member_id: str) -> None:
         with self._lock:
             self._held.pop((group, member_id), None)

@@ -23,6 +23,7 @@ from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.consumers.router import GroupRouter
 from goqueue.errors import InvalidRequest, NotReady
 from goqueue.metrics import BrokerMetrics
+from goqueue.models import ReadPosition
 
 CONSUME_STREAM_POLL_S = 0.5  # one long-poll slice of ConsumeStream: bounds how late it notices shutdown
 MAX_STREAM_CREDIT = 100_000  # records of credit a stream may hold outstanding (as a produce request's record cap)
@@ -65,6 +66,12 @@ class Credit:
             await asyncio.wait_for(self._granted.wait(), timeout_s)
         except TimeoutError:
             return
+
+
+def carried(held: list[ReadPosition], read: list[ReadPosition]) -> list[ReadPosition]:
+    """`held` positions moved on by the ones an answer returned."""
+    merged = {(p.topic, p.partition): p for p in held} | {(p.topic, p.partition): p for p in read}
+    return [merged[key] for key in sorted(merged)]
 
 
 class GroupRpcs:
@@ -115,6 +122,7 @@ class GroupRpcs:
         self._readers.add(reader)
         host = peer_host(context)
         paused: bool | None = None
+        request = subscription.request
         try:
             while not self._closing.is_set():
                 if reader.done() and not reader.cancelled():
@@ -124,8 +132,12 @@ class GroupRpcs:
                         return  # half-closed and every granted record sent
                     await credit.wait(CONSUME_STREAM_POLL_S)
                     continue
-                response = await router.consume(subscription.group, subscription.request.model_copy(update={
+                response = await router.consume(subscription.group, request.model_copy(update={
                     "max_records": credit.available, "wait_ms": int(CONSUME_STREAM_POLL_S * 1000)}), host)
+                if request.positions is not None and response.positions:
+                    # Client-held positions (an ordered member): the stream carries them on itself, or every read
+                    # would start again where the subscription said.
+                    request = request.model_copy(update={"positions": carried(request.positions, response.positions)})
                 if response.records:
                     credit.take(len(response.records))
                 elif response.paused == paused:
