@@ -145,12 +145,18 @@ def _grpc_worker(target: str, partition: int, batch: int, seconds: float, binary
     return asyncio.run(run())
 
 
+def _use_topic(topic: str) -> None:
+    global TOPIC  # noqa: PLW0603 - the workers' module-level topic, set once per child process
+    TOPIC = topic
+
+
 def closed_loop(worker: Callable[..., tuple[int, list[float]]], clients: int, target: str | list[str], batch: int,
                 seconds: float, *extra: object) -> tuple[float, float]:
     """Records/s over all clients (client i on partition i % 4, through target i when given a list per partition),
     and the closed loop's p99 latency in seconds."""
     targets = [target] if isinstance(target, str) else target
-    with mp.get_context("spawn").Pool(clients) as pool:
+    # Spawned children import this module afresh: TOPIC as the caller set it must be handed to them.
+    with mp.get_context("spawn").Pool(clients, initializer=_use_topic, initargs=(TOPIC,)) as pool:
         results = pool.starmap(worker, [(targets[i % len(targets)], i % 4, batch, seconds, *extra)
                                         for i in range(clients)])
     total = sum(r[0] for r in results)
