@@ -40,6 +40,7 @@ proto:
 lint:
 	ruff check .
 	mypy broker/goqueue
+	mypy operator/goqueue_operator
 	mypy harness/goqueue_harness
 	MYPYPATH=tests/harness mypy --strict tests/harness
 	lint-imports
