@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -122,3 +123,111 @@ def test_a_broker_back_on_another_volume_leaves_every_isr() -> None:
     assert stranded == ["solo/0"], "a sole replica cannot leave: it is reported instead"
     assert state["topics"]["solo"]["partition_state"][0]["isr"] == [1]
     assert state["brokers"][1]["directory_id"] == "vol-1b"
+
+
+def three_replica_state() -> dict[str, Any]:
+    """Topic t, partition 0 on brokers 0, 1, 2 (0 leads, all in sync), as a controller created it."""
+    state = empty_state()
+    apply_command(state, topic_command("t", {0: [0, 1, 2]}))
+    return state
+
+
+def partition_zero(state: dict[str, Any]) -> dict[str, Any]:
+    partition: dict[str, Any] = state["topics"]["t"]["partition_state"][0]
+    return partition
+
+
+def test_a_follower_that_lost_its_copy_leaves_the_isr_and_leadership_stays() -> None:
+    state = three_replica_state()
+    apply_command(state, {"op": "leave_isr", "topic": "t", "partition": 0, "broker": 1})
+    assert partition_zero(state) == {"replicas": [0, 1, 2], "leader": 0, "leader_epoch": 0, "isr": [0, 2],
+                                     "version": 1}
+
+
+def test_a_leader_that_lost_its_copy_hands_leadership_to_an_in_sync_replica_first() -> None:
+    state = three_replica_state()
+    apply_command(state, {"op": "leave_isr", "topic": "t", "partition": 0, "broker": 0})
+    assert partition_zero(state) == {"replicas": [0, 1, 2], "leader": 1, "leader_epoch": 1, "isr": [1, 2],
+                                     "version": 1}, "a new epoch fences the old leader's writes"
+
+
+def test_leaving_an_isr_it_is_not_in_changes_nothing() -> None:
+    state = three_replica_state()
+    apply_command(state, {"op": "leave_isr", "topic": "t", "partition": 0, "broker": 1})
+    before = copy.deepcopy(partition_zero(state))
+    apply_command(state, {"op": "leave_isr", "topic": "t", "partition": 0, "broker": 1})
+    assert partition_zero(state) == before, "no version bump: a stale ISR change in flight still applies"
+
+
+def test_the_only_in_sync_replica_cannot_leave() -> None:
+    state = three_replica_state()
+    apply_command(state, {"op": "change_isr", "topic": "t", "partition": 0, "leader_epoch": 0,
+                          "expected_version": 0, "isr": [0]})
+    before = copy.deepcopy(partition_zero(state))
+    with pytest.raises(MetadataConflict, match="only in-sync replica of t/0"):
+        apply_command(state, {"op": "leave_isr", "topic": "t", "partition": 0, "broker": 0})
+    assert partition_zero(state) == before
+
+
+def test_reassignment_drops_leaving_replicas_from_the_isr_and_adds_new_ones_only_once_caught_up() -> None:
+    state = three_replica_state()
+    partition = apply_command(state, {"op": "reassign", "topic": "t", "partition": 0, "replicas": [0, 2, 3],
+                                      "expected_version": 0})
+    assert partition == {"replicas": [0, 2, 3], "leader": 0, "leader_epoch": 0, "isr": [0, 2], "version": 1}
+
+
+def test_reassignment_is_compare_and_set_on_the_version_and_keeps_the_leader() -> None:
+    state = three_replica_state()
+    apply_command(state, {"op": "change_isr", "topic": "t", "partition": 0, "leader_epoch": 0,
+                          "expected_version": 0, "isr": [0, 1]})
+    before = copy.deepcopy(partition_zero(state))
+    with pytest.raises(MetadataConflict, match=r"changed \(version 1\)"):
+        apply_command(state, {"op": "reassign", "topic": "t", "partition": 0, "replicas": [0, 3, 4],
+                              "expected_version": 0})
+    with pytest.raises(MetadataConflict, match="move leadership off"):
+        apply_command(state, {"op": "reassign", "topic": "t", "partition": 0, "replicas": [1, 2, 3],
+                              "expected_version": 1})
+    assert partition_zero(state) == before
+
+
+def test_reassigning_an_offline_partition_away_from_its_whole_isr_names_the_first_new_replica_in_sync() -> None:
+    state = three_replica_state()
+    apply_command(state, {"op": "elect_leader", "topic": "t", "partition": 0, "expected_epoch": 0,
+                          "leader": None, "isr": [1]})
+    partition = apply_command(state, {"op": "reassign", "topic": "t", "partition": 0, "replicas": [3, 4, 0],
+                                      "expected_version": 1})
+    assert (partition["replicas"], partition["isr"], partition["leader"]) == ([3, 4, 0], [3], None)
+
+
+def test_group_settings_change_only_what_the_command_names() -> None:
+    state = empty_state()
+    apply_command(state, {"op": "set_group", "group": "g"})
+    assert state["groups"]["g"] == {"coordinator": None, "paused": False}
+    apply_command(state, {"op": "set_group", "group": "g", "coordinator": 2})
+    apply_command(state, {"op": "set_group", "group": "g", "paused": True})
+    assert state["groups"]["g"] == {"coordinator": 2, "paused": True}
+    apply_command(state, {"op": "set_paused_all", "paused": 1})
+    assert state["paused_all"] is True
+
+
+def test_a_restore_replaces_topics_and_groups_with_copies_and_keeps_the_brokers() -> None:
+    backup = three_replica_state()
+    apply_command(backup, {"op": "set_group", "group": "g", "coordinator": 1, "paused": True})
+    state = empty_state()
+    apply_command(state, {"op": "register_broker", "id": 7, "host": "h", "http_port": 1, "grpc_port": 2,
+                          "raft_address": "r", "zone": None})
+    apply_command(state, topic_command("gone", {0: [7]}))
+    command = {"op": "restore", "topics": backup["topics"], "groups": backup["groups"]}
+    apply_command(state, command)
+    assert (state["topics"], state["groups"]) == (backup["topics"], backup["groups"])
+    assert list(state["brokers"]) == [7]
+    partition_zero(state)["isr"].append(9)
+    state["groups"]["g"]["paused"] = False
+    assert partition_zero(backup)["isr"] == [0, 1, 2], "the journaled command must not share state"
+    assert backup["groups"]["g"]["paused"] is True
+
+
+def test_every_applied_command_is_counted() -> None:
+    state = three_replica_state()
+    apply_command(state, {"op": "barrier"})
+    assert state["applied"] == 2

@@ -1,0 +1,168 @@
+"""Mutation-testing pass over the code that decides durability and delivery (issue 17, item 6).
+
+Mutates `broker/goqueue/storage/`, `replication/isr.py`, `replication/metadata.py` and `consumers/leases.py`
+with mutmut 3 and runs, for each mutant, the unit tests that execute the mutated function. Prints
+killed / survived / timeout / no-tests per module and writes every mutant that was not killed, as a diff, to
+`<workdir>/survivors.txt` for review (docs/TESTING.md says how to read them).
+
+    nice -n 19 python3 scripts/mutation.py            # the whole pass (about 10 minutes on 2 busy cores)
+    python3 scripts/mutation.py --report              # the table and survivors.txt again, from the last run
+    nice -n 19 python3 scripts/mutation.py --keep 'goqueue.storage.log.*'   # rerun some mutants after a test change
+
+Everything happens in a scratch copy (`.mutation/`, git-ignored): the broker package, tests/, harness/ and a
+copy of pyproject.toml with mutmut's settings added, so the shared work tree is never mutated and mutmut's
+`mutants/` directory never lands in the repository. Not part of `make test` (too slow for CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# what is mutated, relative to the scratch copy (the package is copied to <workdir>/goqueue)
+MODULES = [
+    "goqueue/storage/*",
+    "goqueue/replication/isr.py",
+    "goqueue/replication/metadata.py",
+    "goqueue/consumers/leases.py",
+]
+
+# the fast tests that exercise them: storage on temp files, the replication state machines, leases, and the
+# consumer coordinator over the in-memory metadata group (delivery through leases); about 5 s in all
+TESTS = [
+    "tests/unit/test_storage_batch.py",
+    "tests/unit/test_storage_compaction.py",
+    "tests/unit/test_storage_identity.py",
+    "tests/unit/test_storage_index.py",
+    "tests/unit/test_storage_log.py",
+    "tests/unit/test_storage_log_stateful.py",
+    "tests/unit/test_storage_producers.py",
+    "tests/unit/test_storage_recovery.py",
+    "tests/unit/test_storage_retention.py",
+    "tests/unit/test_storage_writer.py",
+    "tests/unit/test_storage_follower_log.py",
+    "tests/unit/test_replica_restart.py",
+    "tests/unit/test_replication_isr.py",
+    "tests/unit/test_metadata.py",
+    "tests/unit/test_consumers_leases.py",
+    "tests/unit/test_consumers_offsets.py",
+    "tests/unit/test_consumers_groups.py",
+    "tests/unit/test_consumers_coordinator.py",
+]
+
+STATUS_ORDER = ["killed", "timeout", "survived", "no tests", "suspicious", "segfault", "not checked"]
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(item) for item in items) + "]"
+
+
+def prepare(workdir: Path) -> None:
+    """A fresh scratch copy of what the tests import, with mutmut's settings in its pyproject.toml."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    shutil.copytree(REPO / "broker" / "goqueue", workdir / "goqueue", ignore=ignore)
+    shutil.copytree(REPO / "tests", workdir / "tests", ignore=ignore)
+    shutil.copytree(REPO / "harness", workdir / "harness", ignore=ignore)
+    tests = [test for test in TESTS if (REPO / test).exists()]
+    settings = "\n".join([
+        "",
+        "[tool.mutmut]  # added by scripts/mutation.py to its scratch copy only",
+        'source_paths = ["goqueue"]',
+        f"only_mutate = {_toml_list(MODULES)}",
+        'also_copy = ["harness"]',
+        f"pytest_add_cli_args_test_selection = {_toml_list(['-m', 'unit', *tests])}",
+        'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
+        # a fresh process per mutant from a server that imported pytest and collected once: forking the main
+        # process would inherit whatever threads the statistics run left behind
+        'process_isolation = "forkserver"',
+        "use_git_change_detection = false",
+        "",
+    ])
+    (workdir / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text() + settings)
+
+
+def run(workdir: Path, jobs: int, mutants: list[str]) -> int:
+    return subprocess.call(
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *mutants], cwd=workdir,
+    )
+
+
+def results(workdir: Path) -> dict[str, dict[str, str]]:
+    """module → mutant → status, from the .meta files mutmut keeps beside each mutated file."""
+    from mutmut.stats import status_by_exit_code
+
+    found: dict[str, dict[str, str]] = {}
+    for meta in sorted((workdir / "mutants" / "goqueue").rglob("*.py.meta")):
+        module = str(meta.relative_to(workdir / "mutants" / "goqueue")).removesuffix(".meta")
+        exit_codes = json.loads(meta.read_text())["exit_code_by_key"]
+        if exit_codes:
+            found[module] = {name: status_by_exit_code[code] for name, code in sorted(exit_codes.items())}
+    return found
+
+
+def report(workdir: Path) -> None:
+    found = results(workdir)
+    if not found:
+        sys.exit(f"no mutation results under {workdir}: run the pass first")
+    columns = STATUS_ORDER[:4]
+    print(f"{'module':32} {'mutants':>8} " + " ".join(f"{c:>9}" for c in columns) + f" {'not killed':>11}")
+    totals: Counter[str] = Counter()
+    for module, statuses in found.items():
+        counts = Counter(statuses.values())
+        totals.update(counts)
+        print(_row(module, counts, columns))
+    print(_row("all", totals, columns))
+    others = {status: n for status, n in totals.items() if status not in columns}
+    if others:
+        print("other statuses:", ", ".join(f"{status} {n}" for status, n in sorted(others.items())))
+
+    survivors = [name for statuses in found.values() for name, status in statuses.items()
+                 if status not in ("killed", "timeout")]
+    with (workdir / "survivors.txt").open("w") as out:
+        for name in survivors:
+            diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=workdir,
+                                  capture_output=True, text=True, check=False)
+            out.write(diff.stdout + "\n")
+    print(f"{len(survivors)} mutants not killed, their diffs in {workdir / 'survivors.txt'}")
+
+
+def _row(module: str, counts: Counter[str], columns: list[str]) -> str:
+    total = sum(counts.values())
+    not_killed = total - counts["killed"] - counts["timeout"]
+    rate = f"{not_killed} ({100 * not_killed / total:.1f}%)" if total else "0"
+    return f"{module:32} {total:>8} " + " ".join(f"{counts[c]:>9}" for c in columns) + f" {rate:>11}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=REPO / ".mutation", help="scratch copy (default .mutation/)")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--report", action="store_true", help="only print the last run's results")
+    parser.add_argument("--keep", nargs="+", metavar="MUTANT", default=[],
+                        help="rerun these mutants (names or globs) in the existing scratch copy, with fresh tests")
+    args = parser.parse_args()
+    if args.keep:
+        shutil.rmtree(args.workdir / "tests")
+        shutil.copytree(REPO / "tests", args.workdir / "tests",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis"))
+        shutil.copytree(args.workdir / "tests", args.workdir / "mutants" / "tests", dirs_exist_ok=True)
+        run(args.workdir, args.jobs, args.keep)
+    elif not args.report:
+        prepare(args.workdir)
+        if run(args.workdir, args.jobs, []) != 0:
+            sys.exit("mutmut run failed")
+    report(args.workdir)
+
+
+if __name__ == "__main__":
+    main()
