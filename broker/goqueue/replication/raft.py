@@ -3,8 +3,11 @@
 Why PySyncObj and how it is fenced in:
 * Its wire format is pickle, so `cluster.password` is always set for a multi-broker cluster (the broker refuses to
   start without it) and port 7000 must never leave the cluster network.
-* Its journal (`<walDir>/raft.journal`) and full dump (`<walDir>/raft.dump`) are written through mmap and not
-  fsynced. Decision: every broker msyncs the journal right after applying each command (`_apply` below), so a
+* Its journal (`<walDir>/raft.journal`) is ours (`raft_journal.RaftJournal`, PySyncObj's format): written into
+  preallocated space, so a full volume refuses metadata changes with DISK_FULL instead of the SIGBUS PySyncObj's
+  mmap'd journal died of, and the broker stays up, serving reads. The full dump (`<walDir>/raft.dump`) is
+  PySyncObj's; a dump that fails for lack of space only postpones log compaction.
+  Decision: every broker fdatasyncs the journal right after applying each command (`_apply` below), so a
   command a broker has applied survives its own power loss; a command that was committed but applied by no
   surviving broker can only be lost when a majority loses power at the same moment — the window is the time
   between commit and apply (milliseconds). Partition data does not depend on it: it is fsynced by the storage
@@ -27,14 +30,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import pysyncobj.syncobj
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
-from goqueue.errors import NotReady, Timeout
+from goqueue.errors import DiskFull, NotReady, Timeout
 from goqueue.replication.metadata import Command, MetadataConflict, State, apply_command, empty_state
+from goqueue.replication.raft_journal import JournalFull, RaftJournal
 
 log = logging.getLogger(__name__)
 
 PROPOSE_TIMEOUT_S = 10.0
+# Changes a client asks for that make the metadata grow: refused with DISK_FULL while the metadata volume is full.
+# Everything else may use the journal's reserve: what keeps the cluster running (barrier, register_broker,
+# elect_leader, change_isr, leave_isr, replace_storage) and the ways out of a full disk (delete_topic, and
+# set_topic_config for a shorter retention).
+GROWTH_OPS = frozenset({"create_topic", "grow_partitions", "reassign", "set_group", "set_paused_all", "restore"})
 NO_LEADER_RETRY_S = 0.1  # how often a command is offered again while a metadata election runs
 
 
@@ -65,13 +75,39 @@ MetadataFactory = Callable[[str, list[str], Path, str | None, Callable[[Command,
                            MetadataGroup]
 
 
+_JOURNALS: dict[str, RaftJournal] = {}  # opened by RaftMetadata, handed to SyncObj.__init__ by path
+_pysyncobj_create_journal = pysyncobj.syncobj.createJournal
+
+
+def _create_journal(journal_file: str | None) -> Any:
+    """PySyncObj has no journal-class setting: its module-level factory is replaced once, and hands out ours."""
+    journal = _JOURNALS.pop(journal_file, None) if journal_file is not None else None
+    return journal if journal is not None else _pysyncobj_create_journal(journal_file)
+
+
+pysyncobj.syncobj.createJournal = _create_journal
+
+
+class _QuietJournalFull(logging.Filter):
+    """PySyncObj logs a traceback per tick while a full journal fails its writes; `raft.journal_full` says it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], JournalFull))
+
+
+logging.getLogger("pysyncobj.syncobj").addFilter(_QuietJournalFull())
+
+
 class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type information
     def __init__(self, self_address: str, partners: list[str], wal_dir: Path, password: str | None,
                  on_applied: Callable[[Command, Any], None] | None = None, bind_address: str | None = None) -> None:
         wal_dir.mkdir(parents=True, exist_ok=True)
+        journal_file = str(wal_dir / "raft.journal")
+        self._journal = RaftJournal(Path(journal_file))
+        _JOURNALS[journal_file] = self._journal
         conf = SyncObjConf(
             password=password,
-            journalFile=str(wal_dir / "raft.journal"),
+            journalFile=journal_file,
             fullDumpFile=str(wal_dir / "raft.dump"),
             bindAddress=bind_address,
             raftMinTimeout=0.5, raftMaxTimeout=1.5,          # elections within ~1.5 s of a leader's death
@@ -113,10 +149,7 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
         return result
 
     def _flush_journal(self) -> None:
-        journal = getattr(self, "_SyncObj__raftLog", None)
-        flush = getattr(journal, "flush", None)
-        if flush is not None:
-            flush()
+        self._journal.flush()
 
     # -- event-loop API ------------------------------------------------------------------------------------------
 
@@ -129,6 +162,9 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
         is not repeated, the caller hears NOT_READY and decides."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        if command.get("op") in GROWTH_OPS and not self._journal.admits_command():
+            raise DiskFull(f"metadata change {command.get('op')} refused: the metadata volume (storage.walDir) is "
+                           "full; reads go on, and changes are accepted again once space is freed")
         while True:
             future: asyncio.Future[Any] = loop.create_future()
 
