@@ -11,23 +11,41 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, TypedDict, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from annotated_types import Ge, Le
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 
+from goqueue import limits
 from goqueue.config import Assignor, Duration, OffsetReset, Size
+from goqueue.limits import MAX_IDS_PER_REQUEST, MAX_PARTITIONS_PER_TOPIC, Range
 
-TOPIC_NAME_PATTERN = r"^[a-zA-Z0-9._-]{1,249}$"
+__all__ = ["MAX_IDS_PER_REQUEST", "MAX_PARTITIONS_PER_TOPIC"]  # re-exported: older imports name them here
+
+# Bounded so every on-disk name built from a topic fits the file system (see goqueue.limits).
+TOPIC_NAME_PATTERN = rf"^[a-zA-Z0-9._-]{{1,{limits.TOPIC_NAME_MAX_LENGTH}}}$"
 _TOPIC_NAME = re.compile(TOPIC_NAME_PATTERN)
-MAX_PARTITIONS_PER_TOPIC = 1024
 
 
 def topic_name_problem(name: str) -> str | None:
     """Why `name` is not a valid topic name, or None when it is."""
     if not _TOPIC_NAME.match(name):
-        return "topic names are 1-249 characters of letters, digits, '.', '_' and '-'"
+        return (f"topic names are 1-{limits.TOPIC_NAME_MAX_LENGTH} characters of letters, digits, '.', '_' and "
+                "'-'")
     if name in {".", ".."}:
         return "topic names cannot be '.' or '..'"
     if name.endswith(".deleted"):
@@ -39,6 +57,16 @@ def topic_name_problem(name: str) -> str | None:
 # `context=ANSWER`, which ignores fields this version does not know: during a rolling upgrade a newer broker
 # answers older clients, CLIs, peers and the operator.
 ANSWER: dict[str, bool] = {"answer": True}
+
+
+class Bounds(TypedDict):
+    ge: float
+    le: float
+
+
+def within(bounds: Range) -> Bounds:
+    """The pydantic constraints of a `goqueue.limits.Range` (`Field(..., **within(limits.PARTITION))`)."""
+    return {"ge": bounds.minimum, "le": bounds.maximum}
 
 
 class _Model(BaseModel):
@@ -55,6 +83,56 @@ class _Model(BaseModel):
     @classmethod
     def _known_keys(cls) -> frozenset[str]:
         return frozenset(name for field, info in cls.model_fields.items() for name in (field, info.alias) if name)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class StoredValueFixed:
+    """A stored setting that is invalid under this version's ranges, and the value it was loaded as."""
+
+    field: str
+    stored: Any
+    loaded: Any
+
+
+def load_stored(model: type[M], data: dict[str, Any]) -> tuple[M, list[StoredValueFixed]]:
+    """A settings model read from the metadata or the state topic, where an older version may have stored a value
+    this one refuses (before ranges were enforced): such a number is clamped into its range, anything else
+    invalid falls back to the field's default, and each fix is returned so the caller logs it once. Refusing the
+    whole record instead would make the topic or group unusable; keeping it as stored would fail every request
+    that uses it. Unknown fields are ignored, as in answers (a newer version wrote them)."""
+    fixed: list[StoredValueFixed] = []
+    data = dict(data)
+    for _ in range(len(model.model_fields) + 1):  # each round fixes at least one field
+        try:
+            return model.model_validate(data, context=ANSWER), fixed
+        except ValidationError as exc:
+            for error in exc.errors():
+                key = str(error["loc"][0]) if error["loc"] else ""
+                info = _field_named(model, key)
+                if info is None or key not in data:
+                    raise
+                stored = data[key]
+                loaded = _clamped(stored, info)
+                data[key] = loaded
+                fixed.append(StoredValueFixed(key, stored, loaded))
+    raise AssertionError("load_stored: every invalid field was replaced, yet validation still fails")
+
+
+def _field_named(model: type[BaseModel], key: str) -> FieldInfo | None:
+    return next((info for name, info in model.model_fields.items() if key in (name, info.alias)), None)
+
+
+def _clamped(stored: Any, info: FieldInfo) -> Any:
+    lower: Any = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
+    upper: Any = next((m.le for m in info.metadata if isinstance(m, Le)), None)
+    if isinstance(stored, int | float) and not isinstance(stored, bool) and not math.isnan(stored) and \
+            (lower is not None or upper is not None):
+        value = max(stored, lower) if lower is not None else stored
+        return min(value, upper) if upper is not None else value
+    return info.default
 
 
 class CleanupPolicy(StrEnum):
@@ -77,26 +155,27 @@ class TopicConfig(_Model):
     """Per-topic settings; None means "the broker default" (`retention.*`, `limits.*`)."""
 
     cleanup_policy: CleanupPolicy = Field(CleanupPolicy.DELETE, alias="cleanupPolicy")
-    retention_max_age_s: Duration | None = Field(None, alias="retentionMaxAge")
-    retention_max_bytes: Size | None = Field(None, alias="retentionMaxSize")
-    max_message_bytes: Size | None = Field(None, alias="maxMessageBytes", ge=1)
-    min_insync_replicas: int | None = Field(None, alias="minInsyncReplicas", ge=1)
-    tombstone_retention_s: Duration | None = Field(None, alias="tombstoneRetention")
-    segment_bytes: Size | None = Field(None, alias="segmentBytes", ge=4096)
-    unclean_leader_election: bool = Field(False, alias="uncleanLeaderElection")
+    retention_max_age_s: Duration | None = Field(None, alias="retentionMaxAge", **within(limits.RETENTION_MAX_AGE_S))
+    retention_max_bytes: Size | None = Field(None, alias="retentionMaxSize", **within(limits.RETENTION_MAX_BYTES))
+    max_message_bytes: Size | None = Field(None, alias="maxMessageBytes", **within(limits.MAX_MESSAGE_BYTES))
+    min_insync_replicas: int | None = Field(None, alias="minInsyncReplicas", **within(limits.MIN_INSYNC_REPLICAS))
+    tombstone_retention_s: Duration | None = Field(
+        None, alias="tombstoneRetention", **within(limits.TOMBSTONE_RETENTION_S))
+    segment_bytes: Size | None = Field(None, alias="segmentBytes", **within(limits.SEGMENT_BYTES))
+    unclean_leader_election: StrictBool = Field(False, alias="uncleanLeaderElection")
 
 
 class TopicCreate(_Model):
     name: str
-    partitions: int = Field(1, ge=1, le=MAX_PARTITIONS_PER_TOPIC)
-    replication_factor: int = Field(1, alias="replicationFactor", ge=1, le=16)
+    partitions: int = Field(1, **within(limits.PARTITIONS))
+    replication_factor: int = Field(1, alias="replicationFactor", **within(limits.REPLICATION_FACTOR))
     config: TopicConfig = TopicConfig()
 
 
 class TopicUpdate(_Model):
     """Grow partitions and/or change settings; omitted fields stay as they are."""
 
-    partitions: int | None = Field(None, ge=1, le=MAX_PARTITIONS_PER_TOPIC)
+    partitions: int | None = Field(None, **within(limits.PARTITIONS))
     config: dict[str, Any] | None = None
 
 
@@ -149,25 +228,34 @@ class ProduceRecord(_Model):
     key: str | None = None
     value: str | None = None
     headers: dict[str, str] = {}
-    partition: int | None = Field(None, ge=0)
-    timestamp_ms: int | None = Field(None, alias="timestampMs", ge=0)
+    partition: int | None = Field(None, **within(limits.PARTITION))
+    timestamp_ms: int | None = Field(None, alias="timestampMs", **within(limits.TIMESTAMP_MS))
 
 
 class ProduceRequest(_Model):
     records: list[ProduceRecord] = Field(min_length=1)
     encoding: Encoding = Encoding.UTF8
     acks: Acks = Acks.ALL
-    partition: int | None = Field(None, ge=0, description="Send every record to this partition.")
-    producer_id: int | None = Field(None, alias="producerId", ge=0, description="Idempotent producer id.")
-    producer_epoch: int = Field(0, alias="producerEpoch", ge=0)
-    base_sequence: int | None = Field(None, alias="baseSequence", ge=0)
+    partition: int | None = Field(None, description="Send every record to this partition.",
+                                  **within(limits.PARTITION))
+    producer_id: int | None = Field(None, alias="producerId", description="Idempotent producer id.",
+                                    **within(limits.PRODUCER_ID))
+    producer_epoch: int = Field(0, alias="producerEpoch", **within(limits.PRODUCER_EPOCH))
+    base_sequence: int | None = Field(None, alias="baseSequence", **within(limits.BASE_SEQUENCE))
 
     @field_validator("records")
     @classmethod
     def _bounded(cls, records: list[ProduceRecord]) -> list[ProduceRecord]:
-        if len(records) > 100_000:
-            raise ValueError("at most 100000 records per request")
+        if len(records) > limits.MAX_RECORDS_PER_REQUEST:
+            raise ValueError(f"at most {limits.MAX_RECORDS_PER_REQUEST} records per request")
         return records
+
+    @model_validator(mode="after")
+    def _sequences_fit(self) -> ProduceRequest:
+        # the batch header stores the first sequence; the last one must fit the same int32
+        if self.base_sequence is not None and self.base_sequence + len(self.records) - 1 > limits.INT32_MAX:
+            raise ValueError(f"baseSequence plus the record count exceeds {limits.INT32_MAX}")
+        return self
 
 
 class RecordOffset(_Model):
@@ -231,8 +319,7 @@ class StorageStats(_Model):
 
 # -- consumer groups -------------------------------------------------------------------------------------------
 
-GROUP_NAME_PATTERN = r"^[a-zA-Z0-9._-]{1,249}$"
-MAX_IDS_PER_REQUEST = 10_000
+GROUP_NAME_PATTERN = rf"^[a-zA-Z0-9._-]{{1,{limits.GROUP_NAME_MAX_LENGTH}}}$"
 
 
 class GroupMode(StrEnum):
@@ -251,10 +338,11 @@ class GroupState(StrEnum):
 class GroupConfig(_Model):
     """Per-group settings; None means the broker default (`consumers.*`)."""
 
-    visibility_timeout_s: Duration | None = Field(None, alias="visibilityTimeout")
-    max_deliveries: int | None = Field(None, alias="maxDeliveries", ge=1, le=1000)
-    inflight_capacity: int | None = Field(None, alias="inflightCapacity", ge=1, le=1_000_000)
-    session_timeout_s: Duration | None = Field(None, alias="sessionTimeout")
+    visibility_timeout_s: Duration | None = Field(
+        None, alias="visibilityTimeout", **within(limits.VISIBILITY_TIMEOUT_S))
+    max_deliveries: int | None = Field(None, alias="maxDeliveries", **within(limits.MAX_DELIVERIES))
+    inflight_capacity: int | None = Field(None, alias="inflightCapacity", **within(limits.INFLIGHT_CAPACITY))
+    session_timeout_s: Duration | None = Field(None, alias="sessionTimeout", **within(limits.SESSION_TIMEOUT_S))
     dead_letter_topic: str | None = Field(None, alias="deadLetterTopic", pattern=TOPIC_NAME_PATTERN)
     auto_offset_reset: OffsetReset | None = Field(None, alias="autoOffsetReset")
     assignor: Assignor | None = None
@@ -267,12 +355,12 @@ class GroupSpec(_Model):
     topics: list[str] = Field(default_factory=list, max_length=1000,
                               description="Topics to start tracking now (offsets initialised per autoOffsetReset).")
     config: GroupConfig = GroupConfig()
-    paused: bool | None = Field(None, description="Set the paused flag; omitted leaves it as it is.")
+    paused: StrictBool | None = Field(None, description="Set the paused flag; omitted leaves it as it is.")
 
 
 class TopicPartition(_Model):
     topic: str
-    partition: int = Field(ge=0)
+    partition: int = Field(**within(limits.PARTITION))
 
 
 class MemberInfo(_Model):
@@ -323,8 +411,10 @@ class GroupSummary(_Model):
 
 class JoinRequest(_Model):
     member_id: str | None = Field(None, alias="memberId", description="Omit on first join; send it to rejoin.")
-    client_id: str = Field("goqueue-client", alias="clientId", min_length=1, max_length=255)
-    host: str | None = Field(None, max_length=255, description="Default: the request's peer address.")
+    client_id: str = Field("goqueue-client", alias="clientId", min_length=1,
+                           max_length=limits.CLIENT_TEXT_MAX_LENGTH)
+    host: str | None = Field(None, max_length=limits.CLIENT_TEXT_MAX_LENGTH,
+                             description="Default: the request's peer address.")
     topics: list[str] = Field(min_length=1, max_length=1000)
 
 
@@ -338,7 +428,7 @@ class JoinResponse(_Model):
 
 
 class HeartbeatRequest(_Model):
-    generation: int = Field(ge=0)
+    generation: int = Field(**within(limits.GENERATION))
 
 
 class HeartbeatResponse(_Model):
@@ -351,20 +441,20 @@ class HeartbeatResponse(_Model):
 
 class ReadPosition(_Model):
     topic: str
-    partition: int = Field(ge=0)
-    offset: int = Field(ge=0, description="The next offset to read on this partition.")
+    partition: int = Field(**within(limits.PARTITION))
+    offset: int = Field(description="The next offset to read on this partition.", **within(limits.OFFSET))
 
 
 class ConsumeRequest(_Model):
     """Shared mode: `consumerId`. Ordered mode: `memberId` and `generation` from the join."""
 
-    consumer_id: str | None = Field(None, alias="consumerId", min_length=1, max_length=255)
-    member_id: str | None = Field(None, alias="memberId")
-    generation: int | None = Field(None, ge=0)
+    consumer_id: str | None = Field(None, alias="consumerId", min_length=1, max_length=limits.CLIENT_TEXT_MAX_LENGTH)
+    member_id: str | None = Field(None, alias="memberId", max_length=limits.CLIENT_TEXT_MAX_LENGTH)
+    generation: int | None = Field(None, **within(limits.GENERATION))
     topic: str | None = Field(None, description="Shared mode: required. Ordered mode: restrict to one topic.")
-    max_records: int = Field(100, alias="maxRecords", ge=1)
-    max_bytes: int = Field(1_048_576, alias="maxBytes", ge=1)
-    wait_ms: int = Field(0, alias="waitMs", ge=0)
+    max_records: int = Field(100, alias="maxRecords", **within(limits.MAX_RECORDS))
+    max_bytes: int = Field(1_048_576, alias="maxBytes", **within(limits.MAX_BYTES))
+    wait_ms: int = Field(0, alias="waitMs", **within(limits.WAIT_MS))
     start_from: OffsetReset | None = Field(None, alias="startFrom", description="Where to start on a partition "
                                            "the group has no offset for (default: the group's autoOffsetReset).")
     encoding: Encoding | None = None
@@ -394,11 +484,13 @@ class ConsumeResponse(_Model):
 
 
 class AckRequest(_Model):
-    lease_ids: list[str] = Field(alias="leaseIds", min_length=1, max_length=MAX_IDS_PER_REQUEST)
+    lease_ids: list[Annotated[str, Field(max_length=limits.LEASE_ID_MAX_LENGTH)]] = Field(
+        alias="leaseIds", min_length=1, max_length=MAX_IDS_PER_REQUEST)
 
 
 class NackRequest(AckRequest):
-    delay_s: Duration = Field(0.0, alias="delay", description="Redeliver no sooner than this (seconds or 5s, 1m).")
+    delay_s: Duration = Field(0.0, alias="delay", description="Redeliver no sooner than this (seconds or 5s, 1m).",
+                              **within(limits.NACK_DELAY_S))
     reason: str | None = Field(None, max_length=1024, description="Recorded in the dead-letter headers.")
 
 
@@ -412,13 +504,15 @@ class AckResponse(_Model):
 
 class OffsetCommit(_Model):
     topic: str
-    partition: int = Field(ge=0)
-    offset: int = Field(ge=0, description="The next offset to read (last processed + 1), as in Kafka.")
+    partition: int = Field(**within(limits.PARTITION))
+    offset: int = Field(description="The next offset to read (last processed + 1), as in Kafka.",
+                        **within(limits.OFFSET))
 
 
 class CommitRequest(_Model):
-    member_id: str | None = Field(None, alias="memberId", description="Required while the group has members.")
-    generation: int | None = Field(None, ge=0)
+    member_id: str | None = Field(None, alias="memberId", description="Required while the group has members.",
+                                  max_length=limits.CLIENT_TEXT_MAX_LENGTH)
+    generation: int | None = Field(None, **within(limits.GENERATION))
     offsets: list[OffsetCommit] = Field(min_length=1, max_length=MAX_IDS_PER_REQUEST)
 
 
@@ -437,13 +531,17 @@ class ResetTarget(StrEnum):
 
 class OffsetResetRequest(_Model):
     topic: str
-    partition: int | None = Field(None, ge=0, description="Default: every partition of the topic.")
+    partition: int | None = Field(None, description="Default: every partition of the topic.",
+                                  **within(limits.PARTITION))
     to: ResetTarget
-    offset: int | None = Field(None, ge=0, description="to=offset")
-    timestamp_ms: int | None = Field(None, alias="timestampMs", ge=0, description="to=datetime")
-    shift_by: int | None = Field(None, alias="shiftBy", description="to=shift (negative moves back)")
-    dry_run: bool = Field(False, alias="dryRun")
-    force: bool = Field(False, description="Reset even while members live (they are rebalanced / lose leases).")
+    offset: int | None = Field(None, description="to=offset", **within(limits.OFFSET))
+    timestamp_ms: int | None = Field(None, alias="timestampMs", description="to=datetime",
+                                     **within(limits.TIMESTAMP_MS))
+    shift_by: int | None = Field(None, alias="shiftBy", description="to=shift (negative moves back)",
+                                 **within(limits.SHIFT))
+    dry_run: StrictBool = Field(False, alias="dryRun")
+    force: StrictBool = Field(False, description="Reset even while members live (they are rebalanced / lose "
+                              "leases).")
 
     @model_validator(mode="after")
     def _value_for_target(self) -> OffsetResetRequest:

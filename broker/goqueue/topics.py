@@ -7,13 +7,16 @@ them only when the metadata applied a new command, so hot paths (every produce l
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
 from goqueue.errors import TopicNotFound
-from goqueue.models import ANSWER, TopicConfig
+from goqueue.models import TopicConfig, load_stored
+
+log = logging.getLogger(__name__)
 
 
 class TopicMeta(BaseModel):
@@ -30,18 +33,31 @@ class TopicRegistry:
         self._state = state
         self._cache: dict[str, TopicMeta] = {}
         self._cached_at = -1
+        self._reported: set[tuple[str, str, str]] = set()  # stored settings already logged as fixed
 
     @property
     def topics(self) -> dict[str, TopicMeta]:
         state = self._state()
         if state.get("applied", 0) != self._cached_at:
-            # Read tolerantly: during a rolling upgrade a newer broker may have written a setting this one lacks.
             self._cache = {name: TopicMeta(
                 name=name, partitions=t["partitions"], replication_factor=t["replication_factor"],
-                config=TopicConfig.model_validate(t["config"], context=ANSWER), created_at_s=t["created_at_s"],
+                config=self._config(name, t["config"]), created_at_s=t["created_at_s"],
                 internal=t.get("internal", False)) for name, t in state["topics"].items()}
             self._cached_at = state.get("applied", 0)
         return self._cache
+
+    def _config(self, topic: str, stored: dict[str, Any]) -> TopicConfig:
+        """Read tolerantly: a newer broker may have written a setting this one lacks (ignored), and an older one a
+        value out of today's range (clamped, logged once per topic and value), so no request fails on it."""
+        config, fixed = load_stored(TopicConfig, stored)
+        for fix in fixed:
+            seen = (topic, fix.field, repr(fix.stored))
+            if seen not in self._reported:
+                self._reported.add(seen)
+                log.warning("topic.stored_setting_out_of_range", extra={
+                    "topic": topic, "setting": fix.field, "stored": repr(fix.stored), "loaded": repr(fix.loaded),
+                    "fix": "set it again (topic alter --config) to store a valid value"})
+        return config
 
     def get(self, name: str) -> TopicMeta:
         try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from goqueue import limits
 from goqueue.config import Assignor, ConsumersSection
 from goqueue.consumers.assignment import TP, assign
 from goqueue.consumers.leases import Cursor
@@ -75,13 +76,15 @@ class Group:
     # -- settings and state ----------------------------------------------------------------------------------
 
     def effective(self, defaults: ConsumersSection) -> Effective:
+        """The group's settings over the broker's. The broker's durations are held to the group ranges too (the
+        config file does not bound them): a lease deadline or session expiry stays a sane integer of ms."""
         c = self.config
         return Effective(
             visibility_timeout_s=c.visibility_timeout_s if c.visibility_timeout_s is not None
-            else defaults.visibility_timeout_s,
+            else limits.VISIBILITY_TIMEOUT_S.clamp(defaults.visibility_timeout_s),
             max_deliveries=c.max_deliveries or defaults.max_deliveries,
             inflight_capacity=c.inflight_capacity or defaults.inflight_capacity,
-            session_timeout_s=c.session_timeout_s or defaults.session_timeout_s,
+            session_timeout_s=c.session_timeout_s or limits.SESSION_TIMEOUT_S.clamp(defaults.session_timeout_s),
             auto_offset_reset=(c.auto_offset_reset or defaults.auto_offset_reset).value,
             assignor=c.assignor or defaults.assignor,
             dead_letter_topic=c.dead_letter_topic)

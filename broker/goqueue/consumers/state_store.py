@@ -50,7 +50,7 @@ from goqueue.errors import (
     Timeout,
     TopicAlreadyExists,
 )
-from goqueue.models import ANSWER, Acks, CleanupPolicy, GroupConfig, GroupMode, TopicConfig, TopicCreate
+from goqueue.models import Acks, CleanupPolicy, GroupConfig, GroupMode, TopicConfig, TopicCreate, load_stored
 from goqueue.partition import Partition
 from goqueue.storage import batch as batches
 
@@ -174,8 +174,13 @@ def build_state(raw: _Raw, now_s: float) -> dict[str, Group]:
     """Groups from the newest record of every key; members get a fresh session from `now_s`."""
     groups: dict[str, Group] = {}
     for name, value in raw.groups.items():
-        # Read tolerantly: during a rolling upgrade a newer broker may have written a setting this one lacks.
-        config = GroupConfig.model_validate(value["config"], context=ANSWER)
+        # Read tolerantly: a newer broker may have written a setting this one lacks (ignored), an older one a value
+        # out of today's range (clamped and logged), so no consume of the group fails on it.
+        config, fixed = load_stored(GroupConfig, value["config"])
+        for fix in fixed:
+            log.warning("group.stored_setting_out_of_range", extra={
+                "group": name, "setting": fix.field, "stored": repr(fix.stored), "loaded": repr(fix.loaded),
+                "fix": "declare the group again with a valid value"})
         group = Group(name=name, mode=GroupMode(value["mode"]), config=config,
                       topics=set(value.get("topics", [])), paused=bool(value.get("paused")),
                       generation=int(value.get("generation", 0)))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
+from pydantic import BeforeValidator
 
+from goqueue import limits
 from goqueue.broker import Broker, forwarded_request
 from goqueue.consumers.remote import CLIENT_HOST_HEADER
 from goqueue.consumers.router import GroupRouter
 from goqueue.errors import NotReady
+from goqueue.models import within
 
 
 def _broker(request: Request) -> Broker:
@@ -36,3 +39,19 @@ def peer_host(request: Request) -> str:
     if forwarded_request.get() and (original := request.headers.get(CLIENT_HOST_HEADER)):
         return original
     return request.client.host if request.client else "unknown"
+
+
+def _true_or_false(value: Any) -> Any:
+    # Query values are text; FastAPI alone also takes 0/1/on/off/yes/no, so a typo such as `force=0` meant
+    # something. Only the JSON spellings are flags here, as in request bodies (StrictBool).
+    if isinstance(value, str):
+        if value in {"true", "false"}:
+            return value == "true"
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_true_or_false)]
+"""A query flag: `true` or `false` only."""
+
+PartitionPath = Annotated[int, Path(description="Partition index.", **within(limits.PARTITION))]

@@ -10,38 +10,68 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from goqueue import limits
+from goqueue.api.http.body import CheckedBodyRoute
 from goqueue.api.http.deps import GroupsDep
+from goqueue.api.http.errors import METADATA_CHANGE, error_responses
 from goqueue.consumers.backup import restore_metadata
-from goqueue.models import InflightList, MetadataBackup, PauseResponse, RestoreReport
+from goqueue.errors import (
+    DiskFull,
+    GoQueueError,
+    GroupNotFound,
+    InvalidConfig,
+    InvalidTopicName,
+    NotCoordinator,
+    NotEnoughReplicas,
+    NotLeader,
+    NotReady,
+    Overloaded,
+    PartitionOffline,
+    StorageError,
+    Timeout,
+    TopicNotFound,
+    Unavailable,
+)
+from goqueue.models import InflightList, MetadataBackup, PauseResponse, RestoreReport, within
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=CheckedBodyRoute)
+
+# Gathered from, or applied on, every coordinator (each may be moving) and the cluster metadata.
+_EVERY_COORDINATOR: tuple[type[GoQueueError], ...] = (
+    NotReady, NotCoordinator, NotLeader, Timeout, Unavailable, Overloaded, NotEnoughReplicas,
+                      PartitionOffline, DiskFull, StorageError, *METADATA_CHANGE)
 
 
-@router.post("/consumers/pause", response_model=PauseResponse, summary="Emergency: pause every group")
+@router.post("/consumers/pause", response_model=PauseResponse, summary="Emergency: pause every group",
+             responses=error_responses(_EVERY_COORDINATOR))
 async def pause_all(groups: GroupsDep) -> PauseResponse:
     return await groups.set_all_paused(True)
 
 
 @router.post("/consumers/resume", response_model=PauseResponse,
-             summary="Resume every group (also lifts per-group pauses)")
+             summary="Resume every group (also lifts per-group pauses)",
+             responses=error_responses(_EVERY_COORDINATOR))
 async def resume_all(groups: GroupsDep) -> PauseResponse:
     return await groups.set_all_paused(False)
 
 
-@router.get("/inflight", response_model=InflightList, summary="Unacked messages: leased, or waiting for redelivery")
+@router.get("/inflight", response_model=InflightList, summary="Unacked messages: leased, or waiting for redelivery",
+            responses=error_responses(GroupNotFound, _EVERY_COORDINATOR))
 async def inflight(
     groups: GroupsDep,
     group: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    limit: Annotated[int, Query(**within(limits.INFLIGHT_LIST))] = 1000,
 ) -> InflightList:
     return await groups.inflight(group, limit)
 
 
-@router.get("/metadata", response_model=MetadataBackup, summary="Backup: topics, settings, groups and offsets")
+@router.get("/metadata", response_model=MetadataBackup, summary="Backup: topics, settings, groups and offsets",
+            responses=error_responses(_EVERY_COORDINATOR))
 async def backup(groups: GroupsDep) -> MetadataBackup:
     return await groups.backup()
 
 
-@router.post("/metadata", response_model=RestoreReport, summary="Restore a metadata backup (additive)")
+@router.post("/metadata", response_model=RestoreReport, summary="Restore a metadata backup (additive)",
+             responses=error_responses(_EVERY_COORDINATOR, InvalidConfig, InvalidTopicName, TopicNotFound))
 async def restore(body: MetadataBackup, groups: GroupsDep) -> RestoreReport:
     return await restore_metadata(groups, body)

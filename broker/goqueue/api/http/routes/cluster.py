@@ -10,10 +10,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from goqueue.api.http.deps import BrokerDep
+from goqueue.api.http.errors import error_responses
 from goqueue.broker import Broker
+from goqueue.errors import NotReady
 from goqueue.models import ClusterLeader, ClusterMember, ClusterStatus, ReplicaState, ReplicationStatus
 
 router = APIRouter(tags=["cluster"])
+
+_NOT_READY = error_responses(NotReady)
 
 
 def _members(broker: Broker) -> list[ClusterMember]:
@@ -49,7 +53,8 @@ def _replica_states(broker: Broker) -> list[ReplicaState]:
     return states
 
 
-@router.get("/v1/cluster/status", response_model=ClusterStatus, summary="Cluster health at a glance")
+@router.get("/v1/cluster/status", response_model=ClusterStatus, summary="Cluster health at a glance",
+            responses=_NOT_READY)
 async def cluster_status(broker: BrokerDep) -> ClusterStatus:
     broker.check_ready()
     members = _members(broker)
@@ -64,19 +69,22 @@ async def cluster_status(broker: BrokerDep) -> ClusterStatus:
         partitions=len(states), offline_partitions=offline, under_replicated_partitions=under, members=members)
 
 
-@router.get("/v1/cluster/members", response_model=list[ClusterMember], summary="Brokers of the cluster")
+@router.get("/v1/cluster/members", response_model=list[ClusterMember], summary="Brokers of the cluster",
+            responses=_NOT_READY)
 async def cluster_members(broker: BrokerDep) -> list[ClusterMember]:
     broker.check_ready()
     return _members(broker)
 
 
-@router.get("/v1/cluster/leader", response_model=ClusterLeader, summary="The metadata leader")
+@router.get("/v1/cluster/leader", response_model=ClusterLeader, summary="The metadata leader",
+            responses=_NOT_READY)
 async def cluster_leader(broker: BrokerDep) -> ClusterLeader:
     broker.check_ready()
     return _leader(broker)
 
 
-@router.get("/v1/replication/status", response_model=ReplicationStatus, summary="Replicas and ISR per partition")
+@router.get("/v1/replication/status", response_model=ReplicationStatus, summary="Replicas and ISR per partition",
+            responses=_NOT_READY)
 async def replication_status(broker: BrokerDep) -> ReplicationStatus:
     broker.check_ready()
     states = _replica_states(broker)

@@ -14,7 +14,33 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from goqueue.api.http.deps import GroupsDep, peer_host
+from goqueue.api.http.body import CheckedBodyRoute
+from goqueue.api.http.deps import Flag, GroupsDep, peer_host
+from goqueue.api.http.errors import error_responses
+from goqueue.errors import (
+    DiskFull,
+    FencedGeneration,
+    GroupHasMembers,
+    GroupNotFound,
+    InflightLimitReached,
+    InvalidConfig,
+    InvalidTopicName,
+    LeaseNotFound,
+    NotCoordinator,
+    NotEnoughReplicas,
+    NotLeader,
+    NotReady,
+    OffsetOutOfRange,
+    Overloaded,
+    PartitionNotFound,
+    PartitionOffline,
+    RecordTooLarge,
+    StorageError,
+    Timeout,
+    TopicNotFound,
+    Unavailable,
+    UnknownMember,
+)
 from goqueue.models import (
     AckRequest,
     AckResponse,
@@ -35,85 +61,109 @@ from goqueue.models import (
     PauseResponse,
 )
 
-router = APIRouter(prefix="/v1/groups", tags=["groups"])
+router = APIRouter(prefix="/v1/groups", tags=["groups"], route_class=CheckedBodyRoute)
+
+# Every group route reaches the group's coordinator (here, or forwarded and relayed), which may be moving, and
+# writes the group's state to __consumer_state with acks=all before it answers.
+_COORDINATOR = (NotReady, NotCoordinator, NotLeader, Timeout, Unavailable, Overloaded, NotEnoughReplicas,
+                PartitionOffline, DiskFull, StorageError)
+_GROUP = (GroupNotFound, *_COORDINATOR)
+_MEMBER = (UnknownMember, FencedGeneration)
+_READS = (TopicNotFound, PartitionNotFound, OffsetOutOfRange)
+_DEAD_LETTERS = (TopicNotFound, InvalidTopicName, RecordTooLarge)  # a nack past maxDeliveries appends to the DLQ
 
 
-@router.get("", response_model=list[GroupSummary], summary="List consumer groups (of every coordinator)")
+@router.get("", response_model=list[GroupSummary], summary="List consumer groups (of every coordinator)",
+            responses=error_responses(_COORDINATOR))
 async def list_groups(groups: GroupsDep) -> list[GroupSummary]:
     return await groups.list_groups()
 
 
-@router.put("/{group}", response_model=GroupInfo, summary="Declare a group: create it or update its settings")
+@router.put("/{group}", response_model=GroupInfo, summary="Declare a group: create it or update its settings",
+            responses=error_responses(_GROUP, InvalidConfig, TopicNotFound))
 async def declare_group(group: str, spec: GroupSpec, groups: GroupsDep) -> GroupInfo:
     return await groups.declare(group, spec)
 
 
-@router.get("/{group}", response_model=GroupInfo, summary="Describe a group: state, members, offsets and lag")
+@router.get("/{group}", response_model=GroupInfo, summary="Describe a group: state, members, offsets and lag",
+            responses=error_responses(_GROUP, _READS))
 async def describe_group(group: str, groups: GroupsDep) -> GroupInfo:
     return await groups.describe(group)
 
 
-@router.delete("/{group}", status_code=204, summary="Delete a group and its offsets (409 with live members)")
-async def delete_group(group: str, groups: GroupsDep, force: bool = False) -> Response:
+@router.delete("/{group}", status_code=204, summary="Delete a group and its offsets (409 with live members)",
+               responses=error_responses(_GROUP, GroupHasMembers))
+async def delete_group(group: str, groups: GroupsDep, force: Flag = False) -> Response:
     await groups.delete(group, force)
     return Response(status_code=204)
 
 
-@router.post("/{group}/members", response_model=JoinResponse, summary="Join (or rejoin) an ordered group")
+@router.post("/{group}/members", response_model=JoinResponse, summary="Join (or rejoin) an ordered group",
+             responses=error_responses(_GROUP, _MEMBER, TopicNotFound))
 async def join(group: str, body: JoinRequest, request: Request, groups: GroupsDep) -> JoinResponse:
     return await groups.join(group, body, peer_host(request))
 
 
-@router.post("/{group}/members/{member}/heartbeat", response_model=HeartbeatResponse, summary="Heartbeat")
+@router.post("/{group}/members/{member}/heartbeat", response_model=HeartbeatResponse, summary="Heartbeat",
+             responses=error_responses(_GROUP, _MEMBER))
 async def heartbeat(group: str, member: str, body: HeartbeatRequest, groups: GroupsDep) -> HeartbeatResponse:
     return await groups.heartbeat(group, member, body.generation)
 
 
-@router.delete("/{group}/members/{member}", status_code=204, summary="Leave the group (its partitions move)")
+@router.delete("/{group}/members/{member}", status_code=204, summary="Leave the group (its partitions move)",
+               responses=error_responses(_GROUP, _MEMBER))
 async def leave(group: str, member: str, groups: GroupsDep) -> Response:
     await groups.leave(group, member)
     return Response(status_code=204)
 
 
-@router.post("/{group}/consume", response_model=ConsumeResponse, summary="Consume (long-poll with waitMs)")
+@router.post("/{group}/consume", response_model=ConsumeResponse, summary="Consume (long-poll with waitMs)",
+             responses=error_responses(_GROUP, _MEMBER, _READS, InflightLimitReached, _DEAD_LETTERS))
 async def consume(group: str, body: ConsumeRequest, request: Request, groups: GroupsDep) -> Response:
     response = await groups.consume(group, body, peer_host(request))
     return Response(response.model_dump_json(), media_type="application/json")
 
 
-@router.post("/{group}/ack", response_model=AckResponse, summary="Shared mode: the messages are done")
+@router.post("/{group}/ack", response_model=AckResponse, summary="Shared mode: the messages are done",
+             responses=error_responses(_GROUP, LeaseNotFound))
 async def ack(group: str, body: AckRequest, groups: GroupsDep) -> AckResponse:
     return await groups.ack(group, body)
 
 
 @router.post("/{group}/nack", response_model=AckResponse,
-             summary="Shared mode: redeliver after `delay` (dead letter after maxDeliveries)")
+             summary="Shared mode: redeliver after `delay` (dead letter after maxDeliveries)",
+             responses=error_responses(_GROUP, LeaseNotFound, _READS, _DEAD_LETTERS))
 async def nack(group: str, body: NackRequest, groups: GroupsDep) -> AckResponse:
     return await groups.nack(group, body)
 
 
 @router.post("/{group}/release", response_model=AckResponse,
-             summary="Shared mode: give leases back unprocessed (not counted as a delivery)")
+             summary="Shared mode: give leases back unprocessed (not counted as a delivery)",
+             responses=error_responses(_GROUP, LeaseNotFound))
 async def release(group: str, body: AckRequest, groups: GroupsDep) -> AckResponse:
     return await groups.release(group, body)
 
 
-@router.post("/{group}/offsets", response_model=CommitResponse, summary="Ordered mode: commit offsets")
+@router.post("/{group}/offsets", response_model=CommitResponse, summary="Ordered mode: commit offsets",
+             responses=error_responses(_GROUP, _MEMBER, _READS, GroupHasMembers))
 async def commit(group: str, body: CommitRequest, groups: GroupsDep) -> CommitResponse:
     return await groups.commit(group, body)
 
 
 @router.post("/{group}/offsets/reset", response_model=OffsetResetPlan,
-             summary="Reset offsets (409 while members live unless force; dryRun returns the plan)")
+             summary="Reset offsets (409 while members live unless force; dryRun returns the plan)",
+             responses=error_responses(_GROUP, _READS, GroupHasMembers))
 async def reset_offsets(group: str, body: OffsetResetRequest, groups: GroupsDep) -> OffsetResetPlan:
     return await groups.reset_offsets(group, body)
 
 
-@router.post("/{group}/pause", response_model=PauseResponse, summary="Stop deliveries to this group")
+@router.post("/{group}/pause", response_model=PauseResponse, summary="Stop deliveries to this group",
+             responses=error_responses(_GROUP))
 async def pause(group: str, groups: GroupsDep) -> PauseResponse:
     return await groups.pause(group)
 
 
-@router.post("/{group}/resume", response_model=PauseResponse, summary="Resume deliveries to this group")
+@router.post("/{group}/resume", response_model=PauseResponse, summary="Resume deliveries to this group",
+             responses=error_responses(_GROUP))
 async def resume(group: str, groups: GroupsDep) -> PauseResponse:
     return await groups.resume(group)

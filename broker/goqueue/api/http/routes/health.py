@@ -10,17 +10,26 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from goqueue import __version__
 from goqueue.api.http.deps import BrokerDep
+from goqueue.api.http.errors import error_responses
 from goqueue.models import HealthStatus
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness: the process serves HTTP")
+@router.get("/healthz", summary="Liveness: the process serves HTTP", responses=error_responses())
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: storage recovered and accepting writes")
+_READINESS = {"type": "object", "required": ["status", "offlinePartitions"], "properties": {
+    "status": {"type": "string", "enum": ["ready", "not ready"]}, "offlinePartitions": {"type": "integer"}}}
+
+
+@router.get("/readyz", summary="Readiness: storage recovered and accepting writes", responses={
+    **error_responses(),
+    200: {"description": "Ready", "content": {"application/json": {"schema": _READINESS}}},
+    503: {"description": "Not ready (a probe answer, not an error)", "content": {
+        "application/json": {"schema": _READINESS}}}})
 async def readyz(broker: BrokerDep, request: Request) -> JSONResponse:
     groups = request.app.state.groups
     ready = broker.ready and (groups is None or groups.coordinator.ready)
@@ -28,12 +37,14 @@ async def readyz(broker: BrokerDep, request: Request) -> JSONResponse:
     return JSONResponse(status_code=200 if ready else 503, content=body)
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", summary="Prometheus metrics", responses={
+    **error_responses(), 200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
 async def metrics(broker: BrokerDep) -> Response:
     return Response(generate_latest(broker.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/admin/health", response_model=HealthStatus, summary="Health with per-check detail")
+@router.get("/v1/admin/health", response_model=HealthStatus, summary="Health with per-check detail",
+            responses=error_responses())
 async def health(broker: BrokerDep) -> HealthStatus:
     checks = {
         "storage": "ok" if broker.ready else "recovering",

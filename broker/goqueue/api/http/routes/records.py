@@ -16,10 +16,30 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from goqueue.api.http.deps import BrokerDep
+from goqueue import limits
+from goqueue.api.http.body import CheckedBodyRoute
+from goqueue.api.http.deps import BrokerDep, PartitionPath
+from goqueue.api.http.errors import error_responses
 from goqueue.broker import ProducerIdentity, RecordIn
 from goqueue.consumers.state_store import refuse_internal_write
-from goqueue.errors import InvalidRequest, RecordTooLarge
+from goqueue.errors import (
+    CorruptRecord,
+    DiskFull,
+    InvalidRequest,
+    NotEnoughReplicas,
+    NotLeader,
+    NotReady,
+    OffsetOutOfRange,
+    OutOfOrderSequence,
+    Overloaded,
+    PartitionNotFound,
+    PartitionOffline,
+    RecordTooLarge,
+    StorageError,
+    Timeout,
+    TopicNotFound,
+    Unavailable,
+)
 from goqueue.models import (
     Acks,
     Encoding,
@@ -31,10 +51,20 @@ from goqueue.models import (
     choose_encoding,
     decode_text,
     encode_bytes,
+    within,
 )
 from goqueue.storage import batch as batches
 
-router = APIRouter(prefix="/v1/topics/{topic}", tags=["records"])
+router = APIRouter(prefix="/v1/topics/{topic}", tags=["records"], route_class=CheckedBodyRoute)
+
+# A partition's leader answers (or the broker forwards to it, and relays what it answered).
+_PARTITION = (TopicNotFound, PartitionNotFound, PartitionOffline, NotLeader, NotReady, Timeout, Unavailable)
+_PRODUCE = error_responses(_PARTITION, RecordTooLarge, NotEnoughReplicas, OutOfOrderSequence, Overloaded, DiskFull,
+                           StorageError)
+_FETCH = error_responses(_PARTITION, OffsetOutOfRange, CorruptRecord, StorageError)
+_MAX_BYTES = Query(alias="maxBytes", **within(limits.MAX_BYTES))
+_WAIT_MS = Query(alias="waitMs", **within(limits.WAIT_MS))
+_OFFSET = Query(**within(limits.OFFSET))
 
 BATCH_MEDIA_TYPE = "application/vnd.goqueue.batch"
 
@@ -58,7 +88,8 @@ def _decode_records(request: ProduceRequest) -> list[RecordIn]:
     return records
 
 
-@router.post("/records", response_model=ProduceResponse, summary="Produce a batch of records (JSON)")
+@router.post("/records", response_model=ProduceResponse, summary="Produce a batch of records (JSON)",
+             responses=_PRODUCE)
 async def produce(topic: str, body: ProduceRequest, broker: BrokerDep) -> Response:
     started = time.perf_counter()
     refuse_internal_write(topic)
@@ -76,9 +107,9 @@ async def produce(topic: str, body: ProduceRequest, broker: BrokerDep) -> Respon
 
 
 @router.post("/partitions/{partition}/batches", summary="Produce one client-built record batch (binary)",
-             response_model=ProduceResponse)
+             response_model=ProduceResponse, responses=_PRODUCE)
 async def produce_batch(
-    topic: str, partition: int, request: Request, broker: BrokerDep, acks: Acks = Acks.ALL,
+    topic: str, partition: PartitionPath, request: Request, broker: BrokerDep, acks: Acks = Acks.ALL,
 ) -> Response:
     started = time.perf_counter()
     refuse_internal_write(topic)
@@ -98,15 +129,16 @@ async def produce_batch(
     return Response(response.model_dump_json(), media_type="application/json")
 
 
-@router.get("/partitions/{partition}/records", response_model=FetchResponse, summary="Fetch records (JSON)")
+@router.get("/partitions/{partition}/records", response_model=FetchResponse, summary="Fetch records (JSON)",
+            responses=_FETCH)
 async def fetch(
     topic: str,
-    partition: int,
+    partition: PartitionPath,
     broker: BrokerDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    max_records: Annotated[int, Query(alias="maxRecords", ge=1, le=100_000)] = 500,
-    max_bytes: Annotated[int, Query(alias="maxBytes", ge=1)] = 1_048_576,
-    wait_ms: Annotated[int, Query(alias="waitMs", ge=0)] = 0,
+    offset: Annotated[int, _OFFSET] = 0,
+    max_records: Annotated[int, Query(alias="maxRecords", **within(limits.MAX_RECORDS))] = 500,
+    max_bytes: Annotated[int, _MAX_BYTES] = 1_048_576,
+    wait_ms: Annotated[int, _WAIT_MS] = 0,
     encoding: Encoding | None = None,
 ) -> Response:
     result = await broker.fetch(topic, partition, offset, max_bytes, wait_ms / 1000)
@@ -125,14 +157,15 @@ async def fetch(
 
 
 @router.get("/partitions/{partition}/batches", summary="Fetch whole record batches (binary)",
-            response_class=Response)
+            response_class=Response, responses={
+                **_FETCH, 200: {"content": {BATCH_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}})
 async def fetch_batches(
     topic: str,
-    partition: int,
+    partition: PartitionPath,
     broker: BrokerDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    max_bytes: Annotated[int, Query(alias="maxBytes", ge=1)] = 1_048_576,
-    wait_ms: Annotated[int, Query(alias="waitMs", ge=0)] = 0,
+    offset: Annotated[int, _OFFSET] = 0,
+    max_bytes: Annotated[int, _MAX_BYTES] = 1_048_576,
+    wait_ms: Annotated[int, _WAIT_MS] = 0,
 ) -> Response:
     result = await broker.fetch(topic, partition, offset, max_bytes, wait_ms / 1000)
     return Response(result.data, media_type=BATCH_MEDIA_TYPE, headers={
@@ -142,11 +175,12 @@ async def fetch_batches(
     })
 
 
-@router.get("/partitions/{partition}/offsets", summary="Offset lookup: earliest, latest or by timestamp")
+@router.get("/partitions/{partition}/offsets", summary="Offset lookup: earliest, latest or by timestamp",
+            responses=error_responses(_PARTITION))
 async def offsets(
     topic: str,
-    partition: int,
+    partition: PartitionPath,
     broker: BrokerDep,
-    timestamp_ms: Annotated[int | None, Query(alias="timestampMs", ge=0)] = None,
+    timestamp_ms: Annotated[int | None, Query(alias="timestampMs", **within(limits.TIMESTAMP_MS))] = None,
 ) -> dict[str, int | None]:
     return await broker.partition_offsets_routed(topic, partition, timestamp_ms)

@@ -11,8 +11,10 @@ from typing import Annotated
 import msgspec
 from fastapi import APIRouter, Query, Request, Response
 
+from goqueue import limits
 from goqueue.api.http.deps import BrokerDep
 from goqueue.errors import InvalidRequest
+from goqueue.models import within
 from goqueue.replication.peers import REPLICA_MEDIA_TYPE, ReplicaFetchRequest
 
 router = APIRouter(prefix="/internal/v1/replica", tags=["internal"], include_in_schema=False)
@@ -32,7 +34,8 @@ async def replica_fetch(request: Request, broker: BrokerDep) -> Response:
 
 
 @router.get("/epoch-end")
-async def epoch_end(broker: BrokerDep, topic: str, partition: Annotated[int, Query(ge=0)],
-                    epoch: int) -> dict[str, int]:
+async def epoch_end(broker: BrokerDep, topic: str,
+                    partition: Annotated[int, Query(**within(limits.PARTITION))],
+                    epoch: Annotated[int, Query(**within(limits.LEADER_EPOCH))]) -> dict[str, int]:
     found, end = broker.epoch_end_offset(topic, partition, epoch)
     return {"epoch": found, "endOffset": end}

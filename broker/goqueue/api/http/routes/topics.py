@@ -8,16 +8,28 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from goqueue.api.http.deps import BrokerDep
+from goqueue.api.http.body import CheckedBodyRoute
+from goqueue.api.http.deps import BrokerDep, Flag
+from goqueue.api.http.errors import METADATA_CHANGE, error_responses
 from goqueue.consumers.state_store import is_internal
-from goqueue.errors import InvalidTopicName
+from goqueue.errors import (
+    InvalidConfig,
+    InvalidTopicName,
+    NotLeader,
+    NotReady,
+    PartitionsCannotShrink,
+    Timeout,
+    TopicAlreadyExists,
+    TopicNotFound,
+    Unavailable,
+)
 from goqueue.models import TopicCreate, TopicInfo, TopicUpdate
 
-router = APIRouter(prefix="/v1/topics", tags=["topics"])
+router = APIRouter(prefix="/v1/topics", tags=["topics"], route_class=CheckedBodyRoute)
 
 
-@router.get("", response_model=list[TopicInfo], summary="List topics")
-async def list_topics(broker: BrokerDep, internal: bool = False) -> list[TopicInfo]:
+@router.get("", response_model=list[TopicInfo], summary="List topics", responses=error_responses())
+async def list_topics(broker: BrokerDep, internal: Flag = False) -> list[TopicInfo]:
     return [t for t in broker.list_topics() if internal or not is_internal(t.name)]
 
 
@@ -27,27 +39,32 @@ def _refuse_internal(name: str) -> None:
                                f"({name!r})")
 
 
-@router.post("", response_model=TopicInfo, status_code=201, summary="Create a topic (409 if it exists)")
+@router.post("", response_model=TopicInfo, status_code=201, summary="Create a topic (409 if it exists)",
+             responses=error_responses(InvalidTopicName, InvalidConfig, TopicAlreadyExists, METADATA_CHANGE))
 async def create_topic(spec: TopicCreate, broker: BrokerDep) -> TopicInfo:
     _refuse_internal(spec.name)
     return await broker.create_topic(spec)
 
 
-@router.get("/{name}", response_model=TopicInfo, summary="Describe a topic and each partition")
-async def describe_topic(name: str, broker: BrokerDep, details: bool = True) -> TopicInfo:
+@router.get("/{name}", response_model=TopicInfo, summary="Describe a topic and each partition",
+            responses=error_responses(TopicNotFound, NotReady, NotLeader, Timeout, Unavailable))
+async def describe_topic(name: str, broker: BrokerDep, details: Flag = True) -> TopicInfo:
     """`details=false`: the metadata only (partition count, settings), from this broker's view at once — what a
     producing client looks up, never waiting on a partition leader."""
     broker.check_ready()
     return await broker.describe_topic(name, details=details)
 
 
-@router.patch("/{name}", response_model=TopicInfo, summary="Grow partitions (never shrink) or change settings")
+@router.patch("/{name}", response_model=TopicInfo, summary="Grow partitions (never shrink) or change settings",
+              responses=error_responses(TopicNotFound, InvalidTopicName, InvalidConfig, PartitionsCannotShrink,
+                                        METADATA_CHANGE))
 async def update_topic(name: str, update: TopicUpdate, broker: BrokerDep) -> TopicInfo:
     _refuse_internal(name)
     return await broker.update_topic(name, update.partitions, update.config)
 
 
-@router.delete("/{name}", status_code=204, summary="Delete a topic and its data")
+@router.delete("/{name}", status_code=204, summary="Delete a topic and its data",
+               responses=error_responses(TopicNotFound, InvalidTopicName, METADATA_CHANGE))
 async def delete_topic(name: str, broker: BrokerDep) -> Response:
     _refuse_internal(name)
     await broker.delete_topic(name)
