@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from goqueue.consumers.leases import Cursor, LeaseId, Settle, SlotState
+from goqueue.consumers.leases import Cursor, LeaseId, Settle, Slot, SlotState
 from goqueue.errors import InvalidRequest
 
 pytestmark = pytest.mark.unit
@@ -162,3 +162,71 @@ def test_a_cursor_record_carries_the_leases_no_write_carried_yet() -> None:
     restored = Cursor(committed=5, next=8)
     assert restored.unwritten() == []
     assert restored.written == 8
+
+
+def test_an_ack_above_the_floor_settles_once() -> None:
+    cursor = Cursor.starting_at(0)
+    leases = deliver(cursor, range(3))
+    assert cursor.ack(leases[2]) is Settle.DONE
+    assert cursor.ack(leases[2]) is Settle.ALREADY_DONE, "0 is still leased, so 2 is above the floor"
+    assert (cursor.committed, cursor.pending) == (0, 2)
+
+
+def test_a_nack_for_a_message_already_done_says_so_and_one_from_before_a_reset_is_stale() -> None:
+    cursor = Cursor.starting_at(0)
+    first, second = deliver(cursor, range(2))
+    cursor.ack(first)
+    assert cursor.nack(first, not_before_ms=0) is Settle.ALREADY_DONE
+    assert cursor.release(first, now_ms=0) is Settle.ALREADY_DONE
+    cursor.reset(5)
+    assert cursor.nack(second, not_before_ms=0) is Settle.STALE
+    assert cursor.nack(first, not_before_ms=0) is Settle.STALE
+
+
+def test_a_nack_from_a_consumer_whose_lease_expired_does_not_move_the_redelivery() -> None:
+    cursor = Cursor.starting_at(0)
+    (late,) = deliver(cursor, range(1), now_ms=0)
+    cursor.expire(VIS_MS)  # WAITING, deliverable at once, same delivery number as the late consumer's lease
+    assert cursor.nack(late, not_before_ms=VIS_MS + 60_000) is Settle.STALE
+    assert cursor.due(VIS_MS, MAX, 10) == [0]
+
+
+def test_every_reset_makes_every_earlier_lease_id_stale_and_ids_stay_parseable() -> None:
+    cursor = Cursor.starting_at(0)
+    cursor.reset(0)
+    (after_first_reset,) = deliver(cursor, range(1))
+    cursor.reset(0)
+    (after_second_reset,) = deliver(cursor, range(1))
+    assert cursor.ack(after_first_reset) is Settle.STALE
+    assert LeaseId.parse(str(after_second_reset)) == after_second_reset
+    assert cursor.ack(after_second_reset) is Settle.DONE
+
+
+def test_settling_tells_whether_the_committed_offset_moved() -> None:
+    cursor = Cursor.starting_at(0)
+    deliver(cursor, range(3))
+    assert cursor.settle(1) is False, "0 is still pending"
+    assert cursor.settle(1) is False, "settling twice is harmless"
+    assert cursor.settle(0) is True
+    assert cursor.committed == 2
+
+
+def test_long_polls_wake_only_for_messages_that_will_be_redelivered() -> None:
+    cursor = Cursor.starting_at(0)
+    deliver(cursor, range(3), now_ms=0)  # leased until VIS_MS: not a redelivery time
+    assert cursor.next_due_ms(MAX) is None
+    for offset in (1, 2):
+        cursor.nack(lease(cursor, offset), not_before_ms=5_000 + offset)
+    for _ in range(MAX - 1):  # offset 1 runs out of deliveries: it is dead-lettered, not redelivered
+        cursor.redeliver(1, "c1", 0)
+        cursor.nack(lease(cursor, 1), not_before_ms=1_000)
+    assert cursor.slots[1].deliveries == MAX
+    assert cursor.next_due_ms(MAX) == 5_002
+
+
+def test_a_replayed_lease_at_or_past_next_is_not_restored() -> None:
+    cursor = Cursor(committed=3, next=5)
+    for offset in (3, 4, 5):
+        cursor.restore_slot(Slot(offset, 1, SlotState.LEASED, VIS_MS, "c1"))
+    cursor.finish_restore()
+    assert sorted(cursor.slots) == [3, 4]

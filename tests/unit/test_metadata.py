@@ -231,3 +231,71 @@ def test_every_applied_command_is_counted() -> None:
     state = three_replica_state()
     apply_command(state, {"op": "barrier"})
     assert state["applied"] == 2
+
+
+def test_each_election_starts_a_new_epoch_and_a_new_version() -> None:
+    state = three_replica_state()
+    for epoch, leader in enumerate([1, 2, None, 0]):
+        partition = apply_command(state, {"op": "elect_leader", "topic": "t", "partition": 0, "expected_epoch": epoch,
+                                          "leader": leader, "isr": [0, 1, 2] if leader is not None else []})
+        assert (partition["leader"], partition["leader_epoch"], partition["version"]) == (leader, epoch + 1,
+                                                                                          epoch + 1)
+
+
+def test_a_broker_that_is_not_a_replica_cannot_be_elected() -> None:
+    state = three_replica_state()
+    with pytest.raises(MetadataConflict, match="broker 5 is not a replica of t/0"):
+        apply_command(state, {"op": "elect_leader", "topic": "t", "partition": 0, "expected_epoch": 0,
+                              "leader": 5, "isr": [5]})
+    assert partition_zero(state)["leader_epoch"] == 0
+
+
+def test_a_reassignment_planned_before_an_election_is_refused_after_it() -> None:
+    state = three_replica_state()
+    planned_at = partition_zero(state)["version"]
+    apply_command(state, {"op": "elect_leader", "topic": "t", "partition": 0, "expected_epoch": 0,
+                          "leader": 1, "isr": [1, 2]})
+    with pytest.raises(MetadataConflict):
+        apply_command(state, {"op": "reassign", "topic": "t", "partition": 0, "replicas": [1, 2, 3],
+                              "expected_version": planned_at})
+
+
+def test_each_isr_change_moves_the_version_so_a_stale_one_is_refused() -> None:
+    state = three_replica_state()
+    for version, isr in enumerate([[0, 1], [0], [0, 2]]):
+        partition = apply_command(state, {"op": "change_isr", "topic": "t", "partition": 0, "leader_epoch": 0,
+                                          "expected_version": version, "isr": isr})
+        assert (partition["isr"], partition["version"]) == (isr, version + 1)
+    with pytest.raises(MetadataConflict, match=r"changed \(epoch 0, version 3\)"):
+        apply_command(state, {"op": "change_isr", "topic": "t", "partition": 0, "leader_epoch": 0,
+                              "expected_version": 1, "isr": [0, 1, 2]})
+
+
+def test_a_deleted_topic_is_gone_and_a_topic_config_change_applies() -> None:
+    state = three_replica_state()
+    apply_command(state, topic_command("keep", {0: [1]}))
+    apply_command(state, {"op": "set_topic_config", "name": "keep", "config": {"retention.ms": 1}})
+    apply_command(state, {"op": "delete_topic", "name": "t"})
+    assert list(state["topics"]) == ["keep"]
+    assert state["topics"]["keep"]["config"] == {"retention.ms": 1}
+    with pytest.raises(MetadataConflict, match="topic 't' does not exist"):
+        apply_command(state, {"op": "set_topic_config", "name": "t", "config": {}})
+    with pytest.raises(MetadataConflict, match="keep/3 does not exist"):
+        apply_command(state, {"op": "leave_isr", "topic": "keep", "partition": 3, "broker": 1})
+
+
+def test_restarting_a_broker_is_safe_while_every_partition_keeps_min_insync_replicas() -> None:
+    state = three_replica_state()
+    assert restart_would_break(state, 2, {"t": 2}, quorum_alive=3, quorum_size=3) == [], "3 in sync, 2 needed"
+    assert restart_would_break(state, 2, {}, quorum_alive=3, quorum_size=3) == [], "the default needs 1"
+    apply_command(state, {"op": "change_isr", "topic": "t", "partition": 0, "leader_epoch": 0,
+                          "expected_version": 0, "isr": [0]})
+    assert restart_would_break(state, 0, {}, quorum_alive=3, quorum_size=3) == [
+        "t/0: ISR [0] would fall below min.insync.replicas 1"], "its only in-sync replica: the partition goes offline"
+
+
+def test_restarting_a_broker_must_leave_a_metadata_majority() -> None:
+    state = empty_state()
+    assert restart_would_break(state, 0, {}, quorum_alive=4, quorum_size=5) == []
+    assert restart_would_break(state, 0, {}, quorum_alive=3, quorum_size=5) == [
+        "metadata quorum: 3/5 brokers up, restarting one loses quorum"]

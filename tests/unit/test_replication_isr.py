@@ -78,3 +78,21 @@ def test_controlled_shutdown_hands_leadership_to_the_furthest_in_sync_follower()
     [unknown] = controlled_shutdown_plan(state, 0, {0, 1, 2})  # nothing seen: the ISR's order decides
     assert unknown["leader"] == 1
     assert controlled_shutdown_plan(state, 0, {0}) == [], "no live in-sync follower: nowhere to go"
+
+
+def _progress(log_end: int, fetch_s: float, caught_up_s: float) -> FollowerProgress:
+    return FollowerProgress(log_end_offset=log_end, last_fetch_s=fetch_s, last_caught_up_s=caught_up_s, fetched=True)
+
+
+def test_a_follower_stays_in_sync_for_exactly_the_lag_limit_and_leaves_past_it() -> None:
+    progress = {1: _progress(20, fetch_s=100.0, caught_up_s=100.0), 2: _progress(20, 100.0, 100.0)}
+    at_limit = next_isr(0, [0, 1, 2], [0, 1, 2], progress, hwm=20, now_s=100.0 + LAG_MAX_S, lag_max_s=LAG_MAX_S)
+    assert at_limit is None
+    past = next_isr(0, [0, 1, 2], [0, 1, 2], progress, hwm=20, now_s=100.5 + LAG_MAX_S, lag_max_s=LAG_MAX_S)
+    assert past == [0]
+
+
+def test_a_caught_up_follower_rejoins_by_a_fetch_up_to_the_lag_limit_old() -> None:
+    progress = {1: _progress(20, fetch_s=100.0, caught_up_s=0.0)}
+    assert next_isr(0, [0], [0, 1], progress, hwm=20, now_s=100.0 + LAG_MAX_S, lag_max_s=LAG_MAX_S) == [0, 1]
+    assert next_isr(0, [0], [0, 1], progress, hwm=20, now_s=100.5 + LAG_MAX_S, lag_max_s=LAG_MAX_S) is None
