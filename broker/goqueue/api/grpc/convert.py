@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from goqueue import limits
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.broker import FetchResult, ProducerIdentity, RecordIn
 from goqueue.errors import InvalidConfig, InvalidRequest
@@ -31,11 +32,9 @@ from goqueue.models import (
 from goqueue.storage import batch as batches
 from goqueue.storage.batch import Record
 
-MAX_RECORDS_PER_REQUEST = 100_000  # as the HTTP API's ProduceRequest: bounds one request's decoding work
+MAX_RECORDS_PER_REQUEST = limits.MAX_RECORDS_PER_REQUEST  # as the HTTP API's ProduceRequest
 DEFAULT_MAX_RECORDS = 500
 DEFAULT_MAX_BYTES = 1_048_576
-INT16_MAX = 2**15 - 1  # producer_epoch is an int16 in the batch header
-INT32_MAX = 2**31 - 1  # base_sequence is an int32 in the batch header
 
 ACKS_FROM_PROTO = {pb.ACKS_UNSPECIFIED: Acks.ALL, pb.ACKS_ALL: Acks.ALL, pb.ACKS_LEADER: Acks.ONE,
                    pb.ACKS_NONE: Acks.NONE}
@@ -49,16 +48,17 @@ OPTIONAL_CONFIG_FIELDS = tuple(name for name in TopicConfig.model_fields if name
 # -- validation helpers -------------------------------------------------------------------------------------------
 
 
+def in_range(value: int, bounds: limits.Range, what: str) -> int:
+    """`value` when it is within `bounds` (the same `goqueue.limits` range the HTTP models use), else
+    INVALID_REQUEST naming the field."""
+    problem = bounds.problem(value, what)
+    if problem is not None:
+        raise InvalidRequest(problem)
+    return value
+
+
 def partition_index(value: int, what: str = "partition") -> int:
-    if value < 0:
-        raise InvalidRequest(f"{what} must be >= 0, got {value}")
-    return value
-
-
-def _at_least(value: int, minimum: int, what: str) -> int:
-    if value < minimum:
-        raise InvalidRequest(f"{what} must be >= {minimum}, got {value}")
-    return value
+    return in_range(value, limits.PARTITION, what)
 
 
 def acks_from_proto(value: int) -> Acks:
@@ -225,19 +225,15 @@ def records_from_proto(records: Sequence[Any]) -> list[RecordIn]:
     for position, record_in in enumerate(decoded):
         if record_in.partition is not None:
             partition_index(record_in.partition, f"records.{position}.partition")
-        if record_in.timestamp_ms is not None and record_in.timestamp_ms < 0:
-            raise InvalidRequest(f"records.{position}.timestamp_ms must be >= 0, got {record_in.timestamp_ms}")
+        if record_in.timestamp_ms is not None:
+            in_range(record_in.timestamp_ms, limits.TIMESTAMP_MS, f"records.{position}.timestamp_ms")
     return decoded
 
 
 def producer_from_proto(message: Any) -> ProducerIdentity:
-    if message.producer_id < 0:
-        raise InvalidRequest(f"producer.producer_id must be >= 0, got {message.producer_id}")
-    if not 0 <= message.producer_epoch <= INT16_MAX:
-        raise InvalidRequest(f"producer.producer_epoch must be 0..{INT16_MAX}, got {message.producer_epoch}")
-    if message.base_sequence < 0:
-        raise InvalidRequest(f"producer.base_sequence must be >= 0, got {message.base_sequence}")
-    return ProducerIdentity(message.producer_id, message.producer_epoch, message.base_sequence)
+    return ProducerIdentity(in_range(message.producer_id, limits.PRODUCER_ID, "producer.producer_id"),
+                            in_range(message.producer_epoch, limits.PRODUCER_EPOCH, "producer.producer_epoch"),
+                            in_range(message.base_sequence, limits.BASE_SEQUENCE, "producer.base_sequence"))
 
 
 def produce_from_proto(request: Any) -> ProduceCall:
@@ -249,8 +245,8 @@ def produce_from_proto(request: Any) -> ProduceCall:
         producer = producer_from_proto(request.producer)
         if partition is None:
             raise InvalidRequest("an idempotent produce (producer) needs partition")
-        if producer.base_sequence + len(request.records) - 1 > INT32_MAX:
-            raise InvalidRequest(f"producer.base_sequence plus the record count exceeds {INT32_MAX}")
+        if producer.base_sequence + len(request.records) - 1 > limits.INT32_MAX:
+            raise InvalidRequest(f"producer.base_sequence plus the record count exceeds {limits.INT32_MAX}")
     return ProduceCall(
         topic=request.topic, records=records_from_proto(request.records),
         partition=partition, acks=acks_from_proto(request.acks), producer=producer)
@@ -314,12 +310,12 @@ def fetch_from_proto(request: Any) -> FetchCall:
     wait_ms = getattr(request, "wait_ms", 0)
     return FetchCall(
         topic=request.topic, partition=partition_index(request.partition),
-        offset=_at_least(request.offset, 0, "offset"),
-        max_records=min(_at_least(request.max_records, 1, "max_records"), MAX_RECORDS_PER_REQUEST)
+        offset=in_range(request.offset, limits.OFFSET, "offset"),
+        max_records=in_range(request.max_records, limits.MAX_RECORDS, "max_records")
         if request.HasField("max_records") else DEFAULT_MAX_RECORDS,
-        max_bytes=_at_least(request.max_bytes, 1, "max_bytes") if request.HasField("max_bytes")
+        max_bytes=in_range(request.max_bytes, limits.MAX_BYTES, "max_bytes") if request.HasField("max_bytes")
         else DEFAULT_MAX_BYTES,
-        raw_batches=request.raw_batches, wait_s=_at_least(wait_ms, 0, "wait_ms") / 1000)
+        raw_batches=request.raw_batches, wait_s=in_range(wait_ms, limits.WAIT_MS, "wait_ms") / 1000)
 
 
 def fetch_response_to_proto(call: FetchCall, result: FetchResult) -> tuple[Any, int]:

@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from goqueue.api.grpc.convert import invalid_model
+from goqueue import limits
+from goqueue.api.grpc.convert import in_range, invalid_model
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.config import OffsetReset
 from goqueue.errors import InvalidRequest
@@ -206,8 +207,7 @@ def subscription_from_proto(message: Any, max_credit: int) -> Subscription:
 
 def stream_credit(message: Any, max_credit: int, outstanding: int) -> int:
     """The credit a ConsumeStreamRequest grants, checked against the bound on credit outstanding."""
-    if message.credit < 0:
-        raise InvalidRequest(f"credit must be >= 0, got {message.credit}")
+    in_range(message.credit, limits.STREAM_CREDIT, "credit")
     if outstanding + message.credit > max_credit:
         raise InvalidRequest(f"at most {max_credit} records of credit may be outstanding on a stream")
     return int(message.credit)

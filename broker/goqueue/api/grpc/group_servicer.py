@@ -17,7 +17,9 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from goqueue import limits
 from goqueue.api.grpc import convert_groups as convert
+from goqueue.api.grpc.convert import in_range
 from goqueue.api.grpc.errors import translate_errors
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.consumers.router import GroupRouter
@@ -95,8 +97,7 @@ class GroupRpcs:
     @translate_errors
     async def Heartbeat(self, request: Any, context: Context) -> Any:  # noqa: N802
         group = convert.group_name(request)
-        if request.generation < 0:
-            raise InvalidRequest(f"generation must be >= 0, got {request.generation}")
+        in_range(request.generation, limits.GENERATION, "generation")
         response = await self._router().heartbeat(group, request.member_id, request.generation)
         return convert.heartbeat_response_to_proto(response)
 

@@ -26,6 +26,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from goqueue import limits
 from goqueue.api.grpc import convert
 from goqueue.api.grpc.errors import translate_errors
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
@@ -189,8 +190,8 @@ class GoQueueServicer(GroupRpcs):
     @translate_errors
     async def GetOffsets(self, request: Any, context: Context) -> Any:  # noqa: N802
         timestamp_ms = request.timestamp_ms if request.HasField("timestamp_ms") else None
-        if timestamp_ms is not None and timestamp_ms < 0:
-            raise InvalidRequest(f"timestamp_ms must be >= 0, got {timestamp_ms}")
+        if timestamp_ms is not None:
+            convert.in_range(timestamp_ms, limits.TIMESTAMP_MS, "timestamp_ms")
         offsets = await self.broker.partition_offsets_routed(request.topic, convert.partition_index(request.partition),
                                                 timestamp_ms)
         return convert.offsets_to_proto(offsets)
