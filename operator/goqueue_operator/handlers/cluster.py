@@ -34,6 +34,7 @@ from goqueue_operator.scaling.plan import scale_view_for
 from goqueue_operator.settings import OperatorSettings
 from goqueue_operator.status.cluster import ClusterOutcome, cluster_status
 from goqueue_operator.status.conditions import Condition, transitions
+from goqueue_operator.status.remedies import Subject, warning_message
 from goqueue_operator.views import ClusterView, SpecError
 
 CLUSTER = (GROUP, VERSION, "goqueueclusters")
@@ -133,10 +134,12 @@ async def _write_status(ctx: OperatorContext, cluster: ClusterView, about: Objec
     conditions = [Condition(c["type"], {"True": True, "False": False}.get(c["status"]), c["reason"], c["message"])
                   for c in status["conditions"]]
     for changed in transitions(conditions, cluster.record.conditions):
-        if changed.type in EVENTFUL_CONDITIONS:
-            warning = changed.type == "Degraded" and bool(changed.status)
-            await ctx.kube.emit_event(about, f"{changed.type}{changed.status_text}",
-                                      changed.message or changed.reason, warning=warning)
+        if changed.type == "Degraded" and changed.status:
+            # Ready=False while creating or rolling is expected, not a Warning; Degraded is the unexplained failure
+            await ctx.kube.emit_event(about, changed.reason, warning_message(
+                Subject(KIND, cluster.namespace, cluster.name), changed), warning=True)
+        elif changed.type in EVENTFUL_CONDITIONS:
+            await ctx.kube.emit_event(about, f"{changed.type}{changed.status_text}", changed.message or changed.reason)
 
 
 async def forget_cluster(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

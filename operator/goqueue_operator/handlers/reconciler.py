@@ -30,6 +30,7 @@ from goqueue_operator.kube import KubeError, NamespaceTerminating, ObjectRef
 from goqueue_operator.observed import PodFacts
 from goqueue_operator.resources import labels, ports
 from goqueue_operator.status.conditions import Condition, render_conditions, timestamp, transitions
+from goqueue_operator.status.remedies import Subject, is_failure, warning_message
 from goqueue_operator.views import ObjectMeta, SpecError
 
 JSON = dict[str, Any]
@@ -162,12 +163,15 @@ async def _write(ctx: OperatorContext, kind: ResourceKind[V], view: V, body: JSO
               "conditions": render_conditions(conditions, previous, generation=view.meta.generation, now=now)}
     if not status_unchanged(body.get("status") or {}, status, now):
         await ctx.kube.patch_status(kind.kind, view.meta.namespace, view.meta.name, status)
+    subject = Subject(kind.kind, view.meta.namespace, view.meta.name, view.cluster_name)
     for changed in transitions(conditions, previous):
         if changed.type == "Ready" and changed.status is True:
             continue  # the declare actions already said what happened
-        bad = changed.status is False if changed.type == "Ready" else changed.status is True and changed.warning
-        await ctx.kube.emit_event(about, f"{changed.type}{changed.status_text}", changed.message or changed.reason,
-                                  warning=bad)
+        if is_failure(changed):  # reason = the condition's reason, so `kubectl get events` says what is wrong
+            await ctx.kube.emit_event(about, changed.reason, warning_message(subject, changed), warning=True)
+        else:
+            await ctx.kube.emit_event(about, f"{changed.type}{changed.status_text}",
+                                      changed.message or changed.reason)
 
 
 SYNC_REFRESH_S = 60.0  # lastSyncTime alone is rewritten at most this often: a drift check that finds nothing
@@ -208,9 +212,13 @@ async def _reconcile(ctx: OperatorContext, kind: ResourceKind[V], body: JSON, in
         view = kind.parse(body)
     except SpecError as exc:
         meta = ObjectMeta.from_body(body)
+        invalid = Condition("Ready", False, "InvalidSpec", str(exc))
+        previous = kind.previous_conditions(body)
         await ctx.kube.patch_status(kind.kind, meta.namespace, meta.name, {"conditions": render_conditions(
-            [Condition("Ready", False, "InvalidSpec", str(exc))], kind.previous_conditions(body),
-            generation=meta.generation, now=now)})
+            [invalid], previous, generation=meta.generation, now=now)})
+        if transitions([invalid], previous):
+            await ctx.kube.emit_event(about, invalid.reason, warning_message(
+                Subject(kind.kind, meta.namespace, meta.name), invalid), warning=True)
         raise kopf.PermanentError(f"invalid {kind.kind}: {exc}") from exc
     owner = find_conflict(view, index.get(index_key(view), []))
     conflict = Condition("Conflict", owner is not None, "DeclaredElsewhere" if owner else "NoConflict",

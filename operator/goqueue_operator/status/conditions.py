@@ -53,13 +53,14 @@ def render_conditions(conditions: Iterable[Condition], previous: Sequence[Mappin
 
 
 def transitions(conditions: Iterable[Condition], previous: Sequence[Mapping[str, Any]]) -> list[Condition]:
-    """Conditions whose status or reason differs from the previous status (new ones count when True)."""
+    """Conditions whose status or reason differs from the previous status. New ones count when True, and a new
+    Ready that is False (a resource that fails from its first reconcile must say so in an Event too)."""
     before = {c.get("type"): c for c in previous}
     changed = []
     for condition in conditions:
         old = before.get(condition.type)
         if old is None:
-            if condition.status:
+            if condition.status or (condition.type == "Ready" and condition.status is False):
                 changed.append(condition)
         elif old.get("status") != condition.status_text or old.get("reason") != condition.reason:
             changed.append(condition)

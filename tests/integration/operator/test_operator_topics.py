@@ -8,7 +8,17 @@ import json
 import pytest
 from conftest import RunningCluster, delete_namespace
 from kubernetes import client as k8s
-from operator_kube import apply, cluster_manifest, condition, event_reasons, get, topic_manifest, wait_condition
+from operator_kube import (
+    apply,
+    cluster_manifest,
+    condition,
+    event_reasons,
+    events,
+    get,
+    topic_manifest,
+    wait_condition,
+    wait_events,
+)
 from operator_process import OperatorProcess
 
 from goqueue.errors import TopicNotFound
@@ -126,6 +136,26 @@ def test_two_resources_naming_one_topic_the_newer_is_in_conflict(
     assert describe(goqueue_cluster, "Shared_Topic") is not None, "the newer resource deleted the older one's topic"
 
 
+def assert_warning(kubectl: Kubectl, ns: str, name: str, reason: str, fix: str) -> None:
+    """One Warning Event with the condition's reason, naming the resource and saying how to fix it — what
+    `kubectl get events` shows a user first."""
+    wait_events(kubectl, ns, name, reason)
+    (event,) = [e for e in events(kubectl, ns, name) if e["reason"] == reason]
+    assert event["type"] == "Warning", event
+    assert event["message"].startswith(f"GoQueueTopic {ns}/{name}: "), event["message"]
+    assert fix in event["message"], event["message"]
+
+
+def test_a_topic_the_brokers_refuse_says_so_in_a_warning_event(
+    operator: OperatorProcess, kubectl: Kubectl, goqueue_cluster: RunningCluster,
+) -> None:
+    ns = goqueue_cluster.namespace
+    apply(kubectl, ns, topic_manifest("too-wide", replicationFactor=5))
+    refused = wait_condition(kubectl, ns, "goqueuetopic", "too-wide", "Ready", READY_S, status="False")
+    assert condition(refused, "Ready")["reason"] == "RejectedByBroker"
+    assert_warning(kubectl, ns, "too-wide", "RejectedByBroker", "Fix: correct the spec (kubectl edit goqueuetopic/")
+
+
 def test_a_topic_of_a_missing_cluster_waits_and_deletes_without_wedging(
     operator: OperatorProcess, kubectl: Kubectl, goqueue_cluster: RunningCluster,
 ) -> None:
@@ -133,6 +163,7 @@ def test_a_topic_of_a_missing_cluster_waits_and_deletes_without_wedging(
     apply(kubectl, ns, topic_manifest("orphan", cluster="nowhere", deletionPolicy="Delete"))
     waiting = wait_condition(kubectl, ns, "goqueuetopic", "orphan", "Ready", READY_S, status="False")
     assert condition(waiting, "Ready")["reason"] == "ClusterNotFound"
+    assert_warning(kubectl, ns, "orphan", "ClusterNotFound", "Fix: create GoQueueCluster nowhere in namespace")
     kubectl("delete", "goqueuetopic", "orphan", "-n", ns, "--wait=false")
     wait_until(lambda: gone(kubectl, goqueue_cluster, "goqueuetopic", "orphan"), 30,
                message="the finalizer is released when the cluster does not exist")

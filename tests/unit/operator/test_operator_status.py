@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,10 @@ from goqueue_operator.roller.plan import RollStep, StepKind
 from goqueue_operator.scaling.plan import ScaleKind, ScaleStep
 from goqueue_operator.status.cluster import ClusterOutcome, cluster_status
 from goqueue_operator.status.conditions import Condition, render_conditions, transitions
+from goqueue_operator.status.remedies import Subject, is_failure, remedy, warning_message
 from goqueue_operator.views import ClusterView
+
+OPERATOR = Path(__file__).resolve().parents[3] / "operator" / "goqueue_operator"
 
 pytestmark = pytest.mark.unit
 
@@ -144,3 +149,41 @@ def test_transitions_name_changed_conditions_only() -> None:
     changed = transitions([Condition("Ready", True, "A"), Condition("Degraded", True, "Down"),
                            Condition("Paused", False, "NotPaused")], previous)
     assert [c.type for c in changed] == ["Degraded"]
+
+
+def test_a_resource_failing_from_its_first_reconcile_is_a_transition() -> None:
+    """A new Ready=False counts (else a topic refused at creation never shows in `kubectl get events`); other new
+    False conditions do not."""
+    changed = transitions([Condition("Ready", False, "ClusterNotFound"), Condition("Conflict", False, "NoConflict")],
+                          [])
+    assert [(c.type, c.reason) for c in changed] == [("Ready", "ClusterNotFound")]
+
+
+READY_FALSE_REASONS = ("ClusterNotFound", "ClusterDeleting", "ClusterNotReady", "RejectedByBroker",
+                       "BrokerApiMissing", "BrokerError", "Conflict", "CannotReconcile", "InvalidSpec")
+
+
+@pytest.mark.parametrize("reason", READY_FALSE_REASONS)
+def test_every_failure_reason_has_a_fix_naming_the_resource(reason: str) -> None:
+    subject = Subject("GoQueueTopic", "apps", "orders", "main")
+    bad = Condition("Ready", False, reason, "what the broker said")
+    message = warning_message(subject, bad)
+    assert message.startswith("GoQueueTopic apps/orders: what the broker said. Fix: "), message
+    assert len(remedy(subject, bad)) > 20
+    assert is_failure(bad)
+
+
+def test_the_operator_sets_no_ready_false_reason_without_a_fix() -> None:
+    """Every Ready=False reason written in the handlers is one the remedies know (a new reason needs its fix)."""
+    source = "\n".join(p.read_text() for p in (OPERATOR / "handlers").glob("*.py"))
+    written = set(re.findall(r'Condition\("Ready", False, "(\w+)"', source))
+    written |= set(re.findall(r'BrokerTarget\(None, "(\w+)"', source))
+    assert written, "the scan found no reasons: the pattern is stale"
+    assert written <= set(READY_FALSE_REASONS), written - set(READY_FALSE_REASONS)
+
+
+def test_only_failures_are_warnings() -> None:
+    assert not is_failure(Condition("Ready", True, "Synced"))
+    assert is_failure(Condition("Degraded", True, "BrokersNotReady", warning=True))
+    assert not is_failure(Condition("Paused", True, "PausedByAnnotation"))
+    assert remedy(Subject("GoQueueCluster", "ns", "c"), Condition("Paused", True, "PausedByAnnotation")) == ""

@@ -1,0 +1,67 @@
+"""What a user should do about a condition that went bad: the text of its Warning Event.
+
+A condition tells *what* is wrong; `kubectl get events` is where people look first, so each bad transition also
+becomes a Warning Event whose reason is the condition's reason (`ClusterNotFound`, `RejectedByBroker` …, not a
+generic `ReadyFalse`) and whose message names the resource, says what happened and what fixes it — in the words
+of the commands the user would type. Pure text: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from goqueue_operator.status.conditions import Condition
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The resource the Event is about, and the cluster it names (None for a GoQueueCluster itself)."""
+
+    kind: str
+    namespace: str
+    name: str
+    cluster: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind.lower()}/{self.name} -n {self.namespace}"
+
+
+def remedy(subject: Subject, condition: Condition) -> str:
+    """The fix for `condition` on `subject`; empty when the operator fixes it by itself."""
+    cluster, ns, ref = subject.cluster, subject.namespace, subject.ref
+    fixes = {
+        "ClusterNotFound": f"create GoQueueCluster {cluster} in namespace {ns}, or set spec.clusterRef.name to an "
+                           f"existing cluster (kubectl get goqueueclusters -n {ns})",
+        "ClusterDeleting": f"GoQueueCluster {cluster} is being deleted; point spec.clusterRef.name at another cluster "
+                           f"or delete this resource",
+        "ClusterNotReady": f"no broker of {cluster} is Ready yet; see kubectl get goqueuecluster/{cluster} -n {ns} "
+                           f"and its Events (retried until it is)",
+        "RejectedByBroker": f"correct the spec (kubectl edit {ref}); the broker said what it refuses",
+        "BrokerApiMissing": f"the brokers of {cluster} are older than this operator; raise spec.version of "
+                            f"GoQueueCluster {cluster}",
+        "BrokerError": f"retried automatically; if it persists, check the brokers (kubectl get pods -n {ns} "
+                       f"-l app.kubernetes.io/instance={cluster}) and their logs",
+        "Conflict": f"delete one of the two resources (kubectl delete {ref}), or give this one another name on the "
+                    f"brokers",
+        "CannotReconcile": f"the broker's object cannot be changed in place to match the spec; restore the spec "
+                           f"(kubectl edit {ref}) or recreate the object",
+        "InvalidSpec": f"correct the spec (kubectl edit {ref}); the message says which field",
+        "BrokersNotReady": f"see kubectl get pods -n {ns} -l app.kubernetes.io/instance={subject.name} and "
+                           f"kubectl describe of the pods that are not Ready",
+    }
+    return fixes.get(condition.reason, "")
+
+
+def warning_message(subject: Subject, condition: Condition) -> str:
+    """`<kind> <ns>/<name>: <what happened>. Fix: <what to do>` (the fix left out when there is none)."""
+    what = condition.message or condition.reason
+    fix = remedy(subject, condition)
+    return f"{subject.kind} {subject.namespace}/{subject.name}: {what}" + (f". Fix: {fix}" if fix else "")
+
+
+def is_failure(condition: Condition) -> bool:
+    """A transition worth a Warning: Ready going False, or a problem condition (`warning`) going True."""
+    if condition.type == "Ready":
+        return condition.status is False
+    return condition.status is True and condition.warning
