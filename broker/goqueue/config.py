@@ -161,12 +161,52 @@ class LimitsSection(_Section):
     max_message_bytes: Size = Field(
         1 * 2**20, alias="maxMessageBytes", ge=1, description="Default largest record (key + value + headers).")
     max_request_bytes: Size = Field(
-        64 * 2**20, alias="maxRequestBytes", ge=1024, description="Largest produce request body.")
+        64 * 2**20, alias="maxRequestBytes", ge=1024, description="Largest binary request: an HTTP record batch "
+        "body or a gRPC message. Refused (REQUEST_TOO_LARGE, 413) from Content-Length or while it streams in, "
+        "before it is parsed; a batch is checked by CRC only, with no per-record work.")
+    max_json_request_bytes: Size = Field(
+        4 * 2**20, alias="maxJsonRequestBytes", ge=1024, description="Largest JSON request body (every route but "
+        "the binary batch one), checked the same way. Lower than maxRequestBytes because parsing JSON holds the "
+        "event loop: 4 MiB parses in ~0.1 s, and fits one largest record (1 MiB) in base64.")
+    max_records_per_request: int = Field(
+        10_000, alias="maxRecordsPerRequest", ge=1, le=100_000, description="Records in one JSON or gRPC produce, "
+        "checked before the records are validated: validating costs ~8 µs per record on the event loop, so "
+        "10,000 keep one request under ~0.1 s; at most 100,000, the API's own bound.")
     max_fetch_bytes: Size = Field(
         8 * 2**20, alias="maxFetchBytes", ge=1024, description="Upper bound of one fetch response.")
     max_wait_s: Duration = Field(30.0, alias="maxWait", description="Longest long-poll a fetch may ask for.")
     max_partitions: int = Field(
         10000, alias="maxPartitions", ge=1, description="Partitions per broker (open files are bounded by it).")
+    max_http_connections: int = Field(
+        10_000, alias="maxHttpConnections", ge=1, description="Open connections on broker.port. Beyond it a "
+        "connection is served only for /healthz, /readyz and /metrics (see probeConnections), everything else "
+        "answers OVERLOADED and is closed: probes keep working while clients hold every slot.")
+    probe_connections: int = Field(
+        64, alias="probeConnections", ge=1, description="Connections beyond maxHttpConnections kept for the "
+        "health and metrics paths (kubelet probes, Prometheus); past both, a connection is closed at once.")
+    max_grpc_connections: int = Field(
+        10_000, alias="maxGrpcConnections", ge=1, description="Open connections on broker.grpcPort "
+        "(grpc.max_allowed_incoming_connections): further connections are refused by gRPC itself.")
+    max_raft_connections: int = Field(
+        64, alias="maxRaftConnections", ge=2, description="Open connections on broker.raftPort, peers included "
+        "(two per peer at most); a connection beyond it is closed at once.")
+    header_timeout_s: Duration = Field(
+        10.0, alias="headerTimeout", description="A new connection must complete its first request headers (HTTP), "
+        "its handshake (gRPC) or its first Raft message within this; slow or silent ones are closed.")
+    http_idle_timeout_s: Duration = Field(
+        5.0, alias="httpIdleTimeout", description="An HTTP keep-alive connection idle this long after a response "
+        "is closed (uvicorn's timeout_keep_alive; clients reconnect transparently).")
+    grpc_idle_timeout_s: Duration = Field(
+        300.0, alias="grpcIdleTimeout", description="A gRPC connection with no call for this long is closed "
+        "(grpc.max_connection_idle_ms); channels reconnect on the next call. Dead peers are found sooner by "
+        "keepalive pings every 60 s.")
+    max_header_bytes: Size = Field(
+        64 * 1024, alias="maxHeaderBytes", ge=4096, description="Largest HTTP request head (request line and "
+        "headers) and gRPC metadata.")
+    raft_max_frame_bytes: Size = Field(
+        64 * 2**20, alias="raftMaxFrameBytes", ge=65536, description="Largest message a Raft peer may send; a "
+        "connection announcing more is closed before the frame is buffered. Before a connection has identified "
+        "itself as a peer, its frames are capped at 64 KiB.")
 
 
 class ClusterSection(_Section):

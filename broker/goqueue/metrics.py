@@ -85,6 +85,13 @@ class BrokerMetrics:
         self.isr_changes = Counter(
             "goqueue_isr_changes", "In-sync replica set changes proposed by partition leaders.", ["direction"],
             registry=r)
+        self.limit_refusals = Counter(
+            "goqueue_limit_refusals", "Connections, requests and Raft frames refused or closed by a resource limit "
+            "(limits.*): limit is connections, request_bytes, records, header_timeout or frame_bytes.",
+            ["port", "limit"], registry=r)
+        self.open_connections = Gauge(
+            "goqueue_open_connections", "Open connections per port (http, raft; gRPC's are not observable from "
+            "Python).", ["port"], registry=r)
         self.latency_window = LatencyWindow()
         Gauge("goqueue_message_latency_p99", "p99 produce latency in seconds over the last 60 s.",
               registry=r).set_function(self.latency_window.p99)

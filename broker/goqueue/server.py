@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Generator
@@ -17,11 +18,14 @@ import uvicorn
 
 from goqueue.api.grpc.server import GrpcServer
 from goqueue.api.http.app import create_app
+from goqueue.api.http.connection_limits import guarded_protocol
 from goqueue.broker import Broker
 from goqueue.config import Settings
 from goqueue.consumers.coordinator import GroupCoordinator
 from goqueue.consumers.router import GroupRouter
 from goqueue.metrics import BrokerMetrics, ConsumerMetrics
+from goqueue.replication.raft import RaftMetadata
+from goqueue.replication.raft_transport import TransportLimits
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +43,34 @@ class BrokerServer:
         self.settings = settings
         self.metrics = BrokerMetrics()
         self.broker = Broker(settings, self.metrics)
+        limits = settings.limits
+        refusals = self.metrics.limit_refusals
+        self.broker.cluster.metadata_factory = functools.partial(RaftMetadata, transport_limits=TransportLimits(
+            max_connections=limits.max_raft_connections, max_frame_bytes=limits.raft_max_frame_bytes,
+            first_message_timeout_s=limits.header_timeout_s,
+            on_refused=lambda limit: refusals.labels("raft", limit).inc()))
         self.coordinator = GroupCoordinator(self.broker, settings.consumers, ConsumerMetrics(self.metrics.registry))
         self.groups = GroupRouter(self.broker, self.coordinator)  # HTTP and gRPC reach groups only through it
         self.app = create_app(self.broker, self.groups)
         config = uvicorn.Config(
             self.app, host=settings.broker.host, port=settings.broker.port, log_config=None,
             access_log=False, timeout_graceful_shutdown=int(settings.broker.shutdown_grace_s) or None,
-            limit_concurrency=10_000, backlog=2048)
+            # Connections are bounded by the protocol (limits.maxHttpConnections, probes kept), not by uvicorn's
+            # limit_concurrency, which answers 503 to the probes too.
+            http=guarded_protocol(limits, lambda limit: refusals.labels("http", limit).inc()),
+            limit_concurrency=None, backlog=2048,
+            timeout_keep_alive=max(1, round(limits.http_idle_timeout_s)),
+            h11_max_incomplete_event_size=limits.max_header_bytes)
         self.http = _UvicornServer(config)
+        self.metrics.open_connections.labels("http").set_function(lambda: len(self.http.server_state.connections))
+        self.metrics.open_connections.labels("raft").set_function(self._raft_connections)
         self.grpc = GrpcServer(self.broker, settings, self.groups) if settings.broker.grpc_port else None
         self._stop = asyncio.Event()
         self._http_task: asyncio.Task[None] | None = None
+
+    def _raft_connections(self) -> int:
+        count = getattr(self.broker.cluster.raft, "open_connections", None)  # None before Raft started
+        return int(count()) if count is not None else 0
 
     async def start(self) -> None:
         self._http_task = asyncio.create_task(self.http.serve(), name="http")

@@ -36,6 +36,7 @@ from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from goqueue.errors import DiskFull, NotReady, Timeout
 from goqueue.replication.metadata import Command, MetadataConflict, State, apply_command, empty_state
 from goqueue.replication.raft_journal import JournalFull, RaftJournal
+from goqueue.replication.raft_transport import TransportLimits, guarded_transport
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,12 @@ class MetadataGroup(Protocol):
     def leader_address(self) -> str | None: ...
 
     def is_leader(self) -> bool: ...
+
+    def open_connections(self) -> int:
+        """Connections on the Raft port now (goqueue_open_connections{port="raft"})."""
+        transport = getattr(self, "_SyncObj__transport", None)
+        count = getattr(transport, "open_connections", None)
+        return int(count()) if count is not None else 0
 
     def connected_partners(self) -> set[str]: ...
 
@@ -100,7 +107,10 @@ logging.getLogger("pysyncobj.syncobj").addFilter(_QuietJournalFull())
 
 class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type information
     def __init__(self, self_address: str, partners: list[str], wal_dir: Path, password: str | None,
-                 on_applied: Callable[[Command, Any], None] | None = None, bind_address: str | None = None) -> None:
+                 on_applied: Callable[[Command, Any], None] | None = None, bind_address: str | None = None,
+                 *, transport_limits: TransportLimits | None = None) -> None:
+        """`transport_limits` bound the Raft port (connections, frames, first-message deadline); the broker always
+        passes them (BrokerServer), PySyncObj's unbounded transport is used only without."""
         wal_dir.mkdir(parents=True, exist_ok=True)
         journal_file = str(wal_dir / "raft.journal")
         self._journal = RaftJournal(Path(journal_file))
@@ -122,7 +132,10 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
         # Attributes set before SyncObj.__init__ are PySyncObj "properties": never serialized into its dump. The
         # metadata itself is created lazily in `_apply`/`state`, after it, so snapshots and dumps carry it.
         self._on_applied = on_applied
-        super().__init__(self_address, partners, conf)
+        if transport_limits is None:
+            super().__init__(self_address, partners, conf)
+        else:
+            super().__init__(self_address, partners, conf, transportClass=guarded_transport(transport_limits))
 
     @property
     def state(self) -> State:
@@ -200,6 +213,12 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
     def is_ready(self) -> bool:
         """Caught up with a leader: the metadata here is current enough to act on."""
         return bool(self.isReady())
+
+    def open_connections(self) -> int:
+        """Connections on the Raft port now (goqueue_open_connections{port="raft"})."""
+        transport = getattr(self, "_SyncObj__transport", None)
+        count = getattr(transport, "open_connections", None)
+        return int(count()) if count is not None else 0
 
     def connected_partners(self) -> set[str]:
         status = self.status()

@@ -112,6 +112,7 @@ grace period when not set (the broker must finish draining before the kubelet's 
 {{- range $key, $value := $keys -}}
 {{- if kindIs "invalid" $value -}}{{- $_ := unset $keys $key -}}{{- end -}}
 {{- end -}}
+{{- if not $keys -}}{{- $_ := unset $config $section -}}{{- end -}}{{- /* a section of nulls only: all defaults */ -}}
 {{- end -}}
 {{- if not (hasKey $config.broker "shutdownGrace") -}}
 {{- $_ := set $config.broker "shutdownGrace" (printf "%ds" (max 5 (sub (int .Values.terminationGracePeriodSeconds) 10))) -}}

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from goqueue import __version__
 from goqueue.api.http.errors import install_error_handlers
+from goqueue.api.http.request_limits import RequestLimits
 from goqueue.api.http.routes import (
     admin,
     admin_consumers,
@@ -55,4 +56,8 @@ def create_app(broker: Broker, group_router: GroupRouter | None = None) -> FastA
     for module in (health, topics, records, admin, groups, admin_consumers, cluster, cluster_admin, replica):
         app.include_router(module.router)
     app.add_middleware(MarkForwarded)
+    # Added last, so outermost: an oversized body is refused before any other layer touches it.
+    refusals = broker.metrics.limit_refusals
+    app.add_middleware(RequestLimits, limits=broker.settings.limits,
+                       on_refused=lambda limit: refusals.labels("http", limit).inc())
     return app

@@ -1,0 +1,95 @@
+"""Connection limits on the HTTP port: a uvicorn h11 protocol that bounds open connections and slow request heads.
+
+uvicorn alone answers 503 to *every* request once `limit_concurrency` connections are open — /readyz included, so
+10,000 idle clients made the kubelet restart a healthy broker — and it closes no connection that never sends a
+request. This protocol instead:
+
+* counts open connections (`goqueue_open_connections{port="http"}`);
+* past `limits.maxHttpConnections`, serves a connection only for the probe paths (/healthz, /readyz, /metrics), up
+  to `limits.probeConnections` more (PostgreSQL's reserved connections); any other request on it answers OVERLOADED
+  (503) and the connection is closed. Past both, a new connection is closed before it is read;
+* closes a connection whose first request head is not complete within `limits.headerTimeout` (slowloris, silent
+  sockets). Later requests on a keep-alive connection are bounded by uvicorn's keep-alive timer
+  (`limits.httpIdleTimeout`), which runs until the next request head is complete; heads are at most
+  `limits.maxHeaderBytes` (h11's incomplete-event limit).
+
+Everything here runs on the event loop, per connection; nothing blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
+
+from goqueue.config import LimitsSection
+from goqueue.errors import Overloaded
+
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class ProbesOnly:
+    """The application a connection over the limit gets: probe paths pass, everything else is refused."""
+
+    def __init__(self, app: Any, on_refused: Callable[[], None]) -> None:
+        self.app = app
+        self.on_refused = on_refused
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in PROBE_PATHS:
+            await self.app(scope, receive, send)
+            return
+        self.on_refused()
+        error = Overloaded("too many open connections on this port (limits.maxHttpConnections): retry later")
+        payload = json.dumps(error.to_body()).encode()
+        await send({"type": "http.response.start", "status": error.http_status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+            (b"connection", b"close"), (b"retry-after", b"1")]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None]) -> type[H11Protocol]:
+    """The protocol class for `uvicorn.Config(http=...)`, bound to these limits; `on_refused(limit)` counts
+    goqueue_limit_refusals_total{port="http"}."""
+
+    class GuardedH11Protocol(H11Protocol):
+        def __init__(self, config: Config, server_state: ServerState,
+                     app_state: dict[str, Any], _loop: asyncio.AbstractEventLoop | None = None) -> None:
+            super().__init__(config, server_state, app_state, _loop)
+            self._head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            open_now = len(self.connections)
+            if open_now > limits.max_http_connections + limits.probe_connections:
+                on_refused("connections")
+                transport.abort()  # connection_lost follows and forgets it
+                return
+            if open_now > limits.max_http_connections:
+                self.app = ProbesOnly(self.app, lambda: on_refused("connections"))
+            self._head_timer = self.loop.call_later(limits.header_timeout_s, self._head_too_slow)
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self._head_timer is not None and self.cycle is not None:  # the first request head is complete
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            super().connection_lost(exc)
+
+        def _head_too_slow(self) -> None:
+            self._head_timer = None
+            if self.cycle is None and not self.transport.is_closing():
+                on_refused("header_timeout")
+                self.transport.close()
+
+    return GuardedH11Protocol
