@@ -299,3 +299,29 @@ def test_restarting_a_broker_must_leave_a_metadata_majority() -> None:
     assert restart_would_break(state, 0, {}, quorum_alive=4, quorum_size=5) == []
     assert restart_would_break(state, 0, {}, quorum_alive=3, quorum_size=5) == [
         "metadata quorum: 3/5 brokers up, restarting one loses quorum"]
+
+
+def test_a_broker_back_on_another_volume_leaves_the_isr_of_every_partition_it_is_in() -> None:
+    state = empty_state()
+    apply_command(state, topic_command("a", {0: [2], 1: [0, 1], 2: [1, 0], 3: [0, 2]}))
+    apply_command(state, {"op": "elect_leader", "topic": "a", "partition": 2, "expected_epoch": 0,
+                          "leader": 1, "isr": [1, 0]})
+    apply_command(state, {"op": "elect_leader", "topic": "a", "partition": 2, "expected_epoch": 1,
+                          "leader": 0, "isr": [0, 1]})
+
+    stranded = apply_command(state, {"op": "replace_storage", "broker": 0, "directory_id": "new"})
+
+    partitions = state["topics"]["a"]["partition_state"]
+    assert stranded == []
+    assert partitions[0] == {"replicas": [2], "leader": 2, "leader_epoch": 0, "isr": [2], "version": 0}
+    assert partitions[1] == {"replicas": [0, 1], "leader": 1, "leader_epoch": 1, "isr": [1], "version": 1}
+    assert partitions[2] == {"replicas": [1, 0], "leader": 1, "leader_epoch": 3, "isr": [1], "version": 3}
+    assert partitions[3] == {"replicas": [0, 2], "leader": 2, "leader_epoch": 1, "isr": [2], "version": 1}
+
+
+def test_a_stranded_sole_replica_does_not_stop_the_others_leaving() -> None:
+    state = empty_state()
+    apply_command(state, topic_command("a", {0: [0], 1: [1, 0]}))
+    stranded = apply_command(state, {"op": "replace_storage", "broker": 0, "directory_id": "new"})
+    assert stranded == ["a/0"]
+    assert state["topics"]["a"]["partition_state"][1]["isr"] == [1]

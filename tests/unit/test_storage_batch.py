@@ -126,3 +126,39 @@ def test_rows_rebuilt_with_the_original_last_offset_delta_span_the_same_offsets(
 
     assert batches.validate_batch(rebuilt).next_offset == header.next_offset
     assert [(r.offset, r.value) for r in batches.decode_records(rebuilt)] == [(50, b"1")]
+
+
+def _fetched(*batch_values: list[bytes], gap_after: int = 0) -> bytes:
+    """Whole stamped batches back to back as a fetch returns them; the last one spans `gap_after` more offsets
+    than it holds records (what compaction leaves when it removes a batch's last records)."""
+    data, base = bytearray(), 0
+    for n, values in enumerate(batch_values):
+        rows = [(i, 0, None, value, []) for i, value in enumerate(values)]
+        last_delta = len(values) - 1 + (gap_after if n == len(batch_values) - 1 else 0)
+        batch = batches.build_batch_from_rows(rows, 1_000, 1_000, last_offset_delta=last_delta)
+        batches.stamp(batch, base, 0)
+        data += batch
+        base += last_delta + 1
+    return bytes(data)
+
+
+FETCHED = _fetched([b"r0", b"r1", b"r2"], [b"r3", b"r4", b"r5"], gap_after=2)  # offsets 0-5, then 6 and 7 gone
+
+
+@pytest.mark.parametrize(("offset", "max_records", "values", "next_offset"), [
+    (0, 100, [b"r0", b"r1", b"r2", b"r3", b"r4", b"r5"], 8),  # the gap at the end is stepped over, not re-fetched
+    (1, 100, [b"r1", b"r2", b"r3", b"r4", b"r5"], 8),  # the first batch starts before the offset asked for
+    (4, 100, [b"r4", b"r5"], 8),
+    (0, 3, [b"r0", b"r1", b"r2"], 3),  # exactly one whole batch
+    (0, 4, [b"r0", b"r1", b"r2", b"r3"], 4),  # the next fetch resumes inside the second batch
+    (1, 1, [b"r1"], 2),
+])
+def test_records_from_a_fetch_start_at_the_offset_and_say_where_to_continue(
+        offset: int, max_records: int, values: list[bytes], next_offset: int) -> None:
+    records, continue_at = batches.records_from(FETCHED, offset, max_records)
+    assert ([r.value for r in records], continue_at) == (values, next_offset)
+    assert [r.offset for r in records] == list(range(offset, offset + len(values)))
+
+
+def test_an_empty_fetch_continues_where_it_was_asked() -> None:
+    assert batches.records_from(b"", 7, 10) == ([], 7)

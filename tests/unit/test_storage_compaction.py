@@ -142,3 +142,74 @@ def test_idempotent_producer_state_survives_compaction(logs: LogKit, clock: Fake
     assert (retry.duplicate, retry.base_offset, retry.last_offset) == (True, first.base_offset, first.last_offset)
     assert reopened.segments[0].next_offset == 2
     assert [(r.offset, r.value) for r in logs.records(reopened)] == [(0, b"j1"), (2, b"k2")]
+
+
+def test_records_in_the_middle_of_a_batch_are_judged_at_their_own_offsets(logs: LogKit, clock: FakeClock) -> None:
+    plog = logs.open(segment_bytes=10**6)
+    plog.append(batches.build_batch([(b"a", b"a1", []), (b"b", b"b1", []), (b"a", b"a2", [])], clock.ms), 0)
+    plog.append(batches.build_batch([(b"c", b"c1", []), (b"b", b"b2", [])], clock.ms), 0)
+    plog.roll()
+    logs.publish(plog)
+
+    result = compact_log(plog, clock(), tombstone_retention_s=DAY)
+
+    assert _state(logs, plog) == [(2, b"a", b"a2"), (3, b"c", b"c1"), (4, b"b", b"b2")]
+    assert result.records_removed == 2
+
+
+def test_a_segment_with_nothing_to_remove_does_not_stop_compaction_of_the_next(
+        logs: LogKit, clock: FakeClock) -> None:
+    plog = _keyed(logs, [(b"a", b"a1"), (b"b", b"b1"), (b"c", b"c1"), (b"d", b"d1"),
+                         (b"e", b"e1"), (b"e", b"e2"), (b"f", b"f1"), (b"f", b"f2"), (b"g", b"g1")])
+    sizes = [s.size for s in plog.segments[:2]]
+
+    result = compact_log(plog, clock(), tombstone_retention_s=DAY)
+
+    assert [v for _, _, v in _state(logs, plog)] == [b"a1", b"b1", b"c1", b"d1", b"e2", b"f2", b"g1"]
+    assert (result.segments_rewritten, result.records_removed) == (1, 2)
+    assert (result.bytes_before, result.bytes_after) == (sizes[1], plog.segments[1].size)
+
+
+def test_the_byte_counts_add_up_over_every_rewritten_segment(logs: LogKit, clock: FakeClock) -> None:
+    plog = _keyed(logs, HISTORY)
+    before = sum(s.size for s in plog.segments[:2])
+
+    result = compact_log(plog, clock(), tombstone_retention_s=DAY)
+
+    assert (result.segments_rewritten, result.bytes_before) == (2, before)
+    assert result.bytes_after == sum(s.size for s in plog.segments[:2])
+
+
+def test_nothing_is_compacted_while_every_closed_segment_is_above_the_high_watermark(
+        logs: LogKit, clock: FakeClock) -> None:
+    plog = _keyed(logs, HISTORY[:8])
+    plog.high_watermark = 3
+
+    result = compact_log(plog, clock(), tombstone_retention_s=DAY)
+
+    assert (result.segments_rewritten, result.records_removed) == (0, 0)
+
+
+def test_a_tombstone_exactly_as_old_as_its_retention_is_kept(logs: LogKit, clock: FakeClock) -> None:
+    plog = _keyed(logs, [(b"a", b"a1"), (b"a", None), (b"b", b"b1"), (b"c", b"c1"), (b"z", b"z1")])
+    tombstone_ms = batches.read_header(plog.read(1, 1)).max_timestamp_ms
+
+    compact_log(plog, tombstone_ms / 1000 + DAY, tombstone_retention_s=DAY)
+    assert (1, b"a", None) in _state(logs, plog)
+
+    compact_log(plog, tombstone_ms / 1000 + DAY + 0.001, tombstone_retention_s=DAY)
+    assert (1, b"a", None) not in _state(logs, plog)
+
+
+def test_a_rewritten_batch_keeps_its_attributes(logs: LogKit, clock: FakeClock) -> None:
+    plog = logs.open(segment_bytes=10**6)
+    rows = [(0, 0, b"a", b"a1", []), (1, 0, b"b", b"b1", [])]
+    plog.append(batches.build_batch_from_rows(rows, clock.ms, clock.ms, attributes=batches.CONTROL_FLAG), 0)
+    logs.append(plog, [b"a2"], key=b"a")
+    plog.roll()
+    logs.publish(plog)
+
+    compact_log(plog, clock(), tombstone_retention_s=DAY)
+
+    first = plog.batch_headers()[0]
+    assert (first.record_count, batches.is_control(first)) == (1, True)

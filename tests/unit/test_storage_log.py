@@ -8,6 +8,7 @@ import pytest
 
 from goqueue.errors import OffsetOutOfRange
 from goqueue.storage import batch as batches
+from goqueue.storage.log import PartitionLog
 
 if TYPE_CHECKING:
     from conftest import FakeClock, LogKit
@@ -256,3 +257,56 @@ def test_a_missing_checkpoint_exposes_nothing_until_the_owner_publishes(logs: Lo
     assert (reopened.high_watermark, reopened.log_end_offset) == (0, 2)
     logs.publish(reopened)
     assert logs.values(reopened) == [b"a", b"b"]
+
+
+def _stamped_log(logs: LogKit) -> PartitionLog:
+    """Offsets 0-2 in a closed segment, 3-6 in the active one, each record a second newer than the one before."""
+    plog = logs.open(segment_bytes=10**6)
+    for i in range(7):
+        logs.append(plog, [b"v%d" % i], timestamp_ms=1_000 * (i + 1))
+        if i == 2:
+            plog.roll()
+    logs.publish(plog)
+    return plog
+
+
+def test_offset_for_timestamp_inside_a_later_segment(logs: LogKit) -> None:
+    plog = _stamped_log(logs)
+    assert [plog.offset_for_timestamp(1_000 * (i + 1)) for i in range(7)] == list(range(7))
+
+
+def test_a_truncation_forgets_the_timestamps_of_what_it_removed(logs: LogKit) -> None:
+    plog = _stamped_log(logs)
+
+    plog.truncate_to(5)
+
+    assert plog.offset_for_timestamp(5_000) == 4
+    assert plog.offset_for_timestamp(6_000) == plog.log_end_offset == 5
+    assert plog.offset_for_timestamp(7_000) == 5
+
+
+def test_a_segment_truncated_to_nothing_ages_from_its_next_record(logs: LogKit, clock: FakeClock) -> None:
+    plog = logs.open(segment_bytes=10**6, segment_age_s=60)
+    logs.append(plog, [b"removed"])
+    plog.truncate_to(0)
+    clock.advance(61)
+
+    logs.append(plog, [b"first"])
+    logs.append(plog, [b"second"])
+
+    assert [s.base_offset for s in plog.segments] == [0], "the removed record's age does not count"
+    clock.advance(61)
+    logs.append(plog, [b"third"])
+    assert [s.base_offset for s in plog.segments] == [0, 2]
+
+
+def test_a_segment_truncated_in_part_still_ages_from_its_first_record(logs: LogKit, clock: FakeClock) -> None:
+    plog = logs.open(segment_bytes=10**6, segment_age_s=60)
+    logs.append(plog, [b"kept"])
+    logs.append(plog, [b"removed"])
+    plog.truncate_to(1)
+    clock.advance(61)
+
+    logs.append(plog, [b"late"])
+
+    assert [s.base_offset for s in plog.segments] == [0, 1]

@@ -89,3 +89,16 @@ def test_truncation_forgets_the_removed_batches(logs: LogKit) -> None:
 
     again = _send(logs, plog, [b"b"], seq=1)
     assert (again.duplicate, again.base_offset) == (False, 1)
+
+
+def test_truncation_keeps_the_batches_below_the_cut_recognisable(logs: LogKit) -> None:
+    plog = logs.open()
+    _send(logs, plog, [b"a"], seq=0)
+    _send(logs, plog, [b"b"], seq=1)
+    other = logs.append(plog, [b"x"], producer_id=PID + 1, producer_epoch=0, base_sequence=0)
+
+    plog.truncate_to(other.base_offset)
+
+    retry = _send(logs, plog, [b"b"], seq=1)
+    assert (retry.duplicate, retry.base_offset) == (True, 1), "a retry of a batch the cut kept is not written twice"
+    assert plog.log_end_offset == 2

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from goqueue.storage import batch as batches
+from goqueue.storage import log as log_module
 from goqueue.storage.compaction import compact_log
 from goqueue.storage.log import RECOVERY_POINT_FILE, CorruptSegment, PartitionLog
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from conftest import LogKit
 
 pytestmark = pytest.mark.unit
@@ -199,3 +199,92 @@ def test_a_compaction_swap_interrupted_before_new_indexes_recovers(logs: LogKit,
     assert [(r.offset, r.value) for r in logs.records(reopened)] == expected
     for offset, _ in expected:
         assert logs.records(reopened, start=offset)[0].offset == offset
+
+
+def test_a_compaction_swap_removes_the_old_indexes_before_the_rename(
+    logs: LogKit, clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Crash right after the rename: the next open must find no index of the old file, and no data lost."""
+    plog = logs.open(segment_bytes=10**6, index_interval_bytes=32)
+    for i in range(20):
+        logs.append(plog, [b"v%02d" % i], key=b"k%d" % (i % 3))
+    plog.roll()
+    logs.append(plog, [b"tail"], key=b"other")
+    logs.publish(plog)
+
+    def killed_after_the_rename(*_args: object) -> None:
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(log_module, "Segment", killed_after_the_rename)
+    with pytest.raises(SystemExit):
+        compact_log(plog, 0.0, tombstone_retention_s=0)
+    monkeypatch.undo()
+    logs.crash(plog)
+
+    assert sorted(p.name for p in logs.directory.glob(f"{0:020d}.*")) == [f"{0:020d}.log"]
+    reopened = logs.open(segment_bytes=10**6, index_interval_bytes=32)
+    logs.publish(reopened)
+    assert [(r.offset, r.value) for r in logs.records(reopened)] == [
+        (17, b"v17"), (18, b"v18"), (19, b"v19"), (20, b"tail")]
+
+
+def test_a_compacted_copy_that_fails_validation_is_refused_not_cut(logs: LogKit) -> None:
+    plog, _ = _filled(logs, n=6, segment_bytes=10**6)
+    plog.roll()
+    copy = logs.directory / f"{0:020d}.log.cleaned"
+    copy.write_bytes(plog.segments[0].read(0, plog.segments[0].size))
+    _flip(copy, copy.stat().st_size - 1)
+    damaged = copy.read_bytes()
+
+    with pytest.raises(batches.InvalidBatch):
+        plog.replace_segment(plog.segments[0], copy)
+
+    assert (logs.directory / f"{0:020d}.log").read_bytes() == damaged, "not one byte cut"
+
+
+def test_a_closed_segment_whose_last_index_entry_names_the_wrong_offset_is_reindexed(logs: LogKit) -> None:
+    plog = logs.open(segment_bytes=10**6, index_interval_bytes=1)
+    values = [b"value-%02d" % i for i in range(12)]
+    for i in range(0, 9, 3):
+        logs.append(plog, values[i:i + 3])
+    plog.roll()
+    logs.append(plog, values[9:])
+    logs.publish(plog)
+    logs.close(plog)
+    index = plog.segments[0].offset_index.path
+    entries = index.read_bytes()
+    assert len(entries) == 3 * 8  # (0, p0), (3, p1), (6, p2)
+    index.write_bytes(entries[:16] + (4).to_bytes(4, "big") + entries[20:])  # (4, p2): p2 holds 6..8
+
+    reopened = logs.open(segment_bytes=10**6, index_interval_bytes=1)
+
+    assert all(logs.values(reopened, start=o) == values[o:] for o in range(len(values)))
+    assert index.read_bytes() == entries
+
+
+def test_a_segment_deletion_cut_short_by_a_crash_is_finished_on_open(
+    logs: LogKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plog, _ = _filled(logs, n=12, segment_bytes=10**6)
+    plog.roll()
+    logs.append(plog, [b"tail"])
+    logs.publish(plog)
+    oldest = plog.segments[0]
+    real_unlink = Path.unlink
+
+    def killed_before_unlinking(path: Path, missing_ok: bool = False) -> None:
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(Path, "unlink", killed_before_unlinking)
+    with pytest.raises(SystemExit):
+        plog.delete_oldest_segment()
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    oldest.close()  # the log had let go of it: the process would have died holding it
+    logs.crash(plog)
+    assert [p.name for p in logs.directory.glob(f"{0:020d}.*")] != [f"{0:020d}.log"], "a rename happened"
+
+    reopened = logs.open(segment_bytes=10**6)
+    logs.publish(reopened)
+
+    assert not list(logs.directory.glob(f"{0:020d}.*"))
+    assert (reopened.log_start_offset, logs.values(reopened)) == (12, [b"tail"])

@@ -107,3 +107,42 @@ def test_deleted_segments_stay_deleted_after_reopen(logs: LogKit, clock: FakeClo
 
     assert reopened.log_start_offset == 6
     assert logs.values(reopened) == [b"v6", b"v7", b"v8"]
+
+
+def _two_segments_stamped(logs: LogKit, timestamp_ms: int) -> PartitionLog:
+    """[0, 1) stamped `timestamp_ms` and a newer active segment [1, 2)."""
+    plog = logs.open(segment_bytes=10**6)
+    logs.append(plog, [b"old"], timestamp_ms=timestamp_ms)
+    plog.roll()
+    logs.append(plog, [b"new"])
+    logs.publish(plog)
+    return plog
+
+
+def test_a_segment_exactly_as_old_as_the_max_age_is_kept(logs: LogKit, clock: FakeClock) -> None:
+    plog = _two_segments_stamped(logs, clock.ms - 3_600_000)
+    assert apply_retention(plog, clock(), max_age_s=HOUR, max_bytes=NO_SIZE_LIMIT) == []
+    clock.advance(0.001)
+    assert apply_retention(plog, clock(), max_age_s=HOUR, max_bytes=NO_SIZE_LIMIT) == [0]
+
+
+def test_an_active_segment_exactly_as_old_as_the_max_age_is_not_rolled(logs: LogKit, clock: FakeClock) -> None:
+    plog = logs.open(segment_bytes=10**6)
+    logs.append(plog, [b"only"], timestamp_ms=clock.ms - 3_600_000)
+    logs.publish(plog)
+    apply_retention(plog, clock(), max_age_s=HOUR, max_bytes=NO_SIZE_LIMIT)
+    assert len(plog.segments) == 1
+    clock.advance(0.001)
+    apply_retention(plog, clock(), max_age_s=HOUR, max_bytes=NO_SIZE_LIMIT)
+    assert [s.base_offset for s in plog.segments] == [1]
+
+
+@pytest.mark.parametrize("active", [False, True], ids=["closed", "active"])
+def test_records_stamped_at_time_zero_age_out_like_any_other(logs: LogKit, clock: FakeClock, active: bool) -> None:
+    plog = logs.open(segment_bytes=10**6)
+    logs.append(plog, [b"epoch"], timestamp_ms=0)
+    if not active:
+        plog.roll()
+        logs.append(plog, [b"new"])
+    logs.publish(plog)
+    assert apply_retention(plog, clock(), max_age_s=HOUR, max_bytes=NO_SIZE_LIMIT) == [0]

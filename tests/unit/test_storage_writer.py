@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -241,3 +242,37 @@ def test_a_dying_writer_fails_every_job_it_owned_and_refuses_new_ones(
     wait_until(lambda: writer.failure is not None)
     with pytest.raises(StorageError, match="died"):
         writer.submit(_job(plog, b"late"))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # it dies re-raising, by design
+def test_a_dying_writer_also_fails_the_jobs_queued_behind_its_round(
+    logs: LogKit, writers: Callable[..., tuple[LogWriter, Rounds, Syncs]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plog = logs.open()
+    writer, rounds, _ = writers()
+    eio = OSError(errno.EIO, "I/O error")
+    syncing, release = threading.Event(), threading.Event()
+
+    def stalled_then_failing_sync(fd: int) -> None:
+        if fd != plog.active._fd:
+            os.fdatasync(fd)
+            return
+        syncing.set()
+        release.wait(WAIT_S)
+        raise eio
+
+    monkeypatch.setattr(segment_module.os, "fdatasync", stalled_then_failing_sync)
+    monkeypatch.setattr(segment_module.os, "ftruncate", _fail_for(lambda: plog.active._fd, os.ftruncate, eio))
+    writer.start()
+    in_round = _job(plog, b"in-round")
+    writer.submit(in_round)
+    assert syncing.wait(WAIT_S), "the round never reached its fdatasync"
+    queued = [_job(plog, b"queued-%d" % i) for i in range(2)]
+    for job in queued:
+        writer.submit(job)
+    release.set()
+
+    finished = rounds.wait(3)
+
+    assert {id(j) for j in finished} == {id(j) for j in [in_round, *queued]}
+    assert all(isinstance(j.outcome, StorageError) and "died" in str(j.outcome) for j in queued)
