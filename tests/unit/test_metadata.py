@@ -190,13 +190,18 @@ def test_reassignment_is_compare_and_set_on_the_version_and_keeps_the_leader() -
     assert partition_zero(state) == before
 
 
-def test_reassigning_an_offline_partition_away_from_its_whole_isr_names_the_first_new_replica_in_sync() -> None:
+def test_an_offline_partition_is_not_reassigned_away_from_its_last_in_sync_replica() -> None:
+    """Broker 1 holds the only in-sync copy and is down; draining it must not name an empty new replica in sync,
+    which the controller would then elect cleanly (and 2 and 0 would truncate to its empty log)."""
     state = three_replica_state()
     apply_command(state, {"op": "elect_leader", "topic": "t", "partition": 0, "expected_epoch": 0,
                           "leader": None, "isr": [1]})
-    partition = apply_command(state, {"op": "reassign", "topic": "t", "partition": 0, "replicas": [3, 4, 0],
-                                      "expected_version": 1})
-    assert (partition["replicas"], partition["isr"], partition["leader"]) == ([3, 4, 0], [3], None)
+    before = copy.deepcopy(partition_zero(state))
+    with pytest.raises(MetadataConflict, match=r"every in-sync replica \[1\] would leave"):
+        apply_command(state, {"op": "reassign", "topic": "t", "partition": 0, "replicas": [3, 2, 0],
+                              "expected_version": 1})
+    assert partition_zero(state) == before
+    assert choose_new_leader(partition_zero(state), alive={0, 2, 3}) is None
 
 
 def test_group_settings_change_only_what_the_command_names() -> None:

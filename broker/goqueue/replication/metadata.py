@@ -190,14 +190,23 @@ def _leave_isr(state: State, cmd: Command) -> dict[str, Any]:
 
 def _reassign(state: State, cmd: Command) -> dict[str, Any]:
     """New replica list (drain, rebalance): replicas leaving drop out of the ISR at once, new ones join it once
-    caught up; the leader must stay among the replicas. CAS on the partition version."""
+    caught up; the leader must stay among the replicas. CAS on the partition version.
+
+    A reassignment that would take every in-sync replica away (an offline partition whose last in-sync copy is on
+    a dead broker being drained) is refused: naming a new, empty replica in sync instead would let it be elected
+    cleanly, and the surviving followers would truncate to its empty log. The partition keeps its in-sync replica
+    until that broker is back, or an unclean election is chosen."""
     partition = _partition(state, cmd["topic"], cmd["partition"])
     if partition["version"] != cmd["expected_version"]:
         raise MetadataConflict(f"{cmd['topic']}/{cmd['partition']} changed (version {partition['version']})")
     if partition["leader"] is not None and partition["leader"] not in cmd["replicas"]:
         raise MetadataConflict("move leadership off a replica before reassigning it away")
+    isr = [b for b in partition["isr"] if b in cmd["replicas"]]
+    if not isr:
+        raise MetadataConflict(f"{cmd['topic']}/{cmd['partition']}: every in-sync replica {partition['isr']} would "
+                               "leave; it keeps them until one is back")
     partition["replicas"] = list(cmd["replicas"])
-    partition["isr"] = [b for b in partition["isr"] if b in cmd["replicas"]] or [cmd["replicas"][0]]
+    partition["isr"] = isr
     partition["version"] += 1
     return partition
 
