@@ -7,7 +7,12 @@ killed / survived / timeout / no-tests per module and writes every mutant that w
 
     nice -n 19 python3 scripts/mutation.py            # the whole pass (about 10 minutes on 2 busy cores)
     python3 scripts/mutation.py --report              # the table and survivors.txt again, from the last run
-    nice -n 19 python3 scripts/mutation.py --keep 'goqueue.storage.log.*'   # rerun some mutants after a test change
+    nice -n 19 python3 scripts/mutation.py --rerun    # after adding tests: only the mutants not killed last time
+
+`--rerun` refreshes the scratch copy's package and tests and runs every mutant the last run did not kill, plus any
+of a function changed since (mutmut regenerates those); a killed mutant stays killed, since adding tests cannot
+revive it. Keep TESTS unchanged between a run and its reruns (a changed selection makes mutmut start over) — add new
+tests to the files listed.
 
 Everything happens in a scratch copy (`.mutation/`, git-ignored): the broker package, tests/, harness/ and a
 copy of pyproject.toml with mutmut's settings added, so the shared work tree is never mutated and mutmut's
@@ -47,7 +52,6 @@ TESTS = [
     "tests/unit/test_storage_recovery.py",
     "tests/unit/test_storage_retention.py",
     "tests/unit/test_storage_writer.py",
-    "tests/unit/test_storage_follower_log.py",
     "tests/unit/test_replica_restart.py",
     "tests/unit/test_replication_isr.py",
     "tests/unit/test_metadata.py",
@@ -95,6 +99,24 @@ def run(workdir: Path, jobs: int, mutants: list[str]) -> int:
     return subprocess.call(
         [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *mutants], cwd=workdir,
     )
+
+
+def rerun(workdir: Path, jobs: int) -> None:
+    """Rerun what the last run did not kill, against the package and tests as they are now."""
+    not_killed = [name for statuses in results(workdir).values() for name, status in statuses.items()
+                  if status not in ("killed", "timeout")]
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    # copy2 keeps each file's time: mutmut regenerates the mutants of a file newer than its mutated copy
+    shutil.copytree(REPO / "broker" / "goqueue", workdir / "goqueue", ignore=ignore, dirs_exist_ok=True)
+    for tests in (workdir / "tests", workdir / "mutants" / "tests"):
+        shutil.rmtree(tests, ignore_errors=True)
+    shutil.copytree(REPO / "tests", workdir / "tests", ignore=ignore)
+    if not_killed and run(workdir, jobs, not_killed) != 0:
+        sys.exit("mutmut run failed")
+    unchecked = [name for statuses in results(workdir).values() for name, status in statuses.items()
+                 if status == "not checked"]  # mutants of functions changed since the last run
+    if unchecked and run(workdir, jobs, unchecked) != 0:
+        sys.exit("mutmut run failed")
 
 
 def results(workdir: Path) -> dict[str, dict[str, str]]:
@@ -148,15 +170,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=REPO / ".mutation", help="scratch copy (default .mutation/)")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--report", action="store_true", help="only print the last run's results")
-    parser.add_argument("--keep", nargs="+", metavar="MUTANT", default=[],
-                        help="rerun these mutants (names or globs) in the existing scratch copy, with fresh tests")
+    parser.add_argument("--rerun", action="store_true",
+                        help="refresh package and tests in the scratch copy, rerun every mutant not killed")
     args = parser.parse_args()
-    if args.keep:
-        shutil.rmtree(args.workdir / "tests")
-        shutil.copytree(REPO / "tests", args.workdir / "tests",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis"))
-        shutil.copytree(args.workdir / "tests", args.workdir / "mutants" / "tests", dirs_exist_ok=True)
-        run(args.workdir, args.jobs, args.keep)
+    if args.rerun:
+        rerun(args.workdir, args.jobs)
     elif not args.report:
         prepare(args.workdir)
         if run(args.workdir, args.jobs, []) != 0:
