@@ -136,7 +136,8 @@ def test_restore_ignores_slots_outside_the_window() -> None:
     assert cursor.committed == 5
 
 
-@pytest.mark.parametrize("text", ["", "t", "t/0/1/1", "t/x/1/1/0", "t/0/1/1/0/9", "/0/1/1/0", "t/-1/1/1/0"])
+@pytest.mark.parametrize("text", ["", "t", "t/0/1/1", "t/x/1/1/0", "t/0/1/1/0/9", "/0/1/1/0", "t/-1/1/1/0",
+                                  "t/0/-1/1/0", "t/0/1/-1/0", "t/0/1/1/-1"])
 def test_malformed_lease_ids_are_invalid_requests(text: str) -> None:
     with pytest.raises(InvalidRequest):
         LeaseId.parse(text)

@@ -117,3 +117,49 @@ def test_time_index_truncation_keeps_entries_below_the_cut(time_index: TimeIndex
 
     assert (list(time_index.timestamps), time_index.max_timestamp_ms) == ([1_000], 1_000)
     assert time_index.path.stat().st_size == TIME_ENTRY.size
+
+
+@pytest.mark.parametrize(("entries", "valid"), [
+    ([(1_000, 0), (2_000, 2)], True),
+    ([(1_000, 0), (900, 2)], False),  # the running maximum cannot fall: a lookup would bisect an unsorted array
+    ([(1_000, 2), (2_000, 1)], False),
+    ([(1_000, 0), (1_000, 2)], False),
+])
+def test_a_time_index_loads_only_when_sorted(tmp_path: Path, entries: list[tuple[int, int]], valid: bool) -> None:
+    path = tmp_path / "0.timeindex"
+    path.write_bytes(b"".join(TIME_ENTRY.pack(ts, rel) for ts, rel in entries))
+    index = TimeIndex(path)
+    try:
+        assert index.load(relative_end=10) is valid
+    finally:
+        index.close()
+
+
+def test_a_torn_time_index_does_not_load(tmp_path: Path) -> None:
+    path = tmp_path / "0.timeindex"
+    path.write_bytes(TIME_ENTRY.pack(1_000, 0) + TIME_ENTRY.pack(2_000, 2)[:7])
+    index = TimeIndex(path)
+    try:
+        assert index.load(relative_end=10) is False
+    finally:
+        index.close()
+
+
+def test_time_index_rebuild_replaces_the_file(time_index: TimeIndex) -> None:
+    time_index.maybe_append(5_000, 9)
+
+    time_index.rebuild(array("q", [1_000, 2_000, 3_000, 4_000]), array("q", [0, 2, 5, 6]))
+    time_index.flush()
+
+    assert time_index.path.read_bytes() == b"".join(
+        TIME_ENTRY.pack(ts, rel) for ts, rel in [(1_000, 0), (2_000, 2), (3_000, 5), (4_000, 6)])
+
+
+def test_an_offset_index_naming_one_offset_twice_does_not_load(tmp_path: Path) -> None:
+    path = tmp_path / "0.index"
+    path.write_bytes(OFFSET_ENTRY.pack(0, 0) + OFFSET_ENTRY.pack(3, 100) + OFFSET_ENTRY.pack(3, 200))
+    index = OffsetIndex(path)
+    try:
+        assert index.load(log_size=1_000) is False, "a lookup of offset 3 would start past its batch"
+    finally:
+        index.close()
