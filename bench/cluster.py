@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import produce_consume
+import runinfo
 from cluster_process import LocalCluster
 from produce_consume import Broker, _grpc_worker, _http_worker, closed_loop
 
@@ -132,7 +133,7 @@ def main() -> None:
     parser.add_argument("--failovers", type=int, default=1, help="failover rounds (alternating metadata leader)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="goqueue-cluster-bench-", dir="/var/tmp"))
-    print(f"# GoQueue 3-broker benchmark — {time.strftime('%Y-%m-%d %H:%M')} — data in {root}")
+    print(runinfo.header("GoQueue 3-broker benchmark") + f" — data in {root}", flush=True)
     try:
         single_broker(root / "single", args)
         cluster = LocalCluster(root / "cluster", env={"GOQUEUE_LOG_LEVEL": "warning"}).start()
@@ -152,6 +153,7 @@ def main() -> None:
             cluster.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    print(runinfo.footer())
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import runinfo
 
 TOPIC = "bench-consumers"
 PARTITIONS = 8
@@ -213,6 +214,7 @@ async def main() -> None:
     parser.add_argument("--page", type=int, default=200, help="records per consume request")
     parser.add_argument("--drop", type=float, default=0.05, help="share of pages dropped unacked (redelivery run)")
     args = parser.parse_args()
+    print(runinfo.header("GoQueue consumer-group benchmark"), flush=True)
     root = Path(tempfile.mkdtemp(prefix="goqueue-bench-consumers-"))
     broker = Broker(root, {"GOQUEUE_CONSUMERS_VISIBILITYTIMEOUT": "2s", "GOQUEUE_CONSUMERS_INFLIGHTCAPACITY": "20000"})
     try:
@@ -237,6 +239,7 @@ async def main() -> None:
     finally:
         broker.stop()
         shutil.rmtree(root, ignore_errors=True)
+    print(runinfo.footer())
 
 
 if __name__ == "__main__":

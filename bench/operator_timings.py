@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import runinfo
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
@@ -122,9 +122,7 @@ def main() -> None:
     parser.add_argument("--skip-roll", action="store_true", help="stop after the topic")
     parser.add_argument("--keep", action="store_true", help="leave the control plane running (prints where)")
     args = parser.parse_args()
-    load = os.getloadavg()
-    print(f"# GoQueue operator timings — {time.strftime('%Y-%m-%d %H:%M %Z')} — {os.cpu_count()} cores, "
-          f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}", flush=True)
+    print(runinfo.header("GoQueue operator timings"), flush=True)
     state = Path(tempfile.mkdtemp(prefix="goqueue-operator-bench-", dir="/var/tmp"))
     cp = ControlPlane(state)
     try:
@@ -153,8 +151,7 @@ def main() -> None:
             stop_kubelet(cp)
             cp.stop(wipe=True)
             shutil.rmtree(state, ignore_errors=True)
-    load = os.getloadavg()
-    print(f"# load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
+    print(runinfo.footer())
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import runinfo
 
 from goqueue.storage import batch as batches
 
@@ -304,8 +305,7 @@ def main() -> None:
     parser.add_argument("--skip-grpc", action="store_true")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="goqueue-bench-", dir=os.environ.get("BENCH_DIR", "/var/tmp")))
-    print(f"# GoQueue single-broker benchmark — {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} cores, "
-          f"data in {root}")
+    print(runinfo.header("GoQueue single-broker benchmark") + f" — data in {root}", flush=True)
     print(f"fdatasync ceiling (100 KB write + fdatasync): {fdatasync_ceiling(root):,.0f}/s\n")
     broker = Broker(root)
     rows: list[tuple[str, str]] = []
@@ -348,6 +348,7 @@ def main() -> None:
     finally:
         broker.stop()
         shutil.rmtree(root, ignore_errors=True)
+    print(runinfo.footer())
 
 
 if __name__ == "__main__":
