@@ -33,8 +33,8 @@ from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.api.grpc.group_servicer import GroupRpcs
 from goqueue.broker import Broker
 from goqueue.consumers.router import GroupRouter
-from goqueue.consumers.state_store import refuse_internal_write
-from goqueue.errors import InvalidRequest, NotReady, RecordTooLarge
+from goqueue.consumers.state_store import is_internal, refuse_internal_write
+from goqueue.errors import InvalidRequest, InvalidTopicName, NotReady, RecordTooLarge
 
 PRODUCE_STREAM_WINDOW = 64  # requests read ahead per ProduceStream: enough to fill group commits, bounded memory
 FETCH_STREAM_POLL_S = 0.5  # one long-poll slice of FetchStream: bounds how late a stream notices shutdown
@@ -62,7 +62,9 @@ class GoQueueServicer(GroupRpcs):
 
     @translate_errors
     async def CreateTopic(self, request: Any, context: Context) -> Any:  # noqa: N802 - rpc names are the proto's
-        return convert.topic_to_proto(await self.broker.create_topic(convert.topic_create_from_proto(request)))
+        spec = convert.topic_create_from_proto(request)
+        _refuse_internal(spec.name)
+        return convert.topic_to_proto(await self.broker.create_topic(spec))
 
     @translate_errors
     async def ListTopics(self, request: Any, context: Context) -> Any:  # noqa: N802
@@ -76,11 +78,13 @@ class GoQueueServicer(GroupRpcs):
 
     @translate_errors
     async def UpdateTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
+        _refuse_internal(request.name)
         update = convert.topic_update_from_proto(request)
         return convert.topic_to_proto(await self.broker.update_topic(request.name, update.partitions, update.config))
 
     @translate_errors
     async def DeleteTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
+        _refuse_internal(request.name)
         await self.broker.delete_topic(request.name)
         return pb.DeleteTopicResponse()
 
@@ -195,6 +199,14 @@ class GoQueueServicer(GroupRpcs):
         offsets = await self.broker.partition_offsets_routed(request.topic, convert.partition_index(request.partition),
                                                 timestamp_ms)
         return convert.offsets_to_proto(offsets)
+
+
+def _refuse_internal(name: str) -> None:
+    """As the HTTP API: the broker owns its internal topics; deleting __consumer_state would drop every group's
+    offsets and leases (found by the gRPC fuzz run, which deleted it)."""
+    if is_internal(name):
+        raise InvalidTopicName(f"topic names starting with '__' are reserved for the broker's internal topics "
+                               f"({name!r})")
 
 
 def _drain(queue: asyncio.Queue[asyncio.Task[Any] | None]) -> list[asyncio.Task[Any] | None]:
