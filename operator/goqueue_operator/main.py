@@ -20,10 +20,10 @@ from typing import Any
 
 import kopf
 
-from goqueue_operator import __version__
+from goqueue_operator import __version__, bundled_crds
 from goqueue_operator.context import CONTEXT_KEY, OperatorContext, context_of
 from goqueue_operator.handlers import cluster, group, topic
-from goqueue_operator.kube import Kube
+from goqueue_operator.kube import Kube, KubeError
 from goqueue_operator.metrics import OperatorMetrics, start_server
 from goqueue_operator.settings import OperatorSettings, SettingsError, env_var_for, load_settings
 
@@ -61,6 +61,26 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
                                         "metrics_port": ours.metrics_port})
 
 
+async def install_crds(memo: kopf.Memo, **_: Any) -> None:
+    """The bundled CRDs, applied before kopf watches anything (bundled_crds.py). An answer that retrying cannot
+    change (401/403: the RBAC lacks the rule; 422: the API server refuses the definition) stops the operator with
+    the fix; anything else (API server unreachable, a conflict, 5xx) is retried."""
+    context = context_of(memo)
+    if not context.settings.manage_crds:
+        log.info("crd.unmanaged", extra={"setting": env_var_for("manage_crds"), "crds": bundled_crds.bundled_names()})
+        return
+    try:
+        await bundled_crds.apply_bundled(context.kube, __version__)
+    except KubeError as exc:
+        if exc.status in (401, 403, 422):
+            raise kopf.PermanentError(
+                f"cannot apply the bundled CRDs: {exc}. Fix: grant get/patch on customresourcedefinitions "
+                f"{', '.join(bundled_crds.bundled_names())} (the chart does with crds.manage=true), or set "
+                f"{env_var_for('manage_crds')}=false and upgrade the CRDs yourself") from exc
+        raise kopf.TemporaryError(f"cannot apply the bundled CRDs yet: {exc}",
+                                  delay=context.settings.retry_delay_s) from exc
+
+
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if (runner := memo.get(RUNNER_KEY)) is not None:
         await runner.cleanup()
@@ -76,6 +96,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     # kopf's own watch connection: the same credentials as ours (KUBECONFIG, else the pod's service account).
     kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.on.startup(registry=registry)(startup)
+    kopf.on.startup(registry=registry)(install_crds)  # after startup (the Kube client), before any watch
     kopf.on.cleanup(registry=registry)(cleanup)
     cluster.register(registry, settings)
     topic.register(registry, settings)

@@ -68,6 +68,10 @@ class OperatorSettings(BaseModel):
         None, description="kopf peering priority; the highest replica is active, the others stand by. Default: "
         "random per process, because kopf freezes every operator when two share the highest priority, and the "
         "replicas of one Deployment cannot be told apart otherwise.")
+    manage_crds: bool = Field(
+        True, description="Apply the GoQueue CRDs bundled with this operator at start (server-side apply, never "
+        "over a newer operator's: see bundled_crds.py), so `helm upgrade` of the chart upgrades them too; false "
+        "where CRDs are managed elsewhere (GitOps, a cluster admin) and the operator may not patch them.")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
 
 

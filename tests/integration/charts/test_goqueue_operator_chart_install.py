@@ -5,9 +5,10 @@ holds no traceback; `helm uninstall` stops the operator and leaves the brokers r
 
 Coexisting with the operator tests in one session: cluster-scoped names carry the release name (`gqo-<hex>`), and
 the operator watches this namespace only. The CRDs come from the chart's crds/ folder, which helm creates when absent
-and skips when present (never updated or deleted); the copies are byte-identical to crds/ (a unit test), so whether
-helm or the operator tests' `goqueue_crds` fixture (server-side apply) comes first, the definitions are the same,
-and uninstalling never removes CRDs other tests use. A cluster-wide operator running at the same time (the operator
+and skips when present (never updated or deleted), and the operator applies its bundled copy at start (crds.manage,
+as its ServiceAccount); all copies are byte-identical to crds/ (a unit test), so whether helm, the operator or the
+operator tests' `goqueue_crds` fixture comes first, the definitions are the same, and uninstalling never removes
+CRDs other tests use. A cluster-wide operator running at the same time (the operator
 tests' session operator, peering as `goqueue-operator`) would reconcile this namespace too: for this module it is
 frozen the way `kopf freeze` does it (a higher-priority peer in its ClusterKopfPeering, removed afterwards, expiring
 by itself), and the Event check below fails if any other operator touched the cluster anyway.
@@ -160,6 +161,9 @@ def test_the_operator_pod_becomes_ready_as_its_service_account(installed: Instal
     log = installed.operator_log()
     assert "Activity 'login_via_client' succeeded" in log
     started = next(json.loads(line) for line in log.splitlines() if '"operator.started"' in line)
+    # It applied its CRDs as its ServiceAccount (the chart's RBAC), or found them newer: a decision for each.
+    decisions = [json.loads(line) for line in log.splitlines() if '"crd.applied"' in line or '"crd.skipped"' in line]
+    assert sorted(d["crd"] for d in decisions) == sorted(CRDS)
     assert started["namespaces"] == [installed.namespace]  # this namespace only: no fight with other operators
     # /metrics and /healthz on the pod IP (every pod shares the machine's ports here).
     metrics = httpx.get(f"http://{pod.status.pod_ip}:8081/metrics", timeout=10)

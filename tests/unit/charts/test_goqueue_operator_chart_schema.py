@@ -21,6 +21,9 @@ VALUES: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
 FREE_FORM = {"affinity", "podSecurityContext", "containerSecurityContext"}  # Kubernetes objects, passed through
 
 
+OPERATOR_BUNDLE = REPO / "operator" / "goqueue_operator" / "crds"  # what the operator applies at start
+
+
 def test_the_crds_are_identical_copies_of_the_schema_of_record() -> None:
     copies = sorted((CHART / "crds").glob("*.yaml"))
     assert [p.name for p in copies] == sorted(p.name for p in CRD_SOURCES), "crds/ and the chart's crds/ differ"
@@ -28,6 +31,18 @@ def test_the_crds_are_identical_copies_of_the_schema_of_record() -> None:
         assert (CHART / "crds" / source.name).read_bytes() == source.read_bytes(), (
             f"charts/goqueue-operator/crds/{source.name} differs from {source.relative_to(REPO)}: "
             f"cp {source.relative_to(REPO)} charts/goqueue-operator/crds/")
+
+
+def test_the_operator_bundles_identical_copies_of_the_goqueue_crds() -> None:
+    """The operator's package data (bundled_crds.py applies it at start): crds/ byte for byte, kopf's excluded."""
+    sources = sorted((REPO / "crds").glob("*.yaml"))
+    assert sorted(p.name for p in OPERATOR_BUNDLE.glob("*.yaml")) == [p.name for p in sources], (
+        "crds/ and operator/goqueue_operator/crds/ hold different files: "
+        "cp crds/*.yaml operator/goqueue_operator/crds/")
+    for source in sources:
+        assert (OPERATOR_BUNDLE / source.name).read_bytes() == source.read_bytes(), (
+            f"operator/goqueue_operator/crds/{source.name} differs from crds/{source.name}: "
+            f"cp crds/{source.name} operator/goqueue_operator/crds/")
 
 
 def _schema_paths(schema: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
