@@ -61,3 +61,11 @@ helm.sh/chart: {{ include "goqueue-operator.chart" . }}
 {{- define "goqueue-operator.peering" -}}
 {{- if gt (int .Values.replicaCount) 1 -}}true{{- end -}}
 {{- end -}}
+
+{{/* The ServiceMonitor: "true" when forced, or on auto when the API server serves monitoring.coreos.com/v1 (the
+Prometheus Operator's CRDs; `helm template` without --api-versions never sees them). Needs the metrics Service. */}}
+{{- define "goqueue-operator.serviceMonitor" -}}
+{{- $mode := toString .Values.metrics.serviceMonitor.enabled -}}
+{{- $served := .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor" -}}
+{{- if and .Values.metrics.service.enabled (or (eq $mode "true") (and (eq $mode "auto") $served)) -}}true{{- end -}}
+{{- end -}}
