@@ -199,8 +199,8 @@ def test_silent_slow_and_idle_connections_are_closed(broker_factory: BrokerFacto
 
 # -- Raft --------------------------------------------------------------------------------------------------------
 
-def test_an_anonymous_raft_peer_cannot_grow_memory_or_hold_connections(broker_factory: BrokerFactory) -> None:
-    broker = broker_factory(env={"GOQUEUE_LIMITS_MAXRAFTCONNECTIONS": "4", "GOQUEUE_LIMITS_HEADERTIMEOUT": "2s"})
+def test_an_anonymous_raft_peer_cannot_grow_memory_or_take_every_connection(broker_factory: BrokerFactory) -> None:
+    broker = broker_factory(env={"GOQUEUE_LIMITS_MAXRAFTCONNECTIONS": "4", "GOQUEUE_LIMITS_HEADERTIMEOUT": "300s"})
     before = rss_bytes(broker)
     streamed = 0
     with raw_connection(broker.raft_port) as sock:
@@ -217,13 +217,20 @@ def test_an_anonymous_raft_peer_cannot_grow_memory_or_hold_connections(broker_fa
     assert metric(broker, "goqueue_limit_refusals_total", port="raft", limit="frame_bytes") >= 1
 
     with ExitStack() as held:
-        silent = [held.enter_context(raw_connection(broker.raft_port)) for _ in range(4)]
+        for _ in range(4):
+            held.enter_context(raw_connection(broker.raft_port))
         wait_until(lambda: metric(broker, "goqueue_open_connections", port="raft") >= 4, 30)
         with raw_connection(broker.raft_port) as fifth:
-            assert closed_by_peer(fifth)  # over maxRaftConnections
-        for sock in silent:
-            assert closed_by_peer(sock)  # never identified themselves within headerTimeout
+            assert closed_by_peer(fifth)  # over maxRaftConnections (the silent ones are kept 300 s)
     assert metric(broker, "goqueue_limit_refusals_total", port="raft", limit="connections") >= 1
-    assert metric(broker, "goqueue_limit_refusals_total", port="raft", limit="header_timeout") >= 4
     with httpx.Client(base_url=broker.url, timeout=30) as http:
         create(http, "after-raft-abuse")  # the metadata group is fine
+
+
+def test_a_raft_connection_that_never_identifies_itself_is_closed(broker_factory: BrokerFactory) -> None:
+    broker = broker_factory(env={"GOQUEUE_LIMITS_HEADERTIMEOUT": "1s"})
+    with raw_connection(broker.raft_port) as silent, raw_connection(broker.raft_port) as chatty:
+        chatty.sendall(struct.pack("i", 16) + b"not a peer hello")  # a frame, but never a peer's name
+        assert closed_by_peer(silent)
+        assert closed_by_peer(chatty)
+    assert metric(broker, "goqueue_limit_refusals_total", port="raft", limit="header_timeout") >= 1
