@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from goqueue_operator import GROUP, VERSION
+from goqueue_operator.adoption import Adoption, AdoptionKind, plan_adoption
 from goqueue_operator.brokers import BrokerAdmin, BrokerUnreachable, broker_url
 from goqueue_operator.context import OperatorContext, context_of
 from goqueue_operator.kube import KubeError, NamespaceTerminating, ObjectRef
@@ -40,6 +41,7 @@ from goqueue_operator.views import ClusterView, SpecError
 CLUSTER = (GROUP, VERSION, "goqueueclusters")
 KIND = "GoQueueCluster"
 EVENTFUL_CONDITIONS = frozenset({"Ready", "Degraded", "Paused"})  # the others get Events from their procedures
+FAILURE_REASONS = frozenset({"AdoptionRefused"})  # Ready=False reasons that need the user (not creating/rolling)
 
 
 def parse_cluster(body: Any, settings: OperatorSettings) -> ClusterView:
@@ -97,6 +99,10 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
     if cluster.paused:
         await _write_status(ctx, cluster, about, observation, ClusterOutcome(), now)
         return
+    adoption = plan_adoption(cluster.name, cluster.meta.uid, observation.statefulset)
+    if adoption.kind is not AdoptionKind.NONE:
+        await _adopt(ctx, cluster, about, observation, adoption, now)
+        return
     admin = admin_for(ctx, observation)
     try:
         leader, leader_error = await _leader(admin)
@@ -127,6 +133,20 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
     await _write_status(ctx, cluster, about, observation, outcome, now)
 
 
+async def _adopt(ctx: OperatorContext, cluster: ClusterView, about: ObjectRef, observation: ClusterObservation,
+                 adoption: Adoption, now: datetime) -> None:
+    """A StatefulSet of this name that is not ours: take it over (orphan-delete; the next reconcile creates ours
+    around its running pods) or leave it alone and say why (`adoption.py`)."""
+    if adoption.kind is AdoptionKind.ADOPT and observation.statefulset is not None:
+        uid = observation.statefulset["metadata"]["uid"]
+        await ctx.kube.delete("StatefulSet", cluster.namespace, child_name(cluster.name, "statefulset"), uid=uid,
+                              propagation="Orphan")
+        await ctx.kube.emit_event(about, "AdoptingStatefulSet", adoption.message)
+    await _write_status(ctx, cluster, about, observation, ClusterOutcome(adoption=adoption), now)
+    if adoption.kind is AdoptionKind.ADOPT:
+        raise kopf.TemporaryError("StatefulSet orphaned for adoption", delay=1)  # create ours at once
+
+
 async def _write_status(ctx: OperatorContext, cluster: ClusterView, about: ObjectRef,
                         observation: ClusterObservation, outcome: ClusterOutcome, now: datetime) -> None:
     status = cluster_status(cluster, observation, outcome, now=now)
@@ -134,7 +154,8 @@ async def _write_status(ctx: OperatorContext, cluster: ClusterView, about: Objec
     conditions = [Condition(c["type"], {"True": True, "False": False}.get(c["status"]), c["reason"], c["message"])
                   for c in status["conditions"]]
     for changed in transitions(conditions, cluster.record.conditions):
-        if changed.type == "Degraded" and changed.status:
+        failed = changed.status is False and changed.reason in FAILURE_REASONS
+        if (changed.type == "Degraded" and changed.status) or (changed.type == "Ready" and failed):
             # Ready=False while creating or rolling is expected, not a Warning; Degraded is the unexplained failure
             await ctx.kube.emit_event(about, changed.reason, warning_message(
                 Subject(KIND, cluster.namespace, cluster.name), changed), warning=True)

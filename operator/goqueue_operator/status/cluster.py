@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from goqueue_operator.adoption import Adoption, AdoptionKind
 from goqueue_operator.observed import ClusterObservation
 from goqueue_operator.resize.plan import ResizeKind, ResizeStep
 from goqueue_operator.resources import labels
@@ -30,12 +31,15 @@ class ClusterOutcome:
     scale: ScaleStep | None = None
     scaling_record: JSON | None = None
     leader: int | None = None
+    adoption: Adoption | None = None
 
 
 def cluster_phase(cluster: ClusterView, observation: ClusterObservation, outcome: ClusterOutcome) -> str:
     desired, ready, pods = cluster.spec.replicas, len(observation.ready_pods), len(observation.pods)
     if cluster.paused:
         return "Paused"
+    if outcome.adoption is not None and outcome.adoption.kind is AdoptionKind.REFUSED:
+        return "Pending"
     if desired == 0:
         return "Stopped" if pods == 0 else "Scaling"
     if cluster.record.phase in (None, "Pending", "Creating") and ready < desired:
@@ -61,6 +65,8 @@ def cluster_conditions(cluster: ClusterView, observation: ClusterObservation, ou
         ready_condition = Condition("Ready", True, "AllBrokersReady", ratio)
     else:
         ready_condition = Condition("Ready", False, "BrokersNotReady", ratio)
+    if outcome.adoption is not None and outcome.adoption.kind is AdoptionKind.REFUSED:
+        ready_condition = Condition("Ready", False, "AdoptionRefused", outcome.adoption.message)
     restarting = cluster.record.rollout.current_pod
     down = [p.name for p in observation.pods if not p.ready and p.name != restarting]
     degraded = bool(down) and phase not in ("Creating", "Pending", "Stopped", "Paused")

@@ -47,6 +47,9 @@ def remedy(subject: Subject, condition: Condition) -> str:
         "CannotReconcile": f"the broker's object cannot be changed in place to match the spec; restore the spec "
                            f"(kubectl edit {ref}) or recreate the object",
         "InvalidSpec": f"correct the spec (kubectl edit {ref}); the message says which field",
+        "AdoptionRefused": f"another StatefulSet named {subject.name} exists and cannot be taken over as it is; "
+                           "delete it (its claims stay) or name the GoQueueCluster differently — docs/OPERATOR.md, "
+                           "'From the plain chart to the operator'",
         "BrokersNotReady": f"see kubectl get pods -n {ns} -l app.kubernetes.io/instance={subject.name} and "
                            f"kubectl describe of the pods that are not Ready",
     }

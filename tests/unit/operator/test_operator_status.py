@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from crd_schema import JSON, load_crds, root_schema
 
+from goqueue_operator.adoption import Adoption, AdoptionKind
 from goqueue_operator.observed import ClusterObservation, PodFacts
 from goqueue_operator.resize.plan import ResizeKind, ResizeStep
 from goqueue_operator.roller.plan import RollStep, StepKind
@@ -187,3 +188,11 @@ def test_only_failures_are_warnings() -> None:
     assert is_failure(Condition("Degraded", True, "BrokersNotReady", warning=True))
     assert not is_failure(Condition("Paused", True, "PausedByAnnotation"))
     assert remedy(Subject("GoQueueCluster", "ns", "c"), Condition("Paused", True, "PausedByAnnotation")) == ""
+
+
+def test_a_refused_adoption_is_a_pending_cluster_not_ready_saying_why() -> None:
+    refused = Adoption(AdoptionKind.REFUSED, "StatefulSet goqueue selects pods by app=goqueue")
+    status = cluster_status(cluster(), observed(), ClusterOutcome(adoption=refused), now=NOW)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["status"], ready["reason"]) == ("Pending", "False", "AdoptionRefused")
+    assert ready["message"] == refused.message
