@@ -83,7 +83,8 @@ class InvalidRequest(GoQueueError):
 
 
 class InvalidTopicName(InvalidRequest):
-    """Topic names are 1-249 characters of [a-zA-Z0-9._-], and not '.' or '..'."""
+    """Topic names are 1-231 characters of [a-zA-Z0-9._-], and not '.' or '..' (231: the longest name whose
+    quarantined partition directory, `<name>-<partition>.corrupt-<time>`, still fits a file name)."""
 
     code = "INVALID_TOPIC_NAME"
 
@@ -114,6 +115,21 @@ class RequestTooLarge(InvalidRequest):
     code = "REQUEST_TOO_LARGE"
     http_status = 413
     grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class MethodNotAllowed(InvalidRequest):
+    """The path exists but does not take this HTTP method (the `Allow` header lists the ones it takes)."""
+
+    code = "METHOD_NOT_ALLOWED"
+    http_status = 405
+    grpc_code = "UNIMPLEMENTED"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """The body's Content-Type is not one this route reads (JSON, or the binary batch format where offered)."""
+
+    code = "UNSUPPORTED_MEDIA"
+    http_status = 415
 
 
 class NotFound(GoQueueError):

@@ -26,17 +26,19 @@ from goqueue.errors import (
     GoQueueError,
     InternalError,
     InvalidRequest,
+    MethodNotAllowed,
     NotFound,
     NotLeader,
     NotReady,
     RequestTooLarge,
     Timeout,
+    UnsupportedMediaType,
 )
 
-# Starlette's own errors: the code they are answered with, keeping their HTTP status. 405 and 415 keep the codes
-# clients already see (no class in goqueue.errors yet); anything else is an INVALID_REQUEST.
-_ROUTING_CODES = {404: NotFound.code, 405: "METHOD_NOT_ALLOWED", 413: RequestTooLarge.code,
-                  415: "UNSUPPORTED_MEDIA"}
+# Starlette's own errors: the code they are answered with, keeping their HTTP status; anything else is an
+# INVALID_REQUEST.
+_ROUTING_CODES = {404: NotFound.code, 405: MethodNotAllowed.code, 413: RequestTooLarge.code,
+                  415: UnsupportedMediaType.code}
 
 # Every route can answer these: a malformed request (or a body over the size limit), and a bug.
 ANY_ROUTE: tuple[type[GoQueueError], ...] = (InvalidRequest, RequestTooLarge, InternalError)
