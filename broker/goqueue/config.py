@@ -180,7 +180,8 @@ class LimitsSection(_Section):
     max_http_connections: int = Field(
         10_000, alias="maxHttpConnections", ge=1, description="Open connections on broker.port. Beyond it a "
         "connection is served only for /healthz, /readyz and /metrics (see probeConnections), everything else "
-        "answers OVERLOADED and is closed: probes keep working while clients hold every slot.")
+        "answers OVERLOADED and is closed; past both, an idle connection is closed to make room. Probes keep working "
+        "while clients hold every slot.")
     probe_connections: int = Field(
         64, alias="probeConnections", ge=1, description="Connections beyond maxHttpConnections kept for the "
         "health and metrics paths (kubelet probes, Prometheus); past both, a connection is closed at once.")

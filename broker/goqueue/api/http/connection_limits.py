@@ -7,7 +7,9 @@ request. This protocol instead:
 * counts open connections (`goqueue_open_connections{port="http"}`);
 * past `limits.maxHttpConnections`, serves a connection only for the probe paths (/healthz, /readyz, /metrics), up
   to `limits.probeConnections` more (PostgreSQL's reserved connections); any other request on it answers OVERLOADED
-  (503) and the connection is closed. Past both, a new connection is closed before it is read;
+  (503) and the connection is closed. Past both, an idle connection (waiting for a request) is closed to make room
+  for the new one, so no number of idle sockets can lock the probes out; only when every connection has a request
+  in flight is the new one closed before it is read;
 * closes a connection whose first request head is not complete within `limits.headerTimeout` (slowloris, silent
   sockets). Later requests on a keep-alive connection are bounded by uvicorn's keep-alive timer
   (`limits.httpIdleTimeout`), which runs until the next request head is complete; heads are at most
@@ -68,8 +70,11 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None]) -
             open_now = len(self.connections)
             if open_now > limits.max_http_connections + limits.probe_connections:
                 on_refused("connections")
-                transport.abort()  # connection_lost follows and forgets it
-                return
+                victim = self._an_idle_connection()
+                if victim is None:
+                    transport.abort()  # every connection is busy: this one goes (connection_lost forgets it)
+                    return
+                victim.transport.abort()  # an idle one makes room: a probe always gets through
             if open_now > limits.max_http_connections:
                 self.app = ProbesOnly(self.app, lambda: on_refused("connections"))
             self._head_timer = self.loop.call_later(limits.header_timeout_s, self._head_too_slow)
@@ -79,6 +84,15 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None]) -
             if self._head_timer is not None and self.cycle is not None:  # the first request head is complete
                 self._head_timer.cancel()
                 self._head_timer = None
+
+        def _an_idle_connection(self) -> H11Protocol | None:
+            """Any open connection waiting for a request (none in flight), other than this one."""
+            for connection in self.connections:
+                cycle = getattr(connection, "cycle", None)
+                if connection is not self and isinstance(connection, H11Protocol) and (
+                        cycle is None or cycle.response_complete):
+                    return connection
+            return None
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._head_timer is not None:
