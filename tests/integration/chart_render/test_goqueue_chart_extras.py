@@ -58,3 +58,21 @@ def test_defaults_add_nothing(helm: Helm) -> None:
 ])
 def test_what_cannot_work_is_refused(helm: Helm, args: tuple[str, ...], expected: str) -> None:
     assert expected in helm.refusal(*RUNBOOK_INSTALL, *args)
+
+
+def test_the_helm_test_pod_produces_and_consumes_through_the_client_service(helm: Helm) -> None:
+    rendered = helm.template(*RUNBOOK_INSTALL)
+    pod = rendered.get("Pod", "goqueue-test")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    # Not selected by the brokers' Services, PDB or StatefulSet.
+    selector = rendered.get("StatefulSet", "goqueue")["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= pod["metadata"]["labels"].items()
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GOQUEUE_SERVER"] == "http://goqueue:8080"  # the client Service, by name
+    assert env["REPLICATION_FACTOR"] == "3"
+    script = container["command"][-1]
+    assert [word for word in ("topic create", "produce", "consume", "topic delete") if word not in script] == []
+    assert container["image"] == rendered.get("StatefulSet", "goqueue")["spec"]["template"]["spec"][
+        "containers"][0]["image"]
+    assert "Pod/goqueue-test" not in helm.template(*RUNBOOK_INSTALL, "--skip-tests").names()

@@ -26,8 +26,9 @@ SELECTOR = {"app.kubernetes.io/name": "goqueue", "app.kubernetes.io/instance": "
 
 @pytest.fixture(scope="module")
 def runbook(helm: Helm) -> Rendered:
-    """What the runbook's `helm install goqueue … -n goqueue --set …` creates."""
-    return helm.template(*RUNBOOK_INSTALL)
+    """What the runbook's `helm install goqueue … -n goqueue --set …` creates (the `helm test` Pod only `helm test`
+    does: test_goqueue_chart_extras.py)."""
+    return helm.template(*RUNBOOK_INSTALL, "--skip-tests")
 
 
 def broker(rendered: Rendered, name: str = "goqueue") -> Obj:

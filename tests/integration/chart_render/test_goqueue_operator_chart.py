@@ -69,7 +69,8 @@ def resolved_env(container: Obj, pod_ip: str = "10.1.2.3", pod_name: str = "op-0
 
 @pytest.fixture(scope="module")
 def defaults(helm: Helm) -> Rendered:
-    return render(helm)
+    """What `helm install` creates (the `helm test` Pod: test_goqueue_operator_chart_upgrades.py)."""
+    return render(helm, "--skip-tests")
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda p: p.name)

@@ -125,3 +125,15 @@ def test_extra_volumes_mounts_sidecars_and_init_containers_go_where_expected(hel
 ])
 def test_extras_that_cannot_work_are_refused(helm: Helm, args: tuple[str, ...], fix: str) -> None:
     assert fix in refusal(helm, *args)
+
+
+def test_the_helm_test_pod_asks_the_metrics_service_for_healthz(helm: Helm) -> None:
+    rendered = render(helm)
+    pod = rendered.get("Pod", "goqueue-operator-test")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    service = rendered.get("Service", "goqueue-operator-metrics")
+    assert not service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()  # never a metrics endpoint
+    (container,) = pod["spec"]["containers"]
+    assert "http://goqueue-operator-metrics:8081" in container["command"][-1]
+    assert "/healthz" in container["command"][-1]
+    assert "Pod/goqueue-operator-test" not in render(helm, "--set", "metrics.service.enabled=false").names()

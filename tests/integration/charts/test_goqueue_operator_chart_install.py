@@ -171,6 +171,14 @@ def test_the_operator_pod_becomes_ready_as_its_service_account(installed: Instal
     assert "goqueue_operator_reconciles_total" in metrics.text
 
 
+def test_helm_test_finds_the_operator_healthy(installed: Installed) -> None:
+    assert installed.operator_pod, "the operator pod is not Ready (previous test)"
+    output = installed.helm_run("test", installed.release, "--timeout", "120s")  # fails unless the Pod Succeeded
+    assert "Succeeded" in output, output
+    log = installed.kubelet.logs(installed.namespace, f"{installed.fullname}-test", "healthz")
+    assert f"helm test: the operator answers /healthz and /metrics at http://{installed.fullname}-metrics:8081" in log
+
+
 def test_the_goqueue_cluster_from_the_notes_becomes_ready_with_three_brokers(installed: Installed) -> None:
     assert installed.operator_pod, "the operator pod is not Ready (previous test)"
     match = HEREDOC.search(installed.notes)
