@@ -8,6 +8,7 @@ closed fails the test by its (generous) timeout, never by a measured duration.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import select
@@ -150,6 +151,27 @@ async def test_grpc_refuses_too_many_records_before_any_work(broker_factory: Bro
 
 
 # -- connections -------------------------------------------------------------------------------------------------
+
+# Channels to one target share their connection unless told not to: each of these opens its own.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+
+
+@pytest.mark.anyio
+async def test_grpc_refuses_connections_beyond_the_limit_and_closes_idle_ones(broker_factory: BrokerFactory) -> None:
+    broker = broker_factory(env={"GOQUEUE_LIMITS_MAXGRPCCONNECTIONS": "1", "GOQUEUE_LIMITS_GRPCIDLETIMEOUT": "1s"})
+    async with grpc.aio.insecure_channel(broker.grpc_target, options=OWN_CONNECTION) as first, \
+            grpc.aio.insecure_channel(broker.grpc_target, options=OWN_CONNECTION) as second:
+        await goqueue_pb2_grpc.GoQueueStub(first).ListTopics(pb.ListTopicsRequest(), timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await goqueue_pb2_grpc.GoQueueStub(second).ListTopics(pb.ListTopicsRequest(), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        # The first one, idle, is closed by the broker: its channel falls back to IDLE (it reconnects on use).
+        deadline = asyncio.get_running_loop().time() + SOCKET_TIMEOUT_S
+        while first.get_state() is not grpc.ChannelConnectivity.IDLE:
+            assert asyncio.get_running_loop().time() < deadline, "the idle gRPC connection was never closed"
+            await asyncio.sleep(0.1)
+        await goqueue_pb2_grpc.GoQueueStub(first).ListTopics(pb.ListTopicsRequest(), timeout=10)
+
 
 def test_connections_beyond_the_limit_are_refused_and_probes_still_answer(broker_factory: BrokerFactory) -> None:
     broker = broker_factory(env={"GOQUEUE_LIMITS_MAXHTTPCONNECTIONS": "20", "GOQUEUE_LIMITS_PROBECONNECTIONS": "3",
