@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,9 @@ def prepare(workdir: Path) -> None:
         # a fresh process per mutant from a server that imported pytest and collected once: forking the main
         # process would inherit whatever threads the statistics run left behind
         'process_isolation = "forkserver"',
+        # a mutant that loops forever is stopped after 6x the CPU time of its tests (+1 s) instead of mutmut's 30x:
+        # the loops in the log's read and scan paths made the default cost minutes per such mutant here
+        "timeout_multiplier = 3.0",
         "use_git_change_detection = false",
         "",
     ])
@@ -148,14 +152,34 @@ def report(workdir: Path) -> None:
     if others:
         print("other statuses:", ", ".join(f"{status} {n}" for status, n in sorted(others.items())))
 
-    survivors = [name for statuses in found.values() for name, status in statuses.items()
-                 if status not in ("killed", "timeout")]
     with (workdir / "survivors.txt").open("w") as out:
-        for name in survivors:
-            diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=workdir,
-                                  capture_output=True, text=True, check=False)
-            out.write(diff.stdout + "\n")
-    print(f"{len(survivors)} mutants not killed, their diffs in {workdir / 'survivors.txt'}")
+        out.writelines(f"# {name}: {status}\n{diff}\n" for name, status, diff in _diffs(workdir, found))
+    print(f"{sum(not_killed_counts(found))} mutants not killed, their diffs in {workdir / 'survivors.txt'}")
+
+
+def not_killed_counts(found: dict[str, dict[str, str]]) -> list[int]:
+    return [sum(status not in ("killed", "timeout") for status in statuses.values()) for statuses in found.values()]
+
+
+def _diffs(workdir: Path, found: dict[str, dict[str, str]]) -> list[tuple[str, str, str]]:
+    """(mutant, status, diff) of every mutant not killed, read from the mutated copies (mutmut show, in-process)."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    here = Path.cwd()
+    os.chdir(workdir)  # mutmut reads its settings and mutants/ relative to the working directory
+    try:
+        diffs = []
+        for module, statuses in found.items():
+            for name, status in statuses.items():
+                if status in ("killed", "timeout"):
+                    continue
+                try:
+                    diffs.append((name, status, get_diff_for_mutant(name, path=Path("goqueue") / module)))
+                except (OSError, KeyError, ValueError) as exc:  # a mutated copy gone or regenerated since
+                    diffs.append((name, status, f"(no diff: {exc!r})\n"))
+        return diffs
+    finally:
+        os.chdir(here)
 
 
 def _row(module: str, counts: Counter[str], columns: list[str]) -> str:

@@ -231,3 +231,18 @@ def test_a_replayed_lease_at_or_past_next_is_not_restored() -> None:
         cursor.restore_slot(Slot(offset, 1, SlotState.LEASED, VIS_MS, "c1"))
     cursor.finish_restore()
     assert sorted(cursor.slots) == [3, 4]
+
+
+def test_skipping_to_where_the_cursor_already_is_moves_nothing() -> None:
+    cursor = Cursor.starting_at(4)
+    assert cursor.skip_to(4) is False
+    assert cursor.skip_to(6) is True
+    assert (cursor.committed, cursor.next) == (6, 6)
+
+
+def test_only_a_waiting_message_is_redelivered() -> None:
+    cursor = Cursor.starting_at(0)
+    deliver(cursor, range(1), consumer="c1")
+    assert cursor.redeliver(0, "c2", VIS_MS) is None, "leased to c1: handing it to c2 too would deliver it twice"
+    assert (cursor.slots[0].consumer, cursor.slots[0].deliveries) == ("c1", 1)
+    assert cursor.redeliver(7, "c2", VIS_MS) is None

@@ -330,3 +330,15 @@ def test_a_stranded_sole_replica_does_not_stop_the_others_leaving() -> None:
     stranded = apply_command(state, {"op": "replace_storage", "broker": 0, "directory_id": "new"})
     assert stranded == ["a/0"]
     assert state["topics"]["a"]["partition_state"][1]["isr"] == [1]
+
+
+def test_leaving_the_isr_and_reassigning_advance_epoch_and_version_from_where_they_are() -> None:
+    state = three_replica_state()
+    apply_command(state, {"op": "elect_leader", "topic": "t", "partition": 0, "expected_epoch": 0,
+                          "leader": 1, "isr": [0, 1, 2]})
+    apply_command(state, {"op": "leave_isr", "topic": "t", "partition": 0, "broker": 1})
+    assert (partition_zero(state)["leader"], partition_zero(state)["leader_epoch"],
+            partition_zero(state)["version"]) == (0, 2, 2)
+    apply_command(state, {"op": "reassign", "topic": "t", "partition": 0, "replicas": [0, 2, 3],
+                          "expected_version": 2})
+    assert partition_zero(state)["version"] == 3

@@ -162,3 +162,10 @@ def test_records_from_a_fetch_start_at_the_offset_and_say_where_to_continue(
 
 def test_an_empty_fetch_continues_where_it_was_asked() -> None:
     assert batches.records_from(b"", 7, 10) == ([], 7)
+
+
+def test_only_a_batch_flagged_control_is_a_control_batch() -> None:
+    rows = [(0, 0, None, b"v", [])]
+    control = batches.build_batch_from_rows(rows, 1_000, 1_000, attributes=batches.CONTROL_FLAG)
+    assert batches.is_control(batches.read_header(control)) is True
+    assert batches.is_control(batches.read_header(batches.build_batch_from_rows(rows, 1_000, 1_000))) is False

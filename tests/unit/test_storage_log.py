@@ -261,30 +261,33 @@ def test_a_missing_checkpoint_exposes_nothing_until_the_owner_publishes(logs: Lo
     assert logs.values(reopened) == [b"a", b"b"]
 
 
-def _stamped_log(logs: LogKit) -> PartitionLog:
-    """Offsets 0-2 in a closed segment, 3-6 in the active one, each record a second newer than the one before."""
+def _stamped_log(logs: LogKit) -> tuple[PartitionLog, list[int]]:
+    """Offsets 0-2 in a closed segment, 3-6 in the active one, each record a second newer than the one before
+    (and all of them younger than the segment age, so only the explicit roll splits them)."""
     plog = logs.open(segment_bytes=10**6)
-    for i in range(7):
-        logs.append(plog, [b"v%d" % i], timestamp_ms=1_000 * (i + 1))
+    stamps = [logs.clock.ms + 1_000 * i for i in range(7)]
+    for i, stamp in enumerate(stamps):
+        logs.append(plog, [b"v%d" % i], timestamp_ms=stamp)
         if i == 2:
             plog.roll()
     logs.publish(plog)
-    return plog
+    assert [(s.base_offset, s.next_offset) for s in plog.segments] == [(0, 3), (3, 7)]
+    return plog, stamps
 
 
 def test_offset_for_timestamp_inside_a_later_segment(logs: LogKit) -> None:
-    plog = _stamped_log(logs)
-    assert [plog.offset_for_timestamp(1_000 * (i + 1)) for i in range(7)] == list(range(7))
+    plog, stamps = _stamped_log(logs)
+    assert [plog.offset_for_timestamp(stamp) for stamp in stamps] == list(range(7))
 
 
 def test_a_truncation_forgets_the_timestamps_of_what_it_removed(logs: LogKit) -> None:
-    plog = _stamped_log(logs)
+    plog, stamps = _stamped_log(logs)
 
     plog.truncate_to(5)
 
-    assert plog.offset_for_timestamp(5_000) == 4
-    assert plog.offset_for_timestamp(6_000) == plog.log_end_offset == 5
-    assert plog.offset_for_timestamp(7_000) == 5
+    assert plog.offset_for_timestamp(stamps[4]) == 4
+    assert plog.offset_for_timestamp(stamps[5]) == plog.log_end_offset == 5
+    assert plog.offset_for_timestamp(stamps[6]) == 5
 
 
 def test_a_segment_truncated_to_nothing_ages_from_its_next_record(logs: LogKit, clock: FakeClock) -> None:

@@ -11,10 +11,11 @@ import pytest
 from goqueue.storage import batch as batches
 from goqueue.storage import log as log_module
 from goqueue.storage.compaction import compact_log
+from goqueue.storage.index import TIME_ENTRY
 from goqueue.storage.log import RECOVERY_POINT_FILE, CorruptSegment, PartitionLog
 
 if TYPE_CHECKING:
-    from conftest import LogKit
+    from conftest import FakeClock, LogKit
 
 pytestmark = pytest.mark.unit
 
@@ -288,3 +289,115 @@ def test_a_segment_deletion_cut_short_by_a_crash_is_finished_on_open(
 
     assert not list(logs.directory.glob(f"{0:020d}.*"))
     assert (reopened.log_start_offset, logs.values(reopened)) == (12, [b"tail"])
+
+
+def _closed_then_active(logs: LogKit, per_segment: int = 6) -> tuple[PartitionLog, list[bytes]]:
+    """A closed segment [0, n) indexed at every batch, then an active one; cleanly closed (checkpointed)."""
+    plog = logs.open(segment_bytes=10**6, index_interval_bytes=1)
+    values = [b"value-%02d" % i for i in range(per_segment + 2)]
+    for value in values[:per_segment]:
+        logs.append(plog, [value])
+    plog.roll()
+    for value in values[per_segment:]:
+        logs.append(plog, [value])
+    logs.publish(plog)
+    logs.close(plog)
+    return plog, values
+
+
+def test_a_checkpointed_segment_with_a_bad_index_and_bad_data_is_refused_not_cut(logs: LogKit) -> None:
+    plog, _ = _closed_then_active(logs)
+    first = plog.segments[0]
+    first.offset_index.path.write_bytes(b"\x01")  # forces the rebuild, which must validate strictly
+    _flip(first.path, _batch_positions(first.path)[2] + batches.HEADER_SIZE)
+    before = logs.files()
+
+    with pytest.raises(CorruptSegment):
+        logs.open(segment_bytes=10**6, index_interval_bytes=1)
+
+    assert logs.files() == before
+
+
+def test_a_checkpointed_segment_cut_short_inside_its_last_batch_is_refused(logs: LogKit) -> None:
+    plog, _ = _closed_then_active(logs)
+    first = plog.segments[0].path
+    with first.open("r+b") as handle:
+        handle.truncate(first.stat().st_size - 3)
+
+    with pytest.raises(CorruptSegment):
+        logs.open(segment_bytes=10**6, index_interval_bytes=1)
+
+
+def test_a_time_index_entry_past_its_segment_is_rebuilt(logs: LogKit) -> None:
+    plog = logs.open(segment_bytes=10**6)
+    stamps = [logs.clock.ms + 1_000 * i for i in range(9)]
+    for i, stamp in enumerate(stamps):
+        logs.append(plog, [b"v%d" % i], timestamp_ms=stamp)
+        if i in (2, 5):
+            plog.roll()
+    logs.publish(plog)
+    logs.close(plog)
+    middle = plog.segments[1].time_index.path  # [3, 6): relative offsets 0..2
+    good = middle.read_bytes()
+    middle.write_bytes(good + TIME_ENTRY.pack(stamps[-1] + 1_000, 3))  # names offset 6, the next segment's
+
+    reopened = logs.open(segment_bytes=10**6)
+
+    assert middle.read_bytes() == good
+    assert reopened.offset_for_timestamp(stamps[-1] + 1) == reopened.log_end_offset
+
+
+def test_a_reopened_segment_made_active_again_still_ages_from_its_first_record(
+    logs: LogKit, clock: FakeClock
+) -> None:
+    plog = logs.open(segment_bytes=10**6, segment_age_s=60)
+    logs.append(plog, [b"a"])
+    plog.roll()
+    logs.append(plog, [b"b"])
+    logs.publish(plog)
+    logs.close(plog)
+    reopened = logs.open(segment_bytes=10**6, segment_age_s=60)
+    reopened.truncate_to(1)  # the closed segment [0, 1) is the active one again
+    clock.advance(61)
+
+    logs.append(reopened, [b"late"])
+
+    assert [s.base_offset for s in reopened.segments] == [0, 1]
+
+
+def test_deleting_a_partition_closes_the_segments_retention_retired(logs: LogKit) -> None:
+    plog = PartitionLog.open(logs.directory, logs.config(segment_bytes=10**6), logs.clock)
+    logs.append(plog, [b"a"])
+    plog.roll()
+    logs.append(plog, [b"b"])
+    logs.publish(plog)
+    retired = plog.delete_oldest_segment()
+    assert retired is not None
+
+    plog.delete_files()
+
+    assert retired.offset_index._file.closed
+    assert retired.time_index._file.closed
+
+
+def test_a_partition_deletion_cut_short_leaves_a_directory_the_broker_sweeps(
+    logs: LogKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plog = PartitionLog.open(logs.directory, logs.config(segment_bytes=10**6), logs.clock)
+    logs.append(plog, [b"a"])
+    logs.publish(plog)
+    plog.checkpoint_high_watermark()  # a file that stays in the directory until after its rename
+    real_unlink = Path.unlink
+    in_swept_directory: list[str] = []
+
+    def killed_while_emptying_it(path: Path, missing_ok: bool = False) -> None:
+        if path.parent != logs.directory:  # segment files go first; the directory's own files after the rename
+            in_swept_directory.append(path.parent.name)
+            raise SystemExit("killed")
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", killed_while_emptying_it)
+    with pytest.raises(SystemExit):
+        plog.delete_files()
+
+    assert in_swept_directory == [f"{logs.directory.name}.deleted"], "broker start-up removes <dir>.deleted"
