@@ -75,6 +75,7 @@ CREATE_CASES = [
     (cluster(config={"cluster.password": "x"}), "the operator manages them"),
     (cluster(config={"retention": "7d"}), "spec.config keys are dotted broker settings"),
     (cluster(replicas=-1), "spec.replicas: Invalid value: -1"),
+    (cluster(replicas=2), "spec.replicas 2 tolerates no broker failure"),  # the chart's validation.yaml says the same
     (group(offsetResets=[{"id": "r1", "topic": "orders", "to": "offset"}]),
      "an offset reset with to: offset needs offset"),
     (group(offsetResets=[{"id": "r1", "topic": "orders", "to": "timestamp"}]),
@@ -164,8 +165,32 @@ def test_kubectl_get_goqueue_lists_all_three_kinds_with_their_columns(k: Kubectl
 
 
 def test_scale_subresource_sets_spec_replicas(k: Kubectl, module_namespace: str) -> None:
-    """The runbook's emergency stop, made declarative: `kubectl scale goqueuecluster/NAME --replicas=0`."""
+    """The runbook's emergency stop, made declarative: `kubectl scale goqueuecluster/NAME --replicas=0`; the scale
+    subresource obeys the same rules as the spec (2 brokers are refused there too)."""
     accept(k, module_namespace, cluster("scaled"))
     k("scale", "goqueuecluster/scaled", "-n", module_namespace, "--replicas=0")
     spec = json.loads(k("get", "gqc", "scaled", "-n", module_namespace, "-o", "json"))["spec"]
     assert spec["replicas"] == 0
+    scale = subprocess.run([str(k.binary), f"--kubeconfig={k.kubeconfig}", "scale", "goqueuecluster/scaled", "-n",
+                            module_namespace, "--replicas=2"], capture_output=True, text=True, timeout=60, check=False)
+    assert scale.returncode != 0
+    assert "tolerates no broker failure" in scale.stderr, scale.stderr
+
+
+def test_wide_output_shows_why_a_resource_is_not_ready(k: Kubectl, kube_namespace: str) -> None:
+    """`kubectl get -o wide` adds the Ready condition's reason and message (what `kubectl describe` would show)."""
+    ns = kube_namespace
+    accept(k, ns, topic("orphan"))
+    ready = {"type": "Ready", "status": "False", "reason": "ClusterNotFound",
+             "message": "GoQueueCluster goqueue does not exist", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    k("patch", "gqt", "orphan", "-n", ns, "--subresource=status", "--type=merge", "-p",
+      json.dumps({"status": {"conditions": [ready]}}))
+    lines = k("get", "gqt", "orphan", "-n", ns, "-o", "wide").splitlines()
+    assert lines[0].split()[-2:] == ["REASON", "MESSAGE"], lines[0]
+    assert "ClusterNotFound" in lines[1], lines[1]
+    assert "GoQueueCluster goqueue does not exist" in lines[1], lines[1]
+    assert "REASON" not in k("get", "gqt", "orphan", "-n", ns), "the reason is a wide-only column"
+    accept(k, ns, cluster())
+    accept(k, ns, group())
+    for kind in ("gqc", "gqcg"):
+        assert k("get", kind, "-n", ns, "-o", "wide").splitlines()[0].split()[-2:] == ["REASON", "MESSAGE"], kind
