@@ -67,7 +67,10 @@ def test_cluster_has_a_scale_subresource_backed_by_status() -> None:
 ])
 def test_printer_columns(kind: str, columns: list[str]) -> None:
     printed = version_of(CRDS[kind])["additionalPrinterColumns"]
-    assert [c["name"] for c in printed] == columns
+    assert [c["name"] for c in printed if not c.get("priority")] == columns
+    wide = {c["name"]: c["jsonPath"] for c in printed if c.get("priority") == 1}  # `kubectl get -o wide` only
+    assert wide == {"Reason": '.status.conditions[?(@.type=="Ready")].reason',
+                    "Message": '.status.conditions[?(@.type=="Ready")].message'}
     by_name = {c["name"]: c for c in printed}
     assert by_name["Age"] == {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
     if "Ready" in by_name and kind != "GoQueueCluster":
