@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from goqueue_operator.kube import Kube, ObjectRef
+from goqueue_operator.metrics import OperatorMetrics
+from goqueue_operator.progress import resize_progress
 from goqueue_operator.resize.plan import ResizeKind, ResizeStep, ResizeView, next_resize_step, storage_record
 
 
@@ -28,7 +30,7 @@ async def _with_class(view: ResizeView, kube: Kube) -> ResizeView:
 
 
 async def advance_resize(view: ResizeView, *, kube: Kube, cluster: ObjectRef, statefulset: str,
-                         previous_phase: str | None) -> ResizeOutcome:
+                         previous_phase: str | None, metrics: OperatorMetrics | None = None) -> ResizeOutcome:
     step = next_resize_step(view)
     if step.kind is ResizeKind.NEED_CLASS:
         view = await _with_class(view, kube)
@@ -46,5 +48,9 @@ async def advance_resize(view: ResizeView, *, kube: Kube, cluster: ObjectRef, st
     elif step.kind is ResizeKind.IDLE and previous_phase not in (None, ResizeKind.IDLE.value,
                                                                  ResizeKind.REFUSED.value):
         await kube.emit_event(cluster, "Resized", f"every claim is at {view.target}")
+    if metrics is not None:
+        if step.kind in (ResizeKind.PATCH_CLAIMS, ResizeKind.RECREATE):
+            metrics.procedure_steps.labels("resize", step.kind.value).inc()
+        metrics.report("resize", cluster.uid, resize_progress(view, step))
     skip = step.kind in (ResizeKind.RECREATE, ResizeKind.AWAIT_DELETION)
     return ResizeOutcome(step, storage_record(view, step), skip)

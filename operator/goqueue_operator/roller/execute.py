@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from goqueue_operator.brokers import BrokerAdmin, BrokerUnreachable, CheckResult
 from goqueue_operator.kube import Kube, ObjectRef
 from goqueue_operator.metrics import OperatorMetrics
+from goqueue_operator.progress import roll_progress
 from goqueue_operator.roller.plan import RollFacts, RollStep, RollView, StepKind, next_roll_step, roll_record
 
 MAX_FACT_ROUNDS = 8  # leader, pre-restart check, transfer, caught-up: far fewer in practice
@@ -73,4 +74,5 @@ async def advance_roll(view: RollView, *, admin: BrokerAdmin | None, kube: Kube,
         await kube.emit_event(cluster, "RolloutComplete", "every broker runs the current revision")
     if step.kind in (StepKind.RESTART, StepKind.CAUGHT_UP, StepKind.BLOCKED):
         metrics.rollout_steps.labels(step.kind.value).inc()
+    metrics.report("roll", cluster.uid, roll_progress(step))
     return RollOutcome(step, record)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, replace
 
 from goqueue_operator.brokers import BrokerAdmin, CheckResult
 from goqueue_operator.kube import Kube, ObjectRef
+from goqueue_operator.metrics import OperatorMetrics
+from goqueue_operator.progress import scale_action, scale_progress
 from goqueue_operator.scaling.plan import (
     ScaleKind,
     ScaleStep,
@@ -26,7 +28,7 @@ class ScaleOutcome:
 
 
 async def advance_scaling(view: ScaleView, *, admin: BrokerAdmin | None, kube: Kube,
-                          cluster: ObjectRef) -> ScaleOutcome:
+                          cluster: ObjectRef, metrics: OperatorMetrics | None = None) -> ScaleOutcome:
     step = next_scale_step(view)
     while step.kind is ScaleKind.NEED_HELD:
         broker = step.brokers[0]
@@ -49,4 +51,8 @@ async def advance_scaling(view: ScaleView, *, admin: BrokerAdmin | None, kube: K
         await kube.emit_event(cluster, step.code, step.message, warning=True)
     elif step.kind is ScaleKind.APPLY and step.code and view.current != step.replicas:
         await kube.emit_event(cluster, step.code, step.message or f"scaling to {step.replicas}")
+    if metrics is not None:
+        if (action := scale_action(view, step)) is not None:
+            metrics.procedure_steps.labels("scale", action).inc()
+        metrics.report("scale", cluster.uid, scale_progress(view, step))
     return ScaleOutcome(step, scaling_record(view, step))
