@@ -109,9 +109,9 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
         resize_view = resize_view_for(cluster, observation)
         resize = await advance_resize(resize_view, kube=ctx.kube, cluster=about,
                                       statefulset=child_name(cluster.name, "statefulset"),
-                                      previous_phase=cluster.record.storage.phase)
+                                      previous_phase=cluster.record.storage.phase, metrics=ctx.metrics)
         scale = await advance_scaling(scale_view_for(cluster, observation, now), admin=admin, kube=ctx.kube,
-                                      cluster=about)
+                                      cluster=about, metrics=ctx.metrics)
         children = build_cluster_children(cluster, password=secrets.token_urlsafe(32), replicas=scale.step.replicas,
                                           claim_size=str(resize.record["size"]))
         if resize.skip_statefulset:
