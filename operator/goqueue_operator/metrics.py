@@ -18,7 +18,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 PROCEDURES = ("roll", "resize", "scale")
 
@@ -35,6 +43,8 @@ class Progress:
 class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes: the dashboard's
+        # CPU and memory, wherever the operator runs (the kubelet's container metrics need cAdvisor)
         self.reconciles = Counter("goqueue_operator_reconciles", "Reconciles by kind and result (ok, retry, error).",
                                   ["kind", "result"], registry=r)
         self.reconcile_seconds = Histogram("goqueue_operator_reconcile_duration_seconds", "Reconcile duration.",

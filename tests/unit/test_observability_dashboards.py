@@ -1,5 +1,5 @@
-"""The Grafana dashboards of deploy/observability: the runbook's four, committed exactly as their generator writes
-them, and well-formed for Grafana. That every query is valid PromQL is checked by promtool in
+"""The Grafana dashboards of deploy/observability: the runbook's four and the operator's, committed exactly as their
+generator writes them, and well-formed for Grafana. That every query is valid PromQL is checked by promtool in
 tests/integration/test_observability_promtool.py; that their metric names are really exported, against a running
 broker by tests/integration/charts/test_observability_metrics.py."""
 
@@ -20,7 +20,8 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "deploy" / "observability" / "dashboards"
 TITLES = {"goqueue-overview.json": "GoQueue Overview", "goqueue-topics.json": "GoQueue Topics",
-          "goqueue-consumers.json": "GoQueue Consumers", "goqueue-nodes.json": "GoQueue Nodes"}
+          "goqueue-consumers.json": "GoQueue Consumers", "goqueue-nodes.json": "GoQueue Nodes",
+          "goqueue-operator.json": "GoQueue Operator"}
 
 
 def generator() -> ModuleType:
@@ -45,7 +46,7 @@ def queries(dashboard: dict[str, Any]) -> list[str]:
     return [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
 
 
-def test_the_runbooks_four_dashboards() -> None:
+def test_the_runbooks_four_dashboards_and_the_operators() -> None:
     found = dashboards()
     assert {name: d["title"] for name, d in found.items()} == TITLES
     assert len({d["uid"] for d in found.values()}) == len(found)

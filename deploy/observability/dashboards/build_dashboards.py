@@ -1,6 +1,6 @@
-"""Writes the GoQueue Grafana dashboards (Overview, Topics, Consumers, Nodes) as JSON beside this file.
+"""Writes the GoQueue Grafana dashboards (Overview, Topics, Consumers, Nodes, Operator) as JSON beside this file.
 
-Why generated: four dashboards share their variables, datasource, links and panel shapes; written by hand they
+Why generated: five dashboards share their variables, datasource, links and panel shapes; written by hand they
 drift apart. The JSON is committed (Grafana's sidecar and the charts ship it as is), and
 tests/unit/test_observability_dashboards.py fails when it differs from what this script writes, so edit here and run
 `python deploy/observability/dashboards/build_dashboards.py`.
@@ -8,7 +8,9 @@ tests/unit/test_observability_dashboards.py fails when it differs from what this
 Queries use only metrics the brokers export (checked against a real broker by
 tests/integration/charts/test_observability_metrics.py), plus the kubelet's container CPU and memory metrics on the
 Nodes dashboard. Brokers export no namespace or pod label: Prometheus adds them when it scrapes the goqueue-metrics
-Service.
+Service. The Operator dashboard queries only what goqueue_operator/metrics.py exports (checked by
+tests/unit/test_observability_operator_dashboard.py against its exposition), scoped by the namespace and pod of the
+operator's own pods (the operator chart's ServiceMonitor); the broker chart and the operator chart both ship it.
 """
 
 from __future__ import annotations
@@ -106,13 +108,14 @@ def _query_variable(name: str, label: str, query: str, *, multi: bool) -> dict[s
     }
 
 
-def _variables(*extra: dict[str, Any]) -> dict[str, Any]:
+def _variables(*extra: dict[str, Any], metric: str = "goqueue_broker_ready", pod_label: str = "Broker"
+               ) -> dict[str, Any]:
+    """Namespace and pod of the series of `metric`: the brokers' by default, the operator's on its dashboard."""
     return {"list": [
         {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
          "current": {}, "hide": 0, "refresh": 1},
-        _query_variable("namespace", "Namespace", "label_values(goqueue_broker_ready, namespace)", multi=False),
-        _query_variable("pod", "Broker", 'label_values(goqueue_broker_ready{namespace="$namespace"}, pod)',
-                        multi=True),
+        _query_variable("namespace", "Namespace", f"label_values({metric}, namespace)", multi=False),
+        _query_variable("pod", pod_label, f'label_values({metric}{{namespace="$namespace"}}, pod)', multi=True),
         *extra,
     ]}
 
@@ -324,8 +327,80 @@ def nodes() -> dict[str, Any]:
                       panels, _variables())
 
 
+def operator() -> dict[str, Any]:
+    """The operator's own work, after Strimzi's operator dashboard: reconciles, errors, and how far each long
+    procedure (roll, storage resize, scaling with its drain or rebalance) has got. Progress gauges are sums over the
+    clusters the operator serves; `kubectl get goqueue -A` names them."""
+    scope = 'namespace="$namespace", pod=~"$pod"'
+    reconciles = f"sum(rate(goqueue_operator_reconciles_total{{{scope}}}[{RATE}]))"
+    panels = [
+        Panel("Operator pods up", "Operator pods Prometheus scrapes (with replicaCount > 1 one is active, the others "
+              "stand by).", [Target(f"sum(up{{{scope}}})")], kind="stat", width=4, height=4,
+              thresholds=[(None, "red"), (1, "green")]),
+        Panel("Reconciles", "Reconciles per second, every kind (clusters every clusterResyncSeconds, topics and groups "
+              "every driftIntervalSeconds, plus one per change).", [Target(reconciles)], kind="stat", width=4,
+              height=4, unit="ops"),
+        Panel("Failed reconciles", "Share of reconciles that ended in an error over the last 10 minutes (kopf retries "
+              "them: a steady share is a cluster that cannot converge).",
+              [Target(f"sum(increase(goqueue_operator_reconciles_total{{{scope}, result=\"error\"}}[10m])) / "
+                      f"clamp_min(sum(increase(goqueue_operator_reconciles_total{{{scope}}}[10m])), 1)")],
+              kind="stat", width=4, height=4, unit="percentunit",
+              thresholds=[(None, "green"), (0.01, "orange"), (0.1, "red")]),
+        Panel("Procedures under way", "Clusters rolling, resizing storage or scaling now.",
+              [Target(f"sum(goqueue_operator_procedures_in_progress{{{scope}}})")], kind="stat", width=4, height=4,
+              thresholds=[(None, "green"), (1, "blue")]),
+        Panel("Procedures blocked", "Clusters whose roll, resize or scale-down cannot proceed without help (status "
+              "says why: RollBlocked, Resizing=Refused, ScaleDownBlocked). Alert: GoQueueRolloutBlocked.",
+              [Target(f"sum(goqueue_operator_procedures_blocked{{{scope}}})")], kind="stat", width=4, height=4,
+              thresholds=[(None, "green"), (1, "red")]),
+        Panel("Brokers left to restart", "Brokers waiting for a restart in the rolls under way (status.rollout.pending "
+              "of every cluster).", [Target(f"sum(goqueue_operator_roll_brokers_pending{{{scope}}})")], kind="stat",
+              width=4, height=4, thresholds=[(None, "green"), (1, "blue")]),
+        Panel("Reconcile rate by kind and result", "Reconciles per second by resource kind and result (ok, error).",
+              [Target(f"sum by (kind, result) (rate(goqueue_operator_reconciles_total{{{scope}}}[{RATE}]))",
+                      "{{kind}} {{result}}")], unit="ops"),
+        Panel("Reconcile errors", "Failed reconciles per 10 minutes by kind and error (an exception class: "
+              "TemporaryError is a retry, e.g. a broker not Ready yet).",
+              [Target(f"sum by (kind, error) (increase(goqueue_operator_reconcile_errors_total{{{scope}}}[10m]))",
+                      "{{kind}} {{error}}")], thresholds=[(None, "green"), (1, "orange")]),
+        Panel("Reconcile duration", "p50 and p99 of one reconcile by kind (broker admin calls included: a slow "
+              "broker shows here first).",
+              [Target(f"histogram_quantile(0.99, sum by (kind, le) (rate("
+                      f"goqueue_operator_reconcile_duration_seconds_bucket{{{scope}}}[{RATE}])))", "{{kind}} p99"),
+               Target(f"histogram_quantile(0.5, sum by (kind, le) (rate("
+                      f"goqueue_operator_reconcile_duration_seconds_bucket{{{scope}}}[{RATE}])))", "{{kind}} p50")],
+              unit="s"),
+        Panel("Procedures", "Clusters with each procedure under way, and blocked.",
+              [Target(f"sum by (procedure) (goqueue_operator_procedures_in_progress{{{scope}}})",
+                      "{{procedure}} under way"),
+               Target(f"sum by (procedure) (goqueue_operator_procedures_blocked{{{scope}}})",
+                      "{{procedure}} blocked")]),
+        Panel("Roll progress", "Brokers left to restart; a roll is done when it reaches 0 (one broker at a time, each "
+              "Ready and caught up before the next).",
+              [Target(f"sum(goqueue_operator_roll_brokers_pending{{{scope}}})", "brokers left to restart")]),
+        Panel("Roll steps", "Roller actions per 10 minutes: leadership moved off a broker, broker restarted, broker "
+              "caught up, roll blocked.",
+              [Target(f"sum by (step) (increase(goqueue_operator_rollout_steps_total{{{scope}}}[10m]))", "{{step}}")]),
+        Panel("Resize and scale progress", "Claims not yet grown to spec.storage.size (filesystem included), and "
+              "brokers still to add or remove.",
+              [Target(f"sum(goqueue_operator_resize_claims_pending{{{scope}}})", "claims to grow"),
+               Target(f"sum(goqueue_operator_scale_brokers_pending{{{scope}}})", "brokers to add or remove")]),
+        Panel("Resize, scale and rebalance actions", "Executor actions per 10 minutes: claims patched, StatefulSet "
+              "re-created, brokers scaled, departing brokers drained, rebalance after a scale-up.",
+              [Target(f"sum by (procedure, step) (increase(goqueue_operator_procedure_steps_total{{{scope}}}[10m]))",
+                      "{{procedure}} {{step}}")]),
+        Panel("CPU", "CPU seconds per second of each operator process.",
+              [Target(f"sum by (pod) (rate(process_cpu_seconds_total{{{scope}}}[{RATE}]))", "{{pod}}")]),
+        Panel("Memory", "Resident memory of each operator process (compare with the chart's resources.limits).",
+              [Target(f"max by (pod) (process_resident_memory_bytes{{{scope}}})", "{{pod}}")], unit="bytes"),
+    ]
+    return _dashboard("goqueue-operator", "GoQueue Operator", "The operator's reconciles, errors, and the progress of "
+                      "rolls, storage resizes and scalings.", panels,
+                      _variables(metric="goqueue_operator_procedures_in_progress", pod_label="Operator pod"))
+
+
 DASHBOARDS = {"goqueue-overview.json": overview, "goqueue-topics.json": topics,
-              "goqueue-consumers.json": consumers, "goqueue-nodes.json": nodes}
+              "goqueue-consumers.json": consumers, "goqueue-nodes.json": nodes, "goqueue-operator.json": operator}
 
 
 def render() -> dict[str, str]:
