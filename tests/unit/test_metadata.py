@@ -342,3 +342,36 @@ def test_leaving_the_isr_and_reassigning_advance_epoch_and_version_from_where_th
     apply_command(state, {"op": "reassign", "topic": "t", "partition": 0, "replicas": [0, 2, 3],
                           "expected_version": 2})
     assert partition_zero(state)["version"] == 3
+
+
+def test_a_new_cluster_is_unpaused_and_has_applied_nothing() -> None:
+    state = empty_state()
+    assert (state["paused_all"], state["applied"]) == (False, 0)
+    assert state["brokers"] == state["topics"] == state["groups"] == {}
+
+
+def test_a_state_from_before_the_applied_counter_counts_from_zero() -> None:
+    state = empty_state()
+    del state["applied"]
+    apply_command(state, {"op": "barrier"})
+    assert state["applied"] == 1
+
+
+def test_a_registered_broker_keeps_its_volume_identity() -> None:
+    state = empty_state()
+    broker = {"host": "h", "http_port": 1, "grpc_port": 2, "raft_address": "r", "zone": "a"}
+    apply_command(state, {"op": "register_broker", "id": 1, **broker, "directory_id": "vol-1"})
+    apply_command(state, {"op": "register_broker", "id": 2, **broker})  # journaled before volumes had one
+    assert state["brokers"][1] == {**broker, "directory_id": "vol-1"}
+    assert state["brokers"][2] == broker
+
+
+def test_a_created_topic_records_what_readers_need() -> None:
+    state = empty_state()
+    apply_command(state, topic_command("t", {0: [0, 1]}))
+    apply_command(state, {**topic_command("__consumer_state", {0: [1, 0]}), "internal": True})
+    topic = state["topics"]["t"]
+    assert (topic["name"], topic["partitions"], topic["replication_factor"], topic["internal"]) == ("t", 1, 2, False)
+    assert state["topics"]["__consumer_state"]["internal"] is True
+    with pytest.raises(MetadataConflict, match="topic 't' already exists"):
+        apply_command(state, topic_command("t", {0: [0]}))

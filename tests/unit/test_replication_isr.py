@@ -9,7 +9,7 @@ import pytest
 
 from goqueue.partition import Partition, Role
 from goqueue.replication.controller import controlled_shutdown_plan
-from goqueue.replication.isr import FollowerProgress, next_isr, record_fetch
+from goqueue.replication.isr import FollowerProgress, high_watermark, next_isr, record_fetch
 from goqueue.storage.log import LogConfig, PartitionLog
 
 if TYPE_CHECKING:
@@ -96,3 +96,15 @@ def test_a_caught_up_follower_rejoins_by_a_fetch_up_to_the_lag_limit_old() -> No
     progress = {1: _progress(20, fetch_s=100.0, caught_up_s=0.0)}
     assert next_isr(0, [0], [0, 1], progress, hwm=20, now_s=100.0 + LAG_MAX_S, lag_max_s=LAG_MAX_S) == [0, 1]
     assert next_isr(0, [0], [0, 1], progress, hwm=20, now_s=100.5 + LAG_MAX_S, lag_max_s=LAG_MAX_S) is None
+
+
+def test_the_high_watermark_is_the_smallest_log_end_among_in_sync_replicas() -> None:
+    progress = {1: _progress(7, fetch_s=0.0, caught_up_s=0.0), 2: _progress(9, fetch_s=0.0, caught_up_s=0.0)}
+    assert high_watermark(0, 10, [0, 1, 2], progress) == 7
+    assert high_watermark(0, 10, [0, 2], progress) == 9, "a follower outside the ISR does not hold it back"
+    assert high_watermark(0, 10, [0], progress) == 10
+
+
+def test_an_in_sync_follower_that_has_not_fetched_yet_exposes_nothing() -> None:
+    """A new leader's followers have no progress: nothing is known to be on them, so nothing is committed."""
+    assert high_watermark(0, 10, [0, 1], {}) == 0
