@@ -5,14 +5,14 @@ with mutmut 3 and runs, for each mutant, the unit tests that execute the mutated
 killed / survived / timeout / no-tests per module and writes every mutant that was not killed, as a diff, to
 `<workdir>/survivors.txt` for review (docs/TESTING.md says how to read them).
 
-    nice -n 19 python3 scripts/mutation.py            # the whole pass (about 10 minutes on 2 busy cores)
+    nice -n 19 python3 scripts/mutation.py            # the whole pass (about 2,570 mutants; see docs/TESTING.md)
     python3 scripts/mutation.py --report              # the table and survivors.txt again, from the last run
-    nice -n 19 python3 scripts/mutation.py --rerun    # after adding tests: only the mutants not killed last time
+    nice -n 19 python3 scripts/mutation.py --rerun    # after adding tests: only the mutants that survived
 
-`--rerun` refreshes the scratch copy's package and tests and runs every mutant the last run did not kill, plus any
-of a function changed since (mutmut regenerates those); a killed mutant stays killed, since adding tests cannot
-revive it. Keep TESTS unchanged between a run and its reruns (a changed selection makes mutmut start over) — add new
-tests to the files listed.
+`--rerun` refreshes the scratch copy's package and tests and reruns every mutant the last run let survive, plus
+those of a function changed since (mutmut regenerates them); a killed mutant stays killed, since adding tests cannot
+revive it, and mutants an interrupted run never reached stay unchecked. Keep TESTS unchanged between a run and its
+reruns (a changed selection makes mutmut start over): add new tests to the files listed.
 
 Everything happens in a scratch copy (`.mutation/`, git-ignored): the broker package, tests/, harness/ and a
 copy of pyproject.toml with mutmut's settings added, so the shared work tree is never mutated and mutmut's
@@ -107,8 +107,11 @@ def run(workdir: Path, jobs: int, mutants: list[str]) -> int:
 
 def rerun(workdir: Path, jobs: int) -> None:
     """Rerun what the last run did not kill, against the package and tests as they are now."""
-    not_killed = [name for statuses in results(workdir).values() for name, status in statuses.items()
-                  if status not in ("killed", "timeout")]
+    before = results(workdir)
+    not_killed = [name for statuses in before.values() for name, status in statuses.items()
+                  if status in ("survived", "no tests", "suspicious")]
+    never_checked = {name for statuses in before.values() for name, status in statuses.items()
+                     if status == "not checked"}  # an interrupted run: left for a full pass, not rerun here
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
     # copy2 keeps each file's time: mutmut regenerates the mutants of a file newer than its mutated copy
     shutil.copytree(REPO / "broker" / "goqueue", workdir / "goqueue", ignore=ignore, dirs_exist_ok=True)
@@ -118,7 +121,7 @@ def rerun(workdir: Path, jobs: int) -> None:
     if not_killed and run(workdir, jobs, not_killed) != 0:
         sys.exit("mutmut run failed")
     unchecked = [name for statuses in results(workdir).values() for name, status in statuses.items()
-                 if status == "not checked"]  # mutants of functions changed since the last run
+                 if status == "not checked" and name not in never_checked]  # of functions changed since
     if unchecked and run(workdir, jobs, unchecked) != 0:
         sys.exit("mutmut run failed")
 
