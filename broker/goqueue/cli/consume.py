@@ -10,7 +10,8 @@ Either way the command leaves the group when it stops — done, idle, Ctrl-C or 
 on close, so a `group reset-offset` right after it is not refused for a member that is gone.
 
 Output: a line per record; with `-o json` one JSON object per line (topic, partition, offset, key, value — text
-when UTF-8, else base64 with "encoding": "base64" — headers, timestamp).
+when UTF-8, else base64 with "encoding": "base64" — headers, timestamp); with `-o yaml` the same fields as one YAML
+document per record (`---` before each, so the stream parses as it comes, as `kubectl get -w -o yaml` prints).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from goqueue.cli.render import Output, dump_yaml
 from goqueue.client.http import GoQueueClient
 from goqueue.config import OffsetReset
 from goqueue.errors import FencedGeneration, GroupNotFound, UnknownMember
@@ -41,18 +43,18 @@ class ConsumeOptions:
     ack: bool
     idle_timeout_s: float
     mode: GroupMode
-    json_lines: bool
+    output: Output
 
 
-def record_line(record: DeliveredRecord, json_lines: bool) -> str:
-    if json_lines:
+def record_line(record: DeliveredRecord, output: Output) -> str:
+    if output is not Output.TABLE:
         body = {"topic": record.topic, "partition": record.partition, "offset": record.offset, "key": record.key,
                 "value": record.value, "headers": record.headers, "timestamp": record.timestamp_ms}
         if record.encoding.value != "utf8":
             body["encoding"] = record.encoding.value
         if record.lease_id is not None:
             body["deliveryCount"] = record.delivery_count
-        return json.dumps(body)
+        return json.dumps(body) if output is Output.JSON else "---\n" + dump_yaml(body).rstrip("\n")
     key = "" if record.key is None else f" key={record.key}"
     return f"{record.topic}/{record.partition}@{record.offset}{key} {record.value if record.value is not None else ''}"
 
@@ -96,7 +98,7 @@ def _consume_shared(client: GoQueueClient, options: ConsumeOptions, emit: Callab
                 wait_ms=min(wait_ms, 30_000), start_from=OffsetReset.EARLIEST if options.from_beginning else None))
             _note_paused(options, response.paused, noted)
             for record in response.records:
-                emit(record_line(record, options.json_lines))
+                emit(record_line(record, options.output))
                 printed += 1
             leases = [r.lease_id for r in response.records if r.lease_id is not None]
             if options.ack and leases:
@@ -137,7 +139,7 @@ def _consume_ordered(client: GoQueueClient, options: ConsumeOptions, emit: Calla
             _note_paused(options, response.paused, noted)
             next_offsets: dict[tuple[str, int], int] = {}
             for record in response.records:
-                emit(record_line(record, options.json_lines))
+                emit(record_line(record, options.output))
                 printed += 1
                 next_offsets[(record.topic, record.partition)] = record.offset + 1
             if options.ack and next_offsets:

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from pydantic import ValidationError
 
 from goqueue.cli import runtime
-from goqueue.cli.render import human_bytes, print_fields, print_json, print_table
-from goqueue.cli.runtime import CliContext, Output, OutputOption, ServerOption, context
+from goqueue.cli.options import resolve_name
+from goqueue.cli.render import Output, human_bytes, print_data, print_fields, print_table
+from goqueue.cli.runtime import CliContext, OutputOption, RequestTimeoutOption, ServerOption, context
 from goqueue.errors import InvalidRequest
 from goqueue.models import ClusterMember, MetadataBackup
 
@@ -33,8 +35,20 @@ for sub, sub_name in ((storage_app, "storage"), (inflight_app, "inflight"), (con
 
 
 @app.callback()
-def _root(ctx: typer.Context, server: str = ServerOption, output: Output = OutputOption) -> None:
-    ctx.obj = CliContext(server=server, output=output)
+def _root(ctx: typer.Context, server: str = ServerOption, output: Output = OutputOption,
+          request_timeout: float = RequestTimeoutOption) -> None:
+    ctx.obj = CliContext(server=server, output=output, request_timeout_s=request_timeout)
+
+
+GroupArgument = Annotated[str | None, typer.Argument(metavar="GROUP", help="One group.", show_default=False)]
+GroupOption = Annotated[str | None, typer.Option("--group", "-g", help="One group (same as GROUP; kept for "
+                                                 "scripts).", show_default=False)]
+
+
+def _optional_group(argument: str | None, flag_value: str | None) -> str | None:
+    if argument is None and flag_value is None:
+        return None
+    return resolve_name(argument, flag_value, what="group", flag="--group")
 
 
 @app.command("health")
@@ -43,9 +57,7 @@ def health(ctx: typer.Context) -> None:
     cli = context(ctx)
     with cli.client() as client:
         status = client.health()
-    if cli.json:
-        print_json(status)
-    else:
+    if not cli.emit(status):
         print_fields({"Status": status.status, "Broker": status.broker_id, "Version": status.version,
                       "Uptime": f"{status.uptime_s:.0f}s", **{k.capitalize(): v for k, v in status.checks.items()}})
     if status.status != "healthy":
@@ -65,8 +77,7 @@ def storage_stats(ctx: typer.Context) -> None:
     cli = context(ctx)
     with cli.client() as client:
         stats = client.storage_stats()
-    if cli.json:
-        print_json(stats)
+    if cli.emit(stats):
         return
     print_fields({"Data dir": stats.data_dir,
                   "Volume": f"{human_bytes(stats.volume_used_bytes)} used of {human_bytes(stats.volume_total_bytes)}"
@@ -83,15 +94,17 @@ def storage_stats(ctx: typer.Context) -> None:
 @inflight_app.command("list")
 def inflight_list(
     ctx: typer.Context,
-    group: Annotated[str | None, typer.Option("--group", "-g", help="Only this group.")] = None,
+    group_argument: Annotated[str | None, typer.Argument(metavar="GROUP", help="Only this group.",
+                                                         show_default=False)] = None,
+    group_option: GroupOption = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="Most messages to show.")] = 1000,
 ) -> None:
     """Messages delivered and not yet acked: leased to a consumer, or waiting for redelivery."""
     cli = context(ctx)
+    group = _optional_group(group_argument, group_option)
     with cli.client() as client:
         listing = client.inflight(group, limit)
-    if cli.json:
-        print_json(listing)
+    if cli.emit(listing):
         return
     now_ms = time.time() * 1000
     print_table(["GROUP", "TOPIC", "PARTITION", "OFFSET", "STATE", "CONSUMER", "DELIVERIES", "DEADLINE"],
@@ -102,43 +115,44 @@ def inflight_list(
     print(f"{listing.total} unacked messages{shown}")
 
 
-def _pause_target(all_groups: bool, group: str | None) -> str | None:
+def _pause_target(all_groups: bool, argument: str | None, flag_value: str | None) -> str | None:
+    group = _optional_group(argument, flag_value)
     if all_groups == (group is not None):
-        raise typer.BadParameter("give exactly one of --all or --group")
+        raise typer.BadParameter("give exactly one of GROUP or --all")
     return group
 
 
 @consumer_app.command("pause")
 def consumer_pause(
     ctx: typer.Context,
+    group_argument: GroupArgument = None,
     all_groups: Annotated[bool, typer.Option("--all", help="Every group, including groups created later.")] = False,
-    group: Annotated[str | None, typer.Option("--group", "-g", help="One group.")] = None,
+    group_option: GroupOption = None,
 ) -> None:
     """Stop deliveries; consumers see a paused state (not errors) and keep their sessions and leases."""
     cli = context(ctx)
-    target = _pause_target(all_groups, group)
+    target = _pause_target(all_groups, group_argument, group_option)
     with cli.client() as client:
         result = client.pause(target)
-    if cli.json:
-        print_json(result)
-    else:
+    if not cli.emit(result):
         print("all consumer groups paused" if result.all else f"group {target} paused")
 
 
 @consumer_app.command("resume")
 def consumer_resume(
     ctx: typer.Context,
+    group_argument: GroupArgument = None,
     all_groups: Annotated[bool, typer.Option("--all", help="Every group (also lifts per-group pauses).")] = False,
-    group: Annotated[str | None, typer.Option("--group", "-g", help="One group.")] = None,
+    group_option: GroupOption = None,
 ) -> None:
     """Resume deliveries."""
     cli = context(ctx)
-    target = _pause_target(all_groups, group)
+    target = _pause_target(all_groups, group_argument, group_option)
     with cli.client() as client:
         result = client.resume(target)
-    if cli.json:
-        print_json(result)
-    elif result.all:
+    if cli.emit(result):
+        return
+    if result.all:
         print("all consumer groups resumed")
     else:
         print(f"group {target} resumed" + (" (but all groups are still paused)" if result.paused else ""))
@@ -148,10 +162,15 @@ def consumer_resume(
 
 @backup_app.command("metadata")
 def backup_metadata(ctx: typer.Context) -> None:
-    """Print a JSON backup of topics, their settings, groups and committed offsets (redirect it to a file)."""
-    with context(ctx).client() as client:
+    """Print a backup of topics, their settings, groups and committed offsets (redirect it to a file): JSON, or
+    YAML with -o yaml; restore reads either."""
+    cli = context(ctx)
+    with cli.client() as client:
         backup = client.backup_metadata()
-    print(backup.model_dump_json(by_alias=True, indent=2))
+    if cli.output is Output.YAML:
+        print_data(backup, Output.YAML)
+    else:  # a backup is a file for restore, never a table
+        print(backup.model_dump_json(by_alias=True, indent=2))
 
 
 @restore_app.command("metadata")
@@ -159,14 +178,17 @@ def restore_metadata(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="A file from `goqueue-admin backup metadata` ('-' for stdin).")],
 ) -> None:
-    """Create missing topics, grow partitions, set settings, groups and offsets from a backup (idempotent)."""
+    """Create missing topics, grow partitions, set settings, groups and offsets from a backup, JSON or YAML
+    (idempotent)."""
     cli = context(ctx)
     try:
         text = sys.stdin.read() if file == "-" else Path(file).read_text()
     except OSError as exc:
         raise InvalidRequest(f"cannot read {file}: {exc.strerror}") from exc
     try:
-        backup = MetadataBackup.model_validate_json(text)
+        backup = _parse_backup(text)
+    except yaml.YAMLError as exc:
+        raise InvalidRequest(f"{file} is neither JSON nor YAML: {exc}") from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -174,8 +196,7 @@ def restore_metadata(
             from exc
     with cli.client() as client:
         report = client.restore_metadata(backup)
-    if cli.json:
-        print_json(report)
+    if cli.emit(report):
         return
     print_fields({"Topics created": ", ".join(report.topics_created) or "-",
                   "Topics updated": ", ".join(report.topics_updated) or "-",
@@ -186,6 +207,13 @@ def restore_metadata(
         print(f"skipped: {line}", file=sys.stderr)
 
 
+def _parse_backup(text: str) -> MetadataBackup:
+    """JSON as `backup metadata` prints it (parsed fast), else YAML (`backup metadata -o yaml`)."""
+    if text.lstrip().startswith("{"):
+        return MetadataBackup.model_validate_json(text)
+    return MetadataBackup.model_validate(yaml.safe_load(text))
+
+
 # -- cluster ---------------------------------------------------------------------------------------------------
 
 @cluster_app.command("status")
@@ -194,9 +222,7 @@ def cluster_status(ctx: typer.Context) -> None:
     cli = context(ctx)
     with cli.client() as client:
         status = client.cluster_status()
-    if cli.json:
-        print_json(status)
-    else:
+    if not cli.emit(status):
         print_fields({"Mode": status.mode, "Healthy": "yes" if status.healthy else "NO",
                       "Leader": f"broker {status.leader.leader} ({status.leader.host})",
                       "Brokers": f"{status.live_brokers}/{status.brokers} up", "Topics": status.topics,
@@ -220,9 +246,7 @@ def cluster_members(ctx: typer.Context) -> None:
     cli = context(ctx)
     with cli.client() as client:
         members = client.cluster_members()
-    if cli.json:
-        print_json(members)
-    else:
+    if not cli.emit(members):
         _print_members(members)
 
 
@@ -232,9 +256,7 @@ def cluster_leader(ctx: typer.Context) -> None:
     cli = context(ctx)
     with cli.client() as client:
         leader = client.cluster_leader()
-    if cli.json:
-        print_json(leader)
-    else:
+    if not cli.emit(leader):
         print_fields({"Leader": leader.leader, "Host": leader.host, "Term": leader.term})
 
 
@@ -244,9 +266,7 @@ def replication_status(ctx: typer.Context) -> None:
     cli = context(ctx)
     with cli.client() as client:
         status = client.replication_status()
-    if cli.json:
-        print_json(status)
-    else:
+    if not cli.emit(status):
         print_table(["TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "HWM", "LEO", "STATUS"],
                     [[p.topic, p.partition, p.leader if p.leader is not None else "none", p.leader_epoch,
                       ",".join(map(str, p.replicas)), ",".join(map(str, p.isr)), p.high_watermark,

@@ -10,8 +10,9 @@ import typer
 from goqueue.cli import runtime
 from goqueue.cli.consume import ConsumeOptions, run_consume
 from goqueue.cli.groups import group_app
-from goqueue.cli.render import human_bytes, print_fields, print_json, print_table
-from goqueue.cli.runtime import CliContext, Output, OutputOption, ServerOption, context
+from goqueue.cli.options import resolve_name
+from goqueue.cli.render import Output, human_bytes, print_fields, print_table
+from goqueue.cli.runtime import CliContext, OutputOption, RequestTimeoutOption, ServerOption, context
 from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S
 from goqueue.models import (
     CleanupPolicy,
@@ -32,8 +33,20 @@ app.add_typer(group_app, name="group")
 
 
 @app.callback()
-def _root(ctx: typer.Context, server: str = ServerOption, output: Output = OutputOption) -> None:
-    ctx.obj = CliContext(server=server, output=output)
+def _root(ctx: typer.Context, server: str = ServerOption, output: Output = OutputOption,
+          request_timeout: float = RequestTimeoutOption) -> None:
+    ctx.obj = CliContext(server=server, output=output, request_timeout_s=request_timeout)
+
+
+TopicArgument = Annotated[str | None, typer.Argument(metavar="TOPIC", help="Topic name.", show_default=False)]
+TopicNameOption = Annotated[str | None, typer.Option("--name", help="The topic name (same as TOPIC; kept for "
+                                                     "scripts).", show_default=False)]
+TopicOption = Annotated[str | None, typer.Option("--topic", "-t", help="The topic (same as TOPIC; kept for "
+                                                 "scripts).", show_default=False)]
+
+
+def _topic(argument: str | None, flag_value: str | None, flag: str = "--name") -> str:
+    return resolve_name(argument, flag_value, what="topic", flag=flag)
 
 
 # -- topics ----------------------------------------------------------------------------------------------------
@@ -47,8 +60,7 @@ def topic_list(
     cli = context(ctx)
     with cli.client() as client:
         topics = client.list_topics(internal=internal)
-    if cli.json:
-        print_json(topics)
+    if cli.emit(topics):
         return
     print_table(["NAME", "PARTITIONS", "REPLICATION", "CLEANUP", "MESSAGES", "SIZE"],
                 [[t.name, t.partitions, t.replication_factor, t.config.cleanup_policy.value, t.messages,
@@ -58,7 +70,9 @@ def topic_list(
 @topic_app.command("create")
 def topic_create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Option("--name", help="Topic name: letters, digits, '.', '_', '-'.")],
+    topic: Annotated[str | None, typer.Argument(metavar="TOPIC", show_default=False, help="Topic name: letters, "
+                                                "digits, '.', '_', '-'.")] = None,
+    name: TopicNameOption = None,
     partitions: Annotated[int, typer.Option(min=1, help="Number of partitions.")] = 1,
     replication_factor: Annotated[int, typer.Option("--replication-factor", min=1, help="Copies of each "
                                                     "partition.")] = 1,
@@ -71,28 +85,27 @@ def topic_create(
 ) -> None:
     """Create a topic."""
     cli = context(ctx)
+    name = _topic(topic, name)
     config = TopicConfig.model_validate({
         "cleanupPolicy": cleanup_policy, "retentionMaxAge": retention, "retentionMaxSize": retention_size,
         "maxMessageBytes": max_message_bytes, "minInsyncReplicas": min_insync_replicas})
     spec = TopicCreate(name=name, partitions=partitions, replication_factor=replication_factor, config=config)
     with cli.client() as client:
         info = client.create_topic(spec)
-    if cli.json:
-        print_json(info)
-    else:
+    if not cli.emit(info):
         print(f"topic {info.name} created with {info.partitions} partitions, "
               f"replication factor {info.replication_factor}")
 
 
 @topic_app.command("describe")
-def topic_describe(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Topic name.")]) -> None:
+def topic_describe(ctx: typer.Context, topic: TopicArgument = None, name: TopicNameOption = None) -> None:
     """Show a topic's settings — each one's effective value and where it comes from — and each partition:
     offsets, size, segments, leader and replicas."""
     cli = context(ctx)
+    name = _topic(topic, name)
     with cli.client() as client:
         info = client.describe_topic(name)
-    if cli.json:
-        print_json(info)
+    if cli.emit(info):
         return
     print_fields({
         "Topic": info.name, "Partitions": info.partitions, "Replication factor": info.replication_factor,
@@ -131,13 +144,15 @@ def _setting_fields(info: TopicInfo) -> dict[str, str]:
 @topic_app.command("alter")
 def topic_alter(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Topic name.")],
+    topic: TopicArgument = None,
+    name: TopicNameOption = None,
     partitions: Annotated[int | None, typer.Option(min=1, help="New partition count (grow only).")] = None,
     config: Annotated[list[str] | None, typer.Option(
         "--config", help="Setting as key=value, e.g. retentionMaxAge=24h (repeatable).")] = None,
 ) -> None:
     """Grow a topic's partitions or change its settings."""
     cli = context(ctx)
+    name = _topic(topic, name)
     changes: dict[str, object] = {}
     for item in config or []:
         key, sep, value = item.partition("=")
@@ -146,27 +161,25 @@ def topic_alter(
         changes[key] = value
     with cli.client() as client:
         info = client.update_topic(name, TopicUpdate(partitions=partitions, config=changes or None))
-    if cli.json:
-        print_json(info)
-    else:
+    if not cli.emit(info):
         print(f"topic {info.name}: {info.partitions} partitions")
 
 
 @topic_app.command("delete")
 def topic_delete(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Topic name.")],
+    topic: TopicArgument = None,
+    name: TopicNameOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a topic and all its records. Asks first when run on a terminal, unless --yes."""
     cli = context(ctx)
+    name = _topic(topic, name)
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Delete topic {name} and all its records?", abort=True)
     with cli.client() as client:
         client.delete_topic(name)
-    if cli.json:
-        print_json({"deleted": name})
-    else:
+    if not cli.emit({"deleted": name}):
         print(f"topic {name} deleted")
 
 
@@ -175,7 +188,8 @@ def topic_delete(
 @app.command("produce")
 def produce(
     ctx: typer.Context,
-    topic: Annotated[str, typer.Option("--topic", "-t", help="Topic to write to.")],
+    topic_argument: TopicArgument = None,
+    topic_option: TopicOption = None,
     key: Annotated[str | None, typer.Option("--key", "-k", help="Record key (same key → same partition).")] = None,
     value: Annotated[str | None, typer.Option("--value", "-v", help="Record value; without it, each line of "
                                               "stdin is one record.")] = None,
@@ -194,6 +208,7 @@ def produce(
     in order per partition, until --delivery-timeout.
     """
     cli = context(ctx)
+    topic = _topic(topic_argument, topic_option, "--topic")
     headers = {}
     for item in header or []:
         name, sep, text = item.partition("=")
@@ -211,9 +226,9 @@ def produce(
                 pending = []
         if pending:
             produced.extend(client.produce(topic, pending, partition=partition).offsets)
-    if cli.json:
-        print_json([o.model_dump(by_alias=True) for o in produced])
-    elif len(produced) == 1:
+    if cli.emit(produced):
+        return
+    if len(produced) == 1:
         print(f"produced to {topic} partition {produced[0].partition} at offset {produced[0].offset}")
     else:
         print(f"produced {len(produced)} records to {topic}")
@@ -222,8 +237,9 @@ def produce(
 @app.command("consume")
 def consume(
     ctx: typer.Context,
-    topic: Annotated[str, typer.Option("--topic", "-t", help="Topic to read.")],
     group: Annotated[str, typer.Option("--group", "-g", help="Consumer group to read as.")],
+    topic_argument: TopicArgument = None,
+    topic_option: TopicOption = None,
     from_beginning: Annotated[bool, typer.Option(
         "--from-beginning", help="A new group (or a topic new to the group) starts at the oldest record of every "
         "partition; without it, at their end.")] = False,
@@ -235,13 +251,15 @@ def consume(
     mode: Annotated[GroupMode, typer.Option("--mode", help="Mode of the group if it does not exist yet.")]
     = GroupMode.SHARED,
 ) -> None:
-    """Read records as a member of a group; -o json prints one JSON object per record per line."""
+    """Read records as a member of a group; -o json prints one JSON object per record per line, -o yaml one YAML
+    document per record."""
     cli = context(ctx)
+    topic = _topic(topic_argument, topic_option, "--topic")
     options = ConsumeOptions(topic=topic, group=group, from_beginning=from_beginning, max_records=max_records,
-                             ack=ack, idle_timeout_s=timeout, mode=mode, json_lines=cli.json)
+                             ack=ack, idle_timeout_s=timeout, mode=mode, output=cli.output)
     with cli.client() as client:
         printed = run_consume(client, options, lambda line: print(line, flush=True))
-    if not cli.json:
+    if not cli.structured:
         print(f"{printed} records{' acknowledged' if ack and printed else ''}", file=sys.stderr)
 
 

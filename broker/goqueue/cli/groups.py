@@ -7,11 +7,20 @@ from typing import Annotated
 
 import typer
 
-from goqueue.cli.render import print_fields, print_json, print_table
+from goqueue.cli.options import resolve_name
+from goqueue.cli.render import print_fields, print_table
 from goqueue.cli.runtime import context
 from goqueue.models import OffsetResetRequest, ResetTarget
 
-group_app = typer.Typer(help="List and describe consumer groups; reset their offsets.", no_args_is_help=True)
+group_app = typer.Typer(help="List, describe and delete consumer groups; reset their offsets.", no_args_is_help=True)
+
+GroupArgument = Annotated[str | None, typer.Argument(metavar="GROUP", help="Group name.", show_default=False)]
+GroupOption = Annotated[str | None, typer.Option("--group", "-g", help="The group (same as GROUP; kept for "
+                                                 "scripts).", show_default=False)]
+
+
+def _group(argument: str | None, flag_value: str | None) -> str:
+    return resolve_name(argument, flag_value, what="group", flag="--group")
 
 
 @group_app.command("list")
@@ -20,8 +29,7 @@ def group_list(ctx: typer.Context) -> None:
     cli = context(ctx)
     with cli.client() as client:
         groups = client.list_groups()
-    if cli.json:
-        print_json(groups)
+    if cli.emit(groups):
         return
     print_table(["GROUP", "MODE", "STATE", "MEMBERS", "TOPICS", "LAG", "INFLIGHT"],
                 [[g.name, g.mode.value, g.state.value, g.members, ",".join(g.topics), g.lag, g.inflight]
@@ -29,14 +37,14 @@ def group_list(ctx: typer.Context) -> None:
 
 
 @group_app.command("describe")
-def group_describe(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Group name.")]) -> None:
+def group_describe(ctx: typer.Context, group: GroupArgument = None, group_option: GroupOption = None) -> None:
     """Members (with when each expires unless heard from), and per partition the committed offset, end offset
     and lag."""
     cli = context(ctx)
+    name = _group(group, group_option)
     with cli.client() as client:
         info = client.describe_group(name)
-    if cli.json:
-        print_json(info)
+    if cli.emit(info):
         return
     config = info.config
     print_fields({
@@ -97,8 +105,9 @@ def _parse_datetime_ms(text: str) -> int:
 @group_app.command("reset-offset")
 def group_reset_offset(
     ctx: typer.Context,
-    group: Annotated[str, typer.Option("--group", "-g", help="Consumer group.")],
     topic: Annotated[str, typer.Option("--topic", "-t", help="Topic whose offsets move.")],
+    group_argument: GroupArgument = None,
+    group_option: GroupOption = None,
     to_earliest: Annotated[bool, typer.Option("--to-earliest", help="The oldest retained record.")] = False,
     to_latest: Annotated[bool, typer.Option("--to-latest", help="After the newest record (skip backlog).")] = False,
     to_offset: Annotated[int | None, typer.Option("--to-offset", min=0, help="This offset.")] = None,
@@ -112,13 +121,13 @@ def group_reset_offset(
 ) -> None:
     """Move a group's committed offsets. Refused while the group has live members, unless --force."""
     cli = context(ctx)
+    group = _group(group_argument, group_option)
     target, value = _target(to_earliest, to_latest, to_offset, to_datetime, shift_by)
     request = OffsetResetRequest.model_validate({
         "topic": topic, "partition": partition, "to": target, "dry_run": dry_run, "force": force, **value})
     with cli.client() as client:
         plan = client.reset_offsets(group, request)
-    if cli.json:
-        print_json(plan)
+    if cli.emit(plan):
         return
     print(f"dry run: group {group} would move as follows (nothing changed)" if plan.dry_run
           else f"group {group}: offsets reset")

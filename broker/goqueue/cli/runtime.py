@@ -12,7 +12,6 @@ from __future__ import annotations
 import signal
 import sys
 from dataclasses import dataclass
-from enum import StrEnum
 from types import FrameType
 from typing import NoReturn
 
@@ -20,6 +19,8 @@ import click
 import typer
 from pydantic import ValidationError
 
+from goqueue.cli.options import spread_global_options
+from goqueue.cli.render import Data, Output, print_data
 from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S
 from goqueue.client.http import DEFAULT_SERVER, GoQueueClient
 from goqueue.errors import GoQueueError
@@ -27,28 +28,39 @@ from goqueue.errors import GoQueueError
 EXIT_TERMINATED = 128 + signal.SIGTERM  # typer ends a Ctrl-C (KeyboardInterrupt) with 130 = 128 + SIGINT
 
 
-class Output(StrEnum):
-    TABLE = "table"
-    JSON = "json"
+REQUEST_TIMEOUT_S = 30.0
 
 
 @dataclass
 class CliContext:
     server: str
     output: Output
+    request_timeout_s: float = REQUEST_TIMEOUT_S
 
     def client(self, delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S) -> GoQueueClient:
-        return GoQueueClient(self.server, delivery_timeout_s=delivery_timeout_s)
+        return GoQueueClient(self.server, timeout_s=self.request_timeout_s, delivery_timeout_s=delivery_timeout_s)
 
     @property
-    def json(self) -> bool:
-        return self.output is Output.JSON
+    def structured(self) -> bool:
+        """-o json or -o yaml: output for scripts (no tables, no progress display)."""
+        return self.output is not Output.TABLE
+
+    def emit(self, value: Data) -> bool:
+        """Print `value` as JSON or YAML when asked for; False when the command draws its table instead."""
+        if not self.structured:
+            return False
+        print_data(value, self.output)
+        return True
 
 
 ServerOption = typer.Option(
     DEFAULT_SERVER, "--server", "-s", envvar="GOQUEUE_SERVER", show_default=True,
     help="Broker URL, or several separated by commas: when one cannot be reached the next is used.")
-OutputOption = typer.Option(Output.TABLE, "--output", "-o", help="table for people, json for scripts.")
+OutputOption = typer.Option(Output.TABLE, "--output", "-o",
+                            help="table for people; json or yaml (the API's field names) for scripts.")
+RequestTimeoutOption = typer.Option(
+    REQUEST_TIMEOUT_S, "--request-timeout", min=0.001, envvar="GOQUEUE_REQUEST_TIMEOUT",
+    help="Seconds to wait for a broker's answer to one request (kubectl's --request-timeout).")
 
 
 def context(ctx: typer.Context) -> CliContext:
@@ -86,7 +98,8 @@ def main(app: typer.Typer, prog: str) -> NoReturn:
 def run(app: typer.Typer, prog: str, args: list[str] | None = None) -> int:
     """Run a Typer app with GoQueue's error contract; returns the process exit code (`args`: default argv)."""
     try:
-        result = typer.main.get_command(app).main(args=args, prog_name=prog, standalone_mode=False)
+        command = spread_global_options(typer.main.get_command(app))
+        result = command.main(args=args, prog_name=prog, standalone_mode=False)
     except GoQueueError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
