@@ -87,6 +87,7 @@ DESCRIBE_PEER_TIMEOUT_S = 2.0
 # Kafka's replica.high.watermark.checkpoint.interval.ms is 5 s. The interval bounds only how far the checkpoint lags
 # (what a restarted replica hides until its leader's high watermark reaches it again), never what is exposed.
 HWM_CHECKPOINT_INTERVAL_S = 5.0
+LEADERSHIP_RETRY_S = 2.0  # a leadership deferred by a full volume is tried again this often
 
 
 class RecordIn(NamedTuple):
@@ -251,13 +252,24 @@ class Broker:
                 state = self.cluster.state  # the leave may have moved leadership: adopt the new state below
                 wanted[(topic, index)] = (wanted[(topic, index)][0], state["topics"][topic]["partition_state"][index])
         now = time.monotonic()
+        deferred: list[str] = []
         for key, (_, partition_state) in wanted.items():
             partition = self.partitions.get(key)
-            if partition is not None and partition.apply_metadata(partition_state, now):
+            try:
+                changed = partition is not None and partition.apply_metadata(partition_state, now)
+            except OSError as exc:  # the new leader epoch could not be written (a full volume): not leading yet
+                deferred.append(f"{key[0]}/{key[1]}")
+                log.warning("partition.leadership_deferred", extra={
+                    "topic": key[0], "partition": key[1], "epoch": partition_state["leader_epoch"],
+                    "error": str(exc), "retry_s": LEADERSHIP_RETRY_S})
+                continue
+            if partition is not None and changed:
                 log.info("partition.role", extra={"topic": key[0], "partition": key[1], "role": partition.role.value,
                                                   "leader": partition.leader_id, "epoch": partition.leader_epoch})
                 partition.advance_high_watermark()
                 self._tell_role_listeners(partition)
+        if deferred:  # no metadata change may come to retry them: try again on a timer until the volume has room
+            asyncio.get_running_loop().call_later(LEADERSHIP_RETRY_S, self.schedule_reconcile)
         for key in [k for k in [*self.partitions, *self.offline] if k not in wanted]:
             await self._drop_partition(key)
         self.cluster.ensure_fetchers()

@@ -75,10 +75,13 @@ class Partition:
                 self.followers[broker] = FollowerProgress()
         if leader == self.leader_id and epoch == self.leader_epoch:
             return False
+        if leader == self.broker_id:
+            # First, before any role change: an epoch the leader cannot write down (a full volume: OSError) would be
+            # forgotten by a restart, and followers' truncation relies on it. The caller retries later.
+            self.epochs.assign(epoch, self.log.log_end_offset)
         self.leader_id, self.leader_epoch = leader, epoch
         if leader == self.broker_id:
             self.role = Role.LEADER
-            self.epochs.assign(epoch, self.log.log_end_offset)
             # Followers start "caught up now": they get replicaLagMax to show progress before leaving the ISR.
             self.followers = {b: FollowerProgress(0, now_s, now_s) for b in self.replicas if b != self.broker_id}
             self.needs_truncation = False

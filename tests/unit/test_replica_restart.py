@@ -86,3 +86,57 @@ def test_a_restarted_replica_elected_leader_exposes_only_committed_records(tmp_p
             await broker.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_leader_epoch_that_cannot_be_written_defers_leadership_until_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A full volume while leadership moves (issue 13 item 4): the new epoch cannot be written down, so the broker
+    does not lead on it — a restart would forget it and followers' truncation relies on it. No traceback, no
+    'reconcile failed'; the partition keeps its old epoch, and takes the new one on a timer once the write works
+    (no further metadata change is needed)."""
+    import errno
+
+    from goqueue import broker as broker_module
+    from goqueue.replication import epochs
+
+    monkeypatch.setattr(broker_module, "LEADERSHIP_RETRY_S", 0.05)
+    real_write = epochs.write_file_atomically
+    volume_full = True
+
+    def write(path: Path, data: bytes) -> None:
+        if volume_full:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(epochs, "write_file_atomically", write)
+
+    async def scenario() -> None:
+        nonlocal volume_full
+        volume_full = False
+        broker = await start(tmp_path)
+        try:
+            await broker.create_topic(TopicCreate(name="t", partitions=1))
+            replica = broker.partitions[("t", 0)]
+            old_epoch = replica.leader_epoch
+            volume_full = True
+            await broker.cluster.propose({"op": "elect_leader", "topic": "t", "partition": 0,
+                                          "expected_epoch": old_epoch, "leader": 0, "isr": [0]})
+            await broker.reconcile()
+            assert replica.leader_epoch == old_epoch, "led on an epoch that is not on disk"
+            assert replica.epochs.latest_epoch == old_epoch
+            volume_full = False
+            for _ in range(200):
+                if replica.leader_epoch == old_epoch + 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert (replica.leader_epoch, replica.epochs.latest_epoch) == (old_epoch + 1, old_epoch + 1)
+            assert replica.is_leader
+        finally:
+            await broker.stop()
+
+    with caplog.at_level("INFO"):
+        asyncio.run(scenario())
+    events = [r.getMessage() for r in caplog.records]
+    assert "partition.leadership_deferred" in events
+    assert "broker.reconcile_failed" not in events

@@ -39,7 +39,11 @@ class EpochCache:
         if self.entries and epoch <= self.entries[-1][0]:
             return
         self.entries.append((epoch, start_offset))
-        self._save()
+        try:
+            self._save()
+        except OSError:
+            self.entries.pop()  # not on disk, so not assigned: the caller must not lead on an epoch it may forget
+            raise
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
         """(largest epoch ≤ `epoch` we know, the offset where it ends): the follower truncates to the end offset.
