@@ -10,6 +10,7 @@ import pytest
 
 from goqueue.storage import batch as batches
 from goqueue.storage import log as log_module
+from goqueue.storage import segment as segment_module
 from goqueue.storage.compaction import compact_log
 from goqueue.storage.index import TIME_ENTRY
 from goqueue.storage.log import RECOVERY_POINT_FILE, CorruptSegment, PartitionLog
@@ -72,6 +73,7 @@ def test_a_torn_tail_is_cut_logged_and_everything_before_it_survives(
     size_before = tail.stat().st_size
     assert callable(damage)
     good_size = damage(tail)
+    damaged_size = tail.stat().st_size
     lost = 1 if good_size < size_before else 0
 
     with caplog.at_level(logging.WARNING, logger="goqueue.storage.log"):
@@ -80,7 +82,8 @@ def test_a_torn_tail_is_cut_logged_and_everything_before_it_survives(
 
     [cut] = reopened.recovery_cuts
     assert cut.position == good_size == tail.stat().st_size
-    assert cut.bytes_cut > 0
+    assert cut.bytes_cut == damaged_size - good_size > 0  # what goqueue_recovery_truncated_bytes counts
+    assert cut.segment_base_offset == int(tail.name.removesuffix(".log"))
     assert cut.reason
     assert [r.message for r in caplog.records] == ["log.tail_truncated"]
     assert reopened.log_end_offset == len(values) - lost
@@ -401,3 +404,58 @@ def test_a_partition_deletion_cut_short_leaves_a_directory_the_broker_sweeps(
         plog.delete_files()
 
     assert in_swept_directory == [f"{logs.directory.name}.deleted"], "broker start-up removes <dir>.deleted"
+
+
+def test_recovery_reads_a_segment_in_chunks_without_cutting_at_their_edges(
+    logs: LogKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan reads SCAN_CHUNK_BYTES at a time (4 MiB); batches straddle the chunk edges. A small chunk makes
+    every kind of edge happen: a header split, a batch split, a batch larger than a chunk."""
+    monkeypatch.setattr(segment_module, "SCAN_CHUNK_BYTES", 150)
+    plog = logs.open(segment_bytes=10**6)
+    values = [b"v" * size for size in (10, 80, 300, 5, 140, 61, 1, 200, 90, 30)]
+    for value in values:
+        logs.append(plog, [value])
+    logs.publish(plog)
+    logs.crash(plog)
+
+    reopened = logs.open(segment_bytes=10**6)
+    logs.publish(reopened)
+
+    assert reopened.recovery_cuts == []
+    assert logs.values(reopened) == values
+
+
+def test_a_recovered_tail_segment_after_the_first_is_indexed_at_its_own_offsets(logs: LogKit) -> None:
+    plog = logs.open(segment_bytes=10**6, index_interval_bytes=1)
+    stamps = [logs.clock.ms + 1_000 * i for i in range(12)]
+    values = [b"value-%02d" % i for i in range(12)]
+    for i, (value, stamp) in enumerate(zip(values, stamps, strict=True)):
+        logs.append(plog, [value], timestamp_ms=stamp)
+        if i == 4:
+            plog.roll()
+    logs.publish(plog)
+    logs.crash(plog)  # the tail segment [5, 12) is scanned and re-indexed on open
+
+    reopened = logs.open(segment_bytes=10**6, index_interval_bytes=1)
+    logs.publish(reopened)
+
+    assert all(logs.values(reopened, start=o) == values[o:] for o in range(len(values)))
+    assert [reopened.offset_for_timestamp(stamp) for stamp in stamps] == list(range(12))
+
+
+def test_a_segment_based_past_two_to_the_32_recovers_whole(logs: LogKit) -> None:
+    """Offsets are 64-bit; only the offset *within* a segment is bounded by the index's u32."""
+    base = 2**32 + 10
+    plog = logs.open(segment_bytes=10**6)
+    plog.roll(base_offset=base)  # an empty log jumping ahead, as a follower of a long-lived partition does
+    for i in range(3):
+        logs.append(plog, [b"v%d" % i])
+    logs.publish(plog)
+    logs.crash(plog)
+
+    reopened = logs.open(segment_bytes=10**6)
+    logs.publish(reopened)
+
+    assert reopened.recovery_cuts == []
+    assert [r.offset for r in logs.records(reopened)] == [base, base + 1, base + 2]

@@ -8,14 +8,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from goqueue.config import FsyncPolicy
-from goqueue.errors import DiskFull, Overloaded, StorageError
+from goqueue.errors import DiskFull, InvalidRequest, OutOfOrderSequence, Overloaded, StorageError
 from goqueue.storage import batch as batches
 from goqueue.storage import segment as segment_module
+from goqueue.storage import writer as writer_module
 from goqueue.storage.log import AppendResult, PartitionLog
 from goqueue.storage.writer import AppendJob, LogWriter
 
@@ -276,3 +278,64 @@ def test_a_dying_writer_also_fails_the_jobs_queued_behind_its_round(
 
     assert {id(j) for j in finished} == {id(j) for j in [in_round, *queued]}
     assert all(isinstance(j.outcome, StorageError) and "died" in str(j.outcome) for j in queued)
+
+
+def test_the_writer_keeps_taking_jobs_after_an_idle_periodic_sync(
+    logs: LogKit, writers: Callable[..., tuple[LogWriter, Rounds, Syncs]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under `interval`, a quiet queue wakes the writer to sync what the last round left dirty; it must go back to
+    waiting for jobs afterwards. The writer's clock is frozen so the sync can only come from that idle wake-up."""
+    monkeypatch.setattr(writer_module, "time", SimpleNamespace(monotonic=lambda: 0.0, perf_counter=time.perf_counter))
+    plog = logs.open()
+    writer, rounds, syncs = writers(FsyncPolicy.INTERVAL, fsync_interval_s=0.01)
+    writer.start()
+    writer.submit(_job(plog, b"before"))
+    rounds.wait(1)
+    wait_until(lambda: syncs.count == 1)
+
+    after = _job(plog, b"after")
+    writer.submit(after)
+
+    assert rounds.wait(1) == [after]
+    assert isinstance(after.outcome, AppendResult)
+    assert after.outcome.base_offset == 1
+
+
+@pytest.mark.parametrize("policy", [FsyncPolicy.ALWAYS, FsyncPolicy.INTERVAL])
+def test_a_stop_queued_behind_jobs_finishes_them_syncs_and_ends_the_thread(
+    logs: LogKit, writers: Callable[..., tuple[LogWriter, Rounds, Syncs]], policy: FsyncPolicy,
+) -> None:
+    plog = logs.open()
+    writer, rounds, syncs = writers(policy, fsync_interval_s=3600)
+    jobs = [_job(plog, b"v%d" % i) for i in range(3)]
+    for job in jobs:
+        writer.submit(job)
+    writer._queue.put(None)  # what stop() queues, here taken in the same round as the jobs
+    writer.start()
+
+    writer._thread.join(WAIT_S)
+
+    assert not writer._thread.is_alive()
+    assert [j.outcome.base_offset for j in rounds.wait(3) if isinstance(j.outcome, AppendResult)] == [0, 1, 2]
+    assert plog.flushed_offset == 3
+    assert syncs.count == 1, "the round's fdatasync (always) or the final one at stop (interval)"
+
+
+def test_a_refused_batch_fails_only_its_own_job(
+    logs: LogKit, writers: Callable[..., tuple[LogWriter, Rounds, Syncs]],
+) -> None:
+    plog = logs.open()
+    writer, rounds, _ = writers()
+    accepted = AppendJob(plog, batches.build_batch([(None, b"x", [])], 1, producer_id=5, base_sequence=0), 0)
+    out_of_order = AppendJob(plog, batches.build_batch([(None, b"y", [])], 1, producer_id=5, base_sequence=7), 0)
+    malformed = AppendJob(plog, bytearray(b"\x00" * 70), 0)
+    for job in (accepted, out_of_order, malformed):
+        writer.submit(job)
+    writer.start()
+
+    rounds.wait(3)
+
+    assert isinstance(accepted.outcome, AppendResult)
+    assert isinstance(out_of_order.outcome, OutOfOrderSequence)
+    assert isinstance(malformed.outcome, InvalidRequest)
+    assert plog.log_end_offset == 1
