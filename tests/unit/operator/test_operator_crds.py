@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 from crd_schema import JSON, load_crds, root_schema, version_of, walk_properties, walk_rules
 
+from goqueue import limits
+
 pytestmark = pytest.mark.unit
 
 CRDS = load_crds()
@@ -190,3 +192,22 @@ def test_every_schema_node_uses_only_openapi_keys(kind: str) -> None:
     stray = {path: sorted(set(node) - SCHEMA_KEYS) for path, node in _schema_nodes(root_schema(CRDS[kind]), kind)
              if set(node) - SCHEMA_KEYS}
     assert stray == {}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_number_in_a_spec_is_bounded_both_ways(kind: str) -> None:
+    """Issue 13: every numeric field has a documented range, enforced by the API server as by the brokers."""
+    unbounded = [path for path, prop in walk_properties(root_schema(CRDS[kind])) if path.startswith("spec")
+                 and prop.get("type") in ("integer", "number") and ("minimum" not in prop or "maximum" not in prop)]
+    assert not unbounded, unbounded
+
+
+def test_the_crds_partition_and_offset_ranges_are_the_brokers() -> None:
+    props = dict(walk_properties(root_schema(CRDS["GoQueueTopic"])))
+    assert (props["spec.partitions"]["minimum"], props["spec.partitions"]["maximum"]) == (
+        limits.PARTITIONS.minimum, limits.PARTITIONS.maximum)
+    resets = dict(walk_properties(root_schema(CRDS["GoQueueConsumerGroup"])))
+    partition = next(p for path, p in resets.items() if path.endswith("offsetResets[].partition"))
+    offset = next(p for path, p in resets.items() if path.endswith("offsetResets[].offset"))
+    assert (partition["minimum"], partition["maximum"]) == (limits.PARTITION.minimum, limits.PARTITION.maximum)
+    assert (offset["minimum"], offset["maximum"]) == (limits.OFFSET.minimum, limits.OFFSET.maximum)
