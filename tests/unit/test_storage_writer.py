@@ -339,3 +339,53 @@ def test_a_refused_batch_fails_only_its_own_job(
     assert isinstance(out_of_order.outcome, OutOfOrderSequence)
     assert isinstance(malformed.outcome, InvalidRequest)
     assert plog.log_end_offset == 1
+
+
+class FrozenClock:
+    """The writer's `time`, moved only by the test (perf_counter stays real: it only times fdatasyncs)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.perf_counter = time.perf_counter
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(("since_last_sync", "synced"), [(3599.0, 0), (3600.0, 1), (7200.0, 1)])
+def test_under_interval_a_busy_writer_syncs_in_the_round_once_the_interval_has_passed(
+    logs: LogKit, writers: Callable[..., tuple[LogWriter, Rounds, Syncs]], monkeypatch: pytest.MonkeyPatch,
+    since_last_sync: float, synced: int,
+) -> None:
+    """A queue that never empties never wakes the writer for its idle sync: the round itself must sync once
+    fsync_interval_s has passed, or an acknowledged record could stay unsynced for as long as the load lasts."""
+    clock = FrozenClock(5_000.0)
+    monkeypatch.setattr(writer_module, "time", clock)
+    plog = logs.open()
+    writer, rounds, syncs = writers(FsyncPolicy.INTERVAL, fsync_interval_s=3600)  # no idle wake-up in this test
+    clock.now += since_last_sync
+    writer.submit(_job(plog, b"v"))
+    writer.start()
+
+    rounds.wait(1)  # on_round runs after the round's sync, in the same thread
+
+    assert syncs.count == synced
+
+
+def test_under_interval_the_idle_sync_covers_every_log_written_since_the_last_one(
+    logs: LogKit, writers: Callable[..., tuple[LogWriter, Rounds, Syncs]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(writer_module, "time", FrozenClock(0.0))
+    first, second = logs.open(logs.tmp_path / "a-0"), logs.open(logs.tmp_path / "b-0")
+    # the idle wake-up comes 1 s after the first round: long enough for the second round to come first (either
+    # order needs two fdatasyncs; only this one tells whether the second round kept the first log dirty)
+    writer, rounds, syncs = writers(FsyncPolicy.INTERVAL, fsync_interval_s=1.0)
+    writer.submit(_job(first, b"a"))
+    writer.start()
+    rounds.wait(1)
+    writer.submit(_job(second, b"b"))  # a second round, the first log still unsynced (its clock never moved)
+    rounds.wait(1)
+
+    wait_until(lambda: syncs.count >= 2)
+
+    assert syncs.count == 2, "one fdatasync for each log the two rounds wrote"
