@@ -23,6 +23,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from goqueue import __version__
+
 LATENCY_WINDOW_S = 60.0
 LATENCY_SAMPLES_MAX = 100_000
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -95,6 +97,8 @@ class BrokerMetrics:
         self.latency_window = LatencyWindow()
         Gauge("goqueue_message_latency_p99", "p99 produce latency in seconds over the last 60 s.",
               registry=r).set_function(self.latency_window.p99)
+        Gauge("goqueue_build_info", "Always 1; the label is the broker's version (during a rolling upgrade, "
+              "count brokers by version).", ["version"], registry=r).labels(__version__).set(1)
 
     def observe_produce(self, api: str, seconds: float) -> None:
         self.latency.labels(api).observe(seconds)

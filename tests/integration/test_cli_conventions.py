@@ -14,8 +14,9 @@ import pytest
 import yaml
 from broker_process import BrokerProcess
 
+from goqueue import __version__
 from goqueue.client.http import GoQueueClient
-from goqueue.errors import TopicNotFound
+from goqueue.errors import GroupNotFound, TopicNotFound
 from goqueue.models import ConsumeRequest, ProduceRecord, TopicCreate
 
 pytestmark = pytest.mark.integration
@@ -204,3 +205,51 @@ def test_a_yaml_backup_restores(seeded: BrokerProcess, tmp_path: Any) -> None:
         client.delete_group("conv-group", force=True)
     report = json.loads(run(seeded, "goqueue-admin", "restore", "metadata", str(backup), "-o", "json").stdout)
     assert "conv-group" in report["groupsRestored"]
+
+
+# -- version -----------------------------------------------------------------------------------------------------
+
+def test_version_of_the_cli_and_of_the_broker(seeded: BrokerProcess) -> None:
+    assert run(None, "goqueue-cli", "--version").stdout == f"goqueue-cli {__version__}\n"
+    assert run(None, "goqueue-admin", "--version").stdout == f"goqueue-admin {__version__}\n"
+    both = json.loads(run(seeded, "goqueue-admin", "version", "-o", "json").stdout)
+    assert both == {"clientVersion": __version__, "serverVersion": __version__, "brokerId": 0}
+    assert run(seeded, "goqueue-cli", "version").stdout == (f"Client version: {__version__}\n"
+                                                            f"Server version: {__version__} (broker 0)\n")
+    unreachable = run(None, "goqueue-cli", "version", "--server", UNREACHABLE, expect=6)
+    assert unreachable.stdout == f"Client version: {__version__}\n"
+    with GoQueueClient(seeded.url) as client:
+        assert client.request("GET", "/v1/version").json() == {"version": __version__, "brokerId": 0}
+        build_info = [line for line in client.metrics_text().splitlines() if line.startswith("goqueue_build_info")]
+    assert build_info == [f'goqueue_build_info{{version="{__version__}"}} 1.0']
+
+
+# -- group delete ------------------------------------------------------------------------------------------------
+
+def test_group_delete_is_refused_while_members_are_live_unless_forced(seeded: BrokerProcess) -> None:
+    with GoQueueClient(seeded.url) as client:
+        client.consume("conv-doomed", ConsumeRequest(consumer_id="live", topic="conv-orders", max_records=1,
+                                                     start_from="earliest"))
+        refused = run(seeded, "goqueue-cli", "group", "delete", "conv-doomed", expect=4)
+        assert refused.stderr == ("error: group 'conv-doomed' has 1 live members; stop them first or force "
+                                  "(--force)\n")
+        assert client.describe_group("conv-doomed").name == "conv-doomed"
+        deleted = run(seeded, "goqueue-cli", "group", "delete", "conv-doomed", "--force")
+        assert deleted.stdout == "group conv-doomed deleted\n"
+        with pytest.raises(GroupNotFound):
+            client.describe_group("conv-doomed")
+        client.consume("conv-empty", ConsumeRequest(consumer_id="gone", topic="conv-orders", max_records=1))
+        client.leave_group("conv-empty", "gone")
+    assert json.loads(run(seeded, "goqueue-cli", "group", "delete", "--group", "conv-empty", "-o", "json").stdout) \
+        == {"deleted": "conv-empty"}
+    missing = run(seeded, "goqueue-cli", "group", "delete", "conv-empty", expect=3)
+    assert "conv-empty" in missing.stderr
+
+
+# -- cluster rebalance -------------------------------------------------------------------------------------------
+
+def test_cluster_rebalance_on_a_balanced_cluster_moves_nothing(seeded: BrokerProcess) -> None:
+    assert run(seeded, "goqueue-admin", "cluster", "rebalance").stdout == \
+        "replicas already spread over all brokers: nothing moved\n"
+    answer = json.loads(run(seeded, "goqueue-admin", "cluster", "rebalance", "--wait", "-o", "json").stdout)
+    assert answer == {"moved": 0, "reasons": []}

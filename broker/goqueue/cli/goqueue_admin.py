@@ -13,20 +13,24 @@ import yaml
 from pydantic import ValidationError
 
 from goqueue.cli import runtime
-from goqueue.cli.options import resolve_name
+from goqueue.cli.options import NameUsageError, resolve_name
+from goqueue.cli.progress import WaitDisplay
 from goqueue.cli.render import Output, human_bytes, print_data, print_fields, print_table
 from goqueue.cli.runtime import CliContext, OutputOption, RequestTimeoutOption, ServerOption, context
+from goqueue.cli.version import VersionOption, version
+from goqueue.client.http import GoQueueClient
 from goqueue.errors import InvalidRequest
 from goqueue.models import ClusterMember, MetadataBackup
 
 app = typer.Typer(help="GoQueue administration: health, metrics, storage, consumers, metadata, cluster.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
 storage_app = typer.Typer(help="Storage read-outs.", no_args_is_help=True)
 inflight_app = typer.Typer(help="Unacked messages of shared groups.", no_args_is_help=True)
 consumer_app = typer.Typer(help="Pause and resume deliveries (per group or all).", no_args_is_help=True)
 backup_app = typer.Typer(help="Back up metadata: topics, settings, groups and offsets.", no_args_is_help=True)
 restore_app = typer.Typer(help="Restore metadata from a backup.", no_args_is_help=True)
-cluster_app = typer.Typer(help="Cluster membership and leadership.", no_args_is_help=True)
+cluster_app = typer.Typer(help="Cluster membership, leadership and replica placement.", no_args_is_help=True)
+REPLICATION_POLL_S = 0.5
 replication_app = typer.Typer(help="Replica and in-sync replica state per partition.", no_args_is_help=True)
 for sub, sub_name in ((storage_app, "storage"), (inflight_app, "inflight"), (consumer_app, "consumer"),
                       (backup_app, "backup"), (restore_app, "restore"), (cluster_app, "cluster"),
@@ -36,8 +40,11 @@ for sub, sub_name in ((storage_app, "storage"), (inflight_app, "inflight"), (con
 
 @app.callback()
 def _root(ctx: typer.Context, server: str = ServerOption, output: Output = OutputOption,
-          request_timeout: float = RequestTimeoutOption) -> None:
+          request_timeout: float = RequestTimeoutOption, _version: bool = VersionOption) -> None:
     ctx.obj = CliContext(server=server, output=output, request_timeout_s=request_timeout)
+
+
+app.command("version")(version)
 
 
 GroupArgument = Annotated[str | None, typer.Argument(metavar="GROUP", help="One group.", show_default=False)]
@@ -118,7 +125,7 @@ def inflight_list(
 def _pause_target(all_groups: bool, argument: str | None, flag_value: str | None) -> str | None:
     group = _optional_group(argument, flag_value)
     if all_groups == (group is not None):
-        raise typer.BadParameter("give exactly one of GROUP or --all")
+        raise NameUsageError("give exactly one of GROUP or --all")
     return group
 
 
@@ -258,6 +265,53 @@ def cluster_leader(ctx: typer.Context) -> None:
         leader = client.cluster_leader()
     if not cli.emit(leader):
         print_fields({"Leader": leader.leader, "Host": leader.host, "Term": leader.term})
+
+
+@cluster_app.command("rebalance")
+def cluster_rebalance(
+    ctx: typer.Context,
+    wait: Annotated[bool, typer.Option("--wait", help="Return once every partition is fully in sync again (the "
+                                       "new replicas have copied their data).")] = False,
+    wait_timeout: Annotated[float, typer.Option("--wait-timeout", min=0.1, help="Seconds --wait waits before "
+                                                "exiting 1.")] = 600.0,
+) -> None:
+    """Spread replicas evenly over all brokers (after adding brokers): partitions whose replica set differs from
+    an even spread are reassigned; the new replicas copy from the leaders while the old ones keep serving."""
+    cli = context(ctx)
+    with cli.client() as client:
+        answer = client.request("POST", "/v1/admin/cluster/rebalance").json()
+        moved = int(answer["moved"])
+        caught_up = _wait_in_sync(cli, client, wait_timeout) if wait and moved else None
+    if not cli.emit({"moved": moved, "reasons": answer.get("reasons", []),
+                     **({} if caught_up is None else {"inSync": caught_up})}):
+        print(_rebalance_summary(moved, caught_up, wait_timeout))
+    if caught_up is False:
+        raise typer.Exit(1)
+
+
+def _rebalance_summary(moved: int, caught_up: bool | None, wait_timeout_s: float) -> str:
+    if not moved:
+        return "replicas already spread over all brokers: nothing moved"
+    if caught_up is None:
+        return (f"{moved} partitions reassigned; their new replicas copy in the background "
+                "(goqueue-admin replication status)")
+    return f"{moved} partitions reassigned; " + ("all in sync" if caught_up else
+                                                  f"not all in sync after {wait_timeout_s:g}s")
+
+
+def _wait_in_sync(cli: CliContext, client: GoQueueClient, timeout_s: float) -> bool:
+    """Poll replication status until nothing is under-replicated, with the count on the wait display."""
+    deadline = time.monotonic() + timeout_s
+    with WaitDisplay(not cli.structured, "waiting for the new replicas to catch up") as display:
+        while True:
+            status = client.replication_status()
+            if not status.under_replicated and not status.offline:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            display.update(f"{status.under_replicated} of {len(status.partitions)} partitions under-replicated; "
+                           "new replicas are copying")
+            time.sleep(REPLICATION_POLL_S)
 
 
 @replication_app.command("status")

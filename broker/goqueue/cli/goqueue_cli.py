@@ -13,6 +13,7 @@ from goqueue.cli.groups import group_app
 from goqueue.cli.options import resolve_name
 from goqueue.cli.render import Output, human_bytes, print_fields, print_table
 from goqueue.cli.runtime import CliContext, OutputOption, RequestTimeoutOption, ServerOption, context
+from goqueue.cli.version import VersionOption, version
 from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S
 from goqueue.models import (
     CleanupPolicy,
@@ -26,7 +27,7 @@ from goqueue.models import (
 )
 
 app = typer.Typer(help="GoQueue command line: topics, records, consumer groups.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+                  add_completion=True, pretty_exceptions_enable=False)
 topic_app = typer.Typer(help="Create, list, describe, alter and delete topics.", no_args_is_help=True)
 app.add_typer(topic_app, name="topic")
 app.add_typer(group_app, name="group")
@@ -34,8 +35,11 @@ app.add_typer(group_app, name="group")
 
 @app.callback()
 def _root(ctx: typer.Context, server: str = ServerOption, output: Output = OutputOption,
-          request_timeout: float = RequestTimeoutOption) -> None:
+          request_timeout: float = RequestTimeoutOption, _version: bool = VersionOption) -> None:
     ctx.obj = CliContext(server=server, output=output, request_timeout_s=request_timeout)
+
+
+app.command("version")(version)
 
 
 TopicArgument = Annotated[str | None, typer.Argument(metavar="TOPIC", help="Topic name.", show_default=False)]

@@ -1,7 +1,8 @@
-"""`goqueue-cli group list | describe | reset-offset`: consumer groups for people on call."""
+"""`goqueue-cli group list | describe | delete | reset-offset`: consumer groups for people on call."""
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 from goqueue.cli.options import resolve_name
 from goqueue.cli.render import print_fields, print_table
 from goqueue.cli.runtime import context
+from goqueue.errors import GroupHasMembers
 from goqueue.models import OffsetResetRequest, ResetTarget
 
 group_app = typer.Typer(help="List, describe and delete consumer groups; reset their offsets.", no_args_is_help=True)
@@ -67,6 +69,30 @@ def group_describe(ctx: typer.Context, group: GroupArgument = None, group_option
                   ",".join(f"{a.topic}/{a.partition}" for a in m.assignments) or "-",
                   f"{max(0.0, (now_ms - m.last_heartbeat_ms) / 1000):.1f}s ago", _expiry(m.expires_at_ms, now_ms)]
                  for m in info.members], title="Members")
+
+
+@group_app.command("delete")
+def group_delete(
+    ctx: typer.Context,
+    group: GroupArgument = None,
+    group_option: GroupOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Even while members are live: they lose their partitions "
+                                        "or leases and their next request fails.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a group with its committed offsets and pause. Refused while it has live members, unless --force.
+    Asks first when run on a terminal, unless --yes."""
+    cli = context(ctx)
+    name = _group(group, group_option)
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Delete group {name} and its committed offsets?", abort=True)
+    with cli.client() as client:
+        try:
+            client.delete_group(name, force=force)
+        except GroupHasMembers as exc:  # the broker's words, plus the CLI's way to force it
+            raise GroupHasMembers(f"{exc.message} (--force)", **exc.details) from exc
+    if not cli.emit({"deleted": name}):
+        print(f"group {name} deleted")
 
 
 def _expiry(expires_at_ms: int | None, now_ms: float) -> str:

@@ -43,6 +43,17 @@ async def metrics(broker: BrokerDep) -> Response:
     return Response(generate_latest(broker.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+_VERSION = {"type": "object", "required": ["version", "brokerId"], "properties": {
+    "version": {"type": "string", "description": "The broker's release, e.g. 0.1.0."},
+    "brokerId": {"type": "integer"}}}
+
+
+@router.get("/v1/version", summary="The broker's version (also goqueue_build_info in /metrics)", responses={
+    **error_responses(), 200: {"description": "Version", "content": {"application/json": {"schema": _VERSION}}}})
+async def version(broker: BrokerDep) -> dict[str, object]:
+    return {"version": __version__, "brokerId": broker.broker_id}
+
+
 @router.get("/v1/admin/health", response_model=HealthStatus, summary="Health with per-check detail",
             responses=error_responses())
 async def health(broker: BrokerDep) -> HealthStatus:
