@@ -62,6 +62,8 @@ TESTS = [
     "tests/unit/test_consumers_coordinator.py",
 ]
 
+REVIEWED = Path(__file__).with_name("mutation.reviewed.tsv")  # survivors judged not to change durability/delivery
+
 STATUS_ORDER = ["killed", "timeout", "survived", "no tests", "suspicious", "segfault", "not checked"]
 
 
@@ -155,9 +157,32 @@ def report(workdir: Path) -> None:
     if others:
         print("other statuses:", ", ".join(f"{status} {n}" for status, n in sorted(others.items())))
 
+    reviewed = _reviewed()
+    classes: Counter[str] = Counter()
+    unreviewed = []
+    for statuses in found.values():
+        for name, status in statuses.items():
+            if status in ("survived", "no tests", "suspicious"):
+                if name in reviewed:
+                    classes[reviewed[name]] += 1
+                else:
+                    unreviewed.append(name)
+    print("survivors by class (scripts/mutation.reviewed.tsv):",
+          ", ".join(f"{cls} {n}" for cls, n in classes.most_common()) or "none")
+    print(f"unreviewed survivors (each must get a test, or a reviewed line saying why it changes nothing): "
+          f"{len(unreviewed)}")
+    for name in unreviewed:
+        print("   ", name)
     with (workdir / "survivors.txt").open("w") as out:
-        out.writelines(f"# {name}: {status}\n{diff}\n" for name, status, diff in _diffs(workdir, found))
+        out.writelines(f"# {name}: {status} ({reviewed.get(name, 'UNREVIEWED')})\n{diff}\n"
+                       for name, status, diff in _diffs(workdir, found))
     print(f"{sum(not_killed_counts(found))} mutants not killed, their diffs in {workdir / 'survivors.txt'}")
+
+
+def _reviewed() -> dict[str, str]:
+    """mutant name → class, from the reviewed list (tab-separated: name, class, why; # comments)."""
+    lines = [line.split("\t") for line in REVIEWED.read_text().splitlines() if line and not line.startswith("#")]
+    return {fields[0]: fields[1] for fields in lines}
 
 
 def not_killed_counts(found: dict[str, dict[str, str]]) -> list[int]:

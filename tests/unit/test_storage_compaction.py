@@ -171,12 +171,14 @@ def test_a_segment_with_nothing_to_remove_does_not_stop_compaction_of_the_next(
 
 
 def test_the_byte_counts_add_up_over_every_rewritten_segment(logs: LogKit, clock: FakeClock) -> None:
-    plog = _keyed(logs, HISTORY)
+    plog = _keyed(logs, [(b"a", b"a1"), (b"b", b"b1"), (b"x", b"x1"), (b"y", b"y1"),
+                         (b"a", b"a2"), (b"c", b"c1"), (b"c", b"c2"), (b"z", b"z1"), (b"b", b"b2")])
     before = sum(s.size for s in plog.segments[:2])
 
     result = compact_log(plog, clock(), tombstone_retention_s=DAY)
 
     assert (result.segments_rewritten, result.bytes_before) == (2, before)
+    assert all(s.size for s in plog.segments[:2]), "both rewritten segments keep records"
     assert result.bytes_after == sum(s.size for s in plog.segments[:2])
 
 
