@@ -7,12 +7,12 @@ killed / survived / timeout / no-tests per module and writes every mutant that w
 
     nice -n 19 python3 scripts/mutation.py            # the whole pass (about 2,570 mutants; see docs/TESTING.md)
     python3 scripts/mutation.py --report              # the table and survivors.txt again, from the last run
-    nice -n 19 python3 scripts/mutation.py --rerun    # after adding tests: only the mutants that survived
+    nice -n 19 python3 scripts/mutation.py --rerun    # after adding tests: only the unreviewed survivors
 
-`--rerun` refreshes the scratch copy's package and tests and reruns every mutant the last run let survive, plus
-those of a function changed since (mutmut regenerates them); a killed mutant stays killed, since adding tests cannot
-revive it, and mutants an interrupted run never reached stay unchecked. Keep TESTS unchanged between a run and its
-reruns (a changed selection makes mutmut start over): add new tests to the files listed.
+`--rerun` refreshes the scratch copy's package and tests and reruns every unreviewed mutant the last run let
+survive, plus those of a function changed since (mutmut regenerates them); a killed mutant stays killed, since
+adding tests cannot revive it, and mutants an interrupted run never reached stay unchecked. Keep TESTS unchanged
+between a run and its reruns (a changed selection makes mutmut start over): add new tests to the files listed.
 
 Everything happens in a scratch copy (`.mutation/`, git-ignored): the broker package, tests/, harness/ and a
 copy of pyproject.toml with mutmut's settings added, so the shared work tree is never mutated and mutmut's
@@ -110,8 +110,9 @@ def run(workdir: Path, jobs: int, mutants: list[str]) -> int:
 def rerun(workdir: Path, jobs: int) -> None:
     """Rerun what the last run did not kill, against the package and tests as they are now."""
     before = results(workdir)
+    reviewed = _reviewed()  # judged to change nothing: rerunning them would prove nothing new
     not_killed = [name for statuses in before.values() for name, status in statuses.items()
-                  if status in ("survived", "no tests", "suspicious")]
+                  if status in ("survived", "no tests", "suspicious") and name not in reviewed]
     never_checked = {name for statuses in before.values() for name, status in statuses.items()
                      if status == "not checked"}  # an interrupted run: left for a full pass, not rerun here
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
