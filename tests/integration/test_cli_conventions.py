@@ -253,3 +253,21 @@ def test_cluster_rebalance_on_a_balanced_cluster_moves_nothing(seeded: BrokerPro
         "replicas already spread over all brokers: nothing moved\n"
     answer = json.loads(run(seeded, "goqueue-admin", "cluster", "rebalance", "--wait", "-o", "json").stdout)
     assert answer == {"moved": 0, "reasons": []}
+
+
+# -- setting keys ------------------------------------------------------------------------------------------------
+
+def test_settings_in_any_spelling_reach_the_broker_under_one_name(seeded: BrokerProcess) -> None:
+    run(seeded, "goqueue-cli", "topic", "create", "conv-keys", "--config", "retention.maxAge=72h",
+        "--config", "cleanup.policy=compact")
+    with GoQueueClient(seeded.url) as client:
+        created = client.describe_topic("conv-keys").config
+        assert (created.retention_max_age_s, created.cleanup_policy.value) == (72 * 3600, "compact")
+        run(seeded, "goqueue-cli", "topic", "alter", "conv-keys", "--config", "retention.ms=86400000",
+            "--config", "min-insync-replicas=1")
+        altered = client.describe_topic("conv-keys").config
+        assert (altered.retention_max_age_s, altered.min_insync_replicas) == (86400, 1)
+        run(seeded, "goqueue-cli", "topic", "alter", "conv-keys", "--config", "retentionMaxAge=24h")  # the runbook's
+        assert client.describe_topic("conv-keys").config.retention_max_age_s == 86400
+    shown = yaml.safe_load(run(seeded, "goqueue-cli", "topic", "describe", "conv-keys", "-o", "yaml").stdout)
+    assert "retentionMaxAge" in shown["config"]

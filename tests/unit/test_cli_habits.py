@@ -10,11 +10,12 @@ import yaml
 
 from goqueue import __version__
 from goqueue.cli import goqueue_admin, goqueue_cli
+from goqueue.cli.config_keys import TOPIC_KEYS, UnknownConfigKey, canonical_setting
 from goqueue.cli.consume import record_line
 from goqueue.cli.options import resolve_name, spread_global_options
 from goqueue.cli.render import Output, print_data
 from goqueue.cli.runtime import run
-from goqueue.models import DeliveredRecord, GroupSummary
+from goqueue.models import DeliveredRecord, GroupSummary, TopicConfig
 
 pytestmark = pytest.mark.unit
 
@@ -122,3 +123,34 @@ def _complete(prog: str, line: str, monkeypatch: pytest.MonkeyPatch, capsys: pyt
 def test_completion(prog: str, line: str, expected: set[str], monkeypatch: pytest.MonkeyPatch,
                     capsys: pytest.CaptureFixture[str]) -> None:
     assert _complete(prog, line, monkeypatch, capsys) >= expected
+
+
+# -- topic setting keys ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("typed", "expected"), [
+    (("retentionMaxAge", "24h"), ("retentionMaxAge", "24h")),      # the CRD's and the runbook's spelling
+    (("retention.maxAge", "24h"), ("retentionMaxAge", "24h")),     # the broker settings' dotted spelling
+    (("retention-max-age", "24h"), ("retentionMaxAge", "24h")),
+    (("RETENTION_MAX_AGE", "24h"), ("retentionMaxAge", "24h")),
+    (("retention.ms", "86400000"), ("retentionMaxAge", "86400000ms")),  # Kafka's, in milliseconds
+    (("retention.bytes", "1073741824"), ("retentionMaxSize", "1073741824")),
+    (("cleanup.policy", "compact"), ("cleanupPolicy", "compact")),
+    (("min.insync.replicas", "2"), ("minInsyncReplicas", "2")),
+    (("unclean.leader.election.enable", "true"), ("uncleanLeaderElection", "true")),
+    (("delete.retention.ms", "1000"), ("tombstoneRetention", "1000ms")),
+])
+def test_every_spelling_of_a_setting_becomes_the_crd_key(typed: tuple[str, str], expected: tuple[str, str]) -> None:
+    assert canonical_setting(*typed) == expected
+
+
+def test_the_crd_keys_are_the_api_keys() -> None:
+    assert set(TOPIC_KEYS) == {f.alias for f in TopicConfig.model_fields.values()}
+
+
+def test_an_unknown_setting_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UnknownConfigKey, match="use one of cleanupPolicy, retentionMaxAge"):
+        canonical_setting("retention.hours", "1")
+    assert run(goqueue_cli.app, "goqueue-cli", ["topic", "alter", "t", "--config", "retention.hours=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "unknown setting 'retention.hours'" in err
+    assert err.count("\n") == 1

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from goqueue.cli import runtime
+from goqueue.cli.config_keys import UnknownConfigKey, canonical_setting
 from goqueue.cli.consume import ConsumeOptions, run_consume
 from goqueue.cli.groups import group_app
 from goqueue.cli.options import resolve_name
@@ -86,14 +87,17 @@ def topic_create(
     cleanup_policy: Annotated[CleanupPolicy, typer.Option("--cleanup-policy")] = CleanupPolicy.DELETE,
     max_message_bytes: Annotated[str | None, typer.Option("--max-message-bytes", help="Largest record.")] = None,
     min_insync_replicas: Annotated[int | None, typer.Option("--min-insync-replicas", min=1)] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Create a topic."""
     cli = context(ctx)
     name = _topic(topic, name)
-    config = TopicConfig.model_validate({
-        "cleanupPolicy": cleanup_policy, "retentionMaxAge": retention, "retentionMaxSize": retention_size,
-        "maxMessageBytes": max_message_bytes, "minInsyncReplicas": min_insync_replicas})
-    spec = TopicCreate(name=name, partitions=partitions, replication_factor=replication_factor, config=config)
+    flags = {"cleanupPolicy": cleanup_policy, "retentionMaxAge": retention, "retentionMaxSize": retention_size,
+             "maxMessageBytes": max_message_bytes, "minInsyncReplicas": min_insync_replicas}
+    config_model = TopicConfig.model_validate({**{k: v for k, v in flags.items() if v is not None},
+                                               **_settings(config)})
+    spec = TopicCreate(name=name, partitions=partitions, replication_factor=replication_factor,
+                       config=config_model)
     with cli.client() as client:
         info = client.create_topic(spec)
     if not cli.emit(info):
@@ -120,6 +124,26 @@ def topic_describe(ctx: typer.Context, topic: TopicArgument = None, name: TopicN
                 [[p.partition, p.leader, ",".join(map(str, p.replicas)), ",".join(map(str, p.isr)),
                   p.start_offset, p.end_offset, p.high_watermark, human_bytes(p.size_bytes), p.segments,
                   "online" if p.online else f"OFFLINE: {p.problem}"] for p in info.partition_details])
+
+
+ConfigOption = Annotated[list[str] | None, typer.Option(
+    "--config", help="Setting as key=value, repeatable: the GoQueueTopic spec.config keys (retentionMaxAge=24h), "
+    "also dotted (retention.maxAge) or Kafka's (retention.ms=86400000).", show_default=False)]
+
+
+def _settings(items: list[str] | None) -> dict[str, object]:
+    """--config key=value items under the CRD's key names (config_keys.py)."""
+    changes: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{item!r} is not key=value", param_hint="--config")
+        try:
+            name, text = canonical_setting(key.strip(), value)
+        except UnknownConfigKey as exc:
+            raise typer.BadParameter(str(exc), param_hint="--config") from None
+        changes[name] = text
+    return changes
 
 
 SETTING_LABELS = {
@@ -151,18 +175,12 @@ def topic_alter(
     topic: TopicArgument = None,
     name: TopicNameOption = None,
     partitions: Annotated[int | None, typer.Option(min=1, help="New partition count (grow only).")] = None,
-    config: Annotated[list[str] | None, typer.Option(
-        "--config", help="Setting as key=value, e.g. retentionMaxAge=24h (repeatable).")] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Grow a topic's partitions or change its settings."""
     cli = context(ctx)
     name = _topic(topic, name)
-    changes: dict[str, object] = {}
-    for item in config or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"{item!r} is not key=value", param_hint="--config")
-        changes[key] = value
+    changes = _settings(config)
     with cli.client() as client:
         info = client.update_topic(name, TopicUpdate(partitions=partitions, config=changes or None))
     if not cli.emit(info):
