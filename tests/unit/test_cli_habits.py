@@ -152,5 +152,6 @@ def test_an_unknown_setting_is_a_one_line_usage_error(capsys: pytest.CaptureFixt
         canonical_setting("retention.hours", "1")
     assert run(goqueue_cli.app, "goqueue-cli", ["topic", "alter", "t", "--config", "retention.hours=1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "unknown setting 'retention.hours'" in err
+    assert err.startswith("error: ")
+    assert "unknown setting 'retention.hours'" in err
     assert err.count("\n") == 1
