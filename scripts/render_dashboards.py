@@ -324,11 +324,22 @@ def draw_timeseries(fig: Figure, rect: Rect, panel: dict[str, Any], data: PanelD
     plot.grid(color=BORDER, linewidth=0.5)
     for spine in plot.spines.values():
         spine.set_visible(False)
+    span_min = (series_span(present) or 60) / 60
+    every = next(m for m in (1, 2, 5, 10, 15, 30, 60, 120, 360, 720, 1440) if span_min / m <= 8)
+    if every < 60:  # whole minutes, as Grafana labels its time axis: 05:00, 05:02, 05:04 …
+        plot.xaxis.set_major_locator(mdates.MinuteLocator(byminute=range(0, 60, every), tz=UTC))  # type: ignore[no-untyped-call]
+    else:
+        plot.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, max(every // 60, 1)), tz=UTC))  # type: ignore[no-untyped-call]
     plot.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=UTC))  # type: ignore[no-untyped-call]
     plot.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_value(v, unit)))
     plot.set_ylim(bottom=min(0.0, plot.get_ylim()[0]))
     _legend_table(box, shown, unit, legend_h, len(present))
     return box
+
+
+def series_span(present: list[tuple[str, Series]]) -> float:
+    times = [t for _, s in present for t in (s.times[0], s.times[-1])] if present else []
+    return max(times) - min(times) if times else 0.0
 
 
 def figure_px(fig: Figure) -> float:

@@ -29,6 +29,13 @@ from prometheus_client import (
 )
 
 PROCEDURES = ("roll", "resize", "scale")
+# Label values exported as 0 from the start. A labelled counter otherwise appears with its first increment, and
+# increase() over a series that is born at 1 misses that first one (a roll of three restarts would read two).
+KINDS = ("GoQueueCluster", "GoQueueTopic", "GoQueueConsumerGroup")
+RESULTS = ("ok", "error")
+ROLL_STEPS = ("TransferringLeadership", "Restarting", "CaughtUp", "Blocked")  # roller.plan.StepKind values counted
+PROCEDURE_STEPS = {"resize": ("PatchingClaims", "RecreatingStatefulSet"),
+                   "scale": ("ScalingUp", "ScalingDown", "Stopped", "Draining", "Rebalancing")}
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,15 @@ class OperatorMetrics:
         for procedure in PROCEDURES:  # zero, not absent, before the first cluster: a flat line on the dashboard
             self.procedures_in_progress.labels(procedure).set(0)
             self.procedures_blocked.labels(procedure).set(0)
+        for kind in KINDS:
+            self.reconcile_seconds.labels(kind)
+            for result in RESULTS:
+                self.reconciles.labels(kind, result)
+        for step in ROLL_STEPS:
+            self.rollout_steps.labels(step)
+        for procedure, steps in PROCEDURE_STEPS.items():
+            for step in steps:
+                self.procedure_steps.labels(procedure, step)
 
     @contextmanager
     def reconcile(self, kind: str) -> Iterator[None]:

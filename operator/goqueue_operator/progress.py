@@ -1,7 +1,9 @@
 """What each procedure's step says about its progress, for the operator's metrics (pure).
 
-The executors call these on the step the planner chose and hand the result to `OperatorMetrics.report`, so the
-dashboard's "brokers left to restart" is the same list status.rollout.pending shows, not a second count.
+The executors call these on the view and the step the planner chose and hand the result to `OperatorMetrics.report`.
+"Brokers left to restart" is the planner's own restart_order (pods not on the update revision, or with a filesystem
+resize pending), counted on every step: the step's `pending` is empty while a restarted broker is awaited, so a roll
+of three would read 3, 0, 2, 0, 1, 0.
 """
 
 from __future__ import annotations
@@ -9,16 +11,16 @@ from __future__ import annotations
 from goqueue_operator.metrics import Progress
 from goqueue_operator.quantity import at_least
 from goqueue_operator.resize.plan import ResizeKind, ResizeStep, ResizeView
-from goqueue_operator.roller.plan import RollStep, StepKind
+from goqueue_operator.roller.plan import RollStep, RollView, StepKind, restart_order
 from goqueue_operator.scaling.plan import ScaleKind, ScaleStep, ScaleView
 
 # Scale steps that mean a scaling is under way; a plain APPLY with no code keeps the replicas as they are.
 _SCALING_CODES = {"ScalingUp", "ScalingDown", "DrainingBrokers", "DrainStalled", "Rebalancing"}
 
 
-def roll_progress(step: RollStep) -> Progress:
+def roll_progress(view: RollView, step: RollStep) -> Progress:
     return Progress(active=step.kind is not StepKind.IDLE, blocked=step.kind is StepKind.BLOCKED,
-                    pending=len(step.pending))
+                    pending=len(restart_order(view)))
 
 
 def resize_progress(view: ResizeView, step: ResizeStep) -> Progress:

@@ -74,5 +74,5 @@ async def advance_roll(view: RollView, *, admin: BrokerAdmin | None, kube: Kube,
         await kube.emit_event(cluster, "RolloutComplete", "every broker runs the current revision")
     if step.kind in (StepKind.RESTART, StepKind.CAUGHT_UP, StepKind.BLOCKED):
         metrics.rollout_steps.labels(step.kind.value).inc()
-    metrics.report("roll", cluster.uid, roll_progress(step))
+    metrics.report("roll", cluster.uid, roll_progress(view, step))
     return RollOutcome(step, record)

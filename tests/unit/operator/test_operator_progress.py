@@ -4,6 +4,7 @@ procedures_in_progress, procedures_blocked)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -60,18 +61,32 @@ def scale(desired: int, current: int, pods: int, **kw: object) -> ScaleView:
 
 
 def test_a_roll_counts_the_brokers_still_to_restart() -> None:
-    step = next_roll_step(roll("old", "old", "new"))
+    view = roll("old", "old", "new")
+    step = next_roll_step(view)
     assert step.kind is StepKind.CHECK_PRE_RESTART  # the planner asks before restarting: still under way
-    assert roll_progress(step) == Progress(active=True, blocked=False, pending=2)
-    assert roll_progress(next_roll_step(roll("new", "new", "new"))) == Progress(active=False)
+    assert roll_progress(view, step) == Progress(active=True, blocked=False, pending=2)
+    done = roll("new", "new", "new")
+    assert roll_progress(done, next_roll_step(done)) == Progress(active=False)
+
+
+def test_brokers_left_while_a_restarted_broker_is_awaited() -> None:
+    """The step's own pending list is empty during this wait; the count must not drop to 0 mid-roll."""
+    view = roll("old", "old", "new")
+    view = RollView(**{**view.__dict__, "pods": (*view.pods[:2], replace(view.pods[2], ready=False)),
+                       "record": RollRecord(current_pod="goqueue-2", step="Restarting")})
+    step = next_roll_step(view)
+    assert (step.kind, step.code) == (StepKind.WAIT, "AwaitingRestartedBroker")
+    assert step.pending == ()
+    assert roll_progress(view, step) == Progress(active=True, blocked=False, pending=2)
 
 
 def test_a_blocked_roll_is_blocked_and_still_pending() -> None:
     view = roll("old", "new", "new")
     facts = view.facts.with_check(StepKind.CHECK_PRE_RESTART, "goqueue-0", CheckResult.unavailable("404"))
-    step = next_roll_step(RollView(**{**view.__dict__, "facts": facts}))
+    view = RollView(**{**view.__dict__, "facts": facts})
+    step = next_roll_step(view)
     assert step.kind is StepKind.BLOCKED
-    assert roll_progress(step) == Progress(active=True, blocked=True, pending=1)
+    assert roll_progress(view, step) == Progress(active=True, blocked=True, pending=1)
 
 
 def test_a_resize_counts_claims_not_yet_grown_filesystem_included() -> None:
@@ -127,3 +142,19 @@ def test_reports_add_up_over_clusters_and_a_finished_cluster_leaves_the_sum() ->
     assert gauge(metrics, "goqueue_operator_roll_brokers_pending") == 0
     assert gauge(metrics, "goqueue_operator_scale_brokers_pending") == 0
     assert gauge(metrics, "goqueue_operator_procedures_in_progress", procedure="scale") == 0
+
+
+def test_counters_start_at_zero_for_every_label_the_executors_use() -> None:
+    """increase() needs a 0 before the first action; the label values must be the executors' own."""
+    exported = samples(OperatorMetrics())
+    roll_steps = {v for (name, labels), _ in exported.items() if name == "goqueue_operator_rollout_steps_total"
+                  for k, v in labels if k == "step"}
+    assert roll_steps == {StepKind.TRANSFER_LEADERSHIP.value, StepKind.RESTART.value, StepKind.CAUGHT_UP.value,
+                          StepKind.BLOCKED.value}
+    resize_steps = {dict(labels)["step"] for (name, labels), _ in exported.items()
+                    if name == "goqueue_operator_procedure_steps_total" and dict(labels)["procedure"] == "resize"}
+    assert resize_steps == {ResizeKind.PATCH_CLAIMS.value, ResizeKind.RECREATE.value}
+    scale_steps = {dict(labels)["step"] for (name, labels), _ in exported.items()
+                   if name == "goqueue_operator_procedure_steps_total" and dict(labels)["procedure"] == "scale"}
+    assert scale_steps >= {ScaleKind.DRAIN.value, ScaleKind.REBALANCE.value}
+    assert gauge(OperatorMetrics(), "goqueue_operator_reconciles_total", kind="GoQueueTopic", result="error") == 0
