@@ -4,15 +4,19 @@ tests/integration/test_cli_conventions.py."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import typer
 import yaml
+from rich.console import Console
 
 from goqueue import __version__
 from goqueue.cli import goqueue_admin, goqueue_cli
 from goqueue.cli.config_keys import TOPIC_KEYS, UnknownConfigKey, canonical_setting
 from goqueue.cli.consume import record_line
 from goqueue.cli.options import resolve_name, spread_global_options
+from goqueue.cli.progress import WaitDisplay
 from goqueue.cli.render import Output, print_data
 from goqueue.cli.runtime import run
 from goqueue.models import DeliveredRecord, GroupSummary, TopicConfig
@@ -155,3 +159,29 @@ def test_an_unknown_setting_is_a_one_line_usage_error(capsys: pytest.CaptureFixt
     assert err.startswith("error: ")
     assert "unknown setting 'retention.hours'" in err
     assert err.count("\n") == 1
+
+
+# -- progress display --------------------------------------------------------------------------------------------
+
+def _terminal() -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    return Console(file=buffer, force_terminal=True, width=80), buffer
+
+
+def test_the_wait_display_shows_on_a_terminal_and_goes_away() -> None:
+    console, buffer = _terminal()
+    with WaitDisplay(True, "waiting for records on t", console=console, show_after_s=3600) as display:
+        assert not display.shown  # nothing before the wait has lasted show_after_s
+        display.show()
+        display.update("3 of 8 partitions under-replicated")
+        assert display.shown
+    assert "3 of 8 partitions under-replicated" in buffer.getvalue()
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_no_wait_display_for_scripts_or_without_a_terminal(terminal: bool) -> None:
+    console, buffer = _terminal() if terminal else (Console(file=io.StringIO()), io.StringIO())
+    with WaitDisplay(not terminal, "waiting", console=console, show_after_s=3600) as display:  # -o json: False
+        display.show()
+        assert not display.shown
+    assert buffer.getvalue() == ""

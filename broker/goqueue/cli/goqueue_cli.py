@@ -12,6 +12,7 @@ from goqueue.cli.config_keys import UnknownConfigKey, canonical_setting
 from goqueue.cli.consume import ConsumeOptions, run_consume
 from goqueue.cli.groups import group_app
 from goqueue.cli.options import resolve_name
+from goqueue.cli.progress import WaitDisplay
 from goqueue.cli.render import Output, human_bytes, print_fields, print_table
 from goqueue.cli.runtime import CliContext, OutputOption, RequestTimeoutOption, ServerOption, context
 from goqueue.cli.version import VersionOption, version
@@ -239,7 +240,8 @@ def produce(
         headers[name] = text
     lines = [value] if value is not None else (line.rstrip("\n") for line in sys.stdin)
     produced = []
-    with cli.client(delivery_timeout_s=delivery_timeout) as client:
+    with cli.client(delivery_timeout_s=delivery_timeout) as client, WaitDisplay(
+            not cli.structured, f"sending to {topic} (retried through failovers for up to {delivery_timeout:g}s)"):
         pending: list[ProduceRecord] = []
         for line in lines:
             pending.append(ProduceRecord(key=key, value=line, headers=headers))
@@ -279,10 +281,15 @@ def consume(
     topic = _topic(topic_argument, topic_option, "--topic")
     options = ConsumeOptions(topic=topic, group=group, from_beginning=from_beginning, max_records=max_records,
                              ack=ack, idle_timeout_s=timeout, mode=mode, output=cli.output)
-    with cli.client() as client:
-        printed = run_consume(client, options, lambda line: print(line, flush=True))
+    with cli.client() as client, WaitDisplay(not cli.structured, f"waiting for records on {topic}") as display:
+        printed = run_consume(client, options, lambda line: _print_record(line, display))
     if not cli.structured:
         print(f"{printed} records{' acknowledged' if ack and printed else ''}", file=sys.stderr)
+
+
+def _print_record(line: str, display: WaitDisplay) -> None:
+    print(line, flush=True)
+    display.update("waiting for more records (Ctrl-C stops; --timeout ends an idle wait)")
 
 
 def main() -> None:
