@@ -2,7 +2,8 @@
 
 Why PySyncObj and how it is fenced in:
 * Its wire format is pickle, so `cluster.password` is always set for a multi-broker cluster (the broker refuses to
-  start without it) and port 7000 must never leave the cluster network.
+  start without it) and port 7000 must never leave the cluster network; and whatever arrives is unpickled as plain
+  data only (`raft_codec.py`), so no peer — anonymous, or holding the password — can make the broker run code.
 * Its journal (`<walDir>/raft.journal`) is ours (`raft_journal.RaftJournal`, PySyncObj's format): written into
   preallocated space, so a full volume refuses metadata changes with DISK_FULL instead of the SIGBUS PySyncObj's
   mmap'd journal died of, and the broker stays up, serving reads. The full dump (`<walDir>/raft.dump`) is
@@ -34,6 +35,7 @@ import pysyncobj.syncobj
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
 from goqueue.errors import DiskFull, NotReady, Timeout
+from goqueue.replication import raft_codec
 from goqueue.replication.metadata import Command, MetadataConflict, State, apply_command, empty_state
 from goqueue.replication.raft_journal import JournalFull, RaftJournal
 from goqueue.replication.raft_transport import TransportLimits, guarded_transport
@@ -103,6 +105,7 @@ class _QuietJournalFull(logging.Filter):
 
 
 logging.getLogger("pysyncobj.syncobj").addFilter(_QuietJournalFull())
+raft_codec.install()  # from here on PySyncObj unpickles plain data only (raft_codec.py: no code from the network)
 
 
 class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type information

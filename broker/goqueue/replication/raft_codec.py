@@ -1,0 +1,56 @@
+"""What the Raft port may unpickle: plain data only, never an object that runs code.
+
+PySyncObj's wire format and log entries are pickles: `pickle.loads` of bytes from an anonymous peer ran any code
+the peer chose (issue 15: a pickled `os.system` sent to port 7000 ran `id` as the broker's user). A password
+(Fernet: authenticated encryption) keeps strangers out of a cluster, but a single broker runs without one, and a
+stolen password must not mean code execution either. So every pickle PySyncObj reads from the network or applies
+from its log goes through `PlainDataUnpickler`: dicts, lists, tuples, strings, bytes, numbers, booleans and None —
+what GoQueue's metadata commands and PySyncObj's own messages are made of — and nothing that names a class or a
+function, except the two harmless globals protocol 2 uses for sets and bytes. Anything else is refused, and the
+connection that sent it is dropped (PySyncObj closes a connection whose message does not parse).
+
+`install()` points PySyncObj's transport and state machine at this codec; writing is unchanged (same format), so
+brokers with and without it interoperate and existing journals replay.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import types
+from typing import Any
+
+import pysyncobj.pickle as pysyncobj_pickle
+import pysyncobj.syncobj
+import pysyncobj.tcp_connection
+
+# Protocol 2 pickles bytes as _codecs.encode(text, "latin1") and sets as set/frozenset(list), naming the module
+# __builtin__ (Python 2's name, which the unpickler maps to builtins after this check).
+PLAIN_GLOBALS = frozenset({("_codecs", "encode"), ("__builtin__", "set"), ("__builtin__", "frozenset"),
+                           ("builtins", "set"), ("builtins", "frozenset")})
+
+
+class RefusedPickle(pickle.UnpicklingError):
+    """A Raft message or log entry named a class or function: it is not plain data."""
+
+
+class PlainDataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in PLAIN_GLOBALS:
+            return super().find_class(module, name)
+        raise RefusedPickle(f"refused {module}.{name}: Raft messages carry plain data only")
+
+
+def loads(data: bytes | str) -> Any:
+    return PlainDataUnpickler(io.BytesIO(pysyncobj_pickle.to_bytes(data))).load()
+
+
+# PySyncObj's modules call `pickle.dumps` / `pickle.loads` on the `pysyncobj.pickle` module they imported: the
+# same names, with reading restricted.
+CODEC = types.SimpleNamespace(dumps=pysyncobj_pickle.dumps, loads=loads, to_bytes=pysyncobj_pickle.to_bytes)
+
+
+def install() -> None:
+    """Idempotent; called before the first SyncObj is made."""
+    pysyncobj.tcp_connection.pickle = CODEC
+    pysyncobj.syncobj.pickle = CODEC
