@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import httpx
 import pytest
 from broker_process import BrokerFactory, BrokerProcess
 
@@ -63,5 +64,18 @@ def broker(broker_factory: BrokerFactory) -> BrokerProcess:
 @pytest.fixture(scope="module")
 def module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     broker = BrokerProcess(tmp_path_factory.mktemp("module-broker")).start()
+    yield broker
+    finish(broker)
+
+
+@pytest.fixture(scope="module")
+def fuzz_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """A broker for the fuzz tests (HTTP and gRPC): a topic "fuzz" of 2 partitions with a record, a shared group
+    "fuzz" on it, and long-polls cut to 50 ms so generated waits return at once."""
+    broker = BrokerProcess(tmp_path_factory.mktemp("fuzz-broker"), env={"GOQUEUE_LIMITS_MAXWAIT": "50ms"}).start()
+    with httpx.Client(base_url=broker.url, timeout=30) as http:
+        http.post("/v1/topics", json={"name": "fuzz", "partitions": 2}).raise_for_status()
+        http.post("/v1/topics/fuzz/records", json={"records": [{"key": "k", "value": "v"}]}).raise_for_status()
+        http.put("/v1/groups/fuzz", json={"mode": "shared", "topics": ["fuzz"]}).raise_for_status()
     yield broker
     finish(broker)

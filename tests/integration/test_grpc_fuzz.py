@@ -13,11 +13,9 @@ long-polls return at once.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 from google.protobuf import text_format
 from google.protobuf.descriptor import FieldDescriptor
@@ -28,7 +26,6 @@ from goqueue import limits
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.storage import batch as batches
 from tests.integration.broker_process import BrokerProcess
-from tests.integration.conftest import finish
 
 pytestmark = pytest.mark.integration
 
@@ -216,18 +213,6 @@ def _message_class(descriptor: Any) -> Any:
     for part in descriptor.full_name.removeprefix(f"{pb.DESCRIPTOR.package}.").split("."):
         cls = getattr(cls, part)
     return cls
-
-
-@pytest.fixture(scope="module")
-def fuzz_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    root: Path = tmp_path_factory.mktemp("grpc-fuzz-broker")
-    broker = BrokerProcess(root, env={"GOQUEUE_LIMITS_MAXWAIT": "50ms"}).start()
-    with httpx.Client(base_url=broker.url, timeout=30) as http:
-        http.post("/v1/topics", json={"name": "fuzz", "partitions": 2}).raise_for_status()
-        http.post("/v1/topics/fuzz/records", json={"records": [{"key": "k", "value": "v"}]}).raise_for_status()
-        http.put("/v1/groups/fuzz", json={"mode": "shared", "topics": ["fuzz"]}).raise_for_status()
-    yield broker
-    finish(broker)
 
 
 def _call(channel: grpc.Channel, method: Any, requests: list[Any]) -> grpc.StatusCode:

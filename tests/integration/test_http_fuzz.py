@@ -13,10 +13,7 @@ The broker runs with `limits.maxWait` at 50 ms so long-polls the fuzzer asks for
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -30,7 +27,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.integration.broker_process import BrokerProcess
-from tests.integration.conftest import finish
 
 pytestmark = pytest.mark.integration
 
@@ -41,18 +37,6 @@ EXAMPLES_PER_OPERATION = 40
 EXISTING = {"topic": "fuzz", "name": "fuzz", "group": "fuzz", "partition": 0, "broker_id": 0}
 FLAVOURS = [(GenerationMode.POSITIVE, True), (GenerationMode.POSITIVE, False), (GenerationMode.NEGATIVE, False)]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-
-
-@pytest.fixture(scope="module")
-def fuzz_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    root: Path = tmp_path_factory.mktemp("fuzz-broker")
-    broker = BrokerProcess(root, env={"GOQUEUE_LIMITS_MAXWAIT": "50ms"}).start()
-    with httpx.Client(base_url=broker.url, timeout=30) as http:
-        http.post("/v1/topics", json={"name": "fuzz", "partitions": 2}).raise_for_status()
-        http.post("/v1/topics/fuzz/records", json={"records": [{"key": "k", "value": "v"}]}).raise_for_status()
-        http.put("/v1/groups/fuzz", json={"mode": "shared", "topics": ["fuzz"]}).raise_for_status()
-    yield broker
-    finish(broker)
 
 
 def test_no_server_error_and_every_answer_is_documented(fuzz_broker: BrokerProcess) -> None:
