@@ -10,7 +10,7 @@ import pytest
 from goqueue.errors import OffsetOutOfRange
 from goqueue.storage import batch as batches
 from goqueue.storage.batch import InvalidBatch
-from goqueue.storage.log import PartitionLog
+from goqueue.storage.log import RETIRED_GRACE_S, PartitionLog
 
 if TYPE_CHECKING:
     from conftest import FakeClock, LogKit
@@ -403,3 +403,49 @@ def test_deleting_a_partition_removes_its_directory(logs: LogKit) -> None:
 
     assert sorted(p.name for p in logs.tmp_path.iterdir()) == []
     assert plog.segments == []
+
+
+def test_the_checkpoint_files_hold_eight_byte_big_endian_offsets(logs: LogKit) -> None:
+    """The on-disk format of recovery-point and replication-offset-checkpoint (docs/ARCHITECTURE.md)."""
+    plog = logs.open(segment_bytes=10**6)
+    logs.append(plog, [b"a"])
+    plog.roll()
+    logs.append(plog, [b"b"])
+    logs.publish(plog)
+    plog.checkpoint_high_watermark()
+
+    assert (logs.directory / "recovery-point").read_bytes() == (1).to_bytes(8, "big")
+    assert (logs.directory / "replication-offset-checkpoint").read_bytes() == (2).to_bytes(8, "big")
+
+
+def test_a_retired_segment_stays_readable_for_the_grace_period(logs: LogKit, clock: FakeClock) -> None:
+    """A reader on the event loop may still hold a segment retention just deleted: its descriptors stay open for
+    RETIRED_GRACE_S, so that reader never reads a closed (or reused) descriptor."""
+    plog = logs.open(segment_bytes=10**6)
+    logs.append(plog, [b"old"])
+    plog.roll()
+    logs.append(plog, [b"new"])
+    logs.publish(plog)
+    retired = plog.delete_oldest_segment()
+    assert retired is not None
+
+    clock.advance(RETIRED_GRACE_S)
+    plog.close_retired()
+    assert [r.value for r in batches.decode_records(retired.read(0, retired.size))] == [b"old"]
+
+    clock.advance(0.001)
+    plog.close_retired()
+    assert retired.offset_index._file.closed
+
+
+def test_a_read_across_segments_stops_within_its_byte_budget(logs: LogKit) -> None:
+    plog = logs.open(segment_bytes=10**6)
+    for value in (b"a" * 60, b"b" * 60, b"c" * 60):
+        logs.append(plog, [value])
+        plog.roll()
+    logs.publish(plog)
+    size = plog.segments[0].size
+
+    data = plog.read(0, 2 * size + size // 2)
+
+    assert [h.base_offset for _, h in batches.iter_headers(data)] == [0, 1]

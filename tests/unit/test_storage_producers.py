@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from goqueue.errors import OutOfOrderSequence
+from goqueue.storage import producers as producers_module
 from goqueue.storage.log import AppendResult, PartitionLog
 
 if TYPE_CHECKING:
@@ -102,3 +103,28 @@ def test_truncation_keeps_the_batches_below_the_cut_recognisable(logs: LogKit) -
     retry = _send(logs, plog, [b"b"], seq=1)
     assert (retry.duplicate, retry.base_offset) == (True, 1), "a retry of a batch the cut kept is not written twice"
     assert plog.log_end_offset == 2
+
+
+def test_a_batch_overlapping_a_written_one_is_refused_not_taken_for_a_retry(logs: LogKit) -> None:
+    plog = logs.open()
+    _send(logs, plog, [b"a"], seq=0)
+
+    with pytest.raises(OutOfOrderSequence):
+        _send(logs, plog, [b"a", b"b"], seq=0)  # same first sequence, another range: not the batch written
+
+    assert plog.log_end_offset == 1
+
+
+def test_a_full_producer_table_forgets_the_least_recently_used_producer(
+    logs: LogKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(producers_module, "MAX_PRODUCERS", 2)
+    plog = logs.open()
+    for pid in (1, 2, 3):
+        logs.append(plog, [b"v%d" % pid], producer_id=pid, producer_epoch=0, base_sequence=0)
+
+    assert len(plog.producers) == 2
+    again = logs.append(plog, [b"v1"], producer_id=1, producer_epoch=0, base_sequence=0)
+    assert again.duplicate is False, "producer 1 was forgotten: its retry is written again"
+    retry = logs.append(plog, [b"v3"], producer_id=3, producer_epoch=0, base_sequence=0)
+    assert retry.duplicate is True
