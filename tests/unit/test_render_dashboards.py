@@ -138,3 +138,14 @@ def test_gaps_stay_gaps() -> None:
     assert len(series.times) == 11
     assert series.values[:3] == [1.0, pytest.approx(math.nan, nan_ok=True), 3.0]
     assert (series.last(), series.max()) == (3.0, 3.0)
+
+
+def test_every_dashboard_has_its_screenshot_in_the_docs() -> None:
+    """A dashboard added without a screenshot (or a screenshot grown past what a docs page should carry) fails;
+    scripts/dashboard_screenshots.py renders them all."""
+    docs = (REPO / "docs" / "DASHBOARDS.md").read_text()
+    for path in sorted((REPO / "deploy" / "observability" / "dashboards").glob("*.json")):
+        png = REPO / "docs" / "dashboards" / f"{path.stem}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        assert png.stat().st_size < 300 * 1024, png
+        assert f"](dashboards/{png.name})" in docs, f"docs/DASHBOARDS.md does not show {png.name}"
