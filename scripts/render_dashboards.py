@@ -332,7 +332,8 @@ def draw_timeseries(fig: Figure, rect: Rect, panel: dict[str, Any], data: PanelD
         plot.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, max(every // 60, 1)), tz=UTC))  # type: ignore[no-untyped-call]
     plot.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=UTC))  # type: ignore[no-untyped-call]
     plot.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_value(v, unit)))
-    plot.set_ylim(bottom=min(0.0, plot.get_ylim()[0]))
+    highest = max((s.max() or 0.0) for _, s in present)
+    plot.set_ylim(bottom=min(0.0, plot.get_ylim()[0]), top=None if highest > 0 else 1.0)  # all zero: 0 at the bottom
     _legend_table(box, shown, unit, legend_h, len(present))
     return box
 
