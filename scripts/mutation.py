@@ -8,6 +8,7 @@ killed / survived / timeout / no-tests per module and writes every mutant that w
     nice -n 19 python3 scripts/mutation.py            # the whole pass (about 2,570 mutants; see docs/TESTING.md)
     python3 scripts/mutation.py --report              # the table and survivors.txt again, from the last run
     nice -n 19 python3 scripts/mutation.py --rerun    # after adding tests: only the unreviewed survivors
+    nice -n 19 python3 scripts/mutation.py --resume   # finish a run that was stopped
 
 `--rerun` refreshes the scratch copy's package and tests and reruns every unreviewed mutant the last run let
 survive, plus those of a function changed since (mutmut regenerates them); a killed mutant stays killed, since
@@ -223,11 +224,16 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=REPO / ".mutation", help="scratch copy (default .mutation/)")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--report", action="store_true", help="only print the last run's results")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish an interrupted run in the existing scratch copy (its tests as they are there)")
     parser.add_argument("--rerun", action="store_true",
                         help="refresh package and tests in the scratch copy, rerun every mutant not killed")
     args = parser.parse_args()
     if args.rerun:
         rerun(args.workdir, args.jobs)
+    elif args.resume:
+        if run(args.workdir, args.jobs, []) != 0:  # mutmut keeps every result and tests only the unchecked
+            sys.exit("mutmut run failed")
     elif not args.report:
         prepare(args.workdir)
         if run(args.workdir, args.jobs, []) != 0:
