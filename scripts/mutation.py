@@ -147,8 +147,8 @@ def report(workdir: Path) -> None:
     found = results(workdir)
     if not found:
         sys.exit(f"no mutation results under {workdir}: run the pass first")
-    columns = STATUS_ORDER[:4]
-    print(f"{'module':32} {'mutants':>8} " + " ".join(f"{c:>9}" for c in columns) + f" {'not killed':>11}")
+    columns = [*STATUS_ORDER[:4], "not checked"]
+    print(f"{'module':26} {'mutants':>8} " + " ".join(f"{c:>11}" for c in columns) + f" {'survival':>9}")
     totals: Counter[str] = Counter()
     for module, statuses in found.items():
         counts = Counter(statuses.values())
@@ -188,7 +188,8 @@ def _reviewed() -> dict[str, str]:
 
 
 def not_killed_counts(found: dict[str, dict[str, str]]) -> list[int]:
-    return [sum(status not in ("killed", "timeout") for status in statuses.values()) for statuses in found.values()]
+    return [sum(status in ("survived", "no tests", "suspicious") for status in statuses.values())
+            for statuses in found.values()]
 
 
 def _diffs(workdir: Path, found: dict[str, dict[str, str]]) -> list[tuple[str, str, str]]:
@@ -213,10 +214,11 @@ def _diffs(workdir: Path, found: dict[str, dict[str, str]]) -> list[tuple[str, s
 
 
 def _row(module: str, counts: Counter[str], columns: list[str]) -> str:
-    total = sum(counts.values())
-    not_killed = total - counts["killed"] - counts["timeout"]
-    rate = f"{not_killed} ({100 * not_killed / total:.1f}%)" if total else "0"
-    return f"{module:32} {total:>8} " + " ".join(f"{counts[c]:>9}" for c in columns) + f" {rate:>11}"
+    """Survival: survived + no tests (+ suspicious) over the mutants checked; timeouts count as detected."""
+    checked = sum(counts.values()) - counts["not checked"]
+    alive = checked - counts["killed"] - counts["timeout"]
+    rate = f"{100 * alive / checked:.1f}%" if checked else "-"
+    return f"{module:26} {sum(counts.values()):>8} " + " ".join(f"{counts[c]:>11}" for c in columns) + f" {rate:>9}"
 
 
 def main() -> None:
