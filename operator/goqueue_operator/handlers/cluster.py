@@ -164,8 +164,11 @@ async def _write_status(ctx: OperatorContext, cluster: ClusterView, about: Objec
 
 
 async def forget_cluster(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Drop the per-object lock of a deleted cluster (children go with it: owner references)."""
-    context_of(memo).locks.forget(body["metadata"]["uid"])
+    """Drop the per-object lock and the progress gauges of a deleted cluster (children go with it: owner
+    references); a cluster deleted mid-roll must not stay counted as rolling."""
+    context = context_of(memo)
+    context.locks.forget(body["metadata"]["uid"])
+    context.metrics.forget(body["metadata"]["uid"])
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
