@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import crc32c
 import pytest
 
 from goqueue.storage import batch as batches
@@ -169,3 +170,21 @@ def test_only_a_batch_flagged_control_is_a_control_batch() -> None:
     control = batches.build_batch_from_rows(rows, 1_000, 1_000, attributes=batches.CONTROL_FLAG)
     assert batches.is_control(batches.read_header(control)) is True
     assert batches.is_control(batches.read_header(batches.build_batch_from_rows(rows, 1_000, 1_000))) is False
+
+
+def test_per_record_timestamps_must_match_the_records() -> None:
+    with pytest.raises(ValueError, match="zip"):
+        batches.build_batch([(None, b"a", []), (None, b"b", [])], 0, timestamps_ms=[5_000])
+
+
+def test_a_new_batch_sets_no_attribute_bit() -> None:
+    header = batches.read_header(batches.build_batch([(None, b"a", [])], 1_000))
+    assert header.attributes == 0, "bit 4 marks a control batch; the others are reserved"
+
+
+def test_a_header_claiming_no_records_is_an_invalid_batch() -> None:
+    batch = _stamped([(None, b"v", [])])
+    struct.pack_into(">i", batch, 57, 0)  # record_count
+    struct.pack_into(">I", batch, 17, crc32c.crc32c(bytes(batch[21:])))
+    with pytest.raises(InvalidBatch, match="implausible"):
+        batches.read_header(batch)

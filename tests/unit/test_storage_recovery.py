@@ -459,3 +459,45 @@ def test_a_segment_based_past_two_to_the_32_recovers_whole(logs: LogKit) -> None
 
     assert reopened.recovery_cuts == []
     assert [r.offset for r in logs.records(reopened)] == [base, base + 1, base + 2]
+
+
+def test_a_new_partition_directory_is_made_durable_in_its_parent(
+    logs: LogKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creating the directory changes its parent: without an fsync of the parent, a power loss can take the whole
+    directory (and every record in it) away."""
+    synced: list[Path] = []
+    real = log_module.fsync_directory
+    monkeypatch.setattr(log_module, "fsync_directory", lambda d: (synced.append(d), real(d))[1])
+
+    first = logs.open()
+    assert logs.directory.parent in synced
+    logs.close(first)
+    synced.clear()
+    logs.open()
+    assert logs.directory.parent not in synced, "an existing directory needs no new entry"
+
+
+def test_a_checkpoint_write_cut_short_leaves_the_old_value_and_nothing_else(
+    logs: LogKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plog = logs.open()
+    logs.append(plog, [b"a"])
+    logs.publish(plog)
+    plog.checkpoint_high_watermark()
+    logs.append(plog, [b"b"])
+    logs.publish(plog)
+
+    def killed_before_the_rename(self: Path, target: Path) -> None:
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(Path, "replace", killed_before_the_rename)
+    with pytest.raises(SystemExit):
+        plog.checkpoint_high_watermark()
+    monkeypatch.undo()
+    logs.crash(plog)
+
+    reopened = logs.open()
+    assert sorted(p.name for p in logs.directory.iterdir() if not p.name.startswith("0")) == [
+        "replication-offset-checkpoint"], "the temp file of the interrupted write is swept"
+    assert reopened.high_watermark == 1
