@@ -41,7 +41,7 @@ def test_segments_older_than_max_age_are_deleted_whole(logs: LogKit, clock: Fake
     assert deleted == [0]
     assert plog.log_start_offset == 3
     assert plog.size_bytes == size_before - size_of_first
-    assert not list(plog.directory.glob(f"{0:020d}.*"))
+    assert not list(plog.directory.glob(f"{0:020d}*")), "data and both indexes are gone"
     assert logs.values(plog) == [b"v%d" % n for n in range(3, 9)]
 
 
