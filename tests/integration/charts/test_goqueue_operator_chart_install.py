@@ -74,7 +74,9 @@ class Installed:
         return proc.stdout
 
     def operator_pods(self) -> list[k8s.V1Pod]:
-        selector = f"app.kubernetes.io/name=goqueue-operator,app.kubernetes.io/instance={self.release}"
+        # component=operator: the `helm test` Pod (component=test) shares name and instance, and stays after it ran
+        selector = (f"app.kubernetes.io/name=goqueue-operator,app.kubernetes.io/instance={self.release},"
+                    "app.kubernetes.io/component=operator")
         return list(self.core.list_namespaced_pod(self.namespace, label_selector=selector).items)
 
     def broker_pods(self) -> dict[str, k8s.V1Pod]:

@@ -49,11 +49,13 @@ def roll_steps(operator: OperatorProcess, offset: int, ns: str) -> list[tuple[st
             and e.get("reason") in ("BrokerRestarting", "LeadershipTransfer", "BrokerCaughtUp")]
 
 
-def assert_roll_order(steps: list[tuple[str, str]], restarts: list[int], restarted: list[str]) -> None:
+def assert_roll_order(steps: list[tuple[str, str]], restarts: list[int], restarted: list[str]) -> int:
     """Highest ordinal first, the metadata leader last: each restart is of the highest ordinal still due that is not
     the metadata leader the operator saw at that step (named in its Event; restarts cause elections, so the planner
     reads it again before every step), and of the leader only when no other broker is due, after a
-    LeadershipTransfer Event for it since the previous restart. The roll must have restarted its leader so."""
+    LeadershipTransfer Event for it since the previous restart. Returns how many restarts were of the leader: at
+    most one — none when leadership had moved by itself to a broker already restarted (seen in CI under load: the
+    last broker due was then no longer the leader, and needed no transfer)."""
     due = {0, 1, 2}
     leader_restarts = 0
     for number, (position, name) in enumerate(zip(restarts, restarted, strict=True)):
@@ -70,7 +72,8 @@ def assert_roll_order(steps: list[tuple[str, str]], restarts: list[int], restart
                 f"{name} was restarted while it led the metadata group, with no LeadershipTransfer before: {steps}")
             assert "its leadership was moved first" in message, message
         due.discard(ordinal)
-    assert leader_restarts == 1, f"the metadata leader was never restarted last, after a transfer: {steps}"
+    assert leader_restarts <= 1, f"the metadata leader was restarted more than once: {steps}"
+    return leader_restarts
 
 
 @pytest.mark.timeout(720)
@@ -122,14 +125,15 @@ def test_rolling_upgrade_under_acks_all_produce_loses_no_acknowledged_message(
     for earlier, later, name in zip(restarts, restarts[1:], restarted, strict=False):
         assert any(r == "BrokerCaughtUp" and name in m for r, m in steps[earlier:later]), (
             f"{name} was not caught up before the next restart: {steps}")
-    assert_roll_order(steps, restarts, restarted)
+    leader_restarts = assert_roll_order(steps, restarts, restarted)
 
     # No acknowledged write was lost.
     pods = [get(kubectl, ns, "pod", f"goqueue-{i}") for i in range(3)]
     with httpx.Client(base_url=f"http://{pods[0]['status']['podIP']}:8080", timeout=30) as http:  # type: ignore[index]
         history.check(consume_all(http, "stream", 3))
     print(f"\nrolling upgrade of 3 brokers: {duration:.0f}s; {history.count()} acknowledged writes, "
-          f"{producer.failures} refused or retried requests during the roll")
+          f"{producer.failures} refused or retried requests during the roll; the metadata leader restarted last after "
+          f"a transfer: {'yes' if leader_restarts else 'no (leadership had moved to a restarted broker)'}")
 
 
 def test_pause_annotation_stops_all_reconciliation(
