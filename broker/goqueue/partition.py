@@ -65,6 +65,11 @@ class Partition:
         """Adopt the partition state from metadata; True when the role or epoch changed (a transition)."""
         now_s = time.monotonic() if now_s is None else now_s
         leader, epoch = state["leader"], state["leader_epoch"]
+        if leader == self.broker_id and (leader, epoch) != (self.leader_id, self.leader_epoch):
+            # First, before anything is adopted: an epoch the leader cannot write down (a full volume: OSError)
+            # would be forgotten by a restart, and followers' truncation relies on it. The caller retries later,
+            # with this partition exactly as it was.
+            self.epochs.assign(epoch, self.log.log_end_offset)
         previous_isr = self.isr
         self.replicas, self.isr, self.version = list(state["replicas"]), list(state["isr"]), state["version"]
         self.isr_change_pending = False
@@ -75,10 +80,6 @@ class Partition:
                 self.followers[broker] = FollowerProgress()
         if leader == self.leader_id and epoch == self.leader_epoch:
             return False
-        if leader == self.broker_id:
-            # First, before any role change: an epoch the leader cannot write down (a full volume: OSError) would be
-            # forgotten by a restart, and followers' truncation relies on it. The caller retries later.
-            self.epochs.assign(epoch, self.log.log_end_offset)
         self.leader_id, self.leader_epoch = leader, epoch
         if leader == self.broker_id:
             self.role = Role.LEADER

@@ -37,9 +37,23 @@ def test_anything_that_names_a_function_is_refused(payload: object) -> None:
 
 
 def test_install_points_pysyncobj_at_the_codec() -> None:
+    import pysyncobj.serializer
     import pysyncobj.syncobj
     import pysyncobj.tcp_connection
 
     raft_codec.install()
     assert pysyncobj.tcp_connection.pickle is raft_codec.CODEC  # type: ignore[attr-defined]
     assert pysyncobj.syncobj.pickle is raft_codec.CODEC  # type: ignore[attr-defined]
+    assert pysyncobj.serializer.pickle is raft_codec.CODEC  # type: ignore[attr-defined]
+
+
+def test_a_snapshot_file_that_names_a_function_is_refused() -> None:
+    """What a peer claiming leadership could send as a snapshot, and what the serializer loads from disk."""
+    import io
+
+    good = io.BytesIO()
+    raft_codec.CODEC.dump({"topics": {}, "applied": 3}, good)
+    good.seek(0)
+    assert raft_codec.CODEC.load(good) == {"topics": {}, "applied": 3}
+    with pytest.raises(raft_codec.RefusedPickle):
+        raft_codec.CODEC.load(io.BytesIO(pickle.dumps(Calls(), protocol=2)))

@@ -118,13 +118,14 @@ def test_a_leader_epoch_that_cannot_be_written_defers_leadership_until_it_can(
         try:
             await broker.create_topic(TopicCreate(name="t", partitions=1))
             replica = broker.partitions[("t", 0)]
-            old_epoch = replica.leader_epoch
+            old_epoch, old_version = replica.leader_epoch, replica.version
             volume_full = True
             await broker.cluster.propose({"op": "elect_leader", "topic": "t", "partition": 0,
                                           "expected_epoch": old_epoch, "leader": 0, "isr": [0]})
             await broker.reconcile()
             assert replica.leader_epoch == old_epoch, "led on an epoch that is not on disk"
             assert replica.epochs.latest_epoch == old_epoch
+            assert replica.version == old_version, "half the new partition state was adopted"
             volume_full = False
             for _ in range(200):
                 if replica.leader_epoch == old_epoch + 1:

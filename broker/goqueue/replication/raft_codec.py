@@ -18,9 +18,10 @@ from __future__ import annotations
 import io
 import pickle
 import types
-from typing import Any
+from typing import IO, Any
 
 import pysyncobj.pickle as pysyncobj_pickle
+import pysyncobj.serializer
 import pysyncobj.syncobj
 import pysyncobj.tcp_connection
 
@@ -45,12 +46,19 @@ def loads(data: bytes | str) -> Any:
     return PlainDataUnpickler(io.BytesIO(pysyncobj_pickle.to_bytes(data))).load()
 
 
-# PySyncObj's modules call `pickle.dumps` / `pickle.loads` on the `pysyncobj.pickle` module they imported: the
-# same names, with reading restricted.
-CODEC = types.SimpleNamespace(dumps=pysyncobj_pickle.dumps, loads=loads, to_bytes=pysyncobj_pickle.to_bytes)
+def load(file: IO[bytes]) -> Any:
+    return PlainDataUnpickler(file).load()
+
+
+# PySyncObj's modules call `pickle.dumps` / `loads` / `dump` / `load` on the `pysyncobj.pickle` module they imported:
+# the same names, with reading restricted.
+CODEC = types.SimpleNamespace(dumps=pysyncobj_pickle.dumps, loads=loads, dump=pysyncobj_pickle.dump, load=load,
+                              to_bytes=pysyncobj_pickle.to_bytes)
 
 
 def install() -> None:
-    """Idempotent; called before the first SyncObj is made."""
+    """Idempotent; called before the first SyncObj is made. The serializer too: a snapshot a leader sends in
+    append_entries is unpickled by it (a peer claiming leadership could send one), and so is the local dump."""
     pysyncobj.tcp_connection.pickle = CODEC
     pysyncobj.syncobj.pickle = CODEC
+    pysyncobj.serializer.pickle = CODEC

@@ -11,6 +11,10 @@ announces: one anonymous client announcing 2 GiB and streaming made the broker's
   (a peer's first messages are a random key and its address: tens of bytes), `max_frame_bytes` after. A connection
   whose prefix announces more, or whose unparsed input passes twice the cap, is closed.
 
+Known gap (issue 15): without a password, "identified" includes PySyncObj's read-only clients (first message
+`readonly`), so an anonymous client gets the larger cap, and a frame's zlib payload is decompressed without a bound.
+Mutual TLS or a broker credential on this port (issue 15, item 1) closes both.
+
 Each refusal calls `on_refused(limit)` (goqueue_limit_refusals_total{port="raft"}); `open_connections()` feeds
 goqueue_open_connections{port="raft"}. Runs in PySyncObj's thread.
 """
