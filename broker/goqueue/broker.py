@@ -478,8 +478,9 @@ class Broker:
             meta = self.registry.topics.get(name)
         return meta if meta is not None else self.registry.get(name)
 
-    def _local_leader(self, topic: str, index: int) -> Partition | None:
-        """The partition if this broker leads it; None when another broker does; errors when nobody can."""
+    def _local_leader(self, topic: str, index: int, forwarded: bool) -> Partition | None:
+        """The partition if this broker leads it; None when another broker does (NOT_LEADER for a request that
+        was already forwarded once); errors when nobody can."""
         self.check_ready()
         meta = self.registry.get(topic)
         if not 0 <= index < meta.partitions:
@@ -496,7 +497,7 @@ class Broker:
                 raise NotLeader(f"{topic}/{index}: this broker is becoming its leader; retry",
                                 leader=self.broker_id)
             return partition
-        if forwarded_request.get():
+        if forwarded:
             raise NotLeader(f"{topic}/{index} is led by broker {state['leader']}", leader=state["leader"])
         return None
 
@@ -516,8 +517,11 @@ class Broker:
         acks: Acks = Acks.ALL,
         partition: int | None = None,
         producer: ProducerIdentity | None = None,
+        forwarded: bool = False,
     ) -> tuple[list[tuple[int, int]], bool]:
-        """Append records; returns ((partition, offset) per record, in request order) and whether it was a retry."""
+        """Append records; returns ((partition, offset) per record, in request order) and whether it was a retry.
+
+        `forwarded`: another broker sent this request on (then it is never forwarded again: NOT_LEADER instead)."""
         self.check_ready()
         meta = await self._known_topic(topic)
         if not records:
@@ -530,7 +534,7 @@ class Broker:
         local: list[tuple[int, list[int], Partition, asyncio.Future[AppendResult]]] = []
         remote: list[tuple[int, list[int]]] = []
         for index, positions in grouped.items():
-            leader = self._local_leader(topic, index)
+            leader = self._local_leader(topic, index, forwarded)
             if leader is None:
                 remote.append((index, positions))
                 continue
@@ -565,6 +569,25 @@ class Broker:
                 offsets[i] = (index, result.base_offset + n)
         self.metrics.messages.labels(topic).inc(sum(len(p) for _, p, *_ in local))
         return offsets, duplicate
+
+    async def append_local(self, topic: str, index: int, leader_epoch: int, records: Sequence[RecordIn]) -> int:
+        """Append to a partition this broker leads at `leader_epoch` and wait until every in-sync replica has the
+        records (acks=all); returns the first offset. Never forwarded: a leader that moved (or a new epoch) is
+        NOT_LEADER — for writers that own a partition's log while they lead it (the group coordinators' state)."""
+        self.check_ready()
+        partition = self.partitions.get((topic, index))
+        if partition is None or not partition.is_leader or partition.leader_epoch != leader_epoch:
+            raise NotLeader(f"this broker no longer leads {topic}/{index} at epoch {leader_epoch}")
+        meta = self.registry.get(topic)
+        self._check_insync(meta, partition, Acks.ALL)
+        batch = batches.build_batch([(r.key, r.value, r.headers) for r in records], int(self.clock() * 1000))
+        result = await self._submit(partition, batch)
+        if partition.leader_epoch != leader_epoch:
+            raise NotLeader(f"{topic}/{index} changed leader epoch during the write; it may or may not be committed")
+        await self._await_replicated(partition, result.last_offset + 1)
+        self.metrics.bytes_in.labels(topic).inc(len(batch))
+        self.metrics.messages.labels(topic).inc(len(records))
+        return result.base_offset
 
     def _group_by_partition(self, meta: TopicMeta, records: Sequence[RecordIn],
                             partition: int | None) -> dict[int, list[int]]:
@@ -624,7 +647,8 @@ class Broker:
             self._leader_url(topic, index), topic, index,
             [(r.key, r.value, r.headers, r.timestamp_ms) for r in records], acks.value, ident)
 
-    async def append_batch(self, topic: str, index: int, batch: bytearray, acks: Acks = Acks.ALL) -> AppendResult:
+    async def append_batch(self, topic: str, index: int, batch: bytearray, acks: Acks = Acks.ALL,
+                           forwarded: bool = False) -> AppendResult:
         """Append a client-built batch (binary produce): validated whole, offsets stamped by the leader."""
         self.check_ready()
         meta = await self._known_topic(topic)
@@ -637,7 +661,7 @@ class Broker:
         limit = meta.config.max_message_bytes or self.settings.limits.max_message_bytes
         if len(batch) > max(limit, self.settings.limits.max_request_bytes):
             raise RecordTooLarge(f"batch is {len(batch)} bytes", max_message_bytes=limit)
-        leader = self._local_leader(topic, index)
+        leader = self._local_leader(topic, index, forwarded)
         if leader is None:
             answer = await self.cluster.peers.append_batch(self._leader_url(topic, index), topic, index, bytes(batch),
                                                            acks.value)
@@ -692,13 +716,14 @@ class Broker:
 
     # -- fetch -----------------------------------------------------------------------------------------------
 
-    async def fetch(self, topic: str, index: int, offset: int, max_bytes: int, wait_s: float = 0.0) -> FetchResult:
+    async def fetch(self, topic: str, index: int, offset: int, max_bytes: int, wait_s: float = 0.0,
+                    forwarded: bool = False) -> FetchResult:
         """Whole batches from `offset` below the high watermark; waits up to `wait_s` for new records."""
         max_bytes = max(1, min(max_bytes, self.settings.limits.max_fetch_bytes))
         wait_s = max(0.0, min(wait_s, self.settings.limits.max_wait_s))
         self.check_ready()
         await self._known_topic(topic)
-        partition = self._local_leader(topic, index)
+        partition = self._local_leader(topic, index, forwarded)
         if partition is None:
             data, hwm, start, end = await self.cluster.peers.fetch(self._leader_url(topic, index), topic, index,
                                                                    offset, max_bytes, wait_s)
@@ -738,11 +763,12 @@ class Broker:
         return {"earliest": plog.log_start_offset, "latest": plog.high_watermark, "logEnd": plog.log_end_offset,
                 "forTimestamp": found, "sizeBytes": plog.size_bytes, "segments": len(plog.segments)}
 
-    async def partition_offsets_routed(self, topic: str, index: int, timestamp_ms: int | None = None) -> dict[str, Any]:
+    async def partition_offsets_routed(self, topic: str, index: int, timestamp_ms: int | None = None,
+                                       forwarded: bool = False) -> dict[str, Any]:
         """`partition_offsets` from the partition's leader, wherever it is."""
         self.check_ready()
         await self._known_topic(topic)
-        partition = self._local_leader(topic, index)
+        partition = self._local_leader(topic, index, forwarded)
         if partition is None:
             return await self.cluster.peers.partition_offsets(self._leader_url(topic, index), topic, index,
                                                               timestamp_ms)

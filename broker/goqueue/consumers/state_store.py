@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from goqueue.broker import Broker, RecordIn, forwarded_request
+from goqueue.broker import Broker, RecordIn
 from goqueue.consumers.assignment import TP
 from goqueue.consumers.groups import Group, Member
 from goqueue.consumers.leases import Cursor, Slot, SlotState
@@ -50,7 +50,7 @@ from goqueue.errors import (
     Timeout,
     TopicAlreadyExists,
 )
-from goqueue.models import Acks, CleanupPolicy, GroupConfig, GroupMode, TopicConfig, TopicCreate, load_stored
+from goqueue.models import CleanupPolicy, GroupConfig, GroupMode, TopicConfig, TopicCreate, load_stored
 from goqueue.partition import Partition
 from goqueue.storage import batch as batches
 
@@ -253,26 +253,17 @@ class StateStore:
         callers answer their client only after this returns.
 
         Fenced: a coordinator whose leadership moved gets NOT_COORDINATOR, and the write is never forwarded to the
-        new leader (its successor owns that log now) — `forwarded_request` set for the produce says so to
-        `Broker.produce`, which then refuses instead of forwarding. The leader epoch is checked here and, for the
-        wait on the in-sync replicas, by `Broker.produce` itself.
+        new leader (its successor owns that log now): `Broker.append_local` appends only at this leader epoch.
         """
         if not records:
             return
-        held = self.broker.partitions.get((STATE_TOPIC, partition))
-        if held is None or not held.is_leader or held.leader_epoch != leader_epoch:
-            raise NotCoordinator(f"this broker no longer leads {STATE_TOPIC}/{partition} at epoch {leader_epoch}; "
-                                 "retry: the group's new coordinator serves it")
         encoded = [RecordIn(key.encode(), None if value is None else
                             json.dumps(value, separators=(",", ":")).encode(), []) for key, value in records]
-        token = forwarded_request.set(True)
         try:
-            await self.broker.produce(STATE_TOPIC, encoded, acks=Acks.ALL, partition=partition)
+            await self.broker.append_local(STATE_TOPIC, partition, leader_epoch, encoded)
         except NotLeader as exc:
-            raise NotCoordinator(f"{STATE_TOPIC}/{partition} changed leader during the write; it may or may not "
-                                 f"be applied — retry at the new coordinator ({exc.message})") from exc
-        finally:
-            forwarded_request.reset(token)
+            raise NotCoordinator(f"this broker no longer leads {STATE_TOPIC}/{partition} at epoch {leader_epoch}; "
+                                 f"retry: the group's new coordinator serves it ({exc.message})") from exc
 
 
 # -- replay --------------------------------------------------------------------------------------------------

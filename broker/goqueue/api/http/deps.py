@@ -13,6 +13,7 @@ from goqueue.consumers.remote import CLIENT_HOST_HEADER
 from goqueue.consumers.router import GroupRouter
 from goqueue.errors import NotReady
 from goqueue.models import within
+from goqueue.replication.peers import FORWARDED_HEADER
 
 
 def _broker(request: Request) -> Broker:
@@ -21,6 +22,14 @@ def _broker(request: Request) -> Broker:
 
 
 BrokerDep = Annotated[Broker, Depends(_broker)]
+
+
+def _forwarded(request: Request) -> bool:
+    return FORWARDED_HEADER in request.headers
+
+
+# True for a request another broker sent on (it is then never forwarded again); passed to the broker explicitly.
+ForwardedDep = Annotated[bool, Depends(_forwarded)]
 
 
 def _groups(request: Request) -> GroupRouter:

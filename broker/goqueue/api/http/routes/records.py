@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from goqueue import limits
 from goqueue.api.http.body import CheckedBodyRoute
-from goqueue.api.http.deps import BrokerDep, PartitionPath
+from goqueue.api.http.deps import BrokerDep, ForwardedDep, PartitionPath
 from goqueue.api.http.errors import error_responses
 from goqueue.broker import ProducerIdentity, RecordIn
 from goqueue.consumers.state_store import refuse_internal_write
@@ -90,7 +90,7 @@ def _decode_records(request: ProduceRequest) -> list[RecordIn]:
 
 @router.post("/records", response_model=ProduceResponse, summary="Produce a batch of records (JSON)",
              responses=_PRODUCE)
-async def produce(topic: str, body: ProduceRequest, broker: BrokerDep) -> Response:
+async def produce(topic: str, body: ProduceRequest, broker: BrokerDep, forwarded: ForwardedDep) -> Response:
     started = time.perf_counter()
     refuse_internal_write(topic)
     producer = None
@@ -99,7 +99,8 @@ async def produce(topic: str, body: ProduceRequest, broker: BrokerDep) -> Respon
             raise InvalidRequest("an idempotent produce (producerId) needs baseSequence and partition")
         producer = ProducerIdentity(body.producer_id, body.producer_epoch, body.base_sequence)
     offsets, duplicate = await broker.produce(
-        topic, _decode_records(body), acks=body.acks, partition=body.partition, producer=producer)
+        topic, _decode_records(body), acks=body.acks, partition=body.partition, producer=producer,
+        forwarded=forwarded)
     broker.metrics.observe_produce("http", time.perf_counter() - started)
     response = ProduceResponse(
         topic=topic, offsets=[RecordOffset(partition=p, offset=o) for p, o in offsets], duplicate=duplicate)
@@ -109,7 +110,8 @@ async def produce(topic: str, body: ProduceRequest, broker: BrokerDep) -> Respon
 @router.post("/partitions/{partition}/batches", summary="Produce one client-built record batch (binary)",
              response_model=ProduceResponse, responses=_PRODUCE)
 async def produce_batch(
-    topic: str, partition: PartitionPath, request: Request, broker: BrokerDep, acks: Acks = Acks.ALL,
+    topic: str, partition: PartitionPath, request: Request, broker: BrokerDep, forwarded: ForwardedDep,
+    acks: Acks = Acks.ALL,
 ) -> Response:
     started = time.perf_counter()
     refuse_internal_write(topic)
@@ -120,7 +122,7 @@ async def produce_batch(
     body = bytearray(await request.body())
     if len(body) > limit:
         raise RecordTooLarge(f"request body is {len(body)} bytes; limits.maxRequestBytes is {limit}")
-    result = await broker.append_batch(topic, partition, body, acks)
+    result = await broker.append_batch(topic, partition, body, acks, forwarded=forwarded)
     broker.metrics.observe_produce("http", time.perf_counter() - started)
     count = result.last_offset - result.base_offset + 1 if result.base_offset >= 0 else 0
     response = ProduceResponse(
@@ -135,13 +137,14 @@ async def fetch(
     topic: str,
     partition: PartitionPath,
     broker: BrokerDep,
+    forwarded: ForwardedDep,
     offset: Annotated[int, _OFFSET] = 0,
     max_records: Annotated[int, Query(alias="maxRecords", **within(limits.MAX_RECORDS))] = 500,
     max_bytes: Annotated[int, _MAX_BYTES] = 1_048_576,
     wait_ms: Annotated[int, _WAIT_MS] = 0,
     encoding: Encoding | None = None,
 ) -> Response:
-    result = await broker.fetch(topic, partition, offset, max_bytes, wait_ms / 1000)
+    result = await broker.fetch(topic, partition, offset, max_bytes, wait_ms / 1000, forwarded=forwarded)
     decoded, next_offset = batches.records_from(result.data, offset, max_records)
     records = []
     for record in decoded:
@@ -163,11 +166,12 @@ async def fetch_batches(
     topic: str,
     partition: PartitionPath,
     broker: BrokerDep,
+    forwarded: ForwardedDep,
     offset: Annotated[int, _OFFSET] = 0,
     max_bytes: Annotated[int, _MAX_BYTES] = 1_048_576,
     wait_ms: Annotated[int, _WAIT_MS] = 0,
 ) -> Response:
-    result = await broker.fetch(topic, partition, offset, max_bytes, wait_ms / 1000)
+    result = await broker.fetch(topic, partition, offset, max_bytes, wait_ms / 1000, forwarded=forwarded)
     return Response(result.data, media_type=BATCH_MEDIA_TYPE, headers={
         "X-GoQueue-High-Watermark": str(result.high_watermark),
         "X-GoQueue-Log-Start-Offset": str(result.log_start_offset),
@@ -181,6 +185,7 @@ async def offsets(
     topic: str,
     partition: PartitionPath,
     broker: BrokerDep,
+    forwarded: ForwardedDep,
     timestamp_ms: Annotated[int | None, Query(alias="timestampMs", **within(limits.TIMESTAMP_MS))] = None,
 ) -> dict[str, int | None]:
-    return await broker.partition_offsets_routed(topic, partition, timestamp_ms)
+    return await broker.partition_offsets_routed(topic, partition, timestamp_ms, forwarded=forwarded)
