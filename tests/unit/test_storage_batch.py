@@ -165,13 +165,6 @@ def test_an_empty_fetch_continues_where_it_was_asked() -> None:
     assert batches.records_from(b"", 7, 10) == ([], 7)
 
 
-def test_only_a_batch_flagged_control_is_a_control_batch() -> None:
-    rows = [(0, 0, None, b"v", [])]
-    control = batches.build_batch_from_rows(rows, 1_000, 1_000, attributes=batches.CONTROL_FLAG)
-    assert batches.is_control(batches.read_header(control)) is True
-    assert batches.is_control(batches.read_header(batches.build_batch_from_rows(rows, 1_000, 1_000))) is False
-
-
 def test_per_record_timestamps_must_match_the_records() -> None:
     with pytest.raises(ValueError, match="zip"):
         batches.build_batch([(None, b"a", []), (None, b"b", [])], 0, timestamps_ms=[5_000])

@@ -123,13 +123,6 @@ def error_from_response(response: httpx.Response) -> GoQueueError | None:
     return GoQueueError(f"HTTP {response.status_code} from {response.request.url}: {response.text[:200]}")
 
 
-def raise_for_error(response: httpx.Response) -> None:
-    error = error_from_response(response)
-    if error is not None:
-        raise error
-
-
-
 def _answer(model: type[M], response: httpx.Response) -> M:
     """A broker's answer; fields a newer broker added are ignored (`goqueue.models.ANSWER`)."""
     return model.model_validate_json(response.content, context=ANSWER)

@@ -23,11 +23,6 @@ from goqueue.errors import Unavailable, error_from_body
 FORWARDED_HEADER = "X-GoQueue-Forwarded"
 REPLICA_MEDIA_TYPE = "application/vnd.goqueue.replica+msgpack"
 
-# One follower fetch asks for several partitions: (topic, partition, fetch offset, leader epoch known).
-FetchPartition = tuple[str, int, int, int]
-# The answer per partition: (topic, partition, error code or None, high watermark, log start offset, batches).
-FetchedPartition = tuple[str, int, str | None, int, int, bytes]
-
 
 class ReplicaFetchRequest(msgspec.Struct, array_like=True):
     replica_id: int
@@ -119,9 +114,6 @@ class PeerClient:
             timeout=timeout_s)).json()
         return result
 
-    async def get_json(self, url: str) -> Any:
-        return (await self._request("GET", url)).json()
-
     async def call_json(self, method: str, url: str, *, body: Any = None, params: dict[str, Any] | None = None,
                         headers: dict[str, str] | None = None, timeout_s: float | None = None) -> Any:
         """A forwarded call to a peer's public JSON API (consumer-group operations sent to the group's
@@ -130,9 +122,6 @@ class PeerClient:
             method, url, json=body, params={k: v for k, v in (params or {}).items() if v is not None},
             headers=headers, timeout=httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s)
         return response.json() if response.content else None
-
-    async def post_json(self, url: str, body: Any) -> Any:
-        return (await self._request("POST", url, json=body)).json()
 
 
 def _b64(data: bytes | None) -> str | None:

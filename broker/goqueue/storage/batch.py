@@ -211,10 +211,6 @@ def decode_rows(buf: bytes | bytearray | memoryview, pos: int, header: BatchHead
     return _decoder.decode(memoryview(buf)[pos + HEADER_SIZE:pos + header.size])
 
 
-def is_control(header: BatchHeader) -> bool:
-    return bool(header.attributes & CONTROL_FLAG)
-
-
 def records_from(data: bytes | bytearray | memoryview, offset: int, max_records: int) -> tuple[list[Record], int]:
     """Records at or past `offset` from fetched whole batches, at most `max_records`, and the offset to continue
     from (every API's fetch decodes through here).

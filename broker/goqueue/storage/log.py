@@ -42,7 +42,7 @@ from pathlib import Path
 
 from goqueue.errors import OffsetOutOfRange
 from goqueue.storage import batch as batches
-from goqueue.storage.batch import BatchHeader, InvalidBatch
+from goqueue.storage.batch import InvalidBatch
 from goqueue.storage.producers import ProducerTable
 from goqueue.storage.segment import INDEX_SUFFIXES, LOG_SUFFIX, RecoveryCut, Segment, segment_path
 from goqueue.storage.sync import fsync_directory, write_file_atomically
@@ -444,11 +444,3 @@ class PartitionLog:
                     return max(found, self.log_start_offset)
         return self.log_end_offset
 
-    def batch_headers(self) -> list[BatchHeader]:
-        """Every batch header (tests and compaction planning; reads the whole log)."""
-        headers: list[BatchHeader] = []
-        with self.lock:
-            segments = list(self.segments)
-        for segment in segments:
-            headers.extend(h for _, h in batches.iter_headers(segment.read(0, segment.size)))
-        return headers

@@ -42,11 +42,6 @@ def pod_name(cluster_name: str, ordinal: int) -> str:
     return f"{child_name(cluster_name, 'statefulset')}-{ordinal}"
 
 
-def claim_name(cluster_name: str, ordinal: int) -> str:
-    """The claim the StatefulSet controller creates for a pod: <template>-<statefulset>-<ordinal>."""
-    return f"{DATA_CLAIM_TEMPLATE}-{pod_name(cluster_name, ordinal)}"
-
-
 def ordinal_of(pod: str) -> int | None:
     """`goqueue-2` → 2; None when the name has no ordinal."""
     head, _, tail = pod.rpartition("-")

@@ -66,6 +66,3 @@ def transitions(conditions: Iterable[Condition], previous: Sequence[Mapping[str,
             changed.append(condition)
     return changed
 
-
-def find(conditions: Iterable[Condition], kind: str) -> Condition | None:
-    return next((c for c in conditions if c.type == kind), None)

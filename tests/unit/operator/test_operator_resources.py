@@ -60,7 +60,8 @@ def test_runbook_names_for_a_cluster_named_goqueue() -> None:
             ("Service", "goqueue-metrics"), ("ConfigMap", "goqueue-config"), ("PodDisruptionBudget", "goqueue"),
             ("Secret", "goqueue-raft")} <= kinds_and_names
     assert names.pod_name("goqueue", 2) == "goqueue-2"
-    assert names.claim_name("goqueue", 0) == "goqueue-data-goqueue-0"
+    # the StatefulSet controller names each pod's claim <template>-<pod>
+    assert f"{names.DATA_CLAIM_TEMPLATE}-{names.pod_name('goqueue', 0)}" == "goqueue-data-goqueue-0"
     assert names.ordinal_of("goqueue-12") == 12
     assert names.ordinal_of("goqueue") is None
 
