@@ -16,14 +16,15 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-from goqueue.replication.metadata import Command, State, assign_replicas, choose_new_leader
+from goqueue.replication import commands as cmds
+from goqueue.replication.metadata import assign_replicas, choose_new_leader
+from goqueue.replication.view import PartitionView, StateView
 
 
-def plan_leadership(state: State, alive: set[int], alive_since: Mapping[int, float], now_s: float,
-                    preferred_delay_s: float) -> list[Command]:
-    commands: list[Command] = []
+def plan_leadership(state: StateView, alive: set[int], alive_since: Mapping[int, float], now_s: float,
+                    preferred_delay_s: float) -> list[cmds.ElectLeader]:
+    commands: list[cmds.ElectLeader] = []
     for name, topic in state["topics"].items():
         unclean = bool(topic["config"].get("uncleanLeaderElection", False))
         for index, partition in topic["partition_state"].items():
@@ -34,34 +35,35 @@ def plan_leadership(state: State, alive: set[int], alive_since: Mapping[int, flo
     return commands
 
 
-def _plan_partition(topic: str, index: int, partition: Mapping[str, Any], alive: set[int],
+def _plan_partition(topic: str, index: int, partition: PartitionView, alive: set[int],
                     alive_since: Mapping[int, float], now_s: float, preferred_delay_s: float,
-                    unclean: bool) -> Command | None:
+                    unclean: bool) -> cmds.ElectLeader | None:
     leader = partition["leader"]
-    base = {"op": "elect_leader", "topic": topic, "partition": index, "expected_epoch": partition["leader_epoch"]}
+    epoch = partition["leader_epoch"]
     if leader is None or leader not in alive:
         new = choose_new_leader(partition, alive, unclean)
         if new is None:
-            return None if leader is None else {**base, "leader": None, "isr": list(partition["isr"])}
+            return None if leader is None else cmds.elect_leader(topic, index, expected_epoch=epoch, leader=None,
+                                                                 isr=partition["isr"])
         isr = [b for b in partition["isr"] if b in alive]
         if new not in isr:
             isr = [new]  # unclean election: the new leader's log is the truth now
-        return {**base, "leader": new, "isr": isr}
+        return cmds.elect_leader(topic, index, expected_epoch=epoch, leader=new, isr=isr)
     preferred = partition["replicas"][0]
     if (preferred != leader and preferred in alive and preferred in partition["isr"]
             and now_s - alive_since.get(preferred, now_s) >= preferred_delay_s):
-        return {**base, "leader": preferred, "isr": list(partition["isr"])}
+        return cmds.elect_leader(topic, index, expected_epoch=epoch, leader=preferred, isr=partition["isr"])
     return None
 
 
-def controlled_shutdown_plan(state: State, broker_id: int, alive: set[int],
+def controlled_shutdown_plan(state: StateView, broker_id: int, alive: set[int],
                              follower_ends: Mapping[tuple[str, int], Mapping[int, int]] | None = None
-                             ) -> list[Command]:
+                             ) -> list[cmds.ElectLeader]:
     """Move leadership off a broker that is about to stop: to another live in-sync replica, ISR without it.
 
     `follower_ends` is what the stopping leader saw its followers fetch (their log ends): the furthest follower
     gets leadership, so the new leader's high watermark and consumers lose no time catching up."""
-    commands: list[Command] = []
+    commands: list[cmds.ElectLeader] = []
     for name, topic in state["topics"].items():
         for index, partition in topic["partition_state"].items():
             if partition["leader"] != broker_id:
@@ -70,13 +72,12 @@ def controlled_shutdown_plan(state: State, broker_id: int, alive: set[int],
             others = [b for b in partition["isr"] if b != broker_id and b in alive]
             if not others:
                 continue  # nowhere to go: the partition stays here until the broker stops, then goes offline
-            commands.append({"op": "elect_leader", "topic": name, "partition": int(index),
-                             "expected_epoch": partition["leader_epoch"],
-                             "leader": min(others, key=lambda b: -ends.get(b, -1)), "isr": others})
+            commands.append(cmds.elect_leader(name, int(index), expected_epoch=partition["leader_epoch"],
+                                              leader=min(others, key=lambda b: -ends.get(b, -1)), isr=others))
     return commands
 
 
-def drain_plan(state: State, broker_id: int, alive: set[int]) -> list[Command]:
+def drain_plan(state: StateView, broker_id: int, alive: set[int]) -> list[cmds.Reassign]:
     """Replace `broker_id` in every replica list by the live broker holding the fewest replicas (leaders first
     move away through `controlled_shutdown_plan`)."""
     load: dict[int, int] = {b: 0 for b in alive if b != broker_id}
@@ -85,7 +86,7 @@ def drain_plan(state: State, broker_id: int, alive: set[int]) -> list[Command]:
             for replica in partition["replicas"]:
                 if replica in load:
                     load[replica] += 1
-    commands: list[Command] = []
+    commands: list[cmds.Reassign] = []
     for name, topic in state["topics"].items():
         for index, partition in topic["partition_state"].items():
             if broker_id not in partition["replicas"] or partition["leader"] == broker_id:
@@ -96,14 +97,13 @@ def drain_plan(state: State, broker_id: int, alive: set[int]) -> list[Command]:
             target = candidates[0][1]
             load[target] += 1
             replicas = [target if r == broker_id else r for r in partition["replicas"]]
-            commands.append({"op": "reassign", "topic": name, "partition": int(index), "replicas": replicas,
-                             "expected_version": partition["version"]})
+            commands.append(cmds.reassign(name, int(index), replicas=replicas, expected_version=partition["version"]))
     return commands
 
 
-def rebalance_plan(state: State) -> list[Command]:
+def rebalance_plan(state: StateView) -> list[cmds.Reassign]:
     """Reassign every partition whose replicas differ from a fresh spread over all registered brokers."""
-    commands: list[Command] = []
+    commands: list[cmds.Reassign] = []
     for name, topic in state["topics"].items():
         count = topic["partitions"]
         target = assign_replicas(state["brokers"], range(count), topic["replication_factor"])
@@ -114,6 +114,5 @@ def rebalance_plan(state: State) -> list[Command]:
             leader = partition["leader"]
             if leader is not None and leader not in wanted:
                 wanted = [leader, *[b for b in wanted if b != leader]][:len(wanted)]
-            commands.append({"op": "reassign", "topic": name, "partition": int(index), "replicas": wanted,
-                             "expected_version": partition["version"]})
+            commands.append(cmds.reassign(name, int(index), replicas=wanted, expected_version=partition["version"]))
     return commands

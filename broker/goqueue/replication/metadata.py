@@ -17,23 +17,32 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-Command = dict[str, Any]
-State = dict[str, Any]
+from goqueue.replication import commands as cmds
+from goqueue.replication.state import BrokerEntry, MetadataState, PartitionState, TopicEntry, empty_state
+from goqueue.replication.view import BrokerView, PartitionView, StateView
+
+# What a command returns once applied: the new topic, the changed partition, or the partitions a broker that
+# replaced its storage stranded.
+CommandResult = TopicEntry | PartitionState | list[str] | None
+
+# Transitional and deliberately unchecked: the names call sites outside replication/ still use for the state they
+# index and the dicts they propose, until they read through `view.MetadataView` and build commands with
+# `commands.py` (issue 14). Nothing in replication/ uses them; delete them with the last caller.
+State = Any
+Command = Any
+
+__all__ = ["Command", "CommandResult", "MetadataConflict", "State", "apply_command", "assign_replicas",
+           "choose_new_leader", "empty_state", "restart_would_break"]
 
 
 class MetadataConflict(Exception):
     """A command lost a race (stale epoch/version) or names something that does not exist."""
 
 
-def empty_state() -> State:
-    return {"brokers": {}, "topics": {}, "groups": {}, "paused_all": False, "applied": 0}
-
-
 # -- placement (pure, used by proposers) -------------------------------------------------------------------------
 
-def assign_replicas(
-    brokers: Mapping[int, Mapping[str, Any]], partitions: range, replication_factor: int,
-) -> dict[int, list[int]]:
+def assign_replicas(brokers: Mapping[int, BrokerView], partitions: range,
+                    replication_factor: int) -> dict[int, list[int]]:
     """Replica lists per partition, spread round-robin and zone-aware (Kafka's rack-aware placement).
 
     The first replica of each partition is its preferred leader; partitions start on consecutive brokers so
@@ -62,24 +71,61 @@ def assign_replicas(
 
 # -- commands ----------------------------------------------------------------------------------------------------
 
-def apply_command(state: State, command: Command) -> Any:
+def apply_command(state: MetadataState, command: cmds.Command) -> CommandResult:
     """Apply one command in place; returns its result or raises MetadataConflict (state unchanged then)."""
-    handler = _HANDLERS.get(command.get("op", ""))
-    if handler is None:
-        raise MetadataConflict(f"unknown metadata command {command.get('op')!r}")
-    result = handler(state, command)
+    result = _dispatch(state, command)
     state["applied"] = state.get("applied", 0) + 1
     return result
 
 
-def _register_broker(state: State, cmd: Command) -> None:
-    entry = {k: cmd[k] for k in ("host", "http_port", "grpc_port", "raft_address", "zone")}
+def _dispatch(state: MetadataState, cmd: cmds.Command) -> CommandResult:  # noqa: PLR0912
+    # One branch per command: `==` on the literal `op` narrows the union to that command's type.
+    if cmd["op"] == "create_topic":
+        return _create_topic(state, cmd)
+    if cmd["op"] == "elect_leader":
+        return _elect_leader(state, cmd)
+    if cmd["op"] == "change_isr":
+        return _change_isr(state, cmd)
+    if cmd["op"] == "leave_isr":
+        return _leave_isr(state, cmd)
+    if cmd["op"] == "reassign":
+        return _reassign(state, cmd)
+    if cmd["op"] == "replace_storage":
+        return _replace_storage(state, cmd)
+    if cmd["op"] == "barrier":
+        pass  # no change: once a broker sees its own barrier applied, every entry committed before it is applied
+    elif cmd["op"] == "register_broker":
+        _register_broker(state, cmd)
+    elif cmd["op"] == "delete_topic":
+        _delete_topic(state, cmd)
+    elif cmd["op"] == "grow_partitions":
+        _grow_partitions(state, cmd)
+    elif cmd["op"] == "set_topic_config":
+        _topic(state, cmd["name"])["config"] = cmd["config"]
+    elif cmd["op"] == "set_group":
+        _set_group(state, cmd)
+    elif cmd["op"] == "set_paused_all":
+        state["paused_all"] = bool(cmd["paused"])
+    elif cmd["op"] == "restore":
+        _restore(state, cmd)
+    else:  # a newer version's command, or none at all: refused, never half-applied
+        raise MetadataConflict(f"unknown metadata command {_op_of(cmd)!r}")
+    return None
+
+
+def _op_of(command: object) -> object:
+    return command.get("op") if isinstance(command, dict) else None
+
+
+def _register_broker(state: MetadataState, cmd: cmds.RegisterBroker) -> None:
+    entry: BrokerEntry = {"host": cmd["host"], "http_port": cmd["http_port"], "grpc_port": cmd["grpc_port"],
+                          "raft_address": cmd["raft_address"], "zone": cmd["zone"]}
     if cmd.get("directory_id"):  # absent in commands journaled before volumes had an identity
         entry["directory_id"] = cmd["directory_id"]
     state["brokers"][cmd["id"]] = entry
 
 
-def _replace_storage(state: State, cmd: Command) -> list[str]:
+def _replace_storage(state: MetadataState, cmd: cmds.ReplaceStorage) -> list[str]:
     """A broker is back on another data volume (`storage/identity.py`): every copy it held is gone, so it leaves
     every ISR at once — leadership moves to another in-sync replica — and must fetch its way back in. Where it was
     the only in-sync replica nothing better exists; those partitions are returned for the broker to report."""
@@ -103,11 +149,11 @@ def _replace_storage(state: State, cmd: Command) -> list[str]:
     return stranded
 
 
-def _create_topic(state: State, cmd: Command) -> dict[str, Any]:
+def _create_topic(state: MetadataState, cmd: cmds.CreateTopic) -> TopicEntry:
     name = cmd["name"]
     if name in state["topics"]:
         raise MetadataConflict(f"topic {name!r} already exists")
-    topic = {
+    topic: TopicEntry = {
         "name": name, "partitions": len(cmd["assignment"]), "replication_factor": cmd["replication_factor"],
         "config": cmd["config"], "created_at_s": cmd["created_at_s"], "internal": cmd.get("internal", False),
         "partition_state": {int(p): _new_partition(replicas) for p, replicas in cmd["assignment"].items()},
@@ -116,17 +162,17 @@ def _create_topic(state: State, cmd: Command) -> dict[str, Any]:
     return topic
 
 
-def _new_partition(replicas: list[int]) -> dict[str, Any]:
+def _new_partition(replicas: list[int]) -> PartitionState:
     return {"replicas": list(replicas), "leader": replicas[0], "leader_epoch": 0, "isr": list(replicas),
             "version": 0}
 
 
-def _delete_topic(state: State, cmd: Command) -> None:
+def _delete_topic(state: MetadataState, cmd: cmds.DeleteTopic) -> None:
     if state["topics"].pop(cmd["name"], None) is None:
         raise MetadataConflict(f"topic {cmd['name']!r} does not exist")
 
 
-def _grow_partitions(state: State, cmd: Command) -> None:
+def _grow_partitions(state: MetadataState, cmd: cmds.GrowPartitions) -> None:
     topic = _topic(state, cmd["name"])
     new = {int(p): replicas for p, replicas in cmd["assignment"].items()}
     if min(new) != topic["partitions"]:
@@ -137,11 +183,7 @@ def _grow_partitions(state: State, cmd: Command) -> None:
     topic["partitions"] += len(new)
 
 
-def _set_topic_config(state: State, cmd: Command) -> None:
-    _topic(state, cmd["name"])["config"] = cmd["config"]
-
-
-def _elect_leader(state: State, cmd: Command) -> dict[str, Any]:
+def _elect_leader(state: MetadataState, cmd: cmds.ElectLeader) -> PartitionState:
     """New leader and epoch; CAS on the epoch the controller saw."""
     partition = _partition(state, cmd["topic"], cmd["partition"])
     if partition["leader_epoch"] != cmd["expected_epoch"]:
@@ -157,7 +199,7 @@ def _elect_leader(state: State, cmd: Command) -> dict[str, Any]:
     return partition
 
 
-def _change_isr(state: State, cmd: Command) -> dict[str, Any]:
+def _change_isr(state: MetadataState, cmd: cmds.ChangeIsr) -> PartitionState:
     """The partition leader shrinks or expands its ISR; CAS on leader epoch and version."""
     partition = _partition(state, cmd["topic"], cmd["partition"])
     if (partition["leader_epoch"], partition["version"]) != (cmd["leader_epoch"], cmd["expected_version"]):
@@ -170,7 +212,7 @@ def _change_isr(state: State, cmd: Command) -> dict[str, Any]:
     return partition
 
 
-def _leave_isr(state: State, cmd: Command) -> dict[str, Any]:
+def _leave_isr(state: MetadataState, cmd: cmds.LeaveIsr) -> PartitionState:
     """A replica whose local copy was lost or quarantined (corruption) takes itself out of the ISR, so it can never
     be elected with incomplete data; leading, it hands leadership to another in-sync replica first."""
     partition = _partition(state, cmd["topic"], cmd["partition"])
@@ -188,7 +230,7 @@ def _leave_isr(state: State, cmd: Command) -> dict[str, Any]:
     return partition
 
 
-def _reassign(state: State, cmd: Command) -> dict[str, Any]:
+def _reassign(state: MetadataState, cmd: cmds.Reassign) -> PartitionState:
     """New replica list (drain, rebalance): replicas leaving drop out of the ISR at once, new ones join it once
     caught up; the leader must stay among the replicas. CAS on the partition version.
 
@@ -211,77 +253,51 @@ def _reassign(state: State, cmd: Command) -> dict[str, Any]:
     return partition
 
 
-def _set_group(state: State, cmd: Command) -> None:
+def _set_group(state: MetadataState, cmd: cmds.SetGroup) -> None:
     group = state["groups"].setdefault(cmd["group"], {"coordinator": None, "paused": False})
-    group.update({k: cmd[k] for k in ("coordinator", "paused") if k in cmd})
+    if "coordinator" in cmd:
+        group["coordinator"] = cmd["coordinator"]
+    if "paused" in cmd:
+        group["paused"] = cmd["paused"]
 
 
-def _set_paused_all(state: State, cmd: Command) -> None:
-    state["paused_all"] = bool(cmd["paused"])
-
-
-def _restore(state: State, cmd: Command) -> None:
+def _restore(state: MetadataState, cmd: cmds.Restore) -> None:
     """Replace topics and groups from a metadata backup (brokers stay as registered)."""
     state["topics"] = copy.deepcopy(cmd["topics"])
     state["groups"] = copy.deepcopy(cmd["groups"])
 
 
-def _barrier(_state: State, _cmd: Command) -> None:
-    """No change: once a broker sees its own barrier applied, every entry committed before it is applied too
-    (a Raft read barrier — after a full-cluster restart the journal's commit index can lag)."""
-
-
-_HANDLERS = {
-    "barrier": _barrier,
-    "register_broker": _register_broker,
-    "create_topic": _create_topic,
-    "delete_topic": _delete_topic,
-    "grow_partitions": _grow_partitions,
-    "set_topic_config": _set_topic_config,
-    "elect_leader": _elect_leader,
-    "change_isr": _change_isr,
-    "reassign": _reassign,
-    "leave_isr": _leave_isr,
-    "replace_storage": _replace_storage,
-    "set_group": _set_group,
-    "set_paused_all": _set_paused_all,
-    "restore": _restore,
-}
-
-
-def _topic(state: State, name: str) -> dict[str, Any]:
+def _topic(state: MetadataState, name: str) -> TopicEntry:
     try:
-        topic: dict[str, Any] = state["topics"][name]
+        return state["topics"][name]
     except KeyError:
         raise MetadataConflict(f"topic {name!r} does not exist") from None
-    return topic
 
 
-def _partition(state: State, topic: str, index: int) -> dict[str, Any]:
+def _partition(state: MetadataState, topic: str, index: int) -> PartitionState:
     try:
-        partition: dict[str, Any] = _topic(state, topic)["partition_state"][index]
+        return _topic(state, topic)["partition_state"][index]
     except KeyError:
         raise MetadataConflict(f"{topic}/{index} does not exist") from None
-    return partition
 
 
 # -- queries (pure) ----------------------------------------------------------------------------------------------
 
-def choose_new_leader(partition: Mapping[str, Any], alive: set[int], unclean: bool = False) -> int | None:
+def choose_new_leader(partition: PartitionView, alive: set[int], unclean: bool = False) -> int | None:
     """The preferred live in-sync replica; an out-of-sync one only when unclean election is enabled."""
     for broker_id in partition["replicas"]:
         if broker_id in alive and broker_id in partition["isr"]:
-            return int(broker_id)
+            return broker_id
     if unclean:
         for broker_id in partition["replicas"]:
             if broker_id in alive:
-                return int(broker_id)
+                return broker_id
     return None
 
 
-def restart_would_break(state: State, broker_id: int, min_insync: Mapping[str, int], quorum_alive: int,
+def restart_would_break(state: StateView, broker_id: int, min_insync: Mapping[str, int], quorum_alive: int,
                         quorum_size: int) -> list[str]:
-    """Why restarting `broker_id` now is unsafe (empty list: safe): partitions that would fall below
+    """Why restarting `broker_id` now is unsafe (empty: safe): partitions that would fall below
     min.insync.replicas or go offline, and a metadata quorum that would be lost."""
     reasons = []
     if quorum_alive - 1 < quorum_size // 2 + 1:

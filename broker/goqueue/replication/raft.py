@@ -36,9 +36,11 @@ from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
 from goqueue.errors import DiskFull, NotReady, Timeout
 from goqueue.replication import raft_codec
-from goqueue.replication.metadata import Command, MetadataConflict, State, apply_command, empty_state
+from goqueue.replication.commands import Command
+from goqueue.replication.metadata import CommandResult, MetadataConflict, apply_command
 from goqueue.replication.raft_journal import JournalFull, RaftJournal
 from goqueue.replication.raft_transport import TransportLimits, guarded_transport
+from goqueue.replication.state import MetadataState, empty_state
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,11 @@ class MetadataGroup(Protocol):
     broker over an in-memory one-member group instead (tests/unit/metadata_double.py), so they open no socket."""
 
     @property
-    def state(self) -> State: ...
+    def state(self) -> MetadataState:
+        """The applied metadata, never changed once published: code outside replication/ reads it through
+        `view.MetadataView`."""
 
-    async def propose(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> Any: ...
+    async def propose(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> CommandResult: ...
 
     def is_ready(self) -> bool: ...
 
@@ -80,8 +84,9 @@ class MetadataGroup(Protocol):
 
 
 # (self address, partner addresses, WAL directory, password, called after each applied command, bind address)
-MetadataFactory = Callable[[str, list[str], Path, str | None, Callable[[Command, Any], None] | None, str | None],
-                           MetadataGroup]
+Applied = CommandResult | MetadataConflict  # what `_apply` returns to the proposer: a conflict is not raised there
+OnApplied = Callable[[Command, CommandResult], None]
+MetadataFactory = Callable[[str, list[str], Path, str | None, OnApplied | None, str | None], MetadataGroup]
 
 
 _JOURNALS: dict[str, RaftJournal] = {}  # opened by RaftMetadata, handed to SyncObj.__init__ by path
@@ -110,7 +115,7 @@ raft_codec.install()  # from here on PySyncObj unpickles plain data only (raft_c
 
 class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type information
     def __init__(self, self_address: str, partners: list[str], wal_dir: Path, password: str | None,
-                 on_applied: Callable[[Command, Any], None] | None = None, bind_address: str | None = None,
+                 on_applied: OnApplied | None = None, bind_address: str | None = None,
                  *, transport_limits: TransportLimits | None = None) -> None:
         """`transport_limits` bound the Raft port (connections, frames, first-message deadline); the broker always
         passes them (BrokerServer), PySyncObj's unbounded transport is used only without."""
@@ -141,21 +146,22 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
             super().__init__(self_address, partners, conf, transportClass=guarded_transport(transport_limits))
 
     @property
-    def state(self) -> State:
+    def state(self) -> MetadataState:
         """A snapshot of the applied metadata: never mutated after it is published (see `_apply`)."""
         # Never create the attribute here: SyncObj.__init__ reads every attribute (this property included) before
         # it records which ones it will never serialize, and `metadata` must not be one of them. `_apply` creates it.
-        state: State | None = self.__dict__.get("metadata")
+        state: MetadataState | None = self.__dict__.get("metadata")
         return state if state is not None else empty_state()
 
     @replicated  # type: ignore[untyped-decorator]
-    def _apply(self, command: Command) -> Any:
+    def _apply(self, command: Command) -> Applied:
         """Runs on every broker, in log order, in PySyncObj's thread."""
         # Copy-on-write: readers on the event loop hold a snapshot (`state`) and never see a dict change size
         # under them; the swap of one reference is atomic.
         updated = copy.deepcopy(self.state)
+        result: Applied
         try:
-            result: Any = apply_command(updated, command)
+            result = apply_command(updated, command)
             self.__dict__["metadata"] = updated
         except MetadataConflict as exc:
             result = exc
@@ -169,7 +175,7 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
 
     # -- event-loop API ------------------------------------------------------------------------------------------
 
-    async def propose(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> Any:
+    async def propose(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> CommandResult:
         """Replicate a command and return its result once applied here; raises MetadataConflict, NotReady, Timeout.
 
         While no leader is known (an election: a broker died or rejoined) the command never entered any log, so it
@@ -178,20 +184,20 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
         is not repeated, the caller hears NOT_READY and decides."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        if command.get("op") in GROWTH_OPS and not self._journal.admits_command():
-            raise DiskFull(f"metadata change {command.get('op')} refused: the metadata volume (storage.walDir) is "
+        if command["op"] in GROWTH_OPS and not self._journal.admits_command():
+            raise DiskFull(f"metadata change {command['op']} refused: the metadata volume (storage.walDir) is "
                            "full; reads go on, and changes are accepted again once space is freed")
         while True:
-            future: asyncio.Future[Any] = loop.create_future()
+            future: asyncio.Future[Applied] = loop.create_future()
 
-            def done(result: Any, error: int, future: asyncio.Future[Any] = future) -> None:
+            def done(result: Applied, error: int, future: asyncio.Future[Applied] = future) -> None:
                 loop.call_soon_threadsafe(_resolve, future, result, error)
 
             self._apply(command, callback=done)
             try:
                 result = await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
             except TimeoutError:
-                raise Timeout(f"metadata change {command.get('op')} not committed within {timeout_s:.0f}s "
+                raise Timeout(f"metadata change {command['op']} not committed within {timeout_s:.0f}s "
                               "(no metadata quorum?)") from None
             except _NoLeaderYet as exc:
                 if loop.time() + NO_LEADER_RETRY_S >= deadline:
@@ -233,7 +239,7 @@ class _NoLeaderYet(Exception):
     """The command was not taken into any Raft log (no leader known, or offered to a non-leader): safe to repeat."""
 
 
-def _resolve(future: asyncio.Future[Any], result: Any, error: int) -> None:
+def _resolve(future: asyncio.Future[Applied], result: Applied, error: int) -> None:
     if future.done():
         return
     if error == FAIL_REASON.SUCCESS:

@@ -1,0 +1,205 @@
+"""Every metadata command, typed, and the one place commands are built.
+
+A command is a TypedDict tagged by its `op`: a plain dict at run time, so it pickles into PySyncObj's journal in the
+format journals already hold (and `raft_codec` reads it as plain data). Keys marked NotRequired are absent from
+commands journaled by older versions; `metadata.apply_command` reads them with their old default.
+
+Proposers put everything a command needs into it (timestamps, computed assignments, the epoch or version they
+saw), so applying it stays a pure function of (state, command).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal, NotRequired, TypedDict
+
+from goqueue.replication.state import GroupEntry, TopicEntry, TopicSettings
+
+Assignment = dict[int, list[int]]  # partition index -> replica list, preferred leader first
+
+
+class Barrier(TypedDict):
+    op: Literal["barrier"]
+    broker: int
+
+
+class RegisterBroker(TypedDict):
+    op: Literal["register_broker"]
+    id: int
+    host: str
+    http_port: int
+    grpc_port: int
+    raft_address: str
+    zone: str | None
+    directory_id: NotRequired[str]  # absent before data volumes had an identity; "" means none yet
+
+
+class ReplaceStorage(TypedDict):
+    op: Literal["replace_storage"]
+    broker: int
+    directory_id: str
+
+
+class CreateTopic(TypedDict):
+    op: Literal["create_topic"]
+    name: str
+    replication_factor: int
+    config: TopicSettings
+    created_at_s: float
+    assignment: Assignment
+    internal: NotRequired[bool]
+
+
+class DeleteTopic(TypedDict):
+    op: Literal["delete_topic"]
+    name: str
+
+
+class GrowPartitions(TypedDict):
+    op: Literal["grow_partitions"]
+    name: str
+    assignment: Assignment
+
+
+class SetTopicConfig(TypedDict):
+    op: Literal["set_topic_config"]
+    name: str
+    config: TopicSettings
+
+
+class ElectLeader(TypedDict):
+    op: Literal["elect_leader"]
+    topic: str
+    partition: int
+    expected_epoch: int
+    leader: int | None
+    isr: list[int]
+
+
+class ChangeIsr(TypedDict):
+    op: Literal["change_isr"]
+    topic: str
+    partition: int
+    leader_epoch: int
+    expected_version: int
+    isr: list[int]
+
+
+class LeaveIsr(TypedDict):
+    op: Literal["leave_isr"]
+    topic: str
+    partition: int
+    broker: int
+
+
+class Reassign(TypedDict):
+    op: Literal["reassign"]
+    topic: str
+    partition: int
+    replicas: list[int]
+    expected_version: int
+
+
+class SetGroup(TypedDict):
+    op: Literal["set_group"]
+    group: str
+    coordinator: NotRequired[int | None]  # each of these two is changed only when present
+    paused: NotRequired[bool]
+
+
+class SetPausedAll(TypedDict):
+    op: Literal["set_paused_all"]
+    paused: bool
+
+
+class Restore(TypedDict):
+    op: Literal["restore"]
+    topics: dict[str, TopicEntry]
+    groups: dict[str, GroupEntry]
+
+
+Command = (Barrier | RegisterBroker | ReplaceStorage | CreateTopic | DeleteTopic | GrowPartitions | SetTopicConfig
+           | ElectLeader | ChangeIsr | LeaveIsr | Reassign | SetGroup | SetPausedAll | Restore)
+
+
+# -- constructors: every command in the code base is built here ----------------------------------------------------
+
+def barrier(broker: int) -> Barrier:
+    """A no-op: once a broker sees its own barrier applied, everything committed before it is applied too."""
+    return {"op": "barrier", "broker": broker}
+
+
+def register_broker(broker: int, *, host: str, http_port: int, grpc_port: int, raft_address: str,
+                    zone: str | None, directory_id: str) -> RegisterBroker:
+    return {"op": "register_broker", "id": broker, "host": host, "http_port": http_port, "grpc_port": grpc_port,
+            "raft_address": raft_address, "zone": zone, "directory_id": directory_id}
+
+
+def replace_storage(broker: int, directory_id: str) -> ReplaceStorage:
+    return {"op": "replace_storage", "broker": broker, "directory_id": directory_id}
+
+
+def create_topic(name: str, *, replication_factor: int, config: TopicSettings, created_at_s: float,
+                 assignment: Mapping[int, Sequence[int]], internal: bool = False) -> CreateTopic:
+    return {"op": "create_topic", "name": name, "replication_factor": replication_factor, "config": dict(config),
+            "created_at_s": created_at_s, "assignment": _assignment(assignment), "internal": internal}
+
+
+def delete_topic(name: str) -> DeleteTopic:
+    return {"op": "delete_topic", "name": name}
+
+
+def grow_partitions(name: str, assignment: Mapping[int, Sequence[int]]) -> GrowPartitions:
+    return {"op": "grow_partitions", "name": name, "assignment": _assignment(assignment)}
+
+
+def set_topic_config(name: str, config: TopicSettings) -> SetTopicConfig:
+    return {"op": "set_topic_config", "name": name, "config": dict(config)}
+
+
+def elect_leader(topic: str, partition: int, *, expected_epoch: int, leader: int | None,
+                 isr: Sequence[int]) -> ElectLeader:
+    """CAS on the leader epoch the proposer saw; `leader` None takes the partition offline."""
+    return {"op": "elect_leader", "topic": topic, "partition": partition, "expected_epoch": expected_epoch,
+            "leader": leader, "isr": list(isr)}
+
+
+def change_isr(topic: str, partition: int, *, leader_epoch: int, expected_version: int,
+               isr: Sequence[int]) -> ChangeIsr:
+    """The partition leader's ISR change; CAS on its leader epoch and the partition version."""
+    return {"op": "change_isr", "topic": topic, "partition": partition, "leader_epoch": leader_epoch,
+            "expected_version": expected_version, "isr": list(isr)}
+
+
+def leave_isr(topic: str, partition: int, broker: int) -> LeaveIsr:
+    return {"op": "leave_isr", "topic": topic, "partition": partition, "broker": broker}
+
+
+def reassign(topic: str, partition: int, *, replicas: Sequence[int], expected_version: int) -> Reassign:
+    return {"op": "reassign", "topic": topic, "partition": partition, "replicas": list(replicas),
+            "expected_version": expected_version}
+
+
+def set_paused_all(paused: bool) -> SetPausedAll:
+    return {"op": "set_paused_all", "paused": paused}
+
+
+# Nothing proposes these two now; journals of earlier versions hold them, so replay still applies them.
+
+def set_group(group: str, *, coordinator: int | None = None, paused: bool | None = None) -> SetGroup:
+    """Changes only what is given."""
+    command: SetGroup = {"op": "set_group", "group": group}
+    if coordinator is not None:
+        command["coordinator"] = coordinator
+    if paused is not None:
+        command["paused"] = paused
+    return command
+
+
+def restore(topics: dict[str, TopicEntry], groups: dict[str, GroupEntry]) -> Restore:
+    """Topics and groups replaced from a metadata backup."""
+    return {"op": "restore", "topics": topics, "groups": groups}
+
+
+def _assignment(assignment: Mapping[int, Sequence[int]]) -> Assignment:
+    return {int(index): list(replicas) for index, replicas in assignment.items()}

@@ -1,0 +1,58 @@
+"""The shape of the cluster metadata that `metadata.apply_command` changes and PySyncObj journals and dumps.
+
+TypedDicts, not classes: at run time the state is the same plain dicts, lists, ints and strings as before it was
+typed, so the journal and dump format is unchanged and `raft_codec` (plain data only) still reads every byte of it.
+Code outside `replication/` reads it through the read-only types of `view.py`.
+"""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+# A stored topic setting (TopicConfig dumped by alias in JSON mode): read back tolerantly by `models.load_stored`.
+ConfigValue = str | int | float | bool | None
+TopicSettings = dict[str, ConfigValue]
+
+
+class BrokerEntry(TypedDict):
+    host: str
+    http_port: int
+    grpc_port: int
+    raft_address: str
+    zone: str | None
+    directory_id: NotRequired[str]  # absent for brokers registered before data volumes had an identity
+
+
+class PartitionState(TypedDict):
+    replicas: list[int]  # the first is the preferred leader
+    leader: int | None  # None: offline
+    leader_epoch: int
+    isr: list[int]
+    version: int  # bumped by every change: the compare-and-set token of ISR changes and reassignments
+
+
+class TopicEntry(TypedDict):
+    name: str
+    partitions: int
+    replication_factor: int
+    config: TopicSettings
+    created_at_s: float
+    internal: bool
+    partition_state: dict[int, PartitionState]
+
+
+class GroupEntry(TypedDict):
+    coordinator: int | None
+    paused: bool
+
+
+class MetadataState(TypedDict):
+    brokers: dict[int, BrokerEntry]
+    topics: dict[str, TopicEntry]
+    groups: dict[str, GroupEntry]
+    paused_all: bool
+    applied: int  # commands applied so far: readers cache what they derive from the state until it moves
+
+
+def empty_state() -> MetadataState:
+    return {"brokers": {}, "topics": {}, "groups": {}, "paused_all": False, "applied": 0}
