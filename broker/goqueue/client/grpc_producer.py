@@ -1,5 +1,5 @@
 """The gRPC client's idempotent produce: `http_producer.py`'s loop on asyncio (the same rules: `partitioner.py`,
-`idempotence.py`, `delivery.py`), sending through `GrpcClient.produce_once`.
+`idempotence.py`, `delivery.py`), sending through a `ProduceTransport` (the `GrpcClient` that composes it).
 
 An asyncio lock per partition keeps one request per partition in flight, so sequences reach the leader in order.
 """
@@ -10,21 +10,33 @@ import asyncio
 import random
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from goqueue.broker import ProducerIdentity, RecordIn
 from goqueue.client.delivery import DeliveryPolicy, partly_written
 from goqueue.client.idempotence import ProducerSession
 from goqueue.client.partitioner import PartitionCounts, plan_partitions
 from goqueue.errors import GoQueueError, InvalidRequest, OutOfOrderSequence, PartitionNotFound
-from goqueue.models import Acks, ProduceResponse, RecordOffset
+from goqueue.models import Acks, ProduceResponse, RecordOffset, TopicInfo
 
-if TYPE_CHECKING:
-    from goqueue.client.grpc_client import GrpcClient
+
+class ProduceTransport(Protocol):
+    """What the producer sends through (`GrpcClient` is one): so it depends on no client module."""
+
+    timeout_s: float
+
+    async def describe_topic(self, name: str, details: bool = True) -> TopicInfo:
+        """The topic (`details=False`: its partition count and settings, at once); raises its error."""
+        ...
+
+    async def produce_once(self, topic: str, records: Sequence[RecordIn], partition: int, acks: Acks,
+                           producer: ProducerIdentity, timeout_s: float) -> ProduceResponse:
+        """One stamped produce call, not retried; raises its error."""
+        ...
 
 
 class GrpcProducer:
-    def __init__(self, client: GrpcClient, delivery: DeliveryPolicy) -> None:
+    def __init__(self, client: ProduceTransport, delivery: DeliveryPolicy) -> None:
         self.client = client
         self.delivery = delivery
         self.retries = 0  # resends, for reports

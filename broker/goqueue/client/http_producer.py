@@ -2,9 +2,10 @@
 `idempotence.py` (what each request is stamped with) and `delivery.py` (when to send again, when to give up).
 
 One call: plan the records' partitions (the partition count looked up through failures too), then deliver each
-partition's records — stamped, sent through `GoQueueClient.produce_once`, sent again after every retriable error
-until the call's delivery timeout — holding that partition's lock, so a producer shared by threads still has one
-request per partition in flight and its sequences reach the leader in order. `grpc_producer.py` is the asyncio twin.
+partition's records — stamped, sent once through the `ProduceTransport` (the `GoQueueClient` that composes this
+producer), sent again after every retriable error until the call's delivery timeout — holding that partition's lock,
+so a producer shared by threads still has one request per partition in flight and its sequences reach the leader in
+order. `grpc_producer.py` is the asyncio twin.
 """
 
 from __future__ import annotations
@@ -12,20 +13,31 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from goqueue.client.delivery import DeliveryPolicy, partly_written
 from goqueue.client.idempotence import ProducerSession
 from goqueue.client.partitioner import PartitionCounts, plan_partitions
 from goqueue.errors import GoQueueError, InvalidRequest, OutOfOrderSequence, PartitionNotFound
-from goqueue.models import ProduceRequest, ProduceResponse, RecordOffset, decode_text
+from goqueue.models import ProduceRequest, ProduceResponse, RecordOffset, TopicInfo, decode_text
 
-if TYPE_CHECKING:
-    from goqueue.client.http import GoQueueClient
+
+class ProduceTransport(Protocol):
+    """What the producer sends through (`GoQueueClient` is one): so it depends on no client module."""
+
+    timeout_s: float
+
+    def describe_topic(self, name: str, details: bool = True) -> TopicInfo:
+        """The topic (`details=False`: its partition count and settings, at once); raises its error."""
+        ...
+
+    def produce_once(self, topic: str, body: dict[str, Any], timeout_s: float) -> ProduceResponse:
+        """One stamped produce request, not retried; raises its error."""
+        ...
 
 
 class HttpProducer:
-    def __init__(self, client: GoQueueClient, delivery: DeliveryPolicy) -> None:
+    def __init__(self, client: ProduceTransport, delivery: DeliveryPolicy) -> None:
         self.client = client
         self.delivery = delivery
         self.retries = 0  # resends, for reports (the load tool's)
