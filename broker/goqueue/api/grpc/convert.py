@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from goqueue import limits
+from goqueue.api.adapter_rules import records_for_client
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.broker import FetchResult, ProducerIdentity, RecordIn
 from goqueue.errors import InvalidConfig, InvalidRequest
@@ -331,7 +332,7 @@ def fetch_response_to_proto(call: FetchCall, result: FetchResult) -> tuple[Any, 
         response.batches = result.data
         response.next_offset = next_offset
         return response, count
-    records, next_offset = batches.records_from(result.data, call.offset, call.max_records)
+    records, next_offset = records_for_client(call.topic, call.partition, result.data, call.offset, call.max_records)
     response.records.extend(fetched_record_to_proto(r) for r in records)
     response.next_offset = next_offset
     return response, len(records)

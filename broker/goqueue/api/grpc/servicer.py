@@ -12,7 +12,8 @@ streams are the only logic here:
 On shutdown `close()` ends every kind of stream with NOT_READY (UNAVAILABLE, retriable), so a client reconnects to
 another broker instead of holding the server open for its whole grace period.
 
-Produce refuses internal topics (`__consumer_state`), as the HTTP API does. The consumer-group rpcs, with the
+Produce and topic administration refuse internal topics (`__consumer_state`) through `adapter_rules`, as the HTTP
+API does. The consumer-group rpcs, with the
 flow-controlled ConsumeStream, live in `group_servicer.py`.
 """
 
@@ -20,21 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
 
 from goqueue import limits
+from goqueue.api.adapter_rules import produce_request, refuse_internal_topic
 from goqueue.api.grpc import convert
 from goqueue.api.grpc.errors import translate_errors
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.api.grpc.group_servicer import GroupRpcs
 from goqueue.broker import Broker
 from goqueue.consumers.router import GroupRouter
-from goqueue.consumers.state_store import is_internal, refuse_internal_write
-from goqueue.errors import InvalidRequest, InvalidTopicName, NotReady, RecordTooLarge
+from goqueue.errors import InvalidRequest, NotReady, RecordTooLarge
 
 PRODUCE_STREAM_WINDOW = 64  # requests read ahead per ProduceStream: enough to fill group commits, bounded memory
 FETCH_STREAM_POLL_S = 0.5  # one long-poll slice of FetchStream: bounds how late a stream notices shutdown
@@ -63,7 +63,7 @@ class GoQueueServicer(GroupRpcs):
     @translate_errors
     async def CreateTopic(self, request: Any, context: Context) -> Any:  # noqa: N802 - rpc names are the proto's
         spec = convert.topic_create_from_proto(request)
-        _refuse_internal(spec.name)
+        refuse_internal_topic(spec.name)
         return convert.topic_to_proto(await self.broker.create_topic(spec))
 
     @translate_errors
@@ -78,13 +78,13 @@ class GoQueueServicer(GroupRpcs):
 
     @translate_errors
     async def UpdateTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
-        _refuse_internal(request.name)
+        refuse_internal_topic(request.name)
         update = convert.topic_update_from_proto(request)
         return convert.topic_to_proto(await self.broker.update_topic(request.name, update.partitions, update.config))
 
     @translate_errors
     async def DeleteTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
-        _refuse_internal(request.name)
+        refuse_internal_topic(request.name)
         await self.broker.delete_topic(request.name)
         return pb.DeleteTopicResponse()
 
@@ -95,12 +95,10 @@ class GoQueueServicer(GroupRpcs):
         return await self._produce(request)
 
     async def _produce(self, request: Any) -> Any:
-        started = time.perf_counter()
-        call = convert.produce_from_proto(request)
-        refuse_internal_write(call.topic)
-        offsets, duplicate = await self.broker.produce(
-            call.topic, call.records, acks=call.acks, partition=call.partition, producer=call.producer)
-        self.metrics.observe_produce("grpc", time.perf_counter() - started)
+        with produce_request(self.metrics, "grpc", request.topic):
+            call = convert.produce_from_proto(request)
+            offsets, duplicate = await self.broker.produce(
+                call.topic, call.records, acks=call.acks, partition=call.partition, producer=call.producer)
         return convert.produce_response_to_proto(call.topic, offsets, duplicate)
 
     @translate_errors
@@ -149,17 +147,15 @@ class GoQueueServicer(GroupRpcs):
 
     @translate_errors
     async def ProduceBatch(self, request: Any, context: Context) -> Any:  # noqa: N802
-        started = time.perf_counter()
-        refuse_internal_write(request.topic)
-        partition = convert.partition_index(request.partition)
-        limit = self.broker.settings.limits.max_request_bytes
-        if len(request.batch) > limit:
-            raise RecordTooLarge(f"batch is {len(request.batch)} bytes; limits.maxRequestBytes is {limit}")
-        if not request.batch:
-            raise InvalidRequest("ProduceBatch needs a record batch")
-        result = await self.broker.append_batch(
-            request.topic, partition, bytearray(request.batch), convert.acks_from_proto(request.acks))
-        self.metrics.observe_produce("grpc", time.perf_counter() - started)
+        with produce_request(self.metrics, "grpc", request.topic):
+            partition = convert.partition_index(request.partition)
+            limit = self.broker.settings.limits.max_request_bytes
+            if len(request.batch) > limit:
+                raise RecordTooLarge(f"batch is {len(request.batch)} bytes; limits.maxRequestBytes is {limit}")
+            if not request.batch:
+                raise InvalidRequest("ProduceBatch needs a record batch")
+            result = await self.broker.append_batch(
+                request.topic, partition, bytearray(request.batch), convert.acks_from_proto(request.acks))
         return pb.ProduceBatchResponse(topic=request.topic, partition=partition, base_offset=result.base_offset,
                                        last_offset=result.last_offset, duplicate=result.duplicate)
 
@@ -199,14 +195,6 @@ class GoQueueServicer(GroupRpcs):
         offsets = await self.broker.partition_offsets_routed(request.topic, convert.partition_index(request.partition),
                                                 timestamp_ms)
         return convert.offsets_to_proto(offsets)
-
-
-def _refuse_internal(name: str) -> None:
-    """As the HTTP API: the broker owns its internal topics; deleting __consumer_state would drop every group's
-    offsets and leases (found by the gRPC fuzz run, which deleted it)."""
-    if is_internal(name):
-        raise InvalidTopicName(f"topic names starting with '__' are reserved for the broker's internal topics "
-                               f"({name!r})")
 
 
 def _drain(queue: asyncio.Queue[asyncio.Task[Any] | None]) -> list[asyncio.Task[Any] | None]:

@@ -11,17 +11,16 @@ high watermark and log start offset in headers. Both long-poll with `waitMs`.
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
 from goqueue import limits
+from goqueue.api.adapter_rules import produce_request, records_for_client
 from goqueue.api.http.body import CheckedBodyRoute
 from goqueue.api.http.deps import BrokerDep, ForwardedDep, PartitionPath
 from goqueue.api.http.errors import error_responses
 from goqueue.broker import ProducerIdentity, RecordIn
-from goqueue.consumers.state_store import refuse_internal_write
 from goqueue.errors import (
     CorruptRecord,
     DiskFull,
@@ -53,7 +52,6 @@ from goqueue.models import (
     encode_bytes,
     within,
 )
-from goqueue.storage import batch as batches
 
 router = APIRouter(prefix="/v1/topics/{topic}", tags=["records"], route_class=CheckedBodyRoute)
 
@@ -91,17 +89,15 @@ def _decode_records(request: ProduceRequest) -> list[RecordIn]:
 @router.post("/records", response_model=ProduceResponse, summary="Produce a batch of records (JSON)",
              responses=_PRODUCE)
 async def produce(topic: str, body: ProduceRequest, broker: BrokerDep, forwarded: ForwardedDep) -> Response:
-    started = time.perf_counter()
-    refuse_internal_write(topic)
-    producer = None
-    if body.producer_id is not None:
-        if body.base_sequence is None or body.partition is None:
-            raise InvalidRequest("an idempotent produce (producerId) needs baseSequence and partition")
-        producer = ProducerIdentity(body.producer_id, body.producer_epoch, body.base_sequence)
-    offsets, duplicate = await broker.produce(
-        topic, _decode_records(body), acks=body.acks, partition=body.partition, producer=producer,
-        forwarded=forwarded)
-    broker.metrics.observe_produce("http", time.perf_counter() - started)
+    with produce_request(broker.metrics, "http", topic):
+        producer = None
+        if body.producer_id is not None:
+            if body.base_sequence is None or body.partition is None:
+                raise InvalidRequest("an idempotent produce (producerId) needs baseSequence and partition")
+            producer = ProducerIdentity(body.producer_id, body.producer_epoch, body.base_sequence)
+        offsets, duplicate = await broker.produce(
+            topic, _decode_records(body), acks=body.acks, partition=body.partition, producer=producer,
+            forwarded=forwarded)
     response = ProduceResponse(
         topic=topic, offsets=[RecordOffset(partition=p, offset=o) for p, o in offsets], duplicate=duplicate)
     return Response(response.model_dump_json(), media_type="application/json")
@@ -113,17 +109,15 @@ async def produce_batch(
     topic: str, partition: PartitionPath, request: Request, broker: BrokerDep, forwarded: ForwardedDep,
     acks: Acks = Acks.ALL,
 ) -> Response:
-    started = time.perf_counter()
-    refuse_internal_write(topic)
-    limit = broker.settings.limits.max_request_bytes
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > limit:
-        raise RecordTooLarge(f"request body is {declared} bytes; limits.maxRequestBytes is {limit}")
-    body = bytearray(await request.body())
-    if len(body) > limit:
-        raise RecordTooLarge(f"request body is {len(body)} bytes; limits.maxRequestBytes is {limit}")
-    result = await broker.append_batch(topic, partition, body, acks, forwarded=forwarded)
-    broker.metrics.observe_produce("http", time.perf_counter() - started)
+    with produce_request(broker.metrics, "http", topic):
+        limit = broker.settings.limits.max_request_bytes
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > limit:
+            raise RecordTooLarge(f"request body is {declared} bytes; limits.maxRequestBytes is {limit}")
+        body = bytearray(await request.body())
+        if len(body) > limit:
+            raise RecordTooLarge(f"request body is {len(body)} bytes; limits.maxRequestBytes is {limit}")
+        result = await broker.append_batch(topic, partition, body, acks, forwarded=forwarded)
     count = result.last_offset - result.base_offset + 1 if result.base_offset >= 0 else 0
     response = ProduceResponse(
         topic=topic, duplicate=result.duplicate,
@@ -145,7 +139,7 @@ async def fetch(
     encoding: Encoding | None = None,
 ) -> Response:
     result = await broker.fetch(topic, partition, offset, max_bytes, wait_ms / 1000, forwarded=forwarded)
-    decoded, next_offset = batches.records_from(result.data, offset, max_records)
+    decoded, next_offset = records_for_client(topic, partition, result.data, offset, max_records)
     records = []
     for record in decoded:
         enc = encoding or choose_encoding(record.key, record.value, *(v for _, v in record.headers))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from goqueue.api.adapter_rules import refuse_internal_topic
 from goqueue.api.http.body import CheckedBodyRoute
 from goqueue.api.http.deps import BrokerDep, Flag
 from goqueue.api.http.errors import METADATA_CHANGE, error_responses
@@ -33,16 +34,10 @@ async def list_topics(broker: BrokerDep, internal: Flag = False) -> list[TopicIn
     return [t for t in broker.list_topics() if internal or not is_internal(t.name)]
 
 
-def _refuse_internal(name: str) -> None:
-    if is_internal(name):
-        raise InvalidTopicName(f"topic names starting with '__' are reserved for the broker's internal topics "
-                               f"({name!r})")
-
-
 @router.post("", response_model=TopicInfo, status_code=201, summary="Create a topic (409 if it exists)",
              responses=error_responses(InvalidTopicName, InvalidConfig, TopicAlreadyExists, METADATA_CHANGE))
 async def create_topic(spec: TopicCreate, broker: BrokerDep) -> TopicInfo:
-    _refuse_internal(spec.name)
+    refuse_internal_topic(spec.name)
     return await broker.create_topic(spec)
 
 
@@ -59,13 +54,13 @@ async def describe_topic(name: str, broker: BrokerDep, details: Flag = True) -> 
               responses=error_responses(TopicNotFound, InvalidTopicName, InvalidConfig, PartitionsCannotShrink,
                                         METADATA_CHANGE))
 async def update_topic(name: str, update: TopicUpdate, broker: BrokerDep) -> TopicInfo:
-    _refuse_internal(name)
+    refuse_internal_topic(name)
     return await broker.update_topic(name, update.partitions, update.config)
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a topic and its data",
                responses=error_responses(TopicNotFound, InvalidTopicName, METADATA_CHANGE))
 async def delete_topic(name: str, broker: BrokerDep) -> Response:
-    _refuse_internal(name)
+    refuse_internal_topic(name)
     await broker.delete_topic(name)
     return Response(status_code=204)
