@@ -165,6 +165,28 @@ def test_an_empty_fetch_continues_where_it_was_asked() -> None:
     assert batches.records_from(b"", 7, 10) == ([], 7)
 
 
+def _second_batch_corrupt() -> tuple[bytes, int]:
+    """Offsets 0-1, 2-3 (its last byte flipped, so its CRC fails) and 4-5; and where the second batch starts."""
+    data = bytearray(_fetched([b"r0", b"r1"], [b"r2", b"r3"], [b"r4", b"r5"]))
+    _, second, third = (pos for pos, _ in batches.iter_headers(data))
+    data[third - 1] ^= 0xFF
+    return bytes(data), second
+
+
+def test_a_fetch_hands_out_the_records_before_a_corrupt_batch() -> None:
+    data, _ = _second_batch_corrupt()
+    records, continue_at = batches.records_from(data, 0, 100)
+    assert ([r.value for r in records], continue_at) == ([b"r0", b"r1"], 2)
+
+
+@pytest.mark.parametrize("offset", [2, 3])
+def test_a_fetch_that_starts_in_a_corrupt_batch_names_it(offset: int) -> None:
+    data, second = _second_batch_corrupt()
+    with pytest.raises(batches.CorruptBatch, match="CRC") as corrupt:
+        batches.records_from(data[second:], offset, 100)  # a fetch at 2 or 3 starts with that batch
+    assert (corrupt.value.header.base_offset, corrupt.value.header.last_offset) == (2, 3)
+
+
 def test_per_record_timestamps_must_match_the_records() -> None:
     with pytest.raises(ValueError, match="zip"):
         batches.build_batch([(None, b"a", []), (None, b"b", [])], 0, timestamps_ms=[5_000])

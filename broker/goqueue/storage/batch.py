@@ -97,6 +97,14 @@ class InvalidBatch(ValueError):
     """Bytes that do not form a valid batch (bad length, magic or CRC)."""
 
 
+class CorruptBatch(InvalidBatch):
+    """A fetched (stored) batch failed its check on read: the log is corrupt there. `header` says where."""
+
+    def __init__(self, header: BatchHeader, reason: str) -> None:
+        super().__init__(reason)
+        self.header = header
+
+
 def build_batch(
     records: Sequence[tuple[bytes | None, bytes | None, list[Header]]],
     timestamp_ms: int,
@@ -218,13 +226,22 @@ def records_from(data: bytes | bytearray | memoryview, offset: int, max_records:
     A fetch returns whole batches, so the first may start before `offset`; its earlier records are skipped. When
     every record of a batch is taken, the next offset moves past the whole batch, so a gap that compaction left at
     its end is skipped instead of re-fetched forever.
+
+    A batch that fails its CRC ends the answer before it, so the records ahead of it are still handed out; when it
+    is the first batch, `CorruptBatch` names it.
     """
     records: list[Record] = []
     next_offset = offset
     for pos, header in iter_headers(data):
         if len(records) >= max_records:
             break
-        for record in decode_records(data, pos):
+        try:
+            decoded = decode_records(data, pos)
+        except InvalidBatch as exc:
+            if next_offset > offset:
+                break  # the next fetch starts at this batch and reports it
+            raise CorruptBatch(header, str(exc)) from exc
+        for record in decoded:
             if record.offset < offset:
                 continue
             if len(records) >= max_records:
