@@ -8,8 +8,6 @@ Proposers put everything a command needs into it (timestamps, computed assignmen
 saw), so applying it stays a pure function of (state, command).
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from typing import Literal, NotRequired, TypedDict
 

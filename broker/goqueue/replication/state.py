@@ -5,8 +5,7 @@ typed, so the journal and dump format is unchanged and `raft_codec` (plain data 
 Code outside `replication/` reads it through the read-only types of `view.py`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the TypedDicts must see NotRequired at run time (__optional_keys__).
 from typing import NotRequired, TypedDict
 
 # A stored topic setting (TopicConfig dumped by alias in JSON mode): read back tolerantly by `models.load_stored`.

@@ -7,8 +7,6 @@ attribute read and the dict lookups it paid before. Writes go through `commands.
 is copy-on-write (`raft.RaftMetadata._apply`), so a view someone holds never changes under them either.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from typing import NotRequired
 
