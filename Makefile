@@ -39,9 +39,9 @@ proto:
 
 lint:
 	ruff check .
-	mypy broker/goqueue
-	mypy operator/goqueue_operator
-	mypy harness/goqueue_harness
+	mypy --strict broker/goqueue
+	mypy --strict operator/goqueue_operator
+	mypy --strict harness/goqueue_harness
 	MYPYPATH=tests/harness mypy --strict tests/harness
 	lint-imports
 

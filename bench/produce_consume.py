@@ -127,8 +127,8 @@ def _http_worker(url: str, partition: int, batch: int, seconds: float, binary: b
 
 
 def _grpc_worker(target: str, partition: int, batch: int, seconds: float, binary: bool) -> tuple[int, list[float]]:
-    from goqueue.broker import RecordIn
     from goqueue.client.grpc_client import GrpcClient
+    from goqueue.records import RecordIn
 
     records = [RecordIn(key=None, value=RECORD, headers=[])] * batch
     raw = [(None, RECORD, [])] * batch
@@ -193,8 +193,8 @@ async def open_loop_http(url: str, rate_records: float, batch: int, seconds: flo
 
 
 async def open_loop_grpc(target: str, rate_records: float, batch: int, seconds: float) -> list[float]:
-    from goqueue.broker import RecordIn
     from goqueue.client.grpc_client import GrpcClient
+    from goqueue.records import RecordIn
 
     interval = batch / rate_records
     latencies: list[float] = []

@@ -12,7 +12,8 @@ import contextlib
 import functools
 import logging
 import signal
-from collections.abc import Generator
+import time
+from collections.abc import Callable, Generator
 
 import uvicorn
 
@@ -20,12 +21,18 @@ from goqueue.api.grpc.server import GrpcServer
 from goqueue.api.http.app import create_app
 from goqueue.api.http.connection_limits import guarded_protocol
 from goqueue.broker import Broker
+from goqueue.cluster.admin import ClusterAdmin
+from goqueue.cluster.membership import ClusterMembership
+from goqueue.cluster.topics import TopicMeta, TopicRegistry
 from goqueue.config import Settings
 from goqueue.consumers.coordinator import GroupCoordinator
 from goqueue.consumers.router import GroupRouter
 from goqueue.metrics import BrokerMetrics, ConsumerMetrics
-from goqueue.replication.raft import RaftMetadata
+from goqueue.models import CleanupPolicy
+from goqueue.replicas.manager import ReplicaManager
+from goqueue.replication.raft import MetadataFactory, RaftMetadata
 from goqueue.replication.raft_transport import TransportLimits
+from goqueue.storage.log_manager import LogManager, LogPolicy
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +45,47 @@ class _UvicornServer(uvicorn.Server):
         yield
 
 
+def compose_broker(settings: Settings, metrics: BrokerMetrics, clock: Callable[[], float] = time.time,
+                   metadata_factory: MetadataFactory = RaftMetadata) -> Broker:
+    """Build the broker's parts and wire their callbacks: metadata applied by Raft → replicas reconcile; a topic's
+    settings → its logs' retention policy. Dependencies point one way (broker → replicas → cluster → storage)."""
+    replicas: ReplicaManager | None = None
+
+    def metadata_applied() -> None:
+        assert replicas is not None
+        replicas.schedule_reconcile()
+
+    membership = ClusterMembership(settings, on_applied=metadata_applied, metadata_factory=metadata_factory)
+    registry = TopicRegistry(lambda: membership.state)
+    logs = LogManager(settings.storage, settings.retention, metrics,
+                      lambda topic: log_policy(settings, registry.topics.get(topic)), clock)
+    replicas = ReplicaManager(settings, metrics, membership, logs, registry, clock)
+    return Broker(settings, metrics, membership, replicas, logs, registry, ClusterAdmin(settings, membership), clock)
+
+
+def log_policy(settings: Settings, meta: TopicMeta | None) -> LogPolicy | None:
+    """A topic's settings, falling back to the broker's retention defaults, as its logs' cleanup policy."""
+    if meta is None:
+        return None
+    config, defaults = meta.config, settings.retention
+    return LogPolicy(
+        compact=config.cleanup_policy is CleanupPolicy.COMPACT,
+        tombstone_retention_s=config.tombstone_retention_s or defaults.tombstone_retention_s,
+        max_age_s=config.retention_max_age_s or defaults.max_age_s,
+        max_bytes_per_partition=(config.retention_max_bytes or defaults.max_size_bytes) // meta.partitions)
+
+
 class BrokerServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = BrokerMetrics()
-        self.broker = Broker(settings, self.metrics)
         limits = settings.limits
         refusals = self.metrics.limit_refusals
-        self.broker.cluster.metadata_factory = functools.partial(RaftMetadata, transport_limits=TransportLimits(
-            max_connections=limits.max_raft_connections, max_frame_bytes=limits.raft_max_frame_bytes,
-            first_message_timeout_s=limits.header_timeout_s,
-            on_refused=lambda limit: refusals.labels("raft", limit).inc()))
+        self.broker = compose_broker(settings, self.metrics, metadata_factory=functools.partial(
+            RaftMetadata, transport_limits=TransportLimits(
+                max_connections=limits.max_raft_connections, max_frame_bytes=limits.raft_max_frame_bytes,
+                first_message_timeout_s=limits.header_timeout_s,
+                on_refused=lambda limit: refusals.labels("raft", limit).inc())))
         self.coordinator = GroupCoordinator(self.broker, settings.consumers, ConsumerMetrics(self.metrics.registry))
         self.groups = GroupRouter(self.broker, self.coordinator)  # HTTP and gRPC reach groups only through it
         self.app = create_app(self.broker, self.groups)
@@ -69,7 +106,7 @@ class BrokerServer:
         self._http_task: asyncio.Task[None] | None = None
 
     def _raft_connections(self) -> int:
-        count = getattr(self.broker.cluster.raft, "open_connections", None)  # None before Raft started
+        count = getattr(self.broker.membership.raft, "open_connections", None)  # None before Raft started
         return int(count()) if count is not None else 0
 
     async def start(self) -> None:

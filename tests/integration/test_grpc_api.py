@@ -21,7 +21,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from goqueue.api.grpc.errors import ERROR_CODE_KEY
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
-from goqueue.broker import ProducerIdentity, RecordIn
 from goqueue.client.grpc_client import GrpcClient
 from goqueue.errors import (
     InvalidRequest,
@@ -38,6 +37,7 @@ from goqueue.errors import (
     Unavailable,
 )
 from goqueue.models import Acks, CleanupPolicy, ProduceResponse, TopicConfig, TopicCreate, TopicUpdate
+from goqueue.records import ProducerIdentity, RecordIn
 from goqueue.storage import batch as batches
 from goqueue_harness.waiting import async_wait_until
 

@@ -18,12 +18,12 @@ from broker_process import BrokerProcess
 
 from goqueue.api.grpc.errors import ERROR_CODE_KEY
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
-from goqueue.broker import RecordIn
 from goqueue.client.grpc_client import GrpcClient
 from goqueue.client.http import GoQueueClient
 from goqueue.config import OffsetReset
 from goqueue.errors import FencedGeneration, InvalidRequest, LeaseNotFound
 from goqueue.models import ConsumeRequest, OffsetCommit, OffsetResetRequest, ResetTarget, TopicCreate
+from goqueue.records import RecordIn
 from goqueue_harness.waiting import async_wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]

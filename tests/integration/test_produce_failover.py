@@ -28,11 +28,11 @@ import pytest
 from broker_process import BrokerProcess
 from cluster_process import DELIVERY_TIMEOUT_S, PRODUCE_TIMEOUT_S, History, LocalCluster, Producer, consume_all
 
-from goqueue.broker import RecordIn
 from goqueue.client.grpc_client import GrpcClient
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import GoQueueError, Unavailable
 from goqueue.models import ProduceRecord, TopicCreate
+from goqueue.records import RecordIn
 from goqueue_harness.waiting import wait_until
 
 pytestmark = pytest.mark.integration

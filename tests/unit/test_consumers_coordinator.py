@@ -18,7 +18,7 @@ import pytest
 from metadata_double import InMemoryMetadata
 from prometheus_client import generate_latest
 
-from goqueue.broker import Broker, RecordIn
+from goqueue.broker import Broker
 from goqueue.config import Settings
 from goqueue.consumers import reader
 from goqueue.consumers.backup import backup_metadata, restore_metadata
@@ -53,6 +53,8 @@ from goqueue.models import (
     ResetTarget,
     TopicCreate,
 )
+from goqueue.records import RecordIn
+from goqueue.server import compose_broker
 from goqueue.storage import batch as batches
 from goqueue_harness.waiting import async_wait_until
 
@@ -92,7 +94,7 @@ class Kit:
     def dlq(self, topic: str) -> list[batches.Record]:
         out = []
         for partition in range(self.broker.registry.get(topic).partitions):
-            data = self.broker.partitions[(topic, partition)].log.read(0, 1 << 20)
+            data = self.broker.replicas.partitions[(topic, partition)].log.read(0, 1 << 20)
             for pos, _ in batches.iter_headers(data):
                 out.extend(batches.decode_records(data, pos))
         return out
@@ -105,8 +107,7 @@ async def running(root: Path, clock: Clock, **consumers: Any) -> AsyncIterator[K
         "storage": {"dataDir": str(root / "data"), "walDir": str(root / "wal")},
         "consumers": {"expiryInterval": "1h", "visibilityTimeout": "30s", "sessionTimeout": "10s", **consumers}})
     metrics = BrokerMetrics()
-    broker = Broker(settings, metrics, clock)
-    broker.cluster.metadata_factory = InMemoryMetadata
+    broker = compose_broker(settings, metrics, clock, metadata_factory=InMemoryMetadata)
     await broker.start()
     coordinator = GroupCoordinator(broker, settings.consumers, ConsumerMetrics(metrics.registry), clock)
     try:
@@ -455,7 +456,7 @@ def test_groups_follow_the_leadership_of_their_state_partition(tmp_path: Path, c
             got = await kit.consume("g", max_records=3)
             await kit.c.delivery.ack("g", AckRequest(lease_ids=[got.records[0].lease_id or ""]))
             before = kit.c.inflight("g", 100)
-            state = kit.broker.partitions[(STATE_TOPIC, 0)]
+            state = kit.broker.replicas.partitions[(STATE_TOPIC, 0)]
             epoch = state.leader_epoch
             waiting = asyncio.create_task(kit.consume("g", "c2", wait_ms=30_000, max_records=1, start_from=None))
             await kit.consume("g", "c3", max_records=1)  # takes "d": the long-poll above waits for more
@@ -536,7 +537,7 @@ def test_a_lease_not_yet_written_is_never_skipped_by_a_failover(tmp_path: Path, 
             b = await kit.consume("g", "B", max_records=10)  # persists partition 0's cursor past A's leases
             assert {r.value for r in b.records} >= {"a2", "a3"}
 
-            state = kit.broker.partitions[(STATE_TOPIC, 0)]
+            state = kit.broker.replicas.partitions[(STATE_TOPIC, 0)]
             epoch = state.leader_epoch
 
             def become(leader: int, new_epoch: int) -> None:
@@ -578,7 +579,7 @@ def test_a_redelivery_never_drops_a_record_a_lagging_leader_does_not_return_yet(
     async def scenario() -> None:
         async with running(tmp_path, clock) as kit:
             await delivered_then_released(kit)
-            plog = kit.broker.partitions[("t", 0)].log
+            plog = kit.broker.replicas.partitions[("t", 0)].log
             plog.high_watermark = 1  # a new leader that has not heard from its followers yet
             lagging = await kit.consume("g", "c2", max_records=3)
             assert [r.value for r in lagging.records] == ["a"]
@@ -624,7 +625,7 @@ def test_a_long_poll_waiting_for_an_unreadable_due_message_does_not_spin(tmp_pat
     async def scenario() -> None:
         async with running(tmp_path, clock) as kit:
             await delivered_then_released(kit)
-            kit.broker.partitions[("t", 0)].log.high_watermark = 1
+            kit.broker.replicas.partitions[("t", 0)].log.high_watermark = 1
             assert [r.value for r in (await kit.consume("g", "c2", max_records=3)).records] == ["a"]
             clock.advance(1)  # b and c have been due for a second, and still cannot be read
             fetches = 0

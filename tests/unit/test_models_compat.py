@@ -7,8 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from goqueue.cluster.topics import TopicRegistry
 from goqueue.models import ANSWER, ClusterStatus, TopicConfig, TopicCreate, TopicInfo
-from goqueue.topics import TopicRegistry
 
 pytestmark = pytest.mark.unit
 

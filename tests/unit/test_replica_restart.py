@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 from metadata_double import SNAPSHOT, InMemoryMetadata
 
-from goqueue.broker import Broker, RecordIn
+from goqueue.broker import Broker
 from goqueue.config import Settings
 from goqueue.metrics import BrokerMetrics
 from goqueue.models import TopicCreate
+from goqueue.records import RecordIn
+from goqueue.server import compose_broker
 from goqueue.storage import batch as batches
 from goqueue.storage.log import LogConfig, PartitionLog
 
@@ -40,8 +42,7 @@ def settings(root: Path) -> Settings:
 
 
 async def start(root: Path) -> Broker:
-    broker = Broker(settings(root), BrokerMetrics(), lambda: 1_800_000_000.0)
-    broker.cluster.metadata_factory = InMemoryMetadata
+    broker = compose_broker(settings(root), BrokerMetrics(), lambda: 1_800_000_000.0, metadata_factory=InMemoryMetadata)
     await broker.start()
     return broker
 
@@ -56,8 +57,8 @@ def test_a_restarted_replica_elected_leader_exposes_only_committed_records(tmp_p
         broker = await start(tmp_path)
         await broker.create_topic(TopicCreate(name="t", partitions=1))
         await broker.produce("t", [RecordIn(None, v.encode(), []) for v in COMMITTED], partition=0)
-        directory = broker.partitions[("t", 0)].log.directory
-        epoch = broker.partitions[("t", 0)].leader_epoch
+        directory = broker.replicas.partitions[("t", 0)].log.directory
+        epoch = broker.replicas.partitions[("t", 0)].leader_epoch
         await broker.stop()
 
         # What a follower holds after fetching past the high watermark: durable here, on no other in-sync replica.
@@ -75,7 +76,7 @@ def test_a_restarted_replica_elected_leader_exposes_only_committed_records(tmp_p
 
         broker = await start(tmp_path)
         try:
-            replica = broker.partitions[("t", 0)]
+            replica = broker.replicas.partitions[("t", 0)]
             assert replica.is_leader
             assert replica.log.log_end_offset == len(COMMITTED) + len(UNCOMMITTED)
             fetched = await broker.fetch("t", 0, 0, 1 << 20)
@@ -97,10 +98,10 @@ def test_a_leader_epoch_that_cannot_be_written_defers_leadership_until_it_can(
     (no further metadata change is needed)."""
     import errno
 
-    from goqueue import broker as broker_module
+    from goqueue.replicas import manager as replica_manager
     from goqueue.replication import epochs
 
-    monkeypatch.setattr(broker_module, "LEADERSHIP_RETRY_S", 0.05)
+    monkeypatch.setattr(replica_manager, "LEADERSHIP_RETRY_S", 0.05)
     real_write = epochs.write_file_atomically
     volume_full = True
 
@@ -117,12 +118,12 @@ def test_a_leader_epoch_that_cannot_be_written_defers_leadership_until_it_can(
         broker = await start(tmp_path)
         try:
             await broker.create_topic(TopicCreate(name="t", partitions=1))
-            replica = broker.partitions[("t", 0)]
+            replica = broker.replicas.partitions[("t", 0)]
             old_epoch, old_version = replica.leader_epoch, replica.version
             volume_full = True
-            await broker.cluster.propose({"op": "elect_leader", "topic": "t", "partition": 0,
+            await broker.membership.propose({"op": "elect_leader", "topic": "t", "partition": 0,
                                           "expected_epoch": old_epoch, "leader": 0, "isr": [0]})
-            await broker.reconcile()
+            await broker.replicas.reconcile()
             assert replica.leader_epoch == old_epoch, "led on an epoch that is not on disk"
             assert replica.epochs.latest_epoch == old_epoch
             assert replica.version == old_version, "half the new partition state was adopted"

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from goqueue.partition import Partition, Role
+from goqueue.replicas.partition import Partition, Role
 from goqueue.replication.controller import controlled_shutdown_plan
 from goqueue.replication.isr import FollowerProgress, high_watermark, next_isr, record_fetch
 from goqueue.storage.log import LogConfig, PartitionLog

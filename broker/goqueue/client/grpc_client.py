@@ -35,7 +35,6 @@ from goqueue.api.grpc import convert, convert_groups
 from goqueue.api.grpc.errors import ERROR_CODE_KEY
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.api.grpc.generated import goqueue_pb2_grpc as pb_grpc
-from goqueue.broker import ProducerIdentity, RecordIn
 from goqueue.client.bootstrap import ServerList
 from goqueue.client.consume_stream import ConsumeStream
 from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryPolicy, backoff_s
@@ -72,6 +71,7 @@ from goqueue.models import (
     TopicInfo,
     TopicUpdate,
 )
+from goqueue.records import ProducerIdentity, RecordIn
 from goqueue.storage.batch import Record
 
 DEFAULT_TIMEOUT_S = 30.0

@@ -12,12 +12,12 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from goqueue.broker import ProducerIdentity, RecordIn
 from goqueue.client.delivery import DeliveryPolicy, partly_written
 from goqueue.client.idempotence import ProducerSession
 from goqueue.client.partitioner import PartitionCounts, plan_partitions
 from goqueue.errors import GoQueueError, InvalidRequest, OutOfOrderSequence, PartitionNotFound
 from goqueue.models import Acks, ProduceResponse, RecordOffset, TopicInfo
+from goqueue.records import ProducerIdentity, RecordIn
 
 
 class ProduceTransport(Protocol):

@@ -125,7 +125,7 @@ class GroupCoordinator:
     @property
     def all_paused(self) -> bool:
         """Pause-all is cluster metadata, so every coordinator sees the same flag."""
-        return bool(self.broker.cluster.state.get("paused_all", False))
+        return bool(self.broker.membership.state.get("paused_all", False))
 
     def check_owner(self, name: str) -> int:
         """The leader epoch of the group's state partition when this broker coordinates it; else NOT_COORDINATOR
@@ -155,7 +155,7 @@ class GroupCoordinator:
         """Names of the groups this broker coordinates, for a cluster-wide read-out; NOT_READY while a state
         partition it leads (in the metadata) is not loaded yet, so a read-out never silently misses groups."""
         self.check_ready()
-        state_partitions = self.broker.cluster.state["topics"].get(STATE_TOPIC, {}).get("partition_state", {})
+        state_partitions = self.broker.membership.state["topics"].get(STATE_TOPIC, {}).get("partition_state", {})
         led: set[int] = set()
         for index, partition in state_partitions.items():
             if partition["leader"] == self.broker.broker_id:
@@ -442,7 +442,7 @@ class GroupCoordinator:
         # Pause-all is one metadata flag for the whole cluster; proposing the value it has already is a no-op, so
         # the router may ask every coordinator to do this.
         if self.all_paused != paused:
-            await self.broker.cluster.propose({"op": "set_paused_all", "paused": paused})
+            await self.broker.membership.propose({"op": "set_paused_all", "paused": paused})
         if not paused:  # resume --all also lifts every per-group pause: "everything flows again"
             for group in list(self.groups.values()):
                 if group.paused and self.owns(group):

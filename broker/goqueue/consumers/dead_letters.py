@@ -8,9 +8,10 @@ moved). A crash in between dead-letters it again on restart: the DLQ may hold a 
 
 from __future__ import annotations
 
-from goqueue.broker import Broker, RecordIn
+from goqueue.broker import Broker
 from goqueue.errors import TopicNotFound
 from goqueue.models import TopicConfig, TopicCreate
+from goqueue.records import RecordIn
 from goqueue.storage.batch import Record
 
 HEADER_PREFIX = "goqueue.dlq."

@@ -330,7 +330,7 @@ class Delivery:
         for topic in self._topics_of(group, request):
             meta = c.broker.registry.topics.get(topic)
             for partition in range(meta.partitions if meta else 0):
-                held = c.broker.partitions.get((topic, partition))
+                held = c.broker.replicas.partitions.get((topic, partition))
                 if held is not None:
                     events.append(held.grown)
                 else:

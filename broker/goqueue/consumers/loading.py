@@ -27,7 +27,7 @@ from goqueue.consumers import state_store
 from goqueue.consumers.ownership import LoadState, OwnedPartition, Transition, next_transition
 from goqueue.consumers.state_store import STATE_TOPIC
 from goqueue.errors import GoQueueError, NotCoordinator, NotReady
-from goqueue.partition import Partition
+from goqueue.replicas.partition import Partition
 
 if TYPE_CHECKING:
     from goqueue.consumers.coordinator import GroupCoordinator
@@ -49,9 +49,9 @@ class StateLoading:
 
     def start(self) -> None:
         """Follow role changes from now on, and take up the state partitions this broker leads already."""
-        self.c.broker.role_listeners.append(self.on_role_change)
+        self.c.broker.replicas.role_listeners.append(self.on_role_change)
         self._listening = True
-        for (topic, _), partition in list(self.c.broker.partitions.items()):
+        for (topic, _), partition in list(self.c.broker.replicas.partitions.items()):
             if topic == STATE_TOPIC:
                 self.on_role_change(partition)
 
@@ -65,7 +65,7 @@ class StateLoading:
 
     async def stop(self) -> None:
         if self._listening:
-            self.c.broker.role_listeners.remove(self.on_role_change)
+            self.c.broker.replicas.role_listeners.remove(self.on_role_change)
             self._listening = False
         for task in list(self._tasks):
             task.cancel()

@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from goqueue.broker import Broker, FetchResult
+from goqueue.broker import Broker
 from goqueue.consumers.offsets import PartitionBounds
 from goqueue.errors import OffsetOutOfRange
+from goqueue.records import FetchResult
 from goqueue.storage import batch as batches
 from goqueue.storage.batch import Record
 

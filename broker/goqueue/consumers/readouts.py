@@ -156,7 +156,8 @@ async def _offsets(c: GroupCoordinator, group: Group) -> list[GroupOffset]:
 
 
 def _local_ends(c: GroupCoordinator, partitions: list[TP]) -> dict[TP, int]:
-    return {tp: held.log.high_watermark for tp in partitions if (held := c.broker.partitions.get(tp)) is not None}
+    held = c.broker.replicas.partitions
+    return {tp: replica.log.high_watermark for tp in partitions if (replica := held.get(tp)) is not None}
 
 
 def _local_offsets(c: GroupCoordinator, group: Group) -> list[GroupOffset]:

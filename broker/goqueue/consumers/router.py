@@ -61,7 +61,7 @@ class GroupRouter:
     # -- routing ---------------------------------------------------------------------------------------------
 
     def _remote(self, broker_id: int) -> RemoteCoordinator:
-        return RemoteCoordinator(self.broker.cluster.peers, self.broker.cluster.broker_url(broker_id))
+        return RemoteCoordinator(self.broker.membership.peers, self.broker.membership.broker_url(broker_id))
 
     async def _local(self, call: Callable[[], Awaitable[T]]) -> T:
         token = forwarded_request.set(False)
@@ -93,7 +93,7 @@ class GroupRouter:
         c.check_ready()
         if forwarded_request.get():
             return [await self._local(lambda: local(c))]
-        states = self.broker.cluster.state["topics"].get(STATE_TOPIC, {}).get("partition_state", {})
+        states = self.broker.membership.state["topics"].get(STATE_TOPIC, {}).get("partition_state", {})
         leaders, leaderless = coordinator_brokers(states.values())
         if leaderless:
             raise NotCoordinator(f"{leaderless} of the {len(states)} {STATE_TOPIC} partitions have no leader "

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from goqueue.broker import Broker, RecordIn
+from goqueue.broker import Broker
 from goqueue.consumers.assignment import TP
 from goqueue.consumers.groups import Group, Member
 from goqueue.consumers.leases import Cursor, Slot, SlotState
@@ -51,7 +51,8 @@ from goqueue.errors import (
     TopicAlreadyExists,
 )
 from goqueue.models import CleanupPolicy, GroupConfig, GroupMode, TopicConfig, TopicCreate, load_stored
-from goqueue.partition import Partition
+from goqueue.records import RecordIn
+from goqueue.replicas.partition import Partition
 from goqueue.storage import batch as batches
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ import yaml
 from broker_process import BrokerProcess
 from prometheus_client.parser import text_string_to_metric_families
 
-from goqueue.broker import RecordIn
 from goqueue.client.grpc_client import GrpcClient
 from goqueue.client.http import GoQueueClient
 from goqueue.config import OffsetReset
@@ -40,6 +39,7 @@ from goqueue.models import (
     TopicConfig,
     TopicCreate,
 )
+from goqueue.records import RecordIn
 from goqueue_harness.waiting import wait_until
 from goqueue_operator.metrics import OperatorMetrics
 

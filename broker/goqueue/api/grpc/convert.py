@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from goqueue import limits
 from goqueue.api.adapter_rules import records_for_client
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
-from goqueue.broker import FetchResult, ProducerIdentity, RecordIn
 from goqueue.errors import InvalidConfig, InvalidRequest
 from goqueue.models import (
     Acks,
@@ -30,6 +29,7 @@ from goqueue.models import (
     TopicSetting,
     TopicUpdate,
 )
+from goqueue.records import FetchResult, ProducerIdentity, RecordIn
 from goqueue.storage import batch as batches
 from goqueue.storage.batch import Record
 

@@ -24,21 +24,21 @@ def _members(broker: Broker) -> list[ClusterMember]:
     return [ClusterMember(
         broker_id=m["id"], host=m["host"], http_port=m["httpPort"], grpc_port=m["grpcPort"],
         raft_port=int(m["raftAddress"].rpartition(":")[2]), role="leader" if m["metadataLeader"] else "follower",
-        status="up" if m["alive"] else "down", zone=m["zone"]) for m in broker.cluster.members()]
+        status="up" if m["alive"] else "down", zone=m["zone"]) for m in broker.membership.members()]
 
 
 def _leader(broker: Broker) -> ClusterLeader:
-    leader = broker.cluster.metadata_leader_id()
-    host = broker.cluster.state["brokers"].get(leader, {}).get("host") if leader is not None else None
-    status = broker.cluster.raft.status() if broker.cluster.raft is not None else {}
+    leader = broker.membership.metadata_leader_id()
+    host = broker.membership.state["brokers"].get(leader, {}).get("host") if leader is not None else None
+    status = broker.membership.raft.status() if broker.membership.raft is not None else {}
     return ClusterLeader(leader=leader, host=host, term=int(status.get("raft_term", 0)))
 
 
 def _replica_states(broker: Broker) -> list[ReplicaState]:
     states = []
-    for name, topic in sorted(broker.cluster.state["topics"].items()):
+    for name, topic in sorted(broker.membership.state["topics"].items()):
         for index, meta in sorted(topic["partition_state"].items()):
-            local = broker.partitions.get((name, index))
+            local = broker.replicas.partitions.get((name, index))
             lag: dict[str, int] = {}
             if local is not None and local.is_leader:
                 end = local.log.log_end_offset
@@ -59,7 +59,7 @@ async def cluster_status(broker: BrokerDep) -> ClusterStatus:
     broker.check_ready()
     members = _members(broker)
     states = _replica_states(broker)
-    offline = sum(1 for s in states if s.leader is None) + len(broker.offline)
+    offline = sum(1 for s in states if s.leader is None) + len(broker.replicas.offline)
     under = sum(1 for s in states if s.under_replicated)
     live = sum(1 for m in members if m.status == "up")
     return ClusterStatus(
@@ -90,4 +90,4 @@ async def replication_status(broker: BrokerDep) -> ReplicationStatus:
     states = _replica_states(broker)
     return ReplicationStatus(broker_id=broker.broker_id, partitions=states,
                              under_replicated=sum(1 for s in states if s.under_replicated),
-                             offline=sum(1 for s in states if s.leader is None) + len(broker.offline))
+                             offline=sum(1 for s in states if s.leader is None) + len(broker.replicas.offline))

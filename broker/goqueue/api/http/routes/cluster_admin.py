@@ -27,7 +27,7 @@ _CHANGE = error_responses(BrokerNotFound, METADATA_CHANGE)
             responses=_QUESTION)
 async def pre_restart_check(broker_id: BrokerId, broker: BrokerDep) -> dict[str, object]:
     broker.check_ready()
-    reasons = broker.cluster.pre_restart_check(broker_id)
+    reasons = broker.admin.pre_restart_check(broker_id)
     return {"brokerId": broker_id, "safe": not reasons, "reasons": reasons}
 
 
@@ -35,7 +35,7 @@ async def pre_restart_check(broker_id: BrokerId, broker: BrokerDep) -> dict[str,
             responses=_QUESTION)
 async def caught_up(broker_id: BrokerId, broker: BrokerDep) -> dict[str, object]:
     broker.check_ready()
-    reasons = broker.cluster.caught_up(broker_id)
+    reasons = broker.admin.caught_up(broker_id)
     return {"brokerId": broker_id, "caughtUp": not reasons, "reasons": reasons}
 
 
@@ -43,7 +43,7 @@ async def caught_up(broker_id: BrokerId, broker: BrokerDep) -> dict[str, object]
              responses=_CHANGE)
 async def transfer_leadership(broker_id: BrokerId, broker: BrokerDep) -> dict[str, object]:
     broker.check_ready()
-    reasons = await broker.cluster.transfer_leadership(broker_id)
+    reasons = await broker.admin.transfer_leadership(broker_id)
     return {"brokerId": broker_id, "done": not reasons, "reasons": reasons}
 
 
@@ -51,8 +51,8 @@ async def transfer_leadership(broker_id: BrokerId, broker: BrokerDep) -> dict[st
             responses=_QUESTION)
 async def held_replicas(broker_id: BrokerId, broker: BrokerDep) -> dict[str, object]:
     broker.check_ready()
-    broker.cluster.pre_restart_check(broker_id)  # validates the id
-    replicas, leaders = broker.cluster.held(broker_id)
+    broker.admin.pre_restart_check(broker_id)  # validates the id
+    replicas, leaders = broker.admin.held(broker_id)
     return {"brokerId": broker_id, "replicas": replicas, "leaders": leaders}
 
 
@@ -60,7 +60,7 @@ async def held_replicas(broker_id: BrokerId, broker: BrokerDep) -> dict[str, obj
              responses=_CHANGE)
 async def drain(broker_id: BrokerId, broker: BrokerDep) -> dict[str, object]:
     broker.check_ready()
-    remaining, stuck = await broker.cluster.drain(broker_id)
+    remaining, stuck = await broker.admin.drain(broker_id)
     reasons = stuck or ([] if remaining == 0 else [f"{remaining} replicas still moving off broker {broker_id}; "
                                                    "call again"])
     return {"brokerId": broker_id, "done": remaining == 0, "replicas": remaining, "reasons": reasons}
@@ -70,5 +70,5 @@ async def drain(broker_id: BrokerId, broker: BrokerDep) -> dict[str, object]:
              responses=error_responses(METADATA_CHANGE))
 async def rebalance(broker: BrokerDep) -> dict[str, object]:
     broker.check_ready()
-    moved = await broker.cluster.rebalance()
+    moved = await broker.admin.rebalance()
     return {"accepted": True, "moved": moved, "reasons": []}

@@ -33,7 +33,7 @@ _READINESS = {"type": "object", "required": ["status", "offlinePartitions"], "pr
 async def readyz(broker: BrokerDep, request: Request) -> JSONResponse:
     groups = request.app.state.groups
     ready = broker.ready and (groups is None or groups.coordinator.ready)
-    body = {"status": "ready" if ready else "not ready", "offlinePartitions": len(broker.offline)}
+    body = {"status": "ready" if ready else "not ready", "offlinePartitions": len(broker.replicas.offline)}
     return JSONResponse(status_code=200 if ready else 503, content=body)
 
 
@@ -59,9 +59,9 @@ async def version(broker: BrokerDep) -> dict[str, object]:
 async def health(broker: BrokerDep) -> HealthStatus:
     checks = {
         "storage": "ok" if broker.ready else "recovering",
-        "partitions": f"{len(broker.partitions)} online, {len(broker.offline)} offline",
+        "partitions": f"{len(broker.replicas.partitions)} online, {len(broker.replicas.offline)} offline",
     }
-    healthy = broker.ready and not broker.offline
+    healthy = broker.ready and not broker.replicas.offline
     return HealthStatus(status="healthy" if healthy else ("degraded" if broker.ready else "starting"),
                         broker_id=broker.broker_id, version=__version__,
                         uptime_s=round(time.monotonic() - broker.started_monotonic, 3), checks=checks)

@@ -20,7 +20,6 @@ from goqueue.api.adapter_rules import produce_request, records_for_client
 from goqueue.api.http.body import CheckedBodyRoute
 from goqueue.api.http.deps import BrokerDep, ForwardedDep, PartitionPath
 from goqueue.api.http.errors import error_responses
-from goqueue.broker import ProducerIdentity, RecordIn
 from goqueue.errors import (
     CorruptRecord,
     DiskFull,
@@ -52,6 +51,7 @@ from goqueue.models import (
     encode_bytes,
     within,
 )
+from goqueue.records import ProducerIdentity, RecordIn
 
 router = APIRouter(prefix="/v1/topics/{topic}", tags=["records"], route_class=CheckedBodyRoute)
 

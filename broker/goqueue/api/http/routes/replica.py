@@ -29,7 +29,7 @@ async def replica_fetch(request: Request, broker: BrokerDep) -> Response:
         fetch = _decode_fetch(await request.body())
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"malformed replica fetch: {exc}") from exc
-    answer = await broker.serve_replica_fetch(fetch)
+    answer = await broker.replicas.serve_replica_fetch(fetch)
     return Response(_encode(answer), media_type=REPLICA_MEDIA_TYPE)
 
 
@@ -37,5 +37,5 @@ async def replica_fetch(request: Request, broker: BrokerDep) -> Response:
 async def epoch_end(broker: BrokerDep, topic: str,
                     partition: Annotated[int, Query(**within(limits.PARTITION))],
                     epoch: Annotated[int, Query(**within(limits.LEADER_EPOCH))]) -> dict[str, int]:
-    found, end = broker.epoch_end_offset(topic, partition, epoch)
+    found, end = broker.replicas.epoch_end_offset(topic, partition, epoch)
     return {"epoch": found, "endOffset": end}

@@ -1,0 +1,231 @@
+"""This broker's membership in the cluster: the metadata Raft group, liveness, and the controller.
+
+`ClusterMembership` owns:
+* `raft` — PySyncObj metadata (`replication/raft.py`); a single broker is a one-member group;
+* proposals (`propose`, `propose_retrying`, `propose_quietly`) and the metadata state they change;
+* liveness: which brokers are connected to the quorum (`alive_brokers`), who leads it;
+* the controller loop (only while this broker is the Raft leader): elects partition leaders for dead brokers,
+  restores preferred leaders (`replication/controller.py`);
+* registration of this broker's addresses and data volume in the metadata.
+
+Metadata changes applied by Raft (in PySyncObj's thread) are handed to the event loop and announced through the
+`on_applied` callback it is built with — it imports neither the broker nor its replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from goqueue.config import Settings
+from goqueue.errors import GoQueueError, NotLeader
+from goqueue.replication.controller import plan_leadership
+from goqueue.replication.metadata import Command, MetadataConflict, State
+from goqueue.replication.peers import PeerClient
+from goqueue.replication.raft import MetadataFactory, MetadataGroup, RaftMetadata
+
+log = logging.getLogger(__name__)
+
+CONTROLLER_TICK_S = 0.25
+READY_POLL_S = 0.05
+
+
+class ClusterMembership:
+    def __init__(self, settings: Settings, on_applied: Callable[[], None],
+                 metadata_factory: MetadataFactory = RaftMetadata) -> None:
+        self.settings = settings
+        self.broker_id = settings.broker_id()
+        self.self_address, self.partner_addresses = settings.raft_addresses()
+        self.peers = PeerClient()
+        self.raft: MetadataGroup | None = None
+        # How `start_raft` makes the metadata group: PySyncObj in a broker; unit tests pass an in-memory one-member
+        # group (tests/unit/metadata_double.py) so a broker in a unit test opens no socket.
+        self.metadata_factory = metadata_factory
+        self._on_applied_callback = on_applied
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._controller: asyncio.Task[None] | None = None
+        self._alive_since: dict[int, float] = {}
+        self.stopping = False
+        self.directory_id = ""  # this broker's data volume (`adopt_storage`)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+
+    async def start_raft(self) -> None:
+        """Join the metadata Raft group (PySyncObj binds and replays its journal in its own thread)."""
+        self._loop = asyncio.get_running_loop()
+        bind = f"{self.settings.broker.host}:{self.settings.broker.raft_port}"
+        self.raft = await asyncio.to_thread(
+            self.metadata_factory, self.self_address, self.partner_addresses, self.settings.storage.wal_dir,
+            self.settings.cluster.password, self._on_applied, bind)
+        log.info("raft.started", extra={"self": self.self_address, "partners": self.partner_addresses})
+
+    async def wait_metadata_ready(self) -> None:
+        """Until the metadata is caught up with a leader (needs a quorum); logs while it waits."""
+        assert self.raft is not None
+        next_log = time.monotonic() + 5
+        while not self.raft.is_ready():
+            if time.monotonic() > next_log:
+                log.warning("raft.waiting_for_quorum", extra={"partners": self.partner_addresses,
+                                                              "connected": sorted(self.raft.connected_partners())})
+                next_log = time.monotonic() + 10
+            await asyncio.sleep(READY_POLL_S)
+        await self.propose_retrying({"op": "barrier", "broker": self.broker_id}, attempts=240)
+
+    async def adopt_storage(self, directory_id: str) -> None:
+        """Before any replica opens: a data volume other than the one the metadata knows for this broker (a new
+        PVC, a wiped disk) holds none of its old copies, so the broker leaves every ISR first — none of them can
+        then be elected with fewer records than were acknowledged."""
+        self.directory_id = directory_id
+        registered = self.state["brokers"].get(self.broker_id, {}).get("directory_id")
+        if registered is None or registered == directory_id:
+            return  # a first start, or metadata from before volumes had an identity
+        stranded = await self.propose_retrying({"op": "replace_storage", "broker": self.broker_id,
+                                                "directory_id": directory_id})
+        log.warning("broker.storage_replaced", extra={"previous": registered, "now": directory_id})
+        if stranded:
+            log.error("broker.storage_replaced_sole_replica", extra={
+                "partitions": stranded, "detail": "this broker was their only in-sync replica; their records are "
+                                                  "gone with the old volume"})
+
+    async def register(self) -> None:
+        """Record this broker's addresses in the metadata (again when they changed, e.g. a new pod IP)."""
+        entry = {"op": "register_broker", "id": self.broker_id, "host": self.settings.advertised_host(),
+                 "http_port": self.settings.broker.port, "grpc_port": self.settings.broker.grpc_port,
+                 "raft_address": self.self_address, "zone": self.settings.broker.zone,
+                 "directory_id": self.directory_id}
+        current = self.state["brokers"].get(self.broker_id)
+        if current != {k: v for k, v in entry.items() if k not in ("op", "id")}:
+            await self.propose_retrying(entry)
+
+    def start_controller(self) -> None:
+        self._controller = asyncio.create_task(self._controller_loop(), name="controller")
+        self._controller.add_done_callback(log_task_death)
+
+    def begin_stop(self) -> None:
+        """From now on this broker's controller elects nobody (it is handing its own leaderships away)."""
+        self.stopping = True
+
+    @property
+    def is_ready(self) -> bool:
+        return self.raft is not None and self.raft.is_ready()
+
+    async def stop(self) -> None:
+        """Stop the controller, close peer connections, leave Raft."""
+        self.stopping = True
+        if self._controller is not None:
+            self._controller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._controller
+        await self.peers.close()
+        if self.raft is not None:
+            await asyncio.to_thread(self.raft.destroy_synchronous)
+
+    # -- metadata ------------------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        assert self.raft is not None, "metadata is not started"
+        return self.raft.state
+
+    def _on_applied(self, _command: Command, _result: Any) -> None:
+        """PySyncObj thread: a command was applied here; tell the event loop (local replicas follow)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._on_applied_callback)
+
+    async def propose(self, command: Command) -> Any:
+        assert self.raft is not None
+        return await self.raft.propose(command)
+
+    async def propose_retrying(self, command: Command, attempts: int = 20) -> Any:
+        """For this broker's own bookkeeping: retry while there is no leader yet."""
+        for attempt in range(attempts):
+            try:
+                return await self.propose(command)
+            except MetadataConflict:
+                raise
+            except GoQueueError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.25)
+        return None
+
+    def broker_url(self, broker_id: int) -> str:
+        broker = self.state["brokers"].get(broker_id)
+        if broker is None:
+            raise NotLeader(f"broker {broker_id} has not registered its address yet", leader=broker_id)
+        return f"http://{_host_for_url(broker['host'])}:{broker['http_port']}"
+
+    def alive_brokers(self) -> set[int]:
+        """This broker plus those whose Raft connection is up, as seen from here."""
+        assert self.raft is not None
+        connected = self.raft.connected_partners()
+        alive = {self.broker_id}
+        for broker_id, broker in self.state["brokers"].items():
+            if broker["raft_address"] in connected:
+                alive.add(broker_id)
+        now = time.monotonic()
+        for broker_id in alive:
+            self._alive_since.setdefault(broker_id, now)
+        for broker_id in set(self._alive_since) - alive:
+            del self._alive_since[broker_id]
+        return alive
+
+    def metadata_leader_id(self) -> int | None:
+        assert self.raft is not None
+        address = self.raft.leader_address()
+        for broker_id, broker in self.state["brokers"].items():
+            if broker["raft_address"] == address:
+                return int(broker_id)
+        return None
+
+    # -- controller ----------------------------------------------------------------------------------------------
+
+    async def _controller_loop(self) -> None:
+        assert self.raft is not None
+        while True:
+            await asyncio.sleep(CONTROLLER_TICK_S)
+            if not self.raft.is_leader() or self.stopping:
+                continue
+            alive = self.alive_brokers()
+            plan = plan_leadership(self.state, alive, self._alive_since, time.monotonic(),
+                                   self.settings.replication.preferred_leader_delay_s)
+            for command in plan:
+                await self.propose_quietly(command)
+
+    async def propose_quietly(self, command: Command) -> None:
+        """A proposal the system makes by itself (controller, ISR upkeep, admin plans): a refusal is logged, not
+        raised — the next tick looks again."""
+        try:
+            result = await self.propose(command)
+        except (MetadataConflict, GoQueueError) as exc:
+            log.info("controller.proposal_refused", extra={"command": command["op"], "reason": str(exc)})
+            return
+        if command["op"] == "elect_leader":
+            log.info("partition.leader_elected", extra={
+                "topic": command["topic"], "partition": command["partition"], "leader": command["leader"],
+                "epoch": result["leader_epoch"], "isr": result["isr"]})
+
+    # -- read-outs -------------------------------------------------------------------------------------------------
+
+    def members(self) -> list[dict[str, Any]]:
+        alive = self.alive_brokers()
+        leader = self.metadata_leader_id()
+        return [{"id": int(broker_id), "host": b["host"], "httpPort": b["http_port"], "grpcPort": b["grpc_port"],
+                 "raftAddress": b["raft_address"], "zone": b["zone"], "alive": broker_id in alive,
+                 "metadataLeader": broker_id == leader}
+                for broker_id, b in sorted(self.state["brokers"].items())]
+
+
+def log_task_death(task: asyncio.Task[None]) -> None:
+    """Done-callback of background tasks: an unexpected death is logged with its traceback, never silent."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("cluster.task_died", extra={"task": task.get_name()}, exc_info=task.exception())
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+

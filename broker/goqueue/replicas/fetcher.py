@@ -1,0 +1,143 @@
+"""Following leaders elsewhere (Kafka's `ReplicaFetcherManager`): one fetcher task per leader broker that leads a
+partition this broker follows. Each truncates to the leader's epoch boundary first (KIP-101), then pulls batches,
+appends them, fdatasyncs, and reports its progress with its next fetch (which is how the leader's high watermark
+and ISR move).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from goqueue.cluster.membership import ClusterMembership, log_task_death
+from goqueue.config import Settings
+from goqueue.errors import FencedLeaderEpoch, GoQueueError, NotLeader
+from goqueue.replicas.partition import Partition, Role
+from goqueue.replication.epochs import UNDEFINED
+from goqueue.replication.peers import ReplicaFetchRequest
+from goqueue.storage.batch import BatchHeader, InvalidBatch, iter_headers
+
+log = logging.getLogger(__name__)
+
+FETCH_BACKOFF_S = 0.5
+
+
+class ReplicaFetcherManager:
+    def __init__(self, settings: Settings, membership: ClusterMembership,
+                 following: Callable[[], list[Partition]]) -> None:
+        self.settings = settings
+        self.membership = membership
+        self.broker_id = settings.broker_id()
+        self._following_all = following  # the local replicas whose role is FOLLOWER
+        self._fetchers: dict[int, asyncio.Task[None]] = {}
+        self._stopping = False
+
+    def ensure_running(self) -> None:
+        """One fetcher task per leader broker that leads a partition this broker follows."""
+        if self._stopping:
+            return
+        for leader_id in {p.leader_id for p in self._following_all() if p.leader_id is not None}:
+            task = self._fetchers.get(leader_id)
+            if task is None or task.done():
+                task = asyncio.create_task(self._fetch_from(leader_id), name=f"fetch-{leader_id}")
+                task.add_done_callback(log_task_death)  # an unexpected death is logged, never silent
+                self._fetchers[leader_id] = task
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks = list(self._fetchers.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _following(self, leader_id: int) -> list[Partition]:
+        return [p for p in self._following_all() if p.leader_id == leader_id]
+
+    async def _fetch_from(self, leader_id: int) -> None:
+        replication = self.settings.replication
+        peers = self.membership.peers
+        while not self._stopping and not self.membership.stopping:
+            partitions = self._following(leader_id)
+            if not partitions:
+                break
+            try:
+                url = self.membership.broker_url(leader_id)
+                for partition in partitions:
+                    if partition.needs_truncation:
+                        await self._truncate_to_leader(url, partition)
+                request = ReplicaFetchRequest(
+                    replica_id=self.broker_id, max_wait_ms=int(replication.fetch_max_wait_s * 1000),
+                    max_bytes=replication.fetch_max_bytes,
+                    partitions=[(p.topic, p.index, p.log.log_end_offset, p.leader_epoch) for p in partitions])
+                response = await peers.replica_fetch(url, request)
+                await self._apply_fetch(partitions, response.partitions)
+            except asyncio.CancelledError:
+                raise
+            except (GoQueueError, OSError) as exc:
+                log.info("replica.fetch_failed", extra={"leader": leader_id, "error": str(exc)})
+                await asyncio.sleep(FETCH_BACKOFF_S)
+            except InvalidBatch as exc:  # the leader's batches do not continue our log: re-align by epoch
+                log.warning("replica.diverged", extra={"leader": leader_id, "error": str(exc)})
+                for partition in self._following(leader_id):
+                    partition.needs_truncation = True
+                await asyncio.sleep(FETCH_BACKOFF_S)
+        self._fetchers.pop(leader_id, None)
+
+    async def _truncate_to_leader(self, leader_url: str, partition: Partition) -> None:
+        """KIP-101: ask where our latest epoch ends in the leader's log, cut ours there, then fetch."""
+        plog = partition.log
+        epoch = partition.epochs.latest_epoch
+        if epoch == UNDEFINED:
+            target = plog.high_watermark  # nothing known about epochs: only the high watermark is safe to keep
+        else:
+            _, end = await self.membership.peers.epoch_end_offset(leader_url, partition.topic, partition.index,
+                                                                  epoch)
+            target = plog.log_end_offset if end == UNDEFINED else end
+        if target < plog.log_end_offset:
+            log.warning("replica.truncated", extra={"topic": partition.topic, "partition": partition.index,
+                                                    "from": plog.log_end_offset, "to": target, "epoch": epoch})
+            await asyncio.to_thread(plog.truncate_to, target)
+            partition.epochs.truncate_from_end(target)
+        partition.needs_truncation = False
+
+    async def _apply_fetch(self, partitions: list[Partition],
+                           answers: list[tuple[str, int, str | None, int, int, bytes]]) -> None:
+        by_key = {(p.topic, p.index): p for p in partitions}
+        appended: list[tuple[Partition, bytes, int]] = []
+        for topic, index, error, hwm, _log_start, data in answers:
+            partition = by_key.get((topic, index))
+            if partition is None or partition.role is not Role.FOLLOWER:
+                continue
+            if error is not None:
+                if error in (FencedLeaderEpoch.code, NotLeader.code):
+                    await asyncio.sleep(0)  # metadata will move us; nothing to do until it does
+                else:
+                    log.info("replica.partition_error", extra={"topic": topic, "partition": index, "error": error})
+                continue
+            appended.append((partition, data, hwm))
+        if appended:
+            await asyncio.to_thread(_append_and_sync, appended)
+        for partition, data, hwm in appended:
+            for header in _headers(data):
+                partition.epochs.assign(header.leader_epoch, header.base_offset)
+            plog = partition.log
+            plog.high_watermark = max(plog.high_watermark, min(hwm, plog.log_end_offset))
+            partition.notify()
+
+
+def _append_and_sync(appended: list[tuple[Partition, bytes, int]]) -> None:
+    """Worker thread: append each partition's fetched batches, then fdatasync each log once."""
+    for partition, data, _ in appended:
+        if data:
+            partition.log.append_replicated(data)
+    for partition, data, _ in appended:
+        if data:
+            partition.log.flush()
+
+
+def _headers(data: bytes) -> list[BatchHeader]:
+    return [header for _, header in iter_headers(data)]
