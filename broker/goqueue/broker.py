@@ -152,6 +152,7 @@ class Broker:
         try:
             assignment = assign_replicas(self.membership.state["brokers"], range(spec.partitions),
                                          spec.replication_factor)
+            self._check_partition_limit(assignment)
             await self.membership.propose({
                 "op": "create_topic", "name": spec.name, "replication_factor": spec.replication_factor,
                 "config": spec.config.model_dump(by_alias=True, mode="json"), "created_at_s": self.clock(),
@@ -164,6 +165,24 @@ class Broker:
         log.info("topic.created", extra={"topic": spec.name, "partitions": spec.partitions,
                                          "replication_factor": spec.replication_factor})
         return await self.describe_topic(spec.name)
+
+    def _check_partition_limit(self, assignment: dict[int, list[int]]) -> None:
+        """`limits.maxPartitions` bounds the replicas one broker holds (each is open files and memory): refuse a
+        topic change that would take any broker past it."""
+        limit = self.settings.limits.max_partitions
+        held: dict[int, int] = {}
+        for topic in self.membership.state["topics"].values():
+            for partition in topic["partition_state"].values():
+                for broker_id in partition["replicas"]:
+                    held[broker_id] = held.get(broker_id, 0) + 1
+        for replicas in assignment.values():
+            for broker_id in replicas:
+                held[broker_id] = held.get(broker_id, 0) + 1
+        over = {broker_id: count for broker_id, count in sorted(held.items()) if count > limit}
+        if over:
+            placed = ", ".join(f"{count} partition replicas on broker {b}" for b, count in over.items())
+            raise InvalidConfig(f"this change would place {placed}; limits.maxPartitions is {limit} per broker — "
+                                "add brokers, delete topics, or raise the limit")
 
     def _check_config(self, config: TopicConfig) -> None:
         if config.max_message_bytes and config.max_message_bytes > self.settings.limits.max_request_bytes:
@@ -188,6 +207,7 @@ class Broker:
                     f"topic {name!r} has {meta.partitions} partitions; partitions can only grow")
             assignment = assign_replicas(self.membership.state["brokers"], range(meta.partitions, partitions),
                                          meta.replication_factor)
+            self._check_partition_limit(assignment)
             await self._propose_topic_change({"op": "grow_partitions", "name": name, "assignment": assignment})
             log.info("topic.partitions_added", extra={"topic": name, "from": meta.partitions, "to": partitions})
         await self.replicas.reconcile()

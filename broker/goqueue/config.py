@@ -176,7 +176,8 @@ class LimitsSection(_Section):
         8 * 2**20, alias="maxFetchBytes", ge=1024, description="Upper bound of one fetch response.")
     max_wait_s: Duration = Field(30.0, alias="maxWait", description="Longest long-poll a fetch may ask for.")
     max_partitions: int = Field(
-        10000, alias="maxPartitions", ge=1, description="Partitions per broker (open files are bounded by it).")
+        10000, alias="maxPartitions", ge=1, description="Partition replicas one broker may hold (each costs open files "
+        "and memory); topic creates and partition increases past it are refused.")
     max_http_connections: int = Field(
         10_000, alias="maxHttpConnections", ge=1, description="Open connections on broker.port. Beyond it a "
         "connection is served only for /healthz, /readyz and /metrics (see probeConnections), everything else "
