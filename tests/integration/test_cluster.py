@@ -253,7 +253,10 @@ def test_operator_admin_api(cluster: LocalCluster) -> None:
         # Broker 2's restart may still move metadata leadership: a retriable 503 is retried, as clients do (409:
         # an earlier attempt did commit).
         wait_until(lambda: http.post("/v1/topics", json=body).status_code in (201, 409), 30, "topic created")
-        http.post("/v1/topics/movable/records", json={"records": [{"value": f"m{i}"} for i in range(30)]})
+        wait_until(lambda: in_sync(cluster, "movable", 3, size=2, via=0), 30, "movable in sync")
+        # Checked, not assumed: a refused produce (a leadership still settling) would look like lost records below.
+        produced = http.post("/v1/topics/movable/records", json={"records": [{"value": f"m{i}"} for i in range(30)]})
+        assert produced.status_code == 200, produced.text
         wait_until(lambda: all(2 not in cluster.partition("movable", p, 0)["replicas"] for p in range(3))
                    if http.post(f"{admin}/brokers/2/drain").status_code == 200 else False, 60, "movable drained")
         answer = http.post(f"{admin}/brokers/2/drain").json()
@@ -261,6 +264,8 @@ def test_operator_admin_api(cluster: LocalCluster) -> None:
         assert any("admin/0: every other live broker already holds a replica" in r for r in answer["reasons"])
         wait_until(lambda: all(len(cluster.partition("movable", p, 0)["isr"]) == 2 for p in range(3)), 60,
                    "new replicas in sync")
+        # A leader that just took over may not have moved its high watermark up yet: read once it has.
+        wait_until(lambda: sum(len(r) for r in consume_all(http, "movable", 3).values()) >= 30, 30, "all readable")
         values = sorted(v for records in consume_all(http, "movable", 3).values() for _, v in records)
         assert values == sorted(f"m{i}" for i in range(30))
 
