@@ -272,15 +272,25 @@ def manifest(variant: str, commit: str) -> dict[str, Any]:
 # -- the metadata as a version's code rebuilds it from a journal -------------------------------------------------
 
 def replay_journal(wal_dir: Path) -> Any:
-    """The Raft state the `goqueue` on sys.path rebuilds from `wal_dir/raft.journal`: every regular entry, decoded by
-    its plain-data codec and applied by its `apply_command` in log order (a refused command changes nothing), as
-    `RaftMetadata._apply` does. Reads a copy: opening a journal may extend its preallocated reserve."""
-    from goqueue.replication import raft_codec
+    """The Raft state the `goqueue` on sys.path rebuilds from `wal_dir/raft.journal`: every command applied by its
+    `apply_command` in log order (a refused command changes nothing), as `RaftMetadata._apply` does."""
     from goqueue.replication.metadata import MetadataConflict, apply_command, empty_state
+
+    state = empty_state()
+    for command in journal_commands(wal_dir):
+        with suppress(MetadataConflict):
+            apply_command(state, command)
+    return state
+
+
+def journal_commands(wal_dir: Path) -> list[Any]:
+    """The metadata commands in `wal_dir/raft.journal`, in log order, decoded by the plain-data codec of the
+    `goqueue` on sys.path. Reads a copy: opening a journal may extend its preallocated reserve."""
+    from goqueue.replication import raft_codec
     from goqueue.replication.raft_journal import RaftJournal
 
     if (wal_dir / "raft.dump").exists():
-        raise RuntimeError(f"{wal_dir} holds a full dump: replay_journal reads journals only")
+        raise RuntimeError(f"{wal_dir} holds a full dump: only journals are read here")
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / "wal"
         shutil.copytree(wal_dir, copy)
@@ -289,16 +299,14 @@ def replay_journal(wal_dir: Path) -> Any:
             entries = [journal[i] for i in range(len(journal))]
         finally:
             journal._destroy()
-    state = empty_state()
-    for command, _index, _term in entries:
-        if command[0] != 0:  # PySyncObj's no-op, membership and version entries
+    commands = []
+    for entry, _index, _term in entries:
+        if entry[0] != 0:  # PySyncObj's no-op, membership and version entries
             continue
-        call_entry = raft_codec.loads(command[1:])
-        function_id, args = call_entry[0], call_entry[1]
+        function_id, args = raft_codec.loads(entry[1:])[:2]
         assert function_id == 0, f"entry calls replicated method {function_id}; RaftMetadata has one, _apply"
-        with suppress(MetadataConflict):
-            apply_command(state, args[0])
-    return state
+        commands.append(args[0])
+    return commands
 
 
 def pack(root: Path, out: Path, variant: str, manifest_data: dict[str, Any], code: Path) -> None:

@@ -8,11 +8,12 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from goqueue.replication import raft_codec
+from goqueue.replication.commands import Command
 from goqueue.replication.state import BrokerEntry, MetadataState, PartitionState, TopicEntry
 
 pytestmark = pytest.mark.unit
@@ -83,3 +84,17 @@ def assert_keys(typed: Any, entries: Any) -> None:
     required, optional = set(typed.__required_keys__), set(typed.__optional_keys__)
     for entry in entries:
         assert required <= set(entry) <= required | optional, (typed.__name__, sorted(entry))
+
+
+def test_the_command_types_name_exactly_the_keys_old_journals_hold(unpacked: Path) -> None:
+    """Every journaled command matches the TypedDict of its `op`: no key it lacks is declared required, none it
+    holds is undeclared."""
+    by_op = {get_args(typed.__annotations__["op"])[0]: typed for typed in get_args(Command)}
+    journal_commands = fixture_script().journal_commands
+    seen = set()
+    for broker in BROKERS:
+        for command in journal_commands(unpacked / f"broker-{broker}" / "wal"):
+            assert_keys(by_op[command["op"]], [command])
+            seen.add(command["op"])
+    assert seen >= {"register_broker", "barrier", "create_topic", "delete_topic", "grow_partitions",
+                    "set_topic_config", "elect_leader", "change_isr", "set_paused_all"}, "most kinds are journaled"
