@@ -60,6 +60,7 @@ from goqueue.partitioning import partition_for_key
 from goqueue.records import FetchResult, ProducerIdentity, RecordIn
 from goqueue.replicas.manager import ReplicaManager
 from goqueue.replicas.partition import Partition
+from goqueue.replication import commands
 from goqueue.replication.metadata import MetadataConflict, assign_replicas
 from goqueue.storage import batch as batches
 from goqueue.storage import identity
@@ -153,10 +154,10 @@ class Broker:
             assignment = assign_replicas(self.membership.state["brokers"], range(spec.partitions),
                                          spec.replication_factor)
             self._check_partition_limit(assignment)
-            await self.membership.propose({
-                "op": "create_topic", "name": spec.name, "replication_factor": spec.replication_factor,
-                "config": spec.config.model_dump(by_alias=True, mode="json"), "created_at_s": self.clock(),
-                "assignment": assignment, "internal": internal})
+            await self.membership.propose(commands.create_topic(
+                spec.name, replication_factor=spec.replication_factor,
+                config=spec.config.model_dump(by_alias=True, mode="json"), created_at_s=self.clock(),
+                assignment=assignment, internal=internal))
         except MetadataConflict as exc:
             if spec.name in self.registry.topics:
                 raise TopicAlreadyExists(f"topic {spec.name!r} already exists", topic=spec.name) from exc
@@ -199,8 +200,8 @@ class Broker:
             except ValueError as exc:
                 raise InvalidConfig(f"invalid topic config: {exc}".splitlines()[0] + f" ({exc})") from exc
             self._check_config(new_config)
-            await self._propose_topic_change({"op": "set_topic_config", "name": name,
-                                              "config": new_config.model_dump(by_alias=True, mode="json")})
+            await self._propose_topic_change(commands.set_topic_config(
+                name, new_config.model_dump(by_alias=True, mode="json")))
         if partitions is not None and partitions != meta.partitions:
             if partitions < meta.partitions:
                 raise PartitionsCannotShrink(
@@ -208,12 +209,13 @@ class Broker:
             assignment = assign_replicas(self.membership.state["brokers"], range(meta.partitions, partitions),
                                          meta.replication_factor)
             self._check_partition_limit(assignment)
-            await self._propose_topic_change({"op": "grow_partitions", "name": name, "assignment": assignment})
+            await self._propose_topic_change(commands.grow_partitions(name, assignment))
             log.info("topic.partitions_added", extra={"topic": name, "from": meta.partitions, "to": partitions})
         await self.replicas.reconcile()
         return await self.describe_topic(name)
 
-    async def _propose_topic_change(self, command: dict[str, Any]) -> None:
+    async def _propose_topic_change(
+            self, command: commands.SetTopicConfig | commands.GrowPartitions | commands.DeleteTopic) -> None:
         try:
             await self.membership.propose(command)
         except MetadataConflict as exc:
@@ -224,7 +226,7 @@ class Broker:
     async def delete_topic(self, name: str) -> None:
         self.check_ready()
         self.registry.get(name)
-        await self._propose_topic_change({"op": "delete_topic", "name": name})
+        await self._propose_topic_change(commands.delete_topic(name))
         self._round_robin.pop(name, None)
         await self.replicas.reconcile()
         log.info("topic.deleted", extra={"topic": name})
@@ -268,20 +270,22 @@ class Broker:
             partition_details=infos if details else [])
 
     def _partition_info(self, topic: str, index: int) -> PartitionInfo:
-        state = self.registry.partition_state(topic, index) or {"leader": None, "replicas": [], "isr": []}
-        common = {"leader": state["leader"], "replicas": state["replicas"], "isr": state["isr"]}
+        state = self.registry.partition_state(topic, index)
+        leader = state["leader"] if state else None
+        replicas, isr = (list(state["replicas"]), list(state["isr"])) if state else ([], [])
         partition = self.replicas.partitions.get((topic, index))
         if partition is None:
             problem = self.replicas.offline.get((topic, index))
             return PartitionInfo(partition=index, start_offset=0, end_offset=0, high_watermark=0, size_bytes=0,
-                                 segments=0, online=state["leader"] is not None and problem is None,
-                                 problem=problem or (None if state["leader"] is not None else "no leader"), **common)
+                                 segments=0, online=leader is not None and problem is None,
+                                 problem=problem or (None if leader is not None else "no leader"),
+                                 leader=leader, replicas=replicas, isr=isr)
         plog = partition.log
         return PartitionInfo(
             partition=index, start_offset=plog.log_start_offset, end_offset=plog.log_end_offset,
             high_watermark=plog.high_watermark, size_bytes=plog.size_bytes, segments=len(plog.segments),
-            online=state["leader"] is not None, problem=None if state["leader"] is not None else "no leader",
-            **common)
+            online=leader is not None, problem=None if leader is not None else "no leader",
+            leader=leader, replicas=replicas, isr=isr)
 
     # -- routing ---------------------------------------------------------------------------------------------
 
@@ -291,7 +295,7 @@ class Broker:
         after it) and look again. Costs one metadata round trip, only for names that are missing."""
         meta = self.registry.topics.get(name)
         if meta is None and len(self.membership.state["brokers"]) > 1:
-            await self.membership.propose({"op": "barrier", "broker": self.broker_id})
+            await self.membership.propose(commands.barrier(self.broker_id))
             meta = self.registry.topics.get(name)
         return meta if meta is not None else self.registry.get(name)
 

@@ -60,7 +60,8 @@ def compose_broker(settings: Settings, metrics: BrokerMetrics, clock: Callable[[
     logs = LogManager(settings.storage, settings.retention, metrics,
                       lambda topic: log_policy(settings, registry.topics.get(topic)), clock)
     replicas = ReplicaManager(settings, metrics, membership, logs, registry, clock)
-    return Broker(settings, metrics, membership, replicas, logs, registry, ClusterAdmin(settings, membership), clock)
+    admin = ClusterAdmin(settings, membership, registry)
+    return Broker(settings, metrics, membership, replicas, logs, registry, admin, clock)
 
 
 def log_policy(settings: Settings, meta: TopicMeta | None) -> LogPolicy | None:

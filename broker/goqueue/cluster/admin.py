@@ -8,6 +8,7 @@ live metadata and liveness, and proposes what they return.
 from __future__ import annotations
 
 from goqueue.cluster.membership import ClusterMembership
+from goqueue.cluster.topics import TopicRegistry
 from goqueue.config import Settings
 from goqueue.errors import BrokerNotFound
 from goqueue.replication.controller import controlled_shutdown_plan, drain_plan, rebalance_plan
@@ -15,14 +16,15 @@ from goqueue.replication.metadata import restart_would_break
 
 
 class ClusterAdmin:
-    def __init__(self, settings: Settings, membership: ClusterMembership) -> None:
+    def __init__(self, settings: Settings, membership: ClusterMembership, registry: TopicRegistry) -> None:
         self.settings = settings
         self.membership = membership
+        self.registry = registry
 
     def _min_insync(self) -> dict[str, int]:
         default = self.settings.replication.min_insync_replicas
-        return {name: min(t["config"].get("minInsyncReplicas") or default, t["replication_factor"])
-                for name, t in self.membership.state["topics"].items()}
+        return {name: min(meta.config.min_insync_replicas or default, meta.replication_factor)
+                for name, meta in self.registry.topics.items()}
 
     def pre_restart_check(self, broker_id: int) -> list[str]:
         """Why restarting `broker_id` now would drop a partition below min.insync.replicas or lose the metadata

@@ -23,10 +23,13 @@ from typing import Any
 
 from goqueue.config import Settings
 from goqueue.errors import GoQueueError, NotLeader
+from goqueue.replication import commands
+from goqueue.replication.commands import Command
 from goqueue.replication.controller import plan_leadership
-from goqueue.replication.metadata import Command, MetadataConflict, State
+from goqueue.replication.metadata import CommandResult, MetadataConflict
 from goqueue.replication.peers import PeerClient
 from goqueue.replication.raft import MetadataFactory, MetadataGroup, RaftMetadata
+from goqueue.replication.view import MetadataView, StateView
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +76,18 @@ class ClusterMembership:
                                                               "connected": sorted(self.raft.connected_partners())})
                 next_log = time.monotonic() + 10
             await asyncio.sleep(READY_POLL_S)
-        await self.propose_retrying({"op": "barrier", "broker": self.broker_id}, attempts=240)
+        await self.propose_retrying(commands.barrier(self.broker_id), attempts=240)
 
     async def adopt_storage(self, directory_id: str) -> None:
         """Before any replica opens: a data volume other than the one the metadata knows for this broker (a new
         PVC, a wiped disk) holds none of its old copies, so the broker leaves every ISR first — none of them can
         then be elected with fewer records than were acknowledged."""
         self.directory_id = directory_id
-        registered = self.state["brokers"].get(self.broker_id, {}).get("directory_id")
+        known = self.view.broker(self.broker_id)
+        registered = known.get("directory_id") if known else None
         if registered is None or registered == directory_id:
             return  # a first start, or metadata from before volumes had an identity
-        stranded = await self.propose_retrying({"op": "replace_storage", "broker": self.broker_id,
-                                                "directory_id": directory_id})
+        stranded = await self.propose_retrying(commands.replace_storage(self.broker_id, directory_id))
         log.warning("broker.storage_replaced", extra={"previous": registered, "now": directory_id})
         if stranded:
             log.error("broker.storage_replaced_sole_replica", extra={
@@ -93,12 +96,12 @@ class ClusterMembership:
 
     async def register(self) -> None:
         """Record this broker's addresses in the metadata (again when they changed, e.g. a new pod IP)."""
-        entry = {"op": "register_broker", "id": self.broker_id, "host": self.settings.advertised_host(),
-                 "http_port": self.settings.broker.port, "grpc_port": self.settings.broker.grpc_port,
-                 "raft_address": self.self_address, "zone": self.settings.broker.zone,
-                 "directory_id": self.directory_id}
-        current = self.state["brokers"].get(self.broker_id)
-        if current != {k: v for k, v in entry.items() if k not in ("op", "id")}:
+        entry = commands.register_broker(
+            self.broker_id, host=self.settings.advertised_host(), http_port=self.settings.broker.port,
+            grpc_port=self.settings.broker.grpc_port, raft_address=self.self_address, zone=self.settings.broker.zone,
+            directory_id=self.directory_id)
+        current = self.view.broker(self.broker_id)
+        if current is None or dict(current) != {k: v for k, v in entry.items() if k not in ("op", "id")}:
             await self.propose_retrying(entry)
 
     def start_controller(self) -> None:
@@ -127,20 +130,25 @@ class ClusterMembership:
     # -- metadata ------------------------------------------------------------------------------------------------
 
     @property
-    def state(self) -> State:
+    def state(self) -> StateView:
+        """The applied metadata, read-only (a snapshot Raft never changes once published)."""
         assert self.raft is not None, "metadata is not started"
         return self.raft.state
 
-    def _on_applied(self, _command: Command, _result: Any) -> None:
+    @property
+    def view(self) -> MetadataView:
+        return MetadataView(self.state)
+
+    def _on_applied(self, _command: Command, _result: CommandResult) -> None:
         """PySyncObj thread: a command was applied here; tell the event loop (local replicas follow)."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._on_applied_callback)
 
-    async def propose(self, command: Command) -> Any:
+    async def propose(self, command: Command) -> CommandResult:
         assert self.raft is not None
         return await self.raft.propose(command)
 
-    async def propose_retrying(self, command: Command, attempts: int = 20) -> Any:
+    async def propose_retrying(self, command: Command, attempts: int = 20) -> CommandResult:
         """For this broker's own bookkeeping: retry while there is no leader yet."""
         for attempt in range(attempts):
             try:
@@ -200,14 +208,15 @@ class ClusterMembership:
         """A proposal the system makes by itself (controller, ISR upkeep, admin plans): a refusal is logged, not
         raised — the next tick looks again."""
         try:
-            result = await self.propose(command)
+            await self.propose(command)
         except (MetadataConflict, GoQueueError) as exc:
             log.info("controller.proposal_refused", extra={"command": command["op"], "reason": str(exc)})
             return
         if command["op"] == "elect_leader":
+            elected = self.view.partition(command["topic"], command["partition"])
             log.info("partition.leader_elected", extra={
                 "topic": command["topic"], "partition": command["partition"], "leader": command["leader"],
-                "epoch": result["leader_epoch"], "isr": result["isr"]})
+                "epoch": elected["leader_epoch"] if elected else None, "isr": elected["isr"] if elected else None})
 
     # -- read-outs -------------------------------------------------------------------------------------------------
 

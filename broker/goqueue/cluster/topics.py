@@ -8,13 +8,14 @@ them only when the metadata applied a new command, so hot paths (every produce l
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from pydantic import BaseModel
 
 from goqueue.errors import TopicNotFound
 from goqueue.models import TopicConfig, load_stored
+from goqueue.replication.state import ConfigValue
+from goqueue.replication.view import MetadataView, PartitionView, StateView
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class TopicMeta(BaseModel):
 
 
 class TopicRegistry:
-    def __init__(self, state: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, state: Callable[[], StateView]) -> None:
         self._state = state
         self._cache: dict[str, TopicMeta] = {}
         self._cached_at = -1
@@ -46,10 +47,10 @@ class TopicRegistry:
             self._cached_at = state.get("applied", 0)
         return self._cache
 
-    def _config(self, topic: str, stored: dict[str, Any]) -> TopicConfig:
+    def _config(self, topic: str, stored: Mapping[str, ConfigValue]) -> TopicConfig:
         """Read tolerantly: a newer broker may have written a setting this one lacks (ignored), and an older one a
         value out of today's range (clamped, logged once per topic and value), so no request fails on it."""
-        config, fixed = load_stored(TopicConfig, stored)
+        config, fixed = load_stored(TopicConfig, dict(stored))
         for fix in fixed:
             seen = (topic, fix.field, repr(fix.stored))
             if seen not in self._reported:
@@ -65,9 +66,5 @@ class TopicRegistry:
         except KeyError:
             raise TopicNotFound(f"topic {name!r} does not exist", topic=name) from None
 
-    def partition_state(self, name: str, index: int) -> dict[str, Any] | None:
-        topic = self._state()["topics"].get(name)
-        if topic is None:
-            return None
-        partition: dict[str, Any] | None = topic["partition_state"].get(index)
-        return partition
+    def partition_state(self, name: str, index: int) -> PartitionView | None:
+        return MetadataView(self._state()).partition(name, index)

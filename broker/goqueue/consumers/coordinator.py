@@ -67,6 +67,7 @@ from goqueue.models import (
     PauseResponse,
     TopicPartition,
 )
+from goqueue.replication import commands
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,8 @@ class GroupCoordinator:
         """Names of the groups this broker coordinates, for a cluster-wide read-out; NOT_READY while a state
         partition it leads (in the metadata) is not loaded yet, so a read-out never silently misses groups."""
         self.check_ready()
-        state_partitions = self.broker.membership.state["topics"].get(STATE_TOPIC, {}).get("partition_state", {})
+        state_topic = self.broker.membership.view.topic(STATE_TOPIC)
+        state_partitions = state_topic["partition_state"] if state_topic else {}
         led: set[int] = set()
         for index, partition in state_partitions.items():
             if partition["leader"] == self.broker.broker_id:
@@ -442,7 +444,7 @@ class GroupCoordinator:
         # Pause-all is one metadata flag for the whole cluster; proposing the value it has already is a no-op, so
         # the router may ask every coordinator to do this.
         if self.all_paused != paused:
-            await self.broker.membership.propose({"op": "set_paused_all", "paused": paused})
+            await self.broker.membership.propose(commands.set_paused_all(paused))
         if not paused:  # resume --all also lifts every per-group pause: "everything flows again"
             for group in list(self.groups.values()):
                 if group.paused and self.owns(group):

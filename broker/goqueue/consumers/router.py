@@ -93,7 +93,8 @@ class GroupRouter:
         c.check_ready()
         if forwarded_request.get():
             return [await self._local(lambda: local(c))]
-        states = self.broker.membership.state["topics"].get(STATE_TOPIC, {}).get("partition_state", {})
+        state_topic = self.broker.membership.view.topic(STATE_TOPIC)
+        states = state_topic["partition_state"] if state_topic else {}
         leaders, leaderless = coordinator_brokers(states.values())
         if leaderless:
             raise NotCoordinator(f"{leaderless} of the {len(states)} {STATE_TOPIC} partitions have no leader "

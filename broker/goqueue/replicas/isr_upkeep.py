@@ -17,6 +17,7 @@ from goqueue.config import Settings
 from goqueue.errors import GoQueueError
 from goqueue.metrics import BrokerMetrics
 from goqueue.replicas.partition import Partition
+from goqueue.replication import commands
 from goqueue.replication import isr as isr_rules
 from goqueue.replication.metadata import MetadataConflict
 
@@ -61,8 +62,8 @@ class IsrUpkeep:
             return
         partition.isr_change_pending = True
         previous = list(partition.isr)
-        command = {"op": "change_isr", "topic": partition.topic, "partition": partition.index,
-                   "leader_epoch": partition.leader_epoch, "expected_version": partition.version, "isr": proposed}
+        command = commands.change_isr(partition.topic, partition.index, leader_epoch=partition.leader_epoch,
+                                      expected_version=partition.version, isr=proposed)
         try:
             await self.membership.propose(command)
             log.info("partition.isr_changed", extra={

@@ -24,7 +24,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from prometheus_client.core import Metric
 
@@ -45,10 +44,12 @@ from goqueue.records import RecordIn
 from goqueue.replicas.fetcher import ReplicaFetcherManager
 from goqueue.replicas.isr_upkeep import IsrUpkeep
 from goqueue.replicas.partition import Partition, Role
+from goqueue.replication import commands
 from goqueue.replication.controller import controlled_shutdown_plan
 from goqueue.replication.isr import FollowerProgress, record_fetch
 from goqueue.replication.metadata import MetadataConflict
 from goqueue.replication.peers import ReplicaFetchRequest, ReplicaFetchResponse
+from goqueue.replication.view import PartitionView
 from goqueue.storage import batch as batches
 from goqueue.storage.log import AppendResult, CorruptSegment, PartitionLog
 from goqueue.storage.log_manager import LogManager
@@ -146,7 +147,7 @@ class ReplicaManager:
 
     async def _reconcile_once(self) -> None:
         state = self.membership.state
-        wanted: dict[PartitionKey, tuple[TopicMeta, dict[str, Any]]] = {}
+        wanted: dict[PartitionKey, tuple[TopicMeta, PartitionView]] = {}
         topics = self.registry.topics
         for name, topic in state["topics"].items():
             for index, partition_state in topic["partition_state"].items():
@@ -155,16 +156,15 @@ class ReplicaManager:
         to_open = [key for key in wanted if key not in self.partitions and key not in self.offline]
         if to_open:
             quarantined = await asyncio.to_thread(self._open_replicas, [(wanted[k][0], k[1]) for k in to_open])
-            for topic, index in quarantined:
+            for key in quarantined:
                 try:
-                    await self.membership.propose({"op": "leave_isr", "topic": topic, "partition": index,
-                                                   "broker": self.broker_id})
+                    await self.membership.propose(commands.leave_isr(*key, self.broker_id))
                 except MetadataConflict as exc:  # the only in-sync copy: never serve an empty log in its place
-                    await self._restore_quarantined(topic, index, str(exc))
-                    del wanted[(topic, index)]
+                    await self._restore_quarantined(*key, str(exc))
+                    del wanted[key]
                     continue
                 state = self.membership.state  # the leave may have moved leadership: adopt the new state below
-                wanted[(topic, index)] = (wanted[(topic, index)][0], state["topics"][topic]["partition_state"][index])
+                wanted[key] = (wanted[key][0], state["topics"][key[0]]["partition_state"][key[1]])
         now = time.monotonic()
         deferred: list[str] = []
         for key, (_, partition_state) in wanted.items():

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
 
 from goqueue.replication.epochs import EpochCache
 from goqueue.replication.isr import FollowerProgress, high_watermark
+from goqueue.replication.view import PartitionView
 from goqueue.storage.log import PartitionLog
 
 
@@ -61,7 +60,7 @@ class Partition:
     def is_leader(self) -> bool:
         return self.role is Role.LEADER
 
-    def apply_metadata(self, state: Mapping[str, Any], now_s: float | None = None) -> bool:
+    def apply_metadata(self, state: PartitionView, now_s: float | None = None) -> bool:
         """Adopt the partition state from metadata; True when the role or epoch changed (a transition)."""
         now_s = time.monotonic() if now_s is None else now_s
         leader, epoch = state["leader"], state["leader_epoch"]

@@ -29,7 +29,8 @@ def _members(broker: Broker) -> list[ClusterMember]:
 
 def _leader(broker: Broker) -> ClusterLeader:
     leader = broker.membership.metadata_leader_id()
-    host = broker.membership.state["brokers"].get(leader, {}).get("host") if leader is not None else None
+    entry = broker.membership.view.broker(leader) if leader is not None else None
+    host = entry["host"] if entry else None
     status = broker.membership.raft.status() if broker.membership.raft is not None else {}
     return ClusterLeader(leader=leader, host=host, term=int(status.get("raft_term", 0)))
 
@@ -45,7 +46,7 @@ def _replica_states(broker: Broker) -> list[ReplicaState]:
                 lag = {str(b): max(0, end - p.log_end_offset) for b, p in local.followers.items()}
             states.append(ReplicaState(
                 topic=name, partition=index, leader=meta["leader"], leader_epoch=meta["leader_epoch"],
-                replicas=meta["replicas"], isr=meta["isr"],
+                replicas=list(meta["replicas"]), isr=list(meta["isr"]),
                 high_watermark=local.log.high_watermark if local else 0,
                 log_end_offset=local.log.log_end_offset if local else 0,
                 under_replicated=len(meta["isr"]) < len(meta["replicas"]) or meta["leader"] is None,
