@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import itertools
 import logging
 import time
@@ -550,7 +549,3 @@ def _consume_exception(future: asyncio.Future[AppendResult]) -> None:
     """acks=0: nobody awaits the future; log its failure instead of 'exception never retrieved'."""
     if not future.cancelled() and future.exception() is not None:
         log.warning("produce.acks0_failed", extra={"error": str(future.exception())})
-
-
-# Set per request by the HTTP layer: a request forwarded by another broker is never forwarded again.
-forwarded_request: contextvars.ContextVar[bool] = contextvars.ContextVar("forwarded_request", default=False)

@@ -25,6 +25,7 @@ from goqueue.cluster.admin import ClusterAdmin
 from goqueue.cluster.membership import ClusterMembership
 from goqueue.cluster.topics import TopicMeta, TopicRegistry
 from goqueue.config import Settings
+from goqueue.consumer_host import BrokerConsumerHost
 from goqueue.consumers.coordinator import GroupCoordinator
 from goqueue.consumers.router import GroupRouter
 from goqueue.metrics import BrokerMetrics, ConsumerMetrics
@@ -87,8 +88,9 @@ class BrokerServer:
                 max_connections=limits.max_raft_connections, max_frame_bytes=limits.raft_max_frame_bytes,
                 first_message_timeout_s=limits.header_timeout_s,
                 on_refused=lambda limit: refusals.labels("raft", limit).inc())))
-        self.coordinator = GroupCoordinator(self.broker, settings.consumers, ConsumerMetrics(self.metrics.registry))
-        self.groups = GroupRouter(self.broker, self.coordinator)  # HTTP and gRPC reach groups only through it
+        consumer_host = BrokerConsumerHost(self.broker)  # all the consumer groups see of the broker
+        self.coordinator = GroupCoordinator(consumer_host, settings.consumers, ConsumerMetrics(self.metrics.registry))
+        self.groups = GroupRouter(consumer_host, self.coordinator)  # HTTP and gRPC reach groups only through it
         self.app = create_app(self.broker, self.groups)
         config = uvicorn.Config(
             self.app, host=settings.broker.host, port=settings.broker.port, log_config=None,

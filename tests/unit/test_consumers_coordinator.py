@@ -1,6 +1,8 @@
-"""The group coordinator over a real broker on temp files, with an injected clock: no network, no sleeping.
+"""The group coordinator on its port, with an injected clock: no broker, no Raft, no network, no disk, no sleeping.
 
-The broker's metadata group is the in-memory one-member double (metadata_double.py): PySyncObj would bind a port.
+Its host is the in-memory `ConsumerHost` (consumer_host_double.py): partition logs are lists of record batches, and
+a test moves a state partition's leadership by hand (`host.become`), which the coordinator hears of through its role
+subscription as it does from a broker.
 
 Time moves only through `Clock.advance`, and expiry runs when a test calls `coordinator.tick()` (the background
 ticker is set to an hour), so visibility timeouts and session timeouts are tested exactly at their deadlines.
@@ -11,18 +13,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
-from metadata_double import InMemoryMetadata
+from consumer_host_double import ConsumerHostDouble
 from prometheus_client import generate_latest
 
-from goqueue.broker import Broker
-from goqueue.config import Settings
+from goqueue.config import ConsumersSection
 from goqueue.consumers import reader
-from goqueue.consumers.backup import backup_metadata, restore_metadata
+from goqueue.consumers.backup import backup_metadata
 from goqueue.consumers.coordinator import GroupCoordinator
+from goqueue.consumers.port import OutgoingRecord, Records
+from goqueue.consumers.restore import restore_metadata
 from goqueue.consumers.router import GroupRouter
 from goqueue.consumers.state_store import STATE_TOPIC
 from goqueue.errors import (
@@ -37,7 +39,7 @@ from goqueue.errors import (
     OffsetOutOfRange,
     UnknownMember,
 )
-from goqueue.metrics import BrokerMetrics, ConsumerMetrics
+from goqueue.metrics import ConsumerMetrics
 from goqueue.models import (
     AckRequest,
     CommitRequest,
@@ -53,9 +55,7 @@ from goqueue.models import (
     ResetTarget,
     TopicCreate,
 )
-from goqueue.records import RecordIn
-from goqueue.server import compose_broker
-from goqueue.storage import batch as batches
+from goqueue.storage.batch import Record
 from goqueue_harness.waiting import async_wait_until
 
 pytestmark = pytest.mark.unit
@@ -75,13 +75,13 @@ class Clock:
 
 
 class Kit:
-    def __init__(self, broker: Broker, coordinator: GroupCoordinator, clock: Clock) -> None:
-        self.broker, self.c, self.clock = broker, coordinator, clock
+    def __init__(self, host: ConsumerHostDouble, coordinator: GroupCoordinator, clock: Clock) -> None:
+        self.host, self.c, self.clock = host, coordinator, clock
 
     async def produce(self, topic: str, values: list[str], partition: int = 0,
                       headers: list[tuple[str, bytes]] | None = None) -> None:
-        await self.broker.produce(topic, [RecordIn(None, v.encode(), headers or []) for v in values],
-                                  partition=partition)
+        await self.host.produce(topic, [OutgoingRecord(None, v.encode(), headers or []) for v in values],
+                                partition=partition)
 
     async def consume(self, group: str, consumer: str = "c1", topic: str = "t", **kw: Any) -> ConsumeResponse:
         return await self.c.delivery.consume(group, ConsumeRequest.model_validate(
@@ -91,31 +91,26 @@ class Kit:
         return await self.c.delivery.consume(group, ConsumeRequest.model_validate(
             {"member_id": member, "generation": generation, "start_from": "earliest", **kw}), "127.0.0.1")
 
-    def dlq(self, topic: str) -> list[batches.Record]:
-        out = []
-        for partition in range(self.broker.registry.get(topic).partitions):
-            data = self.broker.replicas.partitions[(topic, partition)].log.read(0, 1 << 20)
-            for pos, _ in batches.iter_headers(data):
-                out.extend(batches.decode_records(data, pos))
-        return out
+    def dlq(self, topic: str) -> list[Record]:
+        return self.host.records(topic)
+
+    def become(self, leader: int, epoch: int) -> None:
+        """The metadata moves the leadership of state partition 0 (this broker: `host.broker_id`)."""
+        self.host.become(STATE_TOPIC, 0, leader=leader, epoch=epoch)
 
 
 @asynccontextmanager
-async def running(root: Path, clock: Clock, **consumers: Any) -> AsyncIterator[Kit]:
-    settings = Settings.model_validate({
-        "broker": {"host": "127.0.0.1"},
-        "storage": {"dataDir": str(root / "data"), "walDir": str(root / "wal")},
-        "consumers": {"expiryInterval": "1h", "visibilityTimeout": "30s", "sessionTimeout": "10s", **consumers}})
-    metrics = BrokerMetrics()
-    broker = compose_broker(settings, metrics, clock, metadata_factory=InMemoryMetadata)
-    await broker.start()
-    coordinator = GroupCoordinator(broker, settings.consumers, ConsumerMetrics(metrics.registry), clock)
+async def running(clock: Clock, host: ConsumerHostDouble | None = None, **consumers: Any) -> AsyncIterator[Kit]:
+    """A coordinator started on `host` (a new cluster by default), stopped at the end."""
+    settings = ConsumersSection.model_validate(
+        {"expiryInterval": "1h", "visibilityTimeout": "30s", "sessionTimeout": "10s", **consumers})
+    host = host or ConsumerHostDouble(clock)
+    coordinator = GroupCoordinator(host, settings, ConsumerMetrics(host.metrics_registry), clock)
     try:
         await coordinator.start()
-        yield Kit(broker, coordinator, clock)
+        yield Kit(host, coordinator, clock)
     finally:
         await coordinator.stop()
-        await broker.stop()
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
@@ -128,12 +123,12 @@ def clock() -> Clock:
 
 
 async def with_topic(kit: Kit, partitions: int = 1, name: str = "t") -> None:
-    await kit.broker.create_topic(TopicCreate(name=name, partitions=partitions))
+    await kit.host.create_topic(TopicCreate(name=name, partitions=partitions))
 
 
-def test_visibility_timeout_redelivers_exactly_at_the_deadline(tmp_path: Path, clock: Clock) -> None:
+def test_visibility_timeout_redelivers_exactly_at_the_deadline(clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit)
             await kit.produce("t", ["a", "b", "c"])
             first = await kit.consume("g", "c1")
@@ -156,9 +151,9 @@ def test_visibility_timeout_redelivers_exactly_at_the_deadline(tmp_path: Path, c
     run(scenario)
 
 
-def test_poison_message_reaches_the_dead_letter_topic_with_its_history(tmp_path: Path, clock: Clock) -> None:
+def test_poison_message_reaches_the_dead_letter_topic_with_its_history(clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, clock, maxDeliveries=3) as kit:
+        async with running(clock, maxDeliveries=3) as kit:
             await with_topic(kit)
             await kit.produce("t", ["poison", "fine"], headers=[("trace", b"42")])
             for delivery in (1, 2):
@@ -184,14 +179,14 @@ def test_poison_message_reaches_the_dead_letter_topic_with_its_history(tmp_path:
             assert [r.value for r in rest.records] == ["fine"]  # the poison is never delivered again
             await kit.c.delivery.ack("g", AckRequest(lease_ids=[rest.records[0].lease_id or ""]))
             assert (await kit.c.describe("g")).offsets[0].committed == 2
-            scrape = generate_latest(kit.broker.metrics.registry).decode()
+            scrape = generate_latest(kit.host.metrics_registry).decode()
             assert 'goqueue_dead_lettered_messages_total{group="g",topic="t"} 1.0' in scrape
     run(scenario)
 
 
-def test_nack_at_the_last_delivery_dead_letters_at_once(tmp_path: Path, clock: Clock) -> None:
+def test_nack_at_the_last_delivery_dead_letters_at_once(clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, clock, maxDeliveries=1) as kit:
+        async with running(clock, maxDeliveries=1) as kit:
             await with_topic(kit)
             await kit.produce("t", ["bad"])
             got = await kit.consume("g")
@@ -202,9 +197,9 @@ def test_nack_at_the_last_delivery_dead_letters_at_once(tmp_path: Path, clock: C
     run(scenario)
 
 
-def test_nack_delay_and_release(tmp_path: Path, clock: Clock) -> None:
+def test_nack_delay_and_release(clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit)
             await kit.produce("t", ["x", "y"])
             got = await kit.consume("g")
@@ -221,9 +216,9 @@ def test_nack_delay_and_release(tmp_path: Path, clock: Clock) -> None:
     run(scenario)
 
 
-def test_inflight_capacity_bounds_unacked_messages(tmp_path: Path, clock: Clock) -> None:
+def test_inflight_capacity_bounds_unacked_messages(clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, clock, inflightCapacity=2) as kit:
+        async with running(clock, inflightCapacity=2) as kit:
             await with_topic(kit)
             await kit.produce("t", [str(n) for n in range(5)])
             got = await kit.consume("g", max_records=5)
@@ -232,16 +227,16 @@ def test_inflight_capacity_bounds_unacked_messages(tmp_path: Path, clock: Clock)
                 await kit.consume("g")
             await kit.c.delivery.ack("g", AckRequest(lease_ids=[got.records[0].lease_id or ""]))
             assert [r.value for r in (await kit.consume("g", max_records=5)).records] == ["2"]
-            scrape = generate_latest(kit.broker.metrics.registry).decode()
+            scrape = generate_latest(kit.host.metrics_registry).decode()
             assert 'goqueue_inflight_messages{group="g"} 2.0' in scrape
             assert 'goqueue_inflight_capacity{group="g"} 2.0' in scrape
             assert 'goqueue_consumer_lag{group="g",partition="0",topic="t"} 4.0' in scrape
     run(scenario)
 
 
-def test_pause_is_a_state_not_an_error(tmp_path: Path, clock: Clock) -> None:
+def test_pause_is_a_state_not_an_error(clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit)
             await kit.c.declare("g", GroupSpec(mode=GroupMode.SHARED, topics=["t"]))  # starts at latest
             await kit.produce("t", ["m"])
@@ -257,9 +252,9 @@ def test_pause_is_a_state_not_an_error(tmp_path: Path, clock: Clock) -> None:
     run(scenario)
 
 
-def test_long_poll_wakes_when_a_record_arrives(tmp_path: Path, clock: Clock) -> None:
+def test_long_poll_wakes_when_a_record_arrives(clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit)
             waiting = asyncio.create_task(kit.consume("g", wait_ms=20_000))
             await asyncio.sleep(0)  # the consume starts; wherever it is, the record must wake it
@@ -269,9 +264,9 @@ def test_long_poll_wakes_when_a_record_arrives(tmp_path: Path, clock: Clock) -> 
     run(scenario)
 
 
-def test_rebalance_when_a_member_dies(tmp_path: Path, clock: Clock) -> None:
+def test_rebalance_when_a_member_dies(clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit, partitions=4)
             a = await kit.c.join("o", JoinRequest(client_id="a", topics=["t"]), "h")
             b = await kit.c.join("o", JoinRequest(client_id="b", topics=["t"]), "h")
@@ -293,9 +288,9 @@ def test_rebalance_when_a_member_dies(tmp_path: Path, clock: Clock) -> None:
     run(scenario)
 
 
-def test_commits_and_reads_from_a_fenced_generation_are_rejected(tmp_path: Path, clock: Clock) -> None:
+def test_commits_and_reads_from_a_fenced_generation_are_rejected(clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit, partitions=2)
             await kit.produce("t", ["p0"], partition=0)
             a = await kit.c.join("o", JoinRequest(client_id="a", topics=["t"]), "h")
@@ -319,13 +314,13 @@ def test_commits_and_reads_from_a_fenced_generation_are_rejected(tmp_path: Path,
     run(scenario)
 
 
-def test_a_read_fenced_by_a_rebalance_moves_no_position(tmp_path: Path, clock: Clock,
+def test_a_read_fenced_by_a_rebalance_moves_no_position(clock: Clock,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A consume reads its partitions one by one; a rebalance during a later read fences the whole response, so
     the records read before it were never delivered and the member, keeping that partition, must read them again
     (CI's load run once lost 9 acknowledged records to positions moved by a discarded read)."""
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit, partitions=2)
             await with_topic(kit, name="u")
             await kit.produce("t", ["p0"], partition=0)
@@ -349,16 +344,17 @@ def test_a_read_fenced_by_a_rebalance_moves_no_position(tmp_path: Path, clock: C
     run(scenario)
 
 
-def test_restart_keeps_leases_delivery_counts_and_offsets(tmp_path: Path, clock: Clock) -> None:
+def test_restart_keeps_leases_delivery_counts_and_offsets(clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        host = ConsumerHostDouble(clock)
+        async with running(clock, host) as kit:
             await with_topic(kit)
             await kit.produce("t", [str(n) for n in range(6)])
             got = await kit.consume("g", max_records=5)
             leases = [r.lease_id or "" for r in got.records]
             await kit.c.delivery.ack("g", AckRequest(lease_ids=leases[:2]))
             await kit.c.delivery.nack("g", NackRequest(lease_ids=[leases[2]], delay_s=60))
-        async with running(tmp_path, clock) as kit:
+        async with running(clock, host.restarted()) as kit:  # the broker process started again
             listing = kit.c.inflight("g", 100)
             assert [(m.offset, m.state, m.delivery_count) for m in listing.messages] == [
                 (2, "waiting", 1), (3, "leased", 1), (4, "leased", 1)]
@@ -375,10 +371,10 @@ def test_restart_keeps_leases_delivery_counts_and_offsets(tmp_path: Path, clock:
     run(scenario)
 
 
-def test_offset_reset_needs_force_while_members_live_and_dry_run_changes_nothing(tmp_path: Path,
+def test_offset_reset_needs_force_while_members_live_and_dry_run_changes_nothing(
                                                                                  clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit)
             await kit.produce("t", ["a", "b"])
             got = await kit.consume("g")
@@ -398,9 +394,9 @@ def test_offset_reset_needs_force_while_members_live_and_dry_run_changes_nothing
     run(scenario)
 
 
-def test_bad_requests(tmp_path: Path, clock: Clock) -> None:
+def test_bad_requests(clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit)
             with pytest.raises(GroupNotFound):
                 (await kit.c.describe("nope"))
@@ -422,53 +418,46 @@ def test_bad_requests(tmp_path: Path, clock: Clock) -> None:
     run(scenario)
 
 
-def test_backup_and_restore_round_trip(tmp_path: Path, clock: Clock) -> None:
+def test_backup_and_restore_round_trip(clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path / "a", clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit, partitions=2)
             await kit.produce("t", ["a", "b", "c"])
             got = await kit.consume("g", max_records=2)
             await kit.c.delivery.ack("g", AckRequest(lease_ids=[r.lease_id or "" for r in got.records]))
             await kit.c.pause("g")
-            backup = backup_metadata(kit.c)
+            backup = backup_metadata(kit.host, kit.c.table, clock())
         assert [t.name for t in backup.topics] == ["t"]  # internal topics are not in it
-        async with running(tmp_path / "b", clock) as kit:
+        async with running(clock) as kit:  # another cluster
             await with_topic(kit, partitions=1)
             await kit.produce("t", ["x", "y", "z"])
-            report = await restore_metadata(GroupRouter(kit.broker, kit.c), backup)
+            report = await restore_metadata(GroupRouter(kit.host, kit.c), backup, forwarded=False)
             assert (report.topics_updated, report.groups_restored) == (["t"], ["g"])
-            assert kit.broker.registry.get("t").partitions == 2
+            assert kit.host.topic("t").partitions == 2
             info = await kit.c.describe("g")
             assert info.paused
             assert {(o.partition, o.committed) for o in info.offsets} == {(0, 2), (1, 0)}
-            again = await restore_metadata(GroupRouter(kit.broker, kit.c), backup)
+            again = await restore_metadata(GroupRouter(kit.host, kit.c), backup, forwarded=False)
             assert again.topics_unchanged == ["t"]
     run(scenario)
 
 
-def test_groups_follow_the_leadership_of_their_state_partition(tmp_path: Path, clock: Clock) -> None:
+def test_groups_follow_the_leadership_of_their_state_partition(clock: Clock) -> None:
     """Losing the state partition drops its groups (requests answer NOT_COORDINATOR, a waiting long-poll too);
     leading it again at a new epoch replays them from the log: the same leases, counts and offsets."""
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit)
             await kit.produce("t", ["a", "b", "c", "d"])
             got = await kit.consume("g", max_records=3)
             await kit.c.delivery.ack("g", AckRequest(lease_ids=[got.records[0].lease_id or ""]))
             before = kit.c.inflight("g", 100)
-            state = kit.broker.replicas.partitions[(STATE_TOPIC, 0)]
-            epoch = state.leader_epoch
+            epoch = kit.host.replicas[(STATE_TOPIC, 0)].leader_epoch
             waiting = asyncio.create_task(kit.consume("g", "c2", wait_ms=30_000, max_records=1, start_from=None))
             await kit.consume("g", "c3", max_records=1)  # takes "d": the long-poll above waits for more
             await asyncio.sleep(0)
 
-            def become(leader: int, new_epoch: int) -> None:
-                state.apply_metadata({"leader": leader, "leader_epoch": new_epoch, "replicas": [leader],
-                                      "isr": [leader], "version": new_epoch})
-                state.advance_high_watermark()
-                kit.c.loading.on_role_change(state)
-
-            become(7, epoch + 1)  # another broker leads the state partition now
+            kit.become(7, epoch + 1)  # another broker leads the state partition now
             assert kit.c.groups == {}
             assert 'goqueue_coordinator_state_partitions{state="active"} 0.0' in scrape(kit)
             with pytest.raises(NotCoordinator):
@@ -478,7 +467,7 @@ def test_groups_follow_the_leadership_of_their_state_partition(tmp_path: Path, c
             with pytest.raises(NotCoordinator):
                 await kit.c.describe("g")
 
-            become(kit.broker.broker_id, epoch + 2)  # and back here: replayed from the log
+            kit.become(kit.host.broker_id, epoch + 2)  # and back here: replayed from the log
             with pytest.raises(NotReady):
                 await kit.c.describe("g")  # still loading
             assert await kit.c.loading.wait_loaded(10)
@@ -492,30 +481,30 @@ def test_groups_follow_the_leadership_of_their_state_partition(tmp_path: Path, c
 
 
 def scrape(kit: Kit) -> str:
-    return generate_latest(kit.broker.metrics.registry).decode()
+    return generate_latest(kit.host.metrics_registry).decode()
 
 
-def test_a_deposed_coordinator_cannot_write(tmp_path: Path, clock: Clock) -> None:
+def test_a_deposed_coordinator_cannot_write(clock: Clock) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit)
             await kit.produce("t", ["a"])
             await kit.consume("g")
             index = kit.c.store.partition_for("g")
-            epoch = kit.c.loading.owned[index].leader_epoch
+            epoch = kit.c.table.owned[index].leader_epoch
             with pytest.raises(NotCoordinator):  # a write fenced by an epoch this broker no longer leads at
                 await kit.c.store.write(index, epoch + 1, [("group:g", {"x": 1})])
     run(scenario)
 
 
-def test_a_lease_not_yet_written_is_never_skipped_by_a_failover(tmp_path: Path, clock: Clock,
+def test_a_lease_not_yet_written_is_never_skipped_by_a_failover(clock: Clock,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Two consumes of one group interleave: A leases partition 0's records in memory and, before persisting,
     reads partition 1; meanwhile B leases partition 0's newer records and persists its cursor. Then the coordinator
     moves before A persists (A answers NOT_COORDINATOR, its consumer never sees the records). The new coordinator
     must still know A's records: as leases (redelivered after their timeout), or below `next` — never skipped."""
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit, partitions=2)
             await kit.c.declare("g", GroupSpec(mode=GroupMode.SHARED, topics=["t"]))
             await kit.produce("t", ["a0", "a1"], partition=0)
@@ -523,11 +512,11 @@ def test_a_lease_not_yet_written_is_never_skipped_by_a_failover(tmp_path: Path, 
             real_read_from = reader.read_from
             reading_p1, release_a = asyncio.Event(), asyncio.Event()
 
-            async def read_from(broker: Broker, topic: str, partition: int, *args: Any) -> Any:
+            async def read_from(host: Records, topic: str, partition: int, *args: Any) -> Any:
                 if partition == 1 and not reading_p1.is_set():
                     reading_p1.set()
                     await release_a.wait()  # consume A holds partition 0's new leases in memory only
-                return await real_read_from(broker, topic, partition, *args)
+                return await real_read_from(host, topic, partition, *args)
 
             monkeypatch.setattr(reader, "read_from", read_from)
             kit.c.delivery._rotation["g"] = 0  # A reads partition 0 first, then 1
@@ -537,20 +526,13 @@ def test_a_lease_not_yet_written_is_never_skipped_by_a_failover(tmp_path: Path, 
             b = await kit.consume("g", "B", max_records=10)  # persists partition 0's cursor past A's leases
             assert {r.value for r in b.records} >= {"a2", "a3"}
 
-            state = kit.broker.replicas.partitions[(STATE_TOPIC, 0)]
-            epoch = state.leader_epoch
+            epoch = kit.host.replicas[(STATE_TOPIC, 0)].leader_epoch
 
-            def become(leader: int, new_epoch: int) -> None:
-                state.apply_metadata({"leader": leader, "leader_epoch": new_epoch, "replicas": [leader],
-                                      "isr": [leader], "version": new_epoch})
-                state.advance_high_watermark()
-                kit.c.loading.on_role_change(state)
-
-            become(7, epoch + 1)  # the coordinator moves before A persisted
+            kit.become(7, epoch + 1)  # the coordinator moves before A persisted
             release_a.set()
             with pytest.raises(NotCoordinator):
                 await a
-            become(kit.broker.broker_id, epoch + 2)  # a new coordinator replays the state topic
+            kit.become(kit.host.broker_id, epoch + 2)  # a new coordinator replays the state topic
             assert await kit.c.loading.wait_loaded(10)
             clock.advance(31)  # every lease handed out before the failover expires
             await kit.c.tick()
@@ -571,15 +553,15 @@ async def delivered_then_released(kit: Kit) -> None:
     await kit.c.delivery.release("g", AckRequest(lease_ids=[r.lease_id or "" for r in got.records]))
 
 
-def test_a_redelivery_never_drops_a_record_a_lagging_leader_does_not_return_yet(tmp_path: Path,
+def test_a_redelivery_never_drops_a_record_a_lagging_leader_does_not_return_yet(
                                                                                 clock: Clock) -> None:
     """A freshly elected partition leader's high watermark lags until its followers fetch from it: records the
     group delivered before may sit above it for a moment. Their redelivery waits; only records retention removed
     (below the leader's log start) are settled as gone."""
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await delivered_then_released(kit)
-            plog = kit.broker.replicas.partitions[("t", 0)].log
+            plog = kit.host.replicas[("t", 0)]
             plog.high_watermark = 1  # a new leader that has not heard from its followers yet
             lagging = await kit.consume("g", "c2", max_records=3)
             assert [r.value for r in lagging.records] == ["a"]
@@ -589,22 +571,22 @@ def test_a_redelivery_never_drops_a_record_a_lagging_leader_does_not_return_yet(
     run(scenario)
 
 
-def test_records_retention_removed_are_passed_and_logged(tmp_path: Path, clock: Clock,
+def test_records_retention_removed_are_passed_and_logged(clock: Clock,
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          caplog: pytest.LogCaptureFixture) -> None:
     """Skipping is only for records the leader's log no longer holds (Kafka's auto.offset.reset): a waiting
     message is settled as gone, a cursor below the log start moves to it, and both say so in the log."""
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await delivered_then_released(kit)
-            real_fetch = kit.broker.fetch
+            real_fetch = kit.host.fetch
 
-            async def fetch(topic: str, index: int, offset: int, max_bytes: int, wait_s: float = 0.0) -> Any:
+            async def fetch(topic: str, index: int, offset: int, max_bytes: int) -> Any:
                 if offset < 2:  # retention deleted the segments holding offsets 0 and 1
                     raise OffsetOutOfRange("gone", log_start_offset=2, log_end_offset=3)
-                return await real_fetch(topic, index, offset, max_bytes, wait_s)
+                return await real_fetch(topic, index, offset, max_bytes)
 
-            monkeypatch.setattr(kit.broker, "fetch", fetch)
+            monkeypatch.setattr(kit.host, "fetch", fetch)
             again = await kit.consume("g", "c2", max_records=3)
             assert [r.value for r in again.records] == ["c"]
             assert kit.c.groups["g"].cursors[("t", 0)].pending == 1  # a and b settled, c leased
@@ -619,35 +601,35 @@ def test_records_retention_removed_are_passed_and_logged(tmp_path: Path, clock: 
     run(scenario)
 
 
-def test_a_long_poll_waiting_for_an_unreadable_due_message_does_not_spin(tmp_path: Path, clock: Clock) -> None:
+def test_a_long_poll_waiting_for_an_unreadable_due_message_does_not_spin(clock: Clock) -> None:
     """Messages due for redelivery that a lagging leader cannot return yet are re-checked at the remote-poll pace
     while the long-poll lasts, not every millisecond."""
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await delivered_then_released(kit)
-            kit.broker.replicas.partitions[("t", 0)].log.high_watermark = 1
+            kit.host.replicas[("t", 0)].high_watermark = 1
             assert [r.value for r in (await kit.consume("g", "c2", max_records=3)).records] == ["a"]
             clock.advance(1)  # b and c have been due for a second, and still cannot be read
             fetches = 0
-            real_fetch = kit.broker.fetch
+            real_fetch = kit.host.fetch
 
             async def counting_fetch(*args: Any, **kwargs: Any) -> Any:
                 nonlocal fetches
                 fetches += 1
                 return await real_fetch(*args, **kwargs)
 
-            kit.broker.fetch = counting_fetch  # type: ignore[method-assign]
+            kit.host.fetch = counting_fetch  # type: ignore[method-assign]
             waited = await kit.consume("g", "c2", max_records=3, wait_ms=600)
             assert waited.records == []
             assert fetches <= 12, f"{fetches} fetches in a 0.6 s long-poll: a busy loop"
     run(scenario)
 
 
-def test_a_first_bounded_read_starts_every_partition_of_the_topic(tmp_path: Path, clock: Clock) -> None:
+def test_a_first_bounded_read_starts_every_partition_of_the_topic(clock: Clock) -> None:
     """Issue 12: `consume --from-beginning --max 1` on a new group, then a consume without the flag, skipped every
     partition the first read did not touch (their positions were taken later, at their end)."""
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit, partitions=4)
             for partition in range(4):
                 await kit.produce("t", [f"p{partition}-{n}" for n in range(5)], partition=partition)
@@ -666,17 +648,17 @@ def test_a_first_bounded_read_starts_every_partition_of_the_topic(tmp_path: Path
     run(scenario)
 
 
-def test_latest_starts_every_partition_at_its_end_when_the_group_first_reads(tmp_path: Path, clock: Clock) -> None:
+def test_latest_starts_every_partition_at_its_end_when_the_group_first_reads(clock: Clock) -> None:
     """Without from-beginning a group starts at the end of every partition at once; a partition added later starts
     at its beginning (it holds nothing older than the group), and so do those a one-partition reset left out."""
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit, partitions=2)
             await kit.produce("t", ["old-0"], partition=0)
             await kit.produce("t", ["old-1"], partition=1)
             assert (await kit.consume("g", start_from=None, max_records=1)).records == []
             await kit.produce("t", ["new-1"], partition=1)
-            await kit.broker.update_topic("t", 3, None)
+            await kit.host.update_topic("t", 3, None)
             await kit.produce("t", ["new-2"], partition=2)
             got = await kit.consume("g", start_from=None, max_records=100)
             assert sorted(r.value for r in got.records) == ["new-1", "new-2"]
@@ -686,12 +668,12 @@ def test_latest_starts_every_partition_at_its_end_when_the_group_first_reads(tmp
     run(scenario)
 
 
-def test_a_consumer_that_left_is_not_brought_back_by_the_long_poll_it_abandoned(tmp_path: Path,
+def test_a_consumer_that_left_is_not_brought_back_by_the_long_poll_it_abandoned(
                                                                                 clock: Clock) -> None:
     """Ctrl-C on `goqueue-cli consume` closes the connection and leaves, but the broker's long-poll of that request
     runs on: woken by the leave (or a record) it made the consumer a member again and leased it records."""
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit)
             abandoned = asyncio.create_task(kit.consume("g", "gone", wait_ms=5_000))
 
@@ -708,12 +690,12 @@ def test_a_consumer_that_left_is_not_brought_back_by_the_long_poll_it_abandoned(
     run(scenario)
 
 
-def test_an_ordered_consume_sent_again_with_its_positions_returns_the_same_records(tmp_path: Path,
+def test_an_ordered_consume_sent_again_with_its_positions_returns_the_same_records(
                                                                                   clock: Clock) -> None:
     """A lost answer (issue 12, item 5): the member's client-held positions make the resend read the same records;
     without them the broker's read position, moved by the lost answer, skips them."""
     async def scenario() -> None:
-        async with running(tmp_path, clock) as kit:
+        async with running(clock) as kit:
             await with_topic(kit, partitions=2)
             await kit.produce("t", ["a0", "a1", "a2"], partition=0)
             await kit.produce("t", ["b0", "b1"], partition=1)
@@ -733,4 +715,79 @@ def test_an_ordered_consume_sent_again_with_its_positions_returns_the_same_recor
 
             # Without positions, the broker's read position (moved by every answer above) decides: nothing new.
             assert (await kit.ordered("o", a.member_id, a.generation, max_records=10)).records == []
+    run(scenario)
+
+
+# -- what the coordinator relies on its host for (port.py), checked on the double ---------------------------------
+
+
+def test_leadership_moving_away_during_a_write_fences_it(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state partition's leadership moves while an ack's state write is on its way: the write is refused
+    (NOT_LEADER, never forwarded to the new leader), the ack answers NOT_COORDINATOR (retriable: nothing was
+    acknowledged), and the deposed coordinator drops the group and writes nothing more."""
+    async def scenario() -> None:
+        async with running(clock) as kit:
+            await with_topic(kit)
+            await kit.produce("t", ["a"])
+            got = await kit.consume("g")
+            state = kit.host.replicas[(STATE_TOPIC, 0)]
+            epoch, written = state.leader_epoch, state.log_end_offset
+            real_append = kit.host.append_local
+
+            async def moving(topic: str, index: int, leader_epoch: int, records: Any) -> int:
+                kit.become(7, epoch + 1)  # the controller elects another leader meanwhile
+                return await real_append(topic, index, leader_epoch, records)
+
+            monkeypatch.setattr(kit.host, "append_local", moving)
+            with pytest.raises(NotCoordinator):
+                await kit.c.delivery.ack("g", AckRequest(lease_ids=[got.records[0].lease_id or ""]))
+            assert state.log_end_offset == written, "a deposed coordinator appended to its successor's log"
+            assert kit.c.groups == {}
+            with pytest.raises(NotCoordinator):
+                await kit.consume("g")
+    run(scenario)
+
+
+def test_role_changes_load_and_drop_groups_and_stop_unsubscribes(clock: Clock) -> None:
+    """A coordinator that starts while another broker leads the state partition holds none of its groups; when the
+    leadership comes here it loads them from the log; a stopped coordinator hears of no more role changes."""
+    async def scenario() -> None:
+        host = ConsumerHostDouble(clock)
+        async with running(clock, host) as kit:
+            await with_topic(kit)
+            await kit.produce("t", ["a", "b"])
+            await kit.consume("g", max_records=1)
+            epoch = host.replicas[(STATE_TOPIC, 0)].leader_epoch
+            kit.become(7, epoch + 1)
+        restarted = host.restarted()
+        async with running(clock, restarted) as kit:  # started as a follower of the state partition
+            assert kit.c.groups == {}
+            with pytest.raises(NotCoordinator):
+                await kit.c.describe("g")
+            kit.become(restarted.broker_id, epoch + 2)
+            assert await kit.c.loading.wait_loaded(10)
+            assert [(m.offset, m.consumer_id) for m in kit.c.inflight("g", 10).messages] == [(0, "c1")]
+        assert restarted._listeners == [], "a stopped coordinator still listens to role changes"
+    run(scenario)
+
+
+def test_pause_all_is_the_hosts_cluster_flag(clock: Clock) -> None:
+    """Pause-all is cluster metadata: set through one coordinator's host it pauses every coordinator's groups, and
+    another coordinator of the same cluster sees it; resume-all lifts it and every per-group pause."""
+    async def scenario() -> None:
+        host = ConsumerHostDouble(clock)
+        async with running(clock, host) as kit:
+            await with_topic(kit)
+            await kit.c.declare("g", GroupSpec(mode=GroupMode.SHARED, topics=["t"]))  # starts at latest
+            await kit.produce("t", ["m"])
+            await kit.c.pause("g")
+            answer = await kit.c.pause(None)
+            assert (answer.paused, answer.all, host.paused_all) == (True, True, True)
+        async with running(clock, host.restarted()) as kit:
+            assert kit.host.paused_all, "the flag lives in the cluster, not in one coordinator"
+            assert (await kit.consume("g")).paused
+            await kit.c.resume(None)
+            assert not kit.host.paused_all
+            assert not (await kit.c.describe("g")).paused, "resume --all lifts the per-group pause too"
+            assert [r.value for r in (await kit.consume("g")).records] == ["m"]
     run(scenario)

@@ -15,6 +15,7 @@ from goqueue.consumers.ownership import (
     route_group,
     state_partition_for,
 )
+from goqueue.consumers.port import Leadership
 
 pytestmark = pytest.mark.unit
 
@@ -42,8 +43,8 @@ def test_next_transition(owned: OwnedPartition | None, is_leader: bool, epoch: i
     assert next_transition(owned, is_leader, epoch) is expected
 
 
-def partition(leader: int | None, epoch: int = 5) -> dict[str, object]:
-    return {"leader": leader, "leader_epoch": epoch, "replicas": [0, 1, 2], "isr": [0, 1, 2]}
+def partition(leader: int | None, epoch: int = 5) -> Leadership:
+    return Leadership(leader, epoch)
 
 
 def active(epoch: int = 5) -> OwnedPartition:
@@ -62,7 +63,7 @@ def active(epoch: int = 5) -> OwnedPartition:
     (partition(None), None, False, RouteKind.NO_COORDINATOR, None),
     (None, None, False, RouteKind.NO_COORDINATOR, None),
 ])
-def test_route_group(state: dict[str, object] | None, owned: OwnedPartition | None, forwarded: bool,
+def test_route_group(state: Leadership | None, owned: OwnedPartition | None, forwarded: bool,
                      kind: RouteKind, broker: int | None) -> None:
     route = route_group(SELF, state, owned, forwarded)
     assert (route.kind, route.broker_id) == (kind, broker)

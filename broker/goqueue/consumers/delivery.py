@@ -1,4 +1,4 @@
-"""Deliveries: consume (both modes, long-poll), ack, nack, release, and moving exhausted messages to dead letters.
+"""`Delivery`: consume (both modes, long-poll), ack, nack, release; a nack of a last delivery dead-letters at once.
 
 Shared mode, one consume: for each partition of the topic (a rotating start, so no partition starves), first
 redeliver WAITING messages that are due, then lease new records from the cursor's `next`, while the group holds
@@ -16,6 +16,10 @@ from the partition's leader (`reader.py`), a partition that cannot be read right
 skipped for this round while the others still deliver, and a long-poll over partitions held elsewhere re-checks
 every `REMOTE_POLL_S` (their appends wake nothing here). A long-poll whose group moves to another coordinator ends
 with NOT_COORDINATOR, so the client retries there.
+
+It works on the coordinator's shared table (`coordinated.py`) with the parts it needs, each given to it: cursors
+(`cursors.py`), the writer (`persistence.py`) and dead letters (`dead_letters.py`); records come from the host
+(`port.Records`), wake-ups from this broker's own replicas (`port.StatePartitions.local_replica`).
 """
 
 from __future__ import annotations
@@ -24,14 +28,19 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from goqueue.config import ConsumersSection
 from goqueue.consumers import reader
 from goqueue.consumers.assignment import TP
-from goqueue.consumers.dead_letters import dead_letter_record, ensure_dead_letter_topic
+from goqueue.consumers.coordinated import CoordinatedGroups
+from goqueue.consumers.cursors import GroupCursors
+from goqueue.consumers.dead_letters import DeadLetters
 from goqueue.consumers.groups import Group, Member
 from goqueue.consumers.leases import Cursor, LeaseId, Settle, Slot
+from goqueue.consumers.persistence import GroupWriter
+from goqueue.consumers.port import ConsumerHost
 from goqueue.consumers.state_store import Changes
 from goqueue.errors import (
     FencedGeneration,
@@ -44,6 +53,7 @@ from goqueue.errors import (
     PartitionOffline,
     Unavailable,
 )
+from goqueue.metrics import ConsumerMetrics
 from goqueue.models import (
     AckRequest,
     AckResponse,
@@ -58,9 +68,6 @@ from goqueue.models import (
     encode_bytes,
 )
 from goqueue.storage.batch import Record
-
-if TYPE_CHECKING:
-    from goqueue.consumers.coordinator import GroupCoordinator
 
 log = logging.getLogger(__name__)
 
@@ -81,25 +88,33 @@ class _LeaseTerms:
 
 
 class Delivery:
-    def __init__(self, coordinator: GroupCoordinator) -> None:
-        self.c = coordinator
+    def __init__(self, host: ConsumerHost, table: CoordinatedGroups, cursors: GroupCursors, writer: GroupWriter,
+                 dead_letters: DeadLetters, settings: ConsumersSection, metrics: ConsumerMetrics,
+                 clock: Callable[[], float]) -> None:
+        self.host = host
+        self.table = table
+        self.cursors = cursors
+        self.writer = writer
+        self.dead_letters = dead_letters
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
         self._rotation: dict[str, int] = defaultdict(int)
 
     # -- consume ---------------------------------------------------------------------------------------------
 
     async def consume(self, name: str, request: ConsumeRequest, peer_host: str) -> ConsumeResponse:
-        c = self.c
         changes = Changes()
         group, mode = self._consuming_group(name, request, changes)
-        wait_s = min(request.wait_ms / 1000, c.broker.settings.limits.max_wait_s)
+        wait_s = min(request.wait_ms / 1000, self.host.max_wait_s)
         deadline = time.monotonic() + wait_s
-        max_records = min(request.max_records, c.settings.max_records_per_consume)
+        max_records = min(request.max_records, self.settings.max_records_per_consume)
         member: Member | None = None  # shared: the membership this long-poll made or renewed
         while True:
             # Take the wake-up events before looking, so a record or ack arriving while this request reads and
             # persists still wakes it (a lost wake-up would hold the long-poll until its deadline).
             events, remote = self._wake_events(group, request)
-            paused = group.paused or c.all_paused
+            paused = group.paused or self.host.paused_all
             at_capacity = False
             delivered: list[Delivered] = []
             read_to: dict[TP, int] = {}  # ordered: the next offset per partition read, for the answer
@@ -115,33 +130,33 @@ class Delivery:
                 delivered = await self._deliver_ordered(group, request, max_records, changes, read_to)
             if mode is GroupMode.SHARED and member is None:
                 member = group.members.get(request.consumer_id or "")
-            await c.persist(group, changes)
+            await self.writer.persist(group, changes)
             changes = Changes()
             remaining = deadline - time.monotonic()
-            if not delivered and not c.owns(group) and not group.dead:
+            if not delivered and not self.table.owns(group) and not group.dead:
                 raise NotCoordinator(f"group {name!r} moved to another coordinator; retry", group=name)
-            if delivered or remaining <= 0 or not c.ready or not c.owns(group):
+            if delivered or remaining <= 0 or not self.table.ready or not self.table.owns(group):
                 if not delivered and at_capacity and not paused:
-                    c.metrics.inflight_limit_reached.labels(name).inc()
+                    self.metrics.inflight_limit_reached.labels(name).inc()
                     raise InflightLimitReached(
-                        f"group {name!r} holds its inflightCapacity of {c.effective(group).inflight_capacity} "
+                        f"group {name!r} holds its inflightCapacity of "
+                        f"{group.effective(self.settings).inflight_capacity} "
                         "unacked messages: ack or nack some, or wait for leases to expire", group=name)
                 return self._response(group, delivered, request.encoding, paused, read_to)
             await self._wait(group, request, events, min(remaining, REMOTE_POLL_S) if remote else remaining)
 
     def _consuming_group(self, name: str, request: ConsumeRequest, changes: Changes) -> tuple[Group, GroupMode]:
         """The group a consume is for, created (shared) on first use; the request must match its mode."""
-        c = self.c
-        c.check_ready()
+        self.table.check_ready()
         if (request.consumer_id is None) == (request.member_id is None):
             raise InvalidRequest("send consumerId (shared groups) or memberId and generation (ordered groups)")
         mode = GroupMode.SHARED if request.consumer_id is not None else GroupMode.ORDERED
         if mode is GroupMode.SHARED and request.topic is None:
             raise InvalidRequest("a shared consume names its topic")
         if request.topic is not None:
-            c.check_topic(request.topic)
+            self.cursors.check_topic(request.topic)
         # Ordered members join first (GroupNotFound otherwise); a shared group appears on first consume.
-        group = c.group(name) if mode is GroupMode.ORDERED else c.get_or_create(name, mode, changes)
+        group = self.table.group(name) if mode is GroupMode.ORDERED else self.table.get_or_create(name, mode, changes)
         if group.mode is not mode:
             raise InvalidRequest(f"group {name!r} is {group.mode.value}: " + (
                 "join it and consume with memberId and generation" if group.mode is GroupMode.ORDERED
@@ -150,24 +165,22 @@ class Delivery:
 
     def _keep_alive(self, group: Group, request: ConsumeRequest, peer_host: str) -> None:
         """A consume of a paused group still counts as a heartbeat (paused is a state, not an error)."""
-        c = self.c
         if group.mode is GroupMode.ORDERED:
-            group.check_generation(request.member_id, request.generation).last_seen_s = c.clock()
+            group.check_generation(request.member_id, request.generation).last_seen_s = self.clock()
         elif request.consumer_id is not None and request.topic is not None:
-            group.seen(request.consumer_id, peer_host, request.topic, c.clock(), c.settings.max_members)
+            group.seen(request.consumer_id, peer_host, request.topic, self.clock(), self.settings.max_members)
 
     async def _deliver_shared(self, group: Group, request: ConsumeRequest, host: str, max_records: int,
                               changes: Changes) -> tuple[list[Delivered], bool]:
-        c = self.c
         assert request.consumer_id is not None
         assert request.topic is not None
         consumer, topic = request.consumer_id, request.topic
-        now_s = c.clock()
-        group.seen(consumer, host, topic, now_s, c.settings.max_members)
+        now_s = self.clock()
+        group.seen(consumer, host, topic, now_s, self.settings.max_members)
         lease = _LeaseTerms(consumer, int(now_s * 1000),
-                            int(now_s * 1000) + int(c.effective(group).visibility_timeout_s * 1000),
-                            min(request.max_bytes, c.broker.settings.limits.max_fetch_bytes))
-        count = c.broker.registry.get(topic).partitions
+                            int(now_s * 1000) + int(group.effective(self.settings).visibility_timeout_s * 1000),
+                            min(request.max_bytes, self.host.max_fetch_bytes))
+        count = self.host.topic(topic).partitions
         start = self._rotation[group.name]
         self._rotation[group.name] = start + 1
         out: list[Delivered] = []
@@ -177,7 +190,7 @@ class Delivery:
             if len(out) >= max_records:
                 break
             try:
-                cursor = await c.cursor(group, tp, request.start_from, changes)
+                cursor = await self.cursors.cursor(group, tp, request.start_from, changes)
                 out.extend(await self._redeliver(group, tp, cursor, lease, max_records - len(out), changes))
                 taken, full = await self._lease_new(group, tp, cursor, lease, max_records - len(out), changes)
             except UNREADABLE as exc:
@@ -189,17 +202,16 @@ class Delivery:
             out.extend(taken)
             blocked = blocked or full
         if out:
-            c.metrics.delivered.labels(group.name, topic).inc(len(out))
+            self.metrics.delivered.labels(group.name, topic).inc(len(out))
         return out, blocked and not out
 
     async def _redeliver(self, group: Group, tp: TP, cursor: Cursor, lease: _LeaseTerms, budget: int,
                          changes: Changes) -> list[Delivered]:
         """WAITING messages whose redelivery time has come, oldest first."""
-        c = self.c
-        due = cursor.due(lease.now_ms, c.effective(group).max_deliveries, budget)
+        due = cursor.due(lease.now_ms, group.effective(self.settings).max_deliveries, budget)
         if not due:
             return []
-        read = await reader.read_at(c.broker, tp[0], tp[1], due, lease.max_bytes)
+        read = await reader.read_at(self.host, tp[0], tp[1], due, lease.max_bytes)
         out: list[Delivered] = []
         for offset in due:
             record = read.found.get(offset)
@@ -210,7 +222,7 @@ class Delivery:
                 if slot is not None and not slot.dead_lettering:
                     log.warning("lease.record_gone", extra={"group": group.name, "topic": tp[0],
                                                             "partition": tp[1], "offset": offset})
-                    c.metrics.records_skipped.labels(group.name, tp[0]).inc()
+                    self.metrics.records_skipped.labels(group.name, tp[0]).inc()
                     cursor.settle(offset)
                     changes.slots.add((tp, offset))
                     changes.cursors.add(tp)
@@ -220,26 +232,25 @@ class Delivery:
                 continue  # another consume took it during the read
             out.append((tp, record, redelivered, cursor))
             changes.slots.add((tp, offset))
-            c.metrics.redeliveries.labels(group.name, tp[0]).inc()
+            self.metrics.redeliveries.labels(group.name, tp[0]).inc()
         return out
 
     async def _lease_new(self, group: Group, tp: TP, cursor: Cursor, lease: _LeaseTerms, budget: int,
                          changes: Changes) -> tuple[list[Delivered], bool]:
         """Records never delivered, from the cursor's `next`; (delivered, blocked by inflight capacity)."""
-        c = self.c
-        capacity = c.effective(group).inflight_capacity
+        capacity = group.effective(self.settings).inflight_capacity
         want = min(budget, capacity - group.pending())
         if capacity - group.pending() <= 0:
             return [], True
         if want <= 0:
             return [], False
         # From the cursor's `next`; retention may have passed it (reading then starts at the log start).
-        result = await reader.read_from(c.broker, tp[0], tp[1], cursor.next, want, lease.max_bytes)
+        result = await reader.read_from(self.host, tp[0], tp[1], cursor.next, want, lease.max_bytes)
         if result.removed:
             log.warning("lease.records_removed_unread", extra={"group": group.name, "topic": tp[0],
                                                                "partition": tp[1], "from": cursor.next,
                                                                "count": result.removed})
-            c.metrics.records_skipped.labels(group.name, tp[0]).inc(result.removed)
+            self.metrics.records_skipped.labels(group.name, tp[0]).inc(result.removed)
         out: list[Delivered] = []
         full = False
         for record in result.records:
@@ -260,9 +271,8 @@ class Delivery:
 
     async def _deliver_ordered(self, group: Group, request: ConsumeRequest, max_records: int,
                                changes: Changes, read_to: dict[TP, int]) -> list[Delivered]:
-        c = self.c
         member = group.check_generation(request.member_id, request.generation)
-        member.last_seen_s = c.clock()
+        member.last_seen_s = self.clock()
         generation = group.generation
         tps = [tp for tp in member.assignment if request.topic is None or tp[0] == request.topic]
         if not tps:
@@ -274,7 +284,7 @@ class Delivery:
         advanced: dict[TP, int] = {}
         start = self._rotation[group.name]
         self._rotation[group.name] = start + 1
-        max_bytes = min(request.max_bytes, c.broker.settings.limits.max_fetch_bytes)
+        max_bytes = min(request.max_bytes, self.host.max_fetch_bytes)
         out: list[Delivered] = []
         for i in range(len(tps)):
             tp = tps[(start + i) % len(tps)]
@@ -282,14 +292,14 @@ class Delivery:
             if budget <= 0:
                 break
             try:
-                cursor = await c.cursor(group, tp, request.start_from, changes)
+                cursor = await self.cursors.cursor(group, tp, request.start_from, changes)
                 position = positions.get(tp, cursor.committed) if given is None else given.get(tp, cursor.committed)
-                result = await reader.read_from(c.broker, tp[0], tp[1], position, budget, max_bytes)
+                result = await reader.read_from(self.host, tp[0], tp[1], position, budget, max_bytes)
             except UNREADABLE as exc:
                 if isinstance(exc, NotCoordinator):
                     raise
                 continue
-            if group.generation != generation or c.groups.get(group.name) is not group:
+            if group.generation != generation or self.table.groups.get(group.name) is not group:
                 raise FencedGeneration(f"group {group.name!r} rebalanced during the read: join again",
                                        group=group.name, generation=group.generation)
             advanced[tp] = max(position, result.next_offset)
@@ -300,7 +310,7 @@ class Delivery:
         read_to.update(advanced)
         if out:
             for topic in {tp[0] for tp, *_ in out}:
-                c.metrics.delivered.labels(group.name, topic).inc(sum(1 for tp, *_ in out if tp[0] == topic))
+                self.metrics.delivered.labels(group.name, topic).inc(sum(1 for tp, *_ in out if tp[0] == topic))
         return out
 
     def _response(self, group: Group, delivered: list[Delivered], encoding: Encoding | None,
@@ -316,7 +326,7 @@ class Delivery:
                 delivery_count=slot.deliveries if slot is not None else 1,
                 lease_expires_at_ms=slot.deadline_ms if slot is not None else None))
         return ConsumeResponse(group=group.name, records=records, paused=paused,
-                               state=group.state(self.c.all_paused),
+                               state=group.state(self.host.paused_all),
                                generation=group.generation if group.mode is GroupMode.ORDERED else None,
                                positions=[ReadPosition(topic=t, partition=p, offset=o)
                                           for (t, p), o in sorted((read_to or {}).items())])
@@ -324,15 +334,14 @@ class Delivery:
     def _wake_events(self, group: Group, request: ConsumeRequest) -> tuple[list[asyncio.Event], bool]:
         """New records in the partitions read, or any coordinator change (ack, expiry, resume, rebalance); and
         whether some partition has no replica here (nothing wakes for it: the wait must poll)."""
-        c = self.c
-        events: list[asyncio.Event] = [c.changed]
+        events: list[asyncio.Event] = [self.table.changed]
         remote = False
         for topic in self._topics_of(group, request):
-            meta = c.broker.registry.topics.get(topic)
+            meta = self.host.topics().get(topic)
             for partition in range(meta.partitions if meta else 0):
-                held = c.broker.replicas.partitions.get((topic, partition))
+                held = self.host.local_replica(topic, partition)
                 if held is not None:
-                    events.append(held.grown)
+                    events.append(held.changed())
                 else:
                     remote = True
         return events, remote
@@ -347,13 +356,12 @@ class Delivery:
     async def _wait(self, group: Group, request: ConsumeRequest, events: list[asyncio.Event],
                     timeout_s: float) -> None:
         """Sleep until one of `events` fires, a nacked or expired message becomes due, or the deadline."""
-        c = self.c
-        eff = c.effective(group)
+        eff = group.effective(self.settings)
         topics = self._topics_of(group, request)
         due = [t for tp, cursor in group.cursors.items() if tp[0] in topics
                if (t := cursor.next_due_ms(eff.max_deliveries)) is not None]
-        if due and not (group.paused or c.all_paused):
-            until_due = min(due) / 1000 - c.clock()
+        if due and not (group.paused or self.host.paused_all):
+            until_due = min(due) / 1000 - self.clock()
             # Due a while ago yet not delivered: its record is not readable now (a new leader's high watermark
             # still lags); re-check at the remote-poll pace, not in a busy loop. Just due: deliver it now.
             timeout_s = min(timeout_s, max(0.0, until_due) + 0.001 if until_due > -JUST_DUE_S else REMOTE_POLL_S)
@@ -367,7 +375,7 @@ class Delivery:
     # -- settle ----------------------------------------------------------------------------------------------
 
     def _shared_group(self, name: str) -> Group:
-        group = self.c.group(name)
+        group = self.table.group(name)
         if group.mode is not GroupMode.SHARED:
             raise InvalidRequest(f"group {name!r} is ordered: commit offsets instead of acking messages")
         return group
@@ -400,11 +408,11 @@ class Delivery:
                 response.already_done += 1
             else:
                 response.stale.append(str(lease))
-        await self.c.persist(group, changes)
+        await self.writer.persist(group, changes)
         for topic, n in acked.items():
-            self.c.metrics.acks.labels(name, topic).inc(n)
+            self.metrics.acks.labels(name, topic).inc(n)
         if response.acked:
-            self.c.notify()  # capacity freed
+            self.table.notify()  # capacity freed
         return response
 
     async def nack(self, name: str, request: NackRequest) -> AckResponse:
@@ -415,13 +423,12 @@ class Delivery:
 
     async def _give_back(self, name: str, lease_ids: list[str], delay_s: float, reason: str | None,
                          release: bool) -> AckResponse:
-        c = self.c
         group = self._shared_group(name)
-        if delay_s > c.settings.max_nack_delay_s:
+        if delay_s > self.settings.max_nack_delay_s:
             raise InvalidRequest(
-                f"delay {delay_s:g}s is over consumers.maxNackDelay ({c.settings.max_nack_delay_s:g}s)")
-        eff = c.effective(group)
-        now_ms = int(c.clock() * 1000)
+                f"delay {delay_s:g}s is over consumers.maxNackDelay ({self.settings.max_nack_delay_s:g}s)")
+        eff = group.effective(self.settings)
+        now_ms = int(self.clock() * 1000)
         changes = Changes()
         response = AckResponse()
         exhausted: dict[TP, list[int]] = defaultdict(list)
@@ -433,62 +440,15 @@ class Delivery:
                 response.acked += 1
                 changes.slots.add((tp, lease.offset))
                 if not release:
-                    c.metrics.nacks.labels(name, lease.topic).inc()
+                    self.metrics.nacks.labels(name, lease.topic).inc()
                     if cursor.slots[lease.offset].deliveries >= eff.max_deliveries:
                         exhausted[tp].append(lease.offset)
             elif settle is Settle.ALREADY_DONE:
                 response.already_done += 1
             else:
                 response.stale.append(str(lease))
-        await c.persist(group, changes)
+        await self.writer.persist(group, changes)
         for tp, offsets in exhausted.items():
-            response.dead_lettered += await self.dead_letter(group, tp, offsets)
-        c.notify()
+            response.dead_lettered += await self.dead_letters.dead_letter(group, tp, offsets)
+        self.table.notify()
         return response
-
-    # -- dead letters ----------------------------------------------------------------------------------------
-
-    async def dead_letter(self, group: Group, tp: TP, offsets: list[int]) -> int:
-        """Append the messages to the dead-letter topic, then settle them; returns how many moved."""
-        c = self.c
-        cursor = group.cursors.get(tp)
-        if cursor is None:
-            return 0
-        slots = [cursor.slots[o] for o in offsets if o in cursor.slots and not cursor.slots[o].dead_lettering]
-        if not slots:
-            return 0
-        epoch = cursor.epoch
-        eff = c.effective(group)
-        target = eff.dead_letter_for(tp[0], c.settings.dead_letter_suffix)
-        for slot in slots:
-            slot.dead_lettering = True
-        try:
-            read = await reader.read_at(c.broker, tp[0], tp[1], [s.offset for s in slots],
-                                        c.broker.settings.limits.max_fetch_bytes)
-            now_ms = int(c.clock() * 1000)
-            copies = [dead_letter_record(read.found[s.offset], group=group.name, topic=tp[0], partition=tp[1],
-                                         deliveries=s.deliveries, reason=s.reason, now_ms=now_ms)
-                      for s in slots if s.offset in read.found]
-            if copies:
-                await ensure_dead_letter_topic(c.broker, target, tp[0])
-                await c.broker.produce(target, copies)
-        finally:
-            for slot in slots:
-                slot.dead_lettering = False
-        if c.groups.get(group.name) is not group or group.cursors.get(tp) is not cursor or cursor.epoch != epoch:
-            return 0  # deleted or reset meanwhile: the copies stand, the old window is gone anyway
-        changes = Changes()
-        moved = 0
-        for slot in slots:
-            if slot.offset not in read.found and slot.offset not in read.gone:
-                continue  # not readable now: copied at a later tick, never settled uncopied
-            if cursor.slots.get(slot.offset) is slot:  # not acked meanwhile
-                cursor.settle(slot.offset)
-                changes.slots.add((tp, slot.offset))
-                moved += 1
-        changes.cursors.add(tp)
-        await c.persist(group, changes)
-        c.metrics.dead_lettered.labels(group.name, tp[0]).inc(moved)
-        log.warning("messages.dead_lettered", extra={"group": group.name, "topic": tp[0], "partition": tp[1],
-                                                     "count": moved, "dead_letter_topic": target})
-        return moved

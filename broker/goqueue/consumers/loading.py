@@ -1,12 +1,13 @@
 """`StateLoading`: the state partitions this broker leads, loaded when it becomes their leader and dropped when it
 stops — the I/O shell of `ownership.py`.
 
-`Broker.reconcile` tells it of every role change of a local replica (`Broker.role_listeners`, on the event loop).
-For a `__consumer_state` partition it applies `next_transition`:
+The host tells it of every role change of a local replica (`StatePartitions.subscribe_roles`: a `RoleChange`, on
+the event loop). For a `__consumer_state` partition it applies `next_transition` to the shared table
+(`CoordinatedGroups.owned` and `.groups`):
 
 * LOAD — mark the partition LOADING at its leader epoch and start one task that replays it from this broker's own
-  replica (`state_store.read_local`), then installs its groups in the coordinator and marks it ACTIVE;
-* DROP — cancel a running load, remove the partition's groups from the coordinator (long-polls wake and answer
+  replica (`state_store.read_local`), then installs its groups in the table and marks it ACTIVE;
+* DROP — cancel a running load, remove the partition's groups from the table (long-polls wake and answer
   NOT_COORDINATOR), forget the partition;
 * RELOAD — both, in that order.
 
@@ -21,16 +22,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from goqueue.consumers import state_store
+from goqueue.consumers.coordinated import CoordinatedGroups
 from goqueue.consumers.ownership import LoadState, OwnedPartition, Transition, next_transition
+from goqueue.consumers.port import LocalReplica, RoleChange, StatePartitions
 from goqueue.consumers.state_store import STATE_TOPIC
-from goqueue.errors import GoQueueError, NotCoordinator, NotReady
-from goqueue.replicas.partition import Partition
-
-if TYPE_CHECKING:
-    from goqueue.consumers.coordinator import GroupCoordinator
+from goqueue.errors import GoQueueError, NotCoordinator
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +37,10 @@ LOAD_RETRY_S = 1.0  # a failed load is tried again this much later, while the pa
 
 
 class StateLoading:
-    def __init__(self, coordinator: GroupCoordinator) -> None:
-        self.c = coordinator
-        self.owned: dict[int, OwnedPartition] = {}
+    def __init__(self, host: StatePartitions, table: CoordinatedGroups, clock: Callable[[], float]) -> None:
+        self.host = host
+        self.table = table
+        self.clock = clock
         self._loads: dict[int, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listening = False
@@ -49,11 +49,10 @@ class StateLoading:
 
     def start(self) -> None:
         """Follow role changes from now on, and take up the state partitions this broker leads already."""
-        self.c.broker.replicas.role_listeners.append(self.on_role_change)
+        self.host.subscribe_roles(self.on_role_change)
         self._listening = True
-        for (topic, _), partition in list(self.c.broker.replicas.partitions.items()):
-            if topic == STATE_TOPIC:
-                self.on_role_change(partition)
+        for change in self.host.roles(STATE_TOPIC):
+            self.on_role_change(change)
 
     async def wait_loaded(self, timeout_s: float) -> bool:
         """Until every load running now has finished; False when some are still running after `timeout_s`."""
@@ -65,7 +64,7 @@ class StateLoading:
 
     async def stop(self) -> None:
         if self._listening:
-            self.c.broker.replicas.role_listeners.remove(self.on_role_change)
+            self.host.unsubscribe_roles(self.on_role_change)
             self._listening = False
         for task in list(self._tasks):
             task.cancel()
@@ -73,40 +72,31 @@ class StateLoading:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    # -- ownership -------------------------------------------------------------------------------------------
+    # -- role changes ----------------------------------------------------------------------------------------
 
-    def check_owner(self, index: int) -> OwnedPartition:
-        """The partition, when this broker coordinates its groups now; else a retriable error saying why."""
-        owned = self.owned.get(index)
-        if owned is None:
-            raise NotCoordinator(f"this broker does not lead {STATE_TOPIC}/{index}: it does not coordinate the "
-                                 "group; retry (any broker forwards the request to the coordinator)")
-        if owned.state is LoadState.LOADING:
-            raise NotReady(f"this broker is loading the consumer groups of {STATE_TOPIC}/{index}; retry shortly")
-        return owned
-
-    def on_role_change(self, partition: Partition) -> None:
-        if partition.topic != STATE_TOPIC:
+    def on_role_change(self, change: RoleChange) -> None:
+        if change.topic != STATE_TOPIC:
             return
-        transition = next_transition(self.owned.get(partition.index), partition.is_leader, partition.leader_epoch)
+        transition = next_transition(self.table.owned.get(change.index), change.is_leader, change.leader_epoch)
         if transition in (Transition.DROP, Transition.RELOAD):
-            self._drop(partition.index)
+            self._drop(change.index)
         if transition in (Transition.LOAD, Transition.RELOAD):
-            self._load(partition)
+            self._load(change)
 
     def _drop(self, index: int) -> None:
         task = self._loads.pop(index, None)
         if task is not None:
             task.cancel()
-        owned = self.owned.pop(index)
-        dropped = self.c.drop_groups(index)
+        owned = self.table.owned.pop(index)
+        dropped = self.table.drop(index)
         log.info("consumer_state.unloaded", extra={"partition": index, "epoch": owned.leader_epoch,
                                                    "groups": dropped})
 
-    def _load(self, partition: Partition) -> None:
-        owned = self.owned[partition.index] = OwnedPartition(partition.index, partition.leader_epoch)
-        task = asyncio.create_task(self._run_load(partition, owned), name=f"load-{STATE_TOPIC}-{partition.index}")
-        self._loads[partition.index] = task
+    def _load(self, change: RoleChange) -> None:
+        owned = self.table.owned[change.index] = OwnedPartition(change.index, change.leader_epoch)
+        replica = self.host.local_replica(STATE_TOPIC, change.index)
+        task = asyncio.create_task(self._run_load(replica, owned), name=f"load-{STATE_TOPIC}-{change.index}")
+        self._loads[change.index] = task
         self._tasks.add(task)
         task.add_done_callback(self._load_done)
 
@@ -115,16 +105,18 @@ class StateLoading:
         if not task.cancelled() and task.exception() is not None:
             log.error("consumer_state.load_crashed", exc_info=task.exception())
 
-    async def _run_load(self, partition: Partition, owned: OwnedPartition) -> None:
+    async def _run_load(self, replica: LocalReplica | None, owned: OwnedPartition) -> None:
         def is_current() -> bool:
-            return (self.owned.get(owned.index) is owned and partition.is_leader
-                    and partition.leader_epoch == owned.leader_epoch)
+            return (self.table.owned.get(owned.index) is owned and replica is not None and replica.is_leader
+                    and replica.leader_epoch == owned.leader_epoch)
 
+        if replica is None:
+            return  # no replica here any more: the role change that dropped it drops the partition too
         started = time.monotonic()
         log.info("consumer_state.loading", extra={"partition": owned.index, "epoch": owned.leader_epoch})
         while True:
             try:
-                records = await state_store.read_local(partition, is_current)
+                records = await state_store.read_local(replica, owned.index, is_current)
                 break
             except NotCoordinator:
                 return  # leadership moved on: its own transition takes over
@@ -135,8 +127,8 @@ class StateLoading:
                     return
         if not is_current():
             return
-        groups = state_store.replay(records, self.c.clock())
-        self.c.install_groups(groups)
+        groups = state_store.replay(records, self.clock())
+        self.table.install(groups)
         owned.state = LoadState.ACTIVE
         self._loads.pop(owned.index, None)
         log.info("consumer_state.loaded", extra={

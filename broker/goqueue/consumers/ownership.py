@@ -19,17 +19,18 @@ Routing, for a request about group G arriving at broker B: B serves it when the 
 partition at the epoch B loaded; otherwise B forwards it to the leader — once: a forwarded request that lands on a
 broker that does not coordinate G is answered NOT_COORDINATOR (retriable), never forwarded again.
 
-Nothing here does I/O; `loading.py` and `router.py` act on these decisions.
+Nothing here does I/O; `loading.py`, `coordinated.py` and `router.py` act on these decisions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import crc32c
+
+from goqueue.consumers.port import Leadership
 
 
 class LoadState(StrEnum):
@@ -86,15 +87,15 @@ class Route:
     reason: str = ""
 
 
-def route_group(self_id: int, partition_state: Mapping[str, Any] | None, owned: OwnedPartition | None,
+def route_group(self_id: int, leadership: Leadership | None, owned: OwnedPartition | None,
                 forwarded: bool) -> Route:
-    """Where a request about a group in this state partition is served (see the module docstring)."""
-    if partition_state is None or partition_state["leader"] is None:
+    """Where a request about a group in this state partition is served (see the module docstring); `forwarded`:
+    another broker sent the request on."""
+    if leadership is None or leadership.leader is None:
         return Route(RouteKind.NO_COORDINATOR, reason="its state partition has no leader right now")
-    leader = partition_state["leader"]
+    leader = leadership.leader
     if leader == self_id:
-        epoch = partition_state["leader_epoch"]
-        if owned is not None and owned.state is LoadState.ACTIVE and owned.leader_epoch == epoch:
+        if owned is not None and owned.state is LoadState.ACTIVE and owned.leader_epoch == leadership.leader_epoch:
             return Route(RouteKind.LOCAL, self_id)
         return Route(RouteKind.LOADING, self_id, "this broker is loading the group's state")
     if forwarded:
@@ -103,13 +104,13 @@ def route_group(self_id: int, partition_state: Mapping[str, Any] | None, owned: 
     return Route(RouteKind.REMOTE, int(leader))
 
 
-def coordinator_brokers(partition_states: Iterable[Mapping[str, Any]]) -> tuple[set[int], int]:
+def coordinator_brokers(partitions: Iterable[Leadership]) -> tuple[set[int], int]:
     """The brokers leading state partitions (whom a cluster-wide read-out asks), and how many have no leader."""
     leaders: set[int] = set()
     leaderless = 0
-    for state in partition_states:
-        if state["leader"] is None:
+    for leadership in partitions:
+        if leadership.leader is None:
             leaderless += 1
         else:
-            leaders.add(int(state["leader"]))
+            leaders.add(leadership.leader)
     return leaders, leaderless

@@ -1,7 +1,7 @@
 """Reading records of a partition for delivery: from an offset onwards, or at a set of offsets (redeliveries).
 
-Thin I/O over `Broker.fetch` (whole batches below the high watermark; forwarded to the partition's leader when it
-is elsewhere) and `storage.batch.decode_records`. It reports where reading stopped, so the caller can move its
+Thin I/O over the host's `Records.fetch` (whole batches below the high watermark, from the partition's leader
+wherever it is) and `storage.batch.decode_records`. It reports where reading stopped, so the caller can move its
 cursor past compaction gaps and skipped batches.
 
 The coordinator of a group is not necessarily the leader (or a replica) of the partitions the group reads, so
@@ -20,10 +20,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from goqueue.broker import Broker
 from goqueue.consumers.offsets import PartitionBounds
+from goqueue.consumers.port import Fetched, Records
 from goqueue.errors import OffsetOutOfRange
-from goqueue.records import FetchResult
 from goqueue.storage import batch as batches
 from goqueue.storage.batch import Record
 
@@ -41,27 +40,26 @@ class ReadAtResult:
     gone: set[int]  # not in the leader's log any more (retention, compaction); the others wanted: not readable now
 
 
-async def partition_bounds(broker: Broker, topic: str, partition: int,
+async def partition_bounds(host: Records, topic: str, partition: int,
                            timestamp_ms: int | None = None) -> PartitionBounds:
     """Log start offset, high watermark (and the offset for a timestamp) from the partition's leader."""
-    offsets = await broker.partition_offsets_routed(topic, partition, timestamp_ms)
-    return PartitionBounds(int(offsets["earliest"] or 0), int(offsets["latest"] or 0), offsets["forTimestamp"])
+    return await host.offsets(topic, partition, timestamp_ms)
 
 
-async def _fetch(broker: Broker, topic: str, partition: int, offset: int, max_bytes: int) -> tuple[FetchResult, int]:
+async def _fetch(host: Records, topic: str, partition: int, offset: int, max_bytes: int) -> tuple[Fetched, int]:
     """Batches from `offset`, or from the log start when retention removed `offset`; and where they start."""
     try:
-        return await broker.fetch(topic, partition, offset, max_bytes), offset
+        return await host.fetch(topic, partition, offset, max_bytes), offset
     except OffsetOutOfRange as exc:
         start = exc.details.get("log_start_offset")
         if start is None:
-            start = (await partition_bounds(broker, topic, partition)).log_start
+            start = (await partition_bounds(host, topic, partition)).log_start
         if offset >= int(start):
             raise  # past the log end: the caller retries later
-        return await broker.fetch(topic, partition, int(start), max_bytes), int(start)
+        return await host.fetch(topic, partition, int(start), max_bytes), int(start)
 
 
-async def read_from(broker: Broker, topic: str, partition: int, offset: int, max_records: int,
+async def read_from(host: Records, topic: str, partition: int, offset: int, max_records: int,
                     max_bytes: int) -> ReadResult:
     """Up to `max_records` records at or after `offset`, below the high watermark."""
     taken: list[Record] = []
@@ -70,7 +68,7 @@ async def read_from(broker: Broker, topic: str, partition: int, offset: int, max
     while len(taken) < max_records:
         asked = next_offset
         try:
-            result, next_offset = await _fetch(broker, topic, partition, next_offset, max_bytes)
+            result, next_offset = await _fetch(host, topic, partition, next_offset, max_bytes)
         except OffsetOutOfRange:
             break  # retention or a truncation moved the log meanwhile; the caller retries later
         removed += next_offset - asked
@@ -98,7 +96,7 @@ async def read_from(broker: Broker, topic: str, partition: int, offset: int, max
 
 
 async def read_at(
-    broker: Broker, topic: str, partition: int, wanted: Iterable[int], max_bytes: int,
+    host: Records, topic: str, partition: int, wanted: Iterable[int], max_bytes: int,
 ) -> ReadAtResult:
     """The records at `wanted` offsets, and those the leader's log no longer holds; any other offset could not be
     read now (above a lagging high watermark, past the log end) and is neither."""
@@ -107,7 +105,7 @@ async def read_at(
     gone: set[int] = set()
     while remaining:
         try:
-            result, start = await _fetch(broker, topic, partition, remaining[0], max_bytes)
+            result, start = await _fetch(host, topic, partition, remaining[0], max_bytes)
         except OffsetOutOfRange:
             break  # past the answering leader's log end: not readable now
         gone.update(o for o in remaining if o < start)  # below the log start: removed by retention

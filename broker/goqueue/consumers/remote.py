@@ -1,7 +1,7 @@
 """`RemoteCoordinator`: a group's coordinator on another broker, spoken to through that broker's public HTTP API.
 
 Each method is the forwarded twin of a `GroupCoordinator` operation: the same route a client would call, with the
-request model as JSON and `X-GoQueue-Forwarded: 1` (set by `PeerClient` on every request), so the peer serves it
+request model as JSON and `X-GoQueue-Forwarded: 1` (the host's `PeerCalls` marks every call), so the peer serves it
 itself or answers NOT_COORDINATOR — it never forwards it again. The client's own address travels in
 `X-GoQueue-Client-Host`, so a member's `host` is the client's, not the forwarding broker's. Errors come back as the
 `GoQueueError` the peer raised; an unreachable peer is `Unavailable` (retriable).
@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
+from goqueue.consumers.port import PeerCalls
 from goqueue.models import (
     ANSWER,
     AckRequest,
@@ -39,7 +40,6 @@ from goqueue.models import (
     OffsetResetRequest,
     PauseResponse,
 )
-from goqueue.replication.peers import PeerClient
 
 CLIENT_HOST_HEADER = "X-GoQueue-Client-Host"
 LONG_POLL_MARGIN_S = 10.0  # a forwarded long-poll may take its wait plus this before the forwarder gives up
@@ -52,7 +52,7 @@ def _body(model: BaseModel | None) -> Any:
 
 
 class RemoteCoordinator:
-    def __init__(self, peers: PeerClient, base_url: str) -> None:
+    def __init__(self, peers: PeerCalls, base_url: str) -> None:
         self.peers = peers
         self.base_url = base_url
 

@@ -22,25 +22,26 @@ An acked lease is a tombstone; lease records below their cursor's committed offs
 Lease expiry is not written: a lease read back with a past deadline simply expires again at the first tick.
 
 Who calls it: the coordinator, on the event loop; `write` returns once the records are durable, and only ever
-appends to a partition this broker leads at the epoch its groups were loaded for; `read_local` replays a partition
-from this broker's own replica when it becomes the leader.
+appends to a partition this broker leads at the epoch its groups were loaded for (`StatePartitions.append_local`);
+`read_local` replays a partition from this broker's own replica when it becomes the leader.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from goqueue.broker import Broker
 from goqueue.consumers.assignment import TP
 from goqueue.consumers.groups import Group, Member
 from goqueue.consumers.leases import Cursor, Slot, SlotState
 from goqueue.consumers.ownership import state_partition_for
+from goqueue.consumers.port import ClusterView, LocalReplica, OutgoingRecord, StatePartitions, TopicLookup
 from goqueue.errors import (
     InvalidConfig,
     InvalidRequest,
@@ -51,8 +52,6 @@ from goqueue.errors import (
     TopicAlreadyExists,
 )
 from goqueue.models import CleanupPolicy, GroupConfig, GroupMode, TopicConfig, TopicCreate, load_stored
-from goqueue.records import RecordIn
-from goqueue.replicas.partition import Partition
 from goqueue.storage import batch as batches
 
 log = logging.getLogger(__name__)
@@ -206,15 +205,19 @@ def build_state(raw: _Raw, now_s: float) -> dict[str, Group]:
 
 # -- the topic -----------------------------------------------------------------------------------------------
 
+class StateTopicHost(TopicLookup, StatePartitions, ClusterView, Protocol):
+    """What the state topic needs of its host: topic lookup and creation, the fenced append, the cluster size."""
+
+
 class StateStore:
-    def __init__(self, broker: Broker, partitions: int, segment_bytes: int) -> None:
-        self.broker = broker
+    def __init__(self, host: StateTopicHost, partitions: int, segment_bytes: int) -> None:
+        self.host = host
         self.wanted_partitions = partitions
         self.segment_bytes = segment_bytes
 
     @property
     def partitions(self) -> int:
-        return self.broker.registry.get(STATE_TOPIC).partitions
+        return self.host.topic(STATE_TOPIC).partitions
 
     def _config(self) -> TopicConfig:
         return TopicConfig(cleanup_policy=CleanupPolicy.COMPACT, segment_bytes=self.segment_bytes)
@@ -227,11 +230,11 @@ class StateStore:
         existed (or with another value) gets the configured segment size: every broker proposes the same value,
         so the race is harmless.
         """
-        replication_factor = min(3, max(1, len(self.broker.settings.cluster.peers)))
+        replication_factor = min(3, max(1, self.host.cluster_size))
         deadline = time.monotonic() + ENSURE_TOPIC_TIMEOUT_S
-        while STATE_TOPIC not in self.broker.registry.topics:
+        while STATE_TOPIC not in self.host.topics():
             try:
-                await self.broker.create_topic(TopicCreate(
+                await self.host.create_topic(TopicCreate(
                     name=STATE_TOPIC, partitions=self.wanted_partitions, replication_factor=replication_factor,
                     config=self._config()), internal=True)
                 log.info("consumer_state.created", extra={"topic": STATE_TOPIC, "partitions": self.wanted_partitions,
@@ -243,8 +246,8 @@ class StateStore:
                     raise
                 log.info("consumer_state.create_retry", extra={"reason": str(exc)})
                 await asyncio.sleep(0.5)
-        if self.broker.registry.get(STATE_TOPIC).config.segment_bytes != self.segment_bytes:
-            await self.broker.update_topic(STATE_TOPIC, None, {"segmentBytes": self.segment_bytes})
+        if self.host.topic(STATE_TOPIC).config.segment_bytes != self.segment_bytes:
+            await self.host.update_topic(STATE_TOPIC, None, {"segmentBytes": self.segment_bytes})
 
     def partition_for(self, group: str) -> int:
         return state_partition_for(group, self.partitions)
@@ -254,14 +257,14 @@ class StateStore:
         callers answer their client only after this returns.
 
         Fenced: a coordinator whose leadership moved gets NOT_COORDINATOR, and the write is never forwarded to the
-        new leader (its successor owns that log now): `Broker.append_local` appends only at this leader epoch.
+        new leader (its successor owns that log now): the host's `append_local` appends only at this leader epoch.
         """
         if not records:
             return
-        encoded = [RecordIn(key.encode(), None if value is None else
-                            json.dumps(value, separators=(",", ":")).encode(), []) for key, value in records]
+        encoded = [OutgoingRecord(key.encode(), None if value is None else
+                                  json.dumps(value, separators=(",", ":")).encode(), []) for key, value in records]
         try:
-            await self.broker.append_local(STATE_TOPIC, partition, leader_epoch, encoded)
+            await self.host.append_local(STATE_TOPIC, partition, leader_epoch, encoded)
         except NotLeader as exc:
             raise NotCoordinator(f"this broker no longer leads {STATE_TOPIC}/{partition} at epoch {leader_epoch}; "
                                  f"retry: the group's new coordinator serves it ({exc.message})") from exc
@@ -269,8 +272,9 @@ class StateStore:
 
 # -- replay --------------------------------------------------------------------------------------------------
 
-async def read_local(partition: Partition, is_current: Callable[[], bool]) -> list[tuple[str, dict[str, Any] | None]]:
-    """Every state record of a partition this broker leads, read from its own replica.
+async def read_local(replica: LocalReplica, index: int,
+                     is_current: Callable[[], bool]) -> list[tuple[str, dict[str, Any] | None]]:
+    """Every state record of state partition `index`, which this broker leads, read from its own replica.
 
     It first waits until the high watermark reaches the log end offset it found: a new leader's log may end in
     records of the previous epoch not yet confirmed by the in-sync replicas, and a coordinator serves only
@@ -279,18 +283,19 @@ async def read_local(partition: Partition, is_current: Callable[[], bool]) -> li
     replicas have fetched them (or the lagging ones left the ISR). `is_current` says whether the load is still
     wanted (leadership may move meanwhile).
     """
-    plog = partition.log
-    end = plog.log_end_offset
-    while plog.high_watermark < end:
+    end = replica.log_end_offset
+    while replica.high_watermark < end:
+        changed = replica.changed()
         if not is_current():
-            raise NotCoordinator(f"{STATE_TOPIC}/{partition.index} changed leader while loading")
-        await partition.wait_changed(COMMIT_POLL_S)
+            raise NotCoordinator(f"{STATE_TOPIC}/{index} changed leader while loading")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), COMMIT_POLL_S)
     found: list[tuple[str, dict[str, Any] | None]] = []
-    offset = plog.log_start_offset
+    offset = replica.log_start_offset
     while offset < end:
         if not is_current():
-            raise NotCoordinator(f"{STATE_TOPIC}/{partition.index} changed leader while loading")
-        data = plog.read(offset, READ_CHUNK_BYTES, upto=end)
+            raise NotCoordinator(f"{STATE_TOPIC}/{index} changed leader while loading")
+        data = replica.read(offset, READ_CHUNK_BYTES, upto=end)
         if not data:
             break
         for pos, header in batches.iter_headers(data):

@@ -1,6 +1,9 @@
 """The consumer-group rpcs of `service GoQueue`: each converts its request (`convert_groups`), calls `GroupRouter`
 (which serves it here or forwards it to the group's coordinator), and converts the answer.
 
+Brokers forward group operations to each other over HTTP only, so every rpc is a client's own request: each passes
+`forwarded=False` (the router may forward it once to the group's coordinator).
+
 ConsumeStream is the only logic: credit-based flow control. The client grants credit (records it is ready for) in
 its first request and in any later one; the servicer long-polls the group only while credit remains, for at most
 that many records, in slices of `CONSUME_STREAM_POLL_S` so it notices shutdown, half-close and new credit. Records
@@ -92,24 +95,26 @@ class GroupRpcs:
     @translate_errors
     async def JoinGroup(self, request: Any, context: Context) -> Any:  # noqa: N802 - rpc names are the proto's
         group, join = convert.join_from_proto(request)
-        return convert.join_response_to_proto(await self._router().join(group, join, peer_host(context)))
+        response = await self._router().join(group, join, peer_host(context), forwarded=False)
+        return convert.join_response_to_proto(response)
 
     @translate_errors
     async def Heartbeat(self, request: Any, context: Context) -> Any:  # noqa: N802
         group = convert.group_name(request)
         in_range(request.generation, limits.GENERATION, "generation")
-        response = await self._router().heartbeat(group, request.member_id, request.generation)
+        response = await self._router().heartbeat(group, request.member_id, request.generation, forwarded=False)
         return convert.heartbeat_response_to_proto(response)
 
     @translate_errors
     async def LeaveGroup(self, request: Any, context: Context) -> Any:  # noqa: N802
-        await self._router().leave(convert.group_name(request), request.member_id)
+        await self._router().leave(convert.group_name(request), request.member_id, forwarded=False)
         return pb.LeaveGroupResponse()
 
     @translate_errors
     async def Consume(self, request: Any, context: Context) -> Any:  # noqa: N802
         group, consume = convert.consume_from_proto(request)
-        return convert.consume_response_to_proto(await self._router().consume(group, consume, peer_host(context)))
+        response = await self._router().consume(group, consume, peer_host(context), forwarded=False)
+        return convert.consume_response_to_proto(response)
 
     @translate_errors
     async def ConsumeStream(self, requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:  # noqa: N802
@@ -134,7 +139,8 @@ class GroupRpcs:
                     await credit.wait(CONSUME_STREAM_POLL_S)
                     continue
                 response = await router.consume(subscription.group, request.model_copy(update={
-                    "max_records": credit.available, "wait_ms": int(CONSUME_STREAM_POLL_S * 1000)}), host)
+                    "max_records": credit.available, "wait_ms": int(CONSUME_STREAM_POLL_S * 1000)}), host,
+                    forwarded=False)
                 if request.positions is not None and response.positions:
                     # Client-held positions (an ordered member): the stream carries them on itself, or every read
                     # would start again where the subscription said.
@@ -161,19 +167,19 @@ class GroupRpcs:
     @translate_errors
     async def Ack(self, request: Any, context: Context) -> Any:  # noqa: N802
         group, ack = convert.ack_from_proto(request)
-        return convert.ack_response_to_proto(await self._router().ack(group, ack))
+        return convert.ack_response_to_proto(await self._router().ack(group, ack, forwarded=False))
 
     @translate_errors
     async def Nack(self, request: Any, context: Context) -> Any:  # noqa: N802
         group, nack = convert.nack_from_proto(request)
-        return convert.ack_response_to_proto(await self._router().nack(group, nack))
+        return convert.ack_response_to_proto(await self._router().nack(group, nack, forwarded=False))
 
     @translate_errors
     async def Release(self, request: Any, context: Context) -> Any:  # noqa: N802
         group, release = convert.ack_from_proto(request)
-        return convert.ack_response_to_proto(await self._router().release(group, release))
+        return convert.ack_response_to_proto(await self._router().release(group, release, forwarded=False))
 
     @translate_errors
     async def CommitOffsets(self, request: Any, context: Context) -> Any:  # noqa: N802
         group, commit = convert.commit_from_proto(request)
-        return convert.commit_response_to_proto(await self._router().commit(group, commit))
+        return convert.commit_response_to_proto(await self._router().commit(group, commit, forwarded=False))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI
 
 from goqueue import __version__
@@ -20,29 +18,8 @@ from goqueue.api.http.routes import (
     replica,
     topics,
 )
-from goqueue.broker import Broker, forwarded_request
+from goqueue.broker import Broker
 from goqueue.consumers.router import GroupRouter
-from goqueue.replication.peers import FORWARDED_HEADER
-
-_FORWARDED = FORWARDED_HEADER.lower().encode()
-
-
-class MarkForwarded:
-    """ASGI middleware: remember whether another broker forwarded this request (then it is never forwarded on)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            forwarded = any(name == _FORWARDED for name, _ in scope["headers"])
-            token = forwarded_request.set(forwarded)
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                forwarded_request.reset(token)
-            return
-        await self.app(scope, receive, send)
 
 
 def create_app(broker: Broker, group_router: GroupRouter | None = None) -> FastAPI:
@@ -55,7 +32,6 @@ def create_app(broker: Broker, group_router: GroupRouter | None = None) -> FastA
     install_error_handlers(app)
     for module in (health, topics, records, admin, groups, admin_consumers, cluster, cluster_admin, replica):
         app.include_router(module.router)
-    app.add_middleware(MarkForwarded)
     # Added last, so outermost: an oversized body is refused before any other layer touches it.
     refusals = broker.metrics.limit_refusals
     app.add_middleware(RequestLimits, limits=broker.settings.limits,

@@ -8,7 +8,7 @@ from fastapi import Depends, Path, Request
 from pydantic import BeforeValidator
 
 from goqueue import limits
-from goqueue.broker import Broker, forwarded_request
+from goqueue.broker import Broker
 from goqueue.consumers.remote import CLIENT_HOST_HEADER
 from goqueue.consumers.router import GroupRouter
 from goqueue.errors import NotReady
@@ -42,12 +42,20 @@ def _groups(request: Request) -> GroupRouter:
 GroupsDep = Annotated[GroupRouter, Depends(_groups)]
 
 
-def peer_host(request: Request) -> str:
-    """The client's address, the default `host` of a group member: for a request another broker forwarded, the
-    address that broker saw (it sends it along), not the forwarding broker's."""
-    if forwarded_request.get() and (original := request.headers.get(CLIENT_HOST_HEADER)):
+def peer_host(request: Request, forwarded: bool) -> str:
+    """The client's address, the default `host` of a group member: for a request another broker forwarded (its
+    `forwarded` header), the address that broker saw (it sends it along), not the forwarding broker's."""
+    if forwarded and (original := request.headers.get(CLIENT_HOST_HEADER)):
         return original
     return request.client.host if request.client else "unknown"
+
+
+def _peer_host(request: Request, forwarded: ForwardedDep) -> str:
+    return peer_host(request, forwarded)
+
+
+# The client's address (`peer_host`), for the group routes that record a member's host.
+PeerHostDep = Annotated[str, Depends(_peer_host)]
 
 
 def _true_or_false(value: Any) -> Any:

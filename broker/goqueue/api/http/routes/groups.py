@@ -7,15 +7,16 @@ Shared mode: consume with a `consumerId` → `POST …/ack` with the lease ids (
 A paused group answers consume with no records and `"paused": true` (HTTP 200): paused is a state.
 
 Any broker answers: each route hands its call to `GroupRouter`, which serves it here when this broker coordinates the
-group and forwards it to the coordinator otherwise (retriable NOT_COORDINATOR / NOT_READY while that moves).
+group and forwards it to the coordinator otherwise (retriable NOT_COORDINATOR / NOT_READY while that moves). Each
+passes `forwarded` (`ForwardedDep`: another broker sent the request on, so it is never forwarded again).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from goqueue.api.http.body import CheckedBodyRoute
-from goqueue.api.http.deps import Flag, GroupsDep, peer_host
+from goqueue.api.http.deps import Flag, ForwardedDep, GroupsDep, PeerHostDep
 from goqueue.api.http.errors import error_responses
 from goqueue.errors import (
     DiskFull,
@@ -75,95 +76,99 @@ _DEAD_LETTERS = (TopicNotFound, InvalidTopicName, RecordTooLarge)  # a nack past
 
 @router.get("", response_model=list[GroupSummary], summary="List consumer groups (of every coordinator)",
             responses=error_responses(_COORDINATOR))
-async def list_groups(groups: GroupsDep) -> list[GroupSummary]:
-    return await groups.list_groups()
+async def list_groups(groups: GroupsDep, forwarded: ForwardedDep) -> list[GroupSummary]:
+    return await groups.list_groups(forwarded=forwarded)
 
 
 @router.put("/{group}", response_model=GroupInfo, summary="Declare a group: create it or update its settings",
             responses=error_responses(_GROUP, InvalidConfig, TopicNotFound))
-async def declare_group(group: str, spec: GroupSpec, groups: GroupsDep) -> GroupInfo:
-    return await groups.declare(group, spec)
+async def declare_group(group: str, spec: GroupSpec, groups: GroupsDep, forwarded: ForwardedDep) -> GroupInfo:
+    return await groups.declare(group, spec, forwarded=forwarded)
 
 
 @router.get("/{group}", response_model=GroupInfo, summary="Describe a group: state, members, offsets and lag",
             responses=error_responses(_GROUP, _READS))
-async def describe_group(group: str, groups: GroupsDep) -> GroupInfo:
-    return await groups.describe(group)
+async def describe_group(group: str, groups: GroupsDep, forwarded: ForwardedDep) -> GroupInfo:
+    return await groups.describe(group, forwarded=forwarded)
 
 
 @router.delete("/{group}", status_code=204, summary="Delete a group and its offsets (409 with live members)",
                responses=error_responses(_GROUP, GroupHasMembers))
-async def delete_group(group: str, groups: GroupsDep, force: Flag = False) -> Response:
-    await groups.delete(group, force)
+async def delete_group(group: str, groups: GroupsDep, forwarded: ForwardedDep, force: Flag = False) -> Response:
+    await groups.delete(group, force, forwarded=forwarded)
     return Response(status_code=204)
 
 
 @router.post("/{group}/members", response_model=JoinResponse, summary="Join (or rejoin) an ordered group",
              responses=error_responses(_GROUP, _MEMBER, TopicNotFound))
-async def join(group: str, body: JoinRequest, request: Request, groups: GroupsDep) -> JoinResponse:
-    return await groups.join(group, body, peer_host(request))
+async def join(group: str, body: JoinRequest, groups: GroupsDep, client_host: PeerHostDep,
+               forwarded: ForwardedDep) -> JoinResponse:
+    return await groups.join(group, body, client_host, forwarded=forwarded)
 
 
 @router.post("/{group}/members/{member}/heartbeat", response_model=HeartbeatResponse, summary="Heartbeat",
              responses=error_responses(_GROUP, _MEMBER))
-async def heartbeat(group: str, member: str, body: HeartbeatRequest, groups: GroupsDep) -> HeartbeatResponse:
-    return await groups.heartbeat(group, member, body.generation)
+async def heartbeat(group: str, member: str, body: HeartbeatRequest, groups: GroupsDep,
+                    forwarded: ForwardedDep) -> HeartbeatResponse:
+    return await groups.heartbeat(group, member, body.generation, forwarded=forwarded)
 
 
 @router.delete("/{group}/members/{member}", status_code=204, summary="Leave the group (its partitions move)",
                responses=error_responses(_GROUP, _MEMBER))
-async def leave(group: str, member: str, groups: GroupsDep) -> Response:
-    await groups.leave(group, member)
+async def leave(group: str, member: str, groups: GroupsDep, forwarded: ForwardedDep) -> Response:
+    await groups.leave(group, member, forwarded=forwarded)
     return Response(status_code=204)
 
 
 @router.post("/{group}/consume", response_model=ConsumeResponse, summary="Consume (long-poll with waitMs)",
              responses=error_responses(_GROUP, _MEMBER, _READS, InflightLimitReached, _DEAD_LETTERS))
-async def consume(group: str, body: ConsumeRequest, request: Request, groups: GroupsDep) -> Response:
-    response = await groups.consume(group, body, peer_host(request))
+async def consume(group: str, body: ConsumeRequest, groups: GroupsDep, client_host: PeerHostDep,
+                  forwarded: ForwardedDep) -> Response:
+    response = await groups.consume(group, body, client_host, forwarded=forwarded)
     return Response(response.model_dump_json(), media_type="application/json")
 
 
 @router.post("/{group}/ack", response_model=AckResponse, summary="Shared mode: the messages are done",
              responses=error_responses(_GROUP, LeaseNotFound))
-async def ack(group: str, body: AckRequest, groups: GroupsDep) -> AckResponse:
-    return await groups.ack(group, body)
+async def ack(group: str, body: AckRequest, groups: GroupsDep, forwarded: ForwardedDep) -> AckResponse:
+    return await groups.ack(group, body, forwarded=forwarded)
 
 
 @router.post("/{group}/nack", response_model=AckResponse,
              summary="Shared mode: redeliver after `delay` (dead letter after maxDeliveries)",
              responses=error_responses(_GROUP, LeaseNotFound, _READS, _DEAD_LETTERS))
-async def nack(group: str, body: NackRequest, groups: GroupsDep) -> AckResponse:
-    return await groups.nack(group, body)
+async def nack(group: str, body: NackRequest, groups: GroupsDep, forwarded: ForwardedDep) -> AckResponse:
+    return await groups.nack(group, body, forwarded=forwarded)
 
 
 @router.post("/{group}/release", response_model=AckResponse,
              summary="Shared mode: give leases back unprocessed (not counted as a delivery)",
              responses=error_responses(_GROUP, LeaseNotFound))
-async def release(group: str, body: AckRequest, groups: GroupsDep) -> AckResponse:
-    return await groups.release(group, body)
+async def release(group: str, body: AckRequest, groups: GroupsDep, forwarded: ForwardedDep) -> AckResponse:
+    return await groups.release(group, body, forwarded=forwarded)
 
 
 @router.post("/{group}/offsets", response_model=CommitResponse, summary="Ordered mode: commit offsets",
              responses=error_responses(_GROUP, _MEMBER, _READS, GroupHasMembers))
-async def commit(group: str, body: CommitRequest, groups: GroupsDep) -> CommitResponse:
-    return await groups.commit(group, body)
+async def commit(group: str, body: CommitRequest, groups: GroupsDep, forwarded: ForwardedDep) -> CommitResponse:
+    return await groups.commit(group, body, forwarded=forwarded)
 
 
 @router.post("/{group}/offsets/reset", response_model=OffsetResetPlan,
              summary="Reset offsets (409 while members live unless force; dryRun returns the plan)",
              responses=error_responses(_GROUP, _READS, GroupHasMembers))
-async def reset_offsets(group: str, body: OffsetResetRequest, groups: GroupsDep) -> OffsetResetPlan:
-    return await groups.reset_offsets(group, body)
+async def reset_offsets(group: str, body: OffsetResetRequest, groups: GroupsDep,
+                        forwarded: ForwardedDep) -> OffsetResetPlan:
+    return await groups.reset_offsets(group, body, forwarded=forwarded)
 
 
 @router.post("/{group}/pause", response_model=PauseResponse, summary="Stop deliveries to this group",
              responses=error_responses(_GROUP))
-async def pause(group: str, groups: GroupsDep) -> PauseResponse:
-    return await groups.pause(group)
+async def pause(group: str, groups: GroupsDep, forwarded: ForwardedDep) -> PauseResponse:
+    return await groups.pause(group, forwarded=forwarded)
 
 
 @router.post("/{group}/resume", response_model=PauseResponse, summary="Resume deliveries to this group",
              responses=error_responses(_GROUP))
-async def resume(group: str, groups: GroupsDep) -> PauseResponse:
-    return await groups.resume(group)
+async def resume(group: str, groups: GroupsDep, forwarded: ForwardedDep) -> PauseResponse:
+    return await groups.resume(group, forwarded=forwarded)
