@@ -19,8 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from goqueue.replication.metadata import Command, MetadataConflict, State, apply_command, empty_state
+from goqueue.replication.commands import Command
+from goqueue.replication.metadata import CommandResult, MetadataConflict, apply_command, empty_state
 from goqueue.replication.raft import PROPOSE_TIMEOUT_S
+from goqueue.replication.state import MetadataState
 
 SNAPSHOT = "metadata-double.pickle"
 
@@ -29,34 +31,38 @@ class InMemoryMetadata:
     """`goqueue.replication.raft.MetadataGroup` for a broker alone: always ready, always the leader."""
 
     def __init__(self, self_address: str, partners: list[str], wal_dir: Path, password: str | None,
-                 on_applied: Callable[[Command, Any], None] | None = None, bind_address: str | None = None) -> None:
+                 on_applied: Callable[[Command, CommandResult], None] | None = None,
+                 bind_address: str | None = None) -> None:
         assert not partners, "the in-memory metadata group has one member: a cluster test is an integration test"
         del password, bind_address  # nothing is sent or bound
         self.self_address = self_address
         self._on_applied = on_applied
         wal_dir.mkdir(parents=True, exist_ok=True)
         self._snapshot = wal_dir / SNAPSHOT
-        self._state: State = pickle.loads(self._snapshot.read_bytes()) if self._snapshot.exists() else empty_state()
+        self._state: MetadataState = (pickle.loads(self._snapshot.read_bytes()) if self._snapshot.exists()
+                                      else empty_state())
         self.destroyed = False
 
     @property
-    def state(self) -> State:
+    def state(self) -> MetadataState:
         return self._state
 
-    async def propose(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> Any:
+    async def propose(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> CommandResult:
         del timeout_s  # a one-member group commits at once
         assert not self.destroyed, "a command proposed after the metadata group was stopped"
         updated = copy.deepcopy(self._state)
+        result: CommandResult | MetadataConflict
         try:
-            result: Any = apply_command(updated, command)
+            applied = apply_command(updated, command)
         except MetadataConflict as exc:
             result = exc
         else:
+            result = applied
             self._state = updated  # copy-on-write, as RaftMetadata: readers keep the snapshot they hold
             self._snapshot.write_bytes(pickle.dumps(updated))
             if self._on_applied is not None:
-                self._on_applied(command, result)
-        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                self._on_applied(command, applied)
+        answered: asyncio.Future[CommandResult | MetadataConflict] = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().call_soon(answered.set_result, result)
         result = await answered
         if isinstance(result, MetadataConflict):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
 
 from goqueue.replication import commands as cmds
 from goqueue.replication.state import BrokerEntry, MetadataState, PartitionState, TopicEntry, empty_state
@@ -25,14 +24,8 @@ from goqueue.replication.view import BrokerView, PartitionView, StateView
 # replaced its storage stranded.
 CommandResult = TopicEntry | PartitionState | list[str] | None
 
-# Transitional and deliberately unchecked: the names call sites outside replication/ still use for the state they
-# index and the dicts they propose, until they read through `view.MetadataView` and build commands with
-# `commands.py` (issue 14). Nothing in replication/ uses them; delete them with the last caller.
-State = Any
-Command = Any
-
-__all__ = ["Command", "CommandResult", "MetadataConflict", "State", "apply_command", "assign_replicas",
-           "choose_new_leader", "empty_state", "restart_would_break"]
+__all__ = ["CommandResult", "MetadataConflict", "apply_command", "assign_replicas", "choose_new_leader",
+           "empty_state", "restart_would_break"]
 
 
 class MetadataConflict(Exception):
