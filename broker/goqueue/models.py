@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, TypedDict, TypeVar
+from typing import Annotated, Any, Literal, TypedDict, TypeVar
 
 from annotated_types import Ge, Le
 from pydantic import (
@@ -619,7 +619,7 @@ class RestoreReport(_Model):
     skipped: list[str] = Field(default_factory=list, description="What was not restored, and why.")
 
 
-# -- cluster read-outs (single node until the clustering issue makes them real) --------------------------------
+# -- cluster read-outs ----------------------------------------------------------------------------------------
 
 class ClusterMember(_Model):
     broker_id: int = Field(alias="brokerId")
@@ -672,6 +672,79 @@ class ReplicationStatus(_Model):
     partitions: list[ReplicaState]
     under_replicated: int = Field(alias="underReplicated")
     offline: int
+
+
+# -- the operator's admin API (`/v1/admin/cluster`, docs/OPERATOR.md): the questions a safe rolling restart, drain
+# and scale-down ask. `reasons` is empty when the answer is yes; the defaults read answers of older brokers.
+
+Reasons = Annotated[list[str], Field(description="Why not, one line per partition or check; empty when yes.")]
+
+
+class RestartCheck(_Model):
+    """Would restarting this broker now keep every partition at min.insync.replicas and the metadata quorum?"""
+
+    broker_id: int = Field(alias="brokerId")
+    safe: bool
+    reasons: Reasons = []
+
+
+class CaughtUp(_Model):
+    """Is a restarted broker back in the metadata quorum and in the ISR of every partition it hosts?"""
+
+    broker_id: int = Field(alias="brokerId")
+    caught_up: bool = Field(alias="caughtUp")
+    reasons: Reasons = []
+
+
+class LeadershipTransfer(_Model):
+    """Partition leadership moved off this broker: `done` once it leads none."""
+
+    broker_id: int = Field(alias="brokerId")
+    done: bool
+    reasons: Reasons = []
+
+
+class HeldReplicas(_Model):
+    """The partition replicas and leaderships this broker holds."""
+
+    broker_id: int = Field(alias="brokerId")
+    replicas: int
+    leaders: int = 0
+
+
+class DrainProgress(_Model):
+    """Replicas moving off this broker (before a scale-down): `done` once it holds none; call again until then."""
+
+    broker_id: int = Field(alias="brokerId")
+    done: bool
+    replicas: int = Field(description="Replicas the broker still holds.")
+    reasons: Reasons = []
+
+
+class RebalanceAccepted(_Model):
+    """Replicas spread over all brokers (after a scale-up); the new replicas copy in the background."""
+
+    accepted: bool
+    moved: int = Field(0, description="Partitions reassigned.")
+    reasons: Reasons = []
+
+
+# -- probes and version ------------------------------------------------------------------------------------------
+
+class Liveness(_Model):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(_Model):
+    """`/readyz`: answered with 200 when ready, 503 when not (a probe answer, not an error)."""
+
+    status: Literal["ready", "not ready"]
+    offline_partitions: int = Field(alias="offlinePartitions")
+
+
+class BrokerVersion(_Model):
+    version: str = Field(description="The broker's release, e.g. 0.1.0.")
+    broker_id: int = Field(alias="brokerId")
 
 
 def encode_bytes(data: bytes | None, encoding: Encoding) -> str | None:

@@ -1,8 +1,8 @@
 """The only module that talks to brokers, through `goqueue.client` (the one typed client).
 
 `BrokerAdmin` is the small interface the roller, the resize and the scaling procedures need from a cluster's
-brokers. `HttpBrokerAdmin` implements it over the broker's HTTP admin API; the endpoints and their JSON are
-specified in docs/OPERATOR.md ("Broker admin API") for the clustering work to implement.
+brokers. `HttpBrokerAdmin` implements it over the broker's HTTP admin API (docs/OPERATOR.md, "Broker admin API"),
+whose answers are the broker's own models (`goqueue.models.RestartCheck` …), parsed by the client.
 
 Every check answers a `CheckResult`, and only an explicit positive answer from a broker is OK. A missing endpoint
 (HTTP 404 with the router's generic NOT_FOUND code), an unreachable broker, a timeout or an answer that does not
@@ -19,16 +19,13 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
-
-from goqueue.client.http import GoQueueClient
+from goqueue.client.http import ADMIN_CLUSTER, GoQueueClient
 from goqueue.errors import GoQueueError, NotFound
 
 T = TypeVar("T")
-ADMIN = "/v1/admin/cluster"
+A = TypeVar("A")
 
 
 class CheckStatus(StrEnum):
@@ -105,49 +102,6 @@ class BrokerUnreachable(Exception):
     """No broker answered a question that has no safe default (who is the metadata leader?)."""
 
 
-# -- the admin API's answers (docs/OPERATOR.md); move to goqueue.models once the broker side defines them ---------
-
-class _Answer(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class RestartCheck(_Answer):
-    broker_id: int
-    safe: bool
-    reasons: list[str] = Field(default_factory=list)
-
-
-class CaughtUp(_Answer):
-    broker_id: int
-    caught_up: bool
-    reasons: list[str] = Field(default_factory=list)
-
-
-class LeadershipTransfer(_Answer):
-    broker_id: int
-    done: bool
-    reasons: list[str] = Field(default_factory=list)
-
-
-class HeldReplicas(_Answer):
-    broker_id: int
-    replicas: int
-    leaders: int = 0
-
-
-class DrainProgress(_Answer):
-    broker_id: int
-    done: bool
-    replicas: int
-    reasons: list[str] = Field(default_factory=list)
-
-
-class RebalanceAccepted(_Answer):
-    accepted: bool
-    moved: int = 0
-    reasons: list[str] = Field(default_factory=list)
-
-
 def describe_error(exc: GoQueueError, method: str, path: str) -> str:
     """Why a call gave no usable answer, in words an on-call engineer can act on."""
     if type(exc) is NotFound:  # the router's generic 404: this broker has no such endpoint
@@ -169,17 +123,13 @@ class HttpBrokerAdmin:
     def close(self) -> None:
         self._client.close()
 
-    async def _call(self, method: str, path: str, model: type[_Answer]) -> _Answer | str:
-        """The parsed answer, or why there is none."""
-        def call() -> Any:
-            return self._client.request(method, path, json={} if method == "POST" else None).json()
-
+    async def _ask(self, method: str, path: str, call: Callable[[GoQueueClient], A]) -> A | str:
+        """The parsed answer of `call` (to `method path`), or why there is none."""
         try:
-            body = await asyncio.to_thread(call)
-            return model.model_validate(body)
+            return await asyncio.to_thread(call, self._client)
         except GoQueueError as exc:
             return describe_error(exc, method, path)
-        except (ValueError, ValidationError) as exc:
+        except ValueError as exc:  # pydantic's ValidationError too: an answer of the wrong shape
             return f"{method} {path} answered something unexpected: {str(exc).splitlines()[0]}"
 
     async def metadata_leader(self) -> int | None:
@@ -190,50 +140,49 @@ class HttpBrokerAdmin:
         return leader.leader
 
     async def pre_restart_check(self, broker_id: int) -> CheckResult:
-        answer = await self._call("GET", f"{ADMIN}/brokers/{broker_id}/pre-restart-check", RestartCheck)
+        answer = await self._ask("GET", f"{ADMIN_CLUSTER}/brokers/{broker_id}/pre-restart-check",
+                                 lambda client: client.pre_restart_check(broker_id))
         if isinstance(answer, str):
             return CheckResult.unavailable(answer)
-        assert isinstance(answer, RestartCheck)
         return CheckResult.passed() if answer.safe else CheckResult.failed(*answer.reasons)
 
     async def caught_up(self, broker_id: int) -> CheckResult:
-        answer = await self._call("GET", f"{ADMIN}/brokers/{broker_id}/caught-up", CaughtUp)
+        answer = await self._ask("GET", f"{ADMIN_CLUSTER}/brokers/{broker_id}/caught-up",
+                                 lambda client: client.caught_up(broker_id))
         if isinstance(answer, str):
             return CheckResult.unavailable(answer)
-        assert isinstance(answer, CaughtUp)
         return CheckResult.passed() if answer.caught_up else CheckResult.failed(*answer.reasons)
 
     async def transfer_leadership(self, from_id: int) -> CheckResult:
-        answer = await self._call("POST", f"{ADMIN}/brokers/{from_id}/transfer-leadership", LeadershipTransfer)
+        answer = await self._ask("POST", f"{ADMIN_CLUSTER}/brokers/{from_id}/transfer-leadership",
+                                 lambda client: client.transfer_leadership(from_id))
         if isinstance(answer, str):
             return CheckResult.unavailable(answer)
-        assert isinstance(answer, LeadershipTransfer)
         return CheckResult.passed() if answer.done else CheckResult.failed(*answer.reasons)
 
     async def held_replicas(self, broker_id: int) -> CheckResult:
-        answer = await self._call("GET", f"{ADMIN}/brokers/{broker_id}/replicas", HeldReplicas)
+        answer = await self._ask("GET", f"{ADMIN_CLUSTER}/brokers/{broker_id}/replicas",
+                                 lambda client: client.held_replicas(broker_id))
         if isinstance(answer, str):
             return CheckResult.unavailable(answer)
-        assert isinstance(answer, HeldReplicas)
         if answer.replicas == 0:
             return CheckResult.passed()
         return CheckResult.failed(f"broker {broker_id} holds {answer.replicas} partition replicas "
                                   f"({answer.leaders} as leader)")
 
     async def drain(self, broker_id: int) -> CheckResult:
-        answer = await self._call("POST", f"{ADMIN}/brokers/{broker_id}/drain", DrainProgress)
+        answer = await self._ask("POST", f"{ADMIN_CLUSTER}/brokers/{broker_id}/drain",
+                                 lambda client: client.drain(broker_id))
         if isinstance(answer, str):
             return CheckResult.unavailable(answer)
-        assert isinstance(answer, DrainProgress)
         if answer.done:
             return CheckResult.passed()
         return CheckResult.failed(f"broker {broker_id} still holds {answer.replicas} replicas", *answer.reasons)
 
     async def rebalance(self) -> CheckResult:
-        answer = await self._call("POST", f"{ADMIN}/rebalance", RebalanceAccepted)
+        answer = await self._ask("POST", f"{ADMIN_CLUSTER}/rebalance", lambda client: client.rebalance())
         if isinstance(answer, str):
             return CheckResult.unavailable(answer)
-        assert isinstance(answer, RebalanceAccepted)
         return CheckResult.passed() if answer.accepted else CheckResult.failed(*answer.reasons)
 
 

@@ -5,10 +5,25 @@ from __future__ import annotations
 import json
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from goqueue.cluster.topics import TopicRegistry
-from goqueue.models import ANSWER, ClusterStatus, TopicConfig, TopicCreate, TopicInfo
+from goqueue.models import (
+    ANSWER,
+    BrokerVersion,
+    CaughtUp,
+    ClusterStatus,
+    DrainProgress,
+    HeldReplicas,
+    LeadershipTransfer,
+    Liveness,
+    Readiness,
+    RebalanceAccepted,
+    RestartCheck,
+    TopicConfig,
+    TopicCreate,
+    TopicInfo,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -44,3 +59,21 @@ def test_the_topic_registry_reads_metadata_a_newer_broker_wrote() -> None:
     registry = TopicRegistry(lambda: state)
     assert registry.topics["orders"].config.retention_max_age_s == 3600
     assert registry.topics["orders"].partitions == 2
+
+
+@pytest.mark.parametrize(("answer", "wire"), [
+    (RestartCheck(broker_id=1, safe=False, reasons=["r"]), {"brokerId": 1, "safe": False, "reasons": ["r"]}),
+    (CaughtUp(broker_id=1, caught_up=True), {"brokerId": 1, "caughtUp": True, "reasons": []}),
+    (LeadershipTransfer(broker_id=1, done=True), {"brokerId": 1, "done": True, "reasons": []}),
+    (HeldReplicas(broker_id=1, replicas=2, leaders=1), {"brokerId": 1, "replicas": 2, "leaders": 1}),
+    (DrainProgress(broker_id=1, done=False, replicas=2, reasons=["r"]),
+     {"brokerId": 1, "done": False, "replicas": 2, "reasons": ["r"]}),
+    (RebalanceAccepted(accepted=True, moved=3), {"accepted": True, "moved": 3, "reasons": []}),
+    (BrokerVersion(version="0.1.0", broker_id=2), {"version": "0.1.0", "brokerId": 2}),
+    (Readiness(status="not ready", offline_partitions=1), {"status": "not ready", "offlinePartitions": 1}),
+    (Liveness(), {"status": "ok"}),
+], ids=lambda value: type(value).__name__ if isinstance(value, BaseModel) else "")
+def test_the_admin_and_probe_answers_keep_their_json_names(answer: BaseModel, wire: dict[str, object]) -> None:
+    """The operator, the CLIs and scripts read these names: the models changed nothing on the wire."""
+    assert answer.model_dump(mode="json") == wire
+    assert type(answer).model_validate(wire, context=ANSWER) == answer

@@ -57,6 +57,8 @@ from goqueue.models import (
     AckRequest,
     AckResponse,
     Acks,
+    BrokerVersion,
+    CaughtUp,
     ClusterLeader,
     ClusterMember,
     ClusterStatus,
@@ -64,6 +66,7 @@ from goqueue.models import (
     CommitResponse,
     ConsumeRequest,
     ConsumeResponse,
+    DrainProgress,
     FetchResponse,
     GroupInfo,
     GroupSpec,
@@ -71,9 +74,11 @@ from goqueue.models import (
     HealthStatus,
     HeartbeatRequest,
     HeartbeatResponse,
+    HeldReplicas,
     InflightList,
     JoinRequest,
     JoinResponse,
+    LeadershipTransfer,
     MetadataBackup,
     NackRequest,
     OffsetCommit,
@@ -83,7 +88,9 @@ from goqueue.models import (
     ProduceRecord,
     ProduceRequest,
     ProduceResponse,
+    RebalanceAccepted,
     ReplicationStatus,
+    RestartCheck,
     RestoreReport,
     StorageStats,
     TopicCreate,
@@ -92,6 +99,7 @@ from goqueue.models import (
 )
 
 DEFAULT_SERVER = "http://localhost:8080"
+ADMIN_CLUSTER = "/v1/admin/cluster"
 DEFAULT_RETRIES = 4
 RETRY_BACKOFF_S = 0.25  # doubled per attempt, capped at RETRY_BACKOFF_MAX_S: 0.25 + 0.5 + 1 + 2 s over 4 retries
 RETRY_BACKOFF_MAX_S = 2.0
@@ -236,6 +244,9 @@ class GoQueueClient:
 
     def storage_stats(self) -> StorageStats:
         return self._get("/v1/admin/storage", StorageStats)
+
+    def version(self) -> BrokerVersion:
+        return self._get("/v1/version", BrokerVersion)
 
     # -- topics ----------------------------------------------------------------------------------------------
 
@@ -421,3 +432,23 @@ class GoQueueClient:
 
     def replication_status(self) -> ReplicationStatus:
         return self._get("/v1/replication/status", ReplicationStatus)
+
+    # -- the operator's admin API (docs/OPERATOR.md) ---------------------------------------------------------
+
+    def pre_restart_check(self, broker_id: int) -> RestartCheck:
+        return self._get(f"{ADMIN_CLUSTER}/brokers/{broker_id}/pre-restart-check", RestartCheck)
+
+    def caught_up(self, broker_id: int) -> CaughtUp:
+        return self._get(f"{ADMIN_CLUSTER}/brokers/{broker_id}/caught-up", CaughtUp)
+
+    def held_replicas(self, broker_id: int) -> HeldReplicas:
+        return self._get(f"{ADMIN_CLUSTER}/brokers/{broker_id}/replicas", HeldReplicas)
+
+    def transfer_leadership(self, broker_id: int) -> LeadershipTransfer:
+        return self._post(f"{ADMIN_CLUSTER}/brokers/{broker_id}/transfer-leadership", None, LeadershipTransfer)
+
+    def drain(self, broker_id: int) -> DrainProgress:
+        return self._post(f"{ADMIN_CLUSTER}/brokers/{broker_id}/drain", None, DrainProgress)
+
+    def rebalance(self) -> RebalanceAccepted:
+        return self._post(f"{ADMIN_CLUSTER}/rebalance", None, RebalanceAccepted)

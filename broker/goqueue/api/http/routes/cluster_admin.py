@@ -14,7 +14,15 @@ from goqueue import limits
 from goqueue.api.http.deps import BrokerDep
 from goqueue.api.http.errors import METADATA_CHANGE, error_responses
 from goqueue.errors import BrokerNotFound, NotReady
-from goqueue.models import within
+from goqueue.models import (
+    CaughtUp,
+    DrainProgress,
+    HeldReplicas,
+    LeadershipTransfer,
+    RebalanceAccepted,
+    RestartCheck,
+    within,
+)
 
 router = APIRouter(prefix="/v1/admin/cluster", tags=["cluster admin"])
 
@@ -23,52 +31,51 @@ _QUESTION = error_responses(BrokerNotFound, NotReady)
 _CHANGE = error_responses(BrokerNotFound, METADATA_CHANGE)
 
 
-@router.get("/brokers/{broker_id}/pre-restart-check", summary="Would restarting this broker now be safe?",
-            responses=_QUESTION)
-async def pre_restart_check(broker_id: BrokerId, broker: BrokerDep) -> dict[str, object]:
+@router.get("/brokers/{broker_id}/pre-restart-check", response_model=RestartCheck,
+            summary="Would restarting this broker now be safe?", responses=_QUESTION)
+async def pre_restart_check(broker_id: BrokerId, broker: BrokerDep) -> RestartCheck:
     broker.check_ready()
     reasons = broker.admin.pre_restart_check(broker_id)
-    return {"brokerId": broker_id, "safe": not reasons, "reasons": reasons}
+    return RestartCheck(broker_id=broker_id, safe=not reasons, reasons=reasons)
 
 
-@router.get("/brokers/{broker_id}/caught-up", summary="Is a restarted broker back in the quorum and every ISR?",
-            responses=_QUESTION)
-async def caught_up(broker_id: BrokerId, broker: BrokerDep) -> dict[str, object]:
+@router.get("/brokers/{broker_id}/caught-up", response_model=CaughtUp,
+            summary="Is a restarted broker back in the quorum and every ISR?", responses=_QUESTION)
+async def caught_up(broker_id: BrokerId, broker: BrokerDep) -> CaughtUp:
     broker.check_ready()
     reasons = broker.admin.caught_up(broker_id)
-    return {"brokerId": broker_id, "caughtUp": not reasons, "reasons": reasons}
+    return CaughtUp(broker_id=broker_id, caught_up=not reasons, reasons=reasons)
 
 
-@router.post("/brokers/{broker_id}/transfer-leadership", summary="Move partition leadership off this broker",
-             responses=_CHANGE)
-async def transfer_leadership(broker_id: BrokerId, broker: BrokerDep) -> dict[str, object]:
+@router.post("/brokers/{broker_id}/transfer-leadership", response_model=LeadershipTransfer,
+             summary="Move partition leadership off this broker", responses=_CHANGE)
+async def transfer_leadership(broker_id: BrokerId, broker: BrokerDep) -> LeadershipTransfer:
     broker.check_ready()
     reasons = await broker.admin.transfer_leadership(broker_id)
-    return {"brokerId": broker_id, "done": not reasons, "reasons": reasons}
+    return LeadershipTransfer(broker_id=broker_id, done=not reasons, reasons=reasons)
 
 
-@router.get("/brokers/{broker_id}/replicas", summary="Replicas and leaderships this broker holds",
-            responses=_QUESTION)
-async def held_replicas(broker_id: BrokerId, broker: BrokerDep) -> dict[str, object]:
+@router.get("/brokers/{broker_id}/replicas", response_model=HeldReplicas,
+            summary="Replicas and leaderships this broker holds", responses=_QUESTION)
+async def held_replicas(broker_id: BrokerId, broker: BrokerDep) -> HeldReplicas:
     broker.check_ready()
     broker.admin.pre_restart_check(broker_id)  # validates the id
     replicas, leaders = broker.admin.held(broker_id)
-    return {"brokerId": broker_id, "replicas": replicas, "leaders": leaders}
+    return HeldReplicas(broker_id=broker_id, replicas=replicas, leaders=leaders)
 
 
-@router.post("/brokers/{broker_id}/drain", summary="Move every replica off this broker (before scale-down)",
-             responses=_CHANGE)
-async def drain(broker_id: BrokerId, broker: BrokerDep) -> dict[str, object]:
+@router.post("/brokers/{broker_id}/drain", response_model=DrainProgress,
+             summary="Move every replica off this broker (before scale-down)", responses=_CHANGE)
+async def drain(broker_id: BrokerId, broker: BrokerDep) -> DrainProgress:
     broker.check_ready()
     remaining, stuck = await broker.admin.drain(broker_id)
     reasons = stuck or ([] if remaining == 0 else [f"{remaining} replicas still moving off broker {broker_id}; "
                                                    "call again"])
-    return {"brokerId": broker_id, "done": remaining == 0, "replicas": remaining, "reasons": reasons}
+    return DrainProgress(broker_id=broker_id, done=remaining == 0, replicas=remaining, reasons=reasons)
 
 
-@router.post("/rebalance", summary="Spread replicas over all brokers (after a scale-up)",
-             responses=error_responses(METADATA_CHANGE))
-async def rebalance(broker: BrokerDep) -> dict[str, object]:
+@router.post("/rebalance", response_model=RebalanceAccepted, summary="Spread replicas over all brokers (after a "
+             "scale-up)", responses=error_responses(METADATA_CHANGE))
+async def rebalance(broker: BrokerDep) -> RebalanceAccepted:
     broker.check_ready()
-    moved = await broker.admin.rebalance()
-    return {"accepted": True, "moved": moved, "reasons": []}
+    return RebalanceAccepted(accepted=True, moved=await broker.admin.rebalance())

@@ -11,30 +11,25 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from goqueue import __version__
 from goqueue.api.http.deps import BrokerDep
 from goqueue.api.http.errors import error_responses
-from goqueue.models import HealthStatus
+from goqueue.models import BrokerVersion, HealthStatus, Liveness, Readiness
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness: the process serves HTTP", responses=error_responses())
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-_READINESS = {"type": "object", "required": ["status", "offlinePartitions"], "properties": {
-    "status": {"type": "string", "enum": ["ready", "not ready"]}, "offlinePartitions": {"type": "integer"}}}
+@router.get("/healthz", response_model=Liveness, summary="Liveness: the process serves HTTP",
+            responses=error_responses())
+async def healthz() -> Liveness:
+    return Liveness()
 
 
 @router.get("/readyz", summary="Readiness: storage recovered and accepting writes", responses={
-    **error_responses(),
-    200: {"description": "Ready", "content": {"application/json": {"schema": _READINESS}}},
-    503: {"description": "Not ready (a probe answer, not an error)", "content": {
-        "application/json": {"schema": _READINESS}}}})
+    **error_responses(), 200: {"model": Readiness, "description": "Ready"},
+    503: {"model": Readiness, "description": "Not ready (a probe answer, not an error)"}})
 async def readyz(broker: BrokerDep, request: Request) -> JSONResponse:
     groups = request.app.state.groups
     ready = broker.ready and (groups is None or groups.coordinator.ready)
-    body = {"status": "ready" if ready else "not ready", "offlinePartitions": len(broker.replicas.offline)}
-    return JSONResponse(status_code=200 if ready else 503, content=body)
+    body = Readiness(status="ready" if ready else "not ready", offline_partitions=len(broker.replicas.offline))
+    return JSONResponse(status_code=200 if ready else 503, content=body.model_dump(mode="json"))
 
 
 @router.get("/metrics", summary="Prometheus metrics", responses={
@@ -43,15 +38,10 @@ async def metrics(broker: BrokerDep) -> Response:
     return Response(generate_latest(broker.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-_VERSION = {"type": "object", "required": ["version", "brokerId"], "properties": {
-    "version": {"type": "string", "description": "The broker's release, e.g. 0.1.0."},
-    "brokerId": {"type": "integer"}}}
-
-
-@router.get("/v1/version", summary="The broker's version (also goqueue_build_info in /metrics)", responses={
-    **error_responses(), 200: {"description": "Version", "content": {"application/json": {"schema": _VERSION}}}})
-async def version(broker: BrokerDep) -> dict[str, object]:
-    return {"version": __version__, "brokerId": broker.broker_id}
+@router.get("/v1/version", response_model=BrokerVersion,
+            summary="The broker's version (also goqueue_build_info in /metrics)", responses=error_responses())
+async def version(broker: BrokerDep) -> BrokerVersion:
+    return BrokerVersion(version=__version__, broker_id=broker.broker_id)
 
 
 @router.get("/v1/admin/health", response_model=HealthStatus, summary="Health with per-check detail",
