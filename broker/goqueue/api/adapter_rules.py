@@ -51,6 +51,7 @@ def records_for_client(topic: str, partition: int, data: bytes, offset: int,
         log.error("fetch.corrupt_batch", extra={"topic": topic, "partition": partition, "first_offset": first,
                                                 "last_offset": last, "reason": str(exc)})
         raise CorruptRecord(
-            f"{topic}/{partition}: the stored batch of offsets {first}-{last} failed its CRC32C check on read: its "
-            f"records are lost on this replica; the records before and after it are intact (fetch from offset "
-            f"{last + 1} to read past it)", topic=topic, partition=partition, offset=first, lastOffset=last) from exc
+            f"{topic}/{partition}: the stored batch of offsets {first}-{last} failed its CRC32C check on read: the "
+            f"partition leader's copy of these records is corrupt on disk; the records before and after them are "
+            f"intact (fetch from offset {last + 1} to read past them)",
+            topic=topic, partition=partition, offset=first, lastOffset=last) from exc
