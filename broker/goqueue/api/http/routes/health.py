@@ -32,7 +32,7 @@ async def readyz(broker: BrokerDep, request: Request) -> JSONResponse:
     return JSONResponse(status_code=200 if ready else 503, content=body.model_dump(mode="json"))
 
 
-@router.get("/metrics", summary="Prometheus metrics", responses={
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response, responses={
     **error_responses(), 200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
 async def metrics(broker: BrokerDep) -> Response:
     return Response(generate_latest(broker.metrics.registry), media_type=CONTENT_TYPE_LATEST)
