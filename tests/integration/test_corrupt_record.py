@@ -14,8 +14,17 @@ from broker_process import BrokerProcess
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.client.grpc_client import GrpcClient
 from goqueue.client.http import GoQueueClient
+from goqueue.config import OffsetReset
 from goqueue.errors import CorruptRecord
-from goqueue.models import ProduceRecord, TopicCreate
+from goqueue.models import (
+    ConsumeRequest,
+    GroupConfig,
+    GroupSpec,
+    OffsetResetRequest,
+    ProduceRecord,
+    ResetTarget,
+    TopicCreate,
+)
 from goqueue.storage import batch as batches
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -82,3 +91,39 @@ async def test_a_grpc_fetch_answers_data_loss(corrupted: BrokerProcess) -> None:
             await client.fetch(TOPIC, 0, 2)
         assert [r.value for r in (await client.fetch(TOPIC, 0, 0)).records] == [b"r0", b"r1"]
         assert [r.value for r in (await client.fetch(TOPIC, 0, 4)).records] == [b"r4", b"r5"]
+
+
+def test_a_group_consume_stops_at_the_lost_batch_visibly_and_goes_on_after_a_reset(corrupted: BrokerProcess) -> None:
+    """A shared group reading partition 0 from the start gets r0, r1, then CORRUPT_RECORD naming offsets 2-3 (not an
+    internal error, not a silent skip); an operator's offset reset past them lets it read r4, r5."""
+    spec = GroupSpec(topics=[TOPIC], config=GroupConfig(autoOffsetReset=OffsetReset.EARLIEST))
+    ask = ConsumeRequest(consumerId="c1", topic=TOPIC, maxRecords=10)
+    with GoQueueClient(corrupted.url) as client:
+        client.declare_group("readers", spec)
+        values: list[str | None] = []
+        lost: CorruptRecord | None = None
+        for _ in range(20):  # the two partitions are read in turns; partition 0's first batch comes first
+            try:
+                answer = client.consume("readers", ask)
+            except CorruptRecord as exc:
+                lost = exc
+                break
+            values += [r.value for r in answer.records]
+            if answer.records:
+                client.ack("readers", [r.lease_id for r in answer.records if r.lease_id])
+        assert lost is not None, f"no CORRUPT_RECORD after reading {values}"
+        assert lost.details == {"topic": TOPIC, "partition": 0, "offset": 2, "lastOffset": 3}
+        assert "reset the group's offset to 4" in lost.message
+        assert {"r0", "r1"} <= set(values)
+        client.reset_offsets("readers", OffsetResetRequest(topic=TOPIC, partition=0, to=ResetTarget.OFFSET, offset=4,
+                                                           force=True))
+        after: list[str | None] = []
+        for _ in range(10):
+            answer = client.consume("readers", ask)
+            after += [r.value for r in answer.records]
+            if answer.records:
+                client.ack("readers", [r.lease_id for r in answer.records if r.lease_id])
+            if {"r4", "r5"} <= set(after):
+                break
+        assert {"r4", "r5"} <= set(after)
+        assert not {"r2", "r3"} & set(after)

@@ -1,8 +1,8 @@
 """Reading records of a partition for delivery: from an offset onwards, or at a set of offsets (redeliveries).
 
 Thin I/O over the host's `Records.fetch` (whole batches below the high watermark, from the partition's leader
-wherever it is) and `storage.batch.decode_records`. It reports where reading stopped, so the caller can move its
-cursor past compaction gaps and skipped batches.
+wherever it is) and `storage.batch.decode_records` (a batch failing its CRC is CORRUPT_RECORD). It reports where
+reading stopped, so the caller can move its cursor past compaction gaps and skipped batches.
 
 The coordinator of a group is not necessarily the leader (or a replica) of the partitions the group reads, so
 reads go to the leader and take the high watermark and log start offset from its answer: one round trip per
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from goqueue.consumers.offsets import PartitionBounds
 from goqueue.consumers.port import Fetched, Records
-from goqueue.errors import OffsetOutOfRange
+from goqueue.errors import CorruptRecord, OffsetOutOfRange
 from goqueue.storage import batch as batches
-from goqueue.storage.batch import Record
+from goqueue.storage.batch import BatchHeader, Record
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,19 @@ class ReadResult:
 class ReadAtResult:
     found: dict[int, Record]
     gone: set[int]  # not in the leader's log any more (retention, compaction); the others wanted: not readable now
+
+
+def _decode(topic: str, partition: int, data: bytes, pos: int, header: BatchHeader) -> list[Record]:
+    """A batch's records; one that fails its CRC is the leader's copy corrupt on disk: CORRUPT_RECORD, naming the
+    offsets, so the group stops there visibly (an operator resets its offset past them) instead of a traceback."""
+    try:
+        return batches.decode_records(data, pos)
+    except batches.InvalidBatch as exc:
+        first, last = header.base_offset, header.last_offset
+        raise CorruptRecord(
+            f"{topic}/{partition}: the stored batch of offsets {first}-{last} failed its CRC32C check on read: the "
+            f"partition leader's copy of these records is corrupt on disk; to read past them, reset the group's "
+            f"offset to {last + 1}", topic=topic, partition=partition, offset=first, lastOffset=last) from exc
 
 
 async def partition_bounds(host: Records, topic: str, partition: int,
@@ -77,7 +90,13 @@ async def read_from(host: Records, topic: str, partition: int, offset: int, max_
         for pos, header in batches.iter_headers(result.data):
             if header.next_offset <= next_offset:
                 continue
-            for record in batches.decode_records(result.data, pos):
+            try:
+                decoded = _decode(topic, partition, result.data, pos, header)
+            except CorruptRecord:
+                if taken:  # hand out what came before it; the next read starts at the corrupt batch and reports it
+                    return ReadResult(taken, next_offset, removed)
+                raise
+            for record in decoded:
                 if record.offset < next_offset or record.offset >= hwm:
                     continue
                 if len(taken) >= max_records:
@@ -118,7 +137,7 @@ async def read_at(
             if not want.intersection(range(header.base_offset, header.next_offset)):
                 last = max(last, header.next_offset)
                 continue
-            for record in batches.decode_records(result.data, pos):
+            for record in _decode(topic, partition, result.data, pos, header):
                 if record.offset in want:
                     found[record.offset] = record
             last = max(last, header.next_offset)
