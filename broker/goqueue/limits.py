@@ -74,7 +74,6 @@ TIMESTAMP_MS = Range(0, 253_402_300_799_999, "ms")  # up to 9999-12-31T23:59:59.
 PRODUCER_ID = Range(0, INT64_MAX)
 PRODUCER_EPOCH = Range(0, INT16_MAX)
 BASE_SEQUENCE = Range(0, INT32_MAX)
-RECORDS = Range(1, MAX_RECORDS_PER_REQUEST, "records")
 
 # -- reads ----------------------------------------------------------------------------------------------------------
 MAX_RECORDS = Range(1, MAX_RECORDS_PER_REQUEST, "records")
