@@ -289,6 +289,26 @@ class ReplicationSection(_Section):
         "being alive and in sync this long.")
 
 
+class SecuritySection(_Section):
+    """Client authentication (SCRAM-SHA-512 → session tokens) and authorization (ACLs): docs/SECURITY.md."""
+
+    allow_anonymous: bool | None = Field(
+        None, alias="allowAnonymous", description="Serve requests without credentials as User:ANONYMOUS. Default: "
+        "on for a single broker without cluster.peers (the quick start; logged as a warning), off with peers.")
+    acls_enabled: bool = Field(
+        True, alias="aclsEnabled", description="Check every client request against the ACLs (a principal without "
+        "an ACL granting the operation is refused FORBIDDEN). Off: any authenticated principal may do anything.")
+    super_users: CommaList = Field(
+        default_factory=list, alias="superUsers", description="Principals allowed everything, ACLs or not "
+        "(User:<name>, comma-separated): the administrators who create the other users and ACLs.")
+    token_lifetime_s: Duration = Field(
+        3600.0, alias="tokenLifetime", description="How long a session token from a SCRAM exchange is valid; "
+        "the clients authenticate again before it expires.")
+
+    def anonymous_allowed(self, peers: list[str]) -> bool:
+        return self.allow_anonymous if self.allow_anonymous is not None else not peers
+
+
 class LogSection(_Section):
     level: str = Field("info", pattern="^(?i)(debug|info|warning|error)$", description="Log level.")
     format: str = Field("auto", pattern="^(auto|json|console)$", description="json when not on a terminal.")
@@ -302,6 +322,7 @@ class Settings(_Section):
     cluster: ClusterSection = ClusterSection()
     replication: ReplicationSection = ReplicationSection()
     consumers: ConsumersSection = ConsumersSection()
+    security: SecuritySection = SecuritySection()
     log: LogSection = LogSection()
 
     @model_validator(mode="after")
@@ -324,6 +345,14 @@ class Settings(_Section):
         if peers and self.broker_id() >= len(peers):
             raise ValueError(f"broker.id {self.broker_id()} has no entry in cluster.peers ({len(peers)} peers; "
                              "this broker's entry is the one at index broker.id)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_super_users(self) -> Settings:
+        for name in self.security.super_users:
+            kind, sep, user = name.partition(":")
+            if kind != "User" or not sep or not user:
+                raise ValueError(f"security.superUsers entry {name!r} is not User:<name>")
         return self
 
     def raft_addresses(self) -> tuple[str, list[str]]:

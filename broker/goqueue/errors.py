@@ -32,6 +32,8 @@ The tree::
     ├── NotEnoughReplicas         503  UNAVAILABLE          ISR below min.insync.replicas: acks=all refused
     ├── FencedLeaderEpoch         409  FAILED_PRECONDITION  a replica request from an old leader epoch
     ├── Unavailable               503  UNAVAILABLE          client side: the server could not be reached
+    ├── Unauthenticated           401  UNAUTHENTICATED      no valid credentials (anonymous access is off)
+    ├── Forbidden                 403  PERMISSION_DENIED    the principal's ACLs do not allow the operation
     └── InternalError             500  INTERNAL             a bug; the request may or may not have applied
 
 Each class carries `code` (stable forever: clients switch on it), `http_status`, `grpc_code` (the name of a
@@ -341,6 +343,25 @@ class Unavailable(GoQueueError):
     grpc_code = "UNAVAILABLE"
     exit_code = 6
     retriable = True
+
+
+class Unauthenticated(GoQueueError):
+    """The request carries no valid credentials: a wrong user name or password, a replayed or expired SCRAM
+    exchange, an expired or tampered session token, or none at all where anonymous access is off."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+    grpc_code = "UNAUTHENTICATED"
+    exit_code = 7
+
+
+class Forbidden(GoQueueError):
+    """The authenticated principal is not allowed this operation on this resource by the cluster's ACLs."""
+
+    code = "FORBIDDEN"
+    http_status = 403
+    grpc_code = "PERMISSION_DENIED"
+    exit_code = 8
 
 
 def all_error_classes() -> list[type[GoQueueError]]:

@@ -3,6 +3,7 @@ without letting a reader write."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import get_args
 
@@ -12,10 +13,14 @@ from mypy import api as mypy_api
 import goqueue
 from goqueue.replication import commands as cmds
 from goqueue.replication.metadata import MetadataConflict, apply_command, empty_state
+from goqueue.replication.state import AclEntry, UserEntry
 from goqueue.replication.view import MetadataView
 
 pytestmark = pytest.mark.unit
 
+CREDENTIAL: UserEntry = {"salt": b"s", "iterations": 4096, "stored_key": b"k", "server_key": b"v"}
+ACL: AclEntry = {"principal": "User:alice", "resource_type": "topic", "name": "t", "pattern": "literal",
+                 "operation": "produce", "allow": True}
 ALL_OPS = {typed.__annotations__["op"].__args__[0] for typed in get_args(cmds.Command)}
 
 
@@ -48,6 +53,34 @@ def test_each_constructor_builds_the_dict_older_versions_journaled() -> None:
     assert cmds.restore({}, {}) == {"op": "restore", "topics": {}, "groups": {}}
 
 
+def test_users_and_acls_are_kept_in_the_metadata_and_read_through_the_view() -> None:
+    state = empty_state()
+    view = MetadataView(state)
+    assert (dict(view.users), list(view.acls)) == ({}, [])  # metadata from before users existed
+    assert cmds.upsert_user("alice", CREDENTIAL) == {"op": "upsert_user", "name": "alice", "credential": CREDENTIAL}
+    apply_command(state, cmds.upsert_user("alice", CREDENTIAL))
+    apply_command(state, cmds.upsert_user("alice", {**CREDENTIAL, "salt": b"new"}))  # a new password
+    apply_command(state, cmds.add_acl(ACL))
+    assert view.users["alice"]["salt"] == b"new"
+    assert list(view.acls) == [ACL]
+    with pytest.raises(MetadataConflict, match="exists already"):
+        apply_command(state, cmds.add_acl(ACL))
+    apply_command(state, cmds.remove_acl(ACL))
+    with pytest.raises(MetadataConflict, match="no such ACL"):
+        apply_command(state, cmds.remove_acl(ACL))
+    apply_command(state, cmds.delete_user("alice"))
+    with pytest.raises(MetadataConflict, match="does not exist"):
+        apply_command(state, cmds.delete_user("alice"))
+    assert (dict(view.users), list(view.acls)) == ({}, [])
+
+
+def test_user_and_acl_commands_are_plain_data_for_the_raft_codec() -> None:
+    from goqueue.replication import raft_codec
+
+    for command in (cmds.upsert_user("alice", CREDENTIAL), cmds.add_acl(ACL)):
+        assert raft_codec.loads(pickle.dumps(command)) == command
+
+
 def test_a_command_holds_no_reference_to_what_the_proposer_keeps_changing() -> None:
     """A proposer's list changed after proposing must not change the command on its way to the journal."""
     isr, assignment = [0, 1], {0: [0, 1]}
@@ -77,6 +110,10 @@ def test_every_command_type_is_applied() -> None:
         cmds.set_paused_all(True),
         cmds.delete_topic("t"),
         cmds.restore({}, {}),
+        cmds.upsert_user("alice", CREDENTIAL),
+        cmds.add_acl(ACL),
+        cmds.remove_acl(ACL),
+        cmds.delete_user("alice"),
     ]
     assert {command["op"] for command in built} == ALL_OPS
     for command in built:
@@ -108,6 +145,8 @@ view.topics["t"]["partition_state"][0]["isr"].append(1)
 view.topics["t"]["config"]["cleanupPolicy"] = "compact"
 del view.brokers[0]
 view.groups["g"]["paused"] = False
+view.users["alice"]["salt"] = b""
+view.acls[0]["allow"] = True
 """
 
 
@@ -119,4 +158,4 @@ def test_strict_mypy_refuses_every_write_through_the_view(tmp_path: Path) -> Non
                                             "--cache-dir", str(tmp_path / "cache"), str(tmp_path / "writes.py")])
     flagged = sorted({int(line.split(":")[1]) for line in report.splitlines() if ": error:" in line})
     assert status == 1
-    assert flagged == list(range(5, 11)), report
+    assert flagged == list(range(5, 13)), report

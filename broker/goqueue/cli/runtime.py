@@ -1,7 +1,8 @@
 """What every GoQueue CLI shares: global options, the client, output mode, and the one error mapping.
 
 Errors: a `GoQueueError` prints one line `error: <message>` on stderr and exits with the class's `exit_code`
-(2 bad input, 3 not found, 4 conflict, 5 server-side/retriable, 6 unreachable); usage errors exit 2.
+(2 bad input, 3 not found, 4 conflict, 5 server-side/retriable, 6 unreachable, 7 not authenticated,
+8 forbidden by the ACLs); usage errors exit 2.
 
 Stopping: Ctrl-C (SIGINT) and SIGTERM unwind the command — a consume gives back its unacked leases and leaves its
 group, as on a normal exit — and exit 130 and 143 (128 + the signal, the shell's convention).

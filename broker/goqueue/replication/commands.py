@@ -11,7 +11,7 @@ saw), so applying it stays a pure function of (state, command).
 from collections.abc import Mapping, Sequence
 from typing import Literal, NotRequired, TypedDict
 
-from goqueue.replication.state import GroupEntry, TopicEntry, TopicSettings
+from goqueue.replication.state import AclEntry, GroupEntry, TopicEntry, TopicSettings, UserEntry
 
 Assignment = dict[int, list[int]]  # partition index -> replica list, preferred leader first
 
@@ -116,8 +116,30 @@ class Restore(TypedDict):
     groups: dict[str, GroupEntry]
 
 
+class UpsertUser(TypedDict):
+    op: Literal["upsert_user"]
+    name: str
+    credential: UserEntry
+
+
+class DeleteUser(TypedDict):
+    op: Literal["delete_user"]
+    name: str
+
+
+class AddAcl(TypedDict):
+    op: Literal["add_acl"]
+    acl: AclEntry
+
+
+class RemoveAcl(TypedDict):
+    op: Literal["remove_acl"]
+    acl: AclEntry
+
+
 Command = (Barrier | RegisterBroker | ReplaceStorage | CreateTopic | DeleteTopic | GrowPartitions | SetTopicConfig
-           | ElectLeader | ChangeIsr | LeaveIsr | Reassign | SetGroup | SetPausedAll | Restore)
+           | ElectLeader | ChangeIsr | LeaveIsr | Reassign | SetGroup | SetPausedAll | Restore | UpsertUser | DeleteUser
+           | AddAcl | RemoveAcl)
 
 
 # -- constructors: every command in the code base is built here ----------------------------------------------------
@@ -180,6 +202,23 @@ def reassign(topic: str, partition: int, *, replicas: Sequence[int], expected_ve
 
 def set_paused_all(paused: bool) -> SetPausedAll:
     return {"op": "set_paused_all", "paused": paused}
+
+
+def upsert_user(name: str, credential: UserEntry) -> UpsertUser:
+    """Create a user, or replace its credential (a new password)."""
+    return {"op": "upsert_user", "name": name, "credential": credential.copy()}
+
+
+def delete_user(name: str) -> DeleteUser:
+    return {"op": "delete_user", "name": name}
+
+
+def add_acl(acl: AclEntry) -> AddAcl:
+    return {"op": "add_acl", "acl": acl.copy()}
+
+
+def remove_acl(acl: AclEntry) -> RemoveAcl:
+    return {"op": "remove_acl", "acl": acl.copy()}
 
 
 # Nothing proposes these two now; journals of earlier versions hold them, so replay still applies them.

@@ -101,6 +101,14 @@ def _dispatch(state: MetadataState, cmd: cmds.Command) -> CommandResult:  # noqa
         state["paused_all"] = bool(cmd["paused"])
     elif cmd["op"] == "restore":
         _restore(state, cmd)
+    elif cmd["op"] == "upsert_user":
+        state.setdefault("users", {})[cmd["name"]] = cmd["credential"]
+    elif cmd["op"] == "delete_user":
+        _delete_user(state, cmd)
+    elif cmd["op"] == "add_acl":
+        _add_acl(state, cmd)
+    elif cmd["op"] == "remove_acl":
+        _remove_acl(state, cmd)
     else:  # a newer version's command, or none at all: refused, never half-applied
         raise MetadataConflict(f"unknown metadata command {_op_of(cmd)!r}")
     return None
@@ -258,6 +266,26 @@ def _restore(state: MetadataState, cmd: cmds.Restore) -> None:
     """Replace topics and groups from a metadata backup (brokers stay as registered)."""
     state["topics"] = copy.deepcopy(cmd["topics"])
     state["groups"] = copy.deepcopy(cmd["groups"])
+
+
+def _delete_user(state: MetadataState, cmd: cmds.DeleteUser) -> None:
+    """The user's ACLs stay (as Kafka's do): a user created again under that name gets them back."""
+    if state.get("users", {}).pop(cmd["name"], None) is None:
+        raise MetadataConflict(f"user {cmd['name']!r} does not exist")
+
+
+def _add_acl(state: MetadataState, cmd: cmds.AddAcl) -> None:
+    acls = state.setdefault("acls", [])
+    if cmd["acl"] in acls:
+        raise MetadataConflict("this ACL exists already")
+    acls.append(cmd["acl"])
+
+
+def _remove_acl(state: MetadataState, cmd: cmds.RemoveAcl) -> None:
+    acls = state.get("acls", [])
+    if cmd["acl"] not in acls:
+        raise MetadataConflict("no such ACL")
+    acls.remove(cmd["acl"])
 
 
 def _topic(state: MetadataState, name: str) -> TopicEntry:

@@ -45,12 +45,34 @@ class GroupEntry(TypedDict):
     paused: bool
 
 
+class UserEntry(TypedDict):
+    """A user's SCRAM-SHA-512 credential (goqueue.security.scram): never the password."""
+
+    salt: bytes
+    iterations: int
+    stored_key: bytes
+    server_key: bytes
+
+
+class AclEntry(TypedDict):
+    """One ACL (goqueue.security.acls.Acl as plain data)."""
+
+    principal: str  # User:<name> or User:*
+    resource_type: str  # topic | group | cluster
+    name: str
+    pattern: str  # literal | prefixed
+    operation: str
+    allow: bool
+
+
 class MetadataState(TypedDict):
     brokers: dict[int, BrokerEntry]
     topics: dict[str, TopicEntry]
     groups: dict[str, GroupEntry]
     paused_all: bool
     applied: int  # commands applied so far: readers cache what they derive from the state until it moves
+    users: NotRequired[dict[str, UserEntry]]  # absent until the first user is created (and in older journals)
+    acls: NotRequired[list[AclEntry]]  # likewise, until the first ACL is added
 
 
 def empty_state() -> MetadataState:

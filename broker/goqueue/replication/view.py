@@ -47,12 +47,34 @@ class GroupView(TypedDict):
     paused: ReadOnly[bool]
 
 
+class UserView(TypedDict):
+    salt: ReadOnly[bytes]
+    iterations: ReadOnly[int]
+    stored_key: ReadOnly[bytes]
+    server_key: ReadOnly[bytes]
+
+
+class AclView(TypedDict):
+    principal: ReadOnly[str]
+    resource_type: ReadOnly[str]
+    name: ReadOnly[str]
+    pattern: ReadOnly[str]
+    operation: ReadOnly[str]
+    allow: ReadOnly[bool]
+
+
 class StateView(TypedDict):
     brokers: ReadOnly[Mapping[int, BrokerView]]
     topics: ReadOnly[Mapping[str, TopicView]]
     groups: ReadOnly[Mapping[str, GroupView]]
     paused_all: ReadOnly[bool]
     applied: ReadOnly[int]
+    users: NotRequired[ReadOnly[Mapping[str, UserView]]]
+    acls: NotRequired[ReadOnly[Sequence[AclView]]]
+
+
+_NO_USERS: Mapping[str, UserView] = {}
+_NO_ACLS: Sequence[AclView] = ()
 
 
 class MetadataView:
@@ -83,6 +105,15 @@ class MetadataView:
     def applied(self) -> int:
         """Commands applied so far: what a reader caching something derived from the metadata compares."""
         return self.state["applied"]
+
+    @property
+    def users(self) -> Mapping[str, UserView]:
+        """SCRAM credentials by user name (none in metadata written before users existed)."""
+        return self.state.get("users", _NO_USERS)
+
+    @property
+    def acls(self) -> Sequence[AclView]:
+        return self.state.get("acls", _NO_ACLS)
 
     def broker(self, broker_id: int) -> BrokerView | None:
         return self.state["brokers"].get(broker_id)
