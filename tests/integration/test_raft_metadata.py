@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from broker_process import free_port
 
+from goqueue.replication import commands as cmds
 from goqueue.replication.metadata import MetadataConflict
 from goqueue.replication.raft import RaftMetadata
 
 pytestmark = pytest.mark.integration
 
 
-def topic_command(name: str, assignment: dict[int, list[int]]) -> dict[str, Any]:
-    return {"op": "create_topic", "name": name, "replication_factor": len(assignment[0]), "config": {},
-            "created_at_s": 0.0, "assignment": assignment}
+def topic_command(name: str, assignment: dict[int, list[int]]) -> cmds.CreateTopic:
+    return cmds.create_topic(name, replication_factor=len(assignment[0]), config={}, created_at_s=0.0,
+                             assignment=assignment)
 
 
 async def _wait_leader(nodes: list[RaftMetadata], timeout_s: float = 15) -> RaftMetadata:
