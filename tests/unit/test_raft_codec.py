@@ -57,3 +57,22 @@ def test_a_snapshot_file_that_names_a_function_is_refused() -> None:
     assert raft_codec.CODEC.load(good) == {"topics": {}, "applied": 3}
     with pytest.raises(raft_codec.RefusedPickle):
         raft_codec.CODEC.load(io.BytesIO(pickle.dumps(Calls(), protocol=2)))
+
+
+def test_a_full_dump_as_pysyncobj_writes_it_loads_with_its_cluster_nodes() -> None:
+    """raft.dump (and a leader's snapshot) is (attributes, last applied entry, the one before, the cluster's nodes):
+    refusing the nodes lost the whole dump, so a broker restarted without the metadata it had compacted."""
+    import gzip
+    import io
+
+    from pysyncobj.node import TCPNode
+
+    nodes = {TCPNode("10.0.0.1:7000"), TCPNode("10.0.0.2:7000")}
+    dump = ({"metadata": {"topics": {}, "applied": 7}}, (b"\x00entry", 9, 2), (b"\x00entry", 8, 2), nodes)
+    written = io.BytesIO()
+    with gzip.GzipFile(fileobj=written, mode="wb") as file:
+        raft_codec.CODEC.dump(dump, file)
+    with gzip.GzipFile(fileobj=io.BytesIO(written.getvalue())) as file:
+        loaded = raft_codec.CODEC.load(file)
+    assert loaded[:3] == dump[:3]
+    assert {node.address for node in loaded[3]} == {"10.0.0.1:7000", "10.0.0.2:7000"}

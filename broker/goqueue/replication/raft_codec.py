@@ -6,8 +6,13 @@ the peer chose (issue 15: a pickled `os.system` sent to port 7000 ran `id` as th
 stolen password must not mean code execution either. So every pickle PySyncObj reads from the network or applies
 from its log goes through `PlainDataUnpickler`: dicts, lists, tuples, strings, bytes, numbers, booleans and None —
 what GoQueue's metadata commands and PySyncObj's own messages are made of — and nothing that names a class or a
-function, except the two harmless globals protocol 2 uses for sets and bytes. Anything else is refused, and the
-connection that sent it is dropped (PySyncObj closes a connection whose message does not parse).
+function, except the two harmless globals protocol 2 uses for sets and bytes, and PySyncObj's `TCPNode`: a full
+dump (`raft.dump`, and the snapshot a leader sends a follower that fell behind) ends with the cluster's nodes, and
+refusing them lost the whole dump — every broker up for five minutes compacts its log into one, so its restart came
+back without the metadata before it (tests/integration/test_upgrade_metadata.py). A node is inert: unpickling makes
+it with `object.__new__` and sets its attributes as data (it defines no `__setstate__` or `__reduce__` to run).
+Anything else is refused, and the connection that sent it is dropped (PySyncObj closes a connection whose message
+does not parse).
 
 `install()` points PySyncObj's transport and state machine at this codec; writing is unchanged (same format), so
 brokers with and without it interoperate and existing journals replay.
@@ -26,9 +31,10 @@ import pysyncobj.syncobj
 import pysyncobj.tcp_connection
 
 # Protocol 2 pickles bytes as _codecs.encode(text, "latin1") and sets as set/frozenset(list), naming the module
-# __builtin__ (Python 2's name, which the unpickler maps to builtins after this check).
+# __builtin__ (Python 2's name, which the unpickler maps to builtins after this check); a dump's nodes are TCPNodes.
 PLAIN_GLOBALS = frozenset({("_codecs", "encode"), ("__builtin__", "set"), ("__builtin__", "frozenset"),
-                           ("builtins", "set"), ("builtins", "frozenset")})
+                           ("builtins", "set"), ("builtins", "frozenset"),
+                           ("pysyncobj.node", "TCPNode")})
 
 
 class RefusedPickle(pickle.UnpicklingError):
