@@ -8,11 +8,13 @@ The brokers run the code under `--code` (PYTHONPATH=<code>/broker); this script 
 works with any version that has today's API. It creates topics (RF 3 and RF 1, several partitions, a compacted one,
 non-default settings, one grown and one deleted), produces records with known keys, values, headers and
 timestamps, moves leadership (elections), declares consumer groups (committed offsets, leases acked and unacked, a
-paused group, pause-all), and writes down what the brokers answered (`manifest.json`). Then it stops them — cleanly
-(variant `clean`) or by SIGKILL (variant `killed`) — and packs each broker's data and WAL directories with the
-manifest into `<variant>.tar.xz`. Beside the manifest, `metadata-<broker>.pickle` is the Raft state the OLD code
-rebuilds from that broker's journal (`replay_journal`, run with the old code), which
-tests/integration/test_upgrade_metadata.py compares with what the new code rebuilds from the same journal.
+paused group, pause-all), and writes down what the brokers answered (`manifest.json`). Then it stops them:
+* `clean`: once PySyncObj has compacted each broker's log into `raft.dump` (as it does five minutes after a broker
+  starts: every real cluster has one) and more has changed after it, with SIGTERM, one broker after another;
+* `killed`: a young cluster (journals only), by SIGKILL.
+Each broker's data and WAL directories and the manifest are packed into `<variant>.tar.xz`, with
+`metadata-<broker>.pickle`: the Raft state the OLD code rebuilds from that broker's WAL (`replay_journal`, run with
+the old code), which the tests compare with what the new code rebuilds from the same files.
 
 Fixed addresses (127.0.91.2-4, ports 18091/19091/17091): the metadata records every broker's address, and the
 test starts the new code on the same ones, so an unchanged registration must stay unchanged.
@@ -21,6 +23,7 @@ test starts the new code on the same ones, so an unchanged registration must sta
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import pickle
@@ -31,10 +34,10 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -61,6 +64,7 @@ TOPICS: dict[str, dict[str, Any]] = {
 GROWN = {"events": 4}
 ALTERED = {"audit": {"maxMessageBytes": 32768}}
 DELETED = "scratch"
+DUMP_WAIT_S = 420  # PySyncObj compacts its log into raft.dump 300 s after a broker starts (logCompactionMinTime)
 
 
 def broker_env(index: int, code: Path | None, root: Path) -> dict[str, str]:
@@ -251,6 +255,23 @@ def write_cluster(variant: str) -> None:
     wait_healthy()
 
 
+def wait_for_dumps(root: Path) -> None:
+    deadline = time.monotonic() + DUMP_WAIT_S
+    while not all((root / f"broker-{i}" / "wal" / "raft.dump").exists() for i in range(len(HOSTS))):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no raft.dump on every broker after {DUMP_WAIT_S}s")
+        time.sleep(5)
+
+
+def write_after_dumps() -> None:
+    """Changes the journal holds after the dump: a new broker reads both."""
+    call("PATCH", "/v1/topics/events", json={"config": {"maxMessageBytes": 16384}})
+    produce("events", 30, 10)
+    call("POST", "/v1/admin/cluster/brokers/2/transfer-leadership")
+    time.sleep(4)
+    wait_healthy()
+
+
 def manifest(variant: str, commit: str) -> dict[str, Any]:
     """What the old brokers answer: the test expects the new code to answer the same about the same data."""
     topics = {name: call("GET", f"/v1/topics/{name}") for name in [*TOPICS, "__consumer_state"]}
@@ -271,26 +292,54 @@ def manifest(variant: str, commit: str) -> dict[str, Any]:
 
 # -- the metadata as a version's code rebuilds it from a journal -------------------------------------------------
 
-def replay_journal(wal_dir: Path) -> Any:
-    """The Raft state the `goqueue` on sys.path rebuilds from `wal_dir/raft.journal`: every command applied by its
-    `apply_command` in log order (a refused command changes nothing), as `RaftMetadata._apply` does."""
-    from goqueue.replication.metadata import MetadataConflict, apply_command, empty_state
+def replay_journal(wal_dir: Path, load_dump: Callable[[IO[bytes]], Any] | None = None) -> Any:
+    """The Raft state the `goqueue` on sys.path rebuilds from `wal_dir`, as PySyncObj and `RaftMetadata._apply` do:
+    the state in `raft.dump` (if the log was compacted), then every later journal entry applied by its
+    `apply_command` in log order (a refused command changes nothing). The dump is read by `load_dump`, by default
+    that goqueue's Raft codec, as its broker reads it."""
+    from goqueue.replication import raft_codec
+    from goqueue.replication.metadata import MetadataConflict, apply_command
 
-    state = empty_state()
-    for command in journal_commands(wal_dir):
-        with suppress(MetadataConflict):
-            apply_command(state, command)
+    state, dumped_index = dumped_state(wal_dir, load_dump or raft_codec.load)
+    for index, command in journal_commands(wal_dir):
+        if index > dumped_index:
+            with suppress(MetadataConflict):
+                apply_command(state, command)
     return state
 
 
-def journal_commands(wal_dir: Path) -> list[Any]:
-    """The metadata commands in `wal_dir/raft.journal`, in log order, decoded by the plain-data codec of the
-    `goqueue` on sys.path. Reads a copy: opening a journal may extend its preallocated reserve."""
+def dumped_state(wal_dir: Path, load_dump: Callable[[IO[bytes]], Any]) -> tuple[Any, int]:
+    """(the metadata in `raft.dump`, the index of the last entry it covers); an empty state and 0 without one. The
+    dump is PySyncObj's: a gzipped pickle of (the SyncObj's attributes, last applied entry, the one before, nodes)."""
+    from goqueue.replication.metadata import empty_state
+
+    dump = wal_dir / "raft.dump"
+    if not dump.exists():
+        return empty_state(), 0
+    with gzip.open(dump) as file:
+        attributes, last_applied = load_dump(file)[:2]
+    return attributes["metadata"], last_applied[1]
+
+
+class DumpAsWritten(pickle.Unpickler):
+    """What the fixture's expected state is read with: the dump as PySyncObj wrote it, plain data and the cluster's
+    node objects. (5ee38ad's own codec refuses those nodes, so it cannot read its own dump: the bug this fixture
+    found. The expected state is what the brokers held, not what that code made of it.)"""
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = {("_codecs", "encode"), ("__builtin__", "set"), ("__builtin__", "frozenset"),
+                   ("pysyncobj.node", "TCPNode")}
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f"{module}.{name} in a metadata dump")
+        return super().find_class(module, name)
+
+
+def journal_commands(wal_dir: Path) -> list[tuple[int, Any]]:
+    """(log index, metadata command) of each command in `wal_dir/raft.journal`, in log order, decoded by the
+    plain-data codec of the `goqueue` on sys.path. Reads a copy: opening a journal may extend its reserve."""
     from goqueue.replication import raft_codec
     from goqueue.replication.raft_journal import RaftJournal
 
-    if (wal_dir / "raft.dump").exists():
-        raise RuntimeError(f"{wal_dir} holds a full dump: only journals are read here")
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / "wal"
         shutil.copytree(wal_dir, copy)
@@ -300,12 +349,12 @@ def journal_commands(wal_dir: Path) -> list[Any]:
         finally:
             journal._destroy()
     commands = []
-    for entry, _index, _term in entries:
+    for entry, index, _term in entries:
         if entry[0] != 0:  # PySyncObj's no-op, membership and version entries
             continue
         function_id, args = raft_codec.loads(entry[1:])[:2]
         assert function_id == 0, f"entry calls replicated method {function_id}; RaftMetadata has one, _apply"
-        commands.append(args[0])
+        commands.append((index, args[0]))
     return commands
 
 
@@ -331,6 +380,9 @@ def make(variant: str, code: Path, out: Path, commit: str) -> None:
         brokers = Brokers(root, code)
         with brokers.running():
             write_cluster(variant)
+            if variant == "clean":
+                wait_for_dumps(root)
+                write_after_dumps()
             manifest_data = manifest(variant, commit)
             if variant == "clean":
                 for index in reversed(range(len(HOSTS))):  # the metadata leader's turn comes whenever it comes
@@ -344,7 +396,8 @@ def make(variant: str, code: Path, out: Path, commit: str) -> None:
 
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "replay":  # run under the old code's PYTHONPATH by `pack`
-        Path(sys.argv[3]).write_bytes(pickle.dumps(replay_journal(Path(sys.argv[2])), protocol=2))
+        state = replay_journal(Path(sys.argv[2]), lambda file: DumpAsWritten(file).load())
+        Path(sys.argv[3]).write_bytes(pickle.dumps(state, protocol=2))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--code", type=Path, required=True, help="a checkout of the version that writes the fixture")

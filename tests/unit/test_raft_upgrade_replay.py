@@ -93,8 +93,10 @@ def test_the_command_types_name_exactly_the_keys_old_journals_hold(unpacked: Pat
     journal_commands = fixture_script().journal_commands
     seen = set()
     for broker in BROKERS:
-        for command in journal_commands(unpacked / f"broker-{broker}" / "wal"):
+        for _index, command in journal_commands(unpacked / f"broker-{broker}" / "wal"):
             assert_keys(by_op[command["op"]], [command])
             seen.add(command["op"])
+    if unpacked.name == "clean":
+        return  # its log was compacted into raft.dump: the journal holds only what changed after the dump
     assert seen >= {"register_broker", "barrier", "create_topic", "delete_topic", "grow_partitions",
                     "set_topic_config", "elect_leader", "change_isr", "set_paused_all"}, "most kinds are journaled"
