@@ -139,11 +139,11 @@ class Brokers:
 
     @contextmanager
     def running(self) -> Iterator[Brokers]:
-        self.start_all()
         try:
+            self.start_all()
             yield self
         finally:
-            self.kill_all()  # whatever is still running after an error
+            self.kill_all()  # whatever is still running after an error, a failed start included
 
 
 # -- talking to the cluster -------------------------------------------------------------------------------------

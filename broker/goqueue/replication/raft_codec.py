@@ -8,9 +8,10 @@ from its log goes through `PlainDataUnpickler`: dicts, lists, tuples, strings, b
 what GoQueue's metadata commands and PySyncObj's own messages are made of — and nothing that names a class or a
 function, except the two harmless globals protocol 2 uses for sets and bytes, and PySyncObj's `TCPNode`: a full
 dump (`raft.dump`, and the snapshot a leader sends a follower that fell behind) ends with the cluster's nodes, and
-refusing them lost the whole dump — every broker up for five minutes compacts its log into one, so its restart came
-back without the metadata before it (tests/integration/test_upgrade_metadata.py). A node is inert: unpickling makes
-it with `object.__new__` and sets its attributes as data (it defines no `__setstate__` or `__reduce__` to run).
+refusing them failed the whole dump. Every broker compacts its log into one five minutes after it starts, so a
+cluster restarted after that never became ready again (tests/integration/test_upgrade_metadata.py, fixture `clean`).
+A node is inert: unpickling makes it with `object.__new__` and sets its attributes as data (it defines no
+`__setstate__` or `__reduce__` to run).
 Anything else is refused, and the connection that sent it is dropped (PySyncObj closes a connection whose message
 does not parse).
 
