@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
 def test_plain_data_of_every_kind_round_trips_as_pysyncobj_writes_it() -> None:
     command = (3, ({"op": "create_topic", "name": "t", "partitions": 2, "config": {"retention": 1.5, "x": None},
                     "assignment": [[0, 1], [1, 2]], "flags": {True, False}, "frozen": frozenset({1}),
-                    "raw": b"\x00\xff"},), {})
+                    "raw": b"\x00\xff", "empty": b""},), {})
     assert raft_codec.loads(raft_codec.CODEC.dumps(command)) == command
 
 
@@ -76,3 +76,12 @@ def test_a_full_dump_as_pysyncobj_writes_it_loads_with_its_cluster_nodes() -> No
         loaded = raft_codec.CODEC.load(file)
     assert loaded[:3] == dump[:3]
     assert {node.address for node in loaded[3]} == {"10.0.0.1:7000", "10.0.0.2:7000"}
+
+
+def test_empty_bytes_load_and_no_other_call_of_bytes_does() -> None:
+    """b"" is `bytes()` in protocol 2 (the last chunk of every snapshot); bytes(n) would allocate n zeros."""
+    assert raft_codec.loads(pickle.dumps({"serialized": (b"", False, True)}, protocol=2)) == {
+        "serialized": (b"", False, True)}
+    allocates = b"\x80\x02c__builtin__\nbytes\nJ\x00\xca\x9a;\x85R."  # bytes(10**9)
+    with pytest.raises(raft_codec.RefusedPickle, match="bytes"):
+        raft_codec.loads(allocates)

@@ -6,7 +6,8 @@ the peer chose (issue 15: a pickled `os.system` sent to port 7000 ran `id` as th
 stolen password must not mean code execution either. So every pickle PySyncObj reads from the network or applies
 from its log goes through `PlainDataUnpickler`: dicts, lists, tuples, strings, bytes, numbers, booleans and None —
 what GoQueue's metadata commands and PySyncObj's own messages are made of — and nothing that names a class or a
-function, except the two harmless globals protocol 2 uses for sets and bytes, and PySyncObj's `TCPNode`: a full
+function, except the harmless globals protocol 2 uses for sets and bytes (b"" as `bytes()`, and nothing but that),
+and PySyncObj's `TCPNode`: a full
 dump (`raft.dump`, and the snapshot a leader sends a follower that fell behind) ends with the cluster's nodes, and
 refusing them failed the whole dump. Every broker compacts its log into one five minutes after it starts, so a
 cluster restarted after that never became ready again (tests/integration/test_upgrade_metadata.py, fixture `clean`).
@@ -42,10 +43,24 @@ class RefusedPickle(pickle.UnpicklingError):
     """A Raft message or log entry named a class or function: it is not plain data."""
 
 
+def empty_bytes(*args: object) -> bytes:
+    """Protocol 2 writes b"" as a call of `bytes()`: the only call of it allowed, since bytes(n) allocates n zeros
+    from a few bytes of pickle. (The last chunk of every snapshot a leader sends is b"": refusing it dropped the
+    connection, so a follower behind the compacted log never caught up.)"""
+    if args:
+        raise RefusedPickle("refused bytes() with arguments: protocol 2 calls it only for b\"\"")
+    return b""
+
+
+EMPTY_BYTES_GLOBALS = frozenset({("__builtin__", "bytes"), ("builtins", "bytes")})
+
+
 class PlainDataUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in PLAIN_GLOBALS:
             return super().find_class(module, name)
+        if (module, name) in EMPTY_BYTES_GLOBALS:
+            return empty_bytes
         raise RefusedPickle(f"refused {module}.{name}: Raft messages carry plain data only")
 
 
