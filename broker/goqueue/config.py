@@ -295,18 +295,27 @@ class SecuritySection(_Section):
     allow_anonymous: bool | None = Field(
         None, alias="allowAnonymous", description="Serve requests without credentials as User:ANONYMOUS. Default: "
         "on for a single broker without cluster.peers (the quick start; logged as a warning), off with peers.")
-    acls_enabled: bool = Field(
-        True, alias="aclsEnabled", description="Check every client request against the ACLs (a principal without "
-        "an ACL granting the operation is refused FORBIDDEN). Off: any authenticated principal may do anything.")
+    acls_enabled: bool | None = Field(
+        None, alias="aclsEnabled", description="Check every client request against the ACLs (a principal without "
+        "an ACL granting the operation is refused FORBIDDEN). Off: whoever is let in may do anything. Default: on "
+        "when anonymous access is off, off when it is on (the quick start, and clusters not secured yet).")
     super_users: CommaList = Field(
         default_factory=list, alias="superUsers", description="Principals allowed everything, ACLs or not "
         "(User:<name>, comma-separated): the administrators who create the other users and ACLs.")
     token_lifetime_s: Duration = Field(
-        3600.0, alias="tokenLifetime", description="How long a session token from a SCRAM exchange is valid; "
+        3600.0, alias="tokenLifetime", gt=0, description="How long a session token from a SCRAM exchange is valid; "
         "the clients authenticate again before it expires.")
+    admin_user: str | None = Field(
+        None, alias="adminUser", pattern=r"^[A-Za-z0-9._@-]{1,128}$", description="A super user whose password "
+        "is read from adminPasswordFile rather than the metadata: the first administrator, who creates the others.")
+    admin_password_file: Path | None = Field(
+        None, alias="adminPasswordFile", description="File holding adminUser's password (a mounted Secret).")
 
     def anonymous_allowed(self, peers: list[str]) -> bool:
         return self.allow_anonymous if self.allow_anonymous is not None else not peers
+
+    def acls_enforced(self, peers: list[str]) -> bool:
+        return self.acls_enabled if self.acls_enabled is not None else not self.anonymous_allowed(peers)
 
 
 class LogSection(_Section):
@@ -353,6 +362,8 @@ class Settings(_Section):
             kind, sep, user = name.partition(":")
             if kind != "User" or not sep or not user:
                 raise ValueError(f"security.superUsers entry {name!r} is not User:<name>")
+        if (self.security.admin_user is None) != (self.security.admin_password_file is None):
+            raise ValueError("security.adminUser and security.adminPasswordFile go together")
         return self
 
     def raft_addresses(self) -> tuple[str, list[str]]:

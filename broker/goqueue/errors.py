@@ -13,7 +13,9 @@ The tree::
     │   ├── PartitionNotFound     404  NOT_FOUND
     │   ├── GroupNotFound         404  NOT_FOUND
     │   ├── UnknownMember         404  NOT_FOUND            the member left or its session expired: join again
-    │   └── LeaseNotFound         404  NOT_FOUND            a lease id the group never handed out
+    │   ├── LeaseNotFound         404  NOT_FOUND            a lease id the group never handed out
+    │   ├── UserNotFound          404  NOT_FOUND
+    │   └── AclNotFound           404  NOT_FOUND
     ├── OffsetOutOfRange          416  OUT_OF_RANGE
     ├── TopicAlreadyExists        409  ALREADY_EXISTS
     ├── OutOfOrderSequence        409  FAILED_PRECONDITION  an idempotent producer skipped a sequence
@@ -177,6 +179,18 @@ class BrokerNotFound(NotFound):
     """No broker with this id is a member of the cluster."""
 
     code = "BROKER_NOT_FOUND"
+
+
+class UserNotFound(NotFound):
+    """No user of this name is in the cluster's metadata."""
+
+    code = "USER_NOT_FOUND"
+
+
+class AclNotFound(NotFound):
+    """No ACL with exactly these fields is in the cluster's metadata (`goqueue-admin acl list` shows them)."""
+
+    code = "ACL_NOT_FOUND"
 
 
 class OffsetOutOfRange(GoQueueError):

@@ -776,3 +776,67 @@ def choose_encoding(*parts: bytes | None) -> Encoding:
     except UnicodeDecodeError:
         return Encoding.BASE64
     return Encoding.UTF8
+
+
+# -- security: SCRAM authentication, users, ACLs (docs/SECURITY.md) --------------------------------------------------
+
+SCRAM_MESSAGE_MAX_LENGTH = 1024  # SCRAM messages are a few hundred characters
+
+
+class ScramStartRequest(_Model):
+    mechanism: Literal["SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    client_first: str = Field(alias="clientFirst", min_length=1, max_length=SCRAM_MESSAGE_MAX_LENGTH,
+                              description="RFC 5802 client-first message: n,,n=<user>,r=<nonce>")
+
+
+class ScramStartResponse(_Model):
+    exchange_id: str = Field(alias="exchangeId", description="Send it back with the client-final message, to the "
+                             "same broker, within 30 s.")
+    server_first: str = Field(alias="serverFirst")
+
+
+class ScramFinishRequest(_Model):
+    exchange_id: str = Field(alias="exchangeId", min_length=1, max_length=64)
+    client_final: str = Field(alias="clientFinal", min_length=1, max_length=SCRAM_MESSAGE_MAX_LENGTH)
+
+
+class ScramFinishResponse(_Model):
+    server_final: str = Field(alias="serverFinal", description="Check it: it proves the broker holds the credential.")
+    token: str = Field(description="Send as `Authorization: Bearer <token>` (gRPC metadata `authorization`).")
+    principal: str
+    expires_at_ms: int = Field(alias="expiresAtMs")
+
+
+class ScramCredentialSpec(_Model):
+    """A user's SCRAM-SHA-512 credential, computed by the client from the password: the password is never sent."""
+
+    mechanism: Literal["SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    salt: str = Field(min_length=16, max_length=128, description="base64, at least 12 bytes")
+    iterations: int = Field(ge=4096, le=1_000_000)
+    stored_key: str = Field(alias="storedKey", min_length=88, max_length=88, description="base64 of 64 bytes")
+    server_key: str = Field(alias="serverKey", min_length=88, max_length=88, description="base64 of 64 bytes")
+
+    @field_validator("salt", "stored_key", "server_key")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise ValueError("not base64") from None
+        return value
+
+
+class UserInfo(_Model):
+    name: str
+    mechanism: str = "SCRAM-SHA-512"
+    iterations: int
+
+
+class AclSpec(_Model):
+    principal: str = Field(max_length=140, description="User:<name>, or User:* for every principal")
+    resource_type: Literal["topic", "group", "cluster"] = Field(alias="resourceType")
+    name: str = Field(min_length=1, max_length=limits.TOPIC_NAME_MAX_LENGTH,
+                      description="The resource's name, a prefix (pattern prefixed), or * for all of its type")
+    pattern: Literal["literal", "prefixed"] = "literal"
+    operation: Literal["produce", "consume", "describe", "alter", "delete", "create", "reset", "admin", "all"]
+    allow: StrictBool = True

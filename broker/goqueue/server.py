@@ -17,6 +17,7 @@ from collections.abc import Callable, Generator
 
 import uvicorn
 
+from goqueue.api.gatekeeper import Gatekeeper
 from goqueue.api.grpc.server import GrpcServer
 from goqueue.api.http.app import create_app
 from goqueue.api.http.connection_limits import guarded_protocol
@@ -91,7 +92,8 @@ class BrokerServer:
         consumer_host = BrokerConsumerHost(self.broker)  # all the consumer groups see of the broker
         self.coordinator = GroupCoordinator(consumer_host, settings.consumers, ConsumerMetrics(self.metrics.registry))
         self.groups = GroupRouter(consumer_host, self.coordinator)  # HTTP and gRPC reach groups only through it
-        self.app = create_app(self.broker, self.groups)
+        self.gatekeeper = Gatekeeper(settings, lambda: self.broker.membership.view)  # one per broker: HTTP, gRPC
+        self.app = create_app(self.broker, self.groups, self.gatekeeper)
         config = uvicorn.Config(
             self.app, host=settings.broker.host, port=settings.broker.port, log_config=None,
             access_log=False, timeout_graceful_shutdown=int(settings.broker.shutdown_grace_s) or None,
@@ -104,7 +106,8 @@ class BrokerServer:
         self.http = _UvicornServer(config)
         self.metrics.open_connections.labels("http").set_function(lambda: len(self.http.server_state.connections))
         self.metrics.open_connections.labels("raft").set_function(self._raft_connections)
-        self.grpc = GrpcServer(self.broker, settings, self.groups) if settings.broker.grpc_port else None
+        self.grpc = (GrpcServer(self.broker, settings, self.groups, self.gatekeeper) if settings.broker.grpc_port
+                     else None)
         self._stop = asyncio.Event()
         self._http_task: asyncio.Task[None] | None = None
 

@@ -204,6 +204,7 @@ def broker_manifests(replicas: int, *, raft: bool, password: str = "local-demo-p
         {"name": "GOQUEUE_BROKER_PORT", "value": "8080"},
         {"name": "GOQUEUE_STORAGE_DATADIR", "value": DATA_DIR},
         {"name": "GOQUEUE_STORAGE_WALDIR", "value": f"{DATA_DIR}/wal"},
+        {"name": "GOQUEUE_SECURITY_ALLOWANONYMOUS", "value": "true"},  # a demo without users (docs/SECURITY.md)
     ]
     if raft:
         peers = ",".join(f"goqueue-{i}.{HEADLESS}:7000" for i in range(replicas))

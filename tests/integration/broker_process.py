@@ -108,6 +108,7 @@ class BrokerProcess:
             "GOQUEUE_STORAGE_DATADIR": str(self.data_dir),
             "GOQUEUE_STORAGE_WALDIR": str(self.wal_dir),
             "GOQUEUE_LOG_FORMAT": "json",
+            "GOQUEUE_SECURITY_ALLOWANONYMOUS": "true",  # explicit: tests about security turn it off (extra_env)
         })
         env.update(self.extra_env)
         return env

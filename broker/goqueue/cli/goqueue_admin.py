@@ -16,7 +16,17 @@ from goqueue.cli import runtime
 from goqueue.cli.options import NameUsageError, resolve_name
 from goqueue.cli.progress import WaitDisplay
 from goqueue.cli.render import Output, human_bytes, print_data, print_fields, print_table
-from goqueue.cli.runtime import CliContext, OutputOption, RequestTimeoutOption, ServerOption, context
+from goqueue.cli.runtime import (
+    CliContext,
+    OutputOption,
+    PasswordFileOption,
+    PasswordOption,
+    RequestTimeoutOption,
+    ServerOption,
+    UserOption,
+    context,
+)
+from goqueue.cli.security_commands import acl_app, user_app
 from goqueue.cli.version import VersionOption, version
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import InvalidRequest
@@ -34,14 +44,17 @@ REPLICATION_POLL_S = 0.5
 replication_app = typer.Typer(help="Replica and in-sync replica state per partition.", no_args_is_help=True)
 for sub, sub_name in ((storage_app, "storage"), (inflight_app, "inflight"), (consumer_app, "consumer"),
                       (backup_app, "backup"), (restore_app, "restore"), (cluster_app, "cluster"),
-                      (replication_app, "replication")):
+                      (replication_app, "replication"), (user_app, "user"), (acl_app, "acl")):
     app.add_typer(sub, name=sub_name)
 
 
 @app.callback()
 def _root(ctx: typer.Context, server: str = ServerOption, output: Output = OutputOption,
-          request_timeout: float = RequestTimeoutOption, _version: bool = VersionOption) -> None:
-    ctx.obj = CliContext(server=server, output=output, request_timeout_s=request_timeout)
+          request_timeout: float = RequestTimeoutOption, user: str | None = UserOption,
+          password: str | None = PasswordOption, password_file: Path | None = PasswordFileOption,
+          _version: bool = VersionOption) -> None:
+    ctx.obj = CliContext(server=server, output=output, request_timeout_s=request_timeout, user=user,
+                         password=password, password_file=password_file)
 
 
 app.command("version")(version)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,7 +15,16 @@ from goqueue.cli.groups import group_app
 from goqueue.cli.options import resolve_name
 from goqueue.cli.progress import WaitDisplay
 from goqueue.cli.render import Output, human_bytes, print_fields, print_table
-from goqueue.cli.runtime import CliContext, OutputOption, RequestTimeoutOption, ServerOption, context
+from goqueue.cli.runtime import (
+    CliContext,
+    OutputOption,
+    PasswordFileOption,
+    PasswordOption,
+    RequestTimeoutOption,
+    ServerOption,
+    UserOption,
+    context,
+)
 from goqueue.cli.version import VersionOption, version
 from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S
 from goqueue.models import (
@@ -37,8 +47,11 @@ app.add_typer(group_app, name="group")
 
 @app.callback()
 def _root(ctx: typer.Context, server: str = ServerOption, output: Output = OutputOption,
-          request_timeout: float = RequestTimeoutOption, _version: bool = VersionOption) -> None:
-    ctx.obj = CliContext(server=server, output=output, request_timeout_s=request_timeout)
+          request_timeout: float = RequestTimeoutOption, user: str | None = UserOption,
+          password: str | None = PasswordOption, password_file: Path | None = PasswordFileOption,
+          _version: bool = VersionOption) -> None:
+    ctx.obj = CliContext(server=server, output=output, request_timeout_s=request_timeout, user=user,
+                         password=password, password_file=password_file)
 
 
 app.command("version")(version)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
@@ -22,9 +23,10 @@ from pydantic import ValidationError
 
 from goqueue.cli.options import spread_global_options
 from goqueue.cli.render import Data, Output, print_data
+from goqueue.client.auth import Credentials
 from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S
 from goqueue.client.http import DEFAULT_SERVER, GoQueueClient
-from goqueue.errors import GoQueueError
+from goqueue.errors import GoQueueError, InvalidRequest
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # typer ends a Ctrl-C (KeyboardInterrupt) with 130 = 128 + SIGINT
 
@@ -37,9 +39,26 @@ class CliContext:
     server: str
     output: Output
     request_timeout_s: float = REQUEST_TIMEOUT_S
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: Path | None = None
 
     def client(self, delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S) -> GoQueueClient:
-        return GoQueueClient(self.server, timeout_s=self.request_timeout_s, delivery_timeout_s=delivery_timeout_s)
+        return GoQueueClient(self.server, timeout_s=self.request_timeout_s, delivery_timeout_s=delivery_timeout_s,
+                             credentials=self.credentials())
+
+    def credentials(self) -> Credentials | None:
+        """--user with its password: from --password-file (preferred: argv is visible to every local user), else
+        --password / GOQUEUE_PASSWORD. No --user: anonymous."""
+        if self.user is None:
+            if self.password is not None or self.password_file is not None:
+                raise InvalidRequest("a password without --user (or GOQUEUE_USER): give both")
+            return None
+        if self.password_file is not None:
+            return Credentials(self.user, read_secret(self.password_file, "--password-file"))
+        if self.password is None:
+            raise InvalidRequest(f"--user {self.user} needs a password: --password-file FILE (or GOQUEUE_PASSWORD)")
+        return Credentials(self.user, self.password)
 
     @property
     def structured(self) -> bool:
@@ -59,9 +78,29 @@ ServerOption = typer.Option(
     help="Broker URL, or several separated by commas: when one cannot be reached the next is used.")
 OutputOption = typer.Option(Output.TABLE, "--output", "-o",
                             help="table for people; json or yaml (the API's field names) for scripts.")
+UserOption = typer.Option(
+    None, "--user", "-u", envvar="GOQUEUE_USER", show_default=False,
+    help="Authenticate as this user (SCRAM-SHA-512); without it requests are anonymous.")
+PasswordOption = typer.Option(
+    None, "--password", envvar="GOQUEUE_PASSWORD", show_default=False,
+    help="The user's password. Prefer --password-file or GOQUEUE_PASSWORD: argv is visible to other users.")
+PasswordFileOption = typer.Option(
+    None, "--password-file", envvar="GOQUEUE_PASSWORD_FILE", show_default=False,
+    help="File holding the user's password (its first line), e.g. a mounted Secret.")
 RequestTimeoutOption = typer.Option(
     REQUEST_TIMEOUT_S, "--request-timeout", min=0.001, envvar="GOQUEUE_REQUEST_TIMEOUT",
     help="Seconds to wait for a broker's answer to one request (kubectl's --request-timeout).")
+
+
+def read_secret(path: Path, option: str) -> str:
+    """The first line of a secret file; an unreadable or empty file is bad input (exit 2)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise InvalidRequest(f"{option} {path}: {exc.strerror}") from None
+    if not lines or not lines[0]:
+        raise InvalidRequest(f"{option} {path} is empty")
+    return lines[0]
 
 
 def context(ctx: typer.Context) -> CliContext:

@@ -21,6 +21,10 @@ forwarded to unreachable (UNAVAILABLE in a response) — is sent again up to `re
 exponential back-off, so the CLIs and the operator ride through a failover of a few seconds. Group operations are
 safe to repeat (a repeated consume at worst leases records that come back after their visibility timeout).
 
+Authentication: with `credentials` (user and password) the client runs a SCRAM-SHA-512 exchange with the server it
+is about to call, sends the session token with every request, and authenticates again before it expires — or once
+more when a broker refuses the token (UNAUTHENTICATED). Without credentials requests are anonymous.
+
 Groups: the client remembers the groups it joined or consumed from as a member and leaves them on `close()`
 (`membership.py`), as a Kafka consumer does. An ordered member's read positions are kept here too (`positions.py`)
 and sent with each consume, so a consume whose answer was lost is sent again and returns the same records.
@@ -37,6 +41,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from goqueue.client.auth import Credentials, TokenHolder, client_final, credential_spec, verify_server
 from goqueue.client.bootstrap import ServerList
 from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryPolicy, backoff_s
 from goqueue.client.http_producer import HttpProducer
@@ -48,6 +53,7 @@ from goqueue.errors import (
     NotCoordinator,
     NotLeader,
     NotReady,
+    Unauthenticated,
     Unavailable,
     UnknownMember,
     error_for_code,
@@ -57,6 +63,7 @@ from goqueue.models import (
     AckRequest,
     AckResponse,
     Acks,
+    AclSpec,
     BrokerVersion,
     CaughtUp,
     ClusterLeader,
@@ -92,10 +99,15 @@ from goqueue.models import (
     ReplicationStatus,
     RestartCheck,
     RestoreReport,
+    ScramFinishRequest,
+    ScramFinishResponse,
+    ScramStartRequest,
+    ScramStartResponse,
     StorageStats,
     TopicCreate,
     TopicInfo,
     TopicUpdate,
+    UserInfo,
 )
 
 DEFAULT_SERVER = "http://localhost:8080"
@@ -142,8 +154,11 @@ def _answers(model: type[M], response: httpx.Response) -> list[M]:
 class GoQueueClient:
     def __init__(self, server: str | Sequence[str] = DEFAULT_SERVER, timeout_s: float = 30.0,
                  transport: httpx.BaseTransport | None = None, retries: int = DEFAULT_RETRIES, *,
-                 idempotent: bool = True, delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S) -> None:
+                 idempotent: bool = True, delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
+                 credentials: Credentials | None = None) -> None:
         self.servers = ServerList(server)
+        self.credentials = credentials
+        self._tokens = TokenHolder()
         self.retries = retries
         self.timeout_s = timeout_s
         self.idempotent = idempotent
@@ -172,11 +187,44 @@ class GoQueueClient:
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
+    def _authorization(self, server: str) -> dict[str, str]:
+        """The Authorization header for a request to `server`: a session token (got there when due), or none."""
+        if self.credentials is None:
+            return {}
+        token = self._tokens.current(time.time())
+        if token is None:
+            token = self._login(server, self.credentials)
+        return {"authorization": f"Bearer {token}"}
+
+    def _login(self, server: str, credentials: Credentials) -> str:
+        """A SCRAM exchange with `server` (both steps there, where the exchange is kept); returns the token."""
+        exchange = credentials.exchange()
+        started = self._auth_step(server, "start", ScramStartRequest(client_first=exchange.client_first),
+                                  ScramStartResponse)
+        finished = self._auth_step(server, "finish", ScramFinishRequest(
+            exchange_id=started.exchange_id, client_final=client_final(exchange, started.server_first)),
+            ScramFinishResponse)
+        verify_server(exchange, finished.server_final)
+        self._tokens.store(finished.token, finished.expires_at_ms / 1000, time.time())
+        return finished.token
+
+    def _auth_step(self, server: str, step: str, body: BaseModel, model: type[M]) -> M:
+        try:
+            response = self._send(server, "POST", f"/v1/auth/scram/{step}", json=body.model_dump(mode="json"),
+                                  authenticated=False)
+        except _Unreached as exc:
+            raise exc.error from exc
+        error = error_from_response(response)
+        if error is not None:
+            raise error
+        return _answer(model, response)
+
     def _send(self, server: str, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-              timeout_s: float | None = None) -> httpx.Response:
+              timeout_s: float | None = None, authenticated: bool = True) -> httpx.Response:
+        headers = self._authorization(server) if authenticated else {}
         try:
             return self._http.request(
-                method, server + path, json=json,
+                method, server + path, json=json, headers=headers,
                 params={k: v for k, v in (params or {}).items() if v is not None},
                 timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -196,6 +244,7 @@ class GoQueueClient:
         sending has the effect of the first: an ordered consume with client-held positions) is also sent again
         after a lost answer, every server in turn, up to `retries` rounds with the back-off."""
         attempt = unreached = 0
+        renewed = False
         while True:
             server = self.servers.current
             try:
@@ -214,6 +263,10 @@ class GoQueueClient:
             error = error_from_response(response)
             if error is None:
                 return response
+            if isinstance(error, Unauthenticated) and self.credentials is not None and not renewed:
+                self._tokens.forget()  # refused token (a restarted lone broker, a new password): once more, anew
+                renewed = True
+                continue
             if attempt >= self.retries or error.code not in retry_codes:
                 raise error
             time.sleep(backoff_s(attempt, RETRY_BACKOFF_S, RETRY_BACKOFF_MAX_S, self._rng))
@@ -226,6 +279,31 @@ class GoQueueClient:
               repeatable: bool = False) -> M:
         payload = body.model_dump(by_alias=True, exclude_none=True, mode="json") if body is not None else None
         return _answer(model, self.request("POST", path, json=payload, timeout_s=timeout_s, repeatable=repeatable))
+
+    # -- users and ACLs (cluster admins) ---------------------------------------------------------------------
+
+    def list_users(self) -> list[UserInfo]:
+        return _answers(UserInfo, self.request("GET", "/v1/admin/users"))
+
+    def upsert_user(self, name: str, password: str) -> UserInfo:
+        """Create the user, or give it a new password; only the salted keys computed here are sent."""
+        body = credential_spec(password).model_dump(by_alias=True, mode="json")
+        return _answer(UserInfo, self.request("PUT", f"/v1/admin/users/{name}", json=body))
+
+    def delete_user(self, name: str) -> None:
+        self.request("DELETE", f"/v1/admin/users/{name}")
+
+    def list_acls(self, principal: str | None = None, resource_type: str | None = None,
+                  name: str | None = None) -> list[AclSpec]:
+        return _answers(AclSpec, self.request("GET", "/v1/admin/acls", params={
+            "principal": principal, "resourceType": resource_type, "name": name}))
+
+    def add_acl(self, acl: AclSpec) -> AclSpec:
+        return _answer(AclSpec, self.request("POST", "/v1/admin/acls", json=acl.model_dump(by_alias=True,
+                                                                                           mode="json")))
+
+    def remove_acl(self, acl: AclSpec) -> None:
+        self.request("POST", "/v1/admin/acls/remove", json=acl.model_dump(by_alias=True, mode="json"))
 
     # -- health ----------------------------------------------------------------------------------------------
 

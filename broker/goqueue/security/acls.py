@@ -48,7 +48,7 @@ OPERATIONS: Mapping[ResourceType, frozenset[Operation]] = {
     ResourceType.TOPIC: frozenset({Operation.PRODUCE, Operation.CONSUME, Operation.DESCRIBE, Operation.ALTER,
                                    Operation.DELETE, Operation.CREATE, Operation.ALL}),
     ResourceType.GROUP: frozenset({Operation.CONSUME, Operation.RESET, Operation.DELETE, Operation.DESCRIBE,
-                                   Operation.ALL}),
+                                   Operation.ALTER, Operation.ALL}),  # alter: declare settings, pause, resume
     ResourceType.CLUSTER: frozenset({Operation.ADMIN, Operation.ALL}),
 }
 

@@ -21,14 +21,17 @@ from typing import Any, TypeAlias
 import grpc
 
 from goqueue import limits
+from goqueue.api.gatekeeper import Access, Gatekeeper
 from goqueue.api.grpc import convert_groups as convert
+from goqueue.api.grpc.auth import caller
 from goqueue.api.grpc.convert import in_range
 from goqueue.api.grpc.errors import translate_errors
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.consumers.router import GroupRouter
 from goqueue.errors import InvalidRequest, NotReady
 from goqueue.metrics import BrokerMetrics
-from goqueue.models import ReadPosition
+from goqueue.models import ConsumeRequest, ReadPosition
+from goqueue.security.acls import Operation, group, topic
 
 CONSUME_STREAM_POLL_S = 0.5  # one long-poll slice of ConsumeStream: bounds how late it notices shutdown
 MAX_STREAM_CREDIT = 100_000  # records of credit a stream may hold outstanding (as a produce request's record cap)
@@ -83,6 +86,7 @@ class GroupRpcs:
     """Mixed into `GoQueueServicer`, which provides the router, the metrics and the shutdown signal."""
 
     groups: GroupRouter | None
+    gatekeeper: Gatekeeper
     metrics: BrokerMetrics
     _closing: asyncio.Event
     _readers: set[asyncio.Task[None]]
@@ -92,28 +96,49 @@ class GroupRpcs:
             raise NotReady("this server runs without consumer groups")
         return self.groups
 
+    def _caller(self, context: Context) -> Access:
+        return caller(self.gatekeeper, context)
+
+    def _member(self, context: Context, name: str) -> None:
+        """The caller may consume as a member of group `name` (membership, acks, commits)."""
+        self._caller(context).check(group(name), Operation.CONSUME)
+
+    def _consumer(self, context: Context, name: str, request: ConsumeRequest) -> None:
+        access = self._caller(context)
+        access.check(group(name), Operation.CONSUME)
+        if request.topic is not None:  # an ordered member's topics were checked when it joined
+            access.check(topic(request.topic), Operation.CONSUME)
+
     @translate_errors
     async def JoinGroup(self, request: Any, context: Context) -> Any:  # noqa: N802 - rpc names are the proto's
-        group, join = convert.join_from_proto(request)
-        response = await self._router().join(group, join, peer_host(context), forwarded=False)
+        name, join = convert.join_from_proto(request)
+        access = self._caller(context)
+        access.check(group(name), Operation.CONSUME)
+        for subscribed in join.topics:
+            access.check(topic(subscribed), Operation.CONSUME)
+        response = await self._router().join(name, join, peer_host(context), forwarded=False)
         return convert.join_response_to_proto(response)
 
     @translate_errors
     async def Heartbeat(self, request: Any, context: Context) -> Any:  # noqa: N802
-        group = convert.group_name(request)
+        name = convert.group_name(request)
+        self._member(context, name)
         in_range(request.generation, limits.GENERATION, "generation")
-        response = await self._router().heartbeat(group, request.member_id, request.generation, forwarded=False)
+        response = await self._router().heartbeat(name, request.member_id, request.generation, forwarded=False)
         return convert.heartbeat_response_to_proto(response)
 
     @translate_errors
     async def LeaveGroup(self, request: Any, context: Context) -> Any:  # noqa: N802
-        await self._router().leave(convert.group_name(request), request.member_id, forwarded=False)
+        name = convert.group_name(request)
+        self._member(context, name)
+        await self._router().leave(name, request.member_id, forwarded=False)
         return pb.LeaveGroupResponse()
 
     @translate_errors
     async def Consume(self, request: Any, context: Context) -> Any:  # noqa: N802
-        group, consume = convert.consume_from_proto(request)
-        response = await self._router().consume(group, consume, peer_host(context), forwarded=False)
+        name, consume = convert.consume_from_proto(request)
+        self._consumer(context, name, consume)
+        response = await self._router().consume(name, consume, peer_host(context), forwarded=False)
         return convert.consume_response_to_proto(response)
 
     @translate_errors
@@ -123,6 +148,7 @@ class GroupRpcs:
         if first is None:
             return  # the client half-closed without subscribing
         subscription = convert.subscription_from_proto(first, MAX_STREAM_CREDIT)
+        self._consumer(context, subscription.group, subscription.request)
         credit = Credit(subscription.credit)
         reader = asyncio.create_task(self._read_credit(requests, credit), name="grpc-consume-credit")
         self._readers.add(reader)
@@ -166,20 +192,24 @@ class GroupRpcs:
 
     @translate_errors
     async def Ack(self, request: Any, context: Context) -> Any:  # noqa: N802
-        group, ack = convert.ack_from_proto(request)
-        return convert.ack_response_to_proto(await self._router().ack(group, ack, forwarded=False))
+        name, ack = convert.ack_from_proto(request)
+        self._member(context, name)
+        return convert.ack_response_to_proto(await self._router().ack(name, ack, forwarded=False))
 
     @translate_errors
     async def Nack(self, request: Any, context: Context) -> Any:  # noqa: N802
-        group, nack = convert.nack_from_proto(request)
-        return convert.ack_response_to_proto(await self._router().nack(group, nack, forwarded=False))
+        name, nack = convert.nack_from_proto(request)
+        self._member(context, name)
+        return convert.ack_response_to_proto(await self._router().nack(name, nack, forwarded=False))
 
     @translate_errors
     async def Release(self, request: Any, context: Context) -> Any:  # noqa: N802
-        group, release = convert.ack_from_proto(request)
-        return convert.ack_response_to_proto(await self._router().release(group, release, forwarded=False))
+        name, release = convert.ack_from_proto(request)
+        self._member(context, name)
+        return convert.ack_response_to_proto(await self._router().release(name, release, forwarded=False))
 
     @translate_errors
     async def CommitOffsets(self, request: Any, context: Context) -> Any:  # noqa: N802
-        group, commit = convert.commit_from_proto(request)
-        return convert.commit_response_to_proto(await self._router().commit(group, commit, forwarded=False))
+        name, commit = convert.commit_from_proto(request)
+        self._member(context, name)
+        return convert.commit_response_to_proto(await self._router().commit(name, commit, forwarded=False))

@@ -23,6 +23,7 @@ from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from goqueue.api.gatekeeper import Gatekeeper
 from goqueue.api.grpc.errors import MalformedMessage, tolerant_deserializer
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.api.grpc.servicer import GoQueueServicer
@@ -109,10 +110,12 @@ def bind_address(host: str, port: int) -> str:
 
 
 class GrpcServer:
-    def __init__(self, broker: Broker, settings: Settings, groups: GroupRouter | None = None) -> None:
+    def __init__(self, broker: Broker, settings: Settings, groups: GroupRouter | None = None,
+                 gatekeeper: Gatekeeper | None = None) -> None:
         self.broker = broker
         self.settings = settings
-        self.servicer = GoQueueServicer(broker, groups)
+        self.servicer = GoQueueServicer(broker, groups, gatekeeper or Gatekeeper(
+            settings, lambda: broker.membership.view))
         self.health = health_aio.HealthServicer()
         self.port: int | None = None
         self._server: Any = None

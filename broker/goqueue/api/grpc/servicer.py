@@ -28,6 +28,7 @@ import grpc
 
 from goqueue import limits
 from goqueue.api.adapter_rules import produce_request, refuse_internal_topic
+from goqueue.api.gatekeeper import Access, Gatekeeper
 from goqueue.api.grpc import convert
 from goqueue.api.grpc.errors import translate_errors
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
@@ -35,6 +36,7 @@ from goqueue.api.grpc.group_servicer import GroupRpcs
 from goqueue.broker import Broker
 from goqueue.consumers.router import GroupRouter
 from goqueue.errors import InvalidRequest, NotReady, RecordTooLarge
+from goqueue.security.acls import Operation, topic
 
 PRODUCE_STREAM_WINDOW = 64  # requests read ahead per ProduceStream: enough to fill group commits, bounded memory
 FETCH_STREAM_POLL_S = 0.5  # one long-poll slice of FetchStream: bounds how late a stream notices shutdown
@@ -45,9 +47,10 @@ Context: TypeAlias = grpc.aio.ServicerContext
 class GoQueueServicer(GroupRpcs):
     """Implements every rpc of `service GoQueue` in goqueue.proto (the server binds them by name)."""
 
-    def __init__(self, broker: Broker, groups: GroupRouter | None = None) -> None:
+    def __init__(self, broker: Broker, groups: GroupRouter | None, gatekeeper: Gatekeeper) -> None:
         self.broker = broker
         self.groups = groups  # None: the group rpcs answer NOT_READY
+        self.gatekeeper = gatekeeper
         self.metrics = broker.metrics
         self._closing = asyncio.Event()
         self._readers: set[asyncio.Task[None]] = set()
@@ -58,32 +61,52 @@ class GoQueueServicer(GroupRpcs):
         for reader in self._readers:
             reader.cancel()
 
+    # -- authentication -----------------------------------------------------------------------------------------
+
+    @translate_errors
+    async def ScramStart(self, request: Any, context: Context) -> Any:  # noqa: N802
+        started = self.gatekeeper.scram_start(request.client_first)
+        return pb.ScramStartResponse(exchange_id=started.exchange_id, server_first=started.server_first)
+
+    @translate_errors
+    async def ScramFinish(self, request: Any, context: Context) -> Any:  # noqa: N802
+        finished = self.gatekeeper.scram_finish(request.exchange_id, request.client_final)
+        return pb.ScramFinishResponse(server_final=finished.server_final, token=finished.token,
+                                      principal=str(finished.principal),
+                                      expires_at_ms=round(finished.expires_at_s * 1000))
+
     # -- topics -------------------------------------------------------------------------------------------------
 
     @translate_errors
     async def CreateTopic(self, request: Any, context: Context) -> Any:  # noqa: N802 - rpc names are the proto's
         spec = convert.topic_create_from_proto(request)
+        self._caller(context).check(topic(spec.name), Operation.CREATE)
         refuse_internal_topic(spec.name)
         return convert.topic_to_proto(await self.broker.create_topic(spec))
 
     @translate_errors
     async def ListTopics(self, request: Any, context: Context) -> Any:  # noqa: N802
-        return pb.ListTopicsResponse(topics=[convert.topic_to_proto(t) for t in self.broker.list_topics()])
+        access = self._caller(context)
+        return pb.ListTopicsResponse(topics=[convert.topic_to_proto(t) for t in self.broker.list_topics()
+                                             if access.allowed(topic(t.name), Operation.DESCRIBE)])
 
     @translate_errors
     async def DescribeTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
+        self._caller(context).check(topic(request.name), Operation.DESCRIBE)
         self.broker.check_ready()
         details = not request.HasField("details") or request.details
         return convert.topic_to_proto(await self.broker.describe_topic(request.name, details=details))
 
     @translate_errors
     async def UpdateTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
+        self._caller(context).check(topic(request.name), Operation.ALTER)
         refuse_internal_topic(request.name)
         update = convert.topic_update_from_proto(request)
         return convert.topic_to_proto(await self.broker.update_topic(request.name, update.partitions, update.config))
 
     @translate_errors
     async def DeleteTopic(self, request: Any, context: Context) -> Any:  # noqa: N802
+        self._caller(context).check(topic(request.name), Operation.DELETE)
         refuse_internal_topic(request.name)
         await self.broker.delete_topic(request.name)
         return pb.DeleteTopicResponse()
@@ -92,9 +115,10 @@ class GoQueueServicer(GroupRpcs):
 
     @translate_errors
     async def Produce(self, request: Any, context: Context) -> Any:  # noqa: N802
-        return await self._produce(request)
+        return await self._produce(request, self._caller(context))
 
-    async def _produce(self, request: Any) -> Any:
+    async def _produce(self, request: Any, access: Access) -> Any:
+        access.check(topic(request.topic), Operation.PRODUCE)
         with produce_request(self.metrics, "grpc", request.topic):
             call = convert.produce_from_proto(request)
             offsets, duplicate = await self.broker.produce(
@@ -107,7 +131,8 @@ class GoQueueServicer(GroupRpcs):
         # answering, so at most PRODUCE_STREAM_WINDOW produce tasks (plus the end marker) are ever queued.
         slots = asyncio.Semaphore(PRODUCE_STREAM_WINDOW)
         pending: asyncio.Queue[asyncio.Task[Any] | None] = asyncio.Queue()
-        reader = asyncio.create_task(self._read_produce_stream(requests, slots, pending), name="grpc-produce-reader")
+        reader = asyncio.create_task(self._read_produce_stream(requests, self._caller(context), slots, pending),
+                                     name="grpc-produce-reader")
         self._readers.add(reader)
         try:
             while (produce := await pending.get()) is not None:
@@ -127,7 +152,7 @@ class GoQueueServicer(GroupRpcs):
             await asyncio.gather(reader, *leftovers, return_exceptions=True)
 
     async def _read_produce_stream(
-        self, requests: AsyncIterator[Any], slots: asyncio.Semaphore,
+        self, requests: AsyncIterator[Any], access: Access, slots: asyncio.Semaphore,
         pending: asyncio.Queue[asyncio.Task[Any] | None],
     ) -> None:
         """Start one produce task per request, in order, at most PRODUCE_STREAM_WINDOW unanswered.
@@ -141,12 +166,13 @@ class GoQueueServicer(GroupRpcs):
                 request = await anext(requests, None)
                 if request is None:
                     return
-                pending.put_nowait(asyncio.create_task(self._produce(request)))
+                pending.put_nowait(asyncio.create_task(self._produce(request, access)))
         finally:
             pending.put_nowait(None)
 
     @translate_errors
     async def ProduceBatch(self, request: Any, context: Context) -> Any:  # noqa: N802
+        self._caller(context).check(topic(request.topic), Operation.PRODUCE)
         with produce_request(self.metrics, "grpc", request.topic):
             partition = convert.partition_index(request.partition)
             limit = self.broker.settings.limits.max_request_bytes
@@ -164,6 +190,7 @@ class GoQueueServicer(GroupRpcs):
     @translate_errors
     async def Fetch(self, request: Any, context: Context) -> Any:  # noqa: N802
         call = convert.fetch_from_proto(request)
+        self._caller(context).check(topic(call.topic), Operation.CONSUME)
         result = await self.broker.fetch(call.topic, call.partition, call.offset, call.max_bytes, call.wait_s)
         response, count = convert.fetch_response_to_proto(call, result)
         self.metrics.messages_fetched.labels(call.topic).inc(count)
@@ -172,6 +199,7 @@ class GoQueueServicer(GroupRpcs):
     @translate_errors
     async def FetchStream(self, request: Any, context: Context) -> AsyncIterator[Any]:  # noqa: N802
         call = convert.fetch_from_proto(request)
+        self._caller(context).check(topic(call.topic), Operation.CONSUME)
         offset = call.offset
         while not self._closing.is_set():
             result = await self.broker.fetch(call.topic, call.partition, offset, call.max_bytes, FETCH_STREAM_POLL_S)
@@ -189,6 +217,7 @@ class GoQueueServicer(GroupRpcs):
 
     @translate_errors
     async def GetOffsets(self, request: Any, context: Context) -> Any:  # noqa: N802
+        self._caller(context).check(topic(request.topic), Operation.DESCRIBE)
         timestamp_ms = request.timestamp_ms if request.HasField("timestamp_ms") else None
         if timestamp_ms is not None:
             convert.in_range(timestamp_ms, limits.TIMESTAMP_MS, "timestamp_ms")

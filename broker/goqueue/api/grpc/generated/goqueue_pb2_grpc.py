@@ -34,6 +34,16 @@ class GoQueueStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.ScramStart = channel.unary_unary(
+                '/goqueue.v1.GoQueue/ScramStart',
+                request_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ScramStartRequest.SerializeToString,
+                response_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ScramStartResponse.FromString,
+                _registered_method=True)
+        self.ScramFinish = channel.unary_unary(
+                '/goqueue.v1.GoQueue/ScramFinish',
+                request_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ScramFinishRequest.SerializeToString,
+                response_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ScramFinishResponse.FromString,
+                _registered_method=True)
         self.CreateTopic = channel.unary_unary(
                 '/goqueue.v1.GoQueue/CreateTopic',
                 request_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.CreateTopicRequest.SerializeToString,
@@ -138,6 +148,20 @@ class GoQueueStub:
 
 class GoQueueServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def ScramStart(self, request, context):
+        """Authentication: RFC 5802 messages; the exchange id ties the two steps (30 s, usable once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScramFinish(self, request, context):
+        """UNAUTHENTICATED: wrong password, replay
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def CreateTopic(self, request, context):
         """Topics.
@@ -294,6 +318,16 @@ class GoQueueServicer:
 
 def add_GoQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'ScramStart': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScramStart,
+                    request_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ScramStartRequest.FromString,
+                    response_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ScramStartResponse.SerializeToString,
+            ),
+            'ScramFinish': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScramFinish,
+                    request_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ScramFinishRequest.FromString,
+                    response_serializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ScramFinishResponse.SerializeToString,
+            ),
             'CreateTopic': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTopic,
                     request_deserializer=goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.CreateTopicRequest.FromString,
@@ -404,6 +438,60 @@ def add_GoQueueServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class GoQueue:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def ScramStart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goqueue.v1.GoQueue/ScramStart',
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ScramStartRequest.SerializeToString,
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ScramStartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScramFinish(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goqueue.v1.GoQueue/ScramFinish',
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ScramFinishRequest.SerializeToString,
+            goqueue_dot_api_dot_grpc_dot_generated_dot_goqueue__pb2.ScramFinishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def CreateTopic(request,

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from goqueue import limits
+from goqueue.api.http.auth import AUTH_ERRORS, CLUSTER_ADMIN
 from goqueue.api.http.body import CheckedBodyRoute
 from goqueue.api.http.deps import ForwardedDep, GroupsDep
 from goqueue.api.http.errors import METADATA_CHANGE, error_responses
@@ -34,7 +35,8 @@ from goqueue.errors import (
 )
 from goqueue.models import InflightList, MetadataBackup, PauseResponse, RestoreReport, within
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=CheckedBodyRoute)
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=CheckedBodyRoute, responses=AUTH_ERRORS,
+                   dependencies=[CLUSTER_ADMIN])  # admin on the cluster (security.acls)
 
 # Gathered from, or applied on, every coordinator (each may be moving) and the cluster metadata.
 _EVERY_COORDINATOR: tuple[type[GoQueueError], ...] = (

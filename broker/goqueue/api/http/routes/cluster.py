@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from goqueue.api.http.auth import AUTH_ERRORS, AUTHENTICATED
 from goqueue.api.http.deps import BrokerDep
 from goqueue.api.http.errors import error_responses
 from goqueue.broker import Broker
 from goqueue.errors import NotReady
 from goqueue.models import ClusterLeader, ClusterMember, ClusterStatus, ReplicaState, ReplicationStatus
 
-router = APIRouter(tags=["cluster"])
+router = APIRouter(tags=["cluster"], responses=AUTH_ERRORS,
+                   dependencies=[AUTHENTICATED])  # read-outs: any principal let in may read them
 
 _NOT_READY = error_responses(NotReady)
 

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from goqueue import limits
+from goqueue.api.http.auth import AUTH_ERRORS, CLUSTER_ADMIN
 from goqueue.api.http.deps import BrokerDep
 from goqueue.api.http.errors import METADATA_CHANGE, error_responses
 from goqueue.errors import BrokerNotFound, NotReady
@@ -24,7 +25,8 @@ from goqueue.models import (
     within,
 )
 
-router = APIRouter(prefix="/v1/admin/cluster", tags=["cluster admin"])
+router = APIRouter(prefix="/v1/admin/cluster", tags=["cluster admin"], responses=AUTH_ERRORS,
+                   dependencies=[CLUSTER_ADMIN])  # admin on the cluster (security.acls)
 
 BrokerId = Annotated[int, Path(description="Broker id (the StatefulSet ordinal).", **within(limits.BROKER_ID))]
 _QUESTION = error_responses(BrokerNotFound, NotReady)

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from goqueue import __version__
+from goqueue.api.http.auth import AUTH_ERRORS, AUTHENTICATED
 from goqueue.api.http.deps import BrokerDep
 from goqueue.api.http.errors import error_responses
 from goqueue.models import BrokerVersion, HealthStatus, Liveness, Readiness
@@ -45,7 +46,7 @@ async def version(broker: BrokerDep) -> BrokerVersion:
 
 
 @router.get("/v1/admin/health", response_model=HealthStatus, summary="Health with per-check detail",
-            responses=error_responses())
+            responses={**error_responses(), **AUTH_ERRORS}, dependencies=[AUTHENTICATED])
 async def health(broker: BrokerDep) -> HealthStatus:
     checks = {
         "storage": "ok" if broker.ready else "recovering",

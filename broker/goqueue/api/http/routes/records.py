@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from goqueue import limits
 from goqueue.api.adapter_rules import produce_request, records_for_client
+from goqueue.api.http.auth import AUTH_ERRORS, require
 from goqueue.api.http.body import CheckedBodyRoute
 from goqueue.api.http.deps import BrokerDep, ForwardedDep, PartitionPath
 from goqueue.api.http.errors import error_responses
@@ -52,8 +53,15 @@ from goqueue.models import (
     within,
 )
 from goqueue.records import ProducerIdentity, RecordIn
+from goqueue.security.acls import Operation, ResourceType
 
-router = APIRouter(prefix="/v1/topics/{topic}", tags=["records"], route_class=CheckedBodyRoute)
+router = APIRouter(prefix="/v1/topics/{topic}", tags=["records"], route_class=CheckedBodyRoute,
+                   responses=AUTH_ERRORS)
+
+# The caller may do this to the topic (security.acls), checked here at the broker the client called.
+_PRODUCER = [require(ResourceType.TOPIC, Operation.PRODUCE, "topic")]
+_CONSUMER = [require(ResourceType.TOPIC, Operation.CONSUME, "topic")]
+_DESCRIBER = [require(ResourceType.TOPIC, Operation.DESCRIBE, "topic")]
 
 # A partition's leader answers (or the broker forwards to it, and relays what it answered).
 _PARTITION = (TopicNotFound, PartitionNotFound, PartitionOffline, NotLeader, NotReady, Timeout, Unavailable)
@@ -87,7 +95,7 @@ def _decode_records(request: ProduceRequest) -> list[RecordIn]:
 
 
 @router.post("/records", response_model=ProduceResponse, summary="Produce a batch of records (JSON)",
-             responses=_PRODUCE)
+             responses=_PRODUCE, dependencies=_PRODUCER)
 async def produce(topic: str, body: ProduceRequest, broker: BrokerDep, forwarded: ForwardedDep) -> Response:
     with produce_request(broker.metrics, "http", topic):
         producer = None
@@ -104,7 +112,7 @@ async def produce(topic: str, body: ProduceRequest, broker: BrokerDep, forwarded
 
 
 @router.post("/partitions/{partition}/batches", summary="Produce one client-built record batch (binary)",
-             response_model=ProduceResponse, responses=_PRODUCE)
+             response_model=ProduceResponse, responses=_PRODUCE, dependencies=_PRODUCER)
 async def produce_batch(
     topic: str, partition: PartitionPath, request: Request, broker: BrokerDep, forwarded: ForwardedDep,
     acks: Acks = Acks.ALL,
@@ -126,7 +134,7 @@ async def produce_batch(
 
 
 @router.get("/partitions/{partition}/records", response_model=FetchResponse, summary="Fetch records (JSON)",
-            responses=_FETCH)
+            responses=_FETCH, dependencies=_CONSUMER)
 async def fetch(
     topic: str,
     partition: PartitionPath,
@@ -155,7 +163,8 @@ async def fetch(
 
 @router.get("/partitions/{partition}/batches", summary="Fetch whole record batches (binary)",
             response_class=Response, responses={
-                **_FETCH, 200: {"content": {BATCH_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}})
+                **_FETCH, 200: {"content": {BATCH_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
+            dependencies=_CONSUMER)
 async def fetch_batches(
     topic: str,
     partition: PartitionPath,
@@ -174,7 +183,7 @@ async def fetch_batches(
 
 
 @router.get("/partitions/{partition}/offsets", summary="Offset lookup: earliest, latest or by timestamp",
-            responses=error_responses(_PARTITION))
+            responses=error_responses(_PARTITION), dependencies=_DESCRIBER)
 async def offsets(
     topic: str,
     partition: PartitionPath,

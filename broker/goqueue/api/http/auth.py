@@ -1,0 +1,53 @@
+"""The HTTP side of the gatekeeper: the caller of a request (`AccessDep`) and the route dependencies checking it.
+
+A request on the public listener is authenticated from its `Authorization: Bearer <token>` header (none: the anonymous
+principal, where allowed) and authorized before the route acts. A request on the internal listener
+(`app.state.listener == "internal"`, broker credentials checked by its middleware) was authorized by the broker the
+client called, and is not checked again. `AUTH_ERRORS` documents the two refusals on every protected route.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, params
+
+from goqueue.api.gatekeeper import Access, Gatekeeper
+from goqueue.api.http.errors import error_responses
+from goqueue.errors import Forbidden, Unauthenticated
+from goqueue.security.acls import CLUSTER, Operation, Resource, ResourceType
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: response for status, response in error_responses(Unauthenticated, Forbidden).items()
+    if status in (Unauthenticated.http_status, Forbidden.http_status)}
+
+
+def gatekeeper(request: Request) -> Gatekeeper:
+    keeper: Gatekeeper = request.app.state.gatekeeper
+    return keeper
+
+
+def _access(request: Request) -> Access:
+    keeper = gatekeeper(request)
+    if getattr(request.app.state, "listener", "public") == "internal":
+        return Access(keeper, None)
+    return Access(keeper, keeper.principal(request.headers.get("authorization")))
+
+
+AccessDep = Annotated[Access, Depends(_access)]
+AUTHENTICATED = Depends(_access)  # a route dependency: the caller is let in (no ACL needed)
+
+
+def require(resource_type: ResourceType, operation: Operation, path_param: str = "") -> params.Depends:
+    """A route dependency: the caller may do `operation` to the resource named by the route's `path_param` (the
+    cluster when there is none)."""
+
+    def check(request: Request, access: AccessDep) -> None:
+        resource = Resource(resource_type, request.path_params[path_param]) if path_param else CLUSTER
+        access.check(resource, operation)
+
+    return params.Depends(check)
+
+
+CLUSTER_ADMIN = require(ResourceType.CLUSTER, Operation.ADMIN)
+
