@@ -154,6 +154,8 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
         state: MetadataState | None = self.__dict__.get("metadata")
         return state if state is not None else empty_state()
 
+    # The only replicated method: PySyncObj numbers them in sorted name order and journals the number, so another one
+    # named before `_apply` would make every existing journal call it instead (tests/fixtures/upgrade).
     @replicated  # type: ignore[untyped-decorator]
     def _apply(self, command: Command) -> Applied:
         """Runs on every broker, in log order, in PySyncObj's thread."""
