@@ -278,10 +278,11 @@ class GrpcClient:
             raise error_from_rpc(exc, target) from exc
         return convert.produce_response_from_proto(response)
 
-    async def produce_batch(self, topic: str, partition: int, batch: bytes, acks: Acks = Acks.ALL) -> BatchOffsets:
+    async def produce_batch(self, topic: str, partition: int, batch: bytes, acks: Acks = Acks.ALL,
+                            timeout_s: float | None = None) -> BatchOffsets:
         """Produce one record batch built with `goqueue.storage.batch.build_batch`."""
         response = await self._call("ProduceBatch", pb.ProduceBatchRequest(
-            topic=topic, partition=partition, batch=batch, acks=convert.ACKS_TO_PROTO[acks]))
+            topic=topic, partition=partition, batch=batch, acks=convert.ACKS_TO_PROTO[acks]), timeout_s=timeout_s)
         return BatchOffsets(topic=response.topic, partition=response.partition, base_offset=response.base_offset,
                             last_offset=response.last_offset, duplicate=response.duplicate)
 
