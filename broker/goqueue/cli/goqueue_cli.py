@@ -13,6 +13,7 @@ from goqueue.cli.config_keys import UnknownConfigKey, canonical_setting
 from goqueue.cli.consume import ConsumeOptions, run_consume
 from goqueue.cli.groups import group_app
 from goqueue.cli.options import resolve_name
+from goqueue.cli.produce import ProduceOptions, produce_lines
 from goqueue.cli.progress import WaitDisplay
 from goqueue.cli.render import Output, human_bytes, print_fields, print_table
 from goqueue.cli.runtime import (
@@ -30,7 +31,6 @@ from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S
 from goqueue.models import (
     CleanupPolicy,
     GroupMode,
-    ProduceRecord,
     SettingSource,
     TopicConfig,
     TopicCreate,
@@ -252,17 +252,12 @@ def produce(
             raise typer.BadParameter(f"{item!r} is not key=value", param_hint="--header")
         headers[name] = text
     lines = [value] if value is not None else (line.rstrip("\n") for line in sys.stdin)
-    produced = []
-    with cli.client(delivery_timeout_s=delivery_timeout) as client, WaitDisplay(
-            not cli.structured, f"sending to {topic} (retried through failovers for up to {delivery_timeout:g}s)"):
-        pending: list[ProduceRecord] = []
-        for line in lines:
-            pending.append(ProduceRecord(key=key, value=line, headers=headers))
-            if len(pending) >= batch:
-                produced.extend(client.produce(topic, pending, partition=partition).offsets)
-                pending = []
-        if pending:
-            produced.extend(client.produce(topic, pending, partition=partition).offsets)
+    options = ProduceOptions(servers=cli.server, request_timeout_s=cli.request_timeout_s,
+                             delivery_timeout_s=delivery_timeout, topic=topic, key=key, headers=headers,
+                             partition=partition, batch=batch)
+    with WaitDisplay(not cli.structured,
+                     f"sending to {topic} (retried through failovers for up to {delivery_timeout:g}s)"):
+        produced = produce_lines(options, lines)
     if cli.emit(produced):
         return
     if len(produced) == 1:

@@ -6,9 +6,10 @@ percentiles, and whether every acknowledged record was consumed exactly once, in
         --rate 2000 --duration 60 --record-size 512 --batch 100 --acks all --producers 4 --consumers 4
 
 Runs against any GoQueue cluster (`--server a,b,c`, repeatable, or GOQUEUE_SERVER: each client starts at a
-different address and moves to the next when one cannot be reached; any broker serves any request) with the one
-typed client (`goqueue.client.http`), so `pip install goqueue` is all it needs. SIGTERM or Ctrl-C stops producing
-early; the consumers still drain and the report is printed.
+different address and moves to the next when one cannot be reached; any broker serves any request) with the
+project's client (`goqueue.client`: the batching producer over HTTP binary batches, the HTTP client for the rest),
+so `pip install goqueue` is all it needs. SIGTERM or Ctrl-C stops producing early; the consumers still drain and
+the report is printed.
 
 What it measures:
   * produce: records/s and MB/s achieved against the target --rate, and the latency of each produce request
@@ -24,8 +25,9 @@ What it measures:
 
 A fresh consumer group (`goqueue-load-<random>` unless --group) starts at the end of the topic before producing, so
 it reads exactly this run's records; it is deleted afterwards unless --keep-group, and its consumers leave it when
-they stop. Producers are the client's idempotent producers: a request is retried after retriable errors (NOT_LEADER,
-NOT_ENOUGH_REPLICAS, UNAVAILABLE …) and connection failures, through failovers, for up to --delivery-timeout, and a
+they stop. Producers are the client's batching idempotent producers (`goqueue.client.producer`), each --batch
+records sent together and awaited: a request is retried after retriable errors (NOT_LEADER, NOT_ENOUGH_REPLICAS,
+UNAVAILABLE …) and connection failures, through failovers, for up to --delivery-timeout, and a
 retry of a write that did land is answered with its offsets instead of being written twice. When the achieved rate
 is below --rate the cluster (or this client: one Python process manages a few thousand requests/s) is saturated;
 run several copies for more.
@@ -38,6 +40,7 @@ refused the set-up.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -53,10 +56,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from goqueue.client.bootstrap import parse_servers
-from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S
+from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryPolicy
 from goqueue.client.http import GoQueueClient
+from goqueue.client.http_batch_transport import HttpBatchTransport
+from goqueue.client.producer import Producer, ProducerSettings
 from goqueue.errors import FencedGeneration, GoQueueError, TopicAlreadyExists, UnknownMember
-from goqueue.models import ConsumeRequest, GroupMode, GroupSpec, OffsetCommit, ProduceRecord, TopicCreate
+from goqueue.models import Acks, ConsumeRequest, GroupMode, GroupSpec, OffsetCommit, TopicCreate
+from goqueue.records import RecordIn
 
 T = TypeVar("T")
 SENT_HEADER = "goqueue-load-sent-ns"
@@ -64,6 +70,7 @@ ID_HEADER = "goqueue-load-id"  # "<producer>-<sequence>": what the exactly-once 
 SAMPLES_MAX = 200_000        # latency samples kept per histogram (reservoir): bounded memory on long runs
 BACKOFF_S = (0.05, 2.0)      # consumers: first and largest backoff after an error
 CONSUME_WAIT_MS = 500        # long-poll of each consume request
+MAX_BATCH_BYTES = 64 * 2**20  # --batch decides a request's size
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 
 
@@ -149,10 +156,17 @@ class Stats:
 
 def produce_loop(cfg: LoadConfig, index: int, stats: Stats, started: float, stop: threading.Event) -> None:
     """Open loop at rate / producers records a second: batch k is sent at started + k * batch / rate."""
+    asyncio.run(_produce(cfg, index, stats, started, stop))
+
+
+async def _produce(cfg: LoadConfig, index: int, stats: Stats, started: float, stop: threading.Event) -> None:
     per_producer_rate = cfg.rate / cfg.producers if cfg.rate > 0 else 0.0
-    value = "x" * cfg.record_size
+    value = b"x" * cfg.record_size
     end = started + cfg.duration_s
-    with GoQueueClient(rotated(cfg.servers, index), delivery_timeout_s=cfg.delivery_timeout_s) as client:
+    settings = ProducerSettings(acks=Acks(cfg.acks), batch_records=cfg.batch, batch_bytes=MAX_BATCH_BYTES,
+                                delivery=DeliveryPolicy(timeout_s=cfg.delivery_timeout_s))
+    producer = Producer(HttpBatchTransport(rotated(cfg.servers, index)), settings)
+    try:
         k = 0
         while not stop.is_set():
             due = started + (k * cfg.batch / per_producer_rate if per_producer_rate else 0.0)
@@ -160,16 +174,20 @@ def produce_loop(cfg: LoadConfig, index: int, stats: Stats, started: float, stop
             # (a failover's) that made them late. Without a rate: as many as fit before the end.
             if due >= end or (not per_producer_rate and time.monotonic() >= end):
                 break
-            if (pause := due - time.monotonic()) > 0 and stop.wait(pause):
-                break
-            sent_ns = str(time.time_ns())
-            records = [ProduceRecord(value=value, headers={SENT_HEADER: sent_ns,
-                                                           ID_HEADER: f"{index}-{k * cfg.batch + i}"})
+            if (pause := due - time.monotonic()) > 0:
+                await asyncio.sleep(pause)
+                if stop.is_set():
+                    break
+            sent_ns = str(time.time_ns()).encode()
+            records = [RecordIn(None, value, [(SENT_HEADER, sent_ns),
+                                              (ID_HEADER, f"{index}-{k * cfg.batch + i}".encode())])
                        for i in range(cfg.batch)]
-            _produce_batch(client, cfg, records, stats)
+            await _produce_batch(producer, cfg, records, stats)
             k += 1
+    finally:
+        await producer.close()
         with stats.lock:
-            stats.produce_retries += client.produce_retries
+            stats.produce_retries += producer.retries
 
 
 def rotated(servers: tuple[str, ...], index: int) -> list[str]:
@@ -178,12 +196,15 @@ def rotated(servers: tuple[str, ...], index: int) -> list[str]:
     return [*servers[start:], *servers[:start]]
 
 
-def _produce_batch(client: GoQueueClient, cfg: LoadConfig, records: list[ProduceRecord], stats: Stats) -> None:
+async def _produce_batch(producer: Producer, cfg: LoadConfig, records: list[RecordIn], stats: Stats) -> None:
+    """--batch records sent together and awaited: the batching producer sends them as one request."""
     begun = time.monotonic()
-    try:
-        response = client.produce(cfg.topic, records, acks=cfg.acks)
-    except GoQueueError as exc:  # the client retried what can be retried, for up to the delivery timeout
-        stats.error("produce", exc)
+    futures = [await producer.send(cfg.topic, record) for record in records]
+    await asyncio.wait(futures)
+    failed = [error for f in futures if (error := f.exception()) is not None]
+    if failed:  # the producer retried what can be retried, for up to the delivery timeout
+        for error in {id(e): e for e in failed}.values():
+            stats.error("produce", error if isinstance(error, GoQueueError) else GoQueueError(str(error)))
         with stats.lock:
             stats.produce_failed += 1
         return
@@ -193,7 +214,8 @@ def _produce_batch(client: GoQueueClient, cfg: LoadConfig, records: list[Produce
         stats.produced_bytes += len(records) * cfg.record_size
         stats.produce_requests += 1
         if stats.verify and cfg.acks != "0":
-            for placed in response.offsets:
+            for future in futures:
+                placed = future.result()
                 stats.acked.setdefault(placed.partition, set()).add(placed.offset)
             stats.verify = stats.produced <= cfg.verify_max
 
