@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """Three-broker benchmark (issue 5, item 8): replicated durable produce and failover time.
 
-  * one broker alone first (a process of its own, fsync=always, a 4-partition topic): the single-broker figure of
-    the same run, with the same clients;
+  * one broker alone first (a process of its own, fsync=always, a 4-partition topic of which the clients write to
+    partitions 0-2): the single-broker figure of the same run, with the same clients;
   * then three brokers on this machine (127.0.0.2-4), one topic with 3 partitions, replication factor 3,
-    acks=all, fsync=always on every broker; 100-byte records in binary batches over gRPC and HTTP, closed loop —
-    throughput and p99; client i writes to partition i through its leader;
+    acks=all, fsync=always on every broker; 100-byte records in binary batches (of each `--batch` size) over gRPC
+    and HTTP, closed loop — throughput and p99; client i writes to partition i through its leader; then each
+    replicated figure as a ratio of the single broker's of the same batch and API;
   * failover, `--failovers` rounds: SIGKILL the leader of a partition while a producer writes to it through
     another broker, and measure the time from the kill to the next acknowledged produce on that partition. Rounds
     alternate between a partition led by the metadata (Raft) leader and one led by another broker, and each line
     says which; the killed broker is restarted and the cluster waited healthy before the next round.
 
-Usage: python bench/cluster.py [--seconds 5] [--clients 3] [--batch 1000] [--failovers 1]
+Usage: python bench/cluster.py [--seconds 5] [--clients 3] [--batch 100,1000] [--failovers 1]
 """
 
 from __future__ import annotations
@@ -39,25 +40,37 @@ RECORD = b"v" * 100
 TOPIC = "bench-rf3"
 
 
-def produce_rows(label: str, grpc_targets: list[str], http_targets: list[str],
-                 args: argparse.Namespace) -> None:
-    for name, worker, targets in (("gRPC binary batch", _grpc_worker, grpc_targets),
-                                  ("HTTP binary batch", _http_worker, http_targets)):
-        rate, p99 = closed_loop(worker, args.clients, targets, args.batch, args.seconds, True)
-        print(f"{name + ', ' + label + ', batch ' + str(args.batch):<58} {rate:>12,.0f} rec/s  "
-              f"closed-loop p99 {p99 * 1000:.1f} ms", flush=True)
+Rates = dict[tuple[str, int], float]  # (API, batch) → records/s
 
 
-def single_broker(root: Path, args: argparse.Namespace) -> None:
-    """The RF=1 column: one broker process, nothing else running."""
+def produce_rows(label: str, grpc_targets: list[str], http_targets: list[str], args: argparse.Namespace) -> Rates:
+    rates: Rates = {}
+    for batch in args.batch:
+        for name, worker, targets in (("gRPC binary batch", _grpc_worker, grpc_targets),
+                                      ("HTTP binary batch", _http_worker, http_targets)):
+            rate, p99 = closed_loop(worker, args.clients, targets, batch, args.seconds, True)
+            rates[(name, batch)] = rate
+            print(f"{name + ', ' + label + ', batch ' + str(batch):<58} {rate:>12,.0f} rec/s  "
+                  f"closed-loop p99 {p99 * 1000:.1f} ms", flush=True)
+    return rates
+
+
+def single_broker(root: Path, args: argparse.Namespace) -> Rates:
+    """The single-broker figures: one broker process, nothing else running, the same clients."""
     root.mkdir()
     broker = Broker(root)
     try:
         produce_consume.TOPIC = "bench"
         httpx.post(broker.url + "/v1/topics", json={"name": "bench", "partitions": 4}).raise_for_status()
-        produce_rows("one broker, RF=1", [f"127.0.0.1:{broker.grpc_port}"], [broker.url], args)
+        return produce_rows("one broker, RF=1", [f"127.0.0.1:{broker.grpc_port}"], [broker.url], args)
     finally:
         broker.stop()
+
+
+def print_ratios(single: Rates, replicated: Rates) -> None:
+    for (name, batch), rate in replicated.items():
+        ratio = rate / single[(name, batch)] if single[(name, batch)] else 0.0
+        print(f"{name + ', batch ' + str(batch) + ': RF=3 acks=all / one broker':<58} {ratio:>12.2f}x", flush=True)
 
 
 def metadata_leader(cluster: LocalCluster) -> int | None:
@@ -129,13 +142,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--batch", type=lambda text: [int(b) for b in text.split(",")], default=[100, 1000],
+                        help="records per request, comma-separated sizes (default 100,1000)")
     parser.add_argument("--failovers", type=int, default=1, help="failover rounds (alternating metadata leader)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="goqueue-cluster-bench-", dir="/var/tmp"))
     print(runinfo.header("GoQueue 3-broker benchmark") + f" — data in {root}", flush=True)
     try:
-        single_broker(root / "single", args)
+        single = single_broker(root / "single", args)
         cluster = LocalCluster(root / "cluster", env={"GOQUEUE_LOG_LEVEL": "warning"}).start()
         try:
             with cluster.client(0) as http:
@@ -143,11 +157,12 @@ def main() -> None:
                                               "replicationFactor": 3}).raise_for_status()
             produce_consume.TOPIC = TOPIC
             leaders = [cluster.leader_of(TOPIC, p) or 0 for p in range(3)]
-            produce_rows("3 brokers, RF=3 acks=all", [cluster.brokers[b].grpc_target for b in leaders],
-                         [cluster.url(b) for b in leaders], args)
+            replicated = produce_rows("3 brokers, RF=3 acks=all", [cluster.brokers[b].grpc_target for b in leaders],
+                                      [cluster.url(b) for b in leaders], args)
             with cluster.client(0) as http:  # the rows above wrote to this topic, and to no other
                 stored = sum(p["highWatermark"] for p in http.get(f"/v1/topics/{TOPIC}").json()["partitionDetails"])
             print(f"{'records committed in ' + TOPIC + ' (RF=3) by the runs above':<58} {stored:>12,}", flush=True)
+            print_ratios(single, replicated)
             failover_rounds(cluster, args.failovers)
         finally:
             cluster.stop()
