@@ -252,9 +252,9 @@ def produce(
             raise typer.BadParameter(f"{item!r} is not key=value", param_hint="--header")
         headers[name] = text
     lines = [value] if value is not None else (line.rstrip("\n") for line in sys.stdin)
-    options = ProduceOptions(servers=cli.server, request_timeout_s=cli.request_timeout_s,
-                             delivery_timeout_s=delivery_timeout, topic=topic, key=key, headers=headers,
-                             partition=partition, batch=batch)
+    options = ProduceOptions(servers=cli.server, credentials=cli.credentials(),
+                             request_timeout_s=cli.request_timeout_s, delivery_timeout_s=delivery_timeout,
+                             topic=topic, key=key, headers=headers, partition=partition, batch=batch)
     with WaitDisplay(not cli.structured,
                      f"sending to {topic} (retried through failovers for up to {delivery_timeout:g}s)"):
         produced = produce_lines(options, lines)

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from goqueue.client.auth import Credentials
 from goqueue.client.delivery import DeliveryPolicy
 from goqueue.client.http_batch_transport import HttpBatchTransport
 from goqueue.client.producer import Producer, ProducerSettings
@@ -22,6 +23,7 @@ MAX_BATCH_BYTES = 4 * 2**20  # --batch decides a request's size; this only keeps
 @dataclass(frozen=True)
 class ProduceOptions:
     servers: str
+    credentials: Credentials | None
     request_timeout_s: float
     delivery_timeout_s: float
     topic: str
@@ -42,7 +44,8 @@ async def _produce(options: ProduceOptions, lines: Iterable[str]) -> list[Record
     key = options.key.encode() if options.key is not None else None
     headers = [(name, text.encode()) for name, text in options.headers.items()]
     futures: list[asyncio.Future[Acknowledgement]] = []
-    async with Producer(HttpBatchTransport(options.servers, options.request_timeout_s), settings) as producer:
+    transport = HttpBatchTransport(options.servers, options.request_timeout_s, credentials=options.credentials)
+    async with Producer(transport, settings) as producer:
         for line in lines:
             futures.append(await producer.send(options.topic, RecordIn(key, line.encode(), headers,
                                                                        options.partition)))

@@ -3,30 +3,47 @@
 Addresses as everywhere (`bootstrap.py`): a connection that cannot be made (nothing was sent) moves on to the next
 server at once; a server that took the request and gave no answer moves the *next* request on and raises
 `Unavailable`, which the producer's delivery loop resends (idempotent: a written batch is answered with its
-offsets). `headers` go with every request (credentials, for instance).
+offsets). With `credentials` it authenticates as the HTTP client does (`auth.py`: a SCRAM exchange with the server
+it is about to call, the session token with every request, a new one when due or once when a broker refuses it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Sequence
+from typing import TypeVar
 
 import httpx
+from pydantic import BaseModel
 
+from goqueue.client.auth import Credentials, TokenHolder, client_final, verify_server
 from goqueue.client.bootstrap import ServerList
 from goqueue.client.http import error_from_response
-from goqueue.errors import Unavailable
-from goqueue.models import ANSWER, Acks, ProduceResponse, TopicInfo
+from goqueue.errors import Unauthenticated, Unavailable
+from goqueue.models import (
+    ANSWER,
+    Acks,
+    ProduceResponse,
+    ScramFinishRequest,
+    ScramFinishResponse,
+    ScramStartRequest,
+    ScramStartResponse,
+    TopicInfo,
+)
 
 BATCH_MEDIA_TYPE = "application/vnd.goqueue.batch"  # the broker's binary batch body (api/http/routes/records.py)
 DEFAULT_TIMEOUT_S = 30.0
+M = TypeVar("M", bound=BaseModel)
 
 
 class HttpBatchTransport:
     def __init__(self, servers: str | Sequence[str], timeout_s: float = DEFAULT_TIMEOUT_S, *,
-                 headers: Mapping[str, str] | None = None, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 credentials: Credentials | None = None, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.servers = ServerList(servers)
         self.timeout_s = timeout_s
-        self._http = httpx.AsyncClient(timeout=timeout_s, headers=dict(headers or {}), transport=transport)
+        self.credentials = credentials
+        self._tokens = TokenHolder()
+        self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport)
 
     async def partition_count(self, topic: str) -> int:
         response = await self._request("GET", f"/v1/topics/{topic}", self.timeout_s, params={"details": "false"})
@@ -42,11 +59,15 @@ class HttpBatchTransport:
     async def _request(self, method: str, path: str, timeout_s: float, *, content: bytes | None = None,
                        params: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
         unreached = Unavailable(f"none of {self.servers} can be reached")
-        for _ in range(len(self.servers)):
+        renewed = False
+        tries = len(self.servers)
+        while tries > 0:
+            tries -= 1
             server = self.servers.current
             try:
+                sent = {**(headers or {}), **await self._authorization(server)}
                 response = await self._http.request(method, server + path, content=content, params=params,
-                                                    headers=headers, timeout=timeout_s)
+                                                    headers=sent, timeout=timeout_s)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 self.servers.failed(server)
                 unreached = Unavailable(f"cannot reach {server}: {exc}")
@@ -58,10 +79,39 @@ class HttpBatchTransport:
                 self.servers.failed(server)
                 raise Unavailable(f"no answer from {server}: {exc}") from exc
             error = error_from_response(response)
+            if isinstance(error, Unauthenticated) and self.credentials is not None and not renewed:
+                self._tokens.forget()  # a refused token (a restarted lone broker, a new password): once, anew
+                renewed, tries = True, tries + 1
+                continue
             if error is not None:
                 raise error
             return response
         raise unreached
+
+    async def _authorization(self, server: str) -> dict[str, str]:
+        """The Authorization header for a request to `server`: a session token (got there when due), or none."""
+        if self.credentials is None:
+            return {}
+        token = self._tokens.current(time.time())
+        if token is None:
+            exchange = self.credentials.exchange()
+            started = await self._auth_step(server, "start", ScramStartRequest(client_first=exchange.client_first),
+                                            ScramStartResponse)
+            finished = await self._auth_step(server, "finish", ScramFinishRequest(
+                exchange_id=started.exchange_id, client_final=client_final(exchange, started.server_first)),
+                ScramFinishResponse)
+            verify_server(exchange, finished.server_final)
+            self._tokens.store(finished.token, finished.expires_at_ms / 1000, time.time())
+            token = finished.token
+        return {"authorization": f"Bearer {token}"}
+
+    async def _auth_step(self, server: str, step: str, body: BaseModel, model: type[M]) -> M:
+        response = await self._http.post(f"{server}/v1/auth/scram/{step}", json=body.model_dump(mode="json"),
+                                         timeout=self.timeout_s)
+        error = error_from_response(response)
+        if error is not None:
+            raise error
+        return model.model_validate_json(response.content, context=ANSWER)
 
     async def close(self) -> None:
         await self._http.aclose()
