@@ -67,8 +67,9 @@ DELETED = "scratch"
 DUMP_WAIT_S = 420  # PySyncObj compacts its log into raft.dump 300 s after a broker starts (logCompactionMinTime)
 
 
-def broker_env(index: int, code: Path | None, root: Path) -> dict[str, str]:
-    """The environment broker `index` runs with, its directories under `root/broker-<index>`."""
+def broker_env(index: int, code: Path | None, root: Path, settings: dict[str, str]) -> dict[str, str]:
+    """The environment broker `index` runs with, its directories under `root/broker-<index>`; `settings` are those
+    a newer version needs on top of the fixture's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOQUEUE_")}
     if code is not None:
         env["PYTHONPATH"] = os.pathsep.join(str(code / part) for part in ("broker", "operator", "harness"))
@@ -81,6 +82,7 @@ def broker_env(index: int, code: Path | None, root: Path) -> dict[str, str]:
         "GOQUEUE_STORAGE_DATADIR": str(root / f"broker-{index}" / "data"),
         "GOQUEUE_STORAGE_WALDIR": str(root / f"broker-{index}" / "wal"),
     })
+    env.update(settings)
     return env
 
 
@@ -91,14 +93,15 @@ def url(index: int) -> str:
 class Brokers:
     """The three broker processes of the fixture, from `code` (None: whatever `goqueue` this Python imports)."""
 
-    def __init__(self, root: Path, code: Path | None) -> None:
-        self.root, self.code = root, code
+    def __init__(self, root: Path, code: Path | None, settings: dict[str, str] | None = None) -> None:
+        self.root, self.code, self.settings = root, code, settings or {}
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(self, index: int) -> None:
         log = (self.root / f"broker-{index}.log").open("ab")
         self.processes[index] = subprocess.Popen(
-            [sys.executable, "-m", "goqueue.main"], env=broker_env(index, self.code, self.root), stdout=log,
+            [sys.executable, "-m", "goqueue.main"], env=broker_env(index, self.code, self.root, self.settings),
+            stdout=log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
 

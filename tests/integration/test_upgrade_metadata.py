@@ -26,6 +26,10 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 BROKERS = range(3)
 NEW_TOPIC = "after-upgrade"
+# What this version needs on top of the fixture's settings: the fixture's clients are anonymous, and anonymous
+# access is off by default in a cluster since users and ACLs exist (docs/SECURITY.md), so an upgraded cluster
+# without users turns it on, as the chart and the test brokers do.
+NEW_SETTINGS = {"GOQUEUE_SECURITY_ALLOWANONYMOUS": "true"}
 
 
 def _load_fixture_script() -> ModuleType:
@@ -55,7 +59,7 @@ def upgraded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Upgrade
     root = tmp_path / str(request.param)
     manifest = json.loads((root / "manifest.json").read_text())
     old_states = [raft_codec.loads((root / f"metadata-{i}.pickle").read_bytes()) for i in BROKERS]
-    brokers = script.Brokers(root, code=None)  # code=None: the goqueue this test imports, i.e. the new code
+    brokers = script.Brokers(root, code=None, settings=NEW_SETTINGS)  # code=None: the goqueue this test imports
     with brokers.running():
         script.wait_healthy()
         yield Upgraded(root, manifest, old_states, brokers)
