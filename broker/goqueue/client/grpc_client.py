@@ -13,6 +13,10 @@ Produce (`produce`) is idempotent and retried through failovers exactly as the H
 one call per partition, stamped, sent again after every retriable error until the delivery timeout.
 `produce_stream` and `produce_batch` are sent once, as given (stamp them with a producer to retry them safely).
 
+Authentication: with `credentials` the client runs a SCRAM-SHA-512 exchange (ScramStart/ScramFinish) with the broker
+it calls and sends the session token as metadata `authorization` on every call, streams included (`grpc_auth.py`),
+renewing it before it expires and once more when a call is refused UNAUTHENTICATED.
+
 Consumer groups: unary calls as over HTTP (join, heartbeat, consume, ack, nack, release, commit), retried like the
 HTTP client's while the group's coordinator moves (NOT_COORDINATOR, NOT_READY, NOT_LEADER, UNAVAILABLE), and a
 flow-controlled stream (`consume_stream`, see `consume_stream.py`). The groups the client joined or consumed from as
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,9 +40,11 @@ from goqueue.api.grpc import convert, convert_groups
 from goqueue.api.grpc.errors import ERROR_CODE_KEY
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.api.grpc.generated import goqueue_pb2_grpc as pb_grpc
+from goqueue.client.auth import Credentials, TokenHolder, client_final, verify_server
 from goqueue.client.bootstrap import ServerList
 from goqueue.client.consume_stream import ConsumeStream
 from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryPolicy, backoff_s
+from goqueue.client.grpc_auth import BearerToken
 from goqueue.client.grpc_producer import GrpcProducer
 from goqueue.client.http import RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S, RETRY_CODES
 from goqueue.client.membership import LEAVE_TIMEOUT_S, Memberships
@@ -51,6 +58,7 @@ from goqueue.errors import (
     Overloaded,
     RecordTooLarge,
     Timeout,
+    Unauthenticated,
     Unavailable,
     UnknownMember,
     error_for_code,
@@ -138,8 +146,11 @@ def _transport_failure(exc: grpc.aio.AioRpcError) -> bool:
 
 class GrpcClient:
     def __init__(self, target: str | Sequence[str], timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = 4, *,
-                 idempotent: bool = True, delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S) -> None:
+                 idempotent: bool = True, delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
+                 credentials: Credentials | None = None) -> None:
         self.targets = ServerList(target)
+        self.credentials = credentials
+        self._tokens = TokenHolder()
         self.timeout_s = timeout_s
         self.retries = retries  # for group calls, as the HTTP client's
         self.idempotent = idempotent
@@ -174,7 +185,9 @@ class GrpcClient:
     def _stub_for(self, target: str) -> Any:
         """The stub of `target`, its channel opened on first use: grpc.aio binds it to the running event loop."""
         if target not in self._channels:
-            self._channels[target] = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            interceptors = [] if self.credentials is None else [BearerToken(lambda: self._authorization(target))]
+            self._channels[target] = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS,
+                                                               interceptors=interceptors)
             self._stubs[target] = pb_grpc.GoQueueStub(self._channels[target])
         return self._stubs[target]
 
@@ -189,16 +202,44 @@ class GrpcClient:
         """The generated `GoQueueStub` of the current target."""
         return self._stub_for(self.target)
 
+    async def _authorization(self, target: str) -> str:
+        """The session token for a call to `target`: the current one, or a new one from a SCRAM exchange there."""
+        assert self.credentials is not None, "the interceptor is installed with credentials only"
+        loop = asyncio.get_running_loop()
+        token = self._tokens.current(loop.time())
+        if token is not None:
+            return token
+        stub = self._stub_for(target)
+        exchange = self.credentials.exchange()
+        try:
+            started = await stub.ScramStart(pb.ScramStartRequest(client_first=exchange.client_first),
+                                            timeout=self.timeout_s)
+            finished = await stub.ScramFinish(pb.ScramFinishRequest(
+                exchange_id=started.exchange_id, client_final=client_final(exchange, started.server_first)),
+                timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, target) from exc
+        verify_server(exchange, finished.server_final)
+        # The token's lifetime, on this loop's clock (the broker's wall clock may differ from ours).
+        lifetime_s = max(0.0, finished.expires_at_ms / 1000 - time.time())
+        self._tokens.store(finished.token, loop.time() + lifetime_s, loop.time())
+        return str(finished.token)
+
     async def _call(self, method: str, request: Any, timeout_s: float | None = None, retry: bool = False) -> Any:
         """One unary call, to the next target while one cannot be reached; with `retry`, sent again after a
         back-off while it fails with a retry code."""
         attempt = unreached = 0
+        renewed = False
         while True:
             target = self.target
             try:
                 return await getattr(self._stub_for(target), method)(request, timeout=timeout_s or self.timeout_s)
             except grpc.aio.AioRpcError as exc:
                 error = error_from_rpc(exc, target)
+                if isinstance(error, Unauthenticated) and self.credentials is not None and not renewed:
+                    self._tokens.forget()  # a refused token: authenticate once more
+                    renewed = True
+                    continue
                 if _transport_failure(exc):
                     self.targets.failed(target)
                     unreached += 1
