@@ -24,6 +24,7 @@ from goqueue.config import Settings
 from goqueue.metrics import BrokerMetrics
 from goqueue.models import TopicCreate
 from goqueue.records import RecordIn
+from goqueue.replication import commands
 from goqueue.server import compose_broker
 from goqueue.storage import batch as batches
 from goqueue.storage.log import LogConfig, PartitionLog
@@ -121,8 +122,7 @@ def test_a_leader_epoch_that_cannot_be_written_defers_leadership_until_it_can(
             replica = broker.replicas.partitions[("t", 0)]
             old_epoch, old_version = replica.leader_epoch, replica.version
             volume_full = True
-            await broker.membership.propose({"op": "elect_leader", "topic": "t", "partition": 0,
-                                          "expected_epoch": old_epoch, "leader": 0, "isr": [0]})
+            await broker.membership.propose(commands.elect_leader("t", 0, expected_epoch=old_epoch, leader=0, isr=[0]))
             await broker.replicas.reconcile()
             assert replica.leader_epoch == old_epoch, "led on an epoch that is not on disk"
             assert replica.epochs.latest_epoch == old_epoch
