@@ -123,6 +123,9 @@ class BrokerSection(_Section):
     port: int = Field(8080, ge=1, le=65535, description="HTTP API, health and /metrics port.")
     grpc_port: int = Field(9000, alias="grpcPort", ge=0, le=65535, description="gRPC port (0 disables gRPC).")
     raft_port: int = Field(7000, alias="raftPort", ge=1, le=65535, description="Metadata Raft port.")
+    internal_port: int = Field(
+        8081, alias="internalPort", ge=1, le=65535, description="Broker-to-broker HTTP (replica fetches, forwarded "
+        "requests); every request must carry a broker credential signed with cluster.password.")
     zone: str | None = Field(None, description="Failure zone, used to spread replicas.")
     shutdown_grace_s: Duration = Field(
         20.0, alias="shutdownGrace", description="Seconds to drain requests on SIGTERM; below the pod's grace period.")
@@ -336,9 +339,10 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _check_ports_distinct(self) -> Settings:
-        ports = [p for p in (self.broker.port, self.broker.grpc_port, self.broker.raft_port) if p]
+        broker = self.broker
+        ports = [p for p in (broker.port, broker.grpc_port, broker.raft_port, broker.internal_port) if p]
         if len(ports) != len(set(ports)):
-            raise ValueError("broker.port, broker.grpcPort and broker.raftPort must differ")
+            raise ValueError("broker.port, broker.grpcPort, broker.raftPort and broker.internalPort must differ")
         return self
 
     @model_validator(mode="after")

@@ -361,7 +361,8 @@ class Unavailable(GoQueueError):
 
 class Unauthenticated(GoQueueError):
     """The request carries no valid credentials: a wrong user name or password, a replayed or expired SCRAM
-    exchange, an expired or tampered session token, or none at all where anonymous access is off."""
+    exchange, an expired or tampered session token, or none at all where anonymous access is off; on the internal
+    (broker-to-broker) listener, a missing, wrong, stale or replayed broker credential."""
 
     code = "UNAUTHENTICATED"
     http_status = 401

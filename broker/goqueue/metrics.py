@@ -89,11 +89,12 @@ class BrokerMetrics:
             registry=r)
         self.limit_refusals = Counter(
             "goqueue_limit_refusals", "Connections, requests and Raft frames refused or closed by a resource limit "
-            "(limits.*): limit is connections, request_bytes, records, header_timeout or frame_bytes.",
+            "(limits.*): limit is connections, request_bytes, records, header_timeout or frame_bytes; on the internal "
+            "port also credential (a request without a valid broker credential).",
             ["port", "limit"], registry=r)
         self.open_connections = Gauge(
-            "goqueue_open_connections", "Open connections per port (http, raft; gRPC's are not observable from "
-            "Python).", ["port"], registry=r)
+            "goqueue_open_connections", "Open connections per port (http, internal, raft; gRPC's are not observable "
+            "from Python).", ["port"], registry=r)
         self.latency_window = LatencyWindow()
         Gauge("goqueue_message_latency_p99", "p99 produce latency in seconds over the last 60 s.",
               registry=r).set_function(self.latency_window.p99)

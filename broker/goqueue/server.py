@@ -1,8 +1,9 @@
 """`BrokerServer` owns the broker's lifecycle, like uvicorn's `Server`.
 
-start(): bind HTTP (so /healthz answers while storage recovers), recover storage, start gRPC → serve() until
-SIGTERM/SIGINT → stop(): stop accepting, let in-flight requests finish within `broker.shutdownGrace`, flush and
-checkpoint every log. Every background task lives in this object and is awaited on the way out.
+start(): bind HTTP — the client port (so /healthz answers while storage recovers) and the internal
+broker-to-broker port — recover storage, start gRPC → serve() until SIGTERM/SIGINT → stop(): stop accepting, let
+in-flight requests finish within `broker.shutdownGrace`, flush and checkpoint every log. Every background task lives
+in this object and is awaited on the way out.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Generator
 
 import uvicorn
+from fastapi import FastAPI
 
 from goqueue.api.gatekeeper import Gatekeeper
 from goqueue.api.grpc.server import GrpcServer
@@ -34,6 +36,7 @@ from goqueue.models import CleanupPolicy
 from goqueue.replicas.manager import ReplicaManager
 from goqueue.replication.raft import MetadataFactory, RaftMetadata
 from goqueue.replication.raft_transport import TransportLimits
+from goqueue.security.broker_credential import BrokerVerifier, authority
 from goqueue.storage.log_manager import LogManager, LogPolicy
 
 log = logging.getLogger(__name__)
@@ -94,34 +97,46 @@ class BrokerServer:
         self.groups = GroupRouter(consumer_host, self.coordinator)  # HTTP and gRPC reach groups only through it
         self.gatekeeper = Gatekeeper(settings, lambda: self.broker.membership.view)  # one per broker: HTTP, gRPC
         self.app = create_app(self.broker, self.groups, self.gatekeeper)
-        config = uvicorn.Config(
-            self.app, host=settings.broker.host, port=settings.broker.port, log_config=None,
-            access_log=False, timeout_graceful_shutdown=int(settings.broker.shutdown_grace_s) or None,
-            # Connections are bounded by the protocol (limits.maxHttpConnections, probes kept), not by uvicorn's
-            # limit_concurrency, which answers 503 to the probes too.
-            http=guarded_protocol(limits, lambda limit: refusals.labels("http", limit).inc()),
-            limit_concurrency=None, backlog=2048,
-            timeout_keep_alive=max(1, round(limits.http_idle_timeout_s)),
-            h11_max_incomplete_event_size=limits.max_header_bytes)
-        self.http = _UvicornServer(config)
-        self.metrics.open_connections.labels("http").set_function(lambda: len(self.http.server_state.connections))
+        self.internal_app = create_app(self.broker, self.groups, self.gatekeeper, "internal", BrokerVerifier(
+            settings.cluster.password, authority(settings.advertised_host(), settings.broker.internal_port), time.time))
+        self.http = self._listener(self.app, settings.broker.port, "http")
+        self.internal_http = self._listener(self.internal_app, settings.broker.internal_port, "internal")
         self.metrics.open_connections.labels("raft").set_function(self._raft_connections)
         self.grpc = (GrpcServer(self.broker, settings, self.groups, self.gatekeeper) if settings.broker.grpc_port
                      else None)
         self._stop = asyncio.Event()
-        self._http_task: asyncio.Task[None] | None = None
+        self._http_tasks: list[asyncio.Task[None]] = []
+
+    def _listener(self, app: FastAPI, port: int, label: str) -> _UvicornServer:
+        """One HTTP listener with the broker's connection limits and graceful stop; `label` names its port in the
+        metrics. (A TLS context, when there is one, goes into this Config.)"""
+        limits, refusals = self.settings.limits, self.metrics.limit_refusals
+        config = uvicorn.Config(
+            app, host=self.settings.broker.host, port=port, log_config=None,
+            access_log=False, timeout_graceful_shutdown=int(self.settings.broker.shutdown_grace_s) or None,
+            # Connections are bounded by the protocol (limits.maxHttpConnections, probes kept), not by uvicorn's
+            # limit_concurrency, which answers 503 to the probes too.
+            http=guarded_protocol(limits, lambda limit: refusals.labels(label, limit).inc()),
+            limit_concurrency=None, backlog=2048,
+            timeout_keep_alive=max(1, round(limits.http_idle_timeout_s)),
+            h11_max_incomplete_event_size=limits.max_header_bytes)
+        server = _UvicornServer(config)
+        self.metrics.open_connections.labels(label).set_function(lambda: len(server.server_state.connections))
+        return server
 
     def _raft_connections(self) -> int:
         count = getattr(self.broker.membership.raft, "open_connections", None)  # None before Raft started
         return int(count()) if count is not None else 0
 
     async def start(self) -> None:
-        self._http_task = asyncio.create_task(self.http.serve(), name="http")
-        while not self.http.started:
-            if self._http_task.done():
-                await self._http_task  # surfaces the bind error
-                raise RuntimeError("the HTTP server exited during start-up")
-            await asyncio.sleep(0.01)
+        for name, server in (("http", self.http), ("internal", self.internal_http)):
+            task = asyncio.create_task(server.serve(), name=name)
+            self._http_tasks.append(task)
+            while not server.started:
+                if task.done():
+                    await task  # surfaces the bind error
+                    raise RuntimeError(f"the {name} HTTP server exited during start-up")
+                await asyncio.sleep(0.01)
         if self.grpc is not None:
             await self.grpc.start()  # bound before readiness; it answers NOT_READY until the broker is ready
         await self.broker.start()
@@ -130,7 +145,7 @@ class BrokerServer:
             await self.grpc.mark_serving()
         log.info("server.started", extra={
             "broker_id": self.broker.broker_id, "http": f"{self.settings.broker.host}:{self.settings.broker.port}",
-            "grpc": self.settings.broker.grpc_port})
+            "internal": self.settings.broker.internal_port, "grpc": self.settings.broker.grpc_port})
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -138,13 +153,11 @@ class BrokerServer:
             loop.add_signal_handler(sig, self._stop.set)
         try:
             await self.start()
-            http_task = self._http_task
-            assert http_task is not None
             stop_wait = asyncio.create_task(self._stop.wait())
-            done, _ = await asyncio.wait({stop_wait, http_task}, return_when=asyncio.FIRST_COMPLETED)
-            if http_task in done:
+            done, _ = await asyncio.wait({stop_wait, *self._http_tasks}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done - {stop_wait}:
                 stop_wait.cancel()
-                await http_task  # surfaces why HTTP died
+                await task  # surfaces why that listener died
         finally:
             await self.stop()
 
@@ -156,9 +169,10 @@ class BrokerServer:
         self.broker.begin_stop()
         if self.grpc is not None:
             await self.grpc.stop(self.settings.broker.shutdown_grace_s)
-        self.http.should_exit = True
-        if self._http_task is not None and not self._http_task.done():
-            await self._http_task
+        self.http.should_exit = self.internal_http.should_exit = True
+        for task in self._http_tasks:
+            if not task.done():
+                await task
         await self.coordinator.stop()
         await self.broker.stop()
         log.info("server.stopped")

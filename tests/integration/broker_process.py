@@ -65,14 +65,14 @@ class BrokerProcess:
         host: str = "127.0.0.1",
         env: Mapping[str, str] | None = None,
         config_file: Path | None = None,
-        ports: tuple[int, int, int] | None = None,
+        ports: tuple[int, int, int, int] | None = None,
         wrapper: Sequence[str] = (),
     ) -> None:
         """`root` holds data/, wal/ and broker.log; `env` adds or overrides GOQUEUE_* settings. `ports` (HTTP, gRPC,
-        Raft) and `wrapper` (e.g. `ip netns exec NS`) serve brokers run inside a network namespace."""
+        Raft, internal) and `wrapper` (e.g. `ip netns exec NS`) serve brokers run inside a network namespace."""
         self.root = root
         self.host = host
-        self.port, self.grpc_port, self.raft_port = ports or _distinct_free_ports(host, 3)
+        self.port, self.grpc_port, self.raft_port, self.internal_port = ports or _distinct_free_ports(host, 4)
         self.wrapper = list(wrapper)
         self.data_dir = root / "data"
         self.wal_dir = root / "wal"
@@ -87,6 +87,11 @@ class BrokerProcess:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def internal_url(self) -> str:
+        """The broker-to-broker listener (every request must carry a broker credential)."""
+        return f"http://{self.host}:{self.internal_port}"
 
     @property
     def grpc_target(self) -> str:
@@ -105,6 +110,7 @@ class BrokerProcess:
             "GOQUEUE_BROKER_PORT": str(self.port),
             "GOQUEUE_BROKER_GRPCPORT": str(self.grpc_port),
             "GOQUEUE_BROKER_RAFTPORT": str(self.raft_port),
+            "GOQUEUE_BROKER_INTERNALPORT": str(self.internal_port),
             "GOQUEUE_STORAGE_DATADIR": str(self.data_dir),
             "GOQUEUE_STORAGE_WALDIR": str(self.wal_dir),
             "GOQUEUE_LOG_FORMAT": "json",

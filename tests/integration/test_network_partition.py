@@ -138,7 +138,7 @@ def netns() -> Iterator[Netns]:
 
 
 def partition_brokers(root: Path, net: Netns) -> list[BrokerProcess]:
-    ports = (8080, 9000, 7000)  # each broker has a network stack of its own: the runbook's ports, as in pods
+    ports = (8080, 9000, 7000, 8081)  # each broker has a network stack of its own: the runbook's ports, as in pods
     brokers = [BrokerProcess(root / f"broker-{i}", host=address, ports=ports, wrapper=["ip", "netns", "exec", ns])
                for i, (address, ns) in enumerate(zip(net.addresses, net.namespaces, strict=True))]
     peers = ",".join(f"{address}:7000" for address in net.addresses)

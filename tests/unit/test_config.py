@@ -86,6 +86,8 @@ def test_sizes(text: str | int, size: int) -> None:
     ({"GOQUEUE_RETENTION_MAXSIZE": "10 parsecs"}, "retention.maxSize"),
     ({"GOQUEUE_STORAGE_FSYNC": "sometimes"}, "storage.fsync"),
     ({"GOQUEUE_BROKER_GRPCPORT": "8080"}, "must differ"),
+    ({"GOQUEUE_BROKER_INTERNALPORT": "7000"}, "must differ"),
+    ({"GOQUEUE_BROKER_INTERNALPORT": "0"}, "broker.internalPort"),
     ({"GOQUEUE_CLUSTER_PEERS": "a:7000,b:7000", "GOQUEUE_BROKER_ID": "0"}, "cluster.password is required"),
     ({"GOQUEUE_CLUSTER_PEERS": "a:7000,b:7000", "GOQUEUE_BROKER_ID": "2", "GOQUEUE_CLUSTER_PASSWORD": "x"},
      "has no entry in cluster.peers"),

@@ -141,7 +141,8 @@ def test_the_broker_image_runs_the_broker_and_carries_the_clis() -> None:
 def test_the_broker_image_matches_the_charts_ports_and_probes() -> None:
     final = final_stage("broker")
     broker = CHART_VALUES["config"]["broker"]
-    assert set(final.last("EXPOSE").split()) == {str(broker["port"]), str(broker["grpcPort"]), str(broker["raftPort"])}
+    assert set(final.last("EXPOSE").split()) == {
+        str(broker[port]) for port in ("port", "grpcPort", "raftPort", "internalPort")}
     healthcheck = final.last("HEALTHCHECK")
     assert f"127.0.0.1:{broker['port']}/readyz" in healthcheck  # the charts' readiness probe
     # The environment wins over the settings file: an image default would override the chart's goqueue.yaml.

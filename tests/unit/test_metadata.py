@@ -107,7 +107,7 @@ def test_a_broker_back_on_another_volume_leaves_every_isr() -> None:
     state = empty_state()
     for broker in range(3):
         apply_command(state, cmds.register_broker(broker, host="h", http_port=1, grpc_port=2, raft_address="r",
-                                                  zone=None, directory_id=f"vol-{broker}"))
+                                                  zone=None, directory_id=f"vol-{broker}", internal_port=3))
     apply_command(state, topic_command("t", {0: [0, 1, 2], 1: [1, 2, 0]}))
     apply_command(state, topic_command("solo", {0: [1]}))
 
@@ -208,7 +208,7 @@ def test_a_restore_replaces_topics_and_groups_with_copies_and_keeps_the_brokers(
     apply_command(backup, cmds.set_group("g", coordinator=1, paused=True))
     state = empty_state()
     apply_command(state, cmds.register_broker(7, host="h", http_port=1, grpc_port=2, raft_address="r", zone=None,
-                                              directory_id=""))
+                                              directory_id="", internal_port=3))
     apply_command(state, topic_command("gone", {0: [7]}))
     command = cmds.restore(backup["topics"], backup["groups"])
     apply_command(state, command)
@@ -338,10 +338,19 @@ def test_a_state_from_before_the_applied_counter_counts_from_zero() -> None:
 def test_a_registered_broker_keeps_its_volume_identity() -> None:
     state = empty_state()
     broker = {"host": "h", "http_port": 1, "grpc_port": 2, "raft_address": "r", "zone": "a"}
-    apply_command(state, cmds.register_broker(1, **broker, directory_id="vol-1"))
+    apply_command(state, cmds.register_broker(1, **broker, directory_id="vol-1", internal_port=3))
     apply_command(state, {"op": "register_broker", "id": 2, **broker})  # journaled before volumes had one
-    assert state["brokers"][1] == {**broker, "directory_id": "vol-1"}
+    assert state["brokers"][1] == {**broker, "directory_id": "vol-1", "internal_port": 3}
     assert state["brokers"][2] == broker
+
+
+def test_a_registered_broker_keeps_its_internal_port_and_older_registrations_have_none() -> None:
+    state = empty_state()
+    broker = {"host": "h", "http_port": 1, "grpc_port": 2, "raft_address": "r", "zone": "a"}
+    apply_command(state, cmds.register_broker(1, **broker, directory_id="vol-1", internal_port=8081))
+    apply_command(state, {"op": "register_broker", "id": 2, **broker})  # journaled before the internal listener
+    assert state["brokers"][1] == {**broker, "directory_id": "vol-1", "internal_port": 8081}
+    assert "internal_port" not in state["brokers"][2]
 
 
 def test_a_created_topic_records_what_readers_need() -> None:

@@ -28,9 +28,9 @@ def test_each_constructor_builds_the_dict_older_versions_journaled() -> None:
     """The journal holds these dicts: a constructor that renamed, dropped or added a key would change its format."""
     assert cmds.barrier(2) == {"op": "barrier", "broker": 2}
     assert cmds.register_broker(1, host="h", http_port=8080, grpc_port=9000, raft_address="h:7000", zone="z",
-                                directory_id="vol") == {
+                                directory_id="vol", internal_port=8081) == {
         "op": "register_broker", "id": 1, "host": "h", "http_port": 8080, "grpc_port": 9000,
-        "raft_address": "h:7000", "zone": "z", "directory_id": "vol"}
+        "raft_address": "h:7000", "zone": "z", "directory_id": "vol", "internal_port": 8081}
     assert cmds.replace_storage(1, "vol") == {"op": "replace_storage", "broker": 1, "directory_id": "vol"}
     assert cmds.create_topic("t", replication_factor=2, config={"cleanupPolicy": "compact"}, created_at_s=1.5,
                              assignment={0: (0, 1)}, internal=True) == {
@@ -97,7 +97,7 @@ def test_every_command_type_is_applied() -> None:
     built = [
         cmds.barrier(0),
         *(cmds.register_broker(b, host="h", http_port=1, grpc_port=2, raft_address=f"h:{b}", zone=None,
-                               directory_id=f"vol-{b}") for b in range(4)),
+                               directory_id=f"vol-{b}", internal_port=3) for b in range(4)),
         cmds.create_topic("t", replication_factor=3, config={}, created_at_s=0.0, assignment={0: [0, 1, 2]}),
         cmds.grow_partitions("t", {1: [1, 2, 0]}),
         cmds.set_topic_config("t", {"minInsyncReplicas": 2}),

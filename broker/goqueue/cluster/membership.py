@@ -30,6 +30,7 @@ from goqueue.replication.metadata import CommandResult, MetadataConflict
 from goqueue.replication.peers import PeerClient
 from goqueue.replication.raft import MetadataFactory, MetadataGroup, RaftMetadata
 from goqueue.replication.view import MetadataView, StateView
+from goqueue.security.broker_credential import BrokerSigner
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ class ClusterMembership:
         self.settings = settings
         self.broker_id = settings.broker_id()
         self.self_address, self.partner_addresses = settings.raft_addresses()
-        self.peers = PeerClient()
+        password = settings.cluster.password
+        self.peers = PeerClient(BrokerSigner(self.broker_id, password, time.time) if password else None)
         self.raft: MetadataGroup | None = None
         # How `start_raft` makes the metadata group: PySyncObj in a broker; unit tests pass an in-memory one-member
         # group (tests/unit/metadata_double.py) so a broker in a unit test opens no socket.
@@ -99,7 +101,7 @@ class ClusterMembership:
         entry = commands.register_broker(
             self.broker_id, host=self.settings.advertised_host(), http_port=self.settings.broker.port,
             grpc_port=self.settings.broker.grpc_port, raft_address=self.self_address, zone=self.settings.broker.zone,
-            directory_id=self.directory_id)
+            directory_id=self.directory_id, internal_port=self.settings.broker.internal_port)
         current = self.view.broker(self.broker_id)
         if current is None or dict(current) != {k: v for k, v in entry.items() if k not in ("op", "id")}:
             await self.propose_retrying(entry)
@@ -162,10 +164,22 @@ class ClusterMembership:
         return None
 
     def broker_url(self, broker_id: int) -> str:
+        """Where this broker sends broker-to-broker calls for `broker_id`: its internal listener, or — for a broker of
+        the previous version, which registered none (a rolling upgrade) — its client port, as that version did."""
         broker = self.state["brokers"].get(broker_id)
         if broker is None:
             raise NotLeader(f"broker {broker_id} has not registered its address yet", leader=broker_id)
-        return f"http://{_host_for_url(broker['host'])}:{broker['http_port']}"
+        return f"http://{_host_for_url(broker['host'])}:{broker.get('internal_port', broker['http_port'])}"
+
+    def legacy_peers(self) -> list[int]:
+        """Configured brokers registered without an internal port: brokers of the previous version, which send
+        replica fetches and forwarded requests to the client port. While any is left the client port serves them
+        (`api/http`); once the last one has restarted on this version that route is closed."""
+        if self.raft is None:
+            return []
+        configured = range(len(self.settings.cluster.peers))
+        brokers = self.state["brokers"]
+        return [b for b in configured if b in brokers and "internal_port" not in brokers[b]]
 
     def alive_brokers(self) -> set[int]:
         """This broker plus those whose Raft connection is up, as seen from here."""

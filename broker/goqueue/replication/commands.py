@@ -30,6 +30,7 @@ class RegisterBroker(TypedDict):
     raft_address: str
     zone: str | None
     directory_id: NotRequired[str]  # absent before data volumes had an identity; "" means none yet
+    internal_port: NotRequired[int]  # absent before the internal (broker-to-broker) listener existed
 
 
 class ReplaceStorage(TypedDict):
@@ -150,9 +151,9 @@ def barrier(broker: int) -> Barrier:
 
 
 def register_broker(broker: int, *, host: str, http_port: int, grpc_port: int, raft_address: str,
-                    zone: str | None, directory_id: str) -> RegisterBroker:
+                    zone: str | None, directory_id: str, internal_port: int) -> RegisterBroker:
     return {"op": "register_broker", "id": broker, "host": host, "http_port": http_port, "grpc_port": grpc_port,
-            "raft_address": raft_address, "zone": zone, "directory_id": directory_id}
+            "raft_address": raft_address, "zone": zone, "directory_id": directory_id, "internal_port": internal_port}
 
 
 def replace_storage(broker: int, directory_id: str) -> ReplaceStorage:

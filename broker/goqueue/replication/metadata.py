@@ -123,6 +123,8 @@ def _register_broker(state: MetadataState, cmd: cmds.RegisterBroker) -> None:
                           "raft_address": cmd["raft_address"], "zone": cmd["zone"]}
     if cmd.get("directory_id"):  # absent in commands journaled before volumes had an identity
         entry["directory_id"] = cmd["directory_id"]
+    if "internal_port" in cmd:  # absent in commands journaled before the internal listener existed
+        entry["internal_port"] = cmd["internal_port"]
     state["brokers"][cmd["id"]] = entry
 
 

@@ -1,10 +1,15 @@
 """Broker-to-broker HTTP: follower fetches, leader-epoch queries, and forwarding client requests to leaders.
 
-Any broker serves any request: a produce or fetch for a partition led elsewhere is forwarded here to the
-leader's public HTTP API (JSON or binary batches) with `X-GoQueue-Forwarded: 1`, and a forwarded request is never
-forwarded again — if two brokers' metadata disagree for a moment, the client gets a retriable NOT_LEADER instead of
-a loop. Replica traffic uses the internal routes under `/internal/v1/replica/` with a msgpack body, so record
-batches travel as raw bytes.
+Every call goes to the peer's internal listener (`broker.internalPort`, the URL `ClusterMembership.broker_url`
+gives) and is signed with this broker's credential (`security/broker_credential.py`): the peer checks it before any
+route runs. Any broker serves any request: a produce or fetch for a partition led elsewhere is forwarded here to the
+leader's API (the client routes, JSON or binary batches, served again on the internal listener), and a request that
+arrived on the internal listener is never forwarded again — if two brokers' metadata disagree for a moment, the
+client gets a retriable NOT_LEADER instead of a loop. Replica traffic uses the routes under `/internal/v1/replica/`
+with a msgpack body, so record batches travel as raw bytes.
+
+A peer of the previous version (registered without an internal port, during a rolling upgrade) is sent the same
+calls on its client port, where that version served them; `X-GoQueue-Forwarded: 1` marks them forwarded there.
 
 Errors come back as the same `GoQueueError` classes the peer raised (`errors.error_from_body`); a peer that
 cannot be reached is `Unavailable` (retriable).
@@ -13,12 +18,14 @@ cannot be reached is `Unavailable` (retriable).
 from __future__ import annotations
 
 import base64
+from collections.abc import Generator
 from typing import Any
 
 import httpx
 import msgspec
 
 from goqueue.errors import Unavailable, error_from_body
+from goqueue.security.broker_credential import HEADER, BrokerSigner, authority
 
 FORWARDED_HEADER = "X-GoQueue-Forwarded"
 REPLICA_MEDIA_TYPE = "application/vnd.goqueue.replica+msgpack"
@@ -39,10 +46,28 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode_fetch_response = msgspec.msgpack.Decoder(ReplicaFetchResponse).decode
 
 
+class SignedByBroker(httpx.Auth):
+    """Adds this broker's credential to every request (over the body, so httpx reads it first)."""
+
+    requires_request_body = True
+
+    def __init__(self, signer: BrokerSigner) -> None:
+        self.signer = signer
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        url = request.url
+        receiver = authority(url.host, url.port or (443 if url.scheme == "https" else 80))
+        request.headers[HEADER] = self.signer.credential(receiver, request.method, url.raw_path, request.content)
+        yield request
+
+
 class PeerClient:
-    def __init__(self, timeout_s: float = 30.0) -> None:
+    def __init__(self, signer: BrokerSigner | None, timeout_s: float = 30.0) -> None:
+        """`signer` None (a broker without cluster.password, hence without peers): calls go unsigned and any peer's
+        internal listener refuses them."""
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        self._http = httpx.AsyncClient(timeout=timeout_s, limits=limits, headers={FORWARDED_HEADER: "1"})
+        self._http = httpx.AsyncClient(timeout=timeout_s, limits=limits, headers={FORWARDED_HEADER: "1"},
+                                       auth=SignedByBroker(signer) if signer is not None else None)
 
     async def close(self) -> None:
         await self._http.aclose()

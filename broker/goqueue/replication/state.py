@@ -20,6 +20,7 @@ class BrokerEntry(TypedDict):
     raft_address: str
     zone: str | None
     directory_id: NotRequired[str]  # absent for brokers registered before data volumes had an identity
+    internal_port: NotRequired[int]  # absent for brokers registered before the internal listener existed
 
 
 class PartitionState(TypedDict):

@@ -22,6 +22,7 @@ class BrokerView(TypedDict):
     raft_address: ReadOnly[str]
     zone: ReadOnly[str | None]
     directory_id: NotRequired[ReadOnly[str]]
+    internal_port: NotRequired[ReadOnly[int]]
 
 
 class PartitionView(TypedDict):

@@ -17,8 +17,8 @@ from goqueue_operator.resources import labels as operator_labels
 pytestmark = pytest.mark.integration  # helm renders and lints: a subprocess
 
 RUNBOOK_OBJECTS = [
-    "ConfigMap/goqueue-config", "PodDisruptionBudget/goqueue", "Secret/goqueue-raft", "Service/goqueue",
-    "Service/goqueue-headless", "Service/goqueue-metrics", "StatefulSet/goqueue",
+    "ConfigMap/goqueue-config", "NetworkPolicy/goqueue", "PodDisruptionBudget/goqueue", "Secret/goqueue-raft",
+    "Service/goqueue", "Service/goqueue-headless", "Service/goqueue-metrics", "StatefulSet/goqueue",
 ]
 SELECTOR = {"app.kubernetes.io/name": "goqueue", "app.kubernetes.io/instance": "goqueue",
             "app.kubernetes.io/component": "broker"}
@@ -129,7 +129,7 @@ def test_the_settings_file_holds_the_runbook_keys_and_the_broker_accepts_it(runb
                                                                              tmp_path: Path) -> None:
     text = runbook.get("ConfigMap", "goqueue-config")["data"]["goqueue.yaml"]
     assert yaml.safe_load(text) == {
-        "broker": {"port": 8080, "grpcPort": 9000, "raftPort": 7000, "shutdownGrace": "50s"},
+        "broker": {"port": 8080, "grpcPort": 9000, "raftPort": 7000, "internalPort": 8081, "shutdownGrace": "50s"},
         "storage": {"dataDir": "/data", "walDir": "/data/wal", "fsync": "always"},
         "retention": {"maxAge": "168h", "maxSize": "10GB"},
         "replication": {"minInsyncReplicas": 2},
@@ -169,7 +169,7 @@ def test_resources_are_the_runbook_values(runbook: Rendered) -> None:
 def test_probes_use_healthz_and_readyz_on_the_http_port(runbook: Rendered) -> None:
     container = broker(runbook)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8080, "grpc": 9000, "raft": 7000}
+    assert ports == {"http": 8080, "grpc": 9000, "raft": 7000, "internal": 8081}
     assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 600
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -212,7 +212,8 @@ def test_services(runbook: Rendered) -> None:
     assert headless["clusterIP"] == "None"
     assert headless["publishNotReadyAddresses"] is True  # peers must resolve before any broker is ready
     assert headless["selector"] == SELECTOR
-    assert {p["name"] for p in headless["ports"]} == {"http", "grpc", "raft"}
+    # Brokers reach each other by pod DNS name: the Raft and internal ports are on the headless Service only.
+    assert {p["name"] for p in headless["ports"]} == {"http", "grpc", "raft", "internal"}
     metrics = runbook.get("Service", "goqueue-metrics")
     # The runbook: kubectl port-forward svc/goqueue-metrics 9000:9000; curl localhost:9000/metrics
     assert metrics["spec"]["ports"] == [{"name": "metrics", "port": 9000, "targetPort": "http", "protocol": "TCP"}]
@@ -258,3 +259,39 @@ def test_storage_class_and_extra_env(helm: Helm) -> None:
     (claim,) = rendered.get("StatefulSet", "goqueue")["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["storageClassName"] == "fast-ssd"
     assert env_of(broker(rendered))["GOQUEUE_LOG_LEVEL"] == "debug"
+
+
+def ingress_rules(rendered: Rendered) -> list[tuple[set[int], list[Obj] | None]]:
+    """(ports, sources) of each NetworkPolicy rule; sources None: from anywhere."""
+    policy = rendered.get("NetworkPolicy", "goqueue")["spec"]
+    assert policy["podSelector"] == {"matchLabels": SELECTOR}
+    assert policy["policyTypes"] == ["Ingress"]
+    return [({p["port"] for p in rule["ports"]}, rule.get("from")) for rule in policy["ingress"]]
+
+
+def namespaces(sources: list[Obj] | None) -> set[str]:
+    assert sources is not None
+    return {s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for s in sources}
+
+
+def test_the_network_policy_admits_only_brokers_to_raft_and_internal_ports(runbook: Rendered) -> None:
+    rules = ingress_rules(runbook)
+    assert rules[0] == ({7000, 8081}, [{"podSelector": {"matchLabels": SELECTOR}}])
+    assert rules[1] == ({8080, 9000}, None)  # clients: any source by default
+    assert rules[2][0] == {8080}  # /metrics
+    assert namespaces(rules[2][1]) == {"monitoring"}
+    assert len(rules) == 3  # no other rule opens the Raft or internal port
+    for service in ("goqueue", "goqueue-metrics"):
+        ports = {p.get("targetPort") for p in runbook.get("Service", service)["spec"]["ports"]}
+        assert ports.isdisjoint({"raft", "internal", 7000, 8081}), service
+
+
+def test_client_and_metrics_namespaces_are_configurable(helm: Helm) -> None:
+    rendered = helm.template(*RUNBOOK_INSTALL, "--set", "networkPolicy.clientNamespaces={apps,batch}",
+                             "--set", "networkPolicy.metricsNamespaces={observability}")
+    rules = ingress_rules(rendered)
+    assert rules[1][0] == {8080, 9000}
+    assert namespaces(rules[1][1]) == {"goqueue", "apps", "batch"}
+    assert namespaces(rules[2][1]) == {"observability"}
+    off = helm.template(*RUNBOOK_INSTALL, "--set", "networkPolicy.enabled=false")
+    assert "NetworkPolicy/goqueue" not in off.names()

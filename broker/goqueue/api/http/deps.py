@@ -11,7 +11,7 @@ from goqueue import limits
 from goqueue.broker import Broker
 from goqueue.consumers.remote import CLIENT_HOST_HEADER
 from goqueue.consumers.router import GroupRouter
-from goqueue.errors import NotReady
+from goqueue.errors import NotFound, NotReady
 from goqueue.models import within
 from goqueue.replication.peers import FORWARDED_HEADER
 
@@ -25,11 +25,22 @@ BrokerDep = Annotated[Broker, Depends(_broker)]
 
 
 def _forwarded(request: Request) -> bool:
-    return FORWARDED_HEADER in request.headers
+    if request.app.state.listener == "internal":
+        return True  # only brokers get past its credential check
+    # The client port: only a broker of the previous version forwards there (a rolling upgrade); otherwise the
+    # header is anyone's to send and means nothing.
+    return FORWARDED_HEADER in request.headers and bool(_broker(request).membership.legacy_peers())
 
 
 # True for a request another broker sent on (it is then never forwarded again); passed to the broker explicitly.
 ForwardedDep = Annotated[bool, Depends(_forwarded)]
+
+
+def legacy_peers_only(request: Request) -> None:
+    """The broker-to-broker routes on the client port exist only for brokers of the previous version."""
+    if not _broker(request).membership.legacy_peers():
+        raise NotFound(f"no route {request.url.path} on the client port (broker-to-broker calls go to "
+                       "broker.internalPort)")
 
 
 def _groups(request: Request) -> GroupRouter:

@@ -1,7 +1,8 @@
 """Broker-to-broker routes: follower fetches and leader-epoch queries (msgpack bodies, never for clients).
 
-They live on the HTTP port under `/internal/` so one listener serves everything; like port 7000 they belong to
-the cluster network only (the charts' NetworkPolicy and Services do not route clients to them on purpose).
+Served on the internal listener (`broker.internalPort`), behind its broker-credential check (`api/http/app.py`): a
+forged follower fetch would let a leader acknowledge acks=all writes its frozen followers never had. The client port
+serves them only while a broker of the previous version is a member (a rolling upgrade), which knows no other way.
 """
 
 from __future__ import annotations
