@@ -72,6 +72,7 @@ RESOURCES: dict[str, Resource] = {r.kind: r for r in (
     Resource("v1", "Namespace", "namespaces", namespaced=False),
     Resource("apps/v1", "StatefulSet", "statefulsets"),
     Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+    Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
     Resource("storage.k8s.io/v1", "StorageClass", "storageclasses", namespaced=False),
     Resource("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
     Resource("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules"),

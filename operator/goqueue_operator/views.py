@@ -60,6 +60,12 @@ class NetworkSpec(_Crd):
     bind: Literal["All", "PodIP"] = "All"
 
 
+class NetworkPolicySpec(_Crd):
+    enabled: bool = True
+    client_namespaces: list[str] = Field(default_factory=list)
+    metrics_namespaces: list[str] = Field(default_factory=lambda: ["monitoring"])
+
+
 class PodSpec(_Crd):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -102,6 +108,7 @@ class ClusterSpec(_Crd):
     resources: ResourcesSpec = ResourcesSpec()
     config: dict[str, str] = Field(default_factory=dict)
     network: NetworkSpec = NetworkSpec()
+    network_policy: NetworkPolicySpec = NetworkPolicySpec()
     pod: PodSpec = PodSpec()
     disruption_budget: DisruptionBudgetSpec = DisruptionBudgetSpec()
     rollout: RolloutSpec = RolloutSpec()

@@ -3,7 +3,8 @@
 Why this order: the Secret and the ConfigMap come before the StatefulSet, because its pods read them at start
 (an absent Secret leaves a pod in CreateContainerConfigError); the headless Service comes before the pods so their
 DNS names exist when brokers look up their peers; the PDB comes before pods exist so no eviction ever finds them
-unprotected; monitoring objects come last because they are optional (applied only when their CRDs exist).
+unprotected, and the NetworkPolicy so no pod is ever reachable beyond it; monitoring objects come last because they
+are optional (applied only when their CRDs exist).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from goqueue_operator.resources.configmap import build_configmap
 from goqueue_operator.resources.monitoring import MONITORING_API, build_prometheus_rule, build_service_monitor
+from goqueue_operator.resources.network_policy import build_network_policy
 from goqueue_operator.resources.pdb import build_pdb
 from goqueue_operator.resources.secret import build_secret
 from goqueue_operator.resources.services import build_client_service, build_headless_service, build_metrics_service
@@ -33,6 +35,7 @@ def build_cluster_children(cluster: ClusterView, *, password: str, replicas: int
         build_client_service(cluster),
         build_metrics_service(cluster),
         build_pdb(cluster, replicas),
+        build_network_policy(cluster),
         build_statefulset(cluster, replicas=replicas, claim_size=claim_size),
     ]
     if cluster.spec.monitoring.service_monitor:

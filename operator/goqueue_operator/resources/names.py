@@ -12,7 +12,7 @@ from typing import Literal
 
 Role = Literal[
     "statefulset", "client", "headless", "metrics", "config", "pdb", "raft-secret", "service-monitor",
-    "prometheus-rule",
+    "prometheus-rule", "network-policy",
 ]
 
 DATA_CLAIM_TEMPLATE = "goqueue-data"  # the claim template's name: claims are goqueue-data-<cluster>-<ordinal>
@@ -30,6 +30,7 @@ _SUFFIXES: dict[str, str] = {
     "raft-secret": "-raft",
     "service-monitor": "",
     "prometheus-rule": "",
+    "network-policy": "",
 }
 
 

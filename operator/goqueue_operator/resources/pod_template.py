@@ -44,6 +44,9 @@ def broker_env(cluster: ClusterView, replicas: int) -> list[dict[str, Any]]:
         _field("GOQUEUE_BROKER_ID", f"metadata.labels['{labels.POD_INDEX}']"),
         {"name": "GOQUEUE_BROKER_HOST", "value": bind},
         {"name": "GOQUEUE_BROKER_ADVERTISEDHOST", "value": advertised},
+        # Not in the settings file: a broker of a version without the internal listener refuses unknown keys
+        # there, and ignores unknown variables (spec.version may lag the operator).
+        {"name": "GOQUEUE_BROKER_INTERNALPORT", "value": str(ports.INTERNAL_PORT)},
         {"name": "GOQUEUE_CLUSTER_PEERS", "value": ",".join(peer_addresses(cluster, replicas))},
         {"name": "GOQUEUE_CLUSTER_PASSWORD", "valueFrom": {"secretKeyRef": {
             "name": child_name(cluster.name, "raft-secret"), "key": RAFT_PASSWORD_KEY}}},

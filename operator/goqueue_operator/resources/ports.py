@@ -7,11 +7,13 @@ from typing import Any
 HTTP_PORT = 8080  # HTTP API, /healthz, /readyz, /metrics
 GRPC_PORT = 9000  # gRPC API
 RAFT_PORT = 7000  # metadata Raft, between brokers only
+INTERNAL_PORT = 8081  # broker-to-broker HTTP (replica fetches, forwarding), between brokers only
 METRICS_SERVICE_PORT = 9000  # goqueue-metrics Service port (runbook: port-forward svc/goqueue-metrics 9000:9000)
 
 HTTP = "http"
 GRPC = "grpc"
 RAFT = "raft"
+INTERNAL = "internal"
 METRICS = "metrics"
 
 DATA_DIR = "/data"  # the claim; the runbook runs `df -h /data`
@@ -26,4 +28,5 @@ def container_ports() -> list[dict[str, Any]]:
         {"name": HTTP, "containerPort": HTTP_PORT, "protocol": "TCP"},
         {"name": GRPC, "containerPort": GRPC_PORT, "protocol": "TCP"},
         {"name": RAFT, "containerPort": RAFT_PORT, "protocol": "TCP"},
+        {"name": INTERNAL, "containerPort": INTERNAL_PORT, "protocol": "TCP"},
     ]

@@ -1,7 +1,8 @@
 """The three Services of a cluster.
 
 - headless `<cluster>-headless`: stable per-broker DNS names for Raft peers; publishes not-ready pods, because
-  brokers must find each other before any of them is ready (a quorum forms first);
+  brokers must find each other before any of them is ready (a quorum forms first). The only Service with the Raft
+  and internal (broker-to-broker) ports: brokers reach each other by pod DNS name;
 - client `<cluster>` (`goqueue`): HTTP and gRPC for clients, ready brokers only;
 - metrics `<cluster>-metrics` (`goqueue-metrics`): port 9000 → the HTTP port's /metrics, as the runbook's
   `kubectl port-forward svc/goqueue-metrics 9000:9000` expects.
@@ -30,7 +31,8 @@ def build_headless_service(cluster: ClusterView) -> dict[str, Any]:
             "publishNotReadyAddresses": True,
             "selector": labels.selector_labels(cluster.name),
             "ports": [_port(ports.HTTP, ports.HTTP_PORT, ports.HTTP), _port(ports.GRPC, ports.GRPC_PORT, ports.GRPC),
-                      _port(ports.RAFT, ports.RAFT_PORT, ports.RAFT)],
+                      _port(ports.RAFT, ports.RAFT_PORT, ports.RAFT),
+                      _port(ports.INTERNAL, ports.INTERNAL_PORT, ports.INTERNAL)],
         },
     }
 

@@ -26,6 +26,7 @@ FULL_SPEC: dict[str, Any] = {
     "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi", "cpu": 2}},
     "config": {"retention.maxAge": "72h", "storage.fsync": "interval"},
     "network": {"bind": "PodIP"},
+    "networkPolicy": {"clientNamespaces": ["apps", "batch"], "metricsNamespaces": ["observability"]},
     "pod": {"labels": {"team": "payments"}, "annotations": {"example.com/owner": "payments"},
             "nodeSelector": {"kubernetes.io/os": "linux"},
             "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "goqueue", "effect": "NoSchedule"}],
@@ -46,7 +47,8 @@ def test_children_pass_server_side_validation(
     body = json.loads(kubectl("get", "goqueuecluster", name, "-n", module_namespace, "-o", "json"))
     children = build_cluster_children(ClusterView.from_body(body), password="x" * 43)
     required = [c for c in children if c["apiVersion"] not in OPTIONAL_APIS]
-    assert {c["kind"] for c in required} == {"Secret", "ConfigMap", "Service", "PodDisruptionBudget", "StatefulSet"}
+    assert {c["kind"] for c in required} == {"Secret", "ConfigMap", "Service", "PodDisruptionBudget", "NetworkPolicy",
+                                              "StatefulSet"}
     for obj in required:
         proc = subprocess.run(
             [str(kubectl.binary), f"--kubeconfig={kubectl.kubeconfig}", "apply", "--dry-run=server",

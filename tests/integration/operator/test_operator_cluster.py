@@ -40,7 +40,7 @@ def test_three_brokers_come_up_ready_with_every_child(
     # The runbook's names.
     for kind, name in [("statefulset", "goqueue"), ("service", "goqueue"), ("service", "goqueue-headless"),
                        ("service", "goqueue-metrics"), ("configmap", "goqueue-config"),
-                       ("poddisruptionbudget", "goqueue")]:
+                       ("poddisruptionbudget", "goqueue"), ("networkpolicy", "goqueue")]:
         assert get(kubectl, ns, kind, name) is not None, f"{kind}/{name} missing"
     pods = [get(kubectl, ns, "pod", f"goqueue-{i}") for i in range(3)]
     assert all(p is not None for p in pods)

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 import goqueue_operator
-from goqueue_operator.resources import labels, names
+from goqueue.config import BrokerSection
+from goqueue_operator.resources import labels, names, ports
 from goqueue_operator.resources.children import CREATE_ONLY_KINDS, OPTIONAL_APIS, build_cluster_children
 from goqueue_operator.resources.configmap import broker_settings, config_hash
 from goqueue_operator.resources.pdb import build_pdb, quorum_tolerance
@@ -156,7 +157,8 @@ def test_broker_container_command_ports_and_mounts() -> None:
     broker = container(child("StatefulSet", "goqueue"))
     assert broker["command"] == ["goqueue-broker", "--config", "/etc/goqueue/goqueue.yaml"]
     assert broker["image"] == "ghcr.io/goqueue/goqueue:0.1.0"
-    assert {p["name"]: p["containerPort"] for p in broker["ports"]} == {"http": 8080, "grpc": 9000, "raft": 7000}
+    assert {p["name"]: p["containerPort"] for p in broker["ports"]} == {
+        "http": 8080, "grpc": 9000, "raft": 7000, "internal": 8081}
     mounts = {m["mountPath"]: m["name"] for m in broker["volumeMounts"]}
     assert mounts["/data"] == "goqueue-data"
     assert mounts["/etc/goqueue"] == "config"
@@ -286,7 +288,8 @@ def test_headless_service_publishes_not_ready_brokers_for_peer_discovery() -> No
     assert spec["clusterIP"] == "None"
     assert spec["publishNotReadyAddresses"] is True
     assert spec["selector"] == labels.selector_labels("goqueue")
-    assert {p["name"]: p["port"] for p in spec["ports"]} == {"http": 8080, "grpc": 9000, "raft": 7000}
+    # Brokers reach each other by pod DNS name: the Raft and internal ports are on the headless Service only.
+    assert {p["name"]: p["port"] for p in spec["ports"]} == {"http": 8080, "grpc": 9000, "raft": 7000, "internal": 8081}
 
 
 def test_client_service_serves_http_and_grpc_of_ready_brokers() -> None:
@@ -303,6 +306,58 @@ def test_metrics_service_port_9000_targets_the_http_port() -> None:
     assert (port["port"], port["targetPort"]) == (9000, "http")
     http = [p for p in container(child("StatefulSet", "goqueue"))["ports"] if p["name"] == port["targetPort"]]
     assert http[0]["containerPort"] == 8080
+
+
+def test_the_internal_port_is_the_brokers_default_and_set_by_variable_not_in_the_settings_file() -> None:
+    """A broker of an older spec.version refuses an unknown key in its settings file but ignores an unknown
+    variable: the port reaches it as GOQUEUE_BROKER_INTERNALPORT."""
+    assert BrokerSection().internal_port == ports.INTERNAL_PORT
+    statefulset = child("StatefulSet", "goqueue")
+    assert env(statefulset)["GOQUEUE_BROKER_INTERNALPORT"]["value"] == "8081"
+    assert "internalPort" not in broker_settings(cluster())["broker"]
+
+
+# -- NetworkPolicy ----------------------------------------------------------------------------------------------------
+
+def ingress(view: ClusterView | None = None) -> list[JSON]:
+    policy = child("NetworkPolicy", "goqueue", view)["spec"]
+    assert policy["podSelector"] == {"matchLabels": labels.selector_labels("goqueue")}
+    assert policy["policyTypes"] == ["Ingress"]
+    rules: list[JSON] = policy["ingress"]
+    return rules
+
+
+def rule_ports(rule: JSON) -> set[int]:
+    return {p["port"] for p in rule["ports"]}
+
+
+def namespaces_of(rule: JSON) -> set[str]:
+    return {s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for s in rule["from"]}
+
+
+def test_the_network_policy_admits_only_brokers_to_raft_and_internal_ports() -> None:
+    rules = ingress()
+    assert rules[0] == {"from": [{"podSelector": {"matchLabels": labels.selector_labels("goqueue")}}],
+                        "ports": [{"port": 7000, "protocol": "TCP"}, {"port": 8081, "protocol": "TCP"}]}
+    assert all(rule_ports(rule).isdisjoint({7000, 8081}) for rule in rules[1:])
+    assert rules[1] == {"ports": [{"port": 8080, "protocol": "TCP"}, {"port": 9000, "protocol": "TCP"}]}  # any client
+    assert (rule_ports(rules[2]), namespaces_of(rules[2])) == ({8080}, {"monitoring"})
+    for service in ("goqueue", "goqueue-metrics"):
+        targets = {p["targetPort"] for p in child("Service", service)["spec"]["ports"]}
+        assert targets.isdisjoint({"raft", "internal"}), service
+
+
+def test_restricted_clients_still_admit_the_cluster_namespace_and_the_operator() -> None:
+    rules = ingress(cluster(namespace="prod", networkPolicy={"clientNamespaces": ["apps"],
+                                                            "metricsNamespaces": ["observability"]}))
+    assert (rule_ports(rules[1]), namespaces_of(rules[1])) == ({8080, 9000}, {"apps", "prod"})
+    assert rules[2] == {"from": [{"namespaceSelector": {}, "podSelector": {
+        "matchLabels": {"app.kubernetes.io/name": "goqueue-operator"}}}], "ports": [{"port": 8080, "protocol": "TCP"}]}
+    assert namespaces_of(rules[3]) == {"observability"}
+
+
+def test_a_disabled_network_policy_admits_everything_and_stays_owned() -> None:
+    assert ingress(cluster(networkPolicy={"enabled": False})) == [{}]
 
 
 # -- PodDisruptionBudget ----------------------------------------------------------------------------------------------
