@@ -197,6 +197,30 @@ async def test_a_grpc_produce_without_an_acl_is_permission_denied(cluster: Local
         await channel.close()
 
 
+def test_users_and_acls_are_managed_with_goqueue_admin(cluster: LocalCluster, secrets_dir: Path) -> None:
+    url, admin = cluster.url(1), as_user(secrets_dir, "admin")
+    (secrets_dir / "dave").write_text("dave-secret-pw\n")
+    cli(url, "goqueue-admin", "user", "create", "dave", "--new-password-file", str(secrets_dir / "dave"),
+        expect=EXIT_UNAUTHENTICATED)
+    cli(url, "goqueue-admin", "user", "create", "dave", expect=2, env=admin)  # no terminal, no file: never argv
+    cli(url, "goqueue-admin", "user", "create", "dave", "--new-password-file", str(secrets_dir / "dave"), expect=0,
+        env=admin)
+    dave = as_user(secrets_dir, "dave")
+    cli(url, "goqueue-cli", "topic", "describe", "public", expect=EXIT_FORBIDDEN, env=dave)
+    cli(url, "goqueue-admin", "acl", "add", "-p", "User:dave", "-r", "topic", "-n", "pub", "--prefixed",
+        "--operation", "describe", expect=0, env=admin)
+    cli(url, "goqueue-cli", "topic", "describe", "public", expect=0, env=dave)
+    listed = subprocess.run(["goqueue-admin", "acl", "list", "-p", "User:dave", "-o", "json"], capture_output=True,
+                            text=True, check=True, env={**os.environ, "GOQUEUE_SERVER": url, **admin}).stdout
+    assert '"pattern": "prefixed"' in listed
+    cli(url, "goqueue-admin", "acl", "remove", "-p", "User:dave", "-r", "topic", "-n", "pub", "--prefixed",
+        "--operation", "describe", expect=0, env=admin)
+    cli(url, "goqueue-admin", "acl", "remove", "-p", "User:dave", "-r", "topic", "-n", "pub", "--prefixed",
+        "--operation", "describe", expect=3, env=admin)  # ACL_NOT_FOUND
+    cli(url, "goqueue-admin", "user", "delete", "dave", expect=0, env=admin)
+    cli(url, "goqueue-cli", "topic", "list", expect=EXIT_UNAUTHENTICATED, env=dave)
+
+
 # -- a consumer reads only what its ACLs allow ---------------------------------------------------------------------
 
 def coordinator(cluster: LocalCluster) -> str:
@@ -336,3 +360,8 @@ def test_anonymous_produce_to_a_protected_topic_is_forbidden_when_anonymous_acce
             anonymous.produce("protected", [ProduceRecord(value="no")])
     cli(broker.url, "goqueue-cli", "produce", "protected", "--partition", "0", "--value", "no",
         expect=EXIT_FORBIDDEN)
+    assert "security.anonymous_access_allowed" in broker.log_text()  # said at start, as a warning
+
+
+def test_a_cluster_without_anonymous_access_does_not_announce_it(cluster: LocalCluster) -> None:
+    assert all("security.anonymous_access_allowed" not in b.log_text() for b in cluster.brokers)

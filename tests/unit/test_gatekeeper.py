@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,13 @@ def test_the_configured_administrator_logs_in_from_its_password_file(tmp_path: P
     other.check(user("admin"), topic("anything"), Operation.DELETE)
     with pytest.raises(Unauthenticated):
         login(other, "admin", "wrong")
+
+
+def test_anonymous_access_is_announced_at_start_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="goqueue.api.gatekeeper"):
+        keeper(load_settings(None, {}), empty_state(), Clock())
+        keeper(load_settings(None, CLUSTER), empty_state(), Clock())  # off with peers: nothing to announce
+    warnings = [r for r in caplog.records if r.message == "security.anonymous_access_allowed"]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+    assert "quick start" in warnings[0].reason  # type: ignore[attr-defined]  # an `extra` field of the record
