@@ -56,6 +56,7 @@ class Broker:
         self.port, grpc_port, raft_port = sorted(ports)
         env = {**os.environ, "GOQUEUE_BROKER_HOST": "127.0.0.1", "GOQUEUE_BROKER_PORT": str(self.port),
                "GOQUEUE_BROKER_GRPCPORT": str(grpc_port), "GOQUEUE_BROKER_RAFTPORT": str(raft_port),
+               "GOQUEUE_BROKER_INTERNALPORT": str(free_port()),
                "GOQUEUE_STORAGE_DATADIR": str(root / "data"), "GOQUEUE_STORAGE_WALDIR": str(root / "wal"),
                "GOQUEUE_STORAGE_FSYNC": "always", "GOQUEUE_LOG_LEVEL": "warning", **extra_env}
         self.log = open(root / "broker.log", "wb")  # noqa: SIM115 - closed in stop()

@@ -151,6 +151,7 @@ def start_broker(tmp: str, port: int, max_connections: int) -> subprocess.Popen[
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("GOQUEUE_")},
            "GOQUEUE_BROKER_HOST": "127.0.0.1", "GOQUEUE_BROKER_PORT": str(port),
            "GOQUEUE_BROKER_GRPCPORT": str(free_port()), "GOQUEUE_BROKER_RAFTPORT": str(free_port()),
+           "GOQUEUE_BROKER_INTERNALPORT": str(free_port()),
            "GOQUEUE_STORAGE_DATADIR": f"{tmp}/data", "GOQUEUE_STORAGE_WALDIR": f"{tmp}/data/wal",
            "GOQUEUE_LIMITS_HEADERTIMEOUT": "300s", "GOQUEUE_LIMITS_MAXHTTPCONNECTIONS": str(max_connections),
            "GOQUEUE_LOG_LEVEL": "warning"}

@@ -67,6 +67,7 @@ class Broker:
         self.port, self.grpc_port, self.raft_port = free_port(), free_port(), free_port()
         env = {**os.environ, "GOQUEUE_BROKER_HOST": "127.0.0.1", "GOQUEUE_BROKER_PORT": str(self.port),
                "GOQUEUE_BROKER_GRPCPORT": str(self.grpc_port), "GOQUEUE_BROKER_RAFTPORT": str(self.raft_port),
+               "GOQUEUE_BROKER_INTERNALPORT": str(free_port()),
                "GOQUEUE_STORAGE_DATADIR": str(root / "data"), "GOQUEUE_STORAGE_WALDIR": str(root / "wal"),
                "GOQUEUE_STORAGE_FSYNC": "always", "GOQUEUE_LOG_LEVEL": "warning"}
         self.log = open(root / "broker.log", "wb")  # noqa: SIM115 - closed in stop()

@@ -169,12 +169,14 @@ def check_inflight(expected: list[dict[str, Any]]) -> None:
 
 def check_journals_keep(root: Path, old_states: list[Any]) -> None:
     """What this code journaled on the upgraded cluster replays (with this code) to the old brokers' registrations
-    — addresses, zones, volume identities: none was registered again or replaced — and the old topics' settings
-    and replica lists, plus the new topic."""
+    — addresses, zones, volume identities: none was replaced; each broker registered again only to add its internal
+    port, which the old code had none of — and the old topics' settings and replica lists, plus the new topic."""
     for broker in BROKERS:
         state = script.replay_journal(root / f"broker-{broker}" / "wal")
         old = old_states[broker]
-        assert state["brokers"] == old["brokers"], broker
+        assert {b: entry.get("internal_port") for b, entry in state["brokers"].items()} == dict.fromkeys(BROKERS, 8081)
+        assert {b: {k: v for k, v in entry.items() if k != "internal_port"}
+                for b, entry in state["brokers"].items()} == old["brokers"], broker
         assert state["paused_all"] == old["paused_all"], broker
         for name, topic in old["topics"].items():
             now = state["topics"][name]
