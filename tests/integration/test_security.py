@@ -23,7 +23,6 @@ from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.client.auth import Credentials
 from goqueue.client.grpc_client import GrpcClient
 from goqueue.client.http import GoQueueClient
-from goqueue.config import all_keys
 from goqueue.errors import Forbidden, Unauthenticated
 from goqueue.models import AclSpec, ConsumeRequest, ProduceRecord, TopicCreate
 from goqueue.records import RecordIn
@@ -116,6 +115,7 @@ def test_an_anonymous_admin_call_is_refused(cluster: LocalCluster, secrets_dir: 
     message = http_error(httpx.post(f"{url}/v1/admin/cluster/rebalance"), 401, "UNAUTHENTICATED")
     assert "anonymous access is off" in message
     http_error(httpx.get(f"{url}/v1/admin/storage"), 401, "UNAUTHENTICATED")
+    cli(url, "goqueue-admin", "inflight", "list", expect=EXIT_UNAUTHENTICATED)
     cli(url, "goqueue-admin", "storage", "stats", expect=EXIT_UNAUTHENTICATED)
     cli(url, "goqueue-admin", "cluster", "status", expect=EXIT_UNAUTHENTICATED)
     # An authenticated user without admin on the cluster: forbidden, naming who, what and where.
@@ -125,6 +125,7 @@ def test_an_anonymous_admin_call_is_refused(cluster: LocalCluster, secrets_dir: 
     assert "may not admin" in cli(url, "goqueue-admin", "storage", "stats", expect=EXIT_FORBIDDEN,
                                   env=as_user(secrets_dir, "alice"))
     cli(url, "goqueue-admin", "storage", "stats", expect=0, env=as_user(secrets_dir, "admin"))
+    cli(url, "goqueue-admin", "inflight", "list", expect=0, env=as_user(secrets_dir, "admin"))  # asks every broker
     cli(url, "goqueue-admin", "user", "list", expect=EXIT_FORBIDDEN, env=as_user(secrets_dir, "bob"))
     # The probes, the metrics and the version stay open.
     for path in ("/healthz", "/readyz", "/metrics", "/v1/version"):
@@ -153,21 +154,16 @@ async def test_anonymous_grpc_produce_is_refused(cluster: LocalCluster) -> None:
 
 
 def leaders(cluster: LocalCluster, topic: str) -> dict[int, int | None]:
-    """Partition → leader. (Until brokers forward over their internal listener, a produce this suite expects to
-    succeed goes to the partition's leader: a peer's public port refuses a forwarded request without credentials.)"""
+    """Partition → leader."""
     with GoQueueClient(cluster.url(0), credentials=creds("admin")) as admin:
         return {p.partition: p.leader for p in admin.describe_topic(topic).partition_details}
 
 
-def led_by(cluster: LocalCluster, topic: str, broker: int) -> int:
-    return next(p for p, leader in leaders(cluster, topic).items() if leader == broker)
-
-
 def test_a_user_produces_only_where_an_acl_allows(cluster: LocalCluster, secrets_dir: Path) -> None:
     url = cluster.url(2)
-    with GoQueueClient(url, credentials=creds("alice")) as alice:
-        partition = led_by(cluster, "orders", 2)
-        assert alice.produce("orders", [ProduceRecord(value="a", partition=partition)]).offsets
+    with GoQueueClient(url, credentials=creds("alice")) as alice:  # every partition: most forwarded to their leader
+        offsets = alice.produce("orders", [ProduceRecord(key=f"order-{n}", value="a") for n in range(30)]).offsets
+        assert {o.partition for o in offsets} == {0, 1, 2}
         with pytest.raises(Forbidden, match="User:alice may not describe topic 'public'"):  # the producer's lookup
             alice.produce("public", [ProduceRecord(value="a")])
     with GoQueueClient(url, credentials=creds("alice"), idempotent=False) as alice, \
@@ -182,8 +178,7 @@ async def test_a_grpc_produce_without_an_acl_is_permission_denied(cluster: Local
         with pytest.raises(Forbidden, match="User:carol may not produce topic 'orders'"):
             await carol.produce("orders", [RecordIn(None, b"x", [])], partition=0)
     async with GrpcClient(cluster.brokers[0].grpc_target, credentials=creds("alice")) as alice:
-        assert (await alice.produce("orders", [RecordIn(None, b"y", [])], partition=led_by(cluster, "orders", 0))
-                ).offsets
+        assert (await alice.produce("orders", [RecordIn(str(n).encode(), b"y", []) for n in range(12)])).offsets
     channel = grpc.aio.insecure_channel(cluster.brokers[0].grpc_target)
     try:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -223,16 +218,13 @@ def test_users_and_acls_are_managed_with_goqueue_admin(cluster: LocalCluster, se
 
 # -- a consumer reads only what its ACLs allow ---------------------------------------------------------------------
 
-def coordinator(cluster: LocalCluster) -> str:
-    """The broker coordinating every group (one state partition): group calls sent there are not forwarded."""
-    with GoQueueClient(cluster.url(0), credentials=creds("admin")) as admin:
-        leader = admin.describe_topic("__consumer_state").partition_details[0].leader
-    assert leader is not None
-    return cluster.url(leader)
+def not_coordinating(cluster: LocalCluster) -> int:
+    """A broker that does not coordinate the groups (one state partition): it checks a group call, then forwards it."""
+    return not_leading(cluster, "__consumer_state", 0)
 
 
 def test_a_consumer_reading_a_topic_its_acl_lacks_is_refused(cluster: LocalCluster, secrets_dir: Path) -> None:
-    url = coordinator(cluster)
+    url = cluster.url(not_coordinating(cluster))
     with GoQueueClient(url, credentials=creds("bob")) as bob:
         read = bob.consume("readers", ConsumeRequest(consumer_id="c1", topic="public", start_from="earliest",
                                                       max_records=10))
@@ -250,8 +242,7 @@ def test_a_consumer_reading_a_topic_its_acl_lacks_is_refused(cluster: LocalClust
 
 
 async def test_a_grpc_consumer_reading_a_topic_its_acl_lacks_is_refused(cluster: LocalCluster) -> None:
-    target = coordinator(cluster).removeprefix("http://").rsplit(":", 1)[0]
-    broker = next(b for b in cluster.brokers if b.host == target)
+    broker = cluster.brokers[not_coordinating(cluster)]
     async with GrpcClient(broker.grpc_target, credentials=creds("bob")) as bob:
         with pytest.raises(Forbidden, match="User:bob may not consume topic 'orders'"):
             await bob.consume("readers", ConsumeRequest(consumer_id="c2", topic="orders"))
@@ -335,8 +326,6 @@ async def test_a_forwarded_grpc_produce_is_checked_at_the_edge(cluster: LocalClu
             await carol.produce("orders", [RecordIn(None, b"x", [])], partition=1)
 
 
-@pytest.mark.skipif("broker.internalPort" not in all_keys(), reason="forwarding to a peer's public port carries no "
-                    "client credentials; brokers forward over the internal listener (issue 15 item 1)")
 def test_an_allowed_produce_is_forwarded_to_the_leader(cluster: LocalCluster) -> None:
     edge = not_leading(cluster, "orders", 2)
     with GoQueueClient(cluster.url(edge), credentials=creds("alice"), idempotent=False) as alice:
