@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, TypedDict, TypeVar
 from annotated_types import Ge, Le
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -726,6 +727,85 @@ class RebalanceAccepted(_Model):
 
     accepted: bool
     moved: int = Field(0, description="Partitions reassigned.")
+    reasons: Reasons = []
+
+
+# -- replica reassignment (`/v1/admin/cluster/reassignments`): plan, execute, follow, cancel ---------------------
+
+def _bytes_per_second(value: Any) -> Any:
+    """`"10MiB/s"` as `"10MiB"`: a throttle reads like the rate it is."""
+    return value[:-2].strip() if isinstance(value, str) and value.endswith("/s") else value
+
+
+Rate = Annotated[Size, BeforeValidator(_bytes_per_second), Field(ge=1)]
+
+
+class ReassignmentGoals(_Model):
+    """What a reassignment proposal should achieve (any combination)."""
+
+    balance: bool = Field(False, description="Even replicas and preferred leaders across brokers and zones.")
+    drain_brokers: list[int] = Field([], alias="drainBrokers", description="Move every replica off these brokers.")
+    add_brokers: list[int] = Field([], alias="addBrokers", description="Spread replicas onto these (new) brokers.")
+    replication_factor: dict[str, Annotated[int, Field(**within(limits.REPLICATION_FACTOR))]] = Field(
+        {}, alias="replicationFactor", description="Topic name → its new replication factor.")
+    throttle: Rate | None = Field(None, description="Bytes/s the copies would be throttled to (for the estimate).")
+
+
+class ReplicaMove(_Model):
+    topic: str
+    partition: int
+    replicas: list[int] = Field(description="The replicas now, preferred leader first.")
+    target: list[int] = Field(description="The replicas after the move, preferred leader first.")
+    version: int = Field(description="The partition version planned from: a move of a partition changed since is "
+                                     "refused, never applied over the newer change.")
+    bytes_to_copy: int = Field(0, alias="bytesToCopy", description="Partition size times the new replicas.")
+
+
+class ReassignmentPlan(_Model):
+    """A proposal: review it, then execute it (its moves as they are)."""
+
+    moves: list[ReplicaMove]
+    bytes_to_copy: int = Field(alias="bytesToCopy")
+    throttle: int | None = Field(None, description="Bytes/s the estimate assumes.")
+    estimated_s: float | None = Field(None, alias="estimatedSeconds", description="bytesToCopy / throttle.")
+    reasons: Reasons = Field([], description="What the plan could not do or measure.")
+
+
+class ReassignmentExecute(_Model):
+    moves: list[ReplicaMove]
+    throttle: Rate | None = Field(None, description="Bytes/s each broker fetches for the replicas it is adding, "
+                                  "until the last reassignment completes (`10MiB/s`); none: unthrottled.")
+
+
+class ReassignmentStarted(_Model):
+    started: int = Field(description="Moves begun now.")
+    reasons: Reasons = Field([], description="Moves not begun, and why (a partition changed since the plan).")
+
+
+class PartitionReassignment(_Model):
+    topic: str
+    partition: int
+    replicas: list[int] = Field(description="Original and new replicas while they copy.")
+    target: list[int]
+    adding: list[int]
+    removing: list[int]
+    isr: list[int]
+    leader: int | None
+    copying: list[int] = Field(description="New replicas not in sync yet.")
+
+
+class ReassignmentProgress(_Model):
+    done: bool = Field(description="No partition is moving.")
+    throttle: int | None = Field(None, description="Bytes/s in force for the copies.")
+    partitions: list[PartitionReassignment]
+
+
+class ReassignmentCancel(_Model):
+    partitions: list[TopicPartition] = Field([], description="The moves to cancel; none: every move.")
+
+
+class ReassignmentCancelled(_Model):
+    cancelled: int
     reasons: Reasons = []
 
 

@@ -48,6 +48,13 @@ def test_each_constructor_builds_the_dict_older_versions_journaled() -> None:
     assert cmds.leave_isr("t", 0, 2) == {"op": "leave_isr", "topic": "t", "partition": 0, "broker": 2}
     assert cmds.reassign("t", 0, replicas=(0, 3), expected_version=7) == {
         "op": "reassign", "topic": "t", "partition": 0, "replicas": [0, 3], "expected_version": 7}
+    assert cmds.begin_reassignment("t", 0, target=(1, 2), expected_version=7) == {
+        "op": "begin_reassignment", "topic": "t", "partition": 0, "target": [1, 2], "expected_version": 7}
+    assert cmds.complete_reassignment("t", 0, expected_version=8) == {
+        "op": "complete_reassignment", "topic": "t", "partition": 0, "expected_version": 8}
+    assert cmds.cancel_reassignment("t", 0, expected_version=8) == {
+        "op": "cancel_reassignment", "topic": "t", "partition": 0, "expected_version": 8}
+    assert cmds.set_replication_throttle(None) == {"op": "set_replication_throttle", "bytes_per_s": None}
     assert cmds.set_group("g", paused=True) == {"op": "set_group", "group": "g", "paused": True}
     assert cmds.set_paused_all(True) == {"op": "set_paused_all", "paused": True}
     assert cmds.restore({}, {}) == {"op": "restore", "topics": {}, "groups": {}}
@@ -105,6 +112,11 @@ def test_every_command_type_is_applied() -> None:
         cmds.elect_leader("t", 0, expected_epoch=0, leader=1, isr=[0, 1, 2]),
         cmds.leave_isr("t", 0, 0),
         cmds.reassign("t", 0, replicas=[1, 2, 3], expected_version=3),
+        cmds.set_replication_throttle(1024),
+        cmds.begin_reassignment("t", 0, target=[2, 3], expected_version=4),
+        cmds.cancel_reassignment("t", 0, expected_version=5),
+        cmds.begin_reassignment("t", 0, target=[1, 2], expected_version=6),
+        cmds.complete_reassignment("t", 0, expected_version=7),
         cmds.replace_storage(2, "vol-2b"),
         cmds.set_group("g", coordinator=1),
         cmds.set_paused_all(True),

@@ -95,7 +95,15 @@ from goqueue.models import (
     ProduceRecord,
     ProduceRequest,
     ProduceResponse,
+    ReassignmentCancel,
+    ReassignmentCancelled,
+    ReassignmentExecute,
+    ReassignmentGoals,
+    ReassignmentPlan,
+    ReassignmentProgress,
+    ReassignmentStarted,
     RebalanceAccepted,
+    ReplicaMove,
     ReplicationStatus,
     RestartCheck,
     RestoreReport,
@@ -106,6 +114,7 @@ from goqueue.models import (
     StorageStats,
     TopicCreate,
     TopicInfo,
+    TopicPartition,
     TopicUpdate,
     UserInfo,
 )
@@ -530,3 +539,19 @@ class GoQueueClient:
 
     def rebalance(self) -> RebalanceAccepted:
         return self._post(f"{ADMIN_CLUSTER}/rebalance", None, RebalanceAccepted)
+
+    # -- replica reassignment: plan, execute, follow, cancel -------------------------------------------------
+
+    def plan_reassignment(self, goals: ReassignmentGoals) -> ReassignmentPlan:
+        return self._post(f"{ADMIN_CLUSTER}/reassignments/plan", goals, ReassignmentPlan)
+
+    def execute_reassignment(self, moves: Sequence[ReplicaMove], throttle: int | None = None) -> ReassignmentStarted:
+        return self._post(f"{ADMIN_CLUSTER}/reassignments", ReassignmentExecute(moves=list(moves), throttle=throttle),
+                          ReassignmentStarted)
+
+    def reassignment_progress(self) -> ReassignmentProgress:
+        return self._get(f"{ADMIN_CLUSTER}/reassignments", ReassignmentProgress)
+
+    def cancel_reassignment(self, partitions: Sequence[TopicPartition] = ()) -> ReassignmentCancelled:
+        return self._post(f"{ADMIN_CLUSTER}/reassignments/cancel", ReassignmentCancel(partitions=list(partitions)),
+                          ReassignmentCancelled)

@@ -1,18 +1,36 @@
 """The operator's admin questions and actions, answered for the whole cluster from the metadata by any broker:
-is a restart safe, is a broker caught up, move leadership or replicas off a broker, spread leadership evenly.
+is a restart safe, is a broker caught up, move leadership or replicas off a broker, spread leadership evenly, and
+replica reassignments: propose (goals in, moves with bytes to copy and an estimate out), execute with a throttle,
+follow, cancel.
 
-The plans are pure functions (`replication/controller.py`, `replication/metadata.py`); this module feeds them the
-live metadata and liveness, and proposes what they return.
+The plans are pure functions (`replication/controller.py`, `replication/reassignment.py`,
+`replication/metadata.py`); this module feeds them the live metadata, liveness and partition sizes, and proposes
+what they return. Executed moves are metadata state: the controller finishes them, whoever asked and wherever.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from goqueue.cluster.membership import ClusterMembership
 from goqueue.cluster.topics import TopicRegistry
 from goqueue.config import Settings
-from goqueue.errors import BrokerNotFound
+from goqueue.errors import BrokerNotFound, GoQueueError, InvalidRequest
+from goqueue.models import (
+    PartitionReassignment,
+    ReassignmentGoals,
+    ReassignmentPlan,
+    ReassignmentProgress,
+    ReplicaMove,
+    TopicPartition,
+)
+from goqueue.replication import commands
 from goqueue.replication.controller import controlled_shutdown_plan, drain_plan, rebalance_plan
-from goqueue.replication.metadata import restart_would_break
+from goqueue.replication.metadata import MetadataConflict, restart_would_break
+from goqueue.replication.reassignment import Goals, Move, PlanRefused, plan_moves
+
+SIZE_TIMEOUT_S = 2.0  # a leader that does not say its partition's size within this is reported, not waited for
 
 
 class ClusterAdmin:
@@ -83,10 +101,87 @@ class ClusterAdmin:
         return self.held(broker_id)[0], stuck
 
     async def rebalance(self) -> int:
-        plan = rebalance_plan(self.membership.state)
+        plan = rebalance_plan(self.membership.state, self.membership.alive_brokers())
         for command in plan:
             await self.membership.propose_quietly(command)
         return len(plan)
+
+    # -- reassignments -------------------------------------------------------------------------------------------
+
+    async def propose_reassignment(self, goals: ReassignmentGoals) -> ReassignmentPlan:
+        """The moves that meet `goals`, with the bytes each copies (the leaders' partition sizes)."""
+        wanted = Goals(balance=goals.balance, drain=frozenset(goals.drain_brokers),
+                       add=frozenset(goals.add_brokers), replication_factor=dict(goals.replication_factor))
+        try:
+            moves = plan_moves(self.membership.state, wanted, self.membership.alive_brokers())
+        except PlanRefused as exc:
+            raise InvalidRequest(str(exc)) from exc
+        sizes = await asyncio.gather(*(self._size(m) for m in moves))
+        reasons = [f"{m.topic}/{m.partition}: size unknown (its leader did not answer)"
+                   for m, size in zip(moves, sizes, strict=True) if size is None and m.adding]
+        planned = [ReplicaMove(topic=m.topic, partition=m.partition, replicas=list(m.replicas), target=list(m.target),
+                               version=m.version, bytes_to_copy=(size or 0) * len(m.adding))
+                   for m, size in zip(moves, sizes, strict=True)]
+        total = sum(m.bytes_to_copy for m in planned)
+        return ReassignmentPlan(moves=planned, bytes_to_copy=total, throttle=goals.throttle,
+                                estimated_s=None if not goals.throttle else total / goals.throttle, reasons=reasons)
+
+    async def _size(self, move: Move) -> int | None:
+        """The partition's size on its leader (what a new replica copies); None when unknown."""
+        if not move.adding:
+            return 0
+        leader = self.membership.view.leader(move.topic, move.partition)
+        if leader is None:
+            return None
+        with contextlib.suppress(GoQueueError, OSError, KeyError, ValueError):
+            answer = await self.membership.peers.partition_offsets(
+                self.membership.broker_url(leader), move.topic, move.partition, None, timeout_s=SIZE_TIMEOUT_S)
+            return int(answer["sizeBytes"])
+        return None
+
+    async def execute_reassignment(self, moves: list[ReplicaMove], throttle: int | None) -> tuple[int, list[str]]:
+        """Begin each move (compare-and-set on the version it was planned from), the throttle first so no copy
+        starts unthrottled; returns how many began and why the others did not."""
+        if not moves:
+            return 0, []
+        await self.membership.propose(commands.set_replication_throttle(throttle))
+        started, reasons = 0, []
+        for move in moves:
+            try:
+                await self.membership.propose(commands.begin_reassignment(
+                    move.topic, move.partition, target=move.target, expected_version=move.version))
+                started += 1
+            except MetadataConflict as exc:
+                reasons.append(f"{move.topic}/{move.partition}: {exc}")
+        if not started and not self.progress().partitions:
+            await self.membership.propose(commands.set_replication_throttle(None))  # nothing moves: none in force
+        return started, reasons
+
+    def progress(self) -> ReassignmentProgress:
+        moving = [PartitionReassignment(
+            topic=name, partition=int(index), replicas=list(p["replicas"]), target=list(p["target_replicas"]),
+            adding=list(p.get("adding_replicas", ())), removing=list(p.get("removing_replicas", ())),
+            isr=list(p["isr"]), leader=p["leader"],
+            copying=[b for b in p.get("adding_replicas", ()) if b not in p["isr"]])
+            for name, topic in sorted(self.membership.state["topics"].items())
+            for index, p in sorted(topic["partition_state"].items()) if "target_replicas" in p]
+        return ReassignmentProgress(done=not moving, throttle=self.membership.view.replication_throttle,
+                                    partitions=moving)
+
+    async def cancel_reassignment(self, which: list[TopicPartition]) -> tuple[int, list[str]]:
+        """Send the named moving partitions (none named: all) back to their original replicas."""
+        wanted = {(tp.topic, tp.partition) for tp in which}
+        moving = {(p.topic, p.partition) for p in self.progress().partitions}
+        reasons = [f"{topic}/{index}: not being reassigned" for topic, index in sorted(wanted - moving)]
+        cancelled = 0
+        for topic, index in sorted(moving & wanted if wanted else moving):
+            version = self.membership.state["topics"][topic]["partition_state"][index]["version"]
+            try:
+                await self.membership.propose(commands.cancel_reassignment(topic, index, expected_version=version))
+                cancelled += 1
+            except MetadataConflict as exc:
+                reasons.append(f"{topic}/{index}: {exc}")
+        return cancelled, reasons
 
     def _check_known(self, broker_id: int) -> None:
         if broker_id not in self.membership.state["brokers"]:

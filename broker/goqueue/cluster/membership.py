@@ -5,7 +5,7 @@
 * proposals (`propose`, `propose_retrying`, `propose_quietly`) and the metadata state they change;
 * liveness: which brokers are connected to the quorum (`alive_brokers`), who leads it;
 * the controller loop (only while this broker is the Raft leader): elects partition leaders for dead brokers,
-  restores preferred leaders (`replication/controller.py`);
+  restores preferred leaders, advances replica reassignments (`replication/controller.py`);
 * registration of this broker's addresses and data volume in the metadata.
 
 Metadata changes applied by Raft (in PySyncObj's thread) are handed to the event loop and announced through the
@@ -25,7 +25,7 @@ from goqueue.config import Settings
 from goqueue.errors import GoQueueError, NotLeader
 from goqueue.replication import commands
 from goqueue.replication.commands import Command
-from goqueue.replication.controller import plan_leadership
+from goqueue.replication.controller import plan_leadership, plan_reassignments
 from goqueue.replication.metadata import CommandResult, MetadataConflict
 from goqueue.replication.peers import PeerClient
 from goqueue.replication.raft import MetadataFactory, MetadataGroup, RaftMetadata
@@ -217,6 +217,9 @@ class ClusterMembership:
                                    self.settings.replication.preferred_leader_delay_s)
             for command in plan:
                 await self.propose_quietly(command)
+            # After the elections: a step planned on the state they changed would be refused (compare-and-set).
+            for step in plan_reassignments(self.state, alive):
+                await self.propose_quietly(step)
 
     async def propose_quietly(self, command: Command) -> None:
         """A proposal the system makes by itself (controller, ISR upkeep, admin plans): a refusal is logged, not
@@ -231,6 +234,11 @@ class ClusterMembership:
             log.info("partition.leader_elected", extra={
                 "topic": command["topic"], "partition": command["partition"], "leader": command["leader"],
                 "epoch": elected["leader_epoch"] if elected else None, "isr": elected["isr"] if elected else None})
+        elif command["op"] == "complete_reassignment":
+            moved = self.view.partition(command["topic"], command["partition"])
+            log.info("partition.reassignment_completed", extra={
+                "topic": command["topic"], "partition": command["partition"],
+                "replicas": moved["replicas"] if moved else None})
 
     # -- read-outs -------------------------------------------------------------------------------------------------
 

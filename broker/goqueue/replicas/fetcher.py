@@ -2,6 +2,10 @@
 partition this broker follows. Each truncates to the leader's epoch boundary first (KIP-101), then pulls batches,
 appends them, fdatasyncs, and reports its progress with its next fetch (which is how the leader's high watermark
 and ISR move).
+
+Replicas this broker is adding in a reassignment fetch under the replication throttle the metadata carries (one
+`ThrottleBucket` for all the fetchers of this broker): while it is exhausted they are left out of the fetches, and
+the others go on unthrottled.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from goqueue.cluster.membership import ClusterMembership, log_task_death
 from goqueue.config import Settings
 from goqueue.errors import FencedLeaderEpoch, GoQueueError, NotLeader
 from goqueue.replicas.partition import Partition, Role
+from goqueue.replicas.throttle import ThrottleBucket, fetchable
 from goqueue.replication.epochs import UNDEFINED
 from goqueue.replication.peers import ReplicaFetchRequest
 from goqueue.storage.batch import BatchHeader, InvalidBatch, iter_headers
@@ -33,6 +38,7 @@ class ReplicaFetcherManager:
         self._following_all = following  # the local replicas whose role is FOLLOWER
         self._fetchers: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
+        self.throttle = ThrottleBucket()
 
     def ensure_running(self) -> None:
         """One fetcher task per leader broker that leads a partition this broker follows."""
@@ -57,13 +63,31 @@ class ReplicaFetcherManager:
     def _following(self, leader_id: int) -> list[Partition]:
         return [p for p in self._following_all() if p.leader_id == leader_id]
 
+    def _adding_here(self, partition: Partition) -> bool:
+        """Is this replica a new one of a reassignment (so its copy is throttled)?"""
+        state = self.membership.view.partition(partition.topic, partition.index)
+        return state is not None and self.broker_id in state.get("adding_replicas", ())
+
+    async def _throttled(self, partitions: list[Partition]) -> tuple[list[Partition], set[Partition]]:
+        """The partitions to fetch now, and which of them count against the throttle (waits while only throttled
+        ones are left)."""
+        self.throttle.set_rate(self.membership.view.replication_throttle)
+        adding = {p for p in partitions if self._adding_here(p)}
+        allowed = fetchable(partitions, adding.__contains__, self.throttle)
+        if not allowed:
+            await asyncio.sleep(self.throttle.wait_s())
+        return allowed, adding
+
     async def _fetch_from(self, leader_id: int) -> None:
         replication = self.settings.replication
         peers = self.membership.peers
         while not self._stopping and not self.membership.stopping:
-            partitions = self._following(leader_id)
-            if not partitions:
+            following = self._following(leader_id)
+            if not following:
                 break
+            partitions, adding = await self._throttled(following)
+            if not partitions:
+                continue
             try:
                 url = self.membership.broker_url(leader_id)
                 for partition in partitions:
@@ -74,6 +98,8 @@ class ReplicaFetcherManager:
                     max_bytes=replication.fetch_max_bytes,
                     partitions=[(p.topic, p.index, p.log.log_end_offset, p.leader_epoch) for p in partitions])
                 response = await peers.replica_fetch(url, request)
+                keys = {(p.topic, p.index) for p in adding}
+                self.throttle.spend(sum(len(a[5]) for a in response.partitions if (a[0], a[1]) in keys))
                 await self._apply_fetch(partitions, response.partitions)
             except asyncio.CancelledError:
                 raise

@@ -99,6 +99,33 @@ class Reassign(TypedDict):
     expected_version: int
 
 
+class BeginReassignment(TypedDict):
+    op: Literal["begin_reassignment"]
+    topic: str
+    partition: int
+    target: list[int]
+    expected_version: int
+
+
+class CompleteReassignment(TypedDict):
+    op: Literal["complete_reassignment"]
+    topic: str
+    partition: int
+    expected_version: int
+
+
+class CancelReassignment(TypedDict):
+    op: Literal["cancel_reassignment"]
+    topic: str
+    partition: int
+    expected_version: int
+
+
+class SetReplicationThrottle(TypedDict):
+    op: Literal["set_replication_throttle"]
+    bytes_per_s: int | None  # None: unthrottled
+
+
 class SetGroup(TypedDict):
     op: Literal["set_group"]
     group: str
@@ -139,7 +166,8 @@ class RemoveAcl(TypedDict):
 
 
 Command = (Barrier | RegisterBroker | ReplaceStorage | CreateTopic | DeleteTopic | GrowPartitions | SetTopicConfig
-           | ElectLeader | ChangeIsr | LeaveIsr | Reassign | SetGroup | SetPausedAll | Restore | UpsertUser | DeleteUser
+           | ElectLeader | ChangeIsr | LeaveIsr | Reassign | BeginReassignment | CompleteReassignment
+           | CancelReassignment | SetReplicationThrottle | SetGroup | SetPausedAll | Restore | UpsertUser | DeleteUser
            | AddAcl | RemoveAcl)
 
 
@@ -196,9 +224,27 @@ def leave_isr(topic: str, partition: int, broker: int) -> LeaveIsr:
     return {"op": "leave_isr", "topic": topic, "partition": partition, "broker": broker}
 
 
-def reassign(topic: str, partition: int, *, replicas: Sequence[int], expected_version: int) -> Reassign:
-    return {"op": "reassign", "topic": topic, "partition": partition, "replicas": list(replicas),
+def begin_reassignment(topic: str, partition: int, *, target: Sequence[int],
+                       expected_version: int) -> BeginReassignment:
+    """Start moving a partition to `target` (preferred leader first): the new replicas join, copy, then the old
+    ones leave (`complete_reassignment`). CAS on the partition version."""
+    return {"op": "begin_reassignment", "topic": topic, "partition": partition, "target": list(target),
             "expected_version": expected_version}
+
+
+def complete_reassignment(topic: str, partition: int, *, expected_version: int) -> CompleteReassignment:
+    """The controller's last step once every target replica is in sync and one of them leads."""
+    return {"op": "complete_reassignment", "topic": topic, "partition": partition,
+            "expected_version": expected_version}
+
+
+def cancel_reassignment(topic: str, partition: int, *, expected_version: int) -> CancelReassignment:
+    """Back to the original replicas."""
+    return {"op": "cancel_reassignment", "topic": topic, "partition": partition, "expected_version": expected_version}
+
+
+def set_replication_throttle(bytes_per_s: int | None) -> SetReplicationThrottle:
+    return {"op": "set_replication_throttle", "bytes_per_s": bytes_per_s}
 
 
 def set_paused_all(paused: bool) -> SetPausedAll:
@@ -222,7 +268,14 @@ def remove_acl(acl: AclEntry) -> RemoveAcl:
     return {"op": "remove_acl", "acl": acl.copy()}
 
 
-# Nothing proposes these two now; journals of earlier versions hold them, so replay still applies them.
+# Nothing proposes these three now; journals of earlier versions hold them, so replay still applies them.
+
+def reassign(topic: str, partition: int, *, replicas: Sequence[int], expected_version: int) -> Reassign:
+    """The replica list set at once (before reassignments added replicas first): replaced by `begin_reassignment`."""
+    return {"op": "reassign", "topic": topic, "partition": partition, "replicas": list(replicas),
+            "expected_version": expected_version}
+
+
 
 def set_group(group: str, *, coordinator: int | None = None, paused: bool | None = None) -> SetGroup:
     """Changes only what is given."""

@@ -9,8 +9,12 @@ Rules:
   brokers; with no live in-sync replica it goes offline (leader None) — an out-of-sync replica is elected only
   when the topic enables unclean election, because that loses acknowledged records;
 * an offline partition gets a leader back as soon as one of its in-sync replicas returns;
-* a partition led by anyone but its preferred replica (the first of its replica list) hands leadership back once
-  the preferred one has been alive and in sync for `preferred_delay_s`, so leaders spread again after recovery.
+* a partition led by anyone but its preferred replica (the first of its replica list, or of its target replicas
+  while it moves) hands leadership back once the preferred one has been alive and in sync for
+  `preferred_delay_s`, so leaders spread again after recovery.
+
+Reassignments (`plan_reassignments`, KIP-455) advance here too: once every target replica of a moving partition
+is in sync, leadership moves to a live target replica if the leader is leaving, then the move completes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from goqueue.replication import commands as cmds
-from goqueue.replication.metadata import assign_replicas, choose_new_leader
+from goqueue.replication.metadata import choose_new_leader
+from goqueue.replication.reassignment import Goals, begin_commands, plan_moves, target_of
 from goqueue.replication.view import PartitionView, StateView
 
 
@@ -49,7 +54,7 @@ def _plan_partition(topic: str, index: int, partition: PartitionView, alive: set
         if new not in isr:
             isr = [new]  # unclean election: the new leader's log is the truth now
         return cmds.elect_leader(topic, index, expected_epoch=epoch, leader=new, isr=isr)
-    preferred = partition["replicas"][0]
+    preferred = target_of(partition)[0]
     if (preferred != leader and preferred in alive and preferred in partition["isr"]
             and now_s - alive_since.get(preferred, now_s) >= preferred_delay_s):
         return cmds.elect_leader(topic, index, expected_epoch=epoch, leader=preferred, isr=partition["isr"])
@@ -77,42 +82,32 @@ def controlled_shutdown_plan(state: StateView, broker_id: int, alive: set[int],
     return commands
 
 
-def drain_plan(state: StateView, broker_id: int, alive: set[int]) -> list[cmds.Reassign]:
-    """Replace `broker_id` in every replica list by the live broker holding the fewest replicas (leaders first
-    move away through `controlled_shutdown_plan`)."""
-    load: dict[int, int] = {b: 0 for b in alive if b != broker_id}
-    for topic in state["topics"].values():
-        for partition in topic["partition_state"].values():
-            for replica in partition["replicas"]:
-                if replica in load:
-                    load[replica] += 1
-    commands: list[cmds.Reassign] = []
+def plan_reassignments(state: StateView, alive: set[int]) -> list[cmds.ElectLeader | cmds.CompleteReassignment]:
+    """The next step of every partition being moved whose target replicas are all in sync: leadership to a live
+    target replica when the leader is leaving, else the completion (the leaving replicas go)."""
+    steps: list[cmds.ElectLeader | cmds.CompleteReassignment] = []
     for name, topic in state["topics"].items():
         for index, partition in topic["partition_state"].items():
-            if broker_id not in partition["replicas"] or partition["leader"] == broker_id:
-                continue
-            candidates = sorted((n, b) for b, n in load.items() if b not in partition["replicas"])
-            if not candidates:
-                continue
-            target = candidates[0][1]
-            load[target] += 1
-            replicas = [target if r == broker_id else r for r in partition["replicas"]]
-            commands.append(cmds.reassign(name, int(index), replicas=replicas, expected_version=partition["version"]))
-    return commands
-
-
-def rebalance_plan(state: StateView) -> list[cmds.Reassign]:
-    """Reassign every partition whose replicas differ from a fresh spread over all registered brokers."""
-    commands: list[cmds.Reassign] = []
-    for name, topic in state["topics"].items():
-        count = topic["partitions"]
-        target = assign_replicas(state["brokers"], range(count), topic["replication_factor"])
-        for index, partition in topic["partition_state"].items():
-            wanted = target[int(index)]
-            if sorted(wanted) == sorted(partition["replicas"]):
+            target = partition.get("target_replicas")
+            if target is None or any(b not in partition["isr"] for b in target):
                 continue
             leader = partition["leader"]
-            if leader is not None and leader not in wanted:
-                wanted = [leader, *[b for b in wanted if b != leader]][:len(wanted)]
-            commands.append(cmds.reassign(name, int(index), replicas=wanted, expected_version=partition["version"]))
-    return commands
+            if leader is None or leader in target:
+                steps.append(cmds.complete_reassignment(name, int(index), expected_version=partition["version"]))
+                continue
+            successor = next((b for b in target if b in alive), None)
+            if successor is not None:
+                steps.append(cmds.elect_leader(name, int(index), expected_epoch=partition["leader_epoch"],
+                                               leader=successor, isr=partition["isr"]))
+    return steps
+
+
+def drain_plan(state: StateView, broker_id: int, alive: set[int]) -> list[cmds.BeginReassignment]:
+    """Move every replica off `broker_id` to the live broker holding the fewest replicas (new zones first): the
+    new replicas copy first, the drained one leaves last (`plan_reassignments`)."""
+    return begin_commands(plan_moves(state, Goals(drain=frozenset({broker_id})), alive))
+
+
+def rebalance_plan(state: StateView, alive: set[int] | None = None) -> list[cmds.BeginReassignment]:
+    """Even replicas and preferred leaders across brokers and zones, moving as few replicas as it can."""
+    return begin_commands(plan_moves(state, Goals(balance=True), alive))

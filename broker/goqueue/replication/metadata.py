@@ -85,6 +85,12 @@ def _dispatch(state: MetadataState, cmd: cmds.Command) -> CommandResult:  # noqa
         return _reassign(state, cmd)
     if cmd["op"] == "replace_storage":
         return _replace_storage(state, cmd)
+    if cmd["op"] == "begin_reassignment":
+        return _begin_reassignment(state, cmd)
+    if cmd["op"] == "complete_reassignment":
+        return _complete_reassignment(state, cmd)
+    if cmd["op"] == "cancel_reassignment":
+        return _cancel_reassignment(state, cmd)
     if cmd["op"] == "barrier":
         pass  # no change: once a broker sees its own barrier applied, every entry committed before it is applied
     elif cmd["op"] == "register_broker":
@@ -97,6 +103,8 @@ def _dispatch(state: MetadataState, cmd: cmds.Command) -> CommandResult:  # noqa
         _topic(state, cmd["name"])["config"] = cmd["config"]
     elif cmd["op"] == "set_group":
         _set_group(state, cmd)
+    elif cmd["op"] == "set_replication_throttle":
+        _set_replication_throttle(state, cmd["bytes_per_s"])
     elif cmd["op"] == "set_paused_all":
         state["paused_all"] = bool(cmd["paused"])
     elif cmd["op"] == "restore":
@@ -254,6 +262,103 @@ def _reassign(state: MetadataState, cmd: cmds.Reassign) -> PartitionState:
     partition["isr"] = isr
     partition["version"] += 1
     return partition
+
+
+# -- reassignment (KIP-455): add the new replicas first, remove the old ones last ------------------------------
+
+def _begin_reassignment(state: MetadataState, cmd: cmds.BeginReassignment) -> PartitionState:
+    """The replica set becomes the original replicas plus the new ones (outside the ISR: they fetch from the leader
+    and the leader's ISR upkeep adds them once caught up). Nothing leaves yet, so the ISR never shrinks here."""
+    name, index, target = cmd["topic"], cmd["partition"], cmd["target"]
+    partition = _partition(state, name, index)
+    _check_version(partition, cmd["expected_version"], name, index)
+    if "target_replicas" in partition:
+        raise MetadataConflict(f"{name}/{index} is already moving to {partition['target_replicas']}; cancel it first")
+    if not target or len(set(target)) != len(target):
+        raise MetadataConflict(f"{name}/{index}: target replicas {target} must be distinct and not empty")
+    unknown = [b for b in target if b not in state["brokers"]]
+    if unknown:
+        raise MetadataConflict(f"{name}/{index}: brokers {unknown} are not members of the cluster")
+    if target == partition["replicas"]:
+        raise MetadataConflict(f"{name}/{index} already has replicas {target}")
+    original = partition["replicas"]
+    adding = [b for b in target if b not in original]
+    partition["target_replicas"] = list(target)
+    partition["adding_replicas"] = adding
+    partition["removing_replicas"] = [b for b in original if b not in target]
+    partition["replicas"] = [*original, *adding]
+    partition["version"] += 1
+    return partition
+
+
+def _complete_reassignment(state: MetadataState, cmd: cmds.CompleteReassignment) -> PartitionState:
+    """Replicas := target, ISR := ISR ∩ target; only once every target replica is in sync and one of them leads, so
+    the ISR keeps at least the target's size. The removed brokers delete their copy (their reconcile drops it)."""
+    name, index = cmd["topic"], cmd["partition"]
+    partition = _partition(state, name, index)
+    _check_version(partition, cmd["expected_version"], name, index)
+    target = partition.get("target_replicas")
+    if target is None:
+        raise MetadataConflict(f"{name}/{index} is not being reassigned")
+    missing = [b for b in target if b not in partition["isr"]]
+    if missing:
+        raise MetadataConflict(f"{name}/{index}: target replicas {missing} are not in sync yet")
+    if partition["leader"] is not None and partition["leader"] not in target:
+        raise MetadataConflict(f"{name}/{index}: move leadership to a target replica before completing")
+    partition["replicas"] = list(target)
+    partition["isr"] = [b for b in partition["isr"] if b in target]
+    partition["version"] += 1
+    _end_reassignment(state, partition)
+    topic = state["topics"][name]
+    if all("target_replicas" not in p and len(p["replicas"]) == len(target) for p in topic["partition_state"].values()):
+        topic["replication_factor"] = len(target)  # a replication-factor change is done once every partition's is
+    return partition
+
+
+def _cancel_reassignment(state: MetadataState, cmd: cmds.CancelReassignment) -> PartitionState:
+    """Back to the original replicas, ISR := ISR ∩ original. A leader among the new replicas hands leadership back
+    to the first original replica in sync (the controller re-elects if that one is not alive)."""
+    name, index = cmd["topic"], cmd["partition"]
+    partition = _partition(state, name, index)
+    _check_version(partition, cmd["expected_version"], name, index)
+    adding = partition.get("adding_replicas")
+    if adding is None:
+        raise MetadataConflict(f"{name}/{index} is not being reassigned")
+    original = [b for b in partition["replicas"] if b not in adding]
+    isr = [b for b in partition["isr"] if b in original]
+    if not isr:
+        raise MetadataConflict(f"{name}/{index}: none of the original replicas {original} is in sync; let the "
+                               "reassignment complete instead")
+    if partition["leader"] is not None and partition["leader"] not in original:
+        partition["leader"] = isr[0]
+        partition["leader_epoch"] += 1
+    partition["replicas"] = original
+    partition["isr"] = isr
+    partition["version"] += 1
+    _end_reassignment(state, partition)
+    return partition
+
+
+def _end_reassignment(state: MetadataState, partition: PartitionState) -> None:
+    for key in ("target_replicas", "adding_replicas", "removing_replicas"):
+        partition.pop(key, None)  # type: ignore[misc]  # NotRequired keys: removed when the move ends
+    moving = any("target_replicas" in p for t in state["topics"].values() for p in t["partition_state"].values())
+    if not moving:
+        state.pop("replication_throttle", None)  # the last reassignment took its throttle with it
+
+
+def _set_replication_throttle(state: MetadataState, bytes_per_s: int | None) -> None:
+    if bytes_per_s is None:
+        state.pop("replication_throttle", None)
+    elif bytes_per_s <= 0:
+        raise MetadataConflict(f"a replication throttle must be positive bytes/s, not {bytes_per_s}")
+    else:
+        state["replication_throttle"] = bytes_per_s
+
+
+def _check_version(partition: PartitionState, expected: int, topic: str, index: int) -> None:
+    if partition["version"] != expected:
+        raise MetadataConflict(f"{topic}/{index} changed (version {partition['version']}, not {expected})")
 
 
 def _set_group(state: MetadataState, cmd: cmds.SetGroup) -> None:

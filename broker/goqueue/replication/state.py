@@ -29,6 +29,11 @@ class PartitionState(TypedDict):
     leader_epoch: int
     isr: list[int]
     version: int  # bumped by every change: the compare-and-set token of ISR changes and reassignments
+    # A replica reassignment in progress (KIP-455): absent when none is (and in older journals). `replicas` is then
+    # the original replicas followed by `adding_replicas`; it becomes `target_replicas` once they are all in sync.
+    target_replicas: NotRequired[list[int]]
+    adding_replicas: NotRequired[list[int]]  # in the target, not in the original replicas: copying
+    removing_replicas: NotRequired[list[int]]  # in the original replicas, not in the target: deleted at the end
 
 
 class TopicEntry(TypedDict):
@@ -74,6 +79,8 @@ class MetadataState(TypedDict):
     applied: int  # commands applied so far: readers cache what they derive from the state until it moves
     users: NotRequired[dict[str, UserEntry]]  # absent until the first user is created (and in older journals)
     acls: NotRequired[list[AclEntry]]  # likewise, until the first ACL is added
+    # Bytes/s every broker's fetcher allows the replicas it is adding; set with a reassignment, gone with the last.
+    replication_throttle: NotRequired[int]
 
 
 def empty_state() -> MetadataState:

@@ -31,6 +31,9 @@ class PartitionView(TypedDict):
     leader_epoch: ReadOnly[int]
     isr: ReadOnly[Sequence[int]]
     version: ReadOnly[int]
+    target_replicas: NotRequired[ReadOnly[Sequence[int]]]
+    adding_replicas: NotRequired[ReadOnly[Sequence[int]]]
+    removing_replicas: NotRequired[ReadOnly[Sequence[int]]]
 
 
 class TopicView(TypedDict):
@@ -72,6 +75,7 @@ class StateView(TypedDict):
     applied: ReadOnly[int]
     users: NotRequired[ReadOnly[Mapping[str, UserView]]]
     acls: NotRequired[ReadOnly[Sequence[AclView]]]
+    replication_throttle: NotRequired[ReadOnly[int]]
 
 
 _NO_USERS: Mapping[str, UserView] = {}
@@ -115,6 +119,11 @@ class MetadataView:
     @property
     def acls(self) -> Sequence[AclView]:
         return self.state.get("acls", _NO_ACLS)
+
+    @property
+    def replication_throttle(self) -> int | None:
+        """Bytes/s a broker may fetch for the replicas it is adding (None: no reassignment throttle)."""
+        return self.state.get("replication_throttle")
 
     def broker(self, broker_id: int) -> BrokerView | None:
         return self.state["brokers"].get(broker_id)

@@ -1,4 +1,5 @@
-"""The operator's admin API: the questions a safe rolling restart, drain and scale-down ask the cluster.
+"""The operator's admin API: the questions a safe rolling restart, drain and scale-down ask the cluster, and
+replica reassignments (plan, execute, progress, cancel).
 
 Any broker answers for the whole cluster from the replicated metadata; changes (leadership moves, replica
 reassignments) are compare-and-set metadata commands. Specified for the operator in docs/OPERATOR.md.
@@ -14,12 +15,19 @@ from goqueue import limits
 from goqueue.api.http.auth import AUTH_ERRORS, CLUSTER_ADMIN
 from goqueue.api.http.deps import BrokerDep
 from goqueue.api.http.errors import METADATA_CHANGE, error_responses
-from goqueue.errors import BrokerNotFound, NotReady
+from goqueue.errors import BrokerNotFound, InvalidRequest, NotReady
 from goqueue.models import (
     CaughtUp,
     DrainProgress,
     HeldReplicas,
     LeadershipTransfer,
+    ReassignmentCancel,
+    ReassignmentCancelled,
+    ReassignmentExecute,
+    ReassignmentGoals,
+    ReassignmentPlan,
+    ReassignmentProgress,
+    ReassignmentStarted,
     RebalanceAccepted,
     RestartCheck,
     within,
@@ -81,3 +89,35 @@ async def drain(broker_id: BrokerId, broker: BrokerDep) -> DrainProgress:
 async def rebalance(broker: BrokerDep) -> RebalanceAccepted:
     broker.check_ready()
     return RebalanceAccepted(accepted=True, moved=await broker.admin.rebalance())
+
+
+@router.post("/reassignments/plan", response_model=ReassignmentPlan, summary="Propose replica moves for goals "
+             "(balance, drain, add brokers, replication factor): moves, bytes to copy, estimated time",
+             responses=error_responses(InvalidRequest, NotReady))
+async def plan_reassignment(goals: ReassignmentGoals, broker: BrokerDep) -> ReassignmentPlan:
+    broker.check_ready()
+    return await broker.admin.propose_reassignment(goals)
+
+
+@router.post("/reassignments", response_model=ReassignmentStarted, summary="Execute a proposal's moves with a "
+             "replication throttle (new replicas copy first, old ones leave last)",
+             responses=error_responses(InvalidRequest, *METADATA_CHANGE))
+async def execute_reassignment(request: ReassignmentExecute, broker: BrokerDep) -> ReassignmentStarted:
+    broker.check_ready()
+    started, reasons = await broker.admin.execute_reassignment(request.moves, request.throttle)
+    return ReassignmentStarted(started=started, reasons=reasons)
+
+
+@router.get("/reassignments", response_model=ReassignmentProgress, summary="Partitions moving now",
+            responses=error_responses(NotReady))
+async def reassignment_progress(broker: BrokerDep) -> ReassignmentProgress:
+    broker.check_ready()
+    return broker.admin.progress()
+
+
+@router.post("/reassignments/cancel", response_model=ReassignmentCancelled, summary="Send moving partitions back "
+             "to their original replicas", responses=error_responses(InvalidRequest, *METADATA_CHANGE))
+async def cancel_reassignment(request: ReassignmentCancel, broker: BrokerDep) -> ReassignmentCancelled:
+    broker.check_ready()
+    cancelled, reasons = await broker.admin.cancel_reassignment(request.partitions)
+    return ReassignmentCancelled(cancelled=cancelled, reasons=reasons)
