@@ -1,5 +1,5 @@
-"""`goqueue-admin`: broker health, metrics, storage, consumers, metadata backup and cluster read-outs for on-call
-engineers."""
+"""`goqueue-admin`: broker health, metrics, storage, consumers, metadata backup, cluster read-outs and replica
+reassignment for on-call engineers."""
 
 from __future__ import annotations
 
@@ -30,7 +30,14 @@ from goqueue.cli.security_commands import acl_app, user_app
 from goqueue.cli.version import VersionOption, version
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import InvalidRequest
-from goqueue.models import ClusterMember, MetadataBackup
+from goqueue.models import (
+    ClusterMember,
+    MetadataBackup,
+    ReassignmentGoals,
+    ReassignmentPlan,
+    ReassignmentProgress,
+    ReplicaMove,
+)
 
 app = typer.Typer(help="GoQueue administration: health, metrics, storage, consumers, metadata, cluster.",
                   no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
@@ -42,9 +49,11 @@ restore_app = typer.Typer(help="Restore metadata from a backup.", no_args_is_hel
 cluster_app = typer.Typer(help="Cluster membership, leadership and replica placement.", no_args_is_help=True)
 REPLICATION_POLL_S = 0.5
 replication_app = typer.Typer(help="Replica and in-sync replica state per partition.", no_args_is_help=True)
+partition_app = typer.Typer(help="Move partition replicas and change replication factors.", no_args_is_help=True)
 for sub, sub_name in ((storage_app, "storage"), (inflight_app, "inflight"), (consumer_app, "consumer"),
                       (backup_app, "backup"), (restore_app, "restore"), (cluster_app, "cluster"),
-                      (replication_app, "replication"), (user_app, "user"), (acl_app, "acl")):
+                      (replication_app, "replication"), (user_app, "user"), (acl_app, "acl"),
+                      (partition_app, "partition")):
     app.add_typer(sub, name=sub_name)
 
 
@@ -280,50 +289,198 @@ def cluster_leader(ctx: typer.Context) -> None:
         print_fields({"Leader": leader.leader, "Host": leader.host, "Term": leader.term})
 
 
+ThrottleOption = Annotated[str | None, typer.Option(
+    "--throttle", help="Bytes/s each broker copies new replicas at, until the last move completes (10MiB/s); "
+                       "default: unthrottled.", show_default=False)]
+WaitTimeoutOption = Annotated[float, typer.Option("--wait-timeout", min=0.1, help="Seconds --wait waits before "
+                                                  "exiting 1.")]
+
+
 @cluster_app.command("rebalance")
 def cluster_rebalance(
     ctx: typer.Context,
-    wait: Annotated[bool, typer.Option("--wait", help="Return once every partition is fully in sync again (the "
-                                       "new replicas have copied their data).")] = False,
-    wait_timeout: Annotated[float, typer.Option("--wait-timeout", min=0.1, help="Seconds --wait waits before "
-                                                "exiting 1.")] = 600.0,
+    wait: Annotated[bool, typer.Option("--wait", help="Return once every move has completed (the new replicas "
+                                       "copied their data and the old ones left).")] = False,
+    wait_timeout: WaitTimeoutOption = 600.0,
+    throttle: ThrottleOption = None,
 ) -> None:
-    """Spread replicas evenly over all brokers (after adding brokers): partitions whose replica set differs from
-    an even spread are reassigned; the new replicas copy from the leaders while the old ones keep serving."""
+    """Even replicas and preferred leaders across brokers and zones (after adding brokers): the moves of
+    `partition reassign --plan --balance`, executed at once. New replicas copy first; the old ones keep serving
+    until the new ones are in sync."""
     cli = context(ctx)
+    goals = _goals(balance=True, drain=[], add=[], factors=[], throttle=throttle)
     with cli.client() as client:
-        answer = client.request("POST", "/v1/admin/cluster/rebalance").json()
-        moved = int(answer["moved"])
-        caught_up = _wait_in_sync(cli, client, wait_timeout) if wait and moved else None
-    if not cli.emit({"moved": moved, "reasons": answer.get("reasons", []),
-                     **({} if caught_up is None else {"inSync": caught_up})}):
-        print(_rebalance_summary(moved, caught_up, wait_timeout))
-    if caught_up is False:
+        plan = client.plan_reassignment(goals)
+        started = client.execute_reassignment(plan.moves, goals.throttle) if plan.moves else None
+        moved = started.started if started else 0
+        reasons = [*plan.reasons, *(started.reasons if started else [])]
+        done = _wait_moves(cli, client, plan.moves, wait_timeout) if wait and moved else None
+    if not cli.emit({"moved": moved, "reasons": reasons, **({} if done is None else {"inSync": done})}):
+        print(_rebalance_summary(moved, done, wait_timeout))
+        for reason in reasons:
+            print(f"not moved: {reason}", file=sys.stderr)
+    if done is False:
         raise typer.Exit(1)
 
 
-def _rebalance_summary(moved: int, caught_up: bool | None, wait_timeout_s: float) -> str:
+def _rebalance_summary(moved: int, done: bool | None, wait_timeout_s: float) -> str:
     if not moved:
         return "replicas already spread over all brokers: nothing moved"
-    if caught_up is None:
+    if done is None:
         return (f"{moved} partitions reassigned; their new replicas copy in the background "
-                "(goqueue-admin replication status)")
-    return f"{moved} partitions reassigned; " + ("all in sync" if caught_up else
-                                                  f"not all in sync after {wait_timeout_s:g}s")
+                "(goqueue-admin partition reassign --verify, or --wait)")
+    return f"{moved} partitions reassigned; " + ("all moved and in sync" if done else
+                                                  f"not all moved after {wait_timeout_s:g}s")
 
 
-def _wait_in_sync(cli: CliContext, client: GoQueueClient, timeout_s: float) -> bool:
-    """Poll replication status until nothing is under-replicated, with the count on the wait display."""
+# -- partition reassignment ------------------------------------------------------------------------------------
+
+@partition_app.command("reassign")
+def partition_reassign(
+    ctx: typer.Context,
+    plan: Annotated[bool, typer.Option("--plan", help="Propose moves for the goal flags; -o json prints the file "
+                                       "--execute takes.")] = False,
+    execute: Annotated[str | None, typer.Option("--execute", metavar="FILE", help="Execute a plan file ('-': "
+                                                "stdin).", show_default=False)] = None,
+    verify: Annotated[str | None, typer.Option("--verify", metavar="FILE", help="Exit 0 once every move of the plan "
+                                               "file has completed, 1 while any has not.", show_default=False)] = None,
+    cancel: Annotated[bool, typer.Option("--cancel", help="Send every moving partition back to its original "
+                                         "replicas.")] = False,
+    balance: Annotated[bool, typer.Option("--balance", help="Goal: even replicas and leaders across brokers and "
+                                          "zones.")] = False,
+    drain: Annotated[list[int] | None, typer.Option("--drain-broker", metavar="ID", help="Goal: move every replica "
+                                                    "off this broker (repeatable).", show_default=False)] = None,
+    add: Annotated[list[int] | None, typer.Option("--add-broker", metavar="ID", help="Goal: spread replicas onto "
+                                                  "this new broker (repeatable).", show_default=False)] = None,
+    factors: Annotated[list[str] | None, typer.Option("--replication-factor", metavar="TOPIC=N", help="Goal: change "
+                                                      "a topic's replication factor (repeatable).",
+                                                      show_default=False)] = None,
+    throttle: ThrottleOption = None,
+    wait: Annotated[bool, typer.Option("--wait", help="With --execute: return once every move has completed.")
+                    ] = False,
+    wait_timeout: WaitTimeoutOption = 600.0,
+) -> None:
+    """Move partition replicas (Kafka's kafka-reassign-partitions): --plan proposes moves for goals with the bytes
+    to copy and the time they take at --throttle; --execute FILE starts them; --verify FILE says whether they are
+    done; --cancel sends moving partitions back. New replicas always copy first and the old ones leave last."""
+    cli = context(ctx)
+    modes = [name for name, on in (("--plan", plan), ("--execute", execute is not None),
+                                   ("--verify", verify is not None), ("--cancel", cancel)) if on]
+    if len(modes) != 1:
+        raise NameUsageError("give exactly one of --plan, --execute FILE, --verify FILE, --cancel")
+    with cli.client() as client:
+        if plan:
+            proposal = client.plan_reassignment(_goals(balance, drain or [], add or [], factors or [], throttle))
+            if not cli.emit(proposal):
+                _print_plan(proposal)
+        elif execute is not None:
+            _execute(cli, client, _read_plan(execute).moves, _goals(False, [], [], [], throttle).throttle,
+                     wait_timeout if wait else None)
+        elif verify is not None:
+            _verify(cli, client, _read_plan(verify).moves)
+        else:
+            result = client.cancel_reassignment()
+            if not cli.emit(result):
+                print(f"{result.cancelled} moves cancelled")
+                for reason in result.reasons:
+                    print(f"not cancelled: {reason}", file=sys.stderr)
+
+
+def _execute(cli: CliContext, client: GoQueueClient, moves: list[ReplicaMove], throttle: int | None,
+             wait_timeout: float | None) -> None:
+    started = client.execute_reassignment(moves, throttle)
+    done = _wait_moves(cli, client, moves, wait_timeout) if wait_timeout is not None and started.started else None
+    if not cli.emit({**started.model_dump(by_alias=True), **({} if done is None else {"done": done})}):
+        print(f"{started.started} of {len(moves)} moves started" + ("" if done is None else
+              "; all done" if done else f"; not all done after {wait_timeout:g}s"))
+        for reason in started.reasons:
+            print(f"not started: {reason}", file=sys.stderr)
+    if done is False:
+        raise typer.Exit(1)
+
+
+def _verify(cli: CliContext, client: GoQueueClient, moves: list[ReplicaMove]) -> None:
+    pending = _pending(client, moves, client.reassignment_progress())
+    if not cli.emit({"done": not pending, "pending": pending}):
+        print("every move has completed" if not pending else "\n".join(pending))
+    if pending:
+        raise typer.Exit(1)
+
+
+def _goals(balance: bool, drain: list[int], add: list[int], factors: list[str],
+           throttle: str | None) -> ReassignmentGoals:
+    wanted: dict[str, int] = {}
+    for item in factors:
+        topic, _, count = item.partition("=")
+        if not topic or not count.strip().isdigit():
+            raise NameUsageError(f"--replication-factor takes TOPIC=N, not {item!r}")
+        wanted[topic] = int(count)
+    try:
+        return ReassignmentGoals.model_validate({"balance": balance, "drainBrokers": drain, "addBrokers": add,
+                                                 "replicationFactor": wanted, "throttle": throttle})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise NameUsageError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from exc
+
+
+def _read_plan(file: str) -> ReassignmentPlan:
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text()
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read {file}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)  # JSON is YAML
+        return ReassignmentPlan.model_validate(data)
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise InvalidRequest(f"{file} is not a plan from `goqueue-admin partition reassign --plan -o json`: "
+                             f"{exc}") from exc
+
+
+def _print_plan(plan: ReassignmentPlan) -> None:
+    print_table(["TOPIC", "PARTITION", "FROM", "TO", "COPY"],
+                [[m.topic, m.partition, ",".join(map(str, m.replicas)), ",".join(map(str, m.target)),
+                  human_bytes(m.bytes_to_copy)] for m in plan.moves])
+    estimate = "" if plan.estimated_s is None else \
+        f", about {plan.estimated_s:.0f}s at {human_bytes(plan.throttle or 0)}/s"
+    print(f"{len(plan.moves)} moves, {human_bytes(plan.bytes_to_copy)} to copy{estimate}")
+    for reason in plan.reasons:
+        print(f"note: {reason}", file=sys.stderr)
+
+
+def _pending(client: GoQueueClient, moves: list[ReplicaMove], progress: ReassignmentProgress) -> list[str]:
+    """The moves not completed yet, one line each."""
+    moving = {(p.topic, p.partition): p for p in progress.partitions}
+    pending = []
+    replicas: dict[str, dict[int, list[int]]] = {}
+    for move in moves:
+        now = moving.get((move.topic, move.partition))
+        if now is not None:
+            pending.append(f"{move.topic}/{move.partition}: moving to {now.target}, copying to {now.copying or '-'}")
+            continue
+        if move.topic not in replicas:
+            info = client.describe_topic(move.topic, details=False)
+            replicas[move.topic] = {p.partition: p.replicas for p in info.partition_details}
+        current = replicas[move.topic].get(move.partition)
+        if current != move.target:
+            pending.append(f"{move.topic}/{move.partition}: replicas {current}, not {move.target} (cancelled, or "
+                           "not started)")
+    return pending
+
+
+def _wait_moves(cli: CliContext, client: GoQueueClient, moves: list[ReplicaMove], timeout_s: float) -> bool:
+    """Poll progress until no move of `moves` is in progress (the controller completed them), with a display."""
     deadline = time.monotonic() + timeout_s
-    with WaitDisplay(not cli.structured, "waiting for the new replicas to catch up") as display:
+    wanted = {(m.topic, m.partition) for m in moves}
+    with WaitDisplay(not cli.structured, "waiting for the moves to complete") as display:
         while True:
-            status = client.replication_status()
-            if not status.under_replicated and not status.offline:
+            progress = client.reassignment_progress()
+            moving = [p for p in progress.partitions if (p.topic, p.partition) in wanted]
+            if not moving:
                 return True
             if time.monotonic() >= deadline:
                 return False
-            display.update(f"{status.under_replicated} of {len(status.partitions)} partitions under-replicated; "
-                           "new replicas are copying")
+            copying = sum(1 for p in moving if p.copying)
+            display.update(f"{len(moving)} of {len(wanted)} partitions moving, {copying} still copying")
             time.sleep(REPLICATION_POLL_S)
 
 

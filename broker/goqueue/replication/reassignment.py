@@ -177,13 +177,13 @@ class _Planner:
             if not brokers.intersection(replicas):
                 continue
             kept = [b for b in replicas if b not in brokers]
-            for _ in range(len(replicas) - len(kept)):
+            while len(kept) < len(replicas):
                 new = self._best_destination(kept, self.destinations)
                 if new is None:
-                    break  # every destination already holds a replica: it stays (the caller reports it)
+                    break
                 kept.append(new)
-            kept += [b for b in replicas if b in brokers][:len(replicas) - len(kept)]
-            self._set(key, kept)
+            if len(kept) == len(replicas):  # else every destination already holds one: it stays, the caller says so
+                self._set(key, kept)
 
     def spread_onto(self, receivers: frozenset[int]) -> None:
         """Move replicas from the most loaded brokers to the least loaded of `receivers` until the receivers hold

@@ -1,0 +1,130 @@
+"""Replica reassignment on a real 4-broker cluster under acks=all load: a partition moves from three brokers to
+three others while a broker is SIGKILLed mid-copy — the partition's leader (which is leaving), or the broker being
+added. The move is Raft metadata state, so it resumes and completes once the cluster has settled; no acknowledged
+record is lost (`History.check`), and the ISR, sampled throughout, never falls below min.insync.replicas: the new
+replica joins before any old one leaves.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster_process import History, LocalCluster, Producer, consume_all
+
+from goqueue.client.http import GoQueueClient
+from goqueue.models import ReassignmentGoals
+from goqueue_harness.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "moving"
+MIN_INSYNC = 2
+PRELOAD = 3000            # records of 1 KiB: ~3 MiB each new replica copies ...
+THROTTLE = 2**20          # ... at 1 MiB/s (faster than the load), still copying when a broker is killed
+WAIT_S = 120.0
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    running = LocalCluster(tmp_path, size=4).start()
+    try:
+        yield running
+    finally:
+        for broker in running.brokers:
+            if broker.process is not None and broker.running:
+                broker.stop()
+        for broker in running.brokers:
+            assert "Traceback" not in broker.log_text(), broker.log_text()[-3000:]
+
+
+class IsrSampler(threading.Thread):
+    """Reads the moving partition's ISR from the metadata (any broker up answers) until stopped."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        super().__init__(daemon=True)
+        self.urls, self.stopping, self.sizes = all_urls(cluster), threading.Event(), list[int]()
+
+    def run(self) -> None:
+        with GoQueueClient(self.urls, timeout_s=5) as client:
+            while not self.stopping.wait(0.05):
+                for moving in client.reassignment_progress().partitions:
+                    self.sizes.append(len(moving.isr))
+
+
+def all_urls(cluster: LocalCluster) -> list[str]:
+    return [cluster.url(b) for b in range(len(cluster.brokers))]
+
+
+def move_under_load(cluster: LocalCluster, victim: str, replication_factor: int) -> None:
+    with GoQueueClient(cluster.url(0)) as admin, cluster.client(0) as http:
+        created = http.post("/v1/topics", json={
+            "name": TOPIC, "partitions": 1, "replicationFactor": replication_factor,
+            "config": {"minInsyncReplicas": MIN_INSYNC}})
+        assert created.status_code == 201, created.text
+        for start in range(0, PRELOAD, 100):
+            answer = http.post(f"/v1/topics/{TOPIC}/records",
+                               json={"records": [{"value": f"pre-{start + i}:" + "x" * 1024} for i in range(100)]})
+            assert answer.status_code == 200, answer.text
+        wait_until(lambda: len(cluster.partition(TOPIC, 0, 0)["isr"]) == replication_factor, 60,
+                   message="preload in sync")
+        replicas, leader = cluster.partition(TOPIC, 0, 0)["replicas"], cluster.leader_of(TOPIC, 0, 0)
+        assert leader is not None
+        plan = admin.plan_reassignment(ReassignmentGoals(drain_brokers=[leader], throttle=THROTTLE))
+        moves = [m for m in plan.moves if m.topic == TOPIC]  # the drain moves the internal topic's replicas too
+        assert [m.replicas for m in moves] == [replicas], plan
+        target = moves[0].target  # the leader leaves, another broker comes
+        (added,) = set(target) - set(replicas)
+        assert set(target) == set(replicas) - {leader} | {added}
+        assert moves[0].bytes_to_copy > PRELOAD * 1024
+        assert plan.estimated_s is not None
+        assert plan.estimated_s >= moves[0].bytes_to_copy / THROTTLE
+
+        history = History()
+        producer = Producer(cluster, TOPIC, history, "load")
+        sampler = IsrSampler(cluster)
+        producer.start()
+        sampler.start()
+        wait_until(lambda: history.count() >= 100, WAIT_S, message="load flowing")
+        assert admin.execute_reassignment(moves, THROTTLE).started == 1
+        progress = admin.reassignment_progress()
+        assert (progress.throttle, progress.partitions[0].copying) == (THROTTLE, [added])
+
+        killed = cluster.leader_of(TOPIC, 0, target[0]) if victim == "leader" else added
+        assert killed is not None
+        cluster.brokers[killed].kill()
+        before = history.count()
+        wait_until(lambda: history.count() >= before + 100, WAIT_S, message="load flowing after the kill")
+        cluster.restart(killed)
+
+    with GoQueueClient(all_urls(cluster)) as admin:
+        wait_until(lambda: admin.reassignment_progress().done, WAIT_S, message="the move completed")
+        assert admin.reassignment_progress().throttle is None  # cleared with the last move
+        producer.stopping.set()
+        producer.join(timeout=WAIT_S)
+        sampler.stopping.set()
+        sampler.join(timeout=10)
+        wait_until(lambda: cluster.partition(TOPIC, 0, target[0])["replicas"] == target
+                   and sorted(cluster.partition(TOPIC, 0, target[0])["isr"]) == sorted(target), WAIT_S,
+                   message="target replicas in sync")
+        assert sampler.sizes, "never sampled during the move"
+        assert min(sampler.sizes) >= MIN_INSYNC, sampler.sizes
+        with cluster.client(target[0]) as http:
+            history.check(consume_all(http, TOPIC, 1), exactly_once=True)
+    assert not history.errors, history.errors[:5]
+    removed = cluster.brokers[leader].data_dir / f"{TOPIC}-0"
+    wait_until(lambda: not removed.exists(), 30, message="the removed broker deleted its copy")
+
+
+def test_killing_the_leaving_leader_mid_move_loses_nothing_and_the_move_completes(cluster: LocalCluster) -> None:
+    """Replication factor 3: the ISR keeps two members when the leader dies."""
+    move_under_load(cluster, "leader", replication_factor=3)
+
+
+def test_killing_the_broker_being_added_mid_copy_loses_nothing_and_the_move_completes(cluster: LocalCluster) -> None:
+    """Replication factor 2 and min.insync.replicas 2: only adding before removing keeps acks=all writes going
+    while the copy runs (the one-shot reassignment took the leaving replica out of the ISR at once)."""
+    move_under_load(cluster, "added", replication_factor=2)
+
