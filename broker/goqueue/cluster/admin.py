@@ -28,7 +28,7 @@ from goqueue.models import (
 from goqueue.replication import commands
 from goqueue.replication.controller import controlled_shutdown_plan, drain_plan, rebalance_plan
 from goqueue.replication.metadata import MetadataConflict, restart_would_break
-from goqueue.replication.reassignment import Goals, Move, PlanRefused, plan_moves
+from goqueue.replication.reassignment import Goals, Move, PlanRefused, plan_moves, target_of
 
 SIZE_TIMEOUT_S = 2.0  # a leader that does not say its partition's size within this is reported, not waited for
 
@@ -88,7 +88,8 @@ class ClusterAdmin:
                 for index, partition in sorted(topic["partition_state"].items()) if partition["leader"] == broker_id]
 
     async def drain(self, broker_id: int) -> tuple[int, list[str]]:
-        """Move leadership, then every replica, off `broker_id`; returns the replicas it still holds and why."""
+        """Move leadership, then every replica, off `broker_id` (new replicas copy first: call again until it holds
+        none); returns the replicas it still holds, and those that cannot move and why."""
         await self.transfer_leadership(broker_id)
         alive = self.membership.alive_brokers()
         for command in drain_plan(self.membership.state, broker_id, alive):
@@ -97,7 +98,7 @@ class ClusterAdmin:
                  f"(replication factor {topic['replication_factor']}, {len(alive - {broker_id})} other live brokers)"
                  for name, topic in sorted(self.membership.state["topics"].items())
                  for index, partition in sorted(topic["partition_state"].items())
-                 if broker_id in partition["replicas"] and set(alive) - {broker_id} <= set(partition["replicas"])]
+                 if broker_id in target_of(partition) and set(alive) - {broker_id} <= set(target_of(partition))]
         return self.held(broker_id)[0], stuck
 
     async def rebalance(self) -> int:
