@@ -458,7 +458,7 @@ def _pending(client: GoQueueClient, moves: list[ReplicaMove], progress: Reassign
             pending.append(f"{move.topic}/{move.partition}: moving to {now.target}, copying to {now.copying or '-'}")
             continue
         if move.topic not in replicas:
-            info = client.describe_topic(move.topic, details=False)
+            info = client.describe_topic(move.topic)
             replicas[move.topic] = {p.partition: p.replicas for p in info.partition_details}
         current = replicas[move.topic].get(move.partition)
         if current != move.target:
