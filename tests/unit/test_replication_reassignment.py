@@ -178,7 +178,8 @@ def test_adding_a_broker_spreads_replicas_onto_it_and_moves_nothing_else() -> No
     state = with_topic(cluster(4), {i: [i % 3, (i + 1) % 3] for i in range(6)})
     moves = plan_moves(state, Goals(add=frozenset({3})))
     counts = replica_counts(state, moves)
-    assert counts[3] == 3 and max(counts.values()) - min(counts.values()) <= 1
+    assert counts[3] == 3
+    assert max(counts.values()) - min(counts.values()) <= 1
     assert all(m.adding == (3,) and len(m.removing) == 1 for m in moves)
 
 
@@ -195,7 +196,8 @@ def test_balance_spreads_each_partition_over_the_zones() -> None:
     state = with_topic(cluster(4, ["a", "a", "b", "b"]), {0: [0, 1], 1: [2, 3]})
     moves = plan_moves(state, Goals(balance=True))
     zones = {0: "a", 1: "a", 2: "b", 3: "b"}
-    assert len(moves) == 2 and all({zones[b] for b in m.target} == {"a", "b"} for m in moves)
+    assert len(moves) == 2
+    assert all({zones[b] for b in m.target} == {"a", "b"} for m in moves)
 
 
 def test_drain_moves_every_replica_off_and_keeps_the_others_first() -> None:
