@@ -238,3 +238,16 @@ def test_impossible_goals_are_refused_with_the_reason() -> None:
                            (Goals(drain=frozenset({1}), add=frozenset({1})), "both drained and added")):
         with pytest.raises(PlanRefused, match=message):
             plan_moves(state, goals)
+
+
+def test_a_replica_its_broker_leads_alone_is_drained_too() -> None:
+    """Replication factor 1 on the departing broker: a new copy is made, takes leadership, then the old one goes
+    (a drain used to skip it and ask to be called again forever)."""
+    state = with_topic(cluster(3), {0: [1]})
+    (begin,) = drain_plan(state, 1, {0, 1, 2})
+    apply_command(state, begin)
+    (new,) = part(state)["adding_replicas"]
+    join_isr(state, new)
+    assert run_controller(state, {0, 1, 2}) == ["elect_leader"]
+    assert run_controller(state, {0, 1, 2}) == ["complete_reassignment"]
+    assert (part(state)["replicas"], part(state)["leader"], part(state)["isr"]) == ([new], new, [new])
