@@ -22,7 +22,8 @@ def cluster(brokers: int, zones: list[str | None] | None = None) -> MetadataStat
     state = empty_state()
     for b in range(brokers):
         apply_command(state, cmds.register_broker(b, host="h", http_port=1, grpc_port=2, raft_address=f"h:{b}",
-                                                  zone=zones[b] if zones else None, directory_id=f"v{b}"))
+                                                  zone=zones[b] if zones else None, directory_id=f"v{b}",
+                                                  internal_port=3))
     return state
 
 
