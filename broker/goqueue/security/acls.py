@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from goqueue.security.principal import WILDCARD, Principal, parse_principal
+from goqueue.security.principal import USER, WILDCARD, Principal, parse_principal
 
 
 class ResourceType(StrEnum):
@@ -43,6 +43,7 @@ class Operation(StrEnum):
 
 
 CLUSTER_NAME = "goqueue"  # the one cluster resource
+EVERYONE = f"{USER}:{WILDCARD}"
 
 OPERATIONS: Mapping[ResourceType, frozenset[Operation]] = {
     ResourceType.TOPIC: frozenset({Operation.PRODUCE, Operation.CONSUME, Operation.DESCRIBE, Operation.ALTER,
@@ -93,8 +94,7 @@ class Acl:
 
     def matches(self, principal: Principal, resource: Resource) -> bool:
         """Principal and resource match; the operation is `authorize`'s business."""
-        entry = parse_principal(self.principal)
-        if entry.name != WILDCARD and entry != principal:
+        if self.principal not in (EVERYONE, str(principal)):  # the form was checked when the entry was made
             return False
         if self.resource_type is not resource.type:
             return False
