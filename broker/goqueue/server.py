@@ -151,14 +151,27 @@ class BrokerServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        stop_wait: asyncio.Task[bool] | None = None
         try:
-            await self.start()
+            # A stop asked for while starting (e.g. waiting for a metadata quorum that never forms) ends the start:
+            # a pod that cannot reach its peers must still stop on SIGTERM, not at the kubelet's SIGKILL.
+            starting = asyncio.create_task(self.start(), name="start")
             stop_wait = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({starting, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                log.info("server.stop_while_starting")
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                return
+            await starting  # surfaces a start-up error
             done, _ = await asyncio.wait({stop_wait, *self._http_tasks}, return_when=asyncio.FIRST_COMPLETED)
             for task in done - {stop_wait}:
                 stop_wait.cancel()
                 await task  # surfaces why that listener died
         finally:
+            if stop_wait is not None:
+                stop_wait.cancel()
             await self.stop()
 
     def request_stop(self) -> None:
