@@ -106,11 +106,14 @@ class ServerExchange:
         self._hash = hash_name
         credential = lookup(self.username)
         self.known_user = credential is not None
-        # An unknown user gets a made-up credential that stays the same for that name, so the exchange looks the
-        # same as a known user's until the proof fails: the answer tells nobody which user names exist.
-        self._credential = credential or make_credential(
-            secrets.token_hex(16), salt=_hmac("sha256", unknown_user_key, self.username.encode())[:SALT_BYTES],
-            iterations=DEFAULT_ITERATIONS, hash_name=hash_name)
+        # An unknown user gets a made-up salt that stays the same for that name, so the exchange looks the same as a
+        # known user's until the proof fails: the answer tells nobody which user names exist. Its keys are random
+        # (no key derivation: starting exchanges for made-up names must cost the broker nothing).
+        key_bytes = hashlib.new(hash_name).digest_size
+        self._credential = credential or ScramCredential(
+            salt=_hmac("sha256", unknown_user_key, self.username.encode())[:SALT_BYTES],
+            iterations=DEFAULT_ITERATIONS, stored_key=secrets.token_bytes(key_bytes),
+            server_key=secrets.token_bytes(key_bytes))
         self._nonce = fields["r"] + (nonce or _nonce())
         self.server_first = (f"r={self._nonce},s={_b64(self._credential.salt)},"
                              f"i={self._credential.iterations}")
