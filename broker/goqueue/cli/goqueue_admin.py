@@ -419,8 +419,7 @@ def _goals(balance: bool, drain: list[int], add: list[int], factors: list[str],
         return ReassignmentGoals.model_validate({"balance": balance, "drainBrokers": drain, "addBrokers": add,
                                                  "replicationFactor": wanted, "throttle": throttle})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise NameUsageError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from exc
+        raise NameUsageError(_first_error(exc)) from exc
 
 
 def _read_plan(file: str) -> ReassignmentPlan:
@@ -428,12 +427,20 @@ def _read_plan(file: str) -> ReassignmentPlan:
         text = sys.stdin.read() if file == "-" else Path(file).read_text()
     except OSError as exc:
         raise InvalidRequest(f"cannot read {file}: {exc.strerror}") from exc
+    what = f"{file} is not a plan from `goqueue-admin partition reassign --plan -o json`"
     try:
-        data = yaml.safe_load(text)  # JSON is YAML
-        return ReassignmentPlan.model_validate(data)
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise InvalidRequest(f"{file} is not a plan from `goqueue-admin partition reassign --plan -o json`: "
-                             f"{exc}") from exc
+        return ReassignmentPlan.model_validate(yaml.safe_load(text))  # JSON is YAML
+    except yaml.YAMLError as exc:
+        raise InvalidRequest(f"{what}: {str(exc).splitlines()[0]}") from exc
+    except ValidationError as exc:
+        raise InvalidRequest(f"{what}: {_first_error(exc)}") from exc
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def _print_plan(plan: ReassignmentPlan) -> None:

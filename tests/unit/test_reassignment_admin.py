@@ -1,0 +1,69 @@
+"""The reassignment admin calls on a whole broker over the in-memory metadata double: refused goals are
+INVALID_REQUEST with the reason, a stale move is not started (and says why), a started move shows in progress with
+its throttle, and cancelling it puts the replicas back and clears the throttle."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from metadata_double import InMemoryMetadata
+
+from goqueue.broker import Broker
+from goqueue.config import Settings
+from goqueue.errors import InvalidRequest
+from goqueue.metrics import BrokerMetrics
+from goqueue.models import ReassignmentGoals, ReplicaMove, TopicCreate, TopicPartition
+from goqueue.replication import commands
+from goqueue.server import compose_broker
+
+pytestmark = pytest.mark.unit
+
+
+async def start(root: Path) -> Broker:
+    settings = Settings.model_validate({"broker": {"host": "127.0.0.1"},
+                                        "storage": {"dataDir": str(root / "data"), "walDir": str(root / "wal")}})
+    broker = compose_broker(settings, BrokerMetrics(), metadata_factory=InMemoryMetadata)
+    await broker.start()
+    return broker
+
+
+def test_plan_execute_progress_cancel(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        broker = await start(tmp_path)
+        admin = broker.admin
+        try:
+            await broker.create_topic(TopicCreate(name="t", partitions=1))
+            for goals, message in ((ReassignmentGoals(replication_factor={"t": 2}), r"needs 1\.\.1 brokers"),
+                                   (ReassignmentGoals(drain_brokers=[5]), r"brokers \[5\] are not members")):
+                with pytest.raises(InvalidRequest, match=message):
+                    await admin.propose_reassignment(goals)
+            assert (await admin.propose_reassignment(ReassignmentGoals(balance=True))).moves == []
+
+            stale = ReplicaMove(topic="t", partition=0, replicas=[0], target=[1], version=99)
+            started, reasons = await admin.execute_reassignment([stale], throttle=1024)
+            assert started == 0
+            assert len(reasons) == 1
+            assert reasons[0].startswith("t/0: t/0 changed (version ")
+            assert admin.progress().throttle is None  # nothing moves: no throttle left behind
+
+            await broker.membership.propose(commands.register_broker(
+                1, host="127.0.0.9", http_port=1, grpc_port=2, raft_address="127.0.0.9:3", zone=None,
+                directory_id="v1", internal_port=4))
+            version = broker.membership.view.partition("t", 0)["version"]  # type: ignore[index]
+            move = ReplicaMove(topic="t", partition=0, replicas=[0], target=[1], version=version)
+            assert await admin.execute_reassignment([move], throttle=1024) == (1, [])
+            progress = admin.progress()
+            assert (progress.done, progress.throttle) == (False, 1024)
+            assert [(p.replicas, p.target, p.copying) for p in progress.partitions] == [([0, 1], [1], [1])]
+
+            assert await admin.cancel_reassignment([TopicPartition(topic="t", partition=3)]) == (
+                0, ["t/3: not being reassigned"])
+            assert await admin.cancel_reassignment([]) == (1, [])
+            assert (admin.progress().done, admin.progress().throttle) == (True, None)
+            assert broker.membership.view.partition("t", 0)["replicas"] == [0]  # type: ignore[index]
+        finally:
+            await broker.stop()
+
+    asyncio.run(scenario())
