@@ -126,3 +126,15 @@ def test_anonymous_access_is_announced_at_start_as_a_warning(caplog: pytest.LogC
     assert len(warnings) == 1
     assert warnings[0].levelno == logging.WARNING
     assert "quick start" in warnings[0].reason  # type: ignore[attr-defined]  # an `extra` field of the record
+
+
+def test_a_user_deleted_during_the_exchange_gets_no_working_session() -> None:
+    state, clock = empty_state(), Clock()
+    gatekeeper = keeper(load_settings(None, CLUSTER), state, clock)
+    save_user(state, "alice", "pw")
+    exchange = Credentials("alice", "pw").exchange()
+    started = gatekeeper.scram_start(exchange.client_first)
+    apply_command(state, commands.delete_user("alice"))
+    finished = gatekeeper.scram_finish(started.exchange_id, client_final(exchange, started.server_first))
+    with pytest.raises(Unauthenticated, match="deleted"):
+        gatekeeper.principal(f"Bearer {finished.token}")

@@ -118,16 +118,19 @@ class Gatekeeper:
     def scram_finish(self, exchange_id: str, client_final: str) -> ScramFinished:
         try:
             exchange = self._exchanges.take(exchange_id)
-            server_final = exchange.finish(client_final)
         except ScramError as exc:
             log.info("security.authentication_failed", extra={"reason": str(exc)})
             raise Unauthenticated(f"SCRAM authentication failed: {exc}") from None
+        try:
+            server_final = exchange.finish(client_final)
+        except ScramError as exc:
+            log.info("security.authentication_failed", extra={"user": exchange.username, "reason": str(exc)})
+            raise Unauthenticated(f"SCRAM authentication failed: {exc}") from None
         principal = user(exchange.username)
-        credential = self._credential(exchange.username)
-        assert credential is not None, "a finished exchange had a known user"
         expires_at_s = self._clock() + self._lifetime_s
+        # Tagged with the credential the proof was checked against: a password changed meanwhile ends it at once.
         token = self._signer.issue(tokens.Session(str(principal), expires_at_s,
-                                                  tokens.credential_tag(credential.stored_key)))
+                                                  tokens.credential_tag(exchange.stored_key)))
         return ScramFinished(server_final, token, principal, expires_at_s)
 
     def principal(self, authorization: str | None) -> Principal:

@@ -142,6 +142,11 @@ class ServerExchange:
             raise ScramError("wrong user name or password")
         return "v=" + _b64(_hmac(self._hash, self._credential.server_key, auth_message))
 
+    @property
+    def stored_key(self) -> bytes:
+        """The StoredKey the proof is checked against (what names this credential in a session token)."""
+        return self._credential.stored_key
+
 
 class ClientExchange:
     """The client's side: `client_first`, then `respond(server_first)`, then `verify(server_final)`."""
