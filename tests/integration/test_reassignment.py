@@ -1,8 +1,8 @@
-"""Replica reassignment on a real 4-broker cluster under acks=all load: a partition moves from three brokers to
-three others while a broker is SIGKILLed mid-copy — the partition's leader (which is leaving), or the broker being
-added. The move is Raft metadata state, so it resumes and completes once the cluster has settled; no acknowledged
-record is lost (`History.check`), and the ISR, sampled throughout, never falls below min.insync.replicas: the new
-replica joins before any old one leaves.
+"""Replica reassignment on a real 4-broker cluster under acks=all load: a partition's leader is drained (its
+replica moves to the fourth broker) while a broker is SIGKILLed mid-copy — that leaving leader, the controller
+(the metadata leader, which drives the move), or the broker being added. The move is Raft metadata state, so it
+resumes and completes once the killed broker is back; no acknowledged record is lost (`History.check`), and the
+ISR, sampled throughout, never falls below min.insync.replicas: the new replica joins before any old one leaves.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ def move_under_load(cluster: LocalCluster, victim: str, replication_factor: int)
         progress = admin.reassignment_progress()
         assert (progress.throttle, progress.partitions[0].copying) == (THROTTLE, [added])
 
-        killed = cluster.leader_of(TOPIC, 0, target[0]) if victim == "leader" else added
+        killed = {"leader": lambda: cluster.leader_of(TOPIC, 0, target[0]), "added": lambda: added,
+                  "controller": lambda: admin.cluster_leader().leader}[victim]()
         assert killed is not None
         cluster.brokers[killed].kill()
         before = history.count()
@@ -121,6 +122,11 @@ def move_under_load(cluster: LocalCluster, victim: str, replication_factor: int)
 def test_killing_the_leaving_leader_mid_move_loses_nothing_and_the_move_completes(cluster: LocalCluster) -> None:
     """Replication factor 3: the ISR keeps two members when the leader dies."""
     move_under_load(cluster, "leader", replication_factor=3)
+
+
+def test_killing_the_controller_mid_move_loses_nothing_and_the_move_completes(cluster: LocalCluster) -> None:
+    """The metadata leader drives the move: another broker's controller picks it up from the Raft state."""
+    move_under_load(cluster, "controller", replication_factor=3)
 
 
 def test_killing_the_broker_being_added_mid_copy_loses_nothing_and_the_move_completes(cluster: LocalCluster) -> None:
