@@ -151,3 +151,18 @@ def test_the_listener_runs_no_route_for_an_unsigned_request_and_the_whole_body_f
     assert b'"UNAUTHENTICATED"' in answer
     status, _, answer = asyncio.run(_call(app, [(HEADER.lower().encode(), signed(clock).encode())]))
     assert (status, reached, answer) == (200, [b"body"], b"ok")
+
+
+def test_refusals_are_each_counted_but_logged_at_most_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    """A flood of forged requests cannot fill the log volume."""
+
+    async def application(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("no route runs for an unsigned request")
+
+    refused: list[int] = []
+    app = BrokerCredentialCheck(application, verifier(FakeClock()), lambda: refused.append(1))
+    with caplog.at_level("WARNING", logger="goqueue.api.http.broker_auth"):
+        for _ in range(5):
+            assert asyncio.run(_call(app, []))[0] == 401
+    assert len(refused) == 5
+    assert [r.getMessage() for r in caplog.records] == ["internal.request_refused"]

@@ -105,6 +105,10 @@ class ClusterMembership:
         current = self.view.broker(self.broker_id)
         if current is None or dict(current) != {k: v for k, v in entry.items() if k not in ("op", "id")}:
             await self.propose_retrying(entry)
+        if legacy := self.legacy_peers():
+            log.warning("cluster.legacy_peers", extra={"brokers": legacy, "detail": (
+                "brokers of a version without the internal listener: this broker's client port serves their "
+                "broker-to-broker calls until they run this version (docs/SECURITY.md)")})
 
     def start_controller(self) -> None:
         self._controller = asyncio.create_task(self._controller_loop(), name="controller")

@@ -2,13 +2,16 @@
 
 An ASGI middleware inside `RequestLimits` (which bounds and buffers the body first): it reads the body, checks the
 `X-GoQueue-Broker-Credential` signature over method, path, query and body (`security/broker_credential.py`), and
-answers UNAUTHENTICATED (401) itself when it fails — the application never sees the request.
+answers UNAUTHENTICATED (401) itself when it fails — the application never sees the request. Every refusal is
+counted; it is logged at most once per `LOG_INTERVAL_S` (with how many were refused since), so a flood of forged
+requests cannot fill the log volume.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +22,7 @@ from goqueue.security.broker_credential import HEADER, BrokerVerifier
 log = logging.getLogger(__name__)
 
 _HEADER = HEADER.lower().encode()
+LOG_INTERVAL_S = 10.0
 
 
 class BrokerCredentialCheck:
@@ -26,6 +30,8 @@ class BrokerCredentialCheck:
         self.app = app
         self.verifier = verifier
         self.on_refused = on_refused
+        self._next_log_s = 0.0
+        self._unlogged = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,12 +46,21 @@ class BrokerCredentialCheck:
             self.verifier.verify(credential, scope["method"], target, body)
         except Unauthenticated as error:
             self.on_refused()
-            client = scope.get("client")
-            log.warning("internal.request_refused", extra={
-                "client": client[0] if client else None, "path": scope["path"], "reason": error.message})
+            self._log_refusal(scope, error)
             await _answer(send, error)
             return
         await self.app(scope, _replay(body, last, receive), send)
+
+    def _log_refusal(self, scope: Scope, error: Unauthenticated) -> None:
+        now = time.monotonic()
+        if now < self._next_log_s:
+            self._unlogged += 1
+            return
+        client = scope.get("client")
+        log.warning("internal.request_refused", extra={
+            "client": client[0] if client else None, "path": scope["path"], "reason": error.message,
+            "refused_since_last_log": self._unlogged})
+        self._next_log_s, self._unlogged = now + LOG_INTERVAL_S, 0
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Message]:
