@@ -21,8 +21,10 @@ from cluster_process import LocalCluster
 
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.client.auth import Credentials
+from goqueue.client.grpc_batch_transport import GrpcBatchTransport
 from goqueue.client.grpc_client import GrpcClient
 from goqueue.client.http import GoQueueClient
+from goqueue.client.producer import Producer
 from goqueue.errors import Forbidden, Unauthenticated
 from goqueue.models import AclSpec, ConsumeRequest, ProduceRecord, TopicCreate
 from goqueue.records import RecordIn
@@ -214,6 +216,15 @@ def test_users_and_acls_are_managed_with_goqueue_admin(cluster: LocalCluster, se
         "--operation", "describe", expect=3, env=admin)  # ACL_NOT_FOUND
     cli(url, "goqueue-admin", "user", "delete", "dave", expect=0, env=admin)
     cli(url, "goqueue-cli", "topic", "list", expect=EXIT_UNAUTHENTICATED, env=dave)
+
+
+async def test_the_batching_producer_authenticates_over_grpc(cluster: LocalCluster) -> None:
+    target = cluster.brokers[1].grpc_target
+    async with Producer(GrpcBatchTransport(target, credentials=creds("alice"))) as alice:
+        assert (await alice.send_and_wait("orders", RecordIn(b"k", b"batched", []))).offset >= 0
+    async with Producer(GrpcBatchTransport(target, credentials=creds("carol"))) as carol:
+        with pytest.raises(Forbidden, match="User:carol may not describe topic 'orders'"):
+            await carol.send_and_wait("orders", RecordIn(b"k", b"no", []))
 
 
 # -- a consumer reads only what its ACLs allow ---------------------------------------------------------------------

@@ -1,17 +1,19 @@
 """The batching producer over gRPC `ProduceBatch` (the fastest produce path): a `GrpcClient` underneath, which
-moves to the next target when one cannot be reached."""
+moves to the next target when one cannot be reached and, with `credentials`, authenticates as it does."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from goqueue.client.auth import Credentials
 from goqueue.client.grpc_client import DEFAULT_TIMEOUT_S, GrpcClient
 from goqueue.models import Acks
 
 
 class GrpcBatchTransport:
-    def __init__(self, targets: str | Sequence[str], timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-        self.client = GrpcClient(targets, timeout_s=timeout_s)
+    def __init__(self, targets: str | Sequence[str], timeout_s: float = DEFAULT_TIMEOUT_S, *,
+                 credentials: Credentials | None = None) -> None:
+        self.client = GrpcClient(targets, timeout_s=timeout_s, credentials=credentials)
         self.timeout_s = timeout_s
 
     async def partition_count(self, topic: str) -> int:
