@@ -28,9 +28,6 @@ def broker_settings(cluster: ClusterView) -> dict[str, dict[str, Any]]:
                    "shutdownGrace": f"{max(grace - SHUTDOWN_MARGIN_S, 5)}s"},
         "storage": {"dataDir": ports.DATA_DIR, "walDir": ports.WAL_DIR},
         "log": {"format": "json"},
-        # Anonymous access stays on until the operator has a principal of its own (the GoQueueUser work):
-        # docs/SECURITY.md. spec.config may turn it off.
-        "security": {"allowAnonymous": True},
     }
     for dotted, value in sorted(cluster.spec.config.items()):
         section, _, key = dotted.partition(".")

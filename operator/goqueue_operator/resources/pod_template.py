@@ -50,7 +50,16 @@ def broker_env(cluster: ClusterView, replicas: int) -> list[dict[str, Any]]:
         {"name": "GOQUEUE_CLUSTER_PEERS", "value": ",".join(peer_addresses(cluster, replicas))},
         {"name": "GOQUEUE_CLUSTER_PASSWORD", "valueFrom": {"secretKeyRef": {
             "name": child_name(cluster.name, "raft-secret"), "key": RAFT_PASSWORD_KEY}}},
+        *_anonymous_access(cluster),
     ]
+
+
+def _anonymous_access(cluster: ClusterView) -> list[dict[str, Any]]:
+    """Anonymous access stays on until the operator has a principal of its own (the GoQueueUser work,
+    docs/SECURITY.md), unless spec.config decides: a variable, as the internal port, and only then (it would win)."""
+    if "security.allowAnonymous" in cluster.spec.config:
+        return []
+    return [{"name": "GOQUEUE_SECURITY_ALLOWANONYMOUS", "value": "true"}]
 
 
 def affinity(cluster: ClusterView) -> dict[str, Any] | None:

@@ -465,3 +465,13 @@ def test_the_operators_copy_of_the_alert_pack_is_the_canonical_file() -> None:
     assert copy.read_bytes() == ALERT_PACK.read_bytes(), (
         f"{copy.relative_to(REPO)} differs from {ALERT_PACK.relative_to(REPO)}: "
         f"cp {ALERT_PACK.relative_to(REPO)} {copy.relative_to(REPO)}")
+
+
+def test_anonymous_access_stays_on_by_variable_until_spec_config_decides() -> None:
+    """The operator has no principal of its own yet (docs/SECURITY.md); an older spec.version ignores the variable,
+    and the settings file does not name it, so it would refuse nothing."""
+    assert env(child("StatefulSet", "goqueue"))["GOQUEUE_SECURITY_ALLOWANONYMOUS"]["value"] == "true"
+    assert "security" not in broker_settings(cluster())
+    secured = cluster(config={"security.allowAnonymous": "false"})
+    assert "GOQUEUE_SECURITY_ALLOWANONYMOUS" not in env(child("StatefulSet", "goqueue", secured))
+    assert broker_settings(secured)["security"] == {"allowAnonymous": "false"}
