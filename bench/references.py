@@ -18,7 +18,7 @@ Part 2, batched produce (item 5) — 3 client processes x 4 in flight, closed lo
 GoQueue gRPC binary batches (bench/produce_consume.py's workers), RabbitMQ (each of the 12 publishers, a connection
 of its own, publishes a batch and awaits all its confirms), Redis (`redis-benchmark -P <batch>`, 12 connections).
 
-Usage: python bench/references.py [--seconds 4] [--skip-rabbitmq] [--skip-redis]
+Usage: python bench/references.py [--seconds 4] [--rounds 3] [--skip-rabbitmq] [--skip-redis]
 Needs redis-server and rabbitmq-server (apt), redis and aio-pika (pip install -e '.[bench]').
 """
 
@@ -261,6 +261,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--skip-redis", action="store_true")
     parser.add_argument("--skip-rabbitmq", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="part 1 rounds, each server in turn")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="goqueue-references-", dir=os.environ.get("BENCH_DIR", "/var/tmp")))
     print(runinfo.header("GoQueue against Redis and RabbitMQ") + f" — data in {root}", flush=True)
@@ -270,19 +271,24 @@ def main() -> None:
         topic = produce_consume.TOPIC
         httpx.post(broker.url + "/v1/topics", json={"name": topic, "partitions": 4}).raise_for_status()
         grpc_target = f"127.0.0.1:{broker.grpc_port}"
-        print(f"\n## 1. {SENDERS} senders in one process, single {len(RECORD)}-byte records, each ack awaited")
-        for name, transport in (("gRPC", GrpcBatchTransport(grpc_target)), ("HTTP", HttpBatchTransport(broker.url))):
-            rate, p99, per_request = asyncio.run(goqueue_senders(transport, topic, args.seconds))
-            row(f"GoQueue Producer over {name}", f"{rate:>9,.0f} rec/s  p99 {p99 * 1000:6.1f} ms  "
-                f"({per_request:.1f} records per request)")
-        if not args.skip_redis:
-            with redis_server(root) as port:
-                rate, p99 = asyncio.run(redis_senders(port, args.seconds))
-            row("Redis, redis-py XADD per record, appendfsync always", f"{rate:>9,.0f} rec/s  p99 {p99 * 1000:6.1f} ms")
-        if rabbit is not None:
-            rate, p99 = asyncio.run(rabbit_senders(rabbit.url, args.seconds))
-            row("RabbitMQ quorum queue, aio-pika publish + confirm per record",
-                f"{rate:>9,.0f} rec/s  p99 {p99 * 1000:6.1f} ms")
+        print(f"\n## 1. {SENDERS} senders in one process, single {len(RECORD)}-byte records, each ack awaited "
+              f"({args.rounds} rounds, alternating: the shared disk's fsync time drifts)")
+        with contextlib.ExitStack() as stack:
+            redis_port = None if args.skip_redis else stack.enter_context(redis_server(root))
+            for round_ in range(1, args.rounds + 1):
+                for name, make in (("gRPC", lambda: GrpcBatchTransport(grpc_target)),
+                                   ("HTTP", lambda: HttpBatchTransport(broker.url))):
+                    rate, p99, per_request = asyncio.run(goqueue_senders(make(), topic, args.seconds))
+                    row(f"{round_}: GoQueue Producer over {name}", f"{rate:>9,.0f} rec/s  p99 {p99 * 1000:6.1f} ms  "
+                        f"({per_request:.1f} records per request)")
+                if redis_port is not None:
+                    rate, p99 = asyncio.run(redis_senders(redis_port, args.seconds))
+                    row(f"{round_}: Redis, redis-py XADD per record, appendfsync always",
+                        f"{rate:>9,.0f} rec/s  p99 {p99 * 1000:6.1f} ms")
+                if rabbit is not None:
+                    rate, p99 = asyncio.run(rabbit_senders(rabbit.url, args.seconds))
+                    row(f"{round_}: RabbitMQ quorum queue, aio-pika publish + confirm per record",
+                        f"{rate:>9,.0f} rec/s  p99 {p99 * 1000:6.1f} ms")
         print(f"\n## 2. batched produce, {CLIENT_PROCESSES} client processes x {IN_FLIGHT} in flight, closed loop")
         for batch in (100, 1000):
             rate, p99 = closed_loop(_grpc_worker, CLIENT_PROCESSES, grpc_target, batch, args.seconds, True)

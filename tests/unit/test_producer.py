@@ -45,6 +45,7 @@ class FakeBroker:
     requests: list[Sent] = field(default_factory=list)
     lookups: int = 0
     gate: asyncio.Event | None = None  # while clear, requests wait (a slow broker)
+    latency_s: float = 0.0  # each request's round trip
     last: dict[tuple[int, int], tuple[int, int, int, int]] = field(default_factory=dict)
 
     closed: bool = False
@@ -63,6 +64,7 @@ class FakeBroker:
         self.requests.append(Sent(partition, values, stamp))
         if self.gate is not None:
             await self.gate.wait()
+        await asyncio.sleep(self.latency_s)
         fault = self.faults.pop(0) if self.faults else None
         if isinstance(fault, GoQueueError):
             raise fault
@@ -143,6 +145,26 @@ def test_records_sent_behind_a_batch_in_flight_go_together_up_to_the_batch_size(
         await asyncio.gather(first, *rest)
         assert [r.values for r in broker.requests] == [[b"v0"], [b"v1", b"v2"], [b"v3", b"v4"], [b"v5"]]
         await producer.close()
+
+    run(scenario)
+
+
+def test_senders_answered_together_send_together_again() -> None:
+    async def scenario() -> None:
+        broker = FakeBroker(latency_s=0.002)
+        producer = Producer(broker)
+        counts = [0] * 4
+
+        async def sender(index: int) -> None:
+            while counts[index] < 30:
+                await producer.send_and_wait("t", record(f"s{index}"))
+                counts[index] += 1
+
+        first = asyncio.create_task(sender(0))
+        await asyncio.sleep(0.001)  # the others start while the first one's batch is in flight
+        await asyncio.gather(first, *(sender(i) for i in range(1, 4)))
+        await producer.close()
+        assert [len(r.values) for r in broker.requests[3:23]] == [4] * 20  # not 1 and 3, alternating
 
     run(scenario)
 

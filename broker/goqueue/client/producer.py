@@ -225,6 +225,9 @@ class Producer:
             finally:
                 queue.in_flight = []
                 self._budget.release(sum(p.size for p in batch))
+            # Let the senders this answer woke send again before the next batch is taken: else the records that
+            # waited and those just answered go as two half batches, one behind the other, for good.
+            await asyncio.sleep(0)
 
     async def _deliver(self, topic: str, partition: int, batch: list[Pending]) -> None:
         """Send `batch` until it is written or given up; settles its futures either way."""
