@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """How GoQueue grows with partitions (issue 18, item 6): one broker with 10, 100 and 1,000 partitions, then three
-brokers holding 1,000 partitions x replication factor 3 (3,000 replicas).
+brokers holding 1,000 partitions x replication factor 3 (3,000 replicas; `--cluster-partitions` for other sizes).
 
 For each size, fsync=always, 100-byte records:
   * start-up: process start → /readyz (an empty broker; for the cluster, all three);
@@ -14,7 +14,8 @@ For each size, fsync=always, 100-byte records:
   * recovery after SIGKILL: the broker (in the cluster, broker 2) restarted on its data → /readyz, and in the
     cluster also → back in every ISR.
 
-Usage: python bench/scale.py [--partitions 10,100,1000] [--seconds 4] [--creates 10] [--skip-cluster]
+Usage: python bench/scale.py [--partitions 10,100,1000] [--cluster-partitions 1000] [--seconds 4] [--creates 10]
+                             [--skip-cluster]
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def all_in_sync(cluster: LocalCluster, via: int, partitions: int) -> bool:
 
 def three_brokers(root: Path, partitions: int, args: argparse.Namespace) -> None:
     print(f"\n## three brokers, {partitions} partitions x RF 3 = {3 * partitions} replicas", flush=True)
-    cluster = LocalCluster(root / "cluster", env=ENV)
+    cluster = LocalCluster(root / f"cluster-{partitions}", env=ENV)
     try:
         row("start-up (empty, three brokers) → all ready", f"{timed(lambda: cluster.start(START_TIMEOUT_S)):8.2f} s")
         targets = [b.grpc_target for b in cluster.brokers]
@@ -190,6 +191,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=lambda text: [int(n) for n in text.split(",")], default=[10, 100, 1000])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--creates", type=int, default=10)
+    parser.add_argument("--cluster-partitions", type=lambda text: [int(n) for n in text.split(",")], default=[1000],
+                        help="partitions (x RF 3) of each 3-broker run, comma-separated")
     parser.add_argument("--skip-cluster", action="store_true")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="goqueue-scale-", dir=os.environ.get("BENCH_DIR", "/var/tmp")))
@@ -197,8 +200,8 @@ def main() -> None:
     try:
         for partitions in args.partitions:
             one_broker(root, partitions, args)
-        if not args.skip_cluster:
-            three_brokers(root, max(args.partitions), args)
+        for partitions in [] if args.skip_cluster else args.cluster_partitions:
+            three_brokers(root, partitions, args)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(runinfo.footer())
