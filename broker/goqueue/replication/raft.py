@@ -25,7 +25,6 @@ Calls from the event loop go through `propose`, which waits on a future resolved
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +36,7 @@ from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from goqueue.errors import DiskFull, NotReady, Timeout
 from goqueue.replication import raft_codec
 from goqueue.replication.commands import Command
-from goqueue.replication.metadata import CommandResult, MetadataConflict, apply_command
+from goqueue.replication.metadata import CommandResult, MetadataConflict, apply_command, writable_copy
 from goqueue.replication.raft_journal import JournalFull, RaftJournal
 from goqueue.replication.raft_transport import TransportLimits, guarded_transport
 from goqueue.replication.state import MetadataState, empty_state
@@ -160,8 +159,8 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
     def _apply(self, command: Command) -> Applied:
         """Runs on every broker, in log order, in PySyncObj's thread."""
         # Copy-on-write: readers on the event loop hold a snapshot (`state`) and never see a dict change size
-        # under them; the swap of one reference is atomic.
-        updated = copy.deepcopy(self.state)
+        # under them; the swap of one reference is atomic. Only what the command changes is copied.
+        updated = writable_copy(self.state, command)
         result: Applied
         try:
             result = apply_command(updated, command)
