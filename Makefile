@@ -19,12 +19,13 @@ install: system-deps
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
 # Debian packages the tests use: nss_wrapper gives broker processes the pods' DNS names (docs/CONTROL_PLANE.md);
-# prometheus ships promtool (alert rules are checked and unit-tested with it); redis-server is the benchmark's
-# reference; iproute2 builds the network-partition test's namespaces; docker.io runs the images and kind (its daemon
-# is started by the harness when none runs), mmdebstrap makes base images from Debian packages where no registry
-# answers, libseccomp-dev + pkg-config build runc for the kind node image (docs/KIND.md).
+# prometheus ships promtool (alert rules are checked and unit-tested with it); redis-server and rabbitmq-server are
+# the benchmarks' references (bench/produce_consume.py, bench/references.py; no test needs them); iproute2 builds
+# the network-partition test's namespaces; docker.io runs the images and kind (its daemon is started by the harness
+# when none runs), mmdebstrap makes base images from Debian packages where no registry answers, libseccomp-dev +
+# pkg-config build runc for the kind node image (docs/KIND.md).
 system-deps:
-	@missing=""; for p in libnss-wrapper prometheus redis-server iproute2 docker.io mmdebstrap libseccomp-dev pkg-config; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in libnss-wrapper prometheus redis-server rabbitmq-server iproute2 docker.io mmdebstrap libseccomp-dev pkg-config; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 

@@ -30,6 +30,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -150,9 +151,12 @@ class RabbitMQ:
         asyncio.run(self._wait_ready())
 
     async def _wait_ready(self, timeout_s: float = 90) -> None:
+        """Until an AMQP connection opens (the port first: aio-pika logs every refused attempt)."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    pass
                 connection = await aio_pika.connect(self.url)
             except (OSError, aio_pika.exceptions.AMQPError):
                 if time.monotonic() > deadline or self.process.poll() is not None:
