@@ -25,7 +25,7 @@ PARTITIONS = 50
 def cluster_state() -> MetadataState:
     state = empty_state()
     for broker in range(3):
-        apply_command(state, cmds.register_broker(broker, host=f"b{broker}", http_port=1, grpc_port=2,
+        apply_command(state, cmds.register_broker(broker, host=f"b{broker}", http_port=1, grpc_port=2, internal_port=4,
                                                   raft_address=f"b{broker}:3", zone=None, directory_id=f"d{broker}"))
     for name in ("big", "other"):
         apply_command(state, cmds.create_topic(
