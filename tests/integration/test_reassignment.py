@@ -15,6 +15,7 @@ import pytest
 from cluster_process import History, LocalCluster, Producer, consume_all
 
 from goqueue.client.http import GoQueueClient
+from goqueue.errors import GoQueueError
 from goqueue.models import ReassignmentGoals
 from goqueue_harness.waiting import wait_until
 
@@ -50,8 +51,11 @@ class IsrSampler(threading.Thread):
     def run(self) -> None:
         with GoQueueClient(self.urls, timeout_s=5) as client:
             while not self.stopping.wait(0.05):
-                for moving in client.reassignment_progress().partitions:
-                    self.sizes.append(len(moving.isr))
+                try:
+                    progress = client.reassignment_progress()
+                except GoQueueError:
+                    continue  # every broker it tried was down (the teardown of a failed test)
+                self.sizes.extend(len(moving.isr) for moving in progress.partitions)
 
 
 def all_urls(cluster: LocalCluster) -> list[str]:
@@ -91,6 +95,8 @@ def move_under_load(cluster: LocalCluster, victim: str, replication_factor: int)
         assert admin.execute_reassignment(moves, THROTTLE).started == 1
         progress = admin.reassignment_progress()
         assert (progress.throttle, progress.partitions[0].copying) == (THROTTLE, [added])
+        moving = next(p for p in admin.replication_status().partitions if p.topic == TOPIC)
+        assert not moving.under_replicated  # a replica still copying is not lost redundancy
 
         killed = {"leader": lambda: cluster.leader_of(TOPIC, 0, target[0]), "added": lambda: added,
                   "controller": lambda: admin.cluster_leader().leader}[victim]()

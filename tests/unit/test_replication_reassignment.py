@@ -12,7 +12,7 @@ import pytest
 from goqueue.replication import commands as cmds
 from goqueue.replication.controller import drain_plan, plan_leadership, plan_reassignments, rebalance_plan
 from goqueue.replication.metadata import MetadataConflict, apply_command, empty_state
-from goqueue.replication.reassignment import Goals, PlanRefused, plan_moves
+from goqueue.replication.reassignment import Goals, PlanRefused, plan_moves, under_replicated
 from goqueue.replication.state import MetadataState, PartitionState
 
 pytestmark = pytest.mark.unit
@@ -252,3 +252,11 @@ def test_a_replica_its_broker_leads_alone_is_drained_too() -> None:
     assert run_controller(state, {0, 1, 2}) == ["elect_leader"]
     assert run_controller(state, {0, 1, 2}) == ["complete_reassignment"]
     assert (part(state)["replicas"], part(state)["leader"], part(state)["isr"]) == ([new], new, [new])
+
+
+def test_a_new_replica_still_copying_does_not_make_a_partition_under_replicated() -> None:
+    state = with_topic(cluster(3), {0: [0, 1]})
+    apply_command(state, cmds.begin_reassignment("t", 0, target=[1, 2], expected_version=0))
+    assert not under_replicated(part(state))  # 2 copies; 0 and 1 are in sync
+    apply_command(state, cmds.change_isr("t", 0, leader_epoch=0, expected_version=1, isr=[0]))
+    assert under_replicated(part(state))  # 1, an original replica, fell out

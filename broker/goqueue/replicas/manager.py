@@ -49,6 +49,7 @@ from goqueue.replication.controller import controlled_shutdown_plan
 from goqueue.replication.isr import FollowerProgress, record_fetch
 from goqueue.replication.metadata import MetadataConflict
 from goqueue.replication.peers import ReplicaFetchRequest, ReplicaFetchResponse
+from goqueue.replication.reassignment import under_replicated
 from goqueue.replication.view import PartitionView
 from goqueue.storage import batch as batches
 from goqueue.storage.log import AppendResult, CorruptSegment, PartitionLog
@@ -374,8 +375,10 @@ class ReplicaManager:
         leader = gauge("goqueue_raft_leader", "1 on the broker that leads the metadata Raft group (the controller).")
         leader.add_metric([], 1.0 if is_metadata_leader else 0.0)
         under = gauge("goqueue_under_replicated_partitions",
-                      "Partitions led here whose ISR is smaller than their replica set.")
-        under.add_metric([], sum(1 for p in self.partitions.values() if p.is_leader and len(p.isr) < len(p.replicas)))
+                      "Partitions led here with a replica out of the ISR (not counting new replicas still copying).")
+        view = self.membership.view
+        under.add_metric([], sum(1 for key, p in self.partitions.items() if p.is_leader
+                                 and (meta := view.partition(*key)) is not None and under_replicated(meta)))
         offline = gauge("goqueue_offline_partitions",
                         "Partitions without a leader (reported by the metadata leader) or corrupt here.")
         leaderless = 0

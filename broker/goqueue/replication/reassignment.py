@@ -61,6 +61,13 @@ def is_moving(partition: PartitionView) -> bool:
     return "target_replicas" in partition
 
 
+def under_replicated(partition: PartitionView) -> bool:
+    """A replica that should be in sync is not; new replicas a reassignment is still copying do not count (as in
+    Kafka's KIP-352), so a move does not read as lost redundancy."""
+    adding = partition.get("adding_replicas", ())
+    return any(b not in partition["isr"] and b not in adding for b in partition["replicas"])
+
+
 def plan_moves(state: StateView, goals: Goals, alive: Iterable[int] | None = None) -> list[Move]:
     """The moves that meet `goals`. New replicas go only to registered brokers that are not drained (and alive,
     when `alive` is given)."""

@@ -15,6 +15,7 @@ from goqueue.api.http.errors import error_responses
 from goqueue.broker import Broker
 from goqueue.errors import NotReady
 from goqueue.models import ClusterLeader, ClusterMember, ClusterStatus, ReplicaState, ReplicationStatus
+from goqueue.replication.reassignment import under_replicated
 
 router = APIRouter(tags=["cluster"], responses=AUTH_ERRORS,
                    dependencies=[AUTHENTICATED])  # read-outs: any principal let in may read them
@@ -51,7 +52,7 @@ def _replica_states(broker: Broker) -> list[ReplicaState]:
                 replicas=list(meta["replicas"]), isr=list(meta["isr"]),
                 high_watermark=local.log.high_watermark if local else 0,
                 log_end_offset=local.log.log_end_offset if local else 0,
-                under_replicated=len(meta["isr"]) < len(meta["replicas"]) or meta["leader"] is None,
+                under_replicated=under_replicated(meta) or meta["leader"] is None,
                 follower_lag=lag))
     return states
 
