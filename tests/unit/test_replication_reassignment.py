@@ -11,7 +11,7 @@ import pytest
 
 from goqueue.replication import commands as cmds
 from goqueue.replication.controller import drain_plan, plan_leadership, plan_reassignments, rebalance_plan
-from goqueue.replication.metadata import MetadataConflict, apply_command, empty_state
+from goqueue.replication.metadata import MetadataConflict, apply_command, empty_state, writable_copy
 from goqueue.replication.reassignment import Goals, PlanRefused, plan_moves, under_replicated
 from goqueue.replication.state import MetadataState, PartitionState
 
@@ -260,3 +260,39 @@ def test_a_new_replica_still_copying_does_not_make_a_partition_under_replicated(
     assert not under_replicated(part(state))  # 2 copies; 0 and 1 are in sync
     apply_command(state, cmds.change_isr("t", 0, leader_epoch=0, expected_version=1, isr=[0]))
     assert under_replicated(part(state))  # 1, an original replica, fell out
+
+
+@pytest.mark.parametrize("step", ["begin", "complete", "cancel"])
+def test_each_step_copies_only_its_partition_and_never_changes_the_published_snapshot(step: str) -> None:
+    """`writable_copy` (the Raft apply's copy-on-write): a move of many partitions must not deep-copy the whole
+    metadata per step; the completion's replication factor and the throttle it clears change the copy only."""
+    state = with_topic(cluster(3), {p: [0] for p in range(20)})
+    apply_command(state, cmds.set_replication_throttle(1024))
+    command: cmds.Command = cmds.begin_reassignment("t", 7, target=[1, 2], expected_version=0)
+    if step != "begin":
+        apply_command(state, command)
+        join_isr(state, 1, 7)
+        join_isr(state, 2, 7)
+        apply_command(state, cmds.elect_leader("t", 7, expected_epoch=0, leader=1, isr=[0, 1, 2]))
+        version = part(state, 7)["version"]
+        for index in range(20):  # the others move to two replicas as well: the topic's factor follows with 7's
+            if index != 7:
+                apply_command(state, cmds.begin_reassignment("t", index, target=[0, 2], expected_version=0))
+                join_isr(state, 2, index)
+                apply_command(state, cmds.complete_reassignment("t", index, expected_version=2))
+        command = (cmds.complete_reassignment("t", 7, expected_version=version) if step == "complete"
+                   else cmds.cancel_reassignment("t", 7, expected_version=version))
+    before = copy.deepcopy(state)
+    updated = writable_copy(state, command)
+    expected = copy.deepcopy(state)
+    assert apply_command(updated, command) == apply_command(expected, command)
+    assert updated == expected
+    assert state == before
+    new, old = updated["topics"]["t"]["partition_state"], state["topics"]["t"]["partition_state"]
+    assert all(new[p] is old[p] for p in range(20) if p != 7)
+    assert updated["brokers"] is state["brokers"]
+    if step != "begin":
+        assert "replication_throttle" not in updated  # the last move ended
+        assert "replication_throttle" in state
+    if step == "complete":
+        assert (updated["topics"]["t"]["replication_factor"], state["topics"]["t"]["replication_factor"]) == (2, 1)

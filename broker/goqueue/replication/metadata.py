@@ -73,12 +73,14 @@ def apply_command(state: MetadataState, command: cmds.Command) -> CommandResult:
 
 def writable_copy(state: MetadataState, command: cmds.Command) -> MetadataState:
     """A copy of `state` that `apply_command(copy, command)` may change while `state` stays as it is (published
-    snapshots are never mutated). A command on one partition (leader election, ISR change, reassignment) copies that
-    partition and the dicts above it and shares everything else; any other command copies all. A whole copy for
+    snapshots are never mutated). A command on one partition (leader election, ISR change, reassignment steps)
+    copies that partition and the dicts above it and shares everything else (a completion's new replication factor
+    and the throttle it may clear live in those copied dicts); any other command copies all. A whole copy for
     every partition change made a broker's failure, with a command per partition it held, quadratic in the
     partition count (7 ms per command at 1,000 partitions x RF 3, bench/scale.py; issue 18 item 6)."""
     if not (command["op"] == "elect_leader" or command["op"] == "change_isr" or command["op"] == "leave_isr"
-            or command["op"] == "reassign"):
+            or command["op"] == "reassign" or command["op"] == "begin_reassignment"
+            or command["op"] == "complete_reassignment" or command["op"] == "cancel_reassignment"):
         return copy.deepcopy(state)
     topic = state["topics"].get(command["topic"])
     partition = None if topic is None else topic["partition_state"].get(command["partition"])
