@@ -202,6 +202,22 @@ def test_send_waits_while_unanswered_records_fill_the_buffer() -> None:
     run(scenario)
 
 
+def test_a_full_buffer_sends_lingering_batches_at_once() -> None:
+    async def scenario() -> None:
+        broker = FakeBroker()
+        size = record_size(record("v0"))
+        producer = Producer(broker, ProducerSettings(linger_s=3600, buffer_bytes=3 * size))
+        held = [await producer.send("t", record(f"v{n}")) for n in range(3)]
+        await settle()  # the partition's sender lingers
+        fourth = await producer.send("t", record("v3"))  # waits for room, which only sending the others makes
+        assert [f.result().offset for f in held] == [0, 1, 2]
+        await producer.flush()
+        assert fourth.result().offset == 3
+        await producer.close()
+
+    run(scenario)
+
+
 def test_a_record_larger_than_the_buffer_is_refused_at_once() -> None:
     async def scenario() -> None:
         producer = Producer(FakeBroker(), ProducerSettings(buffer_bytes=100))

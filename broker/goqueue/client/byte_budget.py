@@ -23,10 +23,14 @@ class ByteBudget:
         """Senders waiting for room."""
         return len(self._waiters)
 
+    def fits(self, size: int) -> bool:
+        """`acquire(size)` would take it at once."""
+        return not self._waiters and self.used + size <= self.limit
+
     async def acquire(self, size: int) -> None:
         """Take `size` bytes, waiting until they are free (`size` must not exceed the limit)."""
         assert 0 < size <= self.limit, "a record larger than the whole buffer can never be taken"
-        if not self._waiters and self.used + size <= self.limit:
+        if self.fits(size):
             self.used += size
             return
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()

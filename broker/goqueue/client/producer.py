@@ -10,7 +10,7 @@ and the records of every caller bound for one partition go to the broker togethe
   that is not full that long after its first record, for fewer, larger requests at a low rate. The default is no
   linger: with one batch in flight per partition, records accumulate behind it anyway.
 * **Back-pressure** (`byte_budget.py`): `send` waits while sent-but-unanswered records hold `buffer_bytes`
-  (`buffer.memory`), so a slow broker slows its senders.
+  (`buffer.memory`), so a slow broker slows its senders; lingering batches then go at once.
 * **Partitions** (`partitioner.py`): a record's own partition, else its key's (the broker's rule), else keyless
   records stick to one partition until a batch's worth (`batch_bytes` or `batch_records`) went there, then move to
   the next (Kafka's uniform sticky partitioner, KIP-794).
@@ -109,6 +109,9 @@ class Producer:
             raise RecordTooLarge(f"a record of {size} bytes does not fit the producer's buffer "
                                  f"({self._budget.limit} bytes)")
         partition = await self._partition(topic, record, size)
+        if not self._budget.fits(size):  # the buffer is full: lingering batches go now (Kafka does the same)
+            for queue in self._queues.values():
+                queue.wakeup.set()
         await self._budget.acquire(size)
         if self._closed:  # closed while this send waited for room
             self._budget.release(size)
