@@ -6,7 +6,7 @@ STATE_DIR ?= $(HOME)/.local/state/goqueue
 BACKEND ?= auto
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help install system-deps binaries lint test test-unit test-integration e2e e2e-local e2e-kind up down bench proto
+.PHONY: help install system-deps bench-deps binaries lint test test-unit test-integration e2e e2e-local e2e-kind up down bench proto
 
 help:
 	@echo "make up      start GoQueue: operator + 3 brokers on kind (BACKEND=local: the local control plane)"
@@ -19,13 +19,19 @@ install: system-deps
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
 # Debian packages the tests use: nss_wrapper gives broker processes the pods' DNS names (docs/CONTROL_PLANE.md);
-# prometheus ships promtool (alert rules are checked and unit-tested with it); redis-server and rabbitmq-server are
-# the benchmarks' references (bench/produce_consume.py, bench/references.py; no test needs them); iproute2 builds
+# prometheus ships promtool (alert rules are checked and unit-tested with it); iproute2 builds
 # the network-partition test's namespaces; docker.io runs the images and kind (its daemon is started by the harness
 # when none runs), mmdebstrap makes base images from Debian packages where no registry answers, libseccomp-dev +
 # pkg-config build runc for the kind node image (docs/KIND.md).
 system-deps:
-	@missing=""; for p in libnss-wrapper prometheus redis-server rabbitmq-server iproute2 docker.io mmdebstrap libseccomp-dev pkg-config; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in libnss-wrapper prometheus iproute2 docker.io mmdebstrap libseccomp-dev pkg-config; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+# The benchmarks' references (bench/produce_consume.py, bench/references.py), which no test needs: kept out of
+# `make test` so CI installs (and, on a host with systemd, starts) no database it does not use.
+bench-deps:
+	@missing=""; for p in redis-server rabbitmq-server; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
@@ -78,5 +84,5 @@ up: install binaries
 down:
 	PYTHONPATH=harness $(PYTHON) -m goqueue_harness make-down
 
-bench:
+bench: bench-deps
 	$(PYTHON) bench/produce_consume.py

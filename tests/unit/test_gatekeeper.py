@@ -138,3 +138,37 @@ def test_a_user_deleted_during_the_exchange_gets_no_working_session() -> None:
     finished = gatekeeper.scram_finish(started.exchange_id, client_final(exchange, started.server_first))
     with pytest.raises(Unauthenticated, match="deleted"):
         gatekeeper.principal(f"Bearer {finished.token}")
+
+
+def test_two_brokers_answer_an_unknown_user_as_they_answer_a_real_one() -> None:
+    """Asking two brokers of one cluster must not tell a real user (one stored salt) from a made-up name: the
+    made-up credential is derived alike on every broker, so both answer it with the same salt too."""
+    state, clock = empty_state(), Clock()
+    save_user(state, "alice", "pw")
+    settings = load_settings(None, CLUSTER)
+
+    def salt(name: str, broker: Gatekeeper) -> str:
+        server_first = broker.scram_start(Credentials(name, "guess").exchange().client_first).server_first
+        return dict(part.split("=", 1) for part in server_first.split(","))["s"]
+
+    one, two = keeper(settings, state, clock), keeper(settings, state, clock)
+    assert salt("alice", one) == salt("alice", two)
+    assert salt("mallory", one) == salt("mallory", two)
+    other_cluster = keeper(load_settings(None, {**CLUSTER, "GOQUEUE_CLUSTER_PASSWORD": "other"}), state, clock)
+    assert salt("mallory", other_cluster) != salt("mallory", one)
+
+
+def test_the_admins_salt_does_not_depend_on_the_cluster_password(tmp_path: Path) -> None:
+    """server-first hands the salt to anyone naming the admin: one computed from cluster.password would let them
+    test guesses of that password offline at hash speed."""
+    secret = tmp_path / "admin-password"
+    secret.write_text("admin-pw\n")
+    admin = {"GOQUEUE_SECURITY_ADMINUSER": "root", "GOQUEUE_SECURITY_ADMINPASSWORDFILE": str(secret)}
+    state, clock = empty_state(), Clock()
+
+    def salt(password: str) -> str:
+        broker = keeper(load_settings(None, {**CLUSTER, **admin, "GOQUEUE_CLUSTER_PASSWORD": password}), state, clock)
+        server_first = broker.scram_start(Credentials("root", "admin-pw").exchange().client_first).server_first
+        return dict(part.split("=", 1) for part in server_first.split(","))["s"]
+
+    assert salt("cluster-one") == salt("cluster-two")

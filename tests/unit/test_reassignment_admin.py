@@ -15,6 +15,7 @@ from goqueue.config import Settings
 from goqueue.errors import InvalidRequest
 from goqueue.metrics import BrokerMetrics
 from goqueue.models import ReassignmentGoals, ReplicaMove, TopicCreate, TopicPartition
+from goqueue.records import RecordIn
 from goqueue.replication import commands
 from goqueue.server import compose_broker
 
@@ -63,6 +64,38 @@ def test_plan_execute_progress_cancel(tmp_path: Path) -> None:
             assert await admin.cancel_reassignment([]) == (1, [])
             assert (admin.progress().done, admin.progress().throttle) == (True, None)
             assert broker.membership.view.partition("t", 0)["replicas"] == [0]  # type: ignore[index]
+        finally:
+            await broker.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_partition_moved_to_fewer_replicas_takes_acks_all_writes_before_its_topic_follows(tmp_path: Path) -> None:
+    """Replication factor 2 → 1 with min.insync.replicas 2: partition 0 has moved (one replica, in sync), partition
+    1 still moves, so the topic's factor is still 2. Partition 0 must take acks=all writes: min.insync never asks
+    for more copies than the partition has."""
+    async def scenario() -> None:
+        broker = await start(tmp_path)
+        try:
+            await broker.membership.propose(commands.register_broker(
+                1, host="127.0.0.9", http_port=1, grpc_port=2, raft_address="127.0.0.9:3", zone=None,
+                directory_id="v1", internal_port=4))
+            await broker.membership.propose(commands.create_topic(  # both led here: broker 1 is metadata only
+                "t", replication_factor=2, config={"minInsyncReplicas": 2}, created_at_s=0.0,
+                assignment={0: [0, 1], 1: [0, 1]}))
+            state = broker.membership.view.partition("t", 0)
+            assert state is not None
+            assert (state["replicas"], state["leader"]) == ([0, 1], 0)
+            await broker.membership.propose(commands.begin_reassignment("t", 0, target=[0],
+                                                                        expected_version=state["version"]))
+            moving = broker.membership.view.partition("t", 0)
+            assert moving is not None
+            await broker.membership.propose(commands.complete_reassignment("t", 0,
+                                                                           expected_version=moving["version"]))
+            await broker.replicas.reconcile()
+            assert broker.registry.get("t").replication_factor == 2  # partition 1 has not moved
+            offsets, _ = await broker.produce("t", [RecordIn(None, b"v", [])], partition=0)
+            assert offsets == [(0, 0)]
         finally:
             await broker.stop()
 

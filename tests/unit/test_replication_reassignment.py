@@ -164,6 +164,14 @@ def test_the_throttle_is_stored_for_every_broker_and_cleared_with_the_last_move(
         apply_command(state, cmds.set_replication_throttle(0))
 
 
+def test_deleting_the_topic_of_the_last_move_clears_the_throttle() -> None:
+    state = with_topic(cluster(3), {0: [0]})
+    apply_command(state, cmds.set_replication_throttle(10 * 2**20))
+    apply_command(state, cmds.begin_reassignment("t", 0, target=[1], expected_version=0))
+    apply_command(state, cmds.delete_topic("t"))
+    assert "replication_throttle" not in state
+
+
 # -- proposals -------------------------------------------------------------------------------------------------
 
 def replica_counts(state: MetadataState, moves: Any = ()) -> Counter[int]:

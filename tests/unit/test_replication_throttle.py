@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from goqueue.replicas.throttle import ThrottleBucket, fetchable
+from goqueue.replicas.throttle import ThrottleBucket, copy_is_throttled, fetchable
 
 pytestmark = pytest.mark.unit
 
@@ -68,3 +68,14 @@ def test_idle_time_earns_no_burst() -> None:
     bucket.spend(10 * MIB)
     assert bucket.allows()
     assert bucket.wait_s() == 0.0
+
+
+def test_only_a_new_replica_still_copying_is_throttled() -> None:
+    """Once a new replica is in the ISR every acks=all write waits for it: throttling it then would slow every
+    producer to the throttle and drop it from the ISR again."""
+    moving: dict[str, object] = {"replicas": [0, 1, 2], "leader": 0, "leader_epoch": 0, "isr": [0, 1], "version": 1,
+                                 "target_replicas": [0, 2], "adding_replicas": [2], "removing_replicas": [1]}
+    assert copy_is_throttled(moving, 2)  # type: ignore[arg-type]
+    assert not copy_is_throttled(moving, 1)  # type: ignore[arg-type]  # an original replica
+    assert not copy_is_throttled({**moving, "isr": [0, 1, 2]}, 2)  # type: ignore[arg-type]  # caught up
+    assert not copy_is_throttled(None, 2)

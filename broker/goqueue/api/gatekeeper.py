@@ -30,6 +30,8 @@ from goqueue.security.scram import ScramCredential, ScramError
 
 log = logging.getLogger(__name__)
 
+UNKNOWN_USER_CONTEXT = b"goqueue scram unknown-user credentials v1"
+
 BEARER = "bearer "
 
 
@@ -86,7 +88,10 @@ class Gatekeeper:
         password = settings.cluster.password
         # A cluster shares its token key (derived from its Raft password); a lone broker without one makes its own.
         self._signer = tokens.TokenSigner(tokens.cluster_key(password) if password else tokens.random_key())
-        self._unknown_user_key = tokens.random_key()
+        # Made-up credentials for unknown user names: alike on every broker of a cluster, so asking two brokers
+        # cannot tell a real user (the same salt everywhere) from a made-up one.
+        self._unknown_user_key = (tokens.cluster_key(password, UNKNOWN_USER_CONTEXT) if password
+                                  else tokens.random_key())
         self._exchanges = ExchangeTable(clock)
         self._admin = _admin_credential(settings)
         if self._admin is not None:
@@ -184,6 +189,8 @@ def _admin_credential(settings: Settings) -> tuple[str, ScramCredential] | None:
         password = path.read_text().strip()
     except OSError as exc:
         raise OSError(f"security.adminPasswordFile {path}: {exc.strerror}") from exc
-    context = f"goqueue admin salt {settings.cluster.password or ''} {name}"
+    # A salt need not be secret, and must not be derived from one: server-first hands it to anyone who names the
+    # admin, and a salt computed from cluster.password would let them test password guesses at hash speed offline.
+    context = f"goqueue admin salt {name}"
     salt = hashlib.sha256(context.encode()).digest()[:scram.SALT_BYTES]
     return name, scram.make_credential(password, salt=salt)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from goqueue.config import Settings
-from goqueue.errors import GoQueueError, NotLeader
+from goqueue.errors import GoQueueError, NotLeader, NotReady
 from goqueue.replication import commands
 from goqueue.replication.commands import Command
 from goqueue.replication.controller import plan_leadership, plan_reassignments
@@ -35,6 +35,10 @@ from goqueue.security.broker_credential import BrokerSigner
 log = logging.getLogger(__name__)
 
 CONTROLLER_TICK_S = 0.25
+# Commands the previous release (5ee38ad, before the internal listener) does not know; see `propose`.
+UNKNOWN_TO_PREVIOUS_VERSION = frozenset({
+    "begin_reassignment", "complete_reassignment", "cancel_reassignment", "set_replication_throttle",
+    "upsert_user", "delete_user", "add_acl", "remove_acl"})
 READY_POLL_S = 0.05
 
 
@@ -152,6 +156,11 @@ class ClusterMembership:
 
     async def propose(self, command: Command) -> CommandResult:
         assert self.raft is not None
+        if command["op"] in UNKNOWN_TO_PREVIOUS_VERSION and (legacy := self.legacy_peers()):
+            # A broker of the previous version refuses a command it does not know and keeps its state as it was,
+            # while this version applies it: the two would disagree from then on (partition versions, then ISRs).
+            raise NotReady(f"metadata change {command['op']} refused while brokers {legacy} still run the previous "
+                           "version: finish the rolling upgrade first, then retry")
         return await self.raft.propose(command)
 
     async def propose_retrying(self, command: Command, attempts: int = 20) -> CommandResult:

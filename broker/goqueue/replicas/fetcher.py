@@ -19,7 +19,7 @@ from goqueue.cluster.membership import ClusterMembership, log_task_death
 from goqueue.config import Settings
 from goqueue.errors import FencedLeaderEpoch, GoQueueError, NotLeader
 from goqueue.replicas.partition import Partition, Role
-from goqueue.replicas.throttle import ThrottleBucket, fetchable
+from goqueue.replicas.throttle import ThrottleBucket, copy_is_throttled, fetchable
 from goqueue.replication.epochs import UNDEFINED
 from goqueue.replication.peers import ReplicaFetchRequest
 from goqueue.storage.batch import BatchHeader, InvalidBatch, iter_headers
@@ -64,9 +64,7 @@ class ReplicaFetcherManager:
         return [p for p in self._following_all() if p.leader_id == leader_id]
 
     def _adding_here(self, partition: Partition) -> bool:
-        """Is this replica a new one of a reassignment (so its copy is throttled)?"""
-        state = self.membership.view.partition(partition.topic, partition.index)
-        return state is not None and self.broker_id in state.get("adding_replicas", ())
+        return copy_is_throttled(self.membership.view.partition(partition.topic, partition.index), self.broker_id)
 
     async def _throttled(self, partitions: list[Partition]) -> tuple[list[Partition], set[Partition]]:
         """The partitions to fetch now, and which of them count against the throttle (waits while only throttled

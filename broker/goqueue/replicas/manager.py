@@ -83,6 +83,7 @@ class ReplicaManager:
         self._reconcile_task: asyncio.Task[None] | None = None
         self._reconcile_again = False
         self._reconcile_lock = asyncio.Lock()  # one reconcile at a time: two would open one log twice
+        self._opening: asyncio.Future[list[PartitionKey]] | None = None  # logs being opened on a worker thread
         self._writer = LogWriter(
             settings.storage.fsync, self._on_round, queue_max=settings.storage.write_queue_max,
             fsync_interval_s=settings.storage.fsync_interval_s, observe_fsync=metrics.fsync.observe)
@@ -117,6 +118,8 @@ class ReplicaManager:
         if self._reconcile_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reconcile_task
+        if self._opening is not None:  # its logs are in the table once it returns, so the stop closes them
+            await asyncio.wait([self._opening])
 
     def stop_writer(self) -> None:
         """Blocking: finish queued writes (call from a worker thread)."""
@@ -156,7 +159,11 @@ class ReplicaManager:
                     wanted[(name, int(index))] = (topics[name], partition_state)
         to_open = [key for key in wanted if key not in self.partitions and key not in self.offline]
         if to_open:
-            quarantined = await asyncio.to_thread(self._open_replicas, [(wanted[k][0], k[1]) for k in to_open])
+            # Shielded: a cancelled start (a stop while starting) must not leave this thread opening logs while
+            # the stop closes them; `stop_following` waits for it.
+            self._opening = asyncio.ensure_future(
+                asyncio.to_thread(self._open_replicas, [(wanted[k][0], k[1]) for k in to_open]))
+            quarantined = await asyncio.shield(self._opening)
             for key in quarantined:
                 try:
                     await self.membership.propose(commands.leave_isr(*key, self.broker_id))
@@ -244,9 +251,11 @@ class ReplicaManager:
     # -- the local write path --------------------------------------------------------------------------------
 
     def check_insync(self, meta: TopicMeta, leader: Partition) -> None:
-        """acks=all: refuse before writing when the ISR is below min.insync.replicas."""
+        """acks=all: refuse before writing when the ISR is below min.insync.replicas — never more than the copies
+        the partition has: while a replication factor goes down, a partition already moved to fewer replicas takes
+        writes before its topic's factor follows (once every partition has moved)."""
         needed = min(meta.config.min_insync_replicas or self.settings.replication.min_insync_replicas,
-                     meta.replication_factor)
+                     meta.replication_factor, len(leader.replicas))
         if len(leader.isr) < needed:
             raise NotEnoughReplicas(f"{meta.name}/{leader.index} has {len(leader.isr)} in-sync replicas "
                                     f"{leader.isr}; min.insync.replicas is {needed}")

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from goqueue.replication.view import PartitionView
+
 T = TypeVar("T")
 
 
@@ -56,3 +58,10 @@ def fetchable(partitions: Sequence[T], throttled: Callable[[T], bool], bucket: T
     if bucket.allows():
         return list(partitions)
     return [p for p in partitions if not throttled(p)]
+
+
+def copy_is_throttled(state: PartitionView | None, broker_id: int) -> bool:
+    """Is `broker_id`'s replica a new one of a reassignment still copying (so its fetches count against the
+    throttle)? Once in the ISR it is not: every acks=all write then waits for it, and a throttled in-sync replica
+    would slow every producer and fall out of the ISR again (Kafka exempts in-sync replicas too)."""
+    return state is not None and broker_id in state.get("adding_replicas", ()) and broker_id not in state["isr"]

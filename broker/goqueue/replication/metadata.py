@@ -203,6 +203,7 @@ def _new_partition(replicas: list[int]) -> PartitionState:
 def _delete_topic(state: MetadataState, cmd: cmds.DeleteTopic) -> None:
     if state["topics"].pop(cmd["name"], None) is None:
         raise MetadataConflict(f"topic {cmd['name']!r} does not exist")
+    _drop_throttle_unless_moving(state)  # the topic may have held the last partitions still moving
 
 
 def _grow_partitions(state: MetadataState, cmd: cmds.GrowPartitions) -> None:
@@ -364,9 +365,14 @@ def _cancel_reassignment(state: MetadataState, cmd: cmds.CancelReassignment) -> 
 def _end_reassignment(state: MetadataState, partition: PartitionState) -> None:
     for key in ("target_replicas", "adding_replicas", "removing_replicas"):
         partition.pop(key, None)  # type: ignore[misc]  # NotRequired keys: removed when the move ends
+    _drop_throttle_unless_moving(state)
+
+
+def _drop_throttle_unless_moving(state: MetadataState) -> None:
+    """The last reassignment takes its throttle with it (completed, cancelled, or its topic deleted or restored)."""
     moving = any("target_replicas" in p for t in state["topics"].values() for p in t["partition_state"].values())
     if not moving:
-        state.pop("replication_throttle", None)  # the last reassignment took its throttle with it
+        state.pop("replication_throttle", None)
 
 
 def _set_replication_throttle(state: MetadataState, bytes_per_s: int | None) -> None:
@@ -395,6 +401,7 @@ def _restore(state: MetadataState, cmd: cmds.Restore) -> None:
     """Replace topics and groups from a metadata backup (brokers stay as registered)."""
     state["topics"] = copy.deepcopy(cmd["topics"])
     state["groups"] = copy.deepcopy(cmd["groups"])
+    _drop_throttle_unless_moving(state)
 
 
 def _delete_user(state: MetadataState, cmd: cmds.DeleteUser) -> None:

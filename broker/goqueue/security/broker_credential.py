@@ -115,6 +115,10 @@ class BrokerVerifier:
         self._receiver = receiver
         self._clock = clock
         self._seen = _SeenNonces(nonce_capacity)
+        # The nonces a previous process accepted are gone: a request signed before this verifier existed could be
+        # a replay of one of them (captured in the 30 s before a restart), so it is stale. The cost: for its first
+        # seconds a restarted broker refuses (retriably, once) requests from a peer whose clock is behind its own.
+        self._seen.floor_s = clock() - 0.001  # timestamps are whole milliseconds: this one's own is not "before"
 
     def verify(self, credential: str | None, method: str, target: bytes, body: bytes) -> int:
         """The signing broker's id; raises Unauthenticated for anything but a fresh, valid, first-seen credential."""

@@ -31,9 +31,9 @@ class Session:
     credential_tag: str
 
 
-def cluster_key(password: str) -> bytes:
-    """The signing key every broker of a cluster derives alike (never the password itself)."""
-    return hmac.new(password.encode(), KEY_CONTEXT, hashlib.sha256).digest()
+def cluster_key(password: str, context: bytes = KEY_CONTEXT) -> bytes:
+    """A key every broker of a cluster derives alike from its password, one per `context` (never the password)."""
+    return hmac.new(password.encode(), context, hashlib.sha256).digest()
 
 
 def random_key() -> bytes:
