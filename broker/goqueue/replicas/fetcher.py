@@ -120,6 +120,8 @@ class ReplicaFetcherManager:
         else:
             _, end = await self.membership.peers.epoch_end_offset(leader_url, partition.topic, partition.index,
                                                                   epoch)
+            if partition.role is not Role.FOLLOWER:
+                return  # dropped (its log deleted: a reassignment moved it away) or re-roled while we asked
             target = plog.log_end_offset if end == UNDEFINED else end
         if target < plog.log_end_offset:
             log.warning("replica.truncated", extra={"topic": partition.topic, "partition": partition.index,
@@ -146,6 +148,8 @@ class ReplicaFetcherManager:
         if appended:
             await asyncio.to_thread(_append_and_sync, appended)
         for partition, data, hwm in appended:
+            if partition.role is not Role.FOLLOWER:
+                continue  # dropped or re-roled while the worker thread appended
             for header in _headers(data):
                 partition.epochs.assign(header.leader_epoch, header.base_offset)
             plog = partition.log
