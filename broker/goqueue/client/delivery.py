@@ -15,8 +15,12 @@ group calls' shorter retry loop (NOT_COORDINATOR and friends, a few attempts) us
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from goqueue.errors import GoQueueError, OutOfOrderSequence
 
@@ -56,6 +60,25 @@ class DeliveryPolicy:
             return error
         return type(error)(f"{error.message} (gave up after {attempts} attempts: delivery timeout "
                            f"{self.timeout_s:g}s)", **error.details)
+
+
+T = TypeVar("T")
+
+
+async def call_retrying(call: Callable[[], Awaitable[T]], policy: DeliveryPolicy, deadline: float,
+                        rng: random.Random) -> T:
+    """`call()`, again after each retriable error with back-off, until it answers or `deadline` (monotonic) would
+    pass; a final error, or the last one, is raised."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except GoQueueError as exc:
+            delay = policy.retry_delay(exc, attempt, deadline - time.monotonic(), rng)
+            if delay is None:
+                raise
+            await asyncio.sleep(delay)
+            attempt += 1
 
 
 def partly_written(error: GoQueueError, written: int, total: int) -> GoQueueError:

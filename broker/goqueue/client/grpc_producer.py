@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from goqueue.client.delivery import DeliveryPolicy, partly_written
+from goqueue.client.delivery import DeliveryPolicy, call_retrying, partly_written
 from goqueue.client.idempotence import ProducerSession
 from goqueue.client.partitioner import PartitionCounts, plan_partitions
 from goqueue.errors import GoQueueError, InvalidRequest, OutOfOrderSequence, PartitionNotFound
@@ -79,19 +79,10 @@ class GrpcProducer:
         cached = None if fresh else self._counts.cached(topic, time.monotonic())
         if cached is not None:
             return cached
-        attempt = 0
-        while True:
-            try:
-                count = (await self.client.describe_topic(topic, details=False)).partitions
-            except GoQueueError as exc:
-                delay = self.delivery.retry_delay(exc, attempt, deadline - time.monotonic(), self._rng)
-                if delay is None:
-                    raise
-                await asyncio.sleep(delay)
-                attempt += 1
-                continue
-            self._counts.remember(topic, count, time.monotonic())
-            return count
+        described = await call_retrying(lambda: self.client.describe_topic(topic, details=False), self.delivery,
+                                        deadline, self._rng)
+        self._counts.remember(topic, described.partitions, time.monotonic())
+        return described.partitions
 
     async def _deliver(self, topic: str, records: list[RecordIn], partition: int, acks: Acks,
                        deadline: float) -> ProduceResponse:

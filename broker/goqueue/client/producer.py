@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from goqueue.client.batch_transport import BatchTransport
 from goqueue.client.byte_budget import ByteBudget
-from goqueue.client.delivery import DeliveryPolicy
+from goqueue.client.delivery import DeliveryPolicy, call_retrying
 from goqueue.client.idempotence import ProducerSession, ProducerStamp
 from goqueue.client.partitioner import PartitionCounts
 from goqueue.client.producer_queue import Acknowledgement, PartitionQueue, Pending
@@ -186,19 +186,9 @@ class Producer:
 
     async def _look_up(self, topic: str) -> int:
         deadline = time.monotonic() + self._delivery.timeout_s
-        attempt = 0
-        while True:
-            try:
-                count = await self.transport.partition_count(topic)
-            except GoQueueError as exc:
-                delay = self._delivery.retry_delay(exc, attempt, deadline - time.monotonic(), self._rng)
-                if delay is None:
-                    raise
-                await asyncio.sleep(delay)
-                attempt += 1
-                continue
-            self._counts.remember(topic, count, time.monotonic())
-            return count
+        count = await call_retrying(lambda: self.transport.partition_count(topic), self._delivery, deadline, self._rng)
+        self._counts.remember(topic, count, time.monotonic())
+        return count
 
     # -- sending -----------------------------------------------------------------------------------------------
 
