@@ -32,8 +32,9 @@ from typing import IO, Any
 
 from goqueue_harness.binaries import BinDir
 from goqueue_harness.controlplane import ControlPlane
+from goqueue_harness.demo import helm_pod_annotations
 from goqueue_harness.docker import DockerUnavailable, ensure_docker
-from goqueue_harness.images import build_broker_and_operator
+from goqueue_harness.images import IMAGE_ID_ANNOTATION, build_broker_and_operator
 from goqueue_harness.kind import KindCluster
 from goqueue_harness.kind_storage import CLASS_NAME as EXPANDABLE_CLASS
 from goqueue_harness.kubelet.daemon import kubelet_dir, kubelet_running, start_kubelet, stop_kubelet
@@ -126,7 +127,12 @@ class Backend(ABC):
 
     def install_operator(self) -> None:
         """The operator as a user installs it: `helm install goqueue-operator charts/goqueue-operator` (its CRDs
-        come with it), with this backend's values and short reconcile intervals (scenarios wait less)."""
+        come with it), with this backend's values and short reconcile intervals (scenarios wait less). On a
+        cluster kept from an earlier run the CRDs are applied first, as a user upgrading does: helm never updates
+        them, and scenarios would run against the earlier schema."""
+        crds = OPERATOR_CHART / "crds"
+        if self.kubectl("get", "crd", "goqueueclusters.goqueue.io", "--ignore-not-found", "-o", "name").strip():
+            self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=goqueue-e2e", "-f", str(crds))
         self.helm("upgrade", "--install", OPERATOR_RELEASE, str(OPERATOR_CHART), "--create-namespace", "--wait",
                   f"--timeout={HELM_TIMEOUT_S - 30}s", *OPERATOR_TIMING, *self.operator_values(),
                   namespace=OPERATOR_NAMESPACE)
@@ -339,6 +345,7 @@ class KindBackend(Backend):
         self._forwards: dict[tuple[str, str], PortForward] = {}
         self._forwards_lock = threading.Lock()
         self._collector: LogCollector | None = None
+        self._operator_image_id = ""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -352,8 +359,12 @@ class KindBackend(Backend):
     def _build_and_load_images(self) -> None:
         broker_tags = [f"{self.IMAGE_REPOSITORY}:{v}" for v in VERSIONS]
         operator_tag = f"{self.OPERATOR_IMAGE_REPOSITORY}:{VERSIONS[0]}"
-        build_broker_and_operator(broker_tags, [operator_tag], version=VERSIONS[0])
+        _, operator = build_broker_and_operator(broker_tags, [operator_tag], version=VERSIONS[0])
         self.cluster.load(*broker_tags, operator_tag)
+        # The tag stays while the build changes: on a kept cluster only a new pod template replaces an operator
+        # pod still running an earlier build (it did once, and every scenario saw the old operator's brokers).
+        # Broker pods are created anew in each run's namespaces.
+        self._operator_image_id = operator.short_id
 
     def stop(self) -> None:
         for forward in self._forwards.values():
@@ -375,7 +386,7 @@ class KindBackend(Backend):
     def operator_values(self) -> list[str]:
         return ["--set", f"image.repository={self.OPERATOR_IMAGE_REPOSITORY}", "--set", f"image.tag={VERSIONS[0]}",
                 "--set", "image.pullPolicy=IfNotPresent", "--set", f"brokerImageRepository={self.IMAGE_REPOSITORY}",
-                "--set", "metrics.bind=All"]
+                "--set", "metrics.bind=All", *helm_pod_annotations({IMAGE_ID_ANNOTATION: self._operator_image_id})]
 
     def plain_chart_values(self) -> list[str]:
         return ["--set", f"image.repository={self.IMAGE_REPOSITORY}", "--set", f"image.tag={VERSIONS[0]}",

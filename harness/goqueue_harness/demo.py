@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from goqueue_harness.binaries import BinDir, Versions
+from goqueue_harness.images import IMAGE_ID_ANNOTATION
 from goqueue_harness.kubeapi import JSON
 from goqueue_harness.kubelet.logs import container_log
 
@@ -76,9 +77,10 @@ def _run(argv: list[str], input_text: str | None) -> str:
     return proc.stdout
 
 
-def sample_manifests(*, bind_pod_ip: bool = True) -> list[JSON]:
+def sample_manifests(*, bind_pod_ip: bool = True, broker_pod_annotations: dict[str, str] | None = None) -> list[JSON]:
     """operator/deploy/samples/goqueue.yaml; on the local control plane with the brokers bound to their pod IPs
-    (pods share the machine's ports there), on kind as it is."""
+    (pods share the machine's ports there), on kind as it is. `broker_pod_annotations` go on the broker pods (on
+    kind: the id of the image just built, so a rerun rolls brokers still running an earlier build)."""
     docs: list[JSON] = [d for d in yaml.safe_load_all(SAMPLE.read_text()) if d]
     for doc in docs:
         if doc["kind"] == "GoQueueCluster":
@@ -87,17 +89,30 @@ def sample_manifests(*, bind_pod_ip: bool = True) -> list[JSON]:
             # Sized for one small node (a 2-core laptop or CI machine): the defaults' CPU requests of three brokers
             # and the operator do not fit beside kind's control plane.
             doc["spec"].setdefault("resources", DEMO_RESOURCES)
+            if broker_pod_annotations:
+                doc["spec"].setdefault("pod", {}).setdefault("annotations", {}).update(broker_pod_annotations)
     return docs
 
 
-def install_operator(tools: Tools, namespace: str) -> None:
-    """The CRDs (server-side apply, so a rerun after a CRD change updates them: helm never does), then the chart."""
+def install_operator(tools: Tools, namespace: str, pod_annotations: dict[str, str] | None = None) -> None:
+    """The CRDs (server-side apply, so a rerun after a CRD change updates them: helm never does), then the chart;
+    `pod_annotations` on the operator's pod (on kind: the id of the image just built, see images.py)."""
     crds = CHART / "crds"
     tools.kubectl("apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}", "-f", str(crds))
     names = [d["metadata"]["name"] for f in sorted(crds.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
     tools.kubectl("wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names])
     tools.helm("upgrade", "--install", RELEASE, str(CHART), "-n", OPERATOR_NAMESPACE, "--create-namespace",
-               "--skip-crds", "--set", f"watchNamespaces={{{namespace}}}", "--wait", "--timeout", "180s")
+               "--skip-crds", "--set", f"watchNamespaces={{{namespace}}}", *helm_pod_annotations(pod_annotations or {}),
+               "--wait", "--timeout", "180s")
+
+
+def helm_pod_annotations(annotations: dict[str, str]) -> list[str]:
+    """`--set-string podAnnotations.<key>=<value>` for each (dots in a key escaped, as helm's --set wants)."""
+    args: list[str] = []
+    for key, value in annotations.items():
+        escaped = key.replace(".", "\\.")
+        args += ["--set-string", f"podAnnotations.{escaped}={value}"]
+    return args
 
 
 def _ready(obj: JSON) -> bool:
@@ -115,15 +130,18 @@ def _operator_log_tail(tools: Tools, kubelet_dir: Path | None) -> str:
 
 
 def run_demo(bins: BinDir, kubeconfig: Path, kubelet_dir: Path | None, *, namespace: str = DEMO_NAMESPACE,
-             timeout_s: float = 300.0) -> DemoCluster:
+             timeout_s: float = 300.0, image_ids: dict[str, str] | None = None) -> DemoCluster:
     """Install the operator, apply the sample, wait until the cluster, its topics and groups are Ready.
-    ``kubelet_dir`` is the process-kubelet's (the local control plane), None on kind."""
+    ``kubelet_dir`` is the process-kubelet's (the local control plane), None on kind; ``image_ids`` (kind) the
+    `operator` and `broker` images' short ids, annotated on their pods (images.IMAGE_ID_ANNOTATION)."""
     tools = Tools(bins, kubeconfig)
     # The namespace first: the chart puts the operator's Role (and RoleBinding) into every namespace it serves.
     tools.kubectl("apply", "-f", "-", input_text=json.dumps(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
-    install_operator(tools, namespace)
-    docs = sample_manifests(bind_pod_ip=kubelet_dir is not None)
+    ids = image_ids or {}
+    install_operator(tools, namespace, {IMAGE_ID_ANNOTATION: ids["operator"]} if "operator" in ids else None)
+    docs = sample_manifests(bind_pod_ip=kubelet_dir is not None,
+                            broker_pod_annotations={IMAGE_ID_ANNOTATION: ids["broker"]} if "broker" in ids else None)
     tools.kubectl("apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump_all(docs))
     wanted = [(d["kind"].lower(), d["metadata"]["name"]) for d in docs]
     deadline = time.monotonic() + timeout_s

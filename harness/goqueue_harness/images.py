@@ -18,6 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 KIND_DIR = Path(__file__).resolve().parents[1] / "kind"
 PUBLIC_BASE = "python:3.11-slim-bookworm"
 BUILD_TIMEOUT_S = 1800
+# On the pods that run a locally built image: its id. A rebuilt image keeps its tag, so on a reused cluster only a
+# changed pod template (this annotation) makes Kubernetes replace pods still running the previous build.
+IMAGE_ID_ANNOTATION = "goqueue.io/image-id"
 
 
 class ImageBuildError(RuntimeError):
@@ -29,6 +32,11 @@ class Built:
     tag: str
     seconds: float
     size_bytes: int
+    image_id: str  # `sha256:…`: what a tag meant when it was built (a reused cluster must roll pods when it changes)
+
+    @property
+    def short_id(self) -> str:
+        return self.image_id.removeprefix("sha256:")[:12]
 
 
 def _run(argv: list[str], *, timeout_s: float = BUILD_TIMEOUT_S) -> str:
@@ -73,8 +81,8 @@ def build(dockerfile: str, tags: list[str], *, version: str, base: str | None = 
     for tag in tags:
         argv += ["-t", tag]
     _run([*argv, "."])
-    size = int(_run(["docker", "image", "inspect", "-f", "{{.Size}}", tags[0]]).strip())
-    return Built(tags[0], time.monotonic() - started, size)
+    image_id, size = _run(["docker", "image", "inspect", "-f", "{{.Id}} {{.Size}}", tags[0]]).split()
+    return Built(tags[0], time.monotonic() - started, int(size), image_id)
 
 
 def build_broker_and_operator(broker_tags: list[str], operator_tags: list[str], *, version: str,

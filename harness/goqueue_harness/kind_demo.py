@@ -43,10 +43,13 @@ def up(timeout_s: float = 600.0) -> str:
           f"({time.monotonic() - started:.0f}s)", file=sys.stderr)
     broker_repo, operator_repo, version = chart_images()
     broker_tag, operator_tag = f"{broker_repo}:{version}", f"{operator_repo}:{version}"
-    for built in build_broker_and_operator([broker_tag], [operator_tag], version=version):
-        print(f"image {built.tag}: {built.size_bytes / 1e6:.0f} MB, built in {built.seconds:.0f}s", file=sys.stderr)
+    broker, operator = build_broker_and_operator([broker_tag], [operator_tag], version=version)
+    for built in (broker, operator):
+        print(f"image {built.tag} ({built.short_id}): {built.size_bytes / 1e6:.0f} MB, built in {built.seconds:.0f}s",
+              file=sys.stderr)
     cluster.load(broker_tag, operator_tag)
-    demo = run_demo(bins, cluster.kubeconfig, None, namespace=DEMO_NAMESPACE, timeout_s=timeout_s)
+    demo = run_demo(bins, cluster.kubeconfig, None, namespace=DEMO_NAMESPACE, timeout_s=timeout_s,
+                    image_ids={"broker": broker.short_id, "operator": operator.short_id})
     print(f"operator and GoQueueCluster ready ({time.monotonic() - started:.0f}s in all)", file=sys.stderr)
     return next_steps_kind(demo, bins, cluster.kubeconfig, CLUSTER_NAME)
 

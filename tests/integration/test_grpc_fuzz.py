@@ -215,7 +215,8 @@ def _message_class(descriptor: Any) -> Any:
     return cls
 
 
-def _call(channel: grpc.Channel, method: Any, requests: list[Any]) -> grpc.StatusCode:
+def _call(channel: grpc.Channel, method: Any, requests: list[Any]) -> tuple[grpc.StatusCode, str]:
+    """The call's status code and details (the details say which failure it was when a code is wrong)."""
     path = f"/{SERVICE.full_name}/{method.name}"
     request_type = _message_class(method.input_type)
     response_type = _message_class(method.output_type)
@@ -231,9 +232,9 @@ def _call(channel: grpc.Channel, method: Any, requests: list[Any]) -> grpc.Statu
                 pass
         else:
             call(argument, timeout=CALL_TIMEOUT_S)
-    except grpc.RpcError as exc:
-        return exc.code()  # type: ignore[no-any-return]  # grpc's RpcError is also a Call
-    return grpc.StatusCode.OK
+    except grpc.RpcError as exc:  # grpc's RpcError is also a Call
+        return exc.code(), exc.details() or ""
+    return grpc.StatusCode.OK, ""
 
 
 @pytest.mark.parametrize("method_name", [method.name for method in SERVICE.methods])
@@ -249,9 +250,9 @@ def test_no_method_answers_internal(fuzz_broker: BrokerProcess, method_name: str
         @settings(max_examples=EXAMPLES_PER_METHOD, derandomize=True, deadline=None, database=None,
                   phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
         def call(batch: list[Any]) -> None:
-            code = _call(channel, method, batch)
+            code, details = _call(channel, method, batch)
             seen.add(code)
-            assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (method_name, batch)
+            assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (method_name, details, batch)
 
         call()
     assert seen, "the method was called"
@@ -268,8 +269,8 @@ def test_no_edge_value_in_one_field_of_a_valid_request_answers_internal(fuzz_bro
     with grpc.insecure_channel(fuzz_broker.grpc_target) as channel:
         for case, message in one_field_at_its_edges(valid):
             cases += 1
-            code = _call(channel, method, [message])
+            code, details = _call(channel, method, [message])
             if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
-                failures.append(f"{case}: {code.name}")
+                failures.append(f"{case}: {code.name} {details}")
     assert cases > 0
     assert not failures, failures

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from helm_chart import REPO, Helm, Obj, Rendered, RenderFailed
 
+from goqueue_harness.demo import helm_pod_annotations
+from goqueue_harness.images import IMAGE_ID_ANNOTATION
 from goqueue_operator.settings import OperatorSettings, load_settings
 
 pytestmark = pytest.mark.integration  # helm renders and lints: a subprocess
@@ -259,3 +261,12 @@ def test_more_replicas_serving_namespaces_peer_in_each(helm: Helm) -> None:
 ])
 def test_bad_values_are_refused_with_a_clear_message(helm: Helm, args: tuple[str, ...], message: str) -> None:
     assert message in refusal(helm, *args)
+
+
+def test_the_image_id_annotation_of_a_rebuilt_operator_reaches_its_pod_template(helm: Helm) -> None:
+    """make up and the e2e kind backend keep a tag across builds; the annotation (dots escaped for --set) is what
+    makes a kept cluster replace an operator pod still running the previous build."""
+    annotations = {IMAGE_ID_ANNOTATION: "0123456789ab", "example.com/two.dots": "x"}
+    rendered = render(helm, *helm_pod_annotations(annotations))
+    template = rendered.get("Deployment", "goqueue-operator")["spec"]["template"]
+    assert template["metadata"]["annotations"] == annotations
