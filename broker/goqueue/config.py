@@ -20,7 +20,7 @@ import socket
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -321,6 +321,41 @@ class SecuritySection(_Section):
         return self.acls_enabled if self.acls_enabled is not None else not self.anonymous_allowed(peers)
 
 
+TLS_LISTENERS = ("http", "grpc", "internal")
+
+
+class TlsSection(_Section):
+    """TLS of the listeners (docs/SECURITY.md). The files are re-read when they change: a renewed certificate is
+    served without a restart (a Kubernetes Secret volume updates them in place)."""
+
+    cert_file: Path | None = Field(
+        None, alias="certFile", description="PEM certificate chain of this broker, leaf first. Setting it turns TLS "
+        "on for tls.listeners.")
+    key_file: Path | None = Field(None, alias="keyFile", description="PEM private key of certFile.")
+    ca_file: Path | None = Field(
+        None, alias="caFile", description="PEM CA certificates that sign the brokers' certificates: brokers verify "
+        "each other with them on the internal listener, and clients are told to trust them.")
+    client_ca_file: Path | None = Field(
+        None, alias="clientCaFile", description="PEM CA certificates that sign client certificates (mTLS "
+        "authentication on the http and grpc listeners). Default: caFile.")
+    listeners: CommaList = Field(
+        default_factory=lambda: list(TLS_LISTENERS), description="Listeners that speak TLS once certFile is set "
+        "(http, grpc, internal; comma-separated). The internal listener always asks brokers for their certificate.")
+    client_auth: Literal["none", "requested", "required"] = Field(
+        "requested", alias="clientAuth", description="Client certificates on the http and grpc listeners: none, "
+        "requested (a certificate signed by clientCaFile authenticates its CN as User:<CN>; clients without one "
+        "use SCRAM or anonymous access), or required (a connection without one is refused).")
+    reload_check_s: Duration = Field(
+        10.0, alias="reloadCheckInterval", gt=0, description="How often the files are checked for a change "
+        "(at a handshake, at most this often).")
+
+    def enabled_on(self, listener: str) -> bool:
+        return self.cert_file is not None and listener in self.listeners
+
+    def client_cas(self) -> Path | None:
+        return self.client_ca_file or self.ca_file
+
+
 class LogSection(_Section):
     level: str = Field("info", pattern="^(?i)(debug|info|warning|error)$", description="Log level.")
     format: str = Field("auto", pattern="^(auto|json|console)$", description="json when not on a terminal.")
@@ -335,6 +370,7 @@ class Settings(_Section):
     replication: ReplicationSection = ReplicationSection()
     consumers: ConsumersSection = ConsumersSection()
     security: SecuritySection = SecuritySection()
+    tls: TlsSection = TlsSection()
     log: LogSection = LogSection()
 
     @model_validator(mode="after")
@@ -368,6 +404,23 @@ class Settings(_Section):
                 raise ValueError(f"security.superUsers entry {name!r} is not User:<name>")
         if (self.security.admin_user is None) != (self.security.admin_password_file is None):
             raise ValueError("security.adminUser and security.adminPasswordFile go together")
+        return self
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        tls = self.tls
+        if (tls.cert_file is None) != (tls.key_file is None):
+            raise ValueError("tls.certFile and tls.keyFile go together")
+        unknown = [name for name in tls.listeners if name not in TLS_LISTENERS]
+        if unknown:
+            raise ValueError(f"tls.listeners: unknown listener(s) {', '.join(unknown)} "
+                             f"(known: {', '.join(TLS_LISTENERS)})")
+        if tls.enabled_on("internal") and tls.ca_file is None:
+            raise ValueError("tls.caFile is required when the internal listener speaks TLS: brokers verify each "
+                             "other's certificates with it")
+        if tls.cert_file is not None and tls.client_auth != "none" and tls.client_cas() is None:
+            raise ValueError(f"tls.clientAuth={tls.client_auth} needs tls.clientCaFile or tls.caFile (the CA that "
+                             "signs client certificates); or set tls.clientAuth=none")
         return self
 
     def raft_addresses(self) -> tuple[str, list[str]]:

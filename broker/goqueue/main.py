@@ -44,10 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     setup_logging(settings.log.level, settings.log.format)
     install_serialized_resolver()
+    from goqueue.security.tls import TlsConfigError
     from goqueue.server import BrokerServer  # after validation: a bad config answers without loading servers
 
     try:
         asyncio.run(BrokerServer(settings).serve())
+    except TlsConfigError as exc:
+        log.error("broker.start_failed", extra={"reason": str(exc)})
+        print(f"goqueue-broker: unusable TLS files: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         log.error("broker.start_failed", extra={"reason": str(exc)})
         print(f"goqueue-broker: cannot start: {exc}", file=sys.stderr)

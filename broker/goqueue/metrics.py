@@ -95,6 +95,13 @@ class BrokerMetrics:
         self.open_connections = Gauge(
             "goqueue_open_connections", "Open connections per port (http, internal, raft; gRPC's are not observable "
             "from Python).", ["port"], registry=r)
+        self.tls_reloads = Counter(
+            "goqueue_tls_reloads", "Changed TLS files seen: result loaded (new connections use them) or refused "
+            "(unusable, e.g. a key not matching its certificate: the previous files stay in service).", ["result"],
+            registry=r)
+        self.tls_expiry = Gauge(
+            "goqueue_tls_certificate_expiry_timestamp_seconds", "When the certificate this broker serves expires "
+            "(Unix seconds); absent without TLS. Alert well before it (GoQueueTLSCertificateExpiring).", registry=r)
         self.latency_window = LatencyWindow()
         Gauge("goqueue_message_latency_p99", "p99 produce latency in seconds over the last 60 s.",
               registry=r).set_function(self.latency_window.p99)

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import signal
+import ssl
 import time
 from collections.abc import Callable, Generator
 
@@ -37,6 +38,7 @@ from goqueue.replicas.manager import ReplicaManager
 from goqueue.replication.raft import MetadataFactory, RaftMetadata
 from goqueue.replication.raft_transport import TransportLimits
 from goqueue.security.broker_credential import BrokerVerifier, authority
+from goqueue.security.tls import TlsFiles
 from goqueue.storage.log_manager import LogManager, LogPolicy
 
 log = logging.getLogger(__name__)
@@ -51,16 +53,18 @@ class _UvicornServer(uvicorn.Server):
 
 
 def compose_broker(settings: Settings, metrics: BrokerMetrics, clock: Callable[[], float] = time.time,
-                   metadata_factory: MetadataFactory = RaftMetadata) -> Broker:
+                   metadata_factory: MetadataFactory = RaftMetadata, peer_tls: ssl.SSLContext | None = None) -> Broker:
     """Build the broker's parts and wire their callbacks: metadata applied by Raft → replicas reconcile; a topic's
-    settings → its logs' retention policy. Dependencies point one way (broker → replicas → cluster → storage)."""
+    settings → its logs' retention policy. Dependencies point one way (broker → replicas → cluster → storage).
+    `peer_tls`: the context of broker-to-broker https calls (`security/tls.py`)."""
     replicas: ReplicaManager | None = None
 
     def metadata_applied() -> None:
         assert replicas is not None
         replicas.schedule_reconcile()
 
-    membership = ClusterMembership(settings, on_applied=metadata_applied, metadata_factory=metadata_factory)
+    membership = ClusterMembership(settings, on_applied=metadata_applied, metadata_factory=metadata_factory,
+                                   peer_tls=peer_tls)
     registry = TopicRegistry(lambda: membership.state)
     logs = LogManager(settings.storage, settings.retention, metrics,
                       lambda topic: log_policy(settings, registry.topics.get(topic)), clock)
@@ -87,7 +91,16 @@ class BrokerServer:
         self.metrics = BrokerMetrics()
         limits = settings.limits
         refusals = self.metrics.limit_refusals
-        self.broker = compose_broker(settings, self.metrics, metadata_factory=functools.partial(
+        # TLS files read and checked before anything binds: unusable files stop the start with their reason.
+        self.tls = TlsFiles(settings.tls, lambda result: self.metrics.tls_reloads.labels(result).inc()) \
+            if settings.tls.cert_file is not None else None
+        if self.tls is not None:
+            tls = self.tls
+            self.metrics.tls_expiry.set_function(lambda: tls.not_after_s)
+        tls_on = settings.tls.enabled_on
+        self.broker = compose_broker(
+            settings, self.metrics, peer_tls=self.tls.peer_context() if self.tls is not None else None,
+            metadata_factory=functools.partial(
             RaftMetadata, transport_limits=TransportLimits(
                 max_connections=limits.max_raft_connections, max_frame_bytes=limits.raft_max_frame_bytes,
                 first_message_timeout_s=limits.header_timeout_s,
@@ -99,17 +112,24 @@ class BrokerServer:
         self.app = create_app(self.broker, self.groups, self.gatekeeper)
         self.internal_app = create_app(self.broker, self.groups, self.gatekeeper, "internal", BrokerVerifier(
             settings.cluster.password, authority(settings.advertised_host(), settings.broker.internal_port), time.time))
-        self.http = self._listener(self.app, settings.broker.port, "http")
-        self.internal_http = self._listener(self.internal_app, settings.broker.internal_port, "internal")
+        self.http = self._listener(self.app, settings.broker.port, "http", self._server_tls("http"))
+        self.internal_http = self._listener(self.internal_app, settings.broker.internal_port, "internal",
+                                            self._server_tls("internal"))
         self.metrics.open_connections.labels("raft").set_function(self._raft_connections)
-        self.grpc = (GrpcServer(self.broker, settings, self.groups, self.gatekeeper) if settings.broker.grpc_port
-                     else None)
+        grpc_tls = self.tls.grpc_credentials() if self.tls is not None and tls_on("grpc") else None
+        self.grpc = (GrpcServer(self.broker, settings, self.groups, self.gatekeeper, grpc_tls)
+                     if settings.broker.grpc_port else None)
         self._stop = asyncio.Event()
         self._http_tasks: list[asyncio.Task[None]] = []
+        self._tls_reload: asyncio.Task[None] | None = None
 
-    def _listener(self, app: FastAPI, port: int, label: str) -> _UvicornServer:
+    def _server_tls(self, listener: str) -> ssl.SSLContext | None:
+        return self.tls.server_context(listener) if self.tls is not None and self.settings.tls.enabled_on(
+            listener) else None
+
+    def _listener(self, app: FastAPI, port: int, label: str, tls: ssl.SSLContext | None) -> _UvicornServer:
         """One HTTP listener with the broker's connection limits and graceful stop; `label` names its port in the
-        metrics. (A TLS context, when there is one, goes into this Config.)"""
+        metrics; `tls` its server context (reloaded in place by `TlsFiles.check`), None for plaintext."""
         limits, refusals = self.settings.limits, self.metrics.limit_refusals
         config = uvicorn.Config(
             app, host=self.settings.broker.host, port=port, log_config=None,
@@ -119,7 +139,8 @@ class BrokerServer:
             http=guarded_protocol(limits, lambda limit: refusals.labels(label, limit).inc()),
             limit_concurrency=None, backlog=2048,
             timeout_keep_alive=max(1, round(limits.http_idle_timeout_s)),
-            h11_max_incomplete_event_size=limits.max_header_bytes)
+            h11_max_incomplete_event_size=limits.max_header_bytes,
+            ssl_context_factory=(lambda _config, _default: tls) if tls is not None else None)
         server = _UvicornServer(config)
         self.metrics.open_connections.labels(label).set_function(lambda: len(server.server_state.connections))
         return server
@@ -139,6 +160,8 @@ class BrokerServer:
                 await asyncio.sleep(0.01)
         if self.grpc is not None:
             await self.grpc.start()  # bound before readiness; it answers NOT_READY until the broker is ready
+        if self.tls is not None:
+            self._tls_reload = asyncio.create_task(self._reload_tls(self.tls), name="tls-reload")
         await self.broker.start()
         await self.coordinator.start()  # replays the __consumer_state partitions led here: groups, offsets, leases
         if self.grpc is not None:
@@ -174,11 +197,21 @@ class BrokerServer:
                 stop_wait.cancel()
             await self.stop()
 
+    async def _reload_tls(self, tls: TlsFiles) -> None:
+        """Renewed certificates are served without a restart (`TlsFiles.check`)."""
+        while True:
+            await asyncio.sleep(self.settings.tls.reload_check_s)
+            # On the loop, where the contexts are used: OpenSSL does not promise a context changed by one thread
+            # while another makes connections from it stays sound. A check is a few stat() calls; a reload ~1 ms.
+            tls.check()
+
     def request_stop(self) -> None:
         self._stop.set()
 
     async def stop(self) -> None:
         log.info("server.stopping")
+        if self._tls_reload is not None:
+            self._tls_reload.cancel()
         self.broker.begin_stop()
         if self.grpc is not None:
             await self.grpc.stop(self.settings.broker.shutdown_grace_s)

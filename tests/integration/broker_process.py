@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -84,14 +85,26 @@ class BrokerProcess:
 
     # -- addresses ---------------------------------------------------------------------------------------------
 
+    def _scheme(self, listener: str) -> str:
+        """https where the broker's settings (GOQUEUE_TLS_*) put TLS on `listener`."""
+        if "GOQUEUE_TLS_CERTFILE" not in self.extra_env:
+            return "http"
+        listeners = self.extra_env.get("GOQUEUE_TLS_LISTENERS", "http,grpc,internal").split(",")
+        return "https" if listener in listeners else "http"
+
+    @property
+    def ca_file(self) -> str | None:
+        """The CA bundle its TLS listeners are verified with (GOQUEUE_TLS_CAFILE), when it has one."""
+        return self.extra_env.get("GOQUEUE_TLS_CAFILE")
+
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self._scheme('http')}://{self.host}:{self.port}"
 
     @property
     def internal_url(self) -> str:
         """The broker-to-broker listener (every request must carry a broker credential)."""
-        return f"http://{self.host}:{self.internal_port}"
+        return f"{self._scheme('internal')}://{self.host}:{self.internal_port}"
 
     @property
     def grpc_target(self) -> str:
@@ -143,7 +156,8 @@ class BrokerProcess:
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=1.0) as http:
+        verify = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+        with httpx.Client(timeout=1.0, verify=verify) as http:
             while True:
                 if self.process is None or self.process.poll() is not None:
                     raise BrokerNotReady(f"goqueue-broker exited with {self.returncode} during start-up"

@@ -1,6 +1,7 @@
 """`Gatekeeper`: who a client request acts as, and whether it may — the one authority both APIs ask.
 
-Authentication: a SCRAM-SHA-512 exchange (`scram_start`, `scram_finish`) against the credentials in the replicated
+Authentication: a client certificate verified by the listener's TLS (mTLS; `tls.clientAuth`) is `User:<its CN>`;
+a SCRAM-SHA-512 exchange (`scram_start`, `scram_finish`) against the credentials in the replicated
 metadata (or the configured administrator's password file) ends in a session token; a request then carries it as
 `Authorization: Bearer <token>` (gRPC: metadata `authorization`). No credentials at all is the anonymous principal,
 served only when `security.allowAnonymous` is on. Credentials that are present but wrong are refused even then.
@@ -80,6 +81,9 @@ class Gatekeeper:
                  clock: Callable[[], float] = time.time) -> None:
         security, peers = settings.security, settings.cluster.peers
         self.anonymous_allowed = security.anonymous_allowed(peers)
+        # tls.clientAuth=required: every authenticated request comes over a connection with a verified certificate
+        # (gRPC refuses others in the handshake; HTTP here, so that probes without one still get /readyz).
+        self.certificate_required = settings.tls.cert_file is not None and settings.tls.client_auth == "required"
         self.acls_enforced = security.acls_enforced(peers)
         self._super_users = frozenset(security.super_users)
         self._lifetime_s = security.token_lifetime_s
@@ -138,8 +142,15 @@ class Gatekeeper:
                                                   tokens.credential_tag(exchange.stored_key)))
         return ScramFinished(server_final, token, principal, expires_at_s)
 
-    def principal(self, authorization: str | None) -> Principal:
-        """The principal of a request from its `Authorization` value (None: none sent)."""
+    def principal(self, authorization: str | None, certificate_name: str | None = None) -> Principal:
+        """The principal of a request from its `Authorization` value (None: none sent), else from the verified
+        client certificate of its connection (`certificate_name`, the subject CN: mTLS), else anonymous. A token
+        wins over the certificate: the connection may be a shared proxy's, the token is the caller's."""
+        if self.certificate_required and not certificate_name:
+            raise Unauthenticated("this listener requires a client certificate (tls.clientAuth=required): give "
+                                  "--cert and --key, signed by the cluster's clients CA")
+        if not authorization and certificate_name:
+            return user(certificate_name)
         if not authorization:
             if self.anonymous_allowed:
                 return ANONYMOUS

@@ -17,7 +17,10 @@ from goqueue.cli.options import NameUsageError, resolve_name
 from goqueue.cli.progress import WaitDisplay
 from goqueue.cli.render import Output, human_bytes, print_data, print_fields, print_table
 from goqueue.cli.runtime import (
+    CaOption,
+    CertOption,
     CliContext,
+    KeyOption,
     OutputOption,
     PasswordFileOption,
     PasswordOption,
@@ -61,9 +64,10 @@ for sub, sub_name in ((storage_app, "storage"), (inflight_app, "inflight"), (con
 def _root(ctx: typer.Context, server: str = ServerOption, output: Output = OutputOption,
           request_timeout: float = RequestTimeoutOption, user: str | None = UserOption,
           password: str | None = PasswordOption, password_file: Path | None = PasswordFileOption,
+          ca: Path | None = CaOption, cert: Path | None = CertOption, key: Path | None = KeyOption,
           _version: bool = VersionOption) -> None:
     ctx.obj = CliContext(server=server, output=output, request_timeout_s=request_timeout, user=user,
-                         password=password, password_file=password_file)
+                         password=password, password_file=password_file, ca_file=ca, cert_file=cert, key_file=key)
 
 
 app.command("version")(version)

@@ -17,7 +17,10 @@ from goqueue.cli.produce import ProduceOptions, produce_lines
 from goqueue.cli.progress import WaitDisplay
 from goqueue.cli.render import Output, human_bytes, print_fields, print_table
 from goqueue.cli.runtime import (
+    CaOption,
+    CertOption,
     CliContext,
+    KeyOption,
     OutputOption,
     PasswordFileOption,
     PasswordOption,
@@ -49,9 +52,10 @@ app.add_typer(group_app, name="group")
 def _root(ctx: typer.Context, server: str = ServerOption, output: Output = OutputOption,
           request_timeout: float = RequestTimeoutOption, user: str | None = UserOption,
           password: str | None = PasswordOption, password_file: Path | None = PasswordFileOption,
+          ca: Path | None = CaOption, cert: Path | None = CertOption, key: Path | None = KeyOption,
           _version: bool = VersionOption) -> None:
     ctx.obj = CliContext(server=server, output=output, request_timeout_s=request_timeout, user=user,
-                         password=password, password_file=password_file)
+                         password=password, password_file=password_file, ca_file=ca, cert_file=cert, key_file=key)
 
 
 app.command("version")(version)
@@ -252,7 +256,7 @@ def produce(
             raise typer.BadParameter(f"{item!r} is not key=value", param_hint="--header")
         headers[name] = text
     lines = [value] if value is not None else (line.rstrip("\n") for line in sys.stdin)
-    options = ProduceOptions(servers=cli.server, credentials=cli.credentials(),
+    options = ProduceOptions(servers=cli.server, credentials=cli.credentials(), tls=cli.tls(),
                              request_timeout_s=cli.request_timeout_s, delivery_timeout_s=delivery_timeout,
                              topic=topic, key=key, headers=headers, partition=partition, batch=batch)
     with WaitDisplay(not cli.structured,

@@ -1,6 +1,7 @@
 """Options as people type them: global flags anywhere on the line, and names as arguments with the old flags kept.
 
-Global flags (`--server`, `--output`, `--request-timeout`, `--user`, `--password`, `--password-file`) are declared
+Global flags (`--server`, `--output`, `--request-timeout`, `--user`, `--password`, `--password-file`, `--ca`,
+`--cert`, `--key`) are declared
 once on each CLI's root callback and copied
 onto every group and command under it, as kubectl's and cobra's persistent flags are, so `goqueue-cli -o json topic
 list`, `goqueue-cli topic -o json list` and `goqueue-cli topic list -o json` all mean the same. Each copy is parsed
@@ -28,7 +29,8 @@ GLOBAL_PANEL = "Global options (also accepted before the command)"
 # root parameter name → the CLI context's attribute it sets, and how its value converts
 _STORE: dict[str, tuple[str, type]] = {
     "server": ("server", str), "output": ("output", Output), "request_timeout": ("request_timeout_s", float),
-    "user": ("user", str), "password": ("password", str), "password_file": ("password_file", Path)}
+    "user": ("user", str), "password": ("password", str), "password_file": ("password_file", Path),
+    "ca": ("ca_file", Path), "cert": ("cert_file", Path), "key": ("key_file", Path)}
 
 
 def _store_when_typed(ctx: Any, param: Any, value: Any) -> Any:

@@ -13,6 +13,7 @@ from goqueue.client.delivery import DeliveryPolicy
 from goqueue.client.http_batch_transport import HttpBatchTransport
 from goqueue.client.producer import Producer, ProducerSettings
 from goqueue.client.producer_queue import Acknowledgement
+from goqueue.client.tls import ClientTls
 from goqueue.errors import GoQueueError
 from goqueue.models import RecordOffset
 from goqueue.records import RecordIn
@@ -24,6 +25,7 @@ MAX_BATCH_BYTES = 4 * 2**20  # --batch decides a request's size; this only keeps
 class ProduceOptions:
     servers: str
     credentials: Credentials | None
+    tls: ClientTls | None
     request_timeout_s: float
     delivery_timeout_s: float
     topic: str
@@ -44,7 +46,8 @@ async def _produce(options: ProduceOptions, lines: Iterable[str]) -> list[Record
     key = options.key.encode() if options.key is not None else None
     headers = [(name, text.encode()) for name, text in options.headers.items()]
     futures: list[asyncio.Future[Acknowledgement]] = []
-    transport = HttpBatchTransport(options.servers, options.request_timeout_s, credentials=options.credentials)
+    transport = HttpBatchTransport(options.servers, options.request_timeout_s, credentials=options.credentials,
+                                   tls=options.tls)
     async with Producer(transport, settings) as producer:
         for line in lines:
             futures.append(await producer.send(options.topic, RecordIn(key, line.encode(), headers,

@@ -26,6 +26,7 @@ from goqueue.cli.render import Data, Output, print_data
 from goqueue.client.auth import Credentials
 from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S
 from goqueue.client.http import DEFAULT_SERVER, GoQueueClient
+from goqueue.client.tls import ClientTls
 from goqueue.errors import GoQueueError, InvalidRequest
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # typer ends a Ctrl-C (KeyboardInterrupt) with 130 = 128 + SIGINT
@@ -42,10 +43,19 @@ class CliContext:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     password_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
     def client(self, delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S) -> GoQueueClient:
         return GoQueueClient(self.server, timeout_s=self.request_timeout_s, delivery_timeout_s=delivery_timeout_s,
-                             credentials=self.credentials())
+                             credentials=self.credentials(), tls=self.tls())
+
+    def tls(self) -> ClientTls | None:
+        """--ca (the brokers' CA bundle) and --cert/--key (a client certificate: mTLS); None: the system's CAs."""
+        if self.ca_file is None and self.cert_file is None and self.key_file is None:
+            return None
+        return ClientTls(self.ca_file, self.cert_file, self.key_file)
 
     def credentials(self) -> Credentials | None:
         """--user with its password: from --password-file (preferred: argv is visible to every local user), else
@@ -87,6 +97,15 @@ PasswordOption = typer.Option(
 PasswordFileOption = typer.Option(
     None, "--password-file", envvar="GOQUEUE_PASSWORD_FILE", show_default=False,
     help="File holding the user's password (its first line), e.g. a mounted Secret.")
+CaOption = typer.Option(
+    None, "--ca", envvar="GOQUEUE_CA_FILE", show_default=False,
+    help="PEM CA bundle the brokers' certificates are checked against (https:// servers), e.g. ca.crt of the "
+         "Secret <cluster>-cluster-ca-cert; without it the system's CAs.")
+CertOption = typer.Option(
+    None, "--cert", envvar="GOQUEUE_CERT_FILE", show_default=False,
+    help="PEM client certificate (mTLS): the broker authenticates its CN as User:<CN>. Needs --key.")
+KeyOption = typer.Option(
+    None, "--key", envvar="GOQUEUE_KEY_FILE", show_default=False, help="PEM private key of --cert.")
 RequestTimeoutOption = typer.Option(
     REQUEST_TIMEOUT_S, "--request-timeout", min=0.001, envvar="GOQUEUE_REQUEST_TIMEOUT",
     help="Seconds to wait for a broker's answer to one request (kubectl's --request-timeout).")

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 
 from goqueue.client.auth import Credentials
 from goqueue.client.grpc_client import DEFAULT_TIMEOUT_S, GrpcClient
+from goqueue.client.tls import ClientTls
 from goqueue.models import Acks
 
 
 class GrpcBatchTransport:
     def __init__(self, targets: str | Sequence[str], timeout_s: float = DEFAULT_TIMEOUT_S, *,
-                 credentials: Credentials | None = None) -> None:
-        self.client = GrpcClient(targets, timeout_s=timeout_s, credentials=credentials)
+                 credentials: Credentials | None = None, tls: ClientTls | None = None) -> None:
+        self.client = GrpcClient(targets, timeout_s=timeout_s, credentials=credentials, tls=tls)
         self.timeout_s = timeout_s
 
     async def partition_count(self, topic: str) -> int:

@@ -49,6 +49,7 @@ from goqueue.client.grpc_producer import GrpcProducer
 from goqueue.client.http import RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S, RETRY_CODES
 from goqueue.client.membership import LEAVE_TIMEOUT_S, Memberships
 from goqueue.client.positions import ReadPositions
+from goqueue.client.tls import ClientTls
 from goqueue.errors import (
     GoQueueError,
     GroupNotFound,
@@ -147,9 +148,11 @@ def _transport_failure(exc: grpc.aio.AioRpcError) -> bool:
 class GrpcClient:
     def __init__(self, target: str | Sequence[str], timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = 4, *,
                  idempotent: bool = True, delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None, tls: ClientTls | None = None) -> None:
+        """`tls`: TLS channels (its CA, and a client certificate for mTLS); None: plaintext channels."""
         self.targets = ServerList(target)
         self.credentials = credentials
+        self._channel_credentials = tls.grpc_credentials() if tls is not None else None
         self._tokens = TokenHolder()
         self.timeout_s = timeout_s
         self.retries = retries  # for group calls, as the HTTP client's
@@ -186,8 +189,12 @@ class GrpcClient:
         """The stub of `target`, its channel opened on first use: grpc.aio binds it to the running event loop."""
         if target not in self._channels:
             interceptors = [] if self.credentials is None else [BearerToken(lambda: self._authorization(target))]
-            self._channels[target] = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS,
-                                                               interceptors=interceptors)
+            if self._channel_credentials is not None:
+                self._channels[target] = grpc.aio.secure_channel(target, self._channel_credentials,
+                                                                 options=CHANNEL_OPTIONS, interceptors=interceptors)
+            else:
+                self._channels[target] = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS,
+                                                                   interceptors=interceptors)
             self._stubs[target] = pb_grpc.GoQueueStub(self._channels[target])
         return self._stubs[target]
 
@@ -444,7 +451,8 @@ class GrpcClient:
     def _leave_now(self, group: str, member_id: str) -> None:
         """Leave from a hook (`membership.py`): a blocking call on a channel of its own, each target once."""
         for target in self.targets.servers:
-            with grpc.insecure_channel(target) as channel:
+            with (grpc.secure_channel(target, self._channel_credentials) if self._channel_credentials is not None
+                  else grpc.insecure_channel(target)) as channel:
                 try:
                     pb_grpc.GoQueueStub(channel).LeaveGroup(
                         pb.LeaveGroupRequest(group=group, member_id=member_id), timeout=LEAVE_TIMEOUT_S)

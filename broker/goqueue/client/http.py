@@ -47,6 +47,7 @@ from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryPolicy, 
 from goqueue.client.http_producer import HttpProducer
 from goqueue.client.membership import LEAVE_TIMEOUT_S, Memberships
 from goqueue.client.positions import ReadPositions
+from goqueue.client.tls import ClientTls
 from goqueue.errors import (
     GoQueueError,
     GroupNotFound,
@@ -164,7 +165,9 @@ class GoQueueClient:
     def __init__(self, server: str | Sequence[str] = DEFAULT_SERVER, timeout_s: float = 30.0,
                  transport: httpx.BaseTransport | None = None, retries: int = DEFAULT_RETRIES, *,
                  idempotent: bool = True, delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None, tls: ClientTls | None = None) -> None:
+        """`tls`: what `https://` servers are verified against and the client certificate (mTLS) presented to them;
+        None: the system's CAs, no client certificate."""
         self.servers = ServerList(server)
         self.credentials = credentials
         self._tokens = TokenHolder()
@@ -172,7 +175,8 @@ class GoQueueClient:
         self.timeout_s = timeout_s
         self.idempotent = idempotent
         self.producer = HttpProducer(self, DeliveryPolicy(timeout_s=delivery_timeout_s))
-        self._http = httpx.Client(timeout=timeout_s, transport=transport)
+        self._http = httpx.Client(timeout=timeout_s, transport=transport,
+                                  verify=tls.ssl_context() if tls is not None else True)
         self._rng = random.Random()
         self.memberships = Memberships(self._leave_now, (GoQueueError, httpx.HTTPError))
         self.positions = ReadPositions()

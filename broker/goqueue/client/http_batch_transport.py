@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from goqueue.client.auth import Credentials, TokenHolder, client_final, verify_server
 from goqueue.client.bootstrap import ServerList
 from goqueue.client.http import error_from_response
+from goqueue.client.tls import ClientTls
 from goqueue.errors import Unauthenticated, Unavailable
 from goqueue.models import (
     ANSWER,
@@ -38,12 +39,14 @@ M = TypeVar("M", bound=BaseModel)
 
 class HttpBatchTransport:
     def __init__(self, servers: str | Sequence[str], timeout_s: float = DEFAULT_TIMEOUT_S, *,
-                 credentials: Credentials | None = None, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 credentials: Credentials | None = None, transport: httpx.AsyncBaseTransport | None = None,
+                 tls: ClientTls | None = None) -> None:
         self.servers = ServerList(servers)
         self.timeout_s = timeout_s
         self.credentials = credentials
         self._tokens = TokenHolder()
-        self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport)
+        self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport,
+                                       verify=tls.ssl_context() if tls is not None else True)
 
     async def partition_count(self, topic: str) -> int:
         response = await self._request("GET", f"/v1/topics/{topic}", self.timeout_s, params={"details": "false"})

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,12 +45,12 @@ READY_POLL_S = 0.05
 
 class ClusterMembership:
     def __init__(self, settings: Settings, on_applied: Callable[[], None],
-                 metadata_factory: MetadataFactory = RaftMetadata) -> None:
+                 metadata_factory: MetadataFactory = RaftMetadata, peer_tls: ssl.SSLContext | None = None) -> None:
         self.settings = settings
         self.broker_id = settings.broker_id()
         self.self_address, self.partner_addresses = settings.raft_addresses()
         password = settings.cluster.password
-        self.peers = PeerClient(BrokerSigner(self.broker_id, password, time.time) if password else None)
+        self.peers = PeerClient(BrokerSigner(self.broker_id, password, time.time) if password else None, tls=peer_tls)
         self.raft: MetadataGroup | None = None
         # How `start_raft` makes the metadata group: PySyncObj in a broker; unit tests pass an in-memory one-member
         # group (tests/unit/metadata_double.py) so a broker in a unit test opens no socket.
@@ -105,7 +106,8 @@ class ClusterMembership:
         entry = commands.register_broker(
             self.broker_id, host=self.settings.advertised_host(), http_port=self.settings.broker.port,
             grpc_port=self.settings.broker.grpc_port, raft_address=self.self_address, zone=self.settings.broker.zone,
-            directory_id=self.directory_id, internal_port=self.settings.broker.internal_port)
+            directory_id=self.directory_id, internal_port=self.settings.broker.internal_port,
+            internal_tls=self.settings.tls.enabled_on("internal"))
         current = self.view.broker(self.broker_id)
         if current is None or dict(current) != {k: v for k, v in entry.items() if k not in ("op", "id")}:
             await self.propose_retrying(entry)
@@ -177,12 +179,14 @@ class ClusterMembership:
         return None
 
     def broker_url(self, broker_id: int) -> str:
-        """Where this broker sends broker-to-broker calls for `broker_id`: its internal listener, or — for a broker of
-        the previous version, which registered none (a rolling upgrade) — its client port, as that version did."""
+        """Where this broker sends broker-to-broker calls for `broker_id`: its internal listener (https when it
+        registered TLS there), or — for a broker of the previous version, which registered none (a rolling upgrade)
+        — its client port, as that version did."""
         broker = self.state["brokers"].get(broker_id)
         if broker is None:
             raise NotLeader(f"broker {broker_id} has not registered its address yet", leader=broker_id)
-        return f"http://{_host_for_url(broker['host'])}:{broker.get('internal_port', broker['http_port'])}"
+        scheme = "https" if broker.get("internal_tls") else "http"
+        return f"{scheme}://{_host_for_url(broker['host'])}:{broker.get('internal_port', broker['http_port'])}"
 
     def legacy_peers(self) -> list[int]:
         """Configured brokers registered without an internal port: brokers of the previous version, which send

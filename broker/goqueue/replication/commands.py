@@ -31,6 +31,7 @@ class RegisterBroker(TypedDict):
     zone: str | None
     directory_id: NotRequired[str]  # absent before data volumes had an identity; "" means none yet
     internal_port: NotRequired[int]  # absent before the internal (broker-to-broker) listener existed
+    internal_tls: NotRequired[bool]  # present (True) only when the internal listener speaks TLS
 
 
 class ReplaceStorage(TypedDict):
@@ -179,9 +180,14 @@ def barrier(broker: int) -> Barrier:
 
 
 def register_broker(broker: int, *, host: str, http_port: int, grpc_port: int, raft_address: str,
-                    zone: str | None, directory_id: str, internal_port: int) -> RegisterBroker:
-    return {"op": "register_broker", "id": broker, "host": host, "http_port": http_port, "grpc_port": grpc_port,
-            "raft_address": raft_address, "zone": zone, "directory_id": directory_id, "internal_port": internal_port}
+                    zone: str | None, directory_id: str, internal_port: int,
+                    internal_tls: bool = False) -> RegisterBroker:
+    command: RegisterBroker = {
+        "op": "register_broker", "id": broker, "host": host, "http_port": http_port, "grpc_port": grpc_port,
+        "raft_address": raft_address, "zone": zone, "directory_id": directory_id, "internal_port": internal_port}
+    if internal_tls:  # only then: a broker without TLS registers exactly as before
+        command["internal_tls"] = True
+    return command
 
 
 def replace_storage(broker: int, directory_id: str) -> ReplaceStorage:

@@ -155,6 +155,8 @@ def _register_broker(state: MetadataState, cmd: cmds.RegisterBroker) -> None:
         entry["directory_id"] = cmd["directory_id"]
     if "internal_port" in cmd:  # absent in commands journaled before the internal listener existed
         entry["internal_port"] = cmd["internal_port"]
+    if cmd.get("internal_tls"):
+        entry["internal_tls"] = True
     state["brokers"][cmd["id"]] = entry
 
 

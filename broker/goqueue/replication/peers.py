@@ -18,6 +18,7 @@ cannot be reached is `Unavailable` (retriable).
 from __future__ import annotations
 
 import base64
+import ssl
 from collections.abc import Generator
 from typing import Any
 
@@ -62,12 +63,14 @@ class SignedByBroker(httpx.Auth):
 
 
 class PeerClient:
-    def __init__(self, signer: BrokerSigner | None, timeout_s: float = 30.0) -> None:
+    def __init__(self, signer: BrokerSigner | None, timeout_s: float = 30.0, tls: ssl.SSLContext | None = None) -> None:
         """`signer` None (a broker without cluster.password, hence without peers): calls go unsigned and any peer's
-        internal listener refuses them."""
+        internal listener refuses them. `tls`: the context https calls verify peers with and present this broker's
+        certificate from (`security/tls.py`, reloaded in place); None: https calls to a peer fail verification."""
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         self._http = httpx.AsyncClient(timeout=timeout_s, limits=limits, headers={FORWARDED_HEADER: "1"},
-                                       auth=SignedByBroker(signer) if signer is not None else None)
+                                       auth=SignedByBroker(signer) if signer is not None else None,
+                                       verify=tls if tls is not None else True)
 
     async def close(self) -> None:
         await self._http.aclose()

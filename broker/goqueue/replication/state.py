@@ -21,6 +21,7 @@ class BrokerEntry(TypedDict):
     zone: str | None
     directory_id: NotRequired[str]  # absent for brokers registered before data volumes had an identity
     internal_port: NotRequired[int]  # absent for brokers registered before the internal listener existed
+    internal_tls: NotRequired[bool]  # True: peers call its internal listener over TLS (absent: plain HTTP)
 
 
 class PartitionState(TypedDict):

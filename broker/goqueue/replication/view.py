@@ -23,6 +23,7 @@ class BrokerView(TypedDict):
     zone: ReadOnly[str | None]
     directory_id: NotRequired[ReadOnly[str]]
     internal_port: NotRequired[ReadOnly[int]]
+    internal_tls: NotRequired[ReadOnly[bool]]
 
 
 class PartitionView(TypedDict):

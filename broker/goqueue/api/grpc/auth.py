@@ -19,4 +19,10 @@ def caller(gatekeeper: Gatekeeper, context: grpc.aio.ServicerContext) -> Access:
     for key, value in context.invocation_metadata() or ():
         if key == AUTHORIZATION_KEY and isinstance(value, str):
             found = value
-    return Access(gatekeeper, gatekeeper.principal(found))
+    return Access(gatekeeper, gatekeeper.principal(found, _certificate_name(context)))
+
+
+def _certificate_name(context: grpc.aio.ServicerContext) -> str | None:
+    """The subject CN of the client certificate grpc verified (`tls.clientAuth=required`), or None."""
+    names = (context.auth_context() or {}).get("x509_common_name") or []
+    return names[0].decode() if names else None

@@ -111,8 +111,10 @@ def bind_address(host: str, port: int) -> str:
 
 class GrpcServer:
     def __init__(self, broker: Broker, settings: Settings, groups: GroupRouter | None = None,
-                 gatekeeper: Gatekeeper | None = None) -> None:
+                 gatekeeper: Gatekeeper | None = None, credentials: grpc.ServerCredentials | None = None) -> None:
+        """`credentials`: TLS (`security/tls.py`); None serves plaintext."""
         self.broker = broker
+        self.credentials = credentials
         self.settings = settings
         self.servicer = GoQueueServicer(broker, groups, gatekeeper or Gatekeeper(
             settings, lambda: broker.membership.view))
@@ -129,14 +131,15 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         address = bind_address(self.settings.broker.host, self.settings.broker.grpc_port)
         try:
-            self.port = server.add_insecure_port(address)
+            self.port = (server.add_secure_port(address, self.credentials) if self.credentials is not None
+                         else server.add_insecure_port(address))
         except RuntimeError as exc:  # grpc reports a failed bind as RuntimeError
             raise OSError(f"cannot bind gRPC to {address}: {exc}") from exc
         await server.start()
         self._server = server
         # BrokerServer binds gRPC before storage recovery: NOT_SERVING until it calls `mark_serving`.
         await self.mark_serving(self.broker.ready)
-        log.info("grpc.started", extra={"address": address, "port": self.port})
+        log.info("grpc.started", extra={"address": address, "port": self.port, "tls": self.credentials is not None})
 
     async def mark_serving(self, serving: bool = True) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request, params
 
 from goqueue.api.gatekeeper import Access, Gatekeeper
+from goqueue.api.http.client_certificate import client_certificate_name
 from goqueue.api.http.errors import error_responses
 from goqueue.errors import Forbidden, Unauthenticated
 from goqueue.security.acls import CLUSTER, Operation, Resource, ResourceType
@@ -31,7 +32,8 @@ def _access(request: Request) -> Access:
     keeper = gatekeeper(request)
     if getattr(request.app.state, "listener", "public") == "internal":
         return Access(keeper, None)
-    return Access(keeper, keeper.principal(request.headers.get("authorization")))
+    return Access(keeper, keeper.principal(request.headers.get("authorization"),
+                                           client_certificate_name(request.scope)))
 
 
 AccessDep = Annotated[Access, Depends(_access)]

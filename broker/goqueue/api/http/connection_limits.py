@@ -29,6 +29,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
+from goqueue.api.http.client_certificate import WithClientCertificate, verified_common_name
 from goqueue.config import LimitsSection
 from goqueue.errors import Overloaded
 
@@ -67,6 +68,8 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None]) -
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            if (common_name := verified_common_name(transport)) is not None:  # mTLS: client_certificate.py
+                self.app = WithClientCertificate(self.app, common_name)
             open_now = len(self.connections)
             if open_now > limits.max_http_connections + limits.probe_connections:
                 on_refused("connections")
