@@ -301,3 +301,23 @@ def test_required_client_certificates_still_let_the_probes_in(broker_factory: Br
     client_cert = ca.issue("anyone", "anyone", sans=())
     with GoQueueClient(broker.url, tls=ClientTls(ca.cert_file, client_cert.cert, client_cert.key)) as client:
         assert client.list_topics() == []  # anonymous access is on for a lone broker; the certificate let it in
+
+
+async def test_grpc_with_required_client_certificates_authenticates_the_cn(broker_factory: BrokerFactory, ca: TestCa,
+                                                                          tmp_path: Path) -> None:
+    """tls.clientAuth=required on gRPC: the handshake needs a certificate, and its CN is the principal — CN=admin
+    (the configured administrator) may create a topic, CN=alice is FORBIDDEN as User:alice."""
+    (tmp_path / "admin-password").write_text(ADMIN_PASSWORD)
+    broker = broker_factory(env=broker_tls_env(
+        ca, ca.issue("grpc-required", "goqueue-broker"), GOQUEUE_TLS_CLIENTAUTH="required",
+        GOQUEUE_SECURITY_ALLOWANONYMOUS="false", GOQUEUE_SECURITY_ADMINUSER="admin",
+        GOQUEUE_SECURITY_ADMINPASSWORDFILE=str(tmp_path / "admin-password")))
+    admin, alice = ca.issue("grpc-admin", "admin", sans=()), ca.issue("grpc-alice", "alice", sans=())
+    async with GrpcClient(broker.grpc_target, tls=ClientTls(ca.cert_file, admin.cert, admin.key)) as client:
+        await client.create_topic(TopicCreate(name="grpc-by-certificate", partitions=1, replication_factor=1))
+    async with GrpcClient(broker.grpc_target, tls=ClientTls(ca.cert_file, alice.cert, alice.key)) as client:
+        with pytest.raises(Forbidden, match="User:alice"):
+            await client.create_topic(TopicCreate(name="alice-may-not", partitions=1, replication_factor=1))
+    async with GrpcClient(broker.grpc_target, tls=ClientTls(ca.cert_file), retries=0) as client:
+        with pytest.raises(Unavailable):  # no certificate: the handshake is refused
+            await client.list_topics()
