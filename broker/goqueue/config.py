@@ -219,6 +219,28 @@ class ClusterSection(_Section):
     password: str | None = Field(
         None, description="Raft password (PySyncObj's wire format is pickle: never run a cluster without it).",
         repr=False)
+    password_file: Path | None = Field(
+        None, alias="passwordFile", description="File holding the cluster password (its first line), e.g. a mounted "
+        "Secret: the password then appears in no environment variable and no settings file.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_password_file(cls, data: Any) -> Any:
+        """`passwordFile` becomes `password` when the settings are read (the file is read once, at start)."""
+        if not isinstance(data, dict):
+            return data
+        path = data.get("passwordFile", data.get("password_file"))
+        if path is None:
+            return data
+        if data.get("password") is not None:
+            raise ValueError("give password or passwordFile, not both")
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as exc:
+            raise ValueError(f"passwordFile {path}: {exc.strerror}") from None
+        if not lines or not lines[0].strip():
+            raise ValueError(f"passwordFile {path} is empty")
+        return {**data, "password": lines[0].strip()}
 
 
 class OffsetReset(StrEnum):

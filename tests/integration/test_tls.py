@@ -321,3 +321,10 @@ async def test_grpc_with_required_client_certificates_authenticates_the_cn(broke
     async with GrpcClient(broker.grpc_target, tls=ClientTls(ca.cert_file), retries=0) as client:
         with pytest.raises(Unavailable):  # no certificate: the handshake is refused
             await client.list_topics()
+
+
+def test_no_password_or_key_reaches_the_log(secure_broker: BrokerProcess, broker_cert: Issued) -> None:
+    log = secure_broker.log_text()
+    assert ADMIN_PASSWORD not in log
+    key_body = broker_cert.key.read_text().splitlines()[1]  # a line of the private key's base64
+    assert key_body not in log

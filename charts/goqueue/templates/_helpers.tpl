@@ -114,8 +114,50 @@ grace period when not set (the broker must finish draining before the kubelet's 
 {{- end -}}
 {{- if not $keys -}}{{- $_ := unset $config $section -}}{{- end -}}{{- /* a section of nulls only: all defaults */ -}}
 {{- end -}}
+{{- /* Secrets reach the broker as files (secretsDir), never as settings values or environment variables. */ -}}
+{{- $secrets := include "goqueue.secretsDir" . -}}
+{{- $_ := set $config "cluster" (merge (dict "passwordFile" (printf "%s/cluster/password" $secrets)) (get $config "cluster" | default dict)) -}}
+{{- if .Values.tls.enabled -}}
+{{- $tls := get $config "tls" | default dict -}}
+{{- $_ := set $tls "certFile" (printf "%s/tls/tls.crt" $secrets) -}}
+{{- $_ := set $tls "keyFile" (printf "%s/tls/tls.key" $secrets) -}}
+{{- $_ := set $tls "caFile" (printf "%s/tls/ca.crt" $secrets) -}}
+{{- $_ := set $config "tls" $tls -}}
+{{- end -}}
+{{- if .Values.auth.adminUser -}}
+{{- $security := get $config "security" | default dict -}}
+{{- $_ := set $security "adminUser" .Values.auth.adminUser -}}
+{{- $_ := set $security "adminPasswordFile" (printf "%s/admin/password" $secrets) -}}
+{{- $_ := set $config "security" $security -}}
+{{- end -}}
 {{- if not (hasKey $config.broker "shutdownGrace") -}}
 {{- $_ := set $config.broker "shutdownGrace" (printf "%ds" (max 5 (sub (int .Values.terminationGracePeriodSeconds) 10))) -}}
 {{- end -}}
 {{- toYaml $config -}}
+{{- end -}}
+
+{{- /* Where the brokers find the Secrets they need, mounted read-only: cluster/password, tls/{tls.crt,tls.key,ca.crt},
+admin/password. Not under /etc/goqueue (the settings file's read-only mount). */ -}}
+{{- define "goqueue.secretsDir" -}}/var/run/goqueue{{- end -}}
+
+{{- define "goqueue.tlsSecretName" -}}
+{{- if .Values.tls.existingSecret -}}
+{{- .Values.tls.existingSecret -}}
+{{- else -}}
+{{- include "goqueue.fullname" . }}-tls
+{{- end -}}
+{{- end -}}
+
+{{- define "goqueue.adminSecretName" -}}
+{{- if .Values.auth.existingSecret -}}
+{{- .Values.auth.existingSecret -}}
+{{- else -}}
+{{- include "goqueue.fullname" . }}-admin
+{{- end -}}
+{{- end -}}
+
+{{- /* https when the HTTP listener speaks TLS (tls.enabled, and "http" in config.tls.listeners or its default). */ -}}
+{{- define "goqueue.httpScheme" -}}
+{{- $listeners := (dig "tls" "listeners" nil .Values.config) | default "http,grpc,internal" -}}
+{{- if and .Values.tls.enabled (has "http" (splitList "," (toString $listeners))) -}}https{{- else -}}http{{- end -}}
 {{- end -}}

@@ -25,22 +25,23 @@ def pod_spec(helm: Helm, *args: str) -> Obj:
 
 def test_extras_go_where_a_user_expects_them(helm: Helm) -> None:
     spec = pod_spec(helm, *EXTRAS)
-    assert [v["name"] for v in spec["volumes"]] == ["config", "tmp", "tls"]
-    assert spec["volumes"][2]["secret"] == {"secretName": "goqueue-tls"}
+    assert [v["name"] for v in spec["volumes"]] == ["config", "tmp", "cluster-password", "tls"]
+    assert spec["volumes"][3]["secret"] == {"secretName": "goqueue-tls"}
     broker, shipper = spec["containers"]
     assert broker["name"] == "broker"
     assert broker["volumeMounts"][-1] == {"name": "tls", "mountPath": "/etc/goqueue-tls", "readOnly": True}
-    assert [m["name"] for m in broker["volumeMounts"]] == ["goqueue-data", "config", "tmp", "tls"]
+    assert [m["name"] for m in broker["volumeMounts"]] == ["goqueue-data", "config", "tmp", "cluster-password",
+                                                              "tls"]
     # The sidecar reaches the claim template's volume (each broker's own data) by its name.
     assert shipper["volumeMounts"] == [{"name": "goqueue-data", "mountPath": "/data", "readOnly": True}]
     assert [c["name"] for c in spec["initContainers"]] == ["fetch-certs"]
 
 
-def test_defaults_add_nothing(helm: Helm) -> None:
+def test_defaults_add_nothing_but_the_cluster_password(helm: Helm) -> None:
     spec = pod_spec(helm)
     assert "initContainers" not in spec
     assert [c["name"] for c in spec["containers"]] == ["broker"]
-    assert [v["name"] for v in spec["volumes"]] == ["config", "tmp"]
+    assert [v["name"] for v in spec["volumes"]] == ["config", "tmp", "cluster-password"]
 
 
 @pytest.mark.parametrize(("args", "expected"), [

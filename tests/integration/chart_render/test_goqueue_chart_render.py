@@ -96,9 +96,19 @@ def test_peers_follow_release_namespace_replicas_and_ports(helm: Helm) -> None:
     assert {p["name"]: p["port"] for p in headless["spec"]["ports"]}["raft"] == 7100
 
 
+def volumes_of(rendered: Rendered, name: str = "goqueue") -> dict[str, Any]:
+    return {v["name"]: v for v in rendered.get("StatefulSet", name)["spec"]["template"]["spec"]["volumes"]}
+
+
 def test_the_raft_password_comes_from_the_generated_secret(runbook: Rendered) -> None:
-    env = env_of(broker(runbook))
-    assert env["GOQUEUE_CLUSTER_PASSWORD"] == {"secretKeyRef": {"name": "goqueue-raft", "key": "password"}}
+    """As a file from the Secret, read-only (cluster.passwordFile): no environment variable holds it."""
+    assert "GOQUEUE_CLUSTER_PASSWORD" not in env_of(broker(runbook))
+    assert volumes_of(runbook)["cluster-password"]["secret"]["secretName"] == "goqueue-raft"
+    mounts = {m["name"]: m for m in broker(runbook)["volumeMounts"]}
+    assert mounts["cluster-password"] == {"name": "cluster-password", "mountPath": "/var/run/goqueue/cluster",
+                                          "readOnly": True}
+    settings = yaml.safe_load(runbook.get("ConfigMap", "goqueue-config")["data"]["goqueue.yaml"])
+    assert settings["cluster"] == {"passwordFile": "/var/run/goqueue/cluster/password"}
     password = base64.b64decode(runbook.get("Secret", "goqueue-raft")["data"]["password"]).decode()
     assert len(password) >= 32
     assert password.isalnum()
@@ -109,8 +119,7 @@ def test_a_given_password_or_an_existing_secret_is_used(helm: Helm) -> None:
     assert base64.b64decode(given.get("Secret", "goqueue-raft")["data"]["password"]) == b"s3cret-enough"
     existing = helm.template("--set", "cluster.existingSecret=corp-raft")
     assert existing.of_kind("Secret") == []
-    assert env_of(broker(existing))["GOQUEUE_CLUSTER_PASSWORD"] == {
-        "secretKeyRef": {"name": "corp-raft", "key": "password"}}
+    assert volumes_of(existing)["cluster-password"]["secret"]["secretName"] == "corp-raft"
 
 
 def test_the_broker_runs_with_the_mounted_settings_file(runbook: Rendered) -> None:
@@ -134,13 +143,16 @@ def test_the_settings_file_holds_the_runbook_keys_and_the_broker_accepts_it(runb
         "retention": {"maxAge": "168h", "maxSize": "10GB"},
         "replication": {"minInsyncReplicas": 2},
         "security": {"allowAnonymous": True},  # explicit until the chart manages users (docs/SECURITY.md)
+        "cluster": {"passwordFile": "/var/run/goqueue/cluster/password"},
         "log": {"level": "info", "format": "json"},
     }
-    (tmp_path / "goqueue.yaml").write_text(text)
+    (tmp_path / "password").write_text("from-the-secret\n")  # the Secret's file, where this test can put it
+    (tmp_path / "goqueue.yaml").write_text(text.replace("/var/run/goqueue/cluster", str(tmp_path)))
     env = env_of(broker(runbook))
     settings = load_settings(tmp_path / "goqueue.yaml", {  # what broker goqueue-1 sees in its pod
         "GOQUEUE_BROKER_ID": "1", "GOQUEUE_BROKER_HOST": "10.1.2.3", "GOQUEUE_CLUSTER_PEERS": env[
-            "GOQUEUE_CLUSTER_PEERS"], "GOQUEUE_CLUSTER_PASSWORD": "from-the-secret"})
+            "GOQUEUE_CLUSTER_PEERS"]})
+    assert settings.cluster.password == "from-the-secret"
     assert settings.raft_addresses()[0] == "goqueue-1.goqueue-headless.goqueue.svc.cluster.local:7000"
     assert settings.broker.shutdown_grace_s == 50.0
     assert settings.retention.max_age_s == 168 * 3600
@@ -170,10 +182,10 @@ def test_probes_use_healthz_and_readyz_on_the_http_port(runbook: Rendered) -> No
     container = broker(runbook)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": 8080, "grpc": 9000, "raft": 7000, "internal": 8081}
-    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http", "scheme": "HTTP"}
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 600
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http", "scheme": "HTTP"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http", "scheme": "HTTP"}
 
 
 def test_brokers_run_as_non_root_with_a_read_only_root(runbook: Rendered) -> None:

@@ -24,14 +24,15 @@ def test_lint_and_render_every_scenario(helm: Helm, scenario: Path, tmp_path: Pa
     assert "[WARNING]" not in lint.stdout
     rendered = helm.template(values_files=[scenario])
     config = rendered.get("ConfigMap", "goqueue-config")["data"]["goqueue.yaml"]
-    (tmp_path / "goqueue.yaml").write_text(config)
+    (tmp_path / "password").write_text("x")
+    (tmp_path / "goqueue.yaml").write_text(config.replace("/var/run/goqueue/cluster", str(tmp_path)))
     statefulset = rendered.get("StatefulSet", "goqueue")
     peers = next(e["value"] for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]
                  if e["name"] == "GOQUEUE_CLUSTER_PEERS")
     # The broker accepts the rendered file as its last pod (highest ordinal) would load it.
     last = statefulset["spec"]["replicas"] - 1
     load_settings(tmp_path / "goqueue.yaml", {"GOQUEUE_BROKER_ID": str(last), "GOQUEUE_BROKER_HOST": "10.0.0.9",
-                                              "GOQUEUE_CLUSTER_PEERS": peers, "GOQUEUE_CLUSTER_PASSWORD": "x"})
+                                              "GOQUEUE_CLUSTER_PEERS": peers})
 
 
 def test_the_schema_refuses_unknown_and_managed_keys(helm: Helm) -> None:

@@ -11,7 +11,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +105,10 @@ class Release:
 
 @contextmanager
 def install_release(prefix: str, k8s_binaries: BinDir, kubeconfig: Path, kube_api: k8s.ApiClient,
-                    kubelet: KubeletHandle) -> Iterator[Release]:
-    """The runbook's `helm install goqueue charts/goqueue -n <namespace> --set …`, in a fresh namespace."""
+                    kubelet: KubeletHandle, values: Sequence[str] = (),
+                    prepare: Callable[[str], None] = lambda namespace: None) -> Iterator[Release]:
+    """The runbook's `helm install goqueue charts/goqueue -n <namespace> --set …`, in a fresh namespace; `values`
+    are more helm arguments, and `prepare(namespace)` runs before the install (e.g. creates a Secret it names)."""
     core = k8s.CoreV1Api(kube_api)
     namespace = f"t-{prefix}-{secrets.token_hex(3)}"
     core.create_namespace({"metadata": {"name": namespace, "labels": {"goqueue.dev/test": "true"}}})
@@ -116,7 +118,9 @@ def install_release(prefix: str, k8s_binaries: BinDir, kubeconfig: Path, kube_ap
         wait_until(lambda: any(sa.metadata.name == "default"
                                for sa in core.list_namespaced_service_account(namespace).items),
                    30, message=f"default ServiceAccount in {namespace}")
-        installed.install_output = installed.helm_run("install", RELEASE, str(CHART), *RUNBOOK_INSTALL, *LOCAL_NODE)
+        prepare(namespace)
+        installed.install_output = installed.helm_run("install", RELEASE, str(CHART), *RUNBOOK_INSTALL, *LOCAL_NODE,
+                                                      *values)
         installed.wait_all_ready()
         yield installed
     finally:

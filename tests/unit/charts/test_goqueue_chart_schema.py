@@ -22,7 +22,9 @@ SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
 SCHEMA: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
 VALUES: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
 # Set per pod by the chart (ordinal, pod IP, DNS name, peer list, Secret): never from values.config.
-MANAGED_KEYS = {"broker.id", "broker.host", "broker.advertisedHost", "cluster.peers", "cluster.password"}
+MANAGED_KEYS = {"broker.id", "broker.host", "broker.advertisedHost", "cluster.peers", "cluster.password",
+                "cluster.passwordFile", "tls.certFile", "tls.keyFile", "tls.caFile", "security.adminUser",
+                "security.adminPasswordFile"}
 # Kubernetes objects passed through as written (their schema is the API server's).
 FREE_FORM = {"affinity", "podSecurityContext", "containerSecurityContext"}
 
