@@ -132,8 +132,13 @@ class TlsFiles:
             self._on_reload("refused")
             return False
         with self._lock:
-            for context, client_cas in self._contexts:
-                self._load_into(context, loaded, client_cas=client_cas)
+            try:
+                for context, client_cas in self._contexts:
+                    self._load_into(context, loaded, client_cas=client_cas)
+            except TlsConfigError as exc:  # proven in a scratch context a moment ago: should not happen
+                log.error("tls.reload_refused", extra={"reason": str(exc)})
+                self._on_reload("refused")
+                return False
             self._loaded = loaded
             self.version += 1
         log.info("tls.reloaded", extra={"not_after": loaded.not_after_s})
