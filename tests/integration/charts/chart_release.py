@@ -93,6 +93,11 @@ class Release:
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.broker_logs()}") from None
 
+    def revision_after(self, before: str) -> str | None:
+        """The StatefulSet's update revision once it differs from `before` (an upgrade changed the pods), else None."""
+        revision: str = self.apps.read_namespaced_stateful_set("goqueue", self.namespace).status.update_revision
+        return revision if revision != before else None
+
     def cli(self, *args: str, tool: str = "goqueue-cli", ordinal: int = 0) -> str:
         proc = subprocess.run([console_script(tool), "--server", self.url(ordinal), *args], capture_output=True,
                               text=True, timeout=60, check=False)
@@ -106,9 +111,10 @@ class Release:
 @contextmanager
 def install_release(prefix: str, k8s_binaries: BinDir, kubeconfig: Path, kube_api: k8s.ApiClient,
                     kubelet: KubeletHandle, values: Sequence[str] = (),
-                    prepare: Callable[[str], None] = lambda namespace: None) -> Iterator[Release]:
+                    prepare: Callable[[str], None] = lambda namespace: None, chart: Path = CHART) -> Iterator[Release]:
     """The runbook's `helm install goqueue charts/goqueue -n <namespace> --set …`, in a fresh namespace; `values`
-    are more helm arguments, and `prepare(namespace)` runs before the install (e.g. creates a Secret it names)."""
+    are more helm arguments, `prepare(namespace)` runs before the install (e.g. creates a Secret it names), and
+    `chart` is another copy of the chart (an earlier version, for the upgrade test)."""
     core = k8s.CoreV1Api(kube_api)
     namespace = f"t-{prefix}-{secrets.token_hex(3)}"
     core.create_namespace({"metadata": {"name": namespace, "labels": {"goqueue.dev/test": "true"}}})
@@ -119,7 +125,7 @@ def install_release(prefix: str, k8s_binaries: BinDir, kubeconfig: Path, kube_ap
                                for sa in core.list_namespaced_service_account(namespace).items),
                    30, message=f"default ServiceAccount in {namespace}")
         prepare(namespace)
-        installed.install_output = installed.helm_run("install", RELEASE, str(CHART), *RUNBOOK_INSTALL, *LOCAL_NODE,
+        installed.install_output = installed.helm_run("install", RELEASE, str(chart), *RUNBOOK_INSTALL, *LOCAL_NODE,
                                                       *values)
         installed.wait_all_ready()
         yield installed

@@ -96,7 +96,7 @@ def test_an_upgrade_rolls_the_brokers_with_the_same_password_and_keeps_the_data(
     assert release.raft_password() == password  # looked up, never rotated
     config = release.core.read_namespaced_config_map("goqueue-config", release.namespace).data["goqueue.yaml"]
     assert "maxAge: 72h" in config
-    revision = wait_until(lambda: _new_revision(release, before), 30, message="a new StatefulSet revision")
+    revision = wait_until(lambda: release.revision_after(before), 30, message="a new StatefulSet revision")
     release.wait_all_ready(revision=revision, timeout_s=ROLL_TIMEOUT_S)
     # Ready pods are not yet a healthy cluster: the last restarted broker's followers rejoin the ISR a moment
     # later, and `cluster status` exits 1 until they have (the runbook's health gate).
@@ -113,11 +113,6 @@ def _healthy_status(release: Release) -> ClusterStatus | None:
     except AssertionError:  # exit 1: not healthy yet
         return None
     return status if status.healthy else None
-
-
-def _new_revision(release: Release, before: str) -> str | None:
-    revision: str = release.apps.read_namespaced_stateful_set("goqueue", release.namespace).status.update_revision
-    return revision if revision != before else None
 
 
 def test_uninstall_keeps_every_brokers_data(release: Release) -> None:
