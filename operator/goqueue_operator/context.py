@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goqueue.client.http import GoQueueClient
-from goqueue_operator.brokers import BrokerAdmin, HttpBrokerAdmin
+from goqueue_operator.brokers import BrokerAdmin, BrokerTls, HttpBrokerAdmin, broker_client
 from goqueue_operator.kube import Kube
 from goqueue_operator.metrics import OperatorMetrics
 from goqueue_operator.settings import OperatorSettings
@@ -44,23 +44,24 @@ class OperatorContext:
     locks: ObjectLocks = field(default_factory=ObjectLocks)
     admin_factory: Callable[[str], BrokerAdmin] | None = None
     client_factory: Callable[[str], GoQueueClient] | None = None
-    _clients: dict[str, GoQueueClient] = field(default_factory=dict)
+    _clients: dict[tuple[str, BrokerTls | None], GoQueueClient] = field(default_factory=dict)
 
-    def admin(self, server: str) -> BrokerAdmin:
+    def admin(self, server: str, tls: BrokerTls | None = None) -> BrokerAdmin:
         if self.admin_factory is not None:
             return self.admin_factory(server)
-        return HttpBrokerAdmin(server, timeout_s=self.settings.broker_timeout_s)
+        return HttpBrokerAdmin(server, timeout_s=self.settings.broker_timeout_s, tls=tls)
 
-    def client(self, server: str) -> GoQueueClient:
+    def client(self, server: str, tls: BrokerTls | None = None) -> GoQueueClient:
         """A pooled client per broker URL (keep-alive connections; creating one per reconcile costs more than
         the reconcile). Bounded: pod IPs change, so the pool is cleared when it outgrows a few clusters."""
         if self.client_factory is not None:
             return self.client_factory(server)
-        if server not in self._clients:
+        key = (server, tls)  # a renewed CA bundle is a new key: the old client's trust is not reused
+        if key not in self._clients:
             if len(self._clients) >= MAX_POOLED_CLIENTS:
                 self.close_clients()
-            self._clients[server] = GoQueueClient(server, timeout_s=self.settings.broker_timeout_s)
-        return self._clients[server]
+            self._clients[key] = broker_client(server, self.settings.broker_timeout_s, tls)
+        return self._clients[key]
 
     def close_clients(self) -> None:
         for client in self._clients.values():

@@ -76,6 +76,7 @@ RESOURCES: dict[str, Resource] = {r.kind: r for r in (
     Resource("storage.k8s.io/v1", "StorageClass", "storageclasses", namespaced=False),
     Resource("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
     Resource("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules"),
+    Resource("cert-manager.io/v1", "Certificate", "certificates"),
     Resource(API_VERSION, "GoQueueCluster", "goqueueclusters"),
     Resource(API_VERSION, "GoQueueTopic", "goqueuetopics"),
     Resource(API_VERSION, "GoQueueConsumerGroup", "goqueueconsumergroups"),

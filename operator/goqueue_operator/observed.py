@@ -12,6 +12,7 @@ from typing import Any
 
 from goqueue_operator.resources import labels
 from goqueue_operator.resources.names import ordinal_of
+from goqueue_operator.resources.pod_template import TLS_CERT_ENV
 
 JSON = dict[str, Any]
 
@@ -24,6 +25,11 @@ def _condition(obj: Mapping[str, Any], kind: str) -> JSON | None:
     return None
 
 
+def _serves_tls(pod: Mapping[str, Any]) -> bool:
+    return any(e.get("name") == TLS_CERT_ENV for c in pod.get("spec", {}).get("containers") or []
+               for e in c.get("env") or [])
+
+
 @dataclass(frozen=True)
 class PodFacts:
     name: str
@@ -34,6 +40,7 @@ class PodFacts:
     deleting: bool
     revision: str | None
     version: str | None
+    tls: bool = False  # the broker container is given a certificate: it speaks https (pki/, pod_template.py)
 
     @classmethod
     def of(cls, pod: Mapping[str, Any]) -> PodFacts | None:
@@ -47,7 +54,7 @@ class PodFacts:
                    ip=pod.get("status", {}).get("podIP"),
                    ready=bool(ready and ready.get("status") == "True") and not meta.get("deletionTimestamp"),
                    deleting=bool(meta.get("deletionTimestamp")), revision=pod_labels.get(labels.REVISION_HASH),
-                   version=pod_labels.get(labels.VERSION))
+                   version=pod_labels.get(labels.VERSION), tls=_serves_tls(pod))
 
 
 @dataclass(frozen=True)

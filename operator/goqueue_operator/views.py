@@ -98,6 +98,23 @@ class MonitoringSpec(_Crd):
     scrape_interval: str = "30s"
 
 
+class IssuerRef(_Crd):
+    name: str
+    kind: Literal["Issuer", "ClusterIssuer"] = "Issuer"
+    group: str = "cert-manager.io"
+
+
+class TlsSpec(_Crd):
+    enabled: bool = False
+    issuer: Literal["SelfSigned", "CertManager"] = "SelfSigned"
+    issuer_ref: IssuerRef | None = None
+    validity_days: int = Field(365, ge=1)
+    renew_before_days: int = Field(30, ge=1)
+    ca_validity_days: int = Field(1825, ge=1)
+    ca_renew_before_days: int = Field(180, ge=1)
+    client_auth: Literal["none", "requested", "required"] = "requested"
+
+
 class ClusterSpec(_Crd):
     replicas: int = Field(3, ge=0)
     version: str = "0.1.0"
@@ -114,6 +131,7 @@ class ClusterSpec(_Crd):
     rollout: RolloutSpec = RolloutSpec()
     scaling: ScalingSpec = ScalingSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+    tls: TlsSpec = TlsSpec()
 
 
 class RolloutRecord(_Record):

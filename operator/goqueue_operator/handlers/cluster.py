@@ -23,6 +23,9 @@ from goqueue_operator.brokers import BrokerAdmin, BrokerUnreachable, broker_url
 from goqueue_operator.context import OperatorContext, context_of
 from goqueue_operator.kube import KubeError, NamespaceTerminating, ObjectRef
 from goqueue_operator.observed import ClusterObservation
+from goqueue_operator.pki.outcome import TlsOutcome
+from goqueue_operator.pki.reconcile import reconcile_tls
+from goqueue_operator.pki.trust import broker_tls
 from goqueue_operator.resize.execute import advance_resize
 from goqueue_operator.resize.plan import resize_view_for
 from goqueue_operator.resources import labels, ports
@@ -76,11 +79,16 @@ async def observe(ctx: OperatorContext, cluster: ClusterView) -> ClusterObservat
     return ClusterObservation.of(statefulset, pods, claims)
 
 
-def admin_for(ctx: OperatorContext, observation: ClusterObservation) -> BrokerAdmin | None:
+def admin_for(ctx: OperatorContext, cluster: ClusterView, observation: ClusterObservation,
+              tls: TlsOutcome) -> BrokerAdmin | None:
     """The admin API of the lowest Ready broker (any broker answers for the cluster); None when none is Ready.
-    Brokers are reached by pod IP, which works wherever the operator runs and needs no Service endpoints."""
+    Brokers are reached by pod IP, which works wherever the operator runs and needs no Service endpoints; over
+    https, verified against the cluster's CA bundle, when the pod serves TLS."""
     reachable = [p for p in observation.ready_pods if p.ip]
-    return ctx.admin(broker_url(reachable[0].ip or "", ports.HTTP_PORT)) if reachable else None
+    if not reachable:
+        return None
+    verify = broker_tls(cluster, reachable[0], tls.trust)
+    return ctx.admin(broker_url(reachable[0].ip or "", ports.HTTP_PORT, tls=reachable[0].tls), verify)
 
 
 async def _leader(admin: BrokerAdmin | None) -> tuple[int | None, str | None]:
@@ -103,7 +111,8 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
     if adoption.kind is not AdoptionKind.NONE:
         await _adopt(ctx, cluster, about, observation, adoption, now)
         return
-    admin = admin_for(ctx, observation)
+    tls = await reconcile_tls(ctx.kube, cluster, about, now)  # before the pods: they mount its Secret
+    admin = admin_for(ctx, cluster, observation, tls)
     try:
         leader, leader_error = await _leader(admin)
         resize_view = resize_view_for(cluster, observation)
@@ -129,7 +138,7 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
     ctx.metrics.set_blocked(cluster.meta.uid, roll.step.kind.value == "Blocked")
     outcome = ClusterOutcome(roll=roll.step, roll_record=roll.record, resize=resize.step,
                              storage_record=resize.record, scale=scale.step, scaling_record=scale.record,
-                             leader=leader)
+                             leader=leader, tls=tls)
     await _write_status(ctx, cluster, about, observation, outcome, now)
 
 

@@ -24,14 +24,15 @@ import kopf
 
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import GoQueueError, InvalidRequest, NotFound
-from goqueue_operator.brokers import broker_url
+from goqueue_operator.brokers import BrokerTls, broker_url
 from goqueue_operator.context import OperatorContext, context_of
 from goqueue_operator.kube import KubeError, NamespaceTerminating, ObjectRef
 from goqueue_operator.observed import PodFacts
+from goqueue_operator.pki.trust import broker_tls, read_trust
 from goqueue_operator.resources import labels, ports
 from goqueue_operator.status.conditions import Condition, render_conditions, timestamp, transitions
 from goqueue_operator.status.remedies import Subject, is_failure, warning_message
-from goqueue_operator.views import ObjectMeta, SpecError
+from goqueue_operator.views import ClusterView, ObjectMeta, SpecError
 
 JSON = dict[str, Any]
 
@@ -92,6 +93,7 @@ class BrokerTarget:
     reason: str = ""
     message: str = ""
     cluster_gone: bool = False
+    tls: BrokerTls | None = None  # how to verify the broker (https), None for plaintext
 
 
 async def find_broker(ctx: OperatorContext, namespace: str, cluster_name: str) -> BrokerTarget:
@@ -104,7 +106,12 @@ async def find_broker(ctx: OperatorContext, namespace: str, cluster_name: str) -
     ready = sorted((f for f in (PodFacts.of(p) for p in pods) if f and f.ready and f.ip), key=lambda f: f.ordinal)
     if not ready:
         return BrokerTarget(None, "ClusterNotReady", f"GoQueueCluster {cluster_name} has no Ready broker")
-    return BrokerTarget(broker_url(ready[0].ip or "", ports.HTTP_PORT))
+    try:
+        view = ClusterView.from_body(cluster, cluster_domain=ctx.settings.cluster_domain)
+    except SpecError as exc:
+        return BrokerTarget(None, "ClusterInvalid", f"GoQueueCluster {cluster_name} does not parse: {exc}")
+    verify = broker_tls(view, ready[0], await read_trust(ctx.kube, view))
+    return BrokerTarget(broker_url(ready[0].ip or "", ports.HTTP_PORT, tls=ready[0].tls), tls=verify)
 
 
 @dataclass(frozen=True)
@@ -236,7 +243,7 @@ async def _reconcile(ctx: OperatorContext, kind: ResourceKind[V], body: JSON, in
     last_generation = (body.get("status") or {}).get("observedGeneration")
     session = Session(now=now, spec_changed=last_generation != view.meta.generation,
                       persist=lambda fragment: _persist(ctx, kind, view, fragment))
-    client = ctx.client(target.url)  # pooled: not closed here
+    client = ctx.client(target.url, target.tls)  # pooled: not closed here
     try:
         declared = await kind.declare(view, client, session)
     except GoQueueError as exc:
@@ -285,7 +292,7 @@ async def _finalize(ctx: OperatorContext, kind: ResourceKind[V], body: JSON, abo
     problem = target.message
     if target.url is not None:
         try:
-            reason, message = await kind.delete(view, ctx.client(target.url))
+            reason, message = await kind.delete(view, ctx.client(target.url, target.tls))
         except GoQueueError as exc:
             problem = f"{exc.code}: {exc.message}"
         else:

@@ -12,13 +12,15 @@ from typing import Literal
 
 Role = Literal[
     "statefulset", "client", "headless", "metrics", "config", "pdb", "raft-secret", "service-monitor",
-    "prometheus-rule", "network-policy",
+    "prometheus-rule", "network-policy", "cluster-ca", "cluster-ca-cert", "broker-tls",
 ]
 
 DATA_CLAIM_TEMPLATE = "goqueue-data"  # the claim template's name: claims are goqueue-data-<cluster>-<ordinal>
 BROKER_CONTAINER = "broker"
 RAFT_PASSWORD_KEY = "password"
 CONFIG_FILE_KEY = "goqueue.yaml"
+TLS_VOLUME = "tls"
+TLS_CERT_KEY, TLS_KEY_KEY, TLS_CA_KEY = "tls.crt", "tls.key", "ca.crt"  # cert-manager's layout
 
 _SUFFIXES: dict[str, str] = {
     "statefulset": "",
@@ -31,6 +33,9 @@ _SUFFIXES: dict[str, str] = {
     "service-monitor": "",
     "prometheus-rule": "",
     "network-policy": "",
+    "cluster-ca": "-cluster-ca",            # the CA's key and certificate: only the operator reads it
+    "cluster-ca-cert": "-cluster-ca-cert",  # the trust bundle alone, for clients to mount
+    "broker-tls": "-broker-tls",            # the brokers' certificate (and cert-manager's Certificate)
 }
 
 

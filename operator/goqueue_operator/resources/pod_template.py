@@ -14,12 +14,17 @@ from goqueue_operator.resources.names import (
     BROKER_CONTAINER,
     DATA_CLAIM_TEMPLATE,
     RAFT_PASSWORD_KEY,
+    TLS_CA_KEY,
+    TLS_CERT_KEY,
+    TLS_KEY_KEY,
+    TLS_VOLUME,
     child_name,
     pod_dns_name,
 )
 from goqueue_operator.views import ClusterView
 
 RUN_AS = 10001  # the image's goqueue user (Dockerfile.broker)
+TLS_CERT_ENV = "GOQUEUE_TLS_CERTFILE"  # set: the broker serves TLS (observed.py reads pods by it)
 
 
 def peer_addresses(cluster: ClusterView, replicas: int) -> list[str]:
@@ -51,6 +56,7 @@ def broker_env(cluster: ClusterView, replicas: int) -> list[dict[str, Any]]:
         {"name": "GOQUEUE_CLUSTER_PASSWORD", "valueFrom": {"secretKeyRef": {
             "name": child_name(cluster.name, "raft-secret"), "key": RAFT_PASSWORD_KEY}}},
         *_anonymous_access(cluster),
+        *tls_env(cluster),
     ]
 
 
@@ -60,6 +66,32 @@ def _anonymous_access(cluster: ClusterView) -> list[dict[str, Any]]:
     if "security.allowAnonymous" in cluster.spec.config:
         return []
     return [{"name": "GOQUEUE_SECURITY_ALLOWANONYMOUS", "value": "true"}]
+
+
+def tls_env(cluster: ClusterView) -> list[dict[str, Any]]:
+    """The broker's TLS files (paths only: the key stays in the mounted Secret) and client-certificate policy;
+    TLS is on when the certificate file is set (docs/SECURITY.md, "TLS")."""
+    if not cluster.spec.tls.enabled:
+        return []
+    return [
+        {"name": TLS_CERT_ENV, "value": f"{ports.TLS_DIR}/{TLS_CERT_KEY}"},
+        {"name": "GOQUEUE_TLS_KEYFILE", "value": f"{ports.TLS_DIR}/{TLS_KEY_KEY}"},
+        {"name": "GOQUEUE_TLS_CAFILE", "value": f"{ports.TLS_DIR}/{TLS_CA_KEY}"},
+        {"name": "GOQUEUE_TLS_CLIENTAUTH", "value": cluster.spec.tls.client_auth},
+    ]
+
+
+def tls_mounts(cluster: ClusterView) -> list[dict[str, Any]]:
+    return [{"name": TLS_VOLUME, "mountPath": ports.TLS_DIR, "readOnly": True}] if cluster.spec.tls.enabled else []
+
+
+def tls_volumes(cluster: ClusterView) -> list[dict[str, Any]]:
+    """The broker-tls Secret, whichever issuer fills it; 0440: root-owned files, group fsGroup (the broker's).
+    A Secret volume follows the Secret's updates, so renewed certificates reach running brokers."""
+    if not cluster.spec.tls.enabled:
+        return []
+    return [{"name": TLS_VOLUME, "secret": {"secretName": child_name(cluster.name, "broker-tls"),
+                                            "defaultMode": 0o440}}]
 
 
 def affinity(cluster: ClusterView) -> dict[str, Any] | None:
@@ -95,13 +127,14 @@ def broker_container(cluster: ClusterView, replicas: int) -> dict[str, Any]:
         "ports": ports.container_ports(),
         "env": broker_env(cluster, replicas),
         "resources": {"requests": dict(spec.resources.requests), "limits": dict(spec.resources.limits)},
-        "startupProbe": probes.startup_probe(),
-        "readinessProbe": probes.readiness_probe(),
-        "livenessProbe": probes.liveness_probe(),
+        "startupProbe": probes.startup_probe(tls=spec.tls.enabled),
+        "readinessProbe": probes.readiness_probe(tls=spec.tls.enabled),
+        "livenessProbe": probes.liveness_probe(tls=spec.tls.enabled),
         "volumeMounts": [
             {"name": DATA_CLAIM_TEMPLATE, "mountPath": ports.DATA_DIR},
             {"name": "config", "mountPath": ports.CONFIG_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": ports.TMP_DIR},
+            *tls_mounts(cluster),
         ],
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -117,6 +150,7 @@ def build_pod_template(cluster: ClusterView, replicas: int) -> dict[str, Any]:
         "volumes": [
             {"name": "config", "configMap": {"name": child_name(cluster.name, "config")}},
             {"name": "tmp", "emptyDir": {}},
+            *tls_volumes(cluster),
         ],
         "securityContext": pod_security_context(),
         "terminationGracePeriodSeconds": pod.termination_grace_period_seconds,

@@ -8,6 +8,7 @@ from typing import Any
 
 from goqueue_operator.adoption import Adoption, AdoptionKind
 from goqueue_operator.observed import ClusterObservation
+from goqueue_operator.pki.outcome import TlsOutcome
 from goqueue_operator.resize.plan import ResizeKind, ResizeStep
 from goqueue_operator.resources import labels
 from goqueue_operator.resources.configmap import config_hash
@@ -32,6 +33,7 @@ class ClusterOutcome:
     scaling_record: JSON | None = None
     leader: int | None = None
     adoption: Adoption | None = None
+    tls: TlsOutcome | None = None
 
 
 def cluster_phase(cluster: ClusterView, observation: ClusterObservation, outcome: ClusterOutcome) -> str:
@@ -91,6 +93,7 @@ def cluster_conditions(cluster: ClusterView, observation: ClusterObservation, ou
                   outcome.scale.message if outcome.scale and _scale_blocked(outcome.scale) else "", warning=True),
         Condition("Paused", cluster.paused, "PausedByAnnotation" if cluster.paused else "NotPaused",
                   f"{labels.PAUSED_ANNOTATION} is set: the operator changes nothing" if cluster.paused else ""),
+        *([outcome.tls.condition] if outcome.tls is not None else []),
     ]
 
 
@@ -134,4 +137,6 @@ def cluster_status(cluster: ClusterView, observation: ClusterObservation, outcom
                         ("scaling", outcome.scaling_record)):
         if record is not None:
             status[key] = record
+    if outcome.tls is not None and outcome.tls.record:
+        status["tls"] = outcome.tls.record
     return status

@@ -50,6 +50,11 @@ def remedy(subject: Subject, condition: Condition) -> str:
         "AdoptionRefused": f"another StatefulSet named {subject.name} exists and cannot be taken over as it is; "
                            "delete it (its claims stay) or name the GoQueueCluster differently — docs/OPERATOR.md, "
                            "'From the plain chart to the operator'",
+        "ClusterInvalid": f"GoQueueCluster {cluster} does not parse; correct its spec (kubectl edit "
+                          f"goqueuecluster/{cluster} -n {ns})",
+        "IssuanceFailed": f"see the message; the operator needs get and patch on Secrets (and on cert-manager "
+                          f"Certificates with issuer CertManager); kubectl describe certificate -n {ns} shows what "
+                          f"cert-manager says",
         "BrokersNotReady": f"see kubectl get pods -n {ns} -l app.kubernetes.io/instance={subject.name} and "
                            f"kubectl describe of the pods that are not Ready",
     }

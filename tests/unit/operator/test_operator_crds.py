@@ -71,8 +71,9 @@ def test_printer_columns(kind: str, columns: list[str]) -> None:
     printed = version_of(CRDS[kind])["additionalPrinterColumns"]
     assert [c["name"] for c in printed if not c.get("priority")] == columns
     wide = {c["name"]: c["jsonPath"] for c in printed if c.get("priority") == 1}  # `kubectl get -o wide` only
+    extra = {"Cert-Expiry": ".status.tls.notAfter"} if kind == "GoQueueCluster" else {}
     assert wide == {"Reason": '.status.conditions[?(@.type=="Ready")].reason',
-                    "Message": '.status.conditions[?(@.type=="Ready")].message'}
+                    "Message": '.status.conditions[?(@.type=="Ready")].message', **extra}
     by_name = {c["name"]: c for c in printed}
     assert by_name["Age"] == {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
     if "Ready" in by_name and kind != "GoQueueCluster":

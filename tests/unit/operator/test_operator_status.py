@@ -162,7 +162,7 @@ def test_a_resource_failing_from_its_first_reconcile_is_a_transition() -> None:
 
 READY_FALSE_REASONS = ("ClusterNotFound", "ClusterDeleting", "ClusterNotReady", "RejectedByBroker",
                        "BrokerApiMissing", "BrokerError", "Conflict", "CannotReconcile", "InvalidSpec",
-                       "AdoptionRefused", "BrokersNotReady")
+                       "AdoptionRefused", "BrokersNotReady", "ClusterInvalid")
 # Ready=False reasons that are a state, not a failure: no Warning, no fix.
 NOT_FAILURES = ("Stopped",)
 

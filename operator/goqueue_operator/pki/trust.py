@@ -1,0 +1,31 @@
+"""How the operator verifies a broker it calls: the CA bundle to trust and the name to expect (brokers.py).
+
+The bundle is the one clients get: `<cluster>-cluster-ca-cert` (SelfSigned) or the `ca.crt` cert-manager wrote
+into `<cluster>-broker-tls` (CertManager). Read fresh on every reconcile, so a renewed CA is trusted at once.
+"""
+
+from __future__ import annotations
+
+from goqueue_operator.brokers import BrokerTls
+from goqueue_operator.kube import Kube
+from goqueue_operator.observed import PodFacts
+from goqueue_operator.pki.material import secret_data
+from goqueue_operator.resources.names import TLS_CA_KEY, Role, child_name, pod_dns_name
+from goqueue_operator.views import ClusterView
+
+
+async def read_trust(kube: Kube, cluster: ClusterView) -> bytes | None:
+    """The CA bundle of a cluster with TLS on; None when TLS is off or nothing is issued yet."""
+    if not cluster.spec.tls.enabled:
+        return None
+    role: Role = "broker-tls" if cluster.spec.tls.issuer == "CertManager" else "cluster-ca-cert"
+    secret = await kube.get("Secret", cluster.namespace, child_name(cluster.name, role))
+    return secret_data(secret).get(TLS_CA_KEY) or None
+
+
+def broker_tls(cluster: ClusterView, pod: PodFacts, trust: bytes | None) -> BrokerTls | None:
+    """How to verify this broker, or None for a broker serving plaintext (TLS off, or a pod started before it
+    was turned on: a roll is under way)."""
+    if not pod.tls or trust is None:
+        return None
+    return BrokerTls(trust, pod_dns_name(cluster.name, cluster.namespace, pod.ordinal, cluster.cluster_domain))

@@ -1,0 +1,176 @@
+"""spec.tls on the real control plane: the operator's cluster CA and broker certificate as Secrets, the pods that
+mount them, re-issuing a certificate that went bad, and cert-manager mode against a copy of its Certificate CRD
+(the test plays cert-manager by writing the Secret).
+
+Until the brokers serve TLS (issue 15 item 3, broker side), pods given a certificate fail their HTTPS probes, so
+these tests check what the operator writes, not Ready brokers; `BROKERS_SERVE_TLS` turns the end-to-end check on.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from kubernetes import client as k8s
+from operator_kube import apply, cluster_manifest, condition, get, try_apply, wait_condition, wait_events
+from operator_process import OperatorProcess
+
+from goqueue.config import Settings
+from goqueue_harness.pytest_plugin import Kubectl
+from goqueue_harness.waiting import wait_until
+from goqueue_operator.pki.certs import issue_ca, issue_leaf, read_bundle, read_certificate
+
+pytestmark = pytest.mark.integration
+
+CERTIFICATE_CRD = Path(__file__).parent / "fixtures" / "cert-manager-certificate-crd.yaml"
+BROKERS_SERVE_TLS = "tls" in Settings.model_fields
+JSON = dict[str, Any]
+
+
+def secret(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, bytes]:
+    found = core.read_namespaced_secret(name, namespace)
+    return {k: base64.b64decode(v) for k, v in (found.data or {}).items()}
+
+
+def wait_secret(core: k8s.CoreV1Api, namespace: str, name: str, timeout_s: float = 60) -> dict[str, bytes]:
+    def present() -> dict[str, bytes] | None:
+        try:
+            return secret(core, namespace, name)
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    found: dict[str, bytes] = wait_until(present, timeout_s, interval_s=0.5, message=f"Secret {name}")
+    return found
+
+
+def test_self_signed_ca_and_broker_certificate_are_secrets_the_pods_mount(
+    operator: OperatorProcess, kubectl: Kubectl, kube_api: k8s.ApiClient, kube_namespace: str,
+) -> None:
+    ns = kube_namespace
+    core = k8s.CoreV1Api(kube_api)
+    apply(kubectl, ns, cluster_manifest(replicas=1, tls={"enabled": True, "clientAuth": "requested"}))
+    cluster = wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "TLSReady", 90)
+
+    ca = secret(core, ns, "goqueue-cluster-ca")
+    ca_cert = secret(core, ns, "goqueue-cluster-ca-cert")
+    broker = secret(core, ns, "goqueue-broker-tls")
+    assert set(ca) == {"ca.crt", "ca.key"}
+    assert set(ca_cert) == {"ca.crt"}
+    assert set(broker) == {"tls.crt", "tls.key", "ca.crt"}
+    assert core.read_namespaced_secret("goqueue-broker-tls", ns).type == "kubernetes.io/tls"
+    for name in ("goqueue-cluster-ca", "goqueue-cluster-ca-cert", "goqueue-broker-tls"):
+        owners = core.read_namespaced_secret(name, ns).metadata.owner_references
+        assert [(o.kind, o.name, o.controller) for o in owners] == [("GoQueueCluster", "goqueue", True)]
+
+    leaf = x509.load_pem_x509_certificate(broker["tls.crt"])
+    leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(ca["ca.crt"]))
+    names = read_certificate(broker["tls.crt"]).dns_names
+    assert f"*.goqueue-headless.{ns}.svc.cluster.local" in names
+    assert f"goqueue.{ns}.svc" in names
+    assert "localhost" in names
+    assert cluster["status"]["tls"]["notAfter"] == f"{leaf.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"
+    assert cluster["status"]["tls"]["issuer"] == "SelfSigned"
+    assert condition(cluster, "TLSReady")["reason"] == "CertificatesValid"
+
+    sts = get(kubectl, ns, "statefulset", "goqueue")
+    assert sts is not None
+    pod_spec = sts["spec"]["template"]["spec"]
+    (broker_container,) = pod_spec["containers"]
+    env = {e["name"]: e for e in broker_container["env"]}
+    assert env["GOQUEUE_TLS_CERTFILE"]["value"] == "/etc/goqueue-tls/tls.crt"
+    assert env["GOQUEUE_TLS_CLIENTAUTH"]["value"] == "requested"
+    assert {"name": "tls", "secret": {"secretName": "goqueue-broker-tls", "defaultMode": 0o440}} in pod_spec["volumes"]
+    assert broker_container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    wait_events(kubectl, ns, "goqueue", "ClusterCACreated", "TrustBundleUpdated", "BrokerCertificateIssued")
+
+    # a broker certificate that is not the cluster CA's (here: someone else's) is re-issued, the CA kept
+    now = datetime.now(UTC)
+    stranger = issue_ca("not ours", now=now, validity=timedelta(days=30))
+    foreign = issue_leaf(stranger, "b", dns_names=["localhost"], ip_addresses=[], now=now, validity=timedelta(days=1))
+    core.patch_namespaced_secret("goqueue-broker-tls", ns, {"data": {
+        "tls.crt": base64.b64encode(foreign.cert_pem).decode(), "tls.key": base64.b64encode(foreign.key_pem).decode()}})
+    reissued = wait_until(lambda: (b := secret(core, ns, "goqueue-broker-tls"))["tls.crt"] not in (
+        foreign.cert_pem, broker["tls.crt"]) and b, 30, interval_s=0.5, message="the broker certificate re-issued")
+    x509.load_pem_x509_certificate(reissued["tls.crt"]).verify_directly_issued_by(
+        x509.load_pem_x509_certificate(ca["ca.crt"]))
+    assert secret(core, ns, "goqueue-cluster-ca") == ca
+
+    # nothing secret in the pod template, the ConfigMap or the operator's log
+    key_lines = [line for line in ca["ca.key"].decode().splitlines() if "PRIVATE KEY" not in line]
+    config = json.dumps(get(kubectl, ns, "configmap", "goqueue-config"))
+    for text in (json.dumps(sts), config, operator.log_text()):
+        assert "PRIVATE KEY" not in text
+        assert not any(line in text for line in key_lines)
+
+    if BROKERS_SERVE_TLS:  # the operator's own calls (leader, roll gates) go over https, verified
+        ready = wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", 180)
+        assert ready["status"]["leader"] == 0
+
+
+def test_cert_manager_mode_without_cert_manager_says_so_then_uses_its_certificate(
+    operator: OperatorProcess, kubectl: Kubectl, kube_api: k8s.ApiClient, kube_namespace: str,
+) -> None:
+    ns = kube_namespace
+    core = k8s.CoreV1Api(kube_api)
+    kubectl("delete", "-f", str(CERTIFICATE_CRD), "--ignore-not-found", "--wait=true")
+    tls = {"enabled": True, "issuer": "CertManager", "issuerRef": {"name": "cluster-issuer", "kind": "ClusterIssuer"},
+           "validityDays": 90, "renewBeforeDays": 10}
+    apply(kubectl, ns, cluster_manifest(replicas=1, tls=tls))
+    missing = wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "TLSReady", 60, status="False")
+    assert condition(missing, "TLSReady")["reason"] == "CertManagerNotInstalled"
+    assert "install cert-manager" in condition(missing, "TLSReady")["message"]
+    wait_events(kubectl, ns, "goqueue", "CertManagerNotInstalled")
+    warning = [e for e in json.loads(kubectl("get", "events", "-n", ns, "-o", "json"))["items"]
+               if e["reason"] == "CertManagerNotInstalled"]
+    assert warning[0]["type"] == "Warning"
+
+    kubectl("apply", "-f", str(CERTIFICATE_CRD))
+    try:
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/certificates.cert-manager.io")
+        # the operator caches API discovery for a minute
+        certificate = wait_until(lambda: get(kubectl, ns, "certificate", "goqueue-broker-tls"), 120, interval_s=1,
+                                 message="the Certificate")
+        spec = certificate["spec"]
+        assert spec["secretName"] == "goqueue-broker-tls"
+        assert f"*.goqueue-headless.{ns}.svc.cluster.local" in spec["dnsNames"]
+        assert (spec["duration"], spec["renewBefore"]) == ("2160h", "240h")
+        assert spec["issuerRef"] == {"name": "cluster-issuer", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+        assert certificate["metadata"]["ownerReferences"][0]["name"] == "goqueue"
+        pending = wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "TLSReady", 30, status="False")
+        assert condition(pending, "TLSReady")["reason"] == "CertificatePending"
+
+        # play cert-manager: issue from "its" CA into the Secret the Certificate names
+        now = datetime.now(UTC)
+        issuer = issue_ca("cert-manager's CA", now=now, validity=timedelta(days=365))
+        leaf = issue_leaf(issuer, "goqueue", dns_names=spec["dnsNames"], ip_addresses=spec["ipAddresses"], now=now,
+                          validity=timedelta(days=90))
+        core.create_namespaced_secret(ns, {"metadata": {"name": "goqueue-broker-tls"}, "type": "kubernetes.io/tls",
+                                           "data": {k: base64.b64encode(v).decode() for k, v in {
+                                               "tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem,
+                                               "ca.crt": issuer.cert_pem}.items()}})
+        ready = wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "TLSReady", 30)
+        assert ready["status"]["tls"] == {"issuer": "CertManager",
+                                          "notAfter": f"{read_bundle(leaf.cert_pem)[0].not_after:%Y-%m-%dT%H:%M:%SZ}"}
+        assert get(kubectl, ns, "secret", "goqueue-cluster-ca") is None  # no CA of the operator's in this mode
+    finally:
+        kubectl("delete", "-f", str(CERTIFICATE_CRD), "--ignore-not-found", "--wait=true")
+
+
+@pytest.mark.parametrize(("tls", "refusal"), [
+    ({"issuer": "CertManager"}, "spec.tls.issuerRef is required when spec.tls.issuer is CertManager"),
+    ({"validityDays": 30, "renewBeforeDays": 30}, "spec.tls.renewBeforeDays must be less than spec.tls.validityDays"),
+    ({"validityDays": 1700}, "spec.tls.validityDays cannot exceed caValidityDays - caRenewBeforeDays"),
+    ({"clientAuth": "optional"}, "Unsupported value"),
+])
+def test_the_api_server_refuses_a_tls_spec_that_cannot_work(kubectl: Kubectl, goqueue_crds: list[str],
+                                                            module_namespace: str, tls: JSON, refusal: str) -> None:
+    refused = try_apply(kubectl, module_namespace, cluster_manifest(replicas=1, tls={"enabled": True, **tls}))
+    assert refused.returncode != 0
+    assert refusal in refused.stderr

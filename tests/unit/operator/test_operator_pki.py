@@ -1,0 +1,285 @@
+"""The cluster CA (issuer SelfSigned): certificates, the planner on a fake clock, the Secrets' layout, and the
+pod template, Certificate and status that follow from spec.tls. Pure: no cluster, no socket."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from goqueue_operator.pki.certs import CertificateError, issue_ca, issue_leaf, read_bundle, read_certificate
+from goqueue_operator.pki.execute import perform, policy_for
+from goqueue_operator.pki.material import (
+    PkiMaterial,
+    broker_secret,
+    ca_cert_secret,
+    ca_secret,
+    observe,
+    read_material,
+)
+from goqueue_operator.pki.outcome import TlsOutcome
+from goqueue_operator.pki.plan import TRUST_PROPAGATION, PkiPolicy, PkiStepKind, next_pki_step
+from goqueue_operator.pki.sans import broker_dns_names
+from goqueue_operator.resources.certificate import build_certificate
+from goqueue_operator.resources.names import pod_dns_name
+from goqueue_operator.resources.pod_template import build_pod_template
+from goqueue_operator.status.conditions import Condition
+from goqueue_operator.views import ClusterView
+
+pytestmark = pytest.mark.unit
+
+JSON = dict[str, Any]
+T0 = datetime(2027, 1, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
+K = PkiStepKind
+
+
+def cluster(namespace: str = "apps", domain: str = "cluster.local", **tls: Any) -> ClusterView:
+    body = {"metadata": {"name": "goqueue", "namespace": namespace, "uid": "uid-1", "generation": 1},
+            "spec": {"tls": {"enabled": True, **tls}}}
+    return ClusterView.from_body(body, cluster_domain=domain)
+
+
+def run(material: PkiMaterial, now: datetime, view: ClusterView | None = None,
+        policy: PkiPolicy | None = None) -> tuple[PkiMaterial, list[PkiStepKind]]:
+    """What the executor does, without the API server: plan, perform, plan again until Idle (or Blocked)."""
+    view = view or cluster()
+    policy = policy or policy_for(view)
+    taken: list[PkiStepKind] = []
+    for _ in range(10):
+        step = next_pki_step(observe(material, view.name), policy, now)
+        if not step.acts:
+            return material, taken
+        material = perform(step, material, view, policy, now)
+        taken.append(step.kind)
+    raise AssertionError(f"no settling: {taken}")
+
+
+def issuer_of(material: PkiMaterial) -> bytes | None:
+    assert material.leaf is not None
+    return read_certificate(material.leaf.cert_pem).issuer_key_id
+
+
+def key_id(pem: bytes) -> bytes | None:
+    return read_certificate(pem).key_id
+
+
+def bundle_ids(pem: bytes) -> set[bytes | None]:
+    return {c.key_id for c in read_bundle(pem)}
+
+
+# -- issuing -----------------------------------------------------------------------------------------------------
+
+def test_a_new_cluster_gets_a_ca_its_trust_bundle_and_a_broker_certificate_then_nothing_is_due() -> None:
+    material, steps = run(PkiMaterial(), T0)
+    assert steps == [K.CREATE_CA, K.PUBLISH_TRUST, K.ISSUE_LEAF]
+    assert material.signing is not None
+    assert issuer_of(material) == key_id(material.signing.cert_pem)
+    assert bundle_ids(material.client_bundle) == bundle_ids(material.broker_bundle) == {
+        key_id(material.signing.cert_pem)}
+    leaf = read_certificate(material.leaf.cert_pem) if material.leaf else None
+    assert leaf is not None
+    assert leaf.not_after == T0 + 365 * DAY
+    assert read_certificate(material.signing.cert_pem).not_after == T0 + 1825 * DAY
+    assert run(material, T0 + 300 * DAY)[1] == []
+    step = next_pki_step(observe(material, "goqueue"), policy_for(cluster()), T0)
+    assert step.next_check == T0 + 335 * DAY  # renewAt: 30 days before the broker certificate expires
+
+
+def test_the_broker_certificate_chains_to_the_ca_and_names_every_way_a_broker_is_reached() -> None:
+    view = cluster(namespace="apps")
+    material, _ = run(PkiMaterial(), T0, view)
+    assert material.leaf is not None
+    assert material.signing is not None
+    leaf = x509.load_pem_x509_certificate(material.leaf.cert_pem)
+    leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(material.signing.cert_pem))
+    facts = read_certificate(material.leaf.cert_pem)
+    names = set(facts.dns_names)
+    # peers dial the advertised host (pod_template.py); a wildcard covers every ordinal, scaled up or not
+    assert "*.goqueue-headless.apps.svc.cluster.local" in names
+    for ordinal in (0, 2, 40):
+        host = pod_dns_name("goqueue", "apps", ordinal, "cluster.local")
+        assert host.split(".", 1)[1] == "goqueue-headless.apps.svc.cluster.local"
+    assert {"goqueue", "goqueue.apps", "goqueue.apps.svc", "goqueue.apps.svc.cluster.local",
+            "goqueue-metrics.apps.svc.cluster.local", "localhost"} <= names
+    assert set(facts.ip_addresses) == {"127.0.0.1", "::1"}
+    assert not facts.is_ca
+
+
+def test_a_broker_certificate_is_never_valid_longer_than_its_ca() -> None:
+    ca = issue_ca("ca", now=T0, validity=10 * DAY)
+    leaf = issue_leaf(ca, "b", dns_names=["localhost"], ip_addresses=[], now=T0, validity=365 * DAY)
+    assert read_certificate(leaf.cert_pem).not_after == read_certificate(ca.cert_pem).not_after
+
+
+# -- renewal -----------------------------------------------------------------------------------------------------
+
+def test_a_broker_certificate_within_renew_before_is_reissued_from_the_same_ca_and_trust_is_unchanged() -> None:
+    material, _ = run(PkiMaterial(), T0)
+    renewed, steps = run(material, T0 + 336 * DAY)
+    assert steps == [K.ISSUE_LEAF]
+    assert renewed.signing == material.signing
+    assert renewed.client_bundle == material.client_bundle
+    assert renewed.leaf != material.leaf
+    assert renewed.leaf is not None
+    assert read_certificate(renewed.leaf.cert_pem).not_after == T0 + 701 * DAY
+
+
+def test_a_broker_certificate_naming_other_hosts_or_signed_elsewhere_is_reissued() -> None:
+    material, _ = run(PkiMaterial(), T0)
+    assert run(material, T0, cluster(domain="example.internal"))[1] == [K.ISSUE_LEAF]
+    stranger = issue_ca("someone else", now=T0, validity=100 * DAY)  # e.g. cert-manager's, before a switch
+    foreign = issue_leaf(stranger, "b", dns_names=broker_dns_names(cluster()), ip_addresses=["127.0.0.1", "::1"],
+                         now=T0, validity=50 * DAY)
+    assert run(replace(material, leaf=foreign), T0)[1] == [K.ISSUE_LEAF]
+    assert run(replace(material, leaf=replace(foreign, cert_pem=b"garbage")), T0)[1] == [K.ISSUE_LEAF]
+
+
+def test_ca_renewal_trusts_the_successor_first_then_signs_with_it_then_drops_the_old_ca_once_expired() -> None:
+    material, _ = run(PkiMaterial(), T0)
+    assert material.signing is not None
+    old = key_id(material.signing.cert_pem)
+    material, steps = run(material, T0 + 1640 * DAY)
+    assert steps == [K.ISSUE_LEAF]  # a routine renewal on the way (1640 days on)
+
+    # 180 days before the CA expires: a successor, added to every bundle while the old CA still signs
+    renewing = T0 + 1646 * DAY
+    material, steps = run(material, renewing)
+    assert steps == [K.CREATE_SUCCESSOR, K.PUBLISH_TRUST]
+    assert material.successor is not None
+    new = key_id(material.successor.cert_pem)
+    assert bundle_ids(material.broker_bundle) == bundle_ids(material.client_bundle) == {old, new}
+    assert issuer_of(material) == old
+
+    # not before the bundle has had time to reach every broker
+    assert run(material, renewing + TRUST_PROPAGATION - timedelta(seconds=1))[1] == []
+    material, steps = run(material, renewing + TRUST_PROPAGATION)
+    assert steps == [K.PROMOTE_SUCCESSOR, K.ISSUE_LEAF]
+    assert material.signing is not None
+    assert key_id(material.signing.cert_pem) == new
+    assert issuer_of(material) == new
+    assert bundle_ids(material.broker_bundle) == {old, new}  # brokers still on the old certificate are believed
+
+    # the old CA leaves the bundles once it has expired, not before
+    assert run(material, T0 + 1825 * DAY - timedelta(seconds=1))[1] == []
+    material, steps = run(material, T0 + 1825 * DAY)
+    assert steps == [K.DROP_EXPIRED_CA, K.PUBLISH_TRUST]
+    assert bundle_ids(material.broker_bundle) == bundle_ids(material.client_bundle) == {new}
+    assert material.previous_cert is None
+
+
+def test_an_expired_ca_without_a_successor_is_replaced_at_once() -> None:
+    material, _ = run(PkiMaterial(), T0)
+    material, steps = run(material, T0 + 2000 * DAY)
+    assert steps == [K.CREATE_SUCCESSOR, K.PUBLISH_TRUST, K.PROMOTE_SUCCESSOR, K.DROP_EXPIRED_CA, K.PUBLISH_TRUST,
+                     K.ISSUE_LEAF]
+
+
+def test_a_ca_secret_the_operator_cannot_use_blocks_with_the_fix_and_is_never_replaced() -> None:
+    material, _ = run(PkiMaterial(), T0)
+    assert material.signing is not None
+    other = issue_ca("x", now=T0, validity=DAY)
+    broken = replace(material, signing=replace(material.signing, key_pem=other.key_pem))
+    step = next_pki_step(observe(broken, "goqueue"), policy_for(cluster()), T0)
+    assert step.kind is K.BLOCKED
+    assert "goqueue-cluster-ca ca.crt's key does not belong to its certificate" in step.message
+    assert "delete Secret goqueue-cluster-ca" in step.message
+    with pytest.raises(CertificateError):
+        read_certificate(b"not a certificate")
+
+
+# -- Secrets -----------------------------------------------------------------------------------------------------
+
+def decoded(secret: JSON) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in secret["data"].items()}
+
+
+def test_secrets_layout_keys_apart_from_certificates_and_owned_by_the_cluster() -> None:
+    view = cluster()
+    material, _ = run(PkiMaterial(), T0, view)
+    ca, ca_cert, broker = ca_secret(view, material), ca_cert_secret(view, material), broker_secret(view, material)
+    assert [s["metadata"]["name"] for s in (ca, ca_cert, broker)] == [
+        "goqueue-cluster-ca", "goqueue-cluster-ca-cert", "goqueue-broker-tls"]
+    assert set(decoded(ca)) == {"ca.crt", "ca.key"}
+    assert set(decoded(ca_cert)) == {"ca.crt"}  # what clients mount: no key
+    assert broker["type"] == "kubernetes.io/tls"  # cert-manager's layout
+    assert set(decoded(broker)) == {"tls.crt", "tls.key", "ca.crt"}
+    assert decoded(broker)["ca.crt"] == decoded(ca_cert)["ca.crt"]
+    assert b"PRIVATE KEY" not in decoded(ca_cert)["ca.crt"] + decoded(broker)["ca.crt"]
+    for secret in (ca, ca_cert, broker):
+        (owner,) = secret["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+            "GoQueueCluster", "goqueue", "uid-1", True)
+    # read back, it is the same material: the executor's next reconcile sees what this one wrote
+    again = read_material({**ca, "data": ca["data"]}, ca_cert, broker)
+    assert again == material
+
+
+# -- what spec.tls changes elsewhere ------------------------------------------------------------------------------
+
+def container_of(template: JSON) -> JSON:
+    (broker,) = template["spec"]["containers"]
+    return broker
+
+
+def test_the_pod_mounts_the_broker_secret_read_only_and_names_the_files_never_their_contents() -> None:
+    template = build_pod_template(cluster(clientAuth="required"), 3)
+    broker = container_of(template)
+    env = {e["name"]: e.get("value") for e in broker["env"]}
+    assert env["GOQUEUE_TLS_CERTFILE"] == "/etc/goqueue-tls/tls.crt"
+    assert env["GOQUEUE_TLS_KEYFILE"] == "/etc/goqueue-tls/tls.key"
+    assert env["GOQUEUE_TLS_CAFILE"] == "/etc/goqueue-tls/ca.crt"
+    assert env["GOQUEUE_TLS_CLIENTAUTH"] == "required"
+    assert "GOQUEUE_TLS_LISTENERS" not in env  # the broker's default: http, grpc and internal
+    (volume,) = [v for v in template["spec"]["volumes"] if v["name"] == "tls"]
+    assert volume == {"name": "tls", "secret": {"secretName": "goqueue-broker-tls", "defaultMode": 0o440}}
+    (mount,) = [m for m in broker["volumeMounts"] if m["name"] == "tls"]
+    assert mount == {"name": "tls", "mountPath": "/etc/goqueue-tls", "readOnly": True}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert broker[probe]["httpGet"]["scheme"] == "HTTPS"
+    # the advertised host peers verify is covered by the certificate's wildcard
+    advertised = env["GOQUEUE_BROKER_ADVERTISEDHOST"]
+    assert advertised is not None
+    assert f"*.{advertised.split('.', 1)[1]}" in broker_dns_names(cluster())
+
+
+def test_tls_off_leaves_the_pod_template_as_it_was() -> None:
+    off = ClusterView.from_body({"metadata": {"name": "goqueue", "namespace": "apps", "uid": "u"},
+                                 "spec": {"tls": {"enabled": False}}})
+    bare = ClusterView.from_body({"metadata": {"name": "goqueue", "namespace": "apps", "uid": "u"}, "spec": {}})
+    template = build_pod_template(off, 3)
+    assert template == build_pod_template(bare, 3)
+    assert not [e for e in container_of(template)["env"] if e["name"].startswith("GOQUEUE_TLS_")]
+    assert container_of(template)["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+
+
+def test_cert_manager_certificate_asks_for_the_same_names_lifetimes_and_secret() -> None:
+    view = cluster(issuer="CertManager", issuerRef={"name": "ca-issuer", "kind": "ClusterIssuer"},
+                   validityDays=90, renewBeforeDays=15)
+    certificate = build_certificate(view)
+    assert certificate["apiVersion"] == "cert-manager.io/v1"
+    assert certificate["metadata"]["name"] == "goqueue-broker-tls"
+    spec = certificate["spec"]
+    assert spec["secretName"] == "goqueue-broker-tls"
+    assert spec["dnsNames"] == list(broker_dns_names(view))
+    assert spec["ipAddresses"] == ["127.0.0.1", "::1"]
+    assert (spec["duration"], spec["renewBefore"]) == ("2160h", "360h")
+    assert spec["issuerRef"] == {"name": "ca-issuer", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    assert set(spec["usages"]) >= {"server auth", "client auth"}
+
+
+def test_status_carries_the_tls_condition_and_expiry() -> None:
+    from goqueue_operator.observed import ClusterObservation
+    from goqueue_operator.status.cluster import ClusterOutcome, cluster_status
+
+    outcome = TlsOutcome(Condition("TLSReady", True, "CertificatesValid", "valid"),
+                         {"issuer": "SelfSigned", "notAfter": "2028-01-01T00:00:00Z"})
+    status = cluster_status(cluster(), ClusterObservation(None), ClusterOutcome(tls=outcome), now=T0)
+    assert status["tls"] == {"issuer": "SelfSigned", "notAfter": "2028-01-01T00:00:00Z"}
+    (tls,) = [c for c in status["conditions"] if c["type"] == "TLSReady"]
+    assert (tls["status"], tls["reason"]) == ("True", "CertificatesValid")
+    assert TlsOutcome.failed("CertManagerNotInstalled", "m").condition.warning
