@@ -12,7 +12,7 @@ from typing import Any
 
 from goqueue_operator.resources import labels
 from goqueue_operator.resources.names import ordinal_of
-from goqueue_operator.resources.pod_template import TLS_CERT_ENV
+from goqueue_operator.resources.tls import CLIENT_LISTENERS, TLS_CERT_ENV, TLS_LISTENERS_ENV
 
 JSON = dict[str, Any]
 
@@ -25,9 +25,9 @@ def _condition(obj: Mapping[str, Any], kind: str) -> JSON | None:
     return None
 
 
-def _serves_tls(pod: Mapping[str, Any]) -> bool:
-    return any(e.get("name") == TLS_CERT_ENV for c in pod.get("spec", {}).get("containers") or []
-               for e in c.get("env") or [])
+def _tls_env(pod: Mapping[str, Any]) -> dict[str, str]:
+    return {e["name"]: str(e.get("value", "")) for c in pod.get("spec", {}).get("containers") or []
+            for e in c.get("env") or [] if str(e.get("name", "")).startswith("GOQUEUE_TLS_")}
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class PodFacts:
     deleting: bool
     revision: str | None
     version: str | None
-    tls: bool = False  # the broker container is given a certificate: it speaks https (pki/, pod_template.py)
+    tls: bool = False  # the broker container is given a certificate: it speaks https (pki/, resources/tls.py)
+    internal_tls: bool = False  # ... and its internal listener speaks TLS too
 
     @classmethod
     def of(cls, pod: Mapping[str, Any]) -> PodFacts | None:
@@ -49,12 +50,14 @@ class PodFacts:
         if ordinal is None:
             return None
         ready = _condition(pod, "Ready")
+        tls = _tls_env(pod)
         pod_labels = meta.get("labels") or {}
         return cls(name=meta["name"], ordinal=ordinal, uid=meta.get("uid", ""),
                    ip=pod.get("status", {}).get("podIP"),
                    ready=bool(ready and ready.get("status") == "True") and not meta.get("deletionTimestamp"),
                    deleting=bool(meta.get("deletionTimestamp")), revision=pod_labels.get(labels.REVISION_HASH),
-                   version=pod_labels.get(labels.VERSION), tls=_serves_tls(pod))
+                   version=pod_labels.get(labels.VERSION), tls=TLS_CERT_ENV in tls,
+                   internal_tls=TLS_CERT_ENV in tls and tls.get(TLS_LISTENERS_ENV) != CLIENT_LISTENERS)
 
 
 @dataclass(frozen=True)

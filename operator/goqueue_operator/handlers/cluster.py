@@ -24,6 +24,7 @@ from goqueue_operator.context import OperatorContext, context_of
 from goqueue_operator.kube import KubeError, NamespaceTerminating, ObjectRef
 from goqueue_operator.observed import ClusterObservation
 from goqueue_operator.pki.outcome import TlsOutcome
+from goqueue_operator.pki.phase import tls_phase
 from goqueue_operator.pki.reconcile import reconcile_tls
 from goqueue_operator.pki.trust import broker_tls
 from goqueue_operator.resize.execute import advance_resize
@@ -111,7 +112,8 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
     if adoption.kind is not AdoptionKind.NONE:
         await _adopt(ctx, cluster, about, observation, adoption, now)
         return
-    tls = await reconcile_tls(ctx.kube, cluster, about, now)  # before the pods: they mount its Secret
+    # before the pods: they mount its Secret
+    tls = await reconcile_tls(ctx.kube, cluster, about, now, brokers_serve_tls=any(p.tls for p in observation.pods))
     admin = admin_for(ctx, cluster, observation, tls)
     try:
         leader, leader_error = await _leader(admin)
@@ -122,7 +124,8 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
         scale = await advance_scaling(scale_view_for(cluster, observation, now), admin=admin, kube=ctx.kube,
                                       cluster=about, metrics=ctx.metrics)
         children = build_cluster_children(cluster, password=secrets.token_urlsafe(32), replicas=scale.step.replicas,
-                                          claim_size=str(resize.record["size"]))
+                                          claim_size=str(resize.record["size"]),
+                                          tls=tls_phase(cluster.spec.tls.enabled, observation.pods))
         if resize.skip_statefulset:
             children = [c for c in children if c["kind"] != "StatefulSet"]
         applied = await ctx.kube.apply_all(children, about, create_only_kinds=CREATE_ONLY_KINDS,

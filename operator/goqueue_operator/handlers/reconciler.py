@@ -110,7 +110,7 @@ async def find_broker(ctx: OperatorContext, namespace: str, cluster_name: str) -
         view = ClusterView.from_body(cluster, cluster_domain=ctx.settings.cluster_domain)
     except SpecError as exc:
         return BrokerTarget(None, "ClusterInvalid", f"GoQueueCluster {cluster_name} does not parse: {exc}")
-    verify = broker_tls(view, ready[0], await read_trust(ctx.kube, view))
+    verify = broker_tls(view, ready[0], await read_trust(ctx.kube, view)) if ready[0].tls else None
     return BrokerTarget(broker_url(ready[0].ip or "", ports.HTTP_PORT, tls=ready[0].tls), tls=verify)
 
 

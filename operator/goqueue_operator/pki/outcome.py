@@ -18,9 +18,9 @@ class TlsOutcome:
     trust: bytes | None = None  # the CA bundle the operator verifies brokers against; None: nothing to verify with
 
     @classmethod
-    def disabled(cls) -> TlsOutcome:
+    def disabled(cls, trust: bytes | None = None) -> TlsOutcome:
         return cls(Condition(TLS_CONDITION, False, "TLSDisabled", "spec.tls.enabled is false: brokers serve "
-                             "plaintext"))
+                             "plaintext"), trust=trust)
 
     @classmethod
     def failed(cls, reason: str, message: str, record: dict[str, Any] | None = None,

@@ -15,9 +15,8 @@ from goqueue_operator.views import ClusterView
 
 
 async def read_trust(kube: Kube, cluster: ClusterView) -> bytes | None:
-    """The CA bundle of a cluster with TLS on; None when TLS is off or nothing is issued yet."""
-    if not cluster.spec.tls.enabled:
-        return None
+    """The CA bundle of the cluster's issuer; None when nothing is issued. Read whether spec.tls is on or not:
+    while TLS is being turned off, brokers not restarted yet still serve it."""
     role: Role = "broker-tls" if cluster.spec.tls.issuer == "CertManager" else "cluster-ca-cert"
     secret = await kube.get("Secret", cluster.namespace, child_name(cluster.name, role))
     return secret_data(secret).get(TLS_CA_KEY) or None

@@ -18,6 +18,7 @@ from goqueue_operator.resources.pdb import build_pdb
 from goqueue_operator.resources.secret import build_secret
 from goqueue_operator.resources.services import build_client_service, build_headless_service, build_metrics_service
 from goqueue_operator.resources.statefulset import build_statefulset
+from goqueue_operator.resources.tls import TlsPhase
 from goqueue_operator.views import ClusterView
 
 # Applied with create (never overwritten): the Raft password is generated once (resources/secret.py).
@@ -27,7 +28,7 @@ OPTIONAL_APIS = frozenset({MONITORING_API})
 
 
 def build_cluster_children(cluster: ClusterView, *, password: str, replicas: int | None = None,
-                           claim_size: str | None = None) -> list[dict[str, Any]]:
+                           claim_size: str | None = None, tls: TlsPhase | None = None) -> list[dict[str, Any]]:
     children = [
         build_secret(cluster, password),
         build_configmap(cluster),
@@ -36,7 +37,7 @@ def build_cluster_children(cluster: ClusterView, *, password: str, replicas: int
         build_metrics_service(cluster),
         build_pdb(cluster, replicas),
         build_network_policy(cluster),
-        build_statefulset(cluster, replicas=replicas, claim_size=claim_size),
+        build_statefulset(cluster, replicas=replicas, claim_size=claim_size, tls=tls),
     ]
     if cluster.spec.monitoring.service_monitor:
         children.append(build_service_monitor(cluster))

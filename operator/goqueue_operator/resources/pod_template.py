@@ -14,17 +14,13 @@ from goqueue_operator.resources.names import (
     BROKER_CONTAINER,
     DATA_CLAIM_TEMPLATE,
     RAFT_PASSWORD_KEY,
-    TLS_CA_KEY,
-    TLS_CERT_KEY,
-    TLS_KEY_KEY,
-    TLS_VOLUME,
     child_name,
     pod_dns_name,
 )
+from goqueue_operator.resources.tls import TlsPhase, tls_env, tls_mounts, tls_volumes
 from goqueue_operator.views import ClusterView
 
 RUN_AS = 10001  # the image's goqueue user (Dockerfile.broker)
-TLS_CERT_ENV = "GOQUEUE_TLS_CERTFILE"  # set: the broker serves TLS (observed.py reads pods by it)
 
 
 def peer_addresses(cluster: ClusterView, replicas: int) -> list[str]:
@@ -37,7 +33,7 @@ def _field(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
 
 
-def broker_env(cluster: ClusterView, replicas: int) -> list[dict[str, Any]]:
+def broker_env(cluster: ClusterView, replicas: int, tls: TlsPhase) -> list[dict[str, Any]]:
     """Per-pod settings as GOQUEUE_* variables (they win over the mounted file)."""
     headless = child_name(cluster.name, "headless")
     advertised = f"$(POD_NAME).{headless}.{cluster.namespace}.svc.{cluster.cluster_domain}"
@@ -56,7 +52,7 @@ def broker_env(cluster: ClusterView, replicas: int) -> list[dict[str, Any]]:
         {"name": "GOQUEUE_CLUSTER_PASSWORD", "valueFrom": {"secretKeyRef": {
             "name": child_name(cluster.name, "raft-secret"), "key": RAFT_PASSWORD_KEY}}},
         *_anonymous_access(cluster),
-        *tls_env(cluster),
+        *tls_env(cluster, tls),
     ]
 
 
@@ -66,32 +62,6 @@ def _anonymous_access(cluster: ClusterView) -> list[dict[str, Any]]:
     if "security.allowAnonymous" in cluster.spec.config:
         return []
     return [{"name": "GOQUEUE_SECURITY_ALLOWANONYMOUS", "value": "true"}]
-
-
-def tls_env(cluster: ClusterView) -> list[dict[str, Any]]:
-    """The broker's TLS files (paths only: the key stays in the mounted Secret) and client-certificate policy;
-    TLS is on when the certificate file is set (docs/SECURITY.md, "TLS")."""
-    if not cluster.spec.tls.enabled:
-        return []
-    return [
-        {"name": TLS_CERT_ENV, "value": f"{ports.TLS_DIR}/{TLS_CERT_KEY}"},
-        {"name": "GOQUEUE_TLS_KEYFILE", "value": f"{ports.TLS_DIR}/{TLS_KEY_KEY}"},
-        {"name": "GOQUEUE_TLS_CAFILE", "value": f"{ports.TLS_DIR}/{TLS_CA_KEY}"},
-        {"name": "GOQUEUE_TLS_CLIENTAUTH", "value": cluster.spec.tls.client_auth},
-    ]
-
-
-def tls_mounts(cluster: ClusterView) -> list[dict[str, Any]]:
-    return [{"name": TLS_VOLUME, "mountPath": ports.TLS_DIR, "readOnly": True}] if cluster.spec.tls.enabled else []
-
-
-def tls_volumes(cluster: ClusterView) -> list[dict[str, Any]]:
-    """The broker-tls Secret, whichever issuer fills it; 0440: root-owned files, group fsGroup (the broker's).
-    A Secret volume follows the Secret's updates, so renewed certificates reach running brokers."""
-    if not cluster.spec.tls.enabled:
-        return []
-    return [{"name": TLS_VOLUME, "secret": {"secretName": child_name(cluster.name, "broker-tls"),
-                                            "defaultMode": 0o440}}]
 
 
 def affinity(cluster: ClusterView) -> dict[str, Any] | None:
@@ -117,40 +87,43 @@ def container_security_context() -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"]}}
 
 
-def broker_container(cluster: ClusterView, replicas: int) -> dict[str, Any]:
+def broker_container(cluster: ClusterView, replicas: int, tls: TlsPhase) -> dict[str, Any]:
     spec = cluster.spec
+    https = tls is not TlsPhase.OFF
     return {
         "name": BROKER_CONTAINER,
         "image": cluster.image,
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["goqueue-broker", "--config", ports.CONFIG_FILE],
         "ports": ports.container_ports(),
-        "env": broker_env(cluster, replicas),
+        "env": broker_env(cluster, replicas, tls),
         "resources": {"requests": dict(spec.resources.requests), "limits": dict(spec.resources.limits)},
-        "startupProbe": probes.startup_probe(tls=spec.tls.enabled),
-        "readinessProbe": probes.readiness_probe(tls=spec.tls.enabled),
-        "livenessProbe": probes.liveness_probe(tls=spec.tls.enabled),
+        "startupProbe": probes.startup_probe(tls=https),
+        "readinessProbe": probes.readiness_probe(tls=https),
+        "livenessProbe": probes.liveness_probe(tls=https),
         "volumeMounts": [
             {"name": DATA_CLAIM_TEMPLATE, "mountPath": ports.DATA_DIR},
             {"name": "config", "mountPath": ports.CONFIG_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": ports.TMP_DIR},
-            *tls_mounts(cluster),
+            *tls_mounts(tls),
         ],
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 
-def build_pod_template(cluster: ClusterView, replicas: int) -> dict[str, Any]:
+def build_pod_template(cluster: ClusterView, replicas: int, tls: TlsPhase | None = None) -> dict[str, Any]:
+    """`tls`: where turning TLS on or off stands (pki/phase.py); default: spec.tls as it is."""
+    tls = TlsPhase.of(cluster) if tls is None else tls
     pod = cluster.spec.pod
     template_labels = {**pod.labels, **labels.common_labels(cluster.name, cluster.spec.version)}
     annotations = {**pod.annotations, labels.CONFIG_HASH_ANNOTATION: config_hash(cluster)}
     spec: dict[str, Any] = {
-        "containers": [broker_container(cluster, replicas)],
+        "containers": [broker_container(cluster, replicas, tls)],
         "volumes": [
             {"name": "config", "configMap": {"name": child_name(cluster.name, "config")}},
             {"name": "tmp", "emptyDir": {}},
-            *tls_volumes(cluster),
+            *tls_volumes(cluster, tls),
         ],
         "securityContext": pod_security_context(),
         "terminationGracePeriodSeconds": pod.termination_grace_period_seconds,

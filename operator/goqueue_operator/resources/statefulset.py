@@ -17,6 +17,7 @@ from goqueue_operator.resources import labels
 from goqueue_operator.resources.metadata import child_metadata
 from goqueue_operator.resources.names import DATA_CLAIM_TEMPLATE, child_name
 from goqueue_operator.resources.pod_template import build_pod_template
+from goqueue_operator.resources.tls import TlsPhase
 from goqueue_operator.views import ClusterView
 
 
@@ -28,8 +29,9 @@ def build_claim_template(cluster: ClusterView, size: str) -> dict[str, Any]:
 
 
 def build_statefulset(cluster: ClusterView, *, replicas: int | None = None,
-                      claim_size: str | None = None) -> dict[str, Any]:
-    """`replicas` is what scaling decided (default spec.replicas); `claim_size` the applied claim size."""
+                      claim_size: str | None = None, tls: TlsPhase | None = None) -> dict[str, Any]:
+    """`replicas` is what scaling decided (default spec.replicas); `claim_size` the applied claim size; `tls`
+    where turning TLS on or off stands (default: spec.tls as it is)."""
     replicas = cluster.spec.replicas if replicas is None else replicas
     return {
         "apiVersion": "apps/v1",
@@ -42,7 +44,7 @@ def build_statefulset(cluster: ClusterView, *, replicas: int | None = None,
             "updateStrategy": {"type": "OnDelete"},
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
             "selector": {"matchLabels": labels.selector_labels(cluster.name)},
-            "template": build_pod_template(cluster, replicas),
+            "template": build_pod_template(cluster, replicas, tls),
             "volumeClaimTemplates": [build_claim_template(cluster, claim_size or cluster.applied_storage_size)],
         },
     }

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from goqueue_operator.observed import PodFacts
 from goqueue_operator.pki.certs import CertificateError, issue_ca, issue_leaf, read_bundle, read_certificate
 from goqueue_operator.pki.execute import perform, policy_for
 from goqueue_operator.pki.material import (
@@ -22,11 +23,13 @@ from goqueue_operator.pki.material import (
     read_material,
 )
 from goqueue_operator.pki.outcome import TlsOutcome
+from goqueue_operator.pki.phase import tls_phase
 from goqueue_operator.pki.plan import TRUST_PROPAGATION, PkiPolicy, PkiStepKind, next_pki_step
 from goqueue_operator.pki.sans import broker_dns_names
 from goqueue_operator.resources.certificate import build_certificate
 from goqueue_operator.resources.names import pod_dns_name
 from goqueue_operator.resources.pod_template import build_pod_template
+from goqueue_operator.resources.tls import TlsPhase
 from goqueue_operator.status.conditions import Condition
 from goqueue_operator.views import ClusterView
 
@@ -283,3 +286,44 @@ def test_status_carries_the_tls_condition_and_expiry() -> None:
     (tls,) = [c for c in status["conditions"] if c["type"] == "TLSReady"]
     assert (tls["status"], tls["reason"]) == ("True", "CertificatesValid")
     assert TlsOutcome.failed("CertManagerNotInstalled", "m").condition.warning
+
+
+# -- turning TLS on and off on running brokers: two rolls ----------------------------------------------------------
+
+def pod_from(template: JSON, ordinal: int) -> PodFacts:
+    """A pod as the StatefulSet would make it from `template`, read back the way the operator observes it."""
+    pod = {"metadata": {"name": f"goqueue-{ordinal}", "uid": f"u{ordinal}", "labels": {}},
+           "spec": template["spec"], "status": {"podIP": f"10.0.0.{ordinal}",
+                                                 "conditions": [{"type": "Ready", "status": "True"}]}}
+    facts = PodFacts.of(pod)
+    assert facts is not None
+    return facts
+
+
+def test_turning_tls_on_gives_every_broker_its_certificate_before_the_internal_listener_speaks_tls() -> None:
+    off, on = cluster(enabled=False), cluster()
+    plain = [pod_from(build_pod_template(off, 3), i) for i in range(3)]
+    assert tls_phase(True, []) is TlsPhase.ON  # a new cluster: nothing to move through
+    assert tls_phase(True, plain) is TlsPhase.CLIENT_LISTENERS
+    first = build_pod_template(on, 3, TlsPhase.CLIENT_LISTENERS)
+    env = {e["name"]: e.get("value") for e in container_of(first)["env"]}
+    assert env["GOQUEUE_TLS_LISTENERS"] == "http,grpc"
+    assert container_of(first)["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    rolled = [pod_from(first, 0), *plain[1:]]
+    assert tls_phase(True, rolled) is TlsPhase.CLIENT_LISTENERS  # one broker is still without the CA
+    assert (rolled[0].tls, rolled[0].internal_tls) == (True, False)
+    every = [pod_from(first, i) for i in range(3)]
+    assert tls_phase(True, every) is TlsPhase.ON
+    second = build_pod_template(on, 3, TlsPhase.ON)
+    assert second != first  # a second roll
+    assert "GOQUEUE_TLS_LISTENERS" not in {e["name"] for e in container_of(second)["env"]}
+    assert pod_from(second, 0).internal_tls
+
+
+def test_turning_tls_off_closes_the_internal_listener_first_and_keeps_the_certificates_until_then() -> None:
+    on = [pod_from(build_pod_template(cluster(), 3, TlsPhase.ON), i) for i in range(3)]
+    assert tls_phase(False, on) is TlsPhase.CLIENT_LISTENERS
+    client_only = [pod_from(build_pod_template(cluster(enabled=False), 3, TlsPhase.CLIENT_LISTENERS), i)
+                   for i in range(3)]
+    assert tls_phase(False, [client_only[0], *on[1:]]) is TlsPhase.CLIENT_LISTENERS
+    assert tls_phase(False, client_only) is TlsPhase.OFF

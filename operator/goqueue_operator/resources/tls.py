@@ -1,0 +1,56 @@
+"""What spec.tls puts into the broker pod: the broker-tls Secret as a read-only volume, the GOQUEUE_TLS_* paths,
+and which listeners speak TLS in each phase of turning it on or off (pki/phase.py decides the phase).
+
+Only paths go into variables: the key stays in the mounted Secret (docs/SECURITY.md, "TLS on Kubernetes").
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from goqueue_operator.resources import ports
+from goqueue_operator.resources.names import TLS_CA_KEY, TLS_CERT_KEY, TLS_KEY_KEY, TLS_VOLUME, child_name
+from goqueue_operator.views import ClusterView
+
+TLS_CERT_ENV = "GOQUEUE_TLS_CERTFILE"  # set: the broker serves TLS (observed.py reads pods by it)
+TLS_LISTENERS_ENV = "GOQUEUE_TLS_LISTENERS"
+CLIENT_LISTENERS = "http,grpc"
+
+
+class TlsPhase(StrEnum):
+    OFF = "Off"
+    CLIENT_LISTENERS = "ClientListeners"  # certificates mounted; http and grpc speak TLS, the internal listener not
+    ON = "On"                              # every listener but Raft
+
+    @classmethod
+    def of(cls, cluster: ClusterView) -> TlsPhase:
+        """The phase of a cluster with no broker running (nothing to move through)."""
+        return cls.ON if cluster.spec.tls.enabled else cls.OFF
+
+
+def tls_env(cluster: ClusterView, phase: TlsPhase) -> list[dict[str, Any]]:
+    if phase is TlsPhase.OFF:
+        return []
+    env = [
+        {"name": TLS_CERT_ENV, "value": f"{ports.TLS_DIR}/{TLS_CERT_KEY}"},
+        {"name": "GOQUEUE_TLS_KEYFILE", "value": f"{ports.TLS_DIR}/{TLS_KEY_KEY}"},
+        {"name": "GOQUEUE_TLS_CAFILE", "value": f"{ports.TLS_DIR}/{TLS_CA_KEY}"},
+        {"name": "GOQUEUE_TLS_CLIENTAUTH", "value": cluster.spec.tls.client_auth},
+    ]
+    if phase is TlsPhase.CLIENT_LISTENERS:
+        env.append({"name": TLS_LISTENERS_ENV, "value": CLIENT_LISTENERS})
+    return env  # ON: the broker's default, every listener
+
+
+def tls_mounts(phase: TlsPhase) -> list[dict[str, Any]]:
+    return [] if phase is TlsPhase.OFF else [{"name": TLS_VOLUME, "mountPath": ports.TLS_DIR, "readOnly": True}]
+
+
+def tls_volumes(cluster: ClusterView, phase: TlsPhase) -> list[dict[str, Any]]:
+    """The broker-tls Secret, whichever issuer fills it; 0440: root-owned files, group fsGroup (the broker's).
+    A Secret volume follows the Secret's updates, so renewed certificates reach running brokers."""
+    if phase is TlsPhase.OFF:
+        return []
+    return [{"name": TLS_VOLUME, "secret": {"secretName": child_name(cluster.name, "broker-tls"),
+                                            "defaultMode": 0o440}}]
