@@ -50,25 +50,17 @@ def wait_secret(core: k8s.CoreV1Api, namespace: str, name: str, timeout_s: float
     return found
 
 
-def test_self_signed_ca_and_broker_certificate_are_secrets_the_pods_mount(
-    operator: OperatorProcess, kubectl: Kubectl, kube_api: k8s.ApiClient, kube_namespace: str,
-) -> None:
-    ns = kube_namespace
-    core = k8s.CoreV1Api(kube_api)
-    apply(kubectl, ns, cluster_manifest(replicas=1, tls={"enabled": True, "clientAuth": "requested"}))
-    cluster = wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "TLSReady", 90)
-
+def check_secrets(core: k8s.CoreV1Api, ns: str, cluster: JSON) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """The three Secrets' layout, owners and certificates; returns (cluster-ca, broker-tls) data."""
     ca = secret(core, ns, "goqueue-cluster-ca")
-    ca_cert = secret(core, ns, "goqueue-cluster-ca-cert")
     broker = secret(core, ns, "goqueue-broker-tls")
     assert set(ca) == {"ca.crt", "ca.key"}
-    assert set(ca_cert) == {"ca.crt"}
+    assert set(secret(core, ns, "goqueue-cluster-ca-cert")) == {"ca.crt"}
     assert set(broker) == {"tls.crt", "tls.key", "ca.crt"}
     assert core.read_namespaced_secret("goqueue-broker-tls", ns).type == "kubernetes.io/tls"
     for name in ("goqueue-cluster-ca", "goqueue-cluster-ca-cert", "goqueue-broker-tls"):
         owners = core.read_namespaced_secret(name, ns).metadata.owner_references
         assert [(o.kind, o.name, o.controller) for o in owners] == [("GoQueueCluster", "goqueue", True)]
-
     leaf = x509.load_pem_x509_certificate(broker["tls.crt"])
     leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(ca["ca.crt"]))
     names = read_certificate(broker["tls.crt"]).dns_names
@@ -78,9 +70,10 @@ def test_self_signed_ca_and_broker_certificate_are_secrets_the_pods_mount(
     assert cluster["status"]["tls"]["notAfter"] == f"{leaf.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"
     assert cluster["status"]["tls"]["issuer"] == "SelfSigned"
     assert condition(cluster, "TLSReady")["reason"] == "CertificatesValid"
+    return ca, broker
 
-    sts = get(kubectl, ns, "statefulset", "goqueue")
-    assert sts is not None
+
+def check_pod_template(sts: JSON) -> None:
     pod_spec = sts["spec"]["template"]["spec"]
     (broker_container,) = pod_spec["containers"]
     env = {e["name"]: e for e in broker_container["env"]}
@@ -88,9 +81,28 @@ def test_self_signed_ca_and_broker_certificate_are_secrets_the_pods_mount(
     assert env["GOQUEUE_TLS_CLIENTAUTH"]["value"] == "requested"
     assert {"name": "tls", "secret": {"secretName": "goqueue-broker-tls", "defaultMode": 0o440}} in pod_spec["volumes"]
     assert broker_container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+
+
+def test_self_signed_ca_and_broker_certificate_are_secrets_the_pods_mount(
+    operator: OperatorProcess, kubectl: Kubectl, kube_api: k8s.ApiClient, kube_namespace: str,
+) -> None:
+    ns = kube_namespace
+    core = k8s.CoreV1Api(kube_api)
+    apply(kubectl, ns, cluster_manifest(replicas=1, tls={"enabled": True, "clientAuth": "requested"}))
+    cluster = wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "TLSReady", 90)
+    ca, broker = check_secrets(core, ns, cluster)
+    sts = get(kubectl, ns, "statefulset", "goqueue")
+    assert sts is not None
+    check_pod_template(sts)
     wait_events(kubectl, ns, "goqueue", "ClusterCACreated", "TrustBundleUpdated", "BrokerCertificateIssued")
 
-    # a broker certificate that is not the cluster CA's (here: someone else's) is re-issued, the CA kept
+    if BROKERS_SERVE_TLS:  # the operator's own calls (leader, roll gates) go over https, verified
+        wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", 180)
+        wait_until(lambda: ((get(kubectl, ns, "goqueuecluster", "goqueue") or {}).get("status") or {}).get(
+            "leader") == 0, 60, interval_s=1, message="the metadata leader, asked by the operator over https")
+
+    # a broker certificate that is not the cluster CA's (here: someone else's) is re-issued, the CA kept. After the
+    # broker started: the process-kubelet writes a Secret volume once, where a kubelet would follow the Secret.
     now = datetime.now(UTC)
     stranger = issue_ca("not ours", now=now, validity=timedelta(days=30))
     foreign = issue_leaf(stranger, "b", dns_names=["localhost"], ip_addresses=[], now=now, validity=timedelta(days=1))
@@ -108,10 +120,6 @@ def test_self_signed_ca_and_broker_certificate_are_secrets_the_pods_mount(
     for text in (json.dumps(sts), config, operator.log_text()):
         assert "PRIVATE KEY" not in text
         assert not any(line in text for line in key_lines)
-
-    if BROKERS_SERVE_TLS:  # the operator's own calls (leader, roll gates) go over https, verified
-        ready = wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", 180)
-        assert ready["status"]["leader"] == 0
 
 
 def test_cert_manager_mode_without_cert_manager_says_so_then_uses_its_certificate(
