@@ -21,7 +21,7 @@ WAL_DIR = "/data/wal"
 CONFIG_DIR = "/etc/goqueue"
 CONFIG_FILE = f"{CONFIG_DIR}/goqueue.yaml"
 TMP_DIR = "/tmp"  # an emptyDir: the root filesystem is read-only
-TLS_DIR = "/etc/goqueue-tls"  # the broker-tls Secret; not under CONFIG_DIR (no mount inside another volume)
+TLS_DIR = "/var/run/goqueue/tls"  # the broker-tls Secret, where charts/goqueue mounts it too
 
 
 def container_ports() -> list[dict[str, Any]]:

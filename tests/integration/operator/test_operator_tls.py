@@ -77,7 +77,7 @@ def check_pod_template(sts: JSON) -> None:
     pod_spec = sts["spec"]["template"]["spec"]
     (broker_container,) = pod_spec["containers"]
     env = {e["name"]: e for e in broker_container["env"]}
-    assert env["GOQUEUE_TLS_CERTFILE"]["value"] == "/etc/goqueue-tls/tls.crt"
+    assert env["GOQUEUE_TLS_CERTFILE"]["value"] == "/var/run/goqueue/tls/tls.crt"
     assert env["GOQUEUE_TLS_CLIENTAUTH"]["value"] == "requested"
     assert {"name": "tls", "secret": {"secretName": "goqueue-broker-tls", "defaultMode": 0o440}} in pod_spec["volumes"]
     assert broker_container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"

@@ -233,15 +233,15 @@ def test_the_pod_mounts_the_broker_secret_read_only_and_names_the_files_never_th
     template = build_pod_template(cluster(clientAuth="required"), 3)
     broker = container_of(template)
     env = {e["name"]: e.get("value") for e in broker["env"]}
-    assert env["GOQUEUE_TLS_CERTFILE"] == "/etc/goqueue-tls/tls.crt"
-    assert env["GOQUEUE_TLS_KEYFILE"] == "/etc/goqueue-tls/tls.key"
-    assert env["GOQUEUE_TLS_CAFILE"] == "/etc/goqueue-tls/ca.crt"
+    assert env["GOQUEUE_TLS_CERTFILE"] == "/var/run/goqueue/tls/tls.crt"
+    assert env["GOQUEUE_TLS_KEYFILE"] == "/var/run/goqueue/tls/tls.key"
+    assert env["GOQUEUE_TLS_CAFILE"] == "/var/run/goqueue/tls/ca.crt"
     assert env["GOQUEUE_TLS_CLIENTAUTH"] == "required"
     assert "GOQUEUE_TLS_LISTENERS" not in env  # the broker's default: http, grpc and internal
     (volume,) = [v for v in template["spec"]["volumes"] if v["name"] == "tls"]
     assert volume == {"name": "tls", "secret": {"secretName": "goqueue-broker-tls", "defaultMode": 0o440}}
     (mount,) = [m for m in broker["volumeMounts"] if m["name"] == "tls"]
-    assert mount == {"name": "tls", "mountPath": "/etc/goqueue-tls", "readOnly": True}
+    assert mount == {"name": "tls", "mountPath": "/var/run/goqueue/tls", "readOnly": True}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert broker[probe]["httpGet"]["scheme"] == "HTTPS"
     # the advertised host peers verify is covered by the certificate's wildcard
