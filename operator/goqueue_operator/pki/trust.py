@@ -10,15 +10,15 @@ from goqueue_operator.brokers import BrokerTls
 from goqueue_operator.kube import Kube
 from goqueue_operator.observed import PodFacts
 from goqueue_operator.pki.material import secret_data
-from goqueue_operator.resources.names import TLS_CA_KEY, Role, child_name, pod_dns_name
+from goqueue_operator.resources.names import TLS_CA_KEY, pod_dns_name
+from goqueue_operator.resources.tls import ca_bundle_secret
 from goqueue_operator.views import ClusterView
 
 
 async def read_trust(kube: Kube, cluster: ClusterView) -> bytes | None:
     """The CA bundle of the cluster's issuer; None when nothing is issued. Read whether spec.tls is on or not:
     while TLS is being turned off, brokers not restarted yet still serve it."""
-    role: Role = "broker-tls" if cluster.spec.tls.issuer == "CertManager" else "cluster-ca-cert"
-    secret = await kube.get("Secret", cluster.namespace, child_name(cluster.name, role))
+    secret = await kube.get("Secret", cluster.namespace, ca_bundle_secret(cluster))
     return secret_data(secret).get(TLS_CA_KEY) or None
 
 

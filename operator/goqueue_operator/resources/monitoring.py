@@ -20,7 +20,8 @@ import yaml
 
 from goqueue_operator.resources import labels, ports
 from goqueue_operator.resources.metadata import child_metadata
-from goqueue_operator.resources.names import child_name
+from goqueue_operator.resources.names import TLS_CA_KEY, child_name
+from goqueue_operator.resources.tls import ca_bundle_secret
 from goqueue_operator.views import ClusterView
 
 MONITORING_API = "monitoring.coreos.com/v1"
@@ -39,9 +40,19 @@ def build_service_monitor(cluster: ClusterView) -> dict[str, Any]:
             "selector": {"matchLabels": selector},
             "namespaceSelector": {"matchNames": [cluster.namespace]},
             "endpoints": [{"port": ports.METRICS, "path": "/metrics",
-                           "interval": cluster.spec.monitoring.scrape_interval}],
+                           "interval": cluster.spec.monitoring.scrape_interval, **_scrape_tls(cluster)}],
         },
     }
+
+
+def _scrape_tls(cluster: ClusterView) -> dict[str, Any]:
+    """With spec.tls the metrics port speaks https: Prometheus verifies the broker against the cluster's CA
+    bundle as the metrics Service's name (one the broker certificate carries, pki/sans.py)."""
+    if not cluster.spec.tls.enabled:
+        return {}
+    return {"scheme": "https", "tlsConfig": {
+        "ca": {"secret": {"name": ca_bundle_secret(cluster), "key": TLS_CA_KEY}},
+        "serverName": f"{child_name(cluster.name, 'metrics')}.{cluster.namespace}.svc"}}
 
 
 ALERT_PACK = "goqueue-alerts.yaml"  # = deploy/observability/prometheus/goqueue-alerts.yaml

@@ -29,6 +29,12 @@ class TlsPhase(StrEnum):
         return cls.ON if cluster.spec.tls.enabled else cls.OFF
 
 
+def ca_bundle_secret(cluster: ClusterView) -> str:
+    """The Secret whose ca.crt clients trust: the operator's `<cluster>-cluster-ca-cert`, or with cert-manager the
+    ca.crt it writes into `<cluster>-broker-tls`."""
+    return child_name(cluster.name, "broker-tls" if cluster.spec.tls.issuer == "CertManager" else "cluster-ca-cert")
+
+
 def tls_env(cluster: ClusterView, phase: TlsPhase) -> list[dict[str, Any]]:
     if phase is TlsPhase.OFF:
         return []
@@ -39,8 +45,13 @@ def tls_env(cluster: ClusterView, phase: TlsPhase) -> list[dict[str, Any]]:
         {"name": "GOQUEUE_TLS_CLIENTAUTH", "value": cluster.spec.tls.client_auth},
     ]
     if phase is TlsPhase.CLIENT_LISTENERS:
-        env.append({"name": TLS_LISTENERS_ENV, "value": CLIENT_LISTENERS})
-    return env  # ON: the broker's default, every listener
+        env.append({"name": TLS_LISTENERS_ENV, "value": CLIENT_LISTENERS})  # ON: the default, every listener
+    # The CLIs' settings (read by goqueue-cli and goqueue-admin, ignored by the broker): the runbook's
+    # `kubectl exec goqueue-0 -- goqueue-cli ...` keeps working unchanged, over https to localhost (a name the
+    # broker certificate carries), trusting the cluster's CA.
+    env += [{"name": "GOQUEUE_SERVER", "value": f"https://localhost:{ports.HTTP_PORT}"},
+            {"name": "GOQUEUE_CA_FILE", "value": f"{ports.TLS_DIR}/{TLS_CA_KEY}"}]
+    return env
 
 
 def tls_mounts(phase: TlsPhase) -> list[dict[str, Any]]:

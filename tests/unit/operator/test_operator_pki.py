@@ -238,6 +238,10 @@ def test_the_pod_mounts_the_broker_secret_read_only_and_names_the_files_never_th
     assert env["GOQUEUE_TLS_CAFILE"] == "/var/run/goqueue/tls/ca.crt"
     assert env["GOQUEUE_TLS_CLIENTAUTH"] == "required"
     assert "GOQUEUE_TLS_LISTENERS" not in env  # the broker's default: http, grpc and internal
+    # in-pod CLIs (the runbook's kubectl exec ... goqueue-cli) reach the broker over https, trusting the CA
+    assert (env["GOQUEUE_SERVER"], env["GOQUEUE_CA_FILE"]) == ("https://localhost:8080",
+                                                              "/var/run/goqueue/tls/ca.crt")
+    assert "localhost" in broker_dns_names(cluster())
     (volume,) = [v for v in template["spec"]["volumes"] if v["name"] == "tls"]
     assert volume == {"name": "tls", "secret": {"secretName": "goqueue-broker-tls", "defaultMode": 0o440}}
     (mount,) = [m for m in broker["volumeMounts"] if m["name"] == "tls"]
@@ -327,3 +331,15 @@ def test_turning_tls_off_closes_the_internal_listener_first_and_keeps_the_certif
                    for i in range(3)]
     assert tls_phase(False, [client_only[0], *on[1:]]) is TlsPhase.CLIENT_LISTENERS
     assert tls_phase(False, client_only) is TlsPhase.OFF
+
+
+def test_prometheus_scrapes_https_verifying_the_metrics_service_name_against_the_cluster_ca() -> None:
+    from goqueue_operator.resources.monitoring import build_service_monitor
+
+    (endpoint,) = build_service_monitor(cluster())["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {"ca": {"secret": {"name": "goqueue-cluster-ca-cert", "key": "ca.crt"}},
+                                     "serverName": "goqueue-metrics.apps.svc"}
+    assert endpoint["tlsConfig"]["serverName"] in broker_dns_names(cluster())
+    (plain,) = build_service_monitor(cluster(enabled=False))["spec"]["endpoints"]
+    assert "scheme" not in plain
