@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from goqueue.replication import raft_codec
+from goqueue.replication.commands import METADATA_VERSION
 
 pytestmark = pytest.mark.integration
 
@@ -170,12 +171,16 @@ def check_inflight(expected: list[dict[str, Any]]) -> None:
 def check_journals_keep(root: Path, old_states: list[Any]) -> None:
     """What this code journaled on the upgraded cluster replays (with this code) to the old brokers' registrations
     — addresses, zones, volume identities: none was replaced; each broker registered again only to add its internal
-    port, which the old code had none of — and the old topics' settings and replica lists, plus the new topic."""
+    port and metadata version, which the old code had none of — and the old topics' settings and replica lists, plus
+    the new topic."""
+    added = ("internal_port", "metadata_version")
     for broker in BROKERS:
         state = script.replay_journal(root / f"broker-{broker}" / "wal")
         old = old_states[broker]
         assert {b: entry.get("internal_port") for b, entry in state["brokers"].items()} == dict.fromkeys(BROKERS, 8081)
-        assert {b: {k: v for k, v in entry.items() if k != "internal_port"}
+        assert {b: entry.get("metadata_version") for b, entry in state["brokers"].items()} == dict.fromkeys(
+            BROKERS, METADATA_VERSION)
+        assert {b: {k: v for k, v in entry.items() if k not in added}
                 for b, entry in state["brokers"].items()} == old["brokers"], broker
         assert state["paused_all"] == old["paused_all"], broker
         for name, topic in old["topics"].items():

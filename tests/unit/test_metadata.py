@@ -51,10 +51,11 @@ def test_assignment_needs_enough_brokers() -> None:
 def test_leader_election_is_compare_and_set_on_the_epoch() -> None:
     state = empty_state()
     apply_command(state, topic_command("t", {0: [0, 1, 2]}))
-    partition = apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, leader=1, isr=[1, 2]))
+    partition = apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, expected_version=None, leader=1,
+                                                       isr=[1, 2]))
     assert (partition["leader"], partition["leader_epoch"], partition["isr"]) == (1, 1, [1, 2])
     with pytest.raises(MetadataConflict, match="epoch 1, not 0"):
-        apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, leader=2, isr=[2]))
+        apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, expected_version=None, leader=2, isr=[2]))
     assert state["topics"]["t"]["partition_state"][0]["leader"] == 1
 
 
@@ -184,7 +185,7 @@ def test_an_offline_partition_is_not_reassigned_away_from_its_last_in_sync_repli
     """Broker 1 holds the only in-sync copy and is down; draining it must not name an empty new replica in sync,
     which the controller would then elect cleanly (and 2 and 0 would truncate to its empty log)."""
     state = three_replica_state()
-    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, leader=None, isr=[1]))
+    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, expected_version=None, leader=None, isr=[1]))
     before = copy.deepcopy(partition_zero(state))
     with pytest.raises(MetadataConflict, match=r"every in-sync replica \[1\] would leave"):
         apply_command(state, cmds.reassign("t", 0, replicas=[3, 2, 0], expected_version=1))
@@ -230,7 +231,8 @@ def test_each_election_starts_a_new_epoch_and_a_new_version() -> None:
     state = three_replica_state()
     for epoch, leader in enumerate([1, 2, None, 0]):
         isr = [0, 1, 2] if leader is not None else []
-        partition = apply_command(state, cmds.elect_leader("t", 0, expected_epoch=epoch, leader=leader, isr=isr))
+        partition = apply_command(state, cmds.elect_leader("t", 0, expected_epoch=epoch, expected_version=None,
+                                                           leader=leader, isr=isr))
         assert (partition["leader"], partition["leader_epoch"], partition["version"]) == (leader, epoch + 1,
                                                                                           epoch + 1)
 
@@ -238,14 +240,14 @@ def test_each_election_starts_a_new_epoch_and_a_new_version() -> None:
 def test_a_broker_that_is_not_a_replica_cannot_be_elected() -> None:
     state = three_replica_state()
     with pytest.raises(MetadataConflict, match="broker 5 is not a replica of t/0"):
-        apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, leader=5, isr=[5]))
+        apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, expected_version=None, leader=5, isr=[5]))
     assert partition_zero(state)["leader_epoch"] == 0
 
 
 def test_a_reassignment_planned_before_an_election_is_refused_after_it() -> None:
     state = three_replica_state()
     planned_at = partition_zero(state)["version"]
-    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, leader=1, isr=[1, 2]))
+    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, expected_version=None, leader=1, isr=[1, 2]))
     with pytest.raises(MetadataConflict):
         apply_command(state, cmds.reassign("t", 0, replicas=[1, 2, 3], expected_version=planned_at))
 
@@ -291,8 +293,8 @@ def test_restarting_a_broker_must_leave_a_metadata_majority() -> None:
 def test_a_broker_back_on_another_volume_leaves_the_isr_of_every_partition_it_is_in() -> None:
     state = empty_state()
     apply_command(state, topic_command("a", {0: [2], 1: [0, 1], 2: [1, 0], 3: [0, 2]}))
-    apply_command(state, cmds.elect_leader("a", 2, expected_epoch=0, leader=1, isr=[1, 0]))
-    apply_command(state, cmds.elect_leader("a", 2, expected_epoch=1, leader=0, isr=[0, 1]))
+    apply_command(state, cmds.elect_leader("a", 2, expected_epoch=0, expected_version=None, leader=1, isr=[1, 0]))
+    apply_command(state, cmds.elect_leader("a", 2, expected_epoch=1, expected_version=None, leader=0, isr=[0, 1]))
 
     stranded = apply_command(state, cmds.replace_storage(0, "new"))
 
@@ -314,7 +316,7 @@ def test_a_stranded_sole_replica_does_not_stop_the_others_leaving() -> None:
 
 def test_leaving_the_isr_and_reassigning_advance_epoch_and_version_from_where_they_are() -> None:
     state = three_replica_state()
-    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, leader=1, isr=[0, 1, 2]))
+    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, expected_version=None, leader=1, isr=[0, 1, 2]))
     apply_command(state, cmds.leave_isr("t", 0, 1))
     assert (partition_zero(state)["leader"], partition_zero(state)["leader_epoch"],
             partition_zero(state)["version"]) == (0, 2, 2)
@@ -340,7 +342,7 @@ def test_a_registered_broker_keeps_its_volume_identity() -> None:
     broker = {"host": "h", "http_port": 1, "grpc_port": 2, "raft_address": "r", "zone": "a"}
     apply_command(state, cmds.register_broker(1, **broker, directory_id="vol-1", internal_port=3))
     apply_command(state, {"op": "register_broker", "id": 2, **broker})  # journaled before volumes had one
-    assert state["brokers"][1] == {**broker, "directory_id": "vol-1", "internal_port": 3}
+    assert state["brokers"][1] == {**broker, "directory_id": "vol-1", "internal_port": 3, "metadata_version": 2}
     assert state["brokers"][2] == broker
 
 
@@ -349,8 +351,9 @@ def test_a_registered_broker_keeps_its_internal_port_and_older_registrations_hav
     broker = {"host": "h", "http_port": 1, "grpc_port": 2, "raft_address": "r", "zone": "a"}
     apply_command(state, cmds.register_broker(1, **broker, directory_id="vol-1", internal_port=8081))
     apply_command(state, {"op": "register_broker", "id": 2, **broker})  # journaled before the internal listener
-    assert state["brokers"][1] == {**broker, "directory_id": "vol-1", "internal_port": 8081}
+    assert state["brokers"][1] == {**broker, "directory_id": "vol-1", "internal_port": 8081, "metadata_version": 2}
     assert "internal_port" not in state["brokers"][2]
+    assert "metadata_version" not in state["brokers"][2]  # version 1
 
 
 def test_a_created_topic_records_what_readers_need() -> None:
@@ -370,3 +373,23 @@ def test_a_topic_journaled_without_the_internal_flag_is_a_user_topic() -> None:
     del command["internal"]
     apply_command(state, command)  # type: ignore[arg-type]  # as a proposer that left the flag out journaled it
     assert state["topics"]["t"]["internal"] is False
+
+
+def test_an_election_planned_before_an_isr_shrink_at_the_same_epoch_is_refused() -> None:
+    """The controller plans an election from the ISR it saw; the leader then shrinks the ISR (same epoch, next
+    version). Applied after, the election would put the removed replica back in the ISR — and could later elect it
+    with records it never had. The version in the command refuses it; the controller plans again from the new
+    state. (A version-1 command, epoch only, applies: what the previous release did.)"""
+    state = empty_state()
+    apply_command(state, topic_command("t", {0: [0, 1, 2]}))
+    partition = state["topics"]["t"]["partition_state"][0]
+    planned = cmds.elect_leader("t", 0, expected_epoch=partition["leader_epoch"],
+                                expected_version=partition["version"], leader=1, isr=[0, 1, 2])
+    apply_command(state, cmds.change_isr("t", 0, leader_epoch=partition["leader_epoch"],
+                                         expected_version=partition["version"], isr=[0, 1]))  # 2 fell behind
+    with pytest.raises(MetadataConflict, match="changed since the election was planned"):
+        apply_command(state, planned)
+    assert state["topics"]["t"]["partition_state"][0]["isr"] == [0, 1]
+    unversioned = {key: value for key, value in planned.items() if key != "expected_version"}
+    apply_command(state, unversioned)  # type: ignore[arg-type]
+    assert state["topics"]["t"]["partition_state"][0]["isr"] == [0, 1, 2]  # the hole the version closes

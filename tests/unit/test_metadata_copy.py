@@ -35,7 +35,7 @@ def cluster_state() -> MetadataState:
 
 
 PARTITION_COMMANDS: list[Command] = [
-    cmds.elect_leader("big", 7, expected_epoch=0, leader=1, isr=[1, 2]),
+    cmds.elect_leader("big", 7, expected_epoch=0, expected_version=None, leader=1, isr=[1, 2]),
     cmds.change_isr("big", 7, leader_epoch=0, expected_version=0, isr=[1, 2]),
     cmds.leave_isr("big", 7, 2),
     cmds.reassign("big", 7, replicas=[1, 2, 0], expected_version=0),
@@ -67,8 +67,9 @@ def test_other_commands_and_refused_ones_leave_the_snapshot_unchanged() -> None:
                     cmds.delete_topic("other")):
         apply_command(writable_copy(state, command), command)
     with pytest.raises(MetadataConflict):  # a stale epoch: refused
-        apply_command(writable_copy(state, cmds.elect_leader("big", 3, expected_epoch=9, leader=1, isr=[1])),
-                      cmds.elect_leader("big", 3, expected_epoch=9, leader=1, isr=[1]))
+        apply_command(writable_copy(state, cmds.elect_leader("big", 3, expected_epoch=9, expected_version=None,
+                                                             leader=1, isr=[1])),
+                      cmds.elect_leader("big", 3, expected_epoch=9, expected_version=None, leader=1, isr=[1]))
     assert state == before
 
 

@@ -35,7 +35,8 @@ class RecordingRaft:
 def membership(upgraded: set[int]) -> tuple[ClusterMembership, RecordingRaft]:
     settings = Settings.model_validate({"broker": {"id": 0}, "cluster": {"peers": PEERS, "password": "p"}})
     entry = {"host": "127.0.0.1", "http_port": 8080, "grpc_port": 9000, "raft_address": "x", "zone": None}
-    raft = RecordingRaft({b: {**entry, **({"internal_port": 8081} if b in upgraded else {})} for b in range(3)})
+    raft = RecordingRaft({b: {**entry, **({"internal_port": 8081, "metadata_version": commands.METADATA_VERSION}
+                                         if b in upgraded else {})} for b in range(3)})
     member = ClusterMembership(settings, on_applied=lambda: None)
     member.raft = raft  # type: ignore[assignment]  # a stand-in with the two members propose reads
     return member, raft
@@ -59,8 +60,23 @@ def test_a_command_the_previous_version_lacks_waits_for_the_upgrade_to_finish(co
 
 def test_commands_both_versions_know_go_through_mid_upgrade() -> None:
     member, raft = membership(upgraded={0})
-    known = [commands.barrier(0), commands.elect_leader("t", 0, expected_epoch=0, leader=1, isr=[0, 1])]
+    known = [commands.barrier(0),
+             commands.elect_leader("t", 0, expected_epoch=0, expected_version=None, leader=1, isr=[0, 1])]
     for command in known:
         asyncio.run(member.propose(command))
     assert raft.proposed == known
     assert not {c["op"] for c in known} & UNKNOWN_TO_PREVIOUS_VERSION
+
+
+def test_an_election_checks_the_partition_version_only_once_every_broker_applies_it_alike() -> None:
+    """The previous release ignores expected_version: mid-upgrade an election goes out without it (epoch only, as
+    that release's did); once every broker registered metadata version 2 it carries it."""
+    election = commands.elect_leader("t", 0, expected_epoch=3, expected_version=7, leader=1, isr=[0, 1])
+    member, raft = membership(upgraded={0, 1})
+    asyncio.run(member.propose(election))
+    assert raft.proposed == [commands.elect_leader("t", 0, expected_epoch=3, expected_version=None, leader=1,
+                                                   isr=[0, 1])]
+    done, raft = membership(upgraded={0, 1, 2})
+    asyncio.run(done.propose(election))
+    assert raft.proposed == [election]
+    assert raft.proposed[0]["expected_version"] == 7

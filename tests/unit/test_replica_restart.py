@@ -122,7 +122,8 @@ def test_a_leader_epoch_that_cannot_be_written_defers_leadership_until_it_can(
             replica = broker.replicas.partitions[("t", 0)]
             old_epoch, old_version = replica.leader_epoch, replica.version
             volume_full = True
-            await broker.membership.propose(commands.elect_leader("t", 0, expected_epoch=old_epoch, leader=0, isr=[0]))
+            await broker.membership.propose(commands.elect_leader("t", 0, expected_epoch=old_epoch,
+                                                                  expected_version=None, leader=0, isr=[0]))
             await broker.replicas.reconcile()
             assert replica.leader_epoch == old_epoch, "led on an epoch that is not on disk"
             assert replica.epochs.latest_epoch == old_epoch

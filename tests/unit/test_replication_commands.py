@@ -30,7 +30,7 @@ def test_each_constructor_builds_the_dict_older_versions_journaled() -> None:
     assert cmds.register_broker(1, host="h", http_port=8080, grpc_port=9000, raft_address="h:7000", zone="z",
                                 directory_id="vol", internal_port=8081) == {
         "op": "register_broker", "id": 1, "host": "h", "http_port": 8080, "grpc_port": 9000,
-        "raft_address": "h:7000", "zone": "z", "directory_id": "vol", "internal_port": 8081}
+        "raft_address": "h:7000", "zone": "z", "directory_id": "vol", "internal_port": 8081, "metadata_version": 2}
     assert cmds.replace_storage(1, "vol") == {"op": "replace_storage", "broker": 1, "directory_id": "vol"}
     assert cmds.create_topic("t", replication_factor=2, config={"cleanupPolicy": "compact"}, created_at_s=1.5,
                              assignment={0: (0, 1)}, internal=True) == {
@@ -41,7 +41,7 @@ def test_each_constructor_builds_the_dict_older_versions_journaled() -> None:
                                                             "assignment": {1: [0], 2: [1]}}
     assert cmds.set_topic_config("t", {"segmentBytes": 4096}) == {"op": "set_topic_config", "name": "t",
                                                                   "config": {"segmentBytes": 4096}}
-    assert cmds.elect_leader("t", 0, expected_epoch=3, leader=None, isr=(1,)) == {
+    assert cmds.elect_leader("t", 0, expected_epoch=3, expected_version=None, leader=None, isr=(1,)) == {
         "op": "elect_leader", "topic": "t", "partition": 0, "expected_epoch": 3, "leader": None, "isr": [1]}
     assert cmds.change_isr("t", 0, leader_epoch=3, expected_version=7, isr=[0, 1]) == {
         "op": "change_isr", "topic": "t", "partition": 0, "leader_epoch": 3, "expected_version": 7, "isr": [0, 1]}
@@ -91,7 +91,7 @@ def test_user_and_acl_commands_are_plain_data_for_the_raft_codec() -> None:
 def test_a_command_holds_no_reference_to_what_the_proposer_keeps_changing() -> None:
     """A proposer's list changed after proposing must not change the command on its way to the journal."""
     isr, assignment = [0, 1], {0: [0, 1]}
-    elect = cmds.elect_leader("t", 0, expected_epoch=0, leader=0, isr=isr)
+    elect = cmds.elect_leader("t", 0, expected_epoch=0, expected_version=None, leader=0, isr=isr)
     create = cmds.create_topic("t", replication_factor=2, config={}, created_at_s=0.0, assignment=assignment)
     isr.append(2)
     assignment[0].append(2)
@@ -109,7 +109,7 @@ def test_every_command_type_is_applied() -> None:
         cmds.grow_partitions("t", {1: [1, 2, 0]}),
         cmds.set_topic_config("t", {"minInsyncReplicas": 2}),
         cmds.change_isr("t", 0, leader_epoch=0, expected_version=0, isr=[0, 1, 2]),
-        cmds.elect_leader("t", 0, expected_epoch=0, leader=1, isr=[0, 1, 2]),
+        cmds.elect_leader("t", 0, expected_epoch=0, expected_version=None, leader=1, isr=[0, 1, 2]),
         cmds.leave_isr("t", 0, 0),
         cmds.reassign("t", 0, replicas=[1, 2, 3], expected_version=3),
         cmds.set_replication_throttle(1024),

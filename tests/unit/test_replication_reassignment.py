@@ -114,7 +114,8 @@ def test_cancel_goes_back_to_the_original_replicas_and_hands_leadership_back() -
     apply_command(state, cmds.begin_reassignment("t", 0, target=[1, 2], expected_version=0))
     join_isr(state, 2)
     run_controller(state, {0, 1, 2})  # 1 leads now
-    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=1, leader=2, isr=[0, 1, 2]))  # a failover to 2
+    # a failover to 2
+    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=1, expected_version=None, leader=2, isr=[0, 1, 2]))
     apply_command(state, cmds.cancel_reassignment("t", 0, expected_version=part(state)["version"]))
     assert part(state) == {"replicas": [0, 1], "leader": 0, "leader_epoch": 3, "isr": [0, 1], "version": 5}
     with pytest.raises(MetadataConflict, match="not being reassigned"):
@@ -125,7 +126,7 @@ def test_cancel_is_refused_when_no_original_replica_is_in_sync() -> None:
     state = with_topic(cluster(3), {0: [0]})
     apply_command(state, cmds.begin_reassignment("t", 0, target=[1], expected_version=0))
     join_isr(state, 1)
-    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, leader=1, isr=[1]))
+    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, expected_version=None, leader=1, isr=[1]))
     with pytest.raises(MetadataConflict, match="let the reassignment complete"):
         apply_command(state, cmds.cancel_reassignment("t", 0, expected_version=3))
 
@@ -134,7 +135,7 @@ def test_while_a_partition_moves_its_preferred_leader_is_the_first_target_replic
     """Otherwise the preferred-leader rule would hand leadership back to the leaving replica."""
     state = with_topic(cluster(3), {0: [0, 1]})
     apply_command(state, cmds.begin_reassignment("t", 0, target=[1, 2], expected_version=0))
-    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, leader=1, isr=[0, 1]))
+    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, expected_version=None, leader=1, isr=[0, 1]))
     assert plan_leadership(state, {0, 1, 2}, {0: 0.0, 1: 0.0, 2: 0.0}, 100.0, 10.0) == []
 
 
@@ -155,7 +156,7 @@ def test_the_throttle_is_stored_for_every_broker_and_cleared_with_the_last_move(
     for index, target in ((0, [2]), (1, [2])):
         apply_command(state, cmds.begin_reassignment("t", index, target=target, expected_version=0))
         join_isr(state, 2, index)
-    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, leader=2, isr=[0, 2]))
+    apply_command(state, cmds.elect_leader("t", 0, expected_epoch=0, expected_version=None, leader=2, isr=[0, 2]))
     apply_command(state, cmds.complete_reassignment("t", 0, expected_version=3))
     assert state["replication_throttle"] == 10 * 2**20  # partition 1 still moves
     apply_command(state, cmds.cancel_reassignment("t", 1, expected_version=2))
@@ -281,7 +282,8 @@ def test_each_step_copies_only_its_partition_and_never_changes_the_published_sna
         apply_command(state, command)
         join_isr(state, 1, 7)
         join_isr(state, 2, 7)
-        apply_command(state, cmds.elect_leader("t", 7, expected_epoch=0, leader=1, isr=[0, 1, 2]))
+        apply_command(state, cmds.elect_leader("t", 7, expected_epoch=0, expected_version=None, leader=1,
+                                               isr=[0, 1, 2]))
         version = part(state, 7)["version"]
         for index in range(20):  # the others move to two replicas as well: the topic's factor follows with 7's
             if index != 7:

@@ -158,11 +158,18 @@ class ClusterMembership:
 
     async def propose(self, command: Command) -> CommandResult:
         assert self.raft is not None
-        if command["op"] in UNKNOWN_TO_PREVIOUS_VERSION and (legacy := self.legacy_peers()):
+        older = self.brokers_below(commands.METADATA_VERSION)
+        if command["op"] in UNKNOWN_TO_PREVIOUS_VERSION and older:
             # A broker of the previous version refuses a command it does not know and keeps its state as it was,
             # while this version applies it: the two would disagree from then on (partition versions, then ISRs).
-            raise NotReady(f"metadata change {command['op']} refused while brokers {legacy} still run the previous "
+            raise NotReady(f"metadata change {command['op']} refused while brokers {older} still run the previous "
                            "version: finish the rolling upgrade first, then retry")
+        if command["op"] == "elect_leader" and "expected_version" in command and older:
+            # The previous version ignores expected_version: it would apply an election this one refuses. Until the
+            # upgrade ends, elections check the epoch only, as that version's did.
+            command = commands.elect_leader(command["topic"], command["partition"],
+                                            expected_epoch=command["expected_epoch"], expected_version=None,
+                                            leader=command["leader"], isr=command["isr"])
         return await self.raft.propose(command)
 
     async def propose_retrying(self, command: Command, attempts: int = 20) -> CommandResult:
@@ -187,6 +194,15 @@ class ClusterMembership:
             raise NotLeader(f"broker {broker_id} has not registered its address yet", leader=broker_id)
         scheme = "https" if broker.get("internal_tls") else "http"
         return f"{scheme}://{_host_for_url(broker['host'])}:{broker.get('internal_port', broker['http_port'])}"
+
+    def brokers_below(self, version: int) -> list[int]:
+        """Configured brokers registered with a metadata version below `version` (`commands.METADATA_VERSION`;
+        none registered: 1): during a rolling upgrade, the brokers still on the previous release."""
+        if self.raft is None:
+            return []
+        brokers = self.state["brokers"]
+        return [b for b in range(len(self.settings.cluster.peers))
+                if b in brokers and brokers[b].get("metadata_version", 1) < version]
 
     def legacy_peers(self) -> list[int]:
         """Configured brokers registered without an internal port: brokers of the previous version, which send

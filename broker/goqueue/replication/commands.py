@@ -13,6 +13,14 @@ from typing import Literal, NotRequired, TypedDict
 
 from goqueue.replication.state import AclEntry, GroupEntry, TopicEntry, TopicSettings, UserEntry
 
+# What the commands a broker applies mean, as a number every broker registers (Kafka's metadata.version). A command
+# (or a field) the brokers below a version do not know is proposed only once every registered broker is at it
+# (`ClusterMembership.propose`): an older broker would apply it differently, and the replicas of the metadata would
+# disagree from then on.
+#   1: the release before the internal listener (registers no version).
+#   2: replica reassignment, the replication throttle, users and ACLs; elect_leader's expected_version.
+METADATA_VERSION = 2
+
 Assignment = dict[int, list[int]]  # partition index -> replica list, preferred leader first
 
 
@@ -32,6 +40,7 @@ class RegisterBroker(TypedDict):
     directory_id: NotRequired[str]  # absent before data volumes had an identity; "" means none yet
     internal_port: NotRequired[int]  # absent before the internal (broker-to-broker) listener existed
     internal_tls: NotRequired[bool]  # present (True) only when the internal listener speaks TLS
+    metadata_version: NotRequired[int]  # the commands this broker applies (METADATA_VERSION); absent: 1
 
 
 class ReplaceStorage(TypedDict):
@@ -72,6 +81,7 @@ class ElectLeader(TypedDict):
     topic: str
     partition: int
     expected_epoch: int
+    expected_version: NotRequired[int]  # metadata version 2: absent when a broker of version 1 is a member
     leader: int | None
     isr: list[int]
 
@@ -184,7 +194,8 @@ def register_broker(broker: int, *, host: str, http_port: int, grpc_port: int, r
                     internal_tls: bool = False) -> RegisterBroker:
     command: RegisterBroker = {
         "op": "register_broker", "id": broker, "host": host, "http_port": http_port, "grpc_port": grpc_port,
-        "raft_address": raft_address, "zone": zone, "directory_id": directory_id, "internal_port": internal_port}
+        "raft_address": raft_address, "zone": zone, "directory_id": directory_id, "internal_port": internal_port,
+        "metadata_version": METADATA_VERSION}
     if internal_tls:  # only then: a broker without TLS registers exactly as before
         command["internal_tls"] = True
     return command
@@ -212,11 +223,16 @@ def set_topic_config(name: str, config: TopicSettings) -> SetTopicConfig:
     return {"op": "set_topic_config", "name": name, "config": dict(config)}
 
 
-def elect_leader(topic: str, partition: int, *, expected_epoch: int, leader: int | None,
-                 isr: Sequence[int]) -> ElectLeader:
-    """CAS on the leader epoch the proposer saw; `leader` None takes the partition offline."""
-    return {"op": "elect_leader", "topic": topic, "partition": partition, "expected_epoch": expected_epoch,
-            "leader": leader, "isr": list(isr)}
+def elect_leader(topic: str, partition: int, *, expected_epoch: int, expected_version: int | None,
+                 leader: int | None, isr: Sequence[int]) -> ElectLeader:
+    """CAS on the leader epoch and the partition version the proposer saw (the version: an ISR change the leader
+    made since, at the same epoch, must not be undone by the `isr` planned before it; None: the version-1 command,
+    epoch only); `leader` None takes the partition offline."""
+    command: ElectLeader = {"op": "elect_leader", "topic": topic, "partition": partition,
+                            "expected_epoch": expected_epoch, "leader": leader, "isr": list(isr)}
+    if expected_version is not None:
+        command["expected_version"] = expected_version
+    return command
 
 
 def change_isr(topic: str, partition: int, *, leader_epoch: int, expected_version: int,

@@ -48,16 +48,19 @@ def _plan_partition(topic: str, index: int, partition: PartitionView, alive: set
     if leader is None or leader not in alive:
         new = choose_new_leader(partition, alive, unclean)
         if new is None:
-            return None if leader is None else cmds.elect_leader(topic, index, expected_epoch=epoch, leader=None,
+            return None if leader is None else cmds.elect_leader(topic, index, expected_epoch=epoch,
+                                                                 expected_version=partition["version"], leader=None,
                                                                  isr=partition["isr"])
         isr = [b for b in partition["isr"] if b in alive]
         if new not in isr:
             isr = [new]  # unclean election: the new leader's log is the truth now
-        return cmds.elect_leader(topic, index, expected_epoch=epoch, leader=new, isr=isr)
+        return cmds.elect_leader(topic, index, expected_epoch=epoch, expected_version=partition["version"],
+                                 leader=new, isr=isr)
     preferred = target_of(partition)[0]
     if (preferred != leader and preferred in alive and preferred in partition["isr"]
             and now_s - alive_since.get(preferred, now_s) >= preferred_delay_s):
-        return cmds.elect_leader(topic, index, expected_epoch=epoch, leader=preferred, isr=partition["isr"])
+        return cmds.elect_leader(topic, index, expected_epoch=epoch, expected_version=partition["version"],
+                                 leader=preferred, isr=partition["isr"])
     return None
 
 
@@ -78,6 +81,7 @@ def controlled_shutdown_plan(state: StateView, broker_id: int, alive: set[int],
             if not others:
                 continue  # nowhere to go: the partition stays here until the broker stops, then goes offline
             commands.append(cmds.elect_leader(name, int(index), expected_epoch=partition["leader_epoch"],
+                                              expected_version=partition["version"],
                                               leader=min(others, key=lambda b: -ends.get(b, -1)), isr=others))
     return commands
 
@@ -98,7 +102,8 @@ def plan_reassignments(state: StateView, alive: set[int]) -> list[cmds.ElectLead
             successor = next((b for b in target if b in alive), None)
             if successor is not None:
                 steps.append(cmds.elect_leader(name, int(index), expected_epoch=partition["leader_epoch"],
-                                               leader=successor, isr=partition["isr"]))
+                                               expected_version=partition["version"], leader=successor,
+                                               isr=partition["isr"]))
     return steps
 
 

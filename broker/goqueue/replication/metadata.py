@@ -157,6 +157,8 @@ def _register_broker(state: MetadataState, cmd: cmds.RegisterBroker) -> None:
         entry["internal_port"] = cmd["internal_port"]
     if cmd.get("internal_tls"):
         entry["internal_tls"] = True
+    if "metadata_version" in cmd:
+        entry["metadata_version"] = cmd["metadata_version"]
     state["brokers"][cmd["id"]] = entry
 
 
@@ -220,11 +222,15 @@ def _grow_partitions(state: MetadataState, cmd: cmds.GrowPartitions) -> None:
 
 
 def _elect_leader(state: MetadataState, cmd: cmds.ElectLeader) -> PartitionState:
-    """New leader and epoch; CAS on the epoch the controller saw."""
+    """New leader and epoch; CAS on the epoch the controller saw, and on the partition version when the command
+    carries it (metadata version 2)."""
     partition = _partition(state, cmd["topic"], cmd["partition"])
     if partition["leader_epoch"] != cmd["expected_epoch"]:
         raise MetadataConflict(f"{cmd['topic']}/{cmd['partition']} is at epoch {partition['leader_epoch']}, "
                                f"not {cmd['expected_epoch']}")
+    if "expected_version" in cmd and partition["version"] != cmd["expected_version"]:
+        raise MetadataConflict(f"{cmd['topic']}/{cmd['partition']} changed since the election was planned "
+                               f"(version {partition['version']}, not {cmd['expected_version']})")
     leader = cmd["leader"]
     if leader is not None and leader not in partition["replicas"]:
         raise MetadataConflict(f"broker {leader} is not a replica of {cmd['topic']}/{cmd['partition']}")

@@ -22,6 +22,7 @@ class BrokerEntry(TypedDict):
     directory_id: NotRequired[str]  # absent for brokers registered before data volumes had an identity
     internal_port: NotRequired[int]  # absent for brokers registered before the internal listener existed
     internal_tls: NotRequired[bool]  # True: peers call its internal listener over TLS (absent: plain HTTP)
+    metadata_version: NotRequired[int]  # commands.METADATA_VERSION it applies; absent: 1
 
 
 class PartitionState(TypedDict):

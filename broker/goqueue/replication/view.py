@@ -24,6 +24,7 @@ class BrokerView(TypedDict):
     directory_id: NotRequired[ReadOnly[str]]
     internal_port: NotRequired[ReadOnly[int]]
     internal_tls: NotRequired[ReadOnly[bool]]
+    metadata_version: NotRequired[ReadOnly[int]]
 
 
 class PartitionView(TypedDict):
