@@ -20,9 +20,12 @@ from kubernetes import client as k8s
 from operator_kube import apply, cluster_manifest, condition, get, try_apply, wait_condition, wait_events
 from operator_process import OperatorProcess
 
+from goqueue.client.http import GoQueueClient
 from goqueue.config import Settings
+from goqueue.models import ProduceRecord, TopicCreate
 from goqueue_harness.pytest_plugin import Kubectl
 from goqueue_harness.waiting import wait_until
+from goqueue_operator.brokers import BrokerTls, broker_client, broker_url
 from goqueue_operator.pki.certs import issue_ca, issue_leaf, read_bundle, read_certificate
 
 pytestmark = pytest.mark.integration
@@ -108,8 +111,11 @@ def test_self_signed_ca_and_broker_certificate_are_secrets_the_pods_mount(
     foreign = issue_leaf(stranger, "b", dns_names=["localhost"], ip_addresses=[], now=now, validity=timedelta(days=1))
     core.patch_namespaced_secret("goqueue-broker-tls", ns, {"data": {
         "tls.crt": base64.b64encode(foreign.cert_pem).decode(), "tls.key": base64.b64encode(foreign.key_pem).decode()}})
-    reissued = wait_until(lambda: (b := secret(core, ns, "goqueue-broker-tls"))["tls.crt"] not in (
-        foreign.cert_pem, broker["tls.crt"]) and b, 30, interval_s=0.5, message="the broker certificate re-issued")
+    def reissued_secret() -> dict[str, bytes] | None:
+        now_served = secret(core, ns, "goqueue-broker-tls")
+        return now_served if now_served["tls.crt"] not in (foreign.cert_pem, broker["tls.crt"]) else None
+
+    reissued = wait_until(reissued_secret, 30, interval_s=0.5, message="the broker certificate re-issued")
     x509.load_pem_x509_certificate(reissued["tls.crt"]).verify_directly_issued_by(
         x509.load_pem_x509_certificate(ca["ca.crt"]))
     assert secret(core, ns, "goqueue-cluster-ca") == ca
@@ -182,3 +188,51 @@ def test_the_api_server_refuses_a_tls_spec_that_cannot_work(kubectl: Kubectl, go
     refused = try_apply(kubectl, module_namespace, cluster_manifest(replicas=1, tls={"enabled": True, **tls}))
     assert refused.returncode != 0
     assert refusal in refused.stderr
+
+
+def pod_tls_listeners(kubectl: Kubectl, ns: str) -> list[str]:
+    """Per broker pod: "off", "http,grpc" (certificates, internal listener plain) or "all"."""
+    pods = json.loads(kubectl("get", "pods", "-n", ns, "-l", "app.kubernetes.io/name=goqueue", "-o", "json"))["items"]
+    found = []
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env") or []}
+        found.append("off" if "GOQUEUE_TLS_CERTFILE" not in env else env.get("GOQUEUE_TLS_LISTENERS") or "all")
+    return found
+
+
+@pytest.mark.skipif(not BROKERS_SERVE_TLS, reason="the brokers of this tree do not serve TLS yet")
+def test_turning_tls_on_rolls_running_brokers_twice_and_they_keep_serving_over_verified_https(
+    operator: OperatorProcess, kubectl: Kubectl, kube_api: k8s.ApiClient, kube_namespace: str,
+) -> None:
+    ns = kube_namespace
+    core = k8s.CoreV1Api(kube_api)
+    apply(kubectl, ns, cluster_manifest(tls={"enabled": False}))
+    wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", 240)
+    pods = [get(kubectl, ns, "pod", f"goqueue-{i}") or {} for i in range(3)]
+    with GoQueueClient(f"http://{pods[0]['status']['podIP']}:8080", timeout_s=10) as client:
+        client.create_topic(TopicCreate(name="before-tls", partitions=3, replication_factor=3))
+        client.produce("before-tls", [ProduceRecord(value="plain")])
+
+    apply(kubectl, ns, cluster_manifest(tls={"enabled": True}))
+    seen: set[str] = set()
+
+    def rolled_twice() -> bool:
+        listeners = pod_tls_listeners(kubectl, ns)
+        seen.update(listeners)
+        cluster = get(kubectl, ns, "goqueuecluster", "goqueue") or {}
+        status = cluster.get("status") or {}
+        return (listeners == ["all"] * 3 and condition(cluster, "Ready").get("status") == "True"
+                and status.get("phase") == "Running" and status.get("leader") is not None)
+
+    wait_until(rolled_twice, 480, interval_s=1, message="every broker restarted into full TLS, Ready")
+    assert "http,grpc" in seen, f"no broker went through the certificates-only phase: {seen}"
+    wait_events(kubectl, ns, "goqueue", "RolloutComplete", "BrokerCertificateIssued")
+
+    ca = secret(core, ns, "goqueue-cluster-ca-cert")["ca.crt"]
+    for ordinal in range(3):
+        pod = get(kubectl, ns, "pod", f"goqueue-{ordinal}") or {}
+        tls = BrokerTls(ca, f"goqueue-{ordinal}.goqueue-headless.{ns}.svc.cluster.local")
+        with broker_client(broker_url(pod["status"]["podIP"], 8080, tls=True), 10, tls) as client:
+            # produce forwards to partition leaders on other brokers: peers verify each other over mutual TLS
+            client.produce("before-tls", [ProduceRecord(value=f"tls-{ordinal}", partition=p) for p in range(3)])
+            assert client.describe_topic("before-tls").messages == 1 + 3 * (ordinal + 1)
