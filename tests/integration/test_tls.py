@@ -328,3 +328,18 @@ def test_no_password_or_key_reaches_the_log(secure_broker: BrokerProcess, broker
     assert ADMIN_PASSWORD not in log
     key_body = broker_cert.key.read_text().splitlines()[1]  # a line of the private key's base64
     assert key_body not in log
+
+
+@pytest.mark.parametrize("which", ["another CA", "expired"])
+def test_a_cluster_member_refuses_a_client_certificate_from_another_ca_or_expired(
+        tls_cluster: LocalCluster, ca: TestCa, other_ca: TestCa, which: str) -> None:
+    """The same attacks on a member of the 3-broker cluster (its public listener requests client certificates)."""
+    now = dt.datetime.now(dt.UTC)
+    certificate = (other_ca.issue("foreign-member-client", "admin", sans=()) if which == "another CA" else
+                   ca.issue("expired-member-client", "admin", sans=(), not_before=now - dt.timedelta(days=10),
+                            not_after=now - dt.timedelta(days=1)))
+    with GoQueueClient(tls_cluster.url(2), tls=ClientTls(ca.cert_file, certificate.cert, certificate.key),
+                       retries=0) as client, pytest.raises(Unavailable):
+        client.list_topics()
+    with GoQueueClient(tls_cluster.url(2), tls=ClientTls(ca.cert_file)) as client:
+        assert client.list_topics() is not None  # the member still serves
