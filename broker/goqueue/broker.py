@@ -44,7 +44,7 @@ from goqueue.errors import (
     TopicAlreadyExists,
     TopicNotFound,
 )
-from goqueue.metrics import BrokerMetrics, gauge, register_state_collector
+from goqueue.metrics import BrokerMetrics, QuotaMetrics, gauge, register_state_collector
 from goqueue.models import (
     Acks,
     CleanupPolicy,
@@ -61,6 +61,7 @@ from goqueue.replicas.manager import ReplicaManager
 from goqueue.replicas.partition import Partition
 from goqueue.replication import commands
 from goqueue.replication.metadata import MetadataConflict, assign_replicas
+from goqueue.security.quotas import ByteRateQuotas, Direction
 from goqueue.storage import batch as batches
 from goqueue.storage import identity
 from goqueue.storage.log import AppendResult
@@ -87,7 +88,16 @@ class Broker:
         self.broker_id = settings.broker_id()
         self.started_monotonic = time.monotonic()
         self._round_robin: dict[str, Iterator[int]] = {}
+        self.quotas = ByteRateQuotas(self._byte_rate, QuotaMetrics(metrics.registry))
         register_state_collector(metrics.registry, self._collect_gauges)
+
+    def _byte_rate(self, user: str, direction: Direction) -> int | None:
+        """A user's quota (`security.quotas`) from the metadata."""
+        entry = self.membership.view.users.get(user)
+        quotas = {} if entry is None else entry.get("quotas", {})
+        if direction is Direction.PRODUCE:
+            return quotas.get("producer_byte_rate")
+        return quotas.get("consumer_byte_rate")
 
     @property
     def ready(self) -> bool:
@@ -342,6 +352,13 @@ class Broker:
         """Append records; returns ((partition, offset) per record, in request order) and whether it was a retry.
 
         `forwarded`: another broker sent this request on (then it is never forwarded again: NOT_LEADER instead)."""
+        answer = await self._produce(topic, records, acks=acks, partition=partition, producer=producer,
+                                     forwarded=forwarded)
+        await self.quotas.throttle(Direction.PRODUCE, sum(_record_bytes(r) for r in records))
+        return answer
+
+    async def _produce(self, topic: str, records: Sequence[RecordIn], *, acks: Acks, partition: int | None,
+                       producer: ProducerIdentity | None, forwarded: bool) -> tuple[list[tuple[int, int]], bool]:
         self.check_ready()
         meta = await self._known_topic(topic)
         if not records:
@@ -401,7 +418,7 @@ class Broker:
         grouped: dict[int, list[int]] = {}
         compacted = meta.config.cleanup_policy is CleanupPolicy.COMPACT
         for i, record in enumerate(records):
-            size = len(record.key or b"") + len(record.value or b"") + sum(len(k) + len(v) for k, v in record.headers)
+            size = _record_bytes(record)
             if size > limit:
                 raise RecordTooLarge(f"record {i} is {size} bytes; topic {meta.name!r} allows {limit}",
                                      max_message_bytes=limit)
@@ -428,6 +445,12 @@ class Broker:
     async def append_batch(self, topic: str, index: int, batch: bytearray, acks: Acks = Acks.ALL,
                            forwarded: bool = False) -> AppendResult:
         """Append a client-built batch (binary produce): validated whole, offsets stamped by the leader."""
+        result = await self._append_batch(topic, index, batch, acks, forwarded)
+        await self.quotas.throttle(Direction.PRODUCE, len(batch))
+        return result
+
+    async def _append_batch(self, topic: str, index: int, batch: bytearray, acks: Acks,
+                            forwarded: bool) -> AppendResult:
         self.check_ready()
         meta = await self._known_topic(topic)
         try:
@@ -477,6 +500,12 @@ class Broker:
     async def fetch(self, topic: str, index: int, offset: int, max_bytes: int, wait_s: float = 0.0,
                     forwarded: bool = False) -> FetchResult:
         """Whole batches from `offset` below the high watermark; waits up to `wait_s` for new records."""
+        result = await self._fetch(topic, index, offset, max_bytes, wait_s, forwarded)
+        await self.quotas.throttle(Direction.CONSUME, len(result.data))
+        return result
+
+    async def _fetch(self, topic: str, index: int, offset: int, max_bytes: int, wait_s: float,
+                     forwarded: bool) -> FetchResult:
         max_bytes = max(1, min(max_bytes, self.settings.limits.max_fetch_bytes))
         wait_s = max(0.0, min(wait_s, self.settings.limits.max_wait_s))
         self.check_ready()
@@ -549,3 +578,8 @@ def _consume_exception(future: asyncio.Future[AppendResult]) -> None:
     """acks=0: nobody awaits the future; log its failure instead of 'exception never retrieved'."""
     if not future.cancelled() and future.exception() is not None:
         log.warning("produce.acks0_failed", extra={"error": str(future.exception())})
+
+
+def _record_bytes(record: RecordIn) -> int:
+    """A record's size as limits and quotas count it: key, value and headers."""
+    return len(record.key or b"") + len(record.value or b"") + sum(len(k) + len(v) for k, v in record.headers)

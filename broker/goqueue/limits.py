@@ -83,6 +83,7 @@ GENERATION = Range(0, INT64_MAX)
 BROKER_ID = Range(0, INT32_MAX)
 LEADER_EPOCH = Range(-1, INT32_MAX)       # -1: "no epoch" in the replica protocol
 INFLIGHT_LIST = Range(1, 100_000, "messages")
+BYTE_RATE = Range(1, INT64_MAX, "bytes/s")  # a user's quota (goqueue.security.quotas)
 STREAM_CREDIT = Range(0, MAX_RECORDS_PER_REQUEST, "records")
 
 # -- topic settings ---------------------------------------------------------------------------------------------------

@@ -113,6 +113,23 @@ class BrokerMetrics:
         self.latency_window.observe(seconds)
 
 
+class QuotaMetrics:
+    """Time answers were held back by byte-rate quotas (goqueue.security.quotas). The per-user series exist only for
+    users who have a quota and were throttled, so their number is bounded by the quotas an administrator set."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.throttle = Counter(
+            "goqueue_quota_throttle_seconds", "Seconds answers were delayed by byte-rate quotas, all users.",
+            ["direction"], registry=registry)
+        self.user_throttle = Counter(
+            "goqueue_quota_user_throttle_seconds", "Seconds answers were delayed by byte-rate quotas, per user with "
+            "a quota.", ["user", "direction"], registry=registry)
+
+    def observe(self, user: str, direction: str, seconds: float) -> None:
+        self.throttle.labels(direction).inc(seconds)
+        self.user_throttle.labels(user, direction).inc(seconds)
+
+
 class ConsumerMetrics:
     """Consumer-group counters. The gauges (`goqueue_consumer_lag{group,topic,partition}`,
     `goqueue_inflight_messages{group}`, `goqueue_inflight_capacity{group}`, `goqueue_group_members{group}`,

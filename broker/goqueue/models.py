@@ -906,10 +906,19 @@ class ScramCredentialSpec(_Model):
         return value
 
 
+class UserQuotasSpec(_Model):
+    """A user's byte-rate quotas, bytes/s on each broker (goqueue.security.quotas); null or absent: unlimited."""
+
+    producer_byte_rate: int | None = Field(None, alias="producerByteRate", **within(limits.BYTE_RATE))
+    consumer_byte_rate: int | None = Field(None, alias="consumerByteRate", **within(limits.BYTE_RATE))
+
+
 class UserInfo(_Model):
     name: str
     mechanism: str = "SCRAM-SHA-512"
     iterations: int
+    producer_byte_rate: int | None = Field(None, alias="producerByteRate")
+    consumer_byte_rate: int | None = Field(None, alias="consumerByteRate")
 
 
 class AclSpec(_Model):

@@ -44,6 +44,7 @@ def membership(upgraded: set[int]) -> tuple[ClusterMembership, RecordingRaft]:
 
 NEW = [commands.begin_reassignment("t", 0, target=[1, 2], expected_version=0),
        commands.upsert_user("alice", {"salt": b"s", "iterations": 4096, "stored_key": b"k", "server_key": b"k"}),
+       commands.set_user_quotas("alice", producer_byte_rate=1024, consumer_byte_rate=None),
        commands.set_replication_throttle(1_000_000)]
 
 

@@ -123,6 +123,7 @@ def test_every_command_type_is_applied() -> None:
         cmds.delete_topic("t"),
         cmds.restore({}, {}),
         cmds.upsert_user("alice", CREDENTIAL),
+        cmds.set_user_quotas("alice", producer_byte_rate=1, consumer_byte_rate=None),
         cmds.add_acl(ACL),
         cmds.remove_acl(ACL),
         cmds.delete_user("alice"),

@@ -27,6 +27,7 @@ from goqueue.security import scram, tokens
 from goqueue.security.acls import Acl, Operation, PatternType, Resource, ResourceType, authorize
 from goqueue.security.exchanges import ExchangeTable
 from goqueue.security.principal import ANONYMOUS, Principal, user
+from goqueue.security.quotas import current_principal
 from goqueue.security.scram import ScramCredential, ScramError
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,13 @@ class Gatekeeper:
     def principal(self, authorization: str | None, certificate_name: str | None = None) -> Principal:
         """The principal of a request from its `Authorization` value (None: none sent), else from the verified
         client certificate of its connection (`certificate_name`, the subject CN: mTLS), else anonymous. A token
-        wins over the certificate: the connection may be a shared proxy's, the token is the caller's."""
+        wins over the certificate: the connection may be a shared proxy's, the token is the caller's. The request's
+        quotas are counted against it from here on (`quotas.current_principal`)."""
+        found = self._principal(authorization, certificate_name)
+        current_principal.set(found)
+        return found
+
+    def _principal(self, authorization: str | None, certificate_name: str | None) -> Principal:
         if self.certificate_required and not certificate_name:
             raise Unauthenticated("this listener requires a client certificate (tls.clientAuth=required): give "
                                   "--cert and --key, signed by the cluster's clients CA")

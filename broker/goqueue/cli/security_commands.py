@@ -64,6 +64,26 @@ def user_create(ctx: typer.Context, name: NameArgument,
         print(f"user {created.name} saved (SCRAM-SHA-512, {created.iterations} iterations)")
 
 
+@user_app.command("quota")
+def user_quota(ctx: typer.Context, name: NameArgument,
+               producer_byte_rate: Annotated[int | None, typer.Option(
+                   "--producer-byte-rate", min=1, help="Bytes/s the user may produce to each broker.")] = None,
+               consumer_byte_rate: Annotated[int | None, typer.Option(
+                   "--consumer-byte-rate", min=1, help="Bytes/s the user may fetch from each broker.")] = None,
+               ) -> None:
+    """Set a user's byte-rate quotas; a rate not given is unlimited (no option: remove both)."""
+    cli = context(ctx)
+    with cli.client() as client:
+        saved = client.set_user_quotas(name, producer_byte_rate, consumer_byte_rate)
+    if not cli.emit(saved):
+        print(f"user {saved.name}: produce {_rate(saved.producer_byte_rate)}, consume "
+              f"{_rate(saved.consumer_byte_rate)}")
+
+
+def _rate(byte_rate: int | None) -> str:
+    return "unlimited" if byte_rate is None else f"{byte_rate} B/s"
+
+
 @user_app.command("delete")
 def user_delete(ctx: typer.Context, name: NameArgument) -> None:
     """Delete a user: its sessions end at once; its ACLs stay (for a user created again under that name)."""
@@ -74,12 +94,14 @@ def user_delete(ctx: typer.Context, name: NameArgument) -> None:
 
 @user_app.command("list")
 def user_list(ctx: typer.Context) -> None:
-    """Users of the cluster (names and SCRAM iterations; never a secret)."""
+    """Users of the cluster (names, SCRAM iterations and quotas; never a secret)."""
     cli = context(ctx)
     with cli.client() as client:
         users = client.list_users()
     if not cli.emit(users):
-        print_table(["NAME", "MECHANISM", "ITERATIONS"], [[u.name, u.mechanism, u.iterations] for u in users])
+        print_table(["NAME", "MECHANISM", "ITERATIONS", "PRODUCE QUOTA", "CONSUME QUOTA"],
+                    [[u.name, u.mechanism, u.iterations, _rate(u.producer_byte_rate), _rate(u.consumer_byte_rate)]
+                     for u in users])
 
 
 def _spec(principal: str, resource_type: str, name: str, operation: str, prefixed: bool, deny: bool) -> AclSpec:

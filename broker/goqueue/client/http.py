@@ -118,6 +118,7 @@ from goqueue.models import (
     TopicPartition,
     TopicUpdate,
     UserInfo,
+    UserQuotasSpec,
 )
 
 DEFAULT_SERVER = "http://localhost:8080"
@@ -302,6 +303,12 @@ class GoQueueClient:
         """Create the user, or give it a new password; only the salted keys computed here are sent."""
         body = credential_spec(password).model_dump(by_alias=True, mode="json")
         return _answer(UserInfo, self.request("PUT", f"/v1/admin/users/{name}", json=body))
+
+    def set_user_quotas(self, name: str, producer_byte_rate: int | None, consumer_byte_rate: int | None) -> UserInfo:
+        """Replace the user's byte-rate quotas (bytes/s per broker; None: unlimited)."""
+        body = UserQuotasSpec(producer_byte_rate=producer_byte_rate, consumer_byte_rate=consumer_byte_rate)
+        return _answer(UserInfo, self.request("PUT", f"/v1/admin/users/{name}/quotas",
+                                              json=body.model_dump(by_alias=True, mode="json")))
 
     def delete_user(self, name: str) -> None:
         self.request("DELETE", f"/v1/admin/users/{name}")

@@ -39,7 +39,7 @@ CONTROLLER_TICK_S = 0.25
 # Commands the previous release (5ee38ad, before the internal listener) does not know; see `propose`.
 UNKNOWN_TO_PREVIOUS_VERSION = frozenset({
     "begin_reassignment", "complete_reassignment", "cancel_reassignment", "set_replication_throttle",
-    "upsert_user", "delete_user", "add_acl", "remove_acl"})
+    "upsert_user", "delete_user", "set_user_quotas", "add_acl", "remove_acl"})
 READY_POLL_S = 0.05
 
 

@@ -11,7 +11,7 @@ saw), so applying it stays a pure function of (state, command).
 from collections.abc import Mapping, Sequence
 from typing import Literal, NotRequired, TypedDict
 
-from goqueue.replication.state import AclEntry, GroupEntry, TopicEntry, TopicSettings, UserEntry
+from goqueue.replication.state import AclEntry, GroupEntry, TopicEntry, TopicSettings, UserEntry, UserQuotas
 
 # What the commands a broker applies mean, as a number every broker registers (Kafka's metadata.version). A command
 # (or a field) the brokers below a version do not know is proposed only once every registered broker is at it
@@ -166,6 +166,12 @@ class DeleteUser(TypedDict):
     name: str
 
 
+class SetUserQuotas(TypedDict):
+    op: Literal["set_user_quotas"]
+    name: str
+    quotas: UserQuotas  # replaces the user's quotas: a rate left out is unlimited
+
+
 class AddAcl(TypedDict):
     op: Literal["add_acl"]
     acl: AclEntry
@@ -179,7 +185,7 @@ class RemoveAcl(TypedDict):
 Command = (Barrier | RegisterBroker | ReplaceStorage | CreateTopic | DeleteTopic | GrowPartitions | SetTopicConfig
            | ElectLeader | ChangeIsr | LeaveIsr | Reassign | BeginReassignment | CompleteReassignment
            | CancelReassignment | SetReplicationThrottle | SetGroup | SetPausedAll | Restore | UpsertUser | DeleteUser
-           | AddAcl | RemoveAcl)
+           | SetUserQuotas | AddAcl | RemoveAcl)
 
 
 # -- constructors: every command in the code base is built here ----------------------------------------------------
@@ -280,6 +286,16 @@ def upsert_user(name: str, credential: UserEntry) -> UpsertUser:
 
 def delete_user(name: str) -> DeleteUser:
     return {"op": "delete_user", "name": name}
+
+
+def set_user_quotas(name: str, *, producer_byte_rate: int | None, consumer_byte_rate: int | None) -> SetUserQuotas:
+    """Set a user's byte-rate quotas (bytes/s); None is unlimited."""
+    quotas: UserQuotas = {}
+    if producer_byte_rate is not None:
+        quotas["producer_byte_rate"] = producer_byte_rate
+    if consumer_byte_rate is not None:
+        quotas["consumer_byte_rate"] = consumer_byte_rate
+    return {"op": "set_user_quotas", "name": name, "quotas": quotas}
 
 
 def add_acl(acl: AclEntry) -> AddAcl:

@@ -132,9 +132,11 @@ def _dispatch(state: MetadataState, cmd: cmds.Command) -> CommandResult:  # noqa
     elif cmd["op"] == "restore":
         _restore(state, cmd)
     elif cmd["op"] == "upsert_user":
-        state.setdefault("users", {})[cmd["name"]] = cmd["credential"]
+        _upsert_user(state, cmd)
     elif cmd["op"] == "delete_user":
         _delete_user(state, cmd)
+    elif cmd["op"] == "set_user_quotas":
+        _set_user_quotas(state, cmd)
     elif cmd["op"] == "add_acl":
         _add_acl(state, cmd)
     elif cmd["op"] == "remove_acl":
@@ -410,6 +412,26 @@ def _restore(state: MetadataState, cmd: cmds.Restore) -> None:
     state["topics"] = copy.deepcopy(cmd["topics"])
     state["groups"] = copy.deepcopy(cmd["groups"])
     _drop_throttle_unless_moving(state)
+
+
+def _upsert_user(state: MetadataState, cmd: cmds.UpsertUser) -> None:
+    """A new password keeps the user's quotas (they are set apart: `set_user_quotas`)."""
+    users = state.setdefault("users", {})
+    credential = cmd["credential"]
+    previous = users.get(cmd["name"])
+    if previous is not None and "quotas" in previous and "quotas" not in credential:
+        credential = {**credential, "quotas": previous["quotas"]}
+    users[cmd["name"]] = credential
+
+
+def _set_user_quotas(state: MetadataState, cmd: cmds.SetUserQuotas) -> None:
+    entry = state.get("users", {}).get(cmd["name"])
+    if entry is None:
+        raise MetadataConflict(f"user {cmd['name']!r} does not exist")
+    if cmd["quotas"]:
+        entry["quotas"] = cmd["quotas"]
+    else:
+        entry.pop("quotas", None)
 
 
 def _delete_user(state: MetadataState, cmd: cmds.DeleteUser) -> None:

@@ -49,7 +49,8 @@ PROPOSE_TIMEOUT_S = 10.0
 # elect_leader, change_isr, leave_isr, replace_storage, and completing or cancelling a reassignment already begun)
 # and the ways out of a full disk (delete_topic, set_topic_config for a shorter retention, delete_user, remove_acl).
 GROWTH_OPS = frozenset({"create_topic", "grow_partitions", "reassign", "begin_reassignment", "set_replication_throttle",
-                        "set_group", "set_paused_all", "restore", "upsert_user", "add_acl"})
+                        "set_group", "set_paused_all", "restore", "upsert_user", "set_user_quotas",
+                        "add_acl"})
 NO_LEADER_RETRY_S = 0.1  # how often a command is offered again while a metadata election runs
 
 

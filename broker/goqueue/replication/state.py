@@ -53,6 +53,13 @@ class GroupEntry(TypedDict):
     paused: bool
 
 
+class UserQuotas(TypedDict):
+    """A user's byte-rate quotas (goqueue.security.quotas), bytes/s per broker; an absent one is unlimited."""
+
+    producer_byte_rate: NotRequired[int]
+    consumer_byte_rate: NotRequired[int]
+
+
 class UserEntry(TypedDict):
     """A user's SCRAM-SHA-512 credential (goqueue.security.scram): never the password."""
 
@@ -60,6 +67,7 @@ class UserEntry(TypedDict):
     iterations: int
     stored_key: bytes
     server_key: bytes
+    quotas: NotRequired[UserQuotas]  # absent: no quota (and in journals written before quotas existed)
 
 
 class AclEntry(TypedDict):

@@ -53,11 +53,17 @@ class GroupView(TypedDict):
     paused: ReadOnly[bool]
 
 
+class QuotasView(TypedDict):
+    producer_byte_rate: NotRequired[ReadOnly[int]]
+    consumer_byte_rate: NotRequired[ReadOnly[int]]
+
+
 class UserView(TypedDict):
     salt: ReadOnly[bytes]
     iterations: ReadOnly[int]
     stored_key: ReadOnly[bytes]
     server_key: ReadOnly[bytes]
+    quotas: NotRequired[ReadOnly[QuotasView]]
 
 
 class AclView(TypedDict):

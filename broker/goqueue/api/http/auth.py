@@ -28,7 +28,7 @@ def gatekeeper(request: Request) -> Gatekeeper:
     return keeper
 
 
-def _access(request: Request) -> Access:
+async def _access(request: Request) -> Access:  # async: on the request's task, where quotas read its principal
     keeper = gatekeeper(request)
     if getattr(request.app.state, "listener", "public") == "internal":
         return Access(keeper, None)

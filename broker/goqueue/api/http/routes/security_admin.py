@@ -18,9 +18,10 @@ from goqueue.api.http.body import CheckedBodyRoute
 from goqueue.api.http.deps import BrokerDep
 from goqueue.api.http.errors import METADATA_CHANGE, error_responses
 from goqueue.errors import AclNotFound, InvalidRequest, UserNotFound
-from goqueue.models import AclSpec, ScramCredentialSpec, UserInfo
+from goqueue.models import AclSpec, ScramCredentialSpec, UserInfo, UserQuotasSpec
 from goqueue.replication import commands
 from goqueue.replication.metadata import MetadataConflict
+from goqueue.replication.view import UserView
 from goqueue.security.acls import Acl, Operation, PatternType, ResourceType
 from goqueue.security.principal import USER_NAME, valid_user_name
 
@@ -43,10 +44,17 @@ def _spec(acl: Acl) -> AclSpec:
                    pattern=acl.pattern.value, operation=acl.operation.value, allow=acl.allow)
 
 
-@router.get("/users", response_model=list[UserInfo], summary="List users", responses=error_responses())
+def _info(name: str, entry: UserView) -> UserInfo:
+    quotas = entry.get("quotas", {})
+    return UserInfo(name=name, iterations=entry["iterations"], producer_byte_rate=quotas.get("producer_byte_rate"),
+                    consumer_byte_rate=quotas.get("consumer_byte_rate"))
+
+
+@router.get("/users", response_model=list[UserInfo], summary="List users (with their quotas)",
+            responses=error_responses())
 async def list_users(broker: BrokerDep) -> list[UserInfo]:
     users = broker.membership.view.users
-    return [UserInfo(name=name, iterations=users[name]["iterations"]) for name in sorted(users)]
+    return [_info(name, users[name]) for name in sorted(users)]
 
 
 @router.put("/users/{name}", response_model=UserInfo, summary="Create a user, or give it a new password",
@@ -58,6 +66,20 @@ async def upsert_user(name: UserName, credential: ScramCredentialSpec, broker: B
         "salt": base64.b64decode(credential.salt), "iterations": credential.iterations,
         "stored_key": base64.b64decode(credential.stored_key), "server_key": base64.b64decode(credential.server_key)}))
     return UserInfo(name=name, iterations=credential.iterations)
+
+
+@router.put("/users/{name}/quotas", response_model=UserInfo, summary="Set a user's byte-rate quotas (absent: "
+            "unlimited)", responses=error_responses(UserNotFound, METADATA_CHANGE))
+async def set_user_quotas(name: UserName, quotas: UserQuotasSpec, broker: BrokerDep) -> UserInfo:
+    try:
+        await broker.membership.propose(commands.set_user_quotas(
+            name, producer_byte_rate=quotas.producer_byte_rate, consumer_byte_rate=quotas.consumer_byte_rate))
+    except MetadataConflict:
+        raise UserNotFound(f"user {name!r} does not exist: create it first (goqueue-admin user create)") from None
+    entry = broker.membership.view.users.get(name)
+    if entry is None:  # deleted since: say so rather than answer quotas nobody holds
+        raise UserNotFound(f"user {name!r} was deleted meanwhile")
+    return _info(name, entry)
 
 
 @router.delete("/users/{name}", status_code=204, summary="Delete a user (its sessions end; its ACLs stay)",
