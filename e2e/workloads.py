@@ -17,8 +17,18 @@ from typing import Any
 import httpx
 from backends import Backend
 from cluster_process import History, consume_all
-from operator_kube import apply, cluster_manifest, get, is_true, wait_condition
+from operator_kube import (
+    OPERATOR_USER,
+    apply,
+    cluster_manifest,
+    get,
+    is_true,
+    operator_credentials,
+    session_headers,
+    wait_condition,
+)
 
+from goqueue.client.auth import Credentials
 from goqueue.client.http import GoQueueClient
 from goqueue_harness.waiting import wait_until
 
@@ -105,8 +115,16 @@ class GoQueueCluster:
     def url(self, ordinal: int = 0) -> str:
         return self.backend.broker_url(self.namespace, f"{self.name}-{ordinal}")
 
+    def credentials(self) -> Credentials:
+        """The operator's principal: anonymous access is off on the operator's clusters (docs/SECURITY.md)."""
+        return operator_credentials(self.backend.kubectl, self.namespace, self.name)
+
+    def session(self) -> dict[str, str]:
+        """Authorization for raw HTTP calls, as the operator's principal (good on every broker for an hour)."""
+        return session_headers(self.url(0), self.credentials())
+
     def client(self, ordinal: int = 0) -> GoQueueClient:
-        return GoQueueClient(self.url(ordinal), timeout_s=10)
+        return GoQueueClient(self.url(ordinal), timeout_s=10, credentials=self.credentials())
 
     def wait_resource(self, kind: str, name: str, condition: str = "Ready", timeout_s: float = 90,
                       status: str = "True") -> JSON:
@@ -128,15 +146,28 @@ def wait_events(backend: Backend, namespace: str, name: str, *reasons: str, time
     return wait_until(emitted, timeout_s, interval_s=0.5, message=f"Events {sorted(reasons)} for {name}")
 
 
-def run_client_pod(backend: Backend, namespace: str, name: str, script: str, timeout_s: float = 120) -> str:
+CLIENT_CREDENTIALS_DIR = "/etc/goqueue-client"
+
+
+def run_client_pod(backend: Backend, namespace: str, name: str, script: str, timeout_s: float = 120,
+                   cluster: str = CLUSTER) -> str:
     """A pod (the broker image: goqueue-cli and goqueue-admin inside) running `sh -c script` once; its log.
     Inside a pod, Service names resolve: on kind through cluster DNS, on the local backend through the harness's
-    per-pod hosts file, so `http://goqueue:8080` is the client Service on both."""
+    per-pod hosts file, so `http://goqueue:8080` is the client Service on both. The CLIs act as the operator's
+    principal of `cluster` when its Secret exists (an operator's cluster: anonymous access is off), anonymously
+    otherwise (the plain chart's brokers allow it)."""
+    password = f"{CLIENT_CREDENTIALS_DIR}/password"
+    as_operator = (f'if [ -f {password} ]; then export GOQUEUE_USER={OPERATOR_USER} GOQUEUE_PASSWORD_FILE={password}; '
+                   "fi; ")
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app.kubernetes.io/name":
                                                                                        "goqueue-e2e-client"}},
            "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
+                    "volumes": [{"name": "credentials", "secret": {
+                        "secretName": f"{cluster}-operator-credentials", "optional": True}}],
                     "containers": [{"name": "client", "image": backend.client_image,
-                                    "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", script]}]}}
+                                    "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", as_operator + script],
+                                    "volumeMounts": [{"name": "credentials", "mountPath": CLIENT_CREDENTIALS_DIR,
+                                                      "readOnly": True}]}]}}
     backend.kubectl("apply", "-n", namespace, "-f", "-", input_text=json.dumps(pod))
 
     def finished() -> str | None:
@@ -165,7 +196,7 @@ class AckedProducer(threading.Thread):
     def run(self) -> None:
         urls: list[str] = []
         sequence = 0
-        with httpx.Client(timeout=10) as http:
+        with httpx.Client(timeout=10, headers=self.cluster.session()) as http:
             while not self.stopping.is_set():
                 if not urls:
                     try:
@@ -210,7 +241,7 @@ def _retriable(response: httpx.Response) -> bool:
 
 def verify_no_acknowledged_loss(cluster: GoQueueCluster, history: History, topic: str, partitions: int) -> None:
     """Read every partition from its start and check each acknowledged record is there, at its offset."""
-    with httpx.Client(base_url=cluster.url(0), timeout=30) as http:
+    with httpx.Client(base_url=cluster.url(0), timeout=30, headers=cluster.session()) as http:
         history.check(consume_all(http, topic, partitions, timeout_s=60))
 
 

@@ -29,8 +29,10 @@ from typing import Protocol, TypeVar
 
 import httpx
 
+from goqueue.client.auth import Credentials
 from goqueue.client.http import ADMIN_CLUSTER, GoQueueClient
 from goqueue.errors import GoQueueError, NotFound
+from goqueue_operator.users.principal import OperatorClient
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -145,9 +147,12 @@ class VerifiedAs(httpx.BaseTransport):
         self._inner.close()
 
 
-def broker_client(server: str, timeout_s: float, tls: BrokerTls | None = None) -> GoQueueClient:
-    """The operator's client of one broker (https and verified when `tls` is given)."""
-    return GoQueueClient(server, timeout_s=timeout_s, transport=VerifiedAs(tls) if tls is not None else None)
+def broker_client(server: str, timeout_s: float, tls: BrokerTls | None = None,
+                  credentials: Credentials | None = None) -> GoQueueClient:
+    """The operator's client of one broker (https and verified when `tls` is given), as the operator's own principal
+    (`credentials`, users/principal.py)."""
+    return OperatorClient(server, timeout_s=timeout_s, credentials=credentials,
+                          transport=VerifiedAs(tls) if tls is not None else None)
 
 
 class HttpBrokerAdmin:
@@ -155,9 +160,9 @@ class HttpBrokerAdmin:
 
     def __init__(self, server: str, timeout_s: float = 5.0,
                  client_factory: Callable[[str, float], GoQueueClient] | None = None,
-                 tls: BrokerTls | None = None) -> None:
+                 tls: BrokerTls | None = None, credentials: Credentials | None = None) -> None:
         self.server = server
-        factory = client_factory or (lambda url, timeout: broker_client(url, timeout, tls))
+        factory = client_factory or (lambda url, timeout: broker_client(url, timeout, tls, credentials))
         self._client = factory(server, timeout_s)
 
     def close(self) -> None:

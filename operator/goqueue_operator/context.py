@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from goqueue.client.auth import Credentials
 from goqueue.client.http import GoQueueClient
 from goqueue_operator.brokers import BrokerAdmin, BrokerTls, HttpBrokerAdmin, broker_client
 from goqueue_operator.kube import Kube
@@ -44,23 +45,27 @@ class OperatorContext:
     locks: ObjectLocks = field(default_factory=ObjectLocks)
     admin_factory: Callable[[str], BrokerAdmin] | None = None
     client_factory: Callable[[str], GoQueueClient] | None = None
-    _clients: dict[tuple[str, BrokerTls | None], GoQueueClient] = field(default_factory=dict)
+    _clients: dict[tuple[str, BrokerTls | None, Credentials | None], GoQueueClient] = field(default_factory=dict)
 
-    def admin(self, server: str, tls: BrokerTls | None = None) -> BrokerAdmin:
+    def admin(self, server: str, tls: BrokerTls | None = None, credentials: Credentials | None = None) -> BrokerAdmin:
+        """`credentials`: the operator's own principal on that cluster (users/principal.py)."""
         if self.admin_factory is not None:
             return self.admin_factory(server)
-        return HttpBrokerAdmin(server, timeout_s=self.settings.broker_timeout_s, tls=tls)
+        return HttpBrokerAdmin(server, timeout_s=self.settings.broker_timeout_s, tls=tls, credentials=credentials)
 
-    def client(self, server: str, tls: BrokerTls | None = None) -> GoQueueClient:
-        """A pooled client per broker URL (keep-alive connections; creating one per reconcile costs more than
-        the reconcile). Bounded: pod IPs change, so the pool is cleared when it outgrows a few clusters."""
+    def client(self, server: str, tls: BrokerTls | None = None,
+               credentials: Credentials | None = None) -> GoQueueClient:
+        """A pooled client per broker URL, trust and principal (keep-alive connections; creating one per reconcile
+        costs more than the reconcile). Bounded: pod IPs change, so the pool is cleared when it outgrows a few
+        clusters."""
         if self.client_factory is not None:
             return self.client_factory(server)
-        key = (server, tls)  # a renewed CA bundle is a new key: the old client's trust is not reused
+        # A renewed CA bundle or a new password is a new key: the old client's trust or session is not reused.
+        key = (server, tls, credentials)
         if key not in self._clients:
             if len(self._clients) >= MAX_POOLED_CLIENTS:
                 self.close_clients()
-            self._clients[key] = broker_client(server, self.settings.broker_timeout_s, tls)
+            self._clients[key] = broker_client(server, self.settings.broker_timeout_s, tls, credentials)
         return self._clients[key]
 
     def close_clients(self) -> None:

@@ -80,6 +80,7 @@ RESOURCES: dict[str, Resource] = {r.kind: r for r in (
     Resource(API_VERSION, "GoQueueCluster", "goqueueclusters"),
     Resource(API_VERSION, "GoQueueTopic", "goqueuetopics"),
     Resource(API_VERSION, "GoQueueConsumerGroup", "goqueueconsumergroups"),
+    Resource(API_VERSION, "GoQueueUser", "goqueueusers"),
     Resource("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False),
 )}
 

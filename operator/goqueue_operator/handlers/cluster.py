@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 
+from goqueue.client.auth import Credentials
 from goqueue_operator import GROUP, VERSION
 from goqueue_operator.adoption import Adoption, AdoptionKind, plan_adoption
 from goqueue_operator.brokers import BrokerAdmin, BrokerUnreachable, broker_url
@@ -40,6 +41,7 @@ from goqueue_operator.settings import OperatorSettings
 from goqueue_operator.status.cluster import ClusterOutcome, cluster_status
 from goqueue_operator.status.conditions import Condition, transitions
 from goqueue_operator.status.remedies import Subject, warning_message
+from goqueue_operator.users.principal import operator_credentials
 from goqueue_operator.views import ClusterView, SpecError
 
 CLUSTER = (GROUP, VERSION, "goqueueclusters")
@@ -81,15 +83,16 @@ async def observe(ctx: OperatorContext, cluster: ClusterView) -> ClusterObservat
 
 
 def admin_for(ctx: OperatorContext, cluster: ClusterView, observation: ClusterObservation,
-              tls: TlsOutcome) -> BrokerAdmin | None:
+              tls: TlsOutcome, credentials: Credentials | None = None) -> BrokerAdmin | None:
     """The admin API of the lowest Ready broker (any broker answers for the cluster); None when none is Ready.
     Brokers are reached by pod IP, which works wherever the operator runs and needs no Service endpoints; over
-    https, verified against the cluster's CA bundle, when the pod serves TLS."""
+    https, verified against the cluster's CA bundle, when the pod serves TLS; as the operator's own principal
+    (`credentials`, users/principal.py)."""
     reachable = [p for p in observation.ready_pods if p.ip]
     if not reachable:
         return None
     verify = broker_tls(cluster, reachable[0], tls.trust)
-    return ctx.admin(broker_url(reachable[0].ip or "", ports.HTTP_PORT, tls=reachable[0].tls), verify)
+    return ctx.admin(broker_url(reachable[0].ip or "", ports.HTTP_PORT, tls=reachable[0].tls), verify, credentials)
 
 
 async def _leader(admin: BrokerAdmin | None) -> tuple[int | None, str | None]:
@@ -114,7 +117,8 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
         return
     # before the pods: they mount its Secret
     tls = await reconcile_tls(ctx.kube, cluster, about, now, brokers_serve_tls=any(p.tls for p in observation.pods))
-    admin = admin_for(ctx, cluster, observation, tls)
+    admin = admin_for(ctx, cluster, observation, tls,
+                      await operator_credentials(ctx.kube, cluster.namespace, cluster.name))
     try:
         leader, leader_error = await _leader(admin)
         resize_view = resize_view_for(cluster, observation)
@@ -123,7 +127,8 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
                                       previous_phase=cluster.record.storage.phase, metrics=ctx.metrics)
         scale = await advance_scaling(scale_view_for(cluster, observation, now), admin=admin, kube=ctx.kube,
                                       cluster=about, metrics=ctx.metrics)
-        children = build_cluster_children(cluster, password=secrets.token_urlsafe(32), replicas=scale.step.replicas,
+        children = build_cluster_children(cluster, password=secrets.token_urlsafe(32),
+                                          operator_password=secrets.token_urlsafe(32), replicas=scale.step.replicas,
                                           claim_size=str(resize.record["size"]),
                                           tls=tls_phase(cluster.spec.tls.enabled, observation.pods))
         if resize.skip_statefulset:

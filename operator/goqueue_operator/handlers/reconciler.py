@@ -22,6 +22,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import kopf
 
+from goqueue.client.auth import Credentials
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import GoQueueError, InvalidRequest, NotFound
 from goqueue_operator.brokers import BrokerTls, broker_url
@@ -32,6 +33,7 @@ from goqueue_operator.pki.trust import broker_tls, read_trust
 from goqueue_operator.resources import labels, ports
 from goqueue_operator.status.conditions import Condition, render_conditions, timestamp, transitions
 from goqueue_operator.status.remedies import Subject, is_failure, warning_message
+from goqueue_operator.users.principal import operator_credentials
 from goqueue_operator.views import ClusterView, ObjectMeta, SpecError
 
 JSON = dict[str, Any]
@@ -94,6 +96,7 @@ class BrokerTarget:
     message: str = ""
     cluster_gone: bool = False
     tls: BrokerTls | None = None  # how to verify the broker (https), None for plaintext
+    credentials: Credentials | None = None  # the operator's own principal there (users/principal.py)
 
 
 async def find_broker(ctx: OperatorContext, namespace: str, cluster_name: str) -> BrokerTarget:
@@ -111,7 +114,8 @@ async def find_broker(ctx: OperatorContext, namespace: str, cluster_name: str) -
     except SpecError as exc:
         return BrokerTarget(None, "ClusterInvalid", f"GoQueueCluster {cluster_name} does not parse: {exc}")
     verify = broker_tls(view, ready[0], await read_trust(ctx.kube, view)) if ready[0].tls else None
-    return BrokerTarget(broker_url(ready[0].ip or "", ports.HTTP_PORT, tls=ready[0].tls), tls=verify)
+    return BrokerTarget(broker_url(ready[0].ip or "", ports.HTTP_PORT, tls=ready[0].tls), tls=verify,
+                        credentials=await operator_credentials(ctx.kube, namespace, cluster_name))
 
 
 @dataclass(frozen=True)
@@ -243,7 +247,7 @@ async def _reconcile(ctx: OperatorContext, kind: ResourceKind[V], body: JSON, in
     last_generation = (body.get("status") or {}).get("observedGeneration")
     session = Session(now=now, spec_changed=last_generation != view.meta.generation,
                       persist=lambda fragment: _persist(ctx, kind, view, fragment))
-    client = ctx.client(target.url, target.tls)  # pooled: not closed here
+    client = ctx.client(target.url, target.tls, target.credentials)  # pooled: not closed here
     try:
         declared = await kind.declare(view, client, session)
     except GoQueueError as exc:
@@ -292,7 +296,7 @@ async def _finalize(ctx: OperatorContext, kind: ResourceKind[V], body: JSON, abo
     problem = target.message
     if target.url is not None:
         try:
-            reason, message = await kind.delete(view, ctx.client(target.url, target.tls))
+            reason, message = await kind.delete(view, ctx.client(target.url, target.tls, target.credentials))
         except GoQueueError as exc:
             problem = f"{exc.code}: {exc.message}"
         else:

@@ -14,6 +14,7 @@ from typing import Any
 from goqueue_operator.resources.configmap import build_configmap
 from goqueue_operator.resources.monitoring import MONITORING_API, build_prometheus_rule, build_service_monitor
 from goqueue_operator.resources.network_policy import build_network_policy
+from goqueue_operator.resources.operator_secret import build_operator_secret
 from goqueue_operator.resources.pdb import build_pdb
 from goqueue_operator.resources.secret import build_secret
 from goqueue_operator.resources.services import build_client_service, build_headless_service, build_metrics_service
@@ -21,16 +22,19 @@ from goqueue_operator.resources.statefulset import build_statefulset
 from goqueue_operator.resources.tls import TlsPhase
 from goqueue_operator.views import ClusterView
 
-# Applied with create (never overwritten): the Raft password is generated once (resources/secret.py).
+# Applied with create (never overwritten): the Raft and operator passwords are generated once (resources/secret.py,
+# resources/operator_secret.py).
 CREATE_ONLY_KINDS = frozenset({"Secret"})
 # Applied only when the API server serves them (their CRDs may not be installed).
 OPTIONAL_APIS = frozenset({MONITORING_API})
 
 
-def build_cluster_children(cluster: ClusterView, *, password: str, replicas: int | None = None,
-                           claim_size: str | None = None, tls: TlsPhase | None = None) -> list[dict[str, Any]]:
+def build_cluster_children(cluster: ClusterView, *, password: str, operator_password: str,
+                           replicas: int | None = None, claim_size: str | None = None,
+                           tls: TlsPhase | None = None) -> list[dict[str, Any]]:
     children = [
         build_secret(cluster, password),
+        build_operator_secret(cluster, operator_password),
         build_configmap(cluster),
         build_headless_service(cluster),
         build_client_service(cluster),

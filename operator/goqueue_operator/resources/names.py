@@ -12,7 +12,7 @@ from typing import Literal
 
 Role = Literal[
     "statefulset", "client", "headless", "metrics", "config", "pdb", "raft-secret", "service-monitor",
-    "prometheus-rule", "network-policy", "cluster-ca", "cluster-ca-cert", "broker-tls",
+    "prometheus-rule", "network-policy", "cluster-ca", "cluster-ca-cert", "broker-tls", "operator-credentials",
 ]
 
 DATA_CLAIM_TEMPLATE = "goqueue-data"  # the claim template's name: claims are goqueue-data-<cluster>-<ordinal>
@@ -36,6 +36,7 @@ _SUFFIXES: dict[str, str] = {
     "cluster-ca": "-cluster-ca",            # the CA's key and certificate: only the operator reads it
     "cluster-ca-cert": "-cluster-ca-cert",  # the trust bundle alone, for clients to mount
     "broker-tls": "-broker-tls",            # the brokers' certificate (and cert-manager's Certificate)
+    "operator-credentials": "-operator-credentials",
 }
 
 

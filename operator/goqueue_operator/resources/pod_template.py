@@ -18,6 +18,7 @@ from goqueue_operator.resources.names import (
     pod_dns_name,
 )
 from goqueue_operator.resources.tls import TlsPhase, tls_env, tls_mounts, tls_volumes
+from goqueue_operator.users import principal
 from goqueue_operator.views import ClusterView
 
 RUN_AS = 10001  # the image's goqueue user (Dockerfile.broker)
@@ -51,17 +52,35 @@ def broker_env(cluster: ClusterView, replicas: int, tls: TlsPhase) -> list[dict[
         {"name": "GOQUEUE_CLUSTER_PEERS", "value": ",".join(peer_addresses(cluster, replicas))},
         {"name": "GOQUEUE_CLUSTER_PASSWORD", "valueFrom": {"secretKeyRef": {
             "name": child_name(cluster.name, "raft-secret"), "key": RAFT_PASSWORD_KEY}}},
-        *_anonymous_access(cluster),
+        *_operator_principal(),
         *tls_env(cluster, tls),
     ]
 
 
-def _anonymous_access(cluster: ClusterView) -> list[dict[str, Any]]:
-    """Anonymous access stays on until the operator has a principal of its own (the GoQueueUser work,
-    docs/SECURITY.md), unless spec.config decides: a variable, as the internal port, and only then (it would win)."""
-    if "security.allowAnonymous" in cluster.spec.config:
-        return []
-    return [{"name": "GOQUEUE_SECURITY_ALLOWANONYMOUS", "value": "true"}]
+OPERATOR_CREDENTIALS_VOLUME = "operator-credentials"
+
+
+def _operator_principal() -> list[dict[str, Any]]:
+    """The operator's own principal (users/principal.py) is the brokers' configured administrator, so anonymous
+    access can stay off (its default with peers; spec.config may still turn it on). The in-pod CLIs act as it too
+    (GOQUEUE_USER, GOQUEUE_PASSWORD_FILE), so the runbook's `kubectl exec goqueue-0 -- goqueue-cli …` runs
+    unchanged: whoever may exec into a broker already holds the Raft password and the data (docs/SECURITY.md)."""
+    return [
+        {"name": "GOQUEUE_SECURITY_ADMINUSER", "value": principal.OPERATOR_USER},
+        {"name": "GOQUEUE_SECURITY_ADMINPASSWORDFILE", "value": principal.PASSWORD_FILE},
+        {"name": "GOQUEUE_USER", "value": principal.OPERATOR_USER},
+        {"name": "GOQUEUE_PASSWORD_FILE", "value": principal.PASSWORD_FILE},
+    ]
+
+
+def operator_credentials_volume(cluster: ClusterView) -> dict[str, Any]:
+    return {"name": OPERATOR_CREDENTIALS_VOLUME, "secret": {
+        "secretName": principal.secret_name(cluster.name), "defaultMode": 0o440,
+        "items": [{"key": principal.PASSWORD_KEY, "path": principal.PASSWORD_KEY}]}}
+
+
+def operator_credentials_mount() -> dict[str, Any]:
+    return {"name": OPERATOR_CREDENTIALS_VOLUME, "mountPath": principal.MOUNT_DIR, "readOnly": True}
 
 
 def affinity(cluster: ClusterView) -> dict[str, Any] | None:
@@ -106,6 +125,7 @@ def broker_container(cluster: ClusterView, replicas: int, tls: TlsPhase) -> dict
             {"name": "config", "mountPath": ports.CONFIG_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": ports.TMP_DIR},
             *tls_mounts(tls),
+            operator_credentials_mount(),
         ],
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -124,6 +144,7 @@ def build_pod_template(cluster: ClusterView, replicas: int, tls: TlsPhase | None
             {"name": "config", "configMap": {"name": child_name(cluster.name, "config")}},
             {"name": "tmp", "emptyDir": {}},
             *tls_volumes(cluster, tls),
+            operator_credentials_volume(cluster),
         ],
         "securityContext": pod_security_context(),
         "terminationGracePeriodSeconds": pod.termination_grace_period_seconds,

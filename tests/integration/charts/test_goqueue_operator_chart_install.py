@@ -40,7 +40,8 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "goqueue-operator"
-CRDS = ["goqueueclusters.goqueue.io", "goqueuetopics.goqueue.io", "goqueueconsumergroups.goqueue.io"]
+CRDS = ["goqueueclusters.goqueue.io", "goqueuetopics.goqueue.io", "goqueueconsumergroups.goqueue.io",
+        "goqueueusers.goqueue.io"]
 BROKERS = 3
 READY_TIMEOUT_S = 240.0
 HEREDOC = re.compile(r"<<'YAML'\n(?P<body>.*?)\nYAML\n", re.S)  # the terminator at column 0, as a shell needs
@@ -132,7 +133,7 @@ def installed(k8s_binaries: BinDir, kubeconfig: Path, kubectl: Kubectl, kube_api
     finally:
         release.helm_run("uninstall", release.release, "--wait", "--timeout", "120s", check=False)
         # Without the operator nothing removes kopf's finalizer (docs/OPERATOR.md, "Uninstalling").
-        for kind in ("goqueueconsumergroups", "goqueuetopics", "goqueueclusters"):
+        for kind in ("goqueueusers", "goqueueconsumergroups", "goqueuetopics", "goqueueclusters"):
             for name in kubectl("get", kind, "-n", namespace, "-o", "name").split():
                 kubectl("patch", name, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
         core.delete_namespace(namespace)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
-from operator_kube import apply, cluster_manifest, get, wait_condition
+from operator_kube import apply, cluster_manifest, get, operator_credentials, wait_condition
 from operator_process import OperatorProcess, install_operator_rbac, problems_in_log, service_account_kubeconfig
 
+from goqueue.client.auth import Credentials
 from goqueue.client.http import GoQueueClient
 from goqueue_harness.pytest_plugin import NAMESPACE_DELETE_TIMEOUT_S, Kubectl, KubeletHandle
 from goqueue_harness.waiting import wait_until
@@ -29,9 +30,10 @@ CRD_DIR = REPO / "crds"
 
 @pytest.fixture(scope="session")
 def goqueue_crds(kubectl: Kubectl) -> list[str]:
-    """The three GoQueue CRDs, applied and Established."""
+    """The GoQueue CRDs, applied and Established."""
     kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=goqueue-tests", "-f", str(CRD_DIR))
-    names = ["goqueueclusters.goqueue.io", "goqueuetopics.goqueue.io", "goqueueconsumergroups.goqueue.io"]
+    names = ["goqueueclusters.goqueue.io", "goqueuetopics.goqueue.io", "goqueueconsumergroups.goqueue.io",
+             "goqueueusers.goqueue.io"]
     kubectl("wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names])
     return names
 
@@ -95,9 +97,10 @@ class RunningCluster:
     namespace: str
     name: str
     broker_urls: tuple[str, ...]
+    credentials: Credentials  # the operator's principal: anonymous access is off
 
     def client(self, index: int = 0) -> GoQueueClient:
-        return GoQueueClient(self.broker_urls[index], timeout_s=10)
+        return GoQueueClient(self.broker_urls[index], timeout_s=10, credentials=self.credentials)
 
 
 @pytest.fixture(scope="module")
@@ -107,4 +110,5 @@ def goqueue_cluster(operator_session: OperatorProcess, kubectl: Kubectl, module_
     wait_condition(kubectl, module_namespace, "goqueuecluster", "goqueue", "Ready", 240)
     pods = [get(kubectl, module_namespace, "pod", f"goqueue-{i}") for i in range(3)]
     return RunningCluster(module_namespace, "goqueue",
-                          tuple(f"http://{p['status']['podIP']}:8080" for p in pods if p is not None))
+                          tuple(f"http://{p['status']['podIP']}:8080" for p in pods if p is not None),
+                          operator_credentials(kubectl, module_namespace))

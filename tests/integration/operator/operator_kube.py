@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from typing import Any
 
+import httpx
+
+from goqueue.client.auth import Credentials
+from goqueue.security.scram import ClientExchange
 from goqueue_harness.pytest_plugin import Kubectl
 from goqueue_harness.waiting import wait_until
 
@@ -51,6 +56,30 @@ def get(kubectl: Kubectl, namespace: str, kind: str, name: str) -> JSON | None:
         return None
     found: JSON = json.loads(proc.stdout)
     return found
+
+
+OPERATOR_USER = "goqueue-operator"
+
+
+def operator_credentials(kubectl: Kubectl, namespace: str, cluster: str = "goqueue") -> Credentials:
+    """The operator's own principal on a cluster it runs (anonymous access is off there): what tests call the
+    brokers as, like the operator and the runbook's in-pod CLIs."""
+    secret = get(kubectl, namespace, "secret", f"{cluster}-operator-credentials")
+    assert secret is not None, f"Secret {cluster}-operator-credentials in {namespace}"
+    return Credentials(OPERATOR_USER, base64.b64decode(secret["data"]["password"]).decode())
+
+
+def session_headers(url: str, credentials: Credentials) -> dict[str, str]:
+    """`Authorization` for raw HTTP calls: a SCRAM exchange with the broker at `url`; the token is good on every
+    broker of the cluster for an hour."""
+    exchange = ClientExchange(credentials.user, credentials.password)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        started = http.post("/v1/auth/scram/start", json={"clientFirst": exchange.client_first})
+        assert started.status_code == 200, started.text
+        finished = http.post("/v1/auth/scram/finish", json={
+            "exchangeId": started.json()["exchangeId"], "clientFinal": exchange.respond(started.json()["serverFirst"])})
+    assert finished.status_code == 200, finished.text
+    return {"authorization": f"Bearer {finished.json()['token']}"}
 
 
 def condition(obj: JSON | None, kind: str) -> JSON:

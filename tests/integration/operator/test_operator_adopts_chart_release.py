@@ -18,7 +18,16 @@ import httpx
 import pytest
 from cluster_process import History, consume_all
 from kubernetes import client as k8s
-from operator_kube import apply, cluster_manifest, get, is_true, wait_condition, wait_events
+from operator_kube import (
+    apply,
+    cluster_manifest,
+    get,
+    is_true,
+    operator_credentials,
+    session_headers,
+    wait_condition,
+    wait_events,
+)
 from operator_process import OperatorProcess
 from pod_producer import PodProducer
 
@@ -46,7 +55,7 @@ def test_a_plain_chart_release_is_adopted_without_loss_one_broker_at_a_time(
                                                     "config": {"minInsyncReplicas": 2}})
             assert created.status_code == 201, created.text
         history = History()
-        producer = PodProducer(k8s.CoreV1Api(kube_api), ns, "ledger", history)
+        producer = PodProducer(k8s.CoreV1Api(kube_api), ns, "ledger", history, cluster=RELEASE)
         producer.start()
         try:
             wait_until(lambda: history.count() >= 100, 60, message="100 acknowledged writes before the move")
@@ -92,5 +101,7 @@ def test_a_plain_chart_release_is_adopted_without_loss_one_broker_at_a_time(
         # The last caught-up check may come a moment after the cluster shows Ready.
         wait_until(lambda: steps().count("BrokerCaughtUp") >= 3, 60, message="the third broker caught up")
         assert steps() == ["BrokerRestarting", "BrokerCaughtUp"] * 3, steps()
-        with httpx.Client(base_url=release.url(0), timeout=10) as http:
+        # Adopted, the brokers refuse anonymous clients (the operator's default): read as the operator.
+        session = session_headers(release.url(0), operator_credentials(kubectl, ns, RELEASE))
+        with httpx.Client(base_url=release.url(0), timeout=10, headers=session) as http:
             history.check(consume_all(http, "ledger", 3))

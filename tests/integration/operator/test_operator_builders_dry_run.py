@@ -45,7 +45,7 @@ def test_children_pass_server_side_validation(
           "metadata": {"name": name, "annotations": {"goqueue.io/paused": "true"}}}
     kubectl("apply", "-n", module_namespace, "-f", "-", input_text=json.dumps(cr))
     body = json.loads(kubectl("get", "goqueuecluster", name, "-n", module_namespace, "-o", "json"))
-    children = build_cluster_children(ClusterView.from_body(body), password="x" * 43)
+    children = build_cluster_children(ClusterView.from_body(body), password="x" * 43, operator_password="y" * 43)
     required = [c for c in children if c["apiVersion"] not in OPTIONAL_APIS]
     assert {c["kind"] for c in required} == {"Secret", "ConfigMap", "Service", "PodDisruptionBudget", "NetworkPolicy",
                                               "StatefulSet"}

@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 from kubernetes import client as k8s
-from operator_kube import apply, cluster_manifest, get, is_true, wait_condition, wait_events
+from operator_kube import apply, cluster_manifest, get, is_true, operator_credentials, wait_condition, wait_events
 from operator_process import OperatorProcess
 
 from goqueue.client.http import GoQueueClient
@@ -56,10 +56,12 @@ def test_three_brokers_come_up_ready_with_every_child(
     ips = [p["status"]["podIP"] for p in pods if p]
     leaders = set()
     for ip in ips:
-        with GoQueueClient(f"http://{ip}:8080", timeout_s=5) as client:
+        with GoQueueClient(f"http://{ip}:8080", timeout_s=5, credentials=operator_credentials(kubectl, ns)) as client:
             leaders.add(client.cluster_leader().leader)
             assert "goqueue_" in client.metrics_text()
     assert leaders == {status["leader"]}
+    # Anonymous access is off: the operator called the brokers as its own principal to get here.
+    assert httpx.get(f"http://{ips[0]}:8080/v1/admin/storage", timeout=5).status_code == 401
 
     wait_events(kubectl, ns, "goqueue", "Created", "ReadyTrue")
     assert "goqueue_operator_reconciles_total" in operator.metrics()

@@ -17,6 +17,8 @@ from operator_kube import (
     condition,
     get,
     is_true,
+    operator_credentials,
+    session_headers,
     topic_manifest,
     wait_condition,
     wait_events,
@@ -129,7 +131,9 @@ def test_rolling_upgrade_under_acks_all_produce_loses_no_acknowledged_message(
 
     # No acknowledged write was lost.
     pods = [get(kubectl, ns, "pod", f"goqueue-{i}") for i in range(3)]
-    with httpx.Client(base_url=f"http://{pods[0]['status']['podIP']}:8080", timeout=30) as http:  # type: ignore[index]
+    url = f"http://{pods[0]['status']['podIP']}:8080"  # type: ignore[index]
+    session = session_headers(url, operator_credentials(kubectl, ns))
+    with httpx.Client(base_url=url, timeout=30, headers=session) as http:
         history.check(consume_all(http, "stream", 3))
     print(f"\nrolling upgrade of 3 brokers: {duration:.0f}s; {history.count()} acknowledged writes, "
           f"{producer.failures} refused or retried requests during the roll; the metadata leader restarted last after "

@@ -15,6 +15,8 @@ from operator_kube import (
     cluster_manifest,
     condition,
     get,
+    operator_credentials,
+    session_headers,
     topic_manifest,
     wait_condition,
     wait_events,
@@ -101,10 +103,10 @@ def test_a_storage_class_without_expansion_refuses_and_changes_nothing(
     assert template_size(kubectl, ns) == "1Gi"
 
 
-def produce(url: str, topic: str, count: int) -> None:
+def produce(url: str, topic: str, count: int, headers: dict[str, str]) -> None:
     """acks=all, one batch per partition; a retriable refusal (a metadata election just after start-up answers
     NOT_READY) is retried, as any client does."""
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with httpx.Client(base_url=url, timeout=30, headers=headers) as http:
         for partition in range(3):
             body = {"acks": "all", "partition": partition,
                     "records": [ProduceRecord(value=f"p{partition}-{i}").model_dump() for i in range(count)]}
@@ -118,10 +120,10 @@ def produce(url: str, topic: str, count: int) -> None:
             wait_until(accepted, 60, interval_s=0.5, message=f"{topic}/{partition} produce accepted")
 
 
-def fetched(url: str, topic: str) -> dict[int, list[str]]:
+def fetched(url: str, topic: str, headers: dict[str, str]) -> dict[int, list[str]]:
     """Every partition's values; a partition whose broker answers a retriable error reads as not there yet."""
     values: dict[int, list[str]] = {}
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with httpx.Client(base_url=url, timeout=30, headers=headers) as http:
         for partition in range(3):
             response = http.get(f"/v1/topics/{topic}/partitions/{partition}/records",
                                 params={"offset": 0, "maxRecords": 1000})
@@ -138,6 +140,11 @@ def broker_url(kubectl: Kubectl, ns: str, ordinal: int = 0) -> str:
     return f"http://{pod['status']['podIP']}:8080"
 
 
+def as_operator(kubectl: Kubectl, ns: str) -> dict[str, str]:
+    """A session of the operator's principal (anonymous access is off); good on every broker, restarted or not."""
+    return session_headers(broker_url(kubectl, ns), operator_credentials(kubectl, ns))
+
+
 def test_scale_down_is_refused_while_departing_brokers_hold_replicas_then_drained(
     operator: OperatorProcess, kubectl: Kubectl, kube_namespace: str,
 ) -> None:
@@ -148,7 +155,8 @@ def test_scale_down_is_refused_while_departing_brokers_hold_replicas_then_draine
     wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", READY_S)
     apply(kubectl, ns, topic_manifest("spread", partitions=3, replicationFactor=2))
     wait_condition(kubectl, ns, "goqueuetopic", "spread", "Ready", 60)
-    produce(broker_url(kubectl, ns), "spread", 5)
+    session = as_operator(kubectl, ns)
+    produce(broker_url(kubectl, ns), "spread", 5, session)
 
     kubectl("scale", "goqueuecluster/goqueue", "-n", ns, "--replicas=3")
     blocked = wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "ScaleDownBlocked", 60)
@@ -164,7 +172,8 @@ def test_scale_down_is_refused_while_departing_brokers_hold_replicas_then_draine
     assert get(kubectl, ns, "pvc", "goqueue-data-goqueue-3") is not None, "a departed broker's claim is kept"
     wait_events(kubectl, ns, "goqueue", "DrainingBrokers")
     expected = {p: [f"p{p}-{i}" for i in range(5)] for p in range(3)}
-    wait_until(lambda: fetched(broker_url(kubectl, ns), "spread") == expected, 60, message="every message kept")
+    wait_until(lambda: fetched(broker_url(kubectl, ns), "spread", session) == expected, 60,
+               message="every message kept")
 
 
 def test_scale_to_zero_keeps_the_data_and_scaling_back_brings_it_back(
@@ -175,7 +184,8 @@ def test_scale_to_zero_keeps_the_data_and_scaling_back_brings_it_back(
     wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", READY_S)
     apply(kubectl, ns, topic_manifest("kept", partitions=3, replicationFactor=3))
     wait_condition(kubectl, ns, "goqueuetopic", "kept", "Ready", 60)
-    produce(broker_url(kubectl, ns), "kept", 10)
+    session = as_operator(kubectl, ns)
+    produce(broker_url(kubectl, ns), "kept", 10, session)
     revision = get(kubectl, ns, "statefulset", "goqueue")["status"]["updateRevision"]  # type: ignore[index]
 
     kubectl("scale", "goqueuecluster/goqueue", "-n", ns, "--replicas=0")
@@ -189,5 +199,5 @@ def test_scale_to_zero_keeps_the_data_and_scaling_back_brings_it_back(
     wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", READY_S)
     assert get(kubectl, ns, "statefulset", "goqueue")["status"]["updateRevision"] == revision  # type: ignore[index]
     expected = {p: [f"p{p}-{i}" for i in range(10)] for p in range(3)}
-    wait_until(lambda: fetched(broker_url(kubectl, ns, 1), "kept") == expected, 60,
+    wait_until(lambda: fetched(broker_url(kubectl, ns, 1), "kept", session) == expected, 60,
                message="every message back after the stop")

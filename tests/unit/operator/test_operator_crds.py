@@ -14,7 +14,7 @@ from goqueue import limits
 pytestmark = pytest.mark.unit
 
 CRDS = load_crds()
-KINDS = ("GoQueueCluster", "GoQueueTopic", "GoQueueConsumerGroup")
+KINDS = ("GoQueueCluster", "GoQueueTopic", "GoQueueConsumerGroup", "GoQueueUser")
 
 
 def spec_schema(kind: str) -> JSON:
@@ -22,7 +22,7 @@ def spec_schema(kind: str) -> JSON:
     return schema
 
 
-def test_exactly_the_three_kinds_are_defined() -> None:
+def test_exactly_the_four_kinds_are_defined() -> None:
     assert sorted(CRDS) == sorted(KINDS)
 
 
@@ -30,6 +30,7 @@ def test_exactly_the_three_kinds_are_defined() -> None:
     ("GoQueueCluster", "goqueueclusters", "gqc"),
     ("GoQueueTopic", "goqueuetopics", "gqt"),
     ("GoQueueConsumerGroup", "goqueueconsumergroups", "gqcg"),
+    ("GoQueueUser", "goqueueusers", "gqu"),
 ])
 def test_names_group_version_and_category(kind: str, plural: str, short: str) -> None:
     crd = CRDS[kind]

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.unit
 
 JSON = dict[str, Any]
 PASSWORD = "p" * 43
+OPERATOR_PASSWORD = "o" * 43
 
 
 def cluster(name: str = "goqueue", namespace: str = "goqueue", **spec: Any) -> ClusterView:
@@ -34,7 +35,7 @@ def cluster(name: str = "goqueue", namespace: str = "goqueue", **spec: Any) -> C
 
 
 def children(view: ClusterView | None = None, **kwargs: Any) -> list[JSON]:
-    return build_cluster_children(view or cluster(), password=PASSWORD, **kwargs)
+    return build_cluster_children(view or cluster(), password=PASSWORD, operator_password=OPERATOR_PASSWORD, **kwargs)
 
 
 def child(kind: str, name: str, view: ClusterView | None = None, **kwargs: Any) -> JSON:
@@ -387,7 +388,7 @@ def test_secret_holds_the_password_and_is_created_once() -> None:
     assert secret["immutable"] is True
     assert "Secret" in CREATE_ONLY_KINDS
     with pytest.raises(AssertionError):
-        build_cluster_children(cluster(), password="short")
+        build_cluster_children(cluster(), password="short", operator_password=OPERATOR_PASSWORD)
 
 
 # -- monitoring -------------------------------------------------------------------------------------------------------
@@ -467,11 +468,10 @@ def test_the_operators_copy_of_the_alert_pack_is_the_canonical_file() -> None:
         f"cp {ALERT_PACK.relative_to(REPO)} {copy.relative_to(REPO)}")
 
 
-def test_anonymous_access_stays_on_by_variable_until_spec_config_decides() -> None:
-    """The operator has no principal of its own yet (docs/SECURITY.md); an older spec.version ignores the variable,
-    and the settings file does not name it, so it would refuse nothing."""
-    assert env(child("StatefulSet", "goqueue"))["GOQUEUE_SECURITY_ALLOWANONYMOUS"]["value"] == "true"
+def test_anonymous_access_is_the_brokers_default_unless_spec_config_decides() -> None:
+    """The operator has a principal of its own (tests/unit/operator/test_operator_principal.py): nothing turns
+    anonymous access on behind spec.config's back."""
+    assert "GOQUEUE_SECURITY_ALLOWANONYMOUS" not in env(child("StatefulSet", "goqueue"))
     assert "security" not in broker_settings(cluster())
-    secured = cluster(config={"security.allowAnonymous": "false"})
-    assert "GOQUEUE_SECURITY_ALLOWANONYMOUS" not in env(child("StatefulSet", "goqueue", secured))
-    assert broker_settings(secured)["security"] == {"allowAnonymous": "false"}
+    opened = cluster(config={"security.allowAnonymous": "true"})
+    assert broker_settings(opened)["security"] == {"allowAnonymous": "true"}

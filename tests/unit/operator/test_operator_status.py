@@ -162,7 +162,8 @@ def test_a_resource_failing_from_its_first_reconcile_is_a_transition() -> None:
 
 READY_FALSE_REASONS = ("ClusterNotFound", "ClusterDeleting", "ClusterNotReady", "RejectedByBroker",
                        "BrokerApiMissing", "BrokerError", "Conflict", "CannotReconcile", "InvalidSpec",
-                       "AdoptionRefused", "BrokersNotReady", "ClusterInvalid")
+                       "AdoptionRefused", "BrokersNotReady", "ClusterInvalid", "TlsAuthenticationUnavailable",
+                       "SecretConflict", "SecretNotWritable")
 # Ready=False reasons that are a state, not a failure: no Warning, no fix.
 NOT_FAILURES = ("Stopped",)
 

@@ -10,6 +10,7 @@ import pytest
 from crd_schema import JSON, load_crds, root_schema
 from pydantic import BaseModel
 
+from goqueue_operator.users.view import UserSpec
 from goqueue_operator.views import (
     ClusterSpec,
     ClusterView,
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.unit
 CRDS = load_crds()
 SPEC_MODELS: dict[str, type[BaseModel]] = {
     "GoQueueCluster": ClusterSpec, "GoQueueTopic": TopicSpec, "GoQueueConsumerGroup": GroupSpec,
+    "GoQueueUser": UserSpec,
 }
 
 
@@ -90,7 +92,10 @@ def apply_defaults(schema: JSON, value: Any) -> Any:
 
 
 REQUIRED = {"GoQueueCluster": {}, "GoQueueTopic": {"clusterRef": {"name": "c"}},
-            "GoQueueConsumerGroup": {"clusterRef": {"name": "c"}}}
+            "GoQueueConsumerGroup": {"clusterRef": {"name": "c"}},
+            "GoQueueUser": {"clusterRef": {"name": "c"}, "authentication": {"type": "scram"},
+                            "authorization": {"acls": [{"resource": {"type": "topic", "name": "t"},
+                                                        "operations": ["produce"]}]}}}
 
 
 @pytest.mark.parametrize("kind", sorted(SPEC_MODELS))

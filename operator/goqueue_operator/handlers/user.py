@@ -1,0 +1,249 @@
+"""GoQueueUser: the user's credentials (its Secret and the brokers' SCRAM keys), its ACLs and its quotas, reconciled
+through the broker API as the operator's own principal (Strimzi's User Operator for KafkaUser).
+
+Every reconcile (create, update, resume, and the drift timer):
+  credentials — the Secret named after the user holds the password (a new random one when it is missing, unreadable
+  or `goqueue.io/rotate-credentials` asks for one, the annotation removed once done); the brokers get the salted
+  SCRAM keys computed here from it when they do not know the user or no longer accept the password (a change made
+  behind the operator's back: drift, repaired with a Warning Event);
+  quotas — set when the brokers' differ from spec.quotas;
+  ACLs — the brokers hold exactly spec.authorization.acls for User:<name>: missing entries added, others removed.
+Deleting the resource removes the user and every ACL of its principal from the brokers (the finalizer, shared with
+topics and groups: handlers/reconciler.py); the Secret goes with the resource (owner reference).
+
+`tls` users need client-certificate authentication on the brokers and certificates from the clients CA, which do not
+exist yet: such a resource is refused (Ready=False, reason TlsAuthenticationUnavailable, a Warning Event) and
+nothing is created — never a Secret that would look like working credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from goqueue.client.auth import Credentials
+from goqueue.client.http import GoQueueClient
+from goqueue.errors import AclNotFound, Unauthenticated, UserNotFound
+from goqueue.models import UserInfo
+from goqueue_operator import GROUP, VERSION
+from goqueue_operator.brokers import in_thread
+from goqueue_operator.context import context_of
+from goqueue_operator.handlers.reconciler import (
+    Declaration,
+    Declared,
+    IndexKey,
+    Session,
+    finalize,
+    index_entry,
+    reconcile,
+)
+from goqueue_operator.kube import Kube, KubeError
+from goqueue_operator.settings import OperatorSettings
+from goqueue_operator.status.conditions import Condition, timestamp
+from goqueue_operator.users.acls import AclPlan, broker_acls, plan_acls
+from goqueue_operator.users.credentials import (
+    PASSWORD_BYTES,
+    build_user_secret,
+    owned_by,
+    secret_data,
+    secret_password,
+)
+from goqueue_operator.users.view import ROTATE_ANNOTATION, UserView
+
+USER = (GROUP, VERSION, "goqueueusers")
+LOGIN_TIMEOUT_S = 5.0
+Action = tuple[str, str, bool]  # (Event reason, message, warning)
+
+
+class Refused(Exception):
+    """A reconcile that cannot go on until someone changes something: the Ready condition saying what."""
+
+    def __init__(self, condition: Condition) -> None:
+        super().__init__(condition.message)
+        self.condition = condition
+
+
+def tls_refusal(view: UserView) -> Condition:
+    return Condition("Ready", False, "TlsAuthenticationUnavailable", (
+        f"user {view.broker_name!r} asks for tls authentication, which the brokers do not offer yet (client "
+        "certificates signed by the cluster's clients CA: issue 15 item 3); nothing was created"), warning=True)
+
+
+class UserKind:
+    kind = "GoQueueUser"
+
+    def __init__(self, kube: Kube | None = None,
+                 new_password: Callable[[], str] = lambda: secrets.token_urlsafe(PASSWORD_BYTES),
+                 logs_in: Callable[[str, str, str], Awaitable[bool]] | None = None) -> None:
+        self._kube = kube
+        self._new_password = new_password
+        self._logs_in = logs_in or _logs_in
+
+    @property
+    def kube(self) -> Kube:
+        assert self._kube is not None, "declare and delete need the Kubernetes client"
+        return self._kube
+
+    def parse(self, body: dict[str, Any]) -> UserView:
+        return UserView.from_body(body)
+
+    def previous_conditions(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        conditions: list[dict[str, Any]] = (body.get("status") or {}).get("conditions") or []
+        return conditions
+
+    async def declare(self, view: UserView, client: GoQueueClient, session: Session) -> Declared:
+        fields: dict[str, Any] = {"principal": view.principal}
+        if view.spec.authentication.type == "tls":
+            return Declared(tls_refusal(view), fields)
+        actions: list[Action] = []
+        try:
+            issued = await self._credentials(view, client, session, actions)
+        except Refused as refused:
+            return Declared(refused.condition, fields, actions)
+        await self._quotas(view, client, actions)
+        acls = await self._acls(view, client, session, actions)
+        if view.rotation_requested:
+            await self.kube.patch(self.kind, view.meta.namespace, view.meta.name,
+                                  {"metadata": {"annotations": {ROTATE_ANNOTATION: None}}})
+        fields.update(secret=view.broker_name, acls=acls)
+        if (issued_at := timestamp(issued) if issued is not None else view.credentials_issued_at) is not None:
+            fields["credentialsIssuedAt"] = issued_at
+        ready = Condition("Ready", True, "Synced", f"user {view.broker_name!r} matches the spec: {acls} ACL entries")
+        return Declared(ready, fields, actions)
+
+    # -- credentials --------------------------------------------------------------------------------------------
+
+    async def _credentials(self, view: UserView, client: GoQueueClient, session: Session,
+                           actions: list[Action]) -> datetime | None:
+        """The Secret and the brokers' credential agree; when a new password was issued, when."""
+        name = view.broker_name
+        secret = await self._kube_call(view, lambda: self.kube.get("Secret", view.meta.namespace, name))
+        if secret is not None and not owned_by(secret, view):
+            raise Refused(Condition("Ready", False, "SecretConflict", (
+                f"Secret {name} exists and is not owned by this GoQueueUser: the operator will not overwrite it"),
+                warning=True))
+        password = secret_password(secret)
+        if password is None or view.rotation_requested:
+            rotated = password is not None
+            password = self._new_password()
+            if secret is None:
+                await self._kube_call(view, lambda: self.kube.create(build_user_secret(view, password)))
+            else:
+                await self._kube_call(view, lambda: self.kube.patch(
+                    "Secret", view.meta.namespace, name, {"stringData": secret_data(view, password)}))
+            await in_thread(lambda: client.upsert_user(name, password))
+            actions.append(("CredentialsRotated", f"user {name!r}: a new password is in Secret {name}; the old one "
+                            "no longer works", False) if rotated else
+                           ("UserCreated", f"user {name!r} created on the brokers (SCRAM-SHA-512); its password is "
+                            f"in Secret {name}", False))
+            return session.now
+        if await self._broker_user(client, name) is None:
+            await in_thread(lambda: client.upsert_user(name, password))
+            actions.append(("UserCreated", f"user {name!r} created on the brokers from Secret {name}", False))
+        elif not await self._logs_in(client.server, name, password):
+            await in_thread(lambda: client.upsert_user(name, password))
+            actions.append(("CredentialsRepaired", f"user {name!r}: the brokers no longer accepted the password in "
+                            f"Secret {name} (changed behind the operator's back); it is theirs again", True))
+        return None
+
+    async def _kube_call(self, view: UserView, call: Callable[[], Any]) -> Any:
+        try:
+            return await call()
+        except KubeError as exc:
+            if exc.status in (401, 403):
+                problem = f"cannot read or write Secret {view.broker_name}: {exc}"
+                raise Refused(Condition("Ready", False, "SecretNotWritable", problem, warning=True)) from exc
+            raise
+
+    @staticmethod
+    async def _broker_user(client: GoQueueClient, name: str) -> UserInfo | None:
+        users = await in_thread(client.list_users)
+        return next((u for u in users if u.name == name), None)
+
+    # -- quotas and ACLs -----------------------------------------------------------------------------------------
+
+    async def _quotas(self, view: UserView, client: GoQueueClient, actions: list[Action]) -> None:
+        name, wanted = view.broker_name, view.spec.quotas
+        live = await self._broker_user(client, name)
+        held = (None, None) if live is None else (live.producer_byte_rate, live.consumer_byte_rate)
+        if held == (wanted.producer_byte_rate, wanted.consumer_byte_rate):
+            return
+        await in_thread(lambda: client.set_user_quotas(name, wanted.producer_byte_rate, wanted.consumer_byte_rate))
+        actions.append(("QuotasUpdated", f"user {name!r}: produce {_rate(wanted.producer_byte_rate)}, consume "
+                        f"{_rate(wanted.consumer_byte_rate)}", False))
+
+    async def _acls(self, view: UserView, client: GoQueueClient, session: Session, actions: list[Action]) -> int:
+        desired = broker_acls(view.principal, view.spec.authorization.acls)
+        live = await in_thread(lambda: client.list_acls(principal=view.principal))
+        plan = plan_acls(desired, live)
+        await _apply(client, plan)
+        if not plan.empty:
+            drift = not session.spec_changed and bool(live)
+            actions.append(("AclsRepaired" if drift else "AclsUpdated",
+                            f"user {view.broker_name!r}: {plan.summary()}", drift))
+        return len(desired)
+
+    async def delete(self, view: UserView, client: GoQueueClient) -> tuple[str, str]:
+        name = view.broker_name
+        live = await in_thread(lambda: client.list_acls(principal=view.principal))
+        await _apply(client, AclPlan(add=[], remove=live))
+        gone = False
+        with contextlib.suppress(UserNotFound):  # a tls user, or deleted meanwhile: the outcome we wanted
+            await in_thread(lambda: client.delete_user(name))
+            gone = True
+        return "UserDeleted", (f"user {name!r} {'deleted' if gone else 'was not on the brokers'}; "
+                               f"{len(live)} ACL entries of {view.principal} removed")
+
+
+async def _apply(client: GoQueueClient, plan: AclPlan) -> None:
+    for acl in plan.add:
+        await in_thread(lambda acl=acl: client.add_acl(acl))  # type: ignore[misc]
+    for acl in plan.remove:
+        with contextlib.suppress(AclNotFound):  # removed meanwhile
+            await in_thread(lambda acl=acl: client.remove_acl(acl))  # type: ignore[misc]
+
+
+async def _logs_in(server: str, name: str, password: str) -> bool:
+    """Whether the brokers accept the password: one SCRAM exchange and one call that needs only to be let in."""
+    def attempt() -> bool:
+        with GoQueueClient(server, timeout_s=LOGIN_TIMEOUT_S, credentials=Credentials(name, password)) as client:
+            try:
+                client.cluster_leader()
+            except Unauthenticated:
+                return False
+        return True
+
+    return await in_thread(attempt)
+
+
+def _rate(byte_rate: int | None) -> str:
+    return "unlimited" if byte_rate is None else f"{byte_rate} B/s"
+
+
+PARSER = UserKind()  # for the index, which only parses
+
+
+def index_user(body: kopf.Body, **_: Any) -> dict[IndexKey, Declaration]:
+    return index_entry(PARSER, dict(body))
+
+
+async def reconcile_user(body: kopf.Body, memo: kopf.Memo, users_by_broker_name: kopf.Index, **_: Any) -> None:
+    await reconcile(UserKind(context_of(memo).kube), body, memo, users_by_broker_name)
+
+
+async def delete_user(body: kopf.Body, memo: kopf.Memo, users_by_broker_name: kopf.Index, **_: Any) -> None:
+    await finalize(UserKind(context_of(memo).kube), body, memo, users_by_broker_name)
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    kopf.index(*USER, id="users_by_broker_name", registry=registry)(index_user)
+    for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        on(*USER, id="reconcile", registry=registry)(reconcile_user)
+    kopf.timer(*USER, id="drift", interval=settings.drift_interval_s, initial_delay=settings.drift_interval_s,
+               registry=registry)(reconcile_user)
+    kopf.on.delete(*USER, id="finalize", registry=registry)(delete_user)
