@@ -11,9 +11,10 @@ Every reconcile (create, update, resume, and the drift timer):
 Deleting the resource removes the user and every ACL of its principal from the brokers (the finalizer, shared with
 topics and groups: handlers/reconciler.py); the Secret goes with the resource (owner reference).
 
-`tls` users need client-certificate authentication on the brokers and certificates from the clients CA, which do not
-exist yet: such a resource is refused (Ready=False, reason TlsAuthenticationUnavailable, a Warning Event) and
-nothing is created — never a Secret that would look like working credentials.
+`tls` users need a certificate from the cluster's clients CA (the brokers take its CN as the principal), and the
+operator does not manage a clients CA yet: such a resource is refused (Ready=False, reason
+TlsAuthenticationUnavailable, a Warning Event) and nothing is created — never a Secret that would look like working
+credentials.
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ class Refused(Exception):
 
 def tls_refusal(view: UserView) -> Condition:
     return Condition("Ready", False, "TlsAuthenticationUnavailable", (
-        f"user {view.broker_name!r} asks for tls authentication, which the brokers do not offer yet (client "
-        "certificates signed by the cluster's clients CA: issue 15 item 3); nothing was created"), warning=True)
+        f"user {view.broker_name!r} asks for tls authentication: a client certificate signed by the cluster's "
+        "clients CA, which this operator does not manage yet (issue 15 item 3, operator side); nothing was "
+        "created"), warning=True)
 
 
 class UserKind:
