@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from backends import REPO
@@ -32,6 +34,15 @@ PARTITIONS = 6
 
 
 @pytest.mark.timeout(HEAL_TIMEOUT_S + 300)
+def load_credentials(cluster: GoQueueCluster) -> dict[str, str]:
+    """The load tool authenticates as the CLIs do (anonymous access is off): the operator's principal."""
+    credentials = cluster.credentials()
+    password_file = Path(tempfile.mkdtemp(prefix="goqueue-e2e-")) / "password"
+    password_file.write_text(credentials.password)
+    password_file.chmod(0o600)
+    return {"GOQUEUE_USER": credentials.user, "GOQUEUE_PASSWORD_FILE": str(password_file)}
+
+
 def test_a_broker_pod_killed_under_load_loses_no_acknowledged_record(cluster: GoQueueCluster) -> None:
     for topic in (TOPIC, LOG_TOPIC):
         apply(cluster.backend.kubectl, cluster.namespace,
@@ -46,7 +57,7 @@ def test_a_broker_pod_killed_under_load_loses_no_acknowledged_record(cluster: Go
          "--no-create-topic", "--group", GROUP, "--keep-group", "--acks", "all", "--rate", "300", "--duration", "25",
          "--batch", "20", "--record-size", "100", "--producers", "2", "--consumers", "2", "--drain-timeout", "90",
          "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **load_credentials(cluster)})
     producer.start()
     try:
         with cluster.client(1) as client:

@@ -8,8 +8,9 @@ percentiles, and whether every acknowledged record was consumed exactly once, in
 Runs against any GoQueue cluster (`--server a,b,c`, repeatable, or GOQUEUE_SERVER: each client starts at a
 different address and moves to the next when one cannot be reached; any broker serves any request) with the
 project's client (`goqueue.client`: the batching producer over HTTP binary batches, the HTTP client for the rest),
-so `pip install goqueue` is all it needs. SIGTERM or Ctrl-C stops producing early; the consumers still drain and
-the report is printed.
+so `pip install goqueue` is all it needs. On a cluster with anonymous access off (every operator-run cluster) it
+authenticates as the CLIs do, from GOQUEUE_USER and GOQUEUE_PASSWORD_FILE. SIGTERM or Ctrl-C stops producing
+early; the consumers still drain and the report is printed.
 
 What it measures:
   * produce: records/s and MB/s achieved against the target --rate, and the latency of each produce request
@@ -53,8 +54,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
+from goqueue.client.auth import Credentials
 from goqueue.client.bootstrap import parse_servers
 from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryPolicy
 from goqueue.client.http import GoQueueClient
@@ -96,6 +99,7 @@ class LoadConfig:
     verify_max: int = 1_000_000
     seed: int = 0
     delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S
+    credentials: Credentials | None = None  # GOQUEUE_USER + GOQUEUE_PASSWORD_FILE, as the CLIs read them
 
 
 class Samples:
@@ -165,7 +169,7 @@ async def _produce(cfg: LoadConfig, index: int, stats: Stats, started: float, st
     end = started + cfg.duration_s
     settings = ProducerSettings(acks=Acks(cfg.acks), batch_records=cfg.batch, batch_bytes=MAX_BATCH_BYTES,
                                 delivery=DeliveryPolicy(timeout_s=cfg.delivery_timeout_s))
-    producer = Producer(HttpBatchTransport(rotated(cfg.servers, index)), settings)
+    producer = Producer(HttpBatchTransport(rotated(cfg.servers, index), credentials=cfg.credentials), settings)
     try:
         k = 0
         while not stop.is_set():
@@ -222,7 +226,7 @@ async def _produce_batch(producer: Producer, cfg: LoadConfig, records: list[Reco
 
 def consume_loop(cfg: LoadConfig, index: int, stats: Stats, stop: threading.Event) -> None:
     consumer_id = f"goqueue-load-{index}-{secrets.token_hex(3)}"
-    with GoQueueClient(rotated(cfg.servers, index)) as client:  # leaves the group when it closes
+    with GoQueueClient(rotated(cfg.servers, index), credentials=cfg.credentials) as client:  # leaves the group
         member: tuple[str, int] | None = None
         member_id: str | None = None
         while not stop.is_set():
@@ -329,7 +333,7 @@ def retrying(cfg: LoadConfig, call: Callable[[], T], what: str) -> T:
 
 def prepare(cfg: LoadConfig) -> None:
     """The topic (created if asked and missing) and a group that starts at the topic's end."""
-    with GoQueueClient(cfg.servers) as client:
+    with GoQueueClient(cfg.servers, credentials=cfg.credentials) as client:
         if cfg.create_topic:
             with contextlib.suppress(TopicAlreadyExists):  # a topic of an earlier run is reused
                 retrying(cfg, lambda: client.create_topic(TopicCreate(
@@ -369,7 +373,7 @@ def run(cfg: LoadConfig, stop_producing: threading.Event | None = None) -> dict[
     for thread in consumers:
         thread.join(timeout=CONSUME_WAIT_MS / 1000 + 30)
     if cfg.consumers and not cfg.keep_group:
-        with GoQueueClient(cfg.servers) as client:
+        with GoQueueClient(cfg.servers, credentials=cfg.credentials) as client:
             retrying(cfg, lambda: client.delete_group(cfg.group, force=True), "delete group")
     return report(cfg, stats, produce_s, consume_s)
 
@@ -467,13 +471,19 @@ def parse_args(argv: Sequence[str]) -> tuple[LoadConfig, bool]:
     if args.rate < 0 or args.duration <= 0 or args.consumers < 0 or args.delivery_timeout <= 0:
         parser.error("--rate must be >= 0, --duration > 0, --consumers >= 0, --delivery-timeout > 0")
     group = args.group or f"goqueue-load-{secrets.token_hex(4)}"
+    credentials = None
+    if user := os.environ.get("GOQUEUE_USER"):  # a secured cluster: the CLIs' variables
+        password_file = os.environ.get("GOQUEUE_PASSWORD_FILE")
+        if not password_file:
+            parser.error("GOQUEUE_USER needs GOQUEUE_PASSWORD_FILE (a file holding the password)")
+        credentials = Credentials(user, Path(password_file).read_text().strip())
     return LoadConfig(servers=tuple(args.server), topic=args.topic, partitions=args.partitions,
                       replication_factor=args.replication_factor, create_topic=not args.no_create_topic,
                       rate=args.rate, duration_s=args.duration, record_size=args.record_size, batch=args.batch,
                       acks=args.acks, producers=args.producers, consumers=args.consumers, group=group,
                       mode=args.mode, keep_group=args.keep_group, drain_timeout_s=args.drain_timeout,
                       setup_timeout_s=args.setup_timeout, verify_max=args.verify_max, seed=args.seed,
-                      delivery_timeout_s=args.delivery_timeout), args.json
+                      delivery_timeout_s=args.delivery_timeout, credentials=credentials), args.json
 
 
 def main(argv: Sequence[str] | None = None) -> int:
