@@ -94,7 +94,7 @@ def _dispatch(args: argparse.Namespace, cp: ControlPlane) -> int:
         print(json.dumps(status, indent=2))
         return 0 if status["ready"] else 1
     elif args.command == "demo":
-        from goqueue_harness.demo import next_steps, run_demo
+        from goqueue_harness.demo import next_steps, run_demo, save_operator_password
 
         if not cp.is_running() or not kubelet_running(cp):
             raise RuntimeError(f"no control plane with a kubelet in {cp.state_dir}: run `up` first")
@@ -102,6 +102,7 @@ def _dispatch(args: argparse.Namespace, cp: ControlPlane) -> int:
         bins = locate_binaries()
         demo = run_demo(bins, cp.kubeconfig, kubelet_dir(cp), namespace=args.namespace, timeout_s=args.timeout)
         print(f"operator and GoQueueCluster ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
+        save_operator_password(bins, cp.kubeconfig, demo, cp.state_dir)
         print(next_steps(demo, bins, cp.kubeconfig, cp.state_dir))
     elif args.command == "kubelet":
         from goqueue_harness.kubelet.agent import run_kubelet

@@ -15,6 +15,7 @@ resource.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import time
@@ -165,6 +166,20 @@ def run_demo(bins: BinDir, kubeconfig: Path, kubelet_dir: Path | None, *, namesp
                        [d["metadata"]["name"] for d in docs if d["kind"] == "GoQueueConsumerGroup"])
 
 
+OPERATOR_USER = "goqueue-operator"  # the operator's own principal on its clusters (docs/SECURITY.md)
+PASSWORD_FILE = "operator.password"
+
+
+def save_operator_password(bins: BinDir, kubeconfig: Path, demo: DemoCluster, state_dir: Path) -> Path:
+    """The operator's password, from its Secret into the state directory (mode 0600): the demo's brokers refuse
+    anonymous clients, so the CLIs on this machine act as the operator, as they do inside a broker pod."""
+    secret = Tools(bins, kubeconfig).get("secret", f"{demo.cluster}-operator-credentials", "-n", demo.namespace)
+    path = state_dir / PASSWORD_FILE
+    path.touch(mode=0o600)
+    path.write_bytes(base64.b64decode(secret["data"]["password"]))
+    return path
+
+
 def next_steps(demo: DemoCluster, bins: BinDir, kubeconfig: Path, state_dir: Path) -> str:
     """What a user types next."""
     topic = demo.topics[0] if demo.topics else "my-topic"
@@ -179,6 +194,7 @@ goqueue-operator: Helm release {RELEASE} in namespace {OPERATOR_NAMESPACE}, serv
   export KUBECONFIG={kubeconfig}
   alias kubectl={bins.kubectl}   # {Versions.load().kubernetes}, the server's version
   kubectl get goqueue -n {demo.namespace}
+  export GOQUEUE_USER={OPERATOR_USER} GOQUEUE_PASSWORD_FILE={state_dir / PASSWORD_FILE}   # anonymous access is off
   goqueue-cli --server {server} produce --topic {topic} --value hello
   goqueue-cli --server {server} consume --topic {topic} --group {group} --from-beginning --max 1 --ack
   goqueue-admin --server {server} cluster status

@@ -42,6 +42,8 @@ def test_next_steps_name_the_kubeconfig_the_pinned_kubectl_and_a_broker() -> Non
     assert f"alias kubectl=/cache/k8s-bin/v1.36.3/kubectl   # {Versions.load().kubernetes}, the server's version" \
         in lines
     assert "kubectl get goqueue -n goqueue" in lines
+    assert ("export GOQUEUE_USER=goqueue-operator GOQUEUE_PASSWORD_FILE=/state/operator.password   # anonymous "
+            "access is off") in lines
     assert ("goqueue-cli --server http://127.9.0.2:8080 consume --topic my-topic --group my-group --from-beginning "
             "--max 1 --ack") in lines
 

@@ -30,9 +30,11 @@ def harness(state_dir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return proc
 
 
-def cli(*args: str) -> str:
+def cli(state: Path, *args: str) -> str:
+    """A CLI as the demo's next steps run it: as the operator's principal (anonymous access is off)."""
     tool = Path(sys.executable).with_name(args[0])
-    proc = subprocess.run([str(tool), *args[1:]], capture_output=True, text=True, timeout=60, check=False)
+    env = {**os.environ, "GOQUEUE_USER": "goqueue-operator", "GOQUEUE_PASSWORD_FILE": str(state / "operator.password")}
+    proc = subprocess.run([str(tool), *args[1:]], capture_output=True, text=True, timeout=60, check=False, env=env)
     assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}{proc.stderr}"
     return proc.stdout
 
@@ -58,10 +60,10 @@ def test_make_up_twice_then_make_down(k8s_binaries: BinDir, tmp_path: Path) -> N
         assert re.search(r"goqueuecluster\.goqueue\.io/goqueue\s+3\s+3\s+\S+\s+Running", listing), listing
         assert re.search(r"goqueuetopic\.goqueue\.io/my-topic\s+goqueue\s+8\s+3\s+True", listing), listing
 
-        assert "produced to my-topic" in cli("goqueue-cli", "--server", server[1], "produce", "--topic", "my-topic",
-                                             "--key", "k", "--value", "hello from make up")
-        consumed = cli("goqueue-cli", "--server", server[1], "consume", "--topic", "my-topic", "--group", "my-group",
-                       "--from-beginning", "--max", "1", "--ack")
+        assert "produced to my-topic" in cli(state, "goqueue-cli", "--server", server[1], "produce", "--topic",
+                                             "my-topic", "--key", "k", "--value", "hello from make up")
+        consumed = cli(state, "goqueue-cli", "--server", server[1], "consume", "--topic", "my-topic", "--group",
+                       "my-group", "--from-beginning", "--max", "1", "--ack")
         assert "hello from make up" in consumed
 
         before = pods()
