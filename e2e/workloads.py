@@ -36,6 +36,7 @@ JSON = dict[str, Any]
 BROKERS = 3
 CLUSTER = "goqueue"
 READY_TIMEOUT_S = 240.0
+CLIENT_CA_DIR = "/var/run/goqueue/ca"
 BROKER_SELECTOR = "app.kubernetes.io/name=goqueue"
 
 
@@ -150,24 +151,30 @@ CLIENT_CREDENTIALS_DIR = "/etc/goqueue-client"
 
 
 def run_client_pod(backend: Backend, namespace: str, name: str, script: str, timeout_s: float = 120,
-                   cluster: str = CLUSTER) -> str:
+                   cluster: str = CLUSTER, ca_secret: str | None = None) -> str:
     """A pod (the broker image: goqueue-cli and goqueue-admin inside) running `sh -c script` once; its log.
     Inside a pod, Service names resolve: on kind through cluster DNS, on the local backend through the harness's
     per-pod hosts file, so `http://goqueue:8080` is the client Service on both. The CLIs act as the operator's
     principal of `cluster` when its Secret exists (an operator's cluster: anonymous access is off), anonymously
-    otherwise (the plain chart's brokers allow it)."""
+    otherwise (the plain chart's brokers allow it). `ca_secret`: a Secret whose ca.crt the CLIs trust (mounted,
+    GOQUEUE_CA_FILE), as an application of a TLS cluster mounts `<cluster>-cluster-ca-cert`."""
     password = f"{CLIENT_CREDENTIALS_DIR}/password"
     as_operator = (f'if [ -f {password} ]; then export GOQUEUE_USER={OPERATOR_USER} GOQUEUE_PASSWORD_FILE={password}; '
                    "fi; ")
+    container: JSON = {"name": "client", "image": backend.client_image, "imagePullPolicy": "IfNotPresent",
+                       "command": ["sh", "-c", as_operator + script],
+                       "volumeMounts": [{"name": "credentials", "mountPath": CLIENT_CREDENTIALS_DIR,
+                                         "readOnly": True}]}
+    volumes: list[JSON] = [{"name": "credentials", "secret": {"secretName": f"{cluster}-operator-credentials",
+                                                              "optional": True}}]
+    if ca_secret is not None:
+        volumes.append({"name": "ca", "secret": {"secretName": ca_secret}})
+        container["volumeMounts"].append({"name": "ca", "mountPath": CLIENT_CA_DIR, "readOnly": True})
+        container["env"] = [{"name": "GOQUEUE_CA_FILE", "value": f"{CLIENT_CA_DIR}/ca.crt"}]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app.kubernetes.io/name":
                                                                                        "goqueue-e2e-client"}},
-           "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
-                    "volumes": [{"name": "credentials", "secret": {
-                        "secretName": f"{cluster}-operator-credentials", "optional": True}}],
-                    "containers": [{"name": "client", "image": backend.client_image,
-                                    "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", as_operator + script],
-                                    "volumeMounts": [{"name": "credentials", "mountPath": CLIENT_CREDENTIALS_DIR,
-                                                      "readOnly": True}]}]}}
+           "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False, "volumes": volumes,
+                    "containers": [container]}}
     backend.kubectl("apply", "-n", namespace, "-f", "-", input_text=json.dumps(pod))
 
     def finished() -> str | None:
