@@ -48,7 +48,7 @@ def test_a_tls_cluster_serves_applications_that_trust_its_ca(backend: Backend, o
     ca = base64.b64decode(secret["data"]["ca.crt"])
     url = cluster.url(2).replace("http://", "https://", 1)
     tls = BrokerTls(ca, f"goqueue-2.goqueue-headless.{namespace}.svc.cluster.local")
-    with broker_client(url, 10, tls) as client:
+    with broker_client(url, 10, tls, cluster.credentials()) as client:
         assert sum(p.high_watermark for p in client.describe_topic(topic).partition_details) == RECORDS
 
 

@@ -17,7 +17,16 @@ from typing import Any
 import pytest
 from cryptography import x509
 from kubernetes import client as k8s
-from operator_kube import apply, cluster_manifest, condition, get, try_apply, wait_condition, wait_events
+from operator_kube import (
+    apply,
+    cluster_manifest,
+    condition,
+    get,
+    operator_credentials,
+    try_apply,
+    wait_condition,
+    wait_events,
+)
 from operator_process import OperatorProcess
 
 from goqueue.client.http import GoQueueClient
@@ -209,7 +218,8 @@ def test_turning_tls_on_rolls_running_brokers_twice_and_they_keep_serving_over_v
     apply(kubectl, ns, cluster_manifest(tls={"enabled": False}))
     wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", 240)
     pods = [get(kubectl, ns, "pod", f"goqueue-{i}") or {} for i in range(3)]
-    with GoQueueClient(f"http://{pods[0]['status']['podIP']}:8080", timeout_s=10) as client:
+    credentials = operator_credentials(kubectl, ns)  # anonymous access is off: act as the operator's principal
+    with GoQueueClient(f"http://{pods[0]['status']['podIP']}:8080", timeout_s=10, credentials=credentials) as client:
         client.create_topic(TopicCreate(name="before-tls", partitions=3, replication_factor=3))
         client.produce("before-tls", [ProduceRecord(value="plain")])
 
@@ -232,7 +242,7 @@ def test_turning_tls_on_rolls_running_brokers_twice_and_they_keep_serving_over_v
     for ordinal in range(3):
         pod = get(kubectl, ns, "pod", f"goqueue-{ordinal}") or {}
         tls = BrokerTls(ca, f"goqueue-{ordinal}.goqueue-headless.{ns}.svc.cluster.local")
-        with broker_client(broker_url(pod["status"]["podIP"], 8080, tls=True), 10, tls) as client:
+        with broker_client(broker_url(pod["status"]["podIP"], 8080, tls=True), 10, tls, credentials) as client:
             # produce forwards to partition leaders on other brokers: peers verify each other over mutual TLS
             client.produce("before-tls", [ProduceRecord(value=f"tls-{ordinal}", partition=p) for p in range(3)])
             assert client.describe_topic("before-tls").messages == 1 + 3 * (ordinal + 1)
