@@ -11,10 +11,12 @@ Every reconcile (create, update, resume, and the drift timer):
 Deleting the resource removes the user and every ACL of its principal from the brokers (the finalizer, shared with
 topics and groups: handlers/reconciler.py); the Secret goes with the resource (owner reference).
 
-`tls` users need a certificate from the cluster's clients CA (the brokers take its CN as the principal), and the
-operator does not manage a clients CA yet: such a resource is refused (Ready=False, reason
-TlsAuthenticationUnavailable, a Warning Event) and nothing is created — never a Secret that would look like working
-credentials.
+`tls` users get a client certificate instead of a password: CN = the user name (the brokers' principal
+`User:<CN>`), signed by the cluster CA the operator runs (`spec.tls` on, issuer SelfSigned), in Secret `<user>`
+(`tls.crt`, `tls.key`, `ca.crt`: the bundle that verifies the brokers); issued again when it is due for renewal
+(`spec.tls.renewBeforeDays` of the cluster), when the signing CA changed, or on rotation. A cluster without TLS, or
+whose certificates cert-manager issues, refuses such a user (Ready=False with the reason and a Warning Event) and
+nothing is created — never a Secret that would look like working credentials.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import kopf
@@ -44,17 +46,24 @@ from goqueue_operator.handlers.reconciler import (
     reconcile,
 )
 from goqueue_operator.kube import Kube, KubeError
+from goqueue_operator.pki.certs import read_certificate
+from goqueue_operator.pki.material import read_material, secret_data
+from goqueue_operator.resources.names import TLS_CA_KEY, TLS_CERT_KEY, TLS_KEY_KEY, child_name
 from goqueue_operator.settings import OperatorSettings
 from goqueue_operator.status.conditions import Condition, timestamp
 from goqueue_operator.users.acls import AclPlan, broker_acls, plan_acls
+from goqueue_operator.users.client_cert import MAX_COMMON_NAME, certificate_problem, issue_client_certificate
 from goqueue_operator.users.credentials import (
     PASSWORD_BYTES,
+    build_certificate_secret,
     build_user_secret,
+    encoded,
     owned_by,
-    secret_data,
+    scram_data,
     secret_password,
 )
 from goqueue_operator.users.view import ROTATE_ANNOTATION, UserView
+from goqueue_operator.views import ClusterView
 
 USER = (GROUP, VERSION, "goqueueusers")
 LOGIN_TIMEOUT_S = 5.0
@@ -69,11 +78,10 @@ class Refused(Exception):
         self.condition = condition
 
 
-def tls_refusal(view: UserView) -> Condition:
-    return Condition("Ready", False, "TlsAuthenticationUnavailable", (
-        f"user {view.broker_name!r} asks for tls authentication: a client certificate signed by the cluster's "
-        "clients CA, which this operator does not manage yet (issue 15 item 3, operator side); nothing was "
-        "created"), warning=True)
+def tls_refusal(view: UserView, why: str) -> Refused:
+    return Refused(Condition("Ready", False, "TlsAuthenticationUnavailable", (
+        f"user {view.broker_name!r} asks for tls authentication (a client certificate signed by the cluster CA), "
+        f"but {why}; nothing was created"), warning=True))
 
 
 class UserKind:
@@ -100,11 +108,12 @@ class UserKind:
 
     async def declare(self, view: UserView, client: GoQueueClient, session: Session) -> Declared:
         fields: dict[str, Any] = {"principal": view.principal}
-        if view.spec.authentication.type == "tls":
-            return Declared(tls_refusal(view), fields)
         actions: list[Action] = []
         try:
-            issued = await self._credentials(view, client, session, actions)
+            if view.spec.authentication.type == "tls":
+                issued = await self._certificate(view, session, actions, fields)
+            else:
+                issued = await self._credentials(view, client, session, actions)
         except Refused as refused:
             return Declared(refused.condition, fields, actions)
         await self._quotas(view, client, actions)
@@ -137,7 +146,7 @@ class UserKind:
                 await self._kube_call(view, lambda: self.kube.create(build_user_secret(view, password)))
             else:
                 await self._kube_call(view, lambda: self.kube.patch(
-                    "Secret", view.meta.namespace, name, {"stringData": secret_data(view, password)}))
+                    "Secret", view.meta.namespace, name, {"stringData": scram_data(view, password)}))
             await in_thread(lambda: client.upsert_user(name, password))
             actions.append(("CredentialsRotated", f"user {name!r}: a new password is in Secret {name}; the old one "
                             "no longer works", False) if rotated else
@@ -152,6 +161,60 @@ class UserKind:
             actions.append(("CredentialsRepaired", f"user {name!r}: the brokers no longer accepted the password in "
                             f"Secret {name} (changed behind the operator's back); it is theirs again", True))
         return None
+
+    async def _certificate(self, view: UserView, session: Session, actions: list[Action],
+                           fields: dict[str, Any]) -> datetime | None:
+        """The Secret holds a client certificate the brokers accept for the user; when one was issued, when."""
+        name, namespace = view.broker_name, view.meta.namespace
+        if len(name) > MAX_COMMON_NAME:
+            raise Refused(Condition("Ready", False, "InvalidSpec", (
+                f"a tls user's name is its certificate's CN, at most {MAX_COMMON_NAME} characters; {name!r} has "
+                f"{len(name)}")))
+        body = await self.kube.get("GoQueueCluster", namespace, view.cluster_name)
+        cluster = ClusterView.from_body(body or {"metadata": {"name": view.cluster_name}})
+        if not cluster.spec.tls.enabled:
+            raise tls_refusal(view, f"GoQueueCluster {view.cluster_name} has spec.tls.enabled false")
+        if cluster.spec.tls.issuer != "SelfSigned":
+            raise tls_refusal(view, f"GoQueueCluster {view.cluster_name} has its certificates issued by "
+                              "cert-manager, and the operator signs client certificates only with its own cluster CA")
+        material = read_material(
+            await self._kube_call(view, lambda: self.kube.get("Secret", namespace, child_name(cluster.name,
+                                                                                            "cluster-ca"))),
+            await self._kube_call(view, lambda: self.kube.get("Secret", namespace, child_name(cluster.name,
+                                                                                            "cluster-ca-cert"))),
+            None)
+        if material.signing is None or not material.client_bundle:
+            raise Refused(Condition("Ready", False, "ClusterNotReady",
+                                    f"GoQueueCluster {view.cluster_name} has no cluster CA yet"))
+        secret = await self._kube_call(view, lambda: self.kube.get("Secret", namespace, name))
+        if secret is not None and not owned_by(secret, view):
+            raise Refused(Condition("Ready", False, "SecretConflict", (
+                f"Secret {name} exists and is not owned by this GoQueueUser: the operator will not overwrite it"),
+                warning=True))
+        held = secret_data(secret)
+        tls = cluster.spec.tls
+        problem = "rotation requested" if view.rotation_requested else certificate_problem(
+            held.get(TLS_CERT_KEY), held.get(TLS_KEY_KEY), material.signing.cert_pem, name, now=session.now,
+            renew_before=timedelta(days=tls.renew_before_days))
+        if problem is None:
+            fields["certificateNotAfter"] = timestamp(read_certificate(held[TLS_CERT_KEY]).not_after)
+            if held.get(TLS_CA_KEY) != material.client_bundle:  # a renewed CA: trust what the brokers now serve
+                await self._kube_call(view, lambda: self.kube.patch("Secret", namespace, name, {"data": encoded(
+                    {TLS_CA_KEY: material.client_bundle})}))
+            return None
+        signing = material.signing
+        pair = issue_client_certificate(signing, name, now=session.now, validity=timedelta(days=tls.validity_days))
+        data = {TLS_CERT_KEY: pair.cert_pem, TLS_KEY_KEY: pair.key_pem, TLS_CA_KEY: material.client_bundle}
+        if secret is None:
+            await self._kube_call(view, lambda: self.kube.create(build_certificate_secret(view, data)))
+        else:
+            await self._kube_call(view, lambda: self.kube.patch("Secret", namespace, name, {"data": encoded(data)}))
+        fields["certificateNotAfter"] = timestamp(read_certificate(pair.cert_pem).not_after)
+        first = secret is None
+        actions.append(("UserCreated" if first else "CredentialsRotated",
+                        f"user {name!r}: a client certificate (CN={name}, signed by the cluster CA) is in Secret "
+                        f"{name}" + ("" if first else f"; issued again: {problem}"), False))
+        return session.now
 
     async def _kube_call(self, view: UserView, call: Callable[[], Any]) -> Any:
         try:
@@ -170,6 +233,8 @@ class UserKind:
     # -- quotas and ACLs -----------------------------------------------------------------------------------------
 
     async def _quotas(self, view: UserView, client: GoQueueClient, actions: list[Action]) -> None:
+        if view.spec.authentication.type == "tls":
+            return  # the brokers keep quotas with a SCRAM user (the CRD refuses quotas on a tls user)
         name, wanted = view.broker_name, view.spec.quotas
         live = await self._broker_user(client, name)
         held = (None, None) if live is None else (live.producer_byte_rate, live.consumer_byte_rate)

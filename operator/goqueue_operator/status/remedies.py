@@ -58,8 +58,9 @@ def remedy(subject: Subject, condition: Condition) -> str:
         "BrokersNotReady": f"see kubectl get pods -n {ns} -l app.kubernetes.io/instance={subject.name} and "
                            f"kubectl describe of the pods that are not Ready",
         # GoQueueUser (handlers/user.py)
-        "TlsAuthenticationUnavailable": f"use spec.authentication.type scram: delete {ref} and create it again "
-                                        "(the type is immutable)",
+        "TlsAuthenticationUnavailable": f"set spec.tls.enabled: true (issuer SelfSigned) on GoQueueCluster {cluster}, "
+                                        f"or use spec.authentication.type scram (delete {ref} and create it again: "
+                                        "the type is immutable)",
         "SecretConflict": f"delete or rename Secret {subject.name} in {ns}, or give the user another name",
         "SecretNotWritable": "grant the operator get, create and patch on secrets in this namespace (the chart's "
                              "RBAC does)",

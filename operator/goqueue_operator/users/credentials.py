@@ -1,9 +1,11 @@
-"""Secret `<user>`: a SCRAM user's credentials for its clients, owned by its GoQueueUser (deleted with it).
+"""Secret `<user>`: a user's credentials for its clients, owned by its GoQueueUser (deleted with it).
 
-Keys: `password`, `user` and `mechanism` (SCRAM-SHA-512) — what a client needs (`goqueue-cli --user <user>
+scram: `password`, `user` and `mechanism` (SCRAM-SHA-512) — what a client needs (`goqueue-cli --user <user>
 --password-file <mounted password>`, `Credentials(user, password)`). The password is an argument: randomness stays
 in the handler. The brokers never see it: the operator computes the salted SCRAM keys it sends
 (`GoQueueClient.upsert_user`), as `goqueue-admin user create` does.
+tls: `tls.crt`, `tls.key` (the client certificate and its key: `--cert`, `--key`) and `ca.crt` (the bundle that
+verifies the brokers: `--ca`), type kubernetes.io/tls.
 """
 
 from __future__ import annotations
@@ -21,22 +23,29 @@ PASSWORD_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits
 MANAGED_BY_LABEL = {"app.kubernetes.io/managed-by": "goqueue-operator", "app.kubernetes.io/part-of": "goqueue"}
 
 
-def build_user_secret(user: UserView, password: str) -> dict[str, Any]:
-    assert len(password) >= 32, "a user's password must be long and random"
+def _metadata(user: UserView) -> dict[str, Any]:
     owner = {"apiVersion": API_VERSION, "kind": "GoQueueUser", "name": user.meta.name, "uid": user.meta.uid,
              "controller": True, "blockOwnerDeletion": True}
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": user.meta.name, "namespace": user.meta.namespace,
-                     "labels": {**MANAGED_BY_LABEL, "goqueue.io/cluster": user.cluster_name},
-                     "ownerReferences": [owner]},
-        "type": "Opaque",
-        "stringData": secret_data(user, password),
-    }
+    return {"name": user.meta.name, "namespace": user.meta.namespace,
+            "labels": {**MANAGED_BY_LABEL, "goqueue.io/cluster": user.cluster_name}, "ownerReferences": [owner]}
 
 
-def secret_data(user: UserView, password: str) -> dict[str, str]:
+def build_user_secret(user: UserView, password: str) -> dict[str, Any]:
+    assert len(password) >= 32, "a user's password must be long and random"
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _metadata(user), "type": "Opaque",
+            "stringData": scram_data(user, password)}
+
+
+def build_certificate_secret(user: UserView, data: dict[str, bytes]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _metadata(user), "type": "kubernetes.io/tls",
+            "data": encoded(data)}
+
+
+def encoded(data: dict[str, bytes]) -> dict[str, str]:
+    return {k: base64.b64encode(v).decode() for k, v in data.items()}
+
+
+def scram_data(user: UserView, password: str) -> dict[str, str]:
     return {"user": user.broker_name, PASSWORD_KEY: password, "mechanism": MECHANISM}
 
 

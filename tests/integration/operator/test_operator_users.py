@@ -5,10 +5,23 @@ the CRD's CEL refusals, a tls user refused with a Warning, and deletion removing
 from __future__ import annotations
 
 import base64
+import ssl
+from pathlib import Path
 
+import httpx
 import pytest
 from conftest import RunningCluster
-from operator_kube import API, apply, condition, get, try_apply, wait_condition, wait_events
+from operator_kube import (
+    API,
+    apply,
+    cluster_manifest,
+    condition,
+    get,
+    operator_credentials,
+    try_apply,
+    wait_condition,
+    wait_events,
+)
 from operator_process import OperatorProcess
 
 from goqueue.client.auth import Credentials
@@ -17,6 +30,7 @@ from goqueue.errors import Forbidden, Unauthenticated
 from goqueue.models import ProduceRecord, TopicCreate
 from goqueue_harness.pytest_plugin import Kubectl
 from goqueue_harness.waiting import wait_until
+from goqueue_operator.brokers import BrokerTls, broker_client, broker_url
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +113,51 @@ def test_a_scram_user_lives_on_the_brokers_as_declared(
     wait_until(lambda: get(kubectl, ns, "secret", "billing") is None, READY_S, message="the Secret collected")
 
 
-def test_a_tls_user_is_refused_with_a_warning_and_gets_no_secret(
+class AsUserCertificate(httpx.BaseTransport):
+    """https to a broker by pod IP, verified as its pod DNS name (what its certificate names), presenting a user's
+    client certificate (the operator's own `VerifiedAs` presents none)."""
+
+    def __init__(self, files: Path, server_name: str) -> None:
+        context = ssl.create_default_context(cafile=str(files / "ca.crt"))
+        context.load_cert_chain(files / "tls.crt", files / "tls.key")
+        self._inner = httpx.HTTPTransport(verify=context)
+        self._server_name = server_name
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.extensions = {**request.extensions, "sni_hostname": self._server_name}
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_a_tls_user_gets_a_client_certificate_the_brokers_take_as_its_principal(
+    operator: OperatorProcess, kubectl: Kubectl, kube_namespace: str, tmp_path: Path,
+) -> None:
+    ns = kube_namespace
+    apply(kubectl, ns, cluster_manifest(replicas=1, tls={"enabled": True}))
+    wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", 240)
+    pod = get(kubectl, ns, "pod", "goqueue-0") or {}
+    url = broker_url(pod["status"]["podIP"], 8080, tls=True)
+    server_name = f"goqueue-0.goqueue-headless.{ns}.svc.cluster.local"
+    ca = base64.b64decode((get(kubectl, ns, "secret", "goqueue-cluster-ca-cert") or {})["data"]["ca.crt"])
+    with broker_client(url, 10, BrokerTls(ca, server_name), operator_credentials(kubectl, ns)) as admin:
+        admin.create_topic(TopicCreate(name="signed", partitions=1, replication_factor=1))
+    apply(kubectl, ns, user_manifest("certified", authentication={"type": "tls"}, authorization={"acls": [
+        {"resource": {"type": "topic", "name": "signed"}, "operations": ["produce"]}]}))
+    ready = wait_condition(kubectl, ns, "goqueueuser", "certified", "Ready", READY_S)
+    assert ready["status"]["certificateNotAfter"]
+    secret = get(kubectl, ns, "secret", "certified") or {}
+    assert secret["type"] == "kubernetes.io/tls"
+    for key in ("tls.crt", "tls.key", "ca.crt"):
+        (tmp_path / key).write_bytes(base64.b64decode(secret["data"][key]))
+    with GoQueueClient(url, timeout_s=10, transport=AsUserCertificate(tmp_path, server_name)) as certified:
+        certified.produce("signed", [ProduceRecord(value="signed by the cluster CA")])  # its ACL: User:certified
+        with pytest.raises(Forbidden, match="User:certified"):
+            certified.create_topic(TopicCreate(name="not-mine", partitions=1, replication_factor=1))
+
+
+def test_a_tls_user_of_a_cluster_without_tls_is_refused_with_a_warning(
     operator: OperatorProcess, kubectl: Kubectl, goqueue_cluster: RunningCluster,
 ) -> None:
     ns = goqueue_cluster.namespace
@@ -107,10 +165,17 @@ def test_a_tls_user_is_refused_with_a_warning_and_gets_no_secret(
         "clusterRef": {"name": "goqueue"}, "authentication": {"type": "tls"}}})
     refused = wait_condition(kubectl, ns, "goqueueuser", "certified", "Ready", READY_S, status="False")
     assert condition(refused, "Ready")["reason"] == "TlsAuthenticationUnavailable"
+    assert "spec.tls.enabled false" in condition(refused, "Ready")["message"]
     wait_events(kubectl, ns, "certified", "TlsAuthenticationUnavailable")
     assert get(kubectl, ns, "secret", "certified") is None
     with goqueue_cluster.client() as admin:
         assert "certified" not in {u.name for u in admin.list_users()}
+
+
+def test_quotas_need_a_scram_user(kubectl: Kubectl, goqueue_cluster: RunningCluster) -> None:
+    refused = try_apply(kubectl, goqueue_cluster.namespace, user_manifest(
+        "metered", authentication={"type": "tls"}, quotas={"producerByteRate": 1000}))
+    assert "spec.quotas need authentication type scram" in refused.stderr, refused.stderr
 
 
 @pytest.mark.parametrize(("acl", "message"), [

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from goqueue.errors import UserNotFound
 from goqueue.models import AclSpec, UserInfo
 from goqueue_operator.handlers.reconciler import Session
 from goqueue_operator.handlers.user import UserKind
+from goqueue_operator.pki.certs import CertificateError, KeyPair, issue_ca
 from goqueue_operator.users.acls import broker_acls, key, plan_acls
+from goqueue_operator.users.client_cert import certificate_problem, issue_client_certificate
 from goqueue_operator.users.view import AclRuleSpec, UserView
 
 pytestmark = pytest.mark.unit
@@ -113,22 +118,22 @@ class FakeBroker:
 class FakeKube:
     def __init__(self) -> None:
         self.secrets: dict[str, JSON] = {}
+        self.clusters: dict[str, JSON] = {"main": {"metadata": {"name": "main", "namespace": "apps"}, "spec": {}}}
         self.patches: list[tuple[str, str, JSON]] = []
 
     async def get(self, kind: str, namespace: str, name: str) -> JSON | None:
-        assert kind == "Secret"
-        return self.secrets.get(name)
+        return (self.clusters if kind == "GoQueueCluster" else self.secrets).get(name)
 
     async def create(self, obj: JSON) -> JSON:
-        data = {k: base64.b64encode(v.encode()).decode() for k, v in obj["stringData"].items()}
-        self.secrets[obj["metadata"]["name"]] = {"metadata": obj["metadata"], "data": data}
+        data = obj.get("data") or {k: base64.b64encode(v.encode()).decode() for k, v in obj["stringData"].items()}
+        self.secrets[obj["metadata"]["name"]] = {"metadata": obj["metadata"], "type": obj["type"], "data": data}
         return obj
 
     async def patch(self, kind: str, namespace: str, name: str, patch: JSON) -> JSON:
         self.patches.append((kind, name, patch))
         if kind == "Secret":
-            self.secrets[name]["data"].update(
-                {k: base64.b64encode(v.encode()).decode() for k, v in patch["stringData"].items()})
+            self.secrets[name]["data"].update(patch.get("data") or {
+                k: base64.b64encode(v.encode()).decode() for k, v in patch["stringData"].items()})
         return patch
 
 
@@ -240,12 +245,79 @@ def test_quotas_follow_the_spec_and_go_when_removed() -> None:
     assert h.broker.quotas["billing"] == (None, None)
 
 
-def test_a_tls_user_is_refused_and_nothing_is_created() -> None:
+def test_a_tls_user_of_a_cluster_without_tls_is_refused_and_nothing_is_created() -> None:
     h = Harness()
     refused = h.declare(user(authentication={"type": "tls"}, authorization=ACLS))
     assert (refused.ready.status, refused.ready.reason, refused.ready.warning) == (
         False, "TlsAuthenticationUnavailable", True)
+    assert "spec.tls.enabled false" in refused.ready.message
     assert (h.kube.secrets, h.broker.passwords, h.broker.acls) == ({}, {}, {})
+    h.kube.clusters["main"]["spec"] = {"tls": {"enabled": True, "issuer": "CertManager",
+                                               "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}}}
+    assert "cert-manager" in h.declare(user(authentication={"type": "tls"})).ready.message
+
+
+def with_cluster_ca(h: Harness, ca: KeyPair | None = None) -> KeyPair:
+    ca = ca or issue_ca("main cluster CA", now=NOW, validity=timedelta(days=1825))
+    h.kube.clusters["main"]["spec"] = {"tls": {"enabled": True}}
+    h.kube.secrets["main-cluster-ca"] = {"metadata": {}, "data": {
+        "ca.crt": base64.b64encode(ca.cert_pem).decode(), "ca.key": base64.b64encode(ca.key_pem).decode()}}
+    h.kube.secrets["main-cluster-ca-cert"] = {"metadata": {},
+                                              "data": {"ca.crt": base64.b64encode(ca.cert_pem).decode()}}
+    return ca
+
+
+def user_certificate(h: Harness) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(base64.b64decode(h.kube.secrets["billing"]["data"]["tls.crt"]))
+
+
+def test_a_tls_user_gets_a_client_certificate_signed_by_the_cluster_ca() -> None:
+    h = Harness()
+    ca = with_cluster_ca(h)
+    declared = h.declare(user(authentication={"type": "tls"}, authorization=ACLS))
+    assert declared.ready.status is True, declared.ready.message
+    secret = h.kube.secrets["billing"]
+    assert secret["type"] == "kubernetes.io/tls"
+    assert base64.b64decode(secret["data"]["ca.crt"]) == ca.cert_pem
+    cert = user_certificate(h)
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "billing"  # User:billing
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca.cert_pem))
+    usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]  # proves a client; cannot serve TLS
+    assert h.broker.passwords == {}  # no SCRAM credential for a tls user
+    assert {a.name for a in h.broker.acls.values()} == {"orders", "billing"}
+    assert declared.status["certificateNotAfter"] == "2027-12-06T12:00:00Z"
+
+
+def test_a_tls_certificate_is_issued_again_on_rotation_renewal_or_a_new_ca_and_only_then() -> None:
+    h = Harness()
+    with_cluster_ca(h)
+    h.declare(user(authentication={"type": "tls"}))
+    first = user_certificate(h).serial_number
+    assert h.declare(user(authentication={"type": "tls"}), spec_changed=False).actions == []
+    assert user_certificate(h).serial_number == first
+    rotated = h.declare(user(authentication={"type": "tls"}, annotations={"goqueue.io/rotate-credentials": "true"}))
+    assert rotated.actions[0][0] == "CredentialsRotated"
+    second = user_certificate(h).serial_number
+    assert second != first
+    with_cluster_ca(h)  # the cluster CA replaced: the old certificate no longer chains to the signing CA
+    renewed = h.declare(user(authentication={"type": "tls"}), spec_changed=False)
+    assert "another CA" in renewed.actions[0][1]
+    assert user_certificate(h).serial_number != second
+
+
+def test_certificate_problems_name_why_a_new_one_is_needed() -> None:
+    ca = issue_ca("ca", now=NOW, validity=timedelta(days=1825))
+    pair = issue_client_certificate(ca, "billing", now=NOW, validity=timedelta(days=365))
+    check = partial(certificate_problem, signing_ca_pem=ca.cert_pem, user="billing", renew_before=timedelta(days=30))
+    assert check(pair.cert_pem, pair.key_pem, now=NOW) is None
+    assert "renewal due" in str(check(pair.cert_pem, pair.key_pem, now=NOW + timedelta(days=340)))
+    assert check(None, None, now=NOW) == "no certificate yet"
+    other = issue_client_certificate(ca, "someone", now=NOW, validity=timedelta(days=365))
+    assert "not CN=billing" in str(check(other.cert_pem, other.key_pem, now=NOW))
+    assert "key does not belong" in str(check(pair.cert_pem, other.key_pem, now=NOW))
+    with pytest.raises(CertificateError, match="longer than a certificate's CN"):
+        issue_client_certificate(ca, "x" * 65, now=NOW, validity=timedelta(days=1))
 
 
 def test_a_secret_of_that_name_owned_by_something_else_is_never_overwritten() -> None:
