@@ -130,7 +130,8 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
         children = build_cluster_children(cluster, password=secrets.token_urlsafe(32),
                                           operator_password=secrets.token_urlsafe(32), replicas=scale.step.replicas,
                                           claim_size=str(resize.record["size"]),
-                                          tls=tls_phase(cluster.spec.tls.enabled, observation.pods))
+                                          tls=tls_phase(cluster.spec.tls.enabled, observation.pods,
+                                                        certificate_ready=tls.condition.status is True))
         if resize.skip_statefulset:
             children = [c for c in children if c["kind"] != "StatefulSet"]
         applied = await ctx.kube.apply_all(children, about, create_only_kinds=CREATE_ONLY_KINDS,

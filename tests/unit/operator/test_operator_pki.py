@@ -343,3 +343,11 @@ def test_prometheus_scrapes_https_verifying_the_metrics_service_name_against_the
     assert endpoint["tlsConfig"]["serverName"] in broker_dns_names(cluster())
     (plain,) = build_service_monitor(cluster(enabled=False))["spec"]["endpoints"]
     assert "scheme" not in plain
+
+
+def test_no_broker_moves_towards_tls_before_its_certificate_exists_and_none_moves_back_when_it_goes_bad() -> None:
+    plain = [pod_from(build_pod_template(cluster(enabled=False), 3), i) for i in range(3)]
+    assert tls_phase(True, [], certificate_ready=False) is TlsPhase.OFF  # cert-manager has not issued yet
+    assert tls_phase(True, plain, certificate_ready=False) is TlsPhase.OFF
+    on = [pod_from(build_pod_template(cluster(), 3, TlsPhase.ON), i) for i in range(3)]
+    assert tls_phase(True, on, certificate_ready=False) is TlsPhase.ON
