@@ -166,8 +166,9 @@ def test_cert_manager_mode_without_cert_manager_says_so_then_uses_its_certificat
         assert (spec["duration"], spec["renewBefore"]) == ("2160h", "240h")
         assert spec["issuerRef"] == {"name": "cluster-issuer", "kind": "ClusterIssuer", "group": "cert-manager.io"}
         assert certificate["metadata"]["ownerReferences"][0]["name"] == "goqueue"
-        pending = wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "TLSReady", 30, status="False")
-        assert condition(pending, "TLSReady")["reason"] == "CertificatePending"
+        # the status is written at the end of the reconcile that created the Certificate
+        wait_until(lambda: condition(get(kubectl, ns, "goqueuecluster", "goqueue"), "TLSReady").get("reason")
+                   == "CertificatePending", 30, interval_s=0.5, message="TLSReady reason CertificatePending")
 
         # play cert-manager: issue from "its" CA into the Secret the Certificate names
         now = datetime.now(UTC)
