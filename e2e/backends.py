@@ -107,6 +107,11 @@ class Backend(ABC):
         """An HTTP URL of the broker in `pod` that this test process can reach."""
 
     @abstractmethod
+    def pod_endpoint(self, namespace: str, pod: str, port: int) -> tuple[str, int]:
+        """(host, port) where this test process reaches `port` of `pod` (the Raft or internal port, for the
+        security scenarios: they connect as an outsider on the cluster network would)."""
+
+    @abstractmethod
     def log_sources(self) -> list[LogSource]:
         """Every operator and broker container log file so far (current and earlier incarnations)."""
 
@@ -208,9 +213,13 @@ class LocalBackend(Backend):
         return "goqueue-e2e/goqueue:0.1.0"  # ignored by the process-kubelet: the command runs from its PATH
 
     def broker_url(self, namespace: str, pod: str) -> str:
+        host, port = self.pod_endpoint(namespace, pod, BROKER_PORT)
+        return f"http://{host}:{port}"
+
+    def pod_endpoint(self, namespace: str, pod: str, port: int) -> tuple[str, int]:
         ip = self.kubectl("get", "pod", pod, "-n", namespace, "-o", "jsonpath={.status.podIP}").strip()
         assert ip, f"{namespace}/{pod} has no pod IP"
-        return f"http://{ip}:{BROKER_PORT}"
+        return ip, port
 
     def log_sources(self) -> list[LogSource]:
         return kubelet_layout_sources(kubelet_dir(self.control_plane) / "logs")
@@ -235,29 +244,33 @@ def kind_unavailable() -> str | None:
 
 
 class PortForward:
-    """`kubectl port-forward pod/<pod> :8080`, restarted when it dies or the pod was replaced (a new UID)."""
+    """`kubectl port-forward pod/<pod> :<remote port>` (8080 unless told), restarted when it dies or the pod was
+    replaced (a new UID)."""
 
     FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")
 
-    def __init__(self, kubectl: Kubectl, namespace: str, pod: str) -> None:
-        self.kubectl, self.namespace, self.pod = kubectl, namespace, pod
+    def __init__(self, kubectl: Kubectl, namespace: str, pod: str, remote_port: int = BROKER_PORT) -> None:
+        self.kubectl, self.namespace, self.pod, self.remote_port = kubectl, namespace, pod, remote_port
         self.process: subprocess.Popen[str] | None = None
         self.reader: threading.Thread | None = None
         self.uid = ""
         self.port = 0
 
     def url(self) -> str:
+        return f"http://127.0.0.1:{self.local_port()}"
+
+    def local_port(self) -> int:
         uid = self.kubectl("get", "pod", self.pod, "-n", self.namespace, "-o", "jsonpath={.metadata.uid}").strip()
         assert uid, f"{self.namespace}/{self.pod} does not exist"
         if self.process is None or self.process.poll() is not None or uid != self.uid:
             self.close()
             self._open(uid)
-        return f"http://127.0.0.1:{self.port}"
+        return self.port
 
     def _open(self, uid: str) -> None:
         self.process = subprocess.Popen(
             [str(self.kubectl.binary), f"--kubeconfig={self.kubectl.kubeconfig}", "port-forward", "-n",
-             self.namespace, f"pod/{self.pod}", f":{BROKER_PORT}", "--address=127.0.0.1"],
+             self.namespace, f"pod/{self.pod}", f":{self.remote_port}", "--address=127.0.0.1"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # blocks until kubectl says where it listens, or exits
@@ -342,7 +355,7 @@ class KindBackend(Backend):
         self.kubectl = Kubectl(bins.kubectl, self.cluster.kubeconfig)
         self.helm_binary = bins.helm
         self._created = False
-        self._forwards: dict[tuple[str, str], PortForward] = {}
+        self._forwards: dict[tuple[str, str, int], PortForward] = {}
         self._forwards_lock = threading.Lock()
         self._collector: LogCollector | None = None
         self._operator_image_id = ""
@@ -397,9 +410,13 @@ class KindBackend(Backend):
         return f"{self.IMAGE_REPOSITORY}:{VERSIONS[0]}"
 
     def broker_url(self, namespace: str, pod: str) -> str:
+        return f"http://127.0.0.1:{self.pod_endpoint(namespace, pod, BROKER_PORT)[1]}"
+
+    def pod_endpoint(self, namespace: str, pod: str, port: int) -> tuple[str, int]:
         with self._forwards_lock:  # producers' threads and the scenario ask at once
-            forward = self._forwards.setdefault((namespace, pod), PortForward(self.kubectl, namespace, pod))
-            return forward.url()
+            forward = self._forwards.setdefault((namespace, pod, port),
+                                                PortForward(self.kubectl, namespace, pod, port))
+            return "127.0.0.1", forward.local_port()
 
     def log_sources(self) -> list[LogSource]:
         return kubelet_layout_sources(self.workdir / "logs")

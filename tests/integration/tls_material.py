@@ -45,6 +45,21 @@ class TestCa:
         self.cert_file = directory / f"{name}.crt"
         self.cert_file.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
 
+    @classmethod
+    def from_pem(cls, directory: Path, certificate: bytes, key: bytes) -> TestCa:
+        """An existing CA (e.g. an operator's cluster CA read from its Secret), to sign test certificates with."""
+        ca = cls.__new__(cls)
+        ca.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        loaded_key = serialization.load_pem_private_key(key, password=None)
+        assert isinstance(loaded_key, ec.EllipticCurvePrivateKey), "the tests sign with EC keys"
+        ca.key = loaded_key
+        ca.certificate = x509.load_pem_x509_certificate(certificate)
+        ca.name = ca.certificate.subject
+        ca.cert_file = directory / "ca.crt"
+        ca.cert_file.write_bytes(certificate)
+        return ca
+
     def issue(self, name: str, common_name: str, *, sans: tuple[x509.GeneralName, ...] = LOOPBACK_SANS,
               not_before: dt.datetime | None = None, not_after: dt.datetime | None = None) -> Issued:
         """A leaf for servers and clients alike (both extended key usages), valid from a day ago for 30 days unless
