@@ -358,15 +358,17 @@ class TlsSection(_Section):
         None, alias="caFile", description="PEM CA certificates that sign the brokers' certificates: brokers verify "
         "each other with them on the internal listener, and clients are told to trust them.")
     client_ca_file: Path | None = Field(
-        None, alias="clientCaFile", description="PEM CA certificates that sign client certificates (mTLS "
-        "authentication on the http and grpc listeners). Default: caFile.")
+        None, alias="clientCaFile", description="PEM CA certificates whose client certificates authenticate on the "
+        "http and grpc listeners (mTLS: User:<CN>). Unset: no client certificate authenticates anyone — never the "
+        "server CA by default, which may be an issuer that signs certificates for anyone who asks.")
     listeners: CommaList = Field(
         default_factory=lambda: list(TLS_LISTENERS), description="Listeners that speak TLS once certFile is set "
         "(http, grpc, internal; comma-separated). The internal listener always asks brokers for their certificate.")
     client_auth: Literal["none", "requested", "required"] = Field(
         "requested", alias="clientAuth", description="Client certificates on the http and grpc listeners: none, "
         "requested (a certificate signed by clientCaFile authenticates its CN as User:<CN>; clients without one "
-        "use SCRAM or anonymous access), or required (a connection without one is refused).")
+        "use SCRAM or anonymous access; without clientCaFile this is none), or required (a connection without one "
+        "is refused; needs clientCaFile).")
     reload_check_s: Duration = Field(
         10.0, alias="reloadCheckInterval", gt=0, description="How often the files are checked for a change "
         "(at a handshake, at most this often).")
@@ -374,8 +376,9 @@ class TlsSection(_Section):
     def enabled_on(self, listener: str) -> bool:
         return self.cert_file is not None and listener in self.listeners
 
-    def client_cas(self) -> Path | None:
-        return self.client_ca_file or self.ca_file
+    def verifies_clients(self) -> bool:
+        """Client certificates authenticate: asked for, and a CA to check them against was named for that."""
+        return self.client_auth != "none" and self.client_ca_file is not None
 
 
 class LogSection(_Section):
@@ -440,9 +443,9 @@ class Settings(_Section):
         if tls.enabled_on("internal") and tls.ca_file is None:
             raise ValueError("tls.caFile is required when the internal listener speaks TLS: brokers verify each "
                              "other's certificates with it")
-        if tls.cert_file is not None and tls.client_auth != "none" and tls.client_cas() is None:
-            raise ValueError(f"tls.clientAuth={tls.client_auth} needs tls.clientCaFile or tls.caFile (the CA that "
-                             "signs client certificates); or set tls.clientAuth=none")
+        if tls.cert_file is not None and tls.client_auth == "required" and tls.client_ca_file is None:
+            raise ValueError("tls.clientAuth=required needs tls.clientCaFile (the CA that signs client "
+                             "certificates); or set tls.clientAuth=requested or none")
         return self
 
     def raft_addresses(self) -> tuple[str, list[str]]:

@@ -151,8 +151,10 @@ def broker_client(server: str, timeout_s: float, tls: BrokerTls | None = None,
                   credentials: Credentials | None = None) -> GoQueueClient:
     """The operator's client of one broker (https and verified when `tls` is given), as the operator's own principal
     (`credentials`, users/principal.py)."""
-    return OperatorClient(server, timeout_s=timeout_s, credentials=credentials,
-                          transport=VerifiedAs(tls) if tls is not None else None)
+    client = OperatorClient(server, timeout_s=timeout_s, credentials=credentials,
+                            transport=VerifiedAs(tls) if tls is not None else None)
+    client.broker_tls = tls
+    return client
 
 
 class HttpBrokerAdmin:

@@ -343,3 +343,24 @@ def test_a_cluster_member_refuses_a_client_certificate_from_another_ca_or_expire
         client.list_topics()
     with GoQueueClient(tls_cluster.url(2), tls=ClientTls(ca.cert_file)) as client:
         assert client.list_topics() is not None  # the member still serves
+
+
+def test_without_a_client_ca_no_certificate_logs_anyone_in(broker_factory: BrokerFactory, ca: TestCa,
+                                                         tmp_path: Path) -> None:
+    """tls.clientCaFile unset: the server CA (perhaps an issuer that signs for anyone who asks) authenticates no
+    client, even with CN=admin; and a CN that is not a user name (ANONYMOUS) is refused where certificates count."""
+    (tmp_path / "admin-password").write_text(ADMIN_PASSWORD)
+    secured = {"GOQUEUE_SECURITY_ALLOWANONYMOUS": "false", "GOQUEUE_SECURITY_ADMINUSER": "admin",
+               "GOQUEUE_SECURITY_ADMINPASSWORDFILE": str(tmp_path / "admin-password")}
+    env = broker_tls_env(ca, ca.issue("no-client-ca", "goqueue-broker"), **secured)
+    del env["GOQUEUE_TLS_CLIENTCAFILE"]
+    broker = broker_factory(env=env)
+    admin = ca.issue("would-be-admin", "admin", sans=())
+    with GoQueueClient(broker.url, tls=ClientTls(ca.cert_file, admin.cert, admin.key)) as client, \
+            pytest.raises(Unauthenticated):
+        client.list_topics()
+    with_client_ca = broker_factory(env=broker_tls_env(ca, ca.issue("client-ca", "goqueue-broker"), **secured))
+    anonymous = ca.issue("cn-anonymous", "ANONYMOUS", sans=())
+    with GoQueueClient(with_client_ca.url, tls=ClientTls(ca.cert_file, anonymous.cert, anonymous.key)) as client, \
+            pytest.raises(Unauthenticated, match="not a user name"):
+        client.list_topics()

@@ -85,6 +85,7 @@ class TestCa:
 
 
 def broker_tls_env(ca: TestCa, broker: Issued, **overrides: str) -> dict[str, str]:
-    """The GOQUEUE_TLS_* settings of a broker serving `broker` and trusting `ca` for peers and clients."""
+    """The GOQUEUE_TLS_* settings of a broker serving `broker` and trusting `ca` for peers and for client
+    certificates (clientCaFile named explicitly: without it no client certificate authenticates)."""
     return {"GOQUEUE_TLS_CERTFILE": str(broker.cert), "GOQUEUE_TLS_KEYFILE": str(broker.key),
-            "GOQUEUE_TLS_CAFILE": str(ca.cert_file), **overrides}
+            "GOQUEUE_TLS_CAFILE": str(ca.cert_file), "GOQUEUE_TLS_CLIENTCAFILE": str(ca.cert_file), **overrides}

@@ -26,7 +26,7 @@ from goqueue.replication.view import AclView, MetadataView
 from goqueue.security import scram, tokens
 from goqueue.security.acls import Acl, Operation, PatternType, Resource, ResourceType, authorize
 from goqueue.security.exchanges import ExchangeTable
-from goqueue.security.principal import ANONYMOUS, Principal, user
+from goqueue.security.principal import ANONYMOUS, Principal, user, valid_user_name
 from goqueue.security.quotas import current_principal
 from goqueue.security.scram import ScramCredential, ScramError
 
@@ -157,6 +157,9 @@ class Gatekeeper:
             raise Unauthenticated("this listener requires a client certificate (tls.clientAuth=required): give "
                                   "--cert and --key, signed by the cluster's clients CA")
         if not authorization and certificate_name:
+            if not valid_user_name(certificate_name):  # e.g. CN=ANONYMOUS, or characters no user name has
+                raise Unauthenticated("the client certificate's CN is not a user name (1-128 of A-Z a-z 0-9 . _ @ -, "
+                                      "not ANONYMOUS)")
             return user(certificate_name)
         if not authorization:
             if self.anonymous_allowed:

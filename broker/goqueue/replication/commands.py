@@ -17,7 +17,7 @@ from goqueue.replication.state import AclEntry, GroupEntry, TopicEntry, TopicSet
 # (or a field) the brokers below a version do not know is proposed only once every registered broker is at it
 # (`ClusterMembership.propose`): an older broker would apply it differently, and the replicas of the metadata would
 # disagree from then on.
-#   1: the release before the internal listener (registers no version).
+#   1: every release before metadata versions were registered (they register none).
 #   2: replica reassignment, the replication throttle, users and ACLs; elect_leader's expected_version.
 METADATA_VERSION = 2
 

@@ -76,7 +76,11 @@ class TlsFiles:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = MINIMUM_VERSION
         internal = listener == "internal"
-        context.verify_mode = ssl.CERT_REQUIRED if internal else _CLIENT_AUTH_MODES[self.settings.client_auth]
+        if internal:
+            context.verify_mode = ssl.CERT_REQUIRED
+        else:
+            context.verify_mode = (_CLIENT_AUTH_MODES[self.settings.client_auth] if self.settings.verifies_clients()
+                                   else ssl.CERT_NONE)
         trusts_clients = not internal and context.verify_mode != ssl.CERT_NONE
         self._load_into(context, self._loaded, client_cas=trusts_clients)
         with self._lock:
@@ -167,15 +171,17 @@ class TlsFiles:
         identity = self._identity()
         cert_chain, key = _read(self._cert_file, "tls.certFile"), _read(self._key_file, "tls.keyFile")
         ca = _read(s.ca_file, "tls.caFile") if s.ca_file is not None else None
-        client_ca = _read(s.client_ca_file, "tls.clientCaFile") if s.client_ca_file is not None else ca
+        client_ca = _read(s.client_ca_file, "tls.clientCaFile") if s.client_ca_file is not None else None
         try:
             leaf = x509.load_pem_x509_certificate(cert_chain)
         except ValueError as exc:
             raise TlsConfigError(f"tls.certFile {self._cert_file}: not a PEM certificate ({exc})") from None
         loaded = _Loaded(identity, cert_chain, key, ca, client_ca, leaf.not_valid_after_utc.timestamp())
-        # A scratch context proves the set usable before a live context sees it.
-        scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._load_into(scratch, loaded, client_cas=client_ca is not None)
+        # Scratch contexts prove the set usable (the pair, and each CA bundle) before a live context sees it.
+        for client_cas in (False, True):
+            scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            scratch.verify_mode = ssl.CERT_REQUIRED
+            self._load_into(scratch, loaded, client_cas=client_cas)
         return loaded
 
     def _load_into(self, context: ssl.SSLContext, loaded: _Loaded, *, client_cas: bool) -> None:
@@ -189,7 +195,8 @@ class TlsFiles:
                     context.load_verify_locations(cadata=bundle.decode("ascii", "replace"))
         except (ssl.SSLError, OSError, ValueError) as exc:
             raise TlsConfigError(f"tls.keyFile does not match tls.certFile, or a file is not PEM ({self._cert_file}, "
-                                 f"{self._key_file}): {exc}") from None
+                                 f"{self._key_file}, {self.settings.ca_file}, {self.settings.client_ca_file}): "
+                                 f"{exc}") from None
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ from goqueue.client.http import GoQueueClient
 from goqueue.errors import AclNotFound, Unauthenticated, UserNotFound
 from goqueue.models import UserInfo
 from goqueue_operator import GROUP, VERSION
-from goqueue_operator.brokers import in_thread
+from goqueue_operator.brokers import BrokerTls, VerifiedAs, in_thread
 from goqueue_operator.context import context_of
 from goqueue_operator.handlers.reconciler import (
     Declaration,
@@ -48,9 +48,10 @@ from goqueue_operator.handlers.reconciler import (
 from goqueue_operator.kube import Kube, KubeError
 from goqueue_operator.pki.certs import read_certificate
 from goqueue_operator.pki.material import read_material, secret_data
-from goqueue_operator.resources.names import TLS_CA_KEY, TLS_CERT_KEY, TLS_KEY_KEY, child_name
+from goqueue_operator.resources.names import SECRET_SUFFIXES, TLS_CA_KEY, TLS_CERT_KEY, TLS_KEY_KEY, child_name
 from goqueue_operator.settings import OperatorSettings
 from goqueue_operator.status.conditions import Condition, timestamp
+from goqueue_operator.users import principal
 from goqueue_operator.users.acls import AclPlan, broker_acls, plan_acls
 from goqueue_operator.users.client_cert import MAX_COMMON_NAME, certificate_problem, issue_client_certificate
 from goqueue_operator.users.credentials import (
@@ -89,7 +90,7 @@ class UserKind:
 
     def __init__(self, kube: Kube | None = None,
                  new_password: Callable[[], str] = lambda: secrets.token_urlsafe(PASSWORD_BYTES),
-                 logs_in: Callable[[str, str, str], Awaitable[bool]] | None = None) -> None:
+                 logs_in: Callable[[str, str, str, BrokerTls | None], Awaitable[bool]] | None = None) -> None:
         self._kube = kube
         self._new_password = new_password
         self._logs_in = logs_in or _logs_in
@@ -110,6 +111,7 @@ class UserKind:
         fields: dict[str, Any] = {"principal": view.principal}
         actions: list[Action] = []
         try:
+            await self._refuse_reserved_name(view)
             if view.spec.authentication.type == "tls":
                 issued = await self._certificate(view, session, actions, fields)
             else:
@@ -126,6 +128,19 @@ class UserKind:
             fields["credentialsIssuedAt"] = issued_at
         ready = Condition("Ready", True, "Synced", f"user {view.broker_name!r} matches the spec: {acls} ACL entries")
         return Declared(ready, fields, actions)
+
+    async def _refuse_reserved_name(self, view: UserView) -> None:
+        """A user may not take a name that would give its creator more than a user: the operator's principal or a
+        configured super user (a password or certificate for a super user), or a name its Secret would share with a
+        cluster's credentials (`<cluster>-raft`, `-operator-credentials`, …: a cluster created later would adopt it)."""
+        name = view.broker_name
+        body = await self.kube.get("GoQueueCluster", view.meta.namespace, view.cluster_name)
+        config = ((body or {}).get("spec") or {}).get("config") or {}
+        super_users = {entry.strip() for entry in str(config.get("security.superUsers", "")).split(",")}
+        problem = reserved_name_problem(name, super_users)
+        if problem is not None:
+            raise Refused(Condition("Ready", False, "InvalidSpec", f"user name {name!r} {problem}: choose another "
+                                    "name (GoQueueUsers are ordinary principals)", warning=True))
 
     # -- credentials --------------------------------------------------------------------------------------------
 
@@ -156,7 +171,7 @@ class UserKind:
         if await self._broker_user(client, name) is None:
             await in_thread(lambda: client.upsert_user(name, password))
             actions.append(("UserCreated", f"user {name!r} created on the brokers from Secret {name}", False))
-        elif not await self._logs_in(client.server, name, password):
+        elif not await self._logs_in(client.server, name, password, getattr(client, "broker_tls", None)):
             await in_thread(lambda: client.upsert_user(name, password))
             actions.append(("CredentialsRepaired", f"user {name!r}: the brokers no longer accepted the password in "
                             f"Secret {name} (changed behind the operator's back); it is theirs again", True))
@@ -275,10 +290,24 @@ async def _apply(client: GoQueueClient, plan: AclPlan) -> None:
             await in_thread(lambda acl=acl: client.remove_acl(acl))  # type: ignore[misc]
 
 
-async def _logs_in(server: str, name: str, password: str) -> bool:
-    """Whether the brokers accept the password: one SCRAM exchange and one call that needs only to be let in."""
+def reserved_name_problem(name: str, super_users: set[str]) -> str | None:
+    """Why `name` is no GoQueueUser's to take, or None (see `UserReconciler._refuse_reserved_name`)."""
+    if name == principal.OPERATOR_USER:
+        return "is the operator's own principal, a super user of every cluster"
+    if f"User:{name}" in super_users:
+        return "is a super user of the cluster (spec.config security.superUsers)"
+    for suffix in SECRET_SUFFIXES:
+        if name.endswith(suffix):
+            return f"ends in {suffix!r}, the name of a Secret a GoQueueCluster keeps its credentials in"
+    return None
+
+
+async def _logs_in(server: str, name: str, password: str, tls: BrokerTls | None) -> bool:
+    """Whether the brokers accept the password: one SCRAM exchange and one call that needs only to be let in, over
+    https verified as the operator's own client is (`tls`) where the broker speaks TLS."""
     def attempt() -> bool:
-        with GoQueueClient(server, timeout_s=LOGIN_TIMEOUT_S, credentials=Credentials(name, password)) as client:
+        with GoQueueClient(server, timeout_s=LOGIN_TIMEOUT_S, credentials=Credentials(name, password),
+                           transport=VerifiedAs(tls) if tls is not None else None) as client:
             try:
                 client.cluster_leader()
             except Unauthenticated:

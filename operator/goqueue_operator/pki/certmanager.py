@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from goqueue_operator.kube import Kube, KubeError
+from goqueue_operator.kube import Kube, KubeError, NamespaceTerminating
 from goqueue_operator.pki.certs import CertificateError, read_certificate
 from goqueue_operator.pki.material import secret_data
 from goqueue_operator.pki.outcome import TLS_CONDITION, TlsOutcome, when
@@ -36,6 +36,8 @@ async def advance_cert_manager(kube: Kube, cluster: ClusterView) -> TlsOutcome:
                                  "cert-manager, or set spec.tls.issuer: SelfSigned", record)
     try:
         certificate = await kube.apply(build_certificate(cluster))
+    except NamespaceTerminating:
+        raise  # the namespace is going away with the cluster: nothing failed (handlers/cluster.py)
     except KubeError as exc:
         return TlsOutcome.failed("IssuanceFailed", f"Certificate {name} could not be applied: {exc}", record)
     data = secret_data(await kube.get("Secret", cluster.namespace, name))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from goqueue_operator.kube import Kube, KubeError, ObjectRef
+from goqueue_operator.kube import Kube, KubeError, NamespaceTerminating, ObjectRef
 from goqueue_operator.pki.certs import CertificateError, issue_ca, issue_leaf, read_bundle
 from goqueue_operator.pki.material import (
     PkiMaterial,
@@ -112,6 +112,8 @@ async def advance_self_signed(kube: Kube, cluster: ClusterView, about: ObjectRef
         try:
             material = perform(step, material, cluster, policy, now)
             await _write(kube, step, material, cluster)
+        except NamespaceTerminating:
+            raise  # the namespace is going away with the cluster: nothing failed (handlers/cluster.py)
         except (CertificateError, KubeError) as exc:
             return TlsOutcome.failed("IssuanceFailed", f"{step.kind.value} failed: {exc}",
                                      trust=material.client_bundle or None)

@@ -15,6 +15,9 @@ Role = Literal[
     "prometheus-rule", "network-policy", "cluster-ca", "cluster-ca-cert", "broker-tls", "operator-credentials",
 ]
 
+# Secrets of a cluster holding credentials: no other object (a GoQueueUser's Secret) may take such a name.
+SECRET_SUFFIXES = ("-raft", "-operator-credentials", "-cluster-ca", "-cluster-ca-cert", "-broker-tls")
+
 DATA_CLAIM_TEMPLATE = "goqueue-data"  # the claim template's name: claims are goqueue-data-<cluster>-<ordinal>
 BROKER_CONTAINER = "broker"
 RAFT_PASSWORD_KEY = "password"

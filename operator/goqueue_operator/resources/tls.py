@@ -44,6 +44,10 @@ def tls_env(cluster: ClusterView, phase: TlsPhase) -> list[dict[str, Any]]:
         {"name": "GOQUEUE_TLS_CAFILE", "value": f"{ports.TLS_DIR}/{TLS_CA_KEY}"},
         {"name": "GOQUEUE_TLS_CLIENTAUTH", "value": cluster.spec.tls.client_auth},
     ]
+    if cluster.spec.tls.issuer == "SelfSigned":
+        # The operator's own CA signs GoQueueUser client certificates (users/client_cert.py): the brokers take
+        # them as principals. An issuer of cert-manager may sign for anyone who asks: its certificates name nobody.
+        env.append({"name": "GOQUEUE_TLS_CLIENTCAFILE", "value": f"{ports.TLS_DIR}/{TLS_CA_KEY}"})
     if phase is TlsPhase.CLIENT_LISTENERS:
         env.append({"name": TLS_LISTENERS_ENV, "value": CLIENT_LISTENERS})  # ON: the default, every listener
     # The CLIs' settings (read by goqueue-cli and goqueue-admin, ignored by the broker): the runbook's

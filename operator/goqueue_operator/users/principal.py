@@ -18,12 +18,16 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from typing import TYPE_CHECKING
 
 from goqueue.client.auth import Credentials
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import Unauthenticated
 from goqueue_operator.kube import Kube
 from goqueue_operator.resources.names import child_name
+
+if TYPE_CHECKING:  # brokers.py imports this module
+    from goqueue_operator.brokers import BrokerTls
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,10 @@ async def operator_credentials(kube: Kube, namespace: str, cluster_name: str) ->
 
 class OperatorClient(GoQueueClient):
     """A `GoQueueClient` that authenticates as the operator, and calls a broker that does not know the operator's
-    user yet (a broker of the previous release, mid-roll) without credentials, as that broker expects."""
+    user yet (a broker of the previous release, mid-roll) without credentials, as that broker expects.
+    `broker_tls`: how it verifies its broker (brokers.BrokerTls), for a client of another user to the same broker."""
+
+    broker_tls: BrokerTls | None = None
 
     def _authorization(self, server: str) -> dict[str, str]:
         try:

@@ -237,6 +237,8 @@ def test_the_pod_mounts_the_broker_secret_read_only_and_names_the_files_never_th
     assert env["GOQUEUE_TLS_KEYFILE"] == "/var/run/goqueue/tls/tls.key"
     assert env["GOQUEUE_TLS_CAFILE"] == "/var/run/goqueue/tls/ca.crt"
     assert env["GOQUEUE_TLS_CLIENTAUTH"] == "required"
+    # the operator's own CA signs GoQueueUser certificates: the brokers take them as principals
+    assert env["GOQUEUE_TLS_CLIENTCAFILE"] == "/var/run/goqueue/tls/ca.crt"
     assert "GOQUEUE_TLS_LISTENERS" not in env  # the broker's default: http, grpc and internal
     # in-pod CLIs (the runbook's kubectl exec ... goqueue-cli) reach the broker over https, trusting the CA
     assert (env["GOQUEUE_SERVER"], env["GOQUEUE_CA_FILE"]) == ("https://localhost:8080",
@@ -351,3 +353,12 @@ def test_no_broker_moves_towards_tls_before_its_certificate_exists_and_none_move
     assert tls_phase(True, plain, certificate_ready=False) is TlsPhase.OFF
     on = [pod_from(build_pod_template(cluster(), 3, TlsPhase.ON), i) for i in range(3)]
     assert tls_phase(True, on, certificate_ready=False) is TlsPhase.ON
+
+
+def test_certificates_of_a_cert_manager_issuer_name_no_principal() -> None:
+    """A cert-manager issuer may sign for anyone who asks (a shared ClusterIssuer): the brokers are given no client
+    CA, so no certificate it signs logs anyone in (tls.clientCaFile unset)."""
+    template = build_pod_template(cluster(issuer="CertManager", issuerRef={"name": "corp"}), 3)
+    env = {e["name"]: e.get("value") for e in container_of(template)["env"]}
+    assert env["GOQUEUE_TLS_CAFILE"] == "/var/run/goqueue/tls/ca.crt"
+    assert "GOQUEUE_TLS_CLIENTCAFILE" not in env

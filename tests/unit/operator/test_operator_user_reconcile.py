@@ -137,8 +137,8 @@ class FakeKube:
         return patch
 
 
-def user(annotations: dict[str, str] | None = None, **spec: Any) -> UserView:
-    body = {"metadata": {"name": "billing", "namespace": "apps", "uid": "uid-u", "generation": 1,
+def user(annotations: dict[str, str] | None = None, name: str = "billing", **spec: Any) -> UserView:
+    body = {"metadata": {"name": name, "namespace": "apps", "uid": "uid-u", "generation": 1,
                          "annotations": annotations or {}},
             "spec": {"clusterRef": {"name": "main"}, "authentication": {"type": "scram"}, **spec}}
     return UserView.from_body(body)
@@ -149,7 +149,7 @@ class Harness:
         self.broker, self.kube = FakeBroker(), FakeKube()
         self.passwords = iter(f"password-{n}-{'x' * 40}" for n in range(100))
 
-        async def logs_in(server: str, name: str, password: str) -> bool:
+        async def logs_in(server: str, name: str, password: str, tls: object) -> bool:
             return self.broker.passwords.get(name) == password
 
         self.kind = UserKind(self.kube, new_password=lambda: next(self.passwords),  # type: ignore[arg-type]
@@ -337,3 +337,25 @@ def test_deleting_removes_the_user_and_every_acl_of_its_principal() -> None:
     assert "3 ACL entries" in message
     reason, message = asyncio.run(h.kind.delete(user(), h.broker))  # type: ignore[arg-type]
     assert "was not on the brokers" in message
+
+
+@pytest.mark.parametrize(("name", "config", "says"), [
+    ("goqueue-operator", {}, "the operator's own principal"),
+    ("ops", {"security.superUsers": "User:ops,User:audit"}, "super user of the cluster"),
+    ("payments-raft", {}, "'-raft'"),
+    ("payments-operator-credentials", {}, "'-operator-credentials'"),
+    ("payments-cluster-ca", {}, "'-cluster-ca'"),
+], ids=["operator", "super-user", "raft-secret", "operator-secret", "cluster-ca"])
+@pytest.mark.parametrize("authentication", ["scram", "tls"])
+def test_a_name_that_would_give_more_than_a_user_is_refused_and_nothing_is_made(
+        name: str, config: dict[str, str], says: str, authentication: str) -> None:
+    """A GoQueueUser named after the operator's principal or a super user would hand whoever may create
+    GoQueueUsers a super user's password or certificate; one named like a cluster's credential Secret would leave a
+    Secret a cluster created later adopts as its Raft or admin password."""
+    h = Harness()
+    h.kube.clusters["main"]["spec"] = {"config": config, "tls": {"enabled": True}}
+    declared = h.declare(user(name=name, authentication={"type": authentication}))
+    assert (declared.ready.status, declared.ready.reason) == (False, "InvalidSpec")
+    assert says in declared.ready.message
+    assert h.kube.secrets == {}
+    assert h.broker.passwords == {}
