@@ -1,9 +1,7 @@
 """spec.tls on the real control plane: the operator's cluster CA and broker certificate as Secrets, the pods that
 mount them, re-issuing a certificate that went bad, and cert-manager mode against a copy of its Certificate CRD
-(the test plays cert-manager by writing the Secret).
-
-Until the brokers serve TLS (issue 15 item 3, broker side), pods given a certificate fail their HTTPS probes, so
-these tests check what the operator writes, not Ready brokers; `BROKERS_SERVE_TLS` turns the end-to-end check on.
+(the test plays cert-manager by writing the Secret), and brokers that serve TLS behind it: Ready through HTTPS
+probes, reached by the operator over verified https.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from operator_kube import (
 from operator_process import OperatorProcess
 
 from goqueue.client.http import GoQueueClient
-from goqueue.config import Settings
 from goqueue.models import ProduceRecord, TopicCreate
 from goqueue_harness.pytest_plugin import Kubectl
 from goqueue_harness.waiting import wait_until
@@ -40,7 +37,6 @@ from goqueue_operator.pki.certs import issue_ca, issue_leaf, read_bundle, read_c
 pytestmark = pytest.mark.integration
 
 CERTIFICATE_CRD = Path(__file__).parent / "fixtures" / "cert-manager-certificate-crd.yaml"
-BROKERS_SERVE_TLS = "tls" in Settings.model_fields
 JSON = dict[str, Any]
 
 
@@ -108,10 +104,10 @@ def test_self_signed_ca_and_broker_certificate_are_secrets_the_pods_mount(
     check_pod_template(sts)
     wait_events(kubectl, ns, "goqueue", "ClusterCACreated", "TrustBundleUpdated", "BrokerCertificateIssued")
 
-    if BROKERS_SERVE_TLS:  # the operator's own calls (leader, roll gates) go over https, verified
-        wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", 180)
-        wait_until(lambda: ((get(kubectl, ns, "goqueuecluster", "goqueue") or {}).get("status") or {}).get(
-            "leader") == 0, 60, interval_s=1, message="the metadata leader, asked by the operator over https")
+    # the operator's own calls (leader, roll gates) go over https, verified
+    wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", 180)
+    wait_until(lambda: ((get(kubectl, ns, "goqueuecluster", "goqueue") or {}).get("status") or {}).get(
+        "leader") == 0, 60, interval_s=1, message="the metadata leader, asked by the operator over https")
 
     # a broker certificate that is not the cluster CA's (here: someone else's) is re-issued, the CA kept. After the
     # broker started: the process-kubelet writes a Secret volume once, where a kubelet would follow the Secret.
@@ -192,6 +188,8 @@ def test_cert_manager_mode_without_cert_manager_says_so_then_uses_its_certificat
     ({"validityDays": 30, "renewBeforeDays": 30}, "spec.tls.renewBeforeDays must be less than spec.tls.validityDays"),
     ({"validityDays": 1700}, "spec.tls.validityDays cannot exceed caValidityDays - caRenewBeforeDays"),
     ({"clientAuth": "optional"}, "Unsupported value"),
+    ({"issuer": "CertManager", "issuerRef": {"name": "corp"}, "clientAuth": "required"},
+     "spec.tls.clientAuth required needs issuer SelfSigned"),
 ])
 def test_the_api_server_refuses_a_tls_spec_that_cannot_work(kubectl: Kubectl, goqueue_crds: list[str],
                                                             module_namespace: str, tls: JSON, refusal: str) -> None:
@@ -210,7 +208,6 @@ def pod_tls_listeners(kubectl: Kubectl, ns: str) -> list[str]:
     return found
 
 
-@pytest.mark.skipif(not BROKERS_SERVE_TLS, reason="the brokers of this tree do not serve TLS yet")
 def test_turning_tls_on_rolls_running_brokers_twice_and_they_keep_serving_over_verified_https(
     operator: OperatorProcess, kubectl: Kubectl, kube_api: k8s.ApiClient, kube_namespace: str,
 ) -> None:
