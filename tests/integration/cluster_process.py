@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,19 @@ from goqueue.models import ProduceRecord
 PASSWORD = "test-cluster-password"
 PRODUCE_TIMEOUT_S = 5.0     # per request: a frozen broker is left for the next one after this
 DELIVERY_TIMEOUT_S = 90.0   # per produce call, through every retry
+
+
+def password_files(root: Path, passwords: Mapping[str, str]) -> Path:
+    """One file per user holding its password (what --password-file and security.adminPasswordFile read)."""
+    for name, password in passwords.items():
+        (root / name).write_text(password + "\n")
+    return root
+
+
+def secured_env(secrets_dir: Path, admin: str = "admin") -> dict[str, str]:
+    """Anonymous access off, `admin` the configured administrator with its password in `secrets_dir/<admin>`."""
+    return {"GOQUEUE_SECURITY_ALLOWANONYMOUS": "false", "GOQUEUE_SECURITY_ADMINUSER": admin,
+            "GOQUEUE_SECURITY_ADMINPASSWORDFILE": str(secrets_dir / admin)}
 
 
 class LocalCluster:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cluster_process import LocalCluster
+from cluster_process import LocalCluster, password_files, secured_env
 
 from goqueue.client.auth import Credentials
 from goqueue.client.http import GoQueueClient
@@ -30,17 +30,12 @@ PASSWORDS = {"admin": "admin-secret-pw", "slow": "slow-secret-pw", "fast": "fast
 
 @pytest.fixture(scope="module")
 def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("secrets")
-    for user, password in PASSWORDS.items():
-        (root / user).write_text(password + "\n")
-    return root
+    return password_files(tmp_path_factory.mktemp("secrets"), PASSWORDS)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, secrets_dir: Path) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path_factory.mktemp("quotas"), env={
-        "GOQUEUE_SECURITY_ALLOWANONYMOUS": "false", "GOQUEUE_SECURITY_ADMINUSER": "admin",
-        "GOQUEUE_SECURITY_ADMINPASSWORDFILE": str(secrets_dir / "admin")}).start()
+    cluster = LocalCluster(tmp_path_factory.mktemp("quotas"), env=secured_env(secrets_dir)).start()
     try:
         with GoQueueClient(cluster.url(0), credentials=Credentials("admin", PASSWORDS["admin"])) as admin:
             admin.create_topic(TopicCreate(name="metered", partitions=1, replication_factor=3))

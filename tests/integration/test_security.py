@@ -17,7 +17,7 @@ import grpc
 import httpx
 import pytest
 from broker_process import BrokerFactory
-from cluster_process import LocalCluster
+from cluster_process import LocalCluster, password_files, secured_env
 
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.client.auth import Credentials
@@ -48,17 +48,12 @@ def acl(principal: str, resource_type: str, name: str, operation: str) -> AclSpe
 
 @pytest.fixture(scope="module")
 def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("secrets")
-    for user, password in PASSWORDS.items():
-        (root / user).write_text(password + "\n")
-    return root
+    return password_files(tmp_path_factory.mktemp("secrets"), PASSWORDS)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, secrets_dir: Path) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path_factory.mktemp("secure"), env={
-        "GOQUEUE_SECURITY_ALLOWANONYMOUS": "false", "GOQUEUE_SECURITY_ADMINUSER": "admin",
-        "GOQUEUE_SECURITY_ADMINPASSWORDFILE": str(secrets_dir / "admin")}).start()
+    cluster = LocalCluster(tmp_path_factory.mktemp("secure"), env=secured_env(secrets_dir)).start()
     try:
         with GoQueueClient(cluster.url(0), credentials=creds("admin")) as admin:
             for user in ("alice", "bob", "carol"):

@@ -119,10 +119,6 @@ class GroupKind:
     def parse(self, body: dict[str, Any]) -> GroupView:
         return GroupView.from_body(body)
 
-    def previous_conditions(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        conditions: list[dict[str, Any]] = (body.get("status") or {}).get("conditions") or []
-        return conditions
-
     async def declare(self, view: GroupView, client: GoQueueClient, session: Session) -> Declared:
         name = view.broker_name
         actions: list[tuple[str, str, bool]] = []

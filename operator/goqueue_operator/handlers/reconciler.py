@@ -75,12 +75,16 @@ class Session:
     persist: Callable[[JSON], Awaitable[None]]  # write a status fragment now (two-phase procedures)
 
 
+def previous_conditions(body: JSON) -> list[JSON]:
+    """The conditions a resource's status holds now (to keep their transition times and warn once per change)."""
+    conditions: list[JSON] = (body.get("status") or {}).get("conditions") or []
+    return conditions
+
+
 class ResourceKind(Protocol, Generic[V]):
     kind: str
 
     def parse(self, body: JSON) -> V: ...
-
-    def previous_conditions(self, body: JSON) -> list[JSON]: ...
 
     async def declare(self, view: V, client: GoQueueClient, session: Session) -> Declared: ...
 
@@ -169,7 +173,7 @@ def translate(exc: GoQueueError) -> tuple[Condition, bool]:
 async def _write(ctx: OperatorContext, kind: ResourceKind[V], view: V, body: JSON, about: ObjectRef,
                  ready: Condition, extra: list[Condition], fields: JSON, now: datetime) -> None:
     conditions = [ready, *extra]
-    previous = kind.previous_conditions(body)
+    previous = previous_conditions(body)
     status = {**fields, "observedGeneration": view.meta.generation, "lastSyncTime": timestamp(now),
               "conditions": render_conditions(conditions, previous, generation=view.meta.generation, now=now)}
     if not status_unchanged(body.get("status") or {}, status, now):
@@ -224,7 +228,7 @@ async def _reconcile(ctx: OperatorContext, kind: ResourceKind[V], body: JSON, in
     except SpecError as exc:
         meta = ObjectMeta.from_body(body)
         invalid = Condition("Ready", False, "InvalidSpec", str(exc))
-        previous = kind.previous_conditions(body)
+        previous = previous_conditions(body)
         await ctx.kube.patch_status(kind.kind, meta.namespace, meta.name, {"conditions": render_conditions(
             [invalid], previous, generation=meta.generation, now=now)})
         if transitions([invalid], previous):

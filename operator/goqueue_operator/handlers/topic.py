@@ -46,10 +46,6 @@ class TopicKind:
     def parse(self, body: dict[str, Any]) -> TopicView:
         return TopicView.from_body(body)
 
-    def previous_conditions(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        conditions: list[dict[str, Any]] = (body.get("status") or {}).get("conditions") or []
-        return conditions
-
     async def declare(self, view: TopicView, client: GoQueueClient, session: Session) -> Declared:
         name = view.broker_name
         actions: list[tuple[str, str, bool]] = []

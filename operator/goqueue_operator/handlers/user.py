@@ -103,10 +103,6 @@ class UserKind:
     def parse(self, body: dict[str, Any]) -> UserView:
         return UserView.from_body(body)
 
-    def previous_conditions(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        conditions: list[dict[str, Any]] = (body.get("status") or {}).get("conditions") or []
-        return conditions
-
     async def declare(self, view: UserView, client: GoQueueClient, session: Session) -> Declared:
         fields: dict[str, Any] = {"principal": view.principal}
         actions: list[Action] = []
