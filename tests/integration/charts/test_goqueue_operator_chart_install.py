@@ -16,6 +16,7 @@ by itself), and the Event check below fails if any other operator touched the cl
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -218,16 +219,27 @@ def test_the_goqueue_cluster_from_the_notes_becomes_ready_with_three_brokers(ins
         "plane) reconciled this namespace too")
 
 
-def test_records_go_through_with_the_notes_commands(installed: Installed) -> None:
+def as_operator(installed: Installed, directory: Path) -> list[str]:
+    """The CLI flags of the operator's principal: inside a broker pod the CLIs act as it (GOQUEUE_USER,
+    GOQUEUE_PASSWORD_FILE; anonymous access is off on operator-run clusters), so run from here they are given it."""
+    secret = installed.get("secret", "goqueue-operator-credentials")
+    password_file = directory / "operator-password"
+    password_file.write_bytes(base64.b64decode(secret["data"]["password"]))
+    return ["--user", "goqueue-operator", "--password-file", str(password_file)]
+
+
+def test_records_go_through_with_the_notes_commands(installed: Installed, tmp_path: Path) -> None:
     commands = [m for line in installed.notes.splitlines() if (m := KUBECTL_EXEC.match(line))]
     assert [m["command"].split()[1] for m in commands] == ["produce", "consume"]
+    credentials = as_operator(installed, tmp_path)
     outputs = []
     for match in commands:
         assert match["ns"] == installed.namespace
         pod = installed.core.read_namespaced_pod(match["pod"], installed.namespace)
         _tool, *args = match["command"].split()
         proc = subprocess.run([console_script("goqueue-cli"), "--server", f"http://{pod.status.pod_ip}:8080",
-                               "-o", "json", *args], capture_output=True, text=True, timeout=60, check=False)
+                               *credentials, "-o", "json", *args], capture_output=True, text=True, timeout=60,
+                              check=False)
         assert proc.returncode == 0, f"{match['command']}: {proc.stdout}{proc.stderr}"
         outputs.append(proc.stdout)
     consumed = [json.loads(line) for line in outputs[1].splitlines() if line.startswith("{")]
@@ -241,7 +253,8 @@ def test_the_operator_log_has_no_traceback(installed: Installed) -> None:
     assert problems == [], "the operator logged unexpected errors:\n" + "\n".join(problems[:20])
 
 
-def test_uninstall_stops_the_operator_and_leaves_the_brokers_running(installed: Installed) -> None:
+def test_uninstall_stops_the_operator_and_leaves_the_brokers_running(installed: Installed, tmp_path: Path) -> None:
+    credentials = as_operator(installed, tmp_path)  # read while the operator's Secret is certainly there
     before = {name: pod.metadata.uid for name, pod in installed.broker_pods().items()}
     assert len(before) == BROKERS
     installed.helm_run("uninstall", installed.release, "--wait", "--timeout", "120s")
@@ -257,6 +270,6 @@ def test_uninstall_stops_the_operator_and_leaves_the_brokers_running(installed: 
     assert all(is_ready(p) for p in after.values())
     installed.get("goqueuecluster", "goqueue")
     proc = subprocess.run([console_script("goqueue-cli"), "--server", f"http://{after['goqueue-0'].status.pod_ip}:8080",
-                           "produce", "--topic", "my-topic", "--value", "after uninstall"],
+                           *credentials, "produce", "--topic", "my-topic", "--value", "after uninstall"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
