@@ -104,6 +104,20 @@ def as_written(command: str, namespace: str, node: str) -> str:
     return text
 
 
+def declare_runbook_user(cluster: GoQueueCluster) -> None:
+    """Apply the runbook's own GoQueueUser heredoc (its `kubectl apply` is one of the commands not run here, as it
+    changes the cluster) and wait until the operator made it Ready, as a reader of the runbook would have."""
+    text = runbook_path().read_text()
+    (manifest,) = [m["body"] for m in RUNBOOK_HEREDOC.finditer(text) if "kind: GoQueueUser" in m["body"]]
+    cluster.kubectl("apply", "-f", "-", input_text=manifest)
+    name = re.search(r"metadata: \{name: ([a-z0-9-]+)\}", manifest)
+    assert name is not None, manifest
+    cluster.wait_resource("goqueueuser", name[1])
+
+
+RUNBOOK_HEREDOC = re.compile(r"<<'YAML'\n(?P<body>.*?)\nYAML\n", re.S)
+
+
 @pytest.fixture(scope="module")
 def backend_kind_only(shared_cluster: GoQueueCluster) -> GoQueueCluster:
     assert shared_cluster.backend.name == "kind", "kind_only scenarios are deselected on other backends"
@@ -124,6 +138,8 @@ def test_runbook_kubectl_command_as_written(backend_kind_only: GoQueueCluster, t
         if "reset-offset" in text:  # the procedure stops the group's consumers first
             client.delete_group(GROUP, force=True)
             client.declare_group(GROUP, GroupSpec(topics=[TOPIC]))
+        if re.search(r"\bgqu\b", text):  # the GoQueueUser the runbook's `kubectl apply` just above declares
+            declare_runbook_user(cluster)
         if "restore metadata" in text:  # the file the backup step of the same procedure wrote
             (tmp_path / "metadata-backup.json").write_text(client.backup_metadata().model_dump_json(by_alias=True))
     script = text
