@@ -10,18 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from goqueue_operator.resources.metadata import child_metadata
+from goqueue_operator.resources.secret import generated_secret
 from goqueue_operator.users.principal import OPERATOR_USER, PASSWORD_KEY, USER_KEY
 from goqueue_operator.views import ClusterView
 
 
 def build_operator_secret(cluster: ClusterView, password: str) -> dict[str, Any]:
     assert len(password) >= 32, "the operator's password must be long and random"
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": child_metadata(cluster, "operator-credentials"),
-        "type": "Opaque",
-        "immutable": True,
-        "stringData": {USER_KEY: OPERATOR_USER, PASSWORD_KEY: password},
-    }
+    return generated_secret(cluster, "operator-credentials", {USER_KEY: OPERATOR_USER, PASSWORD_KEY: password})
