@@ -50,11 +50,24 @@ def broker_env(cluster: ClusterView, replicas: int, tls: TlsPhase) -> list[dict[
         # there, and ignores unknown variables (spec.version may lag the operator).
         {"name": "GOQUEUE_BROKER_INTERNALPORT", "value": str(ports.INTERNAL_PORT)},
         {"name": "GOQUEUE_CLUSTER_PEERS", "value": ",".join(peer_addresses(cluster, replicas))},
-        {"name": "GOQUEUE_CLUSTER_PASSWORD", "valueFrom": {"secretKeyRef": {
-            "name": child_name(cluster.name, "raft-secret"), "key": RAFT_PASSWORD_KEY}}},
+        # A path, never the password: a variable's value is readable in /proc/<pid>/environ (docs/SECURITY.md).
+        {"name": "GOQUEUE_CLUSTER_PASSWORDFILE", "value": f"{ports.RAFT_PASSWORD_DIR}/{RAFT_PASSWORD_KEY}"},
         *_operator_principal(),
         *tls_env(cluster, tls),
     ]
+
+
+RAFT_SECRET_VOLUME = "raft-secret"
+
+
+def raft_secret_volume(cluster: ClusterView) -> dict[str, Any]:
+    return {"name": RAFT_SECRET_VOLUME, "secret": {
+        "secretName": child_name(cluster.name, "raft-secret"), "defaultMode": 0o440,
+        "items": [{"key": RAFT_PASSWORD_KEY, "path": RAFT_PASSWORD_KEY}]}}
+
+
+def raft_secret_mount() -> dict[str, Any]:
+    return {"name": RAFT_SECRET_VOLUME, "mountPath": ports.RAFT_PASSWORD_DIR, "readOnly": True}
 
 
 OPERATOR_CREDENTIALS_VOLUME = "operator-credentials"
@@ -125,6 +138,7 @@ def broker_container(cluster: ClusterView, replicas: int, tls: TlsPhase) -> dict
             {"name": "config", "mountPath": ports.CONFIG_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": ports.TMP_DIR},
             *tls_mounts(tls),
+            raft_secret_mount(),
             operator_credentials_mount(),
         ],
         "securityContext": container_security_context(),
@@ -144,6 +158,7 @@ def build_pod_template(cluster: ClusterView, replicas: int, tls: TlsPhase | None
             {"name": "config", "configMap": {"name": child_name(cluster.name, "config")}},
             {"name": "tmp", "emptyDir": {}},
             *tls_volumes(cluster, tls),
+            raft_secret_volume(cluster),
             operator_credentials_volume(cluster),
         ],
         "securityContext": pod_security_context(),

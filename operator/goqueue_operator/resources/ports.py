@@ -22,6 +22,7 @@ CONFIG_DIR = "/etc/goqueue"
 CONFIG_FILE = f"{CONFIG_DIR}/goqueue.yaml"
 TMP_DIR = "/tmp"  # an emptyDir: the root filesystem is read-only
 TLS_DIR = "/var/run/goqueue/tls"  # the broker-tls Secret, where charts/goqueue mounts it too
+RAFT_PASSWORD_DIR = "/var/run/goqueue/cluster"  # the Raft Secret (cluster.passwordFile), as charts/goqueue mounts it
 
 
 def container_ports() -> list[dict[str, Any]]:

@@ -187,11 +187,18 @@ def test_peers_follow_the_replicas_being_applied() -> None:
     assert env(sts)["GOQUEUE_CLUSTER_PEERS"]["value"].count(":7000") == 3
 
 
-def test_raft_password_comes_from_the_secret_never_inline() -> None:
-    variables = env(child("StatefulSet", "goqueue"))
-    assert variables["GOQUEUE_CLUSTER_PASSWORD"] == {"name": "GOQUEUE_CLUSTER_PASSWORD", "valueFrom": {
-        "secretKeyRef": {"name": "goqueue-raft", "key": "password"}}}
-    assert PASSWORD not in str(child("StatefulSet", "goqueue"))
+def test_raft_password_is_a_file_from_the_secret_never_a_variable() -> None:
+    """cluster.passwordFile names the mounted Secret's file; no variable holds the password, not even by reference
+    (a secretKeyRef's value would be in the broker's /proc/<pid>/environ)."""
+    sts = child("StatefulSet", "goqueue")
+    variables = env(sts)
+    assert variables["GOQUEUE_CLUSTER_PASSWORDFILE"]["value"] == "/var/run/goqueue/cluster/password"
+    assert not [e for e in variables.values() if "secretKeyRef" in e.get("valueFrom", {})], variables
+    assert {"name": "raft-secret", "mountPath": "/var/run/goqueue/cluster", "readOnly": True} in (
+        container(sts)["volumeMounts"])
+    assert {"name": "raft-secret", "secret": {"secretName": "goqueue-raft", "defaultMode": 0o440, "items": [
+        {"key": "password", "path": "password"}]}} in sts["spec"]["template"]["spec"]["volumes"]
+    assert PASSWORD not in str(sts)
 
 
 def test_broker_id_and_addresses_come_from_the_pod() -> None:
