@@ -792,12 +792,20 @@ class PartitionReassignment(_Model):
     isr: list[int]
     leader: int | None
     copying: list[int] = Field(description="New replicas not in sync yet.")
+    bytes_to_copy: int | None = Field(None, alias="bytesToCopy", description="The leader's partition size times "
+                                      "the new replicas; none when the leader did not answer.")
+    bytes_copied: int | None = Field(None, alias="bytesCopied", description="What the new replicas hold so far "
+                                     "(each counted up to the leader's size); none when one did not answer.")
 
 
 class ReassignmentProgress(_Model):
     done: bool = Field(description="No partition is moving.")
     throttle: int | None = Field(None, description="Bytes/s in force for the copies.")
     partitions: list[PartitionReassignment]
+    bytes_to_copy: int | None = Field(None, alias="bytesToCopy", description="Sum over the moving partitions; "
+                                      "none when one is unknown.")
+    bytes_copied: int | None = Field(None, alias="bytesCopied", description="Sum over the moving partitions; "
+                                     "none when one is unknown.")
 
 
 class ReassignmentCancel(_Model):

@@ -16,7 +16,7 @@ from cluster_process import History, LocalCluster, Producer, consume_all
 
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import GoQueueError
-from goqueue.models import ReassignmentGoals
+from goqueue.models import ReassignmentGoals, ReassignmentProgress
 from goqueue_harness.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -62,6 +62,17 @@ def all_urls(cluster: LocalCluster) -> list[str]:
     return [cluster.url(b) for b in range(len(cluster.brokers))]
 
 
+def assert_bytes_copied_grow(admin: GoQueueClient, progress: ReassignmentProgress, planned: int) -> None:
+    """Progress counts bytes: the leader's size for the one new replica, and what that replica holds (it grows)."""
+    assert progress.bytes_to_copy is not None
+    assert progress.bytes_to_copy >= planned
+    assert progress.bytes_copied is not None
+    assert 0 <= progress.bytes_copied < progress.bytes_to_copy  # 1 MiB/s: ~3 MiB is not copied yet
+    first = progress.bytes_copied
+    wait_until(lambda: (admin.reassignment_progress().bytes_copied or 0) > first, 30,
+               message="the new replica's bytes copied grows")
+
+
 def move_under_load(cluster: LocalCluster, victim: str, replication_factor: int) -> None:
     with GoQueueClient(cluster.url(0)) as admin, cluster.client(0) as http:
         created = http.post("/v1/topics", json={
@@ -95,6 +106,7 @@ def move_under_load(cluster: LocalCluster, victim: str, replication_factor: int)
         assert admin.execute_reassignment(moves, THROTTLE).started == 1
         progress = admin.reassignment_progress()
         assert (progress.throttle, progress.partitions[0].copying) == (THROTTLE, [added])
+        assert_bytes_copied_grow(admin, progress, moves[0].bytes_to_copy)
         moving = next(p for p in admin.replication_status().partitions if p.topic == TOPIC)
         assert not moving.under_replicated  # a replica still copying is not lost redundancy
 

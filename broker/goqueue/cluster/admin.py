@@ -169,6 +169,37 @@ class ClusterAdmin:
         return ReassignmentProgress(done=not moving, throttle=self.membership.view.replication_throttle,
                                     partitions=moving)
 
+    async def progress_with_bytes(self) -> ReassignmentProgress:
+        """`progress()` plus what each moving partition copies and has copied: the leader's size times the new
+        replicas, and what the new replicas hold (each asked, with a short timeout; unknown stays none)."""
+        answer = self.progress()
+        counted = await asyncio.gather(*(self._copy_bytes(p) for p in answer.partitions))
+        partitions = [p.model_copy(update={"bytes_to_copy": to_copy, "bytes_copied": copied})
+                      for p, (to_copy, copied) in zip(answer.partitions, counted, strict=True)]
+        known = [c for c in counted if c[0] is not None and c[1] is not None]
+        complete = len(known) == len(counted)
+        return answer.model_copy(update={
+            "partitions": partitions,
+            "bytes_to_copy": sum(c[0] or 0 for c in known) if complete else None,
+            "bytes_copied": sum(c[1] or 0 for c in known) if complete else None})
+
+    async def _copy_bytes(self, moving: PartitionReassignment) -> tuple[int | None, int | None]:
+        if not moving.adding:
+            return 0, 0
+        original = tuple(b for b in moving.replicas if b not in moving.adding)  # `replicas` is the union now
+        leader_size = await self._size(Move(moving.topic, moving.partition, original, tuple(moving.target), 0))
+        if leader_size is None:
+            return None, None
+        held = await asyncio.gather(*(self._replica_size(b, moving.topic, moving.partition) for b in moving.adding))
+        copied = None if any(h is None for h in held) else sum(min(h or 0, leader_size) for h in held)
+        return leader_size * len(moving.adding), copied
+
+    async def _replica_size(self, broker_id: int, topic: str, partition: int) -> int | None:
+        with contextlib.suppress(GoQueueError, OSError, KeyError, ValueError):
+            return await self.membership.peers.replica_size(self.membership.broker_url(broker_id), topic, partition,
+                                                            timeout_s=SIZE_TIMEOUT_S)
+        return None
+
     async def cancel_reassignment(self, which: list[TopicPartition]) -> tuple[int, list[str]]:
         """Send the named moving partitions (none named: all) back to their original replicas."""
         wanted = {(tp.topic, tp.partition) for tp in which}

@@ -101,6 +101,12 @@ class PeerClient:
             "topic": topic, "partition": partition, "epoch": epoch})).json()
         return int(body["epoch"]), int(body["endOffset"])
 
+    async def replica_size(self, url: str, topic: str, partition: int, timeout_s: float) -> int:
+        """The bytes the broker at `url` holds of a partition (a reassignment's new replica copying)."""
+        body = (await self._request("GET", f"{url}/internal/v1/replica/size", params={
+            "topic": topic, "partition": partition}, timeout=timeout_s)).json()
+        return int(body["sizeBytes"])
+
     # -- forwarding ----------------------------------------------------------------------------------------------
 
     async def produce(self, leader_url: str, topic: str, partition: int,

@@ -112,7 +112,7 @@ async def execute_reassignment(request: ReassignmentExecute, broker: BrokerDep) 
             responses=error_responses(NotReady))
 async def reassignment_progress(broker: BrokerDep) -> ReassignmentProgress:
     broker.check_ready()
-    return broker.admin.progress()
+    return await broker.admin.progress_with_bytes()
 
 
 @router.post("/reassignments/cancel", response_model=ReassignmentCancelled, summary="Send moving partitions back "

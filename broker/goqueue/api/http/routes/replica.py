@@ -40,3 +40,12 @@ async def epoch_end(broker: BrokerDep, topic: str,
                     epoch: Annotated[int, Query(**within(limits.LEADER_EPOCH))]) -> dict[str, int]:
     found, end = broker.replicas.epoch_end_offset(topic, partition, epoch)
     return {"epoch": found, "endOffset": end}
+
+
+@router.get("/size")
+async def replica_size(broker: BrokerDep, topic: str,
+                       partition: Annotated[int, Query(**within(limits.PARTITION))]) -> dict[str, int]:
+    """The bytes this broker's replica of a partition holds (0 when it has none yet): what a reassignment's new
+    replica has copied so far (`GET /v1/admin/cluster/reassignments` asks the adding brokers)."""
+    local = broker.replicas.partitions.get((topic, partition))
+    return {"sizeBytes": local.log.size_bytes if local is not None else 0}
