@@ -12,7 +12,7 @@ from typing import Any
 
 from goqueue_operator.resources import labels
 from goqueue_operator.resources.names import ordinal_of
-from goqueue_operator.resources.tls import CLIENT_LISTENERS, TLS_CERT_ENV, TLS_LISTENERS_ENV
+from goqueue_operator.resources.tls import TLS_CERT_ENV, TLS_LISTENERS_ENV
 
 JSON = dict[str, Any]
 
@@ -30,6 +30,16 @@ def _tls_env(pod: Mapping[str, Any]) -> dict[str, str]:
             for e in c.get("env") or [] if str(e.get("name", "")).startswith("GOQUEUE_TLS_")}
 
 
+def _tls_listeners(pod: Mapping[str, Any]) -> frozenset[str]:
+    """The listeners a pod's broker serves TLS on: with a certificate, GOQUEUE_TLS_LISTENERS or else all of them."""
+    env = _tls_env(pod)
+    if TLS_CERT_ENV not in env:
+        return frozenset()
+    named = env.get(TLS_LISTENERS_ENV)
+    return frozenset(("http", "grpc", "internal") if named is None else
+                     (n.strip() for n in named.split(",") if n.strip()))
+
+
 @dataclass(frozen=True)
 class PodFacts:
     name: str
@@ -40,8 +50,9 @@ class PodFacts:
     deleting: bool
     revision: str | None
     version: str | None
-    tls: bool = False  # the broker container is given a certificate: it speaks https (pki/, resources/tls.py)
-    internal_tls: bool = False  # ... and its internal listener speaks TLS too
+    tls: bool = False  # its client listeners speak TLS: it is called over https (pki/, resources/tls.py)
+    internal_tls: bool = False  # its internal listener speaks TLS
+    certificate: bool = False  # it is given a certificate and the CA (whichever listeners use them)
 
     @classmethod
     def of(cls, pod: Mapping[str, Any]) -> PodFacts | None:
@@ -50,14 +61,14 @@ class PodFacts:
         if ordinal is None:
             return None
         ready = _condition(pod, "Ready")
-        tls = _tls_env(pod)
+        listeners = _tls_listeners(pod)
         pod_labels = meta.get("labels") or {}
         return cls(name=meta["name"], ordinal=ordinal, uid=meta.get("uid", ""),
                    ip=pod.get("status", {}).get("podIP"),
                    ready=bool(ready and ready.get("status") == "True") and not meta.get("deletionTimestamp"),
                    deleting=bool(meta.get("deletionTimestamp")), revision=pod_labels.get(labels.REVISION_HASH),
-                   version=pod_labels.get(labels.VERSION), tls=TLS_CERT_ENV in tls,
-                   internal_tls=TLS_CERT_ENV in tls and tls.get(TLS_LISTENERS_ENV) != CLIENT_LISTENERS)
+                   version=pod_labels.get(labels.VERSION), tls="http" in listeners,
+                   internal_tls="internal" in listeners, certificate=TLS_CERT_ENV in _tls_env(pod))
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,7 @@ class IssuerRef(_Crd):
 
 class TlsSpec(_Crd):
     enabled: bool = False
+    internal: bool = True  # the internal listener (broker to broker) over mutual TLS, even with `enabled` false
     issuer: Literal["SelfSigned", "CertManager"] = "SelfSigned"
     issuer_ref: IssuerRef | None = None
     validity_days: int = Field(365, ge=1)

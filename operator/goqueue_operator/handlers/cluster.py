@@ -33,6 +33,7 @@ from goqueue_operator.resize.plan import resize_view_for
 from goqueue_operator.resources import labels, ports
 from goqueue_operator.resources.children import CREATE_ONLY_KINDS, OPTIONAL_APIS, build_cluster_children
 from goqueue_operator.resources.names import child_name
+from goqueue_operator.resources.tls import TlsPhase
 from goqueue_operator.roller.execute import advance_roll
 from goqueue_operator.roller.plan import RollFacts, roll_view_for
 from goqueue_operator.scaling.execute import advance_scaling
@@ -130,7 +131,7 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
         children = build_cluster_children(cluster, password=secrets.token_urlsafe(32),
                                           operator_password=secrets.token_urlsafe(32), replicas=scale.step.replicas,
                                           claim_size=str(resize.record["size"]),
-                                          tls=tls_phase(cluster.spec.tls.enabled, observation.pods,
+                                          tls=tls_phase(TlsPhase.of(cluster), observation.pods,
                                                         certificate_ready=tls.condition.status is True))
         if resize.skip_statefulset:
             children = [c for c in children if c["kind"] != "StatefulSet"]

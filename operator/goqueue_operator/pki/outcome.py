@@ -19,8 +19,8 @@ class TlsOutcome:
 
     @classmethod
     def disabled(cls, trust: bytes | None = None) -> TlsOutcome:
-        return cls(Condition(TLS_CONDITION, False, "TLSDisabled", "spec.tls.enabled is false: brokers serve "
-                             "plaintext"), trust=trust)
+        return cls(Condition(TLS_CONDITION, False, "TLSDisabled", "spec.tls.enabled and spec.tls.internal are "
+                             "false: brokers serve plaintext"), trust=trust)
 
     @classmethod
     def failed(cls, reason: str, message: str, record: dict[str, Any] | None = None,

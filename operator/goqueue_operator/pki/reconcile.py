@@ -9,6 +9,7 @@ from goqueue_operator.pki.certmanager import advance_cert_manager
 from goqueue_operator.pki.execute import advance_self_signed
 from goqueue_operator.pki.outcome import TLS_CONDITION, TlsOutcome
 from goqueue_operator.pki.trust import read_trust
+from goqueue_operator.resources.tls import certificates_wanted
 from goqueue_operator.status.remedies import Subject, warning_message
 from goqueue_operator.views import ClusterView
 
@@ -16,7 +17,7 @@ from goqueue_operator.views import ClusterView
 async def reconcile_tls(kube: Kube, cluster: ClusterView, about: ObjectRef, now: datetime, *,
                         brokers_serve_tls: bool) -> TlsOutcome:
     """`brokers_serve_tls`: some broker pod still has a certificate (TLS being turned off): keep trusting it."""
-    if not cluster.spec.tls.enabled:
+    if not certificates_wanted(cluster):
         return TlsOutcome.disabled(await read_trust(kube, cluster) if brokers_serve_tls else None)
     if cluster.spec.tls.issuer == "CertManager":
         outcome = await advance_cert_manager(kube, cluster)

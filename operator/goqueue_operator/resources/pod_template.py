@@ -121,7 +121,7 @@ def container_security_context() -> dict[str, Any]:
 
 def broker_container(cluster: ClusterView, replicas: int, tls: TlsPhase) -> dict[str, Any]:
     spec = cluster.spec
-    https = tls is not TlsPhase.OFF
+    https = tls.client_listeners
     return {
         "name": BROKER_CONTAINER,
         "image": cluster.image,

@@ -20,13 +20,36 @@ CLIENT_LISTENERS = "http,grpc"
 
 class TlsPhase(StrEnum):
     OFF = "Off"
+    CERTIFICATES = "Certificates"          # certificates and the CA mounted; no listener speaks TLS yet
     CLIENT_LISTENERS = "ClientListeners"  # certificates mounted; http and grpc speak TLS, the internal listener not
+    INTERNAL = "Internal"                  # only the internal listener (broker to broker) speaks TLS
     ON = "On"                              # every listener but Raft
 
     @classmethod
     def of(cls, cluster: ClusterView) -> TlsPhase:
-        """The phase of a cluster with no broker running (nothing to move through)."""
-        return cls.ON if cluster.spec.tls.enabled else cls.OFF
+        """Where spec.tls asks the brokers to be; also the phase of a cluster with no broker running (nothing to
+        move through): `enabled` → every listener; `internal` alone (its default) → the broker-to-broker one."""
+        if cluster.spec.tls.enabled:
+            return cls.ON
+        return cls.INTERNAL if cluster.spec.tls.internal else cls.OFF
+
+    @property
+    def client_listeners(self) -> bool:
+        """http and grpc speak TLS: probes, the in-pod CLIs and the operator use https."""
+        return self in (TlsPhase.CLIENT_LISTENERS, TlsPhase.ON)
+
+    @property
+    def internal_listener(self) -> bool:
+        return self in (TlsPhase.INTERNAL, TlsPhase.ON)
+
+
+# GOQUEUE_TLS_LISTENERS of the phases whose client listeners stay plain.
+_LISTENERS = {TlsPhase.CERTIFICATES: "", TlsPhase.INTERNAL: "internal"}
+
+
+def certificates_wanted(cluster: ClusterView) -> bool:
+    """The operator keeps broker certificates (and, SelfSigned, its CA) for the cluster."""
+    return TlsPhase.of(cluster) is not TlsPhase.OFF
 
 
 def ca_bundle_secret(cluster: ClusterView) -> str:
@@ -42,8 +65,10 @@ def tls_env(cluster: ClusterView, phase: TlsPhase) -> list[dict[str, Any]]:
         {"name": TLS_CERT_ENV, "value": f"{ports.TLS_DIR}/{TLS_CERT_KEY}"},
         {"name": "GOQUEUE_TLS_KEYFILE", "value": f"{ports.TLS_DIR}/{TLS_KEY_KEY}"},
         {"name": "GOQUEUE_TLS_CAFILE", "value": f"{ports.TLS_DIR}/{TLS_CA_KEY}"},
-        {"name": "GOQUEUE_TLS_CLIENTAUTH", "value": cluster.spec.tls.client_auth},
     ]
+    if not phase.client_listeners:  # client certificates and the CLIs' https are about the client listeners
+        return [*env, {"name": TLS_LISTENERS_ENV, "value": _LISTENERS[phase]}]
+    env.append({"name": "GOQUEUE_TLS_CLIENTAUTH", "value": cluster.spec.tls.client_auth})
     if cluster.spec.tls.issuer == "SelfSigned":
         # The operator's own CA signs GoQueueUser client certificates (users/client_cert.py): the brokers take
         # them as principals. An issuer of cert-manager may sign for anyone who asks: its certificates name nobody.

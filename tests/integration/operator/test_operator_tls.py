@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography import x509
 from kubernetes import client as k8s
@@ -199,13 +202,59 @@ def test_the_api_server_refuses_a_tls_spec_that_cannot_work(kubectl: Kubectl, go
 
 
 def pod_tls_listeners(kubectl: Kubectl, ns: str) -> list[str]:
-    """Per broker pod: "off", "http,grpc" (certificates, internal listener plain) or "all"."""
+    """Per broker pod: "off", "none" (certificates, every listener plain), "http,grpc" (internal listener plain),
+    "internal" (client listeners plain) or "all"."""
     pods = json.loads(kubectl("get", "pods", "-n", ns, "-l", "app.kubernetes.io/name=goqueue", "-o", "json"))["items"]
     found = []
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
         env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env") or []}
-        found.append("off" if "GOQUEUE_TLS_CERTFILE" not in env else env.get("GOQUEUE_TLS_LISTENERS") or "all")
+        if "GOQUEUE_TLS_CERTFILE" not in env:
+            found.append("off")
+        else:
+            found.append(env["GOQUEUE_TLS_LISTENERS"] or "none" if "GOQUEUE_TLS_LISTENERS" in env else "all")
     return found
+
+
+def test_by_default_brokers_talk_to_each_other_over_mutual_tls_while_clients_use_plain_http(
+    operator: OperatorProcess, kubectl: Kubectl, kube_api: k8s.ApiClient, kube_namespace: str,
+) -> None:
+    """A GoQueueCluster that says nothing about TLS gets the cluster CA and broker certificates, and its brokers'
+    internal listener (replica fetches, forwarding) speaks TLS with them; HTTP and gRPC stay plain for clients."""
+    ns = kube_namespace
+    core = k8s.CoreV1Api(kube_api)
+    manifest = cluster_manifest()
+    assert "tls" not in manifest["spec"]
+    apply(kubectl, ns, manifest)
+    cluster = wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", 240)
+    assert (cluster["spec"]["tls"]["enabled"], cluster["spec"]["tls"]["internal"]) == (False, True)  # CRD defaults
+    check_secrets(core, ns, cluster)
+    assert pod_tls_listeners(kubectl, ns) == ["internal"] * 3
+
+    ca = secret(core, ns, "goqueue-cluster-ca-cert")["ca.crt"]
+    pods = [get(kubectl, ns, "pod", f"goqueue-{i}") or {} for i in range(3)]
+    for ordinal, pod in enumerate(pods):
+        ip = pod["status"]["podIP"]
+        context = ssl.create_default_context(cadata=ca.decode())
+        with socket.create_connection((ip, 8081), timeout=10) as raw, context.wrap_socket(
+                raw, server_hostname=f"goqueue-{ordinal}.goqueue-headless.{ns}.svc.cluster.local") as tls:
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")  # verified against the cluster CA, as that pod's name
+        with pytest.raises(httpx.TransportError):  # the internal listener does not speak plain HTTP
+            httpx.get(f"http://{ip}:8081/internal/v1/replica/epoch-end", timeout=10)
+
+    credentials = operator_credentials(kubectl, ns)
+    with GoQueueClient(f"http://{pods[0]['status']['podIP']}:8080", timeout_s=10, credentials=credentials) as client:
+        client.create_topic(TopicCreate(name="internal-tls", partitions=3, replication_factor=3))
+        # acks=all on every partition: forwarded to leaders on other brokers, copied by followers' fetches, both
+        # over the internal listener's mutual TLS
+        for partition in range(3):
+            client.produce("internal-tls", [ProduceRecord(value=f"r{partition}")], partition=partition, acks="all")
+
+        def every_copy_in_sync() -> bool:
+            details = client.describe_topic("internal-tls").partition_details
+            return len(details) == 3 and all(sorted(d.isr) == [0, 1, 2] for d in details)
+
+        wait_until(every_copy_in_sync, 60, interval_s=1, message="every replica in sync")
+        assert client.describe_topic("internal-tls").messages == 3
 
 
 def test_turning_tls_on_rolls_running_brokers_twice_and_they_keep_serving_over_verified_https(
@@ -213,8 +262,9 @@ def test_turning_tls_on_rolls_running_brokers_twice_and_they_keep_serving_over_v
 ) -> None:
     ns = kube_namespace
     core = k8s.CoreV1Api(kube_api)
-    apply(kubectl, ns, cluster_manifest(tls={"enabled": False}))
+    apply(kubectl, ns, cluster_manifest(tls={"enabled": False, "internal": False}))  # no certificate at all
     wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", 240)
+    assert pod_tls_listeners(kubectl, ns) == ["off"] * 3
     pods = [get(kubectl, ns, "pod", f"goqueue-{i}") or {} for i in range(3)]
     credentials = operator_credentials(kubectl, ns)  # anonymous access is off: act as the operator's principal
     with GoQueueClient(f"http://{pods[0]['status']['podIP']}:8080", timeout_s=10, credentials=credentials) as client:

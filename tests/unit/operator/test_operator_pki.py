@@ -256,14 +256,55 @@ def test_the_pod_mounts_the_broker_secret_read_only_and_names_the_files_never_th
     assert f"*.{advertised.split('.', 1)[1]}" in broker_dns_names(cluster())
 
 
-def test_tls_off_leaves_the_pod_template_as_it_was() -> None:
+def test_tls_off_gives_the_pod_no_certificate() -> None:
     off = ClusterView.from_body({"metadata": {"name": "goqueue", "namespace": "apps", "uid": "u"},
-                                 "spec": {"tls": {"enabled": False}}})
-    bare = ClusterView.from_body({"metadata": {"name": "goqueue", "namespace": "apps", "uid": "u"}, "spec": {}})
+                                 "spec": {"tls": {"enabled": False, "internal": False}}})
     template = build_pod_template(off, 3)
-    assert template == build_pod_template(bare, 3)
     assert not [e for e in container_of(template)["env"] if e["name"].startswith("GOQUEUE_TLS_")]
+    assert "GOQUEUE_SERVER" not in {e["name"] for e in container_of(template)["env"]}
+    assert not [v for v in template["spec"]["volumes"] if v["name"] == "tls"]
     assert container_of(template)["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+
+
+def test_by_default_brokers_talk_to_each_other_over_tls_and_clients_stay_on_plain_listeners() -> None:
+    """spec.tls.internal defaults to true (Strimzi's replication listener is always TLS): the certificates and the CA
+    are mounted and only the internal listener speaks TLS; probes, the in-pod CLIs and clients keep plain http."""
+    bare = ClusterView.from_body({"metadata": {"name": "goqueue", "namespace": "apps", "uid": "u"}, "spec": {}})
+    assert TlsPhase.of(bare) is TlsPhase.INTERNAL
+    template = build_pod_template(bare, 3)
+    env = {e["name"]: e.get("value") for e in container_of(template)["env"]}
+    assert env["GOQUEUE_TLS_CERTFILE"] == "/var/run/goqueue/tls/tls.crt"
+    assert env["GOQUEUE_TLS_CAFILE"] == "/var/run/goqueue/tls/ca.crt"
+    assert env["GOQUEUE_TLS_LISTENERS"] == "internal"
+    assert not {"GOQUEUE_SERVER", "GOQUEUE_TLS_CLIENTAUTH", "GOQUEUE_TLS_CLIENTCAFILE"} & set(env)
+    assert container_of(template)["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+    facts = pod_from(template, 0)
+    assert (facts.tls, facts.internal_tls, facts.certificate) == (False, True, True)
+
+
+def test_turning_internal_tls_on_mounts_every_certificate_before_any_internal_listener_requires_it() -> None:
+    plain = [pod_from(build_pod_template(cluster(enabled=False, internal=False), 3), i) for i in range(3)]
+    internal = cluster(enabled=False)
+    assert tls_phase(TlsPhase.INTERNAL, plain) is TlsPhase.CERTIFICATES
+    first = build_pod_template(internal, 3, TlsPhase.CERTIFICATES)
+    env = {e["name"]: e.get("value") for e in container_of(first)["env"]}
+    assert (env["GOQUEUE_TLS_CERTFILE"], env["GOQUEUE_TLS_LISTENERS"]) == ("/var/run/goqueue/tls/tls.crt", "")
+    assert tls_phase(TlsPhase.INTERNAL, [pod_from(first, 0), *plain[1:]]) is TlsPhase.CERTIFICATES
+    every = [pod_from(first, i) for i in range(3)]
+    assert tls_phase(TlsPhase.INTERNAL, every) is TlsPhase.INTERNAL
+    second = [pod_from(build_pod_template(internal, 3, TlsPhase.INTERNAL), i) for i in range(3)]
+    # and back: the internal listener stops requiring TLS everywhere before any broker loses the CA
+    assert tls_phase(TlsPhase.OFF, second) is TlsPhase.CERTIFICATES
+    assert tls_phase(TlsPhase.OFF, [every[0], *second[1:]]) is TlsPhase.CERTIFICATES
+    assert tls_phase(TlsPhase.OFF, every) is TlsPhase.OFF
+
+
+def test_client_listeners_switch_in_one_roll_when_the_internal_listener_already_speaks_tls() -> None:
+    internal = [pod_from(build_pod_template(cluster(enabled=False), 3, TlsPhase.INTERNAL), i) for i in range(3)]
+    assert tls_phase(TlsPhase.ON, internal) is TlsPhase.ON
+    on = [pod_from(build_pod_template(cluster(), 3, TlsPhase.ON), i) for i in range(3)]
+    assert tls_phase(TlsPhase.INTERNAL, on) is TlsPhase.INTERNAL
+    assert tls_phase(TlsPhase.INTERNAL, [internal[0], *on[1:]]) is TlsPhase.INTERNAL
 
 
 def test_cert_manager_certificate_asks_for_the_same_names_lifetimes_and_secret() -> None:
@@ -307,19 +348,19 @@ def pod_from(template: JSON, ordinal: int) -> PodFacts:
 
 
 def test_turning_tls_on_gives_every_broker_its_certificate_before_the_internal_listener_speaks_tls() -> None:
-    off, on = cluster(enabled=False), cluster()
+    off, on = cluster(enabled=False, internal=False), cluster()
     plain = [pod_from(build_pod_template(off, 3), i) for i in range(3)]
-    assert tls_phase(True, []) is TlsPhase.ON  # a new cluster: nothing to move through
-    assert tls_phase(True, plain) is TlsPhase.CLIENT_LISTENERS
+    assert tls_phase(TlsPhase.ON, []) is TlsPhase.ON  # a new cluster: nothing to move through
+    assert tls_phase(TlsPhase.ON, plain) is TlsPhase.CLIENT_LISTENERS
     first = build_pod_template(on, 3, TlsPhase.CLIENT_LISTENERS)
     env = {e["name"]: e.get("value") for e in container_of(first)["env"]}
     assert env["GOQUEUE_TLS_LISTENERS"] == "http,grpc"
     assert container_of(first)["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     rolled = [pod_from(first, 0), *plain[1:]]
-    assert tls_phase(True, rolled) is TlsPhase.CLIENT_LISTENERS  # one broker is still without the CA
+    assert tls_phase(TlsPhase.ON, rolled) is TlsPhase.CLIENT_LISTENERS  # one broker is still without the CA
     assert (rolled[0].tls, rolled[0].internal_tls) == (True, False)
     every = [pod_from(first, i) for i in range(3)]
-    assert tls_phase(True, every) is TlsPhase.ON
+    assert tls_phase(TlsPhase.ON, every) is TlsPhase.ON
     second = build_pod_template(on, 3, TlsPhase.ON)
     assert second != first  # a second roll
     assert "GOQUEUE_TLS_LISTENERS" not in {e["name"] for e in container_of(second)["env"]}
@@ -328,11 +369,11 @@ def test_turning_tls_on_gives_every_broker_its_certificate_before_the_internal_l
 
 def test_turning_tls_off_closes_the_internal_listener_first_and_keeps_the_certificates_until_then() -> None:
     on = [pod_from(build_pod_template(cluster(), 3, TlsPhase.ON), i) for i in range(3)]
-    assert tls_phase(False, on) is TlsPhase.CLIENT_LISTENERS
+    assert tls_phase(TlsPhase.OFF, on) is TlsPhase.CLIENT_LISTENERS
     client_only = [pod_from(build_pod_template(cluster(enabled=False), 3, TlsPhase.CLIENT_LISTENERS), i)
                    for i in range(3)]
-    assert tls_phase(False, [client_only[0], *on[1:]]) is TlsPhase.CLIENT_LISTENERS
-    assert tls_phase(False, client_only) is TlsPhase.OFF
+    assert tls_phase(TlsPhase.OFF, [client_only[0], *on[1:]]) is TlsPhase.CLIENT_LISTENERS
+    assert tls_phase(TlsPhase.OFF, client_only) is TlsPhase.OFF
 
 
 def test_prometheus_scrapes_https_verifying_the_metrics_service_name_against_the_cluster_ca() -> None:
@@ -348,11 +389,12 @@ def test_prometheus_scrapes_https_verifying_the_metrics_service_name_against_the
 
 
 def test_no_broker_moves_towards_tls_before_its_certificate_exists_and_none_moves_back_when_it_goes_bad() -> None:
-    plain = [pod_from(build_pod_template(cluster(enabled=False), 3), i) for i in range(3)]
-    assert tls_phase(True, [], certificate_ready=False) is TlsPhase.OFF  # cert-manager has not issued yet
-    assert tls_phase(True, plain, certificate_ready=False) is TlsPhase.OFF
+    plain = [pod_from(build_pod_template(cluster(enabled=False, internal=False), 3), i) for i in range(3)]
+    for target in (TlsPhase.ON, TlsPhase.INTERNAL):
+        assert tls_phase(target, [], certificate_ready=False) is TlsPhase.OFF  # cert-manager has not issued yet
+        assert tls_phase(target, plain, certificate_ready=False) is TlsPhase.OFF
     on = [pod_from(build_pod_template(cluster(), 3, TlsPhase.ON), i) for i in range(3)]
-    assert tls_phase(True, on, certificate_ready=False) is TlsPhase.ON
+    assert tls_phase(TlsPhase.ON, on, certificate_ready=False) is TlsPhase.ON
 
 
 def test_certificates_of_a_cert_manager_issuer_name_no_principal() -> None:
