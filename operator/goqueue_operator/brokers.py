@@ -32,6 +32,7 @@ import httpx
 from goqueue.client.auth import Credentials
 from goqueue.client.http import ADMIN_CLUSTER, GoQueueClient
 from goqueue.errors import GoQueueError, NotFound
+from goqueue.security.tls import load_cert_chain_pem
 from goqueue_operator.users.principal import OperatorClient
 
 T = TypeVar("T")
@@ -127,6 +128,7 @@ class BrokerTls:
 
     ca_pem: bytes
     server_name: str
+    identity: tuple[bytes, bytes] | None = None  # (certificate, key) to present: brokers requiring client certificates
 
 
 class VerifiedAs(httpx.BaseTransport):
@@ -136,6 +138,8 @@ class VerifiedAs(httpx.BaseTransport):
 
     def __init__(self, tls: BrokerTls) -> None:
         context = ssl.create_default_context(cadata=tls.ca_pem.decode("ascii"))
+        if tls.identity is not None:
+            load_cert_chain_pem(context, *tls.identity)
         self._inner = httpx.HTTPTransport(verify=context)
         self._server_name = tls.server_name
 

@@ -186,9 +186,8 @@ class TlsFiles:
 
     def _load_into(self, context: ssl.SSLContext, loaded: _Loaded, *, client_cas: bool) -> None:
         try:
-            # The very bytes read and checked: `load_cert_chain` takes paths only, and the files may have moved on.
-            with _in_memory_file(loaded.cert_chain) as cert, _in_memory_file(loaded.key) as key:
-                context.load_cert_chain(cert, key)
+            # The very bytes read and checked: the files may have moved on since.
+            load_cert_chain_pem(context, loaded.cert_chain, loaded.key)
             if context.verify_mode != ssl.CERT_NONE or context.check_hostname:
                 bundle = loaded.client_ca if client_cas else loaded.ca
                 if bundle is not None:
@@ -197,6 +196,12 @@ class TlsFiles:
             raise TlsConfigError(f"tls.keyFile does not match tls.certFile, or a file is not PEM ({self._cert_file}, "
                                  f"{self._key_file}, {self.settings.ca_file}, {self.settings.client_ca_file}): "
                                  f"{exc}") from None
+
+
+def load_cert_chain_pem(context: ssl.SSLContext, cert_chain_pem: bytes, key_pem: bytes) -> None:
+    """`SSLContext.load_cert_chain` from bytes in memory (it takes paths only); also the operator's client identity."""
+    with _in_memory_file(cert_chain_pem) as cert, _in_memory_file(key_pem) as key:
+        context.load_cert_chain(cert, key)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from goqueue_operator.brokers import BrokerAdmin, BrokerUnreachable, broker_url
 from goqueue_operator.context import OperatorContext, context_of
 from goqueue_operator.kube import KubeError, NamespaceTerminating, ObjectRef
 from goqueue_operator.observed import ClusterObservation
+from goqueue_operator.pki.identity import operator_identity
 from goqueue_operator.pki.outcome import TlsOutcome
 from goqueue_operator.pki.phase import tls_phase
 from goqueue_operator.pki.reconcile import reconcile_tls
@@ -84,7 +85,8 @@ async def observe(ctx: OperatorContext, cluster: ClusterView) -> ClusterObservat
 
 
 def admin_for(ctx: OperatorContext, cluster: ClusterView, observation: ClusterObservation,
-              tls: TlsOutcome, credentials: Credentials | None = None) -> BrokerAdmin | None:
+              tls: TlsOutcome, credentials: Credentials | None = None,
+              identity: tuple[bytes, bytes] | None = None) -> BrokerAdmin | None:
     """The admin API of the lowest Ready broker (any broker answers for the cluster); None when none is Ready.
     Brokers are reached by pod IP, which works wherever the operator runs and needs no Service endpoints; over
     https, verified against the cluster's CA bundle, when the pod serves TLS; as the operator's own principal
@@ -92,7 +94,7 @@ def admin_for(ctx: OperatorContext, cluster: ClusterView, observation: ClusterOb
     reachable = [p for p in observation.ready_pods if p.ip]
     if not reachable:
         return None
-    verify = broker_tls(cluster, reachable[0], tls.trust)
+    verify = broker_tls(cluster, reachable[0], tls.trust, identity)
     return ctx.admin(broker_url(reachable[0].ip or "", ports.HTTP_PORT, tls=reachable[0].tls), verify, credentials)
 
 
@@ -119,7 +121,8 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
     # before the pods: they mount its Secret
     tls = await reconcile_tls(ctx.kube, cluster, about, now, brokers_serve_tls=any(p.tls for p in observation.pods))
     admin = admin_for(ctx, cluster, observation, tls,
-                      await operator_credentials(ctx.kube, cluster.namespace, cluster.name))
+                      await operator_credentials(ctx.kube, cluster.namespace, cluster.name),
+                      await operator_identity(ctx.kube, cluster, now))
     try:
         leader, leader_error = await _leader(admin)
         resize_view = resize_view_for(cluster, observation)

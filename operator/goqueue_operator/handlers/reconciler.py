@@ -29,6 +29,7 @@ from goqueue_operator.brokers import BrokerTls, broker_url
 from goqueue_operator.context import OperatorContext, context_of
 from goqueue_operator.kube import KubeError, NamespaceTerminating, ObjectRef
 from goqueue_operator.observed import PodFacts
+from goqueue_operator.pki.identity import operator_identity
 from goqueue_operator.pki.trust import broker_tls, read_trust
 from goqueue_operator.resources import labels, ports
 from goqueue_operator.status.conditions import Condition, render_conditions, timestamp, transitions
@@ -117,7 +118,8 @@ async def find_broker(ctx: OperatorContext, namespace: str, cluster_name: str) -
         view = ClusterView.from_body(cluster, cluster_domain=ctx.settings.cluster_domain)
     except SpecError as exc:
         return BrokerTarget(None, "ClusterInvalid", f"GoQueueCluster {cluster_name} does not parse: {exc}")
-    verify = broker_tls(view, ready[0], await read_trust(ctx.kube, view)) if ready[0].tls else None
+    verify = broker_tls(view, ready[0], await read_trust(ctx.kube, view),
+                        await operator_identity(ctx.kube, view, datetime.now(UTC))) if ready[0].tls else None
     return BrokerTarget(broker_url(ready[0].ip or "", ports.HTTP_PORT, tls=ready[0].tls), tls=verify,
                         credentials=await operator_credentials(ctx.kube, namespace, cluster_name))
 

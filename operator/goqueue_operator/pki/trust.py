@@ -22,9 +22,11 @@ async def read_trust(kube: Kube, cluster: ClusterView) -> bytes | None:
     return secret_data(secret).get(TLS_CA_KEY) or None
 
 
-def broker_tls(cluster: ClusterView, pod: PodFacts, trust: bytes | None) -> BrokerTls | None:
+def broker_tls(cluster: ClusterView, pod: PodFacts, trust: bytes | None,
+               identity: tuple[bytes, bytes] | None = None) -> BrokerTls | None:
     """How to verify this broker, or None for a broker serving plaintext (TLS off, or a pod started before it
     was turned on: a roll is under way)."""
     if not pod.tls or trust is None:
         return None
-    return BrokerTls(trust, pod_dns_name(cluster.name, cluster.namespace, pod.ordinal, cluster.cluster_domain))
+    return BrokerTls(trust, pod_dns_name(cluster.name, cluster.namespace, pod.ordinal, cluster.cluster_domain),
+                     identity)

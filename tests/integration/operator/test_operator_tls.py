@@ -24,6 +24,7 @@ from operator_kube import (
     condition,
     get,
     operator_credentials,
+    topic_manifest,
     try_apply,
     wait_condition,
     wait_events,
@@ -31,6 +32,7 @@ from operator_kube import (
 from operator_process import OperatorProcess
 
 from goqueue.client.http import GoQueueClient
+from goqueue.errors import Unauthenticated
 from goqueue.models import ProduceRecord, TopicCreate
 from goqueue_harness.pytest_plugin import Kubectl
 from goqueue_harness.waiting import wait_until
@@ -134,6 +136,30 @@ def test_self_signed_ca_and_broker_certificate_are_secrets_the_pods_mount(
     for text in (json.dumps(sts), config, operator.log_text()):
         assert "PRIVATE KEY" not in text
         assert not any(line in text for line in key_lines)
+
+
+def test_with_client_certificates_required_the_operator_presents_its_own(
+    operator: OperatorProcess, kubectl: Kubectl, kube_api: k8s.ApiClient, kube_namespace: str,
+) -> None:
+    """clientAuth required refuses every call without a client certificate, a SCRAM login included: the operator
+    shows one of its own (CN goqueue-operator, the brokers' administrator, signed by the cluster CA), so it still
+    reads the leader and creates topics. (It could do neither with SCRAM alone: the topic stayed NotReady.)"""
+    ns = kube_namespace
+    core = k8s.CoreV1Api(kube_api)
+    apply(kubectl, ns, cluster_manifest(replicas=1, tls={"enabled": True, "clientAuth": "required"}))
+    wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", 180)
+    wait_until(lambda: ((get(kubectl, ns, "goqueuecluster", "goqueue") or {}).get("status") or {}).get(
+        "leader") == 0, 60, interval_s=1, message="the metadata leader, asked by the operator with its certificate")
+    apply(kubectl, ns, topic_manifest("mtls-only", partitions=2, replicationFactor=1))
+    wait_condition(kubectl, ns, "goqueuetopic", "mtls-only", "Ready", 60)
+
+    pod = get(kubectl, ns, "pod", "goqueue-0") or {}
+    tls = BrokerTls(secret(core, ns, "goqueue-cluster-ca-cert")["ca.crt"],
+                    f"goqueue-0.goqueue-headless.{ns}.svc.cluster.local")
+    with (broker_client(broker_url(pod["status"]["podIP"], 8080, tls=True), 10, tls,
+                        operator_credentials(kubectl, ns)) as client,  # the operator's password, no certificate
+          pytest.raises(Unauthenticated)):
+        client.describe_topic("mtls-only")
 
 
 def test_cert_manager_mode_without_cert_manager_says_so_then_uses_its_certificate(
