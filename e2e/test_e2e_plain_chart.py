@@ -29,8 +29,9 @@ def test_plain_chart_install_serves_clients_and_uninstall_keeps_claims(backend: 
         "get", "statefulset", "goqueue", "-n", namespace, "--show-labels")
     assert sorted(p["metadata"]["name"] for p in pods) == [f"goqueue-{i}" for i in range(BROKERS)]
     with GoQueueClient(backend.broker_url(namespace, "goqueue-1"), timeout_s=10) as client:
-        status = client.cluster_status()
-    assert status.healthy
+        # Ready pods, then healthy: a broker's readiness can come before every peer's liveness reached the leader
+        status = wait_until(lambda: (s := client.cluster_status()).healthy and s, 60, interval_s=1,
+                            message="the cluster reports itself healthy")
     assert status.live_brokers == BROKERS
 
     script = (
