@@ -71,8 +71,9 @@ def profile(case: str, worker: object, batch: int, seconds: float, clients: int,
             rate_rps, p99 = result["run"]
             shares, hottest = summarize(raw)
             HOTTEST[name] = hottest
+            shown = svg.relative_to(REPO) if svg.is_relative_to(REPO) else svg
             return (f"| {name} | {rate_rps:,.0f} | {p99 * 1000:.1f} | "
-                    + " | ".join(f"{shares[label]:.0%}" for label in OF_INTEREST) + f" | {svg.relative_to(REPO)} |")
+                    + " | ".join(f"{shares[label]:.0%}" for label in OF_INTEREST) + f" | {shown} |")
         finally:
             broker.stop()
 

@@ -44,7 +44,7 @@ def require(resource_type: ResourceType, operation: Operation, path_param: str =
     """A route dependency: the caller may do `operation` to the resource named by the route's `path_param` (the
     cluster when there is none)."""
 
-    def check(request: Request, access: AccessDep) -> None:
+    async def check(request: Request, access: AccessDep) -> None:  # async: no worker-thread hop (deps.py)
         resource = Resource(resource_type, request.path_params[path_param]) if path_param else CLUSTER
         access.check(resource, operation)
 

@@ -1,4 +1,9 @@
-"""Request-scoped access to the broker objects the app was built with (no globals)."""
+"""Request-scoped access to the broker objects the app was built with (no globals).
+
+Every dependency here (and in `auth.py`) is `async def`: FastAPI runs a plain `def` dependency in its worker-thread
+pool, one thread round trip per dependency per request — on a small produce that hand-off was the largest cost of
+the HTTP path (issue 18's profile, docs/PERFORMANCE.md). None of them blocks, so they run on the event loop.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +26,14 @@ def _broker(request: Request) -> Broker:
     return broker
 
 
-BrokerDep = Annotated[Broker, Depends(_broker)]
+async def _broker_dep(request: Request) -> Broker:
+    return _broker(request)
 
 
-def _forwarded(request: Request) -> bool:
+BrokerDep = Annotated[Broker, Depends(_broker_dep)]
+
+
+async def _forwarded(request: Request) -> bool:
     if request.app.state.listener == "internal":
         return True  # only brokers get past its credential check
     # The client port: only a broker of the previous version forwards there (a rolling upgrade); otherwise the
@@ -36,14 +45,14 @@ def _forwarded(request: Request) -> bool:
 ForwardedDep = Annotated[bool, Depends(_forwarded)]
 
 
-def legacy_peers_only(request: Request) -> None:
+async def legacy_peers_only(request: Request) -> None:
     """The broker-to-broker routes on the client port exist only for brokers of the previous version."""
     if not _broker(request).membership.legacy_peers():
         raise NotFound(f"no route {request.url.path} on the client port (broker-to-broker calls go to "
                        "broker.internalPort)")
 
 
-def _groups(request: Request) -> GroupRouter:
+async def _groups(request: Request) -> GroupRouter:
     groups: GroupRouter | None = getattr(request.app.state, "groups", None)
     if groups is None:
         raise NotReady("this server runs without consumer groups")
@@ -61,7 +70,7 @@ def peer_host(request: Request, forwarded: bool) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _peer_host(request: Request, forwarded: ForwardedDep) -> str:
+async def _peer_host(request: Request, forwarded: ForwardedDep) -> str:
     return peer_host(request, forwarded)
 
 
