@@ -8,7 +8,7 @@ CRDs once it manages them) with the annotation `goqueue.io/operator-version: <it
 live CRD whose annotation names a newer version (compared by PEP 440, `packaging.version`) — a newer operator
 already upgraded it — or a version that does not parse is left alone, with a log line saying why. Turned off by
 `GOQUEUE_OPERATOR_MANAGE_CRDS=false` (chart value `crds.manage`) where CRDs are managed elsewhere (GitOps, a
-cluster admin). The RBAC this needs: `get` and `patch` on exactly these four CRD names (an apply creates a missing
+cluster admin). The RBAC this needs: `get` and `patch` on exactly these five CRD names (an apply creates a missing
 CRD through `patch` too).
 
 Who may call it: the operator's startup handler (`main.py`), once per process, in the event loop.

@@ -81,6 +81,7 @@ RESOURCES: dict[str, Resource] = {r.kind: r for r in (
     Resource(API_VERSION, "GoQueueTopic", "goqueuetopics"),
     Resource(API_VERSION, "GoQueueConsumerGroup", "goqueueconsumergroups"),
     Resource(API_VERSION, "GoQueueUser", "goqueueusers"),
+    Resource(API_VERSION, "GoQueueRebalance", "goqueuerebalances"),
     Resource("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False),
 )}
 

@@ -60,7 +60,7 @@ HARDENED = ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-o
 SIZE_BUDGET_BYTES = 560 * 10**6
 OPERATOR_PORT = 8081
 CRDS = ("goqueueclusters.goqueue.io", "goqueuetopics.goqueue.io", "goqueueconsumergroups.goqueue.io",
-        "goqueueusers.goqueue.io")
+        "goqueueusers.goqueue.io", "goqueuerebalances.goqueue.io")
 READY_TIMEOUT_S = 90.0
 
 

@@ -83,7 +83,7 @@ def test_reference_is_generated_from_the_crds() -> None:
 
 def test_every_kind_has_its_names_columns_and_subresources() -> None:
     found = list(kind_sections())
-    assert len(found) == len(CRD_FILES) == 4
+    assert len(found) == len(CRD_FILES) == 5
     for crd, version, body in found:
         spec, names = crd["spec"], crd["spec"]["names"]
         facts = {unescape(row[0]): row[1] for row in rows(body.split("###")[0]) if len(row) == 2}

@@ -57,6 +57,10 @@ def remedy(subject: Subject, condition: Condition) -> str:
                           f"cert-manager says",
         "BrokersNotReady": f"see kubectl get pods -n {ns} -l app.kubernetes.io/instance={subject.name} and "
                            f"kubectl describe of the pods that are not Ready",
+        # GoQueueRebalance (handlers/rebalance.py)
+        "StaleProposal": f"partitions changed since the proposal was made, so the brokers refused those moves; review "
+                         f"the new proposal (kubectl get {ref} -o yaml) and approve it: kubectl annotate "
+                         f"{ref.split(' ')[0]} -n {ns} goqueue.io/rebalance=approve",
         # GoQueueUser (handlers/user.py)
         "TlsAuthenticationUnavailable": f"set spec.tls.enabled: true (issuer SelfSigned) on GoQueueCluster {cluster}, "
                                         f"or use spec.authentication.type scram (delete {ref} and create it again: "
@@ -75,8 +79,15 @@ def warning_message(subject: Subject, condition: Condition) -> str:
     return f"{subject.kind} {subject.namespace}/{subject.name}: {what}" + (f". Fix: {fix}" if fix else "")
 
 
+# Ready=False reasons that are a procedure running, not a failure (a Normal Event says what happens).
+IN_PROGRESS = frozenset({"ReplicationFactorChanging",  # GoQueueTopic
+                         # GoQueueRebalance: the steps of a rebalance (handlers/rebalance.py)
+                         "ProposalPending", "GoalsChanged", "AwaitingApproval", "Rebalancing", "Stopped"})
+
+
 def is_failure(condition: Condition) -> bool:
-    """A transition worth a Warning: Ready going False, or a problem condition (`warning`) going True."""
+    """A transition worth a Warning: Ready going False (but for a procedure in progress), or a problem condition
+    (`warning`) going True."""
     if condition.type == "Ready":
-        return condition.status is False
+        return condition.status is False and condition.reason not in IN_PROGRESS
     return condition.status is True and condition.warning

@@ -20,7 +20,8 @@ SIDECAR = ("--set", "sidecars[0].name=shipper", "--set", "sidecars[0].image=busy
 
 CRD_PATCH_RULE = {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
                   "resourceNames": ["goqueueclusters.goqueue.io", "goqueuetopics.goqueue.io",
-                                    "goqueueconsumergroups.goqueue.io", "goqueueusers.goqueue.io"],
+                                    "goqueueconsumergroups.goqueue.io", "goqueueusers.goqueue.io",
+                                    "goqueuerebalances.goqueue.io"],
                   "verbs": ["get", "patch"]}
 
 

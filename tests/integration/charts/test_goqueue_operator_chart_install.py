@@ -42,7 +42,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "goqueue-operator"
 CRDS = ["goqueueclusters.goqueue.io", "goqueuetopics.goqueue.io", "goqueueconsumergroups.goqueue.io",
-        "goqueueusers.goqueue.io"]
+        "goqueueusers.goqueue.io", "goqueuerebalances.goqueue.io"]
 BROKERS = 3
 READY_TIMEOUT_S = 240.0
 HEREDOC = re.compile(r"<<'YAML'\n(?P<body>.*?)\nYAML\n", re.S)  # the terminator at column 0, as a shell needs

@@ -33,7 +33,7 @@ def goqueue_crds(kubectl: Kubectl) -> list[str]:
     """The GoQueue CRDs, applied and Established."""
     kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=goqueue-tests", "-f", str(CRD_DIR))
     names = ["goqueueclusters.goqueue.io", "goqueuetopics.goqueue.io", "goqueueconsumergroups.goqueue.io",
-             "goqueueusers.goqueue.io"]
+             "goqueueusers.goqueue.io", "goqueuerebalances.goqueue.io"]
     kubectl("wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names])
     return names
 

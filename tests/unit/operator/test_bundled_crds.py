@@ -27,7 +27,7 @@ def test_the_bundle_is_the_schema_of_record() -> None:
     records = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "crds").glob("*.yaml"))]
     assert load_bundled() == records
     assert bundled_names() == ["goqueueclusters.goqueue.io", "goqueueconsumergroups.goqueue.io",
-                               "goqueuetopics.goqueue.io", "goqueueusers.goqueue.io"]
+                               "goqueuerebalances.goqueue.io", "goqueuetopics.goqueue.io", "goqueueusers.goqueue.io"]
 
 
 def test_the_rbac_allows_patching_exactly_the_bundled_crds() -> None:
@@ -36,7 +36,8 @@ def test_the_rbac_allows_patching_exactly_the_bundled_crds() -> None:
     patching = [r for r in role["rules"] if "customresourcedefinitions" in r["resources"] and "patch" in r["verbs"]]
     assert patching == [{"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
                          "resourceNames": ["goqueueclusters.goqueue.io", "goqueuetopics.goqueue.io",
-                                           "goqueueconsumergroups.goqueue.io", "goqueueusers.goqueue.io"],
+                                           "goqueueconsumergroups.goqueue.io", "goqueueusers.goqueue.io",
+                                           "goqueuerebalances.goqueue.io"],
                          "verbs": ["get", "patch"]}]
     assert sorted(patching[0]["resourceNames"]) == bundled_names()
 

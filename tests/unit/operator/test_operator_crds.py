@@ -14,7 +14,7 @@ from goqueue import limits
 pytestmark = pytest.mark.unit
 
 CRDS = load_crds()
-KINDS = ("GoQueueCluster", "GoQueueTopic", "GoQueueConsumerGroup", "GoQueueUser")
+KINDS = ("GoQueueCluster", "GoQueueTopic", "GoQueueConsumerGroup", "GoQueueUser", "GoQueueRebalance")
 
 
 def spec_schema(kind: str) -> JSON:
@@ -22,7 +22,7 @@ def spec_schema(kind: str) -> JSON:
     return schema
 
 
-def test_exactly_the_four_kinds_are_defined() -> None:
+def test_exactly_the_five_kinds_are_defined() -> None:
     assert sorted(CRDS) == sorted(KINDS)
 
 
@@ -31,6 +31,7 @@ def test_exactly_the_four_kinds_are_defined() -> None:
     ("GoQueueTopic", "goqueuetopics", "gqt"),
     ("GoQueueConsumerGroup", "goqueueconsumergroups", "gqcg"),
     ("GoQueueUser", "goqueueusers", "gqu"),
+    ("GoQueueRebalance", "goqueuerebalances", "gqrb"),
 ])
 def test_names_group_version_and_category(kind: str, plural: str, short: str) -> None:
     crd = CRDS[kind]
@@ -67,6 +68,7 @@ def test_cluster_has_a_scale_subresource_backed_by_status() -> None:
     ("GoQueueCluster", ["Replicas", "Ready", "Version", "Phase", "Age"]),
     ("GoQueueTopic", ["Cluster", "Partitions", "Replicas", "Ready", "Age"]),
     ("GoQueueConsumerGroup", ["Cluster", "Topics", "Lag", "Paused", "Ready", "Age"]),
+    ("GoQueueRebalance", ["Cluster", "Phase", "Moves", "Bytes", "Progress", "Age"]),
 ])
 def test_printer_columns(kind: str, columns: list[str]) -> None:
     printed = version_of(CRDS[kind])["additionalPrinterColumns"]
@@ -107,6 +109,16 @@ def test_partitions_never_decrease() -> None:
 
 def test_replication_factor_at_least_one() -> None:
     assert "self >= 1" in rules_at("GoQueueTopic", "spec.replicationFactor")
+
+
+def test_rebalance_needs_a_goal_and_keeps_its_cluster() -> None:
+    goals = rules_at("GoQueueRebalance", "spec.goals")
+    assert any("size(self.replicationFactors) > 0" in r and "self.balance" in r for r in goals)
+    assert any("self.addBrokers" in r and "exists" in r for r in goals)
+    assert "self == oldSelf" in rules_at("GoQueueRebalance", "spec.clusterRef")
+    spec = spec_schema("GoQueueRebalance")["properties"]
+    assert spec["approved"]["default"] is False  # nothing moves until approved
+    assert spec_schema("GoQueueRebalance")["required"] == ["clusterRef", "goals"]  # a rule on a default is refused
 
 
 @pytest.mark.parametrize("kind", ["GoQueueTopic", "GoQueueConsumerGroup"])

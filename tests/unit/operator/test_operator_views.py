@@ -10,6 +10,7 @@ import pytest
 from crd_schema import JSON, load_crds, root_schema
 from pydantic import BaseModel
 
+from goqueue_operator.rebalance.view import RebalanceSpec
 from goqueue_operator.users.view import UserSpec
 from goqueue_operator.views import (
     ClusterSpec,
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.unit
 CRDS = load_crds()
 SPEC_MODELS: dict[str, type[BaseModel]] = {
     "GoQueueCluster": ClusterSpec, "GoQueueTopic": TopicSpec, "GoQueueConsumerGroup": GroupSpec,
-    "GoQueueUser": UserSpec,
+    "GoQueueUser": UserSpec, "GoQueueRebalance": RebalanceSpec,
 }
 
 
@@ -95,7 +96,8 @@ REQUIRED = {"GoQueueCluster": {}, "GoQueueTopic": {"clusterRef": {"name": "c"}},
             "GoQueueConsumerGroup": {"clusterRef": {"name": "c"}},
             "GoQueueUser": {"clusterRef": {"name": "c"}, "authentication": {"type": "scram"},
                             "authorization": {"acls": [{"resource": {"type": "topic", "name": "t"},
-                                                        "operations": ["produce"]}]}}}
+                                                        "operations": ["produce"]}]}},
+            "GoQueueRebalance": {"clusterRef": {"name": "c"}, "goals": {"balance": True}}}
 
 
 @pytest.mark.parametrize("kind", sorted(SPEC_MODELS))

@@ -1,0 +1,203 @@
+"""GoQueueRebalance's planner (rebalance/plan.py) and the topic's replication-factor change (topic_factor.py),
+without Kubernetes or brokers: what happens next for each phase, annotation and observation of the brokers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from goqueue.models import PartitionReassignment
+from goqueue_operator.rebalance.plan import (
+    Observed,
+    Phase,
+    StepKind,
+    next_rebalance_step,
+    progress_fields,
+    ready_condition,
+    track,
+)
+from goqueue_operator.rebalance.topic_factor import factor_change
+from goqueue_operator.rebalance.view import ProposedMove, RebalanceView
+from goqueue_operator.status.patch import merge_patch
+from goqueue_operator.status.remedies import Subject, is_failure, warning_message
+from goqueue_operator.views import SpecError
+
+pytestmark = pytest.mark.unit
+
+MOVES = [{"topic": "orders", "partition": 0, "replicas": [0, 1], "target": [1, 2], "version": 7, "bytesToCopy": 100},
+         {"topic": "orders", "partition": 1, "replicas": [1, 2], "target": [2, 0], "version": 4, "bytesToCopy": 50}]
+
+
+def body(phase: str | None = None, *, approved: bool = False, annotation: str | None = None,
+         executed: bool | None = None, goals: dict[str, Any] | None = None, proposed_for: dict[str, Any] | None = None,
+         moves: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    spec = {"clusterRef": {"name": "goqueue"}, "goals": goals or {"balance": True}, "approved": approved}
+    status: dict[str, Any] = {}
+    if phase is not None:
+        status["phase"] = phase
+        own = RebalanceView.from_body({"metadata": {"name": "x"}, "spec": {**spec, **(proposed_for or {})}})
+        partitions = MOVES if moves is None else moves
+        status["proposal"] = {"goals": own.goals_key, "moves": len(partitions), "bytesToCopy": 150,
+                              "partitions": partitions}
+    if executed is not None:
+        status["progress"] = {"executed": executed, "startedAt": "2026-12-06T15:00:00Z"}
+    annotations = {"goqueue.io/rebalance": annotation} if annotation else {}
+    return {"metadata": {"name": "spread", "namespace": "apps", "generation": 2, "annotations": annotations},
+            "spec": spec, "status": status}
+
+
+def step(phase: str | None = None, observed: Observed | None = None, **kwargs: Any) -> Any:
+    return next_rebalance_step(RebalanceView.from_body(body(phase, **kwargs)), observed)
+
+
+AT_TARGET = {("orders", 0): (1, 2), ("orders", 1): (2, 0)}
+
+
+# -- proposal and approval -------------------------------------------------------------------------------------------
+
+def test_a_new_rebalance_asks_for_a_proposal() -> None:
+    assert step().kind is StepKind.PROPOSE
+
+
+def test_nothing_moves_until_approved() -> None:
+    waiting = step("ProposalReady")
+    assert waiting.kind is StepKind.AWAIT
+    assert "goqueue.io/rebalance=approve" in waiting.message
+    assert "2 moves" in waiting.message
+
+
+@pytest.mark.parametrize(("approved", "annotation", "consumed"), [(True, None, False), (False, "approve", True),
+                                                                  (True, "approve", True)])
+def test_spec_approved_or_the_annotation_executes_the_proposal(approved: bool, annotation: str | None,
+                                                               consumed: bool) -> None:
+    executing = step("ProposalReady", approved=approved, annotation=annotation)
+    assert executing.kind is StepKind.EXECUTE
+    assert executing.consume_annotation is consumed
+
+
+def test_approving_is_not_a_new_goal_but_changing_the_goals_or_throttle_is() -> None:
+    assert step("ProposalReady", approved=True, proposed_for={"approved": False}).kind is StepKind.EXECUTE
+    changed = step("ProposalReady", approved=True, proposed_for={"goals": {"drainBrokers": [2]}})
+    assert (changed.kind, changed.reason) == (StepKind.PROPOSE, "GoalsChanged")
+    throttled = step("ProposalReady", proposed_for={"throttleBytesPerSecond": 4096})
+    assert throttled.kind is StepKind.PROPOSE
+
+
+def test_refresh_proposes_again_and_is_consumed() -> None:
+    for phase in ("ProposalReady", "Ready", "Stopped"):
+        refreshed = step(phase, annotation="refresh")
+        assert (refreshed.kind, refreshed.consume_annotation) == (StepKind.PROPOSE, True)
+
+
+def test_ready_and_stopped_are_final_and_a_late_approve_or_stop_is_dropped() -> None:
+    assert step("Ready").kind is StepKind.IDLE
+    late = step("Stopped", annotation="approve")
+    assert (late.kind, late.consume_annotation) == (StepKind.IDLE, True)
+
+
+def test_an_unknown_annotation_value_names_the_choices() -> None:
+    with pytest.raises(SpecError, match="approve, stop, refresh"):
+        RebalanceView.from_body(body("ProposalReady", annotation="go"))
+
+
+# -- execution, resumed from the brokers' word ----------------------------------------------------------------------
+
+def test_rebalancing_without_the_brokers_answer_executes_again_never_replans() -> None:
+    """The operator recorded Rebalancing, then died before the execute call returned: it executes the same
+    proposal (compare-and-set on each version refuses what had begun) rather than proposing anew."""
+    resumed = step("Rebalancing", executed=False)
+    assert resumed.kind is StepKind.EXECUTE
+    assert step("Rebalancing").kind is StepKind.EXECUTE  # no progress recorded at all: the same
+
+
+def test_moving_partitions_are_tracked_from_the_brokers() -> None:
+    observed = Observed(moving={("orders", 1): (2, 0)}, replicas={("orders", 0): (1, 2), ("orders", 1): (1, 2, 0)},
+                        bytes_copied={("orders", 1): 20})
+    tracking = step("Rebalancing", observed, executed=True)
+    assert tracking.kind is StepKind.TRACK
+    assert tracking.tracked is not None
+    assert progress_fields(tracking.tracked) == {"summary": "1/2", "partitionsTotal": 2, "partitionsDone": 1,
+                                                 "partitionsMoving": 1, "bytesToCopy": 150, "bytesCopied": 120}
+    assert "1/2 partitions moved, 1 moving" in tracking.message
+
+
+def test_every_move_at_its_target_completes() -> None:
+    done = step("Rebalancing", Observed(replicas=AT_TARGET), executed=True)
+    assert (done.kind, done.reason) == (StepKind.COMPLETE, "RebalanceComplete")
+
+
+def test_a_refused_or_sent_back_move_makes_a_new_proposal_once_nothing_moves() -> None:
+    sent_back = Observed(replicas={("orders", 0): (1, 2), ("orders", 1): (1, 2)})
+    stale = step("Rebalancing", sent_back, executed=True)
+    assert (stale.kind, stale.reason) == (StepKind.PROPOSE, "StaleProposal")
+    assert "orders/1" in stale.message
+    still_moving = Observed(moving={("orders", 0): (1, 2)}, replicas={("orders", 1): (1, 2)})
+    assert step("Rebalancing", still_moving, executed=True).kind is StepKind.TRACK  # waits for the rest first
+
+
+def test_goals_changed_mid_rebalance_wait_for_the_moves_then_propose() -> None:
+    changed = {"goals": {"drainBrokers": [1]}}
+    moving = Observed(moving={("orders", 0): (1, 2), ("orders", 1): (2, 0)})
+    assert step("Rebalancing", moving, executed=True, proposed_for=changed).kind is StepKind.TRACK
+    after = step("Rebalancing", Observed(replicas=AT_TARGET), executed=True, proposed_for=changed)
+    assert (after.kind, after.reason) == (StepKind.PROPOSE, "GoalsChanged")
+
+
+def test_stop_cancels_only_while_rebalancing() -> None:
+    stopping = step("Rebalancing", Observed(moving={("orders", 0): (1, 2)}), executed=True, annotation="stop")
+    assert (stopping.kind, stopping.consume_annotation) == (StepKind.STOP, True)
+    assert step("ProposalReady", annotation="stop").kind is StepKind.AWAIT  # nothing runs: kept until it does
+
+
+def test_track_classifies_each_move() -> None:
+    moves = [ProposedMove.model_validate(m) for m in MOVES]
+    elsewhere = track(moves, Observed(moving={("orders", 0): (0, 2)}, replicas={("orders", 1): (2, 0)}))
+    assert (elsewhere.done, elsewhere.moving, elsewhere.lost) == ((("orders", 1),), (), (("orders", 0),))
+    unknown = track(moves, Observed(moving={("orders", 0): (1, 2)}))  # an older broker: no bytes copied
+    assert unknown.bytes_copied is None
+    assert "bytesCopied" not in progress_fields(unknown)
+    gone = track(moves, Observed())  # the topic was deleted
+    assert gone.lost == (("orders", 0), ("orders", 1))
+
+
+def test_failures_warn_with_the_fix_and_steps_do_not() -> None:
+    stale = ready_condition(Phase.PROPOSAL_READY, "StaleProposal", "1 of 2 moves were refused")
+    assert is_failure(stale)
+    text = warning_message(Subject("GoQueueRebalance", "apps", "spread", "goqueue"), stale)
+    assert "goqueue.io/rebalance=approve" in text
+    assert not is_failure(ready_condition(Phase.PROPOSAL_READY, "AwaitingApproval", ""))
+    assert not is_failure(ready_condition(Phase.REBALANCING, "Rebalancing", ""))
+    assert ready_condition(Phase.READY, "RebalanceComplete", "").status is True
+
+
+# -- a GoQueueTopic's replication factor ----------------------------------------------------------------------------
+
+def moving(topic: str, partition: int, **extra: Any) -> PartitionReassignment:
+    return PartitionReassignment(topic=topic, partition=partition, replicas=[0, 1, 2], target=[0, 1, 2],
+                                 adding=[1, 2], removing=[], isr=[0], leader=0, copying=[1, 2], **extra)
+
+
+def test_a_factor_change_starts_when_none_of_the_topics_partitions_moves() -> None:
+    change = factor_change("orders", 1, 3, 4, [moving("other", 0)])
+    assert change.action == "start"
+    assert change.ready.reason == "ReplicationFactorChanging"
+    assert not is_failure(change.ready)  # Ready=False while it runs, but a Normal Event, not a Warning
+
+
+def test_a_factor_change_waits_for_its_moving_partitions_and_reports_bytes() -> None:
+    change = factor_change("orders", 1, 3, 4, [moving("orders", 0, bytesToCopy=200, bytesCopied=50),
+                                               moving("orders", 1, bytesToCopy=100, bytesCopied=100)])
+    assert change.action == "wait"
+    assert change.status == {"fromReplicationFactor": 1, "toReplicationFactor": 3, "partitionsMoving": 2,
+                             "partitionsTotal": 4, "bytesToCopy": 300, "bytesCopied": 150,
+                             "message": change.ready.message}
+    assert "2 of 4 partitions moving" in change.ready.message
+
+
+def test_the_handler_follows_its_status_patches_as_the_api_server_merges_them() -> None:
+    """A step's status is a merge patch: the handler's copy of the status must merge it the same way (a shallow
+    merge once dropped progress.executed, and the next step executed the proposal again)."""
+    status = {"phase": "Rebalancing", "progress": {"executed": True, "startedAt": "t0", "summary": "0/2"}}
+    merged = merge_patch(status, {"progress": {"summary": "1/2", "bytesCopied": None}, "proposal": None})
+    assert merged == {"phase": "Rebalancing", "progress": {"executed": True, "startedAt": "t0", "summary": "1/2"}}
