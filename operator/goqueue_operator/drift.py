@@ -1,8 +1,9 @@
 """Desired broker state of a GoQueueTopic or GoQueueConsumerGroup, and how the live state differs. Pure.
 
 A difference is either fixable through the broker API (grow partitions, change settings, declare the group with
-its settings and paused flag) or not (partitions above the spec, since they cannot shrink; a different
-replication factor or group mode): those are reported in status, never "repaired" destructively.
+its settings and paused flag; a replication factor, by a replica reassignment: rebalance/topic_factor.py) or not
+(partitions above the spec, since they cannot shrink; a group's mode): those are reported in status, never
+"repaired" destructively.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class TopicDrift:
     update: TopicUpdate | None = None      # what to send to repair it (None: nothing fixable differs)
     changes: tuple[str, ...] = ()          # human lines: what differs and gets repaired
     unfixable: tuple[str, ...] = ()        # what differs and cannot be repaired
+    replication_factor: int | None = None  # the spec's, when the brokers' differs: a reassignment makes it so
 
 
 def topic_drift(view: TopicView, live: TopicInfo) -> TopicDrift:
@@ -57,15 +59,13 @@ def topic_drift(view: TopicView, live: TopicInfo) -> TopicDrift:
     elif view.spec.partitions < live.partitions:
         unfixable.append(f"the topic has {live.partitions} partitions, the spec {view.spec.partitions}; "
                          "partitions cannot shrink: raise spec.partitions to match")
-    if view.spec.replication_factor != live.replication_factor:
-        unfixable.append(f"the topic has replication factor {live.replication_factor}, the spec "
-                         f"{view.spec.replication_factor}; replica reassignment is not supported yet")
+    factor = view.spec.replication_factor if view.spec.replication_factor != live.replication_factor else None
     wanted = desired.model_dump(by_alias=True, mode="json")
     current = live.config.model_dump(by_alias=True, mode="json")
     config = {key: value for key, value in wanted.items() if current.get(key) != value}
     changes.extend(f"{key} {current.get(key)!r} → {value!r}" for key, value in sorted(config.items()))
     update = TopicUpdate(partitions=partitions, config=config or None) if partitions or config else None
-    return TopicDrift(update, tuple(changes), tuple(unfixable))
+    return TopicDrift(update, tuple(changes), tuple(unfixable), factor)
 
 
 def topic_status_fields(view: TopicView, live: TopicInfo) -> dict[str, Any]:

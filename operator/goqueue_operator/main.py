@@ -22,7 +22,7 @@ import kopf
 
 from goqueue_operator import __version__, bundled_crds
 from goqueue_operator.context import CONTEXT_KEY, OperatorContext, context_of
-from goqueue_operator.handlers import cluster, group, topic, user
+from goqueue_operator.handlers import cluster, group, rebalance, topic, user
 from goqueue_operator.kube import Kube, KubeError
 from goqueue_operator.metrics import OperatorMetrics, start_server
 from goqueue_operator.settings import OperatorSettings, SettingsError, env_var_for, load_settings
@@ -102,6 +102,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     topic.register(registry, settings)
     group.register(registry, settings)
     user.register(registry, settings)
+    rebalance.register(registry, settings)
     return registry
 
 

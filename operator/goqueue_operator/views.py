@@ -191,6 +191,7 @@ class TopicSpec(_Crd):
     partitions: int = Field(1, ge=1)
     replication_factor: int = Field(3, ge=1)
     config: TopicConfigSpec = TopicConfigSpec()
+    throttle_bytes_per_second: int | None = Field(None, ge=1024)
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     delete_if_empty: bool = False
 

@@ -197,7 +197,9 @@ SYNC_REFRESH_S = 60.0  # lastSyncTime alone is rewritten at most this often: a d
 
 def status_unchanged(old: JSON, new: JSON, now: datetime) -> bool:
     """True when writing `new` would change only lastSyncTime, and the old one is recent."""
-    if {k: v for k, v in old.items() if k != "lastSyncTime"} != {k: v for k, v in new.items() if k != "lastSyncTime"}:
+    # A None in `new` deletes the key (merge patch): unchanged when the key is absent already.
+    if {k: v for k, v in old.items() if k != "lastSyncTime"} != {
+            k: v for k, v in new.items() if k != "lastSyncTime" and v is not None}:
         return False
     last = old.get("lastSyncTime")
     if not last:

@@ -1,4 +1,5 @@
-"""GoQueueTopic: create, grow partitions, change settings and repair drift through the broker API.
+"""GoQueueTopic: create, grow partitions, change settings, change the replication factor (a replica reassignment,
+rebalance/topic_factor.py) and repair drift through the broker API.
 
 Deletion follows spec.deletionPolicy (Retain by default), with deleteIfEmpty keeping a topic that holds messages.
 The shared skeleton (reconciler.py) does the rest.
@@ -13,7 +14,7 @@ import kopf
 
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import TopicNotFound
-from goqueue.models import TopicInfo
+from goqueue.models import ReassignmentGoals, TopicInfo
 from goqueue_operator import GROUP, VERSION
 from goqueue_operator.brokers import in_thread
 from goqueue_operator.drift import topic_create, topic_drift, topic_status_fields
@@ -26,6 +27,7 @@ from goqueue_operator.handlers.reconciler import (
     index_entry,
     reconcile,
 )
+from goqueue_operator.rebalance.topic_factor import REASON, factor_change
 from goqueue_operator.settings import OperatorSettings
 from goqueue_operator.status.conditions import Condition
 from goqueue_operator.views import TopicView
@@ -38,6 +40,28 @@ async def _describe(client: GoQueueClient, name: str) -> TopicInfo | None:
         return await in_thread(lambda: client.describe_topic(name))
     except TopicNotFound:
         return None
+
+
+async def _change_factor(view: TopicView, client: GoQueueClient, live: TopicInfo, wanted: int,
+                         actions: list[tuple[str, str, bool]]) -> tuple[Condition, dict[str, Any]]:
+    """Wait for the topic's moving partitions, or start the moves (rebalance/topic_factor.py decides)."""
+    name, throttle = view.broker_name, view.spec.throttle_bytes_per_second
+    progress = await in_thread(client.reassignment_progress)
+    change = factor_change(name, live.replication_factor, wanted, live.partitions, progress.partitions)
+    if change.action == "wait":
+        return change.ready, change.status
+    # Refused with the reason (INVALID_REQUEST → RejectedByBroker) when the factor exceeds the brokers.
+    plan = await in_thread(lambda: client.plan_reassignment(ReassignmentGoals(
+        replication_factor={name: wanted}, throttle=throttle)))
+    moves = [m for m in plan.moves if m.topic == name]
+    started = await in_thread(lambda: client.execute_reassignment(moves, throttle))
+    actions.append((REASON, f"topic {name!r}: replication factor {live.replication_factor} → {wanted}: "
+                    f"{started.started} of {len(moves)} partitions moving, {plan.bytes_to_copy} bytes to copy "
+                    f"({f'throttle {throttle} B/s' if throttle else 'unthrottled'})"
+                    + (f"; not begun: {'; '.join(started.reasons[:3])}" if started.reasons else ""), False))
+    return change.ready, {**change.status, "partitionsMoving": started.started, "bytesToCopy": plan.bytes_to_copy,
+                          "message": f"replication factor {live.replication_factor} → {wanted}: "
+                                     f"{started.started} partitions moving"}
 
 
 class TopicKind:
@@ -68,8 +92,13 @@ class TopicKind:
                 return Declared(Condition("Ready", False, "CannotReconcile", "; ".join(drift.unfixable),
                                           warning=True), {**topic_status_fields(view, live), "drift": drift_lines},
                                 actions)
+            if drift.replication_factor is not None:
+                ready, reassignment = await _change_factor(view, client, live, drift.replication_factor, actions)
+                return Declared(ready, {**topic_status_fields(view, live), "drift": drift_lines,
+                                        "reassignment": reassignment}, actions)
         ready = Condition("Ready", True, "Synced", f"topic {name!r} matches the spec")
-        return Declared(ready, {**topic_status_fields(view, live), "drift": drift_lines}, actions)
+        return Declared(ready, {**topic_status_fields(view, live), "drift": drift_lines, "reassignment": None},
+                        actions)
 
     async def delete(self, view: TopicView, client: GoQueueClient) -> tuple[str, str]:
         name = view.broker_name

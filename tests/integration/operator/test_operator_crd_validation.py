@@ -35,6 +35,11 @@ def group(name: str = "workers", **spec: Any) -> JSON:
             "spec": {"clusterRef": {"name": "goqueue"}, "topics": ["orders"], **spec}}
 
 
+def rebalance(name: str = "spread", **spec: Any) -> JSON:
+    return {"apiVersion": "goqueue.io/v1alpha1", "kind": "GoQueueRebalance", "metadata": {"name": name},
+            "spec": {"clusterRef": {"name": "goqueue"}, "goals": {"balance": True}, **spec}}
+
+
 def apply(kubectl: Kubectl, ns: str, obj: JSON) -> tuple[bool, str]:
     """`kubectl apply`; (accepted, stderr)."""
     proc = subprocess.run(
@@ -82,6 +87,11 @@ CREATE_CASES = [
      "an offset reset with to: timestamp needs timestamp"),
     (group(offsetResets=[{"id": "r1", "topic": "orders", "to": "earliest"},
                          {"id": "r1", "topic": "orders", "to": "latest"}]), "Duplicate value"),
+    (rebalance(goals={}), "spec.goals needs at least one goal"),
+    (rebalance(goals={"drainBrokers": [2], "addBrokers": [2]}),
+     "a broker cannot be in both spec.goals.drainBrokers and spec.goals.addBrokers"),
+    (rebalance(goals={"replicationFactors": {"orders": 0}}), "spec.goals.replicationFactors.orders: Invalid value"),
+    (rebalance(throttleBytesPerSecond=10), "spec.throttleBytesPerSecond: Invalid value"),
 ]
 
 
@@ -98,7 +108,6 @@ UPDATE_CASES = [
     (topic(), topic(topicName="payments"), "spec.topicName is immutable"),
     (topic(topicName="Orders"), topic(topicName="Orders2"), "spec.topicName is immutable"),
     (topic(), {**topic(), "spec": {"clusterRef": {"name": "other"}}}, "spec.clusterRef is immutable"),
-    (topic(replicationFactor=3), topic(replicationFactor=1), "spec.replicationFactor is immutable"),
     (cluster(storage={"size": "10Gi"}), cluster(storage={"size": "9Gi"}), "spec.storage.size can never shrink"),
     (cluster(storage={"size": "1Gi"}), cluster(storage={"size": "1000Mi"}), "spec.storage.size can never shrink"),
     (cluster(storage={"size": "1Gi", "storageClassName": "standard"}),
@@ -106,6 +115,8 @@ UPDATE_CASES = [
     (group(), {**group(), "spec": {**group()["spec"], "clusterRef": {"name": "other"}}},
      "spec.clusterRef is immutable"),
     (group(mode="shared"), group(mode="ordered"), "spec.mode is immutable"),
+    (rebalance(), {**rebalance(), "spec": {**rebalance()["spec"], "clusterRef": {"name": "other"}}},
+     "spec.clusterRef is immutable"),
     (group(offsetResets=[{"id": "r1", "topic": "orders", "to": "earliest"}]),
      group(offsetResets=[{"id": "r1", "topic": "orders", "to": "latest"}]),
      "an offset reset cannot be changed once added"),
@@ -122,10 +133,16 @@ def test_forbidden_changes_are_refused_with_the_rules_message(
 
 
 def test_allowed_changes_are_accepted(k: Kubectl, module_namespace: str) -> None:
-    """The rules refuse only what they name: growth, a same-size quantity in other units, new reset ids pass."""
+    """The rules refuse only what they name: growth, a same-size quantity in other units, new reset ids, a
+    replication factor up or down (a reassignment), new rebalance goals pass."""
     ns = module_namespace
     accept(k, ns, topic(partitions=2))
     accept(k, ns, topic(partitions=8))
+    accept(k, ns, topic("rf", replicationFactor=1))
+    accept(k, ns, topic("rf", replicationFactor=3))
+    accept(k, ns, topic("rf", replicationFactor=2))
+    accept(k, ns, rebalance(goals={"replicationFactors": {"Orders_1": 2}}, throttleBytesPerSecond=1048576))
+    accept(k, ns, rebalance(goals={"drainBrokers": [2], "addBrokers": [3]}, approved=True))
     accept(k, ns, cluster(storage={"size": "1Gi"}))
     accept(k, ns, cluster(storage={"size": "1024Mi"}))
     accept(k, ns, cluster(storage={"size": "2Gi"}))

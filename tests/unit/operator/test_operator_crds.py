@@ -107,8 +107,10 @@ def test_partitions_never_decrease() -> None:
     assert "self >= oldSelf" in rules_at("GoQueueTopic", "spec.partitions")
 
 
-def test_replication_factor_at_least_one() -> None:
-    assert "self >= 1" in rules_at("GoQueueTopic", "spec.replicationFactor")
+def test_replication_factor_at_least_one_and_mutable() -> None:
+    """A change reassigns the replicas (issue 16): no immutability rule any more; above the broker count the brokers
+    refuse it with the reason (the CRD does not know the broker count)."""
+    assert rules_at("GoQueueTopic", "spec.replicationFactor") == ["self >= 1"]
 
 
 def test_rebalance_needs_a_goal_and_keeps_its_cluster() -> None:

@@ -93,8 +93,13 @@ def test_an_out_of_band_setting_is_reset_to_the_broker_default() -> None:
 def test_what_cannot_be_repaired_is_reported_not_forced() -> None:
     drift = topic_drift(topic(partitions=4, replicationFactor=3), live_topic(8, rf=1))
     assert drift.update is None
-    assert any("partitions cannot shrink" in line for line in drift.unfixable)
-    assert any("replication factor 1" in line for line in drift.unfixable)
+    assert [line for line in drift.unfixable if "partitions cannot shrink" in line]
+    assert drift.replication_factor == 3  # a replication factor is reassigned, not reported as unfixable
+    assert not [line for line in drift.unfixable if "replication factor" in line]
+
+
+def test_a_matching_replication_factor_asks_for_no_reassignment() -> None:
+    assert topic_drift(topic(partitions=4, replicationFactor=3), live_topic(4, rf=3)).replication_factor is None
 
 
 def test_status_shows_every_setting_in_the_spec_units() -> None:
