@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from goqueue import __version__
@@ -113,21 +113,41 @@ class BrokerMetrics:
         self.latency_window.observe(seconds)
 
 
-class QuotaMetrics:
-    """Time answers were held back by byte-rate quotas (goqueue.security.quotas). The per-user series exist only for
-    users who have a quota and were throttled, so their number is bounded by the quotas an administrator set."""
+class QuotaMetrics(Collector):
+    """Time answers were held back by byte-rate quotas (goqueue.security.quotas). A per-user series exists while its
+    user has a quota in that direction and was throttled: it goes when the quota or the user does (`live`, bound by
+    the quotas), so the series count stays bounded by the quotas an administrator set."""
+
+    USER_SERIES = "goqueue_quota_user_throttle_seconds"
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.throttle = Counter(
             "goqueue_quota_throttle_seconds", "Seconds answers were delayed by byte-rate quotas, all users.",
             ["direction"], registry=registry)
-        self.user_throttle = Counter(
-            "goqueue_quota_user_throttle_seconds", "Seconds answers were delayed by byte-rate quotas, per user with "
-            "a quota.", ["user", "direction"], registry=registry)
+        self._per_user: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._live: Callable[[str, str], bool] = lambda user, direction: True
+        registry.register(self)
+
+    def bind(self, live: Callable[[str, str], bool]) -> None:
+        """`live(user, direction)`: the user still has a quota in that direction."""
+        self._live = live
 
     def observe(self, user: str, direction: str, seconds: float) -> None:
         self.throttle.labels(direction).inc(seconds)
-        self.user_throttle.labels(user, direction).inc(seconds)
+        with self._lock:
+            self._per_user[(user, direction)] = self._per_user.get((user, direction), 0.0) + seconds
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.USER_SERIES, "Seconds answers were delayed by byte-rate quotas, per user "
+                                     "with a quota.", labels=["user", "direction"])
+        with self._lock:
+            for (user, direction) in [k for k in self._per_user if not self._live(*k)]:
+                del self._per_user[(user, direction)]
+            for (user, direction), seconds in self._per_user.items():
+                family.add_metric([user, direction], seconds)
+        yield family
 
 
 class ConsumerMetrics:

@@ -70,10 +70,12 @@ def produce_seconds(client: GoQueueClient, records: int) -> float:
     return time.monotonic() - started
 
 
-def throttled_seconds(cluster: LocalCluster, broker: int, user: str, direction: str) -> float:
+def throttled_seconds(cluster: LocalCluster, broker: int, user: str | None, direction: str) -> float:
+    """goqueue_quota_user_throttle_seconds of `user`, or (None) goqueue_quota_throttle_seconds of all users."""
     text = httpx.get(f"{cluster.url(broker)}/metrics").text
-    found = re.search(rf'goqueue_quota_user_throttle_seconds_total{{direction="{direction}",user="{user}"}} (\S+)',
-                      text)
+    series = (f'goqueue_quota_throttle_seconds_total{{direction="{direction}"}}' if user is None else
+              f'goqueue_quota_user_throttle_seconds_total{{direction="{direction}",user="{user}"}}')
+    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
 
@@ -116,11 +118,12 @@ def test_a_removed_quota_stops_the_throttle(cluster: LocalCluster, secrets_dir: 
     admin_cli(cluster, secrets_dir, "user", "quota", "slow", "--producer-byte-rate", str(RATE))
     with as_user(cluster, 1, "slow") as slow:
         assert produce_seconds(slow, 4) >= 2.5
-    throttled = throttled_seconds(cluster, 1, "slow", "produce")
-    assert throttled >= 2.5
-    # ...then removed: the same sends go unthrottled.
+    assert throttled_seconds(cluster, 1, "slow", "produce") >= 2.5
+    total = throttled_seconds(cluster, 1, None, "produce")
+    # ...then removed: the same sends go unthrottled, and the user's series goes with its quota.
     admin_cli(cluster, secrets_dir, "user", "quota", "slow")
     with as_user(cluster, 1, "slow") as slow:
         assert produce_seconds(slow, 4) < 2.5
-    assert throttled_seconds(cluster, 1, "slow", "produce") == throttled
+    assert 'user="slow"' not in httpx.get(f"{cluster.url(1)}/metrics").text
+    assert throttled_seconds(cluster, 1, None, "produce") == total
     assert "unlimited" in admin_cli(cluster, secrets_dir, "user", "list")

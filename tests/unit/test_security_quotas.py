@@ -86,14 +86,22 @@ def test_only_a_principal_with_a_quota_in_that_direction_is_held_back() -> None:
     assert limiter.delay_s(ANONYMOUS, Direction.PRODUCE, 10**9) == 0.0
     assert limiter.delay_s(None, Direction.PRODUCE, 10**9) == 0.0  # forwarded by another broker: not counted here
     assert metrics.throttle.labels("produce")._value.get() == pytest.approx(2.0)
-    assert metrics.user_throttle.labels("alice", "produce")._value.get() == pytest.approx(2.0)
+    assert user_seconds(metrics, "alice", "produce") == pytest.approx(2.0)
 
 
-def test_a_quota_removed_frees_the_bucket_and_a_new_one_starts_afresh() -> None:
+def user_seconds(metrics: QuotaMetrics, name: str, direction: str) -> float | None:
+    return metrics.registry.get_sample_value("goqueue_quota_user_throttle_seconds_total",
+                                             {"user": name, "direction": direction})
+
+
+def test_a_quota_removed_frees_the_bucket_and_its_series_and_a_new_one_starts_afresh() -> None:
     rates = {("alice", Direction.CONSUME): 1000}
-    limiter, _, _ = quotas(rates)
+    limiter, metrics, _ = quotas(rates)
     assert limiter.delay_s(user("alice"), Direction.CONSUME, 3000) == pytest.approx(2.0)
-    del rates[("alice", Direction.CONSUME)]
+    assert user_seconds(metrics, "alice", "consume") == pytest.approx(2.0)
+    del rates[("alice", Direction.CONSUME)]  # the quota, or the user, deleted
+    assert user_seconds(metrics, "alice", "consume") is None  # at the next scrape, without another request
+    assert metrics.throttle.labels("consume")._value.get() == pytest.approx(2.0)  # the total keeps it
     assert limiter.delay_s(user("alice"), Direction.CONSUME, 3000) == 0.0
     rates[("alice", Direction.CONSUME)] = 1000
     assert limiter.delay_s(user("alice"), Direction.CONSUME, 1000) == 0.0

@@ -71,6 +71,7 @@ class ByteRateQuotas:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._rate_of = rate_of
         self._metrics = metrics
+        metrics.bind(lambda user, direction: rate_of(user, Direction(direction)) is not None)
         self._clock = clock
         self._buckets: dict[tuple[str, Direction], ByteRateBucket] = {}
 
