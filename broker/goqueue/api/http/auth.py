@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, params
+from starlette.types import Scope
 
 from goqueue.api.gatekeeper import Access, Gatekeeper
 from goqueue.api.http.client_certificate import client_certificate_name
@@ -29,11 +30,16 @@ def gatekeeper(request: Request) -> Gatekeeper:
 
 
 async def _access(request: Request) -> Access:  # async: on the request's task, where quotas read its principal
-    keeper = gatekeeper(request)
-    if getattr(request.app.state, "listener", "public") == "internal":
+    return caller_access(gatekeeper(request), getattr(request.app.state, "listener", "public"),
+                         request.headers.get("authorization"), request.scope)
+
+
+def caller_access(keeper: Gatekeeper, listener: str, authorization: str | None, scope: Scope) -> Access:
+    """The caller of a request (its `Authorization` value and its connection's verified client certificate); on
+    the internal listener nobody's: the broker that forwarded it checked its caller."""
+    if listener == "internal":
         return Access(keeper, None)
-    return Access(keeper, keeper.principal(request.headers.get("authorization"),
-                                           client_certificate_name(request.scope)))
+    return Access(keeper, keeper.principal(authorization, client_certificate_name(scope)))
 
 
 AccessDep = Annotated[Access, Depends(_access)]

@@ -34,11 +34,16 @@ BrokerDep = Annotated[Broker, Depends(_broker_dep)]
 
 
 async def _forwarded(request: Request) -> bool:
-    if request.app.state.listener == "internal":
+    return forwarded(request.app.state.listener, _broker(request), FORWARDED_HEADER in request.headers)
+
+
+def forwarded(listener: str, broker: Broker, has_forwarded_header: bool) -> bool:
+    """Whether a request was forwarded by another broker (it is then never forwarded again)."""
+    if listener == "internal":
         return True  # only brokers get past its credential check
     # The client port: only a broker of the previous version forwards there (a rolling upgrade); otherwise the
     # header is anyone's to send and means nothing.
-    return FORWARDED_HEADER in request.headers and bool(_broker(request).membership.legacy_peers())
+    return has_forwarded_header and bool(broker.membership.legacy_peers())
 
 
 # True for a request another broker sent on (it is then never forwarded again); passed to the broker explicitly.

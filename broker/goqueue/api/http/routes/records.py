@@ -11,6 +11,7 @@ high watermark and log start offset in headers. Both long-poll with `waitMs`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -21,6 +22,7 @@ from goqueue.api.http.auth import AUTH_ERRORS, require
 from goqueue.api.http.body import CheckedBodyRoute
 from goqueue.api.http.deps import BrokerDep, ForwardedDep, PartitionPath
 from goqueue.api.http.errors import error_responses
+from goqueue.broker import Broker
 from goqueue.errors import (
     CorruptRecord,
     DiskFull,
@@ -50,10 +52,12 @@ from goqueue.models import (
     choose_encoding,
     decode_text,
     encode_bytes,
+    topic_name_problem,
     within,
 )
 from goqueue.records import ProducerIdentity, RecordIn
 from goqueue.security.acls import Operation, ResourceType
+from goqueue.storage.log import AppendResult
 
 router = APIRouter(prefix="/v1/topics/{topic}", tags=["records"], route_class=CheckedBodyRoute,
                    responses=AUTH_ERRORS)
@@ -117,20 +121,40 @@ async def produce_batch(
     topic: str, partition: PartitionPath, request: Request, broker: BrokerDep, forwarded: ForwardedDep,
     acks: Acks = Acks.ALL,
 ) -> Response:
+    # The common shape of this request is answered by `fast_produce.FastBatchProduce` before FastAPI routes it;
+    # both call `append_binary_batch` after the same checks.
+    declared = int(request.headers.get("content-length") or 0)
+    answer = await append_binary_batch(broker, topic, partition, request.body, declared, acks, forwarded)
+    return Response(answer, media_type="application/json")
+
+
+async def append_binary_batch(broker: Broker, topic: str, partition: int, body: Callable[[], Awaitable[bytes]],
+                              declared: int, acks: Acks, forwarded: bool) -> bytes:
+    """The binary produce once its caller is authorized (both HTTP doors): the internal-topic guard and the
+    produce metrics (`adapter_rules.produce_request`), the request size limit, the append; the answer's JSON."""
     with produce_request(broker.metrics, "http", topic):
         limit = broker.settings.limits.max_request_bytes
-        declared = int(request.headers.get("content-length") or 0)
         if declared > limit:
             raise RecordTooLarge(f"request body is {declared} bytes; limits.maxRequestBytes is {limit}")
-        body = bytearray(await request.body())
-        if len(body) > limit:
-            raise RecordTooLarge(f"request body is {len(body)} bytes; limits.maxRequestBytes is {limit}")
-        result = await broker.append_batch(topic, partition, body, acks, forwarded=forwarded)
+        batch = bytearray(await body())
+        if len(batch) > limit:
+            raise RecordTooLarge(f"request body is {len(batch)} bytes; limits.maxRequestBytes is {limit}")
+        result = await broker.append_batch(topic, partition, batch, acks, forwarded=forwarded)
+    return produce_answer(topic, partition, result)
+
+
+def produce_answer(topic: str, partition: int, result: AppendResult) -> bytes:
+    """`ProduceResponse(...).model_dump_json()` of a one-partition append, without a model per offset: the same
+    bytes (tests/unit/test_fast_produce.py compares them), a tenth of the time for a batch of 100."""
     count = result.last_offset - result.base_offset + 1 if result.base_offset >= 0 else 0
-    response = ProduceResponse(
-        topic=topic, duplicate=result.duplicate,
-        offsets=[RecordOffset(partition=partition, offset=result.base_offset + n) for n in range(count)])
-    return Response(response.model_dump_json(), media_type="application/json")
+    if topic_name_problem(topic) is not None:  # any other name was refused before an append; keep the model's escaping
+        return ProduceResponse(topic=topic, duplicate=result.duplicate, offsets=[
+            RecordOffset(partition=partition, offset=result.base_offset + n) for n in range(count)]).model_dump_json(
+        ).encode()
+    head = f'{{"partition":{partition},"offset":'
+    offsets = ",".join(f"{head}{result.base_offset + n}}}" for n in range(count))
+    duplicate = "true" if result.duplicate else "false"
+    return f'{{"topic":"{topic}","offsets":[{offsets}],"duplicate":{duplicate}}}'.encode()
 
 
 @router.get("/partitions/{partition}/records", response_model=FetchResponse, summary="Fetch records (JSON)",
