@@ -11,7 +11,9 @@ What it measures (issue 2, item 9), all with 100-byte records and fsync=always (
   * the machine's fdatasync ceiling (one 100 KB write + fdatasync in a loop) so figures have their limit beside them.
 
 Usage: python bench/produce_consume.py [--seconds 5] [--clients 3] [--skip-redis] [--skip-grpc]
-Each client is a process with 4 requests in flight; Redis gets the same number of connections.
+Each client is a process with 4 requests in flight; Redis gets the same number of connections. Each produce row also
+prints the broker's CPU time per request (user + system over the row, from /proc): on a shared machine the rate
+moves with the neighbours' load, the CPU a request costs much less.
 Prints a table; copy it into docs/PERFORMANCE.md with the date and the command.
 """
 
@@ -82,6 +84,12 @@ class Broker:
                 pass
             time.sleep(0.1)
         raise RuntimeError("broker did not become ready; see broker.log")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the broker process has used (user + system, all threads): per request, a figure the machine's
+        other load moves far less than throughput."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -321,9 +329,12 @@ def main() -> None:
                                              ("gRPC binary batch", _grpc_worker, (True,))]),
             ):
                 target = grpc_target if worker is _grpc_worker else broker.url
+                cpu_before = broker.cpu_seconds()
                 rate, p99 = closed_loop(worker, args.clients, target, batch, args.seconds, *extra)
+                per_request = (broker.cpu_seconds() - cpu_before) / max(rate * args.seconds / batch, 1)
                 rows.append((f"produce {name}, batch {batch}", f"{rate:>12,.0f} rec/s  (closed-loop p99 "
-                                                               f"{p99 * 1000:.1f} ms)"))
+                                                               f"{p99 * 1000:.1f} ms, broker CPU "
+                                                               f"{per_request * 1e6:,.0f} µs/request)"))
                 print(f"{rows[-1][0]:<40} {rows[-1][1]}", flush=True)
             if not args.skip_redis:
                 redis = redis_reference(root, batch, args.clients * CONCURRENCY, 200_000 if batch > 1 else 20_000)

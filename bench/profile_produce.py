@@ -9,6 +9,7 @@ clients saw in the same run printed beside it; a summary table gives the share o
 frames of interest (a second py-spy on the same process writes the collapsed stacks it is computed from).
 
 Usage: python bench/profile_produce.py [--seconds 8] [--clients 3] [--out docs/perf] [--rate 250]
+                                      [--cases grpc-binary-batch1,http-binary-batch100]
 Needs py-spy (pip install py-spy) and root or ptrace rights over the broker process.
 """
 
@@ -103,7 +104,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "perf")
+    parser.add_argument("--cases", default="", help="comma-separated case names (default: all four)")
     args = parser.parse_args()
+    wanted = set(filter(None, args.cases.split(",")))
+    unknown = wanted - {f"{case}-batch{batch}" for case, _, batch in CASES}
+    if unknown:
+        sys.exit(f"unknown --cases {sorted(unknown)}: the cases are "
+                 + ", ".join(f"{case}-batch{batch}" for case, _, batch in CASES))
     if not shutil.which("py-spy"):
         sys.exit("py-spy is missing: pip install py-spy")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -111,6 +118,8 @@ def main() -> None:
     print("| case | rec/s | p99 ms | " + " | ".join(OF_INTEREST) + " | flame graph |")
     print("|---|---:|---:|" + "---:|" * len(OF_INTEREST) + "---|")
     for case, worker, batch in CASES:
+        if wanted and f"{case}-batch{batch}" not in wanted:
+            continue
         print(profile(case, worker, batch, args.seconds, args.clients, args.rate, args.out), flush=True)
     for name, hottest in HOTTEST.items():
         print(f"\n{name}: hottest frames (self time, share of the broker's samples)")

@@ -310,7 +310,7 @@ def test_a_stop_queued_behind_jobs_finishes_them_syncs_and_ends_the_thread(
     jobs = [_job(plog, b"v%d" % i) for i in range(3)]
     for job in jobs:
         writer.submit(job)
-    writer._queue.put(None)  # what stop() queues, here taken in the same round as the jobs
+    writer._put(None)  # what stop() queues, here taken in the same round as the jobs
     writer.start()
 
     writer._thread.join(WAIT_S)
@@ -389,3 +389,56 @@ def test_under_interval_the_idle_sync_covers_every_log_written_since_the_last_on
     wait_until(lambda: syncs.count >= 2)
 
     assert syncs.count == 2, "one fdatasync for each log the two rounds wrote"
+
+
+def test_no_job_is_reported_before_an_fdatasync_covering_it_has_returned(
+    logs: LogKit, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`always`: a job is reported (and so acknowledged) only after an fdatasync that began with its records
+    written has returned — also the jobs handed over while a round syncs, which queue without waking the thread."""
+    plog = logs.open()
+    durable: list[int] = []  # the log end each returned fdatasync of this log covered
+    syncing, release = threading.Event(), threading.Event()
+    real_sync = os.fdatasync  # segment_module.os is the os module: patched below for every caller
+
+    def watched_sync(fd: int) -> None:
+        if fd != plog.active._fd:
+            real_sync(fd)
+            return
+        covered = plog.log_end_offset  # what this sync makes durable: everything written before it began
+        if not durable:
+            syncing.set()
+            release.wait(WAIT_S)
+        real_sync(fd)
+        durable.append(covered)
+
+    monkeypatch.setattr(segment_module.os, "fdatasync", watched_sync)
+    reported: list[tuple[AppendJob, int]] = []  # each job with the durable end when its round was reported
+    done = threading.Semaphore(0)
+
+    def on_round(jobs: list[AppendJob], _touched: set[PartitionLog]) -> None:
+        reported.extend((job, max(durable, default=0)) for job in jobs)
+        for _ in jobs:
+            done.release()
+
+    writer = LogWriter(FsyncPolicy.ALWAYS, on_round)
+    writer.start()
+    try:
+        writer.submit(_job(plog, b"first"))
+        assert syncing.wait(WAIT_S), "the first round never reached its fdatasync"
+        later = [_job(plog, b"later-%d" % i, n=2) for i in range(3)]
+        for job in later:
+            writer.submit(job)  # the thread is inside fdatasync: queued, not woken
+        assert reported == [], "a job was reported while the fdatasync of its round had not returned"
+        release.set()
+        for _ in range(4):
+            assert done.acquire(timeout=WAIT_S)
+    finally:
+        release.set()
+        writer.stop()
+
+    assert len(reported) == 4
+    for job, durable_end in reported:
+        assert isinstance(job.outcome, AppendResult)
+        assert job.outcome.last_offset < durable_end, f"{job.outcome} reported with only {durable_end} durable"
+    assert len(durable) == 2  # the three later jobs shared one group commit

@@ -22,15 +22,20 @@ was queued, and `submit` refuses new ones: a restart and recovery are needed.
 
 Completion: `on_round` is called from this thread once per round with every (job, result or error); the broker
 hands that to its event loop in one `call_soon_threadsafe`.
+
+Hand-off: `submit` appends to a deque (no lock: deque appends and pops are atomic) and wakes the thread only when
+it sleeps for want of work; while a round writes or syncs, appends queue up and cost no wake-up at all. The thread
+takes everything queued without a lock per job. (It was a `queue.Queue`: a mutex and a condition notify per append
+on the event loop, and one per job again on this thread.)
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +76,10 @@ class LogWriter:
         self.on_round = on_round
         self.fsync_interval_s = fsync_interval_s
         self.observe_fsync = observe_fsync or (lambda _s: None)
-        self._queue: queue.Queue[AppendJob | None] = queue.Queue(maxsize=queue_max)
+        self._queue_max = queue_max
+        self._jobs: deque[AppendJob | None] = deque()  # None: stop once the jobs before it are done
+        self._wake = threading.Event()
+        self._sleeping = False  # the thread waits (or is about to) on `_wake`: a submit must set it
         self._thread = threading.Thread(target=self._run, name="goqueue-writer", daemon=True)
         self._dirty: set[PartitionLog] = set()
         self._last_sync = time.monotonic()
@@ -85,20 +93,40 @@ class LogWriter:
         """Queue a job; raises Overloaded when the bounded queue is full (the caller answers 503, retriable)."""
         if self.failure is not None:
             raise StorageError(f"the writer thread died: {self.failure!r}")
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise Overloaded("the write queue is full; retry with back-off") from None
+        if len(self._jobs) >= self._queue_max:
+            raise Overloaded("the write queue is full; retry with back-off")
+        self._put(job)
+
+    def _put(self, job: AppendJob | None) -> None:
+        # Append first, then look whether the thread sleeps: it sets `_sleeping` before its last look at the deque,
+        # so either it sees this job or this sees it asleep (and the event, cleared before, wakes it).
+        self._jobs.append(job)
+        if self._sleeping:
+            self._wake.set()
 
     def stop(self) -> None:
         """Finish queued jobs, sync, and stop the thread."""
         if self._thread.is_alive():
-            self._queue.put(None)
+            self._put(None)
             self._thread.join()
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._jobs)
+
+    def _wait_for_jobs(self, timeout: float | None) -> bool:
+        """Sleep until a job is queued (True) or `timeout` passes with none (False)."""
+        while not self._jobs:
+            self._wake.clear()
+            self._sleeping = True
+            if self._jobs:  # queued between the look above and `_sleeping`: its submit did not wake us
+                self._sleeping = False
+                break
+            woken = self._wake.wait(timeout)
+            self._sleeping = False
+            if not woken and not self._jobs:
+                return False
+        return True
 
     # -- thread ----------------------------------------------------------------------------------------------
 
@@ -106,24 +134,18 @@ class LogWriter:
         try:
             while True:
                 timeout = self.fsync_interval_s if (self._dirty and self.policy is FsyncPolicy.INTERVAL) else None
-                try:
-                    first = self._queue.get(timeout=timeout)
-                except queue.Empty:
+                if not self._wait_for_jobs(timeout):
                     self._sync_dirty()
                     continue
                 jobs: list[AppendJob] = []
-                stopping = first is None
-                if first is not None:
-                    jobs.append(first)
-                while len(jobs) < MAX_JOBS_PER_ROUND and not stopping:
-                    try:
-                        job = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
+                stopping = False
+                queued = self._jobs
+                while queued and len(jobs) < MAX_JOBS_PER_ROUND:
+                    job = queued.popleft()
                     if job is None:
                         stopping = True
-                    else:
-                        jobs.append(job)
+                        break
+                    jobs.append(job)
                 if jobs:
                     self._round(jobs)
                 if stopping:
@@ -139,11 +161,8 @@ class LogWriter:
         """A dying writer fails the round it was in and everything queued, so no caller waits forever."""
         error = StorageError(f"the writer thread died: {exc!r}")
         jobs = self._round_jobs
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        while self._jobs:
+            job = self._jobs.popleft()
             if job is not None:
                 jobs.append(job)
         for job in jobs:
