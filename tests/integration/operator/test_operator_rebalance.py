@@ -1,6 +1,7 @@
 """Replica reassignment through the operator on a real 3-broker cluster (issue 16): a GoQueueRebalance proposes,
 waits for approval, executes and goes Ready with the replicas balanced; an operator SIGKILLed mid-move resumes
-from the brokers' progress without planning or executing again; a broker SIGKILLed mid-copy under acks=all load
+from the brokers' progress without planning or executing again; a proposal made stale behind its back is refused by
+the brokers and proposed again; stop sends the moving partitions back; a broker SIGKILLed mid-copy under acks=all load
 loses no acknowledged record and the ISR never drops below min.insync.replicas; a GoQueueTopic's
 replicationFactor goes 1 → 3 → 2 and one above the broker count is refused with the reason.
 
@@ -196,6 +197,62 @@ def test_an_operator_killed_mid_move_resumes_from_the_brokers_progress(
     assert not {"RebalanceStarted", "ProposalReady"} & set(resumed), resumed
     assert [len(r) for r in replicas(admin, "heavy")] == [2]
     assert admin.describe_topic("heavy").replication_factor == 2
+
+
+def test_a_stale_proposal_is_refused_by_the_brokers_and_proposed_again(
+    operator: OperatorProcess, kubectl: Kubectl, goqueue_cluster: RunningCluster, admin: GoQueueClient,
+) -> None:
+    """The partition changes between the proposal and its approval: the brokers refuse the move (its version is
+    stale), the operator says so (StaleProposal, a Warning with the fix) and proposes again; approved, that runs."""
+    ns = goqueue_cluster.namespace
+    admin.create_topic(TopicCreate(name="drifting", partitions=1, replication_factor=1))
+    apply(kubectl, ns, rebalance_manifest("widen-drifting", goals={"replicationFactors": {"drifting": 2}}))
+    first = wait_phase(kubectl, ns, "widen-drifting", "ProposalReady")["status"]["proposal"]
+    (placed,) = replicas(admin, "drifting")
+    behind_its_back = admin.plan_reassignment(ReassignmentGoals(drain_brokers=placed))
+    assert admin.execute_reassignment([m for m in behind_its_back.moves if m.topic == "drifting"]).started == 1
+    wait_until(lambda: admin.reassignment_progress().done and replicas(admin, "drifting") != [placed], 60,
+               message=f"drifting moved off broker {placed} behind the proposal's back")
+
+    kubectl("annotate", "goqueuerebalance", "widen-drifting", "-n", ns, "goqueue.io/rebalance=approve")
+    stale = wait_until(lambda: (r := get(kubectl, ns, "goqueuerebalance", "widen-drifting")) is not None
+                       and condition(r, "Ready").get("reason") == "StaleProposal" and r, WAIT_S, interval_s=0.3,
+                       message="StaleProposal")
+    assert stale["status"]["phase"] == "ProposalReady"
+    assert stale["status"]["proposal"]["partitions"][0]["version"] > first["partitions"][0]["version"]
+    assert "refused or sent back" in condition(stale, "Ready")["message"]
+    wait_events(kubectl, ns, "widen-drifting", "StaleProposal")
+    (warning,) = [e for e in events(kubectl, ns, "widen-drifting") if e["reason"] == "StaleProposal"]
+    assert warning["type"] == "Warning"
+    assert "Fix: partitions changed since the proposal" in warning["message"]
+    assert admin.reassignment_progress().done  # the new proposal waits for its own approval
+
+    kubectl("annotate", "goqueuerebalance", "widen-drifting", "-n", ns, "goqueue.io/rebalance=approve")
+    wait_phase(kubectl, ns, "widen-drifting", "Ready")
+    assert [len(r) for r in replicas(admin, "drifting")] == [2]
+
+
+def test_stop_sends_the_moving_partitions_back(
+    operator: OperatorProcess, kubectl: Kubectl, goqueue_cluster: RunningCluster, admin: GoQueueClient,
+) -> None:
+    ns = goqueue_cluster.namespace
+    create_loaded_topic(admin, goqueue_cluster, "halted", rf=1, min_insync=1)
+    (before,) = replicas(admin, "halted")
+    apply(kubectl, ns, rebalance_manifest("widen-halted", goals={"replicationFactors": {"halted": 3}},
+                                          throttleBytesPerSecond=THROTTLE // 2, approved=True))
+    wait_until(lambda: (r := get(kubectl, ns, "goqueuerebalance", "widen-halted")) is not None
+               and ((r.get("status") or {}).get("progress") or {}).get("executed"), WAIT_S, interval_s=0.2,
+               message="executed")
+    assert not admin.reassignment_progress().done, "the move finished before it could be stopped"
+    kubectl("annotate", "goqueuerebalance", "widen-halted", "-n", ns, "goqueue.io/rebalance=stop")
+    stopped = wait_phase(kubectl, ns, "widen-halted", "Stopped")
+    assert condition(stopped, "Ready")["reason"] == "Stopped"
+    assert "1 moving partitions sent back" in condition(stopped, "Ready")["message"]
+    assert "goqueue.io/rebalance" not in (stopped["metadata"].get("annotations") or {})
+    wait_until(lambda: admin.reassignment_progress().done, 30, message="nothing moves after the stop")
+    assert replicas(admin, "halted") == [before]
+    assert admin.reassignment_progress().throttle is None  # gone with the last move
+    wait_events(kubectl, ns, "widen-halted", "RebalanceStopped")
 
 
 def test_a_broker_killed_mid_copy_under_acks_all_load_loses_nothing_and_min_isr_holds(
