@@ -57,7 +57,8 @@ AT_TARGET = {("orders", 0): (1, 2), ("orders", 1): (2, 0)}
 # -- proposal and approval -------------------------------------------------------------------------------------------
 
 def test_a_new_rebalance_asks_for_a_proposal() -> None:
-    assert step().kind is StepKind.PROPOSE
+    new = step()
+    assert (new.kind, new.reason) == (StepKind.PROPOSE, "ProposalPending")
 
 
 def test_nothing_moves_until_approved() -> None:
