@@ -53,6 +53,7 @@ class PodFacts:
     tls: bool = False  # its client listeners speak TLS: it is called over https (pki/, resources/tls.py)
     internal_tls: bool = False  # its internal listener speaks TLS
     certificate: bool = False  # it is given a certificate and the CA (whichever listeners use them)
+    requires_client_certificate: bool = False  # GOQUEUE_TLS_CLIENTAUTH=required: callers must show a certificate
 
     @classmethod
     def of(cls, pod: Mapping[str, Any]) -> PodFacts | None:
@@ -68,7 +69,8 @@ class PodFacts:
                    ready=bool(ready and ready.get("status") == "True") and not meta.get("deletionTimestamp"),
                    deleting=bool(meta.get("deletionTimestamp")), revision=pod_labels.get(labels.REVISION_HASH),
                    version=pod_labels.get(labels.VERSION), tls="http" in listeners,
-                   internal_tls="internal" in listeners, certificate=TLS_CERT_ENV in _tls_env(pod))
+                   internal_tls="internal" in listeners, certificate=TLS_CERT_ENV in _tls_env(pod),
+                   requires_client_certificate=_tls_env(pod).get("GOQUEUE_TLS_CLIENTAUTH") == "required")
 
 
 @dataclass(frozen=True)

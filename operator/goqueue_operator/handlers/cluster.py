@@ -122,7 +122,7 @@ async def _reconcile(ctx: OperatorContext, cluster: ClusterView) -> None:
     tls = await reconcile_tls(ctx.kube, cluster, about, now, brokers_serve_tls=any(p.tls for p in observation.pods))
     admin = admin_for(ctx, cluster, observation, tls,
                       await operator_credentials(ctx.kube, cluster.namespace, cluster.name),
-                      await operator_identity(ctx.kube, cluster, now))
+                      await operator_identity(ctx.kube, cluster, observation.pods, now))
     try:
         leader, leader_error = await _leader(admin)
         resize_view = resize_view_for(cluster, observation)

@@ -119,7 +119,7 @@ async def find_broker(ctx: OperatorContext, namespace: str, cluster_name: str) -
     except SpecError as exc:
         return BrokerTarget(None, "ClusterInvalid", f"GoQueueCluster {cluster_name} does not parse: {exc}")
     verify = broker_tls(view, ready[0], await read_trust(ctx.kube, view),
-                        await operator_identity(ctx.kube, view, datetime.now(UTC))) if ready[0].tls else None
+                        await operator_identity(ctx.kube, view, ready, datetime.now(UTC))) if ready[0].tls else None
     return BrokerTarget(broker_url(ready[0].ip or "", ports.HTTP_PORT, tls=ready[0].tls), tls=verify,
                         credentials=await operator_credentials(ctx.kube, namespace, cluster_name))
 

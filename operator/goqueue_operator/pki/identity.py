@@ -10,9 +10,11 @@ so the operator's pooled clients (keyed by how they verify and identify) are reu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from goqueue_operator.kube import Kube
+from goqueue_operator.observed import PodFacts
 from goqueue_operator.pki.certs import KeyPair, read_certificate
 from goqueue_operator.pki.material import read_material
 from goqueue_operator.resources.names import child_name
@@ -26,14 +28,19 @@ RENEW_BEFORE = timedelta(days=1)
 _issued: dict[tuple[str, str], tuple[bytes, KeyPair, datetime]] = {}  # (ns, cluster) → (signing CA, pair, notAfter)
 
 
-def needs_identity(cluster: ClusterView) -> bool:
+def needs_identity(cluster: ClusterView, pods: Iterable[PodFacts]) -> bool:
+    """The spec asks brokers to require client certificates, or a broker still running does (`required` being turned
+    off: until the roll replaces it, the operator's calls to it need the certificate)."""
     tls = cluster.spec.tls
-    return tls.enabled and tls.client_auth == "required" and tls.issuer == "SelfSigned"
+    if tls.issuer != "SelfSigned":
+        return False
+    return (tls.enabled and tls.client_auth == "required") or any(p.requires_client_certificate for p in pods)
 
 
-async def operator_identity(kube: Kube, cluster: ClusterView, now: datetime) -> tuple[bytes, bytes] | None:
+async def operator_identity(kube: Kube, cluster: ClusterView, pods: Iterable[PodFacts],
+                            now: datetime) -> tuple[bytes, bytes] | None:
     """(certificate, key) to present to this cluster's brokers; None when they require none or no CA exists yet."""
-    if not needs_identity(cluster):
+    if not needs_identity(cluster, pods):
         return None
     ns = cluster.namespace
     material = read_material(await kube.get("Secret", ns, child_name(cluster.name, "cluster-ca")),

@@ -404,3 +404,19 @@ def test_certificates_of_a_cert_manager_issuer_name_no_principal() -> None:
     env = {e["name"]: e.get("value") for e in container_of(template)["env"]}
     assert env["GOQUEUE_TLS_CAFILE"] == "/var/run/goqueue/tls/ca.crt"
     assert "GOQUEUE_TLS_CLIENTCAFILE" not in env
+
+
+def test_the_operator_shows_its_certificate_while_any_broker_still_requires_one() -> None:
+    """Turning `clientAuth: required` off (or TLS down to the internal listener) must not lock the operator out of
+    the brokers the roll has not replaced yet: it keeps presenting its certificate until none requires it."""
+    from goqueue_operator.pki.identity import needs_identity
+
+    required = cluster(clientAuth="required")
+    old = [pod_from(build_pod_template(required, 3, TlsPhase.ON), i) for i in range(3)]
+    assert all(p.requires_client_certificate for p in old)
+    assert needs_identity(required, [])
+    for relaxed in (cluster(clientAuth="requested"), cluster(enabled=False)):
+        assert needs_identity(relaxed, [pod_from(build_pod_template(relaxed, 3, TlsPhase.of(relaxed)), 0), *old[1:]])
+        rolled = [pod_from(build_pod_template(relaxed, 3, TlsPhase.of(relaxed)), i) for i in range(3)]
+        assert not needs_identity(relaxed, rolled)
+    assert not needs_identity(cluster(issuer="CertManager", issuerRef={"name": "corp"}), old)
