@@ -12,8 +12,9 @@ What it measures (issue 2, item 9), all with 100-byte records and fsync=always (
 
 Usage: python bench/produce_consume.py [--seconds 5] [--clients 3] [--skip-redis] [--skip-grpc]
 Each client is a process with 4 requests in flight; Redis gets the same number of connections. Each produce row also
-prints the broker's CPU time per request (user + system over the row, from /proc): on a shared machine the rate
-moves with the neighbours' load, the CPU a request costs much less.
+prints the CPU time per request of the broker (user + system over the row, from /proc) and of the client processes
+(their own CPU while producing, not their start-up): on a shared machine the rate moves with the neighbours' load,
+the CPU a request costs much less, and the clients share the broker's cores.
 Prints a table; copy it into docs/PERFORMANCE.md with the date and the command.
 """
 
@@ -115,7 +116,15 @@ async def _closed_loop_tasks(send: Callable[[], Any], batch: int, seconds: float
     return len(latencies) * batch, latencies
 
 
-def _http_worker(url: str, partition: int, batch: int, seconds: float, binary: bool) -> tuple[int, list[float]]:
+def _timed(run: Callable[[], tuple[int, list[float]]]) -> tuple[int, list[float], float]:
+    """A worker's (records, latencies) and the CPU time its process spent producing them (not its imports)."""
+    started = time.process_time()
+    count, latencies = run()
+    return count, latencies, time.process_time() - started
+
+
+def _http_worker(url: str, partition: int, batch: int, seconds: float,
+                 binary: bool) -> tuple[int, list[float], float]:
     json_body = json.dumps({"records": [{"value": RECORD.decode()}] * batch, "partition": partition}).encode()
     records = [(None, RECORD, [])] * batch
 
@@ -132,10 +141,11 @@ def _http_worker(url: str, partition: int, batch: int, seconds: float, binary: b
                 response.raise_for_status()
             return await _closed_loop_tasks(send, batch, seconds)
 
-    return asyncio.run(run())
+    return _timed(lambda: asyncio.run(run()))
 
 
-def _grpc_worker(target: str, partition: int, batch: int, seconds: float, binary: bool) -> tuple[int, list[float]]:
+def _grpc_worker(target: str, partition: int, batch: int, seconds: float,
+                 binary: bool) -> tuple[int, list[float], float]:
     from goqueue.client.grpc_client import GrpcClient
     from goqueue.records import RecordIn
 
@@ -152,7 +162,7 @@ def _grpc_worker(target: str, partition: int, batch: int, seconds: float, binary
                     await client.produce(TOPIC, records, partition=partition)
             return await _closed_loop_tasks(send, batch, seconds)
 
-    return asyncio.run(run())
+    return _timed(lambda: asyncio.run(run()))
 
 
 def _use_topic(topic: str) -> None:
@@ -160,16 +170,20 @@ def _use_topic(topic: str) -> None:
     TOPIC = topic
 
 
-def closed_loop(worker: Callable[..., tuple[int, list[float]]], clients: int, target: str | list[str], batch: int,
-                seconds: float, *extra: object) -> tuple[float, float]:
+CLIENT_CPU_S = [0.0]  # the CPU time the last closed_loop's client processes spent producing (`_timed`)
+
+
+def closed_loop(worker: Callable[..., tuple[int, list[float], float]], clients: int, target: str | list[str],
+                batch: int, seconds: float, *extra: object) -> tuple[float, float]:
     """Records/s over all clients (client i on partition i % 4, through target i when given a list per partition),
-    and the closed loop's p99 latency in seconds."""
+    and the closed loop's p99 latency in seconds; the clients' CPU time is left in CLIENT_CPU_S[0]."""
     targets = [target] if isinstance(target, str) else target
     # Spawned children import this module afresh: TOPIC as the caller set it must be handed to them.
     with mp.get_context("spawn").Pool(clients, initializer=_use_topic, initargs=(TOPIC,)) as pool:
         results = pool.starmap(worker, [(targets[i % len(targets)], i % 4, batch, seconds, *extra)
                                         for i in range(clients)])
     total = sum(r[0] for r in results)
+    CLIENT_CPU_S[0] = sum(r[2] for r in results)
     latencies = sorted(x for r in results for x in r[1])
     return total / seconds, latencies[int(len(latencies) * 0.99)] if latencies else 0.0
 
@@ -331,10 +345,12 @@ def main() -> None:
                 target = grpc_target if worker is _grpc_worker else broker.url
                 cpu_before = broker.cpu_seconds()
                 rate, p99 = closed_loop(worker, args.clients, target, batch, args.seconds, *extra)
-                per_request = (broker.cpu_seconds() - cpu_before) / max(rate * args.seconds / batch, 1)
+                requests = max(rate * args.seconds / batch, 1)
+                per_request = (broker.cpu_seconds() - cpu_before) / requests
                 rows.append((f"produce {name}, batch {batch}", f"{rate:>12,.0f} rec/s  (closed-loop p99 "
-                                                               f"{p99 * 1000:.1f} ms, broker CPU "
-                                                               f"{per_request * 1e6:,.0f} µs/request)"))
+                                                               f"{p99 * 1000:.1f} ms, CPU per request: broker "
+                                                               f"{per_request * 1e6:,.0f} µs, clients "
+                                                               f"{CLIENT_CPU_S[0] / requests * 1e6:,.0f} µs)"))
                 print(f"{rows[-1][0]:<40} {rows[-1][1]}", flush=True)
             if not args.skip_redis:
                 redis = redis_reference(root, batch, args.clients * CONCURRENCY, 200_000 if batch > 1 else 20_000)
