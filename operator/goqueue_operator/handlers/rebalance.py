@@ -18,7 +18,7 @@ from goqueue_operator import GROUP, VERSION
 from goqueue_operator.context import OperatorContext, context_of
 from goqueue_operator.handlers.reconciler import find_broker, previous_conditions, translate
 from goqueue_operator.kube import JSON, KubeError, NamespaceTerminating, ObjectRef
-from goqueue_operator.rebalance.execute import Outcome, observe, perform
+from goqueue_operator.rebalance.execute import Outcome, consumed_first, observe, perform
 from goqueue_operator.rebalance.plan import Phase, StepKind, next_rebalance_step, ready_condition
 from goqueue_operator.rebalance.view import REBALANCE_ANNOTATION, RebalanceView
 from goqueue_operator.settings import OperatorSettings
@@ -63,7 +63,7 @@ async def _reconcile(ctx: OperatorContext, body: JSON) -> None:
         if first.consume_annotation:
             await _remove_annotation(ctx, view)
         if view.meta.generation != (body.get("status") or {}).get("observedGeneration"):
-            outcome = await perform(first, view, None, None, now, _no_persist)
+            outcome = await perform(first, view, None, None, now, _no_persist, _no_consume)
             await _write(ctx, body, view.meta, outcome.phase, outcome.ready, {}, now, about)
         return
     target = await find_broker(ctx, view.meta.namespace, view.cluster_name)
@@ -78,13 +78,16 @@ async def _reconcile(ctx: OperatorContext, body: JSON) -> None:
     async def persist(fragment: JSON) -> None:
         await ctx.kube.patch_status(KIND, view.meta.namespace, view.meta.name, fragment)
 
+    async def consume() -> None:
+        await _remove_annotation(ctx, view)
+
     for _ in range(STEPS_PER_RECONCILE):
         try:
             observed = None
             if view.record.phase == Phase.REBALANCING and view.record.proposal is not None:
                 observed = await observe(client, view.record.proposal)  # the brokers' word, every time
             step = next_rebalance_step(view, observed)
-            outcome = await perform(step, view, client, observed, now, persist)
+            outcome = await perform(step, view, client, observed, now, persist, consume)
         except GoQueueError as exc:
             ready, retry = translate(exc)
             phase = Phase.REBALANCING if view.record.phase == Phase.REBALANCING else Phase.NOT_READY
@@ -95,7 +98,8 @@ async def _reconcile(ctx: OperatorContext, body: JSON) -> None:
             return
         body = await _apply(ctx, body, view, outcome, now, about)
         if step.consume_annotation:
-            await _remove_annotation(ctx, view)
+            if not consumed_first(step, view):  # a stop: removed once acted on
+                await _remove_annotation(ctx, view)
             body = {**body, "metadata": {**body["metadata"], "annotations": {
                 k: v for k, v in (body["metadata"].get("annotations") or {}).items() if k != REBALANCE_ANNOTATION}}}
         view = RebalanceView.from_body(body)
@@ -105,6 +109,10 @@ async def _reconcile(ctx: OperatorContext, body: JSON) -> None:
 
 async def _no_persist(_: JSON) -> None:
     raise AssertionError("a waiting step persists nothing")
+
+
+async def _no_consume() -> None:
+    """The waiting steps' annotation is removed by the handler (IDLE: a moot approve or stop)."""
 
 
 async def _remove_annotation(ctx: OperatorContext, view: RebalanceView) -> None:

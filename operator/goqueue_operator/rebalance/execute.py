@@ -35,6 +35,7 @@ from goqueue_operator.status.conditions import Condition, timestamp
 
 JSON = dict[str, Any]
 Persist = Callable[[JSON], Awaitable[None]]
+Consume = Callable[[], Awaitable[None]]  # removes the goqueue.io/rebalance annotation
 
 
 @dataclass
@@ -67,14 +68,27 @@ async def _describe(client: GoQueueClient, topic: str) -> TopicInfo | None:
         return None
 
 
+def consumed_first(step: RebalanceStep, view: RebalanceView) -> bool:
+    """An approve or refresh the step consumes is removed before it acts: a crash after the step recorded its phase
+    then loses the approval (approve again) rather than leaving it to approve a later, unreviewed proposal. A stop
+    is removed after (sending back twice is harmless; a stop lost would let the moves run)."""
+    return step.consume_annotation and view.action != "stop"
+
+
 async def perform(step: RebalanceStep, view: RebalanceView, client: GoQueueClient | None,
-                  observed: Observed | None, now: datetime, persist: Persist) -> Outcome:
-    """`client` None: only for the steps that ask the brokers nothing (Await, Idle)."""
+                  observed: Observed | None, now: datetime, persist: Persist, consume: Consume) -> Outcome:
+    """`client` None: only for the steps that ask the brokers nothing (Await, Idle, Stop before Rebalancing).
+    `consume` is called first when `consumed_first`; otherwise removing the annotation is the caller's."""
+    if consumed_first(step, view):
+        await consume()
     if step.kind is StepKind.AWAIT:
         return Outcome(Phase.PROPOSAL_READY, _keep_reason(view, Phase.PROPOSAL_READY, step))
     if step.kind is StepKind.IDLE:
         phase = Phase(view.record.phase or Phase.READY)  # Ready or Stopped stays as it is
         return Outcome(phase, _keep_reason(view, phase, step))
+    if step.kind is StepKind.STOP and view.record.phase != Phase.REBALANCING:  # a proposal dropped: none moves
+        return Outcome(Phase.STOPPED, ready_condition(Phase.STOPPED, step.reason, step.message), {},
+                       [("RebalanceStopped", step.message, False)])
     assert client is not None
     if step.kind is StepKind.PROPOSE:
         return await _propose(step, view, client, now)

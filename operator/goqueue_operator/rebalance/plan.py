@@ -10,7 +10,9 @@ The life of a rebalance (Strimzi's KafkaRebalance states):
   starts from and the partition version it saw. It is kept in status, and approving executes exactly it.
 * Approval: `spec.approved: true` (every proposal, as soon as it is ready) or the annotation
   `goqueue.io/rebalance=approve` (this proposal, once). `stop` sends the partitions still moving back; `refresh`
-  makes a new proposal. An annotation is removed once acted on.
+  makes a new proposal. An annotation is removed once acted on; an `approve` is removed before the phase
+  Rebalancing is recorded (a crash in between loses the approval, never grants one to a later proposal). While
+  Rebalancing an `approve` or `refresh` is moot and removed; a `stop` on a proposal not yet approved drops it.
 * The moves are the brokers' replicated metadata, driven to completion by their controller; the operator only
   reads where each partition is. So progress is computed from the brokers on every reconcile, never accumulated,
   and a restarted operator resumes from what the brokers say. The one thing it records before acting is the
@@ -124,23 +126,29 @@ def next_rebalance_step(view: RebalanceView, observed: Observed | None) -> Rebal
         if action == "stop":
             return RebalanceStep(StepKind.STOP, "Stopped", "stopped by the goqueue.io/rebalance=stop annotation",
                                  consume_annotation=True)
+        # An approve or refresh is moot while the moves run: consumed, so a left-over approve can never approve the
+        # re-proposal (StaleProposal, GoalsChanged) that nobody has reviewed yet.
+        moot = action in ("approve", "refresh")
         if record.progress is None or not record.progress.executed:
             # Recorded Rebalancing, then the operator stopped before the brokers answered: execute again
             # (compare-and-set on each partition version: a move already begun is refused, never applied twice).
-            return RebalanceStep(StepKind.EXECUTE, "Rebalancing", "resuming: executing the approved proposal")
+            return RebalanceStep(StepKind.EXECUTE, "Rebalancing", "resuming: executing the approved proposal",
+                                 consume_annotation=moot)
         tracked = track(proposal.partitions, observed or Observed())
         if tracked.moving:
-            return RebalanceStep(StepKind.TRACK, "Rebalancing", progress_message(tracked), tracked)
+            return RebalanceStep(StepKind.TRACK, "Rebalancing", progress_message(tracked), tracked,
+                                 consume_annotation=moot)
         if tracked.lost:
             return RebalanceStep(StepKind.PROPOSE, "StaleProposal", (
                 f"{len(tracked.lost)} of {tracked.total} moves were refused or sent back (their partitions changed "
                 f"since the proposal: {_names(tracked.lost)}); {len(tracked.done)} completed; proposing again"),
-                tracked)
+                tracked, consume_annotation=moot)
         if not fresh:
             return RebalanceStep(StepKind.PROPOSE, "GoalsChanged", "the proposal completed; the goals changed "
-                                 "meanwhile: proposing again", tracked)
+                                 "meanwhile: proposing again", tracked, consume_annotation=moot)
         return RebalanceStep(StepKind.COMPLETE, "RebalanceComplete",
-                             f"{tracked.total} moves completed ({_bytes(tracked.bytes_to_copy)} copied)", tracked)
+                             f"{tracked.total} moves completed ({_bytes(tracked.bytes_to_copy)} copied)", tracked,
+                             consume_annotation=moot)
     if action == "refresh":
         return RebalanceStep(StepKind.PROPOSE, "ProposalPending", "refresh requested", consume_annotation=True)
     if proposal is None or record.phase in (None, Phase.PROPOSAL_PENDING, Phase.NOT_READY):
@@ -148,6 +156,9 @@ def next_rebalance_step(view: RebalanceView, observed: Observed | None) -> Rebal
     if not fresh:
         return RebalanceStep(StepKind.PROPOSE, "GoalsChanged", "the goals or the throttle changed: proposing again")
     if record.phase == Phase.PROPOSAL_READY:
+        if action == "stop":  # the proposal is dropped before it runs (kept, it would cancel a later approved run)
+            return RebalanceStep(StepKind.STOP, "Stopped", "stopped by the goqueue.io/rebalance=stop annotation "
+                                 "before the proposal was approved: nothing moved", consume_annotation=True)
         if view.spec.approved or action == "approve":
             how = "spec.approved" if view.spec.approved else "the goqueue.io/rebalance=approve annotation"
             return RebalanceStep(StepKind.EXECUTE, "Rebalancing", f"approved by {how}",

@@ -3,11 +3,21 @@ without Kubernetes or brokers: what happens next for each phase, annotation and 
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from goqueue.models import PartitionReassignment
+from goqueue.errors import TopicNotFound
+from goqueue.models import (
+    PartitionReassignment,
+    ReassignmentPlan,
+    ReassignmentProgress,
+    ReassignmentStarted,
+    TopicInfo,
+)
+from goqueue_operator.rebalance.execute import consumed_first, perform
 from goqueue_operator.rebalance.plan import (
     Observed,
     Phase,
@@ -49,6 +59,21 @@ def body(phase: str | None = None, *, approved: bool = False, annotation: str | 
 
 def step(phase: str | None = None, observed: Observed | None = None, **kwargs: Any) -> Any:
     return next_rebalance_step(RebalanceView.from_body(body(phase, **kwargs)), observed)
+
+
+def view_of(phase: str | None = None, **kwargs: Any) -> RebalanceView:
+    return RebalanceView.from_body(body(phase, **kwargs))
+
+
+async def refuse_persist(_: dict[str, Any]) -> None:
+    raise AssertionError("nothing to persist")
+
+
+async def no_consume() -> None:
+    return None
+
+
+NOW = datetime(2026, 12, 6, 16, 0, tzinfo=UTC)
 
 
 AT_TARGET = {("orders", 0): (1, 2), ("orders", 1): (2, 0)}
@@ -145,10 +170,103 @@ def test_goals_changed_mid_rebalance_wait_for_the_moves_then_propose() -> None:
     assert (after.kind, after.reason) == (StepKind.PROPOSE, "GoalsChanged")
 
 
-def test_stop_cancels_only_while_rebalancing() -> None:
+def test_stop_cancels_while_rebalancing() -> None:
     stopping = step("Rebalancing", Observed(moving={("orders", 0): (1, 2)}), executed=True, annotation="stop")
     assert (stopping.kind, stopping.consume_annotation) == (StepKind.STOP, True)
-    assert step("ProposalReady", annotation="stop").kind is StepKind.AWAIT  # nothing runs: kept until it does
+
+
+@pytest.mark.parametrize("approved", [False, True])
+def test_stop_on_a_proposal_not_yet_running_drops_it_and_is_consumed(approved: bool) -> None:
+    """Kept, a stop set while the proposal awaits approval would cancel the run a later spec.approved starts."""
+    stopping = step("ProposalReady", annotation="stop", approved=approved)
+    assert (stopping.kind, stopping.consume_annotation) == (StepKind.STOP, True)
+    outcome = asyncio.run(perform(stopping, view_of("ProposalReady", annotation="stop"), None, None, NOW,
+                                  refuse_persist, no_consume))  # no brokers asked: nothing runs
+    assert (outcome.phase, outcome.ready.reason, outcome.ready.status) == (Phase.STOPPED, "Stopped", False)
+    assert [reason for reason, _, _ in outcome.events] == ["RebalanceStopped"]
+    assert outcome.status == {}  # no progress of a run that never was
+
+
+@pytest.mark.parametrize("annotation", ["approve", "refresh"])
+@pytest.mark.parametrize(("observed", "executed", "kind"), [
+    (None, False, StepKind.EXECUTE),
+    (Observed(moving={("orders", 0): (1, 2)}, replicas={("orders", 1): (2, 0)}), True, StepKind.TRACK),
+    (Observed(replicas={("orders", 0): (1, 2), ("orders", 1): (1, 2)}), True, StepKind.PROPOSE),  # StaleProposal
+    (Observed(replicas=AT_TARGET), True, StepKind.COMPLETE),
+])
+def test_an_approve_or_refresh_while_rebalancing_is_moot_and_consumed(
+        annotation: str, observed: Observed | None, executed: bool, kind: StepKind) -> None:
+    """Left in place, an approve sent while the moves run would approve the re-proposal nobody has reviewed."""
+    running = step("Rebalancing", observed, executed=executed, annotation=annotation)
+    assert (running.kind, running.consume_annotation) == (kind, True)
+    changed = step("Rebalancing", Observed(replicas=AT_TARGET), executed=True, annotation=annotation,
+                   proposed_for={"goals": {"drainBrokers": [1]}})
+    assert (changed.reason, changed.consume_annotation) == ("GoalsChanged", True)
+
+
+class Recorder:
+    """A client double for perform(): every call in order, the annotation's removal and the status writes too."""
+
+    def __init__(self, crash_on_persist: bool = False) -> None:
+        self.calls: list[str] = []
+        self.crash_on_persist = crash_on_persist
+
+    async def consume(self) -> None:
+        self.calls.append("remove annotation")
+
+    async def persist(self, fragment: dict[str, Any]) -> None:
+        self.calls.append(f"persist {fragment.get('phase')}")
+        if self.crash_on_persist:
+            raise RuntimeError("the operator died here")
+
+    def plan_reassignment(self, goals: Any) -> ReassignmentPlan:
+        self.calls.append("plan")
+        return ReassignmentPlan.model_validate({"moves": MOVES, "bytesToCopy": 150})
+
+    def execute_reassignment(self, moves: Any, throttle: int | None = None) -> ReassignmentStarted:
+        self.calls.append("execute")
+        return ReassignmentStarted(started=len(moves))
+
+    def reassignment_progress(self) -> ReassignmentProgress:
+        return ReassignmentProgress(done=True, partitions=[])
+
+    def describe_topic(self, name: str) -> TopicInfo:
+        raise TopicNotFound(f"{name} is not here")
+
+
+def test_an_approval_is_removed_before_rebalancing_is_recorded() -> None:
+    """A crash between recording Rebalancing and removing the annotation must lose the approval (approve again),
+    never leave it to approve a later proposal."""
+    client = Recorder()
+    executing = step("ProposalReady", annotation="approve")
+    asyncio.run(perform(executing, view_of("ProposalReady", annotation="approve"), client, None, NOW,  # type: ignore[arg-type]
+                        client.persist, client.consume))
+    assert client.calls == ["remove annotation", "persist Rebalancing", "execute"]
+    crashing = Recorder(crash_on_persist=True)
+    with pytest.raises(RuntimeError):
+        asyncio.run(perform(executing, view_of("ProposalReady", annotation="approve"), crashing, None,  # type: ignore[arg-type]
+                            NOW, crashing.persist, crashing.consume))
+    assert crashing.calls == ["remove annotation", "persist Rebalancing"]
+    approved = Recorder()  # spec.approved: there is no annotation to remove
+    asyncio.run(perform(step("ProposalReady", approved=True), view_of("ProposalReady", approved=True),
+                        approved, None, NOW, approved.persist, approved.consume))  # type: ignore[arg-type]
+    assert approved.calls == ["persist Rebalancing", "execute"]
+
+
+def test_a_moot_approve_is_removed_before_the_re_proposal_is_made() -> None:
+    client = Recorder()
+    stale = Observed(replicas={("orders", 0): (1, 2), ("orders", 1): (1, 2)})
+    proposing = step("Rebalancing", stale, executed=True, annotation="approve")
+    view = view_of("Rebalancing", executed=True, annotation="approve")
+    outcome = asyncio.run(perform(proposing, view, client, stale, NOW, client.persist,  # type: ignore[arg-type]
+                                  client.consume))
+    assert client.calls == ["remove annotation", "plan"]
+    assert (outcome.phase, outcome.ready.reason) == (Phase.PROPOSAL_READY, "StaleProposal")
+
+
+def test_a_stop_is_removed_only_once_acted_on() -> None:
+    stopping = step("Rebalancing", Observed(moving={("orders", 0): (1, 2)}), executed=True, annotation="stop")
+    assert not consumed_first(stopping, view_of("Rebalancing", executed=True, annotation="stop"))
 
 
 def test_track_classifies_each_move() -> None:
