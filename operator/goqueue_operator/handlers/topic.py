@@ -27,7 +27,7 @@ from goqueue_operator.handlers.reconciler import (
     index_entry,
     reconcile,
 )
-from goqueue_operator.rebalance.topic_factor import REASON, factor_change
+from goqueue_operator.rebalance.topic_factor import REASON, factor_change, nothing_planned
 from goqueue_operator.settings import OperatorSettings
 from goqueue_operator.status.conditions import Condition
 from goqueue_operator.views import TopicView
@@ -54,6 +54,10 @@ async def _change_factor(view: TopicView, client: GoQueueClient, live: TopicInfo
     plan = await in_thread(lambda: client.plan_reassignment(ReassignmentGoals(
         replication_factor={name: wanted}, throttle=throttle)))
     moves = [m for m in plan.moves if m.topic == name]
+    if not moves:
+        none = nothing_planned(name, live.replication_factor, wanted,
+                               [len(p.replicas) for p in live.partition_details], plan.reasons)
+        return none.ready, none.status
     started = await in_thread(lambda: client.execute_reassignment(moves, throttle))
     actions.append((REASON, f"topic {name!r}: replication factor {live.replication_factor} → {wanted}: "
                     f"{started.started} of {len(moves)} partitions moving, {plan.bytes_to_copy} bytes to copy "

@@ -57,6 +57,11 @@ def remedy(subject: Subject, condition: Condition) -> str:
                           f"cert-manager says",
         "BrokersNotReady": f"see kubectl get pods -n {ns} -l app.kubernetes.io/instance={subject.name} and "
                            f"kubectl describe of the pods that are not Ready",
+        # GoQueueTopic (handlers/topic.py)
+        "ReplicationFactorNotPlanned": f"compare status.reassignment (kubectl get {ref} -o yaml) with the "
+                                       f"brokers' view (kubectl exec -n {ns} {cluster}-0 -- goqueue-cli topic "
+                                       f"describe <topic>); set spec.replicationFactor back to the topic's factor "
+                                       f"until they agree (retried on every drift check)",
         # GoQueueRebalance (handlers/rebalance.py)
         "StaleProposal": f"partitions changed since the proposal was made, so the brokers refused those moves; review "
                          f"the new proposal (kubectl get {ref} -o yaml) and approve it: kubectl annotate "
@@ -80,7 +85,7 @@ def warning_message(subject: Subject, condition: Condition) -> str:
 
 
 # Ready=False reasons that are a procedure running, not a failure (a Normal Event says what happens).
-IN_PROGRESS = frozenset({"ReplicationFactorChanging",  # GoQueueTopic
+IN_PROGRESS = frozenset({"ReplicationFactorChanging", "WaitingForReassignment",  # GoQueueTopic
                          # GoQueueRebalance: the steps of a rebalance (handlers/rebalance.py)
                          "ProposalPending", "GoalsChanged", "AwaitingApproval", "Rebalancing", "Stopped"})
 

@@ -17,6 +17,7 @@ from goqueue.models import (
     ReassignmentStarted,
     TopicInfo,
 )
+from goqueue_operator.handlers.topic import _change_factor
 from goqueue_operator.rebalance.execute import consumed_first, perform
 from goqueue_operator.rebalance.plan import (
     Observed,
@@ -31,7 +32,7 @@ from goqueue_operator.rebalance.topic_factor import factor_change
 from goqueue_operator.rebalance.view import ProposedMove, RebalanceView
 from goqueue_operator.status.patch import merge_patch
 from goqueue_operator.status.remedies import Subject, is_failure, warning_message
-from goqueue_operator.views import SpecError
+from goqueue_operator.views import SpecError, TopicView
 
 pytestmark = pytest.mark.unit
 
@@ -297,11 +298,71 @@ def moving(topic: str, partition: int, **extra: Any) -> PartitionReassignment:
                                  adding=[1, 2], removing=[], isr=[0], leader=0, copying=[1, 2], **extra)
 
 
-def test_a_factor_change_starts_when_none_of_the_topics_partitions_moves() -> None:
-    change = factor_change("orders", 1, 3, 4, [moving("other", 0)])
+def test_a_factor_change_starts_when_no_partition_of_the_cluster_moves() -> None:
+    change = factor_change("orders", 1, 3, 4, [])
     assert change.action == "start"
     assert change.ready.reason == "ReplicationFactorChanging"
     assert not is_failure(change.ready)  # Ready=False while it runs, but a Normal Event, not a Warning
+
+
+class TopicBrokers:
+    """A client double for the GoQueueTopic factor change: what moves on the cluster, what the planner answers."""
+
+    def __init__(self, moving: list[PartitionReassignment], planned: list[dict[str, Any]]) -> None:
+        self.moving, self.planned = moving, planned
+        self.calls: list[str] = []
+
+    def reassignment_progress(self) -> ReassignmentProgress:
+        return ReassignmentProgress(done=not self.moving, partitions=self.moving)
+
+    def plan_reassignment(self, goals: Any) -> ReassignmentPlan:
+        self.calls.append("plan")
+        return ReassignmentPlan.model_validate({"moves": self.planned, "bytesToCopy": 0})
+
+    def execute_reassignment(self, moves: Any, throttle: int | None = None) -> ReassignmentStarted:
+        self.calls.append(f"execute {len(moves)} throttle {throttle}")
+        return ReassignmentStarted(started=len(moves))
+
+
+def change_factor(brokers: TopicBrokers, live_replicas: list[list[int]]) -> tuple[Any, dict[str, Any], list[Any]]:
+    view = TopicView.from_body({"metadata": {"name": "orders", "namespace": "n", "uid": "u"},
+                                "spec": {"clusterRef": {"name": "goqueue"}, "replicationFactor": 3}})
+    details = [{"partition": i, "startOffset": 0, "endOffset": 0, "highWatermark": 0, "sizeBytes": 0, "segments": 1,
+                "replicas": r} for i, r in enumerate(live_replicas)]
+    live = TopicInfo.model_validate({"name": "orders", "partitions": len(live_replicas), "replicationFactor": 1,
+                                     "config": {}, "partitionDetails": details})
+    actions: list[Any] = []
+    ready, status = asyncio.run(_change_factor(view, brokers, live, 3, actions))  # type: ignore[arg-type]
+    return ready, status, actions
+
+
+def test_a_factor_change_waits_while_another_reassignment_runs_on_the_cluster() -> None:
+    """Starting would set the brokers' one replication throttle to the topic's (none here): a throttled
+    GoQueueRebalance's moves would run unthrottled. The change waits, as a step, not a failure."""
+    brokers = TopicBrokers([moving("payments", 0), moving("payments", 1)], [])
+    ready, status, actions = change_factor(brokers, [[0], [1]])
+    assert brokers.calls == []  # neither planned nor executed
+    assert (ready.status, ready.reason) == (False, "WaitingForReassignment")
+    assert "2 partitions of payments moving" in ready.message
+    assert not is_failure(ready)  # a Normal Event (ReadyFalse) once, not a Warning
+    assert (status["partitionsMoving"], actions) == (0, [])
+
+
+def test_a_factor_change_the_brokers_plan_no_move_for_warns_and_executes_nothing() -> None:
+    """An empty execute would leave the topic "0 partitions moving" for ever, with a Normal Event per reconcile."""
+    brokers = TopicBrokers([], [])
+    ready, status, actions = change_factor(brokers, [[0, 1, 2], [1, 2, 0]])
+    assert brokers.calls == ["plan"]
+    assert (ready.status, ready.reason, actions) == (False, "ReplicationFactorNotPlanned", [])
+    assert "every partition already has 3 replicas but the brokers still report the topic's factor as 1" in (
+        ready.message)
+    assert is_failure(ready)  # a Warning Event with the fix
+    assert warning_message(Subject("GoQueueTopic", "n", "orders", "goqueue"), ready).endswith(
+        "until they agree (retried on every drift check)")
+    assert status["message"] == ready.message
+    _, _, started = change_factor(TopicBrokers([], [{"topic": "orders", "partition": 0, "replicas": [0],
+                                                     "target": [0, 1, 2], "version": 3}]), [[0]])
+    assert [reason for reason, _, _ in started] == ["ReplicationFactorChanging"]  # moves planned: they start
 
 
 def test_a_factor_change_waits_for_its_moving_partitions_and_reports_bytes() -> None:
