@@ -6,15 +6,24 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from metadata_double import InMemoryMetadata
 
 from goqueue.broker import Broker
+from goqueue.cluster.admin import PEER_ASKS, ClusterAdmin
 from goqueue.config import Settings
 from goqueue.errors import InvalidRequest
 from goqueue.metrics import BrokerMetrics
-from goqueue.models import ReassignmentGoals, ReplicaMove, TopicCreate, TopicPartition
+from goqueue.models import (
+    PartitionReassignment,
+    ReassignmentGoals,
+    ReassignmentProgress,
+    ReplicaMove,
+    TopicCreate,
+    TopicPartition,
+)
 from goqueue.records import RecordIn
 from goqueue.replication import commands
 from goqueue.server import compose_broker
@@ -100,3 +109,46 @@ def test_a_partition_moved_to_fewer_replicas_takes_acks_all_writes_before_its_to
             await broker.stop()
 
     asyncio.run(scenario())
+
+
+class CountingPeers:
+    """Other brokers answering size questions: counts how many are asked at once."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.most = 0
+        self.asked = 0
+
+    async def _ask(self) -> None:
+        self.asked += 1
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        for _ in range(10):  # stay in flight while the other gathered asks start
+            await asyncio.sleep(0)
+        self.in_flight -= 1
+
+    async def partition_offsets(self, url: str, topic: str, partition: int, group: None,
+                                timeout_s: float) -> dict[str, int]:
+        await self._ask()
+        return {"sizeBytes": 100}
+
+    async def replica_size(self, url: str, topic: str, partition: int, timeout_s: float) -> int:
+        await self._ask()
+        return 40
+
+
+def test_progress_with_bytes_asks_at_most_sixteen_brokers_at_once() -> None:
+    """40 moving partitions, each a leader and two new replicas to ask: 120 questions, never more than 16 in flight
+    (all at once, they would time out together on a busy cluster)."""
+    peers = CountingPeers()
+    membership = SimpleNamespace(peers=peers, view=SimpleNamespace(leader=lambda topic, partition: 0),
+                                 broker_url=lambda broker_id: f"http://broker-{broker_id}")
+    admin = ClusterAdmin(Settings.model_validate({}), membership, SimpleNamespace())  # type: ignore[arg-type]
+    moving = [PartitionReassignment(topic="t", partition=i, replicas=[0, 1, 2], target=[0, 1, 2], adding=[1, 2],
+                                    removing=[], isr=[0], leader=0, copying=[1, 2]) for i in range(40)]
+    admin.progress = lambda: ReassignmentProgress(done=False, partitions=moving)  # type: ignore[method-assign]
+
+    answer = asyncio.run(admin.progress_with_bytes())
+    assert (answer.bytes_to_copy, answer.bytes_copied) == (40 * 200, 40 * 80)
+    assert peers.asked == 120
+    assert peers.most == PEER_ASKS == 16

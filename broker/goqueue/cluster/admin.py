@@ -31,6 +31,7 @@ from goqueue.replication.metadata import MetadataConflict, restart_would_break
 from goqueue.replication.reassignment import Goals, Move, PlanRefused, plan_moves, target_of
 
 SIZE_TIMEOUT_S = 2.0  # a leader that does not say its partition's size within this is reported, not waited for
+PEER_ASKS = 16  # size questions to other brokers in flight at once (a plan or progress of thousands of partitions)
 
 
 class ClusterAdmin:
@@ -38,6 +39,7 @@ class ClusterAdmin:
         self.settings = settings
         self.membership = membership
         self.registry = registry
+        self._peer_asks = asyncio.Semaphore(PEER_ASKS)  # held only around one peer call: never nested
 
     def _min_insync(self) -> dict[str, int]:
         default = self.settings.replication.min_insync_replicas
@@ -135,8 +137,9 @@ class ClusterAdmin:
         if leader is None:
             return None
         with contextlib.suppress(GoQueueError, OSError, KeyError, ValueError):
-            answer = await self.membership.peers.partition_offsets(
-                self.membership.broker_url(leader), move.topic, move.partition, None, timeout_s=SIZE_TIMEOUT_S)
+            async with self._peer_asks:
+                answer = await self.membership.peers.partition_offsets(
+                    self.membership.broker_url(leader), move.topic, move.partition, None, timeout_s=SIZE_TIMEOUT_S)
             return int(answer["sizeBytes"])
         return None
 
@@ -171,7 +174,8 @@ class ClusterAdmin:
 
     async def progress_with_bytes(self) -> ReassignmentProgress:
         """`progress()` plus what each moving partition copies and has copied: the leader's size times the new
-        replicas, and what the new replicas hold (each asked, with a short timeout; unknown stays none)."""
+        replicas, and what the new replicas hold (each asked, with a short timeout, at most PEER_ASKS at once;
+        unknown stays none)."""
         answer = self.progress()
         counted = await asyncio.gather(*(self._copy_bytes(p) for p in answer.partitions))
         partitions = [p.model_copy(update={"bytes_to_copy": to_copy, "bytes_copied": copied})
@@ -196,8 +200,9 @@ class ClusterAdmin:
 
     async def _replica_size(self, broker_id: int, topic: str, partition: int) -> int | None:
         with contextlib.suppress(GoQueueError, OSError, KeyError, ValueError):
-            return await self.membership.peers.replica_size(self.membership.broker_url(broker_id), topic, partition,
-                                                            timeout_s=SIZE_TIMEOUT_S)
+            async with self._peer_asks:
+                return await self.membership.peers.replica_size(self.membership.broker_url(broker_id), topic,
+                                                                partition, timeout_s=SIZE_TIMEOUT_S)
         return None
 
     async def cancel_reassignment(self, which: list[TopicPartition]) -> tuple[int, list[str]]:
