@@ -22,7 +22,8 @@ from goqueue_operator import GROUP, VERSION
 from goqueue_operator.adoption import Adoption, AdoptionKind, plan_adoption
 from goqueue_operator.brokers import BrokerAdmin, BrokerUnreachable, broker_url
 from goqueue_operator.context import OperatorContext, context_of
-from goqueue_operator.kube import KubeError, NamespaceTerminating, ObjectRef
+from goqueue_operator.handlers.fresh import reconcile_fresh
+from goqueue_operator.kube import JSON, ObjectRef
 from goqueue_operator.observed import ClusterObservation
 from goqueue_operator.pki.identity import operator_identity
 from goqueue_operator.pki.outcome import TlsOutcome
@@ -61,19 +62,10 @@ def parse_cluster(body: Any, settings: OperatorSettings) -> ClusterView:
 
 
 async def reconcile_cluster(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    ctx = context_of(memo)
-    meta = body["metadata"]
-    async with ctx.locks.hold(meta["uid"]):
-        with ctx.metrics.reconcile(KIND):
-            try:
-                fresh = await ctx.kube.get(KIND, meta["namespace"], meta["name"])
-                if fresh is None or fresh["metadata"].get("deletionTimestamp"):
-                    return
-                await _reconcile(ctx, parse_cluster(fresh, ctx.settings))
-            except NamespaceTerminating:
-                return  # the namespace and everything in it are going away
-            except KubeError as exc:
-                raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=ctx.settings.retry_delay_s) from exc
+    async def run(ctx: OperatorContext, fresh: JSON) -> None:
+        await _reconcile(ctx, parse_cluster(fresh, ctx.settings))
+
+    await reconcile_fresh(memo, KIND, body, run)
 
 
 async def observe(ctx: OperatorContext, cluster: ClusterView) -> ClusterObservation:

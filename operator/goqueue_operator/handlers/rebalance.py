@@ -15,9 +15,10 @@ import kopf
 
 from goqueue.errors import GoQueueError
 from goqueue_operator import GROUP, VERSION
-from goqueue_operator.context import OperatorContext, context_of
+from goqueue_operator.context import OperatorContext
+from goqueue_operator.handlers.fresh import reconcile_fresh
 from goqueue_operator.handlers.reconciler import find_broker, previous_conditions, translate
-from goqueue_operator.kube import JSON, KubeError, NamespaceTerminating, ObjectRef
+from goqueue_operator.kube import JSON, ObjectRef
 from goqueue_operator.rebalance.execute import Outcome, consumed_first, observe, perform
 from goqueue_operator.rebalance.plan import Phase, StepKind, next_rebalance_step, ready_condition
 from goqueue_operator.rebalance.view import REBALANCE_ANNOTATION, RebalanceView
@@ -33,19 +34,7 @@ STEPS_PER_RECONCILE = 2  # a proposal made with spec.approved executes in the sa
 
 
 async def reconcile_rebalance(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    ctx = context_of(memo)
-    meta = body["metadata"]
-    async with ctx.locks.hold(meta["uid"]):
-        with ctx.metrics.reconcile(KIND):
-            try:
-                fresh = await ctx.kube.get(KIND, meta["namespace"], meta["name"])
-                if fresh is None or fresh["metadata"].get("deletionTimestamp"):
-                    return
-                await _reconcile(ctx, fresh)
-            except NamespaceTerminating:
-                return
-            except KubeError as exc:
-                raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=ctx.settings.retry_delay_s) from exc
+    await reconcile_fresh(memo, KIND, body, _reconcile)
 
 
 async def _reconcile(ctx: OperatorContext, body: JSON) -> None:

@@ -27,6 +27,7 @@ from goqueue.client.http import GoQueueClient
 from goqueue.errors import GoQueueError, InvalidRequest, NotFound
 from goqueue_operator.brokers import BrokerTls, broker_url
 from goqueue_operator.context import OperatorContext, context_of
+from goqueue_operator.handlers.fresh import reconcile_fresh
 from goqueue_operator.kube import KubeError, NamespaceTerminating, ObjectRef
 from goqueue_operator.observed import PodFacts
 from goqueue_operator.pki.identity import operator_identity
@@ -209,19 +210,10 @@ def status_unchanged(old: JSON, new: JSON, now: datetime) -> bool:
 
 async def reconcile(kind: ResourceKind[V], body: kopf.Body, memo: kopf.Memo, index: kopf.Index) -> None:
     """`index`: the kind's kopf index of declarations by (namespace, cluster, broker object name)."""
-    ctx = context_of(memo)
-    meta = body["metadata"]
-    async with ctx.locks.hold(meta["uid"]):
-        with ctx.metrics.reconcile(kind.kind):
-            try:
-                fresh = await ctx.kube.get(kind.kind, meta["namespace"], meta["name"])
-                if fresh is None or fresh["metadata"].get("deletionTimestamp"):
-                    return
-                await _reconcile(ctx, kind, fresh, index)
-            except NamespaceTerminating:
-                return  # the namespace and everything in it are going away
-            except KubeError as exc:
-                raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=ctx.settings.retry_delay_s) from exc
+    async def run(ctx: OperatorContext, fresh: JSON) -> None:
+        await _reconcile(ctx, kind, fresh, index)
+
+    await reconcile_fresh(memo, kind.kind, body, run)
 
 
 async def _reconcile(ctx: OperatorContext, kind: ResourceKind[V], body: JSON, index: kopf.Index) -> None:
