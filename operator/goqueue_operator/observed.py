@@ -30,9 +30,8 @@ def _tls_env(pod: Mapping[str, Any]) -> dict[str, str]:
             for e in c.get("env") or [] if str(e.get("name", "")).startswith("GOQUEUE_TLS_")}
 
 
-def _tls_listeners(pod: Mapping[str, Any]) -> frozenset[str]:
+def _tls_listeners(env: Mapping[str, str]) -> frozenset[str]:
     """The listeners a pod's broker serves TLS on: with a certificate, GOQUEUE_TLS_LISTENERS or else all of them."""
-    env = _tls_env(pod)
     if TLS_CERT_ENV not in env:
         return frozenset()
     named = env.get(TLS_LISTENERS_ENV)
@@ -62,15 +61,16 @@ class PodFacts:
         if ordinal is None:
             return None
         ready = _condition(pod, "Ready")
-        listeners = _tls_listeners(pod)
+        tls_env = _tls_env(pod)
+        listeners = _tls_listeners(tls_env)
         pod_labels = meta.get("labels") or {}
         return cls(name=meta["name"], ordinal=ordinal, uid=meta.get("uid", ""),
                    ip=pod.get("status", {}).get("podIP"),
                    ready=bool(ready and ready.get("status") == "True") and not meta.get("deletionTimestamp"),
                    deleting=bool(meta.get("deletionTimestamp")), revision=pod_labels.get(labels.REVISION_HASH),
                    version=pod_labels.get(labels.VERSION), tls="http" in listeners,
-                   internal_tls="internal" in listeners, certificate=TLS_CERT_ENV in _tls_env(pod),
-                   requires_client_certificate=_tls_env(pod).get("GOQUEUE_TLS_CLIENTAUTH") == "required")
+                   internal_tls="internal" in listeners, certificate=TLS_CERT_ENV in tls_env,
+                   requires_client_certificate=tls_env.get("GOQUEUE_TLS_CLIENTAUTH") == "required")
 
 
 @dataclass(frozen=True)
