@@ -343,7 +343,7 @@ class SecuritySection(_Section):
         return self.acls_enabled if self.acls_enabled is not None else not self.anonymous_allowed(peers)
 
 
-TLS_LISTENERS = ("http", "grpc", "internal")
+TLS_LISTENERS = ("http", "grpc", "internal", "raft")
 
 
 class TlsSection(_Section):
@@ -363,7 +363,9 @@ class TlsSection(_Section):
         "server CA by default, which may be an issuer that signs certificates for anyone who asks.")
     listeners: CommaList = Field(
         default_factory=lambda: list(TLS_LISTENERS), description="Listeners that speak TLS once certFile is set "
-        "(http, grpc, internal; comma-separated). The internal listener always asks brokers for their certificate.")
+        "(http, grpc, internal, raft; comma-separated). The internal listener and Raft always ask brokers for their "
+        "certificate. With certFile and caFile but raft not named, Raft offers TLS and still accepts plain "
+        "peers: the step between plain and TLS-only while a cluster rolls.")
     client_auth: Literal["none", "requested", "required"] = Field(
         "requested", alias="clientAuth", description="Client certificates on the http and grpc listeners: none, "
         "requested (a certificate signed by clientCaFile authenticates its CN as User:<CN>; clients without one "
@@ -440,9 +442,10 @@ class Settings(_Section):
         if unknown:
             raise ValueError(f"tls.listeners: unknown listener(s) {', '.join(unknown)} "
                              f"(known: {', '.join(TLS_LISTENERS)})")
-        if tls.enabled_on("internal") and tls.ca_file is None:
-            raise ValueError("tls.caFile is required when the internal listener speaks TLS: brokers verify each "
-                             "other's certificates with it")
+        for listener in ("internal", "raft"):
+            if tls.enabled_on(listener) and tls.ca_file is None:
+                raise ValueError(f"tls.caFile is required when the {listener} listener speaks TLS: brokers verify "
+                                 "each other's certificates with it")
         if tls.cert_file is not None and tls.client_auth == "required" and tls.client_ca_file is None:
             raise ValueError("tls.clientAuth=required needs tls.clientCaFile (the CA that signs client "
                              "certificates); or set tls.clientAuth=requested or none")

@@ -36,6 +36,7 @@ from goqueue.metrics import BrokerMetrics, ConsumerMetrics
 from goqueue.models import CleanupPolicy
 from goqueue.replicas.manager import ReplicaManager
 from goqueue.replication.raft import MetadataFactory, RaftMetadata
+from goqueue.replication.raft_tls import RaftTls
 from goqueue.replication.raft_transport import TransportLimits
 from goqueue.security.broker_credential import BrokerVerifier, authority
 from goqueue.security.tls import TlsFiles
@@ -104,7 +105,7 @@ class BrokerServer:
             RaftMetadata, transport_limits=TransportLimits(
                 max_connections=limits.max_raft_connections, max_frame_bytes=limits.raft_max_frame_bytes,
                 first_message_timeout_s=limits.header_timeout_s,
-                on_refused=lambda limit: refusals.labels("raft", limit).inc())))
+                on_refused=lambda limit: refusals.labels("raft", limit).inc()), tls=self._raft_tls()))
         consumer_host = BrokerConsumerHost(self.broker)  # all the consumer groups see of the broker
         self.coordinator = GroupCoordinator(consumer_host, settings.consumers, ConsumerMetrics(self.metrics.registry))
         self.groups = GroupRouter(consumer_host, self.coordinator)  # HTTP and gRPC reach groups only through it
@@ -122,6 +123,14 @@ class BrokerServer:
         self._stop = asyncio.Event()
         self._http_tasks: list[asyncio.Task[None]] = []
         self._tls_reload: asyncio.Task[None] | None = None
+
+    def _raft_tls(self) -> RaftTls | None:
+        """Raft's TLS: strict when tls.listeners names raft; with a certificate and the CA but raft not named (a
+        cluster rolling into or out of Raft TLS), TLS offered and plain still accepted (replication/raft_tls.py)."""
+        if self.tls is None or self.settings.tls.ca_file is None:
+            return None
+        return RaftTls(self.tls.server_context("raft"), self.tls.peer_context(),
+                       strict=self.settings.tls.enabled_on("raft"))
 
     def _server_tls(self, listener: str) -> ssl.SSLContext | None:
         return self.tls.server_context(listener) if self.tls is not None and self.settings.tls.enabled_on(

@@ -35,7 +35,7 @@ def _tls_listeners(env: Mapping[str, str]) -> frozenset[str]:
     if TLS_CERT_ENV not in env:
         return frozenset()
     named = env.get(TLS_LISTENERS_ENV)
-    return frozenset(("http", "grpc", "internal") if named is None else
+    return frozenset(("http", "grpc", "internal", "raft") if named is None else
                      (n.strip() for n in named.split(",") if n.strip()))
 
 

@@ -38,6 +38,7 @@ from goqueue.replication import raft_codec
 from goqueue.replication.commands import Command
 from goqueue.replication.metadata import CommandResult, MetadataConflict, apply_command, writable_copy
 from goqueue.replication.raft_journal import JournalFull, RaftJournal
+from goqueue.replication.raft_tls import RaftTls
 from goqueue.replication.raft_transport import TransportLimits, guarded_transport
 from goqueue.replication.state import MetadataState, empty_state
 
@@ -117,9 +118,10 @@ raft_codec.install()  # from here on PySyncObj unpickles plain data only (raft_c
 class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type information
     def __init__(self, self_address: str, partners: list[str], wal_dir: Path, password: str | None,
                  on_applied: OnApplied | None = None, bind_address: str | None = None,
-                 *, transport_limits: TransportLimits | None = None) -> None:
+                 *, transport_limits: TransportLimits | None = None, tls: RaftTls | None = None) -> None:
         """`transport_limits` bound the Raft port (connections, frames, first-message deadline); the broker always
-        passes them (BrokerServer), PySyncObj's unbounded transport is used only without."""
+        passes them (BrokerServer), PySyncObj's unbounded transport is used only without. `tls`: the port speaks
+        mutual TLS (needs `transport_limits`)."""
         wal_dir.mkdir(parents=True, exist_ok=True)
         journal_file = str(wal_dir / "raft.journal")
         self._journal = RaftJournal(Path(journal_file))
@@ -144,7 +146,7 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
         if transport_limits is None:
             super().__init__(self_address, partners, conf)
         else:
-            super().__init__(self_address, partners, conf, transportClass=guarded_transport(transport_limits))
+            super().__init__(self_address, partners, conf, transportClass=guarded_transport(transport_limits, tls))
 
     @property
     def state(self) -> MetadataState:

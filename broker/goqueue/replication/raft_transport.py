@@ -11,9 +11,13 @@ announces: one anonymous client announcing 2 GiB and streaming made the broker's
   (a peer's first messages are a random key and its address: tens of bytes), `max_frame_bytes` after. A connection
   whose prefix announces more, or whose unparsed input passes twice the cap, is closed.
 
-Known gap (issue 15): without a password, "identified" includes PySyncObj's read-only clients (first message
+With `RaftTls` (raft_tls.py) every connection also runs over mutual TLS: accepted ones require a certificate signed
+by the cluster CA, dialled ones verify the peer's name and CA. Not strict (a cluster rolling into or out of Raft
+TLS), accepted connections may also be plain (sniffed), and a peer that refuses the TLS handshake is dialled plain
+at once, once; the next dial tries TLS again.
+
+Known gap: without a password or strict TLS, "identified" includes PySyncObj's read-only clients (first message
 `readonly`), so an anonymous client gets the larger cap, and a frame's zlib payload is decompressed without a bound.
-Mutual TLS or a broker credential on this port (issue 15, item 1) closes both.
 
 Each refusal calls `on_refused(limit)` (goqueue_limit_refusals_total{port="raft"}); `open_connections()` feeds
 goqueue_open_connections{port="raft"}. Runs in PySyncObj's thread.
@@ -28,8 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pysyncobj.node import TCPNode
 from pysyncobj.tcp_connection import TcpConnection
 from pysyncobj.transport import TCPTransport
+
+from goqueue.replication.raft_tls import RaftTls, TlsSocket
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,8 @@ UNIDENTIFIED_FRAME_BYTES = 64 * 1024
 _FRAME_PREFIX = struct.Struct("i")  # PySyncObj's: native signed 32-bit length
 _FRAME_CAP_ATTRIBUTE = "goqueue_max_frame_bytes"     # set on incoming connections: outgoing ones dial our peers
 _ON_REFUSED_ATTRIBUTE = "goqueue_on_refused"
+_PLAIN_REDIAL_DELAY_S = 0.1                        # after a refused TLS handshake, in a roll
+_SOCKET_ATTRIBUTE = "_TcpConnection__socket"       # PySyncObj's private socket: the TLS layer goes in its place
 
 
 @dataclass(frozen=True)
@@ -76,13 +85,19 @@ def _capped_process_read(connection: Any) -> bool:
 TcpConnection._TcpConnection__processRead = _capped_process_read
 
 
-def guarded_transport(limits: TransportLimits) -> type[TCPTransport]:
-    """The `transportClass` for SyncObj, bound to these limits."""
+def guarded_transport(limits: TransportLimits, tls: RaftTls | None = None) -> type[TCPTransport]:
+    """The `transportClass` for SyncObj, bound to these limits and, with `tls`, speaking TLS."""
+
+    def refused_tls(reason: str) -> None:
+        log.warning("raft.tls_refused", extra={"reason": reason})
+        limits.on_refused("tls")
 
     class GuardedTransport(TCPTransport):  # type: ignore[misc]  # PySyncObj ships no type information
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._accepted_at: dict[TcpConnection, float] = {}
+            self._dialled_tls: dict[TcpConnection, tuple[TCPNode, TlsSocket]] = {}
+            self._dial_plain_once: set[TCPNode] = set()
 
         def open_connections(self) -> int:
             return len(self._connections) + len(self._unknownConnections)
@@ -94,8 +109,30 @@ def guarded_transport(limits: TransportLimits) -> type[TCPTransport]:
                 limits.on_refused("connections")
                 conn.disconnect()
                 return
+            if tls is not None:
+                setattr(conn, _SOCKET_ATTRIBUTE, TlsSocket(getattr(conn, _SOCKET_ATTRIBUTE), tls.server,
+                                                           server_side=True, sniff=not tls.strict,
+                                                           on_refused=refused_tls))
             super()._onNewIncomingConnection(conn)
             self._accepted_at[conn] = time.monotonic()
+
+        def _connectIfNecessarySingle(self, node: TCPNode) -> bool:  # noqa: N802
+            conn = self._connections.get(node)
+            before = getattr(conn, _SOCKET_ATTRIBUTE, None)
+            connecting: bool = super()._connectIfNecessarySingle(node)
+            dialled = getattr(conn, _SOCKET_ATTRIBUTE, None)
+            if tls is None or conn is None or dialled is None or dialled is before:
+                return connecting
+            if node in self._dial_plain_once and not tls.strict:
+                self._dial_plain_once.discard(node)
+                log.info("raft.dialling_plain", extra={"peer": node.address})
+                return connecting
+            wrapped = TlsSocket(dialled, tls.client, server_side=False, server_hostname=node.host,
+                                on_refused=lambda reason: log.warning(
+                                    "raft.peer_tls_failed", extra={"peer": node.address, "reason": reason}))
+            setattr(conn, _SOCKET_ATTRIBUTE, wrapped)
+            self._dialled_tls[conn] = (node, wrapped)
+            return connecting
 
         def _onIncomingMessageReceived(self, conn: TcpConnection, message: Any) -> None:  # noqa: N802
             super()._onIncomingMessageReceived(conn, message)
@@ -105,6 +142,15 @@ def guarded_transport(limits: TransportLimits) -> type[TCPTransport]:
 
         def _onDisconnected(self, conn: TcpConnection) -> None:  # noqa: N802
             self._accepted_at.pop(conn, None)
+            dialled = self._dialled_tls.pop(conn, None)
+            if dialled is not None and tls is not None and not tls.strict and not dialled[1].handshake_done:
+                # A peer not (yet) serving TLS, in a roll: dial it plain now, then TLS again next time.
+                # Not from inside this callback: PySyncObj is still handling the old socket's event, and a new one
+                # would likely get its descriptor number and lose its subscription to the old one's handler.
+                node = dialled[0]
+                self._dial_plain_once.add(node)
+                self._lastConnectAttempt[node] = (time.monotonic() - self._syncObj.conf.connectionRetryTime
+                                                  + _PLAIN_REDIAL_DELAY_S)
             super()._onDisconnected(conn)
 
         def _onTick(self) -> None:  # noqa: N802

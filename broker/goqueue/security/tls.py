@@ -5,8 +5,9 @@ One `TlsFiles` per broker (from the `tls` settings) builds:
 * a server `ssl.SSLContext` per HTTP listener (`server_context`): the public one asks clients for a certificate as
   `tls.clientAuth` says; the internal one requires a broker's certificate signed by `tls.caFile`;
 * gRPC server credentials (`grpc_credentials`), whose fetcher hands grpc the new files after a change;
-* the client context of broker-to-broker calls (`peer_context`): verifies the peer against `tls.caFile` and presents
-  this broker's certificate.
+* the client context of broker-to-broker calls and Raft connections (`peer_context`): verifies the peer against
+  `tls.caFile` and presents this broker's certificate; the Raft port's server context requires a broker's
+  certificate as the internal listener's does.
 
 Reload without restart: `check()` (the server runs it every `tls.reloadCheckInterval`) compares the files' identity
 (inode, size, mtime: a Secret volume swaps a symlink, so the inode changes) and, when it changed, validates the new
@@ -72,10 +73,11 @@ class TlsFiles:
     # -- contexts --------------------------------------------------------------------------------------------------
 
     def server_context(self, listener: str) -> ssl.SSLContext:
-        """The context of an HTTP listener (`http` or `internal`), kept current by `check()`."""
+        """The context of a listener (`http`, `internal` or `raft`), kept current by `check()`. The broker-to-broker
+        ones (internal, raft) require a certificate signed by tls.caFile."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = MINIMUM_VERSION
-        internal = listener == "internal"
+        internal = listener in ("internal", "raft")
         if internal:
             context.verify_mode = ssl.CERT_REQUIRED
         else:

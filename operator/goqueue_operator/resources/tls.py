@@ -22,8 +22,8 @@ class TlsPhase(StrEnum):
     OFF = "Off"
     CERTIFICATES = "Certificates"          # certificates and the CA mounted; no listener speaks TLS yet
     CLIENT_LISTENERS = "ClientListeners"  # certificates mounted; http and grpc speak TLS, the internal listener not
-    INTERNAL = "Internal"                  # only the internal listener (broker to broker) speaks TLS
-    ON = "On"                              # every listener but Raft
+    INTERNAL = "Internal"                  # only broker to broker (the internal listener and Raft) speaks TLS
+    ON = "On"                              # every listener
 
     @classmethod
     def of(cls, cluster: ClusterView) -> TlsPhase:
@@ -44,7 +44,7 @@ class TlsPhase(StrEnum):
 
 
 # GOQUEUE_TLS_LISTENERS of the phases whose client listeners stay plain.
-_LISTENERS = {TlsPhase.CERTIFICATES: "", TlsPhase.INTERNAL: "internal"}
+_LISTENERS = {TlsPhase.CERTIFICATES: "", TlsPhase.INTERNAL: "internal,raft"}
 
 
 def certificates_wanted(cluster: ClusterView) -> bool:

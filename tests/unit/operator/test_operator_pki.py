@@ -275,7 +275,7 @@ def test_by_default_brokers_talk_to_each_other_over_tls_and_clients_stay_on_plai
     env = {e["name"]: e.get("value") for e in container_of(template)["env"]}
     assert env["GOQUEUE_TLS_CERTFILE"] == "/var/run/goqueue/tls/tls.crt"
     assert env["GOQUEUE_TLS_CAFILE"] == "/var/run/goqueue/tls/ca.crt"
-    assert env["GOQUEUE_TLS_LISTENERS"] == "internal"
+    assert env["GOQUEUE_TLS_LISTENERS"] == "internal,raft"
     assert not {"GOQUEUE_SERVER", "GOQUEUE_TLS_CLIENTAUTH", "GOQUEUE_TLS_CLIENTCAFILE"} & set(env)
     assert container_of(template)["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
     facts = pod_from(template, 0)
