@@ -27,8 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cluster_process import LocalCluster, wait_until
-from test_tls import CLUSTER_SANS
-from tls_material import Issued, TestCa
+from tls_material import CLUSTER_SANS, Issued, TestCa
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,6 @@ Each broker here serves one certificate for 127.0.0.1-127.0.0.9 and localhost, s
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import os
 import socket
 import ssl
@@ -25,7 +24,7 @@ import pytest
 from broker_process import BrokerFactory, BrokerProcess, broker_executable
 from cluster_process import LocalCluster, wait_until
 from cryptography import x509
-from tls_material import LOOPBACK_SANS, Issued, TestCa, broker_tls_env
+from tls_material import CLUSTER_SANS, Issued, TestCa, broker_tls_env
 
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.api.grpc.generated import goqueue_pb2_grpc as pb_grpc
@@ -39,7 +38,6 @@ from goqueue.records import RecordIn
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
-CLUSTER_SANS = (*LOOPBACK_SANS, *(x509.IPAddress(ipaddress.ip_address(f"127.0.0.{i}")) for i in range(2, 10)))
 ADMIN_PASSWORD = "tls-admin-password"
 RELOAD_S = "200ms"
 

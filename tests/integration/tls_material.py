@@ -17,6 +17,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 NOW = dt.datetime.now(dt.UTC)
 LOOPBACK_SANS: tuple[x509.GeneralName, ...] = (x509.DNSName("localhost"),
                                               x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+# A LocalCluster's brokers advertise 127.0.0.2, 127.0.0.3, ...: one certificate serves them all.
+CLUSTER_SANS = (*LOOPBACK_SANS, *(x509.IPAddress(ipaddress.ip_address(f"127.0.0.{i}")) for i in range(2, 10)))
 
 
 @dataclass(frozen=True)
