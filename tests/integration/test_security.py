@@ -242,6 +242,8 @@ def test_a_consumer_reading_a_topic_its_acl_lacks_is_refused(cluster: LocalClust
         with pytest.raises(Forbidden, match="User:bob may not consume group 'other'"):
             bob.consume("other", ConsumeRequest(consumer_id="c1", topic="public"))
         assert [t.name for t in bob.list_topics()] == ["public"]  # the list shows what bob may describe
+        listed = {p.topic for p in bob.replication_status().partitions}
+        assert listed == {"public"}, listed  # so do the partitions of the replication read-out
     assert "may not consume topic 'orders'" in cli(
         url, "goqueue-cli", "consume", "orders", "--group", "readers", "--max", "1", expect=EXIT_FORBIDDEN,
         env=as_user(secrets_dir, "bob"))

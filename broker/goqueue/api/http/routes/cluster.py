@@ -3,19 +3,23 @@
 All answers come from this broker's copy of the Raft metadata (brokers, leaders, ISRs) plus what it knows
 locally (offsets of the replicas it holds, follower lag of the partitions it leads). A single broker is a
 one-member cluster and answers the same way.
+
+Any principal let in may read them; the partitions `replication status` lists are those of topics the caller may
+describe (as the topic list), while its counts, like `cluster status`'s, are the whole cluster's health.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from goqueue.api.http.auth import AUTH_ERRORS, AUTHENTICATED
+from goqueue.api.http.auth import AUTH_ERRORS, AUTHENTICATED, AccessDep
 from goqueue.api.http.deps import BrokerDep
 from goqueue.api.http.errors import error_responses
 from goqueue.broker import Broker
 from goqueue.errors import NotReady
 from goqueue.models import ClusterLeader, ClusterMember, ClusterStatus, ReplicaState, ReplicationStatus
 from goqueue.replication.reassignment import under_replicated
+from goqueue.security.acls import Operation, topic
 
 router = APIRouter(tags=["cluster"], responses=AUTH_ERRORS,
                    dependencies=[AUTHENTICATED])  # read-outs: any principal let in may read them
@@ -89,9 +93,10 @@ async def cluster_leader(broker: BrokerDep) -> ClusterLeader:
 
 @router.get("/v1/replication/status", response_model=ReplicationStatus, summary="Replicas and ISR per partition",
             responses=_NOT_READY)
-async def replication_status(broker: BrokerDep) -> ReplicationStatus:
+async def replication_status(broker: BrokerDep, access: AccessDep) -> ReplicationStatus:
     broker.check_ready()
     states = _replica_states(broker)
-    return ReplicationStatus(broker_id=broker.broker_id, partitions=states,
+    described = {name for name in {s.topic for s in states} if access.allowed(topic(name), Operation.DESCRIBE)}
+    return ReplicationStatus(broker_id=broker.broker_id, partitions=[s for s in states if s.topic in described],
                              under_replicated=sum(1 for s in states if s.under_replicated),
                              offline=sum(1 for s in states if s.leader is None) + len(broker.replicas.offline))
