@@ -19,7 +19,8 @@ from goqueue.broker import Broker
 from goqueue.errors import NotReady
 from goqueue.models import ClusterLeader, ClusterMember, ClusterStatus, ReplicaState, ReplicationStatus
 from goqueue.replication.reassignment import under_replicated
-from goqueue.security.acls import Operation, topic
+from goqueue.security.acls import Operation
+from goqueue.security.acls import topic as topic_resource
 
 router = APIRouter(tags=["cluster"], responses=AUTH_ERRORS,
                    dependencies=[AUTHENTICATED])  # read-outs: any principal let in may read them
@@ -96,7 +97,7 @@ async def cluster_leader(broker: BrokerDep) -> ClusterLeader:
 async def replication_status(broker: BrokerDep, access: AccessDep) -> ReplicationStatus:
     broker.check_ready()
     states = _replica_states(broker)
-    described = {name for name in {s.topic for s in states} if access.allowed(topic(name), Operation.DESCRIBE)}
+    described = {name for name in {s.topic for s in states} if access.allowed(topic_resource(name), Operation.DESCRIBE)}
     return ReplicationStatus(broker_id=broker.broker_id, partitions=[s for s in states if s.topic in described],
                              under_replicated=sum(1 for s in states if s.under_replicated),
                              offline=sum(1 for s in states if s.leader is None) + len(broker.replicas.offline))
