@@ -8,7 +8,8 @@ a time, and after each restart the restarted broker must apply a topic created t
    TLS dials the plain ones (broker 2 dials every other: its address is the largest), is refused, and dials plain;
 2. → TLS only (tls.listeners=internal,raft), brokers 0, 1, 2: TLS-only brokers are dialled by offering ones, over TLS;
    then every attack on the Raft port is refused: a plain frame (counted, goqueue_limit_refusals_total{port="raft",
-   limit="tls"}), a certificate from another CA, an expired one, none; a broker certificate gets the handshake;
+   limit="tls"}), a certificate from another CA, an expired one, none; a broker certificate gets the handshake; a
+   renewed certificate is shown on Raft without a restart, and the brokers keep talking with it;
 3. → offering TLS again, then → plain, brokers 2, 1, 0: plain brokers dial offering ones (sniffed as plain).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import os
 import socket
 import ssl
 import struct
@@ -27,19 +29,19 @@ from pathlib import Path
 import httpx
 import pytest
 from cluster_process import LocalCluster, wait_until
+from cryptography import x509
 from tls_material import CLUSTER_SANS, Issued, TestCa
 
 pytestmark = pytest.mark.integration
 
 PLAIN: dict[str, str | None] = {"GOQUEUE_TLS_CERTFILE": None, "GOQUEUE_TLS_KEYFILE": None, "GOQUEUE_TLS_CAFILE": None,
-                                "GOQUEUE_TLS_LISTENERS": None}
+                                "GOQUEUE_TLS_LISTENERS": None, "GOQUEUE_TLS_RELOADCHECKINTERVAL": None}
 
 
-def phase(cert: Issued | None, ca: TestCa, listeners: str) -> dict[str, str | None]:
-    if cert is None:
-        return PLAIN
+def phase(cert: Issued, ca: TestCa, listeners: str) -> dict[str, str | None]:
     return {"GOQUEUE_TLS_CERTFILE": str(cert.cert), "GOQUEUE_TLS_KEYFILE": str(cert.key),
-            "GOQUEUE_TLS_CAFILE": str(ca.cert_file), "GOQUEUE_TLS_LISTENERS": listeners}
+            "GOQUEUE_TLS_CAFILE": str(ca.cert_file), "GOQUEUE_TLS_LISTENERS": listeners,
+            "GOQUEUE_TLS_RELOADCHECKINTERVAL": "200ms"}
 
 
 def roll(cluster: LocalCluster, order: list[int], env: dict[str, str | None], step: str) -> None:
@@ -80,8 +82,9 @@ def refusals(cluster: LocalCluster, broker_id: int) -> float:
                if line.startswith("goqueue_limit_refusals_total") and 'port="raft"' in line and 'limit="tls"' in line)
 
 
-def handshake(host: str, port: int, ca: TestCa, client: Issued | None) -> None:
-    """A TLS handshake with the Raft port, as a peer would make it (raises ssl.SSLError / OSError when refused)."""
+def handshake(host: str, port: int, ca: TestCa, client: Issued | None) -> int:
+    """A TLS handshake with the Raft port, as a peer would make it (raises ssl.SSLError / OSError when refused);
+    the serial number of the certificate the broker showed."""
     context = ssl.create_default_context(cafile=str(ca.cert_file))
     if client is not None:
         context.load_cert_chain(client.cert, client.key)
@@ -90,6 +93,9 @@ def handshake(host: str, port: int, ca: TestCa, client: Issued | None) -> None:
         tls.settimeout(2)
         with contextlib.suppress(TimeoutError):  # TLS 1.3: a refused client certificate shows on the first read
             tls.recv(1)
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return int(x509.load_der_x509_certificate(der).serial_number)
 
 
 def plain_frame_is_dropped(host: str, port: int) -> bool:
@@ -127,6 +133,17 @@ def test_raft_rolls_from_plain_to_tls_only_and_back_one_broker_at_a_time(tmp_pat
                 handshake(broker.host, broker.raft_port, ca, client)
         create_topic(cluster, 0, "still-serving")
         wait_until(lambda: all(topic_known(cluster, i, "still-serving") for i in range(3)), 30, "every broker")
+
+        # A renewed certificate is shown on Raft without a restart (as on every listener: the same reload).
+        renewed = ca.issue("renewed", "goqueue-broker", sans=CLUSTER_SANS)
+        for name, path in (("cert", cert.cert), ("key", cert.key)):
+            staged = path.with_suffix(".new")
+            staged.write_bytes(getattr(renewed, name).read_bytes())
+            os.replace(staged, path)
+        serial = x509.load_pem_x509_certificate(cert.cert.read_bytes()).serial_number
+        wait_until(lambda: handshake(broker.host, broker.raft_port, ca, cert) == serial, 10, "the renewed certificate")
+        create_topic(cluster, 2, "after-renewal")
+        wait_until(lambda: all(topic_known(cluster, i, "after-renewal") for i in range(3)), 30, "every broker")
 
         roll(cluster, [2, 1, 0], offering, "offering-again")
         roll(cluster, [2, 1, 0], PLAIN, "plain-again")
