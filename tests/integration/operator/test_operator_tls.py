@@ -245,7 +245,8 @@ def test_by_default_brokers_talk_to_each_other_over_mutual_tls_while_clients_use
     operator: OperatorProcess, kubectl: Kubectl, kube_api: k8s.ApiClient, kube_namespace: str,
 ) -> None:
     """A GoQueueCluster that says nothing about TLS gets the cluster CA and broker certificates, and its brokers'
-    internal listener (replica fetches, forwarding) speaks TLS with them; HTTP and gRPC stay plain for clients."""
+    internal listener (replica fetches, forwarding) and Raft speak TLS with them; HTTP and gRPC stay plain for
+    clients."""
     ns = kube_namespace
     core = k8s.CoreV1Api(kube_api)
     manifest = cluster_manifest()
@@ -254,16 +255,17 @@ def test_by_default_brokers_talk_to_each_other_over_mutual_tls_while_clients_use
     cluster = wait_condition(kubectl, ns, "goqueuecluster", "goqueue", "Ready", 240)
     assert (cluster["spec"]["tls"]["enabled"], cluster["spec"]["tls"]["internal"]) == (False, True)  # CRD defaults
     check_secrets(core, ns, cluster)
-    assert pod_tls_listeners(kubectl, ns) == ["internal"] * 3
+    assert pod_tls_listeners(kubectl, ns) == ["internal,raft"] * 3
 
     ca = secret(core, ns, "goqueue-cluster-ca-cert")["ca.crt"]
     pods = [get(kubectl, ns, "pod", f"goqueue-{i}") or {} for i in range(3)]
     for ordinal, pod in enumerate(pods):
         ip = pod["status"]["podIP"]
         context = ssl.create_default_context(cadata=ca.decode())
-        with socket.create_connection((ip, 8081), timeout=10) as raw, context.wrap_socket(
-                raw, server_hostname=f"goqueue-{ordinal}.goqueue-headless.{ns}.svc.cluster.local") as tls:
-            assert tls.version() in ("TLSv1.2", "TLSv1.3")  # verified against the cluster CA, as that pod's name
+        for port in (8081, 7000):  # the internal listener and Raft
+            with socket.create_connection((ip, port), timeout=10) as raw, context.wrap_socket(
+                    raw, server_hostname=f"goqueue-{ordinal}.goqueue-headless.{ns}.svc.cluster.local") as tls:
+                assert tls.version() in ("TLSv1.2", "TLSv1.3")  # verified against the cluster CA, as that pod's name
         with pytest.raises(httpx.TransportError):  # the internal listener does not speak plain HTTP
             httpx.get(f"http://{ip}:8081/internal/v1/replica/epoch-end", timeout=10)
 
