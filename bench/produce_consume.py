@@ -4,13 +4,19 @@
 What it measures (issue 2, item 9), all with 100-byte records and fsync=always (fdatasync before every ack):
   * produce throughput for batches of 1, 100 and 1000 records — HTTP JSON, HTTP binary batch, gRPC records,
     gRPC binary batch — closed loop, several client processes;
-  * produce latency p50/p99 at half of the maximum rate (open loop, batch 100, HTTP binary and gRPC);
+  * produce latency p50/p99/p99.9 at half and at 80 % of the maximum rate (open loop from as many client processes
+    as the closed loop, batch 100, HTTP binary and gRPC); with --noisy-neighbour the half-load runs again while
+    another process burns one core (a shared node);
+  * "HTTP binary batch, lean client": the same requests written as pre-built HTTP/1.1 on keep-alive connections
+    (what wrk does; redis-benchmark is Redis's), so the figure is the broker's and not httpx's, which costs a Python
+    client about twice the broker's CPU per request;
   * consume throughput (records decoded by the client) over HTTP binary, HTTP JSON and gRPC;
   * Redis 7 Streams with appendonly + appendfsync always, XADD pipelined with the same batch sizes
     (redis-benchmark, the native client), in the same run;
   * the machine's fdatasync ceiling (one 100 KB write + fdatasync in a loop) so figures have their limit beside them.
 
-Usage: python bench/produce_consume.py [--seconds 5] [--clients 3] [--skip-redis] [--skip-grpc]
+Usage: python bench/produce_consume.py [--seconds 5] [--clients 3] [--skip-redis] [--skip-grpc] [--noisy-neighbour]
+                                       [--latency-only]
 Each client is a process with 4 requests in flight; Redis gets the same number of connections. Each produce row also
 prints the CPU time per request of the broker (user + system over the row, from /proc) and of the client processes
 (their own CPU while producing, not their start-up): on a shared machine the rate moves with the neighbours' load,
@@ -188,7 +194,90 @@ def closed_loop(worker: Callable[..., tuple[int, list[float], float]], clients: 
     return total / seconds, latencies[int(len(latencies) * 0.99)] if latencies else 0.0
 
 
+class LeanHttp:
+    """One keep-alive HTTP/1.1 connection that POSTs a fixed binary batch and reads the answer: a load generator's
+    client (as wrk's), a few tens of µs per request where httpx costs about a millisecond."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> None:
+        self.reader, self.writer, self.request = reader, writer, request
+
+    @classmethod
+    async def open(cls, url: str, partition: int, body: bytes) -> LeanHttp:
+        host, _, port = url.removeprefix("http://").partition(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        head = (f"POST /v1/topics/{TOPIC}/partitions/{partition}/batches HTTP/1.1\r\nHost: {host}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n")
+        return cls(reader, writer, head.encode() + body)
+
+    async def send(self) -> None:
+        self.writer.write(self.request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = head[9:12]
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        await self.reader.readexactly(int(length.group(1)) if length else 0)
+        if status != b"200":
+            raise RuntimeError(f"produce answered {head[:64]!r}")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _lean_http_worker(url: str, partition: int, batch: int, seconds: float,
+                      _binary: bool) -> tuple[int, list[float], float]:
+    body = bytes(batches.build_batch([(None, RECORD, [])] * batch, int(time.time() * 1000)))
+
+    async def run() -> tuple[int, list[float]]:
+        connections = [await LeanHttp.open(url, partition, body) for _ in range(CONCURRENCY)]
+        free = list(connections)
+
+        async def send() -> None:
+            connection = free.pop()
+            try:
+                await connection.send()
+            finally:
+                free.append(connection)
+
+        try:
+            return await _closed_loop_tasks(send, batch, seconds)
+        finally:
+            for connection in connections:
+                connection.close()
+
+    return _timed(lambda: asyncio.run(run()))
+
+
 # -- open-loop latency ---------------------------------------------------------------------------------------------
+
+async def open_loop_lean_http(url: str, rate_records: float, batch: int, seconds: float) -> list[float]:
+    """`open_loop_http` with `LeanHttp` connections (a pool: one request per connection at a time)."""
+    interval = batch / rate_records
+    latencies: list[float] = []
+    body = bytes(batches.build_batch([(None, RECORD, [])] * batch, int(time.time() * 1000)))
+    free: list[LeanHttp] = []
+    opened: list[LeanHttp] = []
+
+    async def one() -> None:
+        start = time.perf_counter()
+        connection = free.pop() if free else None
+        if connection is None:
+            connection = await LeanHttp.open(url, 0, body)
+            opened.append(connection)
+        await connection.send()
+        free.append(connection)
+        latencies.append(time.perf_counter() - start)
+
+    tasks = []
+    start = time.perf_counter()
+    n = 0
+    while time.perf_counter() - start < seconds:
+        tasks.append(asyncio.create_task(one()))
+        n += 1
+        await asyncio.sleep(max(0.0, start + n * interval - time.perf_counter()))
+    await asyncio.gather(*tasks)
+    for connection in opened:
+        connection.close()
+    return latencies
+
 
 async def open_loop_http(url: str, rate_records: float, batch: int, seconds: float) -> list[float]:
     """Send binary batches at a fixed rate regardless of responses; latency per request."""
@@ -237,6 +326,51 @@ async def open_loop_grpc(target: str, rate_records: float, batch: int, seconds: 
             await asyncio.sleep(max(0.0, start + n * interval - time.perf_counter()))
         await asyncio.gather(*tasks)
     return latencies
+
+
+def _open_loop_worker(api: str, target: str, rate_records: float, batch: int, seconds: float) -> list[float]:
+    run = {"http": open_loop_http, "lean-http": open_loop_lean_http, "grpc": open_loop_grpc}[api]
+    return asyncio.run(run(target, rate_records, batch, seconds))
+
+
+def open_loop(api: str, target: str, rate_records: float, batch: int, seconds: float, clients: int) -> list[float]:
+    """Latencies of an open-loop load of `rate_records` spread over `clients` processes, as many as the closed loop
+    that found the maximum: one Python process alone cannot send what three did, and its own queue would be
+    measured instead of the broker."""
+    with mp.get_context("spawn").Pool(clients, initializer=_use_topic, initargs=(TOPIC,)) as pool:
+        results = pool.starmap(_open_loop_worker, [(api, target, rate_records / clients, batch, seconds)] * clients)
+    return [x for r in results for x in r]
+
+
+def _burn(stop: Any) -> None:
+    """The noisy neighbour: one process spinning on a core until told to stop."""
+    n = 0
+    while not stop.is_set():
+        for _ in range(100_000):
+            n += 1
+
+
+def latency_rows(name: str, measure: Callable[[float], list[float]], best: float, noisy: bool) -> None:
+    """Open-loop latency at 50 % and 80 % of `best` rec/s (and at 50 % beside a process burning a core)."""
+    runs = [("50 %", 0.5, False), ("80 %", 0.8, False)] + ([("50 %, noisy neighbour", 0.5, True)] if noisy else [])
+    for label, share, burn in runs:
+        stop = mp.get_context("spawn").Event()
+        burner = mp.get_context("spawn").Process(target=_burn, args=(stop,)) if burn else None
+        if burner is not None:
+            burner.start()
+        try:
+            lat = sorted(measure(best * share))
+        finally:
+            if burner is not None:
+                stop.set()
+                burner.join(10)
+
+        def pct(q: float, lat: list[float] = lat) -> float:
+            return lat[min(len(lat) - 1, int(len(lat) * q))] * 1000
+
+        print(f"{'latency ' + name + ' @ ' + format(best * share, ',.0f') + ' rec/s (' + label + '), batch 100':<40} "
+              f"p50 {statistics.median(lat) * 1000:.2f} ms  p99 {pct(0.99):.2f} ms  p99.9 {pct(0.999):.2f} ms",
+              flush=True)
 
 
 # -- consume -------------------------------------------------------------------------------------------------------
@@ -326,6 +460,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--skip-redis", action="store_true")
     parser.add_argument("--skip-grpc", action="store_true")
+    parser.add_argument("--noisy-neighbour", action="store_true",
+                        help="repeat the half-load latency runs while another process burns one core")
+    parser.add_argument("--latency-only", action="store_true", help="only the latency runs (after one closed loop)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="goqueue-bench-", dir=os.environ.get("BENCH_DIR", "/var/tmp")))
     print(runinfo.header("GoQueue single-broker benchmark") + f" — data in {root}", flush=True)
@@ -335,10 +472,11 @@ def main() -> None:
     try:
         httpx.post(broker.url + "/v1/topics", json={"name": TOPIC, "partitions": 4}).raise_for_status()
         grpc_target = f"127.0.0.1:{broker.grpc_port}"
-        for batch in (1, 100, 1000):
+        for batch in () if args.latency_only else (1, 100, 1000):
             for name, worker, extra in (
                 ("HTTP JSON", _http_worker, (False,)),
                 ("HTTP binary batch", _http_worker, (True,)),
+                ("HTTP binary batch, lean client", _lean_http_worker, (True,)),
                 *([] if args.skip_grpc else [("gRPC records", _grpc_worker, (False,)),
                                              ("gRPC binary batch", _grpc_worker, (True,))]),
             ):
@@ -357,16 +495,20 @@ def main() -> None:
                 if redis is not None:
                     rows.append((f"Redis XADD appendfsync always, batch {batch}", f"{redis * 1:>12,.0f} rec/s"))
                     print(f"{rows[-1][0]:<40} {rows[-1][1]}", flush=True)
-        # Latency at half the maximum rate, batch 100.
+        # Latency at half and 80 % of the maximum rate, batch 100.
         best = max(closed_loop(_http_worker, args.clients, broker.url, 100, args.seconds, True)[0], 1.0)
-        lat = sorted(asyncio.run(open_loop_http(broker.url, best / 2, 100, args.seconds)))
-        print(f"{'latency HTTP binary @ ' + format(best / 2, ',.0f') + ' rec/s, batch 100':<40} "
-              f"p50 {statistics.median(lat) * 1000:.2f} ms  p99 {lat[int(len(lat) * 0.99)] * 1000:.2f} ms")
+        latency_rows("HTTP binary", lambda rate: open_loop("http", broker.url, rate, 100, args.seconds, args.clients),
+                     best, args.noisy_neighbour)
+        best = max(closed_loop(_lean_http_worker, args.clients, broker.url, 100, args.seconds, True)[0], 1.0)
+        latency_rows("HTTP binary, lean client", lambda rate: open_loop("lean-http", broker.url, rate, 100,
+                                                                         args.seconds, args.clients),
+                     best, args.noisy_neighbour)
         if not args.skip_grpc:
             best = max(closed_loop(_grpc_worker, args.clients, grpc_target, 100, args.seconds, False)[0], 1.0)
-            lat = sorted(asyncio.run(open_loop_grpc(grpc_target, best / 2, 100, args.seconds)))
-            print(f"{'latency gRPC @ ' + format(best / 2, ',.0f') + ' rec/s, batch 100':<40} "
-                  f"p50 {statistics.median(lat) * 1000:.2f} ms  p99 {lat[int(len(lat) * 0.99)] * 1000:.2f} ms")
+            latency_rows("gRPC", lambda rate: open_loop("grpc", grpc_target, rate, 100, args.seconds, args.clients),
+                         best, args.noisy_neighbour)
+        if args.latency_only:
+            return
         stored = httpx.get(broker.url + f"/v1/topics/{TOPIC}").json()["partitionDetails"][0]["highWatermark"]
         limit = min(stored, 2_000_000)
         print(f"{'consume HTTP binary (client decodes)':<40} {consume_http_binary(broker.url, 0, limit):>12,.0f} rec/s")
