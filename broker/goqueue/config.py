@@ -344,6 +344,9 @@ class SecuritySection(_Section):
 
 
 TLS_LISTENERS = ("http", "grpc", "internal", "raft")
+# Raft is not TLS-only by default: brokers of a release before Raft TLS speak it plain, and a broker upgraded into
+# TLS-only Raft could not talk to them (docs/SECURITY.md, "Raft"). With certFile and caFile it offers TLS anyway.
+DEFAULT_TLS_LISTENERS = ("http", "grpc", "internal")
 
 
 class TlsSection(_Section):
@@ -362,10 +365,11 @@ class TlsSection(_Section):
         "http and grpc listeners (mTLS: User:<CN>). Unset: no client certificate authenticates anyone — never the "
         "server CA by default, which may be an issuer that signs certificates for anyone who asks.")
     listeners: CommaList = Field(
-        default_factory=lambda: list(TLS_LISTENERS), description="Listeners that speak TLS once certFile is set "
-        "(http, grpc, internal, raft; comma-separated). The internal listener and Raft always ask brokers for their "
-        "certificate. With certFile and caFile but raft not named, Raft offers TLS and still accepts plain "
-        "peers: the step between plain and TLS-only while a cluster rolls.")
+        default_factory=lambda: list(DEFAULT_TLS_LISTENERS), description="Listeners that speak TLS once certFile "
+        "is set (http, grpc, internal, raft; comma-separated; default http,grpc,internal). The internal listener and "
+        "Raft always ask brokers for their certificate. raft named: Raft is TLS-only. Not named, with certFile and "
+        "caFile: Raft offers TLS (dials TLS, accepts TLS) and still takes a plain peer, such as a broker of a "
+        "release before Raft TLS.")
     client_auth: Literal["none", "requested", "required"] = Field(
         "requested", alias="clientAuth", description="Client certificates on the http and grpc listeners: none, "
         "requested (a certificate signed by clientCaFile authenticates its CN as User:<CN>; clients without one "

@@ -125,12 +125,13 @@ class BrokerServer:
         self._tls_reload: asyncio.Task[None] | None = None
 
     def _raft_tls(self) -> RaftTls | None:
-        """Raft's TLS: strict when tls.listeners names raft; with a certificate and the CA but raft not named (a
-        cluster rolling into or out of Raft TLS), TLS offered and plain still accepted (replication/raft_tls.py)."""
+        """Raft's TLS: TLS only when tls.listeners names raft; with a certificate and the CA but raft not named (the
+        default, and a cluster rolling into or out of TLS-only Raft), TLS offered and plain still accepted from a
+        peer that does not speak it (replication/raft_tls.py)."""
         if self.tls is None or self.settings.tls.ca_file is None:
             return None
         return RaftTls(self.tls.server_context("raft"), self.tls.peer_context(),
-                       strict=self.settings.tls.enabled_on("raft"))
+                       strict=self.settings.tls.enabled_on("raft"), lock=self.tls.lock)
 
     def _server_tls(self, listener: str) -> ssl.SSLContext | None:
         return self.tls.server_context(listener) if self.tls is not None and self.settings.tls.enabled_on(

@@ -35,7 +35,7 @@ def _tls_listeners(env: Mapping[str, str]) -> frozenset[str]:
     if TLS_CERT_ENV not in env:
         return frozenset()
     named = env.get(TLS_LISTENERS_ENV)
-    return frozenset(("http", "grpc", "internal", "raft") if named is None else
+    return frozenset(("http", "grpc", "internal") if named is None else
                      (n.strip() for n in named.split(",") if n.strip()))
 
 
@@ -51,6 +51,7 @@ class PodFacts:
     version: str | None
     tls: bool = False  # its client listeners speak TLS: it is called over https (pki/, resources/tls.py)
     internal_tls: bool = False  # its internal listener speaks TLS
+    raft_tls: bool = False  # its Raft is TLS-only (with only a certificate, Raft offers TLS)
     certificate: bool = False  # it is given a certificate and the CA (whichever listeners use them)
     requires_client_certificate: bool = False  # GOQUEUE_TLS_CLIENTAUTH=required: callers must show a certificate
 
@@ -69,7 +70,8 @@ class PodFacts:
                    ready=bool(ready and ready.get("status") == "True") and not meta.get("deletionTimestamp"),
                    deleting=bool(meta.get("deletionTimestamp")), revision=pod_labels.get(labels.REVISION_HASH),
                    version=pod_labels.get(labels.VERSION), tls="http" in listeners,
-                   internal_tls="internal" in listeners, certificate=TLS_CERT_ENV in tls_env,
+                   internal_tls="internal" in listeners, raft_tls="raft" in listeners,
+                   certificate=TLS_CERT_ENV in tls_env,
                    requires_client_certificate=tls_env.get("GOQUEUE_TLS_CLIENTAUTH") == "required")
 
 

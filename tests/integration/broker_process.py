@@ -89,7 +89,7 @@ class BrokerProcess:
         """https where the broker's settings (GOQUEUE_TLS_*) put TLS on `listener`."""
         if "GOQUEUE_TLS_CERTFILE" not in self.extra_env:
             return "http"
-        listeners = self.extra_env.get("GOQUEUE_TLS_LISTENERS", "http,grpc,internal,raft").split(",")
+        listeners = self.extra_env.get("GOQUEUE_TLS_LISTENERS", "http,grpc,internal").split(",")
         return "https" if listener in listeners else "http"
 
     @property

@@ -4,13 +4,17 @@ that never loses the quorum (docs/SECURITY.md, "Raft").
 One cluster goes through every step a user's (or the operator's) rolling restarts take it through, one broker at
 a time, and after each restart the restarted broker must apply a topic created through another — Raft reaches it:
 
-1. plain → offering TLS (a certificate and the CA, raft not in tls.listeners), brokers 2, 1, 0: a broker offering
-   TLS dials the plain ones (broker 2 dials every other: its address is the largest), is refused, and dials plain;
-2. → TLS only (tls.listeners=internal,raft), brokers 0, 1, 2: TLS-only brokers are dialled by offering ones, over TLS;
+Brokers restart in the order 2, 1, 0, and the larger address dials (PySyncObj), so a restarted broker dials those not
+restarted yet — each step covers one direction of each mixed pair, and the four steps cover both:
+
+1. plain → offering TLS (a certificate and the CA, raft not in tls.listeners, the default): an offering broker
+   dials the plain ones, they hang up on its ClientHello, and it dials them plain;
+2. → TLS only (tls.listeners=internal,raft): a TLS-only broker dials offering ones, over TLS;
    then every attack on the Raft port is refused: a plain frame (counted, goqueue_limit_refusals_total{port="raft",
    limit="tls"}), a certificate from another CA, an expired one, none; a broker certificate gets the handshake; a
    renewed certificate is shown on Raft without a restart, and the brokers keep talking with it;
-3. → offering TLS again, then → plain, brokers 2, 1, 0: plain brokers dial offering ones (sniffed as plain).
+3. → offering TLS again (offering brokers dial TLS-only ones), then → plain (plain brokers dial offering ones, which
+   tell them apart by their first bytes and serve them plain).
 """
 
 from __future__ import annotations
@@ -116,7 +120,7 @@ def test_raft_rolls_from_plain_to_tls_only_and_back_one_broker_at_a_time(tmp_pat
     try:
         offering, tls_only = phase(cert, ca, ""), phase(cert, ca, "internal,raft")
         roll(cluster, [2, 1, 0], offering, "offering")
-        roll(cluster, [0, 1, 2], tls_only, "tls-only")
+        roll(cluster, [2, 1, 0], tls_only, "tls-only")
 
         broker = cluster.brokers[1]
         before = refusals(cluster, 1)

@@ -21,7 +21,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from goqueue.replication.raft_tls import TlsSocket
 from goqueue.security.tls import load_cert_chain_pem
@@ -51,13 +51,17 @@ class Ca:
     def pem(self) -> str:
         return self.cert.public_bytes(serialization.Encoding.PEM).decode()
 
-    def leaf(self, dns: str = "*.goqueue-headless.default.svc.cluster.local") -> tuple[bytes, bytes]:
+    def leaf(self, dns: str = "*.goqueue-headless.default.svc.cluster.local",
+             usages: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.SERVER_AUTH,
+                                                          ExtendedKeyUsageOID.CLIENT_AUTH)) -> tuple[bytes, bytes]:
+        """A broker's certificate (both usages, as the operator issues it); clientAuth alone is a user's."""
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (x509.CertificateBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "goqueue-broker")]))
                 .issuer_name(self.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=30))
                 .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
                 .sign(self.key, hashes.SHA256()))
         return (cert.public_bytes(serialization.Encoding.PEM),
                 key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -73,6 +77,17 @@ def contexts(ca: Ca, identity: tuple[bytes, bytes] | None, trusted: Ca) -> tuple
             load_cert_chain_pem(context, *identity)
         context.load_verify_locations(cadata=trusted.pem())
     return server, client
+
+
+def refusing_broker_closes_on_hello(sock: socket.socket) -> None:
+    """What a broker without TLS does with a ClientHello: reads it as an oversized frame and hangs up."""
+    for _ in range(100):
+        try:
+            if sock.recv(65536):
+                break
+        except BlockingIOError:
+            continue
+    sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +161,8 @@ def test_everything_sent_arrives_in_order_both_ways_through_a_small_kernel_buffe
     assert dialled.sock.handshake_done
 
 
-@pytest.mark.parametrize("problem", ["another CA", "no certificate", "a name the certificate does not carry"])
+@pytest.mark.parametrize("problem", ["another CA", "no certificate", "a name the certificate does not carry",
+                                     "a client-only certificate (a GoQueueUser's)"])
 def test_a_failed_handshake_is_an_error_pysyncobj_drops_the_connection_on(
         ca: Ca, pair: tuple[socket.socket, socket.socket], problem: str) -> None:
     server_ctx, _ = contexts(ca, ca.leaf(), ca)
@@ -156,6 +172,8 @@ def test_a_failed_handshake_is_an_error_pysyncobj_drops_the_connection_on(
         _, client_ctx = contexts(stranger, stranger.leaf(), ca)
     elif problem == "no certificate":
         _, client_ctx = contexts(ca, None, ca)
+    elif problem.startswith("a client-only"):
+        _, client_ctx = contexts(ca, ca.leaf(usages=(ExtendedKeyUsageOID.CLIENT_AUTH,)), ca)
     else:
         _, client_ctx = contexts(ca, ca.leaf(), ca)
         hostname = "goqueue-1.elsewhere.svc"
@@ -175,7 +193,7 @@ def test_a_failed_handshake_is_an_error_pysyncobj_drops_the_connection_on(
     assert accepted.received == b""
     if problem != "a name the certificate does not carry":  # that one the dialling side refuses itself
         assert refusals
-        assert "handshake" in refusals[0]
+        assert ("serverAuth" if problem.startswith("a client-only") else "handshake") in refusals[0]
 
 
 def plain_frame(message: bytes) -> bytes:
@@ -225,3 +243,53 @@ def test_tls_only_refuses_a_plain_peer(ca: Ca, pair: tuple[socket.socket, socket
     assert raised.value.errno == errno.ECONNRESET
     assert accepted.received == b""
     assert refusals
+
+
+def test_a_dialled_connection_takes_what_is_sent_before_its_handshake_is_done(
+        ca: Ca, pair: tuple[socket.socket, socket.socket]) -> None:
+    """PySyncObj sends its first message as soon as TCP connects. Left in its write buffer, it would keep PySyncObj
+    subscribed for writing — a spin until the peer answers the ClientHello. It is taken at once, and arrives."""
+    server_ctx, client_ctx = contexts(ca, ca.leaf(), ca)
+    dialled = TlsSocket(pair[0], client_ctx, server_side=False, server_hostname=PEER)
+    assert dialled.send(b"first message") == len(b"first message")  # no peer answer yet, and no EAGAIN
+    assert not dialled.handshake_done
+    accepted = Endpoint(TlsSocket(pair[1], server_ctx, server_side=True))
+    caller = Endpoint(dialled)
+    for _ in range(100):
+        caller.step()
+        accepted.step()
+    assert accepted.received == b"first message"
+
+
+def test_a_close_after_the_handshake_is_an_end_not_a_refusal(ca: Ca, pair: tuple[socket.socket, socket.socket]) -> None:
+    """PySyncObj closes without a TLS close_notify: the other side reads the end (b""), and nothing is counted."""
+    server_ctx, client_ctx = contexts(ca, ca.leaf(), ca)
+    refusals: list[str] = []
+    dialled = Endpoint(TlsSocket(pair[0], client_ctx, server_side=False, server_hostname=PEER))
+    accepted = Endpoint(TlsSocket(pair[1], server_ctx, server_side=True, on_refused=refusals.append))
+    dialled.out = b"hello"
+    run(dialled, accepted, until=0)
+    for _ in range(20):
+        dialled.step()
+        accepted.step()
+    assert accepted.received == b"hello"
+    pair[0].close()
+    accepted.step()
+    assert accepted.closed
+    assert refusals == []
+
+
+def test_only_a_peer_that_hangs_up_on_the_hello_counts_as_refusing_tls(
+        ca: Ca, pair: tuple[socket.socket, socket.socket]) -> None:
+    """The fallback to plain (raft_transport.py) is for a broker without TLS, which takes the ClientHello and hangs
+    up without a byte; a peer that merely has not answered yet is no reason to fall back."""
+    _, client_ctx = contexts(ca, ca.leaf(), ca)
+    dialled = TlsSocket(pair[0], client_ctx, server_side=False, server_hostname=PEER)
+    dialled.send(b"first message")
+    with pytest.raises(BlockingIOError):
+        dialled.recv(8192)
+    assert not dialled.refused_tls  # the hello is out, the peer silent: not a refusal (a timeout ends it)
+    refusing_broker_closes_on_hello(pair[1])
+    with pytest.raises(OSError, match="TLS handshake"):
+        dialled.recv(8192)
+    assert dialled.refused_tls

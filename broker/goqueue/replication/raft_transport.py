@@ -13,8 +13,8 @@ announces: one anonymous client announcing 2 GiB and streaming made the broker's
 
 With `RaftTls` (raft_tls.py) every connection also runs over mutual TLS: accepted ones require a certificate signed
 by the cluster CA, dialled ones verify the peer's name and CA. Not strict (a cluster rolling into or out of Raft
-TLS), accepted connections may also be plain (sniffed), and a peer that refuses the TLS handshake is dialled plain
-at once, once; the next dial tries TLS again.
+TLS), accepted connections may also be plain (sniffed), and a peer that refuses the TLS handshake (takes the
+ClientHello and hangs up, as a broker without TLS does) is dialled plain at once, once; the next dial tries TLS again.
 
 Known gap: without a password or strict TLS, "identified" includes PySyncObj's read-only clients (first message
 `readonly`), so an anonymous client gets the larger cap, and a frame's zlib payload is decompressed without a bound.
@@ -112,7 +112,7 @@ def guarded_transport(limits: TransportLimits, tls: RaftTls | None = None) -> ty
             if tls is not None:
                 setattr(conn, _SOCKET_ATTRIBUTE, TlsSocket(getattr(conn, _SOCKET_ATTRIBUTE), tls.server,
                                                            server_side=True, sniff=not tls.strict,
-                                                           on_refused=refused_tls))
+                                                           on_refused=refused_tls, lock=tls.lock))
             super()._onNewIncomingConnection(conn)
             self._accepted_at[conn] = time.monotonic()
 
@@ -127,7 +127,7 @@ def guarded_transport(limits: TransportLimits, tls: RaftTls | None = None) -> ty
                 self._dial_plain_once.discard(node)
                 log.info("raft.dialling_plain", extra={"peer": node.address})
                 return connecting
-            wrapped = TlsSocket(dialled, tls.client, server_side=False, server_hostname=node.host,
+            wrapped = TlsSocket(dialled, tls.client, server_side=False, server_hostname=node.host, lock=tls.lock,
                                 on_refused=lambda reason: log.warning(
                                     "raft.peer_tls_failed", extra={"peer": node.address, "reason": reason}))
             setattr(conn, _SOCKET_ATTRIBUTE, wrapped)
@@ -143,8 +143,10 @@ def guarded_transport(limits: TransportLimits, tls: RaftTls | None = None) -> ty
         def _onDisconnected(self, conn: TcpConnection) -> None:  # noqa: N802
             self._accepted_at.pop(conn, None)
             dialled = self._dialled_tls.pop(conn, None)
-            if dialled is not None and tls is not None and not tls.strict and not dialled[1].handshake_done:
-                # A peer not (yet) serving TLS, in a roll: dial it plain now, then TLS again next time.
+            if dialled is not None and tls is not None and not tls.strict and dialled[1].refused_tls:
+                # A peer not (yet) serving TLS, in a roll: dial it plain now, then TLS again next time. Only when
+                # it took the ClientHello and hung up without a byte of TLS: a refused connection, a timeout or a
+                # failed certificate check is not a reason to fall back.
                 # Not from inside this callback: PySyncObj is still handling the old socket's event, and a new one
                 # would likely get its descriptor number and lose its subscription to the old one's handler.
                 node = dialled[0]

@@ -121,6 +121,12 @@ class TlsFiles:
                                                    require_client_authentication=require)
 
     @property
+    def lock(self) -> threading.Lock:
+        """Held while the live contexts are reloaded: whoever makes connections from them on another thread (Raft)
+        holds it meanwhile."""
+        return self._lock
+
+    @property
     def not_after_s(self) -> float:
         """When the broker's certificate expires (Unix seconds): goqueue_tls_certificate_expiry_timestamp_seconds."""
         return self._loaded.not_after_s

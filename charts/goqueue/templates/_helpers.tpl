@@ -158,6 +158,6 @@ admin/password. Not under /etc/goqueue (the settings file's read-only mount). */
 
 {{- /* https when the HTTP listener speaks TLS (tls.enabled, and "http" in config.tls.listeners or its default). */ -}}
 {{- define "goqueue.httpScheme" -}}
-{{- $listeners := (dig "tls" "listeners" nil .Values.config) | default "http,grpc,internal,raft" -}}
+{{- $listeners := (dig "tls" "listeners" nil .Values.config) | default "http,grpc,internal" -}}
 {{- if and .Values.tls.enabled (has "http" (splitList "," (toString $listeners))) -}}https{{- else -}}http{{- end -}}
 {{- end -}}

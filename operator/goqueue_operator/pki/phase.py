@@ -8,6 +8,11 @@ every broker has them; turning it off undoes it in the opposite order. Switching
 Internal) is one roll. Each phase is a pod template: the roller restarts brokers into it one at a time,
 health-gated, and the next phase begins when every pod has the previous one. A cluster without brokers (new, or
 scaled to 0) goes straight to the end, once its certificate exists.
+
+Raft is TLS-only (the `*_RAFT` phases) in clusters whose brokers all started that way — every cluster this operator
+version creates. Brokers running without it (an older operator's, or ones that went through Off) keep Raft offering
+TLS (dialled over TLS, a plain peer still taken): a broker image from before Raft TLS speaks it plain, and only an
+offering broker can talk to it; nor may an operator upgrade change the template and roll every broker.
 """
 
 from __future__ import annotations
@@ -28,4 +33,6 @@ def tls_phase(target: TlsPhase, pods: Sequence[PodFacts], *, certificate_ready: 
         return TlsPhase.CLIENT_LISTENERS if target.client_listeners else TlsPhase.CERTIFICATES
     if not target.internal_listener and any(p.internal_tls for p in pods):
         return TlsPhase.CLIENT_LISTENERS if any(p.tls for p in pods) else TlsPhase.CERTIFICATES
+    if target.raft_required and pods and not all(p.raft_tls for p in pods):
+        return target.raft_offered()  # brokers that began offering Raft TLS keep offering it (below)
     return target

@@ -19,32 +19,48 @@ CLIENT_LISTENERS = "http,grpc"
 
 
 class TlsPhase(StrEnum):
+    """With a certificate and the CA mounted, a broker's Raft offers TLS and still takes a plain peer; only the
+    `*_RAFT` phases make it TLS-only. A cluster gets those from its first broker on; brokers that began without them
+    keep offering (pki/phase.py: they may have peers of a release before Raft TLS, and an operator upgrade must not
+    roll them)."""
+
     OFF = "Off"
     CERTIFICATES = "Certificates"          # certificates and the CA mounted; no listener speaks TLS yet
     CLIENT_LISTENERS = "ClientListeners"  # certificates mounted; http and grpc speak TLS, the internal listener not
-    INTERNAL = "Internal"                  # only broker to broker (the internal listener and Raft) speaks TLS
+    INTERNAL = "Internal"                  # only broker to broker (the internal listener) speaks TLS
     ON = "On"                              # every listener
+    INTERNAL_RAFT = "InternalRaft"         # INTERNAL, and Raft TLS-only
+    ON_RAFT = "OnRaft"                     # ON, and Raft TLS-only
 
     @classmethod
     def of(cls, cluster: ClusterView) -> TlsPhase:
         """Where spec.tls asks the brokers to be; also the phase of a cluster with no broker running (nothing to
-        move through): `enabled` → every listener; `internal` alone (its default) → the broker-to-broker one."""
+        move through): `enabled` → every listener; `internal` alone (its default) → the broker-to-broker ones."""
         if cluster.spec.tls.enabled:
-            return cls.ON
-        return cls.INTERNAL if cluster.spec.tls.internal else cls.OFF
+            return cls.ON_RAFT
+        return cls.INTERNAL_RAFT if cluster.spec.tls.internal else cls.OFF
+
+    @property
+    def raft_required(self) -> bool:
+        return self in (TlsPhase.INTERNAL_RAFT, TlsPhase.ON_RAFT)
+
+    def raft_offered(self) -> TlsPhase:
+        """The same listeners with Raft offering TLS rather than requiring it."""
+        return {TlsPhase.INTERNAL_RAFT: TlsPhase.INTERNAL, TlsPhase.ON_RAFT: TlsPhase.ON}.get(self, self)
 
     @property
     def client_listeners(self) -> bool:
         """http and grpc speak TLS: probes, the in-pod CLIs and the operator use https."""
-        return self in (TlsPhase.CLIENT_LISTENERS, TlsPhase.ON)
+        return self in (TlsPhase.CLIENT_LISTENERS, TlsPhase.ON, TlsPhase.ON_RAFT)
 
     @property
     def internal_listener(self) -> bool:
-        return self in (TlsPhase.INTERNAL, TlsPhase.ON)
+        return self in (TlsPhase.INTERNAL, TlsPhase.ON, TlsPhase.INTERNAL_RAFT, TlsPhase.ON_RAFT)
 
 
-# GOQUEUE_TLS_LISTENERS of the phases whose client listeners stay plain.
-_LISTENERS = {TlsPhase.CERTIFICATES: "", TlsPhase.INTERNAL: "internal,raft"}
+# GOQUEUE_TLS_LISTENERS where it is not the broker's default (http,grpc,internal: On).
+_LISTENERS = {TlsPhase.CERTIFICATES: "", TlsPhase.INTERNAL: "internal", TlsPhase.INTERNAL_RAFT: "internal,raft",
+              TlsPhase.CLIENT_LISTENERS: CLIENT_LISTENERS, TlsPhase.ON_RAFT: "http,grpc,internal,raft"}
 
 
 def certificates_wanted(cluster: ClusterView) -> bool:
@@ -73,8 +89,8 @@ def tls_env(cluster: ClusterView, phase: TlsPhase) -> list[dict[str, Any]]:
         # The operator's own CA signs GoQueueUser client certificates (users/client_cert.py): the brokers take
         # them as principals. An issuer of cert-manager may sign for anyone who asks: its certificates name nobody.
         env.append({"name": "GOQUEUE_TLS_CLIENTCAFILE", "value": f"{ports.TLS_DIR}/{TLS_CA_KEY}"})
-    if phase is TlsPhase.CLIENT_LISTENERS:
-        env.append({"name": TLS_LISTENERS_ENV, "value": CLIENT_LISTENERS})  # ON: the default, every listener
+    if phase in _LISTENERS:
+        env.append({"name": TLS_LISTENERS_ENV, "value": _LISTENERS[phase]})
     # The CLIs' settings (read by goqueue-cli and goqueue-admin, ignored by the broker): the runbook's
     # `kubectl exec goqueue-0 -- goqueue-cli ...` keeps working unchanged, over https to localhost (a name the
     # broker certificate carries), trusting the cluster's CA.

@@ -239,7 +239,7 @@ def test_the_pod_mounts_the_broker_secret_read_only_and_names_the_files_never_th
     assert env["GOQUEUE_TLS_CLIENTAUTH"] == "required"
     # the operator's own CA signs GoQueueUser certificates: the brokers take them as principals
     assert env["GOQUEUE_TLS_CLIENTCAFILE"] == "/var/run/goqueue/tls/ca.crt"
-    assert "GOQUEUE_TLS_LISTENERS" not in env  # the broker's default: http, grpc and internal
+    assert env["GOQUEUE_TLS_LISTENERS"] == "http,grpc,internal,raft"  # a new cluster: Raft TLS-only from the start
     # in-pod CLIs (the runbook's kubectl exec ... goqueue-cli) reach the broker over https, trusting the CA
     assert (env["GOQUEUE_SERVER"], env["GOQUEUE_CA_FILE"]) == ("https://localhost:8080",
                                                               "/var/run/goqueue/tls/ca.crt")
@@ -268,9 +268,10 @@ def test_tls_off_gives_the_pod_no_certificate() -> None:
 
 def test_by_default_brokers_talk_to_each_other_over_tls_and_clients_stay_on_plain_listeners() -> None:
     """spec.tls.internal defaults to true (Strimzi's replication listener is always TLS): the certificates and the CA
-    are mounted and only the internal listener speaks TLS; probes, the in-pod CLIs and clients keep plain http."""
+    are mounted and only the broker-to-broker listeners (internal, Raft) speak TLS; probes, the in-pod CLIs and
+    clients keep plain http."""
     bare = ClusterView.from_body({"metadata": {"name": "goqueue", "namespace": "apps", "uid": "u"}, "spec": {}})
-    assert TlsPhase.of(bare) is TlsPhase.INTERNAL
+    assert TlsPhase.of(bare) is TlsPhase.INTERNAL_RAFT
     template = build_pod_template(bare, 3)
     env = {e["name"]: e.get("value") for e in container_of(template)["env"]}
     assert env["GOQUEUE_TLS_CERTFILE"] == "/var/run/goqueue/tls/tls.crt"
@@ -279,7 +280,34 @@ def test_by_default_brokers_talk_to_each_other_over_tls_and_clients_stay_on_plai
     assert not {"GOQUEUE_SERVER", "GOQUEUE_TLS_CLIENTAUTH", "GOQUEUE_TLS_CLIENTCAFILE"} & set(env)
     assert container_of(template)["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
     facts = pod_from(template, 0)
-    assert (facts.tls, facts.internal_tls, facts.certificate) == (False, True, True)
+    assert (facts.tls, facts.internal_tls, facts.raft_tls, facts.certificate) == (False, True, True, True)
+
+
+@pytest.mark.parametrize("enabled", [False, True], ids=["internal", "on"])
+def test_raft_is_tls_only_from_a_clusters_first_broker_and_brokers_that_began_offering_keep_offering(
+        enabled: bool) -> None:
+    """A broker image from before Raft TLS speaks Raft plain, and only an offering broker (a certificate, raft not
+    in GOQUEUE_TLS_LISTENERS) can talk to it. So brokers running without TLS-only Raft — an older operator's, whose
+    template this operator must not change (that would roll them all), or ones that went through Off — keep
+    offering; a cluster's first brokers get TLS-only Raft, and keep it."""
+    spec = cluster(enabled=enabled)
+    target = TlsPhase.of(spec)
+    offering = TlsPhase.ON if enabled else TlsPhase.INTERNAL
+    assert target is (TlsPhase.ON_RAFT if enabled else TlsPhase.INTERNAL_RAFT)
+    assert tls_phase(target, []) is target  # no broker yet: TLS-only from the first one
+    required = [pod_from(build_pod_template(spec, 3, target), i) for i in range(3)]
+    assert all(p.raft_tls for p in required)
+    assert tls_phase(target, required) is target
+    older = [pod_from(build_pod_template(spec, 3, offering), i) for i in range(3)]  # what an older operator ran
+    assert not any(p.raft_tls for p in older)
+    assert tls_phase(target, older) is offering
+    assert tls_phase(target, [required[0], *older[1:]]) is offering
+    env = {e["name"]: e.get("value") for e in container_of(build_pod_template(spec, 3, offering))["env"]}
+    assert env.get("GOQUEUE_TLS_LISTENERS") == (None if enabled else "internal")  # the older operator's template
+    # switching the client listeners keeps Raft as it was
+    other = TlsPhase.INTERNAL_RAFT if enabled else TlsPhase.ON_RAFT
+    assert tls_phase(other, required) is other
+    assert tls_phase(other, older) is other.raft_offered()
 
 
 def test_turning_internal_tls_on_mounts_every_certificate_before_any_internal_listener_requires_it() -> None:
