@@ -248,84 +248,75 @@ def _lean_http_worker(url: str, partition: int, batch: int, seconds: float,
 
 # -- open-loop latency ---------------------------------------------------------------------------------------------
 
-async def open_loop_lean_http(url: str, rate_records: float, batch: int, seconds: float) -> list[float]:
-    """`open_loop_http` with `LeanHttp` connections (a pool: one request per connection at a time)."""
+WARM_UP_S = 0.5  # requests scheduled in the first half second (connections still opening) are not counted
+
+
+async def _open_loop(send: Callable[[], Any], rate_records: float, batch: int, seconds: float) -> list[float]:
+    """Start `send()` every batch / rate seconds regardless of answers; each latency runs from the moment the request
+    was due, not from when the client got round to it, so a client that falls behind shows in the figures instead of
+    hiding them (coordinated omission)."""
     interval = batch / rate_records
     latencies: list[float] = []
+    start = time.perf_counter()
+
+    async def one(due: float) -> None:
+        await send()
+        if due - start >= WARM_UP_S:
+            latencies.append(time.perf_counter() - due)
+
+    tasks = []
+    n = 0
+    while (due := start + n * interval) - start < seconds:
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(due)))
+        n += 1
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+async def open_loop_http(url: str, rate_records: float, batch: int, seconds: float) -> list[float]:
+    """Binary batches over httpx at a fixed rate; latency per request."""
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    body = bytes(batches.build_batch([(None, RECORD, [])] * batch, int(time.time() * 1000)))
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        async def send() -> None:
+            response = await client.post(f"/v1/topics/{TOPIC}/partitions/0/batches", content=body)
+            response.raise_for_status()
+
+        return await _open_loop(send, rate_records, batch, seconds)
+
+
+async def open_loop_lean_http(url: str, rate_records: float, batch: int, seconds: float) -> list[float]:
+    """`open_loop_http` with `LeanHttp` connections (a pool: one request per connection at a time)."""
     body = bytes(batches.build_batch([(None, RECORD, [])] * batch, int(time.time() * 1000)))
     free: list[LeanHttp] = []
     opened: list[LeanHttp] = []
 
-    async def one() -> None:
-        start = time.perf_counter()
+    async def send() -> None:
         connection = free.pop() if free else None
         if connection is None:
             connection = await LeanHttp.open(url, 0, body)
             opened.append(connection)
         await connection.send()
         free.append(connection)
-        latencies.append(time.perf_counter() - start)
 
-    tasks = []
-    start = time.perf_counter()
-    n = 0
-    while time.perf_counter() - start < seconds:
-        tasks.append(asyncio.create_task(one()))
-        n += 1
-        await asyncio.sleep(max(0.0, start + n * interval - time.perf_counter()))
-    await asyncio.gather(*tasks)
-    for connection in opened:
-        connection.close()
-    return latencies
-
-
-async def open_loop_http(url: str, rate_records: float, batch: int, seconds: float) -> list[float]:
-    """Send binary batches at a fixed rate regardless of responses; latency per request."""
-    interval = batch / rate_records
-    latencies: list[float] = []
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-        body = bytes(batches.build_batch([(None, RECORD, [])] * batch, int(time.time() * 1000)))
-
-        async def one() -> None:
-            start = time.perf_counter()
-            response = await client.post(f"/v1/topics/{TOPIC}/partitions/0/batches", content=body)
-            response.raise_for_status()
-            latencies.append(time.perf_counter() - start)
-
-        tasks = []
-        start = time.perf_counter()
-        n = 0
-        while time.perf_counter() - start < seconds:
-            tasks.append(asyncio.create_task(one()))
-            n += 1
-            await asyncio.sleep(max(0.0, start + n * interval - time.perf_counter()))
-        await asyncio.gather(*tasks)
-    return latencies
+    try:
+        return await _open_loop(send, rate_records, batch, seconds)
+    finally:
+        for connection in opened:
+            connection.close()
 
 
 async def open_loop_grpc(target: str, rate_records: float, batch: int, seconds: float) -> list[float]:
     from goqueue.client.grpc_client import GrpcClient
     from goqueue.records import RecordIn
 
-    interval = batch / rate_records
-    latencies: list[float] = []
     records = [RecordIn(key=None, value=RECORD, headers=[])] * batch
     async with GrpcClient(target) as client:
-        async def one() -> None:
-            start = time.perf_counter()
+        async def send() -> None:
             await client.produce(TOPIC, records, partition=0)
-            latencies.append(time.perf_counter() - start)
 
-        tasks = []
-        start = time.perf_counter()
-        n = 0
-        while time.perf_counter() - start < seconds:
-            tasks.append(asyncio.create_task(one()))
-            n += 1
-            await asyncio.sleep(max(0.0, start + n * interval - time.perf_counter()))
-        await asyncio.gather(*tasks)
-    return latencies
+        return await _open_loop(send, rate_records, batch, seconds)
 
 
 def _open_loop_worker(api: str, target: str, rate_records: float, batch: int, seconds: float) -> list[float]:
