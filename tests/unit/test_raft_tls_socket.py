@@ -146,6 +146,13 @@ def run(a: Endpoint, b: Endpoint, until: int, steps: int = 20_000) -> None:
                          f"a owes {len(a.out)}, b owes {len(b.out)} of {until}")
 
 
+def exchange(a: Endpoint, b: Endpoint, steps: int = 100) -> None:
+    """Step both sides as PySyncObj's poller would, whether or not there is anything to do."""
+    for _ in range(steps):
+        a.step()
+        b.step()
+
+
 def test_everything_sent_arrives_in_order_both_ways_through_a_small_kernel_buffer(
         ca: Ca, pair: tuple[socket.socket, socket.socket]) -> None:
     server_ctx, client_ctx = contexts(ca, ca.leaf(), ca)
@@ -181,14 +188,8 @@ def test_a_failed_handshake_is_an_error_pysyncobj_drops_the_connection_on(
     dialled = Endpoint(TlsSocket(pair[0], client_ctx, server_side=False, server_hostname=hostname))
     accepted = Endpoint(TlsSocket(pair[1], server_ctx, server_side=True, on_refused=refusals.append))
     dialled.out = b"x" * 100
-
-    def exchange() -> None:
-        for _ in range(1000):
-            dialled.step()
-            accepted.step()
-
     with pytest.raises(OSError, match=r"TLS|certificate|handshake") as raised:
-        exchange()
+        exchange(dialled, accepted, steps=1000)
     assert raised.value.errno not in (errno.EAGAIN, errno.EWOULDBLOCK)
     assert accepted.received == b""
     if problem != "a name the certificate does not carry":  # that one the dialling side refuses itself
@@ -208,9 +209,7 @@ def test_accepting_both_a_plain_peer_is_served_plain(
     accepted_sock = TlsSocket(pair[1], server_ctx, server_side=True, sniff=True)
     dialled, accepted = Endpoint(pair[0]), Endpoint(accepted_sock)
     dialled.out = plain_frame(first_message)
-    run(dialled, accepted, until=0)
-    for _ in range(10):
-        accepted.step()
+    exchange(dialled, accepted, steps=10)
     assert accepted.received == plain_frame(first_message)
     accepted.out = b"answer"
     run(dialled, accepted, until=len(b"answer"))
@@ -224,10 +223,7 @@ def test_accepting_both_a_tls_peer_gets_tls(ca: Ca, pair: tuple[socket.socket, s
     dialled = Endpoint(TlsSocket(pair[0], client_ctx, server_side=False, server_hostname=PEER))
     accepted = Endpoint(accepted_sock)
     dialled.out = b"hello over tls"
-    run(dialled, accepted, until=0)
-    for _ in range(100):
-        dialled.step()
-        accepted.step()
+    exchange(dialled, accepted)
     assert accepted.received == b"hello over tls"
     assert not accepted_sock.plain
     assert accepted_sock.handshake_done
@@ -254,10 +250,7 @@ def test_a_dialled_connection_takes_what_is_sent_before_its_handshake_is_done(
     assert dialled.send(b"first message") == len(b"first message")  # no peer answer yet, and no EAGAIN
     assert not dialled.handshake_done
     accepted = Endpoint(TlsSocket(pair[1], server_ctx, server_side=True))
-    caller = Endpoint(dialled)
-    for _ in range(100):
-        caller.step()
-        accepted.step()
+    exchange(Endpoint(dialled), accepted)
     assert accepted.received == b"first message"
 
 
@@ -268,10 +261,7 @@ def test_a_close_after_the_handshake_is_an_end_not_a_refusal(ca: Ca, pair: tuple
     dialled = Endpoint(TlsSocket(pair[0], client_ctx, server_side=False, server_hostname=PEER))
     accepted = Endpoint(TlsSocket(pair[1], server_ctx, server_side=True, on_refused=refusals.append))
     dialled.out = b"hello"
-    run(dialled, accepted, until=0)
-    for _ in range(20):
-        dialled.step()
-        accepted.step()
+    exchange(dialled, accepted)
     assert accepted.received == b"hello"
     pair[0].close()
     accepted.step()
