@@ -7,12 +7,14 @@ has live members; a consumer that stopped but stayed a member blocked it for its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 
 import pytest
 from broker_process import BrokerFactory, BrokerProcess
@@ -68,15 +70,28 @@ def test_a_reset_right_after_a_cli_consume_succeeds(module_broker: BrokerProcess
     assert result.returncode == 0, result.stderr
 
 
+@contextlib.contextmanager
+def sigint_as_from_a_terminal() -> Iterator[None]:
+    """Start children with SIGINT at its default, as a terminal's foreground job has it. A shell without job control
+    starts background commands with SIGINT ignored and children inherit that (Python then installs no
+    KeyboardInterrupt handler): a suite started as `bash .ci/run &` timed out here on Ctrl-C, the CLI never told.
+    A handler (not an ignore) in this process is reset to the default in a child."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize(("stop", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("mode", ["shared", "ordered"])
 def test_ctrl_c_and_sigterm_make_the_cli_leave(module_broker: BrokerProcess, topic: str, mode: str,
                                                stop: signal.Signals, exit_code: int) -> None:
     """Stopped mid long-poll: the broker's poll of that request runs on, and must not bring the member back."""
     group = f"stopped-{mode}-{stop.name.lower()}"
-    with subprocess.Popen(["goqueue-cli", "consume", "--topic", topic, "--group", group, "--mode", mode,
-                           "--timeout", "120"], env=env_for(module_broker), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as consumer:
+    with sigint_as_from_a_terminal(), subprocess.Popen(
+            ["goqueue-cli", "consume", "--topic", topic, "--group", group, "--mode", mode, "--timeout", "120"],
+            env=env_for(module_broker), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as consumer:
         try:
             wait_until(lambda: len(members(module_broker, group)) == 1, 30, message="the consumer joined")
             consumer.send_signal(stop)
