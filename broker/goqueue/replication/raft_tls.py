@@ -19,12 +19,13 @@ true for PySyncObj:
   extended key usages, one for serving TLS. A GoQueueUser's client certificate, signed by the same CA for clients
   only, is refused.
 
-Rolling a running cluster into or out of Raft TLS (docs/SECURITY.md, "Raft"): a broker holding a certificate but not
-yet told to require TLS on Raft accepts both, telling them apart by the first two bytes (`sniff`): a TLS handshake
-record starts 0x16 0x03, and a plain PySyncObj connection starts with a 4-byte length that would then be 790 bytes
-or more (0x0316 + k·65536), far above any first message PySyncObj sends (a 32-byte key or an address: tens of
-bytes). Such a broker dials TLS first and plain only after a peer refused the handshake: it took the ClientHello
-and hung up without a byte of TLS in answer, as a broker without TLS does (`refused_tls`; raft_transport.py).
+Offering TLS (docs/SECURITY.md, "Raft"): a broker holding a certificate but not told to require TLS on Raft (the
+default, so that it can still reach a broker of a release before Raft TLS, and the step of a roll) accepts both,
+telling them apart by the first two bytes (`sniff`): a TLS handshake record starts 0x16 0x03, and a plain PySyncObj
+connection starts with a 4-byte length that would then be 790 bytes or more (0x0316 + k·65536), far above any
+first message PySyncObj sends (a 32-byte key or an address: tens of bytes). Such a broker dials TLS first, and
+plain only after a peer refused the handshake: it took the ClientHello and hung up without a byte of TLS in answer,
+as a broker without TLS does (`refused_tls`; raft_transport.py).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ EARLY_BYTES = _RECORD_PLAINTEXT
 class RaftTls:
     """The TLS of the Raft port. `server` requires a certificate signed by the cluster CA; `client` verifies the
     peer's certificate and name and shows this broker's. Both are kept current by `TlsFiles.check()`: a connection
-    made after a renewal uses the new certificate. `strict`: TLS only, both ways; otherwise (a cluster rolling into
-    or out of Raft TLS) plain connections are accepted too and a peer that refuses TLS is dialled plain."""
+    made after a renewal uses the new certificate. `strict`: TLS only, both ways; otherwise (offering, the default)
+    plain connections are accepted too and a peer that refuses TLS is dialled plain."""
 
     server: ssl.SSLContext
     client: ssl.SSLContext

@@ -12,8 +12,8 @@ announces: one anonymous client announcing 2 GiB and streaming made the broker's
   whose prefix announces more, or whose unparsed input passes twice the cap, is closed.
 
 With `RaftTls` (raft_tls.py) every connection also runs over mutual TLS: accepted ones require a certificate signed
-by the cluster CA, dialled ones verify the peer's name and CA. Not strict (a cluster rolling into or out of Raft
-TLS), accepted connections may also be plain (sniffed), and a peer that refuses the TLS handshake (takes the
+by the cluster CA, dialled ones verify the peer's name and CA. Not strict (offering: the default, and the step of a
+roll), accepted connections may also be plain (sniffed), and a peer that refuses the TLS handshake (takes the
 ClientHello and hangs up, as a broker without TLS does) is dialled plain at once, once; the next dial tries TLS again.
 
 Known gap: without a password or strict TLS, "identified" includes PySyncObj's read-only clients (first message
@@ -44,7 +44,7 @@ UNIDENTIFIED_FRAME_BYTES = 64 * 1024
 _FRAME_PREFIX = struct.Struct("i")  # PySyncObj's: native signed 32-bit length
 _FRAME_CAP_ATTRIBUTE = "goqueue_max_frame_bytes"     # set on incoming connections: outgoing ones dial our peers
 _ON_REFUSED_ATTRIBUTE = "goqueue_on_refused"
-_PLAIN_REDIAL_DELAY_S = 0.1                        # after a refused TLS handshake, in a roll
+_PLAIN_REDIAL_DELAY_S = 0.1                        # after a peer refused the TLS handshake (offering only)
 _SOCKET_ATTRIBUTE = "_TcpConnection__socket"       # PySyncObj's private socket: the TLS layer goes in its place
 
 
@@ -144,9 +144,9 @@ def guarded_transport(limits: TransportLimits, tls: RaftTls | None = None) -> ty
             self._accepted_at.pop(conn, None)
             dialled = self._dialled_tls.pop(conn, None)
             if dialled is not None and tls is not None and not tls.strict and dialled[1].refused_tls:
-                # A peer not (yet) serving TLS, in a roll: dial it plain now, then TLS again next time. Only when
-                # it took the ClientHello and hung up without a byte of TLS: a refused connection, a timeout or a
-                # failed certificate check is not a reason to fall back.
+                # A peer without TLS (an older release, or a roll's plain side): dial it plain now, then TLS
+                # again next time. Only when it took the ClientHello and hung up without a byte of TLS: a refused
+                # connection, a timeout or a failed certificate check is not a reason to fall back.
                 # Not from inside this callback: PySyncObj is still handling the old socket's event, and a new one
                 # would likely get its descriptor number and lose its subscription to the old one's handler.
                 node = dialled[0]
