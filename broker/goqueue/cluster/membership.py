@@ -29,7 +29,7 @@ from goqueue.replication.commands import Command
 from goqueue.replication.controller import plan_leadership, plan_reassignments
 from goqueue.replication.metadata import CommandResult, MetadataConflict
 from goqueue.replication.peers import PeerClient
-from goqueue.replication.raft import MetadataFactory, MetadataGroup, RaftMetadata
+from goqueue.replication.raft import PROPOSE_TIMEOUT_S, MetadataFactory, MetadataGroup, RaftMetadata
 from goqueue.replication.view import MetadataView, StateView
 from goqueue.security.broker_credential import BrokerSigner
 
@@ -156,7 +156,7 @@ class ClusterMembership:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._on_applied_callback)
 
-    async def propose(self, command: Command) -> CommandResult:
+    async def propose(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> CommandResult:
         assert self.raft is not None
         older = self.brokers_below(commands.METADATA_VERSION)
         if command["op"] in UNKNOWN_TO_PREVIOUS_VERSION and older:
@@ -170,7 +170,7 @@ class ClusterMembership:
             command = commands.elect_leader(command["topic"], command["partition"],
                                             expected_epoch=command["expected_epoch"], expected_version=None,
                                             leader=command["leader"], isr=command["isr"])
-        return await self.raft.propose(command)
+        return await self.raft.propose(command, timeout_s)
 
     async def propose_retrying(self, command: Command, attempts: int = 20) -> CommandResult:
         """For this broker's own bookkeeping: retry while there is no leader yet."""
@@ -214,6 +214,12 @@ class ClusterMembership:
         brokers = self.state["brokers"]
         return [b for b in configured if b in brokers and "internal_port" not in brokers[b]]
 
+    def quorum_reachable(self) -> bool:
+        """Could a proposal commit now: are this broker and the Raft partners it is connected to a majority?"""
+        assert self.raft is not None
+        connected = self.raft.connected_partners() & set(self.partner_addresses)
+        return (len(connected) + 1) * 2 > len(self.partner_addresses) + 1
+
     def alive_brokers(self) -> set[int]:
         """This broker plus those whose Raft connection is up, as seen from here."""
         assert self.raft is not None
@@ -254,14 +260,14 @@ class ClusterMembership:
             for step in plan_reassignments(self.state, alive):
                 await self.propose_quietly(step)
 
-    async def propose_quietly(self, command: Command) -> None:
+    async def propose_quietly(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> bool:
         """A proposal the system makes by itself (controller, ISR upkeep, admin plans): a refusal is logged, not
-        raised — the next tick looks again."""
+        raised — the next tick looks again. True when it committed."""
         try:
-            await self.propose(command)
+            await self.propose(command, timeout_s)
         except (MetadataConflict, GoQueueError) as exc:
             log.info("controller.proposal_refused", extra={"command": command["op"], "reason": str(exc)})
-            return
+            return False
         if command["op"] == "elect_leader":
             elected = self.view.partition(command["topic"], command["partition"])
             log.info("partition.leader_elected", extra={
@@ -272,6 +278,7 @@ class ClusterMembership:
             log.info("partition.reassignment_completed", extra={
                 "topic": command["topic"], "partition": command["partition"],
                 "replicas": moved["replicas"] if moved else None})
+        return True
 
     # -- read-outs -------------------------------------------------------------------------------------------------
 

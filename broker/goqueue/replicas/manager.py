@@ -59,6 +59,8 @@ from goqueue.storage.writer import AppendJob, LogWriter
 log = logging.getLogger(__name__)
 
 LEADERSHIP_RETRY_S = 2.0  # a leadership deferred by a full volume is tried again this often
+HANDOVER_PROPOSE_TIMEOUT_S = 5.0  # a healthy quorum commits in milliseconds; a stopping one never does
+QUORUM_CHECK_S = 0.05  # how often a handover's pending proposal looks whether the quorum is still there
 
 PartitionKey = tuple[str, int]
 
@@ -105,12 +107,27 @@ class ReplicaManager:
             partition.notify()
 
     async def hand_over_leadership(self) -> None:
-        """Controlled shutdown: move every leadership held here to an in-sync replica that has caught up."""
+        """Controlled shutdown: move every leadership held here to an in-sync replica that has caught up.
+
+        Only while a metadata quorum is reachable: when the whole cluster stops at once (a namespace or release
+        deleted), the last brokers standing would otherwise wait out every proposal's timeout in turn, most of
+        their grace period, for moves that cannot commit."""
         alive = self.membership.alive_brokers()
         ends = {key: {b: p.log_end_offset for b, p in partition.followers.items() if p.fetched}
                 for key, partition in self.partitions.items() if partition.is_leader}
-        for command in controlled_shutdown_plan(self.membership.state, self.broker_id, alive, ends):
-            await self.membership.propose_quietly(command)
+        plan = controlled_shutdown_plan(self.membership.state, self.broker_id, alive, ends)
+        for done, command in enumerate(plan):
+            proposal = asyncio.ensure_future(self.membership.propose_quietly(command, HANDOVER_PROPOSE_TIMEOUT_S))
+            while not proposal.done() and self.membership.quorum_reachable():
+                await asyncio.wait([proposal], timeout=QUORUM_CHECK_S)
+            if not proposal.done():  # the quorum went while it waited: it cannot commit, nor can the rest
+                proposal.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await proposal
+                log.warning("cluster.handover_skipped", extra={
+                    "reason": "no metadata quorum reachable (the rest of the cluster is stopping or gone)",
+                    "left": len(plan) - done})
+                return
 
     async def stop_following(self) -> None:
         await self.isr_upkeep.stop()
