@@ -28,7 +28,7 @@ class RecordingRaft:
         self.state = {"brokers": brokers, "topics": {}, "groups": {}, "paused_all": False, "applied": 0}
         self.proposed: list[Command] = []
 
-    async def propose(self, command: Command) -> None:
+    async def propose(self, command: Command, timeout_s: float = 10.0) -> None:
         self.proposed.append(command)
 
 
