@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cluster_process import History, LocalCluster, Producer, consume_all
 
@@ -73,18 +74,26 @@ def assert_bytes_copied_grow(admin: GoQueueClient, progress: ReassignmentProgres
                message="the new replica's bytes copied grows")
 
 
+def preload(cluster: LocalCluster, admin: GoQueueClient, http: httpx.Client, replication_factor: int) -> None:
+    """The topic, ~3 MiB in sync on its replicas, and broker 0 (which plans) connected to every broker: a plan
+    places new replicas only on brokers the planning broker sees alive, and a fresh one may not be yet."""
+    created = http.post("/v1/topics", json={
+        "name": TOPIC, "partitions": 1, "replicationFactor": replication_factor,
+        "config": {"minInsyncReplicas": MIN_INSYNC}})
+    assert created.status_code == 201, created.text
+    for start in range(0, PRELOAD, 100):
+        answer = http.post(f"/v1/topics/{TOPIC}/records",
+                           json={"records": [{"value": f"pre-{start + i}:" + "x" * 1024} for i in range(100)]})
+        assert answer.status_code == 200, answer.text
+    wait_until(lambda: len(cluster.partition(TOPIC, 0, 0)["isr"]) == replication_factor, 60,
+               message="preload in sync")
+    wait_until(lambda: [m.status for m in admin.cluster_members()] == ["up"] * len(cluster.brokers), 60,
+               message="broker 0 connected to every broker")
+
+
 def move_under_load(cluster: LocalCluster, victim: str, replication_factor: int) -> None:
     with GoQueueClient(cluster.url(0)) as admin, cluster.client(0) as http:
-        created = http.post("/v1/topics", json={
-            "name": TOPIC, "partitions": 1, "replicationFactor": replication_factor,
-            "config": {"minInsyncReplicas": MIN_INSYNC}})
-        assert created.status_code == 201, created.text
-        for start in range(0, PRELOAD, 100):
-            answer = http.post(f"/v1/topics/{TOPIC}/records",
-                               json={"records": [{"value": f"pre-{start + i}:" + "x" * 1024} for i in range(100)]})
-            assert answer.status_code == 200, answer.text
-        wait_until(lambda: len(cluster.partition(TOPIC, 0, 0)["isr"]) == replication_factor, 60,
-                   message="preload in sync")
+        preload(cluster, admin, http, replication_factor)
         replicas, leader = cluster.partition(TOPIC, 0, 0)["replicas"], cluster.leader_of(TOPIC, 0, 0)
         assert leader is not None
         plan = admin.plan_reassignment(ReassignmentGoals(drain_brokers=[leader], throttle=THROTTLE))

@@ -12,7 +12,7 @@ import pytest
 from goqueue.replication import commands as cmds
 from goqueue.replication.controller import drain_plan, plan_leadership, plan_reassignments, rebalance_plan
 from goqueue.replication.metadata import MetadataConflict, apply_command, empty_state, writable_copy
-from goqueue.replication.reassignment import Goals, PlanRefused, plan_moves, under_replicated
+from goqueue.replication.reassignment import Goals, PlanRefused, plan_moves, under_replicated, unmet_drains
 from goqueue.replication.state import MetadataState, PartitionState
 
 pytestmark = pytest.mark.unit
@@ -221,6 +221,20 @@ def test_a_dead_broker_receives_nothing() -> None:
     state = with_topic(cluster(4), {0: [0, 1]})
     moves = plan_moves(state, Goals(drain=frozenset({1})), alive={0, 1, 2})
     assert [m.target for m in moves] == [(0, 2)]
+
+
+def test_a_drain_no_live_broker_can_take_says_which_replicas_stay_and_why() -> None:
+    """Broker 3 is down (or not yet connected to the planning broker): partition 0 has nowhere to go. The plan
+    said nothing at all (no move, no reason): a reassignment test on 4 fresh brokers got an empty plan."""
+    state = with_topic(cluster(4), {0: [0, 1, 2], 1: [0, 3]})
+    goals = Goals(drain=frozenset({0}))
+    moves = plan_moves(state, goals, alive={0, 1, 2})
+    assert [(m.partition, m.target) for m in moves] == [(1, (3, 1))]
+    (reason,) = unmet_drains(state, goals, moves, {0, 1, 2})
+    assert reason.startswith("t/0: the replica on broker [0] stays")
+    assert "live brokers [0, 1, 2]" in reason
+    everyone = plan_moves(state, goals, alive={0, 1, 2, 3})
+    assert unmet_drains(state, goals, everyone, {0, 1, 2, 3}) == []
 
 
 def test_replication_factor_up_and_down() -> None:

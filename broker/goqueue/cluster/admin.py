@@ -28,7 +28,7 @@ from goqueue.models import (
 from goqueue.replication import commands
 from goqueue.replication.controller import controlled_shutdown_plan, drain_plan, rebalance_plan
 from goqueue.replication.metadata import MetadataConflict, restart_would_break
-from goqueue.replication.reassignment import Goals, Move, PlanRefused, plan_moves, target_of
+from goqueue.replication.reassignment import Goals, Move, PlanRefused, plan_moves, target_of, unmet_drains
 
 SIZE_TIMEOUT_S = 2.0  # a leader that does not say its partition's size within this is reported, not waited for
 PEER_ASKS = 16  # size questions to other brokers in flight at once (a plan or progress of thousands of partitions)
@@ -115,13 +115,15 @@ class ClusterAdmin:
         """The moves that meet `goals`, with the bytes each copies (the leaders' partition sizes)."""
         wanted = Goals(balance=goals.balance, drain=frozenset(goals.drain_brokers),
                        add=frozenset(goals.add_brokers), replication_factor=dict(goals.replication_factor))
+        alive = self.membership.alive_brokers()
         try:
-            moves = plan_moves(self.membership.state, wanted, self.membership.alive_brokers())
+            moves = plan_moves(self.membership.state, wanted, alive)
         except PlanRefused as exc:
             raise InvalidRequest(str(exc)) from exc
         sizes = await asyncio.gather(*(self._size(m) for m in moves))
         reasons = [f"{m.topic}/{m.partition}: size unknown (its leader did not answer)"
                    for m, size in zip(moves, sizes, strict=True) if size is None and m.adding]
+        reasons += unmet_drains(self.membership.state, wanted, moves, alive)
         planned = [ReplicaMove(topic=m.topic, partition=m.partition, replicas=list(m.replicas), target=list(m.target),
                                version=m.version, bytes_to_copy=(size or 0) * len(m.adding))
                    for m, size in zip(moves, sizes, strict=True)]

@@ -86,6 +86,21 @@ def plan_moves(state: StateView, goals: Goals, alive: Iterable[int] | None = Non
     return planner.moves()
 
 
+def unmet_drains(state: StateView, goals: Goals, moves: Iterable[Move], alive: Iterable[int] | None) -> list[str]:
+    """Why a drained broker keeps a replica: the partitions `moves` leave on it, not already moving (every live
+    broker outside their replicas is drained or down, so none can take the copy)."""
+    moved = {(m.topic, m.partition) for m in moves}
+    live = "every registered broker" if alive is None else f"live brokers {sorted(alive)}"
+    reasons = []
+    for name, topic in sorted(state["topics"].items()):
+        for index, partition in sorted(topic["partition_state"].items()):
+            kept = sorted(goals.drain.intersection(partition["replicas"]))
+            if kept and not is_moving(partition) and (name, int(index)) not in moved:
+                reasons.append(f"{name}/{index}: the replica on broker {kept} stays: no other broker can take it "
+                               f"(replicas {partition['replicas']}, {live}, drained {sorted(goals.drain)})")
+    return reasons
+
+
 def begin_commands(moves: Iterable[Move]) -> list[cmds.BeginReassignment]:
     return [cmds.begin_reassignment(m.topic, m.partition, target=m.target, expected_version=m.version)
             for m in moves]
