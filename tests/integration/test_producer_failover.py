@@ -1,7 +1,8 @@
 """The batching producer (`goqueue.client.producer`) through a SIGKILL of the partition leader, over gRPC and HTTP
-binary batches: many concurrent senders share one producer per transport, each given every broker's address, and
-none may see an error; the log must hold every acknowledged record exactly once, at its offset, in the order each
-sender sent them (`History.check`, as tests/integration/test_produce_failover.py checks the other clients)."""
+binary batches (on httpx and on the lean HTTP/1.1 wire): many concurrent senders share one producer per transport,
+each given every broker's address, and none may see an error; the log must hold every acknowledged record exactly
+once, at its offset, in the order each sender sent them (`History.check`, as tests/integration/test_produce_failover.py
+checks the other clients)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ class Senders(threading.Thread):
         super().__init__(daemon=True)
         self.cluster, self.history = cluster, history
         self.stopping = threading.Event()
-        self.tags = [f"{kind}{i}" for kind in ("grpc", "http") for i in range(SENDERS + PIPELINED)]
+        self.tags = [f"{kind}{i}" for kind in ("grpc", "http", "lean") for i in range(SENDERS + PIPELINED)]
 
     def run(self) -> None:
         asyncio.run(self._run())
@@ -66,7 +67,8 @@ class Senders(threading.Thread):
         settings = ProducerSettings(delivery=DeliveryPolicy(timeout_s=DELIVERY_TIMEOUT_S))
         transports: dict[str, BatchTransport] = {
             "grpc": GrpcBatchTransport([self.cluster.brokers[i].grpc_target for i in brokers], PRODUCE_TIMEOUT_S),
-            "http": HttpBatchTransport([self.cluster.url(i) for i in brokers], PRODUCE_TIMEOUT_S)}
+            "http": HttpBatchTransport([self.cluster.url(i) for i in brokers], PRODUCE_TIMEOUT_S),
+            "lean": HttpBatchTransport([self.cluster.url(i) for i in brokers], PRODUCE_TIMEOUT_S, wire="lean")}
         producers = {kind: Producer(transport, settings) for kind, transport in transports.items()}
         await asyncio.gather(*(self._send(producers[tag[:4]], tag, 10 if int(tag[4:]) >= SENDERS else 1)
                                for tag in self.tags))

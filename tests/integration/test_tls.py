@@ -16,7 +16,7 @@ import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 import httpx
@@ -29,8 +29,11 @@ from tls_material import CLUSTER_SANS, Issued, TestCa, broker_tls_env
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.api.grpc.generated import goqueue_pb2_grpc as pb_grpc
 from goqueue.client.auth import Credentials
+from goqueue.client.delivery import DeliveryPolicy
 from goqueue.client.grpc_client import GrpcClient
 from goqueue.client.http import GoQueueClient
+from goqueue.client.http_batch_transport import HttpBatchTransport
+from goqueue.client.producer import Producer, ProducerSettings
 from goqueue.client.tls import ClientTls
 from goqueue.errors import Forbidden, Unauthenticated, Unavailable
 from goqueue.models import ProduceRecord, TopicCreate
@@ -100,6 +103,27 @@ def test_https_produce_and_fetch_with_the_ca_as_the_clis_take_it(secure_broker: 
         written = client.produce("secured", [ProduceRecord(value="over tls")])
         fetched = client.fetch("secured", 0, written.offsets[0].offset)
     assert [r.value for r in fetched.records][:1] == ["over tls"]
+
+
+QUICK_DELIVERY = ProducerSettings(delivery=DeliveryPolicy(timeout_s=2.0))  # an untrusted broker: no use retrying
+
+
+@pytest.mark.parametrize("wire", ["httpx", "lean"])
+async def test_the_batching_producer_over_https_with_scram_on_either_wire(secure_broker: BrokerProcess, ca: TestCa,
+                                                                          wire: Literal["httpx", "lean"]) -> None:
+    def transport(password: str) -> HttpBatchTransport:
+        return HttpBatchTransport(secure_broker.url, 10, credentials=Credentials("admin", password),
+                                  tls=ClientTls(ca.cert_file), wire=wire)
+    async with Producer(transport(ADMIN_PASSWORD)) as producer:
+        acks = [await producer.send_and_wait("secured", RecordIn(None, f"{wire}-{n}".encode(), [])) for n in range(3)]
+    assert [a.offset for a in acks] == list(range(acks[0].offset, acks[0].offset + 3))
+    async with Producer(transport("wrong")) as refused:
+        with pytest.raises(Unauthenticated):
+            await refused.send_and_wait("secured", RecordIn(None, b"no", []))
+    async with Producer(HttpBatchTransport(secure_broker.url, 10, credentials=Credentials("admin", ADMIN_PASSWORD),
+                                           wire=wire), QUICK_DELIVERY) as untrusting:  # the system's CAs only
+        with pytest.raises(Unavailable):
+            await untrusting.send_and_wait("secured", RecordIn(None, b"no", []))
 
 
 def test_plaintext_to_a_tls_port_gets_no_answer(secure_broker: BrokerProcess) -> None:

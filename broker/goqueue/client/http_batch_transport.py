@@ -5,13 +5,16 @@ server at once; a server that took the request and gave no answer moves the *nex
 `Unavailable`, which the producer's delivery loop resends (idempotent: a written batch is answered with its
 offsets). With `credentials` it authenticates as the HTTP client does (`auth.py`: a SCRAM exchange with the server
 it is about to call, the session token with every request, a new one when due or once when a broker refuses it).
+
+Two wires carry the same requests: httpx (the default), or `wire="lean"`, HTTP/1.1 straight on asyncio streams
+(`http1.py`), which costs the client a fraction of httpx's CPU per request (docs/PERFORMANCE.md, item 4).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -19,8 +22,9 @@ from pydantic import BaseModel
 from goqueue.client.auth import Credentials, TokenHolder, client_final, verify_server
 from goqueue.client.bootstrap import ServerList
 from goqueue.client.http import error_from_response
+from goqueue.client.http1 import Answer, Http1Pool
 from goqueue.client.tls import ClientTls
-from goqueue.errors import Unauthenticated, Unavailable
+from goqueue.errors import GoQueueError, Unauthenticated, Unavailable
 from goqueue.models import (
     ANSWER,
     Acks,
@@ -40,27 +44,42 @@ M = TypeVar("M", bound=BaseModel)
 class HttpBatchTransport:
     def __init__(self, servers: str | Sequence[str], timeout_s: float = DEFAULT_TIMEOUT_S, *,
                  credentials: Credentials | None = None, transport: httpx.AsyncBaseTransport | None = None,
-                 tls: ClientTls | None = None) -> None:
+                 tls: ClientTls | None = None, wire: Literal["httpx", "lean"] = "httpx") -> None:
         self.servers = ServerList(servers)
         self.timeout_s = timeout_s
         self.credentials = credentials
         self._tokens = TokenHolder()
         self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport,
                                        verify=tls.ssl_context() if tls is not None else True)
+        self._lean = Http1Pool(tls.ssl_context() if tls is not None else None) if wire == "lean" else None
 
     async def partition_count(self, topic: str) -> int:
-        response = await self._request("GET", f"/v1/topics/{topic}", self.timeout_s, params={"details": "false"})
-        return TopicInfo.model_validate_json(response.content, context=ANSWER).partitions
+        answer = await self._request("GET", f"/v1/topics/{topic}", self.timeout_s, params={"details": "false"})
+        return TopicInfo.model_validate_json(answer.body, context=ANSWER).partitions
 
     async def send_batch(self, topic: str, partition: int, batch: bytes, acks: Acks, timeout_s: float) -> int:
-        response = await self._request(
+        answer = await self._request(
             "POST", f"/v1/topics/{topic}/partitions/{partition}/batches", timeout_s, content=batch,
             params={"acks": acks.value}, headers={"content-type": BATCH_MEDIA_TYPE})
-        offsets = ProduceResponse.model_validate_json(response.content, context=ANSWER).offsets
+        offsets = ProduceResponse.model_validate_json(answer.body, context=ANSWER).offsets
         return offsets[0].offset if offsets else -1
 
+    async def _send(self, method: str, url: str, timeout_s: float, *, content: bytes | None,
+                    params: dict[str, str] | None, headers: dict[str, str]) -> tuple[Answer, GoQueueError | None]:
+        """One request on the chosen wire: its answer, and the error the answer stands for."""
+        if self._lean is not None:
+            answer = await self._lean.request(method, url, params=params, headers=headers, content=content or b"",
+                                              timeout_s=timeout_s)
+            if answer.status < 400:
+                return answer, None
+            failed = httpx.Response(answer.status, content=answer.body, request=httpx.Request(method, url))
+            return answer, error_from_response(failed)
+        response = await self._http.request(method, url, content=content, params=params, headers=headers,
+                                            timeout=timeout_s)
+        return Answer(response.status_code, response.content), error_from_response(response)
+
     async def _request(self, method: str, path: str, timeout_s: float, *, content: bytes | None = None,
-                       params: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
+                       params: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> Answer:
         unreached = Unavailable(f"none of {self.servers} can be reached")
         renewed = False
         tries = len(self.servers)
@@ -69,8 +88,8 @@ class HttpBatchTransport:
             server = self.servers.current
             try:
                 sent = {**(headers or {}), **await self._authorization(server)}
-                response = await self._http.request(method, server + path, content=content, params=params,
-                                                    headers=sent, timeout=timeout_s)
+                answer, error = await self._send(method, server + path, timeout_s, content=content, params=params,
+                                                 headers=sent)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 self.servers.failed(server)
                 unreached = Unavailable(f"cannot reach {server}: {exc}")
@@ -81,14 +100,13 @@ class HttpBatchTransport:
             except httpx.HTTPError as exc:
                 self.servers.failed(server)
                 raise Unavailable(f"no answer from {server}: {exc}") from exc
-            error = error_from_response(response)
             if isinstance(error, Unauthenticated) and self.credentials is not None and not renewed:
                 self._tokens.forget()  # a refused token (a restarted lone broker, a new password): once, anew
                 renewed, tries = True, tries + 1
                 continue
             if error is not None:
                 raise error
-            return response
+            return answer
         raise unreached
 
     async def _authorization(self, server: str) -> dict[str, str]:
@@ -109,12 +127,14 @@ class HttpBatchTransport:
         return {"authorization": f"Bearer {token}"}
 
     async def _auth_step(self, server: str, step: str, body: BaseModel, model: type[M]) -> M:
-        response = await self._http.post(f"{server}/v1/auth/scram/{step}", json=body.model_dump(mode="json"),
-                                         timeout=self.timeout_s)
-        error = error_from_response(response)
+        answer, error = await self._send("POST", f"{server}/v1/auth/scram/{step}", self.timeout_s,
+                                         content=body.model_dump_json().encode(), params=None,
+                                         headers={"content-type": "application/json"})
         if error is not None:
             raise error
-        return model.model_validate_json(response.content, context=ANSWER)
+        return model.model_validate_json(answer.body, context=ANSWER)
 
     async def close(self) -> None:
         await self._http.aclose()
+        if self._lean is not None:
+            await self._lean.aclose()
