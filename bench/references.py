@@ -11,8 +11,8 @@ directory and stopped at the end:
 
 Part 1, the application pattern of issue 18 item 4 — 12 concurrent senders in one asyncio process, each sending
 single records and awaiting each acknowledgement: GoQueue's `Producer` (gRPC `ProduceBatch`, then HTTP binary
-batches: it batches across the senders), redis-py (`XADD` per record, 12 connections), aio-pika (12 connections,
-a publish per record awaiting its confirm).
+batches on httpx and on the lean HTTP/1.1 wire: it batches across the senders), redis-py (`XADD` per record, 12
+connections), aio-pika (12 connections, a publish per record awaiting its confirm).
 
 Part 2, batched produce (item 5) — 3 client processes x 4 in flight, closed loop, batches of 100 and 1000 records:
 GoQueue gRPC binary batches (bench/produce_consume.py's workers), RabbitMQ (each of the 12 publishers, a connection
@@ -281,7 +281,8 @@ def main() -> None:
             redis_port = None if args.skip_redis else stack.enter_context(redis_server(root))
             for round_ in range(1, args.rounds + 1):
                 for name, make in (("gRPC", lambda: GrpcBatchTransport(grpc_target)),
-                                   ("HTTP", lambda: HttpBatchTransport(broker.url))):
+                                   ("HTTP", lambda: HttpBatchTransport(broker.url)),
+                                   ("HTTP, lean wire", lambda: HttpBatchTransport(broker.url, wire="lean"))):
                     rate, p99, per_request = asyncio.run(goqueue_senders(make(), topic, args.seconds))
                     row(f"{round_}: GoQueue Producer over {name}", f"{rate:>9,.0f} rec/s  p99 {p99 * 1000:6.1f} ms  "
                         f"({per_request:.1f} records per request)")
