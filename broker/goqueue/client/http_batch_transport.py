@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Literal, TypeVar
 
 import httpx
+import msgspec
 from pydantic import BaseModel
 
 from goqueue.client.auth import Credentials, TokenHolder, client_final, verify_server
@@ -28,7 +29,6 @@ from goqueue.errors import GoQueueError, Unauthenticated, Unavailable
 from goqueue.models import (
     ANSWER,
     Acks,
-    ProduceResponse,
     ScramFinishRequest,
     ScramFinishResponse,
     ScramStartRequest,
@@ -37,6 +37,21 @@ from goqueue.models import (
 )
 
 BATCH_MEDIA_TYPE = "application/vnd.goqueue.batch"  # the broker's binary batch body (api/http/routes/records.py)
+
+
+class _Offset(msgspec.Struct):
+    offset: int
+
+
+class _Offsets(msgspec.Struct):
+    """What a batch's answer (a `ProduceResponse`) is read for. msgspec skips the other fields (a newer broker's
+    too) in C: pydantic's validation of every record's offset took about 13 % of the lean wire's client time in
+    a profile (12 senders, 11 records a request)."""
+
+    offsets: list[_Offset]
+
+
+_BATCH_ANSWER = msgspec.json.Decoder(_Offsets)
 DEFAULT_TIMEOUT_S = 30.0
 M = TypeVar("M", bound=BaseModel)
 
@@ -61,7 +76,7 @@ class HttpBatchTransport:
         answer = await self._request(
             "POST", f"/v1/topics/{topic}/partitions/{partition}/batches", timeout_s, content=batch,
             params={"acks": acks.value}, headers={"content-type": BATCH_MEDIA_TYPE})
-        offsets = ProduceResponse.model_validate_json(answer.body, context=ANSWER).offsets
+        offsets = _BATCH_ANSWER.decode(answer.body).offsets  # a ProduceResponse; only its first offset matters
         return offsets[0].offset if offsets else -1
 
     async def _send(self, method: str, url: str, timeout_s: float, *, content: bytes | None,
