@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from goqueue.config import Settings
-from goqueue.replicas.fetcher import ReplicaFetcherManager
+from goqueue.replicas.fetcher import ReplicaFetcherManager, _append_and_sync
 from goqueue.replicas.partition import Partition, Role
 from goqueue.storage import batch as batches
-from goqueue.storage.log import LogConfig, PartitionLog
+from goqueue.storage.log import LogConfig, LogDeleted, PartitionLog
 
 pytestmark = pytest.mark.unit
 
@@ -55,3 +55,31 @@ def test_a_replica_dropped_while_its_fetcher_asks_the_leader_is_let_go(tmp_path:
         await asking  # raised IndexError (the deleted log has no segment) before the fix
 
     asyncio.run(scenario())
+
+
+def follower_log(tmp_path: Path) -> tuple[Partition, PartitionLog]:
+    plog = PartitionLog.open(tmp_path / "t-0", LogConfig(segment_bytes=1 << 20))
+    partition = Partition("t", 0, plog, broker_id=1)
+    partition.apply_metadata({"replicas": [0, 1], "leader": 0, "leader_epoch": 0, "isr": [0, 1], "version": 0})
+    return partition, plog
+
+
+def test_a_replica_dropped_while_the_worker_thread_appends_its_fetch_is_let_go(tmp_path: Path) -> None:
+    """The role is checked on the event loop before the append runs in a worker thread; another worker thread may
+    delete the files in between. The append then finds a deleted log: nothing to keep, not a dead fetch task."""
+    partition, plog = follower_log(tmp_path)
+    fetched = batches.build_batch([(None, b"v", [])], 0)
+    partition.role = Role.OFFLINE
+    plog.delete_files()
+    with pytest.raises(LogDeleted):
+        plog.append_replicated(fetched)
+    with pytest.raises(LogDeleted):
+        plog.flush()
+    _append_and_sync([(partition, fetched, 1)])  # raised IndexError before
+
+
+def test_a_write_failure_of_a_replica_still_followed_is_raised(tmp_path: Path) -> None:
+    partition, plog = follower_log(tmp_path)
+    plog.delete_files()  # its role still FOLLOWER: not a drop, so the failure must reach the fetcher
+    with pytest.raises(LogDeleted):
+        _append_and_sync([(partition, batches.build_batch([(None, b"v", [])], 0), 1)])

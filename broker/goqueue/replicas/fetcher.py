@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from goqueue.cluster.membership import ClusterMembership, log_task_death
 from goqueue.config import Settings
@@ -23,6 +23,7 @@ from goqueue.replicas.throttle import ThrottleBucket, copy_is_throttled, fetchab
 from goqueue.replication.epochs import UNDEFINED
 from goqueue.replication.peers import ReplicaFetchRequest
 from goqueue.storage.batch import BatchHeader, InvalidBatch, iter_headers
+from goqueue.storage.log import LogDeleted
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +169,23 @@ def _append_and_sync(appended: list[tuple[Partition, bytes, int]]) -> None:
     """Worker thread: append each partition's fetched batches, then fdatasync each log once."""
     for partition, data, _ in appended:
         if data:
-            partition.log.append_replicated(data)
+            with _unless_dropped(partition):
+                partition.log.append_replicated(data)
     for partition, data, _ in appended:
         if data:
-            partition.log.flush()
+            with _unless_dropped(partition):
+                partition.log.flush()
+
+
+@contextlib.contextmanager
+def _unless_dropped(partition: Partition) -> Iterator[None]:
+    """A partition dropped while this thread wrote (a reassignment moved it away or its topic went, and another
+    worker thread deleted its files) has nothing left to keep; a failure of any other partition is raised."""
+    try:
+        yield
+    except (LogDeleted, OSError, ValueError):
+        if partition.role is Role.FOLLOWER:
+            raise
 
 
 def _headers(data: bytes) -> list[BatchHeader]:

@@ -55,6 +55,10 @@ RETIRED_GRACE_S = 60.0
 PRODUCER_SCAN_SEGMENTS = 2
 
 
+class LogDeleted(Exception):
+    """The log's files were deleted (its replica moved away, its topic was deleted) while a caller still held it."""
+
+
 class CorruptSegment(Exception):
     """A segment that is not the log's tail fails validation."""
 
@@ -221,6 +225,8 @@ class PartitionLog:
     def append_replicated(self, data: bytes) -> int:
         """Append batches as stamped by a leader (a follower's fetch); returns the new log end offset."""
         with self.lock:
+            if not self.segments:
+                raise LogDeleted(f"{self.directory.name} was deleted")
             for pos, header in batches.scan_batches(data):
                 if header.base_offset < self.log_end_offset:
                     raise InvalidBatch(f"replicated batch {header.base_offset} is below the log end "
@@ -272,7 +278,10 @@ class PartitionLog:
 
     def flush(self) -> int:
         """fdatasync the active segment; returns the offset below which everything is durable."""
-        segment = self.active
+        segments = self.segments
+        if not segments:
+            raise LogDeleted(f"{self.directory.name} was deleted")
+        segment = segments[-1]
         end = segment.next_offset
         segment.flush()
         self.flushed_offset = max(self.flushed_offset, end)
