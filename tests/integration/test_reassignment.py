@@ -26,12 +26,15 @@ TOPIC = "moving"
 MIN_INSYNC = 2
 PRELOAD = 3000            # records of 1 KiB: ~3 MiB each new replica copies ...
 THROTTLE = 2**20          # ... at 1 MiB/s (faster than the load), still copying when a broker is killed
+FETCH_BYTES = 128 * 1024  # per follower fetch (the throttle lends one fetch at a time)
 WAIT_S = 120.0
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    running = LocalCluster(tmp_path, size=4).start()
+    # A follower fetch of 8 MiB (the default) would copy the whole ~3 MiB preload in the one fetch the throttle lends
+    # (CI saw the copy done before the first progress read): 128 KiB fetches make it take the throttle's ~3 s.
+    running = LocalCluster(tmp_path, size=4, env={"GOQUEUE_REPLICATION_FETCHMAXBYTES": str(FETCH_BYTES)}).start()
     try:
         yield running
     finally:

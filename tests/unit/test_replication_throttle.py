@@ -80,14 +80,3 @@ def test_only_a_new_replica_still_copying_is_throttled() -> None:
     assert not copy_is_throttled({**moving, "isr": [0, 1, 2]}, 2)  # type: ignore[arg-type]  # caught up
     assert not copy_is_throttled(None, 2)
 
-
-def test_a_throttled_fetch_asks_for_a_quarter_second_of_the_rate_not_the_whole_fetch_size() -> None:
-    """With the follower's 8 MiB fetch size, the one fetch the bucket lends would copy a 3 MiB partition at once,
-    throttle or not (a reassignment test saw the copy finish before its first progress read)."""
-    bucket = ThrottleBucket(Clock())
-    assert bucket.fetch_bytes(8 * MIB) == 8 * MIB  # unthrottled
-    bucket.set_rate(MIB)
-    assert bucket.fetch_bytes(8 * MIB) == MIB // 4
-    assert bucket.fetch_bytes(64 * 1024) == 64 * 1024  # never more than the follower's own limit
-    bucket.set_rate(1)
-    assert bucket.fetch_bytes(8 * MIB) == 4096  # a tiny rate still moves whole batches

@@ -97,11 +97,9 @@ class ReplicaFetcherManager:
                 partitions = [p for p in partitions if p.role is Role.FOLLOWER and p.leader_id == leader_id]
                 if not partitions:
                     continue
-                max_bytes = (self.throttle.fetch_bytes(replication.fetch_max_bytes) if adding & set(partitions)
-                             else replication.fetch_max_bytes)
                 request = ReplicaFetchRequest(
                     replica_id=self.broker_id, max_wait_ms=int(replication.fetch_max_wait_s * 1000),
-                    max_bytes=max_bytes,
+                    max_bytes=replication.fetch_max_bytes,
                     partitions=[(p.topic, p.index, p.log.log_end_offset, p.leader_epoch) for p in partitions])
                 response = await peers.replica_fetch(url, request)
                 keys = {(p.topic, p.index) for p in adding}

@@ -4,9 +4,9 @@ for the replicas it is adding at most `rate` bytes/s on average, whatever the nu
 A fetch's size is known only once it is answered, so the bucket lends: a fetch is allowed while the bucket is not
 in debt, its bytes are spent afterwards, and the debt (at most one fetch) is repaid at `rate` before the next
 throttled fetch. Unused time earns no credit, so over any stretch of T seconds the throttled bytes stay below
-rate * T plus one fetch. A throttled fetch asks for at most a quarter second of the rate (`fetch_bytes`): with the
-follower's whole fetch size (8 MiB) one loan could copy a small partition at once, throttle or not. Replicas that
-are not being added are never held back.
+rate * T plus one fetch (`replication.fetchMaxBytes`, 8 MiB by default: a partition smaller than that may be copied
+by the first fetch at once). Replicas that are not being added are never held back: the fetch's size is shared by
+all the partitions it asks for, so it is not cut to the throttle.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from typing import TypeVar
 from goqueue.replication.view import PartitionView
 
 T = TypeVar("T")
-
-LOAN_S = 0.25  # a throttled fetch asks for this many seconds of the rate ...
-MIN_LOAN = 4096  # ... and never less (the leader answers at least one whole batch anyway)
 
 
 class ThrottleBucket:
@@ -51,10 +48,6 @@ class ThrottleBucket:
         self._repay()
         if self.rate is not None:
             self._balance -= size
-
-    def fetch_bytes(self, limit: int) -> int:
-        """What a fetch that includes throttled partitions may ask for, at most `limit`."""
-        return limit if self.rate is None else min(limit, max(MIN_LOAN, int(self.rate * LOAN_S)))
 
     def wait_s(self) -> float:
         """Until the next throttled fetch is allowed."""
