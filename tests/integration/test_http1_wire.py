@@ -6,6 +6,8 @@ transports' failover logic expects."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -88,14 +90,15 @@ def test_requests_share_a_kept_alive_connection_and_carry_their_query_headers_an
     asyncio.run(run())
 
 
-def test_a_connection_the_server_dropped_while_idle_is_replaced_and_the_request_sent_once_more() -> None:
-    async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
-        await read_request(reader)
-        writer.write(ok(b"connection %d" % number))
-        await writer.drain()
-        await read_request(reader)
-        # and hang up without answering: a server whose keep-alive timeout ran out as the request arrived
+async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
+    await read_request(reader)
+    writer.write(ok(b"connection %d" % number))
+    await writer.drain()
+    await read_request(reader)
+    # and hang up without answering: a server whose keep-alive timeout ran out as the request arrived
 
+
+def test_a_connection_the_server_dropped_while_idle_is_replaced_and_the_request_sent_once_more() -> None:
     async def run() -> None:
         async with server(answer_once) as (url, requests):
             pool = Http1Pool(idle_s=60)
@@ -135,7 +138,10 @@ def test_chunked_and_close_delimited_answers_are_read_whole() -> None:
                      b"5\r\n{\"err\r\n7;ext=1\r\nor\": 1}\r\n0\r\n\r\n")
         await writer.drain()
         await read_request(reader)  # reused after a chunked answer
-        writer.write(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\nuntil ")
+        await writer.drain()
+        await asyncio.sleep(0.1)  # the body in two parts: read to the end, not what happens to be there
+        writer.write(b"the end")
         await writer.drain()
 
     async def run() -> None:
@@ -155,6 +161,12 @@ def test_chunked_and_close_delimited_answers_are_read_whole() -> None:
     (b"HTTP/1.1 200 OK\r\ncontent-length: 999999999999\r\n\r\n", False, httpx.RemoteProtocolError),  # absurd
     (b"HTTP/1.1 200 OK\r\n" + b"x: y\r\n" * 101, False, httpx.RemoteProtocolError),  # endless headers
     (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", True, httpx.RemoteProtocolError),  # cut short
+    (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc", False,
+     httpx.RemoteProtocolError),                                                  # which length?
+    (b"HTTP/1.1 200 OK\r\ncontent-length: +3\r\n\r\nabc", False, httpx.RemoteProtocolError),  # not digits
+    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n", False,
+     httpx.RemoteProtocolError),                                                  # chunk without its CRLF
+    (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\n\r\n", False, httpx.RemoteProtocolError),
     (b"", False, httpx.ReadTimeout),                                              # never answers
 ])
 def test_a_broken_answer_raises_the_httpx_error_failover_expects(answer: bytes, hang_up: bool,
@@ -183,4 +195,88 @@ def test_nothing_listening_is_a_connect_error_so_the_next_server_is_tried_at_onc
             await pool.request("GET", f"http://127.0.0.1:{free_port()}/", timeout_s=2)
         with pytest.raises(httpx.UnsupportedProtocol):
             await pool.request("GET", "ftp://127.0.0.1/", timeout_s=2)
+    asyncio.run(run())
+
+
+def test_interim_answers_are_read_past_and_the_connection_stays_in_step() -> None:
+    """A 1xx answer returned as the answer would leave the real one unread on a reused connection: the next request
+    would get it (a batch acknowledged with another batch's offset)."""
+    async def early_hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
+        request = await read_request(reader)
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n" + ok(request.split(b" ")[1]))
+        await writer.drain()
+        request = await read_request(reader)
+        writer.write(ok(request.split(b" ")[1]))
+        await writer.drain()
+
+    async def run() -> None:
+        async with server(early_hints) as (url, _):
+            pool = Http1Pool()
+            first = await pool.request("GET", url + "/first", timeout_s=5)
+            second = await pool.request("GET", url + "/second", timeout_s=5)
+            await pool.aclose()
+        assert [(first.status, first.body), (second.status, second.body)] == [(200, b"/first"), (200, b"/second")]
+    asyncio.run(run())
+
+
+def test_a_request_not_safe_to_repeat_is_not_resent_and_nothing_after_an_answer_began_is() -> None:
+    """Unstamped batches (acks=0) go once: an end before the answer may also be a broker that wrote and died. And a
+    reset once an answer has begun is never a stale connection: that request reached the server."""
+    async def then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
+        await read_request(reader)
+        writer.write(ok(b"first"))
+        await writer.drain()
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhal")  # an answer cut short ...
+        await writer.drain()
+        await asyncio.sleep(0.1)  # ... that has arrived
+        linger_zero = struct.pack("ii", 1, 0)  # close with a reset, not an orderly end
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
+        writer.transport.abort()
+
+    async def run() -> None:
+        async with server(then_hang_up) as (url, requests):
+            pool = Http1Pool(idle_s=60)
+            await pool.request("GET", url + "/", timeout_s=5)
+            with pytest.raises(httpx.RemoteProtocolError):
+                await pool.request("GET", url + "/cut", timeout_s=5)
+        assert [r.split(b" ")[1] for r in requests] == [b"/", b"/cut"]
+        async with server(answer_once) as (url, requests):
+            pool = Http1Pool(idle_s=60)
+            await pool.request("GET", url + "/", timeout_s=5)
+            with pytest.raises(httpx.RemoteProtocolError, match="not resent"):
+                await pool.request("GET", url + "/once", timeout_s=5, resend_if_stale=False)
+            await pool.aclose()
+        assert [r.split(b" ")[1] for r in requests] == [b"/", b"/once"]
+    asyncio.run(run())
+
+
+def test_after_a_timeout_the_connection_is_not_reused() -> None:
+    """Its late answer would be read as the next request's."""
+    async def slow_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
+        while True:
+            request = await read_request(reader)
+            if number == 1:
+                await asyncio.sleep(0.5)
+            writer.write(ok(b"connection %d: %s" % (number, request.split(b" ")[1])))
+            await writer.drain()
+
+    async def run() -> None:
+        async with server(slow_first) as (url, _):
+            pool = Http1Pool(idle_s=60)
+            with pytest.raises(httpx.ReadTimeout):
+                await pool.request("GET", url + "/slow", timeout_s=0.2)
+            await asyncio.sleep(0.5)
+            answer = await pool.request("GET", url + "/next", timeout_s=5)
+            await pool.aclose()
+        assert answer.body == b"connection 2: /next"
+    asyncio.run(run())
+
+
+def test_a_header_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+    async def run() -> None:
+        pool = Http1Pool()
+        with pytest.raises(httpx.LocalProtocolError):
+            await pool.request("GET", "http://127.0.0.1:1/", headers={"authorization": "Bearer x\r\nx-admin: 1"},
+                               timeout_s=1)
     asyncio.run(run())

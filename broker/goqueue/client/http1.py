@@ -8,14 +8,17 @@ every round trip. This client does one write and a few reads per request and not
 It raises the exceptions httpx raises for the same events, so a transport's failover logic is the same for both
 wires: `httpx.ConnectError`/`ConnectTimeout` when nothing was sent (the caller may go to the next server at once),
 `httpx.ReadTimeout` when no answer came in time, `httpx.RemoteProtocolError` when the connection broke or the answer
-was not HTTP. A kept-alive connection the server has closed meanwhile (its idle timeout) is found when its answer
-is empty; such a request is sent once more on a new connection, which is safe for what this carries (idempotent
-batches, and SCRAM steps the broker answers afresh).
+was not HTTP. A kept-alive connection the server closed while it was idle (its keep-alive timeout) shows as one
+that ends, or is reset, before the first line of an answer; the request is then sent once more on a new connection
+when the caller allows it (`resend_if_stale`): the producer's stamped batches, which the broker writes once however
+often they arrive, and SCRAM steps, which it answers afresh. Unstamped batches (acks=0) are not resent: the end
+could also be a broker that wrote the batch and died before answering.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -26,6 +29,9 @@ import httpx
 IDLE_S = 1.0  # a connection idle longer than this is closed rather than reused (the broker's keep-alive is ≥ 1 s)
 MAX_ANSWER_BYTES = 64 * 2**20  # an answer announcing more is refused (the broker's largest answers are far smaller)
 MAX_HEADERS = 100
+_DIGITS = re.compile(r"[0-9]+")
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+_UNSAFE = re.compile(r"[\r\n\0]")  # what would end a request line or header early (header injection)
 
 
 @dataclass(frozen=True)
@@ -46,33 +52,39 @@ class Http1Pool:
         self._closed = False
 
     async def request(self, method: str, url: str, *, params: dict[str, str] | None = None,
-                      headers: dict[str, str] | None = None, content: bytes = b"",
-                      timeout_s: float) -> Answer:
-        """One request to `url` (`http://host:port/path` or https); its status and body."""
+                      headers: dict[str, str] | None = None, content: bytes = b"", timeout_s: float,
+                      resend_if_stale: bool = True) -> Answer:
+        """One request to `url` (`http://host:port/path` or https); its final status and body."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or parts.hostname is None:
             raise httpx.UnsupportedProtocol(f"not an http(s) URL: {url}")
         target = (parts.path or "/") + ("?" + urlencode(params) if params else "")
-        host = parts.hostname
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        head = [f"{method} {target} HTTP/1.1", f"host: {parts.netloc}", f"content-length: {len(content)}"]
+        authority = parts.netloc.rpartition("@")[2]  # never a user:password@ of the URL
+        head = [f"{method} {target} HTTP/1.1", f"host: {authority}", f"content-length: {len(content)}"]
         head += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        if any(_UNSAFE.search(line) for line in head):
+            raise httpx.LocalProtocolError(f"a line of the request to {url} holds CR, LF or NUL")
         message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + content
-        origin = f"{parts.scheme}://{parts.netloc}"
+        origin = f"{parts.scheme}://{authority}"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        deadline = time.monotonic() + timeout_s  # one for both attempts: a resend does not extend it
+        where = (origin, parts.hostname, port, parts.scheme == "https")
         try:
-            return await self._exchange(origin, host, port, parts.scheme == "https", message, timeout_s, reuse=True)
-        except _Stale:
-            return await self._exchange(origin, host, port, parts.scheme == "https", message, timeout_s, reuse=False)
+            return await self._exchange(*where, message, deadline, reuse=True)
+        except _Stale as stale:
+            if not resend_if_stale:
+                raise httpx.RemoteProtocolError(f"{origin} closed a kept-alive connection before answering; "
+                                                "not resent (the request is not safe to repeat)") from stale
+            return await self._exchange(*where, message, deadline, reuse=False)
 
-    async def _exchange(self, origin: str, host: str, port: int, tls: bool, message: bytes, timeout_s: float, *,
+    async def _exchange(self, origin: str, host: str, port: int, tls: bool, message: bytes, deadline: float, *,
                         reuse: bool) -> Answer:
         connection = self._take(origin) if reuse else None
         reused = connection is not None
-        deadline = time.monotonic() + timeout_s
         if connection is None:
-            connection = await self._connect(host, port, tls, timeout_s)
+            connection = await self._connect(host, port, tls, deadline)
         reader, writer = connection
-        keep = False
+        keep = answered = False
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
                 writer.write(message)
@@ -82,41 +94,52 @@ class Http1Pool:
                     if reused:
                         raise _Stale
                     raise httpx.RemoteProtocolError(f"{origin} closed the connection without answering")
+                answered = True
                 status, keep, body = await _read_answer(status_line, reader)
         except TimeoutError as exc:
-            raise httpx.ReadTimeout(f"{origin} did not answer within {timeout_s:.1f}s") from exc
+            raise httpx.ReadTimeout(f"{origin} did not answer in time") from exc
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            if reused and isinstance(exc, ConnectionError):
+            if reused and not answered and isinstance(exc, ConnectionError):
                 raise _Stale from exc
             raise httpx.RemoteProtocolError(f"{origin}: {exc!r}") from exc
         finally:
             if not keep or self._closed:
-                writer.close()
+                writer.close()  # also after a timeout or a cancellation: an answer may still be on its way
         if keep and not self._closed:
             self._idle.setdefault(origin, []).append((reader, writer, time.monotonic()))
         return Answer(status, body)
 
     async def _connect(self, host: str, port: int, tls: bool,
-                       timeout_s: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+                       deadline: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
-            async with asyncio.timeout(timeout_s):
-                return await asyncio.open_connection(
-                    host, port, ssl=(self._ssl or ssl.create_default_context()) if tls else None,
-                    server_hostname=host if tls else None)
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                return await asyncio.open_connection(host, port, ssl=self._context() if tls else None,
+                                                     server_hostname=host if tls else None)
         except TimeoutError as exc:
-            raise httpx.ConnectTimeout(f"connecting to {host}:{port} took over {timeout_s:.1f}s") from exc
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} took too long") from exc
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
 
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()  # the system's CAs, loaded once
+        return self._ssl
+
     def _take(self, origin: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        idle = self._idle.get(origin)
+        """The most recently used live connection to `origin`; expired or closed ones are closed and dropped."""
         now = time.monotonic()
-        while idle:
-            reader, writer, since = idle.pop()
+        fresh = []
+        for reader, writer, since in self._idle.get(origin, []):
             if now - since <= self._idle_s and not reader.at_eof() and not writer.is_closing():
-                return reader, writer
-            writer.close()
-        return None
+                fresh.append((reader, writer, since))
+            else:
+                writer.close()
+        if not fresh:
+            self._idle.pop(origin, None)
+            return None
+        reader, writer, _ = fresh.pop()
+        self._idle[origin] = fresh
+        return reader, writer
 
     async def aclose(self) -> None:
         self._closed = True
@@ -127,43 +150,69 @@ class Http1Pool:
 
 
 async def _read_answer(status_line: bytes, reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
-    """(status, whether the connection may be reused, body) of the answer whose first line was read."""
-    version, _, rest = status_line.decode("latin-1").partition(" ")
-    if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
-        raise ValueError(f"not an HTTP/1.x answer: {status_line[:80]!r}")
-    status = int(rest[:3])
-    fields: dict[str, str] = {}
-    for _ in range(MAX_HEADERS + 1):
-        line = await reader.readline()
-        if line in (b"\r\n", b"\n"):
+    """(status, whether the connection may be reused, body) of the final answer whose first line was read;
+    interim (1xx) answers before it are read past."""
+    while True:
+        version, _, rest = status_line.decode("latin-1").partition(" ")
+        if not version.startswith("HTTP/1.") or not _DIGITS.fullmatch(rest[:3]):
+            raise ValueError(f"not an HTTP/1.x answer: {status_line[:80]!r}")
+        status = int(rest[:3])
+        fields = await _read_fields(reader)
+        if status == 101:
+            raise ValueError("the server switched protocols")
+        if not 100 <= status < 200:
             break
-        if not line:
+        status_line = await reader.readline()  # an interim answer (100 Continue, 103 Early Hints): the next one
+        if not status_line:
             raise asyncio.IncompleteReadError(b"", None)
-        name, _, value = line.decode("latin-1").partition(":")
-        fields[name.strip().lower()] = value.strip()
-    else:
-        raise ValueError(f"more than {MAX_HEADERS} header lines")
     keep = version == "HTTP/1.1" and fields.get("connection", "").lower() != "close"
     if "chunked" in fields.get("transfer-encoding", "").lower():
         return status, keep, await _read_chunked(reader)
     if "content-length" in fields:
-        length = int(fields["content-length"])
-        if not 0 <= length <= MAX_ANSWER_BYTES:
-            raise ValueError(f"content-length {length} out of bounds")
-        return status, keep, await reader.readexactly(length)
-    if status in (204, 304) or 100 <= status < 200:
+        length = fields["content-length"]
+        if not _DIGITS.fullmatch(length) or int(length) > MAX_ANSWER_BYTES:
+            raise ValueError(f"content-length {length[:30]!r} is not a size up to {MAX_ANSWER_BYTES}")
+        return status, keep, await reader.readexactly(int(length))
+    if status in (204, 304):
         return status, keep, b""
-    body = await reader.read(MAX_ANSWER_BYTES + 1)  # delimited by the end of the connection
-    if len(body) > MAX_ANSWER_BYTES:
-        raise ValueError("answer larger than the limit")
-    return status, False, body
+    return status, False, await _read_to_end(reader)  # delimited by the end of the connection
+
+
+async def _read_fields(reader: asyncio.StreamReader) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for _ in range(MAX_HEADERS + 1):
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n"):
+            return fields
+        if not line:
+            raise asyncio.IncompleteReadError(b"", None)
+        name, _, value = line.decode("latin-1").partition(":")
+        name, value = name.strip().lower(), value.strip()
+        if name == "content-length" and fields.get(name, value) != value:
+            raise ValueError("conflicting content-length headers")
+        fields[name] = value
+    raise ValueError(f"more than {MAX_HEADERS} header lines")
+
+
+async def _read_to_end(reader: asyncio.StreamReader) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await reader.read(65536):
+        total += len(chunk)
+        if total > MAX_ANSWER_BYTES:
+            raise ValueError("answer larger than the limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while True:
-        size = int((await reader.readline()).split(b";")[0].strip() or b"x", 16)
+        size_field = (await reader.readline()).split(b";")[0].strip().decode("latin-1")
+        if not _HEX.fullmatch(size_field):
+            raise ValueError(f"bad chunk size {size_field[:20]!r}")
+        size = int(size_field, 16)
         if size == 0:
             while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                 pass  # trailers
@@ -172,4 +221,5 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         if total > MAX_ANSWER_BYTES:
             raise ValueError("answer larger than the limit")
         chunks.append(await reader.readexactly(size))
-        await reader.readexactly(2)
+        if await reader.readexactly(2) != b"\r\n":
+            raise ValueError("a chunk is not followed by CRLF")

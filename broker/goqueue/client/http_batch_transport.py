@@ -66,6 +66,8 @@ class HttpBatchTransport:
         self._tokens = TokenHolder()
         self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport,
                                        verify=tls.ssl_context() if tls is not None else True)
+        if wire == "lean" and transport is not None:
+            raise ValueError("an httpx transport is for wire='httpx'; the lean wire makes its own connections")
         self._lean = Http1Pool(tls.ssl_context() if tls is not None else None) if wire == "lean" else None
 
     async def partition_count(self, topic: str) -> int:
@@ -75,16 +77,18 @@ class HttpBatchTransport:
     async def send_batch(self, topic: str, partition: int, batch: bytes, acks: Acks, timeout_s: float) -> int:
         answer = await self._request(
             "POST", f"/v1/topics/{topic}/partitions/{partition}/batches", timeout_s, content=batch,
-            params={"acks": acks.value}, headers={"content-type": BATCH_MEDIA_TYPE})
+            params={"acks": acks.value}, headers={"content-type": BATCH_MEDIA_TYPE},
+            resend_if_stale=acks is not Acks.NONE)  # unstamped (acks=0) batches are sent once
         offsets = _BATCH_ANSWER.decode(answer.body).offsets  # a ProduceResponse; only its first offset matters
         return offsets[0].offset if offsets else -1
 
     async def _send(self, method: str, url: str, timeout_s: float, *, content: bytes | None,
-                    params: dict[str, str] | None, headers: dict[str, str]) -> tuple[Answer, GoQueueError | None]:
+                    params: dict[str, str] | None, headers: dict[str, str],
+                    resend_if_stale: bool = True) -> tuple[Answer, GoQueueError | None]:
         """One request on the chosen wire: its answer, and the error the answer stands for."""
         if self._lean is not None:
             answer = await self._lean.request(method, url, params=params, headers=headers, content=content or b"",
-                                              timeout_s=timeout_s)
+                                              timeout_s=timeout_s, resend_if_stale=resend_if_stale)
             if answer.status < 400:
                 return answer, None
             failed = httpx.Response(answer.status, content=answer.body, request=httpx.Request(method, url))
@@ -94,7 +98,8 @@ class HttpBatchTransport:
         return Answer(response.status_code, response.content), error_from_response(response)
 
     async def _request(self, method: str, path: str, timeout_s: float, *, content: bytes | None = None,
-                       params: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> Answer:
+                       params: dict[str, str] | None = None, headers: dict[str, str] | None = None,
+                       resend_if_stale: bool = True) -> Answer:
         unreached = Unavailable(f"none of {self.servers} can be reached")
         renewed = False
         tries = len(self.servers)
@@ -104,7 +109,7 @@ class HttpBatchTransport:
             try:
                 sent = {**(headers or {}), **await self._authorization(server)}
                 answer, error = await self._send(method, server + path, timeout_s, content=content, params=params,
-                                                 headers=sent)
+                                                 headers=sent, resend_if_stale=resend_if_stale)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 self.servers.failed(server)
                 unreached = Unavailable(f"cannot reach {server}: {exc}")
