@@ -44,3 +44,4 @@ def test_a_rebuild_removes_the_image_its_tag_left_behind_unless_still_used(tag: 
         assert image_id(tag) == third.image_id
     finally:
         subprocess.run(["docker", "image", "rm", kept], capture_output=True, check=False)
+        subprocess.run(["docker", "image", "rm", second.image_id], capture_output=True, check=False)

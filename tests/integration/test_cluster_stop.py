@@ -54,3 +54,28 @@ def test_a_whole_cluster_stopped_at_once_proposes_nothing_into_a_lost_quorum(tmp
     finally:
         for broker in cluster.brokers:
             broker.kill()
+
+
+def test_one_broker_stopped_in_a_healthy_cluster_hands_each_of_its_leaderships_on_first(tmp_path: Path) -> None:
+    """The rolling-restart case the quorum rule must not touch: the stopping broker itself elects a successor for
+    every partition it leads (its log says so) before it exits, rather than leaving them to the controller's
+    failover once it is gone."""
+    cluster = LocalCluster(tmp_path, size=3).start()
+    try:
+        with cluster.client(0) as http:
+            created = http.post("/v1/topics", json={"name": "t", "partitions": PARTITIONS, "replicationFactor": 3})
+            assert created.status_code == 201, created.text
+        wait_until(lambda: all(len(cluster.partition("t", p, 1)["isr"]) == 3 for p in range(PARTITIONS)), 30,
+                   message="every replica in sync")
+        led = sorted(p for p in range(PARTITIONS) if cluster.leader_of("t", p, 1) == 0)
+        assert led, "broker 0 leads none of the topic's partitions"
+        assert cluster.brokers[0].stop() == 0
+        log = cluster.brokers[0].log_text()
+        handed = sorted(int(str(e["partition"])) for e in events(log, "partition.leader_elected") if e["topic"] == "t")
+        assert handed == led, log[-3000:]
+        assert not events(log, "cluster.handover_skipped"), log[-3000:]
+        wait_until(lambda: all(cluster.leader_of("t", p, 1) not in (0, None) for p in led), 10,
+                   message="broker 1 sees the new leaders")  # it applies the committed moves a moment later
+    finally:
+        for broker in cluster.brokers:
+            broker.kill()

@@ -75,6 +75,8 @@ def test_a_replica_dropped_while_the_worker_thread_appends_its_fetch_is_let_go(t
         plog.append_replicated(fetched)
     with pytest.raises(LogDeleted):
         plog.flush()
+    with pytest.raises(LogDeleted):
+        plog.truncate_to(0)  # a follower's truncation racing the drop: IndexError before
     _append_and_sync([(partition, fetched, 1)])  # raised IndexError before
 
 

@@ -260,14 +260,14 @@ class ClusterMembership:
             for step in plan_reassignments(self.state, alive):
                 await self.propose_quietly(step)
 
-    async def propose_quietly(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> bool:
+    async def propose_quietly(self, command: Command, timeout_s: float = PROPOSE_TIMEOUT_S) -> None:
         """A proposal the system makes by itself (controller, ISR upkeep, admin plans): a refusal is logged, not
-        raised — the next tick looks again. True when it committed."""
+        raised — the next tick looks again."""
         try:
             await self.propose(command, timeout_s)
         except (MetadataConflict, GoQueueError) as exc:
             log.info("controller.proposal_refused", extra={"command": command["op"], "reason": str(exc)})
-            return False
+            return
         if command["op"] == "elect_leader":
             elected = self.view.partition(command["topic"], command["partition"])
             log.info("partition.leader_elected", extra={
@@ -278,7 +278,6 @@ class ClusterMembership:
             log.info("partition.reassignment_completed", extra={
                 "topic": command["topic"], "partition": command["partition"],
                 "replicas": moved["replicas"] if moved else None})
-        return True
 
     # -- read-outs -------------------------------------------------------------------------------------------------
 

@@ -132,7 +132,10 @@ class ReplicaFetcherManager:
         if target < plog.log_end_offset:
             log.warning("replica.truncated", extra={"topic": partition.topic, "partition": partition.index,
                                                     "from": plog.log_end_offset, "to": target, "epoch": epoch})
-            await asyncio.to_thread(plog.truncate_to, target)
+            try:
+                await asyncio.to_thread(plog.truncate_to, target)
+            except LogDeleted:
+                return  # dropped while we truncated: nothing left to fetch for
             partition.epochs.truncate_from_end(target)
         partition.needs_truncation = False
 
@@ -181,9 +184,12 @@ def _unless_dropped(partition: Partition) -> Iterator[None]:
     worker thread deleted its files) has nothing left to keep; a failure of any other partition is raised."""
     try:
         yield
-    except (LogDeleted, OSError, ValueError):
-        if partition.role is Role.FOLLOWER:
+    except (LogDeleted, OSError, ValueError) as exc:
+        # Dropped: its role went OFFLINE first, then its files (so a closed segment may fail before LogDeleted can).
+        # A failure of a replica still here, or one just re-roled, is not swallowed.
+        if partition.role is Role.FOLLOWER or (partition.log.segments and not isinstance(exc, LogDeleted)):
             raise
+        log.info("replica.dropped_while_writing", extra={"topic": partition.topic, "partition": partition.index})
 
 
 def _headers(data: bytes) -> list[BatchHeader]:

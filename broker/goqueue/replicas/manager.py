@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 
 LEADERSHIP_RETRY_S = 2.0  # a leadership deferred by a full volume is tried again this often
 HANDOVER_PROPOSE_TIMEOUT_S = 5.0  # a healthy quorum commits in milliseconds; a stopping one never does
-QUORUM_CHECK_S = 0.05  # how often a handover's pending proposal looks whether the quorum is still there
+QUORUM_CHECK_S = 0.05  # how often a handover's pending proposal looks whether the quorum is still there ...
+QUORUM_LOST_S = 1.0    # ... and how long it must be out of reach before the handover ends
 
 PartitionKey = tuple[str, int]
 
@@ -110,20 +111,29 @@ class ReplicaManager:
         """Controlled shutdown: move every leadership held here to an in-sync replica that has caught up.
 
         Only while a metadata quorum is reachable: when the whole cluster stops at once (a namespace or release
-        deleted), the last brokers standing would otherwise wait out every proposal's timeout in turn, most of
-        their grace period, for moves that cannot commit."""
+        deleted), the last brokers standing would otherwise wait out a proposal timeout per partition, most of
+        their grace period, for moves that cannot commit. A quorum out of reach for QUORUM_LOST_S (a partner
+        reconnecting is not enough) ends the handover; the move then pending was handed to Raft already and may
+        still commit, which is as safe as any (it names the epoch it expects)."""
         alive = self.membership.alive_brokers()
         ends = {key: {b: p.log_end_offset for b, p in partition.followers.items() if p.fetched}
                 for key, partition in self.partitions.items() if partition.is_leader}
         plan = controlled_shutdown_plan(self.membership.state, self.broker_id, alive, ends)
+        lost_since: float | None = None
         for done, command in enumerate(plan):
             proposal = asyncio.ensure_future(self.membership.propose_quietly(command, HANDOVER_PROPOSE_TIMEOUT_S))
-            while not proposal.done() and self.membership.quorum_reachable():
-                await asyncio.wait([proposal], timeout=QUORUM_CHECK_S)
-            if not proposal.done():  # the quorum went while it waited: it cannot commit, nor can the rest
-                proposal.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await proposal
+            try:
+                while not proposal.done():
+                    await asyncio.wait([proposal], timeout=QUORUM_CHECK_S)
+                    if self.membership.quorum_reachable():
+                        lost_since = None
+                    elif lost_since is None:
+                        lost_since = time.monotonic()
+                    elif time.monotonic() - lost_since >= QUORUM_LOST_S:
+                        break
+            finally:
+                proposal.cancel()  # a no-op once done; else abandoned (also when the stop's deadline cancels us)
+            if lost_since is not None and time.monotonic() - lost_since >= QUORUM_LOST_S:
                 log.warning("cluster.handover_skipped", extra={
                     "reason": "no metadata quorum reachable (the rest of the cluster is stopping or gone)",
                     "left": len(plan) - done})

@@ -87,15 +87,17 @@ def plan_moves(state: StateView, goals: Goals, alive: Iterable[int] | None = Non
 
 
 def unmet_drains(state: StateView, goals: Goals, moves: Iterable[Move], alive: Iterable[int] | None) -> list[str]:
-    """Why a drained broker keeps a replica: the partitions `moves` leave on it, not already moving (every live
-    broker outside their replicas is drained or down, so none can take the copy)."""
-    moved = {(m.topic, m.partition) for m in moves}
+    """Why a drained broker keeps a replica: the partitions whose replicas, after `moves`, still include it (every
+    live broker outside them is drained or down, so none can take the copy). Partitions already moving keep their
+    target and are not reported."""
+    targets = {(m.topic, m.partition): m.target for m in moves}
     live = "every registered broker" if alive is None else f"live brokers {sorted(alive)}"
     reasons = []
     for name, topic in sorted(state["topics"].items()):
-        for index, partition in sorted(topic["partition_state"].items()):
-            kept = sorted(goals.drain.intersection(partition["replicas"]))
-            if kept and not is_moving(partition) and (name, int(index)) not in moved:
+        for index, partition in sorted(topic["partition_state"].items(), key=lambda item: int(item[0])):
+            after = targets.get((name, int(index)), partition["replicas"])
+            kept = sorted(goals.drain.intersection(after))
+            if kept and not is_moving(partition):
                 reasons.append(f"{name}/{index}: the replica on broker {kept} stays: no other broker can take it "
                                f"(replicas {partition['replicas']}, {live}, drained {sorted(goals.drain)})")
     return reasons

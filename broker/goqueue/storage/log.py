@@ -290,6 +290,8 @@ class PartitionLog:
     def truncate_to(self, offset: int) -> None:
         """Remove every record at or after `offset` (follower truncation, or rolling back unflushed writes)."""
         with self.lock:
+            if not self.segments:
+                raise LogDeleted(f"{self.directory.name} was deleted")
             offset = max(offset, self.log_start_offset)
             while len(self.segments) > 1 and self.active.base_offset >= offset:
                 self._retire(self.segments.pop())

@@ -43,7 +43,7 @@ from typing import Any
 from goqueue.config import FsyncPolicy
 from goqueue.errors import DiskFull, GoQueueError, InvalidRequest, Overloaded, StorageError
 from goqueue.storage.batch import InvalidBatch
-from goqueue.storage.log import AppendResult, PartitionLog
+from goqueue.storage.log import AppendResult, LogDeleted, PartitionLog
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,8 @@ class LogWriter:
             started = time.perf_counter()
             try:
                 partition_log.flush()
+            except LogDeleted:
+                continue  # its replica was dropped (moved away, topic deleted) after the write: nothing to keep
             except OSError as exc:
                 log.error("writer.fsync_failed", extra={"log": partition_log.directory.name, "error": str(exc)})
                 if self.policy is FsyncPolicy.ALWAYS:
