@@ -15,7 +15,7 @@ import httpx
 import pytest
 from broker_process import free_port
 
-from goqueue.client.http1 import Http1Pool
+from goqueue.client.http1 import Answer, Http1Pool
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +66,16 @@ async def server(handler: Handler) -> AsyncIterator[tuple[str, list[bytes]]]:
 def ok(body: bytes, *extra: str) -> bytes:
     head = ["HTTP/1.1 200 OK", f"content-length: {len(body)}", *extra]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def two_requests(handler: Handler, first: str, second: str) -> tuple[Answer, Answer]:
+    """Two GETs, one after the other, through one pool (so on one connection when it may be kept)."""
+    async with server(handler) as (url, _):
+        pool = Http1Pool()
+        answers = (await pool.request("GET", url + first, timeout_s=5), await pool.request("GET", url + second,
+                                                                                             timeout_s=5))
+        await pool.aclose()
+    return answers
 
 
 async def keep_answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
@@ -144,15 +154,9 @@ def test_chunked_and_close_delimited_answers_are_read_whole() -> None:
         writer.write(b"the end")
         await writer.drain()
 
-    async def run() -> None:
-        async with server(chunked) as (url, _):
-            pool = Http1Pool()
-            first = await pool.request("GET", url + "/", timeout_s=5)
-            second = await pool.request("GET", url + "/", timeout_s=5)
-            await pool.aclose()
-        assert (first.status, first.body) == (503, b'{"error": 1}')
-        assert (second.status, second.body) == (200, b"until the end")
-    asyncio.run(run())
+    first, second = asyncio.run(two_requests(chunked, "/", "/"))
+    assert (first.status, first.body) == (503, b'{"error": 1}')
+    assert (second.status, second.body) == (200, b"until the end")
 
 
 @pytest.mark.parametrize(("answer", "hang_up", "expected"), [
@@ -209,14 +213,8 @@ def test_interim_answers_are_read_past_and_the_connection_stays_in_step() -> Non
         writer.write(ok(request.split(b" ")[1]))
         await writer.drain()
 
-    async def run() -> None:
-        async with server(early_hints) as (url, _):
-            pool = Http1Pool()
-            first = await pool.request("GET", url + "/first", timeout_s=5)
-            second = await pool.request("GET", url + "/second", timeout_s=5)
-            await pool.aclose()
-        assert [(first.status, first.body), (second.status, second.body)] == [(200, b"/first"), (200, b"/second")]
-    asyncio.run(run())
+    first, second = asyncio.run(two_requests(early_hints, "/first", "/second"))
+    assert [(first.status, first.body), (second.status, second.body)] == [(200, b"/first"), (200, b"/second")]
 
 
 def test_a_request_not_safe_to_repeat_is_not_resent_and_nothing_after_an_answer_began_is() -> None:
