@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from goqueue.config import FsyncPolicy
-from goqueue.errors import DiskFull, InvalidRequest, OutOfOrderSequence, Overloaded, StorageError
+from goqueue.errors import DiskFull, InvalidRequest, NotLeader, OutOfOrderSequence, Overloaded, StorageError
 from goqueue.storage import batch as batches
 from goqueue.storage import segment as segment_module
 from goqueue.storage import writer as writer_module
@@ -442,3 +442,35 @@ def test_no_job_is_reported_before_an_fdatasync_covering_it_has_returned(
         assert isinstance(job.outcome, AppendResult)
         assert job.outcome.last_offset < durable_end, f"{job.outcome} reported with only {durable_end} durable"
     assert len(durable) == 2  # the three later jobs shared one group commit
+
+
+@pytest.mark.parametrize("policy", list(FsyncPolicy))
+def test_a_log_deleted_before_or_after_its_append_fails_that_job_as_moved_and_the_writer_lives_on(
+    logs: LogKit, writers: Callable[..., tuple[LogWriter, Rounds, Syncs]], monkeypatch: pytest.MonkeyPatch,
+    policy: FsyncPolicy,
+) -> None:
+    """A replica dropped (moved away, topic deleted) while its jobs are queued or being written: its files go from
+    another thread. The writer died of IndexError before (and every later write with it)."""
+    gone, racing, other = logs.open(logs.tmp_path / "gone-0"), logs.open(logs.tmp_path / "racing-0"), logs.open()
+    writer, rounds, _ = writers(policy, fsync_interval_s=0.01)
+    writer.start()
+    gone.delete_files()
+    writer.submit(_job(gone, b"queued before the delete"))
+    [before] = rounds.wait(1)
+    assert isinstance(before.outcome, NotLeader)
+
+    real_append = racing.append
+
+    def append_then_deleted(batch: bytearray, leader_epoch: int) -> AppendResult:
+        result = real_append(batch, leader_epoch)
+        racing.delete_files()  # the drop, between the write and its fdatasync
+        return result
+    monkeypatch.setattr(racing, "append", append_then_deleted)
+    writer.submit(_job(racing, b"written, then deleted"))
+    [after] = rounds.wait(1)
+    if policy is FsyncPolicy.ALWAYS:
+        assert isinstance(after.outcome, NotLeader)  # never acknowledged: it was not made durable
+    writer.submit(_job(other, b"later"))
+    [later] = rounds.wait(1)
+    assert isinstance(later.outcome, AppendResult)
+    assert writer.failure is None

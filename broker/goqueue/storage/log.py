@@ -210,6 +210,8 @@ class PartitionLog:
         """Stamp offsets into a validated batch and write it; a duplicate idempotent retry writes nothing."""
         header = batches.read_header(batch)
         with self.lock:
+            if not self.segments:
+                raise LogDeleted(f"{self.directory.name} was deleted")
             duplicate = self.producers.check(header)
             if duplicate is not None:
                 return AppendResult(duplicate[0], duplicate[1], duplicate=True)
@@ -372,6 +374,8 @@ class PartitionLog:
     def close(self) -> None:
         """Clean shutdown: seal the active segment and checkpoint, so the next start trusts everything."""
         with self.lock:
+            if not self.segments:
+                return  # deleted (its files are gone): nothing to seal or checkpoint
             self.active.seal()
             self._write_recovery_point(self.active.base_offset)
             self.checkpoint_high_watermark()
@@ -382,10 +386,12 @@ class PartitionLog:
     def delete_files(self) -> None:
         """Remove the whole partition directory (topic deletion)."""
         with self.lock:
-            for segment in self.segments:
+            # Emptied first: a flush that reads the list without the lock then finds no segment (LogDeleted)
+            # rather than a closed one.
+            doomed_segments, self.segments = self.segments, []
+            for segment in doomed_segments:
                 segment.delete()
                 segment.close()
-            self.segments = []
             self.close_retired(force=True)
             doomed = self.directory.with_name(self.directory.name + ".deleted")
             self.directory.rename(doomed)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goqueue.config import FsyncPolicy
-from goqueue.errors import DiskFull, GoQueueError, InvalidRequest, Overloaded, StorageError
+from goqueue.errors import DiskFull, GoQueueError, InvalidRequest, NotLeader, Overloaded, StorageError
 from goqueue.storage.batch import InvalidBatch
 from goqueue.storage.log import AppendResult, LogDeleted, PartitionLog
 
@@ -172,30 +172,23 @@ class LogWriter:
 
     def _round(self, jobs: list[AppendJob]) -> None:
         self._round_jobs = jobs
-        touched: set[PartitionLog] = set()
-        for job in jobs:
-            try:
-                job.outcome = job.log.append(job.batch, job.leader_epoch)
-                touched.add(job.log)
-            except GoQueueError as exc:
-                job.outcome = exc
-            except InvalidBatch as exc:
-                job.outcome = InvalidRequest(f"invalid record batch: {exc}")
-            except OSError as exc:
-                job.outcome = _translate(exc)
+        touched = {job.log for job in jobs if _append(job)}
         if self.policy is FsyncPolicy.ALWAYS:
             for failed_log in self._sync(touched):
                 for job in jobs:
                     outcome = job.outcome
                     if (job.log is failed_log and isinstance(outcome, AppendResult)
                             and outcome.last_offset >= failed_log.flushed_offset):
-                        job.outcome = StorageError("fdatasync failed; the write was rolled back")
+                        job.outcome = (StorageError("fdatasync failed; the write was rolled back")
+                                       if failed_log.segments else _moved_away(failed_log))
         else:
             self._dirty |= touched
             if self.policy is FsyncPolicy.INTERVAL and time.monotonic() - self._last_sync >= self.fsync_interval_s:
                 self._sync_dirty()
             for partition_log in touched:
-                partition_log.flushed_offset = partition_log.log_end_offset
+                segments = partition_log.segments  # empty once a drop deleted the log meanwhile
+                if segments:
+                    partition_log.flushed_offset = segments[-1].next_offset
         self._round_jobs = []
         self.on_round(jobs, touched)
 
@@ -207,7 +200,8 @@ class LogWriter:
             try:
                 partition_log.flush()
             except LogDeleted:
-                continue  # its replica was dropped (moved away, topic deleted) after the write: nothing to keep
+                failed.append(partition_log)  # dropped (moved away, topic deleted) after the write: not durable
+                continue
             except OSError as exc:
                 log.error("writer.fsync_failed", extra={"log": partition_log.directory.name, "error": str(exc)})
                 if self.policy is FsyncPolicy.ALWAYS:
@@ -221,6 +215,29 @@ class LogWriter:
             self._sync(self._dirty)
         self._dirty = set()
         self._last_sync = time.monotonic()
+
+
+def _append(job: AppendJob) -> bool:
+    """Write one job's batch; its outcome is the result or the error. True when the log was written."""
+    try:
+        job.outcome = job.log.append(job.batch, job.leader_epoch)
+        return True
+    except GoQueueError as exc:
+        job.outcome = exc
+    except LogDeleted:
+        job.outcome = _moved_away(job.log)
+    except InvalidBatch as exc:
+        job.outcome = InvalidRequest(f"invalid record batch: {exc}")
+    except OSError as exc:
+        job.outcome = _translate(exc)
+    return False
+
+
+def _moved_away(partition_log: PartitionLog) -> GoQueueError:
+    """A write whose log was deleted (its replica moved away, its topic deleted) before it was durable: nothing was
+    acknowledged, and the client finds the partition's new leader, or that it is gone, on its retry."""
+    return NotLeader(f"{partition_log.directory.name} is no longer on this broker (moved away or deleted); "
+                     "nothing was written")
 
 
 def _translate(exc: OSError) -> GoQueueError:
