@@ -133,6 +133,9 @@ class ReplicaManager:
                         break
             finally:
                 proposal.cancel()  # a no-op once done; else abandoned (also when the stop's deadline cancels us)
+            if proposal.done() and not proposal.cancelled() and proposal.exception() is not None:
+                log.warning("cluster.handover_move_failed", extra={"command": command["op"],
+                                                                   "error": repr(proposal.exception())})
             if lost_since is not None and time.monotonic() - lost_since >= QUORUM_LOST_S:
                 log.warning("cluster.handover_skipped", extra={
                     "reason": "no metadata quorum reachable (the rest of the cluster is stopping or gone)",
