@@ -62,3 +62,8 @@ def test_a_broker_error_is_raised_as_its_class_and_a_silent_server_as_unavailabl
         await http.close()
 
     asyncio.run(scenario())
+
+
+def test_an_httpx_transport_with_the_lean_wire_is_refused_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="the lean wire makes its own connections"):
+        HttpBatchTransport("http://b:8080", transport=httpx.MockTransport(lambda r: httpx.Response(200)), wire="lean")

@@ -52,6 +52,7 @@ class _Offsets(msgspec.Struct):
 
 
 _BATCH_ANSWER = msgspec.json.Decoder(_Offsets)
+
 DEFAULT_TIMEOUT_S = 30.0
 M = TypeVar("M", bound=BaseModel)
 
@@ -63,11 +64,11 @@ class HttpBatchTransport:
         self.servers = ServerList(servers)
         self.timeout_s = timeout_s
         self.credentials = credentials
+        if wire == "lean" and transport is not None:
+            raise ValueError("an httpx transport is for wire='httpx'; the lean wire makes its own connections")
         self._tokens = TokenHolder()
         self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport,
                                        verify=tls.ssl_context() if tls is not None else True)
-        if wire == "lean" and transport is not None:
-            raise ValueError("an httpx transport is for wire='httpx'; the lean wire makes its own connections")
         self._lean = Http1Pool(tls.ssl_context() if tls is not None else None) if wire == "lean" else None
 
     async def partition_count(self, topic: str) -> int:

@@ -122,21 +122,21 @@ class ReplicaManager:
         lost_since: float | None = None
         for done, command in enumerate(plan):
             proposal = asyncio.ensure_future(self.membership.propose_quietly(command, HANDOVER_PROPOSE_TIMEOUT_S))
+            quorum_lost = False
             try:
-                while not proposal.done():
+                while not proposal.done() and not quorum_lost:
                     await asyncio.wait([proposal], timeout=QUORUM_CHECK_S)
                     if self.membership.quorum_reachable():
                         lost_since = None
-                    elif lost_since is None:
-                        lost_since = time.monotonic()
-                    elif time.monotonic() - lost_since >= QUORUM_LOST_S:
-                        break
+                    else:
+                        lost_since = lost_since or time.monotonic()
+                        quorum_lost = time.monotonic() - lost_since >= QUORUM_LOST_S
             finally:
                 proposal.cancel()  # a no-op once done; else abandoned (also when the stop's deadline cancels us)
             if proposal.done() and not proposal.cancelled() and proposal.exception() is not None:
                 log.warning("cluster.handover_move_failed", extra={"command": command["op"],
                                                                    "error": repr(proposal.exception())})
-            if lost_since is not None and time.monotonic() - lost_since >= QUORUM_LOST_S:
+            if quorum_lost:
                 log.warning("cluster.handover_skipped", extra={
                     "reason": "no metadata quorum reachable (the rest of the cluster is stopping or gone)",
                     "left": len(plan) - done})

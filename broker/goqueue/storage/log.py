@@ -210,8 +210,7 @@ class PartitionLog:
         """Stamp offsets into a validated batch and write it; a duplicate idempotent retry writes nothing."""
         header = batches.read_header(batch)
         with self.lock:
-            if not self.segments:
-                raise LogDeleted(f"{self.directory.name} was deleted")
+            self._check_not_deleted(self.segments)
             duplicate = self.producers.check(header)
             if duplicate is not None:
                 return AppendResult(duplicate[0], duplicate[1], duplicate=True)
@@ -227,8 +226,7 @@ class PartitionLog:
     def append_replicated(self, data: bytes) -> int:
         """Append batches as stamped by a leader (a follower's fetch); returns the new log end offset."""
         with self.lock:
-            if not self.segments:
-                raise LogDeleted(f"{self.directory.name} was deleted")
+            self._check_not_deleted(self.segments)
             for pos, header in batches.scan_batches(data):
                 if header.base_offset < self.log_end_offset:
                     raise InvalidBatch(f"replicated batch {header.base_offset} is below the log end "
@@ -278,11 +276,14 @@ class PartitionLog:
             self._bases.append(base)
             log.info("segment.rolled", extra={"log": self.directory.name, "base_offset": base})
 
+    def _check_not_deleted(self, segments: list[Segment]) -> None:
+        if not segments:  # delete_files leaves none
+            raise LogDeleted(f"{self.directory.name} was deleted")
+
     def flush(self) -> int:
         """fdatasync the active segment; returns the offset below which everything is durable."""
-        segments = self.segments
-        if not segments:
-            raise LogDeleted(f"{self.directory.name} was deleted")
+        segments = self.segments  # read once, without the lock: delete_files empties the list before closing
+        self._check_not_deleted(segments)
         segment = segments[-1]
         end = segment.next_offset
         segment.flush()
@@ -292,8 +293,7 @@ class PartitionLog:
     def truncate_to(self, offset: int) -> None:
         """Remove every record at or after `offset` (follower truncation, or rolling back unflushed writes)."""
         with self.lock:
-            if not self.segments:
-                raise LogDeleted(f"{self.directory.name} was deleted")
+            self._check_not_deleted(self.segments)
             offset = max(offset, self.log_start_offset)
             while len(self.segments) > 1 and self.active.base_offset >= offset:
                 self._retire(self.segments.pop())
