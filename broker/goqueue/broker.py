@@ -71,6 +71,10 @@ from goqueue.topic_settings import effective_settings
 log = logging.getLogger(__name__)
 
 DESCRIBE_PEER_TIMEOUT_S = 2.0
+# How long a read waits for a new leader's high watermark to catch up (its followers' first fetches: milliseconds)
+# before it is served from the high watermark as it stands. Without the wait, a record acknowledged by the previous
+# leader could drop out of view for a moment after a leadership change (seen in the chart-upgrade test's CI run).
+HIGH_WATERMARK_SETTLE_S = 1.0
 
 
 class Broker:
@@ -515,6 +519,8 @@ class Broker:
             data, hwm, start, end = await self.membership.peers.fetch(self._leader_url(topic, index), topic, index,
                                                                    offset, max_bytes, wait_s)
             return FetchResult(data, hwm, start, end)
+        if not partition.high_watermark_settled:
+            await self._await_settled(partition)
         deadline = time.monotonic() + wait_s
         while True:
             plog = partition.log
@@ -533,6 +539,20 @@ class Broker:
                 raise TopicNotFound(f"{topic}/{index} was deleted while waiting", topic=topic)
             if not partition.is_leader:
                 raise NotLeader(f"{topic}/{index} lost leadership while waiting; retry")
+
+    async def _await_settled(self, partition: Partition) -> None:
+        """Until the new leader's high watermark covers what it held when elected, or HIGH_WATERMARK_SETTLE_S."""
+        deadline = time.monotonic() + HIGH_WATERMARK_SETTLE_S
+        while not partition.high_watermark_settled:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await partition.wait_changed(remaining)
+            key = (partition.topic, partition.index)
+            if self.replicas.partitions.get(key) is not partition:
+                raise TopicNotFound(f"{key[0]}/{key[1]} was deleted while waiting", topic=key[0])
+            if not partition.is_leader:
+                raise NotLeader(f"{key[0]}/{key[1]} lost leadership while waiting; retry")
 
     def partition_offsets(self, topic: str, index: int, timestamp_ms: int | None = None) -> dict[str, Any]:
         """earliest / latest (high watermark) / log end, and the first offset at or after a timestamp, from the
@@ -559,6 +579,8 @@ class Broker:
         if partition is None:
             return await self.membership.peers.partition_offsets(self._leader_url(topic, index), topic, index,
                                                               timestamp_ms)
+        if not partition.high_watermark_settled:
+            await self._await_settled(partition)
         return self.partition_offsets(topic, index, timestamp_ms)
 
     # -- storage and gauges ----------------------------------------------------------------------------------

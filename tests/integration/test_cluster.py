@@ -16,7 +16,7 @@ from cluster_process import History, LocalCluster, Producer, consume_all, wait_u
 
 from goqueue.client.http import GoQueueClient
 from goqueue.config import OffsetReset
-from goqueue.models import ConsumeRequest, GroupConfig, GroupSpec
+from goqueue.models import ConsumeRequest, GroupConfig, GroupSpec, ProduceRecord
 
 pytestmark = pytest.mark.integration
 
@@ -140,6 +140,36 @@ def test_kill_the_leader_under_load_loses_no_acknowledged_record(cluster: LocalC
     with cluster.client(survivor) as http:
         history.check(consume_all(http, "orders", 3), exactly_once=True)
     assert failover_s < 30
+
+
+MOVES = 25  # before the fix about 1 read in 7 missed its record (6 of 40 in one run): 25 moves miss it ~98 %
+
+
+def test_a_record_acknowledged_before_a_leadership_move_is_read_at_once_from_the_new_leader(
+        cluster: LocalCluster) -> None:
+    """An acks=all record, then leadership moved off its leader, then a read of that offset at once through another
+    broker: the new leader must not answer from the high watermark it last heard as a follower (CI's chart-upgrade
+    test lost sight of the last acknowledged batch this way; `Broker._await_settled`)."""
+    create_topic(cluster, "moving", partitions=1)
+    missed = []
+    with GoQueueClient([cluster.url(i) for i in range(3)]) as client:
+        for n in range(MOVES):
+            wait_until(lambda: cluster.leader_of("moving", 0) is not None, 15, "a leader")
+            leader = cluster.leader_of("moving", 0)
+            assert leader is not None
+            offset = client.produce("moving", [ProduceRecord(value=f"r{n}")], acks="all", partition=0).offsets[0].offset
+            client.transfer_leadership(leader)
+            with cluster.client((leader + 1) % 3) as http:
+                deadline = time.monotonic() + 15
+                while True:
+                    body = http.get("/v1/topics/moving/partitions/0/records",
+                                    params={"offset": offset, "maxRecords": 10}).json()
+                    if not body.get("error", {}).get("retriable") or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
+            if f"r{n}" not in [r["value"] for r in body.get("records", [])]:
+                missed.append((n, offset, body.get("highWatermark"), body.get("error")))
+    assert not missed, f"acknowledged records not readable right after a leadership move: {missed}"
 
 
 def test_sigstop_leader_no_split_brain(cluster: LocalCluster) -> None:

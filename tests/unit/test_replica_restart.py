@@ -25,6 +25,7 @@ from goqueue.metrics import BrokerMetrics
 from goqueue.models import TopicCreate
 from goqueue.records import RecordIn
 from goqueue.replication import commands
+from goqueue.replication.peers import ReplicaFetchRequest
 from goqueue.server import compose_broker
 from goqueue.storage import batch as batches
 from goqueue.storage.log import LogConfig, PartitionLog
@@ -53,37 +54,69 @@ def values(data: bytes) -> list[str]:
     return [r.value.decode() for r in records if r.value is not None]
 
 
+async def restart_as_leader_with_unconfirmed_records(root: Path) -> Broker:
+    """COMMITTED acknowledged while leading alone; UNCOMMITTED then appended as a follower fetching past the high
+    watermark would, a crash, and a restart elected leader of [0, 1, 2] in a new epoch."""
+    broker = await start(root)
+    await broker.create_topic(TopicCreate(name="t", partitions=1))
+    await broker.produce("t", [RecordIn(None, v.encode(), []) for v in COMMITTED], partition=0)
+    directory = broker.replicas.partitions[("t", 0)].log.directory
+    epoch = broker.replicas.partitions[("t", 0)].leader_epoch
+    await broker.stop()
+
+    # What a follower holds after fetching past the high watermark: durable here, on no other in-sync replica.
+    plog = PartitionLog.open(directory, LogConfig())
+    plog.append(batches.build_batch([(None, v.encode(), []) for v in UNCOMMITTED], 0), leader_epoch=epoch)
+    plog.flush()
+    for segment in plog.segments:  # SIGKILL: nothing sealed, nothing checkpointed
+        segment.close()
+
+    snapshot = root / "wal" / SNAPSHOT
+    state = pickle.loads(snapshot.read_bytes())
+    partition = state["topics"]["t"]["partition_state"][0]
+    partition.update(replicas=[0, 1, 2], isr=[0, 1, 2], leader=0, leader_epoch=partition["leader_epoch"] + 1)
+    snapshot.write_bytes(pickle.dumps(state))
+    return await start(root)
+
+
 def test_a_restarted_replica_elected_leader_exposes_only_committed_records(tmp_path: Path) -> None:
     async def scenario() -> None:
-        broker = await start(tmp_path)
-        await broker.create_topic(TopicCreate(name="t", partitions=1))
-        await broker.produce("t", [RecordIn(None, v.encode(), []) for v in COMMITTED], partition=0)
-        directory = broker.replicas.partitions[("t", 0)].log.directory
-        epoch = broker.replicas.partitions[("t", 0)].leader_epoch
-        await broker.stop()
-
-        # What a follower holds after fetching past the high watermark: durable here, on no other in-sync replica.
-        plog = PartitionLog.open(directory, LogConfig())
-        plog.append(batches.build_batch([(None, v.encode(), []) for v in UNCOMMITTED], 0), leader_epoch=epoch)
-        plog.flush()
-        for segment in plog.segments:  # SIGKILL: nothing sealed, nothing checkpointed
-            segment.close()
-
-        snapshot = tmp_path / "wal" / SNAPSHOT
-        state = pickle.loads(snapshot.read_bytes())
-        partition = state["topics"]["t"]["partition_state"][0]
-        partition.update(replicas=[0, 1, 2], isr=[0, 1, 2], leader=0, leader_epoch=partition["leader_epoch"] + 1)
-        snapshot.write_bytes(pickle.dumps(state))
-
-        broker = await start(tmp_path)
+        broker = await restart_as_leader_with_unconfirmed_records(tmp_path)
         try:
             replica = broker.replicas.partitions[("t", 0)]
             assert replica.is_leader
             assert replica.log.log_end_offset == len(COMMITTED) + len(UNCOMMITTED)
-            fetched = await broker.fetch("t", 0, 0, 1 << 20)
+            fetched = await broker.fetch("t", 0, 0, 1 << 20)  # after HIGH_WATERMARK_SETTLE_S: nobody fetches
             assert values(fetched.data) == COMMITTED
             assert fetched.high_watermark == len(COMMITTED)
             assert broker.partition_offsets("t", 0)["latest"] == len(COMMITTED)
+        finally:
+            await broker.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_new_leaders_reads_wait_for_its_followers_to_settle_the_high_watermark(tmp_path: Path) -> None:
+    """Seen in CI (the chart-upgrade test): a record acknowledged by the old leader, read at once from the new one,
+    was missing — the new leader's high watermark was the one it last heard as a follower. A read now waits (briefly)
+    until the followers' first fetches cover what the new leader held when elected."""
+    async def scenario() -> None:
+        broker = await restart_as_leader_with_unconfirmed_records(tmp_path)
+        try:
+            end = len(COMMITTED) + len(UNCOMMITTED)
+            fetching = asyncio.create_task(broker.fetch("t", 0, 0, 1 << 20))
+            latest = asyncio.create_task(broker.partition_offsets_routed("t", 0))
+            await asyncio.sleep(0.2)
+            assert not fetching.done(), "records served before the high watermark settled"
+            assert not latest.done(), "offsets served before the high watermark settled"
+            for follower in (1, 2):
+                await broker.replicas.serve_replica_fetch(
+                    ReplicaFetchRequest(follower, 0, 1 << 20, [("t", 0, end, broker.replicas.partitions[("t", 0)]
+                                                                 .leader_epoch)]))
+            fetched = await asyncio.wait_for(fetching, 0.5)
+            assert values(fetched.data) == COMMITTED + UNCOMMITTED
+            assert fetched.high_watermark == end
+            assert (await asyncio.wait_for(latest, 0.5))["latest"] == end
         finally:
             await broker.stop()
 
