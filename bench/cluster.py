@@ -6,7 +6,9 @@
   * then three brokers on this machine (127.0.0.2-4), one topic with 3 partitions, replication factor 3,
     acks=all, fsync=always on every broker; 100-byte records in binary batches (of each `--batch` size) over gRPC
     and HTTP, closed loop — throughput and p99; client i writes to partition i through its leader; then each
-    replicated figure as a ratio of the single broker's of the same batch and API;
+    replicated figure as a ratio of the single broker's of the same batch and API; beside each row the CPU time all
+    brokers spent per produce request (user + system from /proc, summed over the brokers), which the machine's
+    other load moves far less than the rate;
   * failover, `--failovers` rounds: SIGKILL the leader of a partition while a producer writes to it through
     another broker, and measure the time from the kill to the next acknowledged produce on that partition. Rounds
     alternate between a partition led by the metadata (Raft) leader and one led by another broker, and each line
@@ -18,6 +20,7 @@ Usage: python bench/cluster.py [--seconds 5] [--clients 3] [--batch 100,1000] [-
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -43,15 +46,29 @@ TOPIC = "bench-rf3"
 Rates = dict[tuple[str, int], float]  # (API, batch) → records/s
 
 
-def produce_rows(label: str, grpc_targets: list[str], http_targets: list[str], args: argparse.Namespace) -> Rates:
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system, all threads) the processes have used."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def produce_rows(label: str, grpc_targets: list[str], http_targets: list[str], args: argparse.Namespace,
+                 brokers: list[int]) -> Rates:
     rates: Rates = {}
     for batch in args.batch:
         for name, worker, targets in (("gRPC binary batch", _grpc_worker, grpc_targets),
                                       ("HTTP binary batch", _http_worker, http_targets)):
+            cpu_before = cpu_seconds(brokers)
             rate, p99 = closed_loop(worker, args.clients, targets, batch, args.seconds, True)
+            requests = rate * args.seconds / batch
+            per_request = (cpu_seconds(brokers) - cpu_before) / requests if requests else 0.0
             rates[(name, batch)] = rate
             print(f"{name + ', ' + label + ', batch ' + str(batch):<58} {rate:>12,.0f} rec/s  "
-                  f"closed-loop p99 {p99 * 1000:.1f} ms", flush=True)
+                  f"closed-loop p99 {p99 * 1000:.1f} ms, brokers' CPU per request {per_request * 1e6:,.0f} µs",
+                  flush=True)
     return rates
 
 
@@ -62,7 +79,8 @@ def single_broker(root: Path, args: argparse.Namespace) -> Rates:
     try:
         produce_consume.TOPIC = "bench"
         httpx.post(broker.url + "/v1/topics", json={"name": "bench", "partitions": 4}).raise_for_status()
-        return produce_rows("one broker, RF=1", [f"127.0.0.1:{broker.grpc_port}"], [broker.url], args)
+        return produce_rows("one broker, RF=1", [f"127.0.0.1:{broker.grpc_port}"], [broker.url], args,
+                            [broker.process.pid])
     finally:
         broker.stop()
 
@@ -158,7 +176,7 @@ def main() -> None:
             produce_consume.TOPIC = TOPIC
             leaders = [cluster.leader_of(TOPIC, p) or 0 for p in range(3)]
             replicated = produce_rows("3 brokers, RF=3 acks=all", [cluster.brokers[b].grpc_target for b in leaders],
-                                      [cluster.url(b) for b in leaders], args)
+                                      [cluster.url(b) for b in leaders], args, [b.pid for b in cluster.brokers])
             with cluster.client(0) as http:  # the rows above wrote to this topic, and to no other
                 stored = sum(p["highWatermark"] for p in http.get(f"/v1/topics/{TOPIC}").json()["partitionDetails"])
             print(f"{'records committed in ' + TOPIC + ' (RF=3) by the runs above':<58} {stored:>12,}", flush=True)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from broker_process import free_port
 
-from goqueue.client.http1 import Answer, Http1Pool
+from goqueue.http1 import Answer, Http1Pool
 
 pytestmark = pytest.mark.integration
 

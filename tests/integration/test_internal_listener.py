@@ -10,6 +10,7 @@ lost when the leader is killed.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import signal
@@ -26,7 +27,8 @@ import msgspec
 import pytest
 from cluster_process import PASSWORD, History, LocalCluster, consume_all, wait_until
 
-from goqueue.replication.peers import REPLICA_MEDIA_TYPE, ReplicaFetchRequest
+from goqueue.errors import NotLeader, Unauthenticated, Unavailable
+from goqueue.replication.peers import REPLICA_MEDIA_TYPE, PeerClient, ReplicaFetchRequest
 from goqueue.security.broker_credential import HEADER, BrokerSigner, authority
 
 pytestmark = pytest.mark.integration
@@ -187,6 +189,31 @@ def test_a_replayed_or_stale_signed_request_is_refused(cluster: LocalCluster) ->
         public = http.get(f"{target.url}/internal/v1/replica/epoch-end?topic=signed&partition=0&epoch=0",
                           headers={HEADER: sign(signer, "GET", url, b"")})
         assert (public.status_code, public.json()["error"]["code"]) == (404, "NOT_FOUND"), public.text
+
+
+def test_the_peer_clients_lean_follower_fetch_is_signed_and_its_refusal_typed(cluster: LocalCluster) -> None:
+    """`PeerClient.replica_fetch` goes on the lean HTTP/1.1 wire (not httpx), signing each request itself: with the
+    cluster password the leader answers it, with another password the refusal comes back as UNAUTHENTICATED, and a
+    broker that is not there is UNAVAILABLE (the fetcher logs both and backs off)."""
+    url = cluster.brokers[0].internal_url
+    fetch = ReplicaFetchRequest(replica_id=1, max_wait_ms=0, max_bytes=1024, partitions=[("absent", 0, 0, 0)])
+
+    async def scenario() -> None:
+        good = PeerClient(BrokerSigner(1, PASSWORD, time.time))
+        bad = PeerClient(BrokerSigner(1, "not-" + PASSWORD, time.time))
+        try:
+            for _ in range(3):  # one kept-alive connection, a fresh credential each time (a replay is refused)
+                answer = await good.replica_fetch(url, fetch)
+                assert answer.partitions == [("absent", 0, NotLeader.code, 0, 0, b"")]
+            with pytest.raises(Unauthenticated, match="does not match"):
+                await bad.replica_fetch(url, fetch)
+            with pytest.raises(Unavailable):
+                await good.replica_fetch("http://127.0.0.1:9", fetch)
+        finally:
+            await good.close()
+            await bad.close()
+
+    asyncio.run(scenario())
 
 
 # The last commit before the internal listener: brokers of this version serve broker-to-broker routes on the client

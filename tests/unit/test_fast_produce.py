@@ -1,7 +1,7 @@
 """The binary produce's two HTTP doors answer alike: `fast_produce.FastBatchProduce` (which answers the common shape
 of `POST …/partitions/{p}/batches` without FastAPI's routing) and the FastAPI route it stands in front of.
 
-Each request goes to an app with the fast path and to one without it (`create_app(fast_produce=False)`), over the
+Each request goes to an app with the fast path and to one without it (`create_app(fast_paths=False)`), over the
 same stand-in broker and a real `Gatekeeper`: the status, the content type, the JSON answer and what reached
 `Broker.append_batch` (topic, partition, bytes, acks, forwarded) must be equal — for successes, every refusal of
 the gatekeeper (no credentials, a bad token, a certificate without an ACL), the internal-topic guard, the size
@@ -98,7 +98,7 @@ def _doors(security: dict[str, Any], *, listener: str = "public", acls: list[dic
         stand_in = StandIn(settings, **broker)
         view = SimpleNamespace(users={}, acls=acls or [], applied=1)
         keeper = Gatekeeper(settings, lambda view=view: view)  # type: ignore[misc]
-        app = create_app(stand_in, gatekeeper=keeper, listener=listener, fast_produce=fast)  # type: ignore[arg-type]
+        app = create_app(stand_in, gatekeeper=keeper, listener=listener, fast_paths=fast)  # type: ignore[arg-type]
         doors.append((WithCertificate(app, certificate), stand_in))
     return doors
 

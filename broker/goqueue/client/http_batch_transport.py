@@ -7,7 +7,7 @@ offsets). With `credentials` it authenticates as the HTTP client does (`auth.py`
 it is about to call, the session token with every request, a new one when due or once when a broker refuses it).
 
 Two wires carry the same requests: httpx (the default), or `wire="lean"`, HTTP/1.1 straight on asyncio streams
-(`http1.py`), which costs the client a fraction of httpx's CPU per request (docs/PERFORMANCE.md, item 4).
+(`goqueue/http1.py`), which costs the client a fraction of httpx's CPU per request (docs/PERFORMANCE.md, item 4).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from pydantic import BaseModel
 from goqueue.client.auth import Credentials, TokenHolder, client_final, verify_server
 from goqueue.client.bootstrap import ServerList
 from goqueue.client.http import error_from_response
-from goqueue.client.http1 import Answer, Http1Pool
 from goqueue.client.tls import ClientTls
 from goqueue.errors import GoQueueError, Unauthenticated, Unavailable
+from goqueue.http1 import Answer, Http1Pool
 from goqueue.models import (
     ANSWER,
     Acks,

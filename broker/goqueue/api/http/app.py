@@ -24,6 +24,7 @@ from goqueue.api.http.broker_auth import BrokerCredentialCheck
 from goqueue.api.http.deps import legacy_peers_only
 from goqueue.api.http.errors import install_error_handlers
 from goqueue.api.http.fast_produce import FastBatchProduce
+from goqueue.api.http.fast_replica_fetch import FastReplicaFetch
 from goqueue.api.http.request_limits import RequestLimits
 from goqueue.api.http.routes import (
     admin,
@@ -47,9 +48,10 @@ Listener = Literal["public", "internal"]
 
 def create_app(broker: Broker, group_router: GroupRouter | None = None,
                gatekeeper: Gatekeeper | None = None, listener: Listener = "public",
-               verifier: BrokerVerifier | None = None, fast_produce: bool = True) -> FastAPI:
+               verifier: BrokerVerifier | None = None, fast_paths: bool = True) -> FastAPI:
     """`verifier` checks the internal listener's broker credentials (None there: every request is refused).
-    `fast_produce` False leaves every binary produce to the FastAPI route (the tests compare the two doors)."""
+    `fast_paths` False leaves every binary produce and follower fetch to its FastAPI route (the tests compare the
+    two doors)."""
     app = FastAPI(
         title="GoQueue" if listener == "public" else "GoQueue broker-to-broker",
         version=__version__,
@@ -61,8 +63,10 @@ def create_app(broker: Broker, group_router: GroupRouter | None = None,
     app.state.listener = listener
     install_error_handlers(app)
     refusals = broker.metrics.limit_refusals
-    if fast_produce:  # the common binary produce without FastAPI's routing (fast_produce.py); innermost layer
+    if fast_paths:  # the common binary produce without FastAPI's routing (fast_produce.py); innermost layer
         app.add_middleware(FastBatchProduce, api=app)
+        if listener == "internal":  # a follower's fetch likewise (fast_replica_fetch.py)
+            app.add_middleware(FastReplicaFetch, api=app)
     if listener == "public":
         for module in (health, auth, topics, records, admin, security_admin, groups, admin_consumers, cluster,
                        cluster_admin):

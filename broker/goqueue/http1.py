@@ -1,9 +1,11 @@
-"""A minimal HTTP/1.1 client on asyncio streams, for the batching producer's hot path (`HttpBatchTransport(...,
-wire="lean")`): keep-alive connections per server, Content-Length and chunked answers, TLS through an SSLContext.
+"""A minimal HTTP/1.1 client on asyncio streams, for two hot paths: the batching producer's
+(`HttpBatchTransport(..., wire="lean")`) and a follower's fetches from its leader (`replication/peers.py`).
+Keep-alive connections per server, Content-Length and chunked answers, TLS through an SSLContext.
 
 Why: for a small batch httpx spends about 0.9 ms of client CPU per request on this project's machines, two to three
 times what the broker spends on it (docs/PERFORMANCE.md), and a producer whose senders await each record pays that on
-every round trip. This client does one write and a few reads per request and nothing else.
+every round trip, as a replicated write pays it on every follower fetch. This client does one write and a few reads
+per request and nothing else.
 
 It raises the exceptions httpx raises for the same events, so a transport's failover logic is the same for both
 wires: `httpx.ConnectError`/`ConnectTimeout` when nothing was sent (the caller may go to the next server at once),
