@@ -355,3 +355,23 @@ def test_disk_full_refuses_writes_and_loses_nothing(small_volume: Path, broker_f
     broker.start()
     with httpx.Client(base_url=broker.url, timeout=30) as http:
         assert [r["value"] for r in fetch_all(http, "filling")] == acknowledged
+
+
+def metric(http: httpx.Client, sample: str) -> float:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {sample} in /metrics")
+
+
+def test_the_start_up_objects_are_frozen_and_collector_pauses_are_exported(http: httpx.Client) -> None:
+    """`gc_pauses.py`: the started broker froze its start-up objects (a full collection no longer walks them) and
+    every collection's pause is in `goqueue_gc_pause_seconds`."""
+    assert metric(http, "goqueue_gc_frozen_objects") > 10_000
+    create(http, "collected")
+    before = metric(http, 'goqueue_gc_pause_seconds_count{generation="0"}')
+    for n in range(200):  # each request allocates: young collections follow
+        http.post("/v1/topics/collected/records", json={"records": [{"value": f"v{n}"}]}).raise_for_status()
+    assert metric(http, 'goqueue_gc_pause_seconds_count{generation="0"}') > before
+    assert metric(http, 'goqueue_gc_pause_seconds_bucket{generation="0",le="+Inf"}') == metric(
+        http, 'goqueue_gc_pause_seconds_count{generation="0"}')
