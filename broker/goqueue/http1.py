@@ -29,7 +29,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 IDLE_S = 1.0  # a connection idle longer than this is closed rather than reused (the broker's keep-alive is ≥ 1 s)
-MAX_ANSWER_BYTES = 64 * 2**20  # an answer announcing more is refused (the broker's largest answers are far smaller)
+MAX_ANSWER_BYTES = 64 * 2**20  # an answer larger is refused unless the request allows more (`max_answer_bytes`)
 MAX_HEADERS = 100
 _DIGITS = re.compile(r"[0-9]+")
 _HEX = re.compile(r"[0-9A-Fa-f]+")
@@ -55,8 +55,9 @@ class Http1Pool:
 
     async def request(self, method: str, url: str, *, params: dict[str, str] | None = None,
                       headers: dict[str, str] | None = None, content: bytes = b"", timeout_s: float,
-                      resend_if_stale: bool = True) -> Answer:
-        """One request to `url` (`http://host:port/path` or https); its final status and body."""
+                      resend_if_stale: bool = True, max_answer_bytes: int = MAX_ANSWER_BYTES) -> Answer:
+        """One request to `url` (`http://host:port/path` or https); its final status and body. An answer larger than
+        `max_answer_bytes` is refused (a follower's fetch allows one batch past its fetch size: replicas/fetcher.py)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or parts.hostname is None:
             raise httpx.UnsupportedProtocol(f"not an http(s) URL: {url}")
@@ -70,7 +71,7 @@ class Http1Pool:
         origin = f"{parts.scheme}://{authority}"
         port = parts.port or (443 if parts.scheme == "https" else 80)
         deadline = time.monotonic() + timeout_s  # one for both attempts: a resend does not extend it
-        where = (origin, parts.hostname, port, parts.scheme == "https")
+        where = (origin, parts.hostname, port, parts.scheme == "https", max_answer_bytes)
         try:
             return await self._exchange(*where, message, deadline, reuse=True)
         except _Stale as stale:
@@ -79,8 +80,8 @@ class Http1Pool:
                                                 "not resent (the request is not safe to repeat)") from stale
             return await self._exchange(*where, message, deadline, reuse=False)
 
-    async def _exchange(self, origin: str, host: str, port: int, tls: bool, message: bytes, deadline: float, *,
-                        reuse: bool) -> Answer:
+    async def _exchange(self, origin: str, host: str, port: int, tls: bool, limit: int, message: bytes,
+                        deadline: float, *, reuse: bool) -> Answer:
         connection = self._take(origin) if reuse else None
         reused = connection is not None
         if connection is None:
@@ -97,7 +98,7 @@ class Http1Pool:
                         raise _Stale
                     raise httpx.RemoteProtocolError(f"{origin} closed the connection without answering")
                 answered = True
-                status, keep, body = await _read_answer(status_line, reader)
+                status, keep, body = await _read_answer(status_line, reader, limit)
         except TimeoutError as exc:
             raise httpx.ReadTimeout(f"{origin} did not answer in time") from exc
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -151,7 +152,7 @@ class Http1Pool:
         self._idle.clear()
 
 
-async def _read_answer(status_line: bytes, reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+async def _read_answer(status_line: bytes, reader: asyncio.StreamReader, limit: int) -> tuple[int, bool, bytes]:
     """(status, whether the connection may be reused, body) of the final answer whose first line was read;
     interim (1xx) answers before it are read past."""
     while True:
@@ -169,15 +170,15 @@ async def _read_answer(status_line: bytes, reader: asyncio.StreamReader) -> tupl
             raise asyncio.IncompleteReadError(b"", None)
     keep = version == "HTTP/1.1" and fields.get("connection", "").lower() != "close"
     if "chunked" in fields.get("transfer-encoding", "").lower():
-        return status, keep, await _read_chunked(reader)
+        return status, keep, await _read_chunked(reader, limit)
     if "content-length" in fields:
         length = fields["content-length"]
-        if not _DIGITS.fullmatch(length) or int(length) > MAX_ANSWER_BYTES:
-            raise ValueError(f"content-length {length[:30]!r} is not a size up to {MAX_ANSWER_BYTES}")
+        if not _DIGITS.fullmatch(length) or int(length) > limit:
+            raise ValueError(f"content-length {length[:30]!r} is not a size up to {limit}")
         return status, keep, await reader.readexactly(int(length))
     if status in (204, 304):
         return status, keep, b""
-    return status, False, await _read_to_end(reader)  # delimited by the end of the connection
+    return status, False, await _read_to_end(reader, limit)  # delimited by the end of the connection
 
 
 async def _read_fields(reader: asyncio.StreamReader) -> dict[str, str]:
@@ -196,18 +197,18 @@ async def _read_fields(reader: asyncio.StreamReader) -> dict[str, str]:
     raise ValueError(f"more than {MAX_HEADERS} header lines")
 
 
-async def _read_to_end(reader: asyncio.StreamReader) -> bytes:
+async def _read_to_end(reader: asyncio.StreamReader, limit: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while chunk := await reader.read(65536):
         total += len(chunk)
-        if total > MAX_ANSWER_BYTES:
+        if total > limit:
             raise ValueError("answer larger than the limit")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+async def _read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while True:
@@ -220,7 +221,7 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
                 pass  # trailers
             return b"".join(chunks)
         total += size
-        if total > MAX_ANSWER_BYTES:
+        if total > limit:
             raise ValueError("answer larger than the limit")
         chunks.append(await reader.readexactly(size))
         if await reader.readexactly(2) != b"\r\n":

@@ -1,7 +1,7 @@
-"""The lean HTTP/1.1 wire of the batching producer (`goqueue.client.http1`) against small servers on loopback that
-answer as a broker would, or misbehave: keep-alive reuse, a connection the server dropped while idle (sent again,
-once, on a new one), chunked and close-delimited answers, and each failure raised as the httpx exception the
-transports' failover logic expects."""
+"""The lean HTTP/1.1 wire (`goqueue.http1`: the batching producer's, and the followers' fetch wire) against small
+servers on loopback that answer as a broker would, or misbehave: keep-alive reuse, a connection the server dropped
+while idle (sent again, once, on a new one), chunked and close-delimited answers, the answer-size bound, and each
+failure raised as the httpx exception the transports' failover logic expects."""
 
 from __future__ import annotations
 
@@ -277,4 +277,38 @@ def test_a_header_with_a_line_break_is_refused_before_anything_is_sent() -> None
         with pytest.raises(httpx.LocalProtocolError):
             await pool.request("GET", "http://127.0.0.1:1/", headers={"authorization": "Bearer x\r\nx-admin: 1"},
                                timeout_s=1)
+    asyncio.run(run())
+
+
+def test_an_answer_larger_than_the_request_allows_is_refused_and_a_larger_bound_lets_it_through() -> None:
+    """The default bound (64 MiB) is for clients; a follower's fetch passes its own (one whole batch past its fetch
+    size), so `max_answer_bytes` must bound every framing: Content-Length, chunked and close-delimited."""
+    body = b"x" * 100_000
+
+    async def framed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
+        while True:
+            request = await read_request(reader)
+            path = request.split(b" ")[1]
+            if path == b"/chunked":
+                writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                             + b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:60_000], body[60_000:]))
+                             + b"0\r\n\r\n")
+            elif path == b"/to-the-end":
+                writer.write(b"HTTP/1.0 200 OK\r\n\r\n" + body)
+                await writer.drain()
+                return
+            else:
+                writer.write(ok(body))
+            await writer.drain()
+
+    async def run() -> None:
+        async with server(framed) as (url, _):
+            pool = Http1Pool()
+            for path in ("/length", "/chunked", "/to-the-end"):
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await pool.request("GET", url + path, timeout_s=5, max_answer_bytes=99_999)
+                answer = await pool.request("GET", url + path, timeout_s=5, max_answer_bytes=100_000)
+                assert answer.body == body, path
+            await pool.aclose()
+
     asyncio.run(run())

@@ -203,12 +203,12 @@ def test_the_peer_clients_lean_follower_fetch_is_signed_and_its_refusal_typed(cl
         bad = PeerClient(BrokerSigner(1, "not-" + PASSWORD, time.time))
         try:
             for _ in range(3):  # one kept-alive connection, a fresh credential each time (a replay is refused)
-                answer = await good.replica_fetch(url, fetch)
+                answer = await good.replica_fetch(url, fetch, 1 << 20)
                 assert answer.partitions == [("absent", 0, NotLeader.code, 0, 0, b"")]
             with pytest.raises(Unauthenticated, match="does not match"):
-                await bad.replica_fetch(url, fetch)
+                await bad.replica_fetch(url, fetch, 1 << 20)
             with pytest.raises(Unavailable):
-                await good.replica_fetch("http://127.0.0.1:9", fetch)
+                await good.replica_fetch("http://127.0.0.1:9", fetch, 1 << 20)
         finally:
             await good.close()
             await bad.close()

@@ -97,7 +97,9 @@ class PeerClient:
 
     # -- replication ---------------------------------------------------------------------------------------------
 
-    async def replica_fetch(self, leader_url: str, request: ReplicaFetchRequest) -> ReplicaFetchResponse:
+    async def replica_fetch(self, leader_url: str, request: ReplicaFetchRequest,
+                            max_answer_bytes: int) -> ReplicaFetchResponse:
+        """`max_answer_bytes`: what the answer may hold (the leader sends at least one whole batch, however large)."""
         body = _encode(request)
         url = httpx.URL(f"{leader_url}{REPLICA_FETCH_PATH}")
         headers = {"content-type": REPLICA_MEDIA_TYPE, FORWARDED_HEADER: "1"}
@@ -108,7 +110,8 @@ class PeerClient:
             # A resend on a new connection (the leader closed an idle one before reading) carries the same nonce,
             # which the leader never saw.
             answer = await self._wire.request("POST", str(url), headers=headers, content=body,
-                                              timeout_s=request.max_wait_ms / 1000 + 10)
+                                              timeout_s=request.max_wait_ms / 1000 + 10,
+                                              max_answer_bytes=max_answer_bytes)
         except httpx.HTTPError as exc:
             raise Unavailable(f"broker at {url.host}:{url.port} unreachable: {exc!r}") from exc
         if answer.status >= 400:
