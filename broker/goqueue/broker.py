@@ -541,11 +541,16 @@ class Broker:
                 raise NotLeader(f"{topic}/{index} lost leadership while waiting; retry")
 
     async def _await_settled(self, partition: Partition) -> None:
-        """Until the new leader's high watermark covers what it held when elected, or HIGH_WATERMARK_SETTLE_S."""
+        """Until the new leader's high watermark covers what it held when elected, or HIGH_WATERMARK_SETTLE_S (then
+        no later read of this epoch waits: `Partition.settle_waived`)."""
         deadline = time.monotonic() + HIGH_WATERMARK_SETTLE_S
         while not partition.high_watermark_settled:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                partition.settle_waived = True
+                log.info("partition.high_watermark_unsettled", extra={
+                    "topic": partition.topic, "partition": partition.index, "epoch": partition.leader_epoch,
+                    "high_watermark": partition.log.high_watermark, "elected_at": partition.epoch_start_offset})
                 return
             await partition.wait_changed(remaining)
             key = (partition.topic, partition.index)

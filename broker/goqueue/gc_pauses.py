@@ -67,12 +67,14 @@ class GcPauses:
         pauses = HistogramMetricFamily(
             "goqueue_gc_pause_seconds", "Pauses of the Python garbage collector (every thread waits), by generation.",
             labels=["generation"])
+        # Copied first: a collection may come during the scrape, and its sum and buckets must agree.
+        all_counts, sums = [counts[:] for counts in self._counts], self._sums[:]
         for generation in range(GENERATIONS):
-            counts, cumulative, buckets = self._counts[generation], 0, []
+            counts, cumulative, buckets = all_counts[generation], 0, []
             for bound, count in zip([*map(str, PAUSE_BUCKETS), "+Inf"], counts, strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
-            pauses.add_metric([str(generation)], buckets, self._sums[generation])
+            pauses.add_metric([str(generation)], buckets, sums[generation])
         yield pauses
         frozen = GaugeMetricFamily("goqueue_gc_frozen_objects",
                                    "Objects moved to the permanent generation at start-up (never walked again).")

@@ -154,11 +154,12 @@ def test_a_record_acknowledged_before_a_leadership_move_is_read_at_once_from_the
     missed = []
     with GoQueueClient([cluster.url(i) for i in range(3)]) as client:
         for n in range(MOVES):
-            wait_until(lambda: cluster.leader_of("moving", 0) is not None, 15, "a leader")
+            wait_until(lambda: in_sync(cluster, "moving", 1), 30, "every replica in sync (a move needs a successor)")
             leader = cluster.leader_of("moving", 0)
             assert leader is not None
             offset = client.produce("moving", [ProduceRecord(value=f"r{n}")], acks="all", partition=0).offsets[0].offset
-            client.transfer_leadership(leader)
+            transfer = client.transfer_leadership(leader)
+            assert transfer.done, f"leadership stayed on broker {leader}: {transfer.reasons}"
             with cluster.client((leader + 1) % 3) as http:
                 deadline = time.monotonic() + 15
                 while True:

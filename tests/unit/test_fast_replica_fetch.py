@@ -135,3 +135,20 @@ def test_what_the_fast_path_does_not_take_is_answered_by_fastapi(route_calls: li
 def test_an_unsigned_fetch_is_refused_before_either_door() -> None:
     status, _, body, calls = _answers(msgspec.msgpack.encode(FETCH), signed=False)
     assert (status, msgspec.json.decode(body)["error"]["code"], calls) == (401, "UNAUTHENTICATED", [])
+
+
+def test_the_public_listener_has_no_fast_path_and_no_route_for_a_fetch() -> None:
+    """Only the internal listener answers follower fetches; on the client port the route exists only while a broker
+    of the previous version is a member (`deps.legacy_peers_only`), and the fast path never."""
+    stand_in = StandIn(StandInReplicas())
+    app = create_app(stand_in, gatekeeper=Gatekeeper(stand_in.settings, lambda: None),  # type: ignore[arg-type]
+                     listener="public")
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://broker") as client:
+            return await client.post(REPLICA_FETCH_PATH, content=msgspec.msgpack.encode(FETCH),
+                                     headers={"content-type": REPLICA_MEDIA_TYPE})
+
+    response = asyncio.run(post())
+    assert (response.status_code, response.json()["error"]["code"], stand_in.replicas.calls) == (404, "NOT_FOUND", [])

@@ -19,11 +19,13 @@ from pathlib import Path
 import pytest
 from metadata_double import SNAPSHOT, InMemoryMetadata
 
+from goqueue import broker as broker_module
 from goqueue.broker import Broker
 from goqueue.config import Settings
 from goqueue.metrics import BrokerMetrics
 from goqueue.models import TopicCreate
 from goqueue.records import RecordIn
+from goqueue.replicas.partition import Partition
 from goqueue.replication import commands
 from goqueue.replication.peers import ReplicaFetchRequest
 from goqueue.server import compose_broker
@@ -79,7 +81,8 @@ async def restart_as_leader_with_unconfirmed_records(root: Path) -> Broker:
     return await start(root)
 
 
-def test_a_restarted_replica_elected_leader_exposes_only_committed_records(tmp_path: Path) -> None:
+def test_a_restarted_replica_elected_leader_exposes_only_committed_records(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario() -> None:
         broker = await restart_as_leader_with_unconfirmed_records(tmp_path)
         try:
@@ -90,6 +93,11 @@ def test_a_restarted_replica_elected_leader_exposes_only_committed_records(tmp_p
             assert values(fetched.data) == COMMITTED
             assert fetched.high_watermark == len(COMMITTED)
             assert broker.partition_offsets("t", 0)["latest"] == len(COMMITTED)
+            # Waited the longest once this epoch: no later read waits (were it to, this would wait an hour).
+            assert replica.settle_waived
+            monkeypatch.setattr(broker_module, "HIGH_WATERMARK_SETTLE_S", 3600.0)
+            again = await asyncio.wait_for(broker.fetch("t", 0, 0, 1 << 20), 10)
+            assert values(again.data) == COMMITTED
         finally:
             await broker.stop()
 
@@ -121,6 +129,23 @@ def test_a_new_leaders_reads_wait_for_its_followers_to_settle_the_high_watermark
             await broker.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_new_leader_epoch_waits_for_its_own_high_watermark_again(tmp_path: Path) -> None:
+    """The waiver of one epoch (`settle_waived`) is not carried into the next: a new election records its own log end
+    and reads wait for it again."""
+    plog = PartitionLog.open(tmp_path / "t-0", LogConfig(segment_bytes=1 << 20))
+    plog.append(batches.build_batch([(None, b"v", [])] * 3, 0), 0)
+    plog.flush()
+    partition = Partition("t", 0, plog, broker_id=0)
+    state = {"replicas": [0, 1], "leader": 0, "leader_epoch": 1, "isr": [0, 1], "version": 1}
+    partition.apply_metadata(state)
+    assert (partition.epoch_start_offset, partition.high_watermark_settled) == (3, False)
+    partition.settle_waived = True
+    assert partition.high_watermark_settled
+    partition.apply_metadata({**state, "leader_epoch": 2, "version": 2})
+    assert not partition.high_watermark_settled
+    plog.close()
 
 
 def test_a_leader_epoch_that_cannot_be_written_defers_leadership_until_it_can(

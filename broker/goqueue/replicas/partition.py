@@ -44,6 +44,7 @@ class Partition:
         self.needs_truncation = False
         self.isr_change_pending = False
         self.epoch_start_offset = 0  # this broker's log end when it became leader of the current epoch
+        self.settle_waived = False  # a read waited the longest once this epoch: later reads do not wait again
 
     def notify(self) -> None:
         """Wake everyone waiting for this partition to change (long-polls, acks=all, follower fetches)."""
@@ -84,6 +85,7 @@ class Partition:
         if leader == self.broker_id:
             self.role = Role.LEADER
             self.epoch_start_offset = self.log.log_end_offset
+            self.settle_waived = False
             # Followers start "caught up now": they get replicaLagMax to show progress before leaving the ISR.
             self.followers = {b: FollowerProgress(0, now_s, now_s) for b in self.replicas if b != self.broker_id}
             self.needs_truncation = False
@@ -100,8 +102,10 @@ class Partition:
     def high_watermark_settled(self) -> bool:
         """A new leader's high watermark starts where it last heard it as a follower, which may be short of what the
         previous leader had acknowledged; it has caught up once it covers every record this leader held when
-        elected (Kafka's KIP-207 rule for a new leader's offsets). Its followers' first fetches settle it."""
-        return self.log.high_watermark >= self.epoch_start_offset
+        elected (Kafka's KIP-207 rule for a new leader's offsets). Its followers' first fetches settle it; a follower
+        in the ISR that does not fetch (stopped, cut off) holds it until it leaves the ISR, so once a read has waited
+        the longest in an epoch (`settle_waived`) reads go on from the high watermark as it stands."""
+        return self.settle_waived or self.log.high_watermark >= self.epoch_start_offset
 
     def advance_high_watermark(self) -> bool:
         """Leader: the high watermark is the smallest durable log end among in-sync replicas; it never goes back."""

@@ -107,8 +107,9 @@ class PeerClient:
             receiver = authority(url.host, url.port or (443 if url.scheme == "https" else 80))
             headers[HEADER] = self._signer.credential(receiver, "POST", url.raw_path, body)
         try:
-            # A resend on a new connection (the leader closed an idle one before reading) carries the same nonce,
-            # which the leader never saw.
+            # A resend on a new connection (the leader closed an idle one) carries the same credential: the leader
+            # never read it then. Had it read the request before the connection broke, the resend is refused as a
+            # replay (UNAUTHENTICATED) and the fetcher tries again after its back-off with a new credential.
             answer = await self._wire.request("POST", str(url), headers=headers, content=body,
                                               timeout_s=request.max_wait_ms / 1000 + 10,
                                               max_answer_bytes=max_answer_bytes)
