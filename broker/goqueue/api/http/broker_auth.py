@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from goqueue.api.http.asgi_body import read_body
 from goqueue.errors import Unauthenticated
 from goqueue.security.broker_credential import HEADER, BrokerVerifier
 
@@ -37,7 +38,7 @@ class BrokerCredentialCheck:
         if scope["type"] != "http":
             await self.app(scope, receive, send)  # lifespan
             return
-        body, last = await _read_body(receive)
+        body, last = await read_body(receive)
         query = scope.get("query_string", b"")
         target = scope.get("raw_path") or scope["path"].encode()
         target += b"?" + query if query else b""
@@ -61,18 +62,6 @@ class BrokerCredentialCheck:
             "client": client[0] if client else None, "path": scope["path"], "reason": error.message,
             "refused_since_last_log": self._unlogged})
         self._next_log_s, self._unlogged = now + LOG_INTERVAL_S, 0
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, Message]:
-    """The whole body (`RequestLimits` has bounded it), and the last message (a disconnect, if the client left)."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), message
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), message
 
 
 def _replay(body: bytes, last: Message, receive: Receive) -> Receive:

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from goqueue import limits
+from goqueue.api.http.asgi_body import read_body
 from goqueue.api.http.auth import caller_access
 from goqueue.api.http.body import lone_surrogate_problem
 from goqueue.api.http.deps import forwarded
@@ -60,15 +61,9 @@ class FastBatchProduce:
         name, partition = match[1], int(match[2])
         # Lower-case names (ASGI); a repeated header counts with its first value, as Starlette's `headers.get`.
         headers = dict(reversed(scope["headers"]))
-        chunks = []
-        while True:  # RequestLimits hands the buffered body on as one message
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away: nobody reads an answer
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks) if len(chunks) > 1 else chunks[0]
+        body, last = await read_body(receive)
+        if last["type"] != "http.request":
+            return  # the client went away: nobody reads an answer
         state = self.api.state
         try:
             content_type = headers.get(b"content-type", b"").decode("latin-1")

@@ -16,6 +16,7 @@ import msgspec
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from goqueue.api.http.asgi_body import read_body
 from goqueue.api.http.errors import error_response
 from goqueue.api.http.routes.replica import decode_fetch, encode_answer
 from goqueue.errors import GoQueueError, InvalidRequest
@@ -34,17 +35,12 @@ class FastReplicaFetch:
                 or scope.get("query_string", b"")):
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:  # the credential check hands the buffered body on as one message
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the follower went away: nobody reads an answer
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        body, last = await read_body(receive)
+        if last["type"] != "http.request":
+            return  # the follower went away: nobody reads an answer
         try:
             try:
-                fetch = decode_fetch(b"".join(chunks))
+                fetch = decode_fetch(body)
             except msgspec.DecodeError as exc:
                 raise InvalidRequest(f"malformed replica fetch: {exc}") from exc
             answer = encode_answer(await self.api.state.broker.replicas.serve_replica_fetch(fetch))
