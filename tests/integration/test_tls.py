@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -386,3 +387,33 @@ def test_without_a_client_ca_no_certificate_logs_anyone_in(broker_factory: Broke
     with GoQueueClient(with_client_ca.url, tls=ClientTls(ca.cert_file, anonymous.cert, anonymous.key)) as client, \
             pytest.raises(Unauthenticated, match="not a user name"):
         client.list_topics()
+
+
+
+def test_a_tls_cluster_stopped_all_at_once_stops_cleanly_within_its_grace(tmp_path: Path, ca: TestCa,
+                                                                          broker_cert: Issued) -> None:
+    """A deleted namespace or Helm release stops every broker at once. Seen in the e2e tier: with followers fetching
+    over kept-alive connections of the lean wire, the leaders' TLS close of those idle connections was never
+    answered (the stopping followers no longer read them), and every broker waited out its whole shutdown grace
+    and logged 'timeout graceful shutdown exceeded'. Followers fetch through httpx again; this holds it."""
+    env = broker_tls_env(ca, broker_cert, GOQUEUE_SECURITY_ALLOWANONYMOUS="true", GOQUEUE_BROKER_SHUTDOWNGRACE="8s")
+    cluster = LocalCluster(tmp_path / "stop", env=env).start()
+    verify = ssl.create_default_context(cafile=str(ca.cert_file))
+
+    def in_sync() -> bool:
+        details = httpx.get(f"{cluster.url(0)}/v1/topics/stopping", verify=verify, timeout=10).json()
+        return all(len(p["isr"]) == 3 for p in details["partitionDetails"])
+
+    try:
+        with GoQueueClient([cluster.url(i) for i in range(3)], tls=ClientTls(ca.cert_file)) as client:
+            client.create_topic(TopicCreate(name="stopping", partitions=3, replication_factor=3))
+            wait_until(in_sync, 30, "a full ISR everywhere")
+            for n in range(20):
+                client.produce("stopping", [ProduceRecord(value=f"r{n}")], acks="all")
+    finally:
+        for broker in cluster.brokers:  # at once; then `stop` waits for each (a second SIGTERM changes nothing)
+            os.kill(broker.pid, signal.SIGTERM)
+        codes = [broker.stop() for broker in cluster.brokers]
+    assert codes == [0, 0, 0]
+    for broker in cluster.brokers:
+        assert "graceful shutdown exceeded" not in broker.log_text(), broker.log_text()[-2000:]
