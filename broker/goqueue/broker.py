@@ -544,6 +544,7 @@ class Broker:
         """Until the new leader's high watermark covers what it held when elected, or HIGH_WATERMARK_SETTLE_S (then
         no later read of this epoch waits: `Partition.settle_waived`)."""
         deadline = time.monotonic() + HIGH_WATERMARK_SETTLE_S
+        epoch = partition.leader_epoch
         while not partition.high_watermark_settled:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -556,8 +557,8 @@ class Broker:
             key = (partition.topic, partition.index)
             if self.replicas.partitions.get(key) is not partition:
                 raise TopicNotFound(f"{key[0]}/{key[1]} was deleted while waiting", topic=key[0])
-            if not partition.is_leader:
-                raise NotLeader(f"{key[0]}/{key[1]} lost leadership while waiting; retry")
+            if not partition.is_leader or partition.leader_epoch != epoch:
+                raise NotLeader(f"{key[0]}/{key[1]} changed leadership while waiting; retry")
 
     def partition_offsets(self, topic: str, index: int, timestamp_ms: int | None = None) -> dict[str, Any]:
         """earliest / latest (high watermark) / log end, and the first offset at or after a timestamp, from the

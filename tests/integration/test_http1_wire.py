@@ -1,7 +1,7 @@
-"""The lean HTTP/1.1 wire (`goqueue.http1`: the batching producer's, and the followers' fetch wire) against small
-servers on loopback that answer as a broker would, or misbehave: keep-alive reuse, a connection the server dropped
-while idle (sent again, once, on a new one), chunked and close-delimited answers, the answer-size bound, and each
-failure raised as the httpx exception the transports' failover logic expects."""
+"""The lean HTTP/1.1 wire of the batching producer (`goqueue.http1`) against small servers on loopback that answer
+as a broker would, or misbehave: keep-alive reuse, a connection the server dropped while idle (sent again, once, on
+a new one), chunked and close-delimited answers, the answer-size bound, and each failure raised as the httpx
+exception the transports' failover logic expects."""
 
 from __future__ import annotations
 
@@ -281,8 +281,8 @@ def test_a_header_with_a_line_break_is_refused_before_anything_is_sent() -> None
 
 
 def test_an_answer_larger_than_the_request_allows_is_refused_and_a_larger_bound_lets_it_through() -> None:
-    """The default bound (64 MiB) is for clients; a follower's fetch passes its own (one whole batch past its fetch
-    size), so `max_answer_bytes` must bound every framing: Content-Length, chunked and close-delimited."""
+    """`max_answer_bytes` (64 MiB unless a caller expects more) bounds every framing: Content-Length, chunked and
+    close-delimited."""
     body = b"x" * 100_000
 
     async def framed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
