@@ -535,10 +535,7 @@ class Broker:
                 await partition.wait_changed(remaining)
             finally:
                 waiting.dec()
-            if self.replicas.partitions.get((topic, index)) is not partition:
-                raise TopicNotFound(f"{topic}/{index} was deleted while waiting", topic=topic)
-            if not partition.is_leader:
-                raise NotLeader(f"{topic}/{index} lost leadership while waiting; retry")
+            self._check_still_leading(partition, partition.leader_epoch)
 
     async def _await_settled(self, partition: Partition) -> None:
         """Until the new leader's high watermark covers what it held when elected, or HIGH_WATERMARK_SETTLE_S (then
@@ -554,11 +551,15 @@ class Broker:
                     "high_watermark": partition.log.high_watermark, "elected_at": partition.epoch_start_offset})
                 return
             await partition.wait_changed(remaining)
-            key = (partition.topic, partition.index)
-            if self.replicas.partitions.get(key) is not partition:
-                raise TopicNotFound(f"{key[0]}/{key[1]} was deleted while waiting", topic=key[0])
-            if not partition.is_leader or partition.leader_epoch != epoch:
-                raise NotLeader(f"{key[0]}/{key[1]} changed leadership while waiting; retry")
+            self._check_still_leading(partition, epoch)
+
+    def _check_still_leading(self, partition: Partition, epoch: int) -> None:
+        """After a wait: the partition still here, and led here in `epoch`."""
+        topic, index = partition.topic, partition.index
+        if self.replicas.partitions.get((topic, index)) is not partition:
+            raise TopicNotFound(f"{topic}/{index} was deleted while waiting", topic=topic)
+        if not partition.is_leader or partition.leader_epoch != epoch:
+            raise NotLeader(f"{topic}/{index} changed leadership while waiting; retry")
 
     def partition_offsets(self, topic: str, index: int, timestamp_ms: int | None = None) -> dict[str, Any]:
         """earliest / latest (high watermark) / log end, and the first offset at or after a timestamp, from the
