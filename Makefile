@@ -52,8 +52,10 @@ lint:
 	MYPYPATH=tests/harness mypy --strict tests/harness
 	lint-imports
 
+# Two lanes: the tests that use the machine-wide cluster pieces in one worker, everything else in the other
+# (harness/goqueue_harness/pytest_plugin.py, "lanes").
 test: install binaries lint
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n 2 --dist loadgroup
 
 test-unit:
 	$(PYTHON) -m pytest -m unit
