@@ -148,7 +148,8 @@ class BrokerServer:
             access_log=False, timeout_graceful_shutdown=int(self.settings.broker.shutdown_grace_s) or None,
             # Connections are bounded by the protocol (limits.maxHttpConnections, probes kept), not by uvicorn's
             # limit_concurrency, which answers 503 to the probes too.
-            http=guarded_protocol(limits, lambda limit: refusals.labels(label, limit).inc()),
+            http=guarded_protocol(limits, lambda limit: refusals.labels(label, limit).inc(),
+                                  stopping=lambda: server.should_exit),
             limit_concurrency=None, backlog=2048,
             timeout_keep_alive=max(1, round(limits.http_idle_timeout_s)),
             h11_max_incomplete_event_size=limits.max_header_bytes,

@@ -191,8 +191,8 @@ def test_a_replayed_or_stale_signed_request_is_refused(cluster: LocalCluster) ->
         assert (public.status_code, public.json()["error"]["code"]) == (404, "NOT_FOUND"), public.text
 
 
-def test_the_peer_clients_follower_fetch_is_signed_and_its_refusal_typed(cluster: LocalCluster) -> None:
-    """`PeerClient.replica_fetch`, answered by the internal listener's fast path (`fast_replica_fetch.py`): with the
+def test_the_peer_clients_lean_follower_fetch_is_signed_and_its_refusal_typed(cluster: LocalCluster) -> None:
+    """`PeerClient.replica_fetch` goes on the lean HTTP/1.1 wire (not httpx), signing each request itself: with the
     cluster password the leader answers it, with another password the refusal comes back as UNAUTHENTICATED, and a
     broker that is not there is UNAVAILABLE (the fetcher logs both and backs off)."""
     url = cluster.brokers[0].internal_url
@@ -202,13 +202,13 @@ def test_the_peer_clients_follower_fetch_is_signed_and_its_refusal_typed(cluster
         good = PeerClient(BrokerSigner(1, PASSWORD, time.time))
         bad = PeerClient(BrokerSigner(1, "not-" + PASSWORD, time.time))
         try:
-            for _ in range(3):  # a fresh credential each time (a replay is refused)
-                answer = await good.replica_fetch(url, fetch)
+            for _ in range(3):  # one kept-alive connection, a fresh credential each time (a replay is refused)
+                answer = await good.replica_fetch(url, fetch, 1 << 20)
                 assert answer.partitions == [("absent", 0, NotLeader.code, 0, 0, b"")]
             with pytest.raises(Unauthenticated, match="does not match"):
-                await bad.replica_fetch(url, fetch)
+                await bad.replica_fetch(url, fetch, 1 << 20)
             with pytest.raises(Unavailable):
-                await good.replica_fetch("http://127.0.0.1:9", fetch)
+                await good.replica_fetch("http://127.0.0.1:9", fetch, 1 << 20)
         finally:
             await good.close()
             await bad.close()

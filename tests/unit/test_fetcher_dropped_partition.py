@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from goqueue.config import Settings
-from goqueue.replicas.fetcher import ReplicaFetcherManager, _append_and_sync
+from goqueue.replicas.fetcher import ReplicaFetcherManager, _append_and_sync, fetch_answer_bytes
 from goqueue.replicas.partition import Partition, Role
+from goqueue.replication.peers import ReplicaFetchRequest, ReplicaFetchResponse
 from goqueue.storage import batch as batches
 from goqueue.storage.log import LogConfig, LogDeleted, PartitionLog
 
@@ -86,3 +88,17 @@ def test_a_write_failure_of_a_replica_still_followed_is_raised(tmp_path: Path) -
     with pytest.raises(LogDeleted):
         _append_and_sync([(partition, batches.build_batch([(None, b"v", [])], 0), 1)])
 
+
+def test_a_fetch_allows_the_largest_answer_a_leader_may_send() -> None:
+    """The lean wire refuses an answer past the bound a fetch gives it, and the leader sends at least one whole batch
+    however large (up to `limits.maxRequestBytes`): a bound of only the fetch size would stall the follower for good
+    on the first large batch. The largest answer: the budget used up by a batch as large as any request, then every
+    other partition's entry with the longest topic name and the largest offsets."""
+    settings = Settings.model_validate({"broker": {"id": 1}, "limits": {"maxRequestBytes": 2**20},
+                                        "replication": {"fetchMaxBytes": 4096}})
+    topic = "t" * 249
+    request = ReplicaFetchRequest(1, 500, settings.replication.fetch_max_bytes,
+                                  [(topic, index, 2**62, 2**31) for index in range(50)])
+    largest = ReplicaFetchResponse([(topic, 0, None, 2**62, 2**62, b"b" * (4096 - 1 + 2**20))] + [
+        (topic, index, "FENCED_LEADER_EPOCH", 2**62, 2**62, b"") for index in range(1, 50)])
+    assert len(msgspec.msgpack.encode(largest)) <= fetch_answer_bytes(settings, request)

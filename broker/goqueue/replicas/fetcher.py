@@ -28,6 +28,8 @@ from goqueue.storage.log import LogDeleted
 log = logging.getLogger(__name__)
 
 FETCH_BACKOFF_S = 0.5
+ANSWER_FRAMING_BYTES = 64 * 2**10
+PARTITION_FRAMING_BYTES = 1024  # a topic name (≤ 249 characters), an error code, three offsets, msgpack framing
 
 
 class ReplicaFetcherManager:
@@ -101,7 +103,7 @@ class ReplicaFetcherManager:
                     replica_id=self.broker_id, max_wait_ms=int(replication.fetch_max_wait_s * 1000),
                     max_bytes=replication.fetch_max_bytes,
                     partitions=[(p.topic, p.index, p.log.log_end_offset, p.leader_epoch) for p in partitions])
-                response = await peers.replica_fetch(url, request)
+                response = await peers.replica_fetch(url, request, fetch_answer_bytes(self.settings, request))
                 keys = {(p.topic, p.index) for p in adding}
                 self.throttle.spend(sum(len(a[5]) for a in response.partitions if (a[0], a[1]) in keys))
                 await self._apply_fetch(partitions, response.partitions)
@@ -164,6 +166,13 @@ class ReplicaFetcherManager:
             plog = partition.log
             plog.high_watermark = max(plog.high_watermark, min(hwm, plog.log_end_offset))
             partition.notify()
+
+
+def fetch_answer_bytes(settings: Settings, request: ReplicaFetchRequest) -> int:
+    """The largest answer a fetch may get: its byte budget, plus the one whole batch the leader sends past it (a
+    producer's batch, up to `limits.maxRequestBytes`), plus the framing of each partition's entry."""
+    return (request.max_bytes + settings.limits.max_request_bytes + ANSWER_FRAMING_BYTES
+            + PARTITION_FRAMING_BYTES * len(request.partitions))
 
 
 def _append_and_sync(appended: list[tuple[Partition, bytes, int]]) -> None:

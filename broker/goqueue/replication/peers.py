@@ -26,6 +26,7 @@ import httpx
 import msgspec
 
 from goqueue.errors import Unavailable, error_from_body
+from goqueue.http1 import Http1Pool
 from goqueue.security.broker_credential import HEADER, BrokerSigner, authority
 
 FORWARDED_HEADER = "X-GoQueue-Forwarded"
@@ -72,9 +73,14 @@ class PeerClient:
         self._http = httpx.AsyncClient(timeout=timeout_s, limits=limits, headers={FORWARDED_HEADER: "1"},
                                        auth=SignedByBroker(signer) if signer is not None else None,
                                        verify=tls if tls is not None else True)
+        # Follower fetches, the one call made once per replicated write, go on the lean wire: httpx would cost the
+        # follower more CPU per fetch than the leader spends answering it (docs/PERFORMANCE.md, item 7).
+        self._wire = Http1Pool(tls)
+        self._signer = signer
 
     async def close(self) -> None:
         await self._http.aclose()
+        await self._wire.aclose()
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -91,11 +97,31 @@ class PeerClient:
 
     # -- replication ---------------------------------------------------------------------------------------------
 
-    async def replica_fetch(self, leader_url: str, request: ReplicaFetchRequest) -> ReplicaFetchResponse:
-        response = await self._request(
-            "POST", f"{leader_url}{REPLICA_FETCH_PATH}", content=_encode(request),
-            headers={"content-type": REPLICA_MEDIA_TYPE}, timeout=request.max_wait_ms / 1000 + 10)
-        return _decode_fetch_response(response.content)
+    async def replica_fetch(self, leader_url: str, request: ReplicaFetchRequest,
+                            max_answer_bytes: int) -> ReplicaFetchResponse:
+        """`max_answer_bytes`: what the answer may hold (the leader sends at least one whole batch, however large)."""
+        body = _encode(request)
+        url = httpx.URL(f"{leader_url}{REPLICA_FETCH_PATH}")
+        headers = {"content-type": REPLICA_MEDIA_TYPE, FORWARDED_HEADER: "1"}
+        if self._signer is not None:
+            receiver = authority(url.host, url.port or (443 if url.scheme == "https" else 80))
+            headers[HEADER] = self._signer.credential(receiver, "POST", url.raw_path, body)
+        try:
+            # A resend on a new connection (the leader closed an idle one) carries the same credential: the leader
+            # never read it then. Had it read the request before the connection broke, the resend is refused as a
+            # replay (UNAUTHENTICATED) and the fetcher tries again after its back-off with a new credential.
+            answer = await self._wire.request("POST", str(url), headers=headers, content=body,
+                                              timeout_s=request.max_wait_ms / 1000 + 10,
+                                              max_answer_bytes=max_answer_bytes)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"broker at {url.host}:{url.port} unreachable: {exc!r}") from exc
+        if answer.status >= 400:
+            try:
+                error: object = msgspec.json.decode(answer.body)
+            except msgspec.DecodeError:
+                error = answer.body.decode("utf-8", "replace")
+            raise error_from_body(answer.status, error)
+        return _decode_fetch_response(answer.body)
 
     async def epoch_end_offset(self, leader_url: str, topic: str, partition: int, epoch: int) -> tuple[int, int]:
         body = (await self._request("GET", f"{leader_url}/internal/v1/replica/epoch-end", params={

@@ -34,6 +34,7 @@ from goqueue.config import LimitsSection
 from goqueue.errors import Overloaded
 
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+CLOSE_NOTIFY_WAIT_S = 1.0  # at a graceful stop, how long an idle TLS connection's peer has to answer the close
 
 
 class ProbesOnly:
@@ -56,9 +57,10 @@ class ProbesOnly:
         await send({"type": "http.response.body", "body": payload})
 
 
-def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None]) -> type[H11Protocol]:
+def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
+                     stopping: Callable[[], bool] = lambda: False) -> type[H11Protocol]:
     """The protocol class for `uvicorn.Config(http=...)`, bound to these limits; `on_refused(limit)` counts
-    goqueue_limit_refusals_total{port="http"}."""
+    goqueue_limit_refusals_total{port="http"}; `stopping()` says the server has begun its graceful stop."""
 
     class GuardedH11Protocol(H11Protocol):
         def __init__(self, config: Config, server_state: ServerState,
@@ -68,6 +70,12 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None]) -
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            if stopping():
+                # Over TLS a connection is made only once its handshake is done, so one accepted before the stop
+                # and made after it is not among those uvicorn told to close: served with keep-alive, a peer's
+                # fetch loop on it held the stopping server for its whole grace. It is closed like the others.
+                self.shutdown()
+                return
             if (common_name := verified_common_name(transport)) is not None:  # mTLS: client_certificate.py
                 self.app = WithClientCertificate(self.app, common_name)
             open_now = len(self.connections)
@@ -81,6 +89,22 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None]) -
             if open_now > limits.max_http_connections:
                 self.app = ProbesOnly(self.app, lambda: on_refused("connections"))
             self._head_timer = self.loop.call_later(limits.header_timeout_s, self._head_too_slow)
+
+        def shutdown(self) -> None:
+            if self.transport.is_closing():
+                return  # once: uvicorn calls it again for a connection closed in connection_made
+            idle = self.cycle is None or self.cycle.response_complete
+            super().shutdown()
+            if idle:
+                # Over TLS, close() waits for the peer's close_notify, and a client that does not read an idle
+                # kept-alive connection (httpx's pool, a stopping peer broker's among them) never sends one: every
+                # broker of a cluster stopped at once waited out its whole grace. The peer gets a moment, then the
+                # connection is dropped (nothing is in flight on it).
+                self.loop.call_later(CLOSE_NOTIFY_WAIT_S, self._abort_if_open)
+
+        def _abort_if_open(self) -> None:
+            if self in self.connections:
+                self.transport.abort()
 
         def handle_events(self) -> None:
             super().handle_events()
