@@ -1,14 +1,10 @@
-"""A minimal HTTP/1.1 client on asyncio streams, for the batching producer's hot path (`HttpBatchTransport(...,
-wire="lean")`). Keep-alive connections per server, Content-Length and chunked answers, TLS through an SSLContext.
+"""A minimal HTTP/1.1 client on asyncio streams, for the two calls made once per write: followers' fetches
+(`replication/peers.py`) and the batching producer's hot path (`HttpBatchTransport(..., wire="lean")`). Keep-alive
+connections per server, Content-Length and chunked answers, TLS through an SSLContext.
 
 Why: for a small batch httpx spends about 0.9 ms of client CPU per request on this project's machines, two to three
 times what the broker spends on it (docs/PERFORMANCE.md), and a producer whose senders await each record pays that on
 every round trip. This client does one write and a few reads per request and nothing else.
-
-Not yet for followers' fetches: an idle kept-alive TLS connection here reads nothing, so a server's close_notify
-stays unanswered until the next request, and a broker stopping with a whole cluster waited out its shutdown grace
-(docs/PERFORMANCE.md, "Followers on the lean wire, tried and withdrawn"). The same holds a stopping broker for an
-idle producer on TLS; keeping a read pending on idle connections would fix both.
 
 It raises the exceptions httpx raises for the same events, so a transport's failover logic is the same for both
 wires: `httpx.ConnectError`/`ConnectTimeout` when nothing was sent (the caller may go to the next server at once),
