@@ -55,7 +55,7 @@ lint:
 # Two lanes: the tests that use the machine-wide cluster pieces in one worker, everything else in the other
 # (harness/goqueue_harness/pytest_plugin.py, "lanes").
 test: install binaries lint
-	$(PYTHON) -m pytest -n 2 --dist loadgroup
+	$(PYTHON) -m pytest -n 2
 
 test-unit:
 	$(PYTHON) -m pytest -m unit

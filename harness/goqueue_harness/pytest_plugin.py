@@ -59,48 +59,49 @@ class KubeletHandle:
 
 
 # -- lanes -------------------------------------------------------------------------------------------------------
-# `make test` runs pytest on two xdist workers (`-n 2 --dist loadgroup`). Tests that use a machine-wide piece — the
-# tests' control plane and its kubelet, Docker and kind, `make up`/`make down` (which stop a Docker daemon the
-# harness started), the network-partition test's bridge and firewall rule — form one work unit, run one after
-# another in one worker as they always were. Every other test (unit tests; broker processes on ports the OS picked,
-# in their own temp dirs) is a unit of its own and runs in the other worker meanwhile. Most of the cluster lane's
-# time is spent waiting on Kubernetes, so the two lanes share two cores well.
+# `make test` runs pytest on two xdist workers (`-n 2`). Tests that use a machine-wide piece — the tests' control
+# plane and its kubelet, Docker and kind, `make up`/`make down` (which stop a Docker daemon the harness started), the
+# network-partition test's bridge and firewall rule — form one work unit, run one after another in one worker as
+# they always were. Every other test file (unit tests; broker processes on ports the OS picked, in their own temp
+# dirs) is a unit of its own, so a module's fixtures are set up once, and those files run in the other worker
+# meanwhile (the cluster worker takes files too once the cluster lane is done). Most of the cluster lane's time is
+# spent waiting on Kubernetes, so the two lanes share two cores well.
 #
 # Why a scheduler of our own rather than `xdist_group` markers: xdist 3.8 groups by rewriting `item._nodeid`, which
 # pytest 9.2 no longer reads, so the markers are silently ignored and cluster tests ran in both workers at once.
 CLUSTER_LANE = "cluster"
 CLUSTER_PATHS = ("tests/harness/", "tests/integration/operator/", "tests/integration/charts/", "e2e/",
                  "tests/integration/test_images.py", "tests/integration/test_network_partition.py")
+CLUSTER_FIXTURES = frozenset({"control_plane", "kubeconfig", "kubectl", "kubelet", "kube_api", "kube_namespace"})
+_STRAYS = pytest.StashKey[set[str]]()
 
 
 def lane_of(nodeid: str) -> str:
-    """The work unit a test belongs to: the cluster lane, or its own."""
-    return CLUSTER_LANE if nodeid.startswith(CLUSTER_PATHS) else nodeid
-
-
-CLUSTER_FIXTURES = frozenset({"control_plane", "kubeconfig", "kubectl", "kubelet", "kube_api", "kube_namespace"})
+    """The work unit a test belongs to: the cluster lane, or its file."""
+    return CLUSTER_LANE if nodeid.startswith(CLUSTER_PATHS) else nodeid.split("::", 1)[0]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test outside CLUSTER_PATHS that uses the tests' control plane would run beside the cluster lane and race
-    it; collection stops and says where the test belongs."""
-    strays = [item.nodeid for item in items
-              if lane_of(item.nodeid) != CLUSTER_LANE
-              and not CLUSTER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))]
-    if strays:
-        raise pytest.UsageError(f"{strays[0]} uses the control plane but is not in the cluster lane: add its path to "
-                                "CLUSTER_PATHS in goqueue_harness/pytest_plugin.py")
+    it; such a test fails at set-up and says where it belongs (raising here would only crash xdist's workers)."""
+    config.stash[_STRAYS] = {item.nodeid for item in items if lane_of(item.nodeid) != CLUSTER_LANE
+                             and not CLUSTER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.nodeid in item.config.stash.get(_STRAYS, set()):
+        pytest.fail(f"{item.nodeid} uses the control plane but is not in the cluster lane: add its path to "
+                    "CLUSTER_PATHS in goqueue_harness/pytest_plugin.py", pytrace=False)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    if config.getoption("dist") != "loadgroup":
-        return None
+    """Whenever xdist distributes (`-n N`, whatever `--dist` says), it distributes by lane."""
     from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]  # xdist ships no types
 
     class Lanes(LoadScopeScheduling):  # type: ignore[misc]
         """LoadScope's scheduler with `lane_of` as the scope: the biggest unit (the cluster lane) goes out first,
-        the single tests fill the other worker."""
+        the test files fill the other worker."""
 
         def _split_scope(self, nodeid: str) -> str:
             return lane_of(nodeid)

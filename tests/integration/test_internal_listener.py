@@ -205,6 +205,8 @@ def test_the_peer_clients_lean_follower_fetch_is_signed_and_its_refusal_typed(cl
             for _ in range(3):  # one kept-alive connection, a fresh credential each time (a replay is refused)
                 answer = await good.replica_fetch(url, fetch, 1 << 20)
                 assert answer.partitions == [("absent", 0, NotLeader.code, 0, 0, b"")]
+            kept = [connection for idle in good._wire._idle.values() for connection in idle]
+            assert len(kept) == 1, "the fetches did not share one kept-alive connection of the lean wire"
             with pytest.raises(Unauthenticated, match="does not match"):
                 await bad.replica_fetch(url, fetch, 1 << 20)
             with pytest.raises(Unavailable):

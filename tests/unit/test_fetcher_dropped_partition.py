@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from goqueue import http1
 from goqueue.config import Settings
 from goqueue.replicas.fetcher import ReplicaFetcherManager, _append_and_sync, fetch_answer_bytes
 from goqueue.replicas.partition import Partition, Role
@@ -102,3 +103,12 @@ def test_a_fetch_allows_the_largest_answer_a_leader_may_send() -> None:
     largest = ReplicaFetchResponse([(topic, 0, None, 2**62, 2**62, b"b" * (4096 - 1 + 2**20))] + [
         (topic, index, "FENCED_LEADER_EPOCH", 2**62, 2**62, b"") for index in range(1, 50)])
     assert len(msgspec.msgpack.encode(largest)) <= fetch_answer_bytes(settings, request)
+
+
+def test_a_batch_taken_under_a_larger_limit_than_this_brokers_still_fits_the_bound() -> None:
+    """A leader may hold a batch it took before `limits.maxRequestBytes` was lowered (or under its own, larger
+    setting): the follower's bound never drops below the lean wire's default, or that batch would stall the
+    replica for good."""
+    settings = Settings.model_validate({"broker": {"id": 1}, "limits": {"maxRequestBytes": 1024}})
+    request = ReplicaFetchRequest(1, 500, settings.replication.fetch_max_bytes, [("t", 0, 0, 0)])
+    assert fetch_answer_bytes(settings, request) >= request.max_bytes + http1.MAX_ANSWER_BYTES

@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
+from goqueue import http1
 from goqueue.cluster.membership import ClusterMembership, log_task_death
 from goqueue.config import Settings
 from goqueue.errors import FencedLeaderEpoch, GoQueueError, NotLeader
@@ -170,9 +171,11 @@ class ReplicaFetcherManager:
 
 def fetch_answer_bytes(settings: Settings, request: ReplicaFetchRequest) -> int:
     """The largest answer a fetch may get: its byte budget, plus the one whole batch the leader sends past it (a
-    producer's batch, up to `limits.maxRequestBytes`), plus the framing of each partition's entry."""
-    return (request.max_bytes + settings.limits.max_request_bytes + ANSWER_FRAMING_BYTES
-            + PARTITION_FRAMING_BYTES * len(request.partitions))
+    producer's batch, up to `limits.maxRequestBytes`), plus the framing of each partition's entry. The batch
+    allowance is never below http1's default bound: a batch the leader took under a larger limit than this
+    broker's (before the limit was lowered, or on a broker configured otherwise) must not stall its replica."""
+    batch = max(settings.limits.max_request_bytes, http1.MAX_ANSWER_BYTES)
+    return request.max_bytes + batch + ANSWER_FRAMING_BYTES + PARTITION_FRAMING_BYTES * len(request.partitions)
 
 
 def _append_and_sync(appended: list[tuple[Partition, bytes, int]]) -> None:

@@ -25,6 +25,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import h11
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
@@ -34,7 +35,8 @@ from goqueue.config import LimitsSection
 from goqueue.errors import Overloaded
 
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-CLOSE_NOTIFY_WAIT_S = 1.0  # at a graceful stop, how long an idle TLS connection's peer has to answer the close
+CLOSE_NOTIFY_WAIT_S = 1.0  # at a graceful stop, how long a closing connection's peer has to answer the close
+STOP_POLL_S = 0.1
 
 
 class ProbesOnly:
@@ -73,8 +75,9 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
             if stopping():
                 # Over TLS a connection is made only once its handshake is done, so one accepted before the stop
                 # and made after it is not among those uvicorn told to close: served with keep-alive, a peer's
-                # fetch loop on it held the stopping server for its whole grace. It is closed like the others.
-                self.shutdown()
+                # fetch loop on it would hold the stopping server for its whole grace. It is closed like the
+                # others, once a request that came with the handshake has been read (it is answered, then closed).
+                self.loop.call_soon(self.shutdown)
                 return
             if (common_name := verified_common_name(transport)) is not None:  # mTLS: client_certificate.py
                 self.app = WithClientCertificate(self.app, common_name)
@@ -91,20 +94,36 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
             self._head_timer = self.loop.call_later(limits.header_timeout_s, self._head_too_slow)
 
         def shutdown(self) -> None:
-            if self.transport.is_closing():
-                return  # once: uvicorn calls it again for a connection closed in connection_made
-            idle = self.cycle is None or self.cycle.response_complete
-            super().shutdown()
-            if idle:
-                # Over TLS, close() waits for the peer's close_notify, and a client that does not read an idle
-                # kept-alive connection (httpx's pool, a stopping peer broker's among them) never sends one: every
-                # broker of a cluster stopped at once waited out its whole grace. The peer gets a moment, then the
-                # connection is dropped (nothing is in flight on it).
-                self.loop.call_later(CLOSE_NOTIFY_WAIT_S, self._abort_if_open)
+            """uvicorn's graceful stop of this connection (idle: closed; answering: closed after the answer), and
+            then the drop below."""
+            if not self.transport.is_closing():  # closing already: its keep-alive ran out, it was refused, or
+                super().shutdown()                # connection_made closed it before uvicorn's stop reached it
+            self._drop_when_only_the_peer_holds_it(None)
 
-        def _abort_if_open(self) -> None:
-            if self in self.connections:
-                self.transport.abort()
+        def _drop_when_only_the_peer_holds_it(self, since: float | None) -> None:
+            """Over TLS, close() waits for the peer's close_notify, and a client that reads nothing on an idle
+            kept-alive connection (httpx's pool, a stopping peer broker's among them) never sends one: each broker
+            of a cluster stopped at once waited out its whole grace. Once a connection is closing with its answer
+            written and its buffers empty, the peer has CLOSE_NOTIFY_WAIT_S to answer; then the connection is
+            dropped. Checked every STOP_POLL_S until the connection ends; uvicorn's grace bounds the whole wait."""
+            if self not in self.connections:
+                return
+            answering = self.cycle is not None and not self.cycle.response_complete
+            flushed = self.transport.get_write_buffer_size() == 0 and not self.flow.write_paused
+            if self.transport.is_closing() and not answering and flushed:
+                now = self.loop.time()
+                since = now if since is None else since
+                if now - since >= CLOSE_NOTIFY_WAIT_S:
+                    self.transport.abort()
+                    return
+            else:
+                since = None
+            self.loop.call_later(STOP_POLL_S, self._drop_when_only_the_peer_holds_it, since)
+
+        def data_received(self, data: bytes) -> None:
+            if self.conn.our_state is h11.CLOSED:
+                return  # closed at a stop: a request that crossed the close is not read (h11 would raise on it)
+            super().data_received(data)
 
         def handle_events(self) -> None:
             super().handle_events()
