@@ -46,6 +46,10 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     kopf_settings.posting.reporting_instance = socket.gethostname()
     kopf_settings.watching.server_timeout = 300
     kopf_settings.networking.request_timeout = 60
+    # A resource deleted while its drift timer is mid-run keeps kopf's finalizer until kopf sees the timer exit,
+    # and kopf looks again only every `cancellation_polling` seconds (60 by default): a `kubectl delete` of a topic
+    # took a minute whenever the deletion met a running drift check (seen in CI under load).
+    kopf_settings.background.cancellation_polling = 1.0
     kopf_settings.queueing.error_delays = [settings.retry_delay_s] * 3 + [settings.retry_delay_s * 4] * 3 + [60.0]
 
 
