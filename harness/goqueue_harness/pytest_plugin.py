@@ -94,19 +94,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                     "CLUSTER_PATHS in goqueue_harness/pytest_plugin.py", pytrace=False)
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """Whenever xdist distributes (`-n N`, whatever `--dist` says), it distributes by lane."""
+def lanes_scheduler() -> type:
+    """LoadScope's scheduler with `lane_of` as the scope: the biggest unit (the cluster lane) goes out first, the
+    test files fill the other worker. Made on demand: xdist is imported only when it distributes."""
     from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]  # xdist ships no types
 
     class Lanes(LoadScopeScheduling):  # type: ignore[misc]
-        """LoadScope's scheduler with `lane_of` as the scope: the biggest unit (the cluster lane) goes out first,
-        the test files fill the other worker."""
-
         def _split_scope(self, nodeid: str) -> str:
             return lane_of(nodeid)
 
-    return Lanes(config, log)
+    return Lanes
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Whenever xdist distributes (`-n N`, whatever `--dist` says), it distributes by lane."""
+    return lanes_scheduler()(config, log)
 
 
 @pytest.fixture(scope="session")
