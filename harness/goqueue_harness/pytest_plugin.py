@@ -88,6 +88,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                              and not CLUSTER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))}
 
 
+@pytest.hookimpl(tryfirst=True)  # before any fixture of the stray test is set up
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.nodeid in item.config.stash.get(_STRAYS, set()):
         pytest.fail(f"{item.nodeid} uses the control plane but is not in the cluster lane: add its path to "

@@ -3,8 +3,9 @@ driven on the protocol with a transport that records what was done to it.
 
 Over TLS, closing a connection waits for the peer's close_notify, and a client that reads nothing on an idle
 kept-alive connection (httpx's pool) never sends one. So once a connection is closing with its answer written and
-its buffers empty, it is dropped after CLOSE_NOTIFY_WAIT_S: an idle one at once, one answering after its answer,
-one already closing (its keep-alive ran out) too, one with unsent bytes only once they are gone. A connection made
+every byte sent (the TLS transport's buffer and the TCP transport's under it), it is dropped after
+CLOSE_NOTIFY_WAIT_S: an idle one at once, one answering after its answer, one already closing (its keep-alive ran
+out) too, one with unsent bytes only once they are gone. A connection made
 after the stop began (a TLS handshake that ended after uvicorn told the open connections to close) is closed.
 """
 
@@ -18,6 +19,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from goqueue.api.http import connection_limits
+from goqueue.api.http.client_certificate import client_certificate_name
 from goqueue.api.http.connection_limits import guarded_protocol
 from goqueue.config import LimitsSection
 
@@ -29,20 +31,44 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class RecordingTransport(asyncio.Transport):
+class Below:
+    """The TCP transport under a TLS one (`_ssl_protocol._transport` in CPython)."""
+
     def __init__(self) -> None:
+        self.unsent = 0
+
+    def get_write_buffer_size(self) -> int:
+        return self.unsent
+
+
+class SslProtocol:
+    def __init__(self) -> None:
+        self._transport = Below()
+
+
+class PeerCertificate:
+    def getpeercert(self) -> dict[str, Any]:
+        return {"subject": ((("commonName", "alice"),),)}
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self, tls_name: bool = False) -> None:
         super().__init__()
         self.closes = 0
         self.aborted = False
-        self.unsent = 0  # bytes still in the write buffer
+        self.unsent = 0  # bytes still in this transport's write buffer
         self.written = b""
+        self._ssl_protocol: SslProtocol | None = SslProtocol()
+        self._peer = PeerCertificate() if tls_name else None
+        self.protocol_gone = False  # CPython's TLS transport once closed twice
 
     @property
     def closed(self) -> bool:
         return self.closes > 0
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8080)}.get(name, default)
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8080),
+                "ssl_object": self._peer}.get(name, default)
 
     def is_closing(self) -> bool:
         return self.closed or self.aborted
@@ -54,6 +80,8 @@ class RecordingTransport(asyncio.Transport):
         self.aborted = True
 
     def get_write_buffer_size(self) -> int:
+        if self.protocol_gone:
+            raise AttributeError("'NoneType' object has no attribute '_get_write_buffer_size'")
         return self.unsent
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -67,43 +95,68 @@ class RecordingTransport(asyncio.Transport):
 
 
 class Answering:
-    """An ASGI app whose answer waits until `release` is set."""
+    """An ASGI app whose answer waits until `release` is set; it keeps the scopes it saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, released: bool = False) -> None:
         self.release = asyncio.Event()
+        if released:
+            self.release.set()
+        self.scopes: list[dict[str, Any]] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.scopes.append(scope)
         await self.release.wait()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"ok"})
 
 
-def _connection(stopping: bool = False, app: Any = None) -> tuple[Any, RecordingTransport, ServerState]:
+REQUEST = b"GET /v1/topics HTTP/1.1\r\nhost: x\r\n\r\n"
+
+
+def _connection(stopping: bool = False, app: Any = None,
+                transport: RecordingTransport | None = None) -> tuple[Any, RecordingTransport, ServerState]:
     protocol_class = guarded_protocol(LimitsSection(), lambda _limit: None, stopping=lambda: stopping)
     state = ServerState()
     protocol = protocol_class(Config(app or Answering()), state, {}, asyncio.get_running_loop())
-    transport = RecordingTransport()
+    transport = transport or RecordingTransport()
     protocol.connection_made(transport)
     return protocol, transport, state
 
 
-WAIT_S = 0.2
+async def eventually(predicate: Any, timeout_s: float = 5.0) -> None:
+    """Positive checks wait for their condition (a loaded machine may be slow); never a fixed margin."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "the condition never came"
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)
-def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(connection_limits, "CLOSE_NOTIFY_WAIT_S", WAIT_S)
+def fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connection_limits, "STOP_POLL_S", 0.01)
+    monkeypatch.setattr(connection_limits, "CLOSE_NOTIFY_WAIT_S", 0.05)
 
 
-async def test_an_idle_connection_is_dropped_when_its_peer_does_not_answer_the_close() -> None:
+@pytest.fixture
+def long_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For checks that something has not happened yet: a wait no stall of the test can run out."""
+    monkeypatch.setattr(connection_limits, "CLOSE_NOTIFY_WAIT_S", 60.0)
+
+
+async def test_an_idle_connection_is_closed_then_dropped_when_its_peer_does_not_answer() -> None:
     protocol, transport, _ = _connection()
     protocol.shutdown()
     assert transport.closed  # the graceful close first: the peer may answer it
-    await asyncio.sleep(WAIT_S / 2)
+    await eventually(lambda: transport.aborted)
+
+
+@pytest.mark.usefixtures("long_wait")
+async def test_the_peer_has_the_whole_wait_to_answer() -> None:
+    protocol, transport, _ = _connection()
+    protocol.shutdown()
+    await asyncio.sleep(0.3)
+    assert transport.closed
     assert not transport.aborted
-    await asyncio.sleep(WAIT_S)
-    assert transport.aborted
 
 
 async def test_an_idle_connection_whose_peer_answers_is_not_dropped() -> None:
@@ -111,25 +164,23 @@ async def test_an_idle_connection_whose_peer_answers_is_not_dropped() -> None:
     protocol.shutdown()
     protocol.connection_lost(None)  # the peer's close_notify came: the transport is gone
     assert protocol not in state.connections
-    await asyncio.sleep(2 * WAIT_S)
+    await asyncio.sleep(0.3)
     assert not transport.aborted
 
 
 async def test_a_connection_answering_at_the_stop_finishes_its_answer_then_is_dropped() -> None:
     app = Answering()
     protocol, transport, _ = _connection(app=app)
-    protocol.data_received(b"GET /v1/topics HTTP/1.1\r\nhost: x\r\n\r\n")
+    protocol.data_received(REQUEST)
     await asyncio.sleep(0)
     protocol.shutdown()
-    await asyncio.sleep(2 * WAIT_S)
+    await asyncio.sleep(0.3)
     assert not transport.closed
     assert not transport.aborted  # its answer is still being made
     app.release.set()
-    await asyncio.sleep(0.05)
+    await eventually(lambda: transport.closed)  # uvicorn closes it after the answer (no "connection: close")
     assert transport.written.startswith(b"HTTP/1.1 200")
-    assert transport.closed  # uvicorn closes it after the answer (no "connection: close": the peer may pool it)
-    await asyncio.sleep(2 * WAIT_S)
-    assert transport.aborted
+    await eventually(lambda: transport.aborted)
 
 
 async def test_a_connection_already_closing_at_the_stop_is_dropped_and_not_closed_twice() -> None:
@@ -137,52 +188,75 @@ async def test_a_connection_already_closing_at_the_stop_is_dropped_and_not_close
     transport.close()  # its keep-alive ran out before the stop; over TLS the close waits for the peer
     protocol.shutdown()
     assert transport.closes == 1
-    await asyncio.sleep(2 * WAIT_S)
-    assert transport.aborted
+    await eventually(lambda: transport.aborted)
 
 
 async def test_unsent_bytes_are_not_dropped() -> None:
     protocol, transport, _ = _connection()
     transport.unsent = 65536  # the end of the last answer, not yet taken by a slow reader
     protocol.shutdown()
-    await asyncio.sleep(3 * WAIT_S)
+    await asyncio.sleep(0.3)
     assert not transport.aborted
     transport.unsent = 0
-    await asyncio.sleep(2 * WAIT_S)
-    assert transport.aborted
+    await eventually(lambda: transport.aborted)
+
+
+async def test_bytes_in_the_tcp_transport_under_tls_are_not_dropped() -> None:
+    protocol, transport, _ = _connection()
+    assert transport._ssl_protocol is not None
+    below = transport._ssl_protocol._transport
+    below.unsent = 16384  # TLS records the kernel has not taken; the TLS transport itself counts none
+    protocol.shutdown()
+    await asyncio.sleep(0.3)
+    assert not transport.aborted
+    below.unsent = 0
+    await eventually(lambda: transport.aborted)
+
+
+async def test_a_connection_whose_writes_are_paused_is_not_dropped() -> None:
+    protocol, transport, _ = _connection()
+    protocol.pause_writing()  # the transport's buffer is over its high-water mark
+    protocol.shutdown()
+    await asyncio.sleep(0.3)
+    assert not transport.aborted
+    protocol.resume_writing()
+    await eventually(lambda: transport.aborted)
+
+
+async def test_a_tls_transport_whose_protocol_is_gone_is_dropped() -> None:
+    protocol, transport, _ = _connection()
+    transport.protocol_gone = True
+    protocol.shutdown()
+    await eventually(lambda: transport.aborted)
 
 
 async def test_a_connection_made_after_the_stop_began_is_closed_once() -> None:
     protocol, transport, _ = _connection(stopping=True)
-    await asyncio.sleep(0)
-    assert transport.closes == 1
+    await eventually(lambda: transport.closed)
     protocol.shutdown()  # uvicorn's own stop may still reach it
     assert transport.closes == 1
 
 
-async def test_a_request_that_came_with_a_late_connections_handshake_is_answered_then_closed() -> None:
-    app = Answering()
-    app.release.set()
-    protocol, transport, _ = _connection(stopping=True, app=app)
-    protocol.data_received(b"GET /v1/topics HTTP/1.1\r\nhost: x\r\n\r\n")  # read in the handshake's last read
-    await asyncio.sleep(0.05)
-    assert transport.written.startswith(b"HTTP/1.1 200")
-    assert transport.closes == 1
+async def test_a_request_that_came_with_a_late_connections_handshake_is_answered_as_its_certificate_says() -> None:
+    app = Answering(released=True)
+    protocol, transport, _ = _connection(stopping=True, app=app, transport=RecordingTransport(tls_name=True))
+    protocol.data_received(REQUEST)  # read in the handshake's last read, before the deferred close
+    await eventually(lambda: transport.written.startswith(b"HTTP/1.1 200"))
+    assert client_certificate_name(app.scopes[0]) == "alice"  # answered as alice, not as nobody (a 401)
+    await eventually(lambda: transport.closes == 1)
 
 
 async def test_a_request_that_crosses_the_close_is_not_read() -> None:
     protocol, transport, _ = _connection()
     protocol.shutdown()
-    protocol.data_received(b"GET /v1/topics HTTP/1.1\r\nhost: x\r\n\r\n")  # h11 would raise on it
+    protocol.data_received(REQUEST)  # h11 would raise on it
     await asyncio.sleep(0.05)
     assert transport.written == b""
 
 
 async def test_a_connection_made_before_the_stop_is_served() -> None:
-    app = Answering()
-    app.release.set()
+    app = Answering(released=True)
     protocol, transport, _ = _connection(app=app)
-    protocol.data_received(b"GET /v1/topics HTTP/1.1\r\nhost: x\r\n\r\n")
-    await asyncio.sleep(0.05)
-    assert transport.written.startswith(b"HTTP/1.1 200")
+    protocol.data_received(REQUEST)
+    await eventually(lambda: transport.written.startswith(b"HTTP/1.1 200"))
     assert not transport.closed

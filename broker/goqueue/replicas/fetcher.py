@@ -172,8 +172,9 @@ class ReplicaFetcherManager:
 def fetch_answer_bytes(settings: Settings, request: ReplicaFetchRequest) -> int:
     """The largest answer a fetch may get: its byte budget, plus the one whole batch the leader sends past it (a
     producer's batch, up to `limits.maxRequestBytes`), plus the framing of each partition's entry. The batch
-    allowance is never below http1's default bound: a batch the leader took under a larger limit than this
-    broker's (before the limit was lowered, or on a broker configured otherwise) must not stall its replica."""
+    allowance is never below http1's default bound (64 MiB), so a batch the leader took under a larger limit than
+    this broker's (before the limit was lowered, or on a broker configured otherwise) does not stall its replica
+    unless that batch is larger than both."""
     batch = max(settings.limits.max_request_bytes, http1.MAX_ANSWER_BYTES)
     return request.max_bytes + batch + ANSWER_FRAMING_BYTES + PARTITION_FRAMING_BYTES * len(request.partitions)
 

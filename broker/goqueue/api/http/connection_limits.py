@@ -69,9 +69,12 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
                      app_state: dict[str, Any], _loop: asyncio.AbstractEventLoop | None = None) -> None:
             super().__init__(config, server_state, app_state, _loop)
             self._head_timer: asyncio.TimerHandle | None = None
+            self._dropping = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            if (common_name := verified_common_name(transport)) is not None:  # mTLS: client_certificate.py
+                self.app = WithClientCertificate(self.app, common_name)
             if stopping():
                 # Over TLS a connection is made only once its handshake is done, so one accepted before the stop
                 # and made after it is not among those uvicorn told to close: served with keep-alive, a peer's
@@ -79,8 +82,6 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
                 # others, once a request that came with the handshake has been read (it is answered, then closed).
                 self.loop.call_soon(self.shutdown)
                 return
-            if (common_name := verified_common_name(transport)) is not None:  # mTLS: client_certificate.py
-                self.app = WithClientCertificate(self.app, common_name)
             open_now = len(self.connections)
             if open_now > limits.max_http_connections + limits.probe_connections:
                 on_refused("connections")
@@ -98,19 +99,19 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
             then the drop below."""
             if not self.transport.is_closing():  # closing already: its keep-alive ran out, it was refused, or
                 super().shutdown()                # connection_made closed it before uvicorn's stop reached it
-            self._drop_when_only_the_peer_holds_it(None)
+            if not self._dropping:  # once: connection_made and uvicorn may both get here
+                self._dropping = True
+                self._drop_when_only_the_peer_holds_it(None)
 
         def _drop_when_only_the_peer_holds_it(self, since: float | None) -> None:
             """Over TLS, close() waits for the peer's close_notify, and a client that reads nothing on an idle
             kept-alive connection (httpx's pool, a stopping peer broker's among them) never sends one: each broker
-            of a cluster stopped at once waited out its whole grace. Once a connection is closing with its answer
-            written and its buffers empty, the peer has CLOSE_NOTIFY_WAIT_S to answer; then the connection is
-            dropped. Checked every STOP_POLL_S until the connection ends; uvicorn's grace bounds the whole wait."""
+            of a cluster stopped at once waited out its whole grace. Once a connection is closing with every byte
+            written, the peer has CLOSE_NOTIFY_WAIT_S to answer; then the connection is dropped. Checked every
+            STOP_POLL_S until the connection ends; uvicorn's grace bounds the whole wait."""
             if self not in self.connections:
                 return
-            answering = self.cycle is not None and not self.cycle.response_complete
-            flushed = self.transport.get_write_buffer_size() == 0 and not self.flow.write_paused
-            if self.transport.is_closing() and not answering and flushed:
+            if self.transport.is_closing() and self._all_sent():
                 now = self.loop.time()
                 since = now if since is None else since
                 if now - since >= CLOSE_NOTIFY_WAIT_S:
@@ -119,6 +120,20 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
             else:
                 since = None
             self.loop.call_later(STOP_POLL_S, self._drop_when_only_the_peer_holds_it, since)
+
+        def _all_sent(self) -> bool:
+            """Nothing waits to be sent: not in the transport, and over TLS not in the TCP transport under it
+            either (asyncio's TLS transport counts only its own buffers; `_ssl_protocol` is CPython's, read
+            defensively: gone once the TLS transport is closed twice, which leaves nothing to send)."""
+            if self.flow.write_paused:
+                return False
+            try:
+                if self.transport.get_write_buffer_size():
+                    return False
+            except AttributeError:  # CPython's TLS transport closed twice: its protocol is gone
+                return True
+            below = getattr(getattr(self.transport, "_ssl_protocol", None), "_transport", None)
+            return below is None or not below.get_write_buffer_size()
 
         def data_received(self, data: bytes) -> None:
             if self.conn.our_state is h11.CLOSED:
