@@ -30,6 +30,7 @@ from test_runbook_commands import _prepare as prepare
 from workloads import GoQueueCluster
 
 from goqueue.models import GroupSpec
+from goqueue_harness.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kind_only]
 # The load tool's runbook lines run 60 s and then give the consumers up to --drain-timeout (60 s) to catch up: on a
@@ -115,12 +116,20 @@ def declare_runbook_user(cluster: GoQueueCluster) -> None:
     cluster.wait_resource("goqueueuser", name[1])
 
 
+HEALTHY_TIMEOUT_S = 180.0
 RUNBOOK_HEREDOC = re.compile(r"<<'YAML'\n(?P<body>.*?)\nYAML\n", re.S)
 
 
 @pytest.fixture(scope="module")
 def backend_kind_only(shared_cluster: GoQueueCluster) -> GoQueueCluster:
+    """The shared cluster once an earlier scenario's restarts have settled: Ready, and every replica back in sync.
+    The runbook's health checks exit non-zero while a partition is under-replicated, and an operator reaches for
+    them on a cluster at rest (CI once ran them seconds after a rolled broker came back)."""
     assert shared_cluster.backend.name == "kind", "kind_only scenarios are deselected on other backends"
+    shared_cluster.wait_ready()
+    with shared_cluster.client() as client:
+        wait_until(lambda: client.cluster_status().healthy, HEALTHY_TIMEOUT_S,
+                   message="the shared cluster healthy (no partition under-replicated)")
     return shared_cluster
 
 
