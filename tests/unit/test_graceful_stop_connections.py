@@ -12,6 +12,7 @@ after the stop began (a TLS handshake that ended after uvicorn told the open con
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -191,35 +192,32 @@ async def test_a_connection_already_closing_at_the_stop_is_dropped_and_not_close
     await eventually(lambda: transport.aborted)
 
 
-async def test_unsent_bytes_are_not_dropped() -> None:
-    protocol, transport, _ = _connection()
-    transport.unsent = 65536  # the end of the last answer, not yet taken by a slow reader
-    protocol.shutdown()
-    await asyncio.sleep(0.3)
-    assert not transport.aborted
-    transport.unsent = 0
-    await eventually(lambda: transport.aborted)
-
-
-async def test_bytes_in_the_tcp_transport_under_tls_are_not_dropped() -> None:
-    protocol, transport, _ = _connection()
+def _below(transport: RecordingTransport) -> Below:
     assert transport._ssl_protocol is not None
-    below = transport._ssl_protocol._transport
-    below.unsent = 16384  # TLS records the kernel has not taken; the TLS transport itself counts none
-    protocol.shutdown()
-    await asyncio.sleep(0.3)
-    assert not transport.aborted
-    below.unsent = 0
-    await eventually(lambda: transport.aborted)
+    return transport._ssl_protocol._transport
 
 
-async def test_a_connection_whose_writes_are_paused_is_not_dropped() -> None:
+# What keeps a closing connection from being dropped, and what lets it go: (hold, release) on (protocol, transport).
+HOLDS: dict[str, tuple[Callable[[Any, RecordingTransport], None], Callable[[Any, RecordingTransport], None]]] = {
+    # the end of the last answer, not yet taken by a slow reader
+    "unsent bytes": (lambda _p, t: setattr(t, "unsent", 65536), lambda _p, t: setattr(t, "unsent", 0)),
+    # TLS records the kernel has not taken; the TLS transport itself counts none
+    "bytes in the tcp transport under tls": (lambda _p, t: setattr(_below(t), "unsent", 16384),
+                                             lambda _p, t: setattr(_below(t), "unsent", 0)),
+    # the transport's buffer is over its high-water mark
+    "paused writes": (lambda p, _t: p.pause_writing(), lambda p, _t: p.resume_writing()),
+}
+
+
+@pytest.mark.parametrize("hold", list(HOLDS))
+async def test_a_connection_with_bytes_still_to_send_is_dropped_only_once_they_are_sent(hold: str) -> None:
     protocol, transport, _ = _connection()
-    protocol.pause_writing()  # the transport's buffer is over its high-water mark
+    keep, release = HOLDS[hold]
+    keep(protocol, transport)
     protocol.shutdown()
     await asyncio.sleep(0.3)
     assert not transport.aborted
-    protocol.resume_writing()
+    release(protocol, transport)
     await eventually(lambda: transport.aborted)
 
 
