@@ -3,10 +3,11 @@
 
 What it measures (issue 2, item 9), all with 100-byte records and fsync=always (fdatasync before every ack):
   * produce throughput for batches of 1, 100 and 1000 records — HTTP JSON, HTTP binary batch, gRPC records,
-    gRPC binary batch — closed loop, several client processes;
+    gRPC binary batch (unary ProduceBatch calls, and pipelined on one ProduceBatchStream per client) — closed loop,
+    several client processes;
   * produce latency p50/p99/p99.9 at half and at 80 % of the maximum rate (open loop from as many client processes
-    as the closed loop, batch 100, HTTP binary and gRPC); with --noisy-neighbour the half-load runs again while
-    another process burns one core (a shared node);
+    as the closed loop, batch 100, HTTP binary, gRPC records and gRPC binary on a stream); with --noisy-neighbour
+    the half-load runs again while another process burns one core (a shared node);
   * "HTTP binary batch, lean client": the same requests written as pre-built HTTP/1.1 on keep-alive connections
     (what wrk does; redis-benchmark is Redis's), so the figure is the broker's and not httpx's, which costs a Python
     client about twice the broker's CPU per request;
@@ -171,6 +172,30 @@ def _grpc_worker(target: str, partition: int, batch: int, seconds: float,
     return _timed(lambda: asyncio.run(run()))
 
 
+def _grpc_stream_worker(target: str, partition: int, batch: int, seconds: float,
+                        _binary: bool) -> tuple[int, list[float], float]:
+    """Binary batches pipelined on one ProduceBatchStream (`BatchStream`, the batching producer's gRPC wire)."""
+    from goqueue.client.grpc_batch_stream import BatchStream
+    from goqueue.client.grpc_client import GrpcClient
+    from goqueue.models import Acks
+
+    raw = [(None, RECORD, [])] * batch
+
+    async def run() -> tuple[int, list[float]]:
+        async with GrpcClient(target) as client:
+            stream = BatchStream(client)
+
+            async def send() -> None:
+                await stream.send(TOPIC, partition, bytes(batches.build_batch(raw, int(time.time() * 1000))),
+                                  Acks.ALL, 30.0)
+            try:
+                return await _closed_loop_tasks(send, batch, seconds)
+            finally:
+                await stream.close()
+
+    return _timed(lambda: asyncio.run(run()))
+
+
 def _use_topic(topic: str) -> None:
     global TOPIC  # noqa: PLW0603 - the workers' module-level topic, set once per child process
     TOPIC = topic
@@ -319,8 +344,28 @@ async def open_loop_grpc(target: str, rate_records: float, batch: int, seconds: 
         return await _open_loop(send, rate_records, batch, seconds)
 
 
+async def open_loop_grpc_stream(target: str, rate_records: float, batch: int, seconds: float) -> list[float]:
+    """Binary batches on one ProduceBatchStream at a fixed rate; latency per batch."""
+    from goqueue.client.grpc_batch_stream import BatchStream
+    from goqueue.client.grpc_client import GrpcClient
+    from goqueue.models import Acks
+
+    body = bytes(batches.build_batch([(None, RECORD, [])] * batch, int(time.time() * 1000)))
+    async with GrpcClient(target) as client:
+        stream = BatchStream(client)
+
+        async def send() -> None:
+            await stream.send(TOPIC, 0, body, Acks.ALL, 30.0)
+
+        try:
+            return await _open_loop(send, rate_records, batch, seconds)
+        finally:
+            await stream.close()
+
+
 def _open_loop_worker(api: str, target: str, rate_records: float, batch: int, seconds: float) -> list[float]:
-    run = {"http": open_loop_http, "lean-http": open_loop_lean_http, "grpc": open_loop_grpc}[api]
+    run = {"http": open_loop_http, "lean-http": open_loop_lean_http, "grpc": open_loop_grpc,
+           "grpc-stream": open_loop_grpc_stream}[api]
     return asyncio.run(run(target, rate_records, batch, seconds))
 
 
@@ -469,9 +514,10 @@ def main() -> None:
                 ("HTTP binary batch", _http_worker, (True,)),
                 ("HTTP binary batch, lean client", _lean_http_worker, (True,)),
                 *([] if args.skip_grpc else [("gRPC records", _grpc_worker, (False,)),
-                                             ("gRPC binary batch", _grpc_worker, (True,))]),
+                                             ("gRPC binary batch", _grpc_worker, (True,)),
+                                             ("gRPC binary batch stream", _grpc_stream_worker, (True,))]),
             ):
-                target = grpc_target if worker is _grpc_worker else broker.url
+                target = grpc_target if worker in (_grpc_worker, _grpc_stream_worker) else broker.url
                 cpu_before = broker.cpu_seconds()
                 rate, p99 = closed_loop(worker, args.clients, target, batch, args.seconds, *extra)
                 requests = max(rate * args.seconds / batch, 1)
@@ -497,6 +543,10 @@ def main() -> None:
         if not args.skip_grpc:
             best = max(closed_loop(_grpc_worker, args.clients, grpc_target, 100, args.seconds, False)[0], 1.0)
             latency_rows("gRPC", lambda rate: open_loop("grpc", grpc_target, rate, 100, args.seconds, args.clients),
+                         best, args.noisy_neighbour)
+            best = max(closed_loop(_grpc_stream_worker, args.clients, grpc_target, 100, args.seconds, True)[0], 1.0)
+            latency_rows("gRPC binary stream", lambda rate: open_loop("grpc-stream", grpc_target, rate, 100,
+                                                                       args.seconds, args.clients),
                          best, args.noisy_neighbour)
         if args.latency_only:
             return

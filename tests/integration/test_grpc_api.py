@@ -244,6 +244,59 @@ async def test_produce_stream_ends_with_the_error_of_a_bad_request(client: GrpcC
     assert [o.offset for r in answered for o in r.offsets] == [0]
 
 
+async def test_produce_batch_stream_answers_in_order_and_keeps_log_order(client: GrpcClient) -> None:
+    topic = await new_topic(client, "batch-stream-in")
+    requests, per_request = 200, 5
+
+    async def generate() -> AsyncIterator[tuple[int, bytes]]:
+        for n in range(requests):
+            yield 0, bytes(batches.build_batch([(None, f"{n}-{i}".encode(), []) for i in range(per_request)], 0))
+
+    with anyio.fail_after(STREAM_TIMEOUT_S):
+        async with contextlib.aclosing(client.produce_batch_stream(topic, generate())) as stream:
+            answers = [(answer.base_offset, answer.last_offset) async for answer in stream]
+    assert answers == [(n * per_request, n * per_request + per_request - 1) for n in range(requests)]
+    values: list[bytes | None] = []
+    while len(values) < requests * per_request:
+        fetched = await client.fetch(topic, 0, len(values), max_records=100_000, max_bytes=8_000_000)
+        values.extend(r.value for r in fetched.records)
+    assert values == [f"{n}-{i}".encode() for n in range(requests) for i in range(per_request)]
+
+
+async def test_produce_batch_stream_answers_a_refused_batch_with_its_error_and_goes_on(client: GrpcClient) -> None:
+    """A refusal is an answer, not the end of the stream: ending it would race the client's next writes."""
+    topic = await new_topic(client, "batch-stream-error")
+
+    def request(batch: bytes) -> Any:
+        return pb.ProduceBatchRequest(topic=topic, partition=0, batch=batch)
+
+    call = client.stub.ProduceBatchStream()
+    with anyio.fail_after(STREAM_TIMEOUT_S):
+        await call.initial_metadata()  # sent before anything is written: the client knows the stream is served
+        assert not call.done()
+        for batch in (batches.build_batch([(None, b"first", [])], 0), b"not a batch at all, just bytes" * 3,
+                      batches.build_batch([(None, b"second", [])], 0)):
+            await call.write(request(bytes(batch)))
+        await call.done_writing()
+        answers = [answer async for answer in call]
+    assert [(a.base_offset, a.error.code) for a in answers] == [(0, ""), (-1, "INVALID_REQUEST"), (1, "")]
+    assert not answers[0].HasField("error")
+    assert answers[1].error.retriable is False
+    assert await call.code() == grpc.StatusCode.OK
+
+    async def refused_then_more() -> AsyncIterator[tuple[int, bytes]]:
+        yield 0, b"still not a batch, and long enough to be read" * 2
+        yield 0, bytes(batches.build_batch([(None, b"third", [])], 0))
+
+    async def produce_all() -> None:
+        async with contextlib.aclosing(client.produce_batch_stream(topic, refused_then_more())) as stream:
+            async for _ in stream:
+                pass
+
+    with anyio.fail_after(STREAM_TIMEOUT_S), pytest.raises(InvalidRequest, match="invalid record batch"):
+        await produce_all()
+
+
 async def test_fetch_stream_delivers_records_produced_after_it_started(
     client: GrpcClient, module_broker: BrokerProcess,
 ) -> None:

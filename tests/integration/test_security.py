@@ -8,9 +8,10 @@ consume group `readers` and topic `public`), `carol` (no ACL at all).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import grpc
@@ -29,6 +30,7 @@ from goqueue.errors import Forbidden, Unauthenticated
 from goqueue.models import AclSpec, ConsumeRequest, ProduceRecord, TopicCreate
 from goqueue.records import RecordIn
 from goqueue.security.scram import ClientExchange
+from goqueue.storage.batch import build_batch
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -220,6 +222,36 @@ async def test_the_batching_producer_authenticates_over_grpc(cluster: LocalClust
     async with Producer(GrpcBatchTransport(target, credentials=creds("carol"))) as carol:
         with pytest.raises(Forbidden, match="User:carol may not describe topic 'orders'"):
             await carol.send_and_wait("orders", RecordIn(b"k", b"no", []))
+
+
+async def test_grpc_streams_carry_the_session_token(cluster: LocalCluster) -> None:
+    """A client stream, a bidirectional one and a server stream, each as its own user: every kind of call is sent
+    with the token (streams once went without it and were refused UNAUTHENTICATED)."""
+    target = cluster.brokers[1].grpc_target
+
+    async def one_batch() -> AsyncIterator[tuple[int, bytes]]:
+        yield 0, bytes(build_batch([(b"k", b"streamed batch", [])], 0))
+
+    async def one_request() -> AsyncIterator[list[RecordIn]]:
+        yield [RecordIn(b"k", b"streamed", [])]
+
+    async with GrpcClient(target, credentials=creds("alice")) as alice:
+        async with contextlib.aclosing(alice.produce_batch_stream("orders", one_batch())) as answers:
+            assert [answer.base_offset >= 0 async for answer in answers] == [True]
+        async with contextlib.aclosing(alice.produce_stream("orders", one_request(), partition=0)) as responses:
+            assert [len(response.offsets) async for response in responses] == [1]
+    async with GrpcClient(target, credentials=creds("bob")) as bob:
+        async with contextlib.aclosing(bob.fetch_stream("public", 0, 0)) as followed:
+            first = await anext(followed)
+        assert [record.value for record in first.records] == [b"hello"]
+
+        async def bob_produces() -> None:  # each batch on the stream is checked, and a refusal is its answer
+            async with contextlib.aclosing(bob.produce_batch_stream("orders", one_batch())) as answers:
+                async for _ in answers:
+                    pass
+
+        with pytest.raises(Forbidden, match="User:bob may not produce topic 'orders'"):
+            await bob_produces()
 
 
 # -- a consumer reads only what its ACLs allow ---------------------------------------------------------------------

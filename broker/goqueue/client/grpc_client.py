@@ -11,7 +11,8 @@ next, as in the HTTP client.
 
 Produce (`produce`) is idempotent and retried through failovers exactly as the HTTP client's (`grpc_producer.py`):
 one call per partition, stamped, sent again after every retriable error until the delivery timeout.
-`produce_stream` and `produce_batch` are sent once, as given (stamp them with a producer to retry them safely).
+`produce_stream`, `produce_batch` and `produce_batch_stream` are sent once, as given (stamp them with a producer to
+retry them safely; `producer.py` does, over `grpc_batch_stream.py`).
 
 Authentication: with `credentials` the client runs a SCRAM-SHA-512 exchange (ScramStart/ScramFinish) with the broker
 it calls and sends the session token as metadata `authorization` on every call, streams included (`grpc_auth.py`),
@@ -44,7 +45,7 @@ from goqueue.client.auth import Credentials, TokenHolder, client_final, verify_s
 from goqueue.client.bootstrap import ServerList
 from goqueue.client.consume_stream import ConsumeStream
 from goqueue.client.delivery import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryPolicy, backoff_s
-from goqueue.client.grpc_auth import BearerToken
+from goqueue.client.grpc_auth import bearer_token_interceptors
 from goqueue.client.grpc_producer import GrpcProducer
 from goqueue.client.http import RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S, RETRY_CODES
 from goqueue.client.membership import LEAVE_TIMEOUT_S, Memberships
@@ -112,6 +113,11 @@ class BatchOffsets:
     base_offset: int
     last_offset: int
     duplicate: bool
+
+
+def batch_offsets_from_proto(response: Any) -> BatchOffsets:
+    return BatchOffsets(topic=response.topic, partition=response.partition, base_offset=response.base_offset,
+                        last_offset=response.last_offset, duplicate=response.duplicate)
 
 
 def error_from_rpc(exc: grpc.aio.AioRpcError, target: str) -> GoQueueError:
@@ -188,7 +194,8 @@ class GrpcClient:
     def _stub_for(self, target: str) -> Any:
         """The stub of `target`, its channel opened on first use: grpc.aio binds it to the running event loop."""
         if target not in self._channels:
-            interceptors = [] if self.credentials is None else [BearerToken(lambda: self._authorization(target))]
+            interceptors = ([] if self.credentials is None
+                            else bearer_token_interceptors(lambda: self._authorization(target)))
             if self._channel_credentials is not None:
                 self._channels[target] = grpc.aio.secure_channel(target, self._channel_credentials,
                                                                  options=CHANNEL_OPTIONS, interceptors=interceptors)
@@ -208,6 +215,10 @@ class GrpcClient:
     def stub(self) -> Any:
         """The generated `GoQueueStub` of the current target."""
         return self._stub_for(self.target)
+
+    def forget_token(self) -> None:
+        """Drop the session token (the broker refused it): the next call authenticates again."""
+        self._tokens.forget()
 
     async def _authorization(self, target: str) -> str:
         """The session token for a call to `target`: the current one, or a new one from a SCRAM exchange there."""
@@ -244,7 +255,7 @@ class GrpcClient:
             except grpc.aio.AioRpcError as exc:
                 error = error_from_rpc(exc, target)
                 if isinstance(error, Unauthenticated) and self.credentials is not None and not renewed:
-                    self._tokens.forget()  # a refused token: authenticate once more
+                    self.forget_token()  # a refused token: authenticate once more
                     renewed = True
                     continue
                 if _transport_failure(exc):
@@ -331,8 +342,29 @@ class GrpcClient:
         """Produce one record batch built with `goqueue.storage.batch.build_batch`."""
         response = await self._call("ProduceBatch", pb.ProduceBatchRequest(
             topic=topic, partition=partition, batch=batch, acks=convert.ACKS_TO_PROTO[acks]), timeout_s=timeout_s)
-        return BatchOffsets(topic=response.topic, partition=response.partition, base_offset=response.base_offset,
-                            last_offset=response.last_offset, duplicate=response.duplicate)
+        return batch_offsets_from_proto(response)
+
+    async def produce_batch_stream(self, topic: str, batches: AsyncIterable[tuple[int, bytes]], *,
+                                   acks: Acks = Acks.ALL) -> AsyncGenerator[BatchOffsets, None]:
+        """One ProduceBatch per `(partition, batch)` of `batches`, pipelined on one stream; yields each one's
+        offsets in order, and raises the error of the first refused batch (the ones sent after it may have been
+        written). Iterate it to the end, or close it (`contextlib.aclosing`) to cancel the stream."""
+        proto_acks = convert.ACKS_TO_PROTO[acks]
+
+        async def encoded() -> AsyncIterator[Any]:
+            async for partition, batch in batches:
+                yield pb.ProduceBatchRequest(topic=topic, partition=partition, batch=batch, acks=proto_acks)
+
+        call = self.stub.ProduceBatchStream(encoded())
+        try:
+            async for response in call:
+                if response.HasField("error"):
+                    raise error_for_code(response.error.code)(response.error.message)
+                yield batch_offsets_from_proto(response)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, self.target) from exc
+        finally:
+            call.cancel()
 
     async def produce_stream(
         self,

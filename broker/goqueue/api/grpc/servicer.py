@@ -1,11 +1,11 @@
 """The `goqueue.v1.GoQueue` service: each method converts its request, calls `Broker`, converts the answer.
 
-Decisions live in `Broker`; shapes live in `convert`; failures are mapped once by `translate_errors`. The two
+Decisions live in `Broker`; shapes live in `convert`; failures are mapped once by `translate_errors`. The
 streams are the only logic here:
 
-* ProduceStream pipelines: a reader task reads up to `PRODUCE_STREAM_WINDOW` requests ahead and starts each produce
-  as its own task, so many requests share one group commit; responses are sent in request order. Requests beyond
-  the window stay unread, and gRPC's flow control holds the client back.
+* ProduceStream and ProduceBatchStream pipeline (`_pipelined`): a reader task reads up to `PRODUCE_STREAM_WINDOW`
+  requests ahead and starts each produce as its own task, so many requests share one group commit; responses are
+  sent in request order. Requests beyond the window stay unread, and gRPC's flow control holds the client back.
 * FetchStream long-polls in slices of `FETCH_STREAM_POLL_S` and sends one response per non-empty fetch, so it sees
   new records at once yet notices a shutdown within a slice.
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeAlias
 
 import grpc
@@ -35,7 +35,7 @@ from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.api.grpc.group_servicer import GroupRpcs
 from goqueue.broker import Broker
 from goqueue.consumers.router import GroupRouter
-from goqueue.errors import InvalidRequest, NotReady, RecordTooLarge
+from goqueue.errors import GoQueueError, InvalidRequest, NotReady, RecordTooLarge
 from goqueue.security.acls import Operation, topic
 
 PRODUCE_STREAM_WINDOW = 64  # requests read ahead per ProduceStream: enough to fill group commits, bounded memory
@@ -127,16 +127,39 @@ class GoQueueServicer(GroupRpcs):
 
     @translate_errors
     async def ProduceStream(self, requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:  # noqa: N802
+        async for response in self._pipelined(requests, self._caller(context), self._produce):
+            yield response
+
+    @translate_errors
+    async def ProduceBatchStream(self, requests: AsyncIterator[Any],  # noqa: N802
+                                 context: Context) -> AsyncIterator[Any]:
+        access = self._caller(context)  # an unauthenticated caller is refused before the client may write
+        await context.send_initial_metadata(())  # "this broker serves the stream"
+        async for response in self._pipelined(requests, access, self._produce_batch_or_refusal):
+            yield response
+
+    async def _produce_batch_or_refusal(self, request: Any, access: Access) -> Any:
+        try:
+            return await self._produce_batch(request, access)
+        except GoQueueError as error:
+            self.metrics.requests.labels("grpc", "ProduceBatchStream", error.code).inc()
+            return pb.ProduceBatchResponse(topic=request.topic, partition=request.partition, base_offset=-1,
+                                           last_offset=-1, error=pb.RequestError(
+                                               code=error.code, message=error.message, retriable=error.retriable))
+
+    async def _pipelined(self, requests: AsyncIterator[Any], access: Access,
+                         produce: Callable[[Any, Access], Coroutine[Any, Any, Any]]) -> AsyncIterator[Any]:
+        """`produce` each request of a stream, up to PRODUCE_STREAM_WINDOW at once; the responses in request order."""
         # `slots` bounds the queue: the reader takes a slot before reading a request, the sender frees it after
         # answering, so at most PRODUCE_STREAM_WINDOW produce tasks (plus the end marker) are ever queued.
         slots = asyncio.Semaphore(PRODUCE_STREAM_WINDOW)
         pending: asyncio.Queue[asyncio.Task[Any] | None] = asyncio.Queue()
-        reader = asyncio.create_task(self._read_produce_stream(requests, self._caller(context), slots, pending),
+        reader = asyncio.create_task(self._read_produce_stream(requests, access, produce, slots, pending),
                                      name="grpc-produce-reader")
         self._readers.add(reader)
         try:
-            while (produce := await pending.get()) is not None:
-                response = await produce
+            while (task := await pending.get()) is not None:
+                response = await task
                 slots.release()
                 yield response
             await asyncio.wait([reader])  # it put the end marker in its last step; let that step finish
@@ -152,13 +175,13 @@ class GoQueueServicer(GroupRpcs):
             await asyncio.gather(reader, *leftovers, return_exceptions=True)
 
     async def _read_produce_stream(
-        self, requests: AsyncIterator[Any], access: Access, slots: asyncio.Semaphore,
-        pending: asyncio.Queue[asyncio.Task[Any] | None],
+        self, requests: AsyncIterator[Any], access: Access, produce: Callable[[Any, Access], Coroutine[Any, Any, Any]],
+        slots: asyncio.Semaphore, pending: asyncio.Queue[asyncio.Task[Any] | None],
     ) -> None:
         """Start one produce task per request, in order, at most PRODUCE_STREAM_WINDOW unanswered.
 
-        Order on disk follows request order because `Broker.produce` submits its batches to the writer before its
-        first `await`, and tasks take their first step in creation order.
+        Order on disk follows request order because `Broker.produce` and `Broker.append_batch` submit to the writer
+        before their first suspension, and tasks take their first step in creation order.
         """
         try:
             while True:
@@ -166,13 +189,16 @@ class GoQueueServicer(GroupRpcs):
                 request = await anext(requests, None)
                 if request is None:
                     return
-                pending.put_nowait(asyncio.create_task(self._produce(request, access)))
+                pending.put_nowait(asyncio.create_task(produce(request, access)))
         finally:
             pending.put_nowait(None)
 
     @translate_errors
     async def ProduceBatch(self, request: Any, context: Context) -> Any:  # noqa: N802
-        self._caller(context).check(topic(request.topic), Operation.PRODUCE)
+        return await self._produce_batch(request, self._caller(context))
+
+    async def _produce_batch(self, request: Any, access: Access) -> Any:
+        access.check(topic(request.topic), Operation.PRODUCE)
         with produce_request(self.metrics, "grpc", request.topic):
             partition = convert.partition_index(request.partition)
             limit = self.broker.settings.limits.max_request_bytes
