@@ -281,8 +281,8 @@ def main() -> None:
             redis_port = None if args.skip_redis else stack.enter_context(redis_server(root))
             for round_ in range(1, args.rounds + 1):
                 for name, make in (("gRPC", lambda: GrpcBatchTransport(grpc_target)),
-                                   ("HTTP", lambda: HttpBatchTransport(broker.url)),
-                                   ("HTTP, lean wire", lambda: HttpBatchTransport(broker.url, wire="lean"))):
+                                   ("HTTP (httpx)", lambda: HttpBatchTransport(broker.url, wire="httpx")),
+                                   ("HTTP, lean wire", lambda: HttpBatchTransport(broker.url))):
                     rate, p99, per_request = asyncio.run(goqueue_senders(make(), topic, args.seconds))
                     row(f"{round_}: GoQueue Producer over {name}", f"{rate:>9,.0f} rec/s  p99 {p99 * 1000:6.1f} ms  "
                         f"({per_request:.1f} records per request)")

@@ -67,8 +67,8 @@ class Senders(threading.Thread):
         settings = ProducerSettings(delivery=DeliveryPolicy(timeout_s=DELIVERY_TIMEOUT_S))
         transports: dict[str, BatchTransport] = {
             "grpc": GrpcBatchTransport([self.cluster.brokers[i].grpc_target for i in brokers], PRODUCE_TIMEOUT_S),
-            "http": HttpBatchTransport([self.cluster.url(i) for i in brokers], PRODUCE_TIMEOUT_S),
-            "lean": HttpBatchTransport([self.cluster.url(i) for i in brokers], PRODUCE_TIMEOUT_S, wire="lean")}
+            "http": HttpBatchTransport([self.cluster.url(i) for i in brokers], PRODUCE_TIMEOUT_S, wire="httpx"),
+            "lean": HttpBatchTransport([self.cluster.url(i) for i in brokers], PRODUCE_TIMEOUT_S)}
         producers = {kind: Producer(transport, settings) for kind, transport in transports.items()}
         await asyncio.gather(*(self._send(producers[tag[:4]], tag, 10 if int(tag[4:]) >= SENDERS else 1)
                                for tag in self.tags))

@@ -6,8 +6,9 @@ server at once; a server that took the request and gave no answer moves the *nex
 offsets). With `credentials` it authenticates as the HTTP client does (`auth.py`: a SCRAM exchange with the server
 it is about to call, the session token with every request, a new one when due or once when a broker refuses it).
 
-Two wires carry the same requests: httpx (the default), or `wire="lean"`, HTTP/1.1 straight on asyncio streams
-(`goqueue/http1.py`), which costs the client a fraction of httpx's CPU per request (docs/PERFORMANCE.md, item 4).
+Two wires carry the same requests: the lean one (the default), HTTP/1.1 straight on asyncio streams
+(`goqueue/http1.py`), which costs the client a fraction of httpx's CPU per request (docs/PERFORMANCE.md, item 4);
+or httpx (`wire="httpx"`, and whenever an httpx `transport` is given, as tests do).
 """
 
 from __future__ import annotations
@@ -60,7 +61,10 @@ M = TypeVar("M", bound=BaseModel)
 class HttpBatchTransport:
     def __init__(self, servers: str | Sequence[str], timeout_s: float = DEFAULT_TIMEOUT_S, *,
                  credentials: Credentials | None = None, transport: httpx.AsyncBaseTransport | None = None,
-                 tls: ClientTls | None = None, wire: Literal["httpx", "lean"] = "httpx") -> None:
+                 tls: ClientTls | None = None, wire: Literal["httpx", "lean"] | None = None) -> None:
+        """`wire`: None is the lean wire, or httpx when `transport` (an httpx transport) is given."""
+        if wire is None:
+            wire = "httpx" if transport is not None else "lean"
         self.servers = ServerList(servers)
         self.timeout_s = timeout_s
         self.credentials = credentials
