@@ -3,12 +3,12 @@
 
   * one broker alone first (a process of its own, fsync=always, a 4-partition topic of which the clients write to
     partitions 0-2): the single-broker figure of the same run, with the same clients;
-  * then three brokers on this machine (127.0.0.2-4), one topic with 3 partitions, replication factor 3,
-    acks=all, fsync=always on every broker; 100-byte records in binary batches (of each `--batch` size) over gRPC
-    and HTTP, closed loop — throughput and p99; client i writes to partition i through its leader; then each
-    replicated figure as a ratio of the single broker's of the same batch and API; beside each row the CPU time all
-    brokers spent per produce request (user + system from /proc, summed over the brokers), which the machine's
-    other load moves far less than the rate;
+  * then three brokers on this machine (127.0.0.2-4), one topic with 3 partitions, replication factor 3, acks=all,
+    fsync=always on every broker; 100-byte records in binary batches (of each `--batch` size) over gRPC (unary
+    calls, and pipelined on one ProduceBatchStream per client) and HTTP, closed loop — throughput and p99; client i
+    writes to partition i through its leader; then each replicated figure as a ratio of the single broker's of the
+    same batch and API; beside each row the CPU time all brokers spent per produce request (user + system from
+    /proc, summed over the brokers), which the machine's other load moves far less than the rate;
   * failover, `--failovers` rounds: SIGKILL the leader of a partition while a producer writes to it through
     another broker, and measure the time from the kill to the next acknowledged produce on that partition. Rounds
     alternate between a partition led by the metadata (Raft) leader and one led by another broker, and each line
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import produce_consume
 import runinfo
 from cluster_process import LocalCluster
-from produce_consume import Broker, _grpc_worker, _http_worker, closed_loop
+from produce_consume import Broker, _grpc_stream_worker, _grpc_worker, _http_worker, closed_loop
 
 from goqueue.storage import batch as batches
 
@@ -60,6 +60,7 @@ def produce_rows(label: str, grpc_targets: list[str], http_targets: list[str], a
     rates: Rates = {}
     for batch in args.batch:
         for name, worker, targets in (("gRPC binary batch", _grpc_worker, grpc_targets),
+                                      ("gRPC binary batch stream", _grpc_stream_worker, grpc_targets),
                                       ("HTTP binary batch", _http_worker, http_targets)):
             cpu_before = cpu_seconds(brokers)
             rate, p99 = closed_loop(worker, args.clients, targets, batch, args.seconds, True)

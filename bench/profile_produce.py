@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Where a small produce spends its time: py-spy flame graphs of the broker under closed-loop produce.
 
-For each case (gRPC binary batch / HTTP binary batch, at batch 1 and 100 records of 100 bytes, fdatasync before
-every acknowledgement as in bench/produce_consume.py) a fresh broker is started, the clients of produce_consume.py
-drive it for `--seconds`, and `py-spy record` samples the broker process meanwhile (all threads, idle frames left
-out, so the picture is where CPU goes). Each graph is written to docs/perf/<case>.svg with the throughput the
-clients saw in the same run printed beside it; a summary table gives the share of the broker's samples under a few
-frames of interest (a second py-spy on the same process writes the collapsed stacks it is computed from).
+For each case (gRPC binary batch in unary calls and on a ProduceBatchStream, HTTP binary batch; at batch 1 and 100
+records of 100 bytes, fdatasync before every acknowledgement as in bench/produce_consume.py) a fresh broker is
+started, the clients of produce_consume.py drive it for `--seconds`, and `py-spy record` samples the broker process
+meanwhile (all threads, idle frames left out, so the picture is where CPU goes). Each graph is written to
+docs/perf/<case>.svg with the throughput the clients saw in the same run printed beside it; a summary table gives the
+share of the broker's samples under a few frames of interest (a second py-spy on the same process writes the collapsed
+stacks it is computed from).
 
 Usage: python bench/profile_produce.py [--seconds 8] [--clients 3] [--out docs/perf] [--rate 250]
                                       [--cases grpc-binary-batch1,http-binary-batch100]
@@ -29,6 +30,7 @@ import runinfo
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = [("grpc-binary", pc._grpc_worker, 1), ("grpc-binary", pc._grpc_worker, 100),
+         ("grpc-binary-stream", pc._grpc_stream_worker, 1), ("grpc-binary-stream", pc._grpc_stream_worker, 100),
          ("http-binary", pc._http_worker, 1), ("http-binary", pc._http_worker, 100)]
 # Frames whose share of the broker's samples the summary prints (substring of "function (file)").
 TOP_LEAVES = 8
@@ -104,7 +106,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "perf")
-    parser.add_argument("--cases", default="", help="comma-separated case names (default: all four)")
+    parser.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     args = parser.parse_args()
     wanted = set(filter(None, args.cases.split(",")))
     unknown = wanted - {f"{case}-batch{batch}" for case, _, batch in CASES}
