@@ -10,6 +10,7 @@ The real broker's side of the stream is tested in `test_grpc_api.py`, the produc
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,9 +21,10 @@ from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.client.delivery import DeliveryPolicy
 from goqueue.client.grpc_batch_transport import GrpcBatchTransport
 from goqueue.client.producer import Producer, ProducerSettings
-from goqueue.errors import RecordTooLarge
+from goqueue.errors import RecordTooLarge, Unavailable
+from goqueue.models import Acks
 from goqueue.records import RecordIn
-from goqueue.storage.batch import decode_records
+from goqueue.storage.batch import build_batch, decode_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -126,10 +128,10 @@ async def server() -> AsyncIterator[ScriptedServer]:
 
 
 async def produce(server: ScriptedServer, broker: ScriptedBroker, sends: list[tuple[int, bytes]],
-                  timeout_s: float = 10) -> list[BaseException | int]:
+                  timeout_s: float = 10, targets: list[str] | None = None) -> list[BaseException | int]:
     """Send every (partition, value) at once through a Producer on the gRPC transport: each one's offset or error."""
     server.script = broker
-    async with Producer(GrpcBatchTransport(server.target, timeout_s), QUICK) as producer:
+    async with Producer(GrpcBatchTransport(targets or [server.target], timeout_s), QUICK) as producer:
         futures = [await producer.send("t", RecordIn(None, value, [], partition=partition))
                    for partition, value in sends]
         results = await asyncio.gather(*futures, return_exceptions=True)
@@ -167,3 +169,20 @@ async def test_a_broker_without_the_stream_gets_unary_calls(server: ScriptedServ
     assert all(isinstance(r, int) for r in results), results
     assert broker.unary_calls >= 2
     assert sorted(broker.written) == [(0, b"a"), (0, b"c"), (1, b"b")]
+
+
+async def test_a_stream_that_cannot_be_opened_fails_unsent_and_the_next_goes_to_the_next_broker(
+        server: ScriptedServer) -> None:
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{unused.getsockname()[1]}"
+    server.script = ScriptedBroker()
+    transport = GrpcBatchTransport([dead, server.target], 10)
+    batch = bytes(build_batch([(None, b"a", [])], 0))
+    try:
+        with pytest.raises(Unavailable, match=f"cannot open a produce stream to {dead}"):
+            await transport.send_batch("t", 0, batch, Acks.ALL, 10)
+        assert await transport.send_batch("t", 0, batch, Acks.ALL, 10) == 0
+    finally:
+        await transport.close()
+    assert (server.script.streams, server.script.written) == (1, [(0, b"a")])

@@ -109,6 +109,8 @@ class BatchStream:
             return error_from_rpc(exc, self.target)  # the broker's reason (NOT_READY at shutdown, UNAUTHENTICATED)
         if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             self._client.targets.failed(self.target)
+        if not self._serving.is_set():
+            return Unavailable(f"cannot open a produce stream to {self.target}: {exc.details()}")  # nothing sent
         return _unanswered(self.target)  # lost connection, or INTERNAL from a write that raced the end
 
     def _fail(self, error: BaseException) -> None:
