@@ -116,6 +116,20 @@ def declare_runbook_user(cluster: GoQueueCluster) -> None:
     cluster.wait_resource("goqueueuser", name[1])
 
 
+def replication_log(cluster: GoQueueCluster, lines: int = 15) -> str:
+    """Each broker's latest replication events, warnings and errors: what a failed health check needs explained."""
+    tails = []
+    for broker in range(3):
+        try:
+            log = cluster.kubectl("logs", f"goqueue-{broker}", "--tail=2000")
+        except Exception as exc:  # a diagnostic: its own failure is reported, not raised
+            log = f"(no log: {exc})"
+        events = [line[:600] for line in log.splitlines()
+                  if re.search(r'"level": "(warning|error)"|"event": "(replica|partition|broker\.reconcile)', line)]
+        tails.append(f"goqueue-{broker}, last replication events:\n" + "\n".join(events[-lines:]))
+    return "\n".join(tails)
+
+
 HEALTHY_TIMEOUT_S = 180.0
 RUNBOOK_HEREDOC = re.compile(r"<<'YAML'\n(?P<body>.*?)\nYAML\n", re.S)
 
@@ -172,7 +186,8 @@ def test_runbook_kubectl_command_as_written(backend_kind_only: GoQueueCluster, t
         # Only a restarted container has a previous log; the kubelet answering that is the command working.
         assert "previous terminated container" in output, output
         return
-    assert result.returncode == 0, f"line {command.line}: {text}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert result.returncode == 0, (f"line {command.line}: {text}\nstdout: {result.stdout}\nstderr: "
+                                    f"{result.stderr}\n{replication_log(cluster)}")
     assert "Traceback" not in output
     if "consumer pause --all" in text:
         with cluster.client() as client:

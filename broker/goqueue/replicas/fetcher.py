@@ -107,7 +107,7 @@ class ReplicaFetcherManager:
                 response = await peers.replica_fetch(url, request, fetch_answer_bytes(self.settings, request))
                 keys = {(p.topic, p.index) for p in adding}
                 self.throttle.spend(sum(len(a[5]) for a in response.partitions if (a[0], a[1]) in keys))
-                await self._apply_fetch(partitions, response.partitions)
+                await self._apply_fetch(leader_id, request.partitions, partitions, response.partitions)
             except asyncio.CancelledError:
                 raise
             except (GoQueueError, OSError) as exc:
@@ -142,13 +142,14 @@ class ReplicaFetcherManager:
             partition.epochs.truncate_from_end(target)
         partition.needs_truncation = False
 
-    async def _apply_fetch(self, partitions: list[Partition],
+    async def _apply_fetch(self, leader_id: int, asked: list[tuple[str, int, int, int]], partitions: list[Partition],
                            answers: list[tuple[str, int, str | None, int, int, bytes]]) -> None:
         by_key = {(p.topic, p.index): p for p in partitions}
+        asked_at = {(topic, index): (offset, epoch) for topic, index, offset, epoch in asked}
         appended: list[tuple[Partition, bytes, int]] = []
         for topic, index, error, hwm, _log_start, data in answers:
             partition = by_key.get((topic, index))
-            if partition is None or partition.role is not Role.FOLLOWER:
+            if partition is None or not _still_as_asked(partition, leader_id, asked_at.get((topic, index))):
                 continue
             if error is not None:
                 if error in (FencedLeaderEpoch.code, NotLeader.code):
@@ -167,6 +168,17 @@ class ReplicaFetcherManager:
             plog = partition.log
             plog.high_watermark = max(plog.high_watermark, min(hwm, plog.log_end_offset))
             partition.notify()
+
+
+def _still_as_asked(partition: Partition, leader_id: int, asked: tuple[int, int] | None) -> bool:
+    """An answer applies only to the replica that asked for it: still a follower of the same leader at the same
+    epoch, its log end where the fetch started. While a fetch was in flight the partition may have moved to another
+    leader (whose fetcher may already have truncated it to the new leader's log): the old leader's records, appended
+    then, could be ones the new leader never had."""
+    if asked is None or partition.role is not Role.FOLLOWER or partition.leader_id != leader_id:
+        return False
+    offset, epoch = asked
+    return partition.leader_epoch == epoch and partition.log.log_end_offset == offset
 
 
 def fetch_answer_bytes(settings: Settings, request: ReplicaFetchRequest) -> int:
