@@ -52,6 +52,15 @@ async def client(module_broker: BrokerProcess) -> AsyncIterator[GrpcClient]:
         yield grpc_client
 
 
+async def values_of(client: GrpcClient, topic: str, count: int) -> list[bytes | None]:
+    """The first `count` values of partition 0, in log order."""
+    values: list[bytes | None] = []
+    while len(values) < count:
+        fetched = await client.fetch(topic, 0, len(values), max_records=100_000, max_bytes=8_000_000)
+        values.extend(r.value for r in fetched.records)
+    return values
+
+
 async def rpc_status(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str | None]:
     """The status of a raw stub call that must fail, and its goqueue-error-code metadata."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -217,11 +226,8 @@ async def test_produce_stream_answers_in_order_and_keeps_log_order(client: GrpcC
     offsets = [o.offset for response in responses for o in response.offsets]
     assert offsets == list(range(requests * per_request))  # responses in request order, contiguous
 
-    values: list[bytes | None] = []
-    while len(values) < requests * per_request:
-        fetched = await client.fetch(topic, 0, len(values), max_records=100_000, max_bytes=8_000_000)
-        values.extend(r.value for r in fetched.records)
-    assert values == [f"{n}-{i}".encode() for n in range(requests) for i in range(per_request)]
+    assert await values_of(client, topic, requests * per_request) == [
+        f"{n}-{i}".encode() for n in range(requests) for i in range(per_request)]
 
 
 async def test_produce_stream_ends_with_the_error_of_a_bad_request(client: GrpcClient) -> None:
@@ -256,11 +262,8 @@ async def test_produce_batch_stream_answers_in_order_and_keeps_log_order(client:
         async with contextlib.aclosing(client.produce_batch_stream(topic, generate())) as stream:
             answers = [(answer.base_offset, answer.last_offset) async for answer in stream]
     assert answers == [(n * per_request, n * per_request + per_request - 1) for n in range(requests)]
-    values: list[bytes | None] = []
-    while len(values) < requests * per_request:
-        fetched = await client.fetch(topic, 0, len(values), max_records=100_000, max_bytes=8_000_000)
-        values.extend(r.value for r in fetched.records)
-    assert values == [f"{n}-{i}".encode() for n in range(requests) for i in range(per_request)]
+    assert await values_of(client, topic, requests * per_request) == [
+        f"{n}-{i}".encode() for n in range(requests) for i in range(per_request)]
 
 
 async def test_produce_batch_stream_answers_a_refused_batch_with_its_error_and_goes_on(client: GrpcClient) -> None:
