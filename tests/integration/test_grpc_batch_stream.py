@@ -10,18 +10,23 @@ The real broker's side of the stream is tested in `test_grpc_api.py`, the produc
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import grpc
 import pytest
 
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
+from goqueue.client.auth import Credentials
 from goqueue.client.delivery import DeliveryPolicy
+from goqueue.client.grpc_batch_stream import BatchStream
 from goqueue.client.grpc_batch_transport import GrpcBatchTransport
+from goqueue.client.grpc_client import GrpcClient
 from goqueue.client.producer import Producer, ProducerSettings
-from goqueue.errors import RecordTooLarge, Unavailable
+from goqueue.errors import GoQueueError, RecordTooLarge, Timeout, Unavailable
 from goqueue.models import Acks
 from goqueue.records import RecordIn
 from goqueue.storage.batch import build_batch, decode_records
@@ -33,14 +38,17 @@ QUICK = ProducerSettings(delivery=DeliveryPolicy(timeout_s=20, backoff_initial_s
 
 class ScriptedBroker:
     """Two partitions; writes every batch it answers. `refuse` names record values whose batch is answered
-    RECORD_TOO_LARGE; `silent` ones are not answered (once); the first stream receives `hold_until` requests before
-    it answers any. Without `stream` it answers the stream UNIMPLEMENTED, as a broker from before it does."""
+    RECORD_TOO_LARGE; `silent` ones are not answered (once), `slow` ones after that many seconds; the first stream
+    receives `hold_until` requests before it answers any. Without `stream` it answers the stream UNIMPLEMENTED, as a
+    broker from before it does."""
 
     def __init__(self, *, stream: bool = True, hold_until: int = 1) -> None:
         self.stream = stream
         self.hold_until = hold_until
         self.refuse: set[bytes] = set()
         self.silent: set[bytes] = set()
+        self.slow: dict[bytes, float] = {}
+        self.misroute = False  # answers name another partition than the request's
         self.written: list[tuple[int, bytes]] = []
         self.streams = 0
         self.unary_calls = 0
@@ -80,11 +88,14 @@ class ScriptedBroker:
                     self.silent -= values  # answered next time it is sent
                     break
                 answered += 1
+                await asyncio.sleep(max([self.slow.get(value or b"", 0.0) for value in values]))
                 if values & self.refuse:
                     refusal = pb.RequestError(code=RecordTooLarge.code, message=f"refused {values}")
                     yield pb.ProduceBatchResponse(topic=next_one.topic, partition=next_one.partition, error=refusal)
                 else:
-                    yield self._write(next_one)
+                    written = self._write(next_one)
+                    written.partition += self.misroute
+                    yield written
 
 
 class ScriptedServer:
@@ -125,6 +136,8 @@ async def server() -> AsyncIterator[ScriptedServer]:
     await scripted.start()
     yield scripted
     await scripted.server.stop(None)
+    del scripted.server
+    gc.collect()  # every grpc object of this loop gone before it closes, so grpc.aio lets go of the loop
 
 
 async def produce(server: ScriptedServer, broker: ScriptedBroker, sends: list[tuple[int, bytes]],
@@ -186,3 +199,57 @@ async def test_a_stream_that_cannot_be_opened_fails_unsent_and_the_next_goes_to_
     finally:
         await transport.close()
     assert (server.script.streams, server.script.written) == (1, [(0, b"a")])
+
+
+def one_record(value: bytes) -> bytes:
+    return bytes(build_batch([(None, value, [])], 0))
+
+
+async def test_a_batch_timed_out_behind_answered_ones_leaves_the_stream_open(server: ScriptedServer) -> None:
+    """Answers kept coming after it was written: the stream is not stuck, only slow for that batch. Its late answer
+    is matched to its place and dropped, and the stream serves the next batch."""
+    broker = server.script = ScriptedBroker()
+    broker.slow = {b"answered late": 0.3, b"too slow": 2.0}
+    client = GrpcClient(server.target)
+    stream = BatchStream(client)
+    try:
+        late = asyncio.create_task(stream.send("t", 0, one_record(b"answered late"), Acks.ALL, 10))
+        await asyncio.sleep(0.05)
+        with pytest.raises(Timeout):
+            await stream.send("t", 1, one_record(b"too slow"), Acks.ALL, 1.0)
+        assert (await late).base_offset == 0
+        assert stream.open
+        assert (await stream.send("t", 0, one_record(b"next"), Acks.ALL, 10)).base_offset == 2
+    finally:
+        await stream.close()
+        await client.close()
+    assert broker.streams == 1
+
+
+async def test_a_stream_whose_session_cannot_be_had_fails_its_batch_at_once(server: ScriptedServer) -> None:
+    """The token interceptor's own error (here: no SCRAM service at all) ends the stream with that error, rather
+    than leave the batch waiting out its timeout."""
+    server.script = ScriptedBroker()
+    transport = GrpcBatchTransport(server.target, 30, credentials=Credentials("someone", "secret"))
+    try:
+        with anyio.fail_after(10), pytest.raises(GoQueueError) as refused:
+            await transport.send_batch("t", 0, one_record(b"a"), Acks.ALL, 30)
+        assert not isinstance(refused.value, Timeout)
+    finally:
+        await transport.close()
+    assert server.script.written == []
+
+
+async def test_an_answer_for_another_partition_than_the_next_ends_the_stream(server: ScriptedServer) -> None:
+    """Never given to the wrong sender: the batch is failed as retriable (the producer's resend settles it)."""
+    broker = server.script = ScriptedBroker()
+    broker.misroute = True
+    client = GrpcClient(server.target)
+    stream = BatchStream(client)
+    try:
+        with pytest.raises(Unavailable, match="t/1 where t/0 was next"):
+            await stream.send("t", 0, one_record(b"a"), Acks.ALL, 10)
+        assert not stream.open
+    finally:
+        await stream.close()
+        await client.close()

@@ -6,14 +6,20 @@ without a unary call each. A message on an open stream costs the broker about ha
 * **Opening**: the broker sends its initial metadata as soon as it takes the stream; nothing is written before
   that. A broker that does not know the rpc (a version before it, mid-upgrade) answers UNIMPLEMENTED instead, and
   `StreamUnsupported` tells the owner to use unary calls there. (Writing at once would race that answer: grpc
-  then reports INTERNAL for the failed write instead of the broker's status.)
-* **Answers** come in request order, matched to their senders with a FIFO. A refused batch is answered with its
-  error and the stream goes on.
-* **A broken stream** (the broker stopped or cannot be reached, a refused session token) fails the first
-  unanswered batch with the stream's error when the broker named one, and every other unanswered batch with a
-  retriable `Unavailable`: it may or may not have been written, which the idempotent producer's resend settles. A
-  batch not answered within its timeout fails with `Timeout` and ends the stream (a late answer could no longer be
-  matched). A broken stream stays broken; the owner opens a new one.
+  then reports INTERNAL for the failed write instead of the broker's status.) A stream that cannot be opened (the
+  broker unreachable, the session token refused or not obtainable) fails its senders with that error; nothing was
+  sent.
+* **Answers** come in request order, matched to their senders with a FIFO of (topic, partition, future); an answer
+  for another partition than the FIFO expects ends the stream rather than be given to the wrong sender. A refused
+  batch is answered with its error and the stream goes on.
+* **A sender that stops waiting** (its timeout, or it was cancelled) leaves its place in the FIFO, so the late
+  answer is still matched and dropped. A write that did not finish (cancelled half way) ends the stream, as its
+  place in the FIFO may have no request on the wire. When no answer at all came since a timed-out batch was
+  written, the stream is taken for stuck and ended.
+* **A broken stream** fails the first unanswered batch with the broker's reason when the broker gave one (it ends
+  a stream only at shutdown or for a malformed message), and every other unanswered batch with a retriable
+  `Unavailable`: it may or may not have been written, which the idempotent producer's resend settles. A broken
+  stream stays broken; the owner opens a new one.
 """
 
 from __future__ import annotations
@@ -36,14 +42,19 @@ class StreamUnsupported(Exception):
     """The broker does not serve ProduceBatchStream: use unary ProduceBatch there."""
 
 
+_Waiting = tuple[str, int, asyncio.Future[BatchOffsets]]
+
+
 class BatchStream:
     def __init__(self, client: GrpcClient) -> None:
         self.target = client.target
         self._client = client
         self._call = client.stub.ProduceBatchStream()  # no request iterator: written to with `write`
-        self._waiting: deque[asyncio.Future[BatchOffsets]] = deque()
+        self._waiting: deque[_Waiting] = deque()
         self._writing = asyncio.Lock()  # the FIFO's order is the order of the writes
         self._serving = asyncio.Event()  # the broker took the stream (or it broke)
+        self._answers = 0  # answers read so far: a timed-out batch with none since it was written means stuck
+        self._opened = False  # the broker took the stream (its initial metadata came)
         self.failure: BaseException | None = None
         self._reader = asyncio.create_task(self._read(), name="grpc-batch-stream")
 
@@ -55,52 +66,81 @@ class BatchStream:
         answer: asyncio.Future[BatchOffsets] = asyncio.get_running_loop().create_future()
         request = pb.ProduceBatchRequest(topic=topic, partition=partition, batch=batch,
                                          acks=convert.ACKS_TO_PROTO[acks])
+        answers_when_written = -1
         try:
             async with asyncio.timeout(timeout_s):
                 await self._serving.wait()
                 async with self._writing:
                     if self.failure is not None:
-                        raise self._refused_before_sent()
-                    self._waiting.append(answer)
-                    with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError,
-                                             asyncio.InvalidStateError):
-                        await self._call.write(request)  # a broken stream fails `answer` from the reader
+                        raise self._unsent_error()
+                    self._waiting.append((topic, partition, answer))
+                    await self._write(request)
+                    answers_when_written = self._answers
                 return await asyncio.shield(answer)
         except TimeoutError:
-            error = Timeout(f"{self.target} did not answer a produced batch within {timeout_s:g}s")
-            self._fail(error)
-            raise error from None
+            if answers_when_written == self._answers:  # nothing answered since this batch went out: stuck
+                self._fail(Timeout(f"{self.target} answered nothing on the produce stream for {timeout_s:g}s"))
+            raise Timeout(f"{self.target} did not answer a produced batch within {timeout_s:g}s") from None
+        finally:
+            answer.cancel()  # no-op once answered; else its late answer is matched and dropped
+
+    async def _write(self, request: pb.ProduceBatchRequest) -> None:
+        """Write one request; a write that does not finish (cancelled, or the call broke) ends the stream."""
+        try:
+            await self._call.write(request)
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            pass  # the call broke: the reader fails every waiting batch, this one included
+        except BaseException:
+            self._fail(Unavailable(f"a write to the produce stream to {self.target} was interrupted"))
+            raise
 
     async def close(self) -> None:
         self._fail(Unavailable(f"the produce stream to {self.target} was closed before this batch was answered"))
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(BaseException):
             await self._reader
 
-    def _refused_before_sent(self) -> BaseException:
-        if isinstance(self.failure, StreamUnsupported | GoQueueError) and not self._waiting:
-            return self.failure  # the stream's own answer (unsupported, a refused token), nothing sent yet
+    def _unsent_error(self) -> BaseException:
+        if not self._opened and self.failure is not None:  # the stream never opened: its reason is every sender's
+            return self.failure
         return Unavailable(f"the produce stream to {self.target} broke; this batch was not sent")
 
     async def _read(self) -> None:
         try:
             await self._call.initial_metadata()
             if not self._call.done():  # a refusal (unimplemented, unauthenticated) comes alone, the call done
+                self._opened = True
                 self._serving.set()
             while (response := await self._call.read()) is not grpc.aio.EOF:
-                if not self._waiting:
-                    continue
-                answer = self._waiting.popleft()
-                if answer.done():
-                    continue
-                if response.HasField("error"):
-                    answer.set_exception(error_for_code(response.error.code)(response.error.message))
-                else:
-                    answer.set_result(batch_offsets_from_proto(response))
+                self._answers += 1
+                self._answer(response)
             self._fail(Unavailable(f"{self.target} ended the produce stream"))
         except grpc.aio.AioRpcError as exc:
             self._fail(self._stream_error(exc))
         except asyncio.CancelledError:
             self._fail(Unavailable(f"the produce stream to {self.target} was closed"))
+        except GoQueueError as exc:  # raised by the token interceptor: no session for this broker
+            if isinstance(exc, Unavailable):
+                self._client.targets.failed(self.target)
+            self._fail(exc)
+        except Exception as exc:  # never a dead reader with senders waiting for it
+            self._fail(Unavailable(f"the produce stream to {self.target} failed: {exc!r}"))
+
+    def _answer(self, response: pb.ProduceBatchResponse) -> None:
+        if not self._waiting:
+            self._fail(Unavailable(f"{self.target} answered a batch that was not sent"))
+            return
+        topic, partition, answer = self._waiting[0]
+        if (response.topic, response.partition) != (topic, partition):
+            self._fail(Unavailable(f"{self.target} answered {response.topic}/{response.partition} where "
+                                   f"{topic}/{partition} was next"))
+            return
+        self._waiting.popleft()
+        if answer.done():
+            return  # its sender stopped waiting
+        if response.HasField("error"):
+            answer.set_exception(error_for_code(response.error.code)(response.error.message))
+        else:
+            answer.set_result(batch_offsets_from_proto(response))
 
     def _stream_error(self, exc: grpc.aio.AioRpcError) -> BaseException:
         if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
@@ -121,10 +161,10 @@ class BatchStream:
         self._call.cancel()
         first = True
         while self._waiting:
-            answer = self._waiting.popleft()
+            _, _, answer = self._waiting.popleft()
             if not answer.done():
                 answer.set_exception(error if first else _unanswered(self.target))
-                answer.exception()  # retrieved: a sender that timed out no longer awaits it
+                answer.exception()  # retrieved: its sender may have stopped waiting meanwhile
             first = False
 
 

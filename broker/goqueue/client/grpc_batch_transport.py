@@ -1,7 +1,8 @@
 """The batching producer over gRPC: its batches go on one `ProduceBatchStream` (`grpc_batch_stream.py`), pipelined,
 through a `GrpcClient` underneath, which moves to the next target when one cannot be reached and, with
 `credentials`, authenticates as it does. A failed stream is replaced by a new one at the next batch; a broker that
-does not serve the stream (an older version, mid-upgrade) gets unary `ProduceBatch` calls from then on."""
+does not serve the stream (an older version, mid-upgrade) gets unary `ProduceBatch` calls from then on, the others
+the stream."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class GrpcBatchTransport:
         self.client = GrpcClient(targets, timeout_s=timeout_s, credentials=credentials, tls=tls)
         self.timeout_s = timeout_s
         self.streaming = stream
+        self.unary_targets: set[str] = set()  # brokers that answered the stream UNIMPLEMENTED (older versions)
         self._stream: BatchStream | None = None
 
     async def partition_count(self, topic: str) -> int:
@@ -29,11 +31,11 @@ class GrpcBatchTransport:
 
     async def send_batch(self, topic: str, partition: int, batch: bytes, acks: Acks, timeout_s: float) -> int:
         renewed = False
-        while self.streaming:
+        while self.streaming and self.client.target not in self.unary_targets:
             try:
                 return (await self._open_stream().send(topic, partition, batch, acks, timeout_s)).base_offset
             except StreamUnsupported:
-                self.streaming = False
+                self.unary_targets.add(self.client.target)
             except Unauthenticated:
                 if self.client.credentials is None or renewed:
                     raise

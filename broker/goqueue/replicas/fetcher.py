@@ -163,6 +163,10 @@ class ReplicaFetcherManager:
         for partition, data, hwm in appended:
             if partition.role is not Role.FOLLOWER:
                 continue  # dropped or re-roled while the worker thread appended
+            if partition.leader_id != leader_id or partition.leader_epoch != asked_at[partition.topic,
+                                                                                         partition.index][1]:
+                partition.needs_truncation = True  # it moved to another leader while these records were written:
+                continue                           # that leader's fetcher cuts them back to its log first
             for header in _headers(data):
                 partition.epochs.assign(header.leader_epoch, header.base_offset)
             plog = partition.log

@@ -30,7 +30,7 @@ from goqueue import limits
 from goqueue.api.adapter_rules import produce_request, refuse_internal_topic
 from goqueue.api.gatekeeper import Access, Gatekeeper
 from goqueue.api.grpc import convert
-from goqueue.api.grpc.errors import translate_errors
+from goqueue.api.grpc.errors import OK_CODE, translate_errors
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.api.grpc.group_servicer import GroupRpcs
 from goqueue.broker import Broker
@@ -38,6 +38,7 @@ from goqueue.consumers.router import GroupRouter
 from goqueue.errors import GoQueueError, InvalidRequest, NotReady, RecordTooLarge
 from goqueue.security.acls import Operation, topic
 
+STREAM_BATCH_OP = "ProduceBatchStream.batch"  # the `op` label of goqueue_requests for one batch on the stream
 PRODUCE_STREAM_WINDOW = 64  # requests read ahead per ProduceStream: enough to fill group commits, bounded memory
 FETCH_STREAM_POLL_S = 0.5  # one long-poll slice of FetchStream: bounds how late a stream notices shutdown
 
@@ -54,6 +55,8 @@ class GoQueueServicer(GroupRpcs):
         self.metrics = broker.metrics
         self._closing = asyncio.Event()
         self._readers: set[asyncio.Task[None]] = set()
+        # Each batch on a ProduceBatchStream is a request of its own: counted per batch, apart from the stream calls.
+        self._stream_batch_ok = self.metrics.requests.labels("grpc", STREAM_BATCH_OP, OK_CODE)
 
     def close(self) -> None:
         """Shutdown: end open streams with NOT_READY (new calls are refused by the server itself)."""
@@ -140,12 +143,14 @@ class GoQueueServicer(GroupRpcs):
 
     async def _produce_batch_or_refusal(self, request: Any, access: Access) -> Any:
         try:
-            return await self._produce_batch(request, access)
+            answer = await self._produce_batch(request, access)
         except GoQueueError as error:
-            self.metrics.requests.labels("grpc", "ProduceBatchStream", error.code).inc()
+            self.metrics.requests.labels("grpc", STREAM_BATCH_OP, error.code).inc()
             return pb.ProduceBatchResponse(topic=request.topic, partition=request.partition, base_offset=-1,
                                            last_offset=-1, error=pb.RequestError(
                                                code=error.code, message=error.message, retriable=error.retriable))
+        self._stream_batch_ok.inc()
+        return answer
 
     async def _pipelined(self, requests: AsyncIterator[Any], access: Access,
                          produce: Callable[[Any, Access], Coroutine[Any, Any, Any]]) -> AsyncIterator[Any]:
