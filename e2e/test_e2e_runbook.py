@@ -30,6 +30,7 @@ from test_runbook_commands import _prepare as prepare
 from workloads import GoQueueCluster
 
 from goqueue.client.http import GoQueueClient
+from goqueue.errors import GoQueueError
 from goqueue.models import GroupSpec
 from goqueue_harness.waiting import wait_until
 
@@ -139,11 +140,14 @@ def at_rest(client: GoQueueClient) -> bool:
     """Healthy, and every partition led by its preferred replica: no leadership move still to come. A broker back
     from a restart takes its partitions back `replication.preferredLeaderDelay` (10 s) after it is in sync, and
     each move has the followers start fetching from the new leader."""
-    if not client.cluster_status().healthy:
+    try:
+        if not client.cluster_status().healthy:
+            return False
+        return all(p.replicas and p.leader == p.replicas[0] and sorted(p.isr) == sorted(p.replicas)
+                   for topic in client.list_topics(internal=True)
+                   for p in client.describe_topic(topic.name).partition_details)
+    except GoQueueError:  # a broker still settling may refuse a describe: not at rest yet, ask again
         return False
-    return all(p.leader == p.replicas[0] and sorted(p.isr) == sorted(p.replicas)
-               for topic in client.list_topics(internal=True)
-               for p in client.describe_topic(topic.name).partition_details)
 
 
 @pytest.fixture(scope="module")
