@@ -300,6 +300,30 @@ async def test_produce_batch_stream_answers_a_refused_batch_with_its_error_and_g
         await produce_all()
 
 
+async def test_produce_batch_stream_ends_with_invalid_argument_at_a_malformed_message(client: GrpcClient) -> None:
+    """Bytes that are no ProduceBatchRequest end the stream (nothing can be answered in their place), after the
+    answers of the requests before them."""
+    topic = await new_topic(client, "batch-stream-malformed")
+    good = pb.ProduceBatchRequest(topic=topic, partition=0, batch=bytes(batches.build_batch([(None, b"ok", [])], 0)))
+
+    async def raw() -> AsyncIterator[bytes]:
+        yield good.SerializeToString()
+        yield b"\xff\xff\xff\xff not protobuf"
+
+    call = client.channel.stream_stream("/goqueue.v1.GoQueue/ProduceBatchStream")(raw())
+    answered = []
+
+    async def read_all() -> None:
+        async for answer in call:
+            answered.append(pb.ProduceBatchResponse.FromString(answer))
+
+    with anyio.fail_after(STREAM_TIMEOUT_S), pytest.raises(grpc.aio.AioRpcError) as ended:
+        await read_all()
+    assert [a.base_offset for a in answered] == [0]
+    assert ended.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert dict(ended.value.trailing_metadata() or ())[ERROR_CODE_KEY] == "INVALID_REQUEST"
+
+
 async def test_fetch_stream_delivers_records_produced_after_it_started(
     client: GrpcClient, module_broker: BrokerProcess,
 ) -> None:
