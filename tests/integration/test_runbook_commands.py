@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_process import LocalCluster
+from cluster_process import LocalCluster, wait_until
 
 from goqueue.client.http import GoQueueClient
 from goqueue.errors import TopicNotFound
@@ -70,9 +70,12 @@ def test_the_runbook_names_the_commands_this_suite_must_cover() -> None:
 
 @pytest.fixture(scope="module")
 def goqueue_0(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of broker 0 of a running three-broker cluster."""
+    """The URL of broker 0 of a running three-broker cluster, once every broker is up and the cluster healthy, as an
+    operator reaching for the runbook finds it (CI once ran `cluster status` while broker 2 was not yet seen up)."""
     cluster = LocalCluster(tmp_path_factory.mktemp("runbook-cluster")).start()
     try:
+        with GoQueueClient(cluster.url(0)) as client:
+            wait_until(lambda: client.cluster_status().healthy, 60, "the runbook's cluster healthy")
         yield cluster.url(0)
     finally:
         codes = cluster.stop()
