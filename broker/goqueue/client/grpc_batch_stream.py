@@ -34,7 +34,7 @@ from goqueue.api.grpc import convert
 from goqueue.api.grpc.errors import ERROR_CODE_KEY
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.client.grpc_client import BatchOffsets, GrpcClient, batch_offsets_from_proto, error_from_rpc
-from goqueue.errors import GoQueueError, Timeout, Unavailable, error_for_code
+from goqueue.errors import GoQueueError, Timeout, Unavailable
 from goqueue.models import Acks
 
 
@@ -138,7 +138,7 @@ class BatchStream:
         if answer.done():
             return  # its sender stopped waiting
         if response.HasField("error"):
-            answer.set_exception(error_for_code(response.error.code)(response.error.message))
+            answer.set_exception(convert.request_error_from_proto(response.error))
         else:
             answer.set_result(batch_offsets_from_proto(response))
 

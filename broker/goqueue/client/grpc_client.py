@@ -359,7 +359,7 @@ class GrpcClient:
         try:
             async for response in call:
                 if response.HasField("error"):
-                    raise error_for_code(response.error.code)(response.error.message)
+                    raise convert.request_error_from_proto(response.error)
                 yield batch_offsets_from_proto(response)
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, self.target) from exc

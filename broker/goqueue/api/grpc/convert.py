@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from goqueue import limits
 from goqueue.api.adapter_rules import records_for_client
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
-from goqueue.errors import InvalidConfig, InvalidRequest
+from goqueue.errors import GoQueueError, InvalidConfig, InvalidRequest, error_for_code
 from goqueue.models import (
     Acks,
     CleanupPolicy,
@@ -364,3 +364,15 @@ def offsets_from_proto(message: Any) -> dict[str, int | None]:
     """The same shape as `Broker.partition_offsets` and the HTTP offsets route."""
     return {"earliest": message.earliest, "latest": message.latest, "logEnd": message.log_end_offset,
             "forTimestamp": message.for_timestamp if message.HasField("for_timestamp") else None}
+
+
+# -- a refusal inside a response (ProduceBatchStream) -----------------------------------------------------------------
+
+
+def request_error_to_proto(error: GoQueueError) -> Any:
+    return pb.RequestError(code=error.code, message=error.message, retriable=error.retriable)
+
+
+def request_error_from_proto(message: Any) -> GoQueueError:
+    """The typed error a `RequestError` stands for, as a status's `goqueue-error-code` maps to it."""
+    return error_for_code(message.code)(message.message)

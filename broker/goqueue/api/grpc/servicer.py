@@ -147,8 +147,7 @@ class GoQueueServicer(GroupRpcs):
         except GoQueueError as error:
             self.metrics.requests.labels("grpc", STREAM_BATCH_OP, error.code).inc()
             return pb.ProduceBatchResponse(topic=request.topic, partition=request.partition, base_offset=-1,
-                                           last_offset=-1, error=pb.RequestError(
-                                               code=error.code, message=error.message, retriable=error.retriable))
+                                           last_offset=-1, error=convert.request_error_to_proto(error))
         self._stream_batch_ok.inc()
         return answer
 
