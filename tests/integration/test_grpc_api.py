@@ -16,11 +16,12 @@ import anyio
 import grpc
 import httpx
 import pytest
-from broker_process import BrokerProcess
+from broker_process import BrokerFactory, BrokerProcess
 from prometheus_client.parser import text_string_to_metric_families
 
 from goqueue.api.grpc.errors import ERROR_CODE_KEY
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
+from goqueue.client.grpc_batch_transport import GrpcBatchTransport
 from goqueue.client.grpc_client import GrpcClient
 from goqueue.errors import (
     InvalidRequest,
@@ -298,6 +299,27 @@ async def test_produce_batch_stream_answers_a_refused_batch_with_its_error_and_g
 
     with anyio.fail_after(STREAM_TIMEOUT_S), pytest.raises(InvalidRequest, match="invalid record batch"):
         await produce_all()
+
+
+async def test_the_batch_stream_refuses_a_batch_over_the_brokers_request_limit_itself_and_stays_open(
+        broker_factory: BrokerFactory) -> None:
+    """grpc refuses a message far over limits.maxRequestBytes by ending the whole stream, with no code, every batch
+    on it unanswered, and an idempotent producer would resend the batch until its delivery timeout. The limit comes
+    with the stream's initial metadata, so the client refuses the batch at once, and the stream carries the next."""
+    broker = broker_factory(env={"GOQUEUE_LIMITS_MAXREQUESTBYTES": "65536"})  # grpc's own limit: 128 KiB
+    transport = GrpcBatchTransport(broker.grpc_target, timeout_s=10.0)
+    try:
+        topic = await new_topic(transport.client, "batch-stream-limit")
+        oversized = bytes(batches.build_batch([(None, b"x" * 200_000, [])], 0))
+        with anyio.fail_after(5), pytest.raises(RecordTooLarge, match="refused before sending"):
+            await transport.send_batch(topic, 0, oversized, Acks.ALL, timeout_s=5.0)
+        stream = transport._open_stream()
+        fits = bytes(batches.build_batch([(None, b"y" * 60_000, [])], 0))
+        assert await transport.send_batch(topic, 0, fits, Acks.ALL, timeout_s=5.0) == 0
+        assert transport._open_stream() is stream
+        assert stream.open
+    finally:
+        await transport.close()
 
 
 async def test_produce_batch_stream_ends_with_invalid_argument_at_a_malformed_message(client: GrpcClient) -> None:

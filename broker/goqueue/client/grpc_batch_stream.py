@@ -8,7 +8,9 @@ without a unary call each. A message on an open stream costs the broker about ha
   `StreamUnsupported` tells the owner to use unary calls there. (Writing at once would race that answer: grpc
   then reports INTERNAL for the failed write instead of the broker's status.) A stream that cannot be opened (the
   broker unreachable, the session token refused or not obtainable) fails its senders with that error; nothing was
-  sent.
+  sent. The initial metadata also carries the broker's `limits.maxRequestBytes`: a larger batch is refused here
+  with the broker's own `RecordTooLarge` and never written, since grpc refuses a message far enough over it by
+  ending the whole stream, with no code that says which batch was at fault.
 * **Answers** come in request order, matched to their senders with a FIFO of (topic, partition, future); an answer
   for another partition than the FIFO expects ends the stream rather than be given to the wrong sender. A refused
   batch is answered with its error and the stream goes on.
@@ -27,14 +29,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Iterable
 
 import grpc
 
 from goqueue.api.grpc import convert
 from goqueue.api.grpc.errors import ERROR_CODE_KEY
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
+from goqueue.api.grpc.stream_metadata import MAX_REQUEST_BYTES_KEY
 from goqueue.client.grpc_client import BatchOffsets, GrpcClient, batch_offsets_from_proto, error_from_rpc
-from goqueue.errors import GoQueueError, Timeout, Unavailable
+from goqueue.errors import GoQueueError, RecordTooLarge, Timeout, Unavailable
 from goqueue.models import Acks
 
 
@@ -55,6 +59,7 @@ class BatchStream:
         self._serving = asyncio.Event()  # the broker took the stream (or it broke)
         self._answers = 0  # answers read so far: a timed-out batch with none since it was written means stuck
         self._opened = False  # the broker took the stream (its initial metadata came)
+        self._max_request_bytes: int | None = None  # from the initial metadata; None from a broker that sends none
         self.failure: BaseException | None = None
         self._reader = asyncio.create_task(self._read(), name="grpc-batch-stream")
 
@@ -70,6 +75,9 @@ class BatchStream:
         try:
             async with asyncio.timeout(timeout_s):
                 await self._serving.wait()
+                if self._max_request_bytes is not None and len(batch) > self._max_request_bytes:
+                    raise RecordTooLarge(f"batch is {len(batch)} bytes; limits.maxRequestBytes of {self.target} is "
+                                         f"{self._max_request_bytes} (refused before sending)")
                 async with self._writing:
                     if self.failure is not None:
                         raise self._unsent_error()
@@ -106,8 +114,9 @@ class BatchStream:
 
     async def _read(self) -> None:
         try:
-            await self._call.initial_metadata()
+            metadata = await self._call.initial_metadata()
             if not self._call.done():  # a refusal (unimplemented, unauthenticated) comes alone, the call done
+                self._max_request_bytes = _max_request_bytes(metadata)
                 self._opened = True
                 self._serving.set()
             while (response := await self._call.read()) is not grpc.aio.EOF:
@@ -166,6 +175,14 @@ class BatchStream:
                 answer.set_exception(error if first else _unanswered(self.target))
                 answer.exception()  # retrieved: its sender may have stopped waiting meanwhile
             first = False
+
+
+def _max_request_bytes(metadata: Iterable[tuple[str, str | bytes]] | None) -> int | None:
+    for key, value in metadata or ():
+        if key == MAX_REQUEST_BYTES_KEY:
+            with contextlib.suppress(ValueError):
+                return int(value)
+    return None
 
 
 def _unanswered(target: str) -> GoQueueError:

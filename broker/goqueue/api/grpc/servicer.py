@@ -33,6 +33,7 @@ from goqueue.api.grpc import convert
 from goqueue.api.grpc.errors import OK_CODE, translate_errors
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
 from goqueue.api.grpc.group_servicer import GroupRpcs
+from goqueue.api.grpc.stream_metadata import MAX_REQUEST_BYTES_KEY
 from goqueue.broker import Broker
 from goqueue.consumers.router import GroupRouter
 from goqueue.errors import GoQueueError, InvalidRequest, NotReady, RecordTooLarge
@@ -57,6 +58,7 @@ class GoQueueServicer(GroupRpcs):
         self._readers: set[asyncio.Task[None]] = set()
         # Each batch on a ProduceBatchStream is a request of its own: counted per batch, apart from the stream calls.
         self._stream_batch_ok = self.metrics.requests.labels("grpc", STREAM_BATCH_OP, OK_CODE)
+        self._batch_stream_metadata = ((MAX_REQUEST_BYTES_KEY, str(broker.settings.limits.max_request_bytes)),)
 
     def close(self) -> None:
         """Shutdown: end open streams with NOT_READY (new calls are refused by the server itself)."""
@@ -137,7 +139,8 @@ class GoQueueServicer(GroupRpcs):
     async def ProduceBatchStream(self, requests: AsyncIterator[Any],  # noqa: N802
                                  context: Context) -> AsyncIterator[Any]:
         access = self._caller(context)  # an unauthenticated caller is refused before the client may write
-        await context.send_initial_metadata(())  # "this broker serves the stream"
+        # "This broker serves the stream", and its limits.maxRequestBytes (api/grpc/stream_metadata.py).
+        await context.send_initial_metadata(self._batch_stream_metadata)
         async for response in self._pipelined(requests, access, self._produce_batch_or_refusal):
             yield response
 

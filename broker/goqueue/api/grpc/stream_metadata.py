@@ -1,0 +1,11 @@
+"""What a ProduceBatchStream's initial metadata tells the client, besides "this broker serves the stream".
+
+`limits.maxRequestBytes`: the broker answers a larger batch with RECORD_TOO_LARGE, and grpc itself refuses a
+message past that limit plus its framing by ending the whole stream, with no code, every batch on it unanswered;
+an idempotent producer would then resend the oversized batch until its delivery timeout. Knowing the limit, the
+client refuses such a batch itself, before writing it (`client/grpc_batch_stream.py`).
+"""
+
+from __future__ import annotations
+
+MAX_REQUEST_BYTES_KEY = "goqueue-max-request-bytes"
