@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Does this disk commit overlapping fdatasyncs together? The question behind the writer's side-by-side syncs
-(`storage/writer.py`): a group-commit round that touched N partition logs syncs N files.
+"""Does this disk commit overlapping fdatasyncs together? A group-commit round of the writer (`storage/writer.py`)
+that touched N partition logs fdatasyncs N files one after the other; syncing them side by side was tried and
+withdrawn (docs/PERFORMANCE.md, "Side-by-side fdatasync: tried and withdrawn").
 
 For N files in a directory on the data volume, each round appends 100 bytes to every file and fdatasyncs them,
 one after the other ("in a row") or from N threads at once ("side by side"), alternating for `--rounds` pairs of

@@ -5,11 +5,6 @@ takes everything queued (up to `MAX_JOBS_PER_ROUND`), writes each batch to its p
 fdatasyncs each touched log once — many producers' batches, one fdatasync per partition per round — and only then
 reports the round. While one round syncs, the next round's batches queue up, so batching grows with load by itself.
 
-Syncs of one round run side by side (`SYNC_THREADS`) when it touched several logs: fdatasync releases the GIL, and
-ext4 commits syncs that overlap in one journal transaction, so a round touching four partitions costs about one
-sync's latency instead of four in a row (measured on this machine's disk: bench/fsync_parallel.py). Spreading
-produce over partitions otherwise made every round slower by one fdatasync per partition.
-
 Policies (`storage.fsync`): `always` syncs before acknowledging; `interval` acknowledges after the write and syncs
 every `fsync_interval_s`; `never` leaves syncing to the OS.
 
@@ -42,7 +37,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +48,6 @@ from goqueue.storage.log import AppendResult, LogDeleted, PartitionLog
 log = logging.getLogger(__name__)
 
 MAX_JOBS_PER_ROUND = 4096
-SYNC_THREADS = 8  # a round's fdatasyncs in flight at once; more logs than this wait for a free thread
 
 
 @dataclass
@@ -91,7 +84,6 @@ class LogWriter:
         self._dirty: set[PartitionLog] = set()
         self._last_sync = time.monotonic()
         self._round_jobs: list[AppendJob] = []
-        self._sync_pool: ThreadPoolExecutor | None = None  # made at the first round touching several logs
         self.failure: BaseException | None = None
 
     def start(self) -> None:
@@ -117,8 +109,6 @@ class LogWriter:
         if self._thread.is_alive():
             self._put(None)
             self._thread.join()
-        if self._sync_pool is not None:
-            self._sync_pool.shutdown()
 
     @property
     def queue_depth(self) -> int:
@@ -203,36 +193,22 @@ class LogWriter:
         self.on_round(jobs, touched)
 
     def _sync(self, logs: set[PartitionLog]) -> list[PartitionLog]:
-        """fdatasync each log, side by side when there are several; returns the logs whose sync failed (under
-        `always`, already truncated back)."""
-        if len(logs) > 1:
-            if self._sync_pool is None:
-                self._sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="goqueue-fsync")
-            errors = list(self._sync_pool.map(self._sync_one, logs))
-        else:
-            errors = [self._sync_one(partition_log) for partition_log in logs]
+        """fdatasync each log; returns the logs whose sync failed (under `always`, already truncated back)."""
         failed = []
-        for partition_log, error in zip(logs, errors, strict=True):
-            if isinstance(error, LogDeleted):
+        for partition_log in logs:
+            started = time.perf_counter()
+            try:
+                partition_log.flush()
+            except LogDeleted:
                 failed.append(partition_log)  # dropped (moved away, topic deleted) after the write: not durable
-            elif error is not None:
-                log.error("writer.fsync_failed", extra={"log": partition_log.directory.name, "error": str(error)})
+                continue
+            except OSError as exc:
+                log.error("writer.fsync_failed", extra={"log": partition_log.directory.name, "error": str(exc)})
                 if self.policy is FsyncPolicy.ALWAYS:
                     partition_log.truncate_to(partition_log.flushed_offset)
                 failed.append(partition_log)
-        return failed
-
-    def _sync_one(self, partition_log: PartitionLog) -> LogDeleted | OSError | None:
-        """One log's fdatasync (on this thread or a sync thread); its error is returned, for `_sync` to handle on
-        the writer thread."""
-        started = time.perf_counter()
-        try:
-            partition_log.flush()
-        except (LogDeleted, OSError) as exc:
-            return exc
-        finally:
             self.observe_fsync(time.perf_counter() - started)
-        return None
+        return failed
 
     def _sync_dirty(self) -> None:
         if self.policy is not FsyncPolicy.NEVER:
