@@ -24,7 +24,10 @@ def stale_grpc_completion(context: dict[str, Any]) -> bool:
 
 
 class GrpcTolerantLoop(asyncio.SelectorEventLoop):
+    dropped = 0  # stale completions dropped in this process (test_grpc_event_loops.py checks one was)
+
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         if stale_grpc_completion(context):
+            GrpcTolerantLoop.dropped += 1
             return
         super().call_exception_handler(context)

@@ -22,8 +22,9 @@ class StoppedAtOnce:
     def __init__(self, settings):
         pass
 
-    async def serve(self):
-        pass
+    async def serve(self):  # the real server's SIGTERM handler, which the loop removes again when it closes
+        import asyncio
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: None)
 
 goqueue.server.BrokerServer = StoppedAtOnce
 from goqueue.main import main

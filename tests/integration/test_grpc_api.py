@@ -313,11 +313,12 @@ async def test_the_batch_stream_refuses_a_batch_over_the_brokers_request_limit_i
         oversized = bytes(batches.build_batch([(None, b"x" * 200_000, [])], 0))
         with anyio.fail_after(5), pytest.raises(RecordTooLarge, match="refused before sending"):
             await transport.send_batch(topic, 0, oversized, Acks.ALL, timeout_s=5.0)
-        stream = transport._open_stream()
+        stream = transport._stream  # the one the refused batch was meant for
+        assert stream is not None
+        assert stream.open
         fits = bytes(batches.build_batch([(None, b"y" * 60_000, [])], 0))
         assert await transport.send_batch(topic, 0, fits, Acks.ALL, timeout_s=5.0) == 0
-        assert transport._open_stream() is stream
-        assert stream.open
+        assert transport._stream is stream
     finally:
         await transport.close()
 

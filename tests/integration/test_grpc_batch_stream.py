@@ -1,7 +1,8 @@
 """The batching producer's gRPC wire against a scripted in-process gRPC broker (`grpc_batch_stream_cases.py`), run
-by pytest in a process of its own. grpc.aio binds its poller to the event loop it started on, for the whole process:
-a server made in one test module's loop left it bound to that loop once it closed, and a later gRPC test in the same
-xdist worker failed with "Event loop is closed" (seen in a CI trial). Other modules start their brokers as processes.
+by pytest in a process of its own, where its in-process gRPC server is the only one. Put there when a later gRPC test
+in the same xdist worker failed with "Event loop is closed" (a CI trial); the cause was grpc.aio handing a completion
+to the closed loop its call was made on, which the integration tier's loops now drop (`grpc_loops.py`), but a
+server's completions outliving their module's loop are better kept out of other tests' way.
 """
 
 from __future__ import annotations

@@ -29,14 +29,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Iterable
 
 import grpc
 
 from goqueue.api.grpc import convert
 from goqueue.api.grpc.errors import ERROR_CODE_KEY
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
-from goqueue.api.grpc.stream_metadata import MAX_REQUEST_BYTES_KEY
+from goqueue.api.grpc.stream_metadata import max_request_bytes
 from goqueue.client.grpc_client import BatchOffsets, GrpcClient, batch_offsets_from_proto, error_from_rpc
 from goqueue.errors import GoQueueError, RecordTooLarge, Timeout, Unavailable
 from goqueue.models import Acks
@@ -116,7 +115,7 @@ class BatchStream:
         try:
             metadata = await self._call.initial_metadata()
             if not self._call.done():  # a refusal (unimplemented, unauthenticated) comes alone, the call done
-                self._max_request_bytes = _max_request_bytes(metadata)
+                self._max_request_bytes = max_request_bytes(metadata)
                 self._opened = True
                 self._serving.set()
             while (response := await self._call.read()) is not grpc.aio.EOF:
@@ -175,14 +174,6 @@ class BatchStream:
                 answer.set_exception(error if first else _unanswered(self.target))
                 answer.exception()  # retrieved: its sender may have stopped waiting meanwhile
             first = False
-
-
-def _max_request_bytes(metadata: Iterable[tuple[str, str | bytes]] | None) -> int | None:
-    for key, value in metadata or ():
-        if key == MAX_REQUEST_BYTES_KEY:
-            with contextlib.suppress(ValueError):
-                return int(value)
-    return None
 
 
 def _unanswered(target: str) -> GoQueueError:

@@ -231,7 +231,10 @@ class GoQueueServicer:
         (`error`), in request order. A refused batch does not end the stream (ending it would race the client's next
         writes, and grpc then reports INTERNAL instead of the refusal); the stream ends only at shutdown (NOT_READY)
         or on a malformed message. The broker sends its initial metadata at once, so a client can tell this broker
-        serves the stream before it writes. The cheapest way to send many small batches over gRPC: a message on an
+        serves the stream before it writes; it carries `goqueue-max-request-bytes` (limits.maxRequestBytes): a larger
+        batch is refused with RECORD_TOO_LARGE, and one larger than that plus 64 KiB of framing is refused by grpc
+        itself, which ends the whole stream with RESOURCE_EXHAUSTED and no GoQueue code, so check before writing.
+        The cheapest way to send many small batches over gRPC: a message on an
         open stream costs the broker about half of a unary call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
