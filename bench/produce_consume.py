@@ -6,11 +6,17 @@ What it measures (issue 2, item 9), all with 100-byte records and fsync=always (
     gRPC binary batch (unary ProduceBatch calls, and pipelined on one ProduceBatchStream per client) — closed loop,
     several client processes;
   * produce latency p50/p99/p99.9 at half and at 80 % of the maximum rate (open loop from as many client processes
-    as the closed loop, batch 100, HTTP binary, gRPC records and gRPC binary on a stream); with --noisy-neighbour
-    the half-load runs again while another process burns one core (a shared node);
+    as the closed loop, batch 100, HTTP binary, gRPC records and gRPC binary on a stream, each lean client too);
+    with --noisy-neighbour the half-load runs again while another process burns one core (a shared node);
   * "HTTP binary batch, lean client": the same requests written as pre-built HTTP/1.1 on keep-alive connections
     (what wrk does; redis-benchmark is Redis's), so the figure is the broker's and not httpx's, which costs a Python
     client about twice the broker's CPU per request;
+  * "gRPC … lean client": the same batches on one ProduceBatchStream per client process, each request serialised
+    once and written as bytes, answers matched in order without decoding more than their error field (what ghz
+    does for gRPC), so grpc.aio's own client cost is what is left on the clients' side;
+  * beside every latency row, the disk's own fdatasync latency in the same seconds (a probe thread syncing a file
+    of its own every 10 ms, a twentieth of what this disk syncs per second): a durable acknowledgement waits for at
+    least one fdatasync, so the row's p99 cannot be below the disk's;
   * consume throughput (records decoded by the client) over HTTP binary, HTTP JSON and gRPC;
   * Redis 7 Streams with appendonly + appendfsync always, XADD pipelined with the same batch sizes
     (redis-benchmark, the native client), in the same run;
@@ -39,7 +45,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,6 +78,52 @@ def fdatasync_ceiling(directory: Path, seconds: float = 2.0) -> float:
     os.close(fd)
     path.unlink()
     return count / (time.perf_counter() - started)
+
+
+class DiskProbe:
+    """The disk's own fdatasync latency while a latency row runs: a thread appending one batch-sized write (12 KB)
+    to a file of its own and syncing it, every PERIOD_S. A durable acknowledgement waits for at least one fdatasync,
+    so the broker's p99 cannot be below the disk's in the same seconds; on a shared virtual disk that moves several
+    times within a minute, which is why it is measured during each row and not once per run."""
+
+    PERIOD_S = 0.01
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "disk-probe"
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="disk-probe", daemon=True)
+
+    def __enter__(self) -> DiskProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.path.unlink(missing_ok=True)
+
+    def _run(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+        try:
+            while not self._stop.wait(self.PERIOD_S):
+                started = time.perf_counter()
+                os.write(fd, b"d" * 12_000)
+                os.fdatasync(fd)
+                self.latencies.append(time.perf_counter() - started)
+        finally:
+            os.close(fd)
+
+    def summary(self) -> str:
+        lat = sorted(self.latencies)
+        if not lat:
+            return "disk fdatasync: no sample"
+        return (f"disk fdatasync meanwhile ({len(lat)} samples): p50 {percentile_ms(lat, 0.5):.2f} ms  "
+                f"p99 {percentile_ms(lat, 0.99):.2f} ms  p99.9 {percentile_ms(lat, 0.999):.2f} ms")
+
+
+def percentile_ms(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
 
 
 class Broker:
@@ -194,6 +248,79 @@ def _grpc_stream_worker(target: str, partition: int, batch: int, seconds: float,
                 await stream.close()
 
     return _timed(lambda: asyncio.run(run()))
+
+
+class LeanGrpcStream:
+    """One ProduceBatchStream written with pre-serialised requests and read as raw answers: a load generator's gRPC
+    client (as ghz's, or redis-benchmark's for Redis), where `BatchStream` builds a request and matches its answer per
+    batch in Python. Answers come in request order, so a FIFO of futures pairs them; an answer that carries an
+    error (field 6, `RequestError`) fails the run."""
+
+    def __init__(self, channel: Any, request: bytes) -> None:
+        self.call = channel.stream_stream("/goqueue.v1.GoQueue/ProduceBatchStream")()  # bytes in, bytes out
+        self.request = request
+        self.waiting: deque[asyncio.Future[None]] = deque()
+        self.reader: asyncio.Task[None] | None = None
+        self.writing = asyncio.Lock()  # grpc takes one write at a time on a call
+
+    async def open(self) -> None:
+        await self.call.initial_metadata()
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        import grpc
+
+        from goqueue.api.grpc.generated import goqueue_pb2 as pb
+
+        while (answer := await self.call.read()) is not grpc.aio.EOF:
+            waiter = self.waiting.popleft()
+            if pb.ProduceBatchResponse.FromString(answer).HasField("error"):
+                waiter.set_exception(RuntimeError(f"produce refused: {answer[:200]!r}"))
+            else:
+                waiter.set_result(None)
+        while self.waiting:
+            self.waiting.popleft().set_exception(RuntimeError("the broker ended the stream"))
+
+    async def send(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        async with self.writing:
+            self.waiting.append(waiter)
+            await self.call.write(self.request)
+        await waiter
+
+    async def close(self) -> None:
+        await self.call.done_writing()
+        if self.reader is not None:
+            await self.reader
+
+
+def lean_grpc_request(partition: int, batch: int) -> bytes:
+    from goqueue.api.grpc.generated import goqueue_pb2 as pb
+
+    body = bytes(batches.build_batch([(None, RECORD, [])] * batch, int(time.time() * 1000)))
+    request: bytes = pb.ProduceBatchRequest(topic=TOPIC, partition=partition, batch=body,
+                                            acks=pb.ACKS_ALL).SerializeToString()
+    return request
+
+
+def _lean_grpc_stream_worker(target: str, partition: int, batch: int, seconds: float,
+                             _binary: bool) -> tuple[int, list[float], float]:
+    """The same batches as `_grpc_stream_worker`, pre-built once and written as bytes (`LeanGrpcStream`)."""
+    import grpc
+
+    async def run() -> tuple[int, list[float]]:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stream = LeanGrpcStream(channel, lean_grpc_request(partition, batch))
+            await stream.open()
+            try:
+                return await _closed_loop_tasks(stream.send, batch, seconds)
+            finally:
+                await stream.close()
+
+    return _timed(lambda: asyncio.run(run()))
+
+
+GRPC_WORKERS = (_grpc_worker, _grpc_stream_worker, _lean_grpc_stream_worker)
 
 
 def _use_topic(topic: str) -> None:
@@ -363,9 +490,22 @@ async def open_loop_grpc_stream(target: str, rate_records: float, batch: int, se
             await stream.close()
 
 
+async def open_loop_lean_grpc_stream(target: str, rate_records: float, batch: int, seconds: float) -> list[float]:
+    """`open_loop_grpc_stream` with a `LeanGrpcStream`: the same batches, pre-serialised requests."""
+    import grpc
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stream = LeanGrpcStream(channel, lean_grpc_request(0, batch))
+        await stream.open()
+        try:
+            return await _open_loop(stream.send, rate_records, batch, seconds)
+        finally:
+            await stream.close()
+
+
 def _open_loop_worker(api: str, target: str, rate_records: float, batch: int, seconds: float) -> list[float]:
     run = {"http": open_loop_http, "lean-http": open_loop_lean_http, "grpc": open_loop_grpc,
-           "grpc-stream": open_loop_grpc_stream}[api]
+           "grpc-stream": open_loop_grpc_stream, "lean-grpc-stream": open_loop_lean_grpc_stream}[api]
     return asyncio.run(run(target, rate_records, batch, seconds))
 
 
@@ -386,8 +526,10 @@ def _burn(stop: Any) -> None:
             n += 1
 
 
-def latency_rows(name: str, measure: Callable[[float], list[float]], best: float, noisy: bool) -> None:
-    """Open-loop latency at 50 % and 80 % of `best` rec/s (and at 50 % beside a process burning a core)."""
+def latency_rows(name: str, measure: Callable[[float], list[float]], best: float, noisy: bool,
+                 disk: Path) -> None:
+    """Open-loop latency at 50 % and 80 % of `best` rec/s (and at 50 % beside a process burning a core), each with
+    the disk's own fdatasync latency in the same seconds (`DiskProbe`) printed under it."""
     runs = [("50 %", 0.5, False), ("80 %", 0.8, False)] + ([("50 %, noisy neighbour", 0.5, True)] if noisy else [])
     for label, share, burn in runs:
         stop = mp.get_context("spawn").Event()
@@ -395,18 +537,16 @@ def latency_rows(name: str, measure: Callable[[float], list[float]], best: float
         if burner is not None:
             burner.start()
         try:
-            lat = sorted(measure(best * share))
+            with DiskProbe(disk) as probe:
+                lat = sorted(measure(best * share))
         finally:
             if burner is not None:
                 stop.set()
                 burner.join(10)
-
-        def pct(q: float, lat: list[float] = lat) -> float:
-            return lat[min(len(lat) - 1, int(len(lat) * q))] * 1000
-
         print(f"{'latency ' + name + ' @ ' + format(best * share, ',.0f') + ' rec/s (' + label + '), batch 100':<40} "
-              f"p50 {statistics.median(lat) * 1000:.2f} ms  p99 {pct(0.99):.2f} ms  p99.9 {pct(0.999):.2f} ms",
-              flush=True)
+              f"p50 {statistics.median(lat) * 1000:.2f} ms  p99 {percentile_ms(lat, 0.99):.2f} ms  "
+              f"p99.9 {percentile_ms(lat, 0.999):.2f} ms", flush=True)
+        print(f"{'':<40} {probe.summary()}", flush=True)
 
 
 # -- consume -------------------------------------------------------------------------------------------------------
@@ -490,6 +630,30 @@ def redis_reference(root: Path, batch: int, clients: int, total: int) -> float |
         server.wait(10)
 
 
+def latency_section(args: argparse.Namespace, broker: Broker, grpc_target: str, root: Path) -> None:
+    """Latency at half and 80 % of the maximum rate, batch 100, for every door and client."""
+    best = max(closed_loop(_http_worker, args.clients, broker.url, 100, args.seconds, True)[0], 1.0)
+    latency_rows("HTTP binary", lambda rate: open_loop("http", broker.url, rate, 100, args.seconds, args.clients),
+                 best, args.noisy_neighbour, root)
+    best = max(closed_loop(_lean_http_worker, args.clients, broker.url, 100, args.seconds, True)[0], 1.0)
+    latency_rows("HTTP binary, lean client", lambda rate: open_loop("lean-http", broker.url, rate, 100,
+                                                                     args.seconds, args.clients),
+                 best, args.noisy_neighbour, root)
+    if not args.skip_grpc:
+        best = max(closed_loop(_grpc_worker, args.clients, grpc_target, 100, args.seconds, False)[0], 1.0)
+        latency_rows("gRPC", lambda rate: open_loop("grpc", grpc_target, rate, 100, args.seconds, args.clients),
+                     best, args.noisy_neighbour, root)
+        best = max(closed_loop(_grpc_stream_worker, args.clients, grpc_target, 100, args.seconds, True)[0], 1.0)
+        latency_rows("gRPC binary stream", lambda rate: open_loop("grpc-stream", grpc_target, rate, 100,
+                                                                   args.seconds, args.clients),
+                     best, args.noisy_neighbour, root)
+        best = max(closed_loop(_lean_grpc_stream_worker, args.clients, grpc_target, 100, args.seconds, True)[0],
+                   1.0)
+        latency_rows("gRPC stream, lean client", lambda rate: open_loop("lean-grpc-stream", grpc_target, rate, 100,
+                                                                         args.seconds, args.clients),
+                     best, args.noisy_neighbour, root)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -515,9 +679,11 @@ def main() -> None:
                 ("HTTP binary batch, lean client", _lean_http_worker, (True,)),
                 *([] if args.skip_grpc else [("gRPC records", _grpc_worker, (False,)),
                                              ("gRPC binary batch", _grpc_worker, (True,)),
-                                             ("gRPC binary batch stream", _grpc_stream_worker, (True,))]),
+                                             ("gRPC binary batch stream", _grpc_stream_worker, (True,)),
+                                             ("gRPC binary batch stream, lean client", _lean_grpc_stream_worker,
+                                              (True,))]),
             ):
-                target = grpc_target if worker in (_grpc_worker, _grpc_stream_worker) else broker.url
+                target = grpc_target if worker in GRPC_WORKERS else broker.url
                 cpu_before = broker.cpu_seconds()
                 rate, p99 = closed_loop(worker, args.clients, target, batch, args.seconds, *extra)
                 requests = max(rate * args.seconds / batch, 1)
@@ -532,22 +698,7 @@ def main() -> None:
                 if redis is not None:
                     rows.append((f"Redis XADD appendfsync always, batch {batch}", f"{redis * 1:>12,.0f} rec/s"))
                     print(f"{rows[-1][0]:<40} {rows[-1][1]}", flush=True)
-        # Latency at half and 80 % of the maximum rate, batch 100.
-        best = max(closed_loop(_http_worker, args.clients, broker.url, 100, args.seconds, True)[0], 1.0)
-        latency_rows("HTTP binary", lambda rate: open_loop("http", broker.url, rate, 100, args.seconds, args.clients),
-                     best, args.noisy_neighbour)
-        best = max(closed_loop(_lean_http_worker, args.clients, broker.url, 100, args.seconds, True)[0], 1.0)
-        latency_rows("HTTP binary, lean client", lambda rate: open_loop("lean-http", broker.url, rate, 100,
-                                                                         args.seconds, args.clients),
-                     best, args.noisy_neighbour)
-        if not args.skip_grpc:
-            best = max(closed_loop(_grpc_worker, args.clients, grpc_target, 100, args.seconds, False)[0], 1.0)
-            latency_rows("gRPC", lambda rate: open_loop("grpc", grpc_target, rate, 100, args.seconds, args.clients),
-                         best, args.noisy_neighbour)
-            best = max(closed_loop(_grpc_stream_worker, args.clients, grpc_target, 100, args.seconds, True)[0], 1.0)
-            latency_rows("gRPC binary stream", lambda rate: open_loop("grpc-stream", grpc_target, rate, 100,
-                                                                       args.seconds, args.clients),
-                         best, args.noisy_neighbour)
+        latency_section(args, broker, grpc_target, root)
         if args.latency_only:
             return
         stored = httpx.get(broker.url + f"/v1/topics/{TOPIC}").json()["partitionDetails"][0]["highWatermark"]
