@@ -21,9 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from goqueue.api.grpc.errors import ERROR_CODE_KEY
 from goqueue.api.grpc.generated import goqueue_pb2 as pb
+from goqueue.api.grpc.servicer import REFUSAL_DRAIN_MAX_S
 from goqueue.client.grpc_batch_transport import GrpcBatchTransport
 from goqueue.client.grpc_client import GrpcClient
 from goqueue.errors import (
+    GoQueueError,
     InvalidRequest,
     InvalidTopicName,
     NotFound,
@@ -239,9 +241,8 @@ async def test_produce_stream_ends_with_the_error_of_a_bad_request(client: GrpcC
     async def generate() -> AsyncIterator[list[RecordIn]]:
         yield [record(b"fine")]
         yield [record(b"x" * (2 * 2**20))]  # over the default limits.maxMessageBytes (1 MiB)
-        # A client still writing when the broker ends the stream races that end: grpc.aio fails the write and
-        # reports INTERNAL in place of the broker's status (seen once in CI). ProduceBatchStream answers refusals in
-        # place for that reason; this stream ends, so the test writes nothing more.
+        # Neither writing nor half-closing: the broker ends the stream once the client has been quiet for
+        # REFUSAL_QUIET_S (a client still writing is the next test).
         await more_wanted.wait()
         yield [record(b"never written")]
 
@@ -255,6 +256,46 @@ async def test_produce_stream_ends_with_the_error_of_a_bad_request(client: GrpcC
     with anyio.fail_after(STREAM_TIMEOUT_S), pytest.raises(RecordTooLarge):
         await produce_all()
     assert [o.offset for r in answered for o in r.offsets] == [0]
+
+
+async def test_a_produce_stream_client_still_writing_gets_the_refusal_not_internal(client: GrpcClient) -> None:
+    """A refused request ends ProduceStream, but the broker ends it only once the client stops writing: a client
+    whose write met the end got INTERNAL from grpc.aio in place of the refusal (8 of 20 tries before the fix)."""
+    topic = await new_topic(client, "stream-error-writing")
+
+    async def generate() -> AsyncIterator[list[RecordIn]]:
+        yield [record(b"fine")]
+        yield [record(b"x" * (2 * 2**20))]  # over the default limits.maxMessageBytes (1 MiB)
+        for _ in range(300):
+            yield [record(b"after the refusal")]
+
+    async def produce_all() -> None:
+        async with contextlib.aclosing(client.produce_stream(topic, generate(), partition=0)) as stream:
+            async for _ in stream:
+                pass
+
+    for _ in range(10):
+        with anyio.fail_after(STREAM_TIMEOUT_S), pytest.raises(RecordTooLarge):
+            await produce_all()
+
+
+async def test_a_produce_stream_client_that_never_stops_writing_still_gets_an_end(client: GrpcClient) -> None:
+    """The broker drops what a client writes after a refusal for REFUSAL_DRAIN_MAX_S at most, then ends the stream."""
+    topic = await new_topic(client, "stream-error-endless")
+
+    async def generate() -> AsyncIterator[list[RecordIn]]:
+        yield [record(b"x" * (2 * 2**20))]
+        while True:
+            yield [record(b"after the refusal")]
+            await anyio.sleep(0.001)
+
+    async def produce_all() -> None:
+        async with contextlib.aclosing(client.produce_stream(topic, generate(), partition=0)) as stream:
+            async for _ in stream:
+                pass
+
+    with anyio.fail_after(REFUSAL_DRAIN_MAX_S + STREAM_TIMEOUT_S), pytest.raises(GoQueueError):
+        await produce_all()
 
 
 async def test_produce_batch_stream_answers_in_order_and_keeps_log_order(client: GrpcClient) -> None:

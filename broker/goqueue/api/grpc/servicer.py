@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeAlias
 
@@ -41,6 +42,10 @@ from goqueue.security.acls import Operation, topic
 
 STREAM_BATCH_OP = "ProduceBatchStream.batch"  # the `op` label of goqueue_requests for one batch on the stream
 PRODUCE_STREAM_WINDOW = 64  # requests read ahead per ProduceStream: enough to fill group commits, bounded memory
+# After a refused request, a ProduceStream ends once its client has half-closed or written nothing for
+# REFUSAL_QUIET_S, and at most REFUSAL_DRAIN_MAX_S after the refusal (`_StreamReader.drain`).
+REFUSAL_QUIET_S = 0.05
+REFUSAL_DRAIN_MAX_S = 1.0
 FETCH_STREAM_POLL_S = 0.5  # one long-poll slice of FetchStream: bounds how late a stream notices shutdown
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -156,18 +161,22 @@ class GoQueueServicer(GroupRpcs):
 
     async def _pipelined(self, requests: AsyncIterator[Any], access: Access,
                          produce: Callable[[Any, Access], Coroutine[Any, Any, Any]]) -> AsyncIterator[Any]:
-        """`produce` each request of a stream, up to PRODUCE_STREAM_WINDOW at once; the responses in request order."""
-        # `slots` bounds the queue: the reader takes a slot before reading a request, the sender frees it after
-        # answering, so at most PRODUCE_STREAM_WINDOW produce tasks (plus the end marker) are ever queued.
-        slots = asyncio.Semaphore(PRODUCE_STREAM_WINDOW)
-        pending: asyncio.Queue[asyncio.Task[Any] | None] = asyncio.Queue()
-        reader = asyncio.create_task(self._read_produce_stream(requests, access, produce, slots, pending),
-                                     name="grpc-produce-reader")
+        """`produce` each request of a stream, up to PRODUCE_STREAM_WINDOW at once; the responses in request order.
+
+        A refused request ends the stream with its error, but only once the client has stopped writing
+        (`_StreamReader.drain`): a client whose write meets the stream's end gets INTERNAL from grpc.aio in place of
+        the refusal, with no way to recover it."""
+        stream = _StreamReader(requests, access, produce)
+        reader = asyncio.create_task(stream.read(), name="grpc-produce-reader")
         self._readers.add(reader)
         try:
-            while (task := await pending.get()) is not None:
-                response = await task
-                slots.release()
+            while (task := await stream.pending.get()) is not None:
+                try:
+                    response = await task
+                except GoQueueError:
+                    await stream.drain(reader)
+                    raise
+                stream.slots.release()
                 yield response
             await asyncio.wait([reader])  # it put the end marker in its last step; let that step finish
             if reader.cancelled():
@@ -176,29 +185,10 @@ class GoQueueServicer(GroupRpcs):
         finally:
             self._readers.discard(reader)
             reader.cancel()
-            leftovers = [task for task in _drain(pending) if task is not None]
+            leftovers = [task for task in _drain(stream.pending) if task is not None]
             for task in leftovers:
                 task.cancel()  # the append may still happen; its acknowledgement is lost with the stream
             await asyncio.gather(reader, *leftovers, return_exceptions=True)
-
-    async def _read_produce_stream(
-        self, requests: AsyncIterator[Any], access: Access, produce: Callable[[Any, Access], Coroutine[Any, Any, Any]],
-        slots: asyncio.Semaphore, pending: asyncio.Queue[asyncio.Task[Any] | None],
-    ) -> None:
-        """Start one produce task per request, in order, at most PRODUCE_STREAM_WINDOW unanswered.
-
-        Order on disk follows request order because `Broker.produce` and `Broker.append_batch` submit to the writer
-        before their first suspension, and tasks take their first step in creation order.
-        """
-        try:
-            while True:
-                await slots.acquire()
-                request = await anext(requests, None)
-                if request is None:
-                    return
-                pending.put_nowait(asyncio.create_task(produce(request, access)))
-        finally:
-            pending.put_nowait(None)
 
     @translate_errors
     async def ProduceBatch(self, request: Any, context: Context) -> Any:  # noqa: N802
@@ -257,6 +247,52 @@ class GoQueueServicer(GroupRpcs):
         offsets = await self.broker.partition_offsets_routed(request.topic, convert.partition_index(request.partition),
                                                 timestamp_ms)
         return convert.offsets_to_proto(offsets)
+
+
+class _StreamReader:
+    """The reading half of a pipelined produce stream: one produce task per request, in order, at most
+    PRODUCE_STREAM_WINDOW unanswered (`slots`: a slot is taken before a request is read and freed once it is
+    answered, so at most that many produce tasks, plus the end marker, are ever queued in `pending`).
+
+    Order on disk follows request order because `Broker.produce` and `Broker.append_batch` submit to the writer
+    before their first suspension, and tasks take their first step in creation order.
+
+    After a refusal (`drain`) it reads on and drops what comes, until the client half-closes or has written nothing
+    for REFUSAL_QUIET_S (REFUSAL_DRAIN_MAX_S at most), so that the stream ends when the client no longer writes.
+    """
+
+    def __init__(self, requests: AsyncIterator[Any], access: Access,
+                 produce: Callable[[Any, Access], Coroutine[Any, Any, Any]]) -> None:
+        self.requests, self.access, self.produce = requests, access, produce
+        self.slots = asyncio.Semaphore(PRODUCE_STREAM_WINDOW)
+        self.pending: asyncio.Queue[asyncio.Task[Any] | None] = asyncio.Queue()
+        self.refused = False
+        self.last_read = 0.0
+
+    async def read(self) -> None:
+        try:
+            while True:
+                if not self.refused:
+                    await self.slots.acquire()
+                request = await anext(self.requests, None)
+                self.last_read = time.monotonic()
+                if request is None:
+                    return
+                if not self.refused:
+                    self.pending.put_nowait(asyncio.create_task(self.produce(request, self.access)))
+        finally:
+            self.pending.put_nowait(None)
+
+    async def drain(self, reader: asyncio.Task[None]) -> None:
+        """Drop the client's further requests until it stops writing; the caller then ends the stream."""
+        self.refused = True
+        self.slots.release()  # a reader waiting for a slot goes on reading
+        started = self.last_read = time.monotonic()
+        while not reader.done():
+            wait_s = min(self.last_read + REFUSAL_QUIET_S, started + REFUSAL_DRAIN_MAX_S) - time.monotonic()
+            if wait_s <= 0:
+                return
+            await asyncio.wait([reader], timeout=wait_s)
 
 
 def _drain(queue: asyncio.Queue[asyncio.Task[Any] | None]) -> list[asyncio.Task[Any] | None]:
