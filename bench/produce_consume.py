@@ -524,6 +524,7 @@ def _open_loop_worker(api: str, target: str, rate_records: float, batch: int,
                       seconds: float) -> tuple[list[float], list[float]]:
     run = {"http": open_loop_http, "lean-http": open_loop_lean_http, "grpc": open_loop_grpc,
            "grpc-stream": open_loop_grpc_stream, "lean-grpc-stream": open_loop_lean_grpc_stream}[api]
+    LATENESS_S.clear()  # a pool process may run more than one task
     return asyncio.run(run(target, rate_records, batch, seconds)), LATENESS_S
 
 
