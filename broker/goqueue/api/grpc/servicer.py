@@ -43,9 +43,10 @@ from goqueue.security.acls import Operation, topic
 STREAM_BATCH_OP = "ProduceBatchStream.batch"  # the `op` label of goqueue_requests for one batch on the stream
 PRODUCE_STREAM_WINDOW = 64  # requests read ahead per ProduceStream: enough to fill group commits, bounded memory
 # After a refused request, a ProduceStream ends once its client has half-closed or written nothing for
-# REFUSAL_QUIET_S, and at most REFUSAL_DRAIN_MAX_S after the refusal (`_StreamReader.drain`).
-REFUSAL_QUIET_S = 0.05
-REFUSAL_DRAIN_MAX_S = 1.0
+# REFUSAL_QUIET_S, and at most REFUSAL_DRAIN_MAX_S after the refusal (`_StreamReader.drain`). The quiet time is
+# counted between requests read here, so it must cover a client's pause between writes on a slow link.
+REFUSAL_QUIET_S = 0.2
+REFUSAL_DRAIN_MAX_S = 2.0
 FETCH_STREAM_POLL_S = 0.5  # one long-poll slice of FetchStream: bounds how late a stream notices shutdown
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -259,6 +260,8 @@ class _StreamReader:
 
     After a refusal (`drain`) it reads on and drops what comes, until the client half-closes or has written nothing
     for REFUSAL_QUIET_S (REFUSAL_DRAIN_MAX_S at most), so that the stream ends when the client no longer writes.
+    Produce tasks already started for requests read before the refusal run on meanwhile (their acknowledgements
+    are lost with the stream). A malformed message, which the reader itself raises, still ends the stream at once.
     """
 
     def __init__(self, requests: AsyncIterator[Any], access: Access,

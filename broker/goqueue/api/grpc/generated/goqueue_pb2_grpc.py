@@ -213,8 +213,9 @@ class GoQueueServicer:
         """Pipelined produce: each request is one produce, each response its offsets, in request order. The broker reads
         a bounded number of requests ahead (gRPC flow control holds the rest back). A failed request ends the stream
         with its error; requests already read after it may have been written, so retry with an idempotent producer.
-        The stream ends once the client stops writing (half-closes, or writes nothing for 50 ms; 1 s at most), and what
-        it writes meanwhile is dropped: a client still writing would otherwise see its write fail, not the error.
+        The stream ends once the client stops writing (half-closes, or writes nothing for 200 ms; 2 s at most), and
+        what it writes meanwhile is dropped: a client still writing would otherwise see its write fail (grpc reports
+        INTERNAL), not the error. A client that pauses longer than that and then writes again can still see INTERNAL.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
