@@ -89,9 +89,9 @@ class BrokerMetrics:
             registry=r)
         self.limit_refusals = Counter(
             "goqueue_limit_refusals", "Connections, requests and Raft frames refused or closed by a resource limit "
-            "(limits.*): limit is connections, request_bytes, records, header_timeout or frame_bytes; on the internal "
-            "port also credential (a request without a valid broker credential); on the raft port also tls (a "
-            "refused TLS handshake, or a plain peer where Raft is TLS-only).",
+            "(limits.*): limit is connections, request_bytes, records, header_timeout, header_bytes or "
+            "frame_bytes; on the internal port also credential (a request without a valid broker credential); on "
+            "the raft port also tls (a refused TLS handshake, or a plain peer where Raft is TLS-only).",
             ["port", "limit"], registry=r)
         self.open_connections = Gauge(
             "goqueue_open_connections", "Open connections per port (http, internal, raft; gRPC's are not observable "

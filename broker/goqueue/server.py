@@ -152,7 +152,6 @@ class BrokerServer:
                                   stopping=lambda: server.should_exit),
             limit_concurrency=None, backlog=2048,
             timeout_keep_alive=max(1, round(limits.http_idle_timeout_s)),
-            h11_max_incomplete_event_size=limits.max_header_bytes,
             ssl_context_factory=(lambda _config, _default: tls) if tls is not None else None)
         server = _UvicornServer(config)
         self.metrics.open_connections.labels(label).set_function(lambda: len(server.server_state.connections))

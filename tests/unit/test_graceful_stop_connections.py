@@ -247,7 +247,7 @@ async def test_a_request_that_came_with_a_late_connections_handshake_is_answered
 async def test_a_request_that_crosses_the_close_is_not_read() -> None:
     protocol, transport, _ = _connection()
     protocol.shutdown()
-    protocol.data_received(REQUEST)  # h11 would raise on it
+    protocol.data_received(REQUEST)  # it would start a request on a closed connection
     await asyncio.sleep(0.05)
     assert transport.written == b""
 

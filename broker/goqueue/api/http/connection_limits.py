@@ -1,4 +1,4 @@
-"""Connection limits on the HTTP port: a uvicorn h11 protocol that bounds open connections and slow request heads.
+"""Connection limits on the HTTP ports: a uvicorn httptools protocol that bounds open connections and request heads.
 
 uvicorn alone answers 503 to *every* request once `limit_concurrency` connections are open — /readyz included, so
 10,000 idle clients made the kubelet restart a healthy broker — and it closes no connection that never sends a
@@ -10,10 +10,14 @@ request. This protocol instead:
   (503) and the connection is closed. Past both, an idle connection (waiting for a request) is closed to make room
   for the new one, so no number of idle sockets can lock the probes out; only when every connection has a request
   in flight is the new one closed before it is read;
-* closes a connection whose first request head is not complete within `limits.headerTimeout` (slowloris, silent
-  sockets). Later requests on a keep-alive connection are bounded by uvicorn's keep-alive timer
-  (`limits.httpIdleTimeout`), which runs until the next request head is complete; heads are at most
-  `limits.maxHeaderBytes` (h11's incomplete-event limit).
+* closes a connection whose request head is not complete within `limits.headerTimeout`: the first from when the
+  connection is made (silent sockets), each later one from its first byte (slowloris on a kept-alive connection;
+  uvicorn's keep-alive timer, `limits.httpIdleTimeout`, stops at that byte);
+* answers 400 and closes a connection whose request head grows past `limits.maxHeaderBytes` unfinished.
+
+Why httptools (llhttp, in C) and not h11: it parses a request in a fraction of h11's Python time, and a follower's
+fetch, one per replicated write, is a request on the internal listener (docs/PERFORMANCE.md, issue 18 item 7).
+llhttp has no bound on a head's size of its own, hence the count here.
 
 Everything here runs on the event loop, per connection; nothing blocks.
 """
@@ -25,9 +29,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import h11
 from uvicorn.config import Config
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from goqueue.api.http.client_certificate import WithClientCertificate, verified_common_name
@@ -60,16 +63,19 @@ class ProbesOnly:
 
 
 def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
-                     stopping: Callable[[], bool] = lambda: False) -> type[H11Protocol]:
+                     stopping: Callable[[], bool] = lambda: False) -> type[HttpToolsProtocol]:
     """The protocol class for `uvicorn.Config(http=...)`, bound to these limits; `on_refused(limit)` counts
     goqueue_limit_refusals_total{port="http"}; `stopping()` says the server has begun its graceful stop."""
 
-    class GuardedH11Protocol(H11Protocol):
+    class GuardedHttpProtocol(HttpToolsProtocol):
         def __init__(self, config: Config, server_state: ServerState,
                      app_state: dict[str, Any], _loop: asyncio.AbstractEventLoop | None = None) -> None:
             super().__init__(config, server_state, app_state, _loop)
             self._head_timer: asyncio.TimerHandle | None = None
             self._dropping = False
+            self._in_head = True  # between requests or inside a head (not yet complete)
+            self._head_bytes = 0  # read since the head began: from the first read that began in one (a read that
+            #                       also held the end of a request counts from the next read: at most one read more)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -136,21 +142,36 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
             return below is None or not below.get_write_buffer_size()
 
         def data_received(self, data: bytes) -> None:
-            if self.conn.our_state is h11.CLOSED:
-                return  # closed at a stop: a request that crossed the close is not read (h11 would raise on it)
+            if self.transport.is_closing():
+                return  # closed (at a stop, by a limit, its keep-alive out): a request that crossed the close is unread
+            if self._in_head:
+                self._head_bytes += len(data)
             super().data_received(data)
+            if self._in_head and self._head_bytes > limits.max_header_bytes and not self.transport.is_closing():
+                on_refused("header_bytes")
+                self.send_400_response("Invalid HTTP request received.")
 
-        def handle_events(self) -> None:
-            super().handle_events()
-            if self._head_timer is not None and self.cycle is not None:  # the first request head is complete
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._head_timer is None:  # a later request's head began: it gets the time the first one got
+                self._head_timer = self.loop.call_later(limits.header_timeout_s, self._head_too_slow)
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            self._in_head, self._head_bytes = False, 0
+            if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
 
-        def _an_idle_connection(self) -> H11Protocol | None:
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._in_head = True  # what comes next is the next request's head
+
+        def _an_idle_connection(self) -> HttpToolsProtocol | None:
             """Any open connection waiting for a request (none in flight), other than this one."""
             for connection in self.connections:
                 cycle = getattr(connection, "cycle", None)
-                if connection is not self and isinstance(connection, H11Protocol) and (
+                if connection is not self and isinstance(connection, HttpToolsProtocol) and (
                         cycle is None or cycle.response_complete):
                     return connection
             return None
@@ -163,8 +184,8 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
 
         def _head_too_slow(self) -> None:
             self._head_timer = None
-            if self.cycle is None and not self.transport.is_closing():
+            if self._in_head and not self.transport.is_closing():
                 on_refused("header_timeout")
                 self.transport.close()
 
-    return GuardedH11Protocol
+    return GuardedHttpProtocol

@@ -113,7 +113,7 @@ class RequestLimits:
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
-            return int(value) if value.isdigit() else None  # a malformed length is h11's to refuse
+            return int(value) if value.isdigit() else None  # a malformed length is the HTTP parser's to refuse
     return None
 
 

@@ -1,0 +1,148 @@
+"""How the HTTP listeners bound request heads (`api/http/connection_limits.py`), driven on the protocol with a
+transport that records what was done to it.
+
+llhttp (httptools) has no bound on a head's size, so the protocol counts what it reads into an unfinished head and
+answers 400 past `limits.maxHeaderBytes`; a request whose head fits is served however large its body, even when
+head and body come in one read. `limits.headerTimeout` bounds the first head from when the connection is made and
+each later head on a kept-alive connection from its first byte (uvicorn's keep-alive timer stops at that byte, so a
+slow head would otherwise hold the connection for good).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from goqueue.api.http.connection_limits import guarded_protocol
+from goqueue.config import LimitsSection
+
+pytestmark = [pytest.mark.unit, pytest.mark.anyio]
+
+HEAD_LIMIT = 4096
+HEAD_TIMEOUT_S = 0.2
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+        self.written = b""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8080)}.get(name, default)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class Echo:
+    """An ASGI app that answers 200 with the size of the body it read."""
+
+    def __init__(self) -> None:
+        self.bodies: list[int] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        size, more = 0, True
+        while more:
+            message = await receive()
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        self.bodies.append(size)
+        answer = str(size).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(answer)).encode())]})
+        await send({"type": "http.response.body", "body": answer})
+
+
+def _connection(app: Echo) -> tuple[Any, RecordingTransport, list[str]]:
+    refused: list[str] = []
+    limits = LimitsSection.model_validate({"maxHeaderBytes": HEAD_LIMIT, "headerTimeout": f"{HEAD_TIMEOUT_S}s",
+                                           "httpIdleTimeout": "60s"})
+    protocol_class = guarded_protocol(limits, refused.append)
+    protocol = protocol_class(Config(app, timeout_keep_alive=60), ServerState(), {}, asyncio.get_running_loop())
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    return protocol, transport, refused
+
+
+async def eventually(predicate: Any, timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "the condition never came"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_head_that_grows_past_the_limit_unfinished_is_refused_and_its_connection_closed() -> None:
+    app = Echo()
+    protocol, transport, refused = _connection(app)
+    protocol.data_received(b"GET /v1/topics HTTP/1.1\r\nhost: x\r\nx-padding: ")
+    for _ in range(HEAD_LIMIT // 512 + 1):
+        protocol.data_received(b"a" * 512)
+    assert transport.written.startswith(b"HTTP/1.1 400")
+    assert transport.closed
+    assert refused == ["header_bytes"]
+    assert app.bodies == []
+
+
+async def test_a_head_within_the_limit_is_served_with_a_large_body_in_the_same_read() -> None:
+    app = Echo()
+    protocol, transport, refused = _connection(app)
+    body = b"b" * (HEAD_LIMIT * 20)
+    protocol.data_received(b"POST /v1/x HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+    await eventually(lambda: transport.written.startswith(b"HTTP/1.1 200"))
+    assert app.bodies == [len(body)]
+    assert refused == []
+    assert not transport.closed
+
+
+async def test_a_kept_alive_connections_next_head_must_be_complete_within_the_header_timeout() -> None:
+    app = Echo()
+    protocol, transport, refused = _connection(app)
+    protocol.data_received(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+    await eventually(lambda: app.bodies == [0])
+    await asyncio.sleep(HEAD_TIMEOUT_S * 2)
+    assert not transport.closed  # between requests the keep-alive timer rules (60 s here), not the head timer
+    protocol.data_received(b"GET /b HTTP/1.1\r\nho")  # slowloris: the head never ends
+    await eventually(lambda: transport.closed)
+    assert refused == ["header_timeout"]
+
+
+async def test_a_kept_alive_connections_next_request_sent_in_pieces_in_time_is_served() -> None:
+    app = Echo()
+    protocol, transport, refused = _connection(app)
+    protocol.data_received(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+    await eventually(lambda: app.bodies == [0])
+    protocol.data_received(b"GET /b HTTP/1.1\r\nho")
+    await asyncio.sleep(HEAD_TIMEOUT_S / 4)
+    protocol.data_received(b"st: x\r\n\r\n")
+    await eventually(lambda: app.bodies == [0, 0])
+    await asyncio.sleep(HEAD_TIMEOUT_S * 2)
+    assert not transport.closed
+    assert refused == []
