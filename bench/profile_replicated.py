@@ -41,12 +41,11 @@ BATCH, CLIENTS = 100, 3
 OF_INTEREST = {  # label → substring of a stack ("function (file:line)" frames)
     "fdatasync (Segment.flush)": "Segment.flush",
     "gRPC produce servicer": "servicer.py",
-    "serving followers' fetches": "routes/replica.py",
+    "serving followers' fetches": "serve_replica_fetch",
     "following (fetcher)": "replicas/fetcher.py",
     "thread pool hand-offs": "concurrent/futures/thread.py",
     "ISR upkeep": "isr_upkeep.py",
     "HTTP stack (uvicorn, starlette)": "uvicorn",
-    "msgpack (replica fetch bodies)": "msgpack",
     "event loop select": "select (selectors.py",
 }
 TOP_LEAVES = 8
