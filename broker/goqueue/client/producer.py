@@ -167,7 +167,8 @@ class Producer:
             return record.partition
         if record.key is not None:
             return partition_for_key(record.key, count)
-        partition, sent_bytes, sent_records = self._sticky.get(topic, (self._rng.randrange(count), 0, 0))
+        sticky = self._sticky.get(topic)  # a random start only for a topic's first keyless record, not every one's
+        partition, sent_bytes, sent_records = sticky if sticky is not None else (self._rng.randrange(count), 0, 0)
         if sent_bytes >= self.settings.batch_bytes or sent_records >= self.settings.batch_records:
             partition, sent_bytes, sent_records = partition + 1, 0, 0
         partition %= count
