@@ -1,11 +1,13 @@
 """How the HTTP listeners bound request heads (`api/http/connection_limits.py`), driven on the protocol with a
 transport that records what was done to it.
 
-llhttp (httptools) has no bound on a head's size, so the protocol counts what it reads into an unfinished head and
-answers 400 past `limits.maxHeaderBytes`; a request whose head fits is served however large its body, even when
-head and body come in one read. `limits.headerTimeout` bounds the first head from when the connection is made and
-each later head on a kept-alive connection from its first byte (uvicorn's keep-alive timer stops at that byte, so a
-slow head would otherwise hold the connection for good).
+llhttp (httptools) has no bound on a head's size, so the protocol counts what it reads that is not body since the
+parser last moved on (an unfinished head, chunk size line or trailer section, bytes between requests) and answers 400
+past `limits.maxHeaderBytes`, after any answer still being sent; a request whose head fits is served however large
+its body, even when head and body come in one read, and however many chunks carry it. `limits.headerTimeout` bounds
+the first head from when the connection is made and each later one on a kept-alive connection from the first byte
+after the previous request (uvicorn's keep-alive timer stops at that byte, so a slow head, or CR LF alone, which
+llhttp skips before a request line, would otherwise hold the connection for good).
 """
 
 from __future__ import annotations
@@ -62,6 +64,20 @@ class RecordingTransport(asyncio.Transport):
         pass
 
 
+class Held:
+    """An ASGI app whose answer waits until `release` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.bodies: list[int] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.release.wait()
+        self.bodies.append(0)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
 class Echo:
     """An ASGI app that answers 200 with the size of the body it read."""
 
@@ -81,7 +97,7 @@ class Echo:
         await send({"type": "http.response.body", "body": answer})
 
 
-def _connection(app: Echo) -> tuple[Any, RecordingTransport, list[str]]:
+def _connection(app: Echo | Held) -> tuple[Any, RecordingTransport, list[str]]:
     refused: list[str] = []
     limits = LimitsSection.model_validate({"maxHeaderBytes": HEAD_LIMIT, "headerTimeout": f"{HEAD_TIMEOUT_S}s",
                                            "httpIdleTimeout": "60s"})
@@ -111,11 +127,15 @@ async def test_a_head_that_grows_past_the_limit_unfinished_is_refused_and_its_co
     assert app.bodies == []
 
 
-async def test_a_head_within_the_limit_is_served_with_a_large_body_in_the_same_read() -> None:
+@pytest.mark.parametrize("first_read", [HEAD_LIMIT * 20, 100], ids=["body in the head's read", "body read later"])
+async def test_a_head_within_the_limit_is_served_however_large_its_body(first_read: int) -> None:
     app = Echo()
     protocol, transport, refused = _connection(app)
     body = b"b" * (HEAD_LIMIT * 20)
-    protocol.data_received(b"POST /v1/x HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+    protocol.data_received(b"POST /v1/x HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(body)
+                           + body[:first_read])
+    for start in range(first_read, len(body), 1024):
+        protocol.data_received(body[start:start + 1024])
     await eventually(lambda: transport.written.startswith(b"HTTP/1.1 200"))
     assert app.bodies == [len(body)]
     assert refused == []
@@ -145,4 +165,51 @@ async def test_a_kept_alive_connections_next_request_sent_in_pieces_in_time_is_s
     await eventually(lambda: app.bodies == [0, 0])
     await asyncio.sleep(HEAD_TIMEOUT_S * 2)
     assert not transport.closed
+    assert refused == []
+
+
+async def test_trailers_that_grow_past_the_limit_are_refused() -> None:
+    app = Echo()
+    protocol, transport, refused = _connection(app)
+    protocol.data_received(b"POST /v1/x HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n")
+    for i in range(HEAD_LIMIT // 512 + 1):
+        protocol.data_received(b"x-trailer-%04d: " % i + b"v" * 490 + b"\r\n")
+    assert transport.written.startswith(b"HTTP/1.1 400")
+    assert transport.closed
+    assert refused == ["header_bytes"]
+
+
+async def test_a_chunked_body_of_many_chunks_is_served_whatever_its_chunk_lines_add_up_to() -> None:
+    app = Echo()
+    protocol, transport, refused = _connection(app)
+    protocol.data_received(b"POST /v1/x HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+    chunks = HEAD_LIMIT  # their size lines and ends alone are 5 times the limit
+    for _ in range(chunks):
+        protocol.data_received(b"a\r\n0123456789\r\n")
+    protocol.data_received(b"0\r\n\r\n")
+    await eventually(lambda: transport.written.startswith(b"HTTP/1.1 200"))
+    assert app.bodies == [10 * chunks]
+    assert refused == []
+
+
+async def test_line_ends_alone_after_a_request_do_not_hold_the_connection() -> None:
+    app = Echo()
+    protocol, transport, refused = _connection(app)
+    protocol.data_received(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+    await eventually(lambda: app.bodies == [0])
+    protocol.data_received(b"\r\n")  # llhttp skips it without beginning a request; uvicorn's keep-alive timer stops
+    await eventually(lambda: transport.closed)
+    assert refused == ["header_timeout"]
+
+
+async def test_bytes_past_the_limit_behind_a_request_being_answered_wait_for_its_answer() -> None:
+    app = Held()
+    protocol, transport, refused = _connection(app)
+    protocol.data_received(b"GET /a HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    protocol.data_received(b"j" * (HEAD_LIMIT + 1))  # ignored by the parser (the connection closes after /a)
+    await asyncio.sleep(0.05)
+    assert transport.written == b""
+    app.release.set()
+    await eventually(lambda: transport.closed)
+    assert transport.written.startswith(b"HTTP/1.1 200")  # its answer, not a 400 in its place
     assert refused == []

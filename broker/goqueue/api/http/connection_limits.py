@@ -11,9 +11,11 @@ request. This protocol instead:
   for the new one, so no number of idle sockets can lock the probes out; only when every connection has a request
   in flight is the new one closed before it is read;
 * closes a connection whose request head is not complete within `limits.headerTimeout`: the first from when the
-  connection is made (silent sockets), each later one from its first byte (slowloris on a kept-alive connection;
-  uvicorn's keep-alive timer, `limits.httpIdleTimeout`, stops at that byte);
-* answers 400 and closes a connection whose request head grows past `limits.maxHeaderBytes` unfinished.
+  connection is made (silent sockets), each later one from the first byte after the previous request (slowloris on
+  a kept-alive connection; uvicorn's keep-alive timer, `limits.httpIdleTimeout`, stops at that byte);
+* answers 400 and closes a connection once more than `limits.maxHeaderBytes` of an unfinished head, chunk size line
+  or trailer section have been read (bodies do not count; a head, chunk line or trailers finished within one read
+  are never refused), after any answer still being sent.
 
 Why httptools (llhttp, in C) and not h11: it parses a request in a fraction of h11's Python time, and a follower's
 fetch, one per replicated write, is a request on the internal listener (docs/PERFORMANCE.md, issue 18 item 7).
@@ -74,8 +76,12 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
             self._head_timer: asyncio.TimerHandle | None = None
             self._dropping = False
             self._in_head = True  # between requests or inside a head (not yet complete)
-            self._head_bytes = 0  # read since the head began: from the first read that began in one (a read that
-            #                       also held the end of a request counts from the next read: at most one read more)
+            # Bytes read that are not body since the parser last moved on (a head complete, a chunk's size line, a
+            # message's end): an unfinished head, chunk size line or trailer section, or bytes between requests. A
+            # read in which the parser moved on counts nothing, so the bound is the limit plus at most one read.
+            self._unparsed = 0
+            self._body_bytes = 0  # of the current read
+            self._moved_on = False  # in the current read
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -144,12 +150,24 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
         def data_received(self, data: bytes) -> None:
             if self.transport.is_closing():
                 return  # closed (at a stop, by a limit, its keep-alive out): a request that crossed the close is unread
-            if self._in_head:
-                self._head_bytes += len(data)
+            self._body_bytes, self._moved_on = 0, False
             super().data_received(data)
-            if self._in_head and self._head_bytes > limits.max_header_bytes and not self.transport.is_closing():
+            if self.transport.is_closing():
+                return  # refused by the parser (400)
+            self._unparsed = 0 if self._moved_on else self._unparsed + len(data) - self._body_bytes
+            if self._unparsed and self._in_head and self._head_timer is None:
+                # Bytes of a next request that did not begin one (llhttp skips CR LF before a request line): they
+                # stopped uvicorn's keep-alive timer, so the head timer takes over.
+                self._head_timer = self.loop.call_later(limits.header_timeout_s, self._head_too_slow)
+            if self._unparsed > limits.max_header_bytes:
+                if self._in_head and self._answering():  # a next request's bytes, the previous answer still due:
+                    self.flow.pause_reading()  # that answer first; reading resumes after it, and this check with it
+                    return
                 on_refused("header_bytes")
-                self.send_400_response("Invalid HTTP request received.")
+                if self._answering() and self.cycle.response_started:
+                    self.transport.close()  # trailers past the limit, and the app already answering: no 400 inside it
+                else:
+                    self.send_400_response("Invalid HTTP request received.")
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -158,14 +176,24 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
 
         def on_headers_complete(self) -> None:
             super().on_headers_complete()
-            self._in_head, self._head_bytes = False, 0
+            self._in_head, self._moved_on = False, True
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
 
+        def on_body(self, body: bytes) -> None:
+            self._body_bytes += len(body)
+            super().on_body(body)
+
+        def on_chunk_header(self) -> None:
+            self._moved_on = True  # trailers, which come after the last (empty) chunk's, are counted from here
+
         def on_message_complete(self) -> None:
             super().on_message_complete()
-            self._in_head = True  # what comes next is the next request's head
+            self._in_head, self._moved_on = True, True  # what comes next is the next request's head
+
+        def _answering(self) -> bool:
+            return self.cycle is not None and not self.cycle.response_complete
 
         def _an_idle_connection(self) -> HttpToolsProtocol | None:
             """Any open connection waiting for a request (none in flight), other than this one."""
@@ -184,8 +212,12 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
 
         def _head_too_slow(self) -> None:
             self._head_timer = None
-            if self._in_head and not self.transport.is_closing():
-                on_refused("header_timeout")
-                self.transport.close()
+            if not self._in_head or self.transport.is_closing():
+                return
+            if self._answering():  # a request pipelined behind one still answered (a long-poll): wait for it
+                self._head_timer = self.loop.call_later(limits.header_timeout_s, self._head_too_slow)
+                return
+            on_refused("header_timeout")
+            self.transport.close()
 
     return GuardedHttpProtocol
