@@ -198,7 +198,7 @@ class LimitsSection(_Section):
     header_timeout_s: Duration = Field(
         10.0, alias="headerTimeout", description="A new connection must complete its first request headers (HTTP), "
         "its handshake (gRPC) or its first Raft message within this, and a kept-alive HTTP connection each later "
-        "request head from its first byte; slow or silent ones are closed.")
+        "request head from the first byte after the previous request; slow or silent ones are closed.")
     http_idle_timeout_s: Duration = Field(
         5.0, alias="httpIdleTimeout", description="An HTTP keep-alive connection idle this long after a response "
         "is closed (uvicorn's timeout_keep_alive; clients reconnect transparently).")
@@ -208,8 +208,8 @@ class LimitsSection(_Section):
         "keepalive pings every 60 s.")
     max_header_bytes: Size = Field(
         64 * 1024, alias="maxHeaderBytes", ge=4096, description="Largest HTTP request head (request line and "
-        "headers), chunk size line or trailer section, counted while unfinished (up to one read more may pass), and "
-        "largest gRPC metadata.")
+        "headers), chunk size line, trailer section or run of bytes between requests, counted while unfinished (up to "
+        "one read more may pass), and largest gRPC metadata.")
     raft_max_frame_bytes: Size = Field(
         64 * 2**20, alias="raftMaxFrameBytes", ge=65536, description="Largest message a Raft peer may send; a "
         "connection announcing more is closed before the frame is buffered. Before a connection has identified "

@@ -172,7 +172,22 @@ async def test_bytes_past_the_limit_behind_a_request_being_answered_wait_for_its
     protocol.data_received(b"j" * (HEAD_LIMIT + 1))  # ignored by the parser (the connection closes after /a)
     await asyncio.sleep(0.05)
     assert transport.written == b""
+    assert protocol.flow.read_paused  # nothing more is read meanwhile
     app.release.set()
     await eventually(lambda: transport.closed)
     assert transport.written.startswith(b"HTTP/1.1 200")  # its answer, not a 400 in its place
     assert refused == []
+
+
+async def test_a_kept_alive_next_head_past_the_limit_behind_an_answer_is_refused_once_that_answer_is_sent() -> None:
+    app = Held()
+    protocol, transport, refused = _connection(app)
+    protocol.data_received(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+    protocol.data_received(b"GET /b HTTP/1.1\r\nx-padding: " + b"p" * HEAD_LIMIT)  # pipelined, unfinished
+    await asyncio.sleep(0.05)
+    assert refused == []
+    app.release.set()
+    await eventually(lambda: transport.closed)
+    assert transport.written.startswith(b"HTTP/1.1 200")
+    assert b"HTTP/1.1 400" in transport.written  # after /a's answer, not in its place
+    assert refused == ["header_bytes"]

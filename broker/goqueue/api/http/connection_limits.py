@@ -14,8 +14,10 @@ request. This protocol instead:
   connection is made (silent sockets), each later one from the first byte after the previous request (slowloris on
   a kept-alive connection; uvicorn's keep-alive timer, `limits.httpIdleTimeout`, stops at that byte);
 * answers 400 and closes a connection once more than `limits.maxHeaderBytes` of an unfinished head, chunk size line
-  or trailer section have been read (bodies do not count; a head, chunk line or trailers finished within one read
-  are never refused), after any answer still being sent.
+  or trailer section, or of bytes between requests, have been read (bodies do not count; a head, chunk line or
+  trailers finished within one read are never refused), after any answer still due on it: a connection that closes
+  after that answer (`Connection: close`, HTTP/1.0) is closed without a 400. Bodies, chunk lines and trailers have no
+  timer, as with h11 (uvicorn has no body timeout).
 
 Why httptools (llhttp, in C) and not h11: it parses a request in a fraction of h11's Python time, and a follower's
 fetch, one per replicated write, is a request on the internal listener (docs/PERFORMANCE.md, issue 18 item 7).
@@ -159,15 +161,19 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
                 # Bytes of a next request that did not begin one (llhttp skips CR LF before a request line): they
                 # stopped uvicorn's keep-alive timer, so the head timer takes over.
                 self._head_timer = self.loop.call_later(limits.header_timeout_s, self._head_too_slow)
-            if self._unparsed > limits.max_header_bytes:
-                if self._in_head and self._answering():  # a next request's bytes, the previous answer still due:
-                    self.flow.pause_reading()  # that answer first; reading resumes after it, and this check with it
-                    return
-                on_refused("header_bytes")
-                if self._answering() and self.cycle.response_started:
-                    self.transport.close()  # trailers past the limit, and the app already answering: no 400 inside it
-                else:
-                    self.send_400_response("Invalid HTTP request received.")
+            self._refuse_if_over()
+
+        def _refuse_if_over(self) -> None:
+            if self._unparsed <= limits.max_header_bytes or self.transport.is_closing():
+                return
+            if self._in_head and self._answering():  # a next request's bytes, the previous answer still due:
+                self.flow.pause_reading()  # that answer first; `on_response_complete` looks again
+                return
+            on_refused("header_bytes")
+            if self._answering() and self.cycle.response_started:
+                self.transport.close()  # trailers past the limit, and the app already answering: no 400 inside it
+            else:
+                self.send_400_response("Invalid HTTP request received.")
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -191,6 +197,10 @@ def guarded_protocol(limits: LimitsSection, on_refused: Callable[[str], None],
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self._in_head, self._moved_on = True, True  # what comes next is the next request's head
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._refuse_if_over()  # bytes past the limit that waited for this answer
 
         def _answering(self) -> bool:
             return self.cycle is not None and not self.cycle.response_complete
