@@ -60,8 +60,8 @@ class SignedByBroker(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         url = request.url
-        receiver = authority(url.host, url.port or (443 if url.scheme == "https" else 80))
-        request.headers[HEADER] = self.signer.credential(receiver, request.method, url.raw_path, request.content)
+        request.headers[HEADER] = self.signer.credential(_receiver(url), request.method, url.raw_path,
+                                                         request.content)
         yield request
 
 
@@ -190,7 +190,12 @@ def _fetch_target(leader_url: str) -> tuple[str, bytes, bytes]:
     """A leader's fetch URL, the authority its credential names and the path it signs: parsed once per leader, not
     once per fetch (httpx's URL parsing cost a follower more than its signature did)."""
     url = httpx.URL(f"{leader_url}{REPLICA_FETCH_PATH}")
-    return str(url), authority(url.host, url.port or (443 if url.scheme == "https" else 80)), url.raw_path
+    return str(url), _receiver(url), url.raw_path
+
+
+def _receiver(url: httpx.URL) -> bytes:
+    """The authority a signed request to `url` names (`security/broker_credential.py`)."""
+    return authority(url.host, url.port or (443 if url.scheme == "https" else 80))
 
 
 def _b64(data: bytes | None) -> str | None:
