@@ -55,7 +55,11 @@ def test_the_start_up_freeze_collects_cycles_first_and_freezes_the_rest() -> Non
     try:
         frozen = freeze_startup_objects()
         assert gone() is None, "a cycle made garbage before the freeze was frozen instead of freed"
-        assert frozen == gc.get_freeze_count() > 0
+        # Frozen objects are still freed when their last reference goes (another thread of this process may drop
+        # some meanwhile), so the count read afterwards can only have fallen, and only by a few.
+        after = gc.get_freeze_count()
+        assert 0 < after <= frozen
+        assert frozen - after < frozen // 100, (frozen, after)
         assert not any(o is kept for o in gc.get_objects()), "a live object was not frozen"
     finally:
         gc.unfreeze()  # the test process keeps collecting as before
