@@ -5,7 +5,7 @@ and ISR move).
 
 Replicas this broker is adding in a reassignment fetch under the replication throttle the metadata carries (one
 `ThrottleBucket` for all the fetchers of this broker): while it is exhausted they are left out of the fetches, and
-the others go on unthrottled.
+the others go on unthrottled, long-polling only until the bucket allows the added ones again.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterator
 
 from goqueue import http1
@@ -90,6 +91,13 @@ class ReplicaFetcherManager:
             partitions, adding = await self._throttled(following)
             if not partitions:
                 continue
+            max_wait_s = replication.fetch_max_wait_s
+            if len(partitions) < len(following):
+                # Added replicas are held back until the throttle allows them again: this fetch, for the others,
+                # must not long-poll past that. Held for a whole long-poll on an idle partition each time, a copy
+                # under steady load fetched twice a second, so it never reached the high watermark to join the ISR
+                # and the move never completed.
+                max_wait_s = min(max_wait_s, self.throttle.wait_s())
             try:
                 url = self.membership.broker_url(leader_id)
                 for partition in partitions:
@@ -101,7 +109,7 @@ class ReplicaFetcherManager:
                 if not partitions:
                     continue
                 request = ReplicaFetchRequest(
-                    replica_id=self.broker_id, max_wait_ms=int(replication.fetch_max_wait_s * 1000),
+                    replica_id=self.broker_id, max_wait_ms=math.ceil(max_wait_s * 1000),
                     max_bytes=replication.fetch_max_bytes,
                     partitions=[(p.topic, p.index, p.log.log_end_offset, p.leader_epoch) for p in partitions])
                 response = await peers.replica_fetch(url, request, fetch_answer_bytes(self.settings, request))
