@@ -9,7 +9,7 @@ import pytest
 
 from goqueue.replicas.partition import Partition, Role
 from goqueue.replication.controller import controlled_shutdown_plan
-from goqueue.replication.isr import FollowerProgress, high_watermark, next_isr, record_fetch
+from goqueue.replication.isr import FollowerProgress, forget_stale_joiners, high_watermark, next_isr, record_fetch
 from goqueue.storage.log import LogConfig, PartitionLog
 
 if TYPE_CHECKING:
@@ -48,9 +48,9 @@ def test_a_follower_that_left_the_isr_rejoins_only_by_a_fetch_made_after_it_left
 
     assert next_isr(0, partition.isr, partition.replicas, partition.followers, 20, 104.0, LAG_MAX_S) is None, \
         "progress from before it left must not bring it back"
-    record_fetch(partition.followers[1], 0, 20, now_s=105.0)  # it fetches again, from its empty log
+    record_fetch(partition.followers[1], 0, 20, now_s=105.0, join_offset=20)  # it fetches again, from its empty log
     assert next_isr(0, partition.isr, partition.replicas, partition.followers, 20, 105.0, LAG_MAX_S) is None
-    record_fetch(partition.followers[1], 20, 20, now_s=106.0)  # it has everything again
+    record_fetch(partition.followers[1], 20, 20, now_s=106.0, join_offset=20)  # it has everything again
     assert next_isr(0, partition.isr, partition.replicas, partition.followers, 20, 106.0, LAG_MAX_S) == [0, 1, 2]
 
 
@@ -94,6 +94,7 @@ def test_a_follower_stays_in_sync_for_exactly_the_lag_limit_and_leaves_past_it()
 
 def test_a_caught_up_follower_rejoins_by_a_fetch_up_to_the_lag_limit_old() -> None:
     progress = {1: _progress(20, fetch_s=100.0, caught_up_s=0.0)}
+    progress[1].joining = True
     assert next_isr(0, [0], [0, 1], progress, hwm=20, now_s=100.0 + LAG_MAX_S, lag_max_s=LAG_MAX_S) == [0, 1]
     assert next_isr(0, [0], [0, 1], progress, hwm=20, now_s=100.5 + LAG_MAX_S, lag_max_s=LAG_MAX_S) is None
 
@@ -108,3 +109,59 @@ def test_the_high_watermark_is_the_smallest_log_end_among_in_sync_replicas() -> 
 def test_an_in_sync_follower_that_has_not_fetched_yet_exposes_nothing() -> None:
     """A new leader's followers have no progress: nothing is known to be on them, so nothing is committed."""
     assert high_watermark(0, 10, [0, 1], {}) == 0
+
+
+def test_a_follower_one_round_behind_at_every_tick_joins_by_the_fetch_that_reached_the_high_watermark() -> None:
+    """The CI stall: under steady acks=all load the high watermark had always moved on since the new replica's last
+    fetch, so a comparison made at the ISR tick kept it out for good and the reassignment never completed. Its fetch
+    that reached the high watermark decides; from then on the high watermark waits for it, so it is never short of
+    what was acknowledged when the metadata lists it in the ISR."""
+    progress = {2: FollowerProgress()}
+    record_fetch(progress[2], 20, leader_log_end=25, now_s=100.0)  # in the ISR, at the high watermark (20)
+    record_fetch(progress.setdefault(1, FollowerProgress()), 20, leader_log_end=25, now_s=100.0, join_offset=20)
+    record_fetch(progress[2], 25, leader_log_end=25, now_s=100.1)  # the in-sync follower goes on
+    assert high_watermark(0, 25, [0, 2], progress) == 20, "the high watermark passed a joining follower"
+    assert next_isr(0, [0, 2], [0, 1, 2], progress, hwm=20, now_s=100.5, lag_max_s=LAG_MAX_S) == [0, 1, 2]
+
+
+def test_a_fetch_short_of_the_join_offset_does_not_join_and_one_that_falls_short_again_stops_joining() -> None:
+    progress = {1: FollowerProgress()}
+    record_fetch(progress[1], 19, leader_log_end=25, now_s=100.0, join_offset=20)
+    assert next_isr(0, [0], [0, 1], progress, hwm=20, now_s=100.0, lag_max_s=LAG_MAX_S) is None
+    assert high_watermark(0, 25, [0], progress) == 25, "a follower outside the ISR that is not joining held it back"
+    record_fetch(progress[1], 20, leader_log_end=25, now_s=101.0, join_offset=20)
+    assert high_watermark(0, 25, [0], progress) == 20
+    record_fetch(progress[1], 0, leader_log_end=25, now_s=102.0, join_offset=20)  # restarted with an empty log
+    assert next_isr(0, [0], [0, 1], progress, hwm=20, now_s=102.0, lag_max_s=LAG_MAX_S) is None
+    assert high_watermark(0, 25, [0], progress) == 25
+
+
+def test_a_joining_follower_that_stops_fetching_stops_holding_the_high_watermark_back() -> None:
+    progress = {1: FollowerProgress()}
+    record_fetch(progress[1], 20, leader_log_end=25, now_s=100.0, join_offset=20)
+    assert not forget_stale_joiners(progress, now_s=100.0 + LAG_MAX_S, lag_max_s=LAG_MAX_S)
+    assert high_watermark(0, 25, [0], progress) == 20
+    assert forget_stale_joiners(progress, now_s=100.5 + LAG_MAX_S, lag_max_s=LAG_MAX_S)
+    assert high_watermark(0, 25, [0], progress) == 25
+    assert next_isr(0, [0], [0, 1], progress, hwm=25, now_s=100.5 + LAG_MAX_S, lag_max_s=LAG_MAX_S) is None
+
+
+def test_only_a_replica_outside_the_isr_may_join_and_not_short_of_the_epoch_start(leader: Partition) -> None:
+    partition = leader
+    partition.apply_metadata({**_state([0, 1], 2), "replicas": [0, 1, 2]}, now_s=101.0)
+    assert partition.join_offset(1) is None, "already in sync"
+    assert partition.join_offset(3) is None, "not a replica"
+    partition.log.high_watermark, partition.epoch_start_offset = 7, 12  # elected with records not yet committed
+    assert partition.join_offset(2) == 12
+    partition.log.high_watermark = 15
+    assert partition.join_offset(2) == 15
+
+
+def test_a_follower_past_the_high_watermark_but_short_of_the_new_leaders_epoch_start_does_not_join() -> None:
+    """A new leader's high watermark may lag its log end when it was elected (12 here): the records between may have
+    been acknowledged by the previous leader, so a follower without them must not be in the ISR."""
+    progress = {1: FollowerProgress()}
+    record_fetch(progress[1], 10, leader_log_end=12, now_s=100.0, join_offset=12)
+    assert next_isr(0, [0], [0, 1], progress, hwm=7, now_s=100.0, lag_max_s=LAG_MAX_S) is None
+    record_fetch(progress[1], 12, leader_log_end=12, now_s=100.5, join_offset=12)
+    assert next_isr(0, [0], [0, 1], progress, hwm=7, now_s=100.5, lag_max_s=LAG_MAX_S) == [0, 1]

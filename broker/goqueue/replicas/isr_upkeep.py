@@ -1,7 +1,7 @@
 """The in-sync replica sets of the partitions this broker leads: every ISR_TICK_S the leader shrinks its ISR by
-followers that lag more than `replication.replicaLagMax` and expands it by followers that caught up with the high
+followers that lag more than `replication.replicaLagMax` and expands it by followers whose fetch reached the high
 watermark (the rules are pure: `replication/isr.py`), proposing each change as a compare-and-set on the leader
-epoch and partition version.
+epoch and partition version. Joining followers that stopped fetching stop holding the high watermark back.
 """
 
 from __future__ import annotations
@@ -54,10 +54,12 @@ class IsrUpkeep:
 
     async def _update(self, partition: Partition) -> None:
         if not partition.is_leader or partition.isr_change_pending:
-            return
+            return  # a joiner named by a pending change keeps holding the high watermark until the change is decided
+        now, lag_max_s = time.monotonic(), self.settings.replication.replica_lag_max_s
+        if isr_rules.forget_stale_joiners(partition.followers, now, lag_max_s) and partition.advance_high_watermark():
+            partition.notify()
         proposed = isr_rules.next_isr(self.broker_id, partition.isr, partition.replicas, partition.followers,
-                                      partition.log.high_watermark, time.monotonic(),
-                                      self.settings.replication.replica_lag_max_s)
+                                      partition.log.high_watermark, now, lag_max_s)
         if proposed is None:
             return
         partition.isr_change_pending = True

@@ -379,7 +379,7 @@ class ReplicaManager:
                     continue
                 plog = partition.log
                 progress = partition.followers.setdefault(request.replica_id, FollowerProgress(0, now, now))
-                record_fetch(progress, offset, plog.flushed_offset, now)
+                record_fetch(progress, offset, plog.flushed_offset, now, partition.join_offset(request.replica_id))
                 if partition.advance_high_watermark():
                     partition.notify()
                 try:

@@ -107,8 +107,17 @@ class Partition:
         the longest in an epoch (`settle_waived`) reads go on from the high watermark as it stands."""
         return self.settle_waived or self.log.high_watermark >= self.epoch_start_offset
 
+    def join_offset(self, broker: int) -> int | None:
+        """Where a follower's fetch must start for it to join the ISR (`replication/isr.py`): the high watermark, and
+        no less than this leader's log end when it was elected (Kafka's rule: records the previous leader may have
+        acknowledged lie below it). None for an in-sync replica, or a broker that is not a replica."""
+        if broker in self.isr or broker not in self.replicas:
+            return None
+        return max(self.log.high_watermark, self.epoch_start_offset)
+
     def advance_high_watermark(self) -> bool:
-        """Leader: the high watermark is the smallest durable log end among in-sync replicas; it never goes back."""
+        """Leader: the high watermark is the smallest durable log end among in-sync replicas and joining followers; it
+        never goes back."""
         if not self.is_leader:
             return False
         hwm = high_watermark(self.broker_id, self.log.flushed_offset, self.isr, self.followers)
