@@ -139,8 +139,8 @@ class Broker:
         self.membership.begin_stop()
         if was_ready:
             try:
-                await asyncio.wait_for(self.replicas.hand_over_leadership(),
-                                       self.settings.broker.shutdown_grace_s / 2)
+                async with asyncio.timeout(self.settings.broker.shutdown_grace_s / 2):  # not wait_for: raft.py
+                    await self.replicas.hand_over_leadership()
             except (TimeoutError, GoQueueError) as exc:
                 log.warning("cluster.handover_incomplete", extra={"error": str(exc)})
         await self.replicas.stop_following()

@@ -149,7 +149,8 @@ class StorageController:
             except ApiError as exc:  # a conflict or a vanished object: the next event retries
                 log.info("storage reconcile: %s", exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+                async with asyncio.timeout(5.0):  # not wait_for: on 3.11 it can swallow a cancellation
+                    await self._wake.wait()
 
     async def reconcile(self) -> None:
         pvs = dict(self.pvs.objects)

@@ -209,7 +209,9 @@ class Producer:
             if wait_s != 0.0:
                 queue.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(queue.wakeup.wait(), wait_s)
+                    # Not wait_for: on Python 3.11 it swallows a cancellation that lands as the wait ends.
+                    async with asyncio.timeout(wait_s):
+                        await queue.wakeup.wait()
                 continue
             batch = queue.take(settings.batch_bytes, settings.batch_records)
             try:

@@ -289,7 +289,8 @@ async def read_local(replica: LocalReplica, index: int,
         if not is_current():
             raise NotCoordinator(f"{STATE_TOPIC}/{index} changed leader while loading")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), COMMIT_POLL_S)
+            async with asyncio.timeout(COMMIT_POLL_S):  # not wait_for: see replication/raft.py
+                await changed.wait()
     found: list[tuple[str, dict[str, Any] | None]] = []
     offset = replica.log_start_offset
     while offset < end:

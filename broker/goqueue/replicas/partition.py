@@ -53,7 +53,8 @@ class Partition:
 
     async def wait_changed(self, timeout_s: float) -> bool:
         try:
-            await asyncio.wait_for(self.grown.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: see replication/raft.py
+                await self.grown.wait()
         except TimeoutError:
             return False
         return True

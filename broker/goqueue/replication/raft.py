@@ -200,7 +200,11 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
 
             self._apply(command, callback=done)
             try:
-                result = await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+                # Not asyncio.wait_for: on Python 3.11 it returns the result of a future that completes as its
+                # caller is cancelled, swallowing the cancellation (fixed in 3.12). A stopping broker's ISR upkeep,
+                # cancelled as its ISR change committed, then ticked on for good and the broker never exited.
+                async with asyncio.timeout_at(deadline):
+                    result = await future
             except TimeoutError:
                 raise Timeout(f"metadata change {command['op']} not committed within {timeout_s:.0f}s "
                               "(no metadata quorum?)") from None

@@ -121,7 +121,8 @@ class Kubelet:
                 await schedule(self.ctx.client, pod, self.ctx.node_name, self._claim_phase)
             # Unbound claims resolve without a pod event: poll while anything waits.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._schedule_wake.wait(), 1.0 if pending else 30.0)
+                async with asyncio.timeout(1.0 if pending else 30.0):  # not wait_for: it can swallow a cancel
+                    await self._schedule_wake.wait()
 
     # -- DNS -------------------------------------------------------------------------------------------------
     async def _on_service(self, _kind: str, _svc: JSON) -> None:

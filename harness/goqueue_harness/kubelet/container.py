@@ -226,7 +226,8 @@ class ContainerRunner:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(proc.wait(), grace_s)
+            async with asyncio.timeout(grace_s):  # not wait_for: on 3.11 it can swallow a cancellation
+                await proc.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -247,7 +248,8 @@ class ContainerRunner:
             if "sleep" in hook:
                 await asyncio.sleep(min(grace_s, float(hook["sleep"]["seconds"])))
             elif "exec" in hook:
-                await asyncio.wait_for(run_probe({"exec": hook["exec"], "timeoutSeconds": grace_s}, target), grace_s)
+                async with asyncio.timeout(grace_s):
+                    await run_probe({"exec": hook["exec"], "timeoutSeconds": grace_s}, target)
             elif "httpGet" in hook:
                 spec = hook["httpGet"]
                 port = resolve_port(spec["port"], self.container)
@@ -325,4 +327,5 @@ class ContainerRunner:
     async def _pause(self, delay_s: float) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay_s)
+            async with asyncio.timeout(delay_s):
+                await self._wake.wait()

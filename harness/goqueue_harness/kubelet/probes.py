@@ -89,7 +89,8 @@ async def _http_get(spec: JSON, target: ProbeTarget, timeout_s: float) -> bool:
 
 
 async def _tcp(host: str, port: int, timeout_s: float) -> bool:
-    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    async with asyncio.timeout(timeout_s):  # not wait_for: on 3.11 it can swallow a cancellation
+        _, writer = await asyncio.open_connection(host, port)
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
@@ -103,7 +104,8 @@ async def _exec(argv: list[str], target: ProbeTarget, timeout_s: float) -> bool:
         start_new_session=True,
     )
     try:
-        return await asyncio.wait_for(proc.wait(), timeout_s) == 0
+        async with asyncio.timeout(timeout_s):
+            return await proc.wait() == 0
     except TimeoutError:
         proc.kill()
         await proc.wait()

@@ -71,7 +71,8 @@ class Credit:
         """Until credit is granted, the client half-closes, or the timeout."""
         self._granted.clear()
         try:
-            await asyncio.wait_for(self._granted.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: see replication/raft.py
+                await self._granted.wait()
         except TimeoutError:
             return
 
