@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from goqueue.replicas.partition import Partition, Role
 from goqueue.replication.controller import controlled_shutdown_plan
 from goqueue.replication.isr import FollowerProgress, forget_stale_joiners, high_watermark, next_isr, record_fetch
+from goqueue.storage import batch as batches
 from goqueue.storage.log import LogConfig, PartitionLog
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +40,7 @@ def test_a_follower_that_left_the_isr_rejoins_only_by_a_fetch_made_after_it_left
     leadership with an empty log."""
     partition = leader
     for broker in (1, 2):
-        record_fetch(partition.followers[broker], 20, 20, now_s=101.0)
+        record_fetch(partition.followers[broker], 20, 20, now_s=101.0, join_offset=None)
     assert next_isr(0, partition.isr, partition.replicas, partition.followers, 20, 102.0, LAG_MAX_S) is None
 
     partition.apply_metadata(_state([0, 2], 2), now_s=103.0)  # broker 1 left (leave_isr)
@@ -57,8 +56,9 @@ def test_a_follower_that_left_the_isr_rejoins_only_by_a_fetch_made_after_it_left
 def test_an_in_sync_follower_fetching_below_the_high_watermark_leaves_at_once() -> None:
     progress = {1: FollowerProgress(), 2: FollowerProgress()}
     for broker in (1, 2):
-        record_fetch(progress[broker], 20, 20, now_s=100.0)
-    record_fetch(progress[1], 3, 20, now_s=101.0)  # restarted with a damaged volume, still within the lag window
+        record_fetch(progress[broker], 20, 20, now_s=100.0, join_offset=None)
+    # restarted with a damaged volume, still within the lag window
+    record_fetch(progress[1], 3, 20, now_s=101.0, join_offset=None)
 
     assert next_isr(0, [0, 1, 2], [0, 1, 2], progress, 20, 101.0, LAG_MAX_S) == [0, 2]
 
@@ -117,9 +117,9 @@ def test_a_follower_one_round_behind_at_every_tick_joins_by_the_fetch_that_reach
     that reached the high watermark decides; from then on the high watermark waits for it, so it is never short of
     what was acknowledged when the metadata lists it in the ISR."""
     progress = {2: FollowerProgress()}
-    record_fetch(progress[2], 20, leader_log_end=25, now_s=100.0)  # in the ISR, at the high watermark (20)
+    record_fetch(progress[2], 20, leader_log_end=25, now_s=100.0, join_offset=None)  # in the ISR, at the high watermark
     record_fetch(progress.setdefault(1, FollowerProgress()), 20, leader_log_end=25, now_s=100.0, join_offset=20)
-    record_fetch(progress[2], 25, leader_log_end=25, now_s=100.1)  # the in-sync follower goes on
+    record_fetch(progress[2], 25, leader_log_end=25, now_s=100.1, join_offset=None)  # the in-sync follower goes on
     assert high_watermark(0, 25, [0, 2], progress) == 20, "the high watermark passed a joining follower"
     assert next_isr(0, [0, 2], [0, 1, 2], progress, hwm=20, now_s=100.5, lag_max_s=LAG_MAX_S) == [0, 1, 2]
 
@@ -165,3 +165,61 @@ def test_a_follower_past_the_high_watermark_but_short_of_the_new_leaders_epoch_s
     assert next_isr(0, [0], [0, 1], progress, hwm=7, now_s=100.0, lag_max_s=LAG_MAX_S) is None
     record_fetch(progress[1], 12, leader_log_end=12, now_s=100.5, join_offset=12)
     assert next_isr(0, [0], [0, 1], progress, hwm=7, now_s=100.5, lag_max_s=LAG_MAX_S) == [0, 1]
+
+
+def test_a_follower_a_round_behind_under_steady_load_stays_in_sync_and_a_stuck_one_leaves() -> None:
+    """Kafka's rule: a fetch starting at or past the leader's log end when the previous fetch was served shows the
+    follower caught up as of that previous fetch. Judged only against the leader's latest end, a follower always a
+    batch behind under steady load was never caught up, and left the ISR right after joining it."""
+    behind, stuck = FollowerProgress(), FollowerProgress()
+    for step in range(30):  # 15 s of fetches; the leader is always one batch of 10 ahead of where they fetch
+        now = 100.0 + step * 0.5
+        record_fetch(behind, 10 * step, leader_log_end=10 * step + 10, now_s=now, join_offset=None)
+        record_fetch(stuck, 10, leader_log_end=10 * step + 10, now_s=now, join_offset=None)  # its appends fail
+    progress = {1: behind, 2: stuck}
+    assert next_isr(0, [0, 1, 2], [0, 1, 2], progress, hwm=10, now_s=114.5, lag_max_s=LAG_MAX_S) == [0, 1]
+
+
+def _leader_with_records(tmp_path: Path, count: int) -> Partition:
+    plog = PartitionLog.open(tmp_path / "t-0", LogConfig())
+    partition = Partition("t", 0, plog, broker_id=0)
+    partition.apply_metadata({"leader": 0, "leader_epoch": 0, "replicas": [0, 1, 2], "isr": [0, 1], "version": 1},
+                             now_s=100.0)
+    plog.append(batches.build_batch([(None, b"v", [])] * count, 0), leader_epoch=0)  # written since it was elected
+    plog.flush()
+    return partition
+
+
+def test_a_follower_named_by_a_pending_expansion_holds_the_high_watermark_even_if_it_stops_joining(
+        tmp_path: Path) -> None:
+    partition = _leader_with_records(tmp_path, 20)
+    try:
+        record_fetch(partition.followers[1], 20, 20, now_s=101.0, join_offset=None)
+        record_fetch(partition.followers[2], 10, 20, now_s=101.0, join_offset=partition.join_offset(2))
+        partition.log.high_watermark = 10
+        record_fetch(partition.followers[2], 10, 20, now_s=101.0, join_offset=partition.join_offset(2))
+        partition.proposed_isr = [0, 1, 2]  # the ISR upkeep proposed adding it
+        record_fetch(partition.followers[2], 0, 20, now_s=101.5, join_offset=partition.join_offset(2))  # lost its copy
+        assert not partition.followers[2].joining
+        assert not partition.advance_high_watermark(), "the high watermark passed a follower the pending ISR names"
+        partition.apply_metadata({"leader": 0, "leader_epoch": 0, "replicas": [0, 1, 2], "isr": [0, 1],
+                                  "version": 2}, now_s=102.0)  # the expansion was refused (a conflict)
+        assert partition.log.high_watermark == 20, "applying the metadata did not move the high watermark on"
+    finally:
+        partition.log.close()
+
+
+def test_a_joining_follower_that_stops_being_a_replica_stops_holding_the_high_watermark(tmp_path: Path) -> None:
+    partition = _leader_with_records(tmp_path, 20)
+    try:
+        partition.log.high_watermark = 10
+        record_fetch(partition.followers[1], 20, 20, now_s=101.0, join_offset=None)
+        record_fetch(partition.followers[2], 10, 20, now_s=101.0, join_offset=partition.join_offset(2))
+        assert partition.followers[2].joining
+        assert not partition.advance_high_watermark()  # it waits for the joiner at 10
+        partition.apply_metadata({"leader": 0, "leader_epoch": 0, "replicas": [0, 1], "isr": [0, 1], "version": 2},
+                                 now_s=102.0)  # a move away from broker 2 was cancelled: it drops its copy
+        assert 2 not in partition.followers
+        assert partition.log.high_watermark == 20
+    finally:
+        partition.log.close()

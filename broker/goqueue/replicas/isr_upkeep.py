@@ -62,7 +62,7 @@ class IsrUpkeep:
                                       partition.log.high_watermark, now, lag_max_s)
         if proposed is None:
             return
-        partition.isr_change_pending = True
+        partition.isr_change_pending, partition.proposed_isr = True, proposed
         previous = list(partition.isr)
         command = commands.change_isr(partition.topic, partition.index, leader_epoch=partition.leader_epoch,
                                       expected_version=partition.version, isr=proposed)
@@ -72,6 +72,6 @@ class IsrUpkeep:
                 "topic": partition.topic, "partition": partition.index, "from": previous, "to": proposed})
             self.metrics.isr_changes.labels("shrink" if len(proposed) < len(previous) else "expand").inc()
         except (MetadataConflict, GoQueueError) as exc:
-            partition.isr_change_pending = False
+            partition.isr_change_pending, partition.proposed_isr = False, []
             log.info("partition.isr_change_refused", extra={"topic": partition.topic,
                                                             "partition": partition.index, "reason": str(exc)})

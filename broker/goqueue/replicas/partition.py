@@ -43,6 +43,7 @@ class Partition:
         self.followers: dict[int, FollowerProgress] = {}
         self.needs_truncation = False
         self.isr_change_pending = False
+        self.proposed_isr: list[int] = []  # the ISR change pending, if any: the high watermark counts its members too
         self.epoch_start_offset = 0  # this broker's log end when it became leader of the current epoch
         self.settle_waived = False  # a read waited the longest once this epoch: later reads do not wait again
 
@@ -74,13 +75,17 @@ class Partition:
             self.epochs.assign(epoch, self.log.log_end_offset)
         previous_isr = self.isr
         self.replicas, self.isr, self.version = list(state["replicas"]), list(state["isr"]), state["version"]
-        self.isr_change_pending = False
+        self.isr_change_pending, self.proposed_isr = False, []
         for broker in previous_isr:
             if broker not in self.isr and broker in self.followers:
                 # Out of the ISR (lagging, or it lost its copy and left): only a fetch made from now on may bring
                 # it back, never what it had before — it may have restarted with less.
                 self.followers[broker] = FollowerProgress()
+        for broker in [b for b in self.followers if b not in self.replicas]:
+            del self.followers[broker]  # no longer a replica (a move completed or was cancelled): nothing waits for it
         if leader == self.leader_id and epoch == self.leader_epoch:
+            if self.advance_high_watermark():  # a shrink, or a joiner gone, may let it move now, not at the next fetch
+                self.notify()
             return False
         self.leader_id, self.leader_epoch = leader, epoch
         if leader == self.broker_id:
@@ -117,11 +122,12 @@ class Partition:
         return max(self.log.high_watermark, self.epoch_start_offset)
 
     def advance_high_watermark(self) -> bool:
-        """Leader: the high watermark is the smallest durable log end among in-sync replicas and joining followers; it
-        never goes back."""
+        """Leader: the high watermark is the smallest durable log end among in-sync replicas, the members of an ISR
+        change pending and joining followers (`replication/isr.py`); it never goes back."""
         if not self.is_leader:
             return False
-        hwm = high_watermark(self.broker_id, self.log.flushed_offset, self.isr, self.followers)
+        counted = self.isr if not self.proposed_isr else [*self.isr, *self.proposed_isr]
+        hwm = high_watermark(self.broker_id, self.log.flushed_offset, counted, self.followers)
         if hwm > self.log.high_watermark:
             self.log.high_watermark = min(hwm, self.log.log_end_offset)
             return True

@@ -1,19 +1,23 @@
 """The partition leader's view of its followers: their progress, the high watermark, and ISR changes.
 
 Pure functions over `FollowerProgress` records, so the rules are tested without a network:
-* the high watermark is the smallest log end offset among in-sync replicas (the leader's own included): a record
-  below it is on every in-sync replica, which is what `acks=all` promises;
+* the high watermark is the smallest log end offset among in-sync replicas (the leader's own included), followers
+  named by an ISR expansion not yet decided, and joining followers (below): a record below it is on every in-sync
+  replica, which is what `acks=all` promises;
 * a follower leaves the ISR when it has not caught up to the leader's log end within `lag_max_s`, and at once when
   it fetches from below the high watermark: it lost records every in-sync replica must hold (a replaced or damaged
-  volume), so it must never be elected until it has them again;
+  volume), so it must never be elected until it has them again. A fetch starting at or past the leader's log end
+  when the follower's previous fetch was served shows it caught up as of that previous fetch (Kafka's rule): under
+  steady load a follower is always a round behind the leader's very latest record, and stays in sync;
 * it rejoins once a fetch *since it left* reaches the high watermark (progress from before it left, e.g. from
   before a restart that lost its data, never counts: the leader resets it when the follower leaves the ISR).
   That is judged at each fetch, not at the ISR tick (Kafka's rule): under steady load the high watermark has
   usually moved on since a follower's last fetch, so a snapshot at the tick could keep a follower one round behind
   out for good. From that fetch on the follower is *joining*: the high watermark counts it as if it were in the
-  ISR (Kafka's "maximal ISR"), so it never passes the follower before the metadata lists it there — an election
-  among the new ISR then loses no acknowledged record. A joining follower that stops fetching for `lag_max_s`
-  stops joining (`forget_stale_joiners`), and the high watermark no longer waits for it.
+  ISR, and once an expansion naming it is proposed, until that is decided (Kafka's "maximal ISR"), so it never
+  passes the follower before the metadata lists it there — an election among the new ISR then loses no
+  acknowledged record. A joining follower that stops fetching for `lag_max_s` stops joining
+  (`forget_stale_joiners`), and the high watermark no longer waits for it.
 """
 
 from __future__ import annotations
@@ -29,19 +33,23 @@ class FollowerProgress:
     last_caught_up_s: float = 0.0
     fetched: bool = False  # a real fetch recorded, not the placeholder a new leader starts its followers with
     joining: bool = False  # outside the ISR, its latest fetch reached the join offset: the high watermark waits for it
+    leader_end_at_fetch: int = 0  # the leader's log end when its latest fetch was served
 
 
 def record_fetch(progress: FollowerProgress, fetch_offset: int, leader_log_end: int, now_s: float,
-                 join_offset: int | None = None) -> None:
+                 join_offset: int | None) -> None:
     """A follower fetching from `fetch_offset` has everything below it. `join_offset`: for a replica outside the
     ISR, where it must have fetched from to join it (the high watermark, and no less than the leader's log end when
     it was elected); None for one that is in the ISR or may not join (not a replica)."""
+    if fetch_offset >= leader_log_end:
+        progress.last_caught_up_s = now_s
+    elif progress.fetched and fetch_offset >= progress.leader_end_at_fetch:
+        progress.last_caught_up_s = max(progress.last_caught_up_s, progress.last_fetch_s)  # as of its previous fetch
     progress.log_end_offset = fetch_offset
+    progress.leader_end_at_fetch = leader_log_end
     progress.last_fetch_s = now_s
     progress.fetched = True
     progress.joining = join_offset is not None and fetch_offset >= join_offset
-    if fetch_offset >= leader_log_end:
-        progress.last_caught_up_s = now_s
 
 
 def high_watermark(leader_id: int, leader_log_end: int, isr: Sequence[int],

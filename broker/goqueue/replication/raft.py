@@ -203,6 +203,8 @@ class RaftMetadata(SyncObj):  # type: ignore[misc]  # PySyncObj ships no type in
                 # Not asyncio.wait_for: on Python 3.11 it returns the result of a future that completes as its
                 # caller is cancelled, swallowing the cancellation (fixed in 3.12). A stopping broker's ISR upkeep,
                 # cancelled as its ISR change committed, then ticked on for good and the broker never exited.
+                # A commit landing in the very turn the deadline passes is reported as Timeout, which callers
+                # already take as "may or may not have committed" (as with LEADER_CHANGED).
                 async with asyncio.timeout_at(deadline):
                     result = await future
             except TimeoutError:

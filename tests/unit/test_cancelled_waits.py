@@ -1,9 +1,9 @@
-"""A coroutine cancelled just as what it waits for completes is cancelled, not handed the result.
+"""A wait cancelled just as what it waits for completes is cancelled, not handed the result.
 
 Python 3.11's `asyncio.wait_for` returns the result of a future that completes in the same loop turn as its
 caller's cancellation, and the cancellation is lost (fixed in 3.12). CI saw it stop a broker from exiting: its ISR
 upkeep was cancelled as its ISR change committed, went on ticking, and the stop awaited it for good. The broker waits
-with `asyncio.timeout` instead; these tests cancel each such wait in that very turn.
+with `asyncio.timeout` instead; these tests cancel such waits in that very turn, and keep `wait_for` out.
 """
 
 from __future__ import annotations
