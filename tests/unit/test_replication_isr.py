@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from goqueue.config import Settings
+from goqueue.replicas.isr_upkeep import IsrUpkeep
 from goqueue.replicas.partition import Partition, Role
 from goqueue.replication.controller import controlled_shutdown_plan
 from goqueue.replication.isr import FollowerProgress, forget_stale_joiners, high_watermark, next_isr, record_fetch
+from goqueue.replication.metadata import MetadataConflict
 from goqueue.storage import batch as batches
 from goqueue.storage.log import LogConfig, PartitionLog
 
@@ -221,5 +227,40 @@ def test_a_joining_follower_that_stops_being_a_replica_stops_holding_the_high_wa
                                  now_s=102.0)  # a move away from broker 2 was cancelled: it drops its copy
         assert 2 not in partition.followers
         assert partition.log.high_watermark == 20
+    finally:
+        partition.log.close()
+
+
+def test_the_isr_upkeep_names_its_expansion_to_the_high_watermark_until_the_proposal_is_answered(
+        tmp_path: Path) -> None:
+    """While the proposal adding broker 2 is out, the high watermark waits for broker 2 even if it stops joining
+    (here it comes back with an empty log); once the proposal is refused it no longer does."""
+    partition = _leader_with_records(tmp_path, 20)
+    answered = asyncio.Event()
+    proposed: list[dict[str, Any]] = []
+
+    async def propose(command: dict[str, Any]) -> None:
+        proposed.append(command)
+        await answered.wait()
+        raise MetadataConflict("refused")
+
+    async def scenario() -> None:
+        upkeep = IsrUpkeep(Settings.model_validate({"broker": {"id": 0}}), None,  # type: ignore[arg-type]
+                           SimpleNamespace(propose=propose), lambda: [partition])  # type: ignore[arg-type]
+        partition.log.high_watermark = 10
+        record_fetch(partition.followers[1], 20, 20, now_s=time.monotonic(), join_offset=None)
+        record_fetch(partition.followers[2], 10, 20, now_s=time.monotonic(), join_offset=partition.join_offset(2))
+        update = asyncio.ensure_future(upkeep._update(partition))
+        await asyncio.sleep(0)
+        assert [c["isr"] for c in proposed] == [[0, 1, 2]]
+        record_fetch(partition.followers[2], 0, 20, now_s=time.monotonic(), join_offset=partition.join_offset(2))
+        assert not partition.advance_high_watermark(), "passed broker 2 while the proposal adding it was out"
+        answered.set()
+        await update
+        assert partition.advance_high_watermark()
+        assert partition.log.high_watermark == 20
+
+    try:
+        asyncio.run(scenario())
     finally:
         partition.log.close()

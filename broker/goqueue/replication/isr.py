@@ -14,10 +14,12 @@ Pure functions over `FollowerProgress` records, so the rules are tested without 
   That is judged at each fetch, not at the ISR tick (Kafka's rule): under steady load the high watermark has
   usually moved on since a follower's last fetch, so a snapshot at the tick could keep a follower one round behind
   out for good. From that fetch on the follower is *joining*: the high watermark counts it as if it were in the
-  ISR, and once an expansion naming it is proposed, until that is decided (Kafka's "maximal ISR"), so it never
-  passes the follower before the metadata lists it there — an election among the new ISR then loses no
-  acknowledged record. A joining follower that stops fetching for `lag_max_s` stops joining
-  (`forget_stale_joiners`), and the high watermark no longer waits for it.
+  ISR, and once an expansion naming it is proposed, until the proposal is answered or this broker next applies
+  metadata (Kafka's "maximal ISR"), so in the usual course it never passes the follower before the metadata lists
+  it there. Not covered: a proposal whose answer was lost (a timeout, a metadata leader change) that commits
+  later, after the follower lost its copy or was forgotten — the next tick then removes it from the ISR (it
+  fetches from below the high watermark, or lags), as before this rule. A joining follower that stops fetching
+  for `lag_max_s` stops joining (`forget_stale_joiners`), and the high watermark no longer waits for it.
 """
 
 from __future__ import annotations
