@@ -54,7 +54,7 @@ class IsrUpkeep:
 
     async def _update(self, partition: Partition) -> None:
         if not partition.is_leader or partition.isr_change_pending:
-            return  # a joiner named by the change out keeps holding the high watermark until it is answered
+            return  # a change in flight: a joiner it names holds the high watermark back until it is answered
         now, lag_max_s = time.monotonic(), self.settings.replication.replica_lag_max_s
         if isr_rules.forget_stale_joiners(partition.followers, now, lag_max_s) and partition.advance_high_watermark():
             partition.notify()
